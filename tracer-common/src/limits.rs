@@ -1,0 +1,27 @@
+//! Capture bounds, one definition for both sides. Every loop and copy in the kernel is
+//! bounded by one of these; user space flags a record that hit one.
+
+/// Bytes of the argument area (`argv`, NUL-separated) copied per exec. Longer argument
+/// lists are cut at this bound and flagged `truncArgs`.
+pub const ARGS_MAX: usize = 4096;
+
+/// Bytes of `linux_binprm.filename` (the path as passed to `execve`) copied per exec.
+pub const FILENAME_MAX: usize = 256;
+
+/// Bytes of path components (leaf first, each NUL-terminated) a path walk may start
+/// writing at. A walk stops once it has written this many bytes.
+pub const PATH_MAX: usize = 1024;
+
+/// Longest single path component, NUL included (`NAME_MAX` + 1 in the kernel).
+pub const NAME_MAX: usize = 256;
+
+/// Size of a path buffer: a component may start anywhere below `PATH_MAX` and still fit.
+pub const PATH_BUF: usize = PATH_MAX + NAME_MAX;
+
+/// Steps of a path walk: one per component, plus one per mount crossed.
+pub const PATH_DEPTH_MAX: usize = 48;
+
+// The kernel masks offsets with `X - 1`: these must stay powers of two.
+const _: () = assert!(ARGS_MAX.is_power_of_two());
+const _: () = assert!(PATH_MAX.is_power_of_two());
+const _: () = assert!(FILENAME_MAX.is_power_of_two());

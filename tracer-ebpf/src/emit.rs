@@ -1,0 +1,58 @@
+//! Reserve, fill, submit: every record goes to `EVENTS` through here, and every record
+//! the ring buffer cannot take is counted in `COUNTERS`.
+
+use aya_ebpf::{
+    helpers::generated::{bpf_get_current_cgroup_id, bpf_ktime_get_ns},
+    maps::ring_buf::RingBufEntry,
+};
+use tracer_common::{
+    counters::{Counter, counter_index},
+    event::{EventHeader, EventKind},
+};
+
+use crate::maps::{COUNTERS, EVENTS};
+
+/// Adds one to `counter` of `kind` on this CPU.
+#[inline(always)]
+pub fn count(kind: EventKind, counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter_index(kind, counter)) {
+        // SAFETY: `slot` points into this CPU's value of the per-CPU array; programs on one
+        // CPU do not preempt each other, so the increment is not raced.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Reserves a `T` record in the ring buffer, counting a failure as a lost `kind` event.
+#[inline(always)]
+pub fn reserve<T: 'static>(kind: EventKind) -> Option<RingBufEntry<T>> {
+    let entry = EVENTS.reserve::<T>(0);
+    if entry.is_none() {
+        count(kind, Counter::RingBufFull);
+    }
+    entry
+}
+
+/// Submits a filled record; `read_error` says some field could not be read.
+#[inline(always)]
+pub fn submit<T>(kind: EventKind, entry: RingBufEntry<T>, read_error: bool) {
+    if read_error {
+        count(kind, Counter::ReadError);
+    }
+    count(kind, Counter::Emitted);
+    entry.submit(0);
+}
+
+/// The common head of a record about process `pid`, thread `tid`, stamped now.
+#[inline(always)]
+pub fn header(kind: EventKind, pid: u32, tid: u32) -> EventHeader {
+    EventHeader {
+        kind: kind as u32,
+        tid,
+        // SAFETY: helpers without arguments or side effects.
+        ktime_ns: unsafe { bpf_ktime_get_ns() },
+        pid,
+        _pad: 0,
+        // SAFETY: as above.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+    }
+}

@@ -1,0 +1,54 @@
+//! Values the agent hands in at load time. They live in `.rodata`, which aya freezes
+//! after filling, so the verifier sees every offset as a constant.
+
+use tracer_common::offsets::KernelOffsets;
+
+/// Field offsets resolved by the agent from the running kernel's BTF.
+#[unsafe(no_mangle)]
+pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
+    task_real_parent: 0,
+    task_tgid: 0,
+    task_pid: 0,
+    task_start_time: 0,
+    task_mm: 0,
+    task_fs: 0,
+    task_loginuid: 0,
+    task_cred: 0,
+    task_signal: 0,
+    task_group_leader: 0,
+    task_exit_code: 0,
+    task_flags: 0,
+    mm_arg_start: 0,
+    mm_arg_end: 0,
+    cred_euid: 0,
+    cred_egid: 0,
+    fs_root: 0,
+    fs_pwd: 0,
+    path_mnt: 0,
+    path_dentry: 0,
+    dentry_parent: 0,
+    dentry_name: 0,
+    vfsmount_root: 0,
+    mount_mnt: 0,
+    mount_parent: 0,
+    mount_mountpoint: 0,
+    bprm_file: 0,
+    bprm_filename: 0,
+    bprm_interp: 0,
+    file_path: 0,
+    signal_live: 0,
+    present: 0,
+};
+
+/// Reads one field of `OFFSETS`: `off!(task_tgid)` is the offset of `task_struct.tgid`.
+/// The read is volatile so that the compiler cannot fold the zeros it sees at build time.
+macro_rules! off {
+    ($field:ident) => {{
+        #[allow(unused_unsafe)]
+        // SAFETY: OFFSETS is a valid, aligned static; a volatile read of one of its
+        // fields is a plain load from .rodata.
+        let v = unsafe { core::ptr::read_volatile(&raw const crate::globals::OFFSETS.$field) };
+        v as u64
+    }};
+}
+pub(crate) use off;

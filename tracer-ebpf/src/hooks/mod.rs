@@ -1,0 +1,3 @@
+//! One module per family of hooks.
+
+pub mod process;

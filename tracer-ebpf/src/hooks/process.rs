@@ -1,0 +1,211 @@
+//! The process lifecycle: `sched_process_exec`, `sched_process_fork` and
+//! `sched_process_exit`, attached as raw tracepoints. They run on exec, fork and exit
+//! only, never on the syscall path. Raw tracepoint arguments are the tracepoint's
+//! `TP_PROTO` (include/trace/events/sched.h), passed as plain integers.
+
+use aya_ebpf::{
+    helpers::generated::bpf_get_current_uid_gid, macros::raw_tracepoint,
+    programs::RawTracePointContext,
+};
+use tracer_common::{
+    event::{
+        EXEC_ERR_ARGS, EXEC_ERR_BINARY, EXEC_ERR_CWD, EXEC_ERR_FILENAME, EXEC_NO_AUID, EXEC_SCRIPT,
+        EXEC_TRUNC_ARGS, EXEC_TRUNC_BINARY, EXEC_TRUNC_CWD, EventKind, ExecEvent, ExitEvent,
+        ForkEvent,
+    },
+    offsets::{HAS_LOGINUID, PF_KTHREAD},
+};
+
+use crate::{
+    emit,
+    globals::off,
+    kread::{self, u32_at, u64_at},
+};
+
+/// `TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`; `p` is
+/// the current task, its new image already committed.
+///
+/// Results go straight into the record (see `kread::set_bit` for why).
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
+    let task: u64 = ctx.arg(0);
+    let bprm: u64 = ctx.arg(2);
+    let Some(mut entry) = emit::reserve::<ExecEvent>(EventKind::Exec) else {
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY (every block below): `ev` points to a reserved, writable `ExecEvent` in the
+    // ring buffer; its fields are written through the raw pointer (the memory is
+    // uninitialised, every field is `Copy`), array fields are passed as pointers to their
+    // own bytes.
+    let flags = unsafe { &raw mut (*ev).flags };
+    unsafe { flags.write_volatile(0) };
+
+    let pid = u32_at(task + off!(task_tgid)).unwrap_or(0);
+    let tid = u32_at(task + off!(task_pid)).unwrap_or(0);
+    // SAFETY: helper without arguments.
+    let uid_gid = unsafe { bpf_get_current_uid_gid() };
+    let cred = u64_at(task + off!(task_cred)).unwrap_or(0);
+    unsafe {
+        (*ev).header = emit::header(EventKind::Exec, pid, tid);
+        (*ev).ppid = u64_at(task + off!(task_real_parent))
+            .and_then(|parent| u32_at(parent + off!(task_tgid)))
+            .unwrap_or(0);
+        (*ev).uid = uid_gid as u32;
+        (*ev).gid = (uid_gid >> 32) as u32;
+        (*ev).euid = u32_at(cred + off!(cred_euid)).unwrap_or(u32::MAX);
+        (*ev).egid = u32_at(cred + off!(cred_egid)).unwrap_or(u32::MAX);
+        (*ev).start_ns = u64_at(task + off!(task_start_time)).unwrap_or(0);
+        (*ev)._pad = 0;
+        (*ev).auid = u32::MAX;
+    }
+    if off!(present) & HAS_LOGINUID as u64 != 0 {
+        if let Some(auid) = u32_at(task + off!(task_loginuid)) {
+            unsafe { (*ev).auid = auid };
+        }
+    } else {
+        kread::set_bit(flags, EXEC_NO_AUID);
+    }
+
+    // The path given to exec, and whether a script handler replaced the interpreter.
+    let filename = u64_at(bprm + off!(bprm_filename)).unwrap_or(0);
+    if filename != u64_at(bprm + off!(bprm_interp)).unwrap_or(0) {
+        kread::set_bit(flags, EXEC_SCRIPT);
+    }
+    let n = kread::kernel_str(filename, unsafe { (&raw mut (*ev).filename).cast() });
+    unsafe { (*ev).filename_len = n.unwrap_or(0) };
+    if n.is_none() {
+        kread::set_bit(flags, EXEC_ERR_FILENAME);
+    }
+
+    // Paths end at the task's root, so a process in a container sees its own paths.
+    let fs = u64_at(task + off!(task_fs)).unwrap_or(0);
+    let root = fs + off!(fs_root);
+    let root = (
+        u64_at(root + off!(path_mnt)).unwrap_or(0),
+        u64_at(root + off!(path_dentry)).unwrap_or(0),
+    );
+    let file = u64_at(bprm + off!(bprm_file)).unwrap_or(0);
+    unsafe {
+        kread::path(
+            file + off!(file_path),
+            root,
+            (&raw mut (*ev).binary).cast(),
+            &raw mut (*ev).binary_len,
+            flags,
+            (EXEC_TRUNC_BINARY, EXEC_ERR_BINARY),
+        );
+        kread::path(
+            fs + off!(fs_pwd),
+            root,
+            (&raw mut (*ev).cwd).cast(),
+            &raw mut (*ev).cwd_len,
+            flags,
+            (EXEC_TRUNC_CWD, EXEC_ERR_CWD),
+        );
+    }
+
+    let mm = u64_at(task + off!(task_mm)).unwrap_or(0);
+    let arg_start = u64_at(mm + off!(mm_arg_start)).unwrap_or(0);
+    let arg_end = u64_at(mm + off!(mm_arg_end)).unwrap_or(0);
+    match kread::args(arg_start, arg_end, unsafe { (&raw mut (*ev).args).cast() }) {
+        Some((n, truncated)) => {
+            unsafe { (*ev).args_len = n };
+            if truncated {
+                kread::set_bit(flags, EXEC_TRUNC_ARGS);
+            }
+        }
+        None => {
+            unsafe { (*ev).args_len = 0 };
+            kread::set_bit(flags, EXEC_ERR_ARGS);
+        }
+    }
+
+    let errors = EXEC_ERR_ARGS | EXEC_ERR_BINARY | EXEC_ERR_CWD | EXEC_ERR_FILENAME;
+    let read_error = unsafe { flags.read_volatile() } & errors != 0;
+    emit::submit(EventKind::Exec, entry, read_error);
+    0
+}
+
+/// `TP_PROTO(struct task_struct *parent, struct task_struct *child)`. Fires for threads
+/// too; only new processes (thread-group leaders) are recorded.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    let child: u64 = ctx.arg(1);
+    let (Some(pid), Some(tid)) = (
+        u32_at(child + off!(task_tgid)),
+        u32_at(child + off!(task_pid)),
+    ) else {
+        emit::count(EventKind::Fork, tracer_common::counters::Counter::ReadError);
+        return 0;
+    };
+    if pid != tid || is_kthread(child) {
+        return 0;
+    }
+    let ppid = u64_at(child + off!(task_real_parent)).and_then(|p| u32_at(p + off!(task_tgid)));
+    let start_ns = u64_at(child + off!(task_start_time));
+    let Some(mut entry) = emit::reserve::<ForkEvent>(EventKind::Fork) else {
+        return 0;
+    };
+    entry.write(ForkEvent {
+        header: emit::header(EventKind::Fork, pid, tid),
+        ppid: ppid.unwrap_or(0),
+        _pad: 0,
+        start_ns: start_ns.unwrap_or(0),
+    });
+    emit::submit(EventKind::Fork, entry, ppid.is_none() || start_ns.is_none());
+    0
+}
+
+/// `TP_PROTO(struct task_struct *p, bool group_dead)` (Linux 6.16 and later): the
+/// agent attaches this program where BTF shows the second argument.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
+    let task: u64 = ctx.arg(0);
+    let group_dead: u64 = ctx.arg(1);
+    if group_dead & 0xff == 0 {
+        return 0;
+    }
+    record_exit(task)
+}
+
+/// `TP_PROTO(struct task_struct *p)` (before Linux 6.16): the process has ended when
+/// `signal_struct.live`, decremented before the tracepoint, has reached zero.
+#[raw_tracepoint(tracepoint = "sched_process_exit")]
+pub fn sched_process_exit_live(ctx: RawTracePointContext) -> i32 {
+    let task: u64 = ctx.arg(0);
+    let live = u64_at(task + off!(task_signal)).and_then(|s| u32_at(s + off!(signal_live)));
+    if live != Some(0) {
+        return 0;
+    }
+    record_exit(task)
+}
+
+#[inline(always)]
+fn record_exit(task: u64) -> i32 {
+    if is_kthread(task) {
+        return 0;
+    }
+    let pid = u32_at(task + off!(task_tgid));
+    let tid = u32_at(task + off!(task_pid));
+    let exit_code = u32_at(task + off!(task_exit_code));
+    let start_ns = u64_at(task + off!(task_group_leader))
+        .and_then(|leader| u64_at(leader + off!(task_start_time)));
+    let Some(mut entry) = emit::reserve::<ExitEvent>(EventKind::Exit) else {
+        return 0;
+    };
+    let read_error = pid.is_none() || exit_code.is_none() || start_ns.is_none();
+    entry.write(ExitEvent {
+        header: emit::header(EventKind::Exit, pid.unwrap_or(0), tid.unwrap_or(0)),
+        exit_code: exit_code.unwrap_or(0),
+        _pad: 0,
+        start_ns: start_ns.unwrap_or(0),
+    });
+    emit::submit(EventKind::Exit, entry, read_error);
+    0
+}
+
+#[inline(always)]
+fn is_kthread(task: u64) -> bool {
+    u32_at(task + off!(task_flags)).is_some_and(|f| f & PF_KTHREAD != 0)
+}

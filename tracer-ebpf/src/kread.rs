@@ -1,0 +1,162 @@
+//! The only place that reads kernel or user memory. Addresses are plain integers (raw
+//! tracepoint arguments and values read from kernel structs), fields are found with
+//! `off!` (offsets from the running kernel's BTF), and every loop is bounded by a
+//! constant of `tracer_common::limits`.
+
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::generated::{
+    bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
+};
+use tracer_common::limits::{ARGS_MAX, FILENAME_MAX, NAME_MAX, PATH_DEPTH_MAX, PATH_MAX};
+
+use crate::globals::off;
+
+/// Reads the 8-byte value (a pointer or a `u64`) at kernel address `addr`.
+#[inline(always)]
+pub fn u64_at(addr: u64) -> Option<u64> {
+    let mut v: u64 = 0;
+    // SAFETY: the helper writes at most 8 bytes into `v`, a local of 8 bytes; an unreadable
+    // `addr` makes it fail (and zero `v`) rather than fault.
+    let r =
+        unsafe { bpf_probe_read_kernel((&raw mut v).cast::<c_void>(), 8, addr as *const c_void) };
+    (r == 0).then_some(v)
+}
+
+/// Reads the 4-byte value at kernel address `addr`.
+#[inline(always)]
+pub fn u32_at(addr: u64) -> Option<u32> {
+    let mut v: u32 = 0;
+    // SAFETY: as in `u64_at`, for 4 bytes.
+    let r =
+        unsafe { bpf_probe_read_kernel((&raw mut v).cast::<c_void>(), 4, addr as *const c_void) };
+    (r == 0).then_some(v)
+}
+
+/// Reads the NUL-terminated kernel string at `src` into `dst` (`FILENAME_MAX` bytes).
+/// Returns the bytes written, NUL included.
+#[inline(always)]
+pub fn kernel_str(src: u64, dst: *mut u8) -> Option<u32> {
+    // SAFETY: `dst` points to `FILENAME_MAX` writable bytes (the caller's record field);
+    // the helper writes at most that many and never faults on `src`.
+    let r = unsafe {
+        bpf_probe_read_kernel_str(
+            dst.cast::<c_void>(),
+            FILENAME_MAX as u32,
+            src as *const c_void,
+        )
+    };
+    (r > 0).then_some(r as u32)
+}
+
+/// Copies the process's argument area `[start, end)` (user memory) into `dst`
+/// (`ARGS_MAX` bytes). Returns the bytes copied and whether the area was longer.
+#[inline(always)]
+pub fn args(start: u64, end: u64, dst: *mut u8) -> Option<(u32, bool)> {
+    if end <= start {
+        return Some((0, false));
+    }
+    let len = end - start;
+    let truncated = len > ARGS_MAX as u64;
+    let n = if truncated { ARGS_MAX as u64 } else { len };
+    // The verifier needs the size bounded right where the helper is called.
+    if n == 0 || n > ARGS_MAX as u64 {
+        return None;
+    }
+    // SAFETY: `dst` points to `ARGS_MAX` writable bytes and `n <= ARGS_MAX`; the helper
+    // fails rather than faults on unreadable user memory.
+    let r = unsafe { bpf_probe_read_user(dst.cast::<c_void>(), n as u32, start as *const c_void) };
+    (r == 0).then_some((n as u32, truncated))
+}
+
+/// Sets `bit` in the `u32` at `field` (a field of a reserved record).
+///
+/// Record fields are read and written with volatile accesses so that values derived from
+/// one read stay in memory, not in registers: the verifier then sees the same state on
+/// every path through a loop and prunes instead of exploring each path anew.
+#[inline(always)]
+pub fn set_bit(field: *mut u32, bit: u32) {
+    // SAFETY: `field` points to a `u32` of a reserved ring buffer record.
+    unsafe { field.write_volatile(field.read_volatile() | bit) };
+}
+
+/// Walks the `struct path` at `path` up to the task's root (`root_mnt`, `root_dentry`),
+/// crossing mounts, and writes the components leaf first, each NUL-terminated, into `buf`
+/// (`PATH_BUF` bytes), their length into `len_out`. Sets `trunc` in `flags` when the walk
+/// hit `PATH_DEPTH_MAX` steps or `PATH_MAX` bytes, `err` when a read failed. This is the
+/// kernel's `prepend_path` (`fs/d_path.c`), bounded.
+#[inline(always)]
+pub fn path(
+    path: u64,
+    root: (u64, u64),
+    buf: *mut u8,
+    len_out: *mut u32,
+    flags: *mut u32,
+    (trunc, err): (u32, u32),
+) {
+    let (root_mnt, root_dentry) = root;
+    // SAFETY: `len_out` points to a `u32` of the reserved record.
+    unsafe { len_out.write_volatile(0) };
+    let (Some(mut dentry), Some(mut vfsmnt)) = (
+        u64_at(path + off!(path_dentry)),
+        u64_at(path + off!(path_mnt)),
+    ) else {
+        return set_bit(flags, err);
+    };
+    // `struct mount` embeds the `vfsmount` at `mount.mnt`.
+    let mut mnt = vfsmnt - off!(mount_mnt);
+    for _ in 0..PATH_DEPTH_MAX {
+        if dentry == root_dentry && vfsmnt == root_mnt {
+            return;
+        }
+        let (Some(mnt_root), Some(parent)) = (
+            u64_at(vfsmnt + off!(vfsmount_root)),
+            u64_at(dentry + off!(dentry_parent)),
+        ) else {
+            return set_bit(flags, err);
+        };
+        if dentry == mnt_root || dentry == parent {
+            // At the root of a mount: continue from where it is mounted, or stop at the
+            // global root.
+            let Some(mnt_parent) = u64_at(mnt + off!(mount_parent)) else {
+                return set_bit(flags, err);
+            };
+            if mnt_parent == mnt || mnt_parent == 0 {
+                return;
+            }
+            let Some(mountpoint) = u64_at(mnt + off!(mount_mountpoint)) else {
+                return set_bit(flags, err);
+            };
+            dentry = mountpoint;
+            mnt = mnt_parent;
+            vfsmnt = mnt + off!(mount_mnt);
+            continue;
+        }
+        // SAFETY: as above.
+        let len = u64::from(unsafe { len_out.read_volatile() });
+        if len >= PATH_MAX as u64 {
+            return set_bit(flags, trunc);
+        }
+        let Some(name) = u64_at(dentry + off!(dentry_name)) else {
+            return set_bit(flags, err);
+        };
+        // The mask is a no-op after the check above; it gives the verifier the bound.
+        let at = len & (PATH_MAX as u64 - 1);
+        // SAFETY: `buf` has `PATH_BUF = PATH_MAX + NAME_MAX` bytes and `at < PATH_MAX`, so
+        // the `NAME_MAX` bytes the helper may write stay inside it.
+        let r = unsafe {
+            bpf_probe_read_kernel_str(
+                buf.add(at as usize).cast::<c_void>(),
+                NAME_MAX as u32,
+                name as *const c_void,
+            )
+        };
+        if r <= 0 {
+            return set_bit(flags, err);
+        }
+        // SAFETY: as above.
+        unsafe { len_out.write_volatile((len + r as u64) as u32) };
+        dentry = parent;
+    }
+    set_bit(flags, trunc)
+}

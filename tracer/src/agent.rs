@@ -1,0 +1,181 @@
+//! Builds the stages and runs them: kernel set-up, load and attach, the /proc walk, then
+//! the data path in order (ring buffer -> decode -> process cache -> JSON), until Ctrl-C
+//! or SIGTERM, when it detaches the programs, drains what the kernel already recorded and
+//! exits.
+
+use std::{io::Write, num::NonZeroUsize, path::PathBuf, time::Duration};
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    clock::Clock,
+    decode, event,
+    export::json::JsonLines,
+    kernel::{btf::KernelBtf, privileges, tracefs},
+    loader::{self, HookStatus},
+    process::{cache::ProcessCache, procfs},
+    ringbuf::EventSource,
+};
+
+/// Agent settings (the flags of `tracer run`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_name: String,
+    pub process_cache_size: NonZeroUsize,
+    pub ring_buffer_size: u32,
+    pub loss_report_interval: Duration,
+    pub proc_root: PathBuf,
+    pub cgroup_root: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Privileges(#[from] privileges::PrivilegeError),
+    #[error(transparent)]
+    Btf(#[from] crate::kernel::btf::BtfError),
+    #[error(transparent)]
+    Load(#[from] loader::LoadError),
+    #[error(transparent)]
+    Ring(#[from] crate::ringbuf::RingError),
+    #[error("writing events to stdout failed: {0}")]
+    Output(std::io::Error),
+    #[error("cannot install the signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
+    privileges::check()?;
+    match tracefs::ensure_mounted() {
+        Ok(true) => tracing::info!("mounted tracefs at {}", tracefs::TRACEFS),
+        Ok(false) => {}
+        Err(e) => tracing::warn!("{e}"),
+    }
+    let resolved = KernelBtf::from_sys()?.resolve()?;
+    let hooks = loader::lifecycle_hooks(&resolved);
+    let mut loaded = loader::load(&resolved, &hooks, config.ring_buffer_size)?;
+    for (hook, status) in &loaded.hooks {
+        match status {
+            HookStatus::Attached => tracing::debug!("hook {} attached", hook.tracepoint),
+            HookStatus::Failed(reason) => tracing::error!(
+                "hook {} is not running: {reason}; the other hooks run without it",
+                hook.tracepoint
+            ),
+        }
+    }
+    let mut source = EventSource::new(&mut loaded.ebpf)?;
+
+    // The programs are attached before /proc is read, so no process falls between the two.
+    let clock = Clock::now();
+    let mut cache = ProcessCache::new(config.node_name.clone(), config.process_cache_size);
+    let found = procfs::build(
+        &config.node_name,
+        procfs::scan(&config.proc_root, &config.cgroup_root),
+    );
+    let found_count = found.len();
+    for p in found {
+        cache.insert(p);
+    }
+    let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;
+    let attached = loaded
+        .hooks
+        .iter()
+        .filter(|(_, s)| matches!(s, HookStatus::Attached))
+        .count();
+    tracing::info!(
+        node = %config.node_name,
+        hooks = attached,
+        procfs_processes = found_count,
+        "tracer ready"
+    );
+
+    let mut pipeline = Pipeline {
+        cache,
+        clock,
+        out: JsonLines::new(out),
+        decode_errors: 0,
+    };
+    let mut losses = tokio::time::interval(config.loss_report_interval);
+    losses.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            r = source.readable() => {
+                r?;
+                source.drain(|bytes| pipeline.record(bytes));
+                pipeline.flush()?;
+            }
+            _ = losses.tick() => pipeline.report_losses(&mut source)?,
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+
+    // Detach first, so nothing new arrives, then hand over what the kernel already holds.
+    drop(loaded);
+    let drained = source.drain(|bytes| pipeline.record(bytes));
+    pipeline.report_losses(&mut source)?;
+    pipeline.flush()?;
+    let counts = source.counts();
+    let stats = pipeline.cache.stats();
+    tracing::info!(
+        drained_at_exit = drained,
+        events_written = pipeline.out.written(),
+        kernel_records = counts.emitted.iter().sum::<u64>(),
+        kernel_lost = counts.total_lost(),
+        kernel_read_errors = counts.read_errors.iter().sum::<u64>(),
+        decode_errors = pipeline.decode_errors,
+        cache_size = stats.size,
+        cache_evictions = stats.evictions,
+        cache_misses = stats.misses,
+        "tracer stopped"
+    );
+    Ok(())
+}
+
+/// The user-space stages, in data-path order.
+struct Pipeline<W: Write> {
+    cache: ProcessCache,
+    clock: Clock,
+    out: JsonLines<W>,
+    decode_errors: u64,
+}
+
+impl<W: Write> Pipeline<W> {
+    fn record(&mut self, bytes: &[u8]) {
+        let raw = match decode::decode(bytes) {
+            Ok(raw) => raw,
+            Err(e) => {
+                self.decode_errors += 1;
+                tracing::warn!("dropped a malformed record from the kernel: {e}");
+                return;
+            }
+        };
+        let Some(lifecycle) = self.cache.handle(raw) else {
+            return;
+        };
+        let ev = event::lifecycle(&lifecycle, self.cache.node(), &self.clock);
+        if let Err(e) = self.out.write(&ev) {
+            tracing::error!("writing an event failed: {e}");
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), AgentError> {
+        self.out.flush().map_err(AgentError::Output)
+    }
+
+    fn report_losses(&mut self, source: &mut EventSource) -> Result<(), AgentError> {
+        if let Some(report) = source.new_losses() {
+            tracing::warn!(
+                lost = report.lost.iter().map(|(_, n)| n).sum::<u64>(),
+                total_lost = report.total_lost,
+                "the ring buffer was full: events were lost in the kernel (raise --ring-buffer-size)"
+            );
+            self.out
+                .write(&event::loss(&report, self.cache.node()))
+                .map_err(AgentError::Output)?;
+            self.flush()?;
+        }
+        Ok(())
+    }
+}

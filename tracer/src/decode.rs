@@ -1,0 +1,281 @@
+//! Ring buffer bytes to typed records. Every length and kind is checked: a malformed
+//! record is an error that says what is wrong with it, never a panic.
+
+use std::mem::size_of;
+
+use tracer_common::{
+    event::{EXEC_SCRIPT, EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent},
+    limits::{ARGS_MAX, FILENAME_MAX, PATH_BUF},
+};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than an event header ({need} bytes)")]
+    TooShort { len: usize, need: usize },
+    #[error("record has unknown kind {0}")]
+    UnknownKind(u32),
+    #[error("{kind} record of {len} bytes, expected at least {need}")]
+    Truncated {
+        kind: &'static str,
+        len: usize,
+        need: usize,
+    },
+    #[error("exec record field `{field}` says {len} bytes, more than its {max}-byte buffer")]
+    BadLength {
+        field: &'static str,
+        len: u32,
+        max: usize,
+    },
+}
+
+/// A decoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawEvent {
+    Exec(Box<Exec>),
+    Fork(ForkEvent),
+    Exit(ExitEvent),
+}
+
+/// A decoded exec: the kernel's `ExecEvent` with its buffers turned into strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    pub header: EventHeader,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    pub auid: u32,
+    /// `EXEC_*` bits.
+    pub flags: u32,
+    pub start_ns: u64,
+    /// The path given to exec, as given.
+    pub filename: String,
+    /// Absolute path of the exec'd file (for a script, its interpreter).
+    pub binary: String,
+    /// Absolute path of the working directory.
+    pub cwd: String,
+    /// The argument list, `argv[0]` included.
+    pub argv: Vec<String>,
+}
+
+impl Exec {
+    pub fn is_script(&self) -> bool {
+        self.flags & EXEC_SCRIPT != 0
+    }
+}
+
+pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
+    let header: EventHeader = read(bytes, "header")?;
+    match EventKind::from_u32(header.kind) {
+        Some(EventKind::Exec) => {
+            let ev: ExecEvent = read(bytes, "exec")?;
+            decode_exec(&ev).map(|e| RawEvent::Exec(Box::new(e)))
+        }
+        Some(EventKind::Fork) => read(bytes, "fork").map(RawEvent::Fork),
+        Some(EventKind::Exit) => read(bytes, "exit").map(RawEvent::Exit),
+        None => Err(DecodeError::UnknownKind(header.kind)),
+    }
+}
+
+fn read<T: aya::Pod>(bytes: &[u8], kind: &'static str) -> Result<T, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
+        return Err(if kind == "header" {
+            DecodeError::TooShort {
+                len: bytes.len(),
+                need,
+            }
+        } else {
+            DecodeError::Truncated {
+                kind,
+                len: bytes.len(),
+                need,
+            }
+        });
+    }
+    // SAFETY: `bytes` holds at least `size_of::<T>()` bytes, `T: Pod` accepts any bit
+    // pattern, and the read is unaligned-safe.
+    Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
+}
+
+fn field<'a>(buf: &'a [u8], len: u32, field: &'static str) -> Result<&'a [u8], DecodeError> {
+    buf.get(..len as usize).ok_or(DecodeError::BadLength {
+        field,
+        len,
+        max: buf.len(),
+    })
+}
+
+fn decode_exec(ev: &ExecEvent) -> Result<Exec, DecodeError> {
+    debug_assert_eq!(ev.args.len(), ARGS_MAX);
+    debug_assert_eq!(ev.binary.len(), PATH_BUF);
+    debug_assert_eq!(ev.filename.len(), FILENAME_MAX);
+    let filename = field(&ev.filename, ev.filename_len, "filename")?;
+    Ok(Exec {
+        header: ev.header,
+        ppid: ev.ppid,
+        uid: ev.uid,
+        gid: ev.gid,
+        euid: ev.euid,
+        egid: ev.egid,
+        auid: ev.auid,
+        flags: ev.flags,
+        start_ns: ev.start_ns,
+        filename: lossy(filename.split(|&b| b == 0).next().unwrap_or_default()),
+        binary: path_from_components(field(&ev.binary, ev.binary_len, "binary")?),
+        cwd: path_from_components(field(&ev.cwd, ev.cwd_len, "cwd")?),
+        argv: split_args(field(&ev.args, ev.args_len, "args")?),
+    })
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `env\0bin\0usr\0` (leaf first, as the kernel walks) to `/usr/bin/env`.
+pub fn path_from_components(buf: &[u8]) -> String {
+    let mut parts: Vec<&[u8]> = buf.split(|&b| b == 0).filter(|c| !c.is_empty()).collect();
+    parts.reverse();
+    let mut path = String::with_capacity(buf.len() + 1);
+    for p in parts {
+        path.push('/');
+        path.push_str(&String::from_utf8_lossy(p));
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    path
+}
+
+/// The argument area (`a\0b\0`) to its arguments. A cut area ends without a NUL: its
+/// last argument is kept as far as it goes. Empty arguments are kept.
+pub fn split_args(buf: &[u8]) -> Vec<String> {
+    if buf.is_empty() {
+        return Vec::new();
+    }
+    let body = buf.strip_suffix(&[0]).unwrap_or(buf);
+    body.split(|&b| b == 0).map(lossy).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracer_common::event::EXEC_TRUNC_ARGS;
+
+    fn exec_record() -> ExecEvent {
+        // SAFETY: ExecEvent is plain data; all zeroes is a valid value.
+        let mut ev: ExecEvent = unsafe { std::mem::zeroed() };
+        ev.header = EventHeader {
+            kind: EventKind::Exec as u32,
+            tid: 42,
+            ktime_ns: 1000,
+            pid: 42,
+            _pad: 0,
+            cgroup_id: 7,
+        };
+        ev.ppid = 1;
+        ev.uid = 1000;
+        ev.auid = u32::MAX;
+        let put = |dst: &mut [u8], src: &[u8]| {
+            dst[..src.len()].copy_from_slice(src);
+            src.len() as u32
+        };
+        ev.filename_len = put(&mut ev.filename, b"./run\0");
+        ev.binary_len = put(&mut ev.binary, b"true\0bin\0usr\0");
+        ev.cwd_len = put(&mut ev.cwd, b"");
+        ev.args_len = put(&mut ev.args, b"./run\0a b\0\0c\0");
+        ev
+    }
+
+    fn bytes_of<T: aya::Pod>(v: &T) -> Vec<u8> {
+        // SAFETY: reading the bytes of a Pod value.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    #[test]
+    fn decodes_an_exec() {
+        let RawEvent::Exec(e) = decode(&bytes_of(&exec_record())).unwrap() else {
+            panic!("an exec")
+        };
+        assert_eq!(e.header.pid, 42);
+        assert_eq!(e.filename, "./run");
+        assert_eq!(e.binary, "/usr/bin/true");
+        assert_eq!(e.cwd, "/");
+        assert_eq!(e.argv, ["./run", "a b", "", "c"]);
+        assert!(!e.is_script());
+    }
+
+    #[test]
+    fn truncated_args_keep_the_partial_last_argument() {
+        assert_eq!(split_args(b"ls\0-la\0/very/lo"), ["ls", "-la", "/very/lo"]);
+        assert_eq!(split_args(b""), Vec::<String>::new());
+        let mut ev = exec_record();
+        ev.flags = EXEC_TRUNC_ARGS;
+        let RawEvent::Exec(e) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(e.flags, EXEC_TRUNC_ARGS);
+    }
+
+    #[test]
+    fn paths_are_reversed_components() {
+        assert_eq!(path_from_components(b""), "/");
+        assert_eq!(path_from_components(b"tmp\0"), "/tmp");
+        assert_eq!(path_from_components(b"c\0b\0a\0"), "/a/b/c");
+    }
+
+    #[test]
+    fn decodes_fork_and_exit() {
+        let fork = ForkEvent {
+            header: EventHeader {
+                kind: EventKind::Fork as u32,
+                pid: 5,
+                tid: 5,
+                ..Default::default()
+            },
+            ppid: 4,
+            _pad: 0,
+            start_ns: 9,
+        };
+        assert_eq!(decode(&bytes_of(&fork)).unwrap(), RawEvent::Fork(fork));
+        let exit = ExitEvent {
+            header: EventHeader {
+                kind: EventKind::Exit as u32,
+                ..Default::default()
+            },
+            exit_code: 9,
+            _pad: 0,
+            start_ns: 9,
+        };
+        assert_eq!(decode(&bytes_of(&exit)).unwrap(), RawEvent::Exit(exit));
+    }
+
+    #[test]
+    fn malformed_records_are_errors() {
+        assert_eq!(
+            decode(&[1, 0, 0]),
+            Err(DecodeError::TooShort { len: 3, need: 32 })
+        );
+        let mut b = bytes_of(&EventHeader {
+            kind: 99,
+            ..Default::default()
+        });
+        assert_eq!(decode(&b), Err(DecodeError::UnknownKind(99)));
+        b[0] = EventKind::Exec as u8;
+        assert!(matches!(
+            decode(&b),
+            Err(DecodeError::Truncated { kind: "exec", .. })
+        ));
+        let mut ev = exec_record();
+        ev.args_len = ARGS_MAX as u32 + 1;
+        assert_eq!(
+            decode(&bytes_of(&ev)),
+            Err(DecodeError::BadLength {
+                field: "args",
+                len: ARGS_MAX as u32 + 1,
+                max: ARGS_MAX
+            })
+        );
+    }
+}

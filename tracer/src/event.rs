@@ -1,0 +1,308 @@
+//! The events the agent exports, in Tetragon's JSON shape (protojson with proto field
+//! names): one top-level key naming the event, plus `node_name` and `time`. Empty fields
+//! are omitted, 64-bit counters are strings, timestamps are RFC 3339 with nanoseconds.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::{
+    clock::Clock,
+    process::{Process, cache::Lifecycle, flags},
+    ringbuf::LossReport,
+};
+
+/// One exported line.
+#[derive(Debug, Serialize)]
+pub struct Event<'a> {
+    #[serde(flatten)]
+    pub body: Body<'a>,
+    pub node_name: &'a str,
+    pub time: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Body<'a> {
+    ProcessExec {
+        process: ProcessOut<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        parent: Option<ProcessOut<'a>>,
+    },
+    ProcessExit {
+        process: ProcessOut<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        parent: Option<ProcessOut<'a>>,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        signal: &'static str,
+        #[serde(skip_serializing_if = "is_zero")]
+        status: u32,
+        time: String,
+    },
+    /// Records the kernel could not hand over since the last report (the ring buffer was
+    /// full): visibility was lost, and the stream says so.
+    EventLoss {
+        /// Lost since the previous `event_loss`, per event kind.
+        lost: BTreeMap<&'static str, String>,
+        /// Lost since the agent started, all kinds.
+        total_lost: String,
+    },
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+/// A process object (`process`, `parent`).
+#[derive(Debug, Serialize)]
+pub struct ProcessOut<'a> {
+    pub exec_id: &'a str,
+    pub pid: u32,
+    pub uid: u32,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub cwd: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub binary: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub arguments: &'a str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub flags: String,
+    pub start_time: String,
+    pub auid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_exec_id: Option<&'a str>,
+    pub tid: u32,
+    pub process_credentials: CredsOut,
+    /// cgroup v2 id (the key pods are found by); a 64-bit counter, so a string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_id: Option<String>,
+    /// For a `#!` script, its absolute path (`binary` is the interpreter).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script: Option<&'a str>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CredsOut {
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+}
+
+impl<'a> ProcessOut<'a> {
+    pub fn new(p: &'a Process, clock: &Clock) -> Self {
+        let known = p.flags & flags::MISS == 0;
+        ProcessOut {
+            exec_id: &p.exec_id,
+            pid: p.pid,
+            uid: p.creds.uid,
+            cwd: &p.cwd,
+            binary: &p.binary,
+            arguments: &p.arguments,
+            flags: flags::words(p.flags),
+            start_time: if known {
+                clock.rfc3339(p.ktime_ns, p.boottime)
+            } else {
+                String::new()
+            },
+            auid: p.auid,
+            parent_exec_id: p.parent_exec_id(),
+            tid: p.tid,
+            process_credentials: CredsOut {
+                uid: p.creds.uid,
+                gid: p.creds.gid,
+                euid: p.creds.euid,
+                egid: p.creds.egid,
+            },
+            cgroup_id: (p.cgroup_id != 0).then(|| p.cgroup_id.to_string()),
+            script: p.script.as_deref(),
+        }
+    }
+}
+
+/// The name of a signal number, as Tetragon writes it (`SIGKILL`).
+pub fn signal_name(sig: u32) -> &'static str {
+    i32::try_from(sig)
+        .ok()
+        .and_then(|s| nix::sys::signal::Signal::try_from(s).ok())
+        .map_or("", |s| s.as_str())
+}
+
+/// Splits the kernel's exit code into (status, signal name).
+pub fn exit_status(exit_code: u32) -> (u32, &'static str) {
+    let signal = exit_code & 0x7f;
+    (
+        (exit_code >> 8) & 0xff,
+        if signal == 0 { "" } else { signal_name(signal) },
+    )
+}
+
+/// The event of a lifecycle change.
+pub fn lifecycle<'a>(l: &'a Lifecycle, node: &'a str, clock: &Clock) -> Event<'a> {
+    match l {
+        Lifecycle::Exec { process } => Event {
+            body: Body::ProcessExec {
+                process: ProcessOut::new(process, clock),
+                parent: process.parent.as_deref().map(|p| ProcessOut::new(p, clock)),
+            },
+            node_name: node,
+            time: clock.rfc3339(process.ktime_ns, false),
+        },
+        Lifecycle::Exit {
+            process,
+            exit_code,
+            ktime_ns,
+        } => {
+            let (status, signal) = exit_status(*exit_code);
+            let time = clock.rfc3339(*ktime_ns, false);
+            Event {
+                body: Body::ProcessExit {
+                    process: ProcessOut::new(process, clock),
+                    parent: process.parent.as_deref().map(|p| ProcessOut::new(p, clock)),
+                    signal,
+                    status,
+                    time: time.clone(),
+                },
+                node_name: node,
+                time,
+            }
+        }
+    }
+}
+
+/// The event of records lost in the kernel.
+pub fn loss<'a>(r: &LossReport, node: &'a str) -> Event<'a> {
+    Event {
+        body: Body::EventLoss {
+            lost: r
+                .lost
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| (k.name(), n.to_string()))
+                .collect(),
+            total_lost: r.total_lost.to_string(),
+        },
+        node_name: node,
+        time: Clock::now_rfc3339(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::process::{Creds, exec_id};
+
+    fn process(pid: u32, parent: Option<Arc<Process>>) -> Arc<Process> {
+        Arc::new(Process {
+            exec_id: exec_id("node1", 5_000_000_000, pid),
+            pid,
+            tid: pid,
+            creds: Creds {
+                uid: 0,
+                gid: 0,
+                euid: 0,
+                egid: 0,
+            },
+            auid: u32::MAX,
+            binary: "/usr/bin/curl".into(),
+            script: None,
+            arguments: "-s \"a b\"".into(),
+            cwd: "/".into(),
+            flags: flags::EXECVE | flags::ROOT_CWD,
+            ktime_ns: 5_000_000_000,
+            boottime: false,
+            task_start_ns: 1,
+            cgroup_id: 1234,
+            ppid: parent.as_ref().map_or(0, |p| p.pid),
+            parent,
+        })
+    }
+
+    #[test]
+    fn exec_event_is_tetragon_shaped() {
+        let clock = Clock::fixed(1_696_629_832_000_000_000, 0);
+        let parent = process(10, None);
+        let child = process(11, Some(parent.clone()));
+        let l = Lifecycle::Exec { process: child };
+        let v: Value = serde_json::to_value(lifecycle(&l, "node1", &clock)).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "process_exec": {
+                    "process": {
+                        "exec_id": exec_id("node1", 5_000_000_000, 11),
+                        "pid": 11,
+                        "uid": 0,
+                        "cwd": "/",
+                        "binary": "/usr/bin/curl",
+                        "arguments": "-s \"a b\"",
+                        "flags": "execve rootcwd",
+                        "start_time": "2023-10-06T22:03:57.000000000Z",
+                        "auid": 4294967295u32,
+                        "parent_exec_id": exec_id("node1", 5_000_000_000, 10),
+                        "tid": 11,
+                        "process_credentials": {"uid": 0, "gid": 0, "euid": 0, "egid": 0},
+                        "cgroup_id": "1234"
+                    },
+                    "parent": {
+                        "exec_id": exec_id("node1", 5_000_000_000, 10),
+                        "pid": 10,
+                        "uid": 0,
+                        "cwd": "/",
+                        "binary": "/usr/bin/curl",
+                        "arguments": "-s \"a b\"",
+                        "flags": "execve rootcwd",
+                        "start_time": "2023-10-06T22:03:57.000000000Z",
+                        "auid": 4294967295u32,
+                        "tid": 10,
+                        "process_credentials": {"uid": 0, "gid": 0, "euid": 0, "egid": 0},
+                        "cgroup_id": "1234"
+                    }
+                },
+                "node_name": "node1",
+                "time": "2023-10-06T22:03:57.000000000Z"
+            })
+        );
+    }
+
+    #[test]
+    fn exit_event_has_status_or_signal() {
+        let clock = Clock::fixed(0, 0);
+        let p = process(11, None);
+        let killed = Lifecycle::Exit {
+            process: p.clone(),
+            exit_code: 9,
+            ktime_ns: 1,
+        };
+        let v: Value = serde_json::to_value(lifecycle(&killed, "n", &clock)).unwrap();
+        let exit = &v["process_exit"];
+        assert_eq!(exit["signal"], "SIGKILL");
+        assert!(exit.get("status").is_none(), "zero status is omitted");
+        assert!(exit.get("parent").is_none());
+        assert_eq!(exit["time"], "1970-01-01T00:00:00.000000001Z");
+        let failed = Lifecycle::Exit {
+            process: p,
+            exit_code: 3 << 8,
+            ktime_ns: 1,
+        };
+        let v: Value = serde_json::to_value(lifecycle(&failed, "n", &clock)).unwrap();
+        assert_eq!(v["process_exit"]["status"], 3);
+        assert!(v["process_exit"].get("signal").is_none());
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(exit_status(0), (0, ""));
+        assert_eq!(exit_status(1 << 8), (1, ""));
+        assert_eq!(exit_status(15), (0, "SIGTERM"));
+        assert_eq!(
+            exit_status(0x80 | 11),
+            (0, "SIGSEGV"),
+            "core dump bit ignored"
+        );
+    }
+}

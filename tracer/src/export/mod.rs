@@ -1,0 +1,3 @@
+//! Where events go. JSON lines on stdout for now.
+
+pub mod json;

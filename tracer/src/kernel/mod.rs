@@ -1,0 +1,5 @@
+//! What the agent learns from, and sets up in, the running kernel before loading.
+
+pub mod btf;
+pub mod privileges;
+pub mod tracefs;

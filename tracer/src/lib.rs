@@ -1,0 +1,20 @@
+//! The tracer's agent. Modules in data-path order:
+//!
+//! - [`kernel`]: BTF offsets, tracefs, privileges: what is learnt before loading.
+//! - [`loader`]: loads the embedded programs and attaches each hook.
+//! - [`ringbuf`]: drains the ring buffer, reads the kernel's loss counters.
+//! - [`decode`]: bytes to typed records.
+//! - [`process`]: the process cache (exec ids, parents) and the /proc walk.
+//! - [`event`]: the exported events, in Tetragon's JSON shape.
+//! - [`export`]: JSON lines.
+//! - [`agent`]: wires the stages together.
+
+pub mod agent;
+pub mod clock;
+pub mod decode;
+pub mod event;
+pub mod export;
+pub mod kernel;
+pub mod loader;
+pub mod process;
+pub mod ringbuf;

@@ -1,0 +1,123 @@
+//! Loads the embedded programs with the kernel's offsets and attaches every hook. A hook
+//! that cannot load or attach is reported with its reason and the agent goes on with
+//! the rest: one missing tracepoint never takes the others down.
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{ProgramError, RawTracePoint},
+};
+
+use crate::kernel::btf::Resolved;
+
+/// The programs, built by build.rs for the bpf target and embedded: one file to ship.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+/// A hook of the default profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hook {
+    /// The program's name in the object.
+    pub program: &'static str,
+    /// The tracepoint, `subsystem/event` (raw tracepoints attach by event name).
+    pub tracepoint: &'static str,
+}
+
+impl Hook {
+    fn event(&self) -> &'static str {
+        self.tracepoint
+            .split_once('/')
+            .map_or(self.tracepoint, |(_, e)| e)
+    }
+}
+
+/// Where a hook stands after loading.
+#[derive(Debug)]
+pub enum HookStatus {
+    Attached,
+    Failed(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("loading the eBPF object failed: {0}")]
+    Object(#[from] aya::EbpfError),
+    #[error("no hook could be attached ({0}); see the lines above for each hook's reason")]
+    NothingAttached(String),
+}
+
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub hooks: Vec<(Hook, HookStatus)>,
+}
+
+/// The process lifecycle hooks for this kernel.
+pub fn lifecycle_hooks(resolved: &Resolved) -> [Hook; 3] {
+    [
+        Hook {
+            program: "sched_process_exec",
+            tracepoint: "sched/sched_process_exec",
+        },
+        Hook {
+            program: "sched_process_fork",
+            tracepoint: "sched/sched_process_fork",
+        },
+        Hook {
+            program: if resolved.exit_has_group_dead {
+                "sched_process_exit"
+            } else {
+                "sched_process_exit_live"
+            },
+            tracepoint: "sched/sched_process_exit",
+        },
+    ]
+}
+
+/// Loads the object and attaches `hooks`; `ring_bytes` sizes the ring buffer.
+pub fn load(resolved: &Resolved, hooks: &[Hook], ring_bytes: u32) -> Result<Loaded, LoadError> {
+    let mut ebpf = EbpfLoader::new()
+        .override_global("OFFSETS", &resolved.offsets, true)
+        .map_max_entries("EVENTS", ring_bytes)
+        .load(OBJECT)?;
+    let statuses: Vec<(Hook, HookStatus)> = hooks
+        .iter()
+        .map(|hook| {
+            let status = match attach(&mut ebpf, hook) {
+                Ok(()) => HookStatus::Attached,
+                Err(reason) => HookStatus::Failed(reason),
+            };
+            (*hook, status)
+        })
+        .collect();
+    if !statuses
+        .iter()
+        .any(|(_, s)| matches!(s, HookStatus::Attached))
+    {
+        let names: Vec<&str> = statuses.iter().map(|(h, _)| h.tracepoint).collect();
+        return Err(LoadError::NothingAttached(names.join(", ")));
+    }
+    Ok(Loaded {
+        ebpf,
+        hooks: statuses,
+    })
+}
+
+fn attach(ebpf: &mut Ebpf, hook: &Hook) -> Result<(), String> {
+    let program = ebpf
+        .program_mut(hook.program)
+        .ok_or_else(|| format!("program `{}` is not in the object", hook.program))?;
+    let tp: &mut RawTracePoint = program
+        .try_into()
+        .map_err(|e: ProgramError| e.to_string())?;
+    tp.load().map_err(|e| match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            tracing::debug!(hook = hook.program, "verifier log:\n{verifier_log}");
+            format!("the kernel refused the program ({io_error}); run with --log-level debug for the verifier log")
+        }
+        other => other.to_string(),
+    })?;
+    tp.attach(hook.event())
+        .map_err(|e| format!("attaching to raw tracepoint {}: {e}", hook.event()))?;
+    Ok(())
+}

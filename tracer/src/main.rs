@@ -1,0 +1,119 @@
+//! `tracer`: the agent's command line.
+
+use std::{num::NonZeroUsize, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand};
+use tracer::{agent, process::cache::DEFAULT_CAPACITY};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "tracer",
+    version,
+    about = "Runtime security tracer: process, syscall and network events from eBPF, as JSON lines"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent: load the eBPF programs and write one JSON line per event to stdout.
+    /// Needs root (CAP_BPF and CAP_PERFMON). Ctrl-C or SIGTERM stops it after it has
+    /// written what the kernel already recorded.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Name of this node, written as `node_name` and part of every `exec_id`
+    /// [default: the host name].
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
+
+    /// Most processes the process cache holds; beyond it the least recently used entry
+    /// is evicted (and counted). Exited processes leave the cache on their own.
+    #[arg(long, default_value_t = NonZeroUsize::new(DEFAULT_CAPACITY).expect("non-zero"))]
+    process_cache_size: NonZeroUsize,
+
+    /// Size in bytes of the kernel's event ring buffer (a power of two, at least one page).
+    /// Raise it when `event_loss` events report records lost in bursts.
+    #[arg(long, default_value_t = 16 << 20, value_parser = parse_ring_size)]
+    ring_buffer_size: u32,
+
+    /// How often to check the kernel's loss counters, in milliseconds. A loss is written as an
+    /// `event_loss` event and logged.
+    #[arg(long, default_value_t = 1000)]
+    loss_report_interval_ms: u64,
+
+    /// Log level of the agent's own messages on stderr (error, warn, info, debug, trace), or
+    /// a filter such as `tracer=debug`.
+    #[arg(long, default_value = "info", env = "TRACER_LOG")]
+    log_level: String,
+}
+
+fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|e| format!("`{s}` is not a size in bytes: {e}"))?;
+    if !n.is_power_of_two() || n < 4096 {
+        return Err(format!(
+            "{n} is not a power of two of at least 4096 (the page size); try {}",
+            n.max(4096).next_power_of_two()
+        ));
+    }
+    Ok(n)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run(args),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let filter = EnvFilter::try_new(&args.log_level).unwrap_or_else(|e| {
+        eprintln!(
+            "tracer: --log-level `{}` is not a level or filter ({e}); using info",
+            args.log_level
+        );
+        EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let node_name = args.node_name.unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into())
+    });
+    let config = agent::Config {
+        node_name,
+        process_cache_size: args.process_cache_size,
+        ring_buffer_size: args.ring_buffer_size,
+        loss_report_interval: Duration::from_millis(args.loss_report_interval_ms.max(10)),
+        proc_root: PathBuf::from("/proc"),
+        cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tracer: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(agent::run(config, std::io::stdout())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("tracer: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

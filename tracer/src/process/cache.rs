@@ -1,0 +1,439 @@
+//! pid to live process. Every exec, fork and exit of the ring buffer goes through here,
+//! in the order the kernel recorded them; an exec or an exit comes out as a
+//! [`Lifecycle`] event with the process and its parent attached.
+//!
+//! Memory stays flat: an entry is removed when its process exits, and the map has a hard
+//! bound beyond which the least recently used entry is evicted (and counted), so that
+//! lost exit events cannot make it grow without end.
+
+use std::{num::NonZeroUsize, sync::Arc};
+
+use lru::LruCache;
+use tracer_common::event::{
+    EXEC_ERR_ARGS, EXEC_ERR_BINARY, EXEC_ERR_CWD, EXEC_TRUNC_ARGS, EXEC_TRUNC_BINARY,
+    EXEC_TRUNC_CWD, ExitEvent, ForkEvent,
+};
+
+use super::{AUID_UNSET, Creds, Process, encode_arguments, exec_id, flags};
+use crate::decode::{Exec, RawEvent};
+
+/// What the process lifecycle tells the exporters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lifecycle {
+    Exec {
+        process: Arc<Process>,
+    },
+    Exit {
+        process: Arc<Process>,
+        /// `status << 8 | signal`, as the kernel keeps it.
+        exit_code: u32,
+        ktime_ns: u64,
+    },
+}
+
+/// Counters of the cache, for the agent's reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub size: usize,
+    pub capacity: usize,
+    /// Entries pushed out by the bound while their process was still known to be alive.
+    pub evictions: u64,
+    /// Exits and forks of processes the cache did not know.
+    pub misses: u64,
+}
+
+pub struct ProcessCache {
+    node: String,
+    live: LruCache<u32, Arc<Process>>,
+    /// (pid, start time) of recent exits: a second exit record of one process (two of its
+    /// threads ending at once on kernels without `group_dead`) is dropped.
+    exited: LruCache<(u32, u64), ()>,
+    evictions: u64,
+    misses: u64,
+}
+
+/// Default bound, as Tetragon's `--process-cache-size`.
+pub const DEFAULT_CAPACITY: usize = 65536;
+
+impl ProcessCache {
+    pub fn new(node: impl Into<String>, capacity: NonZeroUsize) -> Self {
+        Self {
+            node: node.into(),
+            live: LruCache::new(capacity),
+            exited: LruCache::new(NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN)),
+            evictions: 0,
+            misses: 0,
+        }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            size: self.live.len(),
+            capacity: self.live.cap().get(),
+            evictions: self.evictions,
+            misses: self.misses,
+        }
+    }
+
+    pub fn get(&self, pid: u32) -> Option<&Arc<Process>> {
+        self.live.peek(&pid)
+    }
+
+    /// Adds a process found at start-up (or in tests).
+    pub fn insert(&mut self, process: Arc<Process>) {
+        let pid = process.pid;
+        if let Some((old, _)) = self.live.push(pid, process)
+            && old != pid
+        {
+            self.evictions += 1;
+        }
+    }
+
+    /// Applies one record; an exec or an exit yields the event to export.
+    pub fn handle(&mut self, event: RawEvent) -> Option<Lifecycle> {
+        match event {
+            RawEvent::Exec(e) => Some(Lifecycle::Exec {
+                process: self.exec(&e),
+            }),
+            RawEvent::Fork(f) => {
+                self.fork(&f);
+                None
+            }
+            RawEvent::Exit(x) => self.exit(&x),
+        }
+    }
+
+    fn exec(&mut self, e: &Exec) -> Arc<Process> {
+        let pid = e.header.pid;
+        // The parent as known at fork time when the fork was seen (and the process was not
+        // re-parented since); else whatever the cache has for the parent pid now.
+        let parent = self
+            .live
+            .peek(&pid)
+            .filter(|cur| cur.ppid == e.ppid)
+            .and_then(|cur| cur.parent.clone())
+            .or_else(|| self.live.get(&e.ppid).cloned());
+        let mut f = flags::EXECVE;
+        for (kernel, word) in [
+            (EXEC_TRUNC_ARGS, flags::TRUNC_ARGS),
+            (EXEC_ERR_ARGS, flags::ERROR_ARGS),
+            (EXEC_ERR_BINARY, flags::ERROR_FILENAME),
+            (EXEC_ERR_CWD, flags::NO_CWD),
+            (EXEC_TRUNC_CWD, flags::TRUNC_CWD),
+            (EXEC_TRUNC_BINARY, flags::TRUNC_BINARY),
+        ] {
+            if e.flags & kernel != 0 {
+                f |= word;
+            }
+        }
+        if e.cwd == "/" && e.flags & EXEC_ERR_CWD == 0 {
+            f |= flags::ROOT_CWD;
+        }
+        let script = e.is_script().then(|| absolute(&e.filename, &e.cwd));
+        let process = Arc::new(Process {
+            exec_id: exec_id(&self.node, e.header.ktime_ns, pid),
+            pid,
+            tid: e.header.tid,
+            creds: Creds {
+                uid: e.uid,
+                gid: e.gid,
+                euid: e.euid,
+                egid: e.egid,
+            },
+            auid: e.auid,
+            binary: e.binary.clone(),
+            script,
+            arguments: encode_arguments(e.argv.get(1..).unwrap_or_default()),
+            cwd: e.cwd.clone(),
+            flags: f,
+            ktime_ns: e.header.ktime_ns,
+            boottime: false,
+            task_start_ns: e.start_ns,
+            cgroup_id: e.header.cgroup_id,
+            ppid: e.ppid,
+            parent,
+        });
+        self.insert(process.clone());
+        process
+    }
+
+    fn fork(&mut self, f: &ForkEvent) {
+        let pid = f.header.pid;
+        let parent = self.live.get(&f.ppid).cloned();
+        let process = match &parent {
+            Some(p) => Process {
+                exec_id: exec_id(&self.node, f.header.ktime_ns, pid),
+                pid,
+                tid: f.header.tid,
+                flags: flags::CLONE | (p.flags & !(flags::EXECVE | flags::PROCFS | flags::MISS)),
+                ktime_ns: f.header.ktime_ns,
+                boottime: false,
+                task_start_ns: f.start_ns,
+                cgroup_id: f.header.cgroup_id,
+                ppid: f.ppid,
+                parent: parent.clone(),
+                ..Process::clone(p)
+            },
+            None => {
+                self.misses += 1;
+                unknown(&self.node, pid, f.header.ktime_ns, f.start_ns, flags::CLONE)
+            }
+        };
+        self.insert(Arc::new(process));
+    }
+
+    fn exit(&mut self, x: &ExitEvent) -> Option<Lifecycle> {
+        let pid = x.header.pid;
+        if self.exited.contains(&(pid, x.start_ns)) {
+            return None;
+        }
+        self.exited.put((pid, x.start_ns), ());
+        // Entries found in /proc have no kernel start time (0): they match any exit.
+        let same = |p: &Arc<Process>| {
+            p.task_start_ns == x.start_ns || p.task_start_ns == 0 || x.start_ns == 0
+        };
+        let process = match self.live.peek(&pid) {
+            Some(p) if same(p) => self.live.pop(&pid),
+            _ => None,
+        }
+        .unwrap_or_else(|| {
+            self.misses += 1;
+            Arc::new(unknown(&self.node, pid, x.start_ns, x.start_ns, 0))
+        });
+        Some(Lifecycle::Exit {
+            process,
+            exit_code: x.exit_code,
+            ktime_ns: x.header.ktime_ns,
+        })
+    }
+}
+
+/// A process whose start the agent did not see: only its pid is known.
+fn unknown(node: &str, pid: u32, ktime_ns: u64, start_ns: u64, extra: u32) -> Process {
+    Process {
+        exec_id: exec_id(node, ktime_ns, pid),
+        pid,
+        tid: pid,
+        creds: Creds::default(),
+        auid: AUID_UNSET,
+        binary: String::new(),
+        script: None,
+        arguments: String::new(),
+        cwd: String::new(),
+        flags: flags::MISS | extra,
+        ktime_ns,
+        boottime: false,
+        task_start_ns: start_ns,
+        cgroup_id: 0,
+        ppid: 0,
+        parent: None,
+    }
+}
+
+/// `path` made absolute against `cwd`, with `.` and `..` folded (lexically: the kernel
+/// already resolved the file, this only names it).
+pub fn absolute(path: &str, cwd: &str) -> String {
+    let joined = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("{cwd}/{path}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for part in joined.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracer_common::event::{EXEC_SCRIPT, EventHeader, EventKind};
+
+    const NODE: &str = "n1";
+
+    fn cache(cap: usize) -> ProcessCache {
+        ProcessCache::new(NODE, NonZeroUsize::new(cap).unwrap())
+    }
+
+    fn header(kind: EventKind, pid: u32, ktime: u64) -> EventHeader {
+        EventHeader {
+            kind: kind as u32,
+            tid: pid,
+            ktime_ns: ktime,
+            pid,
+            _pad: 0,
+            cgroup_id: 77,
+        }
+    }
+
+    fn exec(pid: u32, ppid: u32, ktime: u64, argv: &[&str]) -> RawEvent {
+        RawEvent::Exec(Box::new(Exec {
+            header: header(EventKind::Exec, pid, ktime),
+            ppid,
+            uid: 1000,
+            gid: 1000,
+            euid: 1000,
+            egid: 1000,
+            auid: 1000,
+            flags: 0,
+            start_ns: pid as u64 * 10,
+            filename: argv[0].to_owned(),
+            binary: format!("/usr/bin/{}", argv[0]),
+            cwd: "/home/u".into(),
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+        }))
+    }
+
+    fn fork(pid: u32, ppid: u32, ktime: u64) -> RawEvent {
+        RawEvent::Fork(ForkEvent {
+            header: header(EventKind::Fork, pid, ktime),
+            ppid,
+            _pad: 0,
+            start_ns: pid as u64 * 10,
+        })
+    }
+
+    fn exit(pid: u32, code: u32, ktime: u64) -> RawEvent {
+        RawEvent::Exit(ExitEvent {
+            header: header(EventKind::Exit, pid, ktime),
+            exit_code: code,
+            _pad: 0,
+            start_ns: pid as u64 * 10,
+        })
+    }
+
+    fn exec_process(l: Option<Lifecycle>) -> Arc<Process> {
+        match l {
+            Some(Lifecycle::Exec { process }) => process,
+            other => panic!("expected an exec, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fork_then_exec_links_the_parent_and_exit_releases() {
+        let mut c = cache(16);
+        exec_process(c.handle(exec(100, 1, 1, &["bash"])));
+        assert_eq!(c.handle(fork(101, 100, 2)), None);
+        let clone = c.get(101).unwrap().clone();
+        assert_eq!(clone.binary, "/usr/bin/bash");
+        assert_eq!(flags::words(clone.flags), "clone");
+        assert_eq!(clone.parent_exec_id(), Some(exec_id(NODE, 1, 100).as_str()));
+
+        let ls = exec_process(c.handle(exec(101, 100, 3, &["ls", "-l", "a b"])));
+        assert_eq!(ls.exec_id, exec_id(NODE, 3, 101));
+        assert_eq!(ls.arguments, r#"-l "a b""#);
+        assert_eq!(flags::words(ls.flags), "execve");
+        let parent = ls.parent.as_deref().unwrap();
+        assert_eq!((parent.pid, parent.binary.as_str()), (100, "/usr/bin/bash"));
+
+        let Some(Lifecycle::Exit {
+            process, exit_code, ..
+        }) = c.handle(exit(101, 0x100, 4))
+        else {
+            panic!("an exit")
+        };
+        assert_eq!(
+            process.exec_id, ls.exec_id,
+            "the exit carries the exec's id"
+        );
+        assert_eq!(exit_code, 0x100);
+        assert!(c.get(101).is_none(), "exited processes leave the cache");
+        assert_eq!(c.stats().size, 1);
+    }
+
+    #[test]
+    fn parent_outlives_its_exit_while_a_child_refers_to_it() {
+        let mut c = cache(16);
+        c.handle(exec(100, 1, 1, &["sh"]));
+        c.handle(fork(101, 100, 2));
+        c.handle(exec(101, 100, 3, &["sleep"]));
+        c.handle(exit(100, 0, 4));
+        assert!(c.get(100).is_none());
+        let Some(Lifecycle::Exit { process, .. }) = c.handle(exit(101, 0, 5)) else {
+            panic!()
+        };
+        assert_eq!(process.parent.as_deref().unwrap().binary, "/usr/bin/sh");
+    }
+
+    #[test]
+    fn pid_reuse_gets_a_new_exec_id_and_a_stale_exit_is_a_miss() {
+        let mut c = cache(16);
+        let first = exec_process(c.handle(exec(200, 1, 10, &["a"])));
+        c.handle(exit(200, 0, 11));
+        let second = exec_process(c.handle(exec(200, 1, 20, &["b"])));
+        assert_ne!(first.exec_id, second.exec_id);
+        // An exit of a process with the same pid but another start time does not end it.
+        let stale = RawEvent::Exit(ExitEvent {
+            header: header(EventKind::Exit, 200, 30),
+            exit_code: 0,
+            _pad: 0,
+            start_ns: 999,
+        });
+        let Some(Lifecycle::Exit { process, .. }) = c.handle(stale) else {
+            panic!()
+        };
+        assert_eq!(flags::words(process.flags), "miss");
+        assert_eq!(c.get(200).unwrap().exec_id, second.exec_id);
+        assert_eq!(c.stats().misses, 1);
+    }
+
+    #[test]
+    fn duplicate_exit_records_are_dropped() {
+        let mut c = cache(16);
+        c.handle(exec(300, 1, 1, &["x"]));
+        assert!(c.handle(exit(300, 0, 2)).is_some());
+        assert_eq!(c.handle(exit(300, 0, 2)), None);
+    }
+
+    #[test]
+    fn the_bound_holds_and_evictions_are_counted() {
+        let mut c = cache(4);
+        for pid in 1..=10 {
+            c.handle(fork(pid, 0, pid as u64));
+        }
+        let s = c.stats();
+        assert_eq!((s.size, s.capacity, s.evictions), (4, 4, 6));
+        // A million short processes leave nothing behind.
+        let mut c = cache(8);
+        for i in 0..100_000u32 {
+            let pid = 1000 + i % 30_000;
+            c.handle(exec(pid, 1, i as u64, &["t"]));
+            c.handle(exit(pid, 0, i as u64));
+        }
+        assert_eq!(c.stats().size, 0);
+    }
+
+    #[test]
+    fn scripts_name_interpreter_and_absolute_script() {
+        let mut c = cache(4);
+        let RawEvent::Exec(mut e) = exec(400, 1, 1, &["/bin/sh", "./run.sh", "x"]) else {
+            unreachable!()
+        };
+        e.flags = EXEC_SCRIPT;
+        e.filename = "./run.sh".into();
+        e.binary = "/usr/bin/dash".into();
+        let p = exec_process(c.handle(RawEvent::Exec(e)));
+        assert_eq!(p.binary, "/usr/bin/dash");
+        assert_eq!(p.script.as_deref(), Some("/home/u/run.sh"));
+        assert_eq!(p.arguments, "./run.sh x");
+    }
+
+    #[test]
+    fn absolute_paths() {
+        assert_eq!(absolute("./a", "/w"), "/w/a");
+        assert_eq!(absolute("../b/./c", "/w/x"), "/w/b/c");
+        assert_eq!(absolute("/abs", "/w"), "/abs");
+        assert_eq!(absolute("a", "/"), "/a");
+    }
+}

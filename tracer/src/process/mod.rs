@@ -1,0 +1,185 @@
+//! The process tree: what the agent knows of every live process, and how a process is
+//! written in an event.
+//!
+//! A [`Process`] is immutable once built: an exec, a fork or the start-up walk of
+//! /proc creates one. Each holds an `Arc` to its parent as it was when the process
+//! started, so an exited parent stays known exactly as long as a child refers to it,
+//! and no longer.
+
+pub mod cache;
+pub mod procfs;
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+
+/// `flags` words, as Tetragon writes them.
+pub mod flags {
+    /// Started by an exec the agent saw.
+    pub const EXECVE: u32 = 1 << 0;
+    /// Found running in /proc at start-up.
+    pub const PROCFS: u32 = 1 << 1;
+    /// The argument list was cut at the capture bound.
+    pub const TRUNC_ARGS: u32 = 1 << 2;
+    /// A fork the agent saw, not (yet) followed by an exec: binary and arguments are the
+    /// parent's.
+    pub const CLONE: u32 = 1 << 3;
+    /// The working directory is `/`.
+    pub const ROOT_CWD: u32 = 1 << 4;
+    /// The working directory could not be read.
+    pub const NO_CWD: u32 = 1 << 5;
+    /// The process was not known (its start was not seen).
+    pub const MISS: u32 = 1 << 6;
+    /// The arguments could not be read.
+    pub const ERROR_ARGS: u32 = 1 << 7;
+    /// The binary's path could not be read.
+    pub const ERROR_FILENAME: u32 = 1 << 8;
+    /// The working directory's path was cut.
+    pub const TRUNC_CWD: u32 = 1 << 9;
+    /// The binary's path was cut.
+    pub const TRUNC_BINARY: u32 = 1 << 10;
+
+    /// Words in the order they are written.
+    pub const WORDS: [(u32, &str); 11] = [
+        (EXECVE, "execve"),
+        (PROCFS, "procFS"),
+        (TRUNC_ARGS, "truncArgs"),
+        (CLONE, "clone"),
+        (ROOT_CWD, "rootcwd"),
+        (NO_CWD, "nocwd"),
+        (MISS, "miss"),
+        (ERROR_ARGS, "errorArgs"),
+        (ERROR_FILENAME, "errorFilename"),
+        (TRUNC_CWD, "truncCwd"),
+        (TRUNC_BINARY, "truncBinary"),
+    ];
+
+    /// The space-separated words of `bits`.
+    pub fn words(bits: u32) -> String {
+        let mut out = String::new();
+        for (bit, word) in WORDS {
+            if bits & bit != 0 {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(word);
+            }
+        }
+        out
+    }
+}
+
+/// `auid` of a process whose login uid was never set.
+pub const AUID_UNSET: u32 = u32::MAX;
+
+/// Credentials of a process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Creds {
+    pub uid: u32,
+    pub gid: u32,
+    pub euid: u32,
+    pub egid: u32,
+}
+
+/// One process image: what ran, as who, where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    /// Unique id of this exec (or fork) on this node: base64 of `node:ktime:pid`.
+    pub exec_id: String,
+    pub pid: u32,
+    pub tid: u32,
+    pub creds: Creds,
+    pub auid: u32,
+    /// Absolute path of the running executable (a script's interpreter).
+    pub binary: String,
+    /// For a `#!` script: its absolute path.
+    pub script: Option<String>,
+    /// `argv[1..]`, encoded as one string (see [`encode_arguments`]).
+    pub arguments: String,
+    pub cwd: String,
+    /// [`flags`] bits.
+    pub flags: u32,
+    /// When this image started (exec or fork), CLOCK_MONOTONIC ns; with `boottime`, the
+    /// clock is CLOCK_BOOTTIME (processes found in /proc).
+    pub ktime_ns: u64,
+    pub boottime: bool,
+    /// `task_struct.start_time` of the process: identifies it across pid reuse.
+    pub task_start_ns: u64,
+    pub cgroup_id: u64,
+    /// The parent's process id, even when the parent itself is not known.
+    pub ppid: u32,
+    pub parent: Option<Arc<Process>>,
+}
+
+impl Process {
+    pub fn parent_exec_id(&self) -> Option<&str> {
+        self.parent.as_deref().map(|p| p.exec_id.as_str())
+    }
+}
+
+/// Tetragon's exec id: base64 (standard, padded) of `<node>:<ktime>:<pid>`.
+pub fn exec_id(node: &str, ktime_ns: u64, pid: u32) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{node}:{ktime_ns}:{pid}"))
+}
+
+/// The arguments after `argv[0]`, space-separated; an argument that is empty or holds a
+/// space, a tab, a newline, a quote or a backslash is written in double quotes, with
+/// `"` and `\` escaped by a backslash, so that the string splits back into the argv.
+pub fn encode_arguments(args: &[String]) -> String {
+    let mut out = String::new();
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        let needs_quotes = a.is_empty() || a.contains([' ', '\t', '\n', '"', '\'', '\\']);
+        if !needs_quotes {
+            out.push_str(a);
+            continue;
+        }
+        out.push('"');
+        for c in a.chars() {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_id_is_tetragon_shaped() {
+        // base64("node1:1234:42")
+        assert_eq!(exec_id("node1", 1234, 42), "bm9kZTE6MTIzNDo0Mg==");
+    }
+
+    #[test]
+    fn arguments_quote_what_would_not_split_back() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(encode_arguments(&args(&["-la", "/tmp"])), "-la /tmp");
+        assert_eq!(
+            encode_arguments(&args(&["-c", "echo 'hi there'", ""])),
+            r#"-c "echo 'hi there'" """#
+        );
+        assert_eq!(
+            encode_arguments(&args(&[r#"say "x"\"#])),
+            r#""say \"x\"\\""#
+        );
+        assert_eq!(encode_arguments(&[]), "");
+    }
+
+    #[test]
+    fn flag_words_in_tetragon_order() {
+        assert_eq!(flags::words(0), "");
+        assert_eq!(
+            flags::words(flags::EXECVE | flags::ROOT_CWD | flags::TRUNC_ARGS),
+            "execve truncArgs rootcwd"
+        );
+        assert_eq!(flags::words(flags::PROCFS | flags::CLONE), "procFS clone");
+    }
+}
