@@ -1,1 +1,82 @@
-fn main() {}
+//! `cargo xtask`: what a fresh machine needs, and the README's two commands.
+//!
+//! - `cargo xtask setup`: the nightly's `rust-src` and a `bpf-linker` built against the
+//!   nightly's own LLVM. Idempotent; quick when already done.
+//! - `cargo xtask run [-- ARGS]`: set-up, build, and run the agent (`tracer run ARGS`).
+//! - `cargo xtask test`: set-up, formatting, lints, unit tests, then the privileged
+//!   integration tests that load the real programs.
+
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building the eBPF programs needs (nightly rust-src, bpf-linker).
+    Setup,
+    /// Build and run the agent; arguments after `--` go to `tracer run`.
+    Run {
+        /// Build without optimisations (faster to build, slower to run).
+        #[arg(long)]
+        debug: bool,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: formatting, clippy, unit tests, integration tests (as root).
+    Test {
+        /// Skip `cargo fmt --check` and clippy.
+        #[arg(long)]
+        no_lint: bool,
+        /// Only the tests whose name contains this (passed to the test binaries).
+        filter: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Setup => setup::setup(),
+        Cmd::Run { debug, args } => setup::setup().and_then(|()| run(debug, &args)),
+        Cmd::Test { no_lint, filter } => {
+            setup::setup().and_then(|()| test::test(!no_lint, filter.as_deref()))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(debug: bool, args: &[String]) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let mut build = setup::cargo();
+    build.args(["build", "--package", "tracer", "--bin", "tracer"]);
+    if !debug {
+        build.arg("--release");
+    }
+    setup::status(&mut build)?;
+    let bin = setup::workspace_root()
+        .join("target")
+        .join(if debug { "debug" } else { "release" })
+        .join("tracer");
+    eprintln!("xtask: running {} run {}", bin.display(), args.join(" "));
+    // Replace this process, so that Ctrl-C and SIGTERM reach the agent directly.
+    let err = std::process::Command::new(&bin)
+        .arg("run")
+        .args(args)
+        .exec();
+    Err(anyhow::anyhow!("cannot run {}: {err}", bin.display()))
+}

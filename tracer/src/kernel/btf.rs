@@ -146,7 +146,7 @@ impl KernelBtf {
                 ty_name = field.to_owned();
             }
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             return Err(BtfError::NotByteAligned {
                 path: path.to_owned(),
             });

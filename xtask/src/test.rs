@@ -1,0 +1,72 @@
+//! `cargo xtask test`: everything, in the order that fails fastest.
+
+use std::process::Command;
+
+use anyhow::bail;
+
+use crate::setup::{cargo, status, workspace_root};
+
+pub fn test(lint: bool, filter: Option<&str>) -> anyhow::Result<()> {
+    if lint {
+        status(cargo().args(["fmt", "--all", "--check"]))?;
+        status(cargo().args([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "tracer-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+        // The kernel programs, for their own target.
+        status(
+            Command::new("rustup")
+                .args(["run", "nightly", "cargo", "clippy", "--release"])
+                .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+                .args(["--", "-D", "warnings"])
+                .current_dir(workspace_root().join("tracer-ebpf")),
+        )?;
+    }
+    // Unit tests (no privileges needed; those that read the host's BTF say when they skip).
+    let mut unit = cargo();
+    unit.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "tracer-ebpf",
+        "--exclude",
+        "integration",
+    ]);
+    if let Some(f) = filter {
+        unit.args(["--", f]);
+    }
+    status(&mut unit)?;
+
+    // Integration tests: the real agent, the real programs, real processes.
+    status(cargo().args(["build", "--package", "tracer", "--bin", "tracer"]))?;
+    let bin = workspace_root().join("target/debug/tracer");
+    if !nix_is_root() {
+        bail!(
+            "the integration tests load eBPF programs and need root; run `sudo -E cargo xtask test` \
+             (or set TRACER_SKIP_PRIVILEGED=1 to skip them, which is reported as a skip)"
+        );
+    }
+    let mut it = cargo();
+    it.args(["test", "--package", "integration", "--", "--test-threads=1"])
+        .env("TRACER_BIN", &bin);
+    if let Some(f) = filter {
+        it.arg(f);
+    }
+    status(&mut it)
+}
+
+fn nix_is_root() -> bool {
+    if std::env::var_os("TRACER_SKIP_PRIVILEGED").is_some() {
+        return true; // the tests themselves print the skip
+    }
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
