@@ -452,3 +452,40 @@ fn records_the_ring_buffer_cannot_take_are_counted_and_reported() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_hook_the_kernel_refuses_is_named_and_the_rest_run() {
+    if !privileged("a_hook_the_kernel_refuses_is_named_and_the_rest_run") {
+        return;
+    }
+    // The kernel has no tracepoint of that name: attaching the fork hook fails for real.
+    let agent = Agent::start(&["--attach-override", "sched_process_fork=no_such_tracepoint"]);
+    let stderr = agent.stderr();
+    let refused: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("is not running"))
+        .collect();
+    assert_eq!(refused.len(), 1, "one line for the one hook:\n{stderr}");
+    assert!(
+        refused[0].contains("hook sched/sched_process_fork is not running")
+            && refused[0].contains("no_such_tracepoint"),
+        "{}",
+        refused[0]
+    );
+    assert!(stderr.contains("hooks=2"), "{stderr}");
+    // Execs and exits still come out.
+    let child = Command::new("/bin/true")
+        .arg("still-traced")
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    child.wait_with_output().unwrap();
+    let events = agent.sync();
+    assert_eq!(
+        exec_of(&events, pid).unwrap()["process"]["arguments"],
+        "still-traced"
+    );
+    assert!(exit_of(&events, pid).is_some());
+    let (status, _, _) = agent.stop();
+    assert!(status.success());
+}

@@ -26,6 +26,8 @@ pub struct Config {
     pub loss_report_interval: Duration,
     pub proc_root: PathBuf,
     pub cgroup_root: PathBuf,
+    /// (program, tracepoint event) pairs that attach a hook elsewhere (tests only).
+    pub attach_overrides: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +55,12 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
     }
     let resolved = KernelBtf::from_sys()?.resolve()?;
     let hooks = loader::lifecycle_hooks(&resolved);
-    let mut loaded = loader::load(&resolved, &hooks, config.ring_buffer_size)?;
+    let mut loaded = loader::load(
+        &resolved,
+        &hooks,
+        config.ring_buffer_size,
+        &config.attach_overrides,
+    )?;
     for (hook, status) in &loaded.hooks {
         match status {
             HookStatus::Attached => tracing::debug!("hook {} attached", hook.tracepoint),

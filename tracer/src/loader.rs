@@ -72,7 +72,14 @@ pub fn lifecycle_hooks(resolved: &Resolved) -> [Hook; 3] {
 }
 
 /// Loads the object and attaches `hooks`; `ring_bytes` sizes the ring buffer.
-pub fn load(resolved: &Resolved, hooks: &[Hook], ring_bytes: u32) -> Result<Loaded, LoadError> {
+/// `attach_overrides` (program, tracepoint event) attach a program elsewhere: the tests
+/// use it to make the kernel refuse one hook for real.
+pub fn load(
+    resolved: &Resolved,
+    hooks: &[Hook],
+    ring_bytes: u32,
+    attach_overrides: &[(String, String)],
+) -> Result<Loaded, LoadError> {
     let mut ebpf = EbpfLoader::new()
         .override_global("OFFSETS", &resolved.offsets, true)
         .map_max_entries("EVENTS", ring_bytes)
@@ -80,7 +87,11 @@ pub fn load(resolved: &Resolved, hooks: &[Hook], ring_bytes: u32) -> Result<Load
     let statuses: Vec<(Hook, HookStatus)> = hooks
         .iter()
         .map(|hook| {
-            let status = match attach(&mut ebpf, hook) {
+            let event = attach_overrides
+                .iter()
+                .find(|(program, _)| program == hook.program)
+                .map_or(hook.event(), |(_, event)| event.as_str());
+            let status = match attach(&mut ebpf, hook, event) {
                 Ok(()) => HookStatus::Attached,
                 Err(reason) => HookStatus::Failed(reason),
             };
@@ -100,7 +111,7 @@ pub fn load(resolved: &Resolved, hooks: &[Hook], ring_bytes: u32) -> Result<Load
     })
 }
 
-fn attach(ebpf: &mut Ebpf, hook: &Hook) -> Result<(), String> {
+fn attach(ebpf: &mut Ebpf, hook: &Hook, event: &str) -> Result<(), String> {
     let program = ebpf
         .program_mut(hook.program)
         .ok_or_else(|| format!("program `{}` is not in the object", hook.program))?;
@@ -115,9 +126,21 @@ fn attach(ebpf: &mut Ebpf, hook: &Hook) -> Result<(), String> {
             tracing::debug!(hook = hook.program, "verifier log:\n{verifier_log}");
             format!("the kernel refused the program ({io_error}); run with --log-level debug for the verifier log")
         }
-        other => other.to_string(),
+        other => chain(&other),
     })?;
-    tp.attach(hook.event())
-        .map_err(|e| format!("attaching to raw tracepoint {}: {e}", hook.event()))?;
+    tp.attach(event)
+        .map_err(|e| format!("attaching to raw tracepoint {event}: {}", chain(&e)))?;
     Ok(())
+}
+
+/// An error with its causes: `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }

@@ -51,6 +51,17 @@ struct RunArgs {
     /// a filter such as `tracer=debug`.
     #[arg(long, default_value = "info", env = "TRACER_LOG")]
     log_level: String,
+
+    /// Testing aid: attach program PROGRAM to raw tracepoint EVENT instead of its own
+    /// (`sched_process_fork=no_such_event` makes the kernel refuse that hook).
+    #[arg(long, hide = true, value_name = "PROGRAM=EVENT", value_parser = parse_override)]
+    attach_override: Vec<(String, String)>,
+}
+
+fn parse_override(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(p, e)| (p.to_owned(), e.to_owned()))
+        .ok_or_else(|| format!("`{s}` is not PROGRAM=EVENT"))
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
@@ -97,6 +108,7 @@ fn run(args: RunArgs) -> ExitCode {
         loss_report_interval: Duration::from_millis(args.loss_report_interval_ms.max(10)),
         proc_root: PathBuf::from("/proc"),
         cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+        attach_overrides: args.attach_override,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
