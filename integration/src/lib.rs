@@ -20,6 +20,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod vm;
+
 /// How long the agent may take to load, and a workload's events to arrive.
 const TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -63,7 +63,13 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
     )?;
     for (hook, status) in &loaded.hooks {
         match status {
-            HookStatus::Attached => tracing::debug!("hook {} attached", hook.tracepoint),
+            HookStatus::Attached => {
+                tracing::info!(
+                    "hook {} attached (program {})",
+                    hook.tracepoint,
+                    hook.program
+                )
+            }
             HookStatus::Failed(reason) => tracing::error!(
                 "hook {} is not running: {reason}; the other hooks run without it",
                 hook.tracepoint

@@ -95,6 +95,7 @@ fn run(args: RunArgs) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let node_name = args.node_name.unwrap_or_else(|| {
         nix::unistd::gethostname()

@@ -8,6 +8,7 @@
 
 mod setup;
 mod test;
+mod vm;
 
 use std::process::ExitCode;
 

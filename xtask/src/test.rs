@@ -52,9 +52,16 @@ pub fn test(lint: bool, filter: Option<&str>) -> anyhow::Result<()> {
              (or set TRACER_SKIP_PRIVILEGED=1 to skip them, which is reported as a skip)"
         );
     }
+    // Debian's kernels under qemu, for the same tests on other kernel layouts.
+    let kernels = if std::env::var_os("TRACER_SKIP_VM").is_some() {
+        String::new()
+    } else {
+        crate::vm::prepare()?
+    };
     let mut it = cargo();
     it.args(["test", "--package", "integration", "--", "--test-threads=1"])
-        .env("TRACER_BIN", &bin);
+        .env("TRACER_BIN", &bin)
+        .env("TRACER_VM_KERNELS", kernels);
     if let Some(f) = filter {
         it.arg(f);
     }
