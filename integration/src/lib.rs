@@ -193,6 +193,17 @@ impl Drop for Agent {
     }
 }
 
+/// Runs `cmd` to its end; returns its pid (to find its events by) and its output.
+pub fn run(cmd: &mut Command) -> (u32, std::process::Output) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let pid = child.id();
+    let out = child.wait_with_output().expect("wait for the workload");
+    (pid, out)
+}
+
 /// Events of one kind (`process_exec`, `process_exit`, ...).
 pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter_map(|e| e.get(kind)).collect()

@@ -4,10 +4,10 @@
 use std::{
     fs,
     os::unix::{fs::PermissionsExt as _, process::CommandExt as _},
-    process::{Command, Stdio},
+    process::Command,
 };
 
-use integration::{Agent, exec_of, exit_of, flags, of_kind, privileged, real};
+use integration::{Agent, exec_of, exit_of, flags, of_kind, privileged, real, run};
 use serde_json::Value;
 
 fn tempdir() -> tempfile::TempDir {
@@ -41,15 +41,10 @@ fn shell_pipeline_from_a_directory() {
     let dir = tempdir();
     let cwd = canonical(&dir);
     let script = r#"/bin/echo "a b" "it's" 'say "hi"' | /bin/cat | /usr/bin/wc -c"#;
-    let child = Command::new("/bin/sh")
+    let (sh_pid, out) = run(Command::new("/bin/sh")
         .arg("-c")
         .arg(script)
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run the pipeline");
-    let sh_pid = child.id();
-    let out = child.wait_with_output().expect("pipeline output");
+        .current_dir(dir.path()));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "18");
     let events = agent.sync();
 
@@ -140,20 +135,14 @@ fn exec_by_relative_path_and_through_a_symlink() {
     fs::copy("/usr/bin/true", dir.path().join("mytrue")).expect("copy true");
     std::os::unix::fs::symlink(real("/usr/bin/true"), dir.path().join("link")).expect("symlink");
 
-    let rel = Command::new("./mytrue")
+    let (rel_pid, out) = run(Command::new("./mytrue")
         .arg("relative")
-        .current_dir(dir.path())
-        .spawn()
-        .expect("exec ./mytrue");
-    let rel_pid = rel.id();
-    assert!(rel.wait_with_output().unwrap().status.success());
-    let link = Command::new("./link")
+        .current_dir(dir.path()));
+    assert!(out.status.success());
+    let (link_pid, out) = run(Command::new("./link")
         .arg("via link")
-        .current_dir(dir.path())
-        .spawn()
-        .expect("exec ./link");
-    let link_pid = link.id();
-    assert!(link.wait_with_output().unwrap().status.success());
+        .current_dir(dir.path()));
+    assert!(out.status.success());
     let events = agent.sync();
 
     let e = exec_of(&events, rel_pid).expect("exec of ./mytrue");
@@ -181,13 +170,10 @@ fn script_runs_through_its_interpreter() {
     fs::write(&path, "#!/bin/sh\nexit 3\n").expect("write script");
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
 
-    let child = Command::new("./script.sh")
+    let (pid, out) = run(Command::new("./script.sh")
         .arg("arg one")
-        .current_dir(dir.path())
-        .spawn()
-        .expect("run the script");
-    let pid = child.id();
-    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(3));
+        .current_dir(dir.path()));
+    assert_eq!(out.status.code(), Some(3));
     let events = agent.sync();
 
     let e = exec_of(&events, pid).expect("exec of the script");
@@ -278,9 +264,7 @@ fn argv_longer_than_the_capture_bound_is_flagged() {
     let args: Vec<String> = (0..80)
         .map(|i| format!("{i:03}{}", "x".repeat(97)))
         .collect();
-    let child = Command::new("/bin/true").args(&args).spawn().expect("true");
-    let pid = child.id();
-    child.wait_with_output().unwrap();
+    let (pid, _) = run(Command::new("/bin/true").args(&args));
     let events = agent.sync();
     let e = exec_of(&events, pid).expect("exec with a long argv");
     let p = &e["process"];
@@ -300,9 +284,7 @@ fn argv_longer_than_the_capture_bound_is_flagged() {
     );
 
     // An argv within the bound is not flagged.
-    let child = Command::new("/bin/true").arg("short").spawn().unwrap();
-    let pid = child.id();
-    child.wait_with_output().unwrap();
+    let (pid, _) = run(Command::new("/bin/true").arg("short"));
     let events = agent.sync();
     assert_eq!(
         flags(&exec_of(&events, pid).unwrap()["process"]),
@@ -319,13 +301,8 @@ fn burst_of_2000_short_processes() {
     let agent = Agent::start(&[]);
     let marker = format!("burst-{}", std::process::id());
     let script = format!("i=0; while [ $i -lt {N} ]; do /bin/true {marker}; i=$((i+1)); done");
-    let child = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&script)
-        .spawn()
-        .expect("burst");
-    let sh_pid = child.id();
-    assert!(child.wait_with_output().unwrap().status.success());
+    let (sh_pid, out) = run(Command::new("/bin/sh").arg("-c").arg(&script));
+    assert!(out.status.success());
     let events = agent.sync();
 
     let execs: Vec<&Value> = of_kind(&events, "process_exec")
@@ -474,12 +451,7 @@ fn a_hook_the_kernel_refuses_is_named_and_the_rest_run() {
     );
     assert!(stderr.contains("hooks=2"), "{stderr}");
     // Execs and exits still come out.
-    let child = Command::new("/bin/true")
-        .arg("still-traced")
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    child.wait_with_output().unwrap();
+    let (pid, _) = run(Command::new("/bin/true").arg("still-traced"));
     let events = agent.sync();
     assert_eq!(
         exec_of(&events, pid).unwrap()["process"]["arguments"],

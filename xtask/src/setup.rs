@@ -52,6 +52,15 @@ fn output(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The first file in `dir` whose name satisfies `pred`.
+pub fn find_file(dir: &Path, pred: impl Fn(&str) -> bool) -> anyhow::Result<Option<PathBuf>> {
+    Ok(std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&pred)))
+}
+
 pub fn setup() -> anyhow::Result<()> {
     let version = output(Command::new("rustup").args(["run", NIGHTLY, "rustc", "-vV"])).context(
         "the nightly toolchain is needed to build the eBPF programs; install it with \
@@ -98,15 +107,7 @@ fn bpf_linker(rustc_version: &str) -> anyhow::Result<()> {
     let sysroot =
         output(Command::new("rustup").args(["run", NIGHTLY, "rustc", "--print", "sysroot"]))?;
     let sysroot_lib = Path::new(sysroot.trim()).join("lib");
-    let libllvm = std::fs::read_dir(&sysroot_lib)
-        .with_context(|| format!("cannot list {}", sysroot_lib.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("libLLVM.so."))
-        })
+    let libllvm = find_file(&sysroot_lib, |n| n.starts_with("libLLVM.so."))?
         .with_context(|| format!("no libLLVM.so.* in {}", sysroot_lib.display()))?;
     // bpf-linker's build looks for `<prefix>/lib/libLLVM.so`.
     let prefix = workspace_root().join("target").join("xtask-llvm");

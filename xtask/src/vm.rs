@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context as _, bail};
 
-use crate::setup::{status, workspace_root};
+use crate::setup::{find_file, status, workspace_root};
 
 /// (name, Debian meta-package) of each kernel tested.
 const KERNELS: [(&str, &str); 2] = [
@@ -70,25 +70,14 @@ fn kernel(name: &str, meta: &str, updated: &mut bool) -> anyhow::Result<PathBuf>
             .args(["download", "-qq", &package])
             .current_dir(&dir),
     )?;
-    let deb = std::fs::read_dir(&dir)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .with_context(|| {
-            format!(
-                "apt-get download {package} left no .deb in {}",
-                dir.display()
-            )
-        })?;
+    let deb = find_file(&dir, |n| n.ends_with(".deb"))?.with_context(|| {
+        format!(
+            "apt-get download {package} left no .deb in {}",
+            dir.display()
+        )
+    })?;
     status(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root))?;
-    let image = std::fs::read_dir(root.join("boot"))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("vmlinuz-"))
-        })
+    let image = find_file(&root.join("boot"), |n| n.starts_with("vmlinuz-"))?
         .with_context(|| format!("{package} has no /boot/vmlinuz-*"))?;
     std::fs::rename(&image, &vmlinuz)?;
     std::fs::remove_dir_all(&root)?;
