@@ -77,6 +77,10 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
         }
     }
     let mut source = EventSource::new(&mut loaded.ebpf)?;
+    // Parsing the kernel's BTF (here and in the loader) takes tens of MB of heap, all
+    // freed by now: hand it back to the system instead of keeping it for the agent's life.
+    // SAFETY: malloc_trim only releases free heap memory; it has no other effect.
+    unsafe { libc::malloc_trim(0) };
 
     // The programs are attached before /proc is read, so no process falls between the two.
     let clock = Clock::now();
