@@ -16,5 +16,6 @@ pub mod event;
 pub mod export;
 pub mod kernel;
 pub mod loader;
+pub mod policy;
 pub mod process;
 pub mod ringbuf;

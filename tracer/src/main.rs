@@ -23,6 +23,21 @@ enum Command {
     /// Needs root (CAP_BPF and CAP_PERFMON). Ctrl-C or SIGTERM stops it after it has
     /// written what the kernel already recorded.
     Run(RunArgs),
+    /// Work with TracingPolicy documents.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Check TracingPolicy documents without loading anything. Every error names the file,
+    /// line and column, the field and what was expected. Exits 0 only when every document
+    /// of every file is valid.
+    Validate {
+        /// Files of YAML documents (several per file with `---`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -81,6 +96,33 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Policy(PolicyCommand::Validate { files }) => validate(&files),
+    }
+}
+
+fn validate(files: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for file in files {
+        match tracer::policy::parse::file(file) {
+            Ok(docs) => {
+                let names: Vec<&str> = docs
+                    .iter()
+                    .map(|d| d.policy.metadata.name.as_str())
+                    .collect();
+                println!("{}: valid ({})", file.display(), names.join(", "));
+            }
+            Err(errors) => {
+                ok = false;
+                for e in errors {
+                    eprintln!("{e}");
+                }
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -1,0 +1,506 @@
+//! YAML text to [`TracingPolicy`] documents. A file may hold several documents separated
+//! by `---`. Errors carry the file, the line and column in the file, and the field path.
+
+use std::path::Path;
+
+use marked_yaml::{Error as SerdeError, Marker, Span};
+
+use super::{PolicyError, model::TracingPolicy, validate};
+
+/// A document that parsed and validated.
+#[derive(Debug)]
+pub struct Document {
+    pub policy: TracingPolicy,
+    /// 1-based line of the file where the document starts.
+    pub first_line: usize,
+}
+
+/// Reads, parses and validates every document of `path`.
+pub fn file(path: &Path) -> Result<Vec<Document>, Vec<PolicyError>> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![PolicyError {
+            file: name.clone(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!("cannot read the file: {e}"),
+            fix: None,
+        }]
+    })?;
+    text_documents(&name, &text)
+}
+
+/// Parses and validates every document of `text`, named `file` in errors.
+pub fn text_documents(file: &str, text: &str) -> Result<Vec<Document>, Vec<PolicyError>> {
+    let mut docs = Vec::new();
+    let mut errors = Vec::new();
+    for (first_line, doc) in split_documents(text) {
+        let at =
+            |span: Option<&Marker>, path: &str, message: String, fix: Option<String>| PolicyError {
+                file: file.to_owned(),
+                line: span.map_or(first_line, |m| m.line() + first_line - 1),
+                column: span.map_or(0, |m| m.column()),
+                path: path.to_owned(),
+                message,
+                fix,
+            };
+        let node = match std::panic::catch_unwind(|| {
+            let options = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
+            marked_yaml::parse_yaml_with_options(0, doc, options)
+        }) {
+            Ok(Ok(node)) => node,
+            Ok(Err(e)) => {
+                let (mark, message, fix) = load_error(&e);
+                errors.push(at(mark.as_ref(), "", message, fix));
+                continue;
+            }
+            Err(_) => {
+                errors.push(at(
+                    None,
+                    "",
+                    "the YAML parser could not read this document".into(),
+                    Some(
+                        "check it with a YAML linter; anchors and aliases are not supported".into(),
+                    ),
+                ));
+                continue;
+            }
+        };
+        let policy: TracingPolicy = match marked_yaml::from_node(&node) {
+            Ok(p) => p,
+            Err(e) => {
+                let path = e.path().unwrap_or_default().to_owned();
+                let inner = e.into_inner();
+                let (message, fix) = serde_message(&inner);
+                // The span of an unknown field can be another node's: find its key by path.
+                let mark = match &inner {
+                    SerdeError::UnknownFieldError(..) => key_mark(&node, &path),
+                    SerdeError::Other(m, _) if m.starts_with("missing field") => {
+                        mapping_mark(&node, &path)
+                    }
+                    _ => None,
+                }
+                .or(inner.start_mark());
+                errors.push(at(mark.as_ref(), &path, message, fix));
+                continue;
+            }
+        };
+        let problems = validate::policy(&policy);
+        if problems.is_empty() {
+            docs.push(Document { policy, first_line });
+        } else {
+            errors.extend(
+                problems
+                    .into_iter()
+                    .map(|p| at(p.span.start(), &p.path, p.message, p.fix)),
+            );
+        }
+    }
+    if errors.is_empty() {
+        if docs.is_empty() {
+            return Err(vec![PolicyError {
+                file: file.to_owned(),
+                line: 1,
+                column: 1,
+                path: String::new(),
+                message: "no TracingPolicy document in the file".into(),
+                fix: None,
+            }]);
+        }
+        Ok(docs)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Where the first key of the mapping at `path` starts (a mapping's own span starts after
+/// its first key).
+fn mapping_mark(root: &marked_yaml::Node, path: &str) -> Option<Marker> {
+    let node = if path.is_empty() {
+        root
+    } else {
+        node_at(root, path)?
+    };
+    let (key, _) = node.as_mapping()?.iter().next()?;
+    key.span().start().copied()
+}
+
+/// The node at `path` (`spec.tracepoints[0]`).
+fn node_at<'a>(mut node: &'a marked_yaml::Node, path: &str) -> Option<&'a marked_yaml::Node> {
+    for part in path.split('.') {
+        let (name, indices) = part.split_at(part.find('[').unwrap_or(part.len()));
+        node = node.as_mapping()?.get(name)?;
+        for idx in indices.split(['[', ']']).filter(|s| !s.is_empty()) {
+            node = node.as_sequence()?.get(idx.parse::<usize>().ok()?)?;
+        }
+    }
+    Some(node)
+}
+
+/// Where the key at the end of `path` (`spec.tracepoints[0].lists`) starts.
+fn key_mark(node: &marked_yaml::Node, path: &str) -> Option<Marker> {
+    let mut node = node;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let (name, indices) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        let map = node.as_mapping()?;
+        let (key, value) = map.iter().find(|(k, _)| k.as_str() == name)?;
+        if parts.peek().is_none() && indices.is_empty() {
+            return key.span().start().copied();
+        }
+        node = value;
+        for idx in indices.split(['[', ']']).filter(|s| !s.is_empty()) {
+            node = node.as_sequence()?.get(idx.parse::<usize>().ok()?)?;
+        }
+    }
+    None
+}
+
+/// Splits a YAML stream on `---` and `...` lines: (first line, text) of each document
+/// that holds more than comments and blank lines.
+fn split_documents(text: &str) -> Vec<(usize, &str)> {
+    let mut docs = Vec::new();
+    let mut start = 0;
+    let mut start_line = 1;
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let l = line.trim_end();
+        let is_marker = l == "---" || l.starts_with("--- ") || l.starts_with("---\t") || l == "...";
+        if is_marker {
+            docs.push((start_line, &text[start..offset]));
+            start = offset + line.len();
+            start_line = i + 2;
+        }
+        offset += line.len();
+    }
+    docs.push((start_line, &text[start..]));
+    docs.into_iter()
+        .filter(|(_, d)| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .collect()
+}
+
+/// Place, message and fix of a YAML load error.
+fn load_error(e: &marked_yaml::LoadError) -> (Option<Marker>, String, Option<String>) {
+    use marked_yaml::LoadError as L;
+    match e {
+        L::TopLevelMustBeMapping(m) => (
+            Some(*m),
+            "a TracingPolicy document is a mapping".to_owned(),
+            Some("start the document with `apiVersion: cilium.io/v1alpha1`".to_owned()),
+        ),
+        L::UnexpectedAnchor(m) | L::UnexpectedTag(m) => (
+            Some(*m),
+            "anchors, aliases and tags are not supported".to_owned(),
+            Some("write the value out where it is used".to_owned()),
+        ),
+        L::DuplicateKey(k) => (
+            k.key.span().start().copied(),
+            format!("`{}` is given twice", k.key.as_str()),
+            Some("keep one of them".to_owned()),
+        ),
+        L::ScanError(m, err) => (Some(*m), format!("not valid YAML: {err}"), None),
+        L::MappingKeyMustBeScalar(m) => (
+            Some(*m),
+            "a mapping key must be a plain string".to_owned(),
+            None,
+        ),
+        L::TopLevelMustBeSequence(m) => (Some(*m), "unexpected sequence".to_owned(), None),
+    }
+}
+
+/// Message and fix of a deserialisation error.
+fn serde_message(e: &SerdeError) -> (String, Option<String>) {
+    match e {
+        SerdeError::UnknownFieldError(field, expected, _) => (
+            format!(
+                "unknown field `{field}`; expected one of {}",
+                expected.join(", ")
+            ),
+            did_you_mean(field, expected.iter().copied()).map(|s| format!("did you mean `{s}`?")),
+        ),
+        SerdeError::IntegerParseFailure(err, _) => {
+            (format!("expected a whole number: {err}"), None)
+        }
+        SerdeError::NotBoolean(_) => ("expected `true` or `false`".into(), None),
+        SerdeError::FloatParseFailure(err, _) => (format!("expected a number: {err}"), None),
+        SerdeError::Other(msg, _) => {
+            let fix = msg
+                .strip_prefix("missing field `")
+                .and_then(|r| r.strip_suffix('`'))
+                .map(|f| format!("add `{f}:`"));
+            (msg.clone(), fix)
+        }
+    }
+}
+
+/// The candidate closest to `word`, if it is close.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()),
+                c,
+            )
+        })
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// Where a span starts, for tests and callers without a file.
+pub fn line_col(span: &Span) -> Option<(usize, usize)> {
+    span.start().map(|m| (m.line(), m.column()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every error of `text`, rendered as the CLI prints them.
+    fn errors(text: &str) -> Vec<String> {
+        match text_documents("t.yaml", text) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    const HEAD: &str =
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: p\nspec:\n";
+
+    /// A document of HEAD and `spec`, whose body starts on line 6.
+    fn doc(spec: &str) -> String {
+        format!("{HEAD}{spec}")
+    }
+
+    #[test]
+    fn a_tetragon_policy_parses() {
+        let text = doc(r#"  tracepoints:
+  - subsystem: "raw_syscalls"
+    event: "sys_enter"
+    message: "a read"
+    args:
+    - index: 4
+      type: "int64"
+    selectors:
+    - matchPIDs:
+      - operator: NotIn
+        followForks: true
+        values: [0, 1]
+      matchArgs:
+      - index: 4
+        operator: "Equal"
+        values:
+        - "0"
+        - "0x10"
+      matchBinaries:
+      - operator: "In"
+        values: ["/usr/bin/cat"]
+        followChildren: true
+      matchNamespaces:
+      - namespace: Pid
+        operator: In
+        values: [host_ns]
+      matchCapabilities:
+      - type: Effective
+        operator: In
+        values: [CAP_SYS_ADMIN]
+      matchActions:
+      - action: Post
+        rateLimit: 5m
+        rateLimitScope: process
+    - matchActions:
+      - action: Signal
+        argSig: 10
+  lists:
+  - name: writes
+    type: syscalls
+    values: [write, sys_pwrite64]
+  options:
+  - name: policy-mode
+    value: monitor
+"#);
+        let docs = text_documents("t.yaml", &text).expect("valid");
+        assert_eq!(docs.len(), 1);
+        let tp = &docs[0].policy.spec.tracepoints[0];
+        assert_eq!(tp.event.as_str(), "sys_enter");
+        assert_eq!(tp.selectors.len(), 2);
+        assert_eq!(tp.selectors[0].match_args[0].values.len(), 2);
+    }
+
+    #[test]
+    fn several_documents_and_their_lines() {
+        let one = doc("  tracepoints:\n  - subsystem: sched\n    event: sched_process_exec\n");
+        let text = format!(
+            "# policies\n---\n{one}---\n{}",
+            one.replace("name: p", "name: Q")
+        );
+        let e = errors(&text);
+        // The second document starts on line 12; its name is its 4th line.
+        assert_eq!(
+            e,
+            [
+                "t.yaml:15:9: metadata.name: `Q` is not a valid name: lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit, at most 253 characters\n  fix: write `name: q`"
+            ]
+        );
+        let ok = format!("{one}---\n{}", one.replace("name: p", "name: q"));
+        let docs = text_documents("t.yaml", &ok).unwrap();
+        assert_eq!(
+            docs.iter().map(|d| d.first_line).collect::<Vec<_>>(),
+            [1, 10]
+        );
+    }
+
+    #[test]
+    fn broken_documents_and_their_exact_errors() {
+        let tp = "  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_openat\n";
+        let cases: &[(&str, &str)] = &[
+            (
+                "",
+                "t.yaml:6:1: spec: the policy has no hook\n  fix: add `tracepoints:`",
+            ),
+            (
+                "  tracepoints:\n  - subsystem: syscalls\n",
+                "t.yaml:7:5: spec.tracepoints[0]: missing field `event`\n  fix: add `event:`",
+            ),
+            (
+                "  tracepoints:\n  - subsystem: syscalls\n    event: x\n    evnt: y\n",
+                "t.yaml:9:5: spec.tracepoints[0].evnt: unknown field `evnt`; expected one of subsystem, event, message, args, selectors, tags, raw\n  fix: did you mean `event`?",
+            ),
+            (
+                "  kprobes:\n  - call: fd_install\n",
+                "t.yaml:7:5: spec.kprobes: `kprobes` is part of Tetragon's schema but not supported by the tracer yet\n  fix: remove it; the README lists what is supported",
+            ),
+            (
+                &format!("{tp}    args:\n    - index: one\n"),
+                "t.yaml:10:14: spec.tracepoints[0].args[0].index: expected a whole number: invalid digit found in string",
+            ),
+            (
+                &format!(
+                    "{tp}    args:\n    - index: 0\n    selectors:\n    - matchArgs:\n      - index: 1\n        operator: Equal\n        values: [a]\n"
+                ),
+                "t.yaml:13:16: spec.tracepoints[0].selectors[0].matchArgs[0].index: argument 1 is not declared in this hook's `args`\n  fix: add `- index: 1` under `args:`",
+            ),
+            (
+                &format!(
+                    "{tp}    args:\n    - index: 0\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: GT\n        values: [ten]\n"
+                ),
+                "t.yaml:15:18: spec.tracepoints[0].selectors[0].matchArgs[0].values[0]: `ten` is not a whole number (decimal or 0x hex)",
+            ),
+            (
+                &format!(
+                    "{tp}    args:\n    - index: 0\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: SAddr\n        values: [10.0.0.0/8]\n"
+                ),
+                "t.yaml:14:19: spec.tracepoints[0].selectors[0].matchArgs[0].operator: matchArgs operator `SAddr` is Tetragon's but not supported by the tracer yet; supported: Equal, NotEqual, Prefix, NotPrefix, Postfix, NotPostfix, GT, GreaterThan, LT, LessThan, Mask",
+            ),
+            (
+                &format!(
+                    "{tp}    selectors:\n    - matchBinaries:\n      - operator: In\n        values: [cat]\n"
+                ),
+                "t.yaml:12:18: spec.tracepoints[0].selectors[0].matchBinaries[0].values[0]: `cat` is not an absolute path; `In` compares whole paths\n  fix: write the full path, or use `Postfix` to match `cat`",
+            ),
+            (
+                &format!(
+                    "{tp}    selectors:\n    - matchPIDs:\n      - operator: Inn\n        values: [1]\n"
+                ),
+                "t.yaml:11:19: spec.tracepoints[0].selectors[0].matchPIDs[0].operator: `Inn` is not a matchPIDs operator; expected one of In, NotIn\n  fix: write `In`",
+            ),
+            (
+                &format!(
+                    "{tp}    selectors:\n    - matchCapabilities:\n      - operator: In\n        values: [CAP_SYSADMIN]\n"
+                ),
+                "t.yaml:12:18: spec.tracepoints[0].selectors[0].matchCapabilities[0].values[0]: `CAP_SYSADMIN` is not a capability; expected one of CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID, CAP_KILL, CAP_SETGID, CAP_SETUID, CAP_SETPCAP, CAP_LINUX_IMMUTABLE, CAP_NET_BIND_SERVICE, CAP_NET_BROADCAST, CAP_NET_ADMIN, CAP_NET_RAW, CAP_IPC_LOCK, CAP_IPC_OWNER, CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_CHROOT, CAP_SYS_PTRACE, CAP_SYS_PACCT, CAP_SYS_ADMIN, CAP_SYS_BOOT, CAP_SYS_NICE, CAP_SYS_RESOURCE, CAP_SYS_TIME, CAP_SYS_TTY_CONFIG, CAP_MKNOD, CAP_LEASE, CAP_AUDIT_WRITE, CAP_AUDIT_CONTROL, CAP_SETFCAP, CAP_MAC_OVERRIDE, CAP_MAC_ADMIN, CAP_SYSLOG, CAP_WAKE_ALARM, CAP_BLOCK_SUSPEND, CAP_AUDIT_READ, CAP_PERFMON, CAP_BPF, CAP_CHECKPOINT_RESTORE\n  fix: write `CAP_SYS_ADMIN`",
+            ),
+            (
+                &format!("{tp}    selectors:\n    - matchActions:\n      - action: Signal\n"),
+                "t.yaml:11:17: spec.tracepoints[0].selectors[0].matchActions[0].argSig: `Signal` needs the signal to send\n  fix: add `argSig: 9` (or another signal number, 1 to 64)",
+            ),
+            (
+                &format!(
+                    "{tp}    selectors:\n    - matchActions:\n      - action: Post\n        rateLimit: soon\n"
+                ),
+                "t.yaml:12:20: spec.tracepoints[0].selectors[0].matchActions[0].rateLimit: `soon` is not a duration; expected a number with `s`, `m` or `h`, such as `5m`",
+            ),
+            (
+                &format!(
+                    "{tp}    selectors:\n    - matchActions:\n      - action: Override\n        argError: -1\n"
+                ),
+                "t.yaml:12:19: spec.tracepoints[0].selectors[0].matchActions[0].argError: `argError` is part of Tetragon's schema but not supported by the tracer yet\n  fix: remove it; the README lists what is supported",
+            ),
+            (
+                &format!(
+                    "{tp}  lists:\n  - name: l\n    type: syscalls\n    values: [openat, not_a_syscall]\n"
+                ),
+                &format!(
+                    "t.yaml:12:22: spec.lists[0].values[1]: `not_a_syscall` is not a syscall of {}",
+                    std::env::consts::ARCH
+                ),
+            ),
+            (
+                &format!("{tp}  options:\n  - name: policy-mode\n    value: loud\n"),
+                "t.yaml:11:12: spec.options[0].value: `policy-mode` takes `monitor` or `enforce`\n  fix: write `value: monitor`",
+            ),
+            (
+                &format!("{tp}    event: again\n"),
+                "t.yaml:9:5: `event` is given twice\n  fix: keep one of them",
+            ),
+            (
+                &format!("{tp}    message: &m hello\n"),
+                "t.yaml:9:17: anchors, aliases and tags are not supported\n  fix: write the value out where it is used",
+            ),
+        ];
+        for (spec, expected) in cases {
+            let got = errors(&doc(spec));
+            assert!(
+                got.first().map(String::as_str) == Some(expected),
+                "for spec:\n{spec}\nexpected:\n{expected}\ngot:\n{}",
+                got.join("\n")
+            );
+        }
+    }
+
+    #[test]
+    fn limits_are_errors_at_validation() {
+        let mut spec = String::from(
+            "  tracepoints:\n  - subsystem: raw_syscalls\n    event: sys_enter\n    selectors:\n",
+        );
+        for _ in 0..9 {
+            spec.push_str("    - matchActions:\n      - action: Post\n");
+        }
+        let e = errors(&doc(&spec));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with("t.yaml:26:19: spec.tracepoints[0].selectors[8]: 9 selectors, more than the 8 the tracer allows"),
+            "{}",
+            e[0]
+        );
+    }
+
+    #[test]
+    fn not_a_mapping_and_not_yaml() {
+        assert_eq!(
+            errors("- a\n- b\n"),
+            [
+                "t.yaml:1:1: a TracingPolicy document is a mapping\n  fix: start the document with `apiVersion: cilium.io/v1alpha1`"
+            ]
+        );
+        assert!(
+            errors("a: [b\n")[0].starts_with("t.yaml:"),
+            "a scan error has a place"
+        );
+        assert_eq!(
+            errors("# nothing\n"),
+            ["t.yaml:1:1: no TracingPolicy document in the file"]
+        );
+    }
+}
