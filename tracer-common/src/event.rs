@@ -10,19 +10,26 @@ pub enum EventKind {
     Exec = 1,
     Fork = 2,
     Exit = 3,
+    Tracepoint = 4,
 }
 
 impl EventKind {
     /// The highest kind id.
-    pub const MAX: EventKind = EventKind::Exit;
+    pub const MAX: EventKind = EventKind::Tracepoint;
 
-    pub const ALL: [EventKind; 3] = [EventKind::Exec, EventKind::Fork, EventKind::Exit];
+    pub const ALL: [EventKind; 4] = [
+        EventKind::Exec,
+        EventKind::Fork,
+        EventKind::Exit,
+        EventKind::Tracepoint,
+    ];
 
     pub fn from_u32(v: u32) -> Option<EventKind> {
         match v {
             1 => Some(EventKind::Exec),
             2 => Some(EventKind::Fork),
             3 => Some(EventKind::Exit),
+            4 => Some(EventKind::Tracepoint),
             _ => None,
         }
     }
@@ -32,6 +39,7 @@ impl EventKind {
             EventKind::Exec => "exec",
             EventKind::Fork => "fork",
             EventKind::Exit => "exit",
+            EventKind::Tracepoint => "tracepoint",
         }
     }
 }

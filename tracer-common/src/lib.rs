@@ -9,3 +9,4 @@ pub mod counters;
 pub mod event;
 pub mod limits;
 pub mod offsets;
+pub mod policy;

@@ -2,9 +2,15 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
 };
-use tracer_common::counters::COUNTERS_LEN;
+use tracer_common::{
+    counters::COUNTERS_LEN,
+    policy::{
+        HookConfig, MAX_HOOK_ARGS, MAX_POLICIES, POLICY_COUNTERS_PER, StrKey, StrPrefix, TP_SLOTS,
+        TracepointEvent,
+    },
+};
 
 /// Size of the `EVENTS` ring buffer in bytes (a power of two, a multiple of the page size).
 /// The agent may resize it at load time (`--ring-buffer-size`).
@@ -18,3 +24,45 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 /// Per-CPU counters, indexed by `tracer_common::counters::counter_index`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
+
+// --- Tracing policies (`hooks/policy.rs`), filled by the agent. ---
+
+/// The hook of each slot (`hooks/policy.rs`).
+#[map]
+pub static HOOKS: Array<HookConfig> = Array::with_max_entries(TP_SLOTS, 0);
+
+/// Strings of `Equal`/`NotEqual` filters: (filter id, string) present.
+#[map]
+pub static STR_EQUAL: HashMap<StrKey, u8> = HashMap::with_max_entries(8192, 0);
+
+/// Prefixes of `Prefix`/`NotPrefix` filters, after the filter id.
+#[map]
+pub static STR_PREFIX: LpmTrie<StrPrefix, u8> = LpmTrie::with_max_entries(8192, BPF_F_NO_PREALLOC);
+
+/// Postfixes of `Postfix`/`NotPostfix` filters, reversed, after the filter id.
+#[map]
+pub static STR_POSTFIX: LpmTrie<StrPrefix, u8> = LpmTrie::with_max_entries(8192, BPF_F_NO_PREALLOC);
+
+/// Per-policy counters, indexed as `tracer_common::policy::POLICY_*` say.
+#[map]
+pub static POLICY_COUNTERS: PerCpuArray<u64> =
+    PerCpuArray::with_max_entries(MAX_POLICIES * POLICY_COUNTERS_PER, 0);
+
+/// Scratch: the event being evaluated (too large for the stack).
+#[map]
+pub static TP_SCRATCH: PerCpuArray<TracepointEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per string argument: its lookup keys (`Equal`, `Prefix`, reversed for `Postfix`),
+/// built once per hit; the filter id is set before each lookup.
+#[map]
+pub static ARG_EQUAL_KEYS: PerCpuArray<StrKey> =
+    PerCpuArray::with_max_entries(MAX_HOOK_ARGS as u32, 0);
+#[map]
+pub static ARG_PREFIX_KEYS: PerCpuArray<Key<StrPrefix>> =
+    PerCpuArray::with_max_entries(MAX_HOOK_ARGS as u32, 0);
+#[map]
+pub static ARG_POSTFIX_KEYS: PerCpuArray<Key<StrPrefix>> =
+    PerCpuArray::with_max_entries(MAX_HOOK_ARGS as u32, 0);
+
+/// `BPF_F_NO_PREALLOC`, which LPM tries require.
+const BPF_F_NO_PREALLOC: u32 = 1;

@@ -9,10 +9,15 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     clock::Clock,
-    decode, event,
+    decode::{self, RawEvent},
+    event,
     export::json::JsonLines,
     kernel::{btf::KernelBtf, privileges, tracefs},
     loader::{self, HookStatus},
+    policy::{
+        files::{PolicyDir, load_file},
+        store::PolicyStore,
+    },
     process::{cache::ProcessCache, procfs},
     ringbuf::EventSource,
 };
@@ -28,6 +33,10 @@ pub struct Config {
     pub cgroup_root: PathBuf,
     /// (program, tracepoint event) pairs that attach a hook elsewhere (tests only).
     pub attach_overrides: Vec<(String, String)>,
+    /// Policy files loaded at start.
+    pub tracing_policies: Vec<PathBuf>,
+    /// A directory of policy files kept in step while the agent runs.
+    pub tracing_policy_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +86,25 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
         }
     }
     let mut source = EventSource::new(&mut loaded.ebpf)?;
+
+    // Tracing policies, when any are asked for.
+    let wants_policies = !config.tracing_policies.is_empty() || config.tracing_policy_dir.is_some();
+    let mut store = None;
+    if wants_policies {
+        match PolicyStore::new(&mut loaded.ebpf, std::path::Path::new(tracefs::TRACEFS)) {
+            Ok(s) => store = Some(s),
+            Err(e) => tracing::error!("{e}; the process lifecycle is still traced"),
+        }
+    }
+    let mut policy_dir = config.tracing_policy_dir.clone().map(PolicyDir::new);
+    if let Some(store) = &mut store {
+        for path in &config.tracing_policies {
+            load_file(store, &mut loaded.ebpf, path);
+        }
+        if let Some(dir) = &mut policy_dir {
+            dir.sync(store, &mut loaded.ebpf);
+        }
+    }
     // Parsing the kernel's BTF (here and in the loader) takes tens of MB of heap, all
     // freed by now: hand it back to the system instead of keeping it for the agent's life.
     // SAFETY: malloc_trim only releases free heap memory; it has no other effect.
@@ -115,22 +143,41 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
     };
     let mut losses = tokio::time::interval(config.loss_report_interval);
     losses.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut policy_poll = tokio::time::interval(Duration::from_secs(1));
+    policy_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             r = source.readable() => {
                 r?;
-                source.drain(|bytes| pipeline.record(bytes));
+                source.drain(|bytes| pipeline.record(bytes, store.as_ref()));
                 pipeline.flush()?;
             }
             _ = losses.tick() => pipeline.report_losses(&mut source)?,
+            _ = policy_poll.tick(), if policy_dir.is_some() && store.is_some() => {
+                if let (Some(dir), Some(store)) = (&mut policy_dir, &mut store) {
+                    dir.sync(store, &mut loaded.ebpf);
+                }
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
     }
 
     // Detach first, so nothing new arrives, then hand over what the kernel already holds.
+    let policy_counts = store.as_ref().map(PolicyStore::counts).unwrap_or_default();
+    let store_meta = store;
     drop(loaded);
-    let drained = source.drain(|bytes| pipeline.record(bytes));
+    let drained = source.drain(|bytes| pipeline.record(bytes, store_meta.as_ref()));
+    for c in policy_counts {
+        tracing::info!(
+            seen = c.seen,
+            matched = c.matched,
+            posted = c.posted,
+            lost = c.lost,
+            "policy {} counters",
+            c.name
+        );
+    }
     pipeline.report_losses(&mut source)?;
     pipeline.flush()?;
     let counts = source.counts();
@@ -159,7 +206,7 @@ struct Pipeline<W: Write> {
 }
 
 impl<W: Write> Pipeline<W> {
-    fn record(&mut self, bytes: &[u8]) {
+    fn record(&mut self, bytes: &[u8], store: Option<&PolicyStore>) {
         let raw = match decode::decode(bytes) {
             Ok(raw) => raw,
             Err(e) => {
@@ -168,6 +215,18 @@ impl<W: Write> Pipeline<W> {
                 return;
             }
         };
+        if let RawEvent::Tracepoint(ev) = &raw {
+            let Some((policy, hook)) = store.and_then(|s| s.hook(ev.event_id)) else {
+                // The policy was removed after the kernel posted this.
+                return;
+            };
+            let process = self.cache.lookup(ev.header.pid, ev.header.ktime_ns);
+            let out = event::tracepoint(ev, &process, policy, hook, self.cache.node(), &self.clock);
+            if let Err(e) = self.out.write(&out) {
+                tracing::error!("writing an event failed: {e}");
+            }
+            return;
+        }
         let Some(lifecycle) = self.cache.handle(raw) else {
             return;
         };

@@ -6,6 +6,7 @@ use std::mem::size_of;
 use tracer_common::{
     event::{EXEC_SCRIPT, EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent},
     limits::{ARGS_MAX, FILENAME_MAX, PATH_BUF},
+    policy::{MAX_HOOK_ARGS, TracepointEvent},
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub enum RawEvent {
     Exec(Box<Exec>),
     Fork(ForkEvent),
     Exit(ExitEvent),
+    /// A tracepoint hit a policy posted; its arguments are written with the policy's
+    /// argument types (`policy::store`).
+    Tracepoint(Box<TracepointEvent>),
 }
 
 /// A decoded exec: the kernel's `ExecEvent` with its buffers turned into strings.
@@ -74,6 +78,17 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         }
         Some(EventKind::Fork) => read(bytes, "fork").map(RawEvent::Fork),
         Some(EventKind::Exit) => read(bytes, "exit").map(RawEvent::Exit),
+        Some(EventKind::Tracepoint) => {
+            let ev: TracepointEvent = read(bytes, "tracepoint")?;
+            if ev.nargs as usize > MAX_HOOK_ARGS {
+                return Err(DecodeError::BadLength {
+                    field: "nargs",
+                    len: ev.nargs,
+                    max: MAX_HOOK_ARGS,
+                });
+            }
+            Ok(RawEvent::Tracepoint(Box::new(ev)))
+        }
         None => Err(DecodeError::UnknownKind(header.kind)),
     }
 }

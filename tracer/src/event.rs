@@ -39,6 +39,25 @@ pub enum Body<'a> {
         status: u32,
         time: String,
     },
+    /// A tracepoint hit that a policy's selector posted.
+    ProcessTracepoint {
+        process: ProcessOut<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        parent: Option<ProcessOut<'a>>,
+        subsys: &'a str,
+        event: &'a str,
+        args: Vec<serde_json::Value>,
+        policy_name: &'a str,
+        action: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<&'a str>,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        tags: &'a [String],
+        /// `monitor` when the policy is in monitor mode: `action` says what would have
+        /// been done, and was not (not in Tetragon).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        policy_mode: Option<&'static str>,
+    },
     /// Records the kernel could not hand over since the last report (the ring buffer was
     /// full): visibility was lost, and the stream says so.
     EventLoss {
@@ -167,6 +186,76 @@ pub fn lifecycle<'a>(l: &'a Lifecycle, node: &'a str, clock: &Clock) -> Event<'a
                 time,
             }
         }
+    }
+}
+
+/// Tetragon's name of the action a selector took.
+pub fn action_name(actions: u32) -> &'static str {
+    use tracer_common::policy::{ACTION_SIGKILL, ACTION_SIGNAL};
+    if actions & u32::from(ACTION_SIGKILL) != 0 {
+        "KPROBE_ACTION_SIGKILL"
+    } else if actions & u32::from(ACTION_SIGNAL) != 0 {
+        "KPROBE_ACTION_SIGNAL"
+    } else {
+        "KPROBE_ACTION_POST"
+    }
+}
+
+/// The typed arguments of a tracepoint event, as Tetragon writes them.
+pub fn tracepoint_args(
+    ev: &tracer_common::policy::TracepointEvent,
+    metas: &[crate::policy::compile::ArgMeta],
+) -> Vec<serde_json::Value> {
+    use crate::policy::compile::ArgOut;
+    use serde_json::{Value, json};
+    metas
+        .iter()
+        .zip(ev.args.iter())
+        .take(ev.nargs as usize)
+        .map(|(meta, v)| {
+            let mut arg = match meta.out {
+                ArgOut::Int => json!({ "int_arg": v.int as i64 as i32 }),
+                ArgOut::Uint => json!({ "uint_arg": v.int as u32 }),
+                ArgOut::Long => json!({ "long_arg": (v.int as i64).to_string() }),
+                ArgOut::Size => json!({ "size_arg": v.int.to_string() }),
+                ArgOut::String => {
+                    let n = (v.len as usize).min(v.str.len());
+                    json!({ "string_arg": String::from_utf8_lossy(&v.str[..n]) })
+                }
+            };
+            if let (Some(label), Value::Object(m)) = (&meta.label, &mut arg) {
+                m.insert("label".into(), Value::String(label.clone()));
+            }
+            arg
+        })
+        .collect()
+}
+
+/// The event of a tracepoint hit.
+pub fn tracepoint<'a>(
+    ev: &tracer_common::policy::TracepointEvent,
+    process: &'a Process,
+    policy: &'a crate::policy::compile::Compiled,
+    hook: &'a crate::policy::compile::Hook,
+    node: &'a str,
+    clock: &Clock,
+) -> Event<'a> {
+    use tracer_common::policy::EVENT_MONITOR;
+    Event {
+        body: Body::ProcessTracepoint {
+            process: ProcessOut::new(process, clock),
+            parent: process.parent.as_deref().map(|p| ProcessOut::new(p, clock)),
+            subsys: &hook.subsystem,
+            event: &hook.event,
+            args: tracepoint_args(ev, &hook.args),
+            policy_name: &policy.name,
+            action: action_name(ev.action),
+            message: hook.message.as_deref(),
+            tags: &hook.tags,
+            policy_mode: (ev.flags & EVENT_MONITOR != 0).then_some("monitor"),
+        },
+        node_name: node,
+        time: clock.rfc3339(ev.header.ktime_ns, false),
     }
 }
 

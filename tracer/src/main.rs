@@ -67,6 +67,16 @@ struct RunArgs {
     #[arg(long, default_value = "info", env = "TRACER_LOG")]
     log_level: String,
 
+    /// A file of TracingPolicy documents to load at start (repeatable).
+    #[arg(long, value_name = "FILE")]
+    tracing_policy: Vec<PathBuf>,
+
+    /// A directory of TracingPolicy files (`*.yaml`, `*.yml`), loaded at start and kept in
+    /// step while the agent runs: files added, changed or removed are applied within a
+    /// second. A broken file is reported and refused; running policies keep running.
+    #[arg(long, value_name = "DIR")]
+    tracing_policy_dir: Option<PathBuf>,
+
     /// Testing aid: attach program PROGRAM to raw tracepoint EVENT instead of its own
     /// (`sched_process_fork=no_such_event` makes the kernel refuse that hook).
     #[arg(long, hide = true, value_name = "PROGRAM=EVENT", value_parser = parse_override)]
@@ -152,6 +162,8 @@ fn run(args: RunArgs) -> ExitCode {
         proc_root: PathBuf::from("/proc"),
         cgroup_root: PathBuf::from("/sys/fs/cgroup"),
         attach_overrides: args.attach_override,
+        tracing_policies: args.tracing_policy,
+        tracing_policy_dir: args.tracing_policy_dir,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

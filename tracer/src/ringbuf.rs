@@ -31,10 +31,13 @@ pub enum RingError {
 /// Totals of the kernel's counters, summed over CPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
-    pub emitted: [u64; 3],
-    pub lost: [u64; 3],
-    pub read_errors: [u64; 3],
+    pub emitted: [u64; KINDS],
+    pub lost: [u64; KINDS],
+    pub read_errors: [u64; KINDS],
 }
+
+/// Number of event kinds.
+const KINDS: usize = EventKind::ALL.len();
 
 impl Counts {
     pub fn total_lost(&self) -> u64 {
@@ -52,7 +55,7 @@ pub struct LossReport {
 pub struct EventSource {
     ring: AsyncFd<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, u64>,
-    reported_lost: [u64; 3],
+    reported_lost: [u64; KINDS],
 }
 
 impl EventSource {
@@ -79,7 +82,7 @@ impl EventSource {
         Ok(Self {
             ring,
             counters,
-            reported_lost: [0; 3],
+            reported_lost: [0; KINDS],
         })
     }
 

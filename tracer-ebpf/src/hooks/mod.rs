@@ -1,3 +1,4 @@
 //! One module per family of hooks.
 
+pub mod policy;
 pub mod process;

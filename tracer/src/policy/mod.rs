@@ -6,8 +6,11 @@
 //!
 //! `tracer policy validate FILE...` runs both, loading nothing.
 
+pub mod compile;
+pub mod files;
 pub mod model;
 pub mod parse;
+pub mod store;
 pub mod validate;
 
 use std::fmt;
@@ -24,6 +27,8 @@ pub mod limits {
     /// Bytes of a string value (`Equal`, `Prefix`, `Postfix`; Tetragon: 256, 127 for
     /// `Postfix`).
     pub const MAX_STRING: usize = 256;
+    /// Bytes of a `Prefix`/`Postfix` value (Tetragon: 256 and 127).
+    pub const MAX_AFFIX: usize = tracer_common::policy::PREFIX_MAX;
     /// `matchBinaries` per selector (as Tetragon).
     pub const MAX_MATCH_BINARIES: usize = 1;
     /// Tags per hook and characters of a message (as Tetragon).

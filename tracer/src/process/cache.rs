@@ -83,6 +83,17 @@ impl ProcessCache {
         self.live.peek(&pid)
     }
 
+    /// The process `pid` for an event of it, or one that says it was not known.
+    pub fn lookup(&mut self, pid: u32, ktime_ns: u64) -> Arc<Process> {
+        match self.live.get(&pid) {
+            Some(p) => p.clone(),
+            None => {
+                self.misses += 1;
+                Arc::new(unknown(&self.node, pid, ktime_ns, 0, 0))
+            }
+        }
+    }
+
     /// Adds a process found at start-up (or in tests).
     pub fn insert(&mut self, process: Arc<Process>) {
         let pid = process.pid;
@@ -104,6 +115,8 @@ impl ProcessCache {
                 None
             }
             RawEvent::Exit(x) => self.exit(&x),
+            // Not a lifecycle change: the pipeline looks the process up itself.
+            RawEvent::Tracepoint(_) => None,
         }
     }
 

@@ -1,0 +1,219 @@
+//! Tracing policies as the kernel sees them: per traced tracepoint, a [`HookConfig`]
+//! (which record fields are arguments, and the selectors, tried in order) in the
+//! `HOOKS` map keyed by the tracepoint's event id; string values of selectors in the
+//! `STR_EQUAL`, `STR_PREFIX` and `STR_POSTFIX` maps keyed by filter id. User space
+//! compiles a policy into these (`tracer/src/policy/compile.rs`).
+
+/// Tracepoints traced at once by policies: one program slot each.
+pub const TP_SLOTS: u32 = 32;
+
+/// Arguments captured per hook (a syscall has six).
+pub const MAX_HOOK_ARGS: usize = 6;
+/// Selectors per hook.
+pub const MAX_SELECTORS: usize = 8;
+/// `matchArgs` filters per selector.
+pub const MAX_ARG_FILTERS: usize = 4;
+/// Integer values per `matchArgs` filter (strings go to maps and have no such bound).
+pub const MAX_INT_VALUES: usize = 4;
+/// Values of a `matchPIDs` filter.
+pub const MAX_PIDS: usize = 8;
+/// Bytes of a string argument captured, and of a string value.
+pub const STRING_MAX: usize = 256;
+/// Bytes of a `Prefix`/`Postfix` value: an LPM trie key holds at most 256 bytes, 4 of
+/// them the filter id; 248 keeps the copy in whole 8-byte words.
+pub const PREFIX_MAX: usize = 248;
+
+/// `ArgConfig::kind`: how to read an argument from the tracepoint record.
+pub const ARG_NONE: u8 = 0;
+/// A signed integer of `size` bytes at `offset`.
+pub const ARG_INT: u8 = 1;
+/// An unsigned integer of `size` bytes at `offset`.
+pub const ARG_UINT: u8 = 2;
+/// A pointer at `offset` to a NUL-terminated string in user memory (syscall arguments).
+pub const ARG_USER_STRING: u8 = 3;
+/// A pointer at `offset` to a NUL-terminated string in kernel memory.
+pub const ARG_KERNEL_STRING: u8 = 4;
+/// A `char[size]` at `offset` in the record.
+pub const ARG_CHAR_ARRAY: u8 = 5;
+/// A `__data_loc char[]` at `offset`: u32, string offset in the low 16 bits.
+pub const ARG_DATA_LOC: u8 = 6;
+
+/// `ArgFilter::op`.
+pub const OP_EQUAL: u8 = 1;
+pub const OP_NOT_EQUAL: u8 = 2;
+pub const OP_GT: u8 = 3;
+pub const OP_LT: u8 = 4;
+pub const OP_MASK: u8 = 5;
+pub const OP_PREFIX: u8 = 6;
+pub const OP_NOT_PREFIX: u8 = 7;
+pub const OP_POSTFIX: u8 = 8;
+pub const OP_NOT_POSTFIX: u8 = 9;
+
+/// `PidFilter::op`.
+pub const PIDS_NONE: u8 = 0;
+pub const PIDS_IN: u8 = 1;
+pub const PIDS_NOT_IN: u8 = 2;
+
+/// `SelectorConfig::actions` bits (a selector's `matchActions` may hold several).
+pub const ACTION_POST: u8 = 1 << 0;
+pub const ACTION_NOPOST: u8 = 1 << 1;
+pub const ACTION_SIGKILL: u8 = 1 << 2;
+pub const ACTION_SIGNAL: u8 = 1 << 3;
+
+/// `HookConfig::flags`: the policy is in monitor mode: signals are not sent, the event
+/// says what would have been done.
+pub const HOOK_MONITOR: u32 = 1;
+/// The slot holds a hook (a cleared slot does nothing).
+pub const HOOK_ACTIVE: u32 = 2;
+
+/// `TracepointEvent::flags`: the action was not carried out (monitor mode).
+pub const EVENT_MONITOR: u32 = 1;
+/// Sending the signal failed.
+pub const EVENT_SIGNAL_FAILED: u32 = 2;
+
+/// `ArgConfig::flags`: a filter compares the argument whole (`Equal`, `NotEqual`).
+pub const ARG_NEEDS_EQUAL: u8 = 1 << 0;
+/// A filter compares its start (`Prefix`, `NotPrefix`).
+pub const ARG_NEEDS_PREFIX: u8 = 1 << 1;
+/// A filter compares its end (`Postfix`, `NotPostfix`).
+pub const ARG_NEEDS_POSTFIX: u8 = 1 << 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgConfig {
+    pub offset: u16,
+    pub size: u8,
+    pub kind: u8,
+    /// `ARG_NEEDS_*` bits: which lookup keys to build for a string argument.
+    pub flags: u8,
+    pub _pad: [u8; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgFilter {
+    /// Index into `HookConfig::args`.
+    pub arg: u8,
+    pub op: u8,
+    /// Integer values used (integer operators).
+    pub nvals: u8,
+    pub _pad: u8,
+    /// Key of this filter's strings in the string maps (string operators).
+    pub id: u32,
+    pub values: [u64; MAX_INT_VALUES],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PidFilter {
+    pub op: u8,
+    pub n: u8,
+    pub _pad: [u8; 2],
+    pub values: [u32; MAX_PIDS],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SelectorConfig {
+    pub nfilters: u8,
+    /// `ACTION_*` bits.
+    pub actions: u8,
+    pub _pad: [u8; 2],
+    /// Signal of `ACTION_SIGNAL`.
+    pub signal: u32,
+    pub pids: PidFilter,
+    pub _pad2: u32,
+    pub filters: [ArgFilter; MAX_ARG_FILTERS],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HookConfig {
+    /// Index of the policy's counters in `POLICY_COUNTERS`, and its id in events.
+    pub policy_id: u32,
+    /// `HOOK_*` bits.
+    pub flags: u32,
+    pub nargs: u32,
+    pub nsel: u32,
+    pub args: [ArgConfig; MAX_HOOK_ARGS],
+    pub selectors: [SelectorConfig; MAX_SELECTORS],
+}
+
+/// Key of `STR_EQUAL`: a filter's id and a string, zero-padded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StrKey {
+    pub id: u32,
+    pub len: u32,
+    pub data: [u8; STRING_MAX],
+}
+
+/// Data of an `STR_PREFIX` / `STR_POSTFIX` LPM key: the filter id (big-endian, always
+/// matched whole) then the string (reversed for postfixes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StrPrefix {
+    pub id: [u8; 4],
+    pub data: [u8; PREFIX_MAX],
+}
+
+/// Per-policy counters in `POLICY_COUNTERS`: index `policy_id * POLICY_COUNTERS_PER + n`.
+pub const POLICY_SEEN: u32 = 0;
+pub const POLICY_MATCHED: u32 = 1;
+pub const POLICY_POSTED: u32 = 2;
+/// Lost: matched, but the ring buffer was full.
+pub const POLICY_LOST: u32 = 3;
+pub const POLICY_COUNTERS_PER: u32 = 4;
+/// Policies loaded at once.
+pub const MAX_POLICIES: u32 = 256;
+
+/// One captured argument.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArgValue {
+    /// An `ARG_*` kind.
+    pub kind: u32,
+    /// String bytes (no NUL); 0 for integers.
+    pub len: u32,
+    pub int: u64,
+    pub str: [u8; STRING_MAX],
+}
+
+/// A tracepoint hit that a selector posted (or acted on).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TracepointEvent {
+    pub header: crate::event::EventHeader,
+    pub policy_id: u32,
+    /// The slot of the hook (`HOOKS` index).
+    pub event_id: u32,
+    /// The `ACTION_*` bits of the selector that matched.
+    pub action: u32,
+    /// Which selector matched.
+    pub selector: u32,
+    pub nargs: u32,
+    /// `EVENT_*` bits.
+    pub flags: u32,
+    pub args: [ArgValue; MAX_HOOK_ARGS],
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY (all): `#[repr(C)]` plain data, integers and byte arrays, explicit padding.
+    unsafe impl aya::Pod for super::HookConfig {}
+    unsafe impl aya::Pod for super::StrKey {}
+    unsafe impl aya::Pod for super::StrPrefix {}
+    unsafe impl aya::Pod for super::TracepointEvent {}
+}
+
+const _: () = assert!(core::mem::size_of::<ArgFilter>() == 8 + 8 * MAX_INT_VALUES);
+const _: () = assert!(core::mem::size_of::<PidFilter>() == 4 + 4 * MAX_PIDS);
+const _: () = assert!(
+    core::mem::size_of::<SelectorConfig>()
+        == 8 + core::mem::size_of::<PidFilter>()
+            + 4
+            + MAX_ARG_FILTERS * core::mem::size_of::<ArgFilter>()
+);
+const _: () = assert!(core::mem::size_of::<ArgValue>() == 16 + STRING_MAX);
+const _: () = assert!(core::mem::size_of::<StrKey>() == 8 + STRING_MAX);
+const _: () = assert!(core::mem::size_of::<StrPrefix>() == 4 + PREFIX_MAX);

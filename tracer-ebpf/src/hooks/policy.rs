@@ -1,0 +1,435 @@
+//! Tracepoints of tracing policies. Each traced tracepoint gets a slot: the program
+//! `policy_tp_<slot>` is attached to it and finds its [`HookConfig`] at that index of
+//! `HOOKS`. (The record cannot say which tracepoint it is: the kernel overwrites its
+//! `common_type` with a pointer before a BPF program runs, and aya attaches tracepoints
+//! without a BPF cookie.) The arguments are captured once (strings also into the lookup keys their
+//! filters need), the selectors tried in order, and only a hit that a selector posts is
+//! copied to the ring buffer: events nobody asked for never cross.
+//!
+//! String comparisons are map lookups, not byte loops: `Equal` in a hash map, `Prefix`
+//! and `Postfix` (reversed) in LPM tries, each key prefixed by the filter's id.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{
+    EbpfContext as _,
+    helpers::generated::{
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_kernel_str,
+        bpf_probe_read_user_str, bpf_send_signal,
+    },
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use tracer_common::{
+    counters::Counter,
+    event::EventKind,
+    policy::{
+        ACTION_NOPOST, ACTION_POST, ACTION_SIGKILL, ACTION_SIGNAL, ARG_CHAR_ARRAY, ARG_DATA_LOC,
+        ARG_INT, ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_UINT,
+        ARG_USER_STRING, ArgConfig, ArgFilter, ArgValue, EVENT_MONITOR, EVENT_SIGNAL_FAILED,
+        HOOK_ACTIVE, HOOK_MONITOR, HookConfig, MAX_ARG_FILTERS, MAX_HOOK_ARGS, MAX_INT_VALUES,
+        MAX_PIDS, MAX_SELECTORS, OP_EQUAL, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX,
+        OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, PIDS_IN, PIDS_NOT_IN, POLICY_COUNTERS_PER,
+        POLICY_LOST, POLICY_MATCHED, POLICY_POSTED, POLICY_SEEN, PREFIX_MAX, PidFilter, STRING_MAX,
+        SelectorConfig, TracepointEvent,
+    },
+};
+
+use crate::{
+    emit,
+    maps::{
+        ARG_EQUAL_KEYS, ARG_POSTFIX_KEYS, ARG_PREFIX_KEYS, EVENTS, HOOKS, POLICY_COUNTERS,
+        STR_EQUAL, STR_POSTFIX, STR_PREFIX, TP_SCRATCH,
+    },
+};
+
+/// One program per slot, all the same code.
+macro_rules! slots {
+    ($($name:ident = $slot:literal),* $(,)?) => {
+        $(
+            #[tracepoint]
+            pub fn $name(ctx: TracePointContext) -> u32 {
+                run(&ctx, $slot)
+            }
+        )*
+    };
+}
+
+slots!(
+    policy_tp_0 = 0,
+    policy_tp_1 = 1,
+    policy_tp_2 = 2,
+    policy_tp_3 = 3,
+    policy_tp_4 = 4,
+    policy_tp_5 = 5,
+    policy_tp_6 = 6,
+    policy_tp_7 = 7,
+    policy_tp_8 = 8,
+    policy_tp_9 = 9,
+    policy_tp_10 = 10,
+    policy_tp_11 = 11,
+    policy_tp_12 = 12,
+    policy_tp_13 = 13,
+    policy_tp_14 = 14,
+    policy_tp_15 = 15,
+    policy_tp_16 = 16,
+    policy_tp_17 = 17,
+    policy_tp_18 = 18,
+    policy_tp_19 = 19,
+    policy_tp_20 = 20,
+    policy_tp_21 = 21,
+    policy_tp_22 = 22,
+    policy_tp_23 = 23,
+    policy_tp_24 = 24,
+    policy_tp_25 = 25,
+    policy_tp_26 = 26,
+    policy_tp_27 = 27,
+    policy_tp_28 = 28,
+    policy_tp_29 = 29,
+    policy_tp_30 = 30,
+    policy_tp_31 = 31,
+);
+
+#[inline(always)]
+fn run(ctx: &TracePointContext, slot: u32) -> u32 {
+    let Some(cfg) = HOOKS.get(slot) else {
+        return 0;
+    };
+    if cfg.flags & HOOK_ACTIVE == 0 {
+        // A cleared slot (being detached).
+        return 0;
+    }
+    policy_count(cfg.policy_id, POLICY_SEEN);
+    let Some(ev) = TP_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's scratch record; nothing else uses it while we run.
+    let ev = unsafe { &mut *ev };
+    let base = ctx.as_ptr() as u64;
+    for i in 0..MAX_HOOK_ARGS {
+        if i as u32 >= cfg.nargs {
+            break;
+        }
+        capture(base, &cfg.args[i], &mut ev.args[i], i as u32);
+    }
+
+    // SAFETY: helper without arguments.
+    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+    let Some((sel_index, actions, signal)) = select(cfg, ev, (pid_tgid >> 32) as u32) else {
+        return 0;
+    };
+    policy_count(cfg.policy_id, POLICY_MATCHED);
+
+    let mut flags = 0;
+    if actions & (ACTION_SIGKILL | ACTION_SIGNAL) != 0 {
+        if cfg.flags & HOOK_MONITOR != 0 {
+            flags |= EVENT_MONITOR;
+        } else {
+            let sig = if actions & ACTION_SIGKILL != 0 {
+                9
+            } else {
+                signal
+            };
+            // SAFETY: sends `sig` to the current process; no memory is involved.
+            if unsafe { bpf_send_signal(sig) } != 0 {
+                flags |= EVENT_SIGNAL_FAILED;
+            }
+        }
+    }
+    if actions & ACTION_NOPOST != 0 {
+        return 0;
+    }
+    ev.header = emit::header(
+        EventKind::Tracepoint,
+        (pid_tgid >> 32) as u32,
+        pid_tgid as u32,
+    );
+    ev.policy_id = cfg.policy_id;
+    ev.event_id = slot;
+    ev.action = u32::from(actions);
+    ev.selector = sel_index;
+    ev.nargs = cfg.nargs;
+    ev.flags = flags;
+    if EVENTS.output::<TracepointEvent>(&*ev, 0).is_ok() {
+        policy_count(cfg.policy_id, POLICY_POSTED);
+        emit::count(EventKind::Tracepoint, Counter::Emitted);
+    } else {
+        policy_count(cfg.policy_id, POLICY_LOST);
+        emit::count(EventKind::Tracepoint, Counter::RingBufFull);
+    }
+    0
+}
+
+#[inline(always)]
+fn policy_count(policy: u32, counter: u32) {
+    let idx = policy
+        .wrapping_mul(POLICY_COUNTERS_PER)
+        .wrapping_add(counter);
+    if let Some(slot) = POLICY_COUNTERS.get_ptr_mut(idx) {
+        // SAFETY: this CPU's slot of a per-CPU array; programs on one CPU do not race.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Reads argument `i` into `v` and, for a string, into the lookup keys its filters use.
+#[inline(never)]
+fn capture(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
+    v.kind = u32::from(a.kind);
+    v.len = 0;
+    v.int = 0;
+    let at = base + u64::from(a.offset);
+    match a.kind {
+        ARG_INT | ARG_UINT => {
+            let mut raw: u64 = 0;
+            let size = match a.size {
+                1 => 1,
+                2 => 2,
+                4 => 4,
+                _ => 8,
+            };
+            // SAFETY: copies at most 8 bytes of the record into `raw`; the helper fails
+            // rather than faults.
+            unsafe {
+                bpf_probe_read_kernel((&raw mut raw).cast::<c_void>(), size, at as *const c_void)
+            };
+            v.int = if a.kind == ARG_INT {
+                // Sign-extend from `size` bytes.
+                let shift = 64 - 8 * u64::from(size);
+                (((raw << shift) as i64) >> shift) as u64
+            } else {
+                raw
+            };
+            return;
+        }
+        ARG_USER_STRING | ARG_KERNEL_STRING | ARG_CHAR_ARRAY | ARG_DATA_LOC => {}
+        _ => return,
+    }
+    let src = match a.kind {
+        ARG_USER_STRING | ARG_KERNEL_STRING => {
+            let mut p: u64 = 0;
+            // SAFETY: 8 bytes into `p`.
+            unsafe { bpf_probe_read_kernel((&raw mut p).cast::<c_void>(), 8, at as *const c_void) };
+            v.int = p;
+            p
+        }
+        ARG_DATA_LOC => {
+            let mut loc: u32 = 0;
+            // SAFETY: 4 bytes into `loc`.
+            unsafe {
+                bpf_probe_read_kernel((&raw mut loc).cast::<c_void>(), 4, at as *const c_void)
+            };
+            base + u64::from(loc & 0xffff)
+        }
+        _ => at,
+    };
+    // Zeroed first: the `Equal` key is the whole buffer.
+    zero(&mut v.str);
+    let dst = v.str.as_mut_ptr().cast::<c_void>();
+    // SAFETY: `dst` has STRING_MAX bytes; the helpers write at most that many, NUL
+    // included, and fail rather than fault on `src`.
+    let n = unsafe {
+        if a.kind == ARG_USER_STRING {
+            bpf_probe_read_user_str(dst, STRING_MAX as u32, src as *const c_void)
+        } else {
+            bpf_probe_read_kernel_str(dst, STRING_MAX as u32, src as *const c_void)
+        }
+    };
+    let len = if n > 0 {
+        (n - 1) as u32 & (STRING_MAX as u32 - 1)
+    } else {
+        0
+    };
+    v.len = len;
+    // The lookup keys, each from this one read.
+    if a.flags & ARG_NEEDS_EQUAL != 0
+        && let Some(key) = ARG_EQUAL_KEYS.get_ptr_mut(i)
+    {
+        // SAFETY: this CPU's slot of a per-CPU array.
+        let key = unsafe { &mut *key };
+        key.len = len;
+        copy_words(&v.str, &mut key.data);
+    }
+    let affix = if len as usize > PREFIX_MAX {
+        PREFIX_MAX as u32
+    } else {
+        len
+    };
+    if a.flags & ARG_NEEDS_PREFIX != 0
+        && let Some(key) = ARG_PREFIX_KEYS.get_ptr_mut(i)
+    {
+        // SAFETY: as above.
+        let key = unsafe { &mut *key };
+        key.prefix_len = 32 + 8 * affix;
+        copy_words(&v.str, &mut key.data.data);
+    }
+    if a.flags & ARG_NEEDS_POSTFIX != 0
+        && let Some(key) = ARG_POSTFIX_KEYS.get_ptr_mut(i)
+    {
+        // SAFETY: as above.
+        let key = unsafe { &mut *key };
+        key.prefix_len = 32 + 8 * affix;
+        // Reversed: the last byte first. Bytes past `len` are outside the prefix length.
+        let last = len.wrapping_sub(1) as usize;
+        for j in 0..PREFIX_MAX {
+            key.data.data[j] = v.str[last.wrapping_sub(j) & (STRING_MAX - 1)];
+        }
+    }
+}
+
+/// Zeroes `buf` eight bytes at a time.
+#[inline(always)]
+fn zero(buf: &mut [u8; STRING_MAX]) {
+    let words = buf.as_mut_ptr().cast::<u64>();
+    for w in 0..STRING_MAX / 8 {
+        // SAFETY: `w * 8 + 8 <= STRING_MAX`; unaligned writes are fine for the verifier's
+        // map-value memory and done bytewise by the compiler if needed.
+        unsafe { words.add(w).write_unaligned(0) };
+    }
+}
+
+/// Copies the first `N` bytes of `src` into `dst`, eight at a time (`N` a multiple of 8).
+#[inline(always)]
+fn copy_words<const N: usize>(src: &[u8; STRING_MAX], dst: &mut [u8; N]) {
+    let (s, d) = (src.as_ptr().cast::<u64>(), dst.as_mut_ptr().cast::<u64>());
+    for w in 0..N / 8 {
+        // SAFETY: `w * 8 + 8 <= N <= STRING_MAX`.
+        unsafe { d.add(w).write_unaligned(s.add(w).read_unaligned()) };
+    }
+}
+
+/// The first selector that matches: (its index, its actions, its signal).
+#[inline(always)]
+fn select(cfg: &HookConfig, ev: &TracepointEvent, pid: u32) -> Option<(u32, u8, u32)> {
+    if cfg.nsel == 0 {
+        // No selectors: every hit is posted, as in Tetragon.
+        return Some((0, ACTION_POST, 0));
+    }
+    for s in 0..MAX_SELECTORS {
+        if s as u32 >= cfg.nsel {
+            break;
+        }
+        let sel = &cfg.selectors[s];
+        if selector_matches(sel, ev, pid) {
+            return Some((s as u32, sel.actions, sel.signal));
+        }
+    }
+    None
+}
+
+#[inline(never)]
+fn selector_matches(sel: &SelectorConfig, ev: &TracepointEvent, pid: u32) -> bool {
+    if !pids_match(&sel.pids, pid) {
+        return false;
+    }
+    for f in 0..MAX_ARG_FILTERS {
+        if f >= sel.nfilters as usize {
+            break;
+        }
+        let filter = &sel.filters[f];
+        let arg = filter.arg as usize;
+        if arg >= MAX_HOOK_ARGS || !filter_matches(filter, &ev.args[arg], arg as u32) {
+            return false;
+        }
+    }
+    true
+}
+
+#[inline(always)]
+fn pids_match(p: &PidFilter, pid: u32) -> bool {
+    if p.op != PIDS_IN && p.op != PIDS_NOT_IN {
+        return true;
+    }
+    let mut found = false;
+    for i in 0..MAX_PIDS {
+        if i < p.n as usize && p.values[i] == pid {
+            found = true;
+        }
+    }
+    found == (p.op == PIDS_IN)
+}
+
+#[inline(never)]
+fn filter_matches(f: &ArgFilter, v: &ArgValue, arg: u32) -> bool {
+    let is_string = !matches!(v.kind as u8, ARG_INT | ARG_UINT);
+    let signed = v.kind as u8 == ARG_INT;
+    match f.op {
+        OP_EQUAL | OP_NOT_EQUAL => {
+            let eq = if is_string {
+                str_lookup(OP_EQUAL, f.id, arg)
+            } else {
+                any_int(f, |x| x == v.int)
+            };
+            eq == (f.op == OP_EQUAL)
+        }
+        OP_GT => any_int(f, |x| {
+            if signed {
+                (v.int as i64) > (x as i64)
+            } else {
+                v.int > x
+            }
+        }),
+        OP_LT => any_int(f, |x| {
+            if signed {
+                (v.int as i64) < (x as i64)
+            } else {
+                v.int < x
+            }
+        }),
+        OP_MASK => any_int(f, |x| v.int & x != 0),
+        OP_PREFIX | OP_NOT_PREFIX => str_lookup(OP_PREFIX, f.id, arg) == (f.op == OP_PREFIX),
+        OP_POSTFIX | OP_NOT_POSTFIX => str_lookup(OP_POSTFIX, f.id, arg) == (f.op == OP_POSTFIX),
+        _ => false,
+    }
+}
+
+#[inline(always)]
+fn any_int(f: &ArgFilter, pred: impl Fn(u64) -> bool) -> bool {
+    let mut hit = false;
+    for i in 0..MAX_INT_VALUES {
+        if i < f.nvals as usize && pred(f.values[i]) {
+            hit = true;
+        }
+    }
+    hit
+}
+
+/// Whether the string of argument `arg` is among filter `id`'s strings (`OP_EQUAL`), or
+/// starts (`OP_PREFIX`) or ends (`OP_POSTFIX`) with one of them.
+#[inline(always)]
+fn str_lookup(kind: u8, id: u32, arg: u32) -> bool {
+    match kind {
+        OP_EQUAL => match ARG_EQUAL_KEYS.get_ptr_mut(arg) {
+            Some(key) => {
+                // SAFETY: this CPU's key slot for `arg`, filled by `capture`.
+                let key = unsafe { &mut *key };
+                key.id = id;
+                // SAFETY: a lookup with a fully initialised key.
+                #[allow(
+                    clippy::needless_borrows_for_generic_args,
+                    reason = "by value, the 264-byte key would be copied to the stack"
+                )]
+                let hit = unsafe { STR_EQUAL.get(&*key) }.is_some();
+                hit
+            }
+            None => false,
+        },
+        OP_PREFIX => match ARG_PREFIX_KEYS.get_ptr_mut(arg) {
+            Some(key) => {
+                // SAFETY: as above.
+                let key = unsafe { &mut *key };
+                key.data.id = id.to_be_bytes();
+                STR_PREFIX.get(&*key).is_some()
+            }
+            None => false,
+        },
+        _ => match ARG_POSTFIX_KEYS.get_ptr_mut(arg) {
+            Some(key) => {
+                // SAFETY: as above.
+                let key = unsafe { &mut *key };
+                key.data.id = id.to_be_bytes();
+                STR_POSTFIX.get(&*key).is_some()
+            }
+            None => false,
+        },
+    }
+}

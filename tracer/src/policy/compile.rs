@@ -1,0 +1,410 @@
+//! A validated policy to what the kernel runs: per tracepoint, a [`HookConfig`] (fields
+//! to capture, selectors) and the string values of its filters, plus what user space
+//! needs to write its events (names, argument types, message, tags).
+
+use std::collections::HashSet;
+
+use tracer_common::policy::{
+    ACTION_NOPOST, ACTION_POST, ACTION_SIGKILL, ACTION_SIGNAL, ARG_CHAR_ARRAY, ARG_DATA_LOC,
+    ARG_INT, ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_UINT,
+    ARG_USER_STRING, ArgConfig, ArgFilter, HOOK_ACTIVE, HOOK_MONITOR, HookConfig, MAX_ARG_FILTERS,
+    MAX_HOOK_ARGS, MAX_INT_VALUES, MAX_PIDS, MAX_SELECTORS, OP_EQUAL, OP_GT, OP_LT, OP_MASK,
+    OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, PIDS_IN, PIDS_NOT_IN,
+    PidFilter, STRING_MAX, SelectorConfig,
+};
+
+use super::{
+    model::{Tracepoint, TracingPolicy},
+    validate::parse_int,
+};
+use crate::kernel::tracefs::{self, FieldKind, Format};
+
+/// How an argument is written in events (Tetragon's `args[]` oneof names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgOut {
+    /// `int_arg`: signed 32-bit.
+    Int,
+    /// `uint_arg`: unsigned 32-bit.
+    Uint,
+    /// `long_arg`: signed 64-bit.
+    Long,
+    /// `size_arg`: unsigned 64-bit.
+    Size,
+    /// `string_arg`.
+    String,
+}
+
+/// One argument of a hook, for the events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgMeta {
+    pub out: ArgOut,
+    pub label: Option<String>,
+}
+
+/// A compiled hook.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub subsystem: String,
+    pub event: String,
+    pub event_id: u16,
+    pub config: HookConfig,
+    pub args: Vec<ArgMeta>,
+    pub message: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// Which string map a value goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StrMap {
+    Equal,
+    Prefix,
+    Postfix,
+}
+
+/// A string value of a filter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StrEntry {
+    pub map: StrMap,
+    pub filter_id: u32,
+    pub value: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub name: String,
+    pub monitor: bool,
+    pub hooks: Vec<Hook>,
+    pub strings: Vec<StrEntry>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("policy {policy}: {source}")]
+    Tracefs {
+        policy: String,
+        #[source]
+        source: tracefs::FormatError,
+    },
+    #[error("policy {policy}: {hook}: {what}")]
+    Hook {
+        policy: String,
+        hook: String,
+        what: String,
+    },
+}
+
+/// Compiles `p`; `policy_id` numbers its counters; `next_filter_id` numbers string
+/// filters across policies (advanced past the ones used).
+pub fn compile(
+    p: &TracingPolicy,
+    policy_id: u32,
+    next_filter_id: &mut u32,
+    tracefs_root: &std::path::Path,
+) -> Result<Compiled, CompileError> {
+    let name = p.metadata.name.as_str().to_owned();
+    let monitor = p.spec.options.iter().any(|o| {
+        o.name.as_str() == "policy-mode"
+            && o.value.as_ref().is_some_and(|v| v.as_str() == "monitor")
+    });
+    let mut hooks = Vec::new();
+    let mut strings = Vec::new();
+    let mut seen = HashSet::new();
+    for tp in &p.spec.tracepoints {
+        let hook_name = format!("{}/{}", tp.subsystem.as_str(), tp.event.as_str());
+        if !seen.insert(hook_name.clone()) {
+            return Err(CompileError::Hook {
+                policy: name.clone(),
+                hook: hook_name,
+                what: "is traced twice in this policy; merge the two into one hook with several selectors".into(),
+            });
+        }
+        let format = tracefs::format(tracefs_root, &tp.subsystem, &tp.event).map_err(|source| {
+            CompileError::Tracefs {
+                policy: name.clone(),
+                source,
+            }
+        })?;
+        let err = |what: String| CompileError::Hook {
+            policy: name.clone(),
+            hook: hook_name.clone(),
+            what,
+        };
+        hooks.push(
+            hook(
+                tp,
+                &format,
+                policy_id,
+                monitor,
+                next_filter_id,
+                &mut strings,
+                &p.spec.lists,
+            )
+            .map_err(err)?,
+        );
+    }
+    Ok(Compiled {
+        name,
+        monitor,
+        hooks,
+        strings,
+    })
+}
+
+fn hook(
+    tp: &Tracepoint,
+    format: &Format,
+    policy_id: u32,
+    monitor: bool,
+    next_filter_id: &mut u32,
+    strings: &mut Vec<StrEntry>,
+    lists: &[super::model::List],
+) -> Result<Hook, String> {
+    let mut config = HookConfig {
+        policy_id,
+        flags: HOOK_ACTIVE | if monitor { HOOK_MONITOR } else { 0 },
+        nargs: tp.args.len().min(MAX_HOOK_ARGS) as u32,
+        nsel: tp.selectors.len().min(MAX_SELECTORS) as u32,
+        ..Default::default()
+    };
+    let syscall = tp.subsystem.as_str() == "syscalls" || tp.subsystem.as_str() == "raw_syscalls";
+    let mut metas = Vec::new();
+    for (i, a) in tp.args.iter().take(MAX_HOOK_ARGS).enumerate() {
+        let field = format.fields.get(*a.index as usize).ok_or_else(|| {
+            format!(
+                "args[{i}]: index {} is past the {} fields of the tracepoint (see its format file)",
+                *a.index,
+                format.fields.len()
+            )
+        })?;
+        let ty = a.ty.as_ref().map(|t| t.as_str()).unwrap_or("auto");
+        let (kind, out) = arg_kind(ty, field, syscall).ok_or_else(|| {
+            format!(
+                "args[{i}]: field `{}` ({} {}) cannot be read as `{ty}`",
+                field.name, field.c_type, field.size
+            )
+        })?;
+        config.args[i] = ArgConfig {
+            offset: field.offset,
+            size: field.size.min(8) as u8,
+            kind,
+            ..Default::default()
+        };
+        metas.push(ArgMeta {
+            out,
+            label: a.label.as_ref().map(|l| l.as_str().to_owned()),
+        });
+    }
+    for (s, sel) in tp.selectors.iter().take(MAX_SELECTORS).enumerate() {
+        // Actions (none: Post).
+        let mut sc = SelectorConfig {
+            actions: if sel.match_actions.is_empty() {
+                ACTION_POST
+            } else {
+                0
+            },
+            ..Default::default()
+        };
+        for a in &sel.match_actions {
+            match a.action.as_str() {
+                "Post" => sc.actions |= ACTION_POST,
+                "NoPost" => sc.actions |= ACTION_NOPOST,
+                "Sigkill" => sc.actions |= ACTION_SIGKILL | ACTION_POST,
+                "Signal" => {
+                    sc.actions |= ACTION_SIGNAL | ACTION_POST;
+                    sc.signal = a.arg_sig.as_ref().map_or(9, |s| **s);
+                }
+                other => return Err(format!("selectors[{s}]: action `{other}` is not supported")),
+            }
+        }
+        if let Some(m) = sel.match_pids.first() {
+            if sel.match_pids.len() > 1 || m.values.len() > MAX_PIDS {
+                return Err(format!(
+                    "selectors[{s}]: at most one matchPIDs of {MAX_PIDS} values is supported"
+                ));
+            }
+            if m.follow_forks.as_ref().is_some_and(|f| **f) {
+                return Err(format!(
+                    "selectors[{s}]: matchPIDs followForks is not supported yet"
+                ));
+            }
+            let mut pf = PidFilter {
+                op: if m.operator.as_str() == "In" {
+                    PIDS_IN
+                } else {
+                    PIDS_NOT_IN
+                },
+                n: m.values.len() as u8,
+                ..Default::default()
+            };
+            for (k, v) in m.values.iter().enumerate() {
+                pf.values[k] = **v;
+            }
+            sc.pids = pf;
+        }
+        for (kind, name) in [
+            (!sel.match_binaries.is_empty(), "matchBinaries"),
+            (!sel.match_namespaces.is_empty(), "matchNamespaces"),
+            (!sel.match_capabilities.is_empty(), "matchCapabilities"),
+        ] {
+            if kind {
+                return Err(format!(
+                    "selectors[{s}]: {name} is not supported by the agent yet (validation accepts it)"
+                ));
+            }
+        }
+        if sel.match_args.len() > MAX_ARG_FILTERS {
+            return Err(format!(
+                "selectors[{s}]: at most {MAX_ARG_FILTERS} matchArgs filters per selector"
+            ));
+        }
+        sc.nfilters = sel.match_args.len() as u8;
+        for (f, m) in sel.match_args.iter().enumerate() {
+            let arg = tp
+                .args
+                .iter()
+                .position(|a| *a.index == *m.index)
+                .ok_or_else(|| {
+                    format!(
+                        "selectors[{s}].matchArgs[{f}]: argument {} is not declared",
+                        *m.index
+                    )
+                })?;
+            let is_string = matches!(metas[arg].out, ArgOut::String);
+            let op = match (m.operator.as_str(), is_string) {
+                ("Equal", _) => OP_EQUAL,
+                ("NotEqual", _) => OP_NOT_EQUAL,
+                ("GT" | "GreaterThan", false) => OP_GT,
+                ("LT" | "LessThan", false) => OP_LT,
+                ("Mask", false) => OP_MASK,
+                ("Prefix", true) => OP_PREFIX,
+                ("NotPrefix", true) => OP_NOT_PREFIX,
+                ("Postfix", true) => OP_POSTFIX,
+                ("NotPostfix", true) => OP_NOT_POSTFIX,
+                (op, s) => {
+                    return Err(format!(
+                        "selectors[{s}].matchArgs[{f}]: `{op}` does not apply to {} argument {}",
+                        if s { "string" } else { "integer" },
+                        *m.index
+                    ));
+                }
+            };
+            let mut af = ArgFilter {
+                arg: arg as u8,
+                op,
+                ..Default::default()
+            };
+            if is_string {
+                config.args[arg].flags |= match op {
+                    OP_EQUAL | OP_NOT_EQUAL => ARG_NEEDS_EQUAL,
+                    OP_PREFIX | OP_NOT_PREFIX => ARG_NEEDS_PREFIX,
+                    _ => ARG_NEEDS_POSTFIX,
+                };
+            }
+            // `list:NAME` values expand to the list's values (syscall names to numbers).
+            let mut values: Vec<String> = Vec::new();
+            for v in &m.values {
+                match v.strip_prefix("list:") {
+                    Some(list) => {
+                        let l = lists
+                            .iter()
+                            .find(|l| l.name.as_str() == list)
+                            .ok_or_else(|| format!("no list `{list}`"))?;
+                        for item in &l.values {
+                            let bare = item.strip_prefix("sys_").unwrap_or(item);
+                            let no = <syscalls::Sysno as std::str::FromStr>::from_str(bare)
+                                .map_err(|_| format!("`{}` is not a syscall", item.as_str()))?;
+                            values.push(no.id().to_string());
+                        }
+                    }
+                    None => values.push(v.as_str().to_owned()),
+                }
+            }
+            if is_string {
+                af.id = *next_filter_id;
+                *next_filter_id += 1;
+                let map = match op {
+                    OP_EQUAL | OP_NOT_EQUAL => StrMap::Equal,
+                    OP_PREFIX | OP_NOT_PREFIX => StrMap::Prefix,
+                    _ => StrMap::Postfix,
+                };
+                for v in values {
+                    let mut bytes = v.into_bytes();
+                    bytes.truncate(STRING_MAX - 1);
+                    if map == StrMap::Postfix {
+                        bytes.reverse();
+                    }
+                    strings.push(StrEntry {
+                        map,
+                        filter_id: af.id,
+                        value: bytes,
+                    });
+                }
+            } else {
+                if values.len() > MAX_INT_VALUES {
+                    return Err(format!(
+                        "selectors[{s}].matchArgs[{f}]: at most {MAX_INT_VALUES} integer values per filter (got {})",
+                        values.len()
+                    ));
+                }
+                af.nvals = values.len() as u8;
+                for (k, v) in values.iter().enumerate() {
+                    af.values[k] =
+                        parse_int(v).ok_or_else(|| format!("`{v}` is not an integer"))? as u64;
+                }
+            }
+            sc.filters[f] = af;
+        }
+        config.selectors[s] = sc;
+    }
+    Ok(Hook {
+        subsystem: tp.subsystem.as_str().to_owned(),
+        event: tp.event.as_str().to_owned(),
+        event_id: format.id,
+        config,
+        args: metas,
+        message: tp.message.as_ref().map(|m| m.as_str().to_owned()),
+        tags: tp.tags.iter().map(|t| t.as_str().to_owned()).collect(),
+    })
+}
+
+/// The kernel kind and event type of a field read as `ty`.
+fn arg_kind(ty: &str, field: &tracefs::Field, syscall: bool) -> Option<(u8, ArgOut)> {
+    let int_out = |signed: bool, size: u16| match (signed, size) {
+        (true, 8) => ArgOut::Long,
+        (false, 8) => ArgOut::Size,
+        (true, _) => ArgOut::Int,
+        (false, _) => ArgOut::Uint,
+    };
+    let string_kind = match field.kind {
+        FieldKind::StringPointer | FieldKind::Pointer if syscall => Some(ARG_USER_STRING),
+        FieldKind::StringPointer => Some(ARG_KERNEL_STRING),
+        FieldKind::CharArray => Some(ARG_CHAR_ARRAY),
+        FieldKind::DataLoc => Some(ARG_DATA_LOC),
+        _ => None,
+    };
+    let is_int = matches!(
+        field.kind,
+        FieldKind::Int | FieldKind::Pointer | FieldKind::StringPointer
+    );
+    let int = |signed: bool, size: u16| {
+        is_int.then_some((
+            if signed { ARG_INT } else { ARG_UINT },
+            int_out(signed, size),
+        ))
+    };
+    match ty {
+        "auto" => match field.kind {
+            FieldKind::Int => int(field.signed, field.size),
+            FieldKind::Pointer => int(false, 8),
+            _ => string_kind.map(|k| (k, ArgOut::String)),
+        },
+        "string" | "char_buf" => string_kind.map(|k| (k, ArgOut::String)),
+        "int" | "int32" | "sint32" | "int16" | "sint16" | "int8" | "sint8" | "fd" => {
+            int(true, field.size.min(4))
+        }
+        "uint32" | "uint16" | "uint8" => int(false, field.size.min(4)),
+        "int64" | "sint64" | "long" => int(true, 8),
+        "uint64" | "ulong" | "size_t" | "syscall64" => int(false, 8),
+        _ => None,
+    }
+}

@@ -1,0 +1,382 @@
+//! The policies running in the kernel: adds, replaces and removes them, and keeps what
+//! the exporters need to write their events. A policy that cannot be installed is
+//! refused whole and the policies already running keep running.
+//!
+//! Install order, so that the program never sees half a policy: string values, then the
+//! hook configs, then the tracepoint attachments; removal in reverse.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf,
+    maps::{
+        Array, HashMap as BpfHashMap, MapData, PerCpuArray,
+        lpm_trie::{Key, LpmTrie},
+    },
+    programs::{TracePoint, trace_point::TracePointLinkId},
+};
+use tracer_common::policy::{
+    HookConfig, MAX_POLICIES, POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED,
+    POLICY_SEEN, PREFIX_MAX, STRING_MAX, StrKey, StrPrefix, TP_SLOTS,
+};
+
+use super::{
+    compile::{self, Compiled, Hook, StrEntry, StrMap},
+    model::TracingPolicy,
+};
+
+/// The program of a slot: every slot runs the same code on its own `HOOKS` entry.
+fn program_name(slot: u32) -> String {
+    format!("policy_tp_{slot}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the policy program cannot be loaded, so no policy can run: {0}")]
+    Program(String),
+    #[error("the eBPF object has no map `{0}`")]
+    NoMap(&'static str),
+    #[error("map `{name}`: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error(transparent)]
+    Compile(#[from] compile::CompileError),
+    #[error("policy {0}: all {TP_SLOTS} tracepoint slots are in use; remove a policy first")]
+    NoSlot(String),
+    #[error("policy {policy}: attaching to tracepoint {hook}: {reason}")]
+    Attach {
+        policy: String,
+        hook: String,
+        reason: String,
+    },
+    #[error("policy {policy}: writing its filters to the kernel: {source}")]
+    Write {
+        policy: String,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("policy {0}: {MAX_POLICIES} policies are loaded already")]
+    Full(String),
+}
+
+/// Counters of one policy, summed over CPUs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PolicyCounts {
+    pub name: String,
+    /// Hook hits the program looked at.
+    pub seen: u64,
+    /// Hits a selector matched.
+    pub matched: u64,
+    /// Events posted to the ring buffer.
+    pub posted: u64,
+    /// Posts the ring buffer could not take.
+    pub lost: u64,
+}
+
+struct Loaded {
+    id: u32,
+    compiled: Compiled,
+    /// The slot of each hook, in `compiled.hooks` order.
+    slots: Vec<u32>,
+    links: Vec<(u32, TracePointLinkId)>,
+    source: PathBuf,
+}
+
+pub struct PolicyStore {
+    tracefs: PathBuf,
+    hooks: Array<MapData, HookConfig>,
+    str_equal: BpfHashMap<MapData, StrKey, u8>,
+    str_prefix: LpmTrie<MapData, StrPrefix, u8>,
+    str_postfix: LpmTrie<MapData, StrPrefix, u8>,
+    counters: PerCpuArray<MapData, u64>,
+    policies: BTreeMap<String, Loaded>,
+    /// Who holds each slot: (policy, hook index).
+    slots: HashMap<u32, (String, usize)>,
+    /// Slots whose program is loaded (verified) already.
+    programs_loaded: Vec<u32>,
+    next_filter_id: u32,
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, StoreError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(StoreError::NoMap(name))?;
+    T::try_from(map).map_err(|source| StoreError::Map { name, source })
+}
+
+impl PolicyStore {
+    /// Takes the policy maps out of `ebpf` and loads the first slot's program (so that a
+    /// kernel that refuses it says so at start).
+    pub fn new(ebpf: &mut Ebpf, tracefs: &Path) -> Result<Self, StoreError> {
+        let mut store = Self {
+            tracefs: tracefs.to_owned(),
+            hooks: take(ebpf, "HOOKS")?,
+            str_equal: take(ebpf, "STR_EQUAL")?,
+            str_prefix: take(ebpf, "STR_PREFIX")?,
+            str_postfix: take(ebpf, "STR_POSTFIX")?,
+            counters: take(ebpf, "POLICY_COUNTERS")?,
+            policies: BTreeMap::new(),
+            slots: HashMap::new(),
+            programs_loaded: Vec::new(),
+            next_filter_id: 1,
+        };
+        store.program(ebpf, 0)?;
+        Ok(store)
+    }
+
+    /// The program of `slot`, loaded.
+    fn program<'e>(
+        &mut self,
+        ebpf: &'e mut Ebpf,
+        slot: u32,
+    ) -> Result<&'e mut TracePoint, StoreError> {
+        let name = program_name(slot);
+        let program: &mut TracePoint = ebpf
+            .program_mut(&name)
+            .ok_or_else(|| StoreError::Program(format!("no program `{name}` in the object")))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| StoreError::Program(e.to_string()))?;
+        if !self.programs_loaded.contains(&slot) {
+            program.load().map_err(|e| match e {
+                aya::programs::ProgramError::LoadError { io_error, verifier_log } => {
+                    tracing::debug!("verifier log of {name}:\n{verifier_log}");
+                    StoreError::Program(format!("the kernel refused it ({io_error}); --log-level debug shows the verifier log"))
+                }
+                other => StoreError::Program(other.to_string()),
+            })?;
+            self.programs_loaded.push(slot);
+        }
+        Ok(program)
+    }
+
+    /// Names of the loaded policies, with the file each came from.
+    pub fn loaded(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.policies
+            .iter()
+            .map(|(name, l)| (name.as_str(), l.source.as_path()))
+    }
+
+    /// Installs `policy` (from `source`), replacing a loaded policy of the same name. On
+    /// error nothing changes: a policy it would replace keeps running.
+    pub fn add(
+        &mut self,
+        ebpf: &mut Ebpf,
+        policy: &TracingPolicy,
+        source: &Path,
+    ) -> Result<(), StoreError> {
+        let name = policy.metadata.name.as_str().to_owned();
+        let id = match self.policies.get(&name) {
+            Some(old) => old.id,
+            None => self
+                .free_id()
+                .ok_or_else(|| StoreError::Full(name.clone()))?,
+        };
+        // Compile with fresh filter ids, so the old policy's entries stay valid until the
+        // new one is in.
+        let compiled = compile::compile(policy, id, &mut self.next_filter_id, &self.tracefs)?;
+        let mut old = self.policies.remove(&name);
+        if let Some(old) = &mut old {
+            self.uninstall(ebpf, old);
+        }
+        match self.install(ebpf, compiled, source) {
+            Ok(loaded) => {
+                self.reset_counters(id);
+                self.policies.insert(name, loaded);
+                Ok(())
+            }
+            Err(e) => {
+                // Put the previous version back.
+                if let Some(old) = old {
+                    match self.install(ebpf, old.compiled, &old.source) {
+                        Ok(again) => {
+                            self.policies.insert(name, again);
+                        }
+                        Err(e2) => tracing::error!(
+                            "policy {name}: restoring the previous version failed: {e2}"
+                        ),
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes the policy `name`; returns whether it was loaded.
+    pub fn remove(&mut self, ebpf: &mut Ebpf, name: &str) -> bool {
+        match self.policies.remove(name) {
+            Some(mut old) => {
+                self.uninstall(ebpf, &mut old);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn free_id(&self) -> Option<u32> {
+        (0..MAX_POLICIES).find(|id| self.policies.values().all(|l| l.id != *id))
+    }
+
+    fn install(
+        &mut self,
+        ebpf: &mut Ebpf,
+        compiled: Compiled,
+        source: &Path,
+    ) -> Result<Loaded, StoreError> {
+        let name = compiled.name.clone();
+        let write = |source| StoreError::Write {
+            policy: name.clone(),
+            source,
+        };
+        let mut loaded = Loaded {
+            id: compiled.hooks.first().map_or(0, |h| h.config.policy_id),
+            compiled,
+            slots: Vec::new(),
+            links: Vec::new(),
+            source: source.to_owned(),
+        };
+        let result = (|| {
+            // Slots first, so that nothing is written for a policy that cannot fit.
+            for i in 0..loaded.compiled.hooks.len() {
+                let slot = (0..TP_SLOTS)
+                    .find(|s| !self.slots.contains_key(s))
+                    .ok_or_else(|| StoreError::NoSlot(name.clone()))?;
+                self.slots.insert(slot, (name.clone(), i));
+                loaded.slots.push(slot);
+            }
+            for s in &loaded.compiled.strings {
+                self.put_string(s, true).map_err(write)?;
+            }
+            for (hook, slot) in loaded.compiled.hooks.iter().zip(&loaded.slots) {
+                self.hooks.set(*slot, hook.config, 0).map_err(write)?;
+            }
+            for (hook, slot) in loaded.compiled.hooks.iter().zip(loaded.slots.clone()) {
+                let program = self.program(ebpf, slot)?;
+                let link = program.attach(&hook.subsystem, &hook.event).map_err(|e| {
+                    StoreError::Attach {
+                        policy: name.clone(),
+                        hook: format!("{}/{}", hook.subsystem, hook.event),
+                        reason: e.to_string(),
+                    }
+                })?;
+                loaded.links.push((slot, link));
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(loaded),
+            Err(e) => {
+                self.uninstall(ebpf, &mut loaded);
+                Err(e)
+            }
+        }
+    }
+
+    fn uninstall(&mut self, ebpf: &mut Ebpf, loaded: &mut Loaded) {
+        for (slot, link) in loaded.links.drain(..) {
+            if let Some(program) = ebpf
+                .program_mut(&program_name(slot))
+                .and_then(|p| <&mut TracePoint>::try_from(p).ok())
+                && let Err(e) = program.detach(link)
+            {
+                tracing::warn!(
+                    "policy {}: detaching a tracepoint: {e}",
+                    loaded.compiled.name
+                );
+            }
+        }
+        for slot in loaded.slots.drain(..) {
+            let _ = self.hooks.set(slot, HookConfig::default(), 0);
+            self.slots.remove(&slot);
+        }
+        for s in &loaded.compiled.strings {
+            let _ = self.put_string(s, false);
+        }
+    }
+
+    fn put_string(&mut self, s: &StrEntry, insert: bool) -> Result<(), aya::maps::MapError> {
+        let mut data = [0u8; STRING_MAX];
+        let n = s.value.len().min(STRING_MAX - 1);
+        data[..n].copy_from_slice(&s.value[..n]);
+        match s.map {
+            StrMap::Equal => {
+                let key = StrKey {
+                    id: s.filter_id,
+                    len: n as u32,
+                    data,
+                };
+                if insert {
+                    self.str_equal.insert(key, 1, 0)
+                } else {
+                    self.str_equal.remove(&key)
+                }
+            }
+            StrMap::Prefix | StrMap::Postfix => {
+                let n = n.min(PREFIX_MAX);
+                let mut prefix = [0u8; PREFIX_MAX];
+                prefix[..n].copy_from_slice(&data[..n]);
+                let key = Key::new(
+                    32 + 8 * n as u32,
+                    StrPrefix {
+                        id: s.filter_id.to_be_bytes(),
+                        data: prefix,
+                    },
+                );
+                let map = if s.map == StrMap::Prefix {
+                    &mut self.str_prefix
+                } else {
+                    &mut self.str_postfix
+                };
+                if insert {
+                    map.insert(&key, 1, 0)
+                } else {
+                    map.remove(&key)
+                }
+            }
+        }
+    }
+
+    fn reset_counters(&mut self, id: u32) {
+        let cpus = aya::util::nr_cpus().unwrap_or(1);
+        for c in 0..POLICY_COUNTERS_PER {
+            if let Ok(values) = aya::maps::PerCpuValues::try_from(vec![0u64; cpus]) {
+                let _ = self.counters.set(id * POLICY_COUNTERS_PER + c, values, 0);
+            }
+        }
+    }
+
+    /// The policy and hook of a slot.
+    pub fn hook(&self, slot: u32) -> Option<(&Compiled, &Hook)> {
+        let (name, i) = self.slots.get(&slot)?;
+        let loaded = self.policies.get(name)?;
+        Some((&loaded.compiled, loaded.compiled.hooks.get(*i)?))
+    }
+
+    /// Every loaded policy's counters.
+    pub fn counts(&self) -> Vec<PolicyCounts> {
+        self.policies
+            .iter()
+            .map(|(name, l)| {
+                let get = |c: u32| {
+                    self.counters
+                        .get(&(l.id * POLICY_COUNTERS_PER + c), 0)
+                        .map(|v| v.iter().sum::<u64>())
+                        .unwrap_or(0)
+                };
+                PolicyCounts {
+                    name: name.clone(),
+                    seen: get(POLICY_SEEN),
+                    matched: get(POLICY_MATCHED),
+                    posted: get(POLICY_POSTED),
+                    lost: get(POLICY_LOST),
+                }
+            })
+            .collect()
+    }
+}
