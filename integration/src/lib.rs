@@ -121,6 +121,14 @@ impl Agent {
         self.stderr.lock().expect("lock").clone()
     }
 
+    /// Waits until the agent's log holds `needle`; returns the log.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        self.wait_until(&format!("`{needle}` in the agent's log"), || {
+            self.stderr().contains(needle)
+        });
+        self.stderr()
+    }
+
     /// Every event written so far.
     pub fn events(&self) -> Vec<Value> {
         self.events.lock().expect("lock").clone()

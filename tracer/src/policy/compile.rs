@@ -205,6 +205,11 @@ fn hook(
             ..Default::default()
         };
         for a in &sel.match_actions {
+            if a.rate_limit.is_some() || a.rate_limit_scope.is_some() {
+                return Err(format!(
+                    "selectors[{s}]: `rateLimit` is not supported by the agent yet (validation accepts it); remove it"
+                ));
+            }
             match a.action.as_str() {
                 "Post" => sc.actions |= ACTION_POST,
                 "NoPost" => sc.actions |= ACTION_NOPOST,
