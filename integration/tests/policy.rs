@@ -508,3 +508,81 @@ fn policy_library_loads_and_triggers() {
         .unwrap();
     assert_eq!(memfd_event["args"][0]["string_arg"], "tracer-test");
 }
+
+#[test]
+fn match_binaries() {
+    if !privileged("match_binaries") {
+        return;
+    }
+    let work = tempdir();
+    let d = work.path().to_str().unwrap().to_owned();
+    let cat = integration::real("/bin/cat");
+    let head = integration::real("/usr/bin/head");
+    let tail = integration::real("/usr/bin/tail");
+    let selectors = format!(
+        r#"    - matchBinaries:
+      - operator: In
+        values: ["{cat}"]
+      matchArgs:
+      - index: 6
+        operator: Prefix
+        values: ["{d}/"]
+    - matchBinaries:
+      - operator: Postfix
+        values: ["/head"]
+      matchArgs:
+      - index: 6
+        operator: Prefix
+        values: ["{d}/"]
+    - matchBinaries:
+      - operator: NotIn
+        values: ["{cat}", "{head}", "{tail}"]
+      matchArgs:
+      - index: 6
+        operator: Prefix
+        values: ["{d}/own"]
+"#
+    );
+    let pol = write(
+        work.path(),
+        "p.yaml",
+        &openat_policy("binaries", &selectors, ""),
+    );
+    let agent = Agent::start(&["--tracing-policy", pol.to_str().unwrap()]);
+    for (bin, file) in [
+        (&cat, "a"),
+        (&head, "b"),
+        (&tail, "c"),
+        (&tail, "own-by-tail"),
+    ] {
+        let _ = run(Command::new(bin)
+            .arg(format!("{d}/{file}"))
+            .stderr(std::process::Stdio::null()));
+    }
+    open(&work.path().join("own-by-test"));
+    let events = agent.sync();
+    let mut got: Vec<(String, String)> = hits(&events, "binaries")
+        .iter()
+        .map(|e| {
+            (
+                e["process"]["binary"].as_str().unwrap().to_owned(),
+                filename(e).rsplit('/').next().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    let me = std::env::current_exe()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let mut want = vec![
+        (cat.clone(), "a".to_owned()),
+        (head.clone(), "b".to_owned()),
+        (me, "own-by-test".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(
+        got, want,
+        "cat by In, head by Postfix, this test by NotIn; tail by none"
+    );
+}

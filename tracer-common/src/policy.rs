@@ -65,6 +65,32 @@ pub const ACTION_SIGNAL: u8 = 1 << 3;
 pub const HOOK_MONITOR: u32 = 1;
 /// The slot holds a hook (a cleared slot does nothing).
 pub const HOOK_ACTIVE: u32 = 2;
+/// A selector compares the process's binary whole (`In`, `NotIn`).
+pub const HOOK_BINARY_EQUAL: u32 = 1 << 2;
+/// A selector compares the start of the binary's path.
+pub const HOOK_BINARY_PREFIX: u32 = 1 << 3;
+/// A selector compares the end of the binary's path.
+pub const HOOK_BINARY_POSTFIX: u32 = 1 << 4;
+
+/// `CONFIG[0]` bit: keep `EXEC_PATHS` (binary of every process) up to date.
+pub const TRACK_BINARIES: u32 = 1;
+
+/// `BinaryFilter::op` (`matchBinaries`); 0: none.
+pub const BIN_IN: u8 = 1;
+pub const BIN_NOT_IN: u8 = 2;
+pub const BIN_PREFIX: u8 = 3;
+pub const BIN_NOT_PREFIX: u8 = 4;
+pub const BIN_POSTFIX: u8 = 5;
+pub const BIN_NOT_POSTFIX: u8 = 6;
+
+/// A selector's `matchBinaries`: the process's binary, by its filter's strings.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BinaryFilter {
+    pub op: u8,
+    pub _pad: [u8; 3],
+    pub id: u32,
+}
 
 /// `TracepointEvent::flags`: the action was not carried out (monitor mode).
 pub const EVENT_MONITOR: u32 = 1;
@@ -122,6 +148,7 @@ pub struct SelectorConfig {
     /// Signal of `ACTION_SIGNAL`.
     pub signal: u32,
     pub pids: PidFilter,
+    pub binary: BinaryFilter,
     pub _pad2: u32,
     pub filters: [ArgFilter; MAX_ARG_FILTERS],
 }
@@ -211,6 +238,7 @@ const _: () = assert!(core::mem::size_of::<PidFilter>() == 4 + 4 * MAX_PIDS);
 const _: () = assert!(
     core::mem::size_of::<SelectorConfig>()
         == 8 + core::mem::size_of::<PidFilter>()
+            + core::mem::size_of::<BinaryFilter>()
             + 4
             + MAX_ARG_FILTERS * core::mem::size_of::<ArgFilter>()
 );

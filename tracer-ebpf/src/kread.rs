@@ -85,6 +85,19 @@ pub fn set_bit(field: *mut u32, bit: u32) {
 /// (`PATH_BUF` bytes), their length into `len_out`. Sets `trunc` in `flags` when the walk
 /// hit `PATH_DEPTH_MAX` steps or `PATH_MAX` bytes, `err` when a read failed. This is the
 /// kernel's `prepend_path` (`fs/d_path.c`), bounded.
+/// Where a walk also writes its path in reading order (`/usr/bin/cat`): the path ends at
+/// byte `NATURAL_END` of `buf` (`NATURAL_BUF` bytes) and starts at `*start`.
+pub struct Natural {
+    pub buf: *mut u8,
+    pub start: *mut u32,
+}
+
+/// End of a natural-order path in its buffer: at most 256 bytes are kept (the leading
+/// components of a longer path are dropped, as the walk goes leaf first).
+pub const NATURAL_END: usize = 256;
+/// Size of a natural-order buffer: a component written just below `NATURAL_END` fits.
+pub const NATURAL_BUF: usize = 512;
+
 #[inline(always)]
 pub fn path(
     path: u64,
@@ -93,7 +106,12 @@ pub fn path(
     len_out: *mut u32,
     flags: *mut u32,
     (trunc, err): (u32, u32),
+    natural: Option<&Natural>,
 ) {
+    if let Some(n) = natural {
+        // SAFETY: `start` points to a `u32` of a per-CPU scratch value.
+        unsafe { n.start.write_volatile(NATURAL_END as u32) };
+    }
     let (root_mnt, root_dentry) = root;
     // SAFETY: `len_out` points to a `u32` of the reserved record.
     unsafe { len_out.write_volatile(0) };
@@ -154,9 +172,37 @@ pub fn path(
         if r <= 0 {
             return set_bit(flags, err);
         }
+        if let Some(n) = natural {
+            prepend(n, buf, at, r as u64);
+        }
         // SAFETY: as above.
         unsafe { len_out.write_volatile((len + r as u64) as u32) };
         dentry = parent;
     }
     set_bit(flags, trunc)
+}
+
+/// Writes `/` and the component at `buf + at` (`r` bytes, NUL included) just before the
+/// natural-order path built so far; stops (keeping the leaf end) once it is full.
+#[inline(always)]
+fn prepend(n: &Natural, buf: *mut u8, at: u64, r: u64) {
+    // SAFETY: `start` points to a `u32` of a per-CPU scratch value.
+    let start = u64::from(unsafe { n.start.read_volatile() });
+    if r == 0 || r > start || start > NATURAL_END as u64 {
+        return;
+    }
+    let slash = (start - r) & (NATURAL_END as u64 - 1);
+    let size = (r - 1) & (NAME_MAX as u64 - 1);
+    // SAFETY: `slash < NATURAL_END` and `slash + 1 + size <= NATURAL_END + NAME_MAX <=
+    // NATURAL_BUF`; the source is the component just written to `buf` (`PATH_BUF` bytes,
+    // `at < PATH_MAX`).
+    unsafe {
+        n.buf.add(slash as usize).write(b'/');
+        bpf_probe_read_kernel(
+            n.buf.add(slash as usize + 1).cast::<c_void>(),
+            size as u32,
+            buf.add((at & (PATH_MAX as u64 - 1)) as usize) as *const c_void,
+        );
+        n.start.write_volatile((start - r) as u32);
+    }
 }

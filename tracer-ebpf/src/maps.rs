@@ -7,8 +7,8 @@ use aya_ebpf::{
 use tracer_common::{
     counters::COUNTERS_LEN,
     policy::{
-        HookConfig, MAX_HOOK_ARGS, MAX_POLICIES, POLICY_COUNTERS_PER, StrKey, StrPrefix, TP_SLOTS,
-        TracepointEvent,
+        ArgValue, HookConfig, MAX_HOOK_ARGS, MAX_POLICIES, POLICY_COUNTERS_PER, StrKey, StrPrefix,
+        TP_SLOTS, TracepointEvent,
     },
 };
 
@@ -52,17 +52,46 @@ pub static POLICY_COUNTERS: PerCpuArray<u64> =
 #[map]
 pub static TP_SCRATCH: PerCpuArray<TracepointEvent> = PerCpuArray::with_max_entries(1, 0);
 
-/// Per string argument: its lookup keys (`Equal`, `Prefix`, reversed for `Postfix`),
-/// built once per hit; the filter id is set before each lookup.
+/// `CONFIG[0]`: `TRACK_BINARIES`, set by the agent when policies run.
 #[map]
-pub static ARG_EQUAL_KEYS: PerCpuArray<StrKey> =
-    PerCpuArray::with_max_entries(MAX_HOOK_ARGS as u32, 0);
+pub static CONFIG: Array<u32> = Array::with_max_entries(1, 0);
+
+/// Binary of every process (natural-order path, zero-padded), kept from exec to exit and
+/// inherited at fork, for `matchBinaries`. Entries are allocated as processes come.
+#[map]
+pub static EXEC_PATHS: HashMap<u32, StrKey> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+/// Scratch of the exec hook: the binary's path in reading order, and its map value.
+#[repr(C)]
+pub struct NaturalScratch {
+    pub start: u32,
+    pub _pad: u32,
+    pub buf: [u8; crate::kread::NATURAL_BUF],
+}
+#[map]
+pub static BIN_NATURAL: PerCpuArray<NaturalScratch> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static BIN_KEY: PerCpuArray<StrKey> = PerCpuArray::with_max_entries(1, 0);
+/// Scratch of the policy program: the process's binary as an argument value.
+#[map]
+pub static BIN_VALUE: PerCpuArray<ArgValue> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per string argument: its lookup keys (`Equal`, `Prefix`, reversed for `Postfix`),
+/// built once per hit; the filter id is set before each lookup. The last slot is the
+/// process's binary.
+#[map]
+pub static ARG_EQUAL_KEYS: PerCpuArray<StrKey> = PerCpuArray::with_max_entries(KEY_SLOTS, 0);
 #[map]
 pub static ARG_PREFIX_KEYS: PerCpuArray<Key<StrPrefix>> =
-    PerCpuArray::with_max_entries(MAX_HOOK_ARGS as u32, 0);
+    PerCpuArray::with_max_entries(KEY_SLOTS, 0);
 #[map]
 pub static ARG_POSTFIX_KEYS: PerCpuArray<Key<StrPrefix>> =
-    PerCpuArray::with_max_entries(MAX_HOOK_ARGS as u32, 0);
+    PerCpuArray::with_max_entries(KEY_SLOTS, 0);
+
+/// Key slots: one per argument, and the binary's.
+pub const KEY_SLOTS: u32 = MAX_HOOK_ARGS as u32 + 1;
+/// The binary's key slot.
+pub const BINARY_SLOT: u32 = MAX_HOOK_ARGS as u32;
 
 /// `BPF_F_NO_PREALLOC`, which LPM tries require.
 const BPF_F_NO_PREALLOC: u32 = 1;

@@ -118,6 +118,9 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
         procfs::scan(&config.proc_root, &config.cgroup_root),
     );
     let found_count = found.len();
+    if let Some(store) = &mut store {
+        store.seed_binaries(found.iter().map(|p| (p.pid, p.binary.as_str())));
+    }
     for p in found {
         cache.insert(p);
     }

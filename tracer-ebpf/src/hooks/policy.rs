@@ -26,20 +26,22 @@ use tracer_common::{
     policy::{
         ACTION_NOPOST, ACTION_POST, ACTION_SIGKILL, ACTION_SIGNAL, ARG_CHAR_ARRAY, ARG_DATA_LOC,
         ARG_INT, ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_UINT,
-        ARG_USER_STRING, ArgConfig, ArgFilter, ArgValue, EVENT_MONITOR, EVENT_SIGNAL_FAILED,
-        HOOK_ACTIVE, HOOK_MONITOR, HookConfig, MAX_ARG_FILTERS, MAX_HOOK_ARGS, MAX_INT_VALUES,
-        MAX_PIDS, MAX_SELECTORS, OP_EQUAL, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX,
-        OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, PIDS_IN, PIDS_NOT_IN, POLICY_COUNTERS_PER,
-        POLICY_LOST, POLICY_MATCHED, POLICY_POSTED, POLICY_SEEN, PREFIX_MAX, PidFilter, STRING_MAX,
-        SelectorConfig, TracepointEvent,
+        ARG_USER_STRING, ArgConfig, ArgFilter, ArgValue, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX,
+        BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinaryFilter, EVENT_MONITOR, EVENT_SIGNAL_FAILED,
+        HOOK_ACTIVE, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_MONITOR,
+        HookConfig, MAX_ARG_FILTERS, MAX_HOOK_ARGS, MAX_INT_VALUES, MAX_PIDS, MAX_SELECTORS,
+        OP_EQUAL, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX,
+        OP_PREFIX, PIDS_IN, PIDS_NOT_IN, POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED,
+        POLICY_POSTED, POLICY_SEEN, PREFIX_MAX, PidFilter, STRING_MAX, SelectorConfig,
+        TracepointEvent,
     },
 };
 
 use crate::{
     emit,
     maps::{
-        ARG_EQUAL_KEYS, ARG_POSTFIX_KEYS, ARG_PREFIX_KEYS, EVENTS, HOOKS, POLICY_COUNTERS,
-        STR_EQUAL, STR_POSTFIX, STR_PREFIX, TP_SCRATCH,
+        ARG_EQUAL_KEYS, ARG_POSTFIX_KEYS, ARG_PREFIX_KEYS, BIN_VALUE, BINARY_SLOT, EVENTS,
+        EXEC_PATHS, HOOKS, POLICY_COUNTERS, STR_EQUAL, STR_POSTFIX, STR_PREFIX, TP_SCRATCH,
     },
 };
 
@@ -115,7 +117,11 @@ fn run(ctx: &TracePointContext, slot: u32) -> u32 {
 
     // SAFETY: helper without arguments.
     let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
-    let Some((sel_index, actions, signal)) = select(cfg, ev, (pid_tgid >> 32) as u32) else {
+    let tgid = (pid_tgid >> 32) as u32;
+    let binary_known = cfg.flags & (HOOK_BINARY_EQUAL | HOOK_BINARY_PREFIX | HOOK_BINARY_POSTFIX)
+        != 0
+        && binary_keys(cfg.flags, tgid);
+    let Some((sel_index, actions, signal)) = select(cfg, ev, tgid, binary_known) else {
         return 0;
     };
     policy_count(cfg.policy_id, POLICY_MATCHED);
@@ -234,14 +240,20 @@ fn capture(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
             bpf_probe_read_kernel_str(dst, STRING_MAX as u32, src as *const c_void)
         }
     };
-    let len = if n > 0 {
+    v.len = if n > 0 {
         (n - 1) as u32 & (STRING_MAX as u32 - 1)
     } else {
         0
     };
-    v.len = len;
-    // The lookup keys, each from this one read.
-    if a.flags & ARG_NEEDS_EQUAL != 0
+    build_keys(v, a.flags, i);
+}
+
+/// The lookup keys of the string in `v` that `flags` (`ARG_NEEDS_*`) ask for, in key slot
+/// `i`: each from the one read of the string.
+#[inline(always)]
+fn build_keys(v: &ArgValue, flags: u8, i: u32) {
+    let len = v.len & (STRING_MAX as u32 - 1);
+    if flags & ARG_NEEDS_EQUAL != 0
         && let Some(key) = ARG_EQUAL_KEYS.get_ptr_mut(i)
     {
         // SAFETY: this CPU's slot of a per-CPU array.
@@ -254,7 +266,7 @@ fn capture(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
     } else {
         len
     };
-    if a.flags & ARG_NEEDS_PREFIX != 0
+    if flags & ARG_NEEDS_PREFIX != 0
         && let Some(key) = ARG_PREFIX_KEYS.get_ptr_mut(i)
     {
         // SAFETY: as above.
@@ -262,7 +274,7 @@ fn capture(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
         key.prefix_len = 32 + 8 * affix;
         copy_words(&v.str, &mut key.data.data);
     }
-    if a.flags & ARG_NEEDS_POSTFIX != 0
+    if flags & ARG_NEEDS_POSTFIX != 0
         && let Some(key) = ARG_POSTFIX_KEYS.get_ptr_mut(i)
     {
         // SAFETY: as above.
@@ -274,6 +286,33 @@ fn capture(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
             key.data.data[j] = v.str[last.wrapping_sub(j) & (STRING_MAX - 1)];
         }
     }
+}
+
+/// Builds the binary's lookup keys (key slot `BINARY_SLOT`) from `EXEC_PATHS`; false
+/// when the process's binary is not known.
+#[inline(never)]
+fn binary_keys(hook_flags: u32, tgid: u32) -> bool {
+    // SAFETY: a map value, read while this program runs.
+    let (Some(path), Some(v)) = (unsafe { EXEC_PATHS.get(tgid) }, BIN_VALUE.get_ptr_mut(0)) else {
+        return false;
+    };
+    // SAFETY: this CPU's scratch value.
+    let v = unsafe { &mut *v };
+    v.kind = u32::from(ARG_KERNEL_STRING);
+    v.len = path.len;
+    copy_words(&path.data, &mut v.str);
+    let mut flags = 0;
+    if hook_flags & HOOK_BINARY_EQUAL != 0 {
+        flags |= ARG_NEEDS_EQUAL;
+    }
+    if hook_flags & HOOK_BINARY_PREFIX != 0 {
+        flags |= ARG_NEEDS_PREFIX;
+    }
+    if hook_flags & HOOK_BINARY_POSTFIX != 0 {
+        flags |= ARG_NEEDS_POSTFIX;
+    }
+    build_keys(v, flags, BINARY_SLOT);
+    true
 }
 
 /// Zeroes `buf` eight bytes at a time.
@@ -299,7 +338,12 @@ fn copy_words<const N: usize>(src: &[u8; STRING_MAX], dst: &mut [u8; N]) {
 
 /// The first selector that matches: (its index, its actions, its signal).
 #[inline(always)]
-fn select(cfg: &HookConfig, ev: &TracepointEvent, pid: u32) -> Option<(u32, u8, u32)> {
+fn select(
+    cfg: &HookConfig,
+    ev: &TracepointEvent,
+    pid: u32,
+    binary_known: bool,
+) -> Option<(u32, u8, u32)> {
     if cfg.nsel == 0 {
         // No selectors: every hit is posted, as in Tetragon.
         return Some((0, ACTION_POST, 0));
@@ -309,7 +353,7 @@ fn select(cfg: &HookConfig, ev: &TracepointEvent, pid: u32) -> Option<(u32, u8, 
             break;
         }
         let sel = &cfg.selectors[s];
-        if selector_matches(sel, ev, pid) {
+        if selector_matches(sel, ev, pid, binary_known) {
             return Some((s as u32, sel.actions, sel.signal));
         }
     }
@@ -317,8 +361,13 @@ fn select(cfg: &HookConfig, ev: &TracepointEvent, pid: u32) -> Option<(u32, u8, 
 }
 
 #[inline(never)]
-fn selector_matches(sel: &SelectorConfig, ev: &TracepointEvent, pid: u32) -> bool {
-    if !pids_match(&sel.pids, pid) {
+fn selector_matches(
+    sel: &SelectorConfig,
+    ev: &TracepointEvent,
+    pid: u32,
+    binary_known: bool,
+) -> bool {
+    if !pids_match(&sel.pids, pid) || !binary_matches(&sel.binary, binary_known) {
         return false;
     }
     for f in 0..MAX_ARG_FILTERS {
@@ -346,6 +395,23 @@ fn pids_match(p: &PidFilter, pid: u32) -> bool {
         }
     }
     found == (p.op == PIDS_IN)
+}
+
+/// `matchBinaries`: a process whose binary is not known matches only the `Not*`
+/// operators.
+#[inline(always)]
+fn binary_matches(b: &BinaryFilter, known: bool) -> bool {
+    let (kind, negate) = match b.op {
+        BIN_IN => (OP_EQUAL, false),
+        BIN_NOT_IN => (OP_EQUAL, true),
+        BIN_PREFIX => (OP_PREFIX, false),
+        BIN_NOT_PREFIX => (OP_PREFIX, true),
+        BIN_POSTFIX => (OP_POSTFIX, false),
+        BIN_NOT_POSTFIX => (OP_POSTFIX, true),
+        _ => return true,
+    };
+    let hit = known && str_lookup(kind, b.id, BINARY_SLOT);
+    hit != negate
 }
 
 #[inline(never)]

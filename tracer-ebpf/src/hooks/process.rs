@@ -4,7 +4,8 @@
 //! `TP_PROTO` (include/trace/events/sched.h), passed as plain integers.
 
 use aya_ebpf::{
-    helpers::generated::bpf_get_current_uid_gid, macros::raw_tracepoint,
+    helpers::generated::{bpf_get_current_uid_gid, bpf_probe_read_kernel},
+    macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
 use tracer_common::{
@@ -14,12 +15,14 @@ use tracer_common::{
         ForkEvent,
     },
     offsets::{HAS_LOGINUID, PF_KTHREAD},
+    policy::{STRING_MAX, TRACK_BINARIES},
 };
 
 use crate::{
     emit,
     globals::off,
-    kread::{self, u32_at, u64_at},
+    kread::{self, NATURAL_END, u32_at, u64_at},
+    maps::{BIN_KEY, BIN_NATURAL, CONFIG, EXEC_PATHS, NaturalScratch},
 };
 
 /// `TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`; `p` is
@@ -31,6 +34,11 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     let task: u64 = ctx.arg(0);
     let bprm: u64 = ctx.arg(2);
     let Some(mut entry) = emit::reserve::<ExecEvent>(EventKind::Exec) else {
+        return 0;
+    };
+    // A per-CPU array always has its entry 0; the check is for the verifier.
+    let Some(nat) = BIN_NATURAL.get_ptr_mut(0) else {
+        entry.discard(0);
         return 0;
     };
     let ev = entry.as_mut_ptr();
@@ -86,6 +94,12 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
         u64_at(root + off!(path_dentry)).unwrap_or(0),
     );
     let file = u64_at(bprm + off!(bprm_file)).unwrap_or(0);
+    // The walk also writes the path in reading order, kept for `matchBinaries`. (Always,
+    // so that the verifier walks one path through the loop, not two.)
+    let natural = kread::Natural {
+        buf: unsafe { (&raw mut (*nat).buf).cast() },
+        start: unsafe { &raw mut (*nat).start },
+    };
     unsafe {
         kread::path(
             file + off!(file_path),
@@ -94,6 +108,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
             &raw mut (*ev).binary_len,
             flags,
             (EXEC_TRUNC_BINARY, EXEC_ERR_BINARY),
+            Some(&natural),
         );
         kread::path(
             fs + off!(fs_pwd),
@@ -102,7 +117,11 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
             &raw mut (*ev).cwd_len,
             flags,
             (EXEC_TRUNC_CWD, EXEC_ERR_CWD),
+            None,
         );
+    }
+    if tracking_binaries() {
+        record_binary(pid, nat);
     }
 
     let mm = u64_at(task + off!(task_mm)).unwrap_or(0);
@@ -147,6 +166,13 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     let Some(mut entry) = emit::reserve::<ForkEvent>(EventKind::Fork) else {
         return 0;
     };
+    if tracking_binaries()
+        && let Some(p) = ppid
+        // SAFETY: a map value, passed straight back to the map.
+        && let Some(parent) = unsafe { EXEC_PATHS.get(p) }
+    {
+        let _ = EXEC_PATHS.insert(pid, parent, 0);
+    }
     entry.write(ForkEvent {
         header: emit::header(EventKind::Fork, pid, tid),
         ppid: ppid.unwrap_or(0),
@@ -195,6 +221,11 @@ fn record_exit(task: u64) -> i32 {
         return 0;
     };
     let read_error = pid.is_none() || exit_code.is_none() || start_ns.is_none();
+    if tracking_binaries()
+        && let Some(p) = pid
+    {
+        let _ = EXEC_PATHS.remove(p);
+    }
     entry.write(ExitEvent {
         header: emit::header(EventKind::Exit, pid.unwrap_or(0), tid.unwrap_or(0)),
         exit_code: exit_code.unwrap_or(0),
@@ -208,4 +239,53 @@ fn record_exit(task: u64) -> i32 {
 #[inline(always)]
 fn is_kthread(task: u64) -> bool {
     u32_at(task + off!(task_flags)).is_some_and(|f| f & PF_KTHREAD != 0)
+}
+
+/// Whether the agent asked for the binary of every process (`matchBinaries`).
+#[inline(always)]
+fn tracking_binaries() -> bool {
+    CONFIG.get(0).is_some_and(|c| c & TRACK_BINARIES != 0)
+}
+
+/// `EXEC_PATHS[pid]` = the natural-order path the binary walk left in `n`.
+#[inline(always)]
+fn record_binary(pid: u32, n: *mut NaturalScratch) {
+    let Some(key) = BIN_KEY.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch values; nothing else uses them while we run.
+    let (key, n) = unsafe { (&mut *key, &*n) };
+    let start = n.start as usize;
+    let len = NATURAL_END.saturating_sub(start);
+    let words = key.data.as_mut_ptr().cast::<u64>();
+    for w in 0..STRING_MAX / 8 {
+        // SAFETY: `w * 8 + 8 <= STRING_MAX`.
+        unsafe { words.add(w).write_unaligned(0) };
+    }
+    key.id = 0;
+    if len == 0 {
+        key.data[0] = b'/';
+        key.len = 1;
+    } else {
+        let size = if len > STRING_MAX - 1 {
+            STRING_MAX - 1
+        } else {
+            len
+        };
+        // SAFETY: `size < STRING_MAX` bytes into `key.data`, from `n.buf[start..]`, which
+        // holds `NATURAL_BUF` bytes with `start < NATURAL_END`.
+        unsafe {
+            bpf_probe_read_kernel(
+                key.data.as_mut_ptr().cast(),
+                size as u32,
+                n.buf.as_ptr().add(start & (NATURAL_END - 1)).cast(),
+            )
+        };
+        key.len = size as u32;
+    }
+    #[allow(
+        clippy::needless_borrows_for_generic_args,
+        reason = "by value, the 264-byte key would be copied to the stack"
+    )]
+    let _ = EXEC_PATHS.insert(pid, &*key, 0);
 }

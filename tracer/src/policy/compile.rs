@@ -7,10 +7,12 @@ use std::collections::HashSet;
 use tracer_common::policy::{
     ACTION_NOPOST, ACTION_POST, ACTION_SIGKILL, ACTION_SIGNAL, ARG_CHAR_ARRAY, ARG_DATA_LOC,
     ARG_INT, ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_UINT,
-    ARG_USER_STRING, ArgConfig, ArgFilter, HOOK_ACTIVE, HOOK_MONITOR, HookConfig, MAX_ARG_FILTERS,
-    MAX_HOOK_ARGS, MAX_INT_VALUES, MAX_PIDS, MAX_SELECTORS, OP_EQUAL, OP_GT, OP_LT, OP_MASK,
-    OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, PIDS_IN, PIDS_NOT_IN,
-    PidFilter, STRING_MAX, SelectorConfig,
+    ARG_USER_STRING, ArgConfig, ArgFilter, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX, BIN_NOT_PREFIX,
+    BIN_POSTFIX, BIN_PREFIX, BinaryFilter, HOOK_ACTIVE, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX,
+    HOOK_BINARY_PREFIX, HOOK_MONITOR, HookConfig, MAX_ARG_FILTERS, MAX_HOOK_ARGS, MAX_INT_VALUES,
+    MAX_PIDS, MAX_SELECTORS, OP_EQUAL, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX,
+    OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, PIDS_IN, PIDS_NOT_IN, PidFilter, STRING_MAX,
+    SelectorConfig,
 };
 
 use super::{
@@ -246,8 +248,43 @@ fn hook(
             }
             sc.pids = pf;
         }
+        if let Some(mb) = sel.match_binaries.first() {
+            if mb.follow_children.as_ref().is_some_and(|f| **f) {
+                return Err(format!(
+                    "selectors[{s}]: matchBinaries followChildren is not supported by the agent yet"
+                ));
+            }
+            let (op, map, flag) = match mb.operator.as_str() {
+                "In" => (BIN_IN, StrMap::Equal, HOOK_BINARY_EQUAL),
+                "NotIn" => (BIN_NOT_IN, StrMap::Equal, HOOK_BINARY_EQUAL),
+                "Prefix" => (BIN_PREFIX, StrMap::Prefix, HOOK_BINARY_PREFIX),
+                "NotPrefix" => (BIN_NOT_PREFIX, StrMap::Prefix, HOOK_BINARY_PREFIX),
+                "Postfix" => (BIN_POSTFIX, StrMap::Postfix, HOOK_BINARY_POSTFIX),
+                "NotPostfix" => (BIN_NOT_POSTFIX, StrMap::Postfix, HOOK_BINARY_POSTFIX),
+                other => return Err(format!("selectors[{s}]: matchBinaries operator `{other}`")),
+            };
+            let id = *next_filter_id;
+            *next_filter_id += 1;
+            config.flags |= flag;
+            sc.binary = BinaryFilter {
+                op,
+                id,
+                ..Default::default()
+            };
+            for v in &mb.values {
+                let mut bytes = v.as_bytes().to_vec();
+                bytes.truncate(STRING_MAX - 1);
+                if map == StrMap::Postfix {
+                    bytes.reverse();
+                }
+                strings.push(StrEntry {
+                    map,
+                    filter_id: id,
+                    value: bytes,
+                });
+            }
+        }
         for (kind, name) in [
-            (!sel.match_binaries.is_empty(), "matchBinaries"),
             (!sel.match_namespaces.is_empty(), "matchNamespaces"),
             (!sel.match_capabilities.is_empty(), "matchCapabilities"),
         ] {

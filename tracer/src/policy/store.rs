@@ -20,13 +20,16 @@ use aya::{
 };
 use tracer_common::policy::{
     HookConfig, MAX_POLICIES, POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED,
-    POLICY_SEEN, PREFIX_MAX, STRING_MAX, StrKey, StrPrefix, TP_SLOTS,
+    POLICY_SEEN, PREFIX_MAX, STRING_MAX, StrKey, StrPrefix, TP_SLOTS, TRACK_BINARIES,
 };
 
 use super::{
     compile::{self, Compiled, Hook, StrEntry, StrMap},
     model::TracingPolicy,
 };
+
+/// `BPF_NOEXIST` of `bpf_map_update_elem`: insert only if absent.
+const BPF_NOEXIST: u64 = 1;
 
 /// The program of a slot: every slot runs the same code on its own `HOOKS` entry.
 fn program_name(slot: u32) -> String {
@@ -101,6 +104,7 @@ pub struct PolicyStore {
     /// Slots whose program is loaded (verified) already.
     programs_loaded: Vec<u32>,
     next_filter_id: u32,
+    exec_paths: Option<BpfHashMap<MapData, u32, StrKey>>,
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, StoreError>
@@ -126,9 +130,42 @@ impl PolicyStore {
             slots: HashMap::new(),
             programs_loaded: Vec::new(),
             next_filter_id: 1,
+            exec_paths: None,
         };
         store.program(ebpf, 0)?;
+        // From now on the kernel keeps every process's binary, for `matchBinaries`.
+        let mut config: Array<MapData, u32> = take(ebpf, "CONFIG")?;
+        config
+            .set(0, TRACK_BINARIES, 0)
+            .map_err(|source| StoreError::Map {
+                name: "CONFIG",
+                source,
+            })?;
+        store.exec_paths = Some(take(ebpf, "EXEC_PATHS")?);
         Ok(store)
+    }
+
+    /// Records the binaries of processes that were running before the kernel kept them
+    /// (found in /proc at start).
+    pub fn seed_binaries<'p>(&mut self, processes: impl IntoIterator<Item = (u32, &'p str)>) {
+        let Some(map) = &mut self.exec_paths else {
+            return;
+        };
+        for (pid, binary) in processes {
+            if binary.is_empty() {
+                continue;
+            }
+            let mut data = [0u8; STRING_MAX];
+            let n = binary.len().min(STRING_MAX - 1);
+            data[..n].copy_from_slice(&binary.as_bytes()[..n]);
+            let key = StrKey {
+                id: 0,
+                len: n as u32,
+                data,
+            };
+            // Exec or fork may have recorded it already, from the kernel: keep that one.
+            let _ = map.insert(pid, key, BPF_NOEXIST);
+        }
     }
 
     /// The program of `slot`, loaded.
