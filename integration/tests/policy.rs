@@ -6,6 +6,7 @@
 use std::{
     ffi::CString,
     fs,
+    os::unix::process::CommandExt as _,
     path::{Path, PathBuf},
     process::Command,
 };
@@ -585,4 +586,87 @@ fn match_binaries() {
         got, want,
         "cat by In, head by Postfix, this test by NotIn; tail by none"
     );
+}
+
+#[test]
+fn match_namespaces_and_capabilities() {
+    if !privileged("match_namespaces_and_capabilities") {
+        return;
+    }
+    let work = tempdir();
+    let d = work.path().to_str().unwrap().to_owned();
+    let selectors = format!(
+        r#"    - matchNamespaces:
+      - namespace: Mnt
+        operator: In
+        values: ["host_ns"]
+      matchCapabilities:
+      - type: Effective
+        operator: In
+        values: ["CAP_SYS_ADMIN"]
+      matchArgs:
+      - index: 6
+        operator: Prefix
+        values: ["{d}/"]
+      matchActions:
+      - action: Post
+    - matchNamespaces:
+      - namespace: Mnt
+        operator: NotIn
+        values: ["host_ns"]
+      matchArgs:
+      - index: 6
+        operator: Prefix
+        values: ["{d}/"]
+    - matchCapabilities:
+      - operator: NotIn
+        values: ["CAP_SYS_ADMIN", "CAP_DAC_OVERRIDE"]
+      matchArgs:
+      - index: 6
+        operator: Prefix
+        values: ["{d}/"]
+"#
+    );
+    let pol = write(
+        work.path(),
+        "p.yaml",
+        &openat_policy("ns-caps", &selectors, ""),
+    );
+    let agent = Agent::start(&["--tracing-policy", pol.to_str().unwrap()]);
+    // Host mount namespace, root: selector 0.
+    open(&work.path().join("host-root"));
+    // Its own mount namespace: selector 1.
+    let (unshared, _) = run(Command::new("unshare")
+        .args(["--mount", "/bin/cat"])
+        .arg(format!("{d}/own-mntns"))
+        .stderr(std::process::Stdio::null()));
+    // No capabilities (nobody): selector 2. The open fails, the syscall is still made.
+    let (nobody, _) = run(Command::new("/bin/cat")
+        .arg(format!("{d}/nobody"))
+        .uid(65534)
+        .gid(65534)
+        .stderr(std::process::Stdio::null()));
+    let events = agent.sync();
+    let got: Vec<(String, u64)> = hits(&events, "ns-caps")
+        .iter()
+        .map(|e| {
+            (
+                filename(e).rsplit('/').next().unwrap().to_owned(),
+                e["process"]["pid"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        got.contains(&("host-root".into(), u64::from(std::process::id()))),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("own-mntns".into(), u64::from(unshared))),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&("nobody".into(), u64::from(nobody))),
+        "{got:?}"
+    );
+    assert_eq!(got.len(), 3, "{got:?}");
 }

@@ -8,6 +8,9 @@
 /// `present` bit: `task_struct.loginuid` exists (kernel built with `CONFIG_AUDIT`).
 pub const HAS_LOGINUID: u32 = 1 << 0;
 
+/// `present` bit: time namespaces exist (Linux 5.6 and later).
+pub const HAS_TIME_NS: u32 = 1 << 1;
+
 /// `task_struct.flags` bit of kernel threads (`include/linux/sched.h`, unchanged since
 /// 2.6): they never exec and are not reported.
 pub const PF_KTHREAD: u32 = 0x0020_0000;
@@ -77,7 +80,42 @@ pub struct KernelOffsets {
     pub file_path: u32,
     /// `signal_struct.live.counter`
     pub signal_live: u32,
-    /// `HAS_*` / `EXIT_HAS_*` bits.
+    /// `task_struct.nsproxy`
+    pub task_nsproxy: u32,
+    /// `task_struct.thread_pid`
+    pub task_thread_pid: u32,
+    /// `nsproxy.uts_ns`, `.ipc_ns`, `.mnt_ns`, `.pid_ns_for_children`, `.net_ns`,
+    /// `.time_ns`, `.time_ns_for_children`, `.cgroup_ns`
+    pub nsproxy_uts: u32,
+    pub nsproxy_ipc: u32,
+    pub nsproxy_mnt: u32,
+    pub nsproxy_pid_for_children: u32,
+    pub nsproxy_net: u32,
+    pub nsproxy_time: u32,
+    pub nsproxy_time_for_children: u32,
+    pub nsproxy_cgroup: u32,
+    /// `<namespace struct>.ns.inum` of `uts_namespace`, `ipc_namespace`, `mnt_namespace`,
+    /// `net`, `time_namespace`, `cgroup_namespace`, `pid_namespace`, `user_namespace`
+    pub uts_inum: u32,
+    pub ipc_inum: u32,
+    pub mnt_inum: u32,
+    pub net_inum: u32,
+    pub time_inum: u32,
+    pub cgroup_inum: u32,
+    pub pid_ns_inum: u32,
+    pub user_ns_inum: u32,
+    /// `cred.user_ns`
+    pub cred_user_ns: u32,
+    /// `pid.level`, `pid.numbers`, size of `struct upid`, `upid.ns`
+    pub pid_level: u32,
+    pub pid_numbers: u32,
+    pub upid_size: u32,
+    pub upid_ns: u32,
+    /// `cred.cap_effective`, `.cap_permitted`, `.cap_inheritable`
+    pub cred_cap_effective: u32,
+    pub cred_cap_permitted: u32,
+    pub cred_cap_inheritable: u32,
+    /// `HAS_*` bits.
     pub present: u32,
 }
 
@@ -85,4 +123,4 @@ pub struct KernelOffsets {
 // SAFETY: `#[repr(C)]`, all fields `u32`, no padding: any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 32 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 58 * 4);

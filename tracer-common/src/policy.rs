@@ -83,6 +83,52 @@ pub const BIN_NOT_PREFIX: u8 = 4;
 pub const BIN_POSTFIX: u8 = 5;
 pub const BIN_NOT_POSTFIX: u8 = 6;
 
+/// `NsFilter::ns`: which namespace of the process (`matchNamespaces`); 0: none.
+pub const NS_UTS: u8 = 1;
+pub const NS_IPC: u8 = 2;
+pub const NS_MNT: u8 = 3;
+pub const NS_PID: u8 = 4;
+pub const NS_PID_FOR_CHILDREN: u8 = 5;
+pub const NS_NET: u8 = 6;
+pub const NS_TIME: u8 = 7;
+pub const NS_TIME_FOR_CHILDREN: u8 = 8;
+pub const NS_CGROUP: u8 = 9;
+pub const NS_USER: u8 = 10;
+/// `matchNamespaces` filters per selector, and values per filter.
+pub const MAX_NS_FILTERS: usize = 4;
+pub const MAX_NS_VALUES: usize = 4;
+
+/// One `matchNamespaces` filter: the namespace's inode number `In`/`NotIn` `values`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NsFilter {
+    pub ns: u8,
+    /// `PIDS_IN` or `PIDS_NOT_IN`.
+    pub op: u8,
+    pub n: u8,
+    pub _pad: u8,
+    pub values: [u32; MAX_NS_VALUES],
+}
+
+/// `CapFilter::set`: which capability set (`matchCapabilities` `type`); 0: none.
+pub const CAPS_EFFECTIVE: u8 = 1;
+pub const CAPS_PERMITTED: u8 = 2;
+pub const CAPS_INHERITABLE: u8 = 3;
+/// `matchCapabilities` filters per selector.
+pub const MAX_CAP_FILTERS: usize = 2;
+
+/// One `matchCapabilities` filter: `In` matches when the set holds any capability of
+/// `mask`, `NotIn` when it holds none.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapFilter {
+    pub set: u8,
+    /// `PIDS_IN` or `PIDS_NOT_IN`.
+    pub op: u8,
+    pub _pad: [u8; 6],
+    pub mask: u64,
+}
+
 /// A selector's `matchBinaries`: the process's binary, by its filter's strings.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -149,7 +195,9 @@ pub struct SelectorConfig {
     pub signal: u32,
     pub pids: PidFilter,
     pub binary: BinaryFilter,
+    pub namespaces: [NsFilter; MAX_NS_FILTERS],
     pub _pad2: u32,
+    pub caps: [CapFilter; MAX_CAP_FILTERS],
     pub filters: [ArgFilter; MAX_ARG_FILTERS],
 }
 
@@ -239,7 +287,9 @@ const _: () = assert!(
     core::mem::size_of::<SelectorConfig>()
         == 8 + core::mem::size_of::<PidFilter>()
             + core::mem::size_of::<BinaryFilter>()
+            + MAX_NS_FILTERS * core::mem::size_of::<NsFilter>()
             + 4
+            + MAX_CAP_FILTERS * core::mem::size_of::<CapFilter>()
             + MAX_ARG_FILTERS * core::mem::size_of::<ArgFilter>()
 );
 const _: () = assert!(core::mem::size_of::<ArgValue>() == 16 + STRING_MAX);

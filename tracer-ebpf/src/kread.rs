@@ -206,3 +206,58 @@ fn prepend(n: &Natural, buf: *mut u8, at: u64, r: u64) {
         n.start.write_volatile((start - r) as u32);
     }
 }
+
+/// Inode number of namespace `ns` (`tracer_common::policy::NS_*`) of `task`, as
+/// `/proc/<pid>/ns/<name>` shows it.
+#[inline(always)]
+pub fn ns_inum(task: u64, ns: u8) -> Option<u32> {
+    use tracer_common::{offsets::HAS_TIME_NS, policy::*};
+    let nsproxy = || u64_at(task + off!(task_nsproxy));
+    let via_nsproxy = |field: u64, inum: u64| {
+        let p = u64_at(nsproxy()? + field)?;
+        u32_at(p + inum)
+    };
+    let has_time = off!(present) & HAS_TIME_NS as u64 != 0;
+    match ns {
+        NS_UTS => via_nsproxy(off!(nsproxy_uts), off!(uts_inum)),
+        NS_IPC => via_nsproxy(off!(nsproxy_ipc), off!(ipc_inum)),
+        NS_MNT => via_nsproxy(off!(nsproxy_mnt), off!(mnt_inum)),
+        NS_PID_FOR_CHILDREN => via_nsproxy(off!(nsproxy_pid_for_children), off!(pid_ns_inum)),
+        NS_NET => via_nsproxy(off!(nsproxy_net), off!(net_inum)),
+        NS_TIME if has_time => via_nsproxy(off!(nsproxy_time), off!(time_inum)),
+        NS_TIME_FOR_CHILDREN if has_time => {
+            via_nsproxy(off!(nsproxy_time_for_children), off!(time_inum))
+        }
+        NS_CGROUP => via_nsproxy(off!(nsproxy_cgroup), off!(cgroup_inum)),
+        NS_PID => {
+            // task_active_pid_ns(): thread_pid->numbers[thread_pid->level].ns
+            let pid = u64_at(task + off!(task_thread_pid))?;
+            let level = u64::from(u32_at(pid + off!(pid_level))? & 0x1f);
+            let upid = pid + off!(pid_numbers) + level * off!(upid_size);
+            let pidns = u64_at(upid + off!(upid_ns))?;
+            u32_at(pidns + off!(pid_ns_inum))
+        }
+        NS_USER => {
+            let cred = u64_at(task + off!(task_cred))?;
+            let userns = u64_at(cred + off!(cred_user_ns))?;
+            u32_at(userns + off!(user_ns_inum))
+        }
+        _ => None,
+    }
+}
+
+/// Capability set `set` (`tracer_common::policy::CAPS_*`) of `task`, one bit per
+/// capability. `kernel_cap_t` is a `u64` since Linux 6.3 and two `u32`s before: read as
+/// 8 bytes, both are the same bits.
+#[inline(always)]
+pub fn caps(task: u64, set: u8) -> Option<u64> {
+    use tracer_common::policy::{CAPS_EFFECTIVE, CAPS_INHERITABLE, CAPS_PERMITTED};
+    let cred = u64_at(task + off!(task_cred))?;
+    let field = match set {
+        CAPS_EFFECTIVE => off!(cred_cap_effective),
+        CAPS_PERMITTED => off!(cred_cap_permitted),
+        CAPS_INHERITABLE => off!(cred_cap_inheritable),
+        _ => return None,
+    };
+    u64_at(cred + field)
+}

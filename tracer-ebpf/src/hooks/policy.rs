@@ -11,11 +11,13 @@
 
 use core::ffi::c_void;
 
+use tracer_common::policy::{MAX_CAP_FILTERS, MAX_NS_FILTERS, MAX_NS_VALUES};
+
 use aya_ebpf::{
     EbpfContext as _,
     helpers::generated::{
-        bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_kernel_str,
-        bpf_probe_read_user_str, bpf_send_signal,
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
+        bpf_probe_read_kernel_str, bpf_probe_read_user_str, bpf_send_signal,
     },
     macros::tracepoint,
     programs::TracePointContext,
@@ -38,7 +40,7 @@ use tracer_common::{
 };
 
 use crate::{
-    emit,
+    emit, kread,
     maps::{
         ARG_EQUAL_KEYS, ARG_POSTFIX_KEYS, ARG_PREFIX_KEYS, BIN_VALUE, BINARY_SLOT, EVENTS,
         EXEC_PATHS, HOOKS, POLICY_COUNTERS, STR_EQUAL, STR_POSTFIX, STR_PREFIX, TP_SCRATCH,
@@ -367,7 +369,11 @@ fn selector_matches(
     pid: u32,
     binary_known: bool,
 ) -> bool {
-    if !pids_match(&sel.pids, pid) || !binary_matches(&sel.binary, binary_known) {
+    if !pids_match(&sel.pids, pid)
+        || !binary_matches(&sel.binary, binary_known)
+        || !namespaces_match(sel)
+        || !caps_match(sel)
+    {
         return false;
     }
     for f in 0..MAX_ARG_FILTERS {
@@ -395,6 +401,50 @@ fn pids_match(p: &PidFilter, pid: u32) -> bool {
         }
     }
     found == (p.op == PIDS_IN)
+}
+
+/// `matchNamespaces`: every filter holds (a namespace that cannot be read matches only
+/// `NotIn`).
+#[inline(always)]
+fn namespaces_match(sel: &SelectorConfig) -> bool {
+    // SAFETY: helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    for f in 0..MAX_NS_FILTERS {
+        let nf = &sel.namespaces[f];
+        if nf.ns == 0 {
+            break;
+        }
+        let inum = kread::ns_inum(task, nf.ns);
+        let mut found = false;
+        for i in 0..MAX_NS_VALUES {
+            if i < nf.n as usize && inum == Some(nf.values[i]) {
+                found = true;
+            }
+        }
+        if found != (nf.op == PIDS_IN) {
+            return false;
+        }
+    }
+    true
+}
+
+/// `matchCapabilities`: `In` holds when the set has any capability of the mask, `NotIn`
+/// when it has none.
+#[inline(always)]
+fn caps_match(sel: &SelectorConfig) -> bool {
+    // SAFETY: helper without arguments.
+    let task = unsafe { bpf_get_current_task() };
+    for f in 0..MAX_CAP_FILTERS {
+        let cf = &sel.caps[f];
+        if cf.set == 0 {
+            break;
+        }
+        let any = kread::caps(task, cf.set).is_some_and(|c| c & cf.mask != 0);
+        if any != (cf.op == PIDS_IN) {
+            return false;
+        }
+    }
+    true
 }
 
 /// `matchBinaries`: a process whose binary is not known matches only the `Not*`

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use btf_rs::{Btf, Type};
-use tracer_common::offsets::{HAS_LOGINUID, KernelOffsets};
+use tracer_common::offsets::{HAS_LOGINUID, HAS_TIME_NS, KernelOffsets};
 
 /// Where the kernel publishes its own BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -104,8 +104,45 @@ impl KernelBtf {
             bprm_interp: o("linux_binprm.interp")?,
             file_path: o("file.f_path")?,
             signal_live: o("signal_struct.live.counter")?,
+            task_nsproxy: o("task_struct.nsproxy")?,
+            task_thread_pid: o("task_struct.thread_pid")?,
+            nsproxy_uts: o("nsproxy.uts_ns")?,
+            nsproxy_ipc: o("nsproxy.ipc_ns")?,
+            nsproxy_mnt: o("nsproxy.mnt_ns")?,
+            nsproxy_pid_for_children: o("nsproxy.pid_ns_for_children")?,
+            nsproxy_net: o("nsproxy.net_ns")?,
+            nsproxy_time: 0,
+            nsproxy_time_for_children: 0,
+            nsproxy_cgroup: o("nsproxy.cgroup_ns")?,
+            uts_inum: o("uts_namespace.ns.inum")?,
+            ipc_inum: o("ipc_namespace.ns.inum")?,
+            mnt_inum: o("mnt_namespace.ns.inum")?,
+            net_inum: o("net.ns.inum")?,
+            time_inum: 0,
+            cgroup_inum: o("cgroup_namespace.ns.inum")?,
+            pid_ns_inum: o("pid_namespace.ns.inum")?,
+            user_ns_inum: o("user_namespace.ns.inum")?,
+            cred_user_ns: o("cred.user_ns")?,
+            pid_level: o("pid.level")?,
+            pid_numbers: o("pid.numbers")?,
+            upid_size: self.size_of("upid")?,
+            upid_ns: o("upid.ns")?,
+            cred_cap_effective: o("cred.cap_effective")?,
+            cred_cap_permitted: o("cred.cap_permitted")?,
+            cred_cap_inheritable: o("cred.cap_inheritable")?,
             present: 0,
         };
+        // Only since Linux 5.6.
+        if let (Ok(t), Ok(tc), Ok(inum)) = (
+            o("nsproxy.time_ns"),
+            o("nsproxy.time_ns_for_children"),
+            o("time_namespace.ns.inum"),
+        ) {
+            offsets.nsproxy_time = t;
+            offsets.nsproxy_time_for_children = tc;
+            offsets.time_inum = inum;
+            offsets.present |= HAS_TIME_NS;
+        }
         // Only with CONFIG_AUDIT.
         if let Ok(off) = o("task_struct.loginuid") {
             offsets.task_loginuid = off;
@@ -154,6 +191,16 @@ impl KernelBtf {
         u32::try_from(bits / 8).map_err(|_| BtfError::TooFar {
             path: path.to_owned(),
         })
+    }
+
+    /// Size in bytes of struct `name`.
+    pub fn size_of(&self, name: &str) -> Result<u32, BtfError> {
+        match self.find_struct(name)? {
+            Type::Struct(s) => u32::try_from(s.size()).map_err(|_| BtfError::TooFar {
+                path: name.to_owned(),
+            }),
+            _ => Err(BtfError::NoStruct(name.to_owned())),
+        }
     }
 
     /// Number of arguments of a tracepoint's `TP_PROTO`, from its `btf_trace_<name>`

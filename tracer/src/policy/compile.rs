@@ -5,6 +5,12 @@
 use std::collections::HashSet;
 
 use tracer_common::policy::{
+    CAPS_EFFECTIVE, CAPS_INHERITABLE, CAPS_PERMITTED, CapFilter, MAX_CAP_FILTERS, MAX_NS_FILTERS,
+    MAX_NS_VALUES, NS_CGROUP, NS_IPC, NS_MNT, NS_NET, NS_PID, NS_PID_FOR_CHILDREN, NS_TIME,
+    NS_TIME_FOR_CHILDREN, NS_USER, NS_UTS, NsFilter,
+};
+
+use tracer_common::policy::{
     ACTION_NOPOST, ACTION_POST, ACTION_SIGKILL, ACTION_SIGNAL, ARG_CHAR_ARRAY, ARG_DATA_LOC,
     ARG_INT, ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_UINT,
     ARG_USER_STRING, ArgConfig, ArgFilter, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX, BIN_NOT_PREFIX,
@@ -284,15 +290,77 @@ fn hook(
                 });
             }
         }
-        for (kind, name) in [
-            (!sel.match_namespaces.is_empty(), "matchNamespaces"),
-            (!sel.match_capabilities.is_empty(), "matchCapabilities"),
-        ] {
-            if kind {
+        if sel.match_namespaces.len() > MAX_NS_FILTERS {
+            return Err(format!(
+                "selectors[{s}]: at most {MAX_NS_FILTERS} matchNamespaces filters"
+            ));
+        }
+        for (k, m) in sel.match_namespaces.iter().enumerate() {
+            let (ns, proc_name) = namespace(m.namespace.as_str()).ok_or_else(|| {
+                format!(
+                    "selectors[{s}].matchNamespaces[{k}]: namespace `{}`",
+                    m.namespace.as_str()
+                )
+            })?;
+            if m.values.len() > MAX_NS_VALUES {
                 return Err(format!(
-                    "selectors[{s}]: {name} is not supported by the agent yet (validation accepts it)"
+                    "selectors[{s}].matchNamespaces[{k}]: at most {MAX_NS_VALUES} values"
                 ));
             }
+            let mut nf = NsFilter {
+                ns,
+                op: if m.operator.as_str() == "In" {
+                    PIDS_IN
+                } else {
+                    PIDS_NOT_IN
+                },
+                n: m.values.len() as u8,
+                ..Default::default()
+            };
+            for (j, v) in m.values.iter().enumerate() {
+                nf.values[j] = if v.as_str() == "host_ns" {
+                    host_ns(proc_name)?
+                } else {
+                    v.parse()
+                        .map_err(|_| format!("`{}` is not a namespace inode number", v.as_str()))?
+                };
+            }
+            sc.namespaces[k] = nf;
+        }
+        if sel.match_capabilities.len() > MAX_CAP_FILTERS {
+            return Err(format!(
+                "selectors[{s}]: at most {MAX_CAP_FILTERS} matchCapabilities filters"
+            ));
+        }
+        for (k, m) in sel.match_capabilities.iter().enumerate() {
+            if m.is_namespace_capability.as_ref().is_some_and(|b| **b) {
+                return Err(format!(
+                    "selectors[{s}].matchCapabilities[{k}]: isNamespaceCapability is not supported yet"
+                ));
+            }
+            let set = match m.ty.as_ref().map_or("Effective", |t| t.as_str()) {
+                "Effective" => CAPS_EFFECTIVE,
+                "Permitted" => CAPS_PERMITTED,
+                _ => CAPS_INHERITABLE,
+            };
+            let mut mask = 0u64;
+            for v in &m.values {
+                let bit = super::validate::CAPABILITIES
+                    .iter()
+                    .position(|c| *c == v.as_str())
+                    .ok_or_else(|| format!("`{}` is not a capability", v.as_str()))?;
+                mask |= 1u64 << bit;
+            }
+            sc.caps[k] = CapFilter {
+                set,
+                op: if m.operator.as_str() == "In" {
+                    PIDS_IN
+                } else {
+                    PIDS_NOT_IN
+                },
+                mask,
+                ..Default::default()
+            };
         }
         if sel.match_args.len() > MAX_ARG_FILTERS {
             return Err(format!(
@@ -406,6 +474,54 @@ fn hook(
         args: metas,
         message: tp.message.as_ref().map(|m| m.as_str().to_owned()),
         tags: tp.tags.iter().map(|t| t.as_str().to_owned()).collect(),
+    })
+}
+
+/// The kernel code and the `/proc/<pid>/ns/` name of a `matchNamespaces` namespace.
+fn namespace(name: &str) -> Option<(u8, &'static str)> {
+    Some(match name {
+        "Uts" => (NS_UTS, "uts"),
+        "Ipc" => (NS_IPC, "ipc"),
+        "Mnt" => (NS_MNT, "mnt"),
+        "Pid" => (NS_PID, "pid"),
+        "PidForChildren" => (NS_PID_FOR_CHILDREN, "pid_for_children"),
+        "Net" => (NS_NET, "net"),
+        "Time" => (NS_TIME, "time"),
+        "TimeForChildren" => (NS_TIME_FOR_CHILDREN, "time_for_children"),
+        "Cgroup" => (NS_CGROUP, "cgroup"),
+        "User" => (NS_USER, "user"),
+        _ => return None,
+    })
+}
+
+/// The inode number of the host's namespace `name`. The kernel gives its initial
+/// namespaces fixed numbers (`PROC_*_INIT_INO`, include/linux/proc_ns.h), except mount
+/// and network namespaces: those are read from init (`/proc/1/ns/mnt` reads
+/// `mnt:[4026531841]`), or from the agent itself where init's cannot be read (the agent
+/// runs in the host's namespaces, as the DaemonSet sets it up).
+fn host_ns(name: &str) -> Result<u32, String> {
+    match name {
+        "ipc" => return Ok(0xEFFF_FFFF),
+        "uts" => return Ok(0xEFFF_FFFE),
+        "user" => return Ok(0xEFFF_FFFD),
+        "pid" | "pid_for_children" => return Ok(0xEFFF_FFFC),
+        "cgroup" => return Ok(0xEFFF_FFFB),
+        "time" | "time_for_children" => return Ok(0xEFFF_FFFA),
+        _ => {}
+    }
+    let read = |pid: &str| -> Result<u32, String> {
+        let path = format!("/proc/{pid}/ns/{name}");
+        let link = std::fs::read_link(&path)
+            .map_err(|e| format!("cannot read {path} for `host_ns`: {e}"))?;
+        let text = link.to_string_lossy();
+        text.rsplit_once('[')
+            .and_then(|(_, n)| n.strip_suffix(']'))
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("{path} reads `{text}`, not `{name}:[inode]`"))
+    };
+    read("1").or_else(|e| {
+        tracing::warn!("{e}; taking the agent's own {name} namespace as the host's");
+        read("self")
     })
 }
 
