@@ -670,3 +670,46 @@ fn match_namespaces_and_capabilities() {
     );
     assert_eq!(got.len(), 3, "{got:?}");
 }
+
+#[test]
+fn rate_limit() {
+    if !privileged("rate_limit") {
+        return;
+    }
+    let work = tempdir();
+    let d = work.path().to_str().unwrap().to_owned();
+    let selectors = format!(
+        r#"    - matchArgs:
+      - index: 6
+        operator: Prefix
+        values: ["{d}/"]
+      matchActions:
+      - action: Post
+        rateLimit: 1m
+        rateLimitScope: process
+"#
+    );
+    let pol = write(
+        work.path(),
+        "p.yaml",
+        &openat_policy("limited", &selectors, ""),
+    );
+    let agent = Agent::start(&["--tracing-policy", pol.to_str().unwrap()]);
+    for _ in 0..5 {
+        open(&work.path().join("same"));
+    }
+    open(&work.path().join("other"));
+    let events = agent.sync();
+    let mut got: Vec<&str> = hits(&events, "limited")
+        .iter()
+        .map(|e| filename(e))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [format!("{d}/other"), format!("{d}/same")],
+        "one event per arguments per minute"
+    );
+    let (_, _, stderr) = agent.stop();
+    assert!(stderr.contains("rate_limited=4"), "{stderr}");
+}

@@ -190,7 +190,9 @@ pub struct SelectorConfig {
     pub nfilters: u8,
     /// `ACTION_*` bits.
     pub actions: u8,
-    pub _pad: [u8; 2],
+    /// `RATE_*`: what one `rateLimit` window counts per.
+    pub rate_scope: u8,
+    pub _pad: u8,
     /// Signal of `ACTION_SIGNAL`.
     pub signal: u32,
     pub pids: PidFilter,
@@ -198,7 +200,27 @@ pub struct SelectorConfig {
     pub namespaces: [NsFilter; MAX_NS_FILTERS],
     pub _pad2: u32,
     pub caps: [CapFilter; MAX_CAP_FILTERS],
+    /// `Post` at most once per this many ns for the same arguments (0: no limit).
+    pub rate_limit_ns: u64,
     pub filters: [ArgFilter; MAX_ARG_FILTERS],
+}
+
+/// `SelectorConfig::rate_scope` (`rateLimitScope`).
+pub const RATE_THREAD: u8 = 0;
+pub const RATE_PROCESS: u8 = 1;
+pub const RATE_GLOBAL: u8 = 2;
+
+/// Key of the `RATE` map: one `rateLimit` window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateKey {
+    pub slot: u32,
+    pub selector: u32,
+    /// Thread or process id, or 0 (`rateLimitScope`).
+    pub who: u32,
+    pub _pad: u32,
+    /// Hash of the arguments (integers, and the first 40 bytes of strings, as Tetragon).
+    pub args: u64,
 }
 
 #[repr(C)]
@@ -238,7 +260,9 @@ pub const POLICY_MATCHED: u32 = 1;
 pub const POLICY_POSTED: u32 = 2;
 /// Lost: matched, but the ring buffer was full.
 pub const POLICY_LOST: u32 = 3;
-pub const POLICY_COUNTERS_PER: u32 = 4;
+/// Matched and to be posted, but within a `rateLimit` window.
+pub const POLICY_RATE_LIMITED: u32 = 4;
+pub const POLICY_COUNTERS_PER: u32 = 5;
 /// Policies loaded at once.
 pub const MAX_POLICIES: u32 = 256;
 
@@ -290,6 +314,7 @@ const _: () = assert!(
             + MAX_NS_FILTERS * core::mem::size_of::<NsFilter>()
             + 4
             + MAX_CAP_FILTERS * core::mem::size_of::<CapFilter>()
+            + 8
             + MAX_ARG_FILTERS * core::mem::size_of::<ArgFilter>()
 );
 const _: () = assert!(core::mem::size_of::<ArgValue>() == 16 + STRING_MAX);

@@ -2,13 +2,13 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
 };
 use tracer_common::{
     counters::COUNTERS_LEN,
     policy::{
-        ArgValue, HookConfig, MAX_HOOK_ARGS, MAX_POLICIES, POLICY_COUNTERS_PER, StrKey, StrPrefix,
-        TP_SLOTS, TracepointEvent,
+        ArgValue, HookConfig, MAX_HOOK_ARGS, MAX_POLICIES, POLICY_COUNTERS_PER, RateKey, StrKey,
+        StrPrefix, TP_SLOTS, TracepointEvent,
     },
 };
 
@@ -51,6 +51,10 @@ pub static POLICY_COUNTERS: PerCpuArray<u64> =
 /// Scratch: the event being evaluated (too large for the stack).
 #[map]
 pub static TP_SCRATCH: PerCpuArray<TracepointEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Last post of each `rateLimit` window.
+#[map]
+pub static RATE: LruHashMap<RateKey, u64> = LruHashMap::with_max_entries(16384, 0);
 
 /// `CONFIG[0]`: `TRACK_BINARIES`, set by the agent when policies run.
 #[map]

@@ -177,6 +177,7 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
             matched = c.matched,
             posted = c.posted,
             lost = c.lost,
+            rate_limited = c.rate_limited,
             "policy {} counters",
             c.name
         );

@@ -11,12 +11,15 @@
 
 use core::ffi::c_void;
 
-use tracer_common::policy::{MAX_CAP_FILTERS, MAX_NS_FILTERS, MAX_NS_VALUES};
+use tracer_common::policy::{
+    MAX_CAP_FILTERS, MAX_NS_FILTERS, MAX_NS_VALUES, POLICY_RATE_LIMITED, RATE_GLOBAL, RATE_PROCESS,
+    RateKey,
+};
 
 use aya_ebpf::{
     EbpfContext as _,
     helpers::generated::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_probe_read_kernel,
+        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
         bpf_probe_read_kernel_str, bpf_probe_read_user_str, bpf_send_signal,
     },
     macros::tracepoint,
@@ -43,7 +46,7 @@ use crate::{
     emit, kread,
     maps::{
         ARG_EQUAL_KEYS, ARG_POSTFIX_KEYS, ARG_PREFIX_KEYS, BIN_VALUE, BINARY_SLOT, EVENTS,
-        EXEC_PATHS, HOOKS, POLICY_COUNTERS, STR_EQUAL, STR_POSTFIX, STR_PREFIX, TP_SCRATCH,
+        EXEC_PATHS, HOOKS, POLICY_COUNTERS, RATE, STR_EQUAL, STR_POSTFIX, STR_PREFIX, TP_SCRATCH,
     },
 };
 
@@ -147,6 +150,11 @@ fn run(ctx: &TracePointContext, slot: u32) -> u32 {
     if actions & ACTION_NOPOST != 0 {
         return 0;
     }
+    let sel = &cfg.selectors[(sel_index as usize) & (MAX_SELECTORS - 1)];
+    if sel.rate_limit_ns != 0 && rate_limited(sel, slot << 8 | sel_index, pid_tgid, ev, cfg.nargs) {
+        policy_count(cfg.policy_id, POLICY_RATE_LIMITED);
+        return 0;
+    }
     ev.header = emit::header(
         EventKind::Tracepoint,
         (pid_tgid >> 32) as u32,
@@ -166,6 +174,58 @@ fn run(ctx: &TracePointContext, slot: u32) -> u32 {
         emit::count(EventKind::Tracepoint, Counter::RingBufFull);
     }
     0
+}
+
+/// Whether a post of this selector, for these arguments, falls within its `rateLimit`
+/// window; if not, the window starts now.
+#[inline(never)]
+/// `slot_sel` is `slot << 8 | selector` (a BPF function takes at most five arguments).
+fn rate_limited(
+    sel: &SelectorConfig,
+    slot_sel: u32,
+    pid_tgid: u64,
+    ev: &TracepointEvent,
+    nargs: u32,
+) -> bool {
+    // FNV-1a over the integers and the first 40 bytes of each string.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for i in 0..MAX_HOOK_ARGS {
+        if i as u32 >= nargs {
+            break;
+        }
+        let v = &ev.args[i];
+        h = (h ^ v.int).wrapping_mul(0x0100_0000_01b3);
+        if matches!(v.kind as u8, ARG_INT | ARG_UINT) {
+            continue;
+        }
+        // Strings are zero-padded past their end (see `capture`).
+        let words = v.str.as_ptr().cast::<u64>();
+        for w in 0..5 {
+            // SAFETY: `w * 8 + 8 <= 40 <= STRING_MAX`.
+            h = (h ^ unsafe { words.add(w).read_unaligned() }).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let key = RateKey {
+        slot: slot_sel >> 8,
+        selector: slot_sel & 0xff,
+        who: match sel.rate_scope {
+            RATE_PROCESS => (pid_tgid >> 32) as u32,
+            RATE_GLOBAL => 0,
+            _ => pid_tgid as u32,
+        },
+        _pad: 0,
+        args: h,
+    };
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: a map value, read while this program runs.
+    if let Some(last) = unsafe { RATE.get(key) }
+        && now.wrapping_sub(*last) < sel.rate_limit_ns
+    {
+        return true;
+    }
+    let _ = RATE.insert(key, now, 0);
+    false
 }
 
 #[inline(always)]

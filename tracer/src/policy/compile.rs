@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use tracer_common::policy::{
     CAPS_EFFECTIVE, CAPS_INHERITABLE, CAPS_PERMITTED, CapFilter, MAX_CAP_FILTERS, MAX_NS_FILTERS,
     MAX_NS_VALUES, NS_CGROUP, NS_IPC, NS_MNT, NS_NET, NS_PID, NS_PID_FOR_CHILDREN, NS_TIME,
-    NS_TIME_FOR_CHILDREN, NS_USER, NS_UTS, NsFilter,
+    NS_TIME_FOR_CHILDREN, NS_USER, NS_UTS, NsFilter, RATE_GLOBAL, RATE_PROCESS, RATE_THREAD,
 };
 
 use tracer_common::policy::{
@@ -213,10 +213,17 @@ fn hook(
             ..Default::default()
         };
         for a in &sel.match_actions {
-            if a.rate_limit.is_some() || a.rate_limit_scope.is_some() {
-                return Err(format!(
-                    "selectors[{s}]: `rateLimit` is not supported by the agent yet (validation accepts it); remove it"
-                ));
+            if let Some(r) = &a.rate_limit {
+                let secs = super::validate::parse_rate_limit(r)
+                    .ok_or_else(|| format!("selectors[{s}]: rateLimit `{}`", r.as_str()))?;
+                sc.rate_limit_ns = secs.saturating_mul(1_000_000_000);
+            }
+            if let Some(scope) = &a.rate_limit_scope {
+                sc.rate_scope = match scope.as_str() {
+                    "process" => RATE_PROCESS,
+                    "global" => RATE_GLOBAL,
+                    _ => RATE_THREAD,
+                };
             }
             match a.action.as_str() {
                 "Post" => sc.actions |= ACTION_POST,

@@ -20,7 +20,8 @@ use aya::{
 };
 use tracer_common::policy::{
     HookConfig, MAX_POLICIES, POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED,
-    POLICY_SEEN, PREFIX_MAX, STRING_MAX, StrKey, StrPrefix, TP_SLOTS, TRACK_BINARIES,
+    POLICY_RATE_LIMITED, POLICY_SEEN, PREFIX_MAX, STRING_MAX, StrKey, StrPrefix, TP_SLOTS,
+    TRACK_BINARIES,
 };
 
 use super::{
@@ -80,6 +81,8 @@ pub struct PolicyCounts {
     pub posted: u64,
     /// Posts the ring buffer could not take.
     pub lost: u64,
+    /// Posts left out by `rateLimit`.
+    pub rate_limited: u64,
 }
 
 struct Loaded {
@@ -412,6 +415,7 @@ impl PolicyStore {
                     matched: get(POLICY_MATCHED),
                     posted: get(POLICY_POSTED),
                     lost: get(POLICY_LOST),
+                    rate_limited: get(POLICY_RATE_LIMITED),
                 }
             })
             .collect()
