@@ -713,3 +713,88 @@ fn rate_limit() {
     let (_, _, stderr) = agent.stop();
     assert!(stderr.contains("rate_limited=4"), "{stderr}");
 }
+
+#[test]
+fn follow_forks_and_children() {
+    if !privileged("follow_forks_and_children") {
+        return;
+    }
+    use std::io::Write as _;
+    let work = tempdir();
+    let d = integration::real(work.path().to_str().unwrap());
+    let dir = work.path().join("policies");
+    fs::create_dir(&dir).unwrap();
+    // A shell of its own path, for followChildren.
+    fs::copy(integration::real("/bin/sh"), format!("{d}/mysh")).unwrap();
+    fs::set_permissions(
+        format!("{d}/mysh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let agent = Agent::start(&["--tracing-policy-dir", dir.to_str().unwrap()]);
+
+    // A shell that was running before the policy: followForks covers what it starts.
+    let mut waiting = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("read x; /bin/cat {d}/forked"))
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let selectors = format!(
+        r#"    - matchPIDs:
+      - operator: In
+        followForks: true
+        values: [{pid}]
+      matchArgs:
+      - index: 6
+        operator: Prefix
+        values: ["{d}/"]
+    - matchBinaries:
+      - operator: In
+        followChildren: true
+        values: ["{d}/mysh"]
+      matchArgs:
+      - index: 6
+        operator: Prefix
+        values: ["{d}/"]
+"#,
+        pid = waiting.id()
+    );
+    write(
+        &dir,
+        "follow.yaml",
+        &openat_policy("follow", &selectors, ""),
+    );
+    agent.wait_for_log("policy follow loaded");
+    writeln!(waiting.stdin.take().unwrap(), "go").unwrap();
+    waiting.wait().unwrap();
+    let (_, _) = run(Command::new(format!("{d}/mysh"))
+        .arg("-c")
+        .arg(format!("/bin/cat {d}/child-of-mysh; true"))
+        .stderr(std::process::Stdio::null()));
+    // Neither a descendant of the listed pid nor of mysh.
+    let (_, _) = run(Command::new("/bin/cat")
+        .arg(format!("{d}/unrelated"))
+        .stderr(std::process::Stdio::null()));
+    let events = agent.sync();
+    let mut got: Vec<(String, String)> = hits(&events, "follow")
+        .iter()
+        .map(|e| {
+            (
+                filename(e).rsplit('/').next().unwrap().to_owned(),
+                e["process"]["binary"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    let cat = integration::real("/bin/cat");
+    assert_eq!(
+        got,
+        [
+            ("child-of-mysh".to_owned(), cat.clone()),
+            ("forked".to_owned(), cat)
+        ],
+        "the cat forked by the listed shell, and the cat under mysh"
+    );
+}

@@ -72,8 +72,10 @@ pub const HOOK_BINARY_PREFIX: u32 = 1 << 3;
 /// A selector compares the end of the binary's path.
 pub const HOOK_BINARY_POSTFIX: u32 = 1 << 4;
 
-/// `CONFIG[0]` bit: keep `EXEC_PATHS` (binary of every process) up to date.
+/// `CONFIG[0]` bit: keep `EXEC_PATHS` (binary of every process) and `FOLLOW` up to date.
 pub const TRACK_BINARIES: u32 = 1;
+/// `CONFIG[0]` bit: `BIN_FOLLOW` has entries: evaluate them at each exec.
+pub const FOLLOW_BINARIES: u32 = 2;
 
 /// `BinaryFilter::op` (`matchBinaries`); 0: none.
 pub const BIN_IN: u8 = 1;
@@ -134,7 +136,9 @@ pub struct CapFilter {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BinaryFilter {
     pub op: u8,
-    pub _pad: [u8; 3],
+    /// `followChildren`: 1 + the `FOLLOW` bit set at exec for matching binaries; 0: none.
+    pub follow: u8,
+    pub _pad: [u8; 2],
     pub id: u32,
 }
 
@@ -180,8 +184,28 @@ pub struct ArgFilter {
 pub struct PidFilter {
     pub op: u8,
     pub n: u8,
-    pub _pad: [u8; 2],
+    /// `followForks`: 1 + the `FOLLOW` bit of this filter's processes and their
+    /// descendants; 0: only the listed pids.
+    pub follow: u8,
+    pub _pad: u8,
     pub values: [u32; MAX_PIDS],
+}
+
+/// Bits of the `FOLLOW` map (one per `followForks` / `followChildren` filter loaded).
+pub const FOLLOW_BITS: u32 = 64;
+/// `followChildren` filters evaluated at exec (`BIN_FOLLOW`).
+pub const MAX_BIN_FOLLOW: u32 = 16;
+
+/// A `matchBinaries` filter with `followChildren`, evaluated at each exec: a process
+/// whose binary matches gets `bit` in `FOLLOW`, and its descendants inherit it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BinFollow {
+    /// `BIN_IN`, `BIN_PREFIX` or `BIN_POSTFIX`; 0: unused slot.
+    pub op: u8,
+    pub bit: u8,
+    pub _pad: [u8; 2],
+    pub id: u32,
 }
 
 #[repr(C)]
@@ -300,6 +324,7 @@ pub struct TracepointEvent {
 mod user {
     // SAFETY (all): `#[repr(C)]` plain data, integers and byte arrays, explicit padding.
     unsafe impl aya::Pod for super::HookConfig {}
+    unsafe impl aya::Pod for super::BinFollow {}
     unsafe impl aya::Pod for super::StrKey {}
     unsafe impl aya::Pod for super::StrPrefix {}
     unsafe impl aya::Pod for super::TracepointEvent {}

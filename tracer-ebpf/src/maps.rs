@@ -7,8 +7,8 @@ use aya_ebpf::{
 use tracer_common::{
     counters::COUNTERS_LEN,
     policy::{
-        ArgValue, HookConfig, MAX_HOOK_ARGS, MAX_POLICIES, POLICY_COUNTERS_PER, RateKey, StrKey,
-        StrPrefix, TP_SLOTS, TracepointEvent,
+        ArgValue, BinFollow, HookConfig, MAX_BIN_FOLLOW, MAX_HOOK_ARGS, MAX_POLICIES,
+        POLICY_COUNTERS_PER, RateKey, StrKey, StrPrefix, TP_SLOTS, TracepointEvent,
     },
 };
 
@@ -64,6 +64,15 @@ pub static CONFIG: Array<u32> = Array::with_max_entries(1, 0);
 /// inherited at fork, for `matchBinaries`. Entries are allocated as processes come.
 #[map]
 pub static EXEC_PATHS: HashMap<u32, StrKey> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+/// `followForks` / `followChildren` bits of each process (inherited at fork, dropped at
+/// exit).
+#[map]
+pub static FOLLOW: HashMap<u32, u64> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+/// `followChildren` filters evaluated at each exec.
+#[map]
+pub static BIN_FOLLOW: Array<BinFollow> = Array::with_max_entries(MAX_BIN_FOLLOW, 0);
 
 /// Scratch of the exec hook: the binary's path in reading order, and its map value.
 #[repr(C)]

@@ -11,6 +11,8 @@
 
 use core::ffi::c_void;
 
+use crate::maps::FOLLOW;
+
 use tracer_common::policy::{
     MAX_CAP_FILTERS, MAX_NS_FILTERS, MAX_NS_VALUES, POLICY_RATE_LIMITED, RATE_GLOBAL, RATE_PROCESS,
     RateKey,
@@ -313,7 +315,7 @@ fn capture(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
 /// The lookup keys of the string in `v` that `flags` (`ARG_NEEDS_*`) ask for, in key slot
 /// `i`: each from the one read of the string.
 #[inline(always)]
-fn build_keys(v: &ArgValue, flags: u8, i: u32) {
+pub(crate) fn build_keys(v: &ArgValue, flags: u8, i: u32) {
     let len = v.len & (STRING_MAX as u32 - 1);
     if flags & ARG_NEEDS_EQUAL != 0
         && let Some(key) = ARG_EQUAL_KEYS.get_ptr_mut(i)
@@ -390,7 +392,7 @@ fn zero(buf: &mut [u8; STRING_MAX]) {
 
 /// Copies the first `N` bytes of `src` into `dst`, eight at a time (`N` a multiple of 8).
 #[inline(always)]
-fn copy_words<const N: usize>(src: &[u8; STRING_MAX], dst: &mut [u8; N]) {
+pub(crate) fn copy_words<const N: usize>(src: &[u8; STRING_MAX], dst: &mut [u8; N]) {
     let (s, d) = (src.as_ptr().cast::<u64>(), dst.as_mut_ptr().cast::<u64>());
     for w in 0..N / 8 {
         // SAFETY: `w * 8 + 8 <= N <= STRING_MAX`.
@@ -429,8 +431,14 @@ fn selector_matches(
     pid: u32,
     binary_known: bool,
 ) -> bool {
-    if !pids_match(&sel.pids, pid)
-        || !binary_matches(&sel.binary, binary_known)
+    let follow = if sel.pids.follow != 0 || sel.binary.follow != 0 {
+        // SAFETY: a map value, copied out.
+        unsafe { FOLLOW.get(pid) }.copied().unwrap_or(0)
+    } else {
+        0
+    };
+    if !pids_match(&sel.pids, pid, follow)
+        || !binary_matches(&sel.binary, binary_known, follow)
         || !namespaces_match(sel)
         || !caps_match(sel)
     {
@@ -450,11 +458,12 @@ fn selector_matches(
 }
 
 #[inline(always)]
-fn pids_match(p: &PidFilter, pid: u32) -> bool {
+fn pids_match(p: &PidFilter, pid: u32, follow: u64) -> bool {
     if p.op != PIDS_IN && p.op != PIDS_NOT_IN {
         return true;
     }
-    let mut found = false;
+    // `followForks`: the listed processes' descendants count as listed.
+    let mut found = p.follow != 0 && follow & (1u64 << ((p.follow - 1) & 63)) != 0;
     for i in 0..MAX_PIDS {
         if i < p.n as usize && p.values[i] == pid {
             found = true;
@@ -510,7 +519,7 @@ fn caps_match(sel: &SelectorConfig) -> bool {
 /// `matchBinaries`: a process whose binary is not known matches only the `Not*`
 /// operators.
 #[inline(always)]
-fn binary_matches(b: &BinaryFilter, known: bool) -> bool {
+fn binary_matches(b: &BinaryFilter, known: bool, follow: u64) -> bool {
     let (kind, negate) = match b.op {
         BIN_IN => (OP_EQUAL, false),
         BIN_NOT_IN => (OP_EQUAL, true),
@@ -520,7 +529,9 @@ fn binary_matches(b: &BinaryFilter, known: bool) -> bool {
         BIN_NOT_POSTFIX => (OP_POSTFIX, true),
         _ => return true,
     };
-    let hit = known && str_lookup(kind, b.id, BINARY_SLOT);
+    // `followChildren`: a descendant of a matching binary matches too.
+    let followed = b.follow != 0 && follow & (1u64 << ((b.follow - 1) & 63)) != 0;
+    let hit = followed || (known && str_lookup(kind, b.id, BINARY_SLOT));
     hit != negate
 }
 
@@ -572,7 +583,7 @@ fn any_int(f: &ArgFilter, pred: impl Fn(u64) -> bool) -> bool {
 /// Whether the string of argument `arg` is among filter `id`'s strings (`OP_EQUAL`), or
 /// starts (`OP_PREFIX`) or ends (`OP_POSTFIX`) with one of them.
 #[inline(always)]
-fn str_lookup(kind: u8, id: u32, arg: u32) -> bool {
+pub(crate) fn str_lookup(kind: u8, id: u32, arg: u32) -> bool {
     match kind {
         OP_EQUAL => match ARG_EQUAL_KEYS.get_ptr_mut(arg) {
             Some(key) => {

@@ -15,14 +15,18 @@ use tracer_common::{
         ForkEvent,
     },
     offsets::{HAS_LOGINUID, PF_KTHREAD},
-    policy::{STRING_MAX, TRACK_BINARIES},
+    policy::{FOLLOW_BINARIES, STRING_MAX, TRACK_BINARIES},
 };
 
 use crate::{
     emit,
     globals::off,
+    hooks::policy,
     kread::{self, NATURAL_END, u32_at, u64_at},
-    maps::{BIN_KEY, BIN_NATURAL, CONFIG, EXEC_PATHS, NaturalScratch},
+    maps::{
+        BIN_FOLLOW, BIN_KEY, BIN_NATURAL, BIN_VALUE, BINARY_SLOT, CONFIG, EXEC_PATHS, FOLLOW,
+        NaturalScratch,
+    },
 };
 
 /// `TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`; `p` is
@@ -122,6 +126,9 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     }
     if tracking_binaries() {
         record_binary(pid, nat);
+        if CONFIG.get(0).is_some_and(|c| c & FOLLOW_BINARIES != 0) {
+            follow_binary(pid);
+        }
     }
 
     let mm = u64_at(task + off!(task_mm)).unwrap_or(0);
@@ -172,6 +179,13 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
         && let Some(parent) = unsafe { EXEC_PATHS.get(p) }
     {
         let _ = EXEC_PATHS.insert(pid, parent, 0);
+    }
+    if tracking_binaries()
+        && let Some(p) = ppid
+        // SAFETY: a map value, copied out.
+        && let Some(bits) = unsafe { FOLLOW.get(p) }.copied()
+    {
+        let _ = FOLLOW.insert(pid, bits, 0);
     }
     entry.write(ForkEvent {
         header: emit::header(EventKind::Fork, pid, tid),
@@ -225,6 +239,7 @@ fn record_exit(task: u64) -> i32 {
         && let Some(p) = pid
     {
         let _ = EXEC_PATHS.remove(p);
+        let _ = FOLLOW.remove(p);
     }
     entry.write(ExitEvent {
         header: emit::header(EventKind::Exit, pid.unwrap_or(0), tid.unwrap_or(0)),
@@ -288,4 +303,45 @@ fn record_binary(pid: u32, n: *mut NaturalScratch) {
         reason = "by value, the 264-byte key would be copied to the stack"
     )]
     let _ = EXEC_PATHS.insert(pid, &*key, 0);
+}
+
+/// `followChildren`: the `FOLLOW` bits of the filters whose binaries match the one just
+/// recorded in `BIN_KEY`, added to the process's.
+#[inline(never)]
+fn follow_binary(pid: u32) {
+    use tracer_common::policy::{
+        ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, BIN_IN,
+        BIN_PREFIX, MAX_BIN_FOLLOW, OP_EQUAL, OP_POSTFIX, OP_PREFIX,
+    };
+    let (Some(key), Some(v)) = (BIN_KEY.get_ptr(0), BIN_VALUE.get_ptr_mut(0)) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch values.
+    let (key, v) = unsafe { (&*key, &mut *v) };
+    v.kind = u32::from(ARG_KERNEL_STRING);
+    v.len = key.len;
+    policy::copy_words(&key.data, &mut v.str);
+    policy::build_keys(
+        v,
+        ARG_NEEDS_EQUAL | ARG_NEEDS_PREFIX | ARG_NEEDS_POSTFIX,
+        BINARY_SLOT,
+    );
+    let mut bits = 0u64;
+    for i in 0..MAX_BIN_FOLLOW {
+        let Some(f) = BIN_FOLLOW.get(i) else { break };
+        let kind = match f.op {
+            BIN_IN => OP_EQUAL,
+            BIN_PREFIX => OP_PREFIX,
+            0 => continue,
+            _ => OP_POSTFIX,
+        };
+        if policy::str_lookup(kind, f.id, BINARY_SLOT) {
+            bits |= 1u64 << (f.bit & 63);
+        }
+    }
+    if bits != 0 {
+        // SAFETY: a map value, copied out.
+        let old = unsafe { FOLLOW.get(pid) }.copied().unwrap_or(0);
+        let _ = FOLLOW.insert(pid, old | bits, 0);
+    }
 }

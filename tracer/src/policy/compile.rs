@@ -4,6 +4,8 @@
 
 use std::collections::HashSet;
 
+use tracer_common::policy::{BinFollow, FOLLOW_BITS};
+
 use tracer_common::policy::{
     CAPS_EFFECTIVE, CAPS_INHERITABLE, CAPS_PERMITTED, CapFilter, MAX_CAP_FILTERS, MAX_NS_FILTERS,
     MAX_NS_VALUES, NS_CGROUP, NS_IPC, NS_MNT, NS_NET, NS_PID, NS_PID_FOR_CHILDREN, NS_TIME,
@@ -77,12 +79,47 @@ pub struct StrEntry {
     pub value: Vec<u8>,
 }
 
+/// What a `followForks` or `followChildren` filter needs from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Follow {
+    /// These processes, and their descendants, get `bit`.
+    Pids { bit: u8, pids: Vec<u32> },
+    /// Processes whose binary matches, and their descendants, get `filter.bit`.
+    Binary(BinFollow),
+}
+
 #[derive(Debug, Clone)]
 pub struct Compiled {
     pub name: String,
     pub monitor: bool,
     pub hooks: Vec<Hook>,
     pub strings: Vec<StrEntry>,
+    pub follow: Vec<Follow>,
+}
+
+/// Ids handed out across policies: string filter ids, and `FOLLOW` bits.
+#[derive(Debug, Clone, Default)]
+pub struct Ids {
+    pub next_filter: u32,
+    /// `FOLLOW` bits in use.
+    pub follow_used: u64,
+}
+
+impl Ids {
+    fn filter(&mut self) -> u32 {
+        self.next_filter += 1;
+        self.next_filter
+    }
+
+    fn follow_bit(&mut self) -> Result<u8, String> {
+        let bit = (0..FOLLOW_BITS)
+            .find(|b| self.follow_used & (1u64 << b) == 0)
+            .ok_or_else(|| {
+                format!("all {FOLLOW_BITS} followForks/followChildren filters are in use")
+            })?;
+        self.follow_used |= 1u64 << bit;
+        Ok(bit as u8)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +143,7 @@ pub enum CompileError {
 pub fn compile(
     p: &TracingPolicy,
     policy_id: u32,
-    next_filter_id: &mut u32,
+    ids: &mut Ids,
     tracefs_root: &std::path::Path,
 ) -> Result<Compiled, CompileError> {
     let name = p.metadata.name.as_str().to_owned();
@@ -116,6 +153,7 @@ pub fn compile(
     });
     let mut hooks = Vec::new();
     let mut strings = Vec::new();
+    let mut follow = Vec::new();
     let mut seen = HashSet::new();
     for tp in &p.spec.tracepoints {
         let hook_name = format!("{}/{}", tp.subsystem.as_str(), tp.event.as_str());
@@ -141,11 +179,14 @@ pub fn compile(
             hook(
                 tp,
                 &format,
-                policy_id,
-                monitor,
-                next_filter_id,
+                &PolicyCtx {
+                    policy_id,
+                    monitor,
+                    lists: &p.spec.lists,
+                },
+                ids,
                 &mut strings,
-                &p.spec.lists,
+                &mut follow,
             )
             .map_err(err)?,
         );
@@ -155,18 +196,30 @@ pub fn compile(
         monitor,
         hooks,
         strings,
+        follow,
     })
+}
+
+/// What every hook of one policy shares.
+struct PolicyCtx<'a> {
+    policy_id: u32,
+    monitor: bool,
+    lists: &'a [super::model::List],
 }
 
 fn hook(
     tp: &Tracepoint,
     format: &Format,
-    policy_id: u32,
-    monitor: bool,
-    next_filter_id: &mut u32,
+    ctx: &PolicyCtx<'_>,
+    ids: &mut Ids,
     strings: &mut Vec<StrEntry>,
-    lists: &[super::model::List],
+    follow: &mut Vec<Follow>,
 ) -> Result<Hook, String> {
+    let PolicyCtx {
+        policy_id,
+        monitor,
+        lists,
+    } = *ctx;
     let mut config = HookConfig {
         policy_id,
         flags: HOOK_ACTIVE | if monitor { HOOK_MONITOR } else { 0 },
@@ -242,11 +295,6 @@ fn hook(
                     "selectors[{s}]: at most one matchPIDs of {MAX_PIDS} values is supported"
                 ));
             }
-            if m.follow_forks.as_ref().is_some_and(|f| **f) {
-                return Err(format!(
-                    "selectors[{s}]: matchPIDs followForks is not supported yet"
-                ));
-            }
             let mut pf = PidFilter {
                 op: if m.operator.as_str() == "In" {
                     PIDS_IN
@@ -259,14 +307,17 @@ fn hook(
             for (k, v) in m.values.iter().enumerate() {
                 pf.values[k] = **v;
             }
+            if m.follow_forks.as_ref().is_some_and(|f| **f) {
+                let bit = ids.follow_bit()?;
+                pf.follow = bit + 1;
+                follow.push(Follow::Pids {
+                    bit,
+                    pids: m.values.iter().map(|v| **v).collect(),
+                });
+            }
             sc.pids = pf;
         }
         if let Some(mb) = sel.match_binaries.first() {
-            if mb.follow_children.as_ref().is_some_and(|f| **f) {
-                return Err(format!(
-                    "selectors[{s}]: matchBinaries followChildren is not supported by the agent yet"
-                ));
-            }
             let (op, map, flag) = match mb.operator.as_str() {
                 "In" => (BIN_IN, StrMap::Equal, HOOK_BINARY_EQUAL),
                 "NotIn" => (BIN_NOT_IN, StrMap::Equal, HOOK_BINARY_EQUAL),
@@ -276,14 +327,29 @@ fn hook(
                 "NotPostfix" => (BIN_NOT_POSTFIX, StrMap::Postfix, HOOK_BINARY_POSTFIX),
                 other => return Err(format!("selectors[{s}]: matchBinaries operator `{other}`")),
             };
-            let id = *next_filter_id;
-            *next_filter_id += 1;
+            let id = ids.filter();
             config.flags |= flag;
             sc.binary = BinaryFilter {
                 op,
                 id,
                 ..Default::default()
             };
+            if mb.follow_children.as_ref().is_some_and(|f| **f) {
+                if matches!(op, BIN_NOT_IN | BIN_NOT_PREFIX | BIN_NOT_POSTFIX) {
+                    return Err(format!(
+                        "selectors[{s}]: followChildren goes with In, Prefix or Postfix, not `{}`",
+                        mb.operator.as_str()
+                    ));
+                }
+                let bit = ids.follow_bit()?;
+                sc.binary.follow = bit + 1;
+                follow.push(Follow::Binary(BinFollow {
+                    op,
+                    bit,
+                    id,
+                    ..Default::default()
+                }));
+            }
             for v in &mb.values {
                 let mut bytes = v.as_bytes().to_vec();
                 bytes.truncate(STRING_MAX - 1);
@@ -437,8 +503,7 @@ fn hook(
                 }
             }
             if is_string {
-                af.id = *next_filter_id;
-                *next_filter_id += 1;
+                af.id = ids.filter();
                 let map = match op {
                     OP_EQUAL | OP_NOT_EQUAL => StrMap::Equal,
                     OP_PREFIX | OP_NOT_PREFIX => StrMap::Prefix,

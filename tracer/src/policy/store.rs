@@ -19,15 +19,26 @@ use aya::{
     programs::{TracePoint, trace_point::TracePointLinkId},
 };
 use tracer_common::policy::{
-    HookConfig, MAX_POLICIES, POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED,
-    POLICY_RATE_LIMITED, POLICY_SEEN, PREFIX_MAX, STRING_MAX, StrKey, StrPrefix, TP_SLOTS,
-    TRACK_BINARIES,
+    BinFollow, FOLLOW_BINARIES, HookConfig, MAX_BIN_FOLLOW, MAX_POLICIES, POLICY_COUNTERS_PER,
+    POLICY_LOST, POLICY_MATCHED, POLICY_POSTED, POLICY_RATE_LIMITED, POLICY_SEEN, PREFIX_MAX,
+    STRING_MAX, StrKey, StrPrefix, TP_SLOTS, TRACK_BINARIES,
 };
 
 use super::{
-    compile::{self, Compiled, Hook, StrEntry, StrMap},
+    compile::{self, Compiled, Hook, Ids, StrEntry, StrMap},
     model::TracingPolicy,
 };
+
+/// The `FOLLOW` bits a compiled policy uses.
+fn follow_bits(c: &Compiled) -> u64 {
+    c.follow
+        .iter()
+        .map(|f| match f {
+            compile::Follow::Pids { bit, .. } => 1u64 << bit,
+            compile::Follow::Binary(b) => 1u64 << b.bit,
+        })
+        .fold(0, |a, b| a | b)
+}
 
 /// `BPF_NOEXIST` of `bpf_map_update_elem`: insert only if absent.
 const BPF_NOEXIST: u64 = 1;
@@ -106,8 +117,11 @@ pub struct PolicyStore {
     slots: HashMap<u32, (String, usize)>,
     /// Slots whose program is loaded (verified) already.
     programs_loaded: Vec<u32>,
-    next_filter_id: u32,
+    ids: Ids,
     exec_paths: Option<BpfHashMap<MapData, u32, StrKey>>,
+    config: Array<MapData, u32>,
+    follow: BpfHashMap<MapData, u32, u64>,
+    bin_follow: Array<MapData, BinFollow>,
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, StoreError>
@@ -132,20 +146,25 @@ impl PolicyStore {
             policies: BTreeMap::new(),
             slots: HashMap::new(),
             programs_loaded: Vec::new(),
-            next_filter_id: 1,
-            exec_paths: None,
+            ids: Ids::default(),
+            exec_paths: Some(take(ebpf, "EXEC_PATHS")?),
+            config: take(ebpf, "CONFIG")?,
+            follow: take(ebpf, "FOLLOW")?,
+            bin_follow: take(ebpf, "BIN_FOLLOW")?,
         };
         store.program(ebpf, 0)?;
         // From now on the kernel keeps every process's binary, for `matchBinaries`.
-        let mut config: Array<MapData, u32> = take(ebpf, "CONFIG")?;
-        config
-            .set(0, TRACK_BINARIES, 0)
+        store.set_config(TRACK_BINARIES)?;
+        Ok(store)
+    }
+
+    fn set_config(&mut self, bits: u32) -> Result<(), StoreError> {
+        self.config
+            .set(0, bits, 0)
             .map_err(|source| StoreError::Map {
                 name: "CONFIG",
                 source,
-            })?;
-        store.exec_paths = Some(take(ebpf, "EXEC_PATHS")?);
-        Ok(store)
+            })
     }
 
     /// Records the binaries of processes that were running before the kernel kept them
@@ -218,9 +237,10 @@ impl PolicyStore {
                 .free_id()
                 .ok_or_else(|| StoreError::Full(name.clone()))?,
         };
-        // Compile with fresh filter ids, so the old policy's entries stay valid until the
-        // new one is in.
-        let compiled = compile::compile(policy, id, &mut self.next_filter_id, &self.tracefs)?;
+        // Compile with fresh ids, so the old policy's entries stay valid until the new one
+        // is in.
+        let mut ids = self.ids.clone();
+        let compiled = compile::compile(policy, id, &mut ids, &self.tracefs)?;
         let mut old = self.policies.remove(&name);
         if let Some(old) = &mut old {
             self.uninstall(ebpf, old);
@@ -228,6 +248,10 @@ impl PolicyStore {
         match self.install(ebpf, compiled, source) {
             Ok(loaded) => {
                 self.reset_counters(id);
+                self.ids = ids;
+                if let Some(old) = &old {
+                    self.ids.follow_used &= !follow_bits(&old.compiled);
+                }
                 self.policies.insert(name, loaded);
                 Ok(())
             }
@@ -253,6 +277,7 @@ impl PolicyStore {
         match self.policies.remove(name) {
             Some(mut old) => {
                 self.uninstall(ebpf, &mut old);
+                self.ids.follow_used &= !follow_bits(&old.compiled);
                 true
             }
             None => false,
@@ -307,6 +332,7 @@ impl PolicyStore {
                 })?;
                 loaded.links.push((slot, link));
             }
+            self.install_follow(&loaded.compiled).map_err(write)?;
             Ok(())
         })();
         match result {
@@ -338,6 +364,100 @@ impl PolicyStore {
         for s in &loaded.compiled.strings {
             let _ = self.put_string(s, false);
         }
+        self.uninstall_follow(&loaded.compiled);
+    }
+
+    /// `followForks` and `followChildren`: the bits of the processes running now (the
+    /// kernel keeps them for processes to come), and the exec-time binary filters.
+    fn install_follow(&mut self, compiled: &Compiled) -> Result<(), aya::maps::MapError> {
+        if compiled.follow.is_empty() {
+            return Ok(());
+        }
+        let procs = crate::process::procfs::scan(Path::new("/proc"), Path::new("/sys/fs/cgroup"));
+        let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+        for p in &procs {
+            children.entry(p.ppid).or_default().push(p.pid);
+        }
+        for f in &compiled.follow {
+            let (bit, roots): (u8, Vec<u32>) = match f {
+                compile::Follow::Pids { bit, pids } => (*bit, pids.clone()),
+                compile::Follow::Binary(b) => {
+                    let slot = (0..MAX_BIN_FOLLOW)
+                        .find(|i| self.bin_follow.get(i, 0).is_ok_and(|e| e.op == 0))
+                        .ok_or(aya::maps::MapError::OutOfBounds {
+                            index: MAX_BIN_FOLLOW,
+                            max_entries: MAX_BIN_FOLLOW,
+                        })?;
+                    self.bin_follow.set(slot, *b, 0)?;
+                    let values: Vec<&StrEntry> = compiled
+                        .strings
+                        .iter()
+                        .filter(|s| s.filter_id == b.id)
+                        .collect();
+                    let matches = |path: &str| {
+                        values.iter().any(|v| match v.map {
+                            StrMap::Equal => path.as_bytes() == v.value.as_slice(),
+                            StrMap::Prefix => path.as_bytes().starts_with(&v.value),
+                            StrMap::Postfix => {
+                                let mut rev = v.value.clone();
+                                rev.reverse();
+                                path.as_bytes().ends_with(&rev)
+                            }
+                        })
+                    };
+                    (
+                        b.bit,
+                        procs
+                            .iter()
+                            .filter(|p| matches(&p.binary))
+                            .map(|p| p.pid)
+                            .collect(),
+                    )
+                }
+            };
+            // The roots and every descendant.
+            let mut todo = roots;
+            let mut seen = std::collections::HashSet::new();
+            while let Some(pid) = todo.pop() {
+                if !seen.insert(pid) {
+                    continue;
+                }
+                let old = self.follow.get(&pid, 0).unwrap_or(0);
+                self.follow.insert(pid, old | (1u64 << bit), 0)?;
+                todo.extend(children.get(&pid).into_iter().flatten().copied());
+            }
+        }
+        let any_binary =
+            (0..MAX_BIN_FOLLOW).any(|i| self.bin_follow.get(&i, 0).is_ok_and(|e| e.op != 0));
+        let _ = self.set_config(TRACK_BINARIES | if any_binary { FOLLOW_BINARIES } else { 0 });
+        Ok(())
+    }
+
+    fn uninstall_follow(&mut self, compiled: &Compiled) {
+        let bits = follow_bits(compiled);
+        if bits == 0 {
+            return;
+        }
+        for i in 0..MAX_BIN_FOLLOW {
+            if self
+                .bin_follow
+                .get(&i, 0)
+                .is_ok_and(|e| e.op != 0 && bits & (1u64 << e.bit) != 0)
+            {
+                let _ = self.bin_follow.set(i, BinFollow::default(), 0);
+            }
+        }
+        let keys: Vec<u32> = self.follow.keys().filter_map(Result::ok).collect();
+        for pid in keys {
+            if let Ok(v) = self.follow.get(&pid, 0)
+                && v & bits != 0
+            {
+                let _ = self.follow.insert(pid, v & !bits, 0);
+            }
+        }
+        let any_binary =
+            (0..MAX_BIN_FOLLOW).any(|i| self.bin_follow.get(&i, 0).is_ok_and(|e| e.op != 0));
+        let _ = self.set_config(TRACK_BINARIES | if any_binary { FOLLOW_BINARIES } else { 0 });
     }
 
     fn put_string(&mut self, s: &StrEntry, insert: bool) -> Result<(), aya::maps::MapError> {
