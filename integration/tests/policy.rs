@@ -798,3 +798,141 @@ fn follow_forks_and_children() {
         "the cat forked by the listed shell, and the cat under mysh"
     );
 }
+
+/// Syscall hooks share the raw `sys_enter`/`sys_exit` tracepoints, filtered by syscall
+/// number in the program: `syscalls/sys_enter_*` and `sys_exit_*` hooks and a
+/// `raw_syscalls` hook give the events their own tracepoints would, two hooks on one
+/// syscall both run, and the raw tracepoint goes when the last syscall hook does.
+#[test]
+fn syscall_hooks_share_the_raw_syscall_tracepoints() {
+    if !privileged("syscall_hooks_share_the_raw_syscall_tracepoints") {
+        return;
+    }
+    let work = tempdir();
+    let dir = work.path().join("policies");
+    fs::create_dir(&dir).unwrap();
+    let me = std::process::id();
+    let nr = libc::SYS_getpgid;
+    let policy = |name: &str, hook: &str, args: &str, selectors: &str| {
+        format!(
+            "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: {name}\nspec:\n  tracepoints:\n  - {hook}\n    args:\n{args}    selectors:\n{selectors}"
+        )
+    };
+    // Every syscall: the number (field 4), getpgid's by this process.
+    write(
+        &dir,
+        "raw.yaml",
+        &policy(
+            "raw-enter",
+            "subsystem: raw_syscalls\n    event: sys_enter",
+            "    - index: 4\n",
+            &format!(
+                "    - matchPIDs:\n      - operator: In\n        values: [{me}]\n      matchArgs:\n      - index: 4\n        operator: Equal\n        values: [{nr}]\n"
+            ),
+        ),
+    );
+    write(
+        &dir,
+        "enter.yaml",
+        &policy(
+            "getpgid-enter",
+            "subsystem: syscalls\n    event: sys_enter_getpgid",
+            "    - index: 5\n      type: int\n",
+            "    - matchArgs:\n      - index: 5\n        operator: Equal\n        values: [424243]\n",
+        ),
+    );
+    // The return value: -ESRCH for a pid that does not exist.
+    write(
+        &dir,
+        "exit.yaml",
+        &policy(
+            "getpgid-exit",
+            "subsystem: syscalls\n    event: sys_exit_getpgid",
+            "    - index: 5\n",
+            &format!(
+                "    - matchPIDs:\n      - operator: In\n        values: [{me}]\n      matchArgs:\n      - index: 5\n        operator: Equal\n        values: [-3]\n"
+            ),
+        ),
+    );
+    // A second hook on getpgid, reading `common_pid` (field 3, the thread's id) too.
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    write(
+        &dir,
+        "own.yaml",
+        &policy(
+            "getpgid-pid",
+            "subsystem: syscalls\n    event: sys_enter_getpgid",
+            "    - index: 3\n    - index: 5\n      type: int\n",
+            &format!(
+                "    - matchArgs:\n      - index: 3\n        operator: Equal\n        values: [{tid}]\n      - index: 5\n        operator: Equal\n        values: [424244]\n"
+            ),
+        ),
+    );
+    let agent = Agent::start(&["--tracing-policy-dir", dir.to_str().unwrap()]);
+    for name in ["raw-enter", "getpgid-enter", "getpgid-exit", "getpgid-pid"] {
+        agent.wait_for_log(&format!("policy {name} loaded"));
+    }
+    let log = agent.stderr();
+    for routed in [
+        "policy raw-enter: raw_syscalls/sys_enter runs on the raw tracepoint sys_enter, every syscall".to_owned(),
+        format!("policy getpgid-enter: syscalls/sys_enter_getpgid runs on the raw tracepoint sys_enter, syscall {nr} filtered in the program"),
+        format!("policy getpgid-exit: syscalls/sys_exit_getpgid runs on the raw tracepoint sys_exit, syscall {nr} filtered in the program"),
+        format!("policy getpgid-pid: syscalls/sys_enter_getpgid runs on the raw tracepoint sys_enter, syscall {nr} filtered in the program"),
+    ] {
+        assert!(log.contains(&routed), "no `{routed}` in:\n{log}");
+    }
+    for pid in [424242, 424243, 424244] {
+        // SAFETY: getpgid of a pid that does not exist: fails with ESRCH, touches nothing.
+        let r = unsafe { libc::getpgid(pid) };
+        assert_eq!(r, -1);
+    }
+    // SAFETY: getpgid of this process.
+    assert!(unsafe { libc::getpgid(0) } > 0);
+    let events = agent.sync();
+
+    let raw = hits(&events, "raw-enter");
+    assert_eq!(raw.len(), 4, "{raw:?}");
+    for e in &raw {
+        assert_eq!(e["subsys"], "raw_syscalls");
+        assert_eq!(e["event"], "sys_enter");
+        assert_eq!(e["process"]["pid"], me);
+        assert_eq!(e["args"][0]["long_arg"], nr.to_string());
+    }
+
+    let enter = hits(&events, "getpgid-enter");
+    assert_eq!(enter.len(), 1, "{enter:?}");
+    assert_eq!(enter[0]["event"], "sys_enter_getpgid");
+    assert_eq!(enter[0]["args"][0]["int_arg"], 424243);
+
+    let exit = hits(&events, "getpgid-exit");
+    assert_eq!(exit.len(), 3, "three failed getpgid calls: {exit:?}");
+    for e in &exit {
+        assert_eq!(e["event"], "sys_exit_getpgid");
+        assert_eq!(e["args"][0]["long_arg"], "-3");
+    }
+
+    let own = hits(&events, "getpgid-pid");
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert_eq!(own[0]["args"][0]["int_arg"], tid);
+    assert_eq!(own[0]["args"][1]["int_arg"], 424244);
+
+    // Removing the last hook of a direction detaches its raw tracepoint.
+    fs::remove_file(dir.join("exit.yaml")).unwrap();
+    agent.wait_for_log("raw tracepoint sys_exit detached: no syscall hook left");
+
+    let (_, _, stderr) = agent.stop();
+    // The raw hook looks at every syscall; the routed `sys_enter_getpgid` hook only at
+    // getpgid's, as many as its own tracepoint sees; each posts only its match.
+    let (raw_seen, _, raw_posted) = counters(&stderr, "raw-enter");
+    assert_eq!(raw_posted, 4);
+    let (enter_seen, _, enter_posted) = counters(&stderr, "getpgid-enter");
+    assert_eq!(enter_posted, 1);
+    let (own_seen, _, own_posted) = counters(&stderr, "getpgid-pid");
+    assert_eq!(own_posted, 1);
+    assert!(
+        enter_seen >= 4 && enter_seen == own_seen,
+        "{enter_seen} {own_seen}"
+    );
+    assert!(raw_seen > 10 * enter_seen, "{raw_seen} {enter_seen}");
+}

@@ -11,6 +11,10 @@ pub const HAS_LOGINUID: u32 = 1 << 0;
 /// `present` bit: time namespaces exist (Linux 5.6 and later).
 pub const HAS_TIME_NS: u32 = 1 << 1;
 
+/// `present` bit: the `regs_*` offsets are known (a `pt_regs` layout of this
+/// architecture), so syscall hooks can run on the raw `sys_enter`/`sys_exit` tracepoints.
+pub const HAS_SYSCALL_REGS: u32 = 1 << 2;
+
 /// `task_struct.flags` bit of kernel threads (`include/linux/sched.h`, unchanged since
 /// 2.6): they never exec and are not reported.
 pub const PF_KTHREAD: u32 = 0x0020_0000;
@@ -115,6 +119,16 @@ pub struct KernelOffsets {
     pub cred_cap_effective: u32,
     pub cred_cap_permitted: u32,
     pub cred_cap_inheritable: u32,
+    /// Where the syscall's arguments 0 to 5 sit in `struct pt_regs` (x86-64: `di`, `si`,
+    /// `dx`, `r10`, `r8`, `r9`), and its number (`orig_ax`); valid with
+    /// [`HAS_SYSCALL_REGS`].
+    pub regs_arg0: u32,
+    pub regs_arg1: u32,
+    pub regs_arg2: u32,
+    pub regs_arg3: u32,
+    pub regs_arg4: u32,
+    pub regs_arg5: u32,
+    pub regs_nr: u32,
     /// `HAS_*` bits.
     pub present: u32,
 }
@@ -123,4 +137,4 @@ pub struct KernelOffsets {
 // SAFETY: `#[repr(C)]`, all fields `u32`, no padding: any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 58 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 65 * 4);

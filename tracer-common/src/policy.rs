@@ -37,6 +37,9 @@ pub const ARG_KERNEL_STRING: u8 = 4;
 pub const ARG_CHAR_ARRAY: u8 = 5;
 /// A `__data_loc char[]` at `offset`: u32, string offset in the low 16 bits.
 pub const ARG_DATA_LOC: u8 = 6;
+/// `common_pid`: the current thread's id. The record's first 8 bytes (the common fields)
+/// hold a pointer by the time a BPF program runs, so it is not read from there.
+pub const ARG_CURRENT_PID: u8 = 7;
 
 /// `ArgFilter::op`.
 pub const OP_EQUAL: u8 = 1;
@@ -318,6 +321,29 @@ pub struct TracepointEvent {
     /// `EVENT_*` bits.
     pub flags: u32,
     pub args: [ArgValue; MAX_HOOK_ARGS],
+}
+
+// --- Syscall hooks (`hooks/syscall.rs`): one raw tracepoint per direction. ---
+
+/// `sys_enter` and `sys_exit`: the direction index of the syscall maps.
+pub const SYSCALL_ENTER: u32 = 0;
+pub const SYSCALL_EXIT: u32 = 1;
+/// Syscall numbers the per-number masks cover (x86-64 has under 500; numbers past this,
+/// such as x32's, reach only `raw_syscalls` hooks).
+pub const SYSCALL_IDS: u32 = 1024;
+
+/// The record a syscall hit is evaluated on, laid out as the `syscalls/sys_enter_*`,
+/// `syscalls/sys_exit_*` and `raw_syscalls/*` tracefs records are: the common fields
+/// (zero), the syscall number at byte 8, then the six arguments (enter) or the return
+/// value (exit) in 8-byte words from byte 16. So a hook compiled against any of those
+/// format files reads it unchanged.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallRecord {
+    pub words: [u64; 8],
+    /// Slots still to run on this record (bit per slot).
+    pub pending: u32,
+    pub _pad: u32,
 }
 
 #[cfg(feature = "user")]

@@ -63,6 +63,13 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     cred_cap_effective: 0,
     cred_cap_permitted: 0,
     cred_cap_inheritable: 0,
+    regs_arg0: 0,
+    regs_arg1: 0,
+    regs_arg2: 0,
+    regs_arg3: 0,
+    regs_arg4: 0,
+    regs_arg5: 0,
+    regs_nr: 0,
     present: 0,
 };
 

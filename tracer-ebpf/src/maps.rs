@@ -2,13 +2,16 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf, lpm_trie::Key},
+    maps::{
+        Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf, lpm_trie::Key,
+    },
 };
 use tracer_common::{
     counters::COUNTERS_LEN,
     policy::{
         ArgValue, BinFollow, HookConfig, MAX_BIN_FOLLOW, MAX_HOOK_ARGS, MAX_POLICIES,
-        POLICY_COUNTERS_PER, RateKey, StrKey, StrPrefix, TP_SLOTS, TracepointEvent,
+        POLICY_COUNTERS_PER, RateKey, SYSCALL_IDS, StrKey, StrPrefix, SyscallRecord, TP_SLOTS,
+        TracepointEvent,
     },
 };
 
@@ -30,6 +33,24 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_L
 /// The hook of each slot (`hooks/policy.rs`).
 #[map]
 pub static HOOKS: Array<HookConfig> = Array::with_max_entries(TP_SLOTS, 0);
+
+/// Syscall hooks (`hooks/syscall.rs`): the slots to run for each syscall number, at
+/// `direction * SYSCALL_IDS + number` (a bit per slot).
+#[map]
+pub static SYSCALL_SLOTS: Array<u32> = Array::with_max_entries(2 * SYSCALL_IDS, 0);
+
+/// Slots that run on every syscall of a direction (`raw_syscalls` hooks).
+#[map]
+pub static SYSCALL_ANY: Array<u32> = Array::with_max_entries(2, 0);
+
+/// The syscall record being evaluated, and the slots still to run on it.
+#[map]
+pub static SYSCALL_RECORD: PerCpuArray<SyscallRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// `[0]`: the program that runs the policy slots on `SYSCALL_RECORD`, one slot per tail
+/// call.
+#[map]
+pub static SYSCALL_PROGS: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
 /// Strings of `Equal`/`NotEqual` filters: (filter id, string) present.
 #[map]

@@ -37,6 +37,8 @@ pub struct Config {
     pub tracing_policies: Vec<PathBuf>,
     /// A directory of policy files kept in step while the agent runs.
     pub tracing_policy_dir: Option<PathBuf>,
+    /// Syscall hooks on their own tracepoints rather than the raw syscall tracepoints.
+    pub syscall_tracepoints: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +93,12 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
     let wants_policies = !config.tracing_policies.is_empty() || config.tracing_policy_dir.is_some();
     let mut store = None;
     if wants_policies {
-        match PolicyStore::new(&mut loaded.ebpf, std::path::Path::new(tracefs::TRACEFS)) {
+        let syscall_regs = resolved.offsets.present & tracer_common::offsets::HAS_SYSCALL_REGS != 0;
+        match PolicyStore::new(
+            &mut loaded.ebpf,
+            std::path::Path::new(tracefs::TRACEFS),
+            syscall_regs,
+        ) {
             Ok(s) => store = Some(s),
             Err(e) => tracing::error!("{e}; the process lifecycle is still traced"),
         }

@@ -81,6 +81,11 @@ struct RunArgs {
     /// (`sched_process_fork=no_such_event` makes the kernel refuse that hook).
     #[arg(long, hide = true, value_name = "PROGRAM=EVENT", value_parser = parse_override)]
     attach_override: Vec<(String, String)>,
+
+    /// Attach each syscall hook of a policy to its own `syscalls/*` tracepoint instead of
+    /// the shared raw `sys_enter`/`sys_exit` tracepoints (to compare their cost).
+    #[arg(long)]
+    syscall_tracepoints: bool,
 }
 
 fn parse_override(s: &str) -> Result<(String, String), String> {
@@ -164,6 +169,7 @@ fn run(args: RunArgs) -> ExitCode {
         attach_overrides: args.attach_override,
         tracing_policies: args.tracing_policy,
         tracing_policy_dir: args.tracing_policy_dir,
+        syscall_tracepoints: args.syscall_tracepoints,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

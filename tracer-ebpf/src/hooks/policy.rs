@@ -31,16 +31,16 @@ use tracer_common::{
     counters::Counter,
     event::EventKind,
     policy::{
-        ACTION_NOPOST, ACTION_POST, ACTION_SIGKILL, ACTION_SIGNAL, ARG_CHAR_ARRAY, ARG_DATA_LOC,
-        ARG_INT, ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_UINT,
-        ARG_USER_STRING, ArgConfig, ArgFilter, ArgValue, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX,
-        BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinaryFilter, EVENT_MONITOR, EVENT_SIGNAL_FAILED,
-        HOOK_ACTIVE, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_MONITOR,
-        HookConfig, MAX_ARG_FILTERS, MAX_HOOK_ARGS, MAX_INT_VALUES, MAX_PIDS, MAX_SELECTORS,
-        OP_EQUAL, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX,
-        OP_PREFIX, PIDS_IN, PIDS_NOT_IN, POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED,
-        POLICY_POSTED, POLICY_SEEN, PREFIX_MAX, PidFilter, STRING_MAX, SelectorConfig,
-        TracepointEvent,
+        ACTION_NOPOST, ACTION_POST, ACTION_SIGKILL, ACTION_SIGNAL, ARG_CHAR_ARRAY, ARG_CURRENT_PID,
+        ARG_DATA_LOC, ARG_INT, ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX,
+        ARG_NEEDS_PREFIX, ARG_UINT, ARG_USER_STRING, ArgConfig, ArgFilter, ArgValue, BIN_IN,
+        BIN_NOT_IN, BIN_NOT_POSTFIX, BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinaryFilter,
+        EVENT_MONITOR, EVENT_SIGNAL_FAILED, HOOK_ACTIVE, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX,
+        HOOK_BINARY_PREFIX, HOOK_MONITOR, HookConfig, MAX_ARG_FILTERS, MAX_HOOK_ARGS,
+        MAX_INT_VALUES, MAX_PIDS, MAX_SELECTORS, OP_EQUAL, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL,
+        OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, PIDS_IN, PIDS_NOT_IN,
+        POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED, POLICY_SEEN, PREFIX_MAX,
+        PidFilter, STRING_MAX, SelectorConfig, TracepointEvent,
     },
 };
 
@@ -58,7 +58,7 @@ macro_rules! slots {
         $(
             #[tracepoint]
             pub fn $name(ctx: TracePointContext) -> u32 {
-                run(&ctx, $slot)
+                run(ctx.as_ptr() as u64, $slot)
             }
         )*
     };
@@ -99,8 +99,10 @@ slots!(
     policy_tp_31 = 31,
 );
 
+/// Evaluates the hook of `slot` on the tracefs-shaped record at `base` (the tracepoint's
+/// own, or a syscall record built by `hooks/syscall.rs`).
 #[inline(always)]
-fn run(ctx: &TracePointContext, slot: u32) -> u32 {
+pub(crate) fn run(base: u64, slot: u32) -> u32 {
     let Some(cfg) = HOOKS.get(slot) else {
         return 0;
     };
@@ -114,7 +116,6 @@ fn run(ctx: &TracePointContext, slot: u32) -> u32 {
     };
     // SAFETY: this CPU's scratch record; nothing else uses it while we run.
     let ev = unsafe { &mut *ev };
-    let base = ctx.as_ptr() as u64;
     for i in 0..MAX_HOOK_ARGS {
         if i as u32 >= cfg.nargs {
             break;
@@ -249,6 +250,12 @@ fn capture(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
     v.int = 0;
     let at = base + u64::from(a.offset);
     match a.kind {
+        ARG_CURRENT_PID => {
+            v.kind = u32::from(ARG_INT);
+            // SAFETY: helper without arguments.
+            v.int = u64::from(unsafe { bpf_get_current_pid_tgid() } as u32);
+            return;
+        }
         ARG_INT | ARG_UINT => {
             let mut raw: u64 = 0;
             let size = match a.size {

@@ -9,7 +9,15 @@
 use std::path::{Path, PathBuf};
 
 use btf_rs::{Btf, Type};
-use tracer_common::offsets::{HAS_LOGINUID, HAS_TIME_NS, KernelOffsets};
+use tracer_common::offsets::{HAS_LOGINUID, HAS_SYSCALL_REGS, HAS_TIME_NS, KernelOffsets};
+
+/// The `struct pt_regs` fields that hold a syscall's arguments 0 to 5 and its number, in
+/// the syscall ABI of the architecture the agent is built for. Elsewhere syscall hooks
+/// keep to their own tracepoints.
+#[cfg(target_arch = "x86_64")]
+const SYSCALL_REGS: Option<[&str; 7]> = Some(["di", "si", "dx", "r10", "r8", "r9", "orig_ax"]);
+#[cfg(not(target_arch = "x86_64"))]
+const SYSCALL_REGS: Option<[&str; 7]> = None;
 
 /// Where the kernel publishes its own BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -130,8 +138,30 @@ impl KernelBtf {
             cred_cap_effective: o("cred.cap_effective")?,
             cred_cap_permitted: o("cred.cap_permitted")?,
             cred_cap_inheritable: o("cred.cap_inheritable")?,
+            regs_arg0: 0,
+            regs_arg1: 0,
+            regs_arg2: 0,
+            regs_arg3: 0,
+            regs_arg4: 0,
+            regs_arg5: 0,
+            regs_nr: 0,
             present: 0,
         };
+        // The syscall ABI's registers, for the raw syscall tracepoints.
+        if let Some(regs) = SYSCALL_REGS {
+            let found: Result<Vec<u32>, _> =
+                regs.iter().map(|r| o(&format!("pt_regs.{r}"))).collect();
+            if let Ok(f) = found {
+                offsets.regs_arg0 = f[0];
+                offsets.regs_arg1 = f[1];
+                offsets.regs_arg2 = f[2];
+                offsets.regs_arg3 = f[3];
+                offsets.regs_arg4 = f[4];
+                offsets.regs_arg5 = f[5];
+                offsets.regs_nr = f[6];
+                offsets.present |= HAS_SYSCALL_REGS;
+            }
+        }
         // Only since Linux 5.6.
         if let (Ok(t), Ok(tc), Ok(inum)) = (
             o("nsproxy.time_ns"),
@@ -299,6 +329,22 @@ mod tests {
         // `dentry.d_name.name` is inside `d_name`, after its hash and length.
         assert!(o.dentry_name >= btf.offset_of("dentry.d_name").unwrap() + 8);
         assert!(o.mount_parent != o.mount_mountpoint);
+        // x86-64's `pt_regs` is the ptrace ABI (`user_regs_struct`), so its offsets are
+        // known: r15 first, 8 bytes a register.
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert_ne!(o.present & HAS_SYSCALL_REGS, 0);
+            let regs = [
+                o.regs_arg0,
+                o.regs_arg1,
+                o.regs_arg2,
+                o.regs_arg3,
+                o.regs_arg4,
+                o.regs_arg5,
+                o.regs_nr,
+            ];
+            assert_eq!(regs, [14 * 8, 13 * 8, 12 * 8, 7 * 8, 9 * 8, 8 * 8, 15 * 8]);
+        }
     }
 
     #[test]

@@ -13,14 +13,14 @@ use tracer_common::policy::{
 };
 
 use tracer_common::policy::{
-    ACTION_NOPOST, ACTION_POST, ACTION_SIGKILL, ACTION_SIGNAL, ARG_CHAR_ARRAY, ARG_DATA_LOC,
-    ARG_INT, ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_UINT,
-    ARG_USER_STRING, ArgConfig, ArgFilter, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX, BIN_NOT_PREFIX,
-    BIN_POSTFIX, BIN_PREFIX, BinaryFilter, HOOK_ACTIVE, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX,
-    HOOK_BINARY_PREFIX, HOOK_MONITOR, HookConfig, MAX_ARG_FILTERS, MAX_HOOK_ARGS, MAX_INT_VALUES,
-    MAX_PIDS, MAX_SELECTORS, OP_EQUAL, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX,
-    OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, PIDS_IN, PIDS_NOT_IN, PidFilter, STRING_MAX,
-    SelectorConfig,
+    ACTION_NOPOST, ACTION_POST, ACTION_SIGKILL, ACTION_SIGNAL, ARG_CHAR_ARRAY, ARG_CURRENT_PID,
+    ARG_DATA_LOC, ARG_INT, ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX,
+    ARG_UINT, ARG_USER_STRING, ArgConfig, ArgFilter, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX,
+    BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinaryFilter, HOOK_ACTIVE, HOOK_BINARY_EQUAL,
+    HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_MONITOR, HookConfig, MAX_ARG_FILTERS,
+    MAX_HOOK_ARGS, MAX_INT_VALUES, MAX_PIDS, MAX_SELECTORS, OP_EQUAL, OP_GT, OP_LT, OP_MASK,
+    OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, PIDS_IN, PIDS_NOT_IN,
+    PidFilter, STRING_MAX, SYSCALL_ENTER, SYSCALL_EXIT, SYSCALL_IDS, SelectorConfig,
 };
 
 use super::{
@@ -58,9 +58,71 @@ pub struct Hook {
     pub event: String,
     pub event_id: u16,
     pub config: HookConfig,
+    /// Set for a syscall hook that can run on the raw syscall tracepoints.
+    pub route: Option<SyscallRoute>,
     pub args: Vec<ArgMeta>,
     pub message: Option<String>,
     pub tags: Vec<String>,
+}
+
+/// A syscall hook run by the raw `sys_enter`/`sys_exit` tracepoint (one for all syscall
+/// hooks, `hooks/syscall.rs`) instead of a tracepoint of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyscallRoute {
+    /// `SYSCALL_ENTER` or `SYSCALL_EXIT`.
+    pub dir: u32,
+    /// The syscall's number, or `None` for every syscall (`raw_syscalls`).
+    pub nr: Option<u32>,
+}
+
+impl std::fmt::Display for SyscallRoute {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tp = if self.dir == SYSCALL_ENTER {
+            "sys_enter"
+        } else {
+            "sys_exit"
+        };
+        match self.nr {
+            Some(nr) => write!(
+                f,
+                "raw tracepoint {tp}, syscall {nr} filtered in the program"
+            ),
+            None => write!(f, "raw tracepoint {tp}, every syscall"),
+        }
+    }
+}
+
+/// Where a hook on `subsystem/event` can run on the raw syscall tracepoints: for
+/// `raw_syscalls/sys_{enter,exit}` and `syscalls/sys_{enter,exit}_NAME` (NAME a syscall
+/// of this architecture), when every argument read is the syscall number (byte 8) or an
+/// argument (enter) or return value (exit) word, which [`SyscallRecord`] reproduces.
+///
+/// [`SyscallRecord`]: tracer_common::policy::SyscallRecord
+fn syscall_route(subsystem: &str, event: &str, config: &HookConfig) -> Option<SyscallRoute> {
+    let (dir, nr) = match (subsystem, event) {
+        ("raw_syscalls", "sys_enter") => (SYSCALL_ENTER, None),
+        ("raw_syscalls", "sys_exit") => (SYSCALL_EXIT, None),
+        ("syscalls", e) => {
+            let (dir, name) = if let Some(n) = e.strip_prefix("sys_enter_") {
+                (SYSCALL_ENTER, n)
+            } else {
+                (SYSCALL_EXIT, e.strip_prefix("sys_exit_")?)
+            };
+            let no = <syscalls::Sysno as std::str::FromStr>::from_str(name).ok()?;
+            let nr = u32::try_from(no.id()).ok().filter(|n| *n < SYSCALL_IDS)?;
+            (dir, Some(nr))
+        }
+        _ => return None,
+    };
+    let last = if dir == SYSCALL_ENTER { 16 + 5 * 8 } else { 16 };
+    let readable = config.args[..config.nargs as usize].iter().all(|a| {
+        a.kind == ARG_CURRENT_PID
+            || matches!(
+                a.kind,
+                ARG_INT | ARG_UINT | ARG_USER_STRING | ARG_KERNEL_STRING
+            ) && (a.offset == 8 || (a.offset >= 16 && a.offset <= last && a.offset % 8 == 0))
+    });
+    readable.then_some(SyscallRoute { dir, nr })
 }
 
 /// Which string map a value goes to.
@@ -238,12 +300,21 @@ fn hook(
             )
         })?;
         let ty = a.ty.as_ref().map(|t| t.as_str()).unwrap_or("auto");
-        let (kind, out) = arg_kind(ty, field, syscall).ok_or_else(|| {
-            format!(
-                "args[{i}]: field `{}` ({} {}) cannot be read as `{ty}`",
-                field.name, field.c_type, field.size
-            )
-        })?;
+        let (kind, out) = if field.name == "common_pid" {
+            (ARG_CURRENT_PID, ArgOut::Int)
+        } else if field.offset < 8 {
+            return Err(format!(
+                "args[{i}]: `{}` cannot be read: the kernel overwrites a record's common fields before a BPF program sees it (common_pid can be read; the process is in every event)",
+                field.name
+            ));
+        } else {
+            arg_kind(ty, field, syscall).ok_or_else(|| {
+                format!(
+                    "args[{i}]: field `{}` ({} {}) cannot be read as `{ty}`",
+                    field.name, field.c_type, field.size
+                )
+            })?
+        };
         config.args[i] = ArgConfig {
             offset: field.offset,
             size: field.size.min(8) as u8,
@@ -542,6 +613,7 @@ fn hook(
         subsystem: tp.subsystem.as_str().to_owned(),
         event: tp.event.as_str().to_owned(),
         event_id: format.id,
+        route: syscall_route(tp.subsystem.as_str(), tp.event.as_str(), &config),
         config,
         args: metas,
         message: tp.message.as_ref().map(|m| m.as_str().to_owned()),
@@ -636,5 +708,135 @@ fn arg_kind(ty: &str, field: &tracefs::Field, syscall: bool) -> Option<(u8, ArgO
         "int64" | "sint64" | "long" => int(true, 8),
         "uint64" | "ulong" | "size_t" | "syscall64" => int(false, 8),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tracefs root with the format files of `sys_enter_getpgid`, `sys_exit_getpgid`,
+    /// `raw_syscalls/sys_enter` and `sched/sched_process_fork`, as Linux 6.18 writes them.
+    fn tracefs() -> tempfile::TempDir {
+        let root = tempfile::tempdir().expect("temp dir");
+        let common = "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:unsigned char common_flags;\toffset:2;\tsize:1;\tsigned:0;\n\tfield:unsigned char common_preempt_count;\toffset:3;\tsize:1;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n";
+        for (sub, event, id, fields) in [
+            (
+                "syscalls",
+                "sys_enter_getpgid",
+                700,
+                "\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:pid_t pid;\toffset:16;\tsize:8;\tsigned:0;\n",
+            ),
+            (
+                "syscalls",
+                "sys_exit_getpgid",
+                701,
+                "\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:long ret;\toffset:16;\tsize:8;\tsigned:1;\n",
+            ),
+            (
+                "syscalls",
+                "sys_enter_nosuchcall",
+                702,
+                "\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:long x;\toffset:16;\tsize:8;\tsigned:1;\n",
+            ),
+            (
+                "raw_syscalls",
+                "sys_enter",
+                703,
+                "\tfield:long id;\toffset:8;\tsize:8;\tsigned:1;\n\tfield:unsigned long args[6];\toffset:16;\tsize:48;\tsigned:0;\n",
+            ),
+            (
+                "sched",
+                "sched_process_fork",
+                704,
+                "\tfield:__data_loc char[] parent_comm;\toffset:8;\tsize:4;\tsigned:0;\n\tfield:pid_t parent_pid;\toffset:12;\tsize:4;\tsigned:1;\n",
+            ),
+        ] {
+            let dir = root.path().join("events").join(sub).join(event);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("format"),
+                format!("name: {event}\nID: {id}\nformat:\n{common}{fields}\nprint fmt: \"\"\n"),
+            )
+            .unwrap();
+        }
+        root
+    }
+
+    fn compile_one(root: &std::path::Path, hook: &str, args: &str) -> Result<Hook, String> {
+        let text = format!(
+            "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  tracepoints:\n  - {hook}\n    args:\n{args}"
+        );
+        let docs =
+            super::super::parse::text_documents("t.yaml", &text).map_err(|e| format!("{e:?}"))?;
+        let c =
+            compile(&docs[0].policy, 0, &mut Ids::default(), root).map_err(|e| e.to_string())?;
+        Ok(c.hooks.into_iter().next().expect("one hook"))
+    }
+
+    #[test]
+    fn syscall_hooks_route_to_the_raw_tracepoints() {
+        let root = tracefs();
+        let nr = syscalls::Sysno::getpgid.id() as u32;
+        let route = |hook: &str, args: &str| compile_one(root.path(), hook, args).map(|h| h.route);
+        assert_eq!(
+            route(
+                "subsystem: syscalls\n    event: sys_enter_getpgid",
+                "    - index: 5\n    - index: 3\n    - index: 4\n"
+            ),
+            Ok(Some(SyscallRoute {
+                dir: SYSCALL_ENTER,
+                nr: Some(nr)
+            }))
+        );
+        assert_eq!(
+            route(
+                "subsystem: syscalls\n    event: sys_exit_getpgid",
+                "    - index: 5\n"
+            ),
+            Ok(Some(SyscallRoute {
+                dir: SYSCALL_EXIT,
+                nr: Some(nr)
+            }))
+        );
+        assert_eq!(
+            route(
+                "subsystem: raw_syscalls\n    event: sys_enter",
+                "    - index: 4\n"
+            ),
+            Ok(Some(SyscallRoute {
+                dir: SYSCALL_ENTER,
+                nr: None
+            }))
+        );
+        // Not a syscall of this architecture: its own tracepoint.
+        assert_eq!(
+            route(
+                "subsystem: syscalls\n    event: sys_enter_nosuchcall",
+                "    - index: 5\n"
+            ),
+            Ok(None)
+        );
+        // Not a syscall tracepoint.
+        assert_eq!(
+            route(
+                "subsystem: sched\n    event: sched_process_fork",
+                "    - index: 5\n"
+            ),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn common_fields_other_than_the_pid_are_refused() {
+        let root = tracefs();
+        let hook = "subsystem: syscalls\n    event: sys_enter_getpgid";
+        let h = compile_one(root.path(), hook, "    - index: 3\n").unwrap();
+        assert_eq!(h.config.args[0].kind, ARG_CURRENT_PID);
+        let e = compile_one(root.path(), hook, "    - index: 0\n").unwrap_err();
+        assert_eq!(
+            e,
+            "policy t: syscalls/sys_enter_getpgid: args[0]: `common_type` cannot be read: the kernel overwrites a record's common fields before a BPF program sees it (common_pid can be read; the process is in every event)"
+        );
     }
 }

@@ -12,20 +12,24 @@ use std::{
 
 use aya::{
     Ebpf,
+    maps::ProgramArray,
     maps::{
         Array, HashMap as BpfHashMap, MapData, PerCpuArray,
         lpm_trie::{Key, LpmTrie},
     },
-    programs::{TracePoint, trace_point::TracePointLinkId},
+    programs::{
+        RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId,
+        trace_point::TracePointLinkId,
+    },
 };
 use tracer_common::policy::{
     BinFollow, FOLLOW_BINARIES, HookConfig, MAX_BIN_FOLLOW, MAX_POLICIES, POLICY_COUNTERS_PER,
     POLICY_LOST, POLICY_MATCHED, POLICY_POSTED, POLICY_RATE_LIMITED, POLICY_SEEN, PREFIX_MAX,
-    STRING_MAX, StrKey, StrPrefix, TP_SLOTS, TRACK_BINARIES,
+    STRING_MAX, SYSCALL_IDS, StrKey, StrPrefix, TP_SLOTS, TRACK_BINARIES,
 };
 
 use super::{
-    compile::{self, Compiled, Hook, Ids, StrEntry, StrMap},
+    compile::{self, Compiled, Hook, Ids, StrEntry, StrMap, SyscallRoute},
     model::TracingPolicy,
 };
 
@@ -122,6 +126,145 @@ pub struct PolicyStore {
     config: Array<MapData, u32>,
     follow: BpfHashMap<MapData, u32, u64>,
     bin_follow: Array<MapData, BinFollow>,
+    syscalls: Option<SyscallDispatch>,
+}
+
+/// The raw `sys_enter`/`sys_exit` programs that run every routable syscall hook
+/// (`tracer-ebpf/src/hooks/syscall.rs`), attached only while a hook needs them.
+struct SyscallDispatch {
+    slots_map: Array<MapData, u32>,
+    any_map: Array<MapData, u32>,
+    /// The routed hook of each slot.
+    routes: HashMap<u32, SyscallRoute>,
+    /// What the two maps hold now.
+    slots: Vec<u32>,
+    any: [u32; 2],
+    links: [Option<RawTracePointLinkId>; 2],
+    /// Kept alive for `SYSCALL_PROGS`.
+    _progs: ProgramArray<MapData>,
+}
+
+const DISPATCH_PROGRAMS: [(&str, &str); 2] =
+    [("syscall_enter", "sys_enter"), ("syscall_exit", "sys_exit")];
+
+impl SyscallDispatch {
+    /// Loads the programs; `None` (syscall hooks then attach their own tracepoints) when
+    /// the kernel refuses them.
+    fn new(ebpf: &mut Ebpf) -> Result<Self, String> {
+        for name in [
+            "policy_syscall",
+            DISPATCH_PROGRAMS[0].0,
+            DISPATCH_PROGRAMS[1].0,
+        ] {
+            let p: &mut RawTracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| format!("no program `{name}` in the object"))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+            p.load().map_err(|e| match e {
+                aya::programs::ProgramError::LoadError {
+                    io_error,
+                    verifier_log,
+                } => {
+                    tracing::debug!("verifier log of {name}:\n{verifier_log}");
+                    format!("the kernel refused {name} ({io_error}); --log-level debug shows the verifier log")
+                }
+                other => format!("loading {name}: {other}"),
+            })?;
+        }
+        let mut map = |name: &'static str| {
+            ebpf.take_map(name)
+                .ok_or_else(|| format!("no map `{name}`"))
+        };
+        let mut progs = ProgramArray::try_from(map("SYSCALL_PROGS")?).map_err(|e| e.to_string())?;
+        let slots_map = Array::try_from(map("SYSCALL_SLOTS")?).map_err(|e| e.to_string())?;
+        let any_map = Array::try_from(map("SYSCALL_ANY")?).map_err(|e| e.to_string())?;
+        let fd = ebpf
+            .program("policy_syscall")
+            .and_then(|p| p.fd().ok())
+            .ok_or("policy_syscall has no file descriptor")?;
+        progs.set(0, fd, 0).map_err(|e| e.to_string())?;
+        Ok(Self {
+            slots_map,
+            any_map,
+            routes: HashMap::new(),
+            slots: vec![0; 2 * SYSCALL_IDS as usize],
+            any: [0; 2],
+            links: [None, None],
+            _progs: progs,
+        })
+    }
+
+    /// Writes the masks of `routes` to the kernel (only the entries that change) and
+    /// attaches the raw tracepoint of a direction while some hook uses it.
+    fn sync(&mut self, ebpf: &mut Ebpf) -> Result<(), String> {
+        let mut slots = vec![0u32; self.slots.len()];
+        let mut any = [0u32; 2];
+        for (slot, r) in &self.routes {
+            match r.nr {
+                Some(nr) => slots[(r.dir * SYSCALL_IDS + nr) as usize] |= 1 << slot,
+                None => any[r.dir as usize] |= 1 << slot,
+            }
+        }
+        // Attach before the masks say so; detach after they stop saying so.
+        for dir in 0..2 {
+            let used = any[dir] != 0
+                || slots[dir * SYSCALL_IDS as usize..(dir + 1) * SYSCALL_IDS as usize]
+                    .iter()
+                    .any(|m| *m != 0);
+            if used && self.links[dir].is_none() {
+                let (program, tracepoint) = DISPATCH_PROGRAMS[dir];
+                let p: &mut RawTracePoint = ebpf
+                    .program_mut(program)
+                    .ok_or_else(|| format!("no program `{program}`"))?
+                    .try_into()
+                    .map_err(|e: aya::programs::ProgramError| e.to_string())?;
+                let link = p
+                    .attach(tracepoint)
+                    .map_err(|e| format!("attaching to raw tracepoint {tracepoint}: {e}"))?;
+                tracing::info!("raw tracepoint {tracepoint} attached for syscall hooks");
+                self.links[dir] = Some(link);
+            }
+        }
+        for (i, (new, old)) in slots.iter().zip(self.slots.iter_mut()).enumerate() {
+            if new != old {
+                self.slots_map
+                    .set(i as u32, *new, 0)
+                    .map_err(|e| e.to_string())?;
+                *old = *new;
+            }
+        }
+        for (dir, (new, old)) in any.iter().zip(self.any.iter_mut()).enumerate() {
+            if new != old {
+                self.any_map
+                    .set(dir as u32, *new, 0)
+                    .map_err(|e| e.to_string())?;
+                *old = *new;
+            }
+        }
+        for dir in 0..2 {
+            let used = any[dir] != 0
+                || slots[dir * SYSCALL_IDS as usize..(dir + 1) * SYSCALL_IDS as usize]
+                    .iter()
+                    .any(|m| *m != 0);
+            if !used && let Some(link) = self.links[dir].take() {
+                let (program, tracepoint) = DISPATCH_PROGRAMS[dir];
+                if let Some(p) = ebpf
+                    .program_mut(program)
+                    .and_then(|p| <&mut RawTracePoint>::try_from(p).ok())
+                {
+                    if let Err(e) = p.detach(link) {
+                        tracing::warn!("detaching raw tracepoint {tracepoint}: {e}");
+                    } else {
+                        tracing::info!(
+                            "raw tracepoint {tracepoint} detached: no syscall hook left"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, StoreError>
@@ -135,7 +278,22 @@ where
 impl PolicyStore {
     /// Takes the policy maps out of `ebpf` and loads the first slot's program (so that a
     /// kernel that refuses it says so at start).
-    pub fn new(ebpf: &mut Ebpf, tracefs: &Path) -> Result<Self, StoreError> {
+    /// `syscall_regs`: the kernel's `pt_regs` layout is known, so syscall hooks can share
+    /// the raw syscall tracepoints.
+    pub fn new(ebpf: &mut Ebpf, tracefs: &Path, syscall_regs: bool) -> Result<Self, StoreError> {
+        let syscalls = if syscall_regs {
+            match SyscallDispatch::new(ebpf) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    tracing::warn!(
+                        "syscall hooks attach one tracepoint each (about 40 ns on every syscall while attached): the raw syscall tracepoints are not usable: {e}"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let mut store = Self {
             tracefs: tracefs.to_owned(),
             hooks: take(ebpf, "HOOKS")?,
@@ -151,6 +309,7 @@ impl PolicyStore {
             config: take(ebpf, "CONFIG")?,
             follow: take(ebpf, "FOLLOW")?,
             bin_follow: take(ebpf, "BIN_FOLLOW")?,
+            syscalls,
         };
         store.program(ebpf, 0)?;
         // From now on the kernel keeps every process's binary, for `matchBinaries`.
@@ -321,7 +480,15 @@ impl PolicyStore {
             for (hook, slot) in loaded.compiled.hooks.iter().zip(&loaded.slots) {
                 self.hooks.set(*slot, hook.config, 0).map_err(write)?;
             }
+            let mut routed = false;
             for (hook, slot) in loaded.compiled.hooks.iter().zip(loaded.slots.clone()) {
+                let hook_name = format!("{}/{}", hook.subsystem, hook.event);
+                if let (Some(route), Some(d)) = (hook.route, &mut self.syscalls) {
+                    tracing::info!("policy {name}: {hook_name} runs on the {route}");
+                    d.routes.insert(slot, route);
+                    routed = true;
+                    continue;
+                }
                 let program = self.program(ebpf, slot)?;
                 let link = program.attach(&hook.subsystem, &hook.event).map_err(|e| {
                     StoreError::Attach {
@@ -331,6 +498,13 @@ impl PolicyStore {
                     }
                 })?;
                 loaded.links.push((slot, link));
+            }
+            if routed && let Some(d) = &mut self.syscalls {
+                d.sync(ebpf).map_err(|reason| StoreError::Attach {
+                    policy: name.clone(),
+                    hook: "raw syscall tracepoints".into(),
+                    reason,
+                })?;
             }
             self.install_follow(&loaded.compiled).map_err(write)?;
             Ok(())
@@ -355,6 +529,15 @@ impl PolicyStore {
                     "policy {}: detaching a tracepoint: {e}",
                     loaded.compiled.name
                 );
+            }
+        }
+        if let Some(d) = &mut self.syscalls {
+            let before = d.routes.len();
+            d.routes.retain(|slot, _| !loaded.slots.contains(slot));
+            if d.routes.len() != before
+                && let Err(e) = d.sync(ebpf)
+            {
+                tracing::warn!("policy {}: {e}", loaded.compiled.name);
             }
         }
         for slot in loaded.slots.drain(..) {
