@@ -936,3 +936,50 @@ fn syscall_hooks_share_the_raw_syscall_tracepoints() {
     );
     assert!(raw_seen > 10 * enter_seen, "{raw_seen} {enter_seen}");
 }
+
+/// A `Prefix` longer than an LPM trie key holds (248 bytes) matches as a shorter one
+/// does, up to the longest string captured (255 bytes).
+#[test]
+fn prefix_longer_than_an_lpm_key() {
+    if !privileged("prefix_longer_than_an_lpm_key") {
+        return;
+    }
+    let work = tempdir();
+    let d = work.path().to_str().unwrap().to_owned();
+    // `<dir>/aaaa...a-` of 252 bytes.
+    let long = format!("{d}/{}-", "a".repeat(252 - d.len() - 2));
+    assert_eq!(long.len(), 252);
+    let selectors = format!(
+        r#"    - matchArgs:
+      - index: 6
+        operator: Prefix
+        values: ["{long}", "{d}/short-"]
+"#
+    );
+    let pol = write(
+        work.path(),
+        "p.yaml",
+        &openat_policy("long", &selectors, ""),
+    );
+    let agent = Agent::start(&["--tracing-policy", pol.to_str().unwrap()]);
+    // Only the first two start with a value: the third has the long value's first 251
+    // bytes, the fourth its first 248 then differs.
+    let mut near = long.clone().into_bytes();
+    near[248] = b'b';
+    let near = String::from_utf8(near).unwrap();
+    let names = [
+        format!("{long}x"),
+        format!("{d}/short-1"),
+        format!("{}x", &long[..251]),
+        format!("{near}x"),
+    ];
+    for n in &names {
+        open(Path::new(n));
+    }
+    let events = agent.sync();
+    let got: Vec<&str> = hits(&events, "long").iter().map(|e| filename(e)).collect();
+    assert_eq!(got, [names[0].as_str(), names[1].as_str()]);
+    let (_, _, stderr) = agent.stop();
+    let (seen, matched, posted) = counters(&stderr, "long");
+    assert_eq!((matched, posted), (2, 2), "seen {seen}");
+}

@@ -19,9 +19,14 @@ pub const MAX_INT_VALUES: usize = 4;
 pub const MAX_PIDS: usize = 8;
 /// Bytes of a string argument captured, and of a string value.
 pub const STRING_MAX: usize = 256;
-/// Bytes of a `Prefix`/`Postfix` value: an LPM trie key holds at most 256 bytes, 4 of
-/// them the filter id; 248 keeps the copy in whole 8-byte words.
+/// Bytes of a `Prefix`/`Postfix` value in the LPM tries: a key holds at most 256 bytes, 4
+/// of them the filter id; 248 keeps the copy in whole 8-byte words. Longer `Prefix`
+/// values (up to `STRING_MAX - 1`) go to `STR_EQUAL` under [`LONG_PREFIX`].
 pub const PREFIX_MAX: usize = 248;
+/// Filter id bit of a `Prefix` value longer than [`PREFIX_MAX`], kept whole in
+/// `STR_EQUAL` with its length: a string longer than `PREFIX_MAX` that no LPM entry
+/// matches is looked up there truncated to each length from its own down to 249.
+pub const LONG_PREFIX: u32 = 1 << 31;
 
 /// `ArgConfig::kind`: how to read an argument from the tracepoint record.
 pub const ARG_NONE: u8 = 0;

@@ -106,6 +106,9 @@ pub struct NaturalScratch {
 pub static BIN_NATURAL: PerCpuArray<NaturalScratch> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static BIN_KEY: PerCpuArray<StrKey> = PerCpuArray::with_max_entries(1, 0);
+/// Scratch of the policy program: the key of a long `Prefix` lookup.
+#[map]
+pub static LONG_KEY: PerCpuArray<StrKey> = PerCpuArray::with_max_entries(1, 0);
 /// Scratch of the policy program: the process's binary as an argument value.
 #[map]
 pub static BIN_VALUE: PerCpuArray<ArgValue> = PerCpuArray::with_max_entries(1, 0);

@@ -36,7 +36,7 @@ use tracer_common::{
         ARG_NEEDS_PREFIX, ARG_UINT, ARG_USER_STRING, ArgConfig, ArgFilter, ArgValue, BIN_IN,
         BIN_NOT_IN, BIN_NOT_POSTFIX, BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinaryFilter,
         EVENT_MONITOR, EVENT_SIGNAL_FAILED, HOOK_ACTIVE, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX,
-        HOOK_BINARY_PREFIX, HOOK_MONITOR, HookConfig, MAX_ARG_FILTERS, MAX_HOOK_ARGS,
+        HOOK_BINARY_PREFIX, HOOK_MONITOR, HookConfig, LONG_PREFIX, MAX_ARG_FILTERS, MAX_HOOK_ARGS,
         MAX_INT_VALUES, MAX_PIDS, MAX_SELECTORS, OP_EQUAL, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL,
         OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, PIDS_IN, PIDS_NOT_IN,
         POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED, POLICY_SEEN, PREFIX_MAX,
@@ -48,7 +48,8 @@ use crate::{
     emit, kread,
     maps::{
         ARG_EQUAL_KEYS, ARG_POSTFIX_KEYS, ARG_PREFIX_KEYS, BIN_VALUE, BINARY_SLOT, EVENTS,
-        EXEC_PATHS, HOOKS, POLICY_COUNTERS, RATE, STR_EQUAL, STR_POSTFIX, STR_PREFIX, TP_SCRATCH,
+        EXEC_PATHS, HOOKS, LONG_KEY, POLICY_COUNTERS, RATE, STR_EQUAL, STR_POSTFIX, STR_PREFIX,
+        TP_SCRATCH,
     },
 };
 
@@ -324,7 +325,8 @@ fn capture(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
 #[inline(always)]
 pub(crate) fn build_keys(v: &ArgValue, flags: u8, i: u32) {
     let len = v.len & (STRING_MAX as u32 - 1);
-    if flags & ARG_NEEDS_EQUAL != 0
+    // The `Equal` key is also where a `Prefix` longer than an LPM key is checked from.
+    if flags & (ARG_NEEDS_EQUAL | ARG_NEEDS_PREFIX) != 0
         && let Some(key) = ARG_EQUAL_KEYS.get_ptr_mut(i)
     {
         // SAFETY: this CPU's slot of a per-CPU array.
@@ -384,6 +386,45 @@ fn binary_keys(hook_flags: u32, tgid: u32) -> bool {
     }
     build_keys(v, flags, BINARY_SLOT);
     true
+}
+
+/// Whether the string of argument `arg` (longer than `PREFIX_MAX`) starts with one of
+/// filter `id`'s `Prefix` values that are too long for the LPM trie: those sit in
+/// `STR_EQUAL` under `id | LONG_PREFIX` with their own length, so the string is looked
+/// up truncated to each length from its own down to `PREFIX_MAX + 1` (at most 7 lookups,
+/// and only for strings that long).
+#[inline(never)]
+fn long_prefix(id: u32, arg: u32) -> bool {
+    let (Some(full), Some(key)) = (ARG_EQUAL_KEYS.get_ptr_mut(arg), LONG_KEY.get_ptr_mut(0)) else {
+        return false;
+    };
+    // SAFETY: this CPU's key slot for `arg` (built with the prefix keys) and this CPU's
+    // scratch key.
+    let (full, key) = unsafe { (&*full, &mut *key) };
+    let len = full.len;
+    if len as usize <= PREFIX_MAX {
+        return false;
+    }
+    key.id = id | LONG_PREFIX;
+    // Zero-padded past `len`, as the hash map's keys are.
+    copy_words(&full.data, &mut key.data);
+    for back in 0..STRING_MAX - 1 - PREFIX_MAX {
+        let l = (STRING_MAX - 1 - back) as u32;
+        if l <= len {
+            key.len = l;
+            // SAFETY: a lookup with a fully initialised key.
+            #[allow(
+                clippy::needless_borrows_for_generic_args,
+                reason = "by value, the 264-byte key would be copied to the stack"
+            )]
+            if unsafe { STR_EQUAL.get(&*key) }.is_some() {
+                return true;
+            }
+        }
+        // The next length down: drop this last byte.
+        key.data[(l as usize - 1) & (STRING_MAX - 1)] = 0;
+    }
+    false
 }
 
 /// Zeroes `buf` eight bytes at a time.
@@ -607,15 +648,18 @@ pub(crate) fn str_lookup(kind: u8, id: u32, arg: u32) -> bool {
             }
             None => false,
         },
-        OP_PREFIX => match ARG_PREFIX_KEYS.get_ptr_mut(arg) {
-            Some(key) => {
-                // SAFETY: as above.
-                let key = unsafe { &mut *key };
-                key.data.id = id.to_be_bytes();
-                STR_PREFIX.get(&*key).is_some()
-            }
-            None => false,
-        },
+        OP_PREFIX => {
+            let hit = match ARG_PREFIX_KEYS.get_ptr_mut(arg) {
+                Some(key) => {
+                    // SAFETY: as above.
+                    let key = unsafe { &mut *key };
+                    key.data.id = id.to_be_bytes();
+                    STR_PREFIX.get(&*key).is_some()
+                }
+                None => false,
+            };
+            hit || long_prefix(id, arg)
+        }
         _ => match ARG_POSTFIX_KEYS.get_ptr_mut(arg) {
             Some(key) => {
                 // SAFETY: as above.

@@ -17,10 +17,11 @@ use tracer_common::policy::{
     ARG_DATA_LOC, ARG_INT, ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX,
     ARG_UINT, ARG_USER_STRING, ArgConfig, ArgFilter, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX,
     BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinaryFilter, HOOK_ACTIVE, HOOK_BINARY_EQUAL,
-    HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_MONITOR, HookConfig, MAX_ARG_FILTERS,
-    MAX_HOOK_ARGS, MAX_INT_VALUES, MAX_PIDS, MAX_SELECTORS, OP_EQUAL, OP_GT, OP_LT, OP_MASK,
-    OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, PIDS_IN, PIDS_NOT_IN,
-    PidFilter, STRING_MAX, SYSCALL_ENTER, SYSCALL_EXIT, SYSCALL_IDS, SelectorConfig,
+    HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_MONITOR, HookConfig, LONG_PREFIX,
+    MAX_ARG_FILTERS, MAX_HOOK_ARGS, MAX_INT_VALUES, MAX_PIDS, MAX_SELECTORS, OP_EQUAL, OP_GT,
+    OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, PIDS_IN,
+    PIDS_NOT_IN, PREFIX_MAX, PidFilter, STRING_MAX, SYSCALL_ENTER, SYSCALL_EXIT, SYSCALL_IDS,
+    SelectorConfig,
 };
 
 use super::{
@@ -252,6 +253,14 @@ pub fn compile(
             )
             .map_err(err)?,
         );
+    }
+    // `Prefix` values longer than an LPM key holds go to the hash map, each under its
+    // own length (`hooks/policy.rs`, `long_prefix`).
+    for entry in &mut strings {
+        if entry.map == StrMap::Prefix && entry.value.len() > PREFIX_MAX {
+            entry.map = StrMap::Equal;
+            entry.filter_id |= LONG_PREFIX;
+        }
     }
     Ok(Compiled {
         name,

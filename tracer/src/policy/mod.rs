@@ -24,11 +24,11 @@ pub mod limits {
     pub const MAX_ARGS: usize = 6;
     /// Values of one `matchArgs`, `matchPIDs` or `matchBinaries` filter.
     pub const MAX_VALUES: usize = 16;
-    /// Bytes of a string value (`Equal`, `Prefix`, `Postfix`; Tetragon: 256, 127 for
-    /// `Postfix`).
-    pub const MAX_STRING: usize = 256;
-    /// Bytes of a `Prefix`/`Postfix` value (Tetragon: 256 and 127).
-    pub const MAX_AFFIX: usize = tracer_common::policy::PREFIX_MAX;
+    /// Bytes of a string value (`Equal`, `Prefix`, and paths): the longest string the
+    /// kernel side captures (256 bytes with its NUL). Tetragon: 256, `Equal` 4096.
+    pub const MAX_STRING: usize = tracer_common::policy::STRING_MAX - 1;
+    /// Bytes of a `Postfix` value (Tetragon: 127).
+    pub const MAX_POSTFIX: usize = tracer_common::policy::PREFIX_MAX;
     /// `matchBinaries` per selector (as Tetragon).
     pub const MAX_MATCH_BINARIES: usize = 1;
     /// Tags per hook and characters of a message (as Tetragon).

@@ -487,6 +487,31 @@ mod tests {
     }
 
     #[test]
+    fn string_lengths_are_checked_at_validation() {
+        let spec = |op: &str, len: usize| {
+            doc(&format!(
+                "  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_openat\n    args:\n    - index: 6\n      type: string\n    selectors:\n    - matchArgs:\n      - index: 6\n        operator: {op}\n        values: [\"/{}\"]\n",
+                "a".repeat(len - 1)
+            ))
+        };
+        // A Prefix as long as the longest string captured is fine; a Postfix to 248.
+        assert!(text_documents("t.yaml", &spec("Prefix", 255)).is_ok());
+        assert!(text_documents("t.yaml", &spec("Postfix", 248)).is_ok());
+        assert_eq!(
+            errors(&spec("Prefix", 256)),
+            [
+                "t.yaml:16:18: spec.tracepoints[0].selectors[0].matchArgs[0].values[0]: the value is 256 bytes, more than 255 (the longest string the tracer captures)"
+            ]
+        );
+        assert_eq!(
+            errors(&spec("Postfix", 249)),
+            [
+                "t.yaml:16:18: spec.tracepoints[0].selectors[0].matchArgs[0].values[0]: a Postfix value is at most 248 bytes, and this one is 249\n  fix: keep its last 248 bytes"
+            ]
+        );
+    }
+
+    #[test]
     fn not_a_mapping_and_not_yaml() {
         assert_eq!(
             errors("- a\n- b\n"),

@@ -23,9 +23,9 @@ use aya::{
     },
 };
 use tracer_common::policy::{
-    BinFollow, FOLLOW_BINARIES, HookConfig, MAX_BIN_FOLLOW, MAX_POLICIES, POLICY_COUNTERS_PER,
-    POLICY_LOST, POLICY_MATCHED, POLICY_POSTED, POLICY_RATE_LIMITED, POLICY_SEEN, PREFIX_MAX,
-    STRING_MAX, SYSCALL_IDS, StrKey, StrPrefix, TP_SLOTS, TRACK_BINARIES,
+    BinFollow, FOLLOW_BINARIES, HookConfig, LONG_PREFIX, MAX_BIN_FOLLOW, MAX_POLICIES,
+    POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED, POLICY_RATE_LIMITED,
+    POLICY_SEEN, PREFIX_MAX, STRING_MAX, SYSCALL_IDS, StrKey, StrPrefix, TP_SLOTS, TRACK_BINARIES,
 };
 
 use super::{
@@ -575,10 +575,13 @@ impl PolicyStore {
                     let values: Vec<&StrEntry> = compiled
                         .strings
                         .iter()
-                        .filter(|s| s.filter_id == b.id)
+                        .filter(|s| s.filter_id & !LONG_PREFIX == b.id)
                         .collect();
                     let matches = |path: &str| {
                         values.iter().any(|v| match v.map {
+                            StrMap::Equal if v.filter_id & LONG_PREFIX != 0 => {
+                                path.as_bytes().starts_with(&v.value)
+                            }
                             StrMap::Equal => path.as_bytes() == v.value.as_slice(),
                             StrMap::Prefix => path.as_bytes().starts_with(&v.value),
                             StrMap::Postfix => {

@@ -579,8 +579,21 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, tp: &Tracepoint, s
                 c.at(
                     v.span(),
                     vp,
-                    format!("the value is {} bytes, more than {MAX_STRING}", v.len()),
+                    format!(
+                        "the value is {} bytes, more than {MAX_STRING} (the longest string the tracer captures)",
+                        v.len()
+                    ),
                     None,
+                );
+            } else if m.operator.as_str().ends_with("Postfix") && v.len() > MAX_POSTFIX {
+                c.at(
+                    v.span(),
+                    vp,
+                    format!(
+                        "a Postfix value is at most {MAX_POSTFIX} bytes, and this one is {}",
+                        v.len()
+                    ),
+                    Some(format!("keep its last {MAX_POSTFIX} bytes")),
                 );
             }
         }
@@ -630,8 +643,21 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, tp: &Tracepoint, s
                 c.at(
                     v.span(),
                     format!("{p}.values[{j}]"),
-                    format!("the path is {} bytes, more than {MAX_STRING}", v.len()),
+                    format!(
+                        "the path is {} bytes, more than {MAX_STRING} (the longest path the tracer keeps)",
+                        v.len()
+                    ),
                     None,
+                );
+            } else if m.operator.as_str().ends_with("Postfix") && v.len() > MAX_POSTFIX {
+                c.at(
+                    v.span(),
+                    format!("{p}.values[{j}]"),
+                    format!(
+                        "a Postfix value is at most {MAX_POSTFIX} bytes, and this one is {}",
+                        v.len()
+                    ),
+                    Some(format!("keep its last {MAX_POSTFIX} bytes")),
                 );
             }
         }
