@@ -983,3 +983,82 @@ fn prefix_longer_than_an_lpm_key() {
     let (seen, matched, posted) = counters(&stderr, "long");
     assert_eq!((matched, posted), (2, 2), "seen {seen}");
 }
+
+/// `isNamespacePID`: pids as the process's own pid namespace numbers them. In a new pid
+/// namespace the shell is pid 1 and its child pid 2; on the host neither is.
+#[test]
+fn namespace_pids() {
+    if !privileged("namespace_pids") {
+        return;
+    }
+    let work = tempdir();
+    let d = work.path().to_str().unwrap().to_owned();
+    let selectors = format!(
+        r#"    - matchPIDs:
+      - operator: In
+        isNamespacePID: true
+        values: [1]
+      matchArgs:
+      - index: 6
+        operator: Prefix
+        values: ["{d}/"]
+"#
+    );
+    let pol = write(
+        work.path(),
+        "p.yaml",
+        &openat_policy("ns-pids", &selectors, ""),
+    );
+    let agent = Agent::start(&["--tracing-policy", pol.to_str().unwrap()]);
+    // `cat` (pid 2 inside) first, then the shell (pid 1 inside) opens by redirection.
+    let (_, out) = run(Command::new("unshare")
+        .args(["--pid", "--fork", "/bin/sh", "-c"])
+        .arg(format!(
+            "cat '{d}/by-pid-2' 2>/dev/null; echo > '{d}/by-pid-1'"
+        )));
+    assert!(out.status.success(), "{out:?}");
+    open(&work.path().join("by-the-host-test"));
+    let events = agent.sync();
+    let got: Vec<&str> = hits(&events, "ns-pids")
+        .iter()
+        .map(|e| filename(e))
+        .collect();
+    assert_eq!(got, [format!("{d}/by-pid-1")]);
+    let e = hits(&events, "ns-pids")[0];
+    assert_ne!(e["process"]["pid"], 1, "the event names the host pid");
+    assert_eq!(e["process"]["binary"], integration::real("/bin/sh"));
+}
+
+/// `isNamespaceCapability`: the capability filter holds only for a process in a user
+/// namespace other than the host's. Root in a new user namespace has CAP_SYS_ADMIN
+/// there and matches; this test, root on the host with the same capability, does not.
+#[test]
+fn namespace_capabilities() {
+    if !privileged("namespace_capabilities") {
+        return;
+    }
+    let work = tempdir();
+    let d = work.path().to_str().unwrap().to_owned();
+    let selectors = format!(
+        r#"    - matchCapabilities:
+      - type: Effective
+        operator: In
+        isNamespaceCapability: true
+        values: [CAP_SYS_ADMIN]
+      matchArgs:
+      - index: 6
+        operator: Prefix
+        values: ["{d}/"]
+"#
+    );
+    let pol = write(work.path(), "p.yaml", &openat_policy("ns-caps", &selectors, ""));
+    let agent = Agent::start(&["--tracing-policy", pol.to_str().unwrap()]);
+    let (_, out) = run(Command::new("unshare")
+        .args(["--user", "--map-root-user", "/bin/sh", "-c"])
+        .arg(format!("echo > '{d}/in-a-user-namespace'")));
+    assert!(out.status.success(), "{out:?}");
+    open(&work.path().join("on-the-host"));
+    let events = agent.sync();
+    let got: Vec<&str> = hits(&events, "ns-caps").iter().map(|e| filename(e)).collect();
+    assert_eq!(got, [format!("{d}/in-a-user-namespace")]);
+}

@@ -115,6 +115,8 @@ pub struct KernelOffsets {
     pub pid_numbers: u32,
     pub upid_size: u32,
     pub upid_ns: u32,
+    /// `upid.nr`
+    pub upid_nr: u32,
     /// `cred.cap_effective`, `.cap_permitted`, `.cap_inheritable`
     pub cred_cap_effective: u32,
     pub cred_cap_permitted: u32,
@@ -137,4 +139,4 @@ pub struct KernelOffsets {
 // SAFETY: `#[repr(C)]`, all fields `u32`, no padding: any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 65 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 66 * 4);

@@ -135,7 +135,10 @@ pub struct CapFilter {
     pub set: u8,
     /// `PIDS_IN` or `PIDS_NOT_IN`.
     pub op: u8,
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 2],
+    /// `isNamespaceCapability`: the host's user namespace inode; the filter then holds
+    /// only for a process in another user namespace (as Tetragon's). 0: any.
+    pub host_userns: u32,
     pub mask: u64,
 }
 
@@ -195,7 +198,9 @@ pub struct PidFilter {
     /// `followForks`: 1 + the `FOLLOW` bit of this filter's processes and their
     /// descendants; 0: only the listed pids.
     pub follow: u8,
-    pub _pad: u8,
+    /// `isNamespacePID`: 1 when `values` are pids as the process's own pid namespace
+    /// numbers them.
+    pub namespace: u8,
     pub values: [u32; MAX_PIDS],
 }
 

@@ -60,6 +60,7 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     pid_numbers: 0,
     upid_size: 0,
     upid_ns: 0,
+    upid_nr: 0,
     cred_cap_effective: 0,
     cred_cap_permitted: 0,
     cred_cap_inheritable: 0,

@@ -246,6 +246,17 @@ pub fn ns_inum(task: u64, ns: u8) -> Option<u32> {
     }
 }
 
+/// The process id of `task` as its own pid namespace numbers it (`task_tgid_vnr`): the
+/// innermost `upid` of its thread-group leader.
+#[inline(always)]
+pub fn ns_tgid(task: u64) -> Option<u32> {
+    let leader = u64_at(task + off!(task_group_leader))?;
+    let pid = u64_at(leader + off!(task_thread_pid))?;
+    let level = u64::from(u32_at(pid + off!(pid_level))? & 0x1f);
+    let upid = pid + off!(pid_numbers) + level * off!(upid_size);
+    u32_at(upid + off!(upid_nr))
+}
+
 /// Capability set `set` (`tracer_common::policy::CAPS_*`) of `task`, one bit per
 /// capability. `kernel_cap_t` is a `u64` since Linux 6.3 and two `u32`s before: read as
 /// 8 bytes, both are the same bits.

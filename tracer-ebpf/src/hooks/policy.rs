@@ -14,8 +14,8 @@ use core::ffi::c_void;
 use crate::maps::FOLLOW;
 
 use tracer_common::policy::{
-    MAX_CAP_FILTERS, MAX_NS_FILTERS, MAX_NS_VALUES, POLICY_RATE_LIMITED, RATE_GLOBAL, RATE_PROCESS,
-    RateKey,
+    MAX_CAP_FILTERS, MAX_NS_FILTERS, MAX_NS_VALUES, NS_USER, POLICY_RATE_LIMITED, RATE_GLOBAL,
+    RATE_PROCESS, RateKey,
 };
 
 use aya_ebpf::{
@@ -510,6 +510,13 @@ fn pids_match(p: &PidFilter, pid: u32, follow: u64) -> bool {
     if p.op != PIDS_IN && p.op != PIDS_NOT_IN {
         return true;
     }
+    // `isNamespacePID`: the values are pids in the process's own pid namespace.
+    let pid = if p.namespace != 0 {
+        // SAFETY: helper without arguments.
+        kread::ns_tgid(unsafe { bpf_get_current_task() }).unwrap_or(0)
+    } else {
+        pid
+    };
     // `followForks`: the listed processes' descendants count as listed.
     let mut found = p.follow != 0 && follow & (1u64 << ((p.follow - 1) & 63)) != 0;
     for i in 0..MAX_PIDS {
@@ -555,6 +562,9 @@ fn caps_match(sel: &SelectorConfig) -> bool {
         let cf = &sel.caps[f];
         if cf.set == 0 {
             break;
+        }
+        if cf.host_userns != 0 && kread::ns_inum(task, NS_USER) == Some(cf.host_userns) {
+            return false;
         }
         let any = kread::caps(task, cf.set).is_some_and(|c| c & cf.mask != 0);
         if any != (cf.op == PIDS_IN) {

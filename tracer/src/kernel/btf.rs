@@ -135,6 +135,7 @@ impl KernelBtf {
             pid_numbers: o("pid.numbers")?,
             upid_size: self.size_of("upid")?,
             upid_ns: o("upid.ns")?,
+            upid_nr: o("upid.nr")?,
             cred_cap_effective: o("cred.cap_effective")?,
             cred_cap_permitted: o("cred.cap_permitted")?,
             cred_cap_inheritable: o("cred.cap_inheritable")?,

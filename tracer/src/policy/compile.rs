@@ -145,8 +145,13 @@ pub struct StrEntry {
 /// What a `followForks` or `followChildren` filter needs from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Follow {
-    /// These processes, and their descendants, get `bit`.
-    Pids { bit: u8, pids: Vec<u32> },
+    /// These processes (pids as their own pid namespaces number them when `namespace`),
+    /// and their descendants, get `bit`.
+    Pids {
+        bit: u8,
+        pids: Vec<u32>,
+        namespace: bool,
+    },
     /// Processes whose binary matches, and their descendants, get `filter.bit`.
     Binary(BinFollow),
 }
@@ -387,12 +392,15 @@ fn hook(
             for (k, v) in m.values.iter().enumerate() {
                 pf.values[k] = **v;
             }
+            let namespace = m.is_namespace_pid.as_ref().is_some_and(|n| **n);
+            pf.namespace = u8::from(namespace);
             if m.follow_forks.as_ref().is_some_and(|f| **f) {
                 let bit = ids.follow_bit()?;
                 pf.follow = bit + 1;
                 follow.push(Follow::Pids {
                     bit,
                     pids: m.values.iter().map(|v| **v).collect(),
+                    namespace,
                 });
             }
             sc.pids = pf;
@@ -486,11 +494,11 @@ fn hook(
             ));
         }
         for (k, m) in sel.match_capabilities.iter().enumerate() {
-            if m.is_namespace_capability.as_ref().is_some_and(|b| **b) {
-                return Err(format!(
-                    "selectors[{s}].matchCapabilities[{k}]: isNamespaceCapability is not supported yet"
-                ));
-            }
+            let host_userns = if m.is_namespace_capability.as_ref().is_some_and(|b| **b) {
+                host_ns("user")?
+            } else {
+                0
+            };
             let set = match m.ty.as_ref().map_or("Effective", |t| t.as_str()) {
                 "Effective" => CAPS_EFFECTIVE,
                 "Permitted" => CAPS_PERMITTED,
@@ -512,6 +520,7 @@ fn hook(
                     PIDS_NOT_IN
                 },
                 mask,
+                host_userns,
                 ..Default::default()
             };
         }

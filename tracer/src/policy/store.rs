@@ -563,7 +563,29 @@ impl PolicyStore {
         }
         for f in &compiled.follow {
             let (bit, roots): (u8, Vec<u32>) = match f {
-                compile::Follow::Pids { bit, pids } => (*bit, pids.clone()),
+                compile::Follow::Pids {
+                    bit,
+                    pids,
+                    namespace: false,
+                } => (*bit, pids.clone()),
+                // Pids as each process's own namespace numbers it (`NSpid`).
+                compile::Follow::Pids {
+                    bit,
+                    pids,
+                    namespace: true,
+                } => (
+                    *bit,
+                    procs
+                        .iter()
+                        .filter(|p| {
+                            std::fs::read_to_string(format!("/proc/{}/status", p.pid))
+                                .ok()
+                                .and_then(|s| crate::process::procfs::parse_ns_pid(&s))
+                                .is_some_and(|n| pids.contains(&n))
+                        })
+                        .map(|p| p.pid)
+                        .collect(),
+                ),
                 compile::Follow::Binary(b) => {
                     let slot = (0..MAX_BIN_FOLLOW)
                         .find(|i| self.bin_follow.get(i, 0).is_ok_and(|e| e.op == 0))

@@ -680,16 +680,6 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, tp: &Tracepoint, s
             "values",
             m.operator.span(),
         );
-        if let Some(ns) = &m.is_namespace_pid
-            && **ns
-        {
-            c.at(
-                ns.span(),
-                format!("{p}.isNamespacePID"),
-                "`isNamespacePID` is Tetragon's but not supported by the tracer yet",
-                Some("remove it; pids are matched as the host sees them".into()),
-            );
-        }
     }
     for (i, m) in s.match_namespaces.iter().enumerate() {
         let p = format!("{path}.matchNamespaces[{i}]");
@@ -748,16 +738,6 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, tp: &Tracepoint, s
                 "capability",
                 CAPABILITIES,
                 &[],
-            );
-        }
-        if let Some(ns) = &m.is_namespace_capability
-            && **ns
-        {
-            c.at(
-                ns.span(),
-                format!("{p}.isNamespaceCapability"),
-                "`isNamespaceCapability` is Tetragon's but not supported by the tracer yet",
-                Some("remove it".into()),
             );
         }
     }

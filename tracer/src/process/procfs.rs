@@ -115,6 +115,13 @@ pub fn parse_creds(status: &str) -> Option<Creds> {
     })
 }
 
+/// The process's id in its own pid namespace: the last number of the `NSpid:` line of
+/// `/proc/<pid>/status`.
+pub fn parse_ns_pid(status: &str) -> Option<u32> {
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
 /// The cgroup v2 id of a `/proc/<pid>/cgroup` text: the inode number of its directory
 /// under the cgroup2 mount, as `bpf_get_current_cgroup_id` returns it.
 fn cgroup_v2_id(cgroup: &str, cgroup_root: &Path) -> Option<u64> {
@@ -163,6 +170,16 @@ pub fn build(node: &str, mut entries: Vec<ProcEntry>) -> Vec<Arc<Process>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn namespace_pid_is_the_innermost() {
+        assert_eq!(
+            parse_ns_pid("Name:\tsh\nNSpid:\t4242\t7\t1\nNgid:\t0\n"),
+            Some(1)
+        );
+        assert_eq!(parse_ns_pid("NSpid:\t4242\n"), Some(4242));
+        assert_eq!(parse_ns_pid("Name:\tsh\n"), None);
+    }
 
     #[test]
     fn stat_with_odd_command_names() {
