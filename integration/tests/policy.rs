@@ -1051,7 +1051,11 @@ fn namespace_capabilities() {
         values: ["{d}/"]
 "#
     );
-    let pol = write(work.path(), "p.yaml", &openat_policy("ns-caps", &selectors, ""));
+    let pol = write(
+        work.path(),
+        "p.yaml",
+        &openat_policy("ns-caps", &selectors, ""),
+    );
     let agent = Agent::start(&["--tracing-policy", pol.to_str().unwrap()]);
     let (_, out) = run(Command::new("unshare")
         .args(["--user", "--map-root-user", "/bin/sh", "-c"])
@@ -1059,6 +1063,9 @@ fn namespace_capabilities() {
     assert!(out.status.success(), "{out:?}");
     open(&work.path().join("on-the-host"));
     let events = agent.sync();
-    let got: Vec<&str> = hits(&events, "ns-caps").iter().map(|e| filename(e)).collect();
+    let got: Vec<&str> = hits(&events, "ns-caps")
+        .iter()
+        .map(|e| filename(e))
+        .collect();
     assert_eq!(got, [format!("{d}/in-a-user-namespace")]);
 }
