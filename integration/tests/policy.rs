@@ -395,6 +395,9 @@ fn policy_library_loads_and_triggers() {
         "ptrace",
         "mounts",
         "fileless-exec",
+        "network-egress",
+        "shell-connects",
+        "unexpected-listeners",
     ];
     for name in expected {
         agent.wait_for_log(&format!("policy {name} loaded"));
@@ -452,8 +455,63 @@ fn policy_library_loads_and_triggers() {
             libc::AT_EMPTY_PATH,
         )
     });
+    // A listener of this test's own binary; a shell connecting to it; a connection to a
+    // documentation address (TEST-NET-1), outside every private range.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (shell, _) = run(Command::new("/bin/bash")
+        .arg("-c")
+        .arg(format!("exec 3<>/dev/tcp/127.0.0.1/{port}")));
+    let outside: std::net::SocketAddr = "192.0.2.1:9".parse().unwrap();
+    let egress =
+        std::net::TcpStream::connect_timeout(&outside, std::time::Duration::from_millis(200));
+    let routed = !matches!(
+        &egress,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NetworkUnreachable | std::io::ErrorKind::HostUnreachable)
+    );
     let events = agent.sync();
     let me = std::process::id();
+    let kprobes = |name: &str| -> Vec<&Value> {
+        of_kind(&events, "process_kprobe")
+            .into_iter()
+            .filter(|e| e["policy_name"] == name)
+            .collect()
+    };
+    let listens: Vec<&Value> = kprobes("unexpected-listeners")
+        .into_iter()
+        .filter(|e| e["process"]["pid"] == me)
+        .collect();
+    assert_eq!(listens.len(), 1, "{listens:#?}");
+    assert_eq!(listens[0]["function_name"], "inet_csk_listen_start");
+    assert_eq!(listens[0]["args"][0]["sock_arg"]["sport"], port);
+    assert_eq!(listens[0]["args"][0]["sock_arg"]["state"], "TCP_LISTEN");
+    let shells: Vec<&Value> = kprobes("shell-connects")
+        .into_iter()
+        .filter(|e| e["process"]["pid"] == shell)
+        .collect();
+    assert_eq!(shells.len(), 1, "{shells:#?}");
+    assert_eq!(
+        shells[0]["process"]["binary"],
+        integration::real("/bin/bash")
+    );
+    assert_eq!(shells[0]["args"][0]["sock_arg"]["dport"], port);
+    if routed {
+        let out: Vec<&Value> = kprobes("network-egress")
+            .into_iter()
+            .filter(|e| e["process"]["pid"] == me)
+            .collect();
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0]["args"][0]["sock_arg"]["daddr"], "192.0.2.1");
+        assert_eq!(out[0]["args"][0]["sock_arg"]["dport"], 9);
+    } else {
+        println!("SKIPPED trigger of network-egress: this machine has no route to 192.0.2.1");
+    }
+    // The loopback connections are not egress.
+    assert!(
+        kprobes("network-egress")
+            .iter()
+            .all(|e| e["args"][0]["sock_arg"]["daddr"] != "127.0.0.1")
+    );
     let mine = |name: &str| -> Vec<&Value> {
         hits(&events, name)
             .into_iter()

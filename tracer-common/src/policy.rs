@@ -45,6 +45,9 @@ pub const ARG_DATA_LOC: u8 = 6;
 /// `common_pid`: the current thread's id. The record's first 8 bytes (the common fields)
 /// hold a pointer by the time a BPF program runs, so it is not read from there.
 pub const ARG_CURRENT_PID: u8 = 7;
+/// A socket, read from a `sock:inet_sock_set_state` record at the offsets of
+/// `HookConfig::sock` into a [`SockValue`] (in `ArgValue::str`), its address as `int`.
+pub const ARG_SOCK: u8 = 8;
 
 /// `ArgFilter::op`.
 pub const OP_EQUAL: u8 = 1;
@@ -56,6 +59,19 @@ pub const OP_PREFIX: u8 = 6;
 pub const OP_NOT_PREFIX: u8 = 7;
 pub const OP_POSTFIX: u8 = 8;
 pub const OP_NOT_POSTFIX: u8 = 9;
+/// Socket operators (on an `ARG_SOCK` argument); `ArgFilter::negate` makes the `Not*`
+/// forms. Addresses are looked up in `STR_PREFIX` (IPv4 mapped into IPv6, prefix length
+/// 32 + the range's bits); the others compare the filter's integer values.
+pub const OP_SADDR: u8 = 10;
+pub const OP_DADDR: u8 = 11;
+pub const OP_SPORT: u8 = 12;
+pub const OP_DPORT: u8 = 13;
+/// Port below 1024.
+pub const OP_SPORT_PRIV: u8 = 14;
+pub const OP_DPORT_PRIV: u8 = 15;
+pub const OP_PROTOCOL: u8 = 16;
+pub const OP_FAMILY: u8 = 17;
+pub const OP_STATE: u8 = 18;
 
 /// `PidFilter::op`.
 pub const PIDS_NONE: u8 = 0;
@@ -79,6 +95,9 @@ pub const HOOK_BINARY_EQUAL: u32 = 1 << 2;
 pub const HOOK_BINARY_PREFIX: u32 = 1 << 3;
 /// A selector compares the end of the binary's path.
 pub const HOOK_BINARY_POSTFIX: u32 = 1 << 4;
+/// The hook runs only on the `sock:inet_sock_set_state` transitions `HookConfig::sock`
+/// names (a kprobe on `tcp_connect` or `tcp_close` run on that tracepoint).
+pub const HOOK_SOCK_TRIGGER: u32 = 1 << 5;
 
 /// `CONFIG[0]` bit: keep `EXEC_PATHS` (binary of every process) and `FOLLOW` up to date.
 pub const TRACK_BINARIES: u32 = 1;
@@ -184,7 +203,8 @@ pub struct ArgFilter {
     pub op: u8,
     /// Integer values used (integer operators).
     pub nvals: u8,
-    pub _pad: u8,
+    /// Socket operators: 1 for the `Not*` form.
+    pub negate: u8,
     /// Key of this filter's strings in the string maps (string operators).
     pub id: u32,
     pub values: [u64; MAX_INT_VALUES],
@@ -271,6 +291,47 @@ pub struct HookConfig {
     pub nsel: u32,
     pub args: [ArgConfig; MAX_HOOK_ARGS],
     pub selectors: [SelectorConfig; MAX_SELECTORS],
+    pub sock: SockLayout,
+}
+
+/// A hook on `sock:inet_sock_set_state`: where the record's fields sit (from its format
+/// file), and, with `HOOK_SOCK_TRIGGER`, the transitions it runs on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockLayout {
+    pub skaddr: u16,
+    pub oldstate: u16,
+    pub newstate: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub family: u16,
+    pub protocol: u16,
+    /// `saddr_v6`, `daddr_v6`: 16 bytes, IPv4 mapped for an IPv4 socket.
+    pub saddr_v6: u16,
+    pub daddr_v6: u16,
+    /// Bit `1 << state` of the states left, and of the states entered, that trigger.
+    pub old_states: u16,
+    pub new_states: u16,
+    /// Only this protocol (`IPPROTO_TCP`); 0: any.
+    pub protocol_is: u16,
+    /// 1: the event's state is the one left (`tcp_close`), 0: the one entered.
+    pub report_old: u16,
+    pub _pad: u16,
+}
+
+/// A socket argument's value, at the start of `ArgValue::str`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockValue {
+    pub family: u16,
+    pub protocol: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub state: u16,
+    pub _pad: [u16; 3],
+    /// IPv6, IPv4 mapped.
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
 }
 
 /// Key of `STR_EQUAL`: a filter's id and a string, zero-padded.
@@ -379,5 +440,7 @@ const _: () = assert!(
             + MAX_ARG_FILTERS * core::mem::size_of::<ArgFilter>()
 );
 const _: () = assert!(core::mem::size_of::<ArgValue>() == 16 + STRING_MAX);
+const _: () = assert!(core::mem::size_of::<SockLayout>() == 28);
+const _: () = assert!(core::mem::size_of::<SockValue>() == 48);
 const _: () = assert!(core::mem::size_of::<StrKey>() == 8 + STRING_MAX);
 const _: () = assert!(core::mem::size_of::<StrPrefix>() == 4 + PREFIX_MAX);

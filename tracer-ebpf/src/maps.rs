@@ -125,6 +125,10 @@ pub static ARG_PREFIX_KEYS: PerCpuArray<Key<StrPrefix>> =
 pub static ARG_POSTFIX_KEYS: PerCpuArray<Key<StrPrefix>> =
     PerCpuArray::with_max_entries(KEY_SLOTS, 0);
 
+/// A socket argument's address keys: `[0]` source, `[1]` destination.
+#[map]
+pub static SOCK_KEYS: PerCpuArray<Key<StrPrefix>> = PerCpuArray::with_max_entries(2, 0);
+
 /// Key slots: one per argument, and the binary's.
 pub const KEY_SLOTS: u32 = MAX_HOOK_ARGS as u32 + 1;
 /// The binary's key slot.

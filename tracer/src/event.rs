@@ -58,6 +58,22 @@ pub enum Body<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         policy_mode: Option<&'static str>,
     },
+    /// A kprobe policy's hit (run on a tracepoint where `hook` says so).
+    ProcessKprobe {
+        process: ProcessOut<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        parent: Option<ProcessOut<'a>>,
+        function_name: &'a str,
+        args: Vec<serde_json::Value>,
+        action: &'static str,
+        policy_name: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<&'a str>,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        tags: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        policy_mode: Option<&'static str>,
+    },
     /// Records the kernel could not hand over since the last report (the ring buffer was
     /// full): visibility was lost, and the stream says so.
     EventLoss {
@@ -222,6 +238,7 @@ pub fn tracepoint_args(
                     let n = (v.len as usize).min(v.str.len());
                     json!({ "string_arg": String::from_utf8_lossy(&v.str[..n]) })
                 }
+                ArgOut::Sock => json!({ "sock_arg": sock_arg(v) }),
             };
             if let (Some(label), Value::Object(m)) = (&meta.label, &mut arg) {
                 m.insert("label".into(), Value::String(label.clone()));
@@ -229,6 +246,48 @@ pub fn tracepoint_args(
             arg
         })
         .collect()
+}
+
+/// A socket argument as Tetragon's `sock_arg`: names for the family, type, protocol
+/// and state, addresses as text, the socket's kernel address as its `cookie`.
+fn sock_arg(v: &tracer_common::policy::ArgValue) -> serde_json::Value {
+    use crate::policy::sock;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    // SAFETY: the kernel wrote a SockValue at the start of `str` for a sock argument; it
+    // is plain integers and bytes, any bit pattern valid, read unaligned.
+    let s = unsafe {
+        v.str
+            .as_ptr()
+            .cast::<tracer_common::policy::SockValue>()
+            .read_unaligned()
+    };
+    let addr = |a: [u8; 16]| {
+        let v6 = Ipv6Addr::from(a);
+        if s.family == 2 {
+            Ipv4Addr::new(a[12], a[13], a[14], a[15]).to_string()
+        } else {
+            v6.to_string()
+        }
+    };
+    let ty = match s.protocol {
+        6 => Some("SOCK_STREAM"),
+        17 => Some("SOCK_DGRAM"),
+        _ => None,
+    };
+    let mut out = serde_json::json!({
+        "family": sock::family_name(s.family),
+        "protocol": sock::protocol_name(s.protocol),
+        "saddr": addr(s.saddr),
+        "daddr": addr(s.daddr),
+        "sport": s.sport,
+        "dport": s.dport,
+        "cookie": v.int.to_string(),
+        "state": sock::state_name(s.state),
+    });
+    if let (Some(ty), serde_json::Value::Object(m)) = (ty, &mut out) {
+        m.insert("type".into(), ty.into());
+    }
+    out
 }
 
 /// The event of a tracepoint hit.
@@ -241,6 +300,24 @@ pub fn tracepoint<'a>(
     clock: &Clock,
 ) -> Event<'a> {
     use tracer_common::policy::EVENT_MONITOR;
+    let policy_mode = (ev.flags & EVENT_MONITOR != 0).then_some("monitor");
+    if let Some(function_name) = &hook.kprobe {
+        return Event {
+            body: Body::ProcessKprobe {
+                process: ProcessOut::new(process, clock),
+                parent: process.parent.as_deref().map(|p| ProcessOut::new(p, clock)),
+                function_name,
+                args: tracepoint_args(ev, &hook.args),
+                action: action_name(ev.action),
+                policy_name: &policy.name,
+                message: hook.message.as_deref(),
+                tags: &hook.tags,
+                policy_mode,
+            },
+            node_name: node,
+            time: clock.rfc3339(ev.header.ktime_ns, false),
+        };
+    }
     Event {
         body: Body::ProcessTracepoint {
             process: ProcessOut::new(process, clock),
@@ -252,7 +329,7 @@ pub fn tracepoint<'a>(
             action: action_name(ev.action),
             message: hook.message.as_deref(),
             tags: &hook.tags,
-            policy_mode: (ev.flags & EVENT_MONITOR != 0).then_some("monitor"),
+            policy_mode,
         },
         node_name: node,
         time: clock.rfc3339(ev.header.ktime_ns, false),

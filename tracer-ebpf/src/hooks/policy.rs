@@ -14,6 +14,11 @@ use core::ffi::c_void;
 use crate::maps::FOLLOW;
 
 use tracer_common::policy::{
+    ARG_SOCK, HOOK_SOCK_TRIGGER, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_FAMILY, OP_PROTOCOL,
+    OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, SockLayout, SockValue,
+};
+
+use tracer_common::policy::{
     MAX_CAP_FILTERS, MAX_NS_FILTERS, MAX_NS_VALUES, NS_USER, POLICY_RATE_LIMITED, RATE_GLOBAL,
     RATE_PROCESS, RateKey,
 };
@@ -48,8 +53,8 @@ use crate::{
     emit, kread,
     maps::{
         ARG_EQUAL_KEYS, ARG_POSTFIX_KEYS, ARG_PREFIX_KEYS, BIN_VALUE, BINARY_SLOT, EVENTS,
-        EXEC_PATHS, HOOKS, LONG_KEY, POLICY_COUNTERS, RATE, STR_EQUAL, STR_POSTFIX, STR_PREFIX,
-        TP_SCRATCH,
+        EXEC_PATHS, HOOKS, LONG_KEY, POLICY_COUNTERS, RATE, SOCK_KEYS, STR_EQUAL, STR_POSTFIX,
+        STR_PREFIX, TP_SCRATCH,
     },
 };
 
@@ -111,6 +116,10 @@ pub(crate) fn run(base: u64, slot: u32) -> u32 {
         // A cleared slot (being detached).
         return 0;
     }
+    if cfg.flags & HOOK_SOCK_TRIGGER != 0 && !sock_triggers(base, &cfg.sock) {
+        // Not the transition this hook stands for: not a hit at all.
+        return 0;
+    }
     policy_count(cfg.policy_id, POLICY_SEEN);
     let Some(ev) = TP_SCRATCH.get_ptr_mut(0) else {
         return 0;
@@ -121,7 +130,11 @@ pub(crate) fn run(base: u64, slot: u32) -> u32 {
         if i as u32 >= cfg.nargs {
             break;
         }
-        capture(base, &cfg.args[i], &mut ev.args[i], i as u32);
+        if cfg.args[i].kind == ARG_SOCK {
+            capture_sock(base, &cfg.sock, &mut ev.args[i]);
+        } else {
+            capture(base, &cfg.args[i], &mut ev.args[i], i as u32);
+        }
     }
 
     // SAFETY: helper without arguments.
@@ -178,6 +191,71 @@ pub(crate) fn run(base: u64, slot: u32) -> u32 {
         emit::count(EventKind::Tracepoint, Counter::RingBufFull);
     }
     0
+}
+
+/// Whether a `sock:inet_sock_set_state` record is one of the transitions of `l`.
+#[inline(always)]
+fn sock_triggers(base: u64, l: &SockLayout) -> bool {
+    let old = read_int::<4>(base + u64::from(l.oldstate)) as u32;
+    let new = read_int::<4>(base + u64::from(l.newstate)) as u32;
+    let proto = read_int::<2>(base + u64::from(l.protocol)) as u16;
+    (l.protocol_is == 0 || proto == l.protocol_is)
+        && old < 16
+        && new < 16
+        && l.old_states & (1 << old) != 0
+        && l.new_states & (1 << new) != 0
+}
+
+/// `N` bytes (at most 8) of kernel memory at `at`, zero-extended; 0 if unreadable.
+#[inline(always)]
+fn read_int<const N: u32>(at: u64) -> u64 {
+    let mut raw: u64 = 0;
+    // SAFETY: copies N <= 8 bytes into `raw`; the helper fails rather than faults.
+    unsafe { bpf_probe_read_kernel((&raw mut raw).cast::<c_void>(), N, at as *const c_void) };
+    raw
+}
+
+/// Reads the socket of a `sock:inet_sock_set_state` record into `v` (a [`SockValue`] at
+/// the start of its string buffer, the socket's address as its integer) and builds the
+/// address keys of the socket operators.
+#[inline(never)]
+fn capture_sock(base: u64, l: &SockLayout, v: &mut ArgValue) {
+    v.kind = u32::from(ARG_SOCK);
+    v.len = core::mem::size_of::<SockValue>() as u32;
+    v.int = read_int::<8>(base + u64::from(l.skaddr));
+    let old = read_int::<4>(base + u64::from(l.oldstate)) as u16;
+    let new = read_int::<4>(base + u64::from(l.newstate)) as u16;
+    let mut s = SockValue {
+        family: read_int::<2>(base + u64::from(l.family)) as u16,
+        protocol: read_int::<2>(base + u64::from(l.protocol)) as u16,
+        sport: read_int::<2>(base + u64::from(l.sport)) as u16,
+        dport: read_int::<2>(base + u64::from(l.dport)) as u16,
+        state: if l.report_old != 0 { old } else { new },
+        ..Default::default()
+    };
+    // SAFETY: 16 bytes each into the arrays; the helper fails rather than faults.
+    unsafe {
+        bpf_probe_read_kernel(
+            s.saddr.as_mut_ptr().cast::<c_void>(),
+            16,
+            (base + u64::from(l.saddr_v6)) as *const c_void,
+        );
+        bpf_probe_read_kernel(
+            s.daddr.as_mut_ptr().cast::<c_void>(),
+            16,
+            (base + u64::from(l.daddr_v6)) as *const c_void,
+        );
+    }
+    // SAFETY: `str` has STRING_MAX >= size_of::<SockValue>() bytes; unaligned write.
+    unsafe { v.str.as_mut_ptr().cast::<SockValue>().write_unaligned(s) };
+    for (slot, addr) in [(0, &s.saddr), (1, &s.daddr)] {
+        if let Some(key) = SOCK_KEYS.get_ptr_mut(slot) {
+            // SAFETY: this CPU's key slot.
+            let key = unsafe { &mut *key };
+            key.prefix_len = 32 + 128;
+            key.data.data[..16].copy_from_slice(addr);
+        }
+    }
 }
 
 /// Whether a post of this selector, for these arguments, falls within its `rateLimit`
@@ -622,8 +700,45 @@ fn filter_matches(f: &ArgFilter, v: &ArgValue, arg: u32) -> bool {
         }),
         OP_MASK => any_int(f, |x| v.int & x != 0),
         OP_PREFIX | OP_NOT_PREFIX => str_lookup(OP_PREFIX, f.id, arg) == (f.op == OP_PREFIX),
+        OP_SADDR..=OP_STATE => sock_matches(f, v) != (f.negate != 0),
         OP_POSTFIX | OP_NOT_POSTFIX => str_lookup(OP_POSTFIX, f.id, arg) == (f.op == OP_POSTFIX),
         _ => false,
+    }
+}
+
+/// A socket operator, before `Not`.
+#[inline(always)]
+fn sock_matches(f: &ArgFilter, v: &ArgValue) -> bool {
+    if v.kind != u32::from(ARG_SOCK) {
+        return false;
+    }
+    // SAFETY: `capture_sock` wrote a SockValue at the start of `str`.
+    let s = unsafe { v.str.as_ptr().cast::<SockValue>().read_unaligned() };
+    match f.op {
+        OP_SADDR | OP_DADDR => {
+            let slot = u32::from(f.op == OP_DADDR);
+            match SOCK_KEYS.get_ptr_mut(slot) {
+                Some(key) => {
+                    // SAFETY: this CPU's key slot, built by `capture_sock`.
+                    let key = unsafe { &mut *key };
+                    key.data.id = f.id.to_be_bytes();
+                    STR_PREFIX.get(&*key).is_some()
+                }
+                None => false,
+            }
+        }
+        OP_SPORT_PRIV => s.sport < 1024,
+        OP_DPORT_PRIV => s.dport < 1024,
+        _ => {
+            let x = u64::from(match f.op {
+                OP_SPORT => s.sport,
+                OP_DPORT => s.dport,
+                OP_PROTOCOL => s.protocol,
+                OP_FAMILY => s.family,
+                _ => s.state,
+            });
+            any_int(f, |val| val == x)
+        }
     }
 }
 

@@ -23,6 +23,10 @@ use tracer_common::policy::{
     PIDS_NOT_IN, PREFIX_MAX, PidFilter, STRING_MAX, SYSCALL_ENTER, SYSCALL_EXIT, SYSCALL_IDS,
     SelectorConfig,
 };
+use tracer_common::policy::{
+    ARG_SOCK, HOOK_SOCK_TRIGGER, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_FAMILY, OP_PROTOCOL,
+    OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, SockLayout,
+};
 
 use super::{
     model::{Tracepoint, TracingPolicy},
@@ -43,6 +47,8 @@ pub enum ArgOut {
     Size,
     /// `string_arg`.
     String,
+    /// `sock_arg`.
+    Sock,
 }
 
 /// One argument of a hook, for the events.
@@ -61,6 +67,9 @@ pub struct Hook {
     pub config: HookConfig,
     /// Set for a syscall hook that can run on the raw syscall tracepoints.
     pub route: Option<SyscallRoute>,
+    /// Set for a kprobe (its function) run on this tracepoint: its events are
+    /// `process_kprobe`.
+    pub kprobe: Option<String>,
     pub args: Vec<ArgMeta>,
     pub message: Option<String>,
     pub tags: Vec<String>,
@@ -126,12 +135,163 @@ fn syscall_route(subsystem: &str, event: &str, config: &HookConfig) -> Option<Sy
     readable.then_some(SyscallRoute { dir, nr })
 }
 
+/// Kernel functions whose calls show as `sock:inet_sock_set_state` transitions, so that
+/// a kprobe on them runs on that tracepoint: on every kernel, with or without kprobes.
+/// (old states, new states, state reported: the one left or the one entered).
+fn kprobe_on_tracepoint(call: &str, syscall: bool) -> Result<SockLayout, String> {
+    const fn bits(states: &[u16]) -> u16 {
+        let mut b = 0;
+        let mut i = 0;
+        while i < states.len() {
+            b |= 1 << states[i];
+            i += 1;
+        }
+        b
+    }
+    // include/net/tcp_states.h
+    const ESTABLISHED: u16 = 1;
+    const SYN_SENT: u16 = 2;
+    const FIN_WAIT1: u16 = 4;
+    const CLOSE: u16 = 7;
+    const CLOSE_WAIT: u16 = 8;
+    const LAST_ACK: u16 = 9;
+    const LISTEN: u16 = 10;
+    const IPPROTO_TCP: u16 = 6;
+    if syscall {
+        return Err(format!(
+            "`{call}` with `syscall: true`: syscall kprobes are not supported yet; trace syscalls with `tracepoints:` on syscalls/sys_enter_*"
+        ));
+    }
+    let (old, new, report_old) = match call {
+        // tcp_v4_connect / tcp_v6_connect move the socket to SYN_SENT, then call
+        // tcp_connect.
+        "tcp_connect" => (bits(&[CLOSE]), bits(&[SYN_SENT]), 0),
+        // tcp_close: an established socket starts its close (FIN_WAIT1), one the peer
+        // closed finishes it (LAST_ACK), or a listening, connecting or reset one closes.
+        "tcp_close" => (
+            bits(&[ESTABLISHED, CLOSE_WAIT, LISTEN, SYN_SENT]),
+            bits(&[FIN_WAIT1, LAST_ACK, CLOSE]),
+            1,
+        ),
+        // listen() moves the socket from CLOSE to LISTEN in inet_csk_listen_start.
+        "inet_csk_listen_start" => (bits(&[CLOSE]), bits(&[LISTEN]), 0),
+        "inet_csk_accept" => {
+            return Err(
+                "kprobes on `inet_csk_accept` are not supported yet: an accepted socket changes state in the kernel's network path, not in the accepting process, so the tracepoint cannot stand for it".into(),
+            );
+        }
+        other => {
+            return Err(format!(
+                "kprobes on `{other}` are not supported yet: the tracer runs kprobes on tcp_connect, tcp_close and inet_csk_listen_start, on the sock:inet_sock_set_state tracepoint"
+            ));
+        }
+    };
+    Ok(SockLayout {
+        old_states: old,
+        new_states: new,
+        protocol_is: IPPROTO_TCP,
+        report_old,
+        ..Default::default()
+    })
+}
+
+/// `trigger` with the offsets of the `sock:inet_sock_set_state` record's fields.
+fn sock_layout(format: &Format, trigger: SockLayout) -> Result<SockLayout, String> {
+    let at = |name: &str| {
+        format
+            .fields
+            .iter()
+            .find(|f| f.name == name)
+            .map(|f| f.offset)
+            .ok_or_else(|| format!("sock:inet_sock_set_state has no field `{name}` on this kernel"))
+    };
+    Ok(SockLayout {
+        skaddr: at("skaddr")?,
+        oldstate: at("oldstate")?,
+        newstate: at("newstate")?,
+        sport: at("sport")?,
+        dport: at("dport")?,
+        family: at("family")?,
+        protocol: at("protocol")?,
+        saddr_v6: at("saddr_v6")?,
+        daddr_v6: at("daddr_v6")?,
+        ..trigger
+    })
+}
+
+/// A socket operator of `matchArgs` on argument position `arg`.
+fn sock_filter(
+    m: &super::model::MatchArgs,
+    arg: usize,
+    ids: &mut Ids,
+    strings: &mut Vec<StrEntry>,
+) -> Result<ArgFilter, String> {
+    use super::sock;
+    let name = sock::canonical(m.operator.as_str());
+    let (op, negate) = match name.strip_prefix("Not") {
+        Some(rest) => (rest, 1),
+        None => (name, 0),
+    };
+    let op_code = match op {
+        "SAddr" => OP_SADDR,
+        "DAddr" => OP_DADDR,
+        "SPort" => OP_SPORT,
+        "DPort" => OP_DPORT,
+        "SPortPriv" => OP_SPORT_PRIV,
+        "DPortPriv" => OP_DPORT_PRIV,
+        "Protocol" => OP_PROTOCOL,
+        "Family" => OP_FAMILY,
+        "State" => OP_STATE,
+        other => return Err(format!("`{other}` is not a socket operator")),
+    };
+    let mut af = ArgFilter {
+        arg: arg as u8,
+        op: op_code,
+        negate,
+        ..Default::default()
+    };
+    match op_code {
+        OP_SADDR | OP_DADDR => {
+            af.id = ids.filter();
+            for v in &m.values {
+                let c = sock::parse_cidr(v)?;
+                strings.push(StrEntry {
+                    map: StrMap::Cidr(c.bits),
+                    filter_id: af.id,
+                    value: c.addr.to_vec(),
+                });
+            }
+        }
+        OP_SPORT_PRIV | OP_DPORT_PRIV => {}
+        _ => {
+            if m.values.len() > MAX_INT_VALUES {
+                return Err(format!(
+                    "at most {MAX_INT_VALUES} values per socket filter (got {})",
+                    m.values.len()
+                ));
+            }
+            af.nvals = m.values.len() as u8;
+            for (k, v) in m.values.iter().enumerate() {
+                af.values[k] = u64::from(match op_code {
+                    OP_SPORT | OP_DPORT => sock::parse_port(v)?,
+                    OP_PROTOCOL => sock::parse_protocol(v)?,
+                    OP_FAMILY => sock::parse_family(v)?,
+                    _ => sock::parse_state(v)?,
+                });
+            }
+        }
+    }
+    Ok(af)
+}
+
 /// Which string map a value goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StrMap {
     Equal,
     Prefix,
     Postfix,
+    /// An address range in `STR_PREFIX`: 16 bytes (IPv6, IPv4 mapped), this many bits.
+    Cidr(u8),
 }
 
 /// A string value of a filter.
@@ -245,7 +405,54 @@ pub fn compile(
         };
         hooks.push(
             hook(
-                tp,
+                &HookInput::tracepoint(tp),
+                &format,
+                &PolicyCtx {
+                    policy_id,
+                    monitor,
+                    lists: &p.spec.lists,
+                },
+                ids,
+                &mut strings,
+                &mut follow,
+            )
+            .map_err(err)?,
+        );
+    }
+    for k in &p.spec.kprobes {
+        let call = k.call.as_str();
+        let err = |what: String| CompileError::Hook {
+            policy: name.clone(),
+            hook: format!("kprobe {call}"),
+            what,
+        };
+        let trigger =
+            kprobe_on_tracepoint(call, k.syscall.as_ref().is_some_and(|s| **s)).map_err(err)?;
+        if !seen.insert(format!("kprobe {call}")) {
+            return Err(err(
+                "is traced twice in this policy; merge the two into one hook with several selectors".into(),
+            ));
+        }
+        let format =
+            tracefs::format(tracefs_root, "sock", "inet_sock_set_state").map_err(|source| {
+                CompileError::Tracefs {
+                    policy: name.clone(),
+                    source,
+                }
+            })?;
+        let layout = sock_layout(&format, trigger).map_err(err)?;
+        let input = HookInput {
+            subsystem: "sock",
+            event: "inet_sock_set_state",
+            args: &k.args,
+            selectors: &k.selectors,
+            message: k.message.as_ref(),
+            tags: &k.tags,
+            kprobe: Some((call, layout)),
+        };
+        hooks.push(
+            hook(
+                &input,
                 &format,
                 &PolicyCtx {
                     policy_id,
@@ -283,8 +490,35 @@ struct PolicyCtx<'a> {
     lists: &'a [super::model::List],
 }
 
+/// What a hook is made of: a tracepoint's, or a kprobe's run on a tracepoint.
+struct HookInput<'a> {
+    subsystem: &'a str,
+    event: &'a str,
+    args: &'a [super::model::Arg],
+    selectors: &'a [marked_yaml::Spanned<super::model::Selector>],
+    message: Option<&'a marked_yaml::Spanned<String>>,
+    tags: &'a [marked_yaml::Spanned<String>],
+    /// A kprobe run on `sock:inet_sock_set_state`: its function and the transitions
+    /// that stand for it.
+    kprobe: Option<(&'a str, SockLayout)>,
+}
+
+impl<'a> HookInput<'a> {
+    fn tracepoint(tp: &'a Tracepoint) -> Self {
+        Self {
+            subsystem: tp.subsystem.as_str(),
+            event: tp.event.as_str(),
+            args: &tp.args,
+            selectors: &tp.selectors,
+            message: tp.message.as_ref(),
+            tags: &tp.tags,
+            kprobe: None,
+        }
+    }
+}
+
 fn hook(
-    tp: &Tracepoint,
+    tp: &HookInput<'_>,
     format: &Format,
     ctx: &PolicyCtx<'_>,
     ids: &mut Ids,
@@ -303,7 +537,7 @@ fn hook(
         nsel: tp.selectors.len().min(MAX_SELECTORS) as u32,
         ..Default::default()
     };
-    let syscall = tp.subsystem.as_str() == "syscalls" || tp.subsystem.as_str() == "raw_syscalls";
+    let syscall = tp.subsystem == "syscalls" || tp.subsystem == "raw_syscalls";
     let mut metas = Vec::new();
     for (i, a) in tp.args.iter().take(MAX_HOOK_ARGS).enumerate() {
         let field = format.fields.get(*a.index as usize).ok_or_else(|| {
@@ -314,6 +548,24 @@ fn hook(
             )
         })?;
         let ty = a.ty.as_ref().map(|t| t.as_str()).unwrap_or("auto");
+        if let Some((call, layout)) = tp.kprobe {
+            if ty != "sock" || *a.index != 0 {
+                return Err(format!(
+                    "args[{i}]: {call} is run on the sock:inet_sock_set_state tracepoint here, which gives its argument 0 as `type: sock` only"
+                ));
+            }
+            config.args[i] = ArgConfig {
+                kind: ARG_SOCK,
+                ..Default::default()
+            };
+            config.sock = layout;
+            config.flags |= HOOK_SOCK_TRIGGER;
+            metas.push(ArgMeta {
+                out: ArgOut::Sock,
+                label: a.label.as_ref().map(|l| l.as_str().to_owned()),
+            });
+            continue;
+        }
         let (kind, out) = if field.name == "common_pid" {
             (ARG_CURRENT_PID, ArgOut::Int)
         } else if field.offset < 8 {
@@ -541,6 +793,11 @@ fn hook(
                         *m.index
                     )
                 })?;
+            if metas[arg].out == ArgOut::Sock {
+                sc.filters[f] = sock_filter(m, arg, ids, strings)
+                    .map_err(|e| format!("selectors[{s}].matchArgs[{f}]: {e}"))?;
+                continue;
+            }
             let is_string = matches!(metas[arg].out, ArgOut::String);
             let op = match (m.operator.as_str(), is_string) {
                 ("Equal", _) => OP_EQUAL,
@@ -628,13 +885,14 @@ fn hook(
         config.selectors[s] = sc;
     }
     Ok(Hook {
-        subsystem: tp.subsystem.as_str().to_owned(),
-        event: tp.event.as_str().to_owned(),
+        subsystem: tp.subsystem.to_owned(),
+        event: tp.event.to_owned(),
         event_id: format.id,
-        route: syscall_route(tp.subsystem.as_str(), tp.event.as_str(), &config),
+        route: syscall_route(tp.subsystem, tp.event, &config),
+        kprobe: tp.kprobe.map(|(call, _)| call.to_owned()),
         config,
         args: metas,
-        message: tp.message.as_ref().map(|m| m.as_str().to_owned()),
+        message: tp.message.map(|m| m.as_str().to_owned()),
         tags: tp.tags.iter().map(|t| t.as_str().to_owned()).collect(),
     })
 }

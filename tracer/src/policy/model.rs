@@ -41,9 +41,9 @@ pub struct Spec {
     pub lists: Vec<List>,
     #[serde(default)]
     pub options: Vec<PolicyOption>,
-    // Tetragon's, not supported yet.
     #[serde(default)]
-    pub kprobes: Unsupported,
+    pub kprobes: Vec<Spanned<Kprobe>>,
+    // Tetragon's, not supported yet.
     #[serde(default)]
     pub fentries: Unsupported,
     #[serde(default)]
@@ -84,6 +84,36 @@ pub struct Tracepoint {
     /// `raw: true` (BTF-typed raw tracepoint arguments): not supported yet.
     #[serde(default)]
     pub raw: Unsupported,
+}
+
+/// `spec.kprobes[]`: a kernel function, its arguments and selectors.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Kprobe {
+    pub call: Spanned<String>,
+    /// The call is a syscall (`sys_NAME`, prefixed for the architecture).
+    #[serde(default)]
+    pub syscall: Option<Spanned<bool>>,
+    /// A return probe (`return: true`), with `returnArg`.
+    #[serde(default, rename = "return")]
+    pub ret: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub return_arg: Option<Arg>,
+    #[serde(default)]
+    pub message: Option<Spanned<String>>,
+    #[serde(default)]
+    pub args: Vec<Arg>,
+    #[serde(default)]
+    pub selectors: Vec<Spanned<Selector>>,
+    #[serde(default)]
+    pub tags: Vec<Spanned<String>>,
+    // Tetragon's, not supported yet.
+    #[serde(default)]
+    pub data: Unsupported,
+    #[serde(default)]
+    pub return_arg_action: Unsupported,
+    #[serde(default)]
+    pub ignore: Unsupported,
 }
 
 #[derive(Debug, Deserialize)]

@@ -367,7 +367,7 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             (
                 "",
-                "t.yaml:6:1: spec: the policy has no hook\n  fix: add `tracepoints:`",
+                "t.yaml:6:1: spec: the policy has no hook\n  fix: add `tracepoints:` or `kprobes:`",
             ),
             (
                 "  tracepoints:\n  - subsystem: syscalls\n",
@@ -378,8 +378,30 @@ mod tests {
                 "t.yaml:9:5: spec.tracepoints[0].evnt: unknown field `evnt`; expected one of subsystem, event, message, args, selectors, tags, raw\n  fix: did you mean `event`?",
             ),
             (
-                "  kprobes:\n  - call: fd_install\n",
-                "t.yaml:7:5: spec.kprobes: `kprobes` is part of Tetragon's schema but not supported by the tracer yet\n  fix: remove it; the README lists what is supported",
+                "  uprobes:\n  - path: /bin/sh\n",
+                "t.yaml:7:5: spec.uprobes: `uprobes` is part of Tetragon's schema but not supported by the tracer yet\n  fix: remove it; the README lists what is supported",
+            ),
+            (
+                "  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: file\n",
+                "t.yaml:11:13: spec.kprobes[0].args[0].type: kprobe argument type `file` is Tetragon's but not supported by the tracer yet; supported: sock",
+            ),
+            (
+                "  kprobes:\n  - call: tcp_connect\n    return: true\n",
+                "t.yaml:8:13: spec.kprobes[0].return: return probes (`return: true`) are not supported by the tracer yet\n  fix: remove `return` and `returnArg`",
+            ),
+            (
+                "  kprobes:\n  - call: tcp_connect\n    args:\n    - index: 0\n      type: sock\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: DAddr\n        values: [10.1.0.0/8]\n",
+                "t.yaml:15:18: spec.kprobes[0].selectors[0].matchArgs[0].values[0]: `10.1.0.0/8` has bits set past its prefix; the range starts at 10.0.0.0/8",
+            ),
+            (
+                "  kprobes:\n  - call: tcp_connect\n    args:\n    - index: 0\n      type: sock\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Prefix\n        values: [a]\n",
+                "t.yaml:14:19: spec.kprobes[0].selectors[0].matchArgs[0].operator: argument 0 is a socket: its operators are SAddr, NotSAddr, DAddr, NotDAddr, SPort, NotSPort, DPort, NotDPort, SPortPriv, NotSPortPriv, DPortPriv, NotDPortPriv, Protocol, Family, State",
+            ),
+            (
+                &format!(
+                    "{tp}    args:\n    - index: 5\n    selectors:\n    - matchArgs:\n      - index: 5\n        operator: DPort\n        values: [\"443\"]\n"
+                ),
+                "t.yaml:14:19: spec.tracepoints[0].selectors[0].matchArgs[0].operator: `DPort` compares a socket's fields, and argument 5 is not of type `sock`",
             ),
             (
                 &format!("{tp}    args:\n    - index: one\n"),
@@ -401,7 +423,7 @@ mod tests {
                 &format!(
                     "{tp}    args:\n    - index: 0\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: SAddr\n        values: [10.0.0.0/8]\n"
                 ),
-                "t.yaml:14:19: spec.tracepoints[0].selectors[0].matchArgs[0].operator: matchArgs operator `SAddr` is Tetragon's but not supported by the tracer yet; supported: Equal, NotEqual, Prefix, NotPrefix, Postfix, NotPostfix, GT, GreaterThan, LT, LessThan, Mask",
+                "t.yaml:14:19: spec.tracepoints[0].selectors[0].matchArgs[0].operator: `SAddr` compares a socket's fields, and argument 0 is not of type `sock`",
             ),
             (
                 &format!(

@@ -489,6 +489,11 @@ impl PolicyStore {
                     routed = true;
                     continue;
                 }
+                if let Some(call) = &hook.kprobe {
+                    tracing::info!(
+                        "policy {name}: kprobe {call} runs on the tracepoint {hook_name}, on the socket state changes a {call} call makes (on every kernel, with or without kprobes)"
+                    );
+                }
                 let program = self.program(ebpf, slot)?;
                 let link = program.attach(&hook.subsystem, &hook.event).map_err(|e| {
                     StoreError::Attach {
@@ -605,6 +610,7 @@ impl PolicyStore {
                                 path.as_bytes().starts_with(&v.value)
                             }
                             StrMap::Equal => path.as_bytes() == v.value.as_slice(),
+                            StrMap::Cidr(_) => false,
                             StrMap::Prefix => path.as_bytes().starts_with(&v.value),
                             StrMap::Postfix => {
                                 let mut rev = v.value.clone();
@@ -683,6 +689,23 @@ impl PolicyStore {
                     self.str_equal.insert(key, 1, 0)
                 } else {
                     self.str_equal.remove(&key)
+                }
+            }
+            StrMap::Cidr(bits) => {
+                let mut prefix = [0u8; PREFIX_MAX];
+                let n = s.value.len().min(16);
+                prefix[..n].copy_from_slice(&s.value[..n]);
+                let key = Key::new(
+                    32 + u32::from(bits),
+                    StrPrefix {
+                        id: s.filter_id.to_be_bytes(),
+                        data: prefix,
+                    },
+                );
+                if insert {
+                    self.str_prefix.insert(&key, 1, 0)
+                } else {
+                    self.str_prefix.remove(&key)
                 }
             }
             StrMap::Prefix | StrMap::Postfix => {

@@ -7,7 +7,7 @@ use marked_yaml::{Span, Spanned};
 
 use super::{
     limits::*,
-    model::{MatchAction, Selector, Spec, Tracepoint, TracingPolicy, Unsupported},
+    model::{Arg, Kprobe, MatchAction, Selector, Spec, Tracepoint, TracingPolicy, Unsupported},
     parse::did_you_mean,
 };
 
@@ -46,21 +46,6 @@ const MATCH_ARGS_UNSUPPORTED: &[&str] = &[
     "NotFileType",
     "CelExpr",
     "CapabilitiesGained",
-    "SPort",
-    "NotSPort",
-    "SPortPriv",
-    "NotSportPriv",
-    "DPort",
-    "NotDPort",
-    "DPortPriv",
-    "NotDPortPriv",
-    "SAddr",
-    "NotSAddr",
-    "DAddr",
-    "NotDAddr",
-    "Protocol",
-    "Family",
-    "State",
 ];
 pub const MATCH_BINARIES_OPERATORS: &[&str] = &[
     "In",
@@ -124,6 +109,63 @@ pub const ARG_TYPES: &[&str] = &[
     "syscall64",
     "fd",
 ];
+/// Argument types of kprobe arguments the tracer reads.
+pub const KPROBE_ARG_TYPES: &[&str] = &["sock"];
+/// Tetragon's kprobe argument types the tracer does not read yet.
+const KPROBE_ARG_TYPES_UNSUPPORTED: &[&str] = &[
+    "auto",
+    "int",
+    "sint8",
+    "uint8",
+    "int8",
+    "sint16",
+    "uint16",
+    "int16",
+    "sint32",
+    "uint32",
+    "int32",
+    "sint64",
+    "uint64",
+    "int64",
+    "ulong",
+    "long",
+    "size_t",
+    "char_buf",
+    "char_iovec",
+    "skb",
+    "sockaddr",
+    "socket",
+    "sockaddr_un",
+    "string",
+    "fd",
+    "file",
+    "filename",
+    "path",
+    "nop",
+    "bpf_attr",
+    "perf_event",
+    "bpf_map",
+    "user_namespace",
+    "capability",
+    "kiocb",
+    "iov_iter",
+    "cred",
+    "const_buf",
+    "load_info",
+    "module",
+    "syscall64",
+    "kernel_cap_t",
+    "cap_inheritable",
+    "cap_permitted",
+    "cap_effective",
+    "linux_binprm",
+    "data_loc",
+    "net_device",
+    "bpf_cmd",
+    "dentry",
+    "bpf_prog",
+];
+
 /// Linux capability names, in bit order (`include/uapi/linux/capability.h`).
 pub const CAPABILITIES: &[&str] = &[
     "CAP_CHOWN",
@@ -321,7 +363,6 @@ pub fn policy(p: &TracingPolicy) -> Vec<Problem> {
 
 fn spec(c: &mut Check, s: &Spanned<Spec>) {
     for (field, name) in [
-        (&s.kprobes, "kprobes"),
         (&s.fentries, "fentries"),
         (&s.uprobes, "uprobes"),
         (&s.usdts, "usdts"),
@@ -336,17 +377,14 @@ fn spec(c: &mut Check, s: &Spanned<Spec>) {
     ] {
         c.unsupported(field, &format!("spec.{name}"), &format!("`{name}`"));
     }
-    let unsupported_hooks = s.kprobes.is_some()
-        || s.uprobes.is_some()
-        || s.lsmhooks.is_some()
-        || s.fentries.is_some()
-        || s.usdts.is_some();
-    if s.tracepoints.is_empty() && !unsupported_hooks {
+    let unsupported_hooks =
+        s.uprobes.is_some() || s.lsmhooks.is_some() || s.fentries.is_some() || s.usdts.is_some();
+    if s.tracepoints.is_empty() && s.kprobes.is_empty() && !unsupported_hooks {
         c.at(
             s.span(),
             "spec",
             "the policy has no hook",
-            Some("add `tracepoints:`".into()),
+            Some("add `tracepoints:` or `kprobes:`".into()),
         );
     }
     for (i, l) in s.lists.iter().enumerate() {
@@ -397,6 +435,72 @@ fn spec(c: &mut Check, s: &Spanned<Spec>) {
     for (i, tp) in s.tracepoints.iter().enumerate() {
         tracepoint(c, tp, &format!("spec.tracepoints[{i}]"), s);
     }
+    for (i, k) in s.kprobes.iter().enumerate() {
+        kprobe(c, k, &format!("spec.kprobes[{i}]"), s);
+    }
+}
+
+fn kprobe(c: &mut Check, k: &Spanned<Kprobe>, path: &str, spec: &Spec) {
+    c.unsupported(&k.data, &format!("{path}.data"), "`data`");
+    c.unsupported(
+        &k.return_arg_action,
+        &format!("{path}.returnArgAction"),
+        "`returnArgAction`",
+    );
+    c.unsupported(&k.ignore, &format!("{path}.ignore"), "`ignore`");
+    let call = k.call.as_str();
+    if call.starts_with("list:") {
+        c.at(
+            k.call.span(),
+            format!("{path}.call"),
+            "`list:` calls are Tetragon's but not supported by the tracer yet",
+            Some("write one kprobe per function".into()),
+        );
+    } else if call.is_empty()
+        || !call
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '.')
+    {
+        c.at(
+            k.call.span(),
+            format!("{path}.call"),
+            format!("`{call}` is not a kernel function name"),
+            None,
+        );
+    }
+    if let Some(r) = &k.ret
+        && **r
+    {
+        c.at(
+            r.span(),
+            format!("{path}.return"),
+            "return probes (`return: true`) are not supported by the tracer yet",
+            Some("remove `return` and `returnArg`".into()),
+        );
+    }
+    if let Some(a) = &k.return_arg {
+        c.at(
+            a.index.span(),
+            format!("{path}.returnArg"),
+            "`returnArg` is not supported by the tracer yet (return probes are to come)",
+            Some("remove it".into()),
+        );
+    }
+    hook_common(
+        c,
+        HookParts {
+            args: &k.args,
+            selectors: &k.selectors,
+            tags: &k.tags,
+            message: k.message.as_ref(),
+            anchor: *k.call.span(),
+            arg_types: KPROBE_ARG_TYPES,
+            arg_types_unsupported: KPROBE_ARG_TYPES_UNSUPPORTED,
+            arg_kind: "kprobe argument type",
+        },
+        path,
+        spec,
+    );
 }
 
 fn tracepoint(c: &mut Check, tp: &Tracepoint, path: &str, spec: &Spec) {
@@ -412,7 +516,39 @@ fn tracepoint(c: &mut Check, tp: &Tracepoint, path: &str, spec: &Spec) {
             );
         }
     }
-    if let Some(m) = &tp.message
+    hook_common(
+        c,
+        HookParts {
+            args: &tp.args,
+            selectors: &tp.selectors,
+            tags: &tp.tags,
+            message: tp.message.as_ref(),
+            anchor: *tp.event.span(),
+            arg_types: ARG_TYPES,
+            arg_types_unsupported: &[],
+            arg_kind: "tracepoint argument type",
+        },
+        path,
+        spec,
+    );
+}
+
+/// What tracepoints and kprobes share.
+struct HookParts<'a> {
+    args: &'a [Arg],
+    selectors: &'a [Spanned<Selector>],
+    tags: &'a [Spanned<String>],
+    message: Option<&'a Spanned<String>>,
+    /// Where errors about the hook as a whole point.
+    anchor: Span,
+    arg_types: &'a [&'a str],
+    /// Tetragon's types of this kind of hook that the tracer does not read yet.
+    arg_types_unsupported: &'a [&'a str],
+    arg_kind: &'a str,
+}
+
+fn hook_common(c: &mut Check, h: HookParts<'_>, path: &str, spec: &Spec) {
+    if let Some(m) = h.message
         && m.chars().count() > MAX_MESSAGE
     {
         c.at(
@@ -423,23 +559,23 @@ fn tracepoint(c: &mut Check, tp: &Tracepoint, path: &str, spec: &Spec) {
         );
     }
     c.at_most(
-        &tp.tags,
+        h.tags,
         |t| Some(*t.span()),
         MAX_TAGS,
         &format!("{path}.tags"),
         "tags",
-        tp.event.span(),
+        &h.anchor,
     );
     c.at_most(
-        &tp.args,
+        h.args,
         |a| Some(*a.index.span()),
         MAX_ARGS,
         &format!("{path}.args"),
         "arguments",
-        tp.event.span(),
+        &h.anchor,
     );
     let mut seen = Vec::new();
-    for (j, a) in tp.args.iter().enumerate() {
+    for (j, a) in h.args.iter().enumerate() {
         let ap = format!("{path}.args[{j}]");
         if seen.contains(&*a.index) {
             c.at(
@@ -454,9 +590,9 @@ fn tracepoint(c: &mut Check, tp: &Tracepoint, path: &str, spec: &Spec) {
             c.one_of(
                 ty,
                 &format!("{ap}.type"),
-                "tracepoint argument type",
-                ARG_TYPES,
-                &[],
+                h.arg_kind,
+                h.arg_types,
+                h.arg_types_unsupported,
             );
         }
         for (field, name) in [
@@ -472,19 +608,19 @@ fn tracepoint(c: &mut Check, tp: &Tracepoint, path: &str, spec: &Spec) {
         }
     }
     c.at_most(
-        &tp.selectors,
+        h.selectors,
         |s| Some(*s.span()),
         MAX_SELECTORS,
         &format!("{path}.selectors"),
         "selectors",
-        tp.event.span(),
+        &h.anchor,
     );
-    for (k, sel) in tp.selectors.iter().enumerate() {
-        selector(c, sel, &format!("{path}.selectors[{k}]"), tp, spec);
+    for (k, sel) in h.selectors.iter().enumerate() {
+        selector(c, sel, &format!("{path}.selectors[{k}]"), h.args, spec);
     }
 }
 
-fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, tp: &Tracepoint, spec: &Spec) {
+fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, args: &[Arg], spec: &Spec) {
     for (field, name) in [
         (&s.match_data, "matchData"),
         (&s.match_return_args, "matchReturnArgs"),
@@ -500,7 +636,7 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, tp: &Tracepoint, s
     for (i, m) in s.match_args.iter().enumerate() {
         let p = format!("{path}.matchArgs[{i}]");
         c.unsupported(&m.args, &format!("{p}.args"), "`args`");
-        let declared = tp.args.iter().find(|a| *a.index == *m.index);
+        let declared = args.iter().find(|a| *a.index == *m.index);
         let Some(arg) = declared else {
             c.at(
                 m.index.span(),
@@ -513,6 +649,52 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, tp: &Tracepoint, s
             );
             continue;
         };
+        let is_sock_arg = arg.ty.as_ref().is_some_and(|t| t.as_str() == "sock");
+        let op = super::sock::canonical(m.operator.as_str());
+        if super::sock::OPERATORS.contains(&op) {
+            if !is_sock_arg {
+                c.at(
+                    m.operator.span(),
+                    format!("{p}.operator"),
+                    format!(
+                        "`{}` compares a socket's fields, and argument {} is not of type `sock`",
+                        m.operator.as_str(),
+                        *m.index
+                    ),
+                    None,
+                );
+                continue;
+            }
+            if super::sock::takes_no_values(op) {
+                if !m.values.is_empty() {
+                    c.at(
+                        m.operator.span(),
+                        format!("{p}.values"),
+                        format!(
+                            "`{}` takes no values (ports below 1024)",
+                            m.operator.as_str()
+                        ),
+                        Some("remove `values`".into()),
+                    );
+                }
+                continue;
+            }
+            c.values_present(&m.values, m.operator.span(), &p);
+            c.at_most(
+                &m.values,
+                |v| Some(*v.span()),
+                MAX_VALUES,
+                &format!("{p}.values"),
+                "values",
+                m.operator.span(),
+            );
+            for (j, v) in m.values.iter().enumerate() {
+                if let Err(e) = super::sock::check_value(op, v) {
+                    c.at(v.span(), format!("{p}.values[{j}]"), e, None);
+                }
+            }
+            continue;
+        }
         c.values_present(&m.values, m.operator.span(), &p);
         c.at_most(
             &m.values,
@@ -529,6 +711,19 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, tp: &Tracepoint, s
             MATCH_ARGS_OPERATORS,
             MATCH_ARGS_UNSUPPORTED,
         ) {
+            continue;
+        }
+        if is_sock_arg {
+            c.at(
+                m.operator.span(),
+                format!("{p}.operator"),
+                format!(
+                    "argument {} is a socket: its operators are {}",
+                    *m.index,
+                    super::sock::OPERATORS.join(", ")
+                ),
+                None,
+            );
             continue;
         }
         let numeric = matches!(

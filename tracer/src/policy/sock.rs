@@ -1,0 +1,221 @@
+//! Socket arguments (`type: sock`) and their `matchArgs` operators: the names and
+//! values Tetragon's policies use, parsed once for validation and for the kernel tables,
+//! and written back as names in events.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+/// The `matchArgs` operators on a `sock` argument.
+pub const OPERATORS: &[&str] = &[
+    "SAddr",
+    "NotSAddr",
+    "DAddr",
+    "NotDAddr",
+    "SPort",
+    "NotSPort",
+    "DPort",
+    "NotDPort",
+    "SPortPriv",
+    "NotSPortPriv",
+    "DPortPriv",
+    "NotDPortPriv",
+    "Protocol",
+    "Family",
+    "State",
+];
+
+/// Operators that take no values (privileged ports: below 1024).
+pub fn takes_no_values(op: &str) -> bool {
+    op.ends_with("PortPriv")
+}
+
+/// Tetragon spells one of them `NotSportPriv`.
+pub fn canonical(op: &str) -> &str {
+    if op == "NotSportPriv" {
+        "NotSPortPriv"
+    } else {
+        op
+    }
+}
+
+/// An address range: the address as IPv6 (IPv4 mapped into `::ffff:0:0/96`, as a dual
+/// stack socket sees it) and the prefix length over those 128 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: [u8; 16],
+    pub bits: u8,
+}
+
+/// `10.0.0.0/8`, `fd00::/8`, or a single address.
+pub fn parse_cidr(v: &str) -> Result<Cidr, String> {
+    let (addr, bits) = match v.split_once('/') {
+        Some((a, b)) => (a, Some(b)),
+        None => (v, None),
+    };
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("`{addr}` is not an IPv4 or IPv6 address"))?;
+    let (max, offset, bytes) = match ip {
+        IpAddr::V4(v4) => (32u8, 96u8, v4.to_ipv6_mapped().octets()),
+        IpAddr::V6(v6) => (128, 0, v6.octets()),
+    };
+    let len = match bits {
+        None => max,
+        Some(b) => b
+            .parse::<u8>()
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| format!("`/{b}` is not a prefix length from 0 to {max}"))?,
+    };
+    let bits = offset + len;
+    // Host bits set under the prefix would never match as written: say so.
+    let mut masked = bytes;
+    for (i, byte) in masked.iter_mut().enumerate() {
+        let keep = (usize::from(bits)).saturating_sub(i * 8).min(8);
+        *byte &= if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
+    }
+    if masked != bytes {
+        return Err(format!(
+            "`{v}` has bits set past its prefix; the range starts at {}",
+            display_masked(ip, masked, len)
+        ));
+    }
+    Ok(Cidr { addr: bytes, bits })
+}
+
+fn display_masked(ip: IpAddr, masked: [u8; 16], len: u8) -> String {
+    match ip {
+        IpAddr::V4(_) => {
+            let [a, b, c, d] = [masked[12], masked[13], masked[14], masked[15]];
+            format!("{}/{len}", std::net::Ipv4Addr::new(a, b, c, d))
+        }
+        IpAddr::V6(_) => format!("{}/{len}", Ipv6Addr::from(masked)),
+    }
+}
+
+pub fn parse_port(v: &str) -> Result<u16, String> {
+    v.parse()
+        .map_err(|_| format!("`{v}` is not a port number (0 to 65535)"))
+}
+
+const FAMILIES: &[(&str, u16)] = &[("AF_UNIX", 1), ("AF_INET", 2), ("AF_INET6", 10)];
+const PROTOCOLS: &[(&str, u16)] = &[
+    ("IPPROTO_IP", 0),
+    ("IPPROTO_ICMP", 1),
+    ("IPPROTO_TCP", 6),
+    ("IPPROTO_UDP", 17),
+    ("IPPROTO_ICMPV6", 58),
+    ("IPPROTO_SCTP", 132),
+    ("IPPROTO_UDPLITE", 136),
+    ("IPPROTO_RAW", 255),
+];
+/// TCP states (`include/net/tcp_states.h`), as `sock_arg.state` names them.
+const STATES: &[(&str, u16)] = &[
+    ("TCP_ESTABLISHED", 1),
+    ("TCP_SYN_SENT", 2),
+    ("TCP_SYN_RECV", 3),
+    ("TCP_FIN_WAIT1", 4),
+    ("TCP_FIN_WAIT2", 5),
+    ("TCP_TIME_WAIT", 6),
+    ("TCP_CLOSE", 7),
+    ("TCP_CLOSE_WAIT", 8),
+    ("TCP_LAST_ACK", 9),
+    ("TCP_LISTEN", 10),
+    ("TCP_CLOSING", 11),
+    ("TCP_NEW_SYN_RECV", 12),
+];
+
+fn by_name(table: &[(&str, u16)], what: &str, v: &str) -> Result<u16, String> {
+    if let Some((_, n)) = table.iter().find(|(name, _)| *name == v) {
+        return Ok(*n);
+    }
+    v.parse().map_err(|_| {
+        let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+        format!(
+            "`{v}` is not a {what}; expected a number or one of {}",
+            names.join(", ")
+        )
+    })
+}
+
+fn name_of(table: &[(&'static str, u16)], n: u16) -> Option<&'static str> {
+    table.iter().find(|(_, v)| *v == n).map(|(name, _)| *name)
+}
+
+pub fn parse_family(v: &str) -> Result<u16, String> {
+    by_name(FAMILIES, "socket family", v)
+}
+pub fn parse_protocol(v: &str) -> Result<u16, String> {
+    by_name(PROTOCOLS, "protocol", v)
+}
+pub fn parse_state(v: &str) -> Result<u16, String> {
+    by_name(STATES, "TCP state", v)
+}
+
+/// `AF_INET`, or the number when it has no name here.
+pub fn family_name(n: u16) -> String {
+    name_of(FAMILIES, n).map_or_else(|| n.to_string(), str::to_owned)
+}
+pub fn protocol_name(n: u16) -> String {
+    name_of(PROTOCOLS, n).map_or_else(|| n.to_string(), str::to_owned)
+}
+pub fn state_name(n: u16) -> String {
+    name_of(STATES, n).map_or_else(|| n.to_string(), str::to_owned)
+}
+
+/// Checks one value of socket operator `op`.
+pub fn check_value(op: &str, v: &str) -> Result<(), String> {
+    match canonical(op) {
+        "SAddr" | "NotSAddr" | "DAddr" | "NotDAddr" => parse_cidr(v).map(|_| ()),
+        "SPort" | "NotSPort" | "DPort" | "NotDPort" => parse_port(v).map(|_| ()),
+        "Protocol" => parse_protocol(v).map(|_| ()),
+        "Family" => parse_family(v).map(|_| ()),
+        "State" => parse_state(v).map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_map_ipv4_into_ipv6() {
+        let c = parse_cidr("10.0.0.0/8").unwrap();
+        assert_eq!(c.bits, 104);
+        assert_eq!(&c.addr[10..13], &[0xff, 0xff, 10]);
+        assert_eq!(parse_cidr("127.0.0.1").unwrap().bits, 128);
+        assert_eq!(parse_cidr("fd00::/8").unwrap().bits, 8);
+        assert_eq!(parse_cidr("::1").unwrap().addr[15], 1);
+        assert_eq!(
+            parse_cidr("10.1.0.0/8").unwrap_err(),
+            "`10.1.0.0/8` has bits set past its prefix; the range starts at 10.0.0.0/8"
+        );
+        assert_eq!(
+            parse_cidr("10.0.0.0/33").unwrap_err(),
+            "`/33` is not a prefix length from 0 to 32"
+        );
+        assert_eq!(
+            parse_cidr("example.com").unwrap_err(),
+            "`example.com` is not an IPv4 or IPv6 address"
+        );
+    }
+
+    #[test]
+    fn names_and_numbers() {
+        assert_eq!(parse_family("AF_INET6"), Ok(10));
+        assert_eq!(parse_protocol("IPPROTO_UDP"), Ok(17));
+        assert_eq!(parse_protocol("6"), Ok(6));
+        assert_eq!(parse_state("TCP_SYN_SENT"), Ok(2));
+        assert!(
+            parse_state("SYN_SENT")
+                .unwrap_err()
+                .contains("TCP_SYN_SENT")
+        );
+        assert_eq!(state_name(10), "TCP_LISTEN");
+        assert_eq!(family_name(99), "99");
+        assert_eq!(
+            parse_port("65536").unwrap_err(),
+            "`65536` is not a port number (0 to 65535)"
+        );
+    }
+}
