@@ -143,6 +143,8 @@ pub fn boot(kernel: &Path, initramfs: &[u8], timeout: Duration) -> String {
     std::fs::File::create(&initrd)
         .and_then(|mut f| f.write_all(initramfs))
         .expect("write the initramfs");
+    let console_path = dir.path().join("console");
+    let console = std::fs::File::create(&console_path).expect("create the console file");
     let mut child = Command::new("qemu-system-x86_64")
         .args([
             "-accel",
@@ -160,8 +162,10 @@ pub fn boot(kernel: &Path, initramfs: &[u8], timeout: Duration) -> String {
         .arg(&initrd)
         .args(["-append", "console=ttyS0 rdinit=/init panic=-1 quiet"])
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        // To a file, read at the end: a pipe nobody reads while the guest runs fills up
+        // and stalls the guest's console.
+        .stdout(console.try_clone().expect("console file"))
+        .stderr(console.try_clone().expect("console file"))
         .spawn()
         .expect(
             "start qemu-system-x86_64 (Debian's qemu-system-x86; `cargo xtask test` installs it)",
@@ -177,10 +181,9 @@ pub fn boot(kernel: &Path, initramfs: &[u8], timeout: Duration) -> String {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = child.wait_with_output().expect("qemu output");
-    let mut s = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    s.push_str(&String::from_utf8_lossy(&out.stderr));
-    s
+    let _ = child.wait();
+    let out = std::fs::read(&console_path).expect("read the console file");
+    String::from_utf8_lossy(&out).replace('\r', "")
 }
 
 /// The text between `===NAME` and the next `===` line of a console log.
@@ -188,4 +191,23 @@ pub fn section<'a>(console: &'a str, name: &str) -> Option<&'a str> {
     let start = console.find(&format!("==={name}\n"))? + name.len() + 4;
     let rest = &console[start..];
     Some(&rest[..rest.find("\n===").unwrap_or(rest.len())])
+}
+
+/// A section the guest wrote as `gzip | base64`, decoded; `None` when it is missing or
+/// does not decode (a console cut short).
+pub fn section_gz(console: &str, name: &str) -> Option<String> {
+    use base64::Engine as _;
+    use std::io::Read as _;
+    let text: String = section(console, name)?
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .ok()?;
+    let mut out = String::new();
+    flate2::read::GzDecoder::new(bytes.as_slice())
+        .read_to_string(&mut out)
+        .ok()?;
+    Some(out)
 }

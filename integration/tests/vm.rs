@@ -18,13 +18,68 @@ mount -t tmpfs tmp /tmp
 mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null
 echo ===KERNEL
 uname -r
+ip link set lo up
+cat > /tmp/net.yaml <<'POLICY'
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: vm-connect
+spec:
+  kprobes:
+  - call: tcp_connect
+    syscall: false
+    args:
+    - index: 0
+      type: sock
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: DAddr
+        values: ["127.0.0.0/8"]
+  - call: tcp_close
+    syscall: false
+    args:
+    - index: 0
+      type: sock
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: DPort
+        values: ["4242", "4243"]
+POLICY
+# A connection to a listener on loopback, then a marker whose exit event shows that
+# the agent has written everything before it. (A shell, not `true`: busybox runs its
+# own applets without an exec.)
+connect_and_sync() {
+  echo "STEP connect to $1"
+  # Both ends keep their input open, so that neither shuts its sending side down (busybox
+  # nc does at the end of its input): the client, stopped after a second, closes from
+  # ESTABLISHED.
+  sleep 5 | nc -l -p $1 > /dev/null &
+  sleep 1
+  sleep 2 | timeout 1 nc 127.0.0.1 $1
+  sleep 1
+  echo "STEP sync on $2"
+  i=0
+  while [ $i -lt 20 ] && kill -0 $AGENT 2>/dev/null; do
+    /bin/sh -c 'exit 0' $2-$i
+    j=0
+    while ! grep -q "process_exit.*$2-$i" $3; do
+      sleep 0.2; j=$((j+1)); [ $j -gt 50 ] && break
+    done
+    grep -q "process_exit.*$2-$i" $3 && break
+    i=$((i+1))
+  done
+}
 # tracefs is left unmounted: the agent mounts it.
-/tracer run --node-name vm-node > /tmp/events 2> /tmp/agent.err &
+/tracer run --node-name vm-node --tracing-policy /tmp/net.yaml > /tmp/events 2> /tmp/agent.err &
 AGENT=$!
 i=0
-while ! grep -q "tracer ready" /tmp/agent.err; do
-  sleep 0.2; i=$((i+1)); [ $i -gt 1500 ] && break
+while ! grep -q "tracer ready" /tmp/agent.err && kill -0 $AGENT 2>/dev/null; do
+  sleep 0.5; i=$((i+1)); [ $i -gt 600 ] && break
 done
+echo "STEP agent up after $i polls"
+kill -0 $AGENT 2>/dev/null || cat /tmp/agent.err
 mkdir -p "/tmp/work dir"
 cd "/tmp/work dir"
 /bin/sh -c '/bin/echo "a b" c | /bin/cat > /dev/null'
@@ -37,21 +92,39 @@ sleep 1
 kill -9 $SLEEPER
 /bin/sh -c 'exit 7'
 cd /
+connect_and_sync 4242 net-marker /tmp/events
+echo "STEP sync on vm-marker"
 i=0
-while [ $i -lt 20 ]; do
-  /bin/true vm-marker-$i
+while [ $i -lt 20 ] && kill -0 $AGENT 2>/dev/null; do
+  /bin/sh -c 'exit 0' vm-marker-$i
   j=0
-  while ! grep -q "vm-marker-$i\".*process_exit\|process_exit.*\"vm-marker-$i\"" /tmp/events; do
+  while ! grep -q "process_exit.*vm-marker-$i" /tmp/events; do
     sleep 0.2; j=$((j+1)); [ $j -gt 50 ] && break
   done
-  grep -q "process_exit.*\"vm-marker-$i\"" /tmp/events && break
+  grep -q "process_exit.*vm-marker-$i" /tmp/events && break
   i=$((i+1))
 done
 kill -INT $AGENT
 wait $AGENT
 echo "AGENT_EXIT=$?"
+# The same policy on the tracepoint that stands for the kprobes.
+/tracer run --node-name vm-node --disable-kprobes --tracing-policy /tmp/net.yaml > /tmp/events2 2> /tmp/agent2.err &
+AGENT=$!
+i=0
+while ! grep -q "tracer ready" /tmp/agent2.err && kill -0 $AGENT 2>/dev/null; do
+  sleep 0.5; i=$((i+1)); [ $i -gt 600 ] && break
+done
+echo "STEP second agent up after $i polls"
+connect_and_sync 4243 net2-marker /tmp/events2
+kill -INT $AGENT
+wait $AGENT
+echo ===EVENTS2
+grep process_kprobe /tmp/events2 | gzip -c | base64
+echo ===STDERR2
+cat /tmp/agent2.err
+# Compressed: the serial console of an emulated machine is slow.
 echo ===EVENTS
-cat /tmp/events
+gzip -c /tmp/events | base64
 echo ===STDERR
 cat /tmp/agent.err
 echo ===END
@@ -79,7 +152,9 @@ fn lifecycle_on_distribution_kernels() {
     }
     let initramfs = vm::initramfs(&agent_bin(), INIT);
     for (name, kernel) in kernels {
+        let started = std::time::Instant::now();
         let console = vm::boot(&kernel, &initramfs, Duration::from_secs(600));
+        println!("{name}: the guest ran for {:.0?}", started.elapsed());
         let fail = |what: &str| -> ! { panic!("{name}: {what}\nconsole:\n{console}") };
         let release = vm::section(&console, "KERNEL").unwrap_or_else(|| fail("no output"));
         println!("{name}: booted {}", release.trim());
@@ -100,7 +175,7 @@ fn lifecycle_on_distribution_kernels() {
             console.contains("AGENT_EXIT=0"),
             "{name}: clean exit: {console}"
         );
-        let events: Vec<Value> = vm::section(&console, "EVENTS")
+        let events: Vec<Value> = vm::section_gz(&console, "EVENTS")
             .unwrap_or_else(|| fail("no events"))
             .lines()
             .filter(|l| l.starts_with('{'))
@@ -165,5 +240,114 @@ fn lifecycle_on_distribution_kernels() {
         exits.dedup();
         assert_eq!(exits.len(), n, "{name}: duplicate exits");
         println!("{name}: {} execs, {n} exits checked", execs.len());
+
+        // The network policy on real kprobes, then on the tracepoint that stands for
+        // them (--disable-kprobes): the same events, but for what a kprobe sees that the
+        // tracepoint cannot (the source port, chosen after the state change).
+        assert!(
+            stderr.contains("kernel: kprobes available"),
+            "{name}: {stderr}"
+        );
+        for call in ["tcp_connect", "tcp_close"] {
+            assert!(
+                stderr.contains(&format!(
+                    "policy vm-connect: kprobe {call} runs on a kprobe"
+                )),
+                "{name}: {stderr}"
+            );
+        }
+        for e in of_kind(&events, "process_kprobe") {
+            println!(
+                "{name} on kprobes: {} {} pid {}",
+                e["function_name"], e["args"][0]["sock_arg"], e["process"]["pid"]
+            );
+        }
+        let on_kprobe = network(&events, 4242);
+        let stderr2 =
+            vm::section(&console, "STDERR2").unwrap_or_else(|| fail("no second agent log"));
+        assert!(
+            stderr2.contains("kernel: kprobes available and turned off (--disable-kprobes)"),
+            "{name}: {stderr2}"
+        );
+        assert!(
+            stderr2.contains("policy vm-connect: kprobe tcp_connect runs on the tracepoint sock/inet_sock_set_state"),
+            "{name}: {stderr2}"
+        );
+        let events2: Vec<Value> = vm::section_gz(&console, "EVENTS2")
+            .unwrap_or_else(|| fail("no events of the second agent"))
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| fail(&format!("{e}: {l}"))))
+            .collect();
+        for e in of_kind(&events2, "process_kprobe") {
+            println!(
+                "{name} on the tracepoint: {} {} pid {}",
+                e["function_name"], e["args"][0]["sock_arg"], e["process"]["pid"]
+            );
+        }
+        let on_tracepoint = network(&events2, 4243);
+        for (what, [connect, close]) in [("kprobe", &on_kprobe), ("tracepoint", &on_tracepoint)] {
+            let (c, x) = (
+                &connect["args"][0]["sock_arg"],
+                &close["args"][0]["sock_arg"],
+            );
+            assert_eq!(c["cookie"], x["cookie"], "{name} {what}: one socket");
+            assert_eq!(c["state"], "TCP_SYN_SENT", "{name} {what}");
+            assert_ne!(x["sport"], 0, "{name} {what}: {close}");
+            assert_eq!(x["state"], "TCP_ESTABLISHED", "{name} {what}: {close}");
+            assert_eq!(
+                connect["process"]["pid"], close["process"]["pid"],
+                "{name} {what}"
+            );
+            assert_eq!(
+                connect["process"]["binary"], "/bin/busybox",
+                "{name} {what}"
+            );
+        }
+        assert_ne!(
+            on_kprobe[0]["args"][0]["sock_arg"]["sport"], 0,
+            "{name}: a kprobe on tcp_connect sees the source port"
+        );
+        assert_eq!(
+            on_tracepoint[0]["args"][0]["sock_arg"]["sport"], 0,
+            "{name}: the tracepoint runs before the port is chosen"
+        );
+        // Everything else agrees.
+        for i in 0..2 {
+            let (k, t) = (&on_kprobe[i], &on_tracepoint[i]);
+            for f in ["function_name", "policy_name", "action"] {
+                assert_eq!(k[f], t[f], "{name}: {f}");
+            }
+            for f in ["family", "type", "protocol", "saddr", "daddr", "state"] {
+                assert_eq!(
+                    k["args"][0]["sock_arg"][f], t["args"][0]["sock_arg"][f],
+                    "{name}: {f} of {}",
+                    k["function_name"]
+                );
+            }
+        }
+        println!("{name}: kprobe and tracepoint network events agree");
     }
+}
+
+/// The client's `tcp_connect` and `tcp_close` events of the connection to `port`.
+fn network(events: &[Value], port: u16) -> [Value; 2] {
+    let of = |call: &str| -> Value {
+        let hits: Vec<&Value> = of_kind(events, "process_kprobe")
+            .into_iter()
+            .filter(|e| e["function_name"] == call && e["args"][0]["sock_arg"]["dport"] == port)
+            .collect();
+        assert_eq!(hits.len(), 1, "one {call} to port {port}: {hits:#?}");
+        let e = hits[0].clone();
+        assert_eq!(e["policy_name"], "vm-connect");
+        assert_eq!(e["action"], "KPROBE_ACTION_POST");
+        let s = &e["args"][0]["sock_arg"];
+        assert_eq!(s["family"], "AF_INET", "{e}");
+        assert_eq!(s["type"], "SOCK_STREAM", "{e}");
+        assert_eq!(s["protocol"], "IPPROTO_TCP", "{e}");
+        assert_eq!(s["saddr"], "127.0.0.1", "{e}");
+        assert_eq!(s["daddr"], "127.0.0.1", "{e}");
+        e
+    };
+    [of("tcp_connect"), of("tcp_close")]
 }

@@ -11,6 +11,10 @@ pub const HAS_LOGINUID: u32 = 1 << 0;
 /// `present` bit: time namespaces exist (Linux 5.6 and later).
 pub const HAS_TIME_NS: u32 = 1 << 1;
 
+/// `present` bit: the `sock_*` offsets are known (IPv6 built in, `sk_protocol` a whole
+/// field: Linux 5.6 and later), so kprobes on socket functions can read their socket.
+pub const HAS_SOCK: u32 = 1 << 3;
+
 /// `present` bit: the `regs_*` offsets are known (a `pt_regs` layout of this
 /// architecture), so syscall hooks can run on the raw `sys_enter`/`sys_exit` tracepoints.
 pub const HAS_SYSCALL_REGS: u32 = 1 << 2;
@@ -131,6 +135,18 @@ pub struct KernelOffsets {
     pub regs_arg4: u32,
     pub regs_arg5: u32,
     pub regs_nr: u32,
+    /// `sock.__sk_common.skc_family`, `.skc_state`, `.skc_num` (local port, host order),
+    /// `.skc_dport` (network order), `.skc_rcv_saddr`, `.skc_daddr`, `.skc_v6_rcv_saddr`,
+    /// `.skc_v6_daddr`, and `sock.sk_protocol`; valid with [`HAS_SOCK`].
+    pub sock_family: u32,
+    pub sock_state: u32,
+    pub sock_num: u32,
+    pub sock_dport: u32,
+    pub sock_rcv_saddr: u32,
+    pub sock_daddr: u32,
+    pub sock_v6_rcv_saddr: u32,
+    pub sock_v6_daddr: u32,
+    pub sock_protocol: u32,
     /// `HAS_*` bits.
     pub present: u32,
 }
@@ -139,4 +155,4 @@ pub struct KernelOffsets {
 // SAFETY: `#[repr(C)]`, all fields `u32`, no padding: any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 66 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 75 * 4);

@@ -71,6 +71,15 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     regs_arg4: 0,
     regs_arg5: 0,
     regs_nr: 0,
+    sock_family: 0,
+    sock_state: 0,
+    sock_num: 0,
+    sock_dport: 0,
+    sock_rcv_saddr: 0,
+    sock_daddr: 0,
+    sock_v6_rcv_saddr: 0,
+    sock_v6_daddr: 0,
+    sock_protocol: 0,
     present: 0,
 };
 

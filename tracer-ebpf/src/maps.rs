@@ -125,6 +125,19 @@ pub static ARG_PREFIX_KEYS: PerCpuArray<Key<StrPrefix>> =
 pub static ARG_POSTFIX_KEYS: PerCpuArray<Key<StrPrefix>> =
     PerCpuArray::with_max_entries(KEY_SLOTS, 0);
 
+/// A kprobe's socket as a `sock:inet_sock_set_state` record (`hooks/kprobe.rs`).
+#[repr(C)]
+pub struct SockRecord {
+    pub bytes: [u8; SockRecord::LEN],
+}
+impl SockRecord {
+    /// Larger than the tracepoint's record (about 70 bytes), a power of two.
+    pub const LEN: usize = 256;
+    pub const MASK: usize = Self::LEN - 1;
+}
+#[map]
+pub static SOCK_RECORD: PerCpuArray<SockRecord> = PerCpuArray::with_max_entries(1, 0);
+
 /// A socket argument's address keys: `[0]` source, `[1]` destination.
 #[map]
 pub static SOCK_KEYS: PerCpuArray<Key<StrPrefix>> = PerCpuArray::with_max_entries(2, 0);

@@ -39,6 +39,8 @@ pub struct Config {
     pub tracing_policy_dir: Option<PathBuf>,
     /// Syscall hooks on their own tracepoints rather than the raw syscall tracepoints.
     pub syscall_tracepoints: bool,
+    /// Kprobe hooks on their tracepoint equivalents even where kprobes work.
+    pub disable_kprobes: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,11 +95,32 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
     let wants_policies = !config.tracing_policies.is_empty() || config.tracing_policy_dir.is_some();
     let mut store = None;
     if wants_policies {
-        let syscall_regs = resolved.offsets.present & tracer_common::offsets::HAS_SYSCALL_REGS != 0;
+        let syscall_regs = !config.syscall_tracepoints
+            && resolved.offsets.present & tracer_common::offsets::HAS_SYSCALL_REGS != 0;
+        let has_kprobes = crate::kernel::features::kprobes();
+        let sock = resolved.offsets.present & tracer_common::offsets::HAS_SOCK != 0;
+        let kprobes = has_kprobes && sock && !config.disable_kprobes;
+        tracing::info!(
+            "kernel: kprobes {}; syscall hooks run on {}",
+            match (has_kprobes, sock, config.disable_kprobes) {
+                (false, _, _) =>
+                    "not available (policies' kprobes run on tracepoints where one stands for them)",
+                (true, false, _) =>
+                    "available, but the socket fields are not in BTF (kprobes run on tracepoints)",
+                (true, true, true) => "available and turned off (--disable-kprobes)",
+                (true, true, false) => "available",
+            },
+            if syscall_regs {
+                "the raw sys_enter/sys_exit tracepoints"
+            } else {
+                "their own tracepoints"
+            }
+        );
         match PolicyStore::new(
             &mut loaded.ebpf,
             std::path::Path::new(tracefs::TRACEFS),
             syscall_regs,
+            kprobes,
         ) {
             Ok(s) => store = Some(s),
             Err(e) => tracing::error!("{e}; the process lifecycle is still traced"),

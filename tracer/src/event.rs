@@ -301,7 +301,11 @@ pub fn tracepoint<'a>(
 ) -> Event<'a> {
     use tracer_common::policy::EVENT_MONITOR;
     let policy_mode = (ev.flags & EVENT_MONITOR != 0).then_some("monitor");
-    if let Some(function_name) = &hook.kprobe {
+    if let Some(crate::policy::compile::KprobeHook {
+        call: function_name,
+        ..
+    }) = &hook.kprobe
+    {
         return Event {
             body: Body::ProcessKprobe {
                 process: ProcessOut::new(process, clock),

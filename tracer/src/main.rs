@@ -86,6 +86,11 @@ struct RunArgs {
     /// the shared raw `sys_enter`/`sys_exit` tracepoints (to compare their cost).
     #[arg(long)]
     syscall_tracepoints: bool,
+
+    /// Run policies' kprobes on their tracepoint equivalents (`tcp_connect` on
+    /// `sock:inet_sock_set_state`) even where the kernel has kprobes.
+    #[arg(long)]
+    disable_kprobes: bool,
 }
 
 fn parse_override(s: &str) -> Result<(String, String), String> {
@@ -170,6 +175,7 @@ fn run(args: RunArgs) -> ExitCode {
         tracing_policies: args.tracing_policy,
         tracing_policy_dir: args.tracing_policy_dir,
         syscall_tracepoints: args.syscall_tracepoints,
+        disable_kprobes: args.disable_kprobes,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,5 +1,6 @@
 //! One module per family of hooks.
 
+pub mod kprobe;
 pub mod policy;
 pub mod process;
 pub mod syscall;

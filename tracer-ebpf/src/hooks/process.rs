@@ -305,13 +305,35 @@ fn record_binary(pid: u32, n: *mut NaturalScratch) {
     let _ = EXEC_PATHS.insert(pid, &*key, 0);
 }
 
+/// The `FOLLOW` bit of `followChildren` filter `i` if the binary in `BIN_KEY` matches it,
+/// else 0. A function of its own: inlined into the loop over the filters, LLVM lays the
+/// loop out with its latch falling through into its head, a back-edge that verifiers
+/// before 6.3 refuse.
+#[inline(never)]
+fn follow_filter(i: u32) -> u64 {
+    use tracer_common::policy::{BIN_IN, BIN_PREFIX, OP_EQUAL, OP_POSTFIX, OP_PREFIX};
+    let Some(f) = BIN_FOLLOW.get(i) else {
+        return 0;
+    };
+    let kind = match f.op {
+        BIN_IN => OP_EQUAL,
+        BIN_PREFIX => OP_PREFIX,
+        0 => return 0,
+        _ => OP_POSTFIX,
+    };
+    if policy::str_lookup(kind, f.id, BINARY_SLOT) {
+        1u64 << (f.bit & 63)
+    } else {
+        0
+    }
+}
+
 /// `followChildren`: the `FOLLOW` bits of the filters whose binaries match the one just
 /// recorded in `BIN_KEY`, added to the process's.
 #[inline(never)]
 fn follow_binary(pid: u32) {
     use tracer_common::policy::{
-        ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, BIN_IN,
-        BIN_PREFIX, MAX_BIN_FOLLOW, OP_EQUAL, OP_POSTFIX, OP_PREFIX,
+        ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, MAX_BIN_FOLLOW,
     };
     let (Some(key), Some(v)) = (BIN_KEY.get_ptr(0), BIN_VALUE.get_ptr_mut(0)) else {
         return;
@@ -328,16 +350,7 @@ fn follow_binary(pid: u32) {
     );
     let mut bits = 0u64;
     for i in 0..MAX_BIN_FOLLOW {
-        let Some(f) = BIN_FOLLOW.get(i) else { break };
-        let kind = match f.op {
-            BIN_IN => OP_EQUAL,
-            BIN_PREFIX => OP_PREFIX,
-            0 => continue,
-            _ => OP_POSTFIX,
-        };
-        if policy::str_lookup(kind, f.id, BINARY_SLOT) {
-            bits |= 1u64 << (f.bit & 63);
-        }
+        bits |= follow_filter(i);
     }
     if bits != 0 {
         // SAFETY: a map value, copied out.

@@ -9,7 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use btf_rs::{Btf, Type};
-use tracer_common::offsets::{HAS_LOGINUID, HAS_SYSCALL_REGS, HAS_TIME_NS, KernelOffsets};
+use tracer_common::offsets::{
+    HAS_LOGINUID, HAS_SOCK, HAS_SYSCALL_REGS, HAS_TIME_NS, KernelOffsets,
+};
 
 /// The `struct pt_regs` fields that hold a syscall's arguments 0 to 5 and its number, in
 /// the syscall ABI of the architecture the agent is built for. Elsewhere syscall hooks
@@ -146,8 +148,44 @@ impl KernelBtf {
             regs_arg4: 0,
             regs_arg5: 0,
             regs_nr: 0,
+            sock_family: 0,
+            sock_state: 0,
+            sock_num: 0,
+            sock_dport: 0,
+            sock_rcv_saddr: 0,
+            sock_daddr: 0,
+            sock_v6_rcv_saddr: 0,
+            sock_v6_daddr: 0,
+            sock_protocol: 0,
             present: 0,
         };
+        // Sockets, for kprobes on socket functions.
+        let sock: Result<Vec<u32>, _> = [
+            "sock.__sk_common.skc_family",
+            "sock.__sk_common.skc_state",
+            "sock.__sk_common.skc_num",
+            "sock.__sk_common.skc_dport",
+            "sock.__sk_common.skc_rcv_saddr",
+            "sock.__sk_common.skc_daddr",
+            "sock.__sk_common.skc_v6_rcv_saddr",
+            "sock.__sk_common.skc_v6_daddr",
+            "sock.sk_protocol",
+        ]
+        .iter()
+        .map(|p| o(p))
+        .collect();
+        if let Ok(f) = sock {
+            offsets.sock_family = f[0];
+            offsets.sock_state = f[1];
+            offsets.sock_num = f[2];
+            offsets.sock_dport = f[3];
+            offsets.sock_rcv_saddr = f[4];
+            offsets.sock_daddr = f[5];
+            offsets.sock_v6_rcv_saddr = f[6];
+            offsets.sock_v6_daddr = f[7];
+            offsets.sock_protocol = f[8];
+            offsets.present |= HAS_SOCK;
+        }
         // The syscall ABI's registers, for the raw syscall tracepoints.
         if let Some(regs) = SYSCALL_REGS {
             let found: Result<Vec<u32>, _> =
@@ -330,6 +368,10 @@ mod tests {
         // `dentry.d_name.name` is inside `d_name`, after its hash and length.
         assert!(o.dentry_name >= btf.offset_of("dentry.d_name").unwrap() + 8);
         assert!(o.mount_parent != o.mount_mountpoint);
+        // Socket fields: the common part first, its ports side by side (skc_portpair).
+        assert_ne!(o.present & HAS_SOCK, 0);
+        assert_eq!(o.sock_num, o.sock_dport + 2);
+        assert!(o.sock_family < o.sock_protocol);
         // x86-64's `pt_regs` is the ptrace ABI (`user_regs_struct`), so its offsets are
         // known: r15 first, 8 bytes a register.
         #[cfg(target_arch = "x86_64")]

@@ -67,12 +67,19 @@ pub struct Hook {
     pub config: HookConfig,
     /// Set for a syscall hook that can run on the raw syscall tracepoints.
     pub route: Option<SyscallRoute>,
-    /// Set for a kprobe (its function) run on this tracepoint: its events are
-    /// `process_kprobe`.
-    pub kprobe: Option<String>,
+    /// Set for a kprobe: its events are `process_kprobe`.
+    pub kprobe: Option<KprobeHook>,
     pub args: Vec<ArgMeta>,
     pub message: Option<String>,
     pub tags: Vec<String>,
+}
+
+/// A kprobe hook: on a kprobe of `call`, or on the tracepoint of the hook's `subsystem`
+/// and `event`, which stands for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KprobeHook {
+    pub call: String,
+    pub on_kprobe: bool,
 }
 
 /// A syscall hook run by the raw `sys_enter`/`sys_exit` tracepoint (one for all syscall
@@ -173,8 +180,9 @@ fn kprobe_on_tracepoint(call: &str, syscall: bool) -> Result<SockLayout, String>
             bits(&[FIN_WAIT1, LAST_ACK, CLOSE]),
             1,
         ),
-        // listen() moves the socket from CLOSE to LISTEN in inet_csk_listen_start.
-        "inet_csk_listen_start" => (bits(&[CLOSE]), bits(&[LISTEN]), 0),
+        // listen() moves the socket from CLOSE to LISTEN in inet_csk_listen_start; a
+        // kprobe there sees it still in CLOSE, and so does this.
+        "inet_csk_listen_start" => (bits(&[CLOSE]), bits(&[LISTEN]), 1),
         "inet_csk_accept" => {
             return Err(
                 "kprobes on `inet_csk_accept` are not supported yet: an accepted socket changes state in the kernel's network path, not in the accepting process, so the tracepoint cannot stand for it".into(),
@@ -368,11 +376,14 @@ pub enum CompileError {
 
 /// Compiles `p`; `policy_id` numbers its counters; `next_filter_id` numbers string
 /// filters across policies (advanced past the ones used).
+/// `kprobes`: the kernel attaches kprobes and the agent can read its sockets; kprobe
+/// hooks then run on kprobes, else on their tracepoint equivalents.
 pub fn compile(
     p: &TracingPolicy,
     policy_id: u32,
     ids: &mut Ids,
     tracefs_root: &std::path::Path,
+    kprobes: bool,
 ) -> Result<Compiled, CompileError> {
     let name = p.metadata.name.as_str().to_owned();
     let monitor = p.spec.options.iter().any(|o| {
@@ -440,7 +451,12 @@ pub fn compile(
                     source,
                 }
             })?;
-        let layout = sock_layout(&format, trigger).map_err(err)?;
+        let mut layout = sock_layout(&format, trigger).map_err(err)?;
+        if kprobes {
+            // The kprobe fires on the call itself: no transition to wait for, and the
+            // socket's state is the one at the call.
+            layout.report_old = 1;
+        }
         let input = HookInput {
             subsystem: "sock",
             event: "inet_sock_set_state",
@@ -448,7 +464,7 @@ pub fn compile(
             selectors: &k.selectors,
             message: k.message.as_ref(),
             tags: &k.tags,
-            kprobe: Some((call, layout)),
+            kprobe: Some((call, layout, kprobes)),
         };
         hooks.push(
             hook(
@@ -498,9 +514,9 @@ struct HookInput<'a> {
     selectors: &'a [marked_yaml::Spanned<super::model::Selector>],
     message: Option<&'a marked_yaml::Spanned<String>>,
     tags: &'a [marked_yaml::Spanned<String>],
-    /// A kprobe run on `sock:inet_sock_set_state`: its function and the transitions
-    /// that stand for it.
-    kprobe: Option<(&'a str, SockLayout)>,
+    /// A kprobe: its function, the `sock:inet_sock_set_state` record layout (and the
+    /// transitions that stand for the call there), and whether it runs on a kprobe.
+    kprobe: Option<(&'a str, SockLayout, bool)>,
 }
 
 impl<'a> HookInput<'a> {
@@ -548,10 +564,10 @@ fn hook(
             )
         })?;
         let ty = a.ty.as_ref().map(|t| t.as_str()).unwrap_or("auto");
-        if let Some((call, layout)) = tp.kprobe {
+        if let Some((call, layout, on_kprobe)) = tp.kprobe {
             if ty != "sock" || *a.index != 0 {
                 return Err(format!(
-                    "args[{i}]: {call} is run on the sock:inet_sock_set_state tracepoint here, which gives its argument 0 as `type: sock` only"
+                    "args[{i}]: {call} takes its argument 0 as `type: sock`, and no other yet"
                 ));
             }
             config.args[i] = ArgConfig {
@@ -559,7 +575,9 @@ fn hook(
                 ..Default::default()
             };
             config.sock = layout;
-            config.flags |= HOOK_SOCK_TRIGGER;
+            if !on_kprobe {
+                config.flags |= HOOK_SOCK_TRIGGER;
+            }
             metas.push(ArgMeta {
                 out: ArgOut::Sock,
                 label: a.label.as_ref().map(|l| l.as_str().to_owned()),
@@ -889,7 +907,10 @@ fn hook(
         event: tp.event.to_owned(),
         event_id: format.id,
         route: syscall_route(tp.subsystem, tp.event, &config),
-        kprobe: tp.kprobe.map(|(call, _)| call.to_owned()),
+        kprobe: tp.kprobe.map(|(call, _, on_kprobe)| KprobeHook {
+            call: call.to_owned(),
+            on_kprobe,
+        }),
         config,
         args: metas,
         message: tp.message.map(|m| m.as_str().to_owned()),
@@ -1022,6 +1043,12 @@ mod tests {
                 "\tfield:long id;\toffset:8;\tsize:8;\tsigned:1;\n\tfield:unsigned long args[6];\toffset:16;\tsize:48;\tsigned:0;\n",
             ),
             (
+                "sock",
+                "inet_sock_set_state",
+                705,
+                "\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:int oldstate;\toffset:16;\tsize:4;\tsigned:1;\n\tfield:int newstate;\toffset:20;\tsize:4;\tsigned:1;\n\tfield:__u16 sport;\toffset:24;\tsize:2;\tsigned:0;\n\tfield:__u16 dport;\toffset:26;\tsize:2;\tsigned:0;\n\tfield:__u16 family;\toffset:28;\tsize:2;\tsigned:0;\n\tfield:__u16 protocol;\toffset:30;\tsize:2;\tsigned:0;\n\tfield:__u8 saddr[4];\toffset:32;\tsize:4;\tsigned:0;\n\tfield:__u8 daddr[4];\toffset:36;\tsize:4;\tsigned:0;\n\tfield:__u8 saddr_v6[16];\toffset:40;\tsize:16;\tsigned:0;\n\tfield:__u8 daddr_v6[16];\toffset:56;\tsize:16;\tsigned:0;\n",
+            ),
+            (
                 "sched",
                 "sched_process_fork",
                 704,
@@ -1045,9 +1072,62 @@ mod tests {
         );
         let docs =
             super::super::parse::text_documents("t.yaml", &text).map_err(|e| format!("{e:?}"))?;
-        let c =
-            compile(&docs[0].policy, 0, &mut Ids::default(), root).map_err(|e| e.to_string())?;
+        let c = compile(&docs[0].policy, 0, &mut Ids::default(), root, false)
+            .map_err(|e| e.to_string())?;
         Ok(c.hooks.into_iter().next().expect("one hook"))
+    }
+
+    #[test]
+    fn socket_kprobes_compile_for_a_kprobe_or_for_the_tracepoint() {
+        let root = tracefs();
+        let text = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: sock\n  - call: tcp_close\n    syscall: false\n    args:\n    - index: 0\n      type: sock\n";
+        let docs = super::super::parse::text_documents("t.yaml", text).expect("parses");
+        for kprobes in [true, false] {
+            let c = compile(
+                &docs[0].policy,
+                0,
+                &mut Ids::default(),
+                root.path(),
+                kprobes,
+            )
+            .expect("compiles");
+            assert_eq!(c.hooks.len(), 2);
+            let (connect, close) = (&c.hooks[0], &c.hooks[1]);
+            assert_eq!(
+                connect.kprobe,
+                Some(KprobeHook {
+                    call: "tcp_connect".into(),
+                    on_kprobe: kprobes
+                })
+            );
+            assert_eq!(
+                (connect.subsystem.as_str(), connect.event.as_str()),
+                ("sock", "inet_sock_set_state")
+            );
+            assert_eq!(connect.event_id, 705);
+            let l = connect.config.sock;
+            // The record's layout, from the format file, for both: a kprobe writes its
+            // socket's fields where the tracepoint has them.
+            assert_eq!(
+                (
+                    l.skaddr, l.oldstate, l.newstate, l.sport, l.dport, l.family, l.protocol,
+                    l.saddr_v6, l.daddr_v6
+                ),
+                (8, 16, 20, 24, 26, 28, 30, 40, 56)
+            );
+            assert_eq!(l.protocol_is, 6);
+            // On the tracepoint a hook runs on some transitions only; a kprobe reports the
+            // state at the call.
+            assert_eq!(connect.config.flags & HOOK_SOCK_TRIGGER != 0, !kprobes);
+            assert_eq!(l.old_states, 1 << 7, "tcp_connect leaves CLOSE");
+            assert_eq!(l.new_states, 1 << 2, "for SYN_SENT");
+            assert_eq!(l.report_old, u16::from(kprobes));
+            assert_eq!(close.config.sock.report_old, 1);
+            assert_eq!(
+                close.kprobe.as_ref().map(|k| k.call.as_str()),
+                Some("tcp_close")
+            );
+        }
     }
 
     #[test]

@@ -18,8 +18,8 @@ use aya::{
         lpm_trie::{Key, LpmTrie},
     },
     programs::{
-        RawTracePoint, TracePoint, raw_trace_point::RawTracePointLinkId,
-        trace_point::TracePointLinkId,
+        KProbe, RawTracePoint, TracePoint, kprobe::KProbeLinkId,
+        raw_trace_point::RawTracePointLinkId, trace_point::TracePointLinkId,
     },
 };
 use tracer_common::policy::{
@@ -50,6 +50,26 @@ const BPF_NOEXIST: u64 = 1;
 /// The program of a slot: every slot runs the same code on its own `HOOKS` entry.
 fn program_name(slot: u32) -> String {
     format!("policy_tp_{slot}")
+}
+
+/// The kprobe program of a slot.
+fn kprobe_program_name(slot: u32) -> String {
+    format!("policy_kp_{slot}")
+}
+
+fn load_error(name: &str, e: aya::programs::ProgramError) -> StoreError {
+    match e {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            tracing::debug!("verifier log of {name}:\n{verifier_log}");
+            StoreError::Program(format!(
+                "the kernel refused {name} ({io_error}); --log-level debug shows the verifier log"
+            ))
+        }
+        other => StoreError::Program(format!("{name}: {other}")),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,12 +120,18 @@ pub struct PolicyCounts {
     pub rate_limited: u64,
 }
 
+/// How a slot's program is attached.
+enum Link {
+    Tracepoint(TracePointLinkId),
+    Kprobe(KProbeLinkId),
+}
+
 struct Loaded {
     id: u32,
     compiled: Compiled,
     /// The slot of each hook, in `compiled.hooks` order.
     slots: Vec<u32>,
-    links: Vec<(u32, TracePointLinkId)>,
+    links: Vec<(u32, Link)>,
     source: PathBuf,
 }
 
@@ -119,8 +145,10 @@ pub struct PolicyStore {
     policies: BTreeMap<String, Loaded>,
     /// Who holds each slot: (policy, hook index).
     slots: HashMap<u32, (String, usize)>,
-    /// Slots whose program is loaded (verified) already.
-    programs_loaded: Vec<u32>,
+    /// Programs loaded (verified) already.
+    programs_loaded: Vec<String>,
+    /// The kernel attaches kprobes (and the agent reads its sockets).
+    kprobes: bool,
     ids: Ids,
     exec_paths: Option<BpfHashMap<MapData, u32, StrKey>>,
     config: Array<MapData, u32>,
@@ -280,7 +308,14 @@ impl PolicyStore {
     /// kernel that refuses it says so at start).
     /// `syscall_regs`: the kernel's `pt_regs` layout is known, so syscall hooks can share
     /// the raw syscall tracepoints.
-    pub fn new(ebpf: &mut Ebpf, tracefs: &Path, syscall_regs: bool) -> Result<Self, StoreError> {
+    ///
+    /// `kprobes`: kprobe hooks run on kprobes (else on their tracepoint equivalents).
+    pub fn new(
+        ebpf: &mut Ebpf,
+        tracefs: &Path,
+        syscall_regs: bool,
+        kprobes: bool,
+    ) -> Result<Self, StoreError> {
         let syscalls = if syscall_regs {
             match SyscallDispatch::new(ebpf) {
                 Ok(d) => Some(d),
@@ -310,6 +345,7 @@ impl PolicyStore {
             follow: take(ebpf, "FOLLOW")?,
             bin_follow: take(ebpf, "BIN_FOLLOW")?,
             syscalls,
+            kprobes,
         };
         store.program(ebpf, 0)?;
         // From now on the kernel keeps every process's binary, for `matchBinaries`.
@@ -361,15 +397,28 @@ impl PolicyStore {
             .ok_or_else(|| StoreError::Program(format!("no program `{name}` in the object")))?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| StoreError::Program(e.to_string()))?;
-        if !self.programs_loaded.contains(&slot) {
-            program.load().map_err(|e| match e {
-                aya::programs::ProgramError::LoadError { io_error, verifier_log } => {
-                    tracing::debug!("verifier log of {name}:\n{verifier_log}");
-                    StoreError::Program(format!("the kernel refused it ({io_error}); --log-level debug shows the verifier log"))
-                }
-                other => StoreError::Program(other.to_string()),
-            })?;
-            self.programs_loaded.push(slot);
+        if !self.programs_loaded.contains(&name) {
+            program.load().map_err(|e| load_error(&name, e))?;
+            self.programs_loaded.push(name);
+        }
+        Ok(program)
+    }
+
+    /// The kprobe program of `slot`, loaded.
+    fn kprobe_program<'e>(
+        &mut self,
+        ebpf: &'e mut Ebpf,
+        slot: u32,
+    ) -> Result<&'e mut KProbe, StoreError> {
+        let name = kprobe_program_name(slot);
+        let program: &mut KProbe = ebpf
+            .program_mut(&name)
+            .ok_or_else(|| StoreError::Program(format!("no program `{name}` in the object")))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| StoreError::Program(e.to_string()))?;
+        if !self.programs_loaded.contains(&name) {
+            program.load().map_err(|e| load_error(&name, e))?;
+            self.programs_loaded.push(name);
         }
         Ok(program)
     }
@@ -399,7 +448,7 @@ impl PolicyStore {
         // Compile with fresh ids, so the old policy's entries stay valid until the new one
         // is in.
         let mut ids = self.ids.clone();
-        let compiled = compile::compile(policy, id, &mut ids, &self.tracefs)?;
+        let compiled = compile::compile(policy, id, &mut ids, &self.tracefs, self.kprobes)?;
         let mut old = self.policies.remove(&name);
         if let Some(old) = &mut old {
             self.uninstall(ebpf, old);
@@ -489,9 +538,26 @@ impl PolicyStore {
                     routed = true;
                     continue;
                 }
-                if let Some(call) = &hook.kprobe {
+                if let Some(k) = &hook.kprobe {
+                    let call = &k.call;
+                    if k.on_kprobe {
+                        tracing::info!("policy {name}: kprobe {call} runs on a kprobe");
+                        let program = self.kprobe_program(ebpf, slot)?;
+                        let link = program.attach(call, 0).map_err(|e| StoreError::Attach {
+                            policy: name.clone(),
+                            hook: format!("kprobe {call}"),
+                            reason: e.to_string(),
+                        })?;
+                        loaded.links.push((slot, Link::Kprobe(link)));
+                        continue;
+                    }
                     tracing::info!(
-                        "policy {name}: kprobe {call} runs on the tracepoint {hook_name}, on the socket state changes a {call} call makes (on every kernel, with or without kprobes)"
+                        "policy {name}: kprobe {call} runs on the tracepoint {hook_name}, on the socket state changes a {call} call makes ({})",
+                        if self.kprobes {
+                            "kprobes are off"
+                        } else {
+                            "this kernel has no kprobes"
+                        }
                     );
                 }
                 let program = self.program(ebpf, slot)?;
@@ -502,7 +568,7 @@ impl PolicyStore {
                         reason: e.to_string(),
                     }
                 })?;
-                loaded.links.push((slot, link));
+                loaded.links.push((slot, Link::Tracepoint(link)));
             }
             if routed && let Some(d) = &mut self.syscalls {
                 d.sync(ebpf).map_err(|reason| StoreError::Attach {
@@ -525,15 +591,18 @@ impl PolicyStore {
 
     fn uninstall(&mut self, ebpf: &mut Ebpf, loaded: &mut Loaded) {
         for (slot, link) in loaded.links.drain(..) {
-            if let Some(program) = ebpf
-                .program_mut(&program_name(slot))
-                .and_then(|p| <&mut TracePoint>::try_from(p).ok())
-                && let Err(e) = program.detach(link)
-            {
-                tracing::warn!(
-                    "policy {}: detaching a tracepoint: {e}",
-                    loaded.compiled.name
-                );
+            let result = match link {
+                Link::Tracepoint(link) => ebpf
+                    .program_mut(&program_name(slot))
+                    .and_then(|p| <&mut TracePoint>::try_from(p).ok())
+                    .map(|p| p.detach(link)),
+                Link::Kprobe(link) => ebpf
+                    .program_mut(&kprobe_program_name(slot))
+                    .and_then(|p| <&mut KProbe>::try_from(p).ok())
+                    .map(|p| p.detach(link)),
+            };
+            if let Some(Err(e)) = result {
+                tracing::warn!("policy {}: detaching a hook: {e}", loaded.compiled.name);
             }
         }
         if let Some(d) = &mut self.syscalls {

@@ -1,0 +1,159 @@
+//! Kprobes of tracing policies on socket functions (`tcp_connect(struct sock *)`,
+//! `tcp_close`, `inet_csk_listen_start`): one program per slot, as for tracepoints. The
+//! program reads the socket of argument 0 (fields at offsets from BTF) into a record laid
+//! out as `sock:inet_sock_set_state`'s (offsets from its format file, in the hook's
+//! `SockLayout`), so the same selector code (`hooks/policy.rs`) runs on it, and a policy
+//! gives the same events on a kprobe as on the tracepoint a kernel without kprobes uses.
+
+use core::ffi::c_void;
+
+use aya_ebpf::{helpers::generated::bpf_probe_read_kernel, macros::kprobe, programs::ProbeContext};
+use tracer_common::policy::{HOOK_ACTIVE, SockLayout};
+
+use crate::{
+    globals::off,
+    hooks::policy::run,
+    maps::{HOOKS, SOCK_RECORD, SockRecord},
+};
+
+/// `AF_INET` (`include/linux/socket.h`).
+const AF_INET: u16 = 2;
+
+macro_rules! slots {
+    ($($name:ident = $slot:literal),* $(,)?) => {
+        $(
+            #[kprobe]
+            pub fn $name(ctx: ProbeContext) -> u32 {
+                run_sock(&ctx, $slot)
+            }
+        )*
+    };
+}
+
+slots!(
+    policy_kp_0 = 0,
+    policy_kp_1 = 1,
+    policy_kp_2 = 2,
+    policy_kp_3 = 3,
+    policy_kp_4 = 4,
+    policy_kp_5 = 5,
+    policy_kp_6 = 6,
+    policy_kp_7 = 7,
+    policy_kp_8 = 8,
+    policy_kp_9 = 9,
+    policy_kp_10 = 10,
+    policy_kp_11 = 11,
+    policy_kp_12 = 12,
+    policy_kp_13 = 13,
+    policy_kp_14 = 14,
+    policy_kp_15 = 15,
+    policy_kp_16 = 16,
+    policy_kp_17 = 17,
+    policy_kp_18 = 18,
+    policy_kp_19 = 19,
+    policy_kp_20 = 20,
+    policy_kp_21 = 21,
+    policy_kp_22 = 22,
+    policy_kp_23 = 23,
+    policy_kp_24 = 24,
+    policy_kp_25 = 25,
+    policy_kp_26 = 26,
+    policy_kp_27 = 27,
+    policy_kp_28 = 28,
+    policy_kp_29 = 29,
+    policy_kp_30 = 30,
+    policy_kp_31 = 31,
+);
+
+#[inline(always)]
+fn run_sock(ctx: &ProbeContext, slot: u32) -> u32 {
+    let Some(cfg) = HOOKS.get(slot) else {
+        return 0;
+    };
+    if cfg.flags & HOOK_ACTIVE == 0 {
+        return 0;
+    }
+    let Some(sk) = ctx.arg::<u64>(0) else {
+        return 0;
+    };
+    let Some(rec) = SOCK_RECORD.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's record; kprobe programs do not nest on one CPU.
+    let rec = unsafe { &mut *rec };
+    fill(rec, &cfg.sock, sk);
+    run(rec.bytes.as_ptr() as u64, slot)
+}
+
+/// Writes the fields of socket `sk` into `rec` where `l` says the tracepoint's record has
+/// them. Offsets are masked into the record, which has room past the mask for the widest
+/// field.
+#[inline(never)]
+fn fill(rec: &mut SockRecord, l: &SockLayout, sk: u64) {
+    rec.bytes = [0; SockRecord::LEN];
+    let family = read::<2>(sk + off!(sock_family)) as u16;
+    let state = read::<1>(sk + off!(sock_state)) as u32;
+    let dport_be = read::<2>(sk + off!(sock_dport)) as u16;
+    put(rec, l.skaddr, &sk.to_ne_bytes());
+    put(rec, l.oldstate, &state.to_ne_bytes());
+    put(rec, l.newstate, &state.to_ne_bytes());
+    put(rec, l.family, &family.to_ne_bytes());
+    put(
+        rec,
+        l.protocol,
+        &(read::<2>(sk + off!(sock_protocol)) as u16).to_ne_bytes(),
+    );
+    put(
+        rec,
+        l.sport,
+        &(read::<2>(sk + off!(sock_num)) as u16).to_ne_bytes(),
+    );
+    put(rec, l.dport, &u16::from_be(dport_be).to_ne_bytes());
+    for (field, v4, v6) in [
+        (l.saddr_v6, off!(sock_rcv_saddr), off!(sock_v6_rcv_saddr)),
+        (l.daddr_v6, off!(sock_daddr), off!(sock_v6_daddr)),
+    ] {
+        let mut addr = [0u8; 16];
+        if family == AF_INET {
+            // IPv4 mapped, as the tracepoint writes an IPv4 socket's addresses.
+            addr[10] = 0xff;
+            addr[11] = 0xff;
+            // SAFETY: 4 bytes into `addr[12..]`; the helper fails rather than faults.
+            unsafe {
+                bpf_probe_read_kernel(
+                    addr.as_mut_ptr().add(12).cast::<c_void>(),
+                    4,
+                    (sk + v4) as *const c_void,
+                )
+            };
+        } else {
+            // SAFETY: 16 bytes into `addr`.
+            unsafe {
+                bpf_probe_read_kernel(
+                    addr.as_mut_ptr().cast::<c_void>(),
+                    16,
+                    (sk + v6) as *const c_void,
+                )
+            };
+        }
+        put(rec, field, &addr);
+    }
+}
+
+/// Copies `v` into `rec` at `at` (masked: the verifier sees it in bounds).
+#[inline(always)]
+fn put<const N: usize>(rec: &mut SockRecord, at: u16, v: &[u8; N]) {
+    let at = usize::from(at) & SockRecord::MASK;
+    for (i, b) in v.iter().enumerate() {
+        rec.bytes[(at + i) & (SockRecord::LEN - 1)] = *b;
+    }
+}
+
+/// `N` bytes (at most 8) of kernel memory at `at`, zero-extended; 0 if unreadable.
+#[inline(always)]
+fn read<const N: u32>(at: u64) -> u64 {
+    let mut raw: u64 = 0;
+    // SAFETY: copies N <= 8 bytes into `raw`; the helper fails rather than faults.
+    unsafe { bpf_probe_read_kernel((&raw mut raw).cast::<c_void>(), N, at as *const c_void) };
+    raw
+}
