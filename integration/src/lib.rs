@@ -43,7 +43,8 @@ pub fn privileged(test: &str) -> bool {
     );
 }
 
-fn tracer_bin() -> PathBuf {
+/// The agent binary under test (`TRACER_BIN`, set by `cargo xtask test`).
+pub fn tracer_bin() -> PathBuf {
     let bin = std::env::var_os("TRACER_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {

@@ -118,6 +118,8 @@ echo "STEP second agent up after $i polls"
 connect_and_sync 4243 net2-marker /tmp/events2
 kill -INT $AGENT
 wait $AGENT
+echo ===STATUS
+/tracer status --tracing-policy /tmp/net.yaml 2>&1
 echo ===EVENTS2
 grep process_kprobe /tmp/events2 | gzip -c | base64
 echo ===STDERR2
@@ -158,6 +160,29 @@ fn lifecycle_on_distribution_kernels() {
         let fail = |what: &str| -> ! { panic!("{name}: {what}\nconsole:\n{console}") };
         let release = vm::section(&console, "KERNEL").unwrap_or_else(|| fail("no output"));
         println!("{name}: booted {}", release.trim());
+        // What the kernel runs, by `tracer status`: the matrix of the README.
+        let status = vm::section(&console, "STATUS").unwrap_or_else(|| fail("no status"));
+        println!("{name}: tracer status\n{status}");
+        for row in [
+            "tracepoint",
+            "raw tracepoint",
+            "BTF tracepoint",
+            "kprobe   ",
+            "kretprobe",
+            "fentry",
+            "fexit",
+        ] {
+            assert!(
+                status
+                    .lines()
+                    .any(|l| l.starts_with(row) && l.contains(" yes")),
+                "{name}: {row} works on this kernel: {status}"
+            );
+        }
+        assert!(
+            status.contains("kprobe tcp_connect runs on a kprobe"),
+            "{name}: {status}"
+        );
         let stderr = vm::section(&console, "STDERR").unwrap_or_else(|| fail("no agent log"));
         if !stderr.contains("tracer ready") {
             fail("the agent never got ready");

@@ -12,7 +12,11 @@ use crate::{
     decode::{self, RawEvent},
     event,
     export::json::JsonLines,
-    kernel::{btf::KernelBtf, privileges, tracefs},
+    kernel::{
+        btf::KernelBtf,
+        features::{self, ProgramType},
+        privileges, tracefs,
+    },
     loader::{self, HookStatus},
     policy::{
         files::{PolicyDir, load_file},
@@ -89,6 +93,11 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
             ),
         }
     }
+    let program_types = features::probe(&mut loaded.ebpf);
+    tracing::info!(
+        "kernel program types: {} (`tracer status` says why not)",
+        program_types.summary()
+    );
     let mut source = EventSource::new(&mut loaded.ebpf)?;
 
     // Tracing policies, when any are asked for.
@@ -97,7 +106,7 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
     if wants_policies {
         let syscall_regs = !config.syscall_tracepoints
             && resolved.offsets.present & tracer_common::offsets::HAS_SYSCALL_REGS != 0;
-        let has_kprobes = crate::kernel::features::kprobes();
+        let has_kprobes = program_types.works(ProgramType::Kprobe);
         let sock = resolved.offsets.present & tracer_common::offsets::HAS_SOCK != 0;
         let kprobes = has_kprobes && sock && !config.disable_kprobes;
         tracing::info!(

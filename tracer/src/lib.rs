@@ -8,6 +8,7 @@
 //! - [`event`]: the exported events, in Tetragon's JSON shape.
 //! - [`export`]: JSON lines.
 //! - [`agent`]: wires the stages together.
+//! - [`status`]: `tracer status`, what this kernel runs.
 
 pub mod agent;
 pub mod clock;
@@ -19,3 +20,4 @@ pub mod loader;
 pub mod policy;
 pub mod process;
 pub mod ringbuf;
+pub mod status;

@@ -80,10 +80,7 @@ pub fn load(
     ring_bytes: u32,
     attach_overrides: &[(String, String)],
 ) -> Result<Loaded, LoadError> {
-    let mut ebpf = EbpfLoader::new()
-        .override_global("OFFSETS", &resolved.offsets, true)
-        .map_max_entries("EVENTS", ring_bytes)
-        .load(OBJECT)?;
+    let mut ebpf = object(resolved, ring_bytes)?;
     let statuses: Vec<(Hook, HookStatus)> = hooks
         .iter()
         .map(|hook| {
@@ -109,6 +106,14 @@ pub fn load(
         ebpf,
         hooks: statuses,
     })
+}
+
+/// The object with its maps created and nothing loaded into the kernel yet.
+pub fn object(resolved: &Resolved, ring_bytes: u32) -> Result<Ebpf, LoadError> {
+    Ok(EbpfLoader::new()
+        .override_global("OFFSETS", &resolved.offsets, true)
+        .map_max_entries("EVENTS", ring_bytes)
+        .load(OBJECT)?)
 }
 
 fn attach(ebpf: &mut Ebpf, hook: &Hook, event: &str) -> Result<(), String> {

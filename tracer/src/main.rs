@@ -26,6 +26,24 @@ enum Command {
     /// Work with TracingPolicy documents.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Say what this kernel runs: each program type (loaded, attached and unloaded again
+    /// to find out, with the reason when it does not work), where the process hooks run,
+    /// and where each hook of the given policies would run. Traces nothing. Needs root.
+    /// Exits 1 when a policy would be refused.
+    Status(StatusArgs),
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// A file of TracingPolicy documents whose hooks to place (repeatable).
+    #[arg(long, value_name = "FILE")]
+    tracing_policy: Vec<PathBuf>,
+    /// As `tracer run --syscall-tracepoints`.
+    #[arg(long)]
+    syscall_tracepoints: bool,
+    /// As `tracer run --disable-kprobes`.
+    #[arg(long)]
+    disable_kprobes: bool,
 }
 
 #[derive(Subcommand)]
@@ -117,6 +135,33 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run(args),
         Command::Policy(PolicyCommand::Validate { files }) => validate(&files),
+        Command::Status(args) => status(args),
+    }
+}
+
+fn status(args: StatusArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .init();
+    let config = tracer::status::Config {
+        tracing_policies: args.tracing_policy,
+        syscall_tracepoints: args.syscall_tracepoints,
+        disable_kprobes: args.disable_kprobes,
+    };
+    match tracer::status::report(&config) {
+        Ok((text, ok)) => {
+            print!("{text}");
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("tracer: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

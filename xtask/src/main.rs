@@ -5,6 +5,8 @@
 //! - `cargo xtask run [-- ARGS]`: set-up, build, and run the agent (`tracer run ARGS`).
 //! - `cargo xtask test`: set-up, formatting, lints, unit tests, then the privileged
 //!   integration tests that load the real programs.
+//! - `cargo xtask integration-test [--kernel host|debian-6.1|debian-6.12]`: the
+//!   privileged tests on the host's kernel and on Debian's, one report per kernel.
 
 mod setup;
 mod test;
@@ -41,6 +43,14 @@ enum Cmd {
         /// Only the tests whose name contains this (passed to the test binaries).
         filter: Option<String>,
     },
+    /// The privileged tests on chosen kernels: `host` (the tests of `integration/` on
+    /// this machine's kernel) and Debian's kernels booted under qemu (`debian-6.1`,
+    /// `debian-6.12`), each reported on its own. Without `--kernel`, all of them.
+    IntegrationTest {
+        /// `host`, `debian-6.1` or `debian-6.12` (repeatable).
+        #[arg(long = "kernel", value_name = "KERNEL")]
+        kernels: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +60,9 @@ fn main() -> ExitCode {
         Cmd::Run { debug, args } => setup::setup().and_then(|()| run(debug, &args)),
         Cmd::Test { no_lint, filter } => {
             setup::setup().and_then(|()| test::test(!no_lint, filter.as_deref()))
+        }
+        Cmd::IntegrationTest { kernels } => {
+            setup::setup().and_then(|()| test::integration(&kernels))
         }
     };
     match result {

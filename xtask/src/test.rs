@@ -77,3 +77,72 @@ fn nix_is_root() -> bool {
         .output()
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
+
+/// `cargo xtask integration-test`: the privileged tests on each kernel of `kernels`
+/// (all when empty), one line of result per kernel at the end.
+pub fn integration(kernels: &[String]) -> anyhow::Result<()> {
+    let known: Vec<&str> = std::iter::once("host")
+        .chain(crate::vm::KERNELS.iter().map(|(name, _)| *name))
+        .collect();
+    for k in kernels {
+        if !known.contains(&k.as_str()) {
+            bail!("no kernel `{k}`: choose among {}", known.join(", "));
+        }
+    }
+    let wanted = |k: &str| kernels.is_empty() || kernels.iter().any(|w| w == k);
+    status(cargo().args(["build", "--package", "tracer", "--bin", "tracer"]))?;
+    let bin = workspace_root().join("target/debug/tracer");
+    if !nix_is_root() {
+        bail!(
+            "the integration tests load eBPF programs and need root; run `sudo -E cargo xtask integration-test`"
+        );
+    }
+    let mut report = Vec::new();
+    if wanted("host") {
+        let ok = cargo()
+            .args(["test", "--package", "integration"])
+            .args([
+                "--",
+                "--test-threads=1",
+                "--skip",
+                "on_distribution_kernels",
+            ])
+            .env("TRACER_BIN", &bin)
+            .status()?
+            .success();
+        report.push(("host".to_owned(), ok));
+    }
+    let vms: Vec<&str> = crate::vm::KERNELS
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|n| wanted(n))
+        .collect();
+    if !vms.is_empty() {
+        let all = crate::vm::prepare()?;
+        for entry in all.split(',') {
+            let Some((name, _)) = entry.split_once('=') else {
+                continue;
+            };
+            if !vms.contains(&name) {
+                continue;
+            }
+            let ok = cargo()
+                .args(["test", "--package", "integration", "--test", "vm"])
+                .args(["--", "--test-threads=1", "--nocapture"])
+                .env("TRACER_BIN", &bin)
+                .env("TRACER_VM_KERNELS", entry)
+                .status()?
+                .success();
+            report.push((name.to_owned(), ok));
+        }
+    }
+    eprintln!();
+    for (kernel, ok) in &report {
+        eprintln!("xtask: {kernel}: {}", if *ok { "passed" } else { "FAILED" });
+    }
+    if report.iter().all(|(_, ok)| *ok) {
+        Ok(())
+    } else {
+        bail!("the integration tests failed on some kernel (see above)")
+    }
+}

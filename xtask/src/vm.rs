@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use crate::setup::{find_file, status, workspace_root};
 
 /// (name, Debian meta-package) of each kernel tested.
-const KERNELS: [(&str, &str); 2] = [
+pub const KERNELS: [(&str, &str); 2] = [
     ("debian-6.1", "linux-image-cloud-amd64"),
     ("debian-6.12", "linux-image-6.12-cloud-amd64"),
 ];

@@ -2,5 +2,6 @@
 
 pub mod kprobe;
 pub mod policy;
+pub mod probe;
 pub mod process;
 pub mod syscall;

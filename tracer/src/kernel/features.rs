@@ -1,7 +1,215 @@
 //! What the running kernel offers beyond what every supported kernel has, probed once at
-//! start and logged, so that each hook runs on the cheapest kind that works.
+//! start: each program type of `tracer-ebpf/src/hooks/probe.rs` is loaded, attached and
+//! unloaded again, so that each hook runs on the cheapest kind that works, and the log
+//! (and `tracer status`) says what this kernel runs and why not.
 
 use std::path::Path;
+
+use aya::{
+    Btf, Ebpf,
+    programs::{
+        BtfTracePoint, FEntry, FExit, KProbe, Lsm, ProgramError, RawTracePoint, TracePoint,
+    },
+};
+
+/// A kind of BPF program the tracer can hook with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgramType {
+    Kprobe,
+    Kretprobe,
+    /// A kprobe that overrides the return value (the `Override` action).
+    Override,
+    Fentry,
+    Fexit,
+    Tracepoint,
+    RawTracepoint,
+    BtfTracepoint,
+    Lsm,
+}
+
+impl ProgramType {
+    pub const ALL: [ProgramType; 9] = [
+        ProgramType::Tracepoint,
+        ProgramType::RawTracepoint,
+        ProgramType::BtfTracepoint,
+        ProgramType::Kprobe,
+        ProgramType::Kretprobe,
+        ProgramType::Override,
+        ProgramType::Fentry,
+        ProgramType::Fexit,
+        ProgramType::Lsm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProgramType::Kprobe => "kprobe",
+            ProgramType::Kretprobe => "kretprobe",
+            ProgramType::Override => "kprobe override",
+            ProgramType::Fentry => "fentry",
+            ProgramType::Fexit => "fexit",
+            ProgramType::Tracepoint => "tracepoint",
+            ProgramType::RawTracepoint => "raw tracepoint",
+            ProgramType::BtfTracepoint => "BTF tracepoint",
+            ProgramType::Lsm => "BPF LSM",
+        }
+    }
+
+    fn program(self) -> &'static str {
+        match self {
+            ProgramType::Kprobe => "probe_kprobe",
+            ProgramType::Kretprobe => "probe_kretprobe",
+            ProgramType::Override => "probe_override",
+            ProgramType::Fentry => "probe_fentry",
+            ProgramType::Fexit => "probe_fexit",
+            ProgramType::Tracepoint => "probe_tracepoint",
+            ProgramType::RawTracepoint => "probe_raw_tracepoint",
+            ProgramType::BtfTracepoint => "probe_btf_tracepoint",
+            ProgramType::Lsm => "probe_lsm",
+        }
+    }
+}
+
+/// The function the kprobe, fentry and fexit probes attach to.
+const PROBE_FUNCTION: &str = "tcp_connect";
+/// A function on the kernel's error-injection list (every syscall is), for `Override`.
+const OVERRIDE_FUNCTION: &str = if cfg!(target_arch = "aarch64") {
+    "__arm64_sys_getppid"
+} else {
+    "__x64_sys_getppid"
+};
+
+/// Each program type with whether it works here, and why not.
+#[derive(Debug, Clone)]
+pub struct ProgramTypes(pub Vec<(ProgramType, Result<(), String>)>);
+
+impl ProgramTypes {
+    pub fn works(&self, t: ProgramType) -> bool {
+        self.0.iter().any(|(k, r)| *k == t && r.is_ok())
+    }
+
+    /// One line for the log: `tracepoint yes, ..., fentry no, ...`.
+    pub fn summary(&self) -> String {
+        self.0
+            .iter()
+            .map(|(t, r)| format!("{} {}", t.name(), if r.is_ok() { "yes" } else { "no" }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Loads, attaches and unloads each probe program of `ebpf`.
+pub fn probe(ebpf: &mut Ebpf) -> ProgramTypes {
+    let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"));
+    ProgramTypes(
+        ProgramType::ALL
+            .iter()
+            .map(|&t| {
+                let r = probe_one(ebpf, t, btf.as_ref());
+                if let Err(reason) = &r {
+                    tracing::debug!("{} does not work here: {reason}", t.name());
+                }
+                (t, r)
+            })
+            .collect(),
+    )
+}
+
+fn probe_one(ebpf: &mut Ebpf, t: ProgramType, btf: Result<&Btf, &String>) -> Result<(), String> {
+    use ProgramType as T;
+    if matches!(t, T::Kprobe | T::Kretprobe | T::Override) && !kprobes() {
+        return Err(
+            "the kernel has no kprobe event source (built without CONFIG_KPROBE_EVENTS)".into(),
+        );
+    }
+    let btf = || btf.map_err(Clone::clone);
+    let program = ebpf
+        .program_mut(t.program())
+        .ok_or_else(|| format!("program `{}` is not in the object", t.program()))?;
+    match t {
+        T::Kprobe | T::Kretprobe | T::Override => {
+            let p: &mut KProbe = program.try_into().map_err(|e| chain(&e))?;
+            p.load().map_err(|e| refused(&e))?;
+            let target = if t == T::Override {
+                OVERRIDE_FUNCTION
+            } else {
+                PROBE_FUNCTION
+            };
+            let r = p.attach(target, 0).map(drop).map_err(|e| {
+                if t == T::Override {
+                    format!(
+                        "attaching to {target}: {} (the kernel needs CONFIG_BPF_KPROBE_OVERRIDE and the function on its error-injection list)",
+                        chain(&e)
+                    )
+                } else {
+                    format!("attaching to {target}: {}", chain(&e))
+                }
+            });
+            let _ = p.unload();
+            r
+        }
+        T::Fentry => {
+            let p: &mut FEntry = program.try_into().map_err(|e| chain(&e))?;
+            p.load(PROBE_FUNCTION, btf()?).map_err(|e| refused(&e))?;
+            let r = p.attach().map(drop).map_err(|e| chain(&e));
+            let _ = p.unload();
+            r
+        }
+        T::Fexit => {
+            let p: &mut FExit = program.try_into().map_err(|e| chain(&e))?;
+            p.load(PROBE_FUNCTION, btf()?).map_err(|e| refused(&e))?;
+            let r = p.attach().map(drop).map_err(|e| chain(&e));
+            let _ = p.unload();
+            r
+        }
+        T::Tracepoint => {
+            let p: &mut TracePoint = program.try_into().map_err(|e| chain(&e))?;
+            p.load().map_err(|e| refused(&e))?;
+            let r = p
+                .attach("sched", "sched_process_fork")
+                .map(drop)
+                .map_err(|e| chain(&e));
+            let _ = p.unload();
+            r
+        }
+        T::RawTracepoint => {
+            let p: &mut RawTracePoint = program.try_into().map_err(|e| chain(&e))?;
+            p.load().map_err(|e| refused(&e))?;
+            let r = p
+                .attach("sched_process_fork")
+                .map(drop)
+                .map_err(|e| chain(&e));
+            let _ = p.unload();
+            r
+        }
+        T::BtfTracepoint => {
+            let p: &mut BtfTracePoint = program.try_into().map_err(|e| chain(&e))?;
+            p.load("sched_process_fork", btf()?)
+                .map_err(|e| refused(&e))?;
+            let r = p.attach().map(drop).map_err(|e| chain(&e));
+            let _ = p.unload();
+            r
+        }
+        T::Lsm => {
+            let p: &mut Lsm = program.try_into().map_err(|e| chain(&e))?;
+            p.load("socket_connect", btf()?).map_err(|e| refused(&e))?;
+            let r = p.attach().map(drop).map_err(|e| chain(&e));
+            let _ = p.unload();
+            r?;
+            // It attaches wherever the kernel has CONFIG_BPF_LSM, but runs only where `bpf`
+            // is one of the active LSMs.
+            let active = active_lsms().map_err(|e| {
+                format!("loads and attaches, but the active LSMs cannot be read: {e}")
+            })?;
+            if active.split(',').any(|l| l == "bpf") {
+                Ok(())
+            } else {
+                Err(format!(
+                    "loads and attaches, but the BPF LSM is not active (active: {active}); boot with lsm={active},bpf"
+                ))
+            }
+        }
+    }
+}
 
 /// The kernel attaches kprobes: it has the perf `kprobe` event source
 /// (`CONFIG_KPROBE_EVENTS`), through which kprobes are attached.
@@ -11,6 +219,69 @@ pub fn kprobes() -> bool {
 
 fn kprobes_in(sys: &Path) -> bool {
     sys.join("bus/event_source/devices/kprobe/type").exists()
+}
+
+const SECURITYFS: &str = "/sys/kernel/security";
+
+/// The active LSMs, in order (`/sys/kernel/security/lsm`), mounting securityfs where it
+/// is not mounted, as it may not be at boot.
+fn active_lsms() -> Result<String, String> {
+    let file = Path::new(SECURITYFS).join("lsm");
+    if !file.exists() {
+        nix::mount::mount(
+            Some("securityfs"),
+            SECURITYFS,
+            Some("securityfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(|e| format!("mounting securityfs at {SECURITYFS}: {e}"))?;
+    }
+    std::fs::read_to_string(&file)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| format!("{}: {e}", file.display()))
+}
+
+fn refused(e: &ProgramError) -> String {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            // The verifier's reason: its last line before the statistics it ends with.
+            let last = verifier_log
+                .to_string()
+                .lines()
+                .rev()
+                .find(|l| {
+                    let l = l.trim();
+                    !l.is_empty()
+                        && !l.starts_with("processed ")
+                        && !l.starts_with("verification time")
+                        && !l.starts_with("stack depth")
+                })
+                .unwrap_or_default()
+                .to_owned();
+            if last.is_empty() {
+                format!("the kernel refused the program ({io_error})")
+            } else {
+                format!("the kernel refused the program ({io_error}: {last})")
+            }
+        }
+        other => chain(other),
+    }
+}
+
+/// An error with its causes: `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
 }
 
 #[cfg(test)]
@@ -25,5 +296,17 @@ mod tests {
         std::fs::create_dir_all(&pmu).unwrap();
         std::fs::write(pmu.join("type"), "6\n").unwrap();
         assert!(kprobes_in(dir.path()));
+    }
+
+    #[test]
+    fn summary_and_lookup() {
+        let t = ProgramTypes(vec![
+            (ProgramType::Tracepoint, Ok(())),
+            (ProgramType::Kprobe, Err("no".into())),
+        ]);
+        assert!(t.works(ProgramType::Tracepoint));
+        assert!(!t.works(ProgramType::Kprobe));
+        assert!(!t.works(ProgramType::Lsm));
+        assert_eq!(t.summary(), "tracepoint yes, kprobe no");
     }
 }

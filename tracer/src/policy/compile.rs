@@ -74,6 +74,23 @@ pub struct Hook {
     pub tags: Vec<String>,
 }
 
+impl Hook {
+    /// Where the hook runs, for people: `syscall_regs` says whether syscall hooks run on
+    /// the raw syscall tracepoints.
+    pub fn runs_on(&self, syscall_regs: bool) -> String {
+        let tracepoint = format!("{}/{}", self.subsystem, self.event);
+        match (&self.kprobe, self.route) {
+            (Some(k), _) if k.on_kprobe => format!("kprobe {} runs on a kprobe", k.call),
+            (Some(k), _) => format!(
+                "kprobe {} runs on the tracepoint {tracepoint}, on the socket state changes a {} call makes",
+                k.call, k.call
+            ),
+            (None, Some(route)) if syscall_regs => format!("{tracepoint} runs on the {route}"),
+            (None, _) => format!("{tracepoint} runs on its tracepoint"),
+        }
+    }
+}
+
 /// A kprobe hook: on a kprobe of `call`, or on the tracepoint of the hook's `subsystem`
 /// and `event`, which stands for it.
 #[derive(Debug, Clone, PartialEq, Eq)]

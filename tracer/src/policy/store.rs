@@ -531,9 +531,8 @@ impl PolicyStore {
             }
             let mut routed = false;
             for (hook, slot) in loaded.compiled.hooks.iter().zip(loaded.slots.clone()) {
-                let hook_name = format!("{}/{}", hook.subsystem, hook.event);
                 if let (Some(route), Some(d)) = (hook.route, &mut self.syscalls) {
-                    tracing::info!("policy {name}: {hook_name} runs on the {route}");
+                    tracing::info!("policy {name}: {}", hook.runs_on(true));
                     d.routes.insert(slot, route);
                     routed = true;
                     continue;
@@ -541,7 +540,7 @@ impl PolicyStore {
                 if let Some(k) = &hook.kprobe {
                     let call = &k.call;
                     if k.on_kprobe {
-                        tracing::info!("policy {name}: kprobe {call} runs on a kprobe");
+                        tracing::info!("policy {name}: {}", hook.runs_on(true));
                         let program = self.kprobe_program(ebpf, slot)?;
                         let link = program.attach(call, 0).map_err(|e| StoreError::Attach {
                             policy: name.clone(),
@@ -552,7 +551,8 @@ impl PolicyStore {
                         continue;
                     }
                     tracing::info!(
-                        "policy {name}: kprobe {call} runs on the tracepoint {hook_name}, on the socket state changes a {call} call makes ({})",
+                        "policy {name}: {} ({})",
+                        hook.runs_on(true),
                         if self.kprobes {
                             "kprobes are off"
                         } else {

@@ -1,0 +1,122 @@
+//! `tracer status`: what this kernel runs (each program type, and why not), where the
+//! hooks of the default profile and of the given policies would run, without tracing
+//! anything. The agent logs the same at start.
+
+use std::{fmt::Write as _, path::PathBuf};
+
+use crate::{
+    kernel::{
+        btf::KernelBtf,
+        features::{self, ProgramType},
+        privileges, tracefs,
+    },
+    loader,
+    policy::{self, compile::Ids},
+};
+
+pub struct Config {
+    pub tracing_policies: Vec<PathBuf>,
+    pub syscall_tracepoints: bool,
+    pub disable_kprobes: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Privileges(#[from] privileges::PrivilegeError),
+    #[error(transparent)]
+    Btf(#[from] crate::kernel::btf::BtfError),
+    #[error(transparent)]
+    Load(#[from] loader::LoadError),
+}
+
+/// The report, as text; `Ok(false)` in the second place when a policy would not load.
+pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
+    privileges::check()?;
+    if let Err(e) = tracefs::ensure_mounted() {
+        tracing::warn!("{e}");
+    }
+    let resolved = KernelBtf::from_sys()?.resolve()?;
+    let mut ebpf = loader::object(&resolved, 4096)?;
+    let types = features::probe(&mut ebpf);
+    let mut out = String::new();
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    let _ = writeln!(out, "kernel {release}\n");
+    let _ = writeln!(out, "{:<16} {:<5} note", "program type", "works");
+    for (t, r) in &types.0 {
+        let _ = match r {
+            Ok(()) => writeln!(out, "{:<16} yes", t.name()),
+            Err(why) => writeln!(out, "{:<16} no    {why}", t.name()),
+        };
+    }
+    let offsets = resolved.offsets.present;
+    let syscall_regs =
+        !config.syscall_tracepoints && offsets & tracer_common::offsets::HAS_SYSCALL_REGS != 0;
+    let kprobes = types.works(ProgramType::Kprobe)
+        && offsets & tracer_common::offsets::HAS_SOCK != 0
+        && !config.disable_kprobes;
+    let _ = writeln!(out, "\nhooks");
+    for hook in loader::lifecycle_hooks(&resolved) {
+        let _ = writeln!(
+            out,
+            "  process lifecycle: {} on the raw tracepoint (program {})",
+            hook.tracepoint, hook.program
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  policies' syscall hooks: {}",
+        if syscall_regs {
+            "on the raw tracepoints sys_enter/sys_exit, filtered by syscall number in the program"
+        } else {
+            "each on its own syscalls/* tracepoint"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  policies' socket kprobes: {}",
+        if kprobes {
+            "on kprobes"
+        } else {
+            "on the tracepoint sock/inet_sock_set_state"
+        }
+    );
+    let mut all_ok = true;
+    let mut ids = Ids::default();
+    for file in &config.tracing_policies {
+        let docs = match policy::parse::file(file) {
+            Ok(docs) => docs,
+            Err(errors) => {
+                all_ok = false;
+                for e in errors {
+                    let _ = writeln!(out, "\n{e}");
+                }
+                continue;
+            }
+        };
+        for (id, doc) in docs.iter().enumerate() {
+            let name = doc.policy.metadata.name.as_str();
+            let root = std::path::Path::new(tracefs::TRACEFS);
+            match policy::compile::compile(&doc.policy, id as u32, &mut ids, root, kprobes) {
+                Ok(compiled) => {
+                    let _ = writeln!(out, "\npolicy {name} ({})", file.display());
+                    for h in &compiled.hooks {
+                        let _ = writeln!(out, "  {}", h.runs_on(syscall_regs));
+                    }
+                }
+                Err(e) => {
+                    all_ok = false;
+                    let _ = writeln!(
+                        out,
+                        "\npolicy {name} ({}:{}) would be refused: {e}",
+                        file.display(),
+                        doc.first_line
+                    );
+                }
+            }
+        }
+    }
+    Ok((out, all_ok))
+}
