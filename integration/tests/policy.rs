@@ -858,15 +858,31 @@ fn follow_forks_and_children() {
     );
 }
 
-/// Syscall hooks share the raw `sys_enter`/`sys_exit` tracepoints, filtered by syscall
-/// number in the program: `syscalls/sys_enter_*` and `sys_exit_*` hooks and a
-/// `raw_syscalls` hook give the events their own tracepoints would, two hooks on one
-/// syscall both run, and the raw tracepoint goes when the last syscall hook does.
+/// With `--syscall-raw-tracepoints`, syscall hooks share the raw `sys_enter`/`sys_exit`
+/// tracepoints, filtered by syscall number in the program: `syscalls/sys_enter_*` and
+/// `sys_exit_*` hooks and a `raw_syscalls` hook give the events their own tracepoints
+/// would, two hooks on one syscall both run, and the raw tracepoint goes when the last
+/// syscall hook does.
 #[test]
 fn syscall_hooks_share_the_raw_syscall_tracepoints() {
     if !privileged("syscall_hooks_share_the_raw_syscall_tracepoints") {
         return;
     }
+    syscall_hooks(true);
+}
+
+/// By default a hook on one syscall runs on its own tracepoint and a `raw_syscalls` hook
+/// on the raw one: the same events and counters as above.
+#[test]
+fn syscall_hooks_on_their_own_tracepoints() {
+    if !privileged("syscall_hooks_on_their_own_tracepoints") {
+        return;
+    }
+    syscall_hooks(false);
+}
+
+#[allow(clippy::unwrap_used, reason = "a test body, shared by two tests")]
+fn syscall_hooks(raw_numbered: bool) {
     let work = tempdir();
     let dir = work.path().join("policies");
     fs::create_dir(&dir).unwrap();
@@ -928,18 +944,38 @@ fn syscall_hooks_share_the_raw_syscall_tracepoints() {
             ),
         ),
     );
-    let agent = Agent::start(&["--tracing-policy-dir", dir.to_str().unwrap()]);
+    let mut args = vec!["--tracing-policy-dir", dir.to_str().unwrap()];
+    if raw_numbered {
+        args.push("--syscall-raw-tracepoints");
+    }
+    let agent = Agent::start(&args);
     for name in ["raw-enter", "getpgid-enter", "getpgid-exit", "getpgid-pid"] {
         agent.wait_for_log(&format!("policy {name} loaded"));
     }
     let log = agent.stderr();
-    for routed in [
-        "policy raw-enter: raw_syscalls/sys_enter runs on the raw tracepoint sys_enter, every syscall".to_owned(),
-        format!("policy getpgid-enter: syscalls/sys_enter_getpgid runs on the raw tracepoint sys_enter, syscall {nr} filtered in the program"),
-        format!("policy getpgid-exit: syscalls/sys_exit_getpgid runs on the raw tracepoint sys_exit, syscall {nr} filtered in the program"),
-        format!("policy getpgid-pid: syscalls/sys_enter_getpgid runs on the raw tracepoint sys_enter, syscall {nr} filtered in the program"),
-    ] {
-        assert!(log.contains(&routed), "no `{routed}` in:\n{log}");
+    let placed = if raw_numbered {
+        [
+            format!(
+                "policy getpgid-enter: syscalls/sys_enter_getpgid runs on the raw tracepoint sys_enter, syscall {nr} filtered in the program"
+            ),
+            format!(
+                "policy getpgid-exit: syscalls/sys_exit_getpgid runs on the raw tracepoint sys_exit, syscall {nr} filtered in the program"
+            ),
+            format!(
+                "policy getpgid-pid: syscalls/sys_enter_getpgid runs on the raw tracepoint sys_enter, syscall {nr} filtered in the program"
+            ),
+        ]
+    } else {
+        [
+            "policy getpgid-enter: syscalls/sys_enter_getpgid runs on its tracepoint".to_owned(),
+            "policy getpgid-exit: syscalls/sys_exit_getpgid runs on its tracepoint".to_owned(),
+            "policy getpgid-pid: syscalls/sys_enter_getpgid runs on its tracepoint".to_owned(),
+        ]
+    };
+    for routed in placed.iter().chain(std::iter::once(
+        &"policy raw-enter: raw_syscalls/sys_enter runs on the raw tracepoint sys_enter, every syscall".to_owned(),
+    )) {
+        assert!(log.contains(routed.as_str()), "no `{routed}` in:\n{log}");
     }
     for pid in [424242, 424243, 424244] {
         // SAFETY: getpgid of a pid that does not exist: fails with ESRCH, touches nothing.
@@ -976,9 +1012,11 @@ fn syscall_hooks_share_the_raw_syscall_tracepoints() {
     assert_eq!(own[0]["args"][0]["int_arg"], tid);
     assert_eq!(own[0]["args"][1]["int_arg"], 424244);
 
-    // Removing the last hook of a direction detaches its raw tracepoint.
-    fs::remove_file(dir.join("exit.yaml")).unwrap();
-    agent.wait_for_log("raw tracepoint sys_exit detached: no syscall hook left");
+    if raw_numbered {
+        // Removing the last hook of a direction detaches its raw tracepoint.
+        fs::remove_file(dir.join("exit.yaml")).unwrap();
+        agent.wait_for_log("raw tracepoint sys_exit detached: no syscall hook left");
+    }
 
     let (_, _, stderr) = agent.stop();
     // The raw hook looks at every syscall; the routed `sys_enter_getpgid` hook only at

@@ -60,8 +60,22 @@ fn status_reports_program_types_and_hook_placement() {
     }
     // Placement, as the agent would log it.
     assert!(
-        text.contains("policy sensitive-files (") && text.contains("syscalls/sys_enter_openat runs on the raw tracepoint sys_enter, syscall 257 filtered in the program"),
+        text.contains("policy sensitive-files (")
+            && text.contains("syscalls/sys_enter_openat runs on its tracepoint"),
         "{text}"
+    );
+    let raw = Command::new(tracer_bin())
+        .args(["status", "--syscall-raw-tracepoints", "--tracing-policy"])
+        .arg(format!("{root}/policies/sensitive-files.yaml"))
+        .output()
+        .expect("run tracer status");
+    let raw = String::from_utf8_lossy(&raw.stdout);
+    assert!(
+        raw.contains(&format!(
+            "syscalls/sys_enter_openat runs on the raw tracepoint sys_enter, syscall {} filtered in the program",
+            libc::SYS_openat
+        )),
+        "{raw}"
     );
     let connect = if has_kprobes {
         "kprobe tcp_connect runs on a kprobe"

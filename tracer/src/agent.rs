@@ -41,8 +41,8 @@ pub struct Config {
     pub tracing_policies: Vec<PathBuf>,
     /// A directory of policy files kept in step while the agent runs.
     pub tracing_policy_dir: Option<PathBuf>,
-    /// Syscall hooks on their own tracepoints rather than the raw syscall tracepoints.
-    pub syscall_tracepoints: bool,
+    /// Hooks on one syscall on the raw syscall tracepoints too, rather than on their own.
+    pub syscall_raw_tracepoints: bool,
     /// Kprobe hooks on their tracepoint equivalents even where kprobes work.
     pub disable_kprobes: bool,
 }
@@ -104,8 +104,7 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
     let wants_policies = !config.tracing_policies.is_empty() || config.tracing_policy_dir.is_some();
     let mut store = None;
     if wants_policies {
-        let syscall_regs = !config.syscall_tracepoints
-            && resolved.offsets.present & tracer_common::offsets::HAS_SYSCALL_REGS != 0;
+        let syscall_regs = resolved.offsets.present & tracer_common::offsets::HAS_SYSCALL_REGS != 0;
         let has_kprobes = program_types.works(ProgramType::Kprobe);
         let sock = resolved.offsets.present & tracer_common::offsets::HAS_SOCK != 0;
         let kprobes = has_kprobes && sock && !config.disable_kprobes;
@@ -119,16 +118,19 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
                 (true, true, true) => "available and turned off (--disable-kprobes)",
                 (true, true, false) => "available",
             },
-            if syscall_regs {
-                "the raw sys_enter/sys_exit tracepoints"
-            } else {
-                "their own tracepoints"
+            match (syscall_regs, config.syscall_raw_tracepoints) {
+                (true, true) =>
+                    "the raw sys_enter/sys_exit tracepoints (--syscall-raw-tracepoints)",
+                (true, false) =>
+                    "their own syscalls/* tracepoints, and the raw ones for raw_syscalls hooks",
+                (false, _) => "their own tracepoints (pt_regs layout unknown here)",
             }
         );
         match PolicyStore::new(
             &mut loaded.ebpf,
             std::path::Path::new(tracefs::TRACEFS),
             syscall_regs,
+            config.syscall_raw_tracepoints,
             kprobes,
         ) {
             Ok(s) => store = Some(s),

@@ -16,7 +16,7 @@ use crate::{
 
 pub struct Config {
     pub tracing_policies: Vec<PathBuf>,
-    pub syscall_tracepoints: bool,
+    pub syscall_raw_tracepoints: bool,
     pub disable_kprobes: bool,
 }
 
@@ -52,8 +52,8 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
         };
     }
     let offsets = resolved.offsets.present;
-    let syscall_regs =
-        !config.syscall_tracepoints && offsets & tracer_common::offsets::HAS_SYSCALL_REGS != 0;
+    let syscall_regs = offsets & tracer_common::offsets::HAS_SYSCALL_REGS != 0;
+    let raw_numbered = config.syscall_raw_tracepoints;
     let kprobes = types.works(ProgramType::Kprobe)
         && offsets & tracer_common::offsets::HAS_SOCK != 0
         && !config.disable_kprobes;
@@ -68,10 +68,12 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
     let _ = writeln!(
         out,
         "  policies' syscall hooks: {}",
-        if syscall_regs {
-            "on the raw tracepoints sys_enter/sys_exit, filtered by syscall number in the program"
-        } else {
-            "each on its own syscalls/* tracepoint"
+        match (syscall_regs, raw_numbered) {
+            (true, true) =>
+                "on the raw tracepoints sys_enter/sys_exit, filtered by syscall number in the program",
+            (true, false) =>
+                "each on its own syscalls/* tracepoint; raw_syscalls hooks on the raw tracepoints sys_enter/sys_exit",
+            (false, _) => "each on its own tracepoint",
         }
     );
     let _ = writeln!(
@@ -103,7 +105,7 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
                 Ok(compiled) => {
                     let _ = writeln!(out, "\npolicy {name} ({})", file.display());
                     for h in &compiled.hooks {
-                        let _ = writeln!(out, "  {}", h.runs_on(syscall_regs));
+                        let _ = writeln!(out, "  {}", h.runs_on(syscall_regs, raw_numbered));
                     }
                 }
                 Err(e) => {

@@ -1,10 +1,12 @@
-//! Syscall hooks of tracing policies, on one raw tracepoint per direction. A policy hook on
-//! `syscalls/sys_enter_openat` would cost every syscall of the machine a perf tracepoint
-//! (about 40 ns) while attached; here the raw `sys_enter` tracepoint (a few ns) looks up
-//! the syscall number in `SYSCALL_SLOTS` and returns at once for a syscall no hook
-//! traces. For one that is traced it builds a [`SyscallRecord`], laid out as the tracefs
-//! record of the hook's own tracepoint, and tail-calls `policy_syscall`, which runs the
-//! hook's slot (`hooks/policy.rs`) on it, one slot per tail call.
+//! Syscall hooks of tracing policies on one raw tracepoint per direction: every
+//! `raw_syscalls` hook, and with `--syscall-raw-tracepoints` the hooks on one syscall
+//! too (by default those run on their own `syscalls/*` tracepoint, which measured
+//! cheaper for the syscalls it does not trace: see the README's cost paragraph). The
+//! program looks up the syscall number in `SYSCALL_SLOTS` and returns at once for a
+//! syscall no hook traces. For one that is traced it builds a [`SyscallRecord`], laid
+//! out as the tracefs record of the hook's own tracepoint, and tail-calls
+//! `policy_syscall`, which runs the hook's slot (`hooks/policy.rs`) on it, one slot per
+//! tail call.
 
 use core::ffi::c_void;
 

@@ -75,9 +75,9 @@ pub struct Hook {
 }
 
 impl Hook {
-    /// Where the hook runs, for people: `syscall_regs` says whether syscall hooks run on
-    /// the raw syscall tracepoints.
-    pub fn runs_on(&self, syscall_regs: bool) -> String {
+    /// Where the hook runs, for people, as the store places it (see
+    /// [`SyscallRoute::routed`]).
+    pub fn runs_on(&self, raw_dispatch: bool, raw_numbered: bool) -> String {
         let tracepoint = format!("{}/{}", self.subsystem, self.event);
         match (&self.kprobe, self.route) {
             (Some(k), _) if k.on_kprobe => format!("kprobe {} runs on a kprobe", k.call),
@@ -85,7 +85,9 @@ impl Hook {
                 "kprobe {} runs on the tracepoint {tracepoint}, on the socket state changes a {} call makes",
                 k.call, k.call
             ),
-            (None, Some(route)) if syscall_regs => format!("{tracepoint} runs on the {route}"),
+            (None, Some(route)) if route.routed(raw_dispatch, raw_numbered) => {
+                format!("{tracepoint} runs on the {route}")
+            }
             (None, _) => format!("{tracepoint} runs on its tracepoint"),
         }
     }
@@ -107,6 +109,18 @@ pub struct SyscallRoute {
     pub dir: u32,
     /// The syscall's number, or `None` for every syscall (`raw_syscalls`).
     pub nr: Option<u32>,
+}
+
+impl SyscallRoute {
+    /// Whether the hook runs on the raw syscall tracepoint: `raw_dispatch` (the agent
+    /// can read syscall arguments from `pt_regs` on this kernel) for a hook on every
+    /// syscall (`raw_syscalls`), and with `raw_numbered` also for one on a single syscall,
+    /// which otherwise has its own `syscalls/*` tracepoint: measured on this project's
+    /// machines, that tracepoint costs the syscalls it does not trace less (about 29 ns)
+    /// than a BPF program on the raw one that returns at once (about 76 ns).
+    pub fn routed(&self, raw_dispatch: bool, raw_numbered: bool) -> bool {
+        raw_dispatch && (self.nr.is_none() || raw_numbered)
+    }
 }
 
 impl std::fmt::Display for SyscallRoute {
@@ -1143,6 +1157,34 @@ mod tests {
             assert_eq!(
                 close.kprobe.as_ref().map(|k| k.call.as_str()),
                 Some("tcp_close")
+            );
+        }
+    }
+
+    #[test]
+    fn which_syscall_hooks_run_on_the_raw_tracepoints() {
+        let one = SyscallRoute {
+            dir: SYSCALL_ENTER,
+            nr: Some(257),
+        };
+        let every = SyscallRoute {
+            dir: SYSCALL_ENTER,
+            nr: None,
+        };
+        // (raw dispatch available, --syscall-raw-tracepoints) -> (one syscall, every one)
+        for (dispatch, numbered, expected) in [
+            (true, false, (false, true)),
+            (true, true, (true, true)),
+            (false, true, (false, false)),
+            (false, false, (false, false)),
+        ] {
+            assert_eq!(
+                (
+                    one.routed(dispatch, numbered),
+                    every.routed(dispatch, numbered)
+                ),
+                expected,
+                "{dispatch} {numbered}"
             );
         }
     }

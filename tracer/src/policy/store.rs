@@ -155,6 +155,8 @@ pub struct PolicyStore {
     follow: BpfHashMap<MapData, u32, u64>,
     bin_follow: Array<MapData, BinFollow>,
     syscalls: Option<SyscallDispatch>,
+    /// Hooks on one syscall run on the raw syscall tracepoints too.
+    raw_numbered: bool,
 }
 
 /// The raw `sys_enter`/`sys_exit` programs that run every routable syscall hook
@@ -307,13 +309,15 @@ impl PolicyStore {
     /// Takes the policy maps out of `ebpf` and loads the first slot's program (so that a
     /// kernel that refuses it says so at start).
     /// `syscall_regs`: the kernel's `pt_regs` layout is known, so syscall hooks can share
-    /// the raw syscall tracepoints.
+    /// the raw syscall tracepoints: `raw_syscalls` hooks do, and with `raw_numbered`
+    /// hooks on one syscall (`syscalls/*`) too.
     ///
     /// `kprobes`: kprobe hooks run on kprobes (else on their tracepoint equivalents).
     pub fn new(
         ebpf: &mut Ebpf,
         tracefs: &Path,
         syscall_regs: bool,
+        raw_numbered: bool,
         kprobes: bool,
     ) -> Result<Self, StoreError> {
         let syscalls = if syscall_regs {
@@ -321,7 +325,7 @@ impl PolicyStore {
                 Ok(d) => Some(d),
                 Err(e) => {
                     tracing::warn!(
-                        "syscall hooks attach one tracepoint each (about 40 ns on every syscall while attached): the raw syscall tracepoints are not usable: {e}"
+                        "syscall hooks attach one tracepoint each (raw_syscalls hooks too): the raw syscall tracepoints are not usable: {e}"
                     );
                     None
                 }
@@ -345,6 +349,7 @@ impl PolicyStore {
             follow: take(ebpf, "FOLLOW")?,
             bin_follow: take(ebpf, "BIN_FOLLOW")?,
             syscalls,
+            raw_numbered,
             kprobes,
         };
         store.program(ebpf, 0)?;
@@ -530,9 +535,15 @@ impl PolicyStore {
                 self.hooks.set(*slot, hook.config, 0).map_err(write)?;
             }
             let mut routed = false;
+            let raw_dispatch = self.syscalls.is_some();
             for (hook, slot) in loaded.compiled.hooks.iter().zip(loaded.slots.clone()) {
-                if let (Some(route), Some(d)) = (hook.route, &mut self.syscalls) {
-                    tracing::info!("policy {name}: {}", hook.runs_on(true));
+                if let (Some(route), Some(d)) = (hook.route, &mut self.syscalls)
+                    && route.routed(true, self.raw_numbered)
+                {
+                    tracing::info!(
+                        "policy {name}: {}",
+                        hook.runs_on(raw_dispatch, self.raw_numbered)
+                    );
                     d.routes.insert(slot, route);
                     routed = true;
                     continue;
@@ -540,7 +551,10 @@ impl PolicyStore {
                 if let Some(k) = &hook.kprobe {
                     let call = &k.call;
                     if k.on_kprobe {
-                        tracing::info!("policy {name}: {}", hook.runs_on(true));
+                        tracing::info!(
+                            "policy {name}: {}",
+                            hook.runs_on(raw_dispatch, self.raw_numbered)
+                        );
                         let program = self.kprobe_program(ebpf, slot)?;
                         let link = program.attach(call, 0).map_err(|e| StoreError::Attach {
                             policy: name.clone(),
@@ -552,12 +566,17 @@ impl PolicyStore {
                     }
                     tracing::info!(
                         "policy {name}: {} ({})",
-                        hook.runs_on(true),
+                        hook.runs_on(raw_dispatch, self.raw_numbered),
                         if self.kprobes {
                             "kprobes are off"
                         } else {
                             "this kernel has no kprobes"
                         }
+                    );
+                } else {
+                    tracing::info!(
+                        "policy {name}: {}",
+                        hook.runs_on(raw_dispatch, self.raw_numbered)
                     );
                 }
                 let program = self.program(ebpf, slot)?;
