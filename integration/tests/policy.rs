@@ -1166,3 +1166,133 @@ fn namespace_capabilities() {
         .collect();
     assert_eq!(got, [format!("{d}/in-a-user-namespace")]);
 }
+
+/// Kprobes on syscalls in Tetragon's form (`call: sys_openat`, `syscall: true`, the
+/// function's own argument numbers), as teams write them: on this kernel without kprobes
+/// they run on the syscall's tracepoint, and the events are `process_kprobe` with the
+/// wrapper's name, as on a kprobe (`vm.rs` runs the same on real kprobes).
+#[test]
+fn syscall_kprobes_in_tetragons_form() {
+    if !privileged("syscall_kprobes_in_tetragons_form") {
+        return;
+    }
+    let work = tempdir();
+    let dir = work.path().to_str().expect("utf-8 temp dir").to_owned();
+    let policy = format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: "syscall-kprobes"
+spec:
+  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    args:
+    - index: 1
+      type: "string"
+    - index: 2
+      type: "int"
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: "Prefix"
+        values:
+        - "{dir}/kill"
+      matchActions:
+      - action: Sigkill
+    - matchArgs:
+      - index: 1
+        operator: "Prefix"
+        values:
+        - "{dir}/watched"
+  - call: "sys_getpgid"
+    syscall: true
+    args:
+    - index: 0
+      type: "int"
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: "Equal"
+        values:
+        - "424245"
+"#
+    );
+    let pol = write(work.path(), "kprobes.yaml", &policy);
+    // Written before the policy runs: opening it kills.
+    fs::write(work.path().join("kill-me"), "secret").expect("write");
+    let agent = Agent::start(&["--tracing-policy", pol.to_str().expect("utf-8 path")]);
+    let has_kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    for call in ["__x64_sys_openat", "__x64_sys_getpgid"] {
+        let expected = if has_kprobes {
+            format!("policy syscall-kprobes: kprobe {call} runs on a kprobe")
+        } else {
+            let event = call.replace("__x64_sys_", "sys_enter_");
+            format!(
+                "policy syscall-kprobes: kprobe {call} runs on the tracepoint syscalls/{event} (this kernel has no kprobes)"
+            )
+        };
+        agent.wait_for_log(&expected);
+    }
+    open(&work.path().join("watched-1"));
+    open(&work.path().join("other"));
+    fs::write(work.path().join("watched-2"), "x").expect("write");
+    // Killed at the open, before it reads anything.
+    let (victim, out) = run(Command::new("/bin/cat").arg(work.path().join("kill-me")));
+    // SAFETY: getpgid of a pid that does not exist: fails with ESRCH, touches nothing.
+    assert_eq!(unsafe { libc::getpgid(424245) }, -1);
+    let events = agent.sync();
+    assert!(out.stdout.is_empty(), "cat was killed before it read");
+
+    let kprobes: Vec<&Value> = of_kind(&events, "process_kprobe")
+        .into_iter()
+        .filter(|e| e["policy_name"] == "syscall-kprobes")
+        .collect();
+    let opens: Vec<&Value> = kprobes
+        .iter()
+        .copied()
+        .filter(|e| e["function_name"] == "__x64_sys_openat")
+        .collect();
+    assert_eq!(opens.len(), 3, "{opens:#?}");
+    assert_eq!(
+        opens[0]["args"][0]["string_arg"],
+        format!("{dir}/watched-1")
+    );
+    assert_eq!(
+        opens[0]["args"][1]["int_arg"],
+        libc::O_RDONLY | libc::O_CLOEXEC
+    );
+    assert_eq!(
+        opens[1]["args"][0]["string_arg"],
+        format!("{dir}/watched-2")
+    );
+    assert_eq!(
+        opens[1]["args"][1]["int_arg"],
+        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC
+    );
+    assert_eq!(opens[0]["process"]["pid"], std::process::id());
+    assert_eq!(opens[0]["action"], "KPROBE_ACTION_POST");
+    // cat's open, killed.
+    assert_eq!(opens[2]["args"][0]["string_arg"], format!("{dir}/kill-me"));
+    assert_eq!(opens[2]["process"]["pid"], victim);
+    assert_eq!(opens[2]["action"], "KPROBE_ACTION_SIGKILL");
+    assert_eq!(
+        exit_of(&events, victim).expect("the victim's exit")["signal"],
+        "SIGKILL"
+    );
+    let pgid: Vec<&Value> = kprobes
+        .iter()
+        .copied()
+        .filter(|e| e["function_name"] == "__x64_sys_getpgid")
+        .collect();
+    assert_eq!(pgid.len(), 1, "{pgid:#?}");
+    assert_eq!(pgid[0]["process"]["pid"], std::process::id());
+    assert_eq!(pgid[0]["args"][0]["int_arg"], 424245);
+    let (_, _, stderr) = agent.stop();
+    let (seen, matched, posted) = counters(&stderr, "syscall-kprobes");
+    assert_eq!((matched, posted), (4, 4));
+    assert!(
+        seen > matched,
+        "the other opens were seen and left in the kernel: {seen}"
+    );
+}

@@ -46,6 +46,23 @@ spec:
       - index: 0
         operator: DPort
         values: ["4242", "4243"]
+---
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: vm-open
+spec:
+  kprobes:
+  - call: sys_openat
+    syscall: true
+    args:
+    - index: 1
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: ["/tmp/vm-open"]
 POLICY
 # A connection to a listener on loopback, then a marker whose exit event shows that
 # the agent has written everything before it. (A shell, not `true`: busybox runs its
@@ -59,6 +76,7 @@ connect_and_sync() {
   sleep 1
   sleep 2 | timeout 1 nc 127.0.0.1 $1
   sleep 1
+  cat /tmp/vm-open-$1 2>/dev/null
   echo "STEP sync on $2"
   i=0
   while [ $i -lt 20 ] && kill -0 $AGENT 2>/dev/null; do
@@ -291,7 +309,7 @@ fn lifecycle_on_distribution_kernels() {
         let stderr2 =
             vm::section(&console, "STDERR2").unwrap_or_else(|| fail("no second agent log"));
         assert!(
-            stderr2.contains("kernel: kprobes available and turned off (--disable-kprobes)"),
+            stderr2.contains("kernel: kprobes available, but policies' kprobes run on the tracepoints that stand for them (kprobes are off: --disable-kprobes)"),
             "{name}: {stderr2}"
         );
         assert!(
@@ -352,6 +370,39 @@ fn lifecycle_on_distribution_kernels() {
             }
         }
         println!("{name}: kprobe and tracepoint network events agree");
+
+        // A syscall kprobe in Tetragon's form: on a kprobe, then on the syscall's tracepoint.
+        assert!(
+            stderr.contains("policy vm-open: kprobe __x64_sys_openat runs on a kprobe"),
+            "{name}: {stderr}"
+        );
+        assert!(
+            stderr2.contains("policy vm-open: kprobe __x64_sys_openat runs on the tracepoint syscalls/sys_enter_openat (kprobes are off: --disable-kprobes)"),
+            "{name}: {stderr2}"
+        );
+        for (run, events, port) in [("kprobe", &events, 4242), ("tracepoint", &events2, 4243)] {
+            let opens: Vec<&Value> = of_kind(events, "process_kprobe")
+                .into_iter()
+                .filter(|e| e["policy_name"] == "vm-open")
+                .collect();
+            assert_eq!(opens.len(), 1, "{name} {run}: {opens:#?}");
+            assert_eq!(
+                opens[0]["function_name"], "__x64_sys_openat",
+                "{name} {run}"
+            );
+            assert_eq!(
+                opens[0]["args"][0]["string_arg"],
+                format!("/tmp/vm-open-{port}"),
+                "{name} {run}"
+            );
+            assert_eq!(
+                opens[0]["process"]["binary"], "/bin/busybox",
+                "{name} {run}"
+            );
+        }
+        println!(
+            "{name}: the syscall kprobe gives the same event on a kprobe and on the tracepoint"
+        );
     }
 }
 

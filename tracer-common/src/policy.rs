@@ -98,6 +98,10 @@ pub const HOOK_BINARY_POSTFIX: u32 = 1 << 4;
 /// The hook runs only on the `sock:inet_sock_set_state` transitions `HookConfig::sock`
 /// names (a kprobe on `tcp_connect` or `tcp_close` run on that tracepoint).
 pub const HOOK_SOCK_TRIGGER: u32 = 1 << 5;
+/// A kprobe on a syscall's wrapper (`syscall: true`): its argument is the syscall's
+/// `struct pt_regs *`, from which the program reads the six arguments into a record laid
+/// out as the `syscalls/sys_enter_NAME` tracepoint's (arguments at 16 + 8 i).
+pub const HOOK_KPROBE_SYSCALL: u32 = 1 << 6;
 
 /// `CONFIG[0]` bit: keep `EXEC_PATHS` (binary of every process) and `FOLLOW` up to date.
 pub const TRACK_BINARIES: u32 = 1;

@@ -107,16 +107,26 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
         let syscall_regs = resolved.offsets.present & tracer_common::offsets::HAS_SYSCALL_REGS != 0;
         let has_kprobes = program_types.works(ProgramType::Kprobe);
         let sock = resolved.offsets.present & tracer_common::offsets::HAS_SOCK != 0;
-        let kprobes = has_kprobes && sock && !config.disable_kprobes;
+        let kprobes = if !has_kprobes {
+            Err("this kernel has no kprobes")
+        } else if config.disable_kprobes {
+            Err("kprobes are off: --disable-kprobes")
+        } else if !sock || !syscall_regs {
+            Err("the kernel's BTF lacks fields the kprobe programs read")
+        } else {
+            Ok(())
+        };
         tracing::info!(
             "kernel: kprobes {}; syscall hooks run on {}",
-            match (has_kprobes, sock, config.disable_kprobes) {
-                (false, _, _) =>
-                    "not available (policies' kprobes run on tracepoints where one stands for them)",
-                (true, false, _) =>
-                    "available, but the socket fields are not in BTF (kprobes run on tracepoints)",
-                (true, true, true) => "available and turned off (--disable-kprobes)",
-                (true, true, false) => "available",
+            match kprobes {
+                Ok(()) => "available".to_owned(),
+                Err(why) if has_kprobes => format!(
+                    "available, but policies' kprobes run on the tracepoints that stand for them ({why})"
+                ),
+                Err(_) => {
+                    "not available (policies' kprobes run on tracepoints where one stands for them)"
+                        .to_owned()
+                }
             },
             match (syscall_regs, config.syscall_raw_tracepoints) {
                 (true, true) =>

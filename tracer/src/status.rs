@@ -56,6 +56,7 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
     let raw_numbered = config.syscall_raw_tracepoints;
     let kprobes = types.works(ProgramType::Kprobe)
         && offsets & tracer_common::offsets::HAS_SOCK != 0
+        && syscall_regs
         && !config.disable_kprobes;
     let _ = writeln!(out, "\nhooks");
     for hook in loader::lifecycle_hooks(&resolved) {
@@ -78,11 +79,11 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
     );
     let _ = writeln!(
         out,
-        "  policies' socket kprobes: {}",
+        "  policies' kprobes (syscalls, socket functions): {}",
         if kprobes {
             "on kprobes"
         } else {
-            "on the tracepoint sock/inet_sock_set_state"
+            "on the tracepoints that stand for them (syscalls/sys_enter_NAME, sock/inet_sock_set_state)"
         }
     );
     let mut all_ok = true;

@@ -4,11 +4,13 @@
 //! out as `sock:inet_sock_set_state`'s (offsets from its format file, in the hook's
 //! `SockLayout`), so the same selector code (`hooks/policy.rs`) runs on it, and a policy
 //! gives the same events on a kprobe as on the tracepoint a kernel without kprobes uses.
+//! A kprobe on a syscall (`syscall: true`) reads the syscall's arguments instead, into a
+//! record laid out as its `syscalls/sys_enter_NAME` tracepoint's, for the same reason.
 
 use core::ffi::c_void;
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_kernel, macros::kprobe, programs::ProbeContext};
-use tracer_common::policy::{HOOK_ACTIVE, SockLayout};
+use tracer_common::policy::{HOOK_ACTIVE, HOOK_KPROBE_SYSCALL, SockLayout};
 
 use crate::{
     globals::off,
@@ -73,7 +75,7 @@ fn run_sock(ctx: &ProbeContext, slot: u32) -> u32 {
     if cfg.flags & HOOK_ACTIVE == 0 {
         return 0;
     }
-    let Some(sk) = ctx.arg::<u64>(0) else {
+    let Some(arg0) = ctx.arg::<u64>(0) else {
         return 0;
     };
     let Some(rec) = SOCK_RECORD.get_ptr_mut(0) else {
@@ -81,7 +83,11 @@ fn run_sock(ctx: &ProbeContext, slot: u32) -> u32 {
     };
     // SAFETY: this CPU's record; kprobe programs do not nest on one CPU.
     let rec = unsafe { &mut *rec };
-    fill(rec, &cfg.sock, sk);
+    if cfg.flags & HOOK_KPROBE_SYSCALL != 0 {
+        fill_syscall(rec, arg0);
+    } else {
+        fill(rec, &cfg.sock, arg0);
+    }
     run(rec.bytes.as_ptr() as u64, slot)
 }
 
@@ -137,6 +143,28 @@ fn fill(rec: &mut SockRecord, l: &SockLayout, sk: u64) {
             };
         }
         put(rec, field, &addr);
+    }
+}
+
+/// The six arguments of the syscall whose registers are at `regs` (offsets from BTF),
+/// where the `syscalls/sys_enter_NAME` record has them: at 16 + 8 i.
+#[inline(never)]
+fn fill_syscall(rec: &mut SockRecord, regs: u64) {
+    rec.bytes = [0; SockRecord::LEN];
+    let args = [
+        off!(regs_arg0),
+        off!(regs_arg1),
+        off!(regs_arg2),
+        off!(regs_arg3),
+        off!(regs_arg4),
+        off!(regs_arg5),
+    ];
+    for (i, at) in args.iter().enumerate() {
+        put(
+            rec,
+            (16 + 8 * i) as u16,
+            &read::<8>(regs + at).to_ne_bytes(),
+        );
     }
 }
 

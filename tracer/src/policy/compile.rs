@@ -81,6 +81,12 @@ impl Hook {
         let tracepoint = format!("{}/{}", self.subsystem, self.event);
         match (&self.kprobe, self.route) {
             (Some(k), _) if k.on_kprobe => format!("kprobe {} runs on a kprobe", k.call),
+            (Some(k), Some(route)) if route.routed(raw_dispatch, raw_numbered) => {
+                format!("kprobe {} runs on the {route}", k.call)
+            }
+            (Some(k), _) if !k.sock => {
+                format!("kprobe {} runs on the tracepoint {tracepoint}", k.call)
+            }
             (Some(k), _) => format!(
                 "kprobe {} runs on the tracepoint {tracepoint}, on the socket state changes a {} call makes",
                 k.call, k.call
@@ -99,6 +105,8 @@ impl Hook {
 pub struct KprobeHook {
     pub call: String,
     pub on_kprobe: bool,
+    /// A socket function (else a syscall).
+    pub sock: bool,
 }
 
 /// A syscall hook run by the raw `sys_enter`/`sys_exit` tracepoint (one for all syscall
@@ -173,10 +181,35 @@ fn syscall_route(subsystem: &str, event: &str, config: &HookConfig) -> Option<Sy
     readable.then_some(SyscallRoute { dir, nr })
 }
 
+/// How the kernel names the function that runs syscall NAME: its architecture's wrapper.
+const SYSCALL_WRAPPER_PREFIX: &str = if cfg!(target_arch = "aarch64") {
+    "__arm64_sys_"
+} else {
+    "__x64_sys_"
+};
+
+/// The syscall a `syscall: true` kprobe names: `sys_NAME`, or the wrapper itself.
+fn syscall_of(call: &str) -> Result<String, String> {
+    let name = call
+        .strip_prefix(SYSCALL_WRAPPER_PREFIX)
+        .or_else(|| call.strip_prefix("sys_"))
+        .ok_or_else(|| {
+            format!("`{call}` with `syscall: true` is not a syscall's name: write sys_NAME (sys_openat), as Tetragon does")
+        })?;
+    <syscalls::Sysno as std::str::FromStr>::from_str(name)
+        .map(|_| name.to_owned())
+        .map_err(|_| {
+            format!(
+                "`{call}`: `{name}` is not a syscall of {}",
+                std::env::consts::ARCH
+            )
+        })
+}
+
 /// Kernel functions whose calls show as `sock:inet_sock_set_state` transitions, so that
 /// a kprobe on them runs on that tracepoint: on every kernel, with or without kprobes.
 /// (old states, new states, state reported: the one left or the one entered).
-fn kprobe_on_tracepoint(call: &str, syscall: bool) -> Result<SockLayout, String> {
+fn kprobe_on_tracepoint(call: &str) -> Result<SockLayout, String> {
     const fn bits(states: &[u16]) -> u16 {
         let mut b = 0;
         let mut i = 0;
@@ -195,11 +228,6 @@ fn kprobe_on_tracepoint(call: &str, syscall: bool) -> Result<SockLayout, String>
     const LAST_ACK: u16 = 9;
     const LISTEN: u16 = 10;
     const IPPROTO_TCP: u16 = 6;
-    if syscall {
-        return Err(format!(
-            "`{call}` with `syscall: true`: syscall kprobes are not supported yet; trace syscalls with `tracepoints:` on syscalls/sys_enter_*"
-        ));
-    }
     let (old, new, report_old) = match call {
         // tcp_v4_connect / tcp_v6_connect move the socket to SYN_SENT, then call
         // tcp_connect.
@@ -221,7 +249,7 @@ fn kprobe_on_tracepoint(call: &str, syscall: bool) -> Result<SockLayout, String>
         }
         other => {
             return Err(format!(
-                "kprobes on `{other}` are not supported yet: the tracer runs kprobes on tcp_connect, tcp_close and inet_csk_listen_start, on the sock:inet_sock_set_state tracepoint"
+                "kprobes on `{other}` are not supported yet: the tracer runs kprobes on syscalls (`syscall: true`) and on tcp_connect, tcp_close and inet_csk_listen_start"
             ));
         }
     };
@@ -468,8 +496,58 @@ pub fn compile(
             hook: format!("kprobe {call}"),
             what,
         };
-        let trigger =
-            kprobe_on_tracepoint(call, k.syscall.as_ref().is_some_and(|s| **s)).map_err(err)?;
+        if k.syscall.as_ref().is_some_and(|s| **s) {
+            // A syscall: a kprobe on its wrapper, or its `sys_enter_NAME` tracepoint,
+            // whose record the kprobe's program rebuilds (`hooks/kprobe.rs`).
+            let sys = syscall_of(call).map_err(err)?;
+            let symbol = format!("{SYSCALL_WRAPPER_PREFIX}{sys}");
+            if !seen.insert(format!("kprobe {symbol}")) {
+                return Err(err(
+                    "is traced twice in this policy; merge the two into one hook with several selectors".into(),
+                ));
+            }
+            let event = format!("sys_enter_{sys}");
+            let mut format =
+                tracefs::format(tracefs_root, "syscalls", &event).map_err(|source| {
+                    CompileError::Tracefs {
+                        policy: name.clone(),
+                        source,
+                    }
+                })?;
+            // The syscall's arguments, numbered from 0 as the function's are: the fields
+            // after the common ones and `__syscall_nr`.
+            format.fields.retain(|f| f.offset >= 16);
+            let input = HookInput {
+                subsystem: "syscalls",
+                event: &event,
+                args: &k.args,
+                selectors: &k.selectors,
+                message: k.message.as_ref(),
+                tags: &k.tags,
+                kprobe: Some(KprobeInput {
+                    call: &symbol,
+                    sock: None,
+                    on_kprobe: kprobes,
+                }),
+            };
+            hooks.push(
+                hook(
+                    &input,
+                    &format,
+                    &PolicyCtx {
+                        policy_id,
+                        monitor,
+                        lists: &p.spec.lists,
+                    },
+                    ids,
+                    &mut strings,
+                    &mut follow,
+                )
+                .map_err(err)?,
+            );
+            continue;
+        }
+        let trigger = kprobe_on_tracepoint(call).map_err(err)?;
         if !seen.insert(format!("kprobe {call}")) {
             return Err(err(
                 "is traced twice in this policy; merge the two into one hook with several selectors".into(),
@@ -495,7 +573,11 @@ pub fn compile(
             selectors: &k.selectors,
             message: k.message.as_ref(),
             tags: &k.tags,
-            kprobe: Some((call, layout, kprobes)),
+            kprobe: Some(KprobeInput {
+                call,
+                sock: Some(layout),
+                on_kprobe: kprobes,
+            }),
         };
         hooks.push(
             hook(
@@ -545,9 +627,19 @@ struct HookInput<'a> {
     selectors: &'a [marked_yaml::Spanned<super::model::Selector>],
     message: Option<&'a marked_yaml::Spanned<String>>,
     tags: &'a [marked_yaml::Spanned<String>],
-    /// A kprobe: its function, the `sock:inet_sock_set_state` record layout (and the
-    /// transitions that stand for the call there), and whether it runs on a kprobe.
-    kprobe: Option<(&'a str, SockLayout, bool)>,
+    kprobe: Option<KprobeInput<'a>>,
+}
+
+/// A kprobe hook, as compiled onto a tracepoint's record layout.
+#[derive(Clone, Copy)]
+struct KprobeInput<'a> {
+    /// The function.
+    call: &'a str,
+    /// A socket function: the `sock:inet_sock_set_state` record layout, and the
+    /// transitions that stand for the call there. `None`: a syscall, on the layout of its
+    /// `sys_enter_NAME` tracepoint.
+    sock: Option<SockLayout>,
+    on_kprobe: bool,
 }
 
 impl<'a> HookInput<'a> {
@@ -595,7 +687,12 @@ fn hook(
             )
         })?;
         let ty = a.ty.as_ref().map(|t| t.as_str()).unwrap_or("auto");
-        if let Some((call, layout, on_kprobe)) = tp.kprobe {
+        if let Some(KprobeInput {
+            call,
+            sock: Some(layout),
+            on_kprobe,
+        }) = tp.kprobe
+        {
             if ty != "sock" || *a.index != 0 {
                 return Err(format!(
                     "args[{i}]: {call} takes its argument 0 as `type: sock`, and no other yet"
@@ -933,14 +1030,28 @@ fn hook(
         }
         config.selectors[s] = sc;
     }
+    if let Some(KprobeInput {
+        sock: None,
+        on_kprobe: true,
+        ..
+    }) = tp.kprobe
+    {
+        config.flags |= tracer_common::policy::HOOK_KPROBE_SYSCALL;
+    }
     Ok(Hook {
         subsystem: tp.subsystem.to_owned(),
         event: tp.event.to_owned(),
         event_id: format.id,
-        route: syscall_route(tp.subsystem, tp.event, &config),
-        kprobe: tp.kprobe.map(|(call, _, on_kprobe)| KprobeHook {
-            call: call.to_owned(),
-            on_kprobe,
+        // A hook on a kprobe is attached there, never routed.
+        route: if tp.kprobe.is_some_and(|k| k.on_kprobe) {
+            None
+        } else {
+            syscall_route(tp.subsystem, tp.event, &config)
+        },
+        kprobe: tp.kprobe.map(|k| KprobeHook {
+            call: k.call.to_owned(),
+            on_kprobe: k.on_kprobe,
+            sock: k.sock.is_some(),
         }),
         config,
         args: metas,
@@ -1128,7 +1239,8 @@ mod tests {
                 connect.kprobe,
                 Some(KprobeHook {
                     call: "tcp_connect".into(),
-                    on_kprobe: kprobes
+                    on_kprobe: kprobes,
+                    sock: true,
                 })
             );
             assert_eq!(
@@ -1159,6 +1271,61 @@ mod tests {
                 Some("tcp_close")
             );
         }
+    }
+
+    #[test]
+    fn syscall_kprobes_compile_onto_the_syscall_tracepoint_layout() {
+        let root = tracefs();
+        let text = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  kprobes:\n  - call: sys_getpgid\n    syscall: true\n    args:\n    - index: 0\n      type: int\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Equal\n        values: [42]\n";
+        let docs = super::super::parse::text_documents("t.yaml", text).expect("parses");
+        for kprobes in [true, false] {
+            let c = compile(
+                &docs[0].policy,
+                0,
+                &mut Ids::default(),
+                root.path(),
+                kprobes,
+            )
+            .expect("compiles");
+            let h = &c.hooks[0];
+            assert_eq!(
+                h.kprobe,
+                Some(KprobeHook {
+                    call: format!("{SYSCALL_WRAPPER_PREFIX}getpgid"),
+                    on_kprobe: kprobes,
+                    sock: false,
+                })
+            );
+            assert_eq!(
+                (h.subsystem.as_str(), h.event.as_str()),
+                ("syscalls", "sys_enter_getpgid")
+            );
+            // Argument 0 of the function is the record's first argument, at 16.
+            assert_eq!(h.config.nargs, 1);
+            assert_eq!(h.config.args[0].offset, 16);
+            assert_eq!(h.config.args[0].kind, ARG_INT);
+            assert_eq!(
+                h.config.flags & tracer_common::policy::HOOK_KPROBE_SYSCALL != 0,
+                kprobes
+            );
+            // On its tracepoint it can be routed as any syscall hook; on a kprobe never.
+            assert_eq!(h.route.is_none(), kprobes);
+        }
+        assert_eq!(syscall_of("sys_openat"), Ok("openat".into()));
+        assert_eq!(
+            syscall_of(&format!("{SYSCALL_WRAPPER_PREFIX}openat")),
+            Ok("openat".into())
+        );
+        assert!(
+            syscall_of("do_sys_openat2")
+                .unwrap_err()
+                .contains("write sys_NAME")
+        );
+        assert!(
+            syscall_of("sys_nosuchcall")
+                .unwrap_err()
+                .contains("is not a syscall")
+        );
     }
 
     #[test]

@@ -147,8 +147,9 @@ pub struct PolicyStore {
     slots: HashMap<u32, (String, usize)>,
     /// Programs loaded (verified) already.
     programs_loaded: Vec<String>,
-    /// The kernel attaches kprobes (and the agent reads its sockets).
-    kprobes: bool,
+    /// Kprobe hooks run on kprobes (`Ok`), or on the tracepoints that stand for them, for
+    /// the reason given.
+    kprobes: Result<(), &'static str>,
     ids: Ids,
     exec_paths: Option<BpfHashMap<MapData, u32, StrKey>>,
     config: Array<MapData, u32>,
@@ -318,7 +319,7 @@ impl PolicyStore {
         tracefs: &Path,
         syscall_regs: bool,
         raw_numbered: bool,
-        kprobes: bool,
+        kprobes: Result<(), &'static str>,
     ) -> Result<Self, StoreError> {
         let syscalls = if syscall_regs {
             match SyscallDispatch::new(ebpf) {
@@ -453,7 +454,7 @@ impl PolicyStore {
         // Compile with fresh ids, so the old policy's entries stay valid until the new one
         // is in.
         let mut ids = self.ids.clone();
-        let compiled = compile::compile(policy, id, &mut ids, &self.tracefs, self.kprobes)?;
+        let compiled = compile::compile(policy, id, &mut ids, &self.tracefs, self.kprobes.is_ok())?;
         let mut old = self.policies.remove(&name);
         if let Some(old) = &mut old {
             self.uninstall(ebpf, old);
@@ -567,11 +568,7 @@ impl PolicyStore {
                     tracing::info!(
                         "policy {name}: {} ({})",
                         hook.runs_on(raw_dispatch, self.raw_numbered),
-                        if self.kprobes {
-                            "kprobes are off"
-                        } else {
-                            "this kernel has no kprobes"
-                        }
+                        self.kprobes.err().unwrap_or("kprobes are off")
                     );
                 } else {
                     tracing::info!(

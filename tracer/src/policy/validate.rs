@@ -109,35 +109,20 @@ pub const ARG_TYPES: &[&str] = &[
     "syscall64",
     "fd",
 ];
-/// Argument types of kprobe arguments the tracer reads.
-pub const KPROBE_ARG_TYPES: &[&str] = &["sock"];
+/// Argument types of kprobe arguments the tracer reads: `sock` of the socket functions,
+/// and the integer and string types of syscalls (`syscall: true`).
+pub const KPROBE_ARG_TYPES: &[&str] = &[
+    "sock", "int", "sint8", "uint8", "int8", "sint16", "uint16", "int16", "sint32", "uint32",
+    "int32", "sint64", "uint64", "int64", "ulong", "long", "size_t", "string", "char_buf", "fd",
+];
 /// Tetragon's kprobe argument types the tracer does not read yet.
 const KPROBE_ARG_TYPES_UNSUPPORTED: &[&str] = &[
     "auto",
-    "int",
-    "sint8",
-    "uint8",
-    "int8",
-    "sint16",
-    "uint16",
-    "int16",
-    "sint32",
-    "uint32",
-    "int32",
-    "sint64",
-    "uint64",
-    "int64",
-    "ulong",
-    "long",
-    "size_t",
-    "char_buf",
     "char_iovec",
     "skb",
     "sockaddr",
     "socket",
     "sockaddr_un",
-    "string",
-    "fd",
     "file",
     "filename",
     "path",
