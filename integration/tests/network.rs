@@ -252,3 +252,195 @@ spec:
     assert_eq!(exit_of(&events, killed).unwrap()["signal"], "SIGKILL");
     assert!(exit_of(&events, spared).unwrap().get("signal").is_none());
 }
+
+/// Each socket operator, alone in its own policy (scoped to this process by
+/// `matchPIDs`), on one connection to a listener on loopback: the policies that match
+/// post exactly the events expected, the others none.
+#[test]
+fn every_socket_operator_matches_and_misses() {
+    if !privileged("every_socket_operator_matches_and_misses") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = listener.local_addr().unwrap().port();
+    let me = std::process::id();
+    // (name, call, operator, values, events expected)
+    // The client's connect: 127.0.0.1 to 127.0.0.1:p, SYN_SENT. The closes: the client's
+    // (p is its destination, from ESTABLISHED), then the accepted socket's (p is its
+    // source, from CLOSE_WAIT: the client closed first).
+    let cases: &[(&str, &str, &str, &str, usize)] = &[
+        ("saddr", "tcp_connect", "SAddr", "127.0.0.1", 1),
+        ("saddr-miss", "tcp_connect", "SAddr", "10.0.0.0/8", 0),
+        ("not-saddr", "tcp_connect", "NotSAddr", "127.0.0.0/8", 0),
+        ("not-daddr", "tcp_connect", "NotDAddr", "10.0.0.0/8", 1),
+        ("dport-priv", "tcp_connect", "DPortPriv", "", 0),
+        ("not-dport-priv", "tcp_connect", "NotDPortPriv", "", 1),
+        ("not-dport", "tcp_connect", "NotDPort", &p.to_string(), 0),
+        ("protocol", "tcp_connect", "Protocol", "IPPROTO_TCP", 1),
+        ("family", "tcp_connect", "Family", "AF_INET", 1),
+        ("family-miss", "tcp_connect", "Family", "AF_INET6", 0),
+        ("state", "tcp_connect", "State", "TCP_SYN_SENT", 1),
+        ("state-miss", "tcp_connect", "State", "TCP_ESTABLISHED", 0),
+        ("sport", "tcp_close", "SPort", &p.to_string(), 1),
+        ("not-sport", "tcp_close", "NotSPort", &p.to_string(), 1),
+        ("sport-priv", "tcp_close", "SPortPriv", "", 0),
+        ("not-sport-priv", "tcp_close", "NotSPortPriv", "", 2),
+        ("dport", "tcp_close", "DPort", &p.to_string(), 1),
+        ("close-state", "tcp_close", "State", "TCP_CLOSE_WAIT", 1),
+    ];
+    let mut args = Vec::new();
+    for (name, call, op, value, _) in cases {
+        let values = if value.is_empty() {
+            String::new()
+        } else {
+            format!("\n        values: [\"{value}\"]")
+        };
+        let text = format!(
+            "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: {name}\nspec:\n  kprobes:\n  - call: {call}\n    syscall: false\n    args:\n    - index: 0\n      type: sock\n    selectors:\n    - matchPIDs:\n      - operator: In\n        values: [{me}]\n      matchArgs:\n      - index: 0\n        operator: {op}{values}\n"
+        );
+        let file = work.path().join(format!("{name}.yaml"));
+        fs::write(&file, text).expect("write policy");
+        args.push("--tracing-policy".to_owned());
+        args.push(file.to_str().expect("utf-8 path").to_owned());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let agent = Agent::start(&args);
+    for (name, ..) in cases {
+        agent.wait_for_log(&format!("policy {name} loaded"));
+    }
+
+    let client = TcpStream::connect(("127.0.0.1", p)).unwrap();
+    let e = client.local_addr().unwrap().port();
+    let (mut accepted, _) = listener.accept().unwrap();
+    drop(client);
+    // The client's FIN has arrived: the accepted socket is in CLOSE_WAIT.
+    assert_eq!(
+        std::io::Read::read(&mut accepted, &mut [0u8; 16]).unwrap(),
+        0
+    );
+    drop(accepted);
+    let events = agent.sync();
+    drop(listener);
+
+    for (name, call, op, value, expected) in cases {
+        let got = hits(&events, name, call);
+        assert_eq!(got.len(), *expected, "{op} {value:?} on {call}: {got:#?}");
+        for ev in &got {
+            assert_eq!(ev["process"]["pid"], me);
+            let s = sock(ev);
+            assert_eq!(s["family"], "AF_INET");
+            assert_eq!(s["daddr"], "127.0.0.1");
+        }
+    }
+    let close = |name: &str| -> Vec<(u64, u64)> {
+        hits(&events, name, "tcp_close")
+            .iter()
+            .map(|ev| {
+                (
+                    sock(ev)["sport"].as_u64().unwrap(),
+                    sock(ev)["dport"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (p, e) = (u64::from(p), u64::from(e));
+    assert_eq!(close("sport"), [(p, e)], "the accepted socket");
+    assert_eq!(close("not-sport"), [(e, p)], "the client's");
+    assert_eq!(close("dport"), [(e, p)]);
+    assert_eq!(close("close-state"), [(p, e)]);
+    assert_eq!(
+        sock(hits(&events, "close-state", "tcp_close")[0])["state"],
+        "TCP_CLOSE_WAIT"
+    );
+    assert_eq!(close("not-sport-priv"), [(e, p), (p, e)]);
+}
+
+/// Brings `lo` up in the calling thread's network namespace.
+fn loopback_up() {
+    // SAFETY: a plain datagram socket, closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: `ifreq` is plain data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS read and write `req`, which outlives the calls.
+    unsafe {
+        assert_eq!(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req), 0);
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        assert_eq!(
+            libc::ioctl(fd, libc::SIOCSIFFLAGS, &req),
+            0,
+            "lo up: {}",
+            std::io::Error::last_os_error()
+        );
+        libc::close(fd);
+    }
+}
+
+/// Connections inside a network namespace of their own (IPv4 and IPv6 on its loopback),
+/// made by a thread of this process that moved there: the hooks see every namespace.
+#[test]
+fn connects_in_a_network_namespace() {
+    if !privileged("connects_in_a_network_namespace") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let me = std::process::id();
+    let policy = format!(
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: netns\nspec:\n  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: sock\n    selectors:\n    - matchPIDs:\n      - operator: In\n        values: [{me}]\n      matchArgs:\n      - index: 0\n        operator: DAddr\n        values: [\"127.0.0.1\", \"::1\"]\n"
+    );
+    let pol = write(work.path(), &policy);
+    let agent = Agent::start(&["--tracing-policy", pol.to_str().unwrap()]);
+    agent.wait_for_log("policy netns loaded");
+    let host_ns = fs::read_link("/proc/thread-self/ns/net").unwrap();
+    let (ports, ns) = std::thread::spawn(|| {
+        // SAFETY: moves only this thread to a new network namespace.
+        assert_eq!(
+            unsafe { libc::unshare(libc::CLONE_NEWNET) },
+            0,
+            "unshare: {}",
+            std::io::Error::last_os_error()
+        );
+        loopback_up();
+        let ns = fs::read_link("/proc/thread-self/ns/net").unwrap();
+        let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let v6 = TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
+        let p4 = v4.local_addr().unwrap().port();
+        let p6 = v6.local_addr().unwrap().port();
+        drop(TcpStream::connect(("127.0.0.1", p4)).unwrap());
+        drop(TcpStream::connect((Ipv6Addr::LOCALHOST, p6)).unwrap());
+        ((p4, p6), ns)
+    })
+    .join()
+    .expect("the namespace thread");
+    assert_ne!(ns, host_ns, "the thread had a namespace of its own");
+    let events = agent.sync();
+    let connects = hits(&events, "netns", "tcp_connect");
+    let got: Vec<(&str, &str, u64)> = connects
+        .iter()
+        .map(|e| {
+            let s = sock(e);
+            (
+                s["family"].as_str().unwrap(),
+                s["daddr"].as_str().unwrap(),
+                s["dport"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("AF_INET", "127.0.0.1", u64::from(ports.0)),
+            ("AF_INET6", "::1", u64::from(ports.1))
+        ],
+        "{connects:#?}"
+    );
+    for e in &connects {
+        assert_eq!(e["process"]["pid"], me);
+        assert_eq!(sock(e)["state"], "TCP_SYN_SENT");
+        assert_eq!(sock(e)["protocol"], "IPPROTO_TCP");
+    }
+}

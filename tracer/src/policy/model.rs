@@ -192,6 +192,9 @@ pub struct MatchPids {
 pub struct MatchArgs {
     pub index: Spanned<u32>,
     pub operator: Spanned<String>,
+    /// Absent for the operators that take none (`DPortPriv`, ...); the others check
+    /// that there are some.
+    #[serde(default)]
     pub values: Vec<Spanned<String>>,
     /// `args: [...]` (several arguments in one filter): not supported yet.
     #[serde(default)]

@@ -386,6 +386,10 @@ mod tests {
                 "t.yaml:11:13: spec.kprobes[0].args[0].type: kprobe argument type `file` is Tetragon's but not supported by the tracer yet; supported: sock, int, sint8, uint8, int8, sint16, uint16, int16, sint32, uint32, int32, sint64, uint64, int64, ulong, long, size_t, string, char_buf, fd",
             ),
             (
+                "  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: sock\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: DPort\n",
+                "t.yaml:15:19: spec.kprobes[0].selectors[0].matchArgs[0].values: no values: the filter would match nothing\n  fix: add `values: [...]`",
+            ),
+            (
                 "  kprobes:\n  - call: tcp_connect\n    return: true\n",
                 "t.yaml:8:13: spec.kprobes[0].return: return probes (`return: true`) are not supported by the tracer yet\n  fix: remove `return` and `returnArg`",
             ),
