@@ -63,6 +63,23 @@ spec:
       - index: 1
         operator: Prefix
         values: ["/tmp/vm-open"]
+---
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: vm-file
+spec:
+  kprobes:
+  - call: security_file_open
+    syscall: false
+    args:
+    - index: 0
+      type: file
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: Prefix
+        values: ["/tmp/vm-file"]
 POLICY
 # A connection to a listener on loopback, then a marker whose exit event shows that
 # the agent has written everything before it. (A shell, not `true`: busybox runs its
@@ -77,6 +94,8 @@ connect_and_sync() {
   sleep 2 | timeout 1 nc 127.0.0.1 $1
   sleep 1
   cat /tmp/vm-open-$1 2>/dev/null
+  echo x > /tmp/vm-file-$1
+  cat /tmp/vm-file-$1 > /dev/null
   echo "STEP sync on $2"
   i=0
   while [ $i -lt 20 ] && kill -0 $AGENT 2>/dev/null; do
@@ -403,6 +422,38 @@ fn lifecycle_on_distribution_kernels() {
         println!(
             "{name}: the syscall kprobe gives the same event on a kprobe and on the tracepoint"
         );
+
+        // A kprobe on any function, with a `file` argument resolved to its path: on
+        // kprobes only; without them the policy is refused, saying why.
+        let files: Vec<&Value> = of_kind(&events, "process_kprobe")
+            .into_iter()
+            .filter(|e| e["policy_name"] == "vm-file")
+            .collect();
+        assert_eq!(files.len(), 2, "{name}: the write and the read: {files:#?}");
+        for e in &files {
+            assert_eq!(e["function_name"], "security_file_open", "{name}");
+            assert_eq!(
+                e["args"][0]["file_arg"]["path"], "/tmp/vm-file-4242",
+                "{name}"
+            );
+            assert_eq!(e["process"]["binary"], "/bin/busybox", "{name}");
+        }
+        assert!(
+            stderr.contains("policy vm-file: kprobe security_file_open runs on a kprobe"),
+            "{name}: {stderr}"
+        );
+        assert!(
+            stderr2.contains("policy refused")
+                && stderr2.contains("a kprobe on `security_file_open` needs kprobes"),
+            "{name}: {stderr2}"
+        );
+        assert!(
+            !events2
+                .iter()
+                .any(|e| e["process_kprobe"]["policy_name"] == "vm-file"),
+            "{name}"
+        );
+        println!("{name}: security_file_open with a file argument");
     }
 }
 

@@ -102,6 +102,30 @@ pub const HOOK_SOCK_TRIGGER: u32 = 1 << 5;
 /// `struct pt_regs *`, from which the program reads the six arguments into a record laid
 /// out as the `syscalls/sys_enter_NAME` tracepoint's (arguments at 16 + 8 i).
 pub const HOOK_KPROBE_SYSCALL: u32 = 1 << 6;
+/// A kprobe on any other kernel function: its six argument registers go to the record at
+/// 16 + 8 i, and the path of a `file` or `path` argument (`HookConfig::kprobe`) at
+/// `KPROBE_PATH_AT`.
+pub const HOOK_KPROBE_GENERIC: u32 = 1 << 7;
+
+/// Where a generic kprobe's record holds the path of its `file`/`path` argument, as a
+/// NUL-terminated string of at most `KPROBE_PATH_LEN` bytes.
+pub const KPROBE_PATH_AT: u16 = 256;
+pub const KPROBE_PATH_LEN: u16 = 255;
+/// `KprobeLayout::path_kind`: the argument is a `struct file *` ...
+pub const KPROBE_ARG_FILE: u16 = 1;
+/// ... or a `struct path *`.
+pub const KPROBE_ARG_PATH: u16 = 2;
+
+/// A generic kprobe's argument to resolve to a path.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KprobeLayout {
+    /// The argument's index (0 to 5) ...
+    pub path_arg: u16,
+    /// ... and its kind, `KPROBE_ARG_FILE` or `KPROBE_ARG_PATH`; 0: none.
+    pub path_kind: u16,
+    pub _pad: [u16; 2],
+}
 
 /// `CONFIG[0]` bit: keep `EXEC_PATHS` (binary of every process) and `FOLLOW` up to date.
 pub const TRACK_BINARIES: u32 = 1;
@@ -296,6 +320,7 @@ pub struct HookConfig {
     pub args: [ArgConfig; MAX_HOOK_ARGS],
     pub selectors: [SelectorConfig; MAX_SELECTORS],
     pub sock: SockLayout,
+    pub kprobe: KprobeLayout,
 }
 
 /// A hook on `sock:inet_sock_set_state`: where the record's fields sit (from its format

@@ -131,12 +131,26 @@ pub struct SockRecord {
     pub bytes: [u8; SockRecord::LEN],
 }
 impl SockRecord {
-    /// Larger than the tracepoint's record (about 70 bytes), a power of two.
-    pub const LEN: usize = 256;
+    /// Larger than the tracepoint's record (about 70 bytes) and a generic kprobe's (six
+    /// arguments, then a path at 256), a power of two.
+    pub const LEN: usize = 512;
     pub const MASK: usize = Self::LEN - 1;
 }
 #[map]
 pub static SOCK_RECORD: PerCpuArray<SockRecord> = PerCpuArray::with_max_entries(1, 0);
+
+/// Scratch of the kprobe programs: a `file`/`path` argument's walk, leaf first ...
+#[repr(C)]
+pub struct KprobePath {
+    pub len: u32,
+    pub flags: u32,
+    pub buf: [u8; tracer_common::limits::PATH_BUF],
+}
+#[map]
+pub static KPROBE_PATH: PerCpuArray<KprobePath> = PerCpuArray::with_max_entries(1, 0);
+/// ... and in reading order.
+#[map]
+pub static KPROBE_NATURAL: PerCpuArray<NaturalScratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// A socket argument's address keys: `[0]` source, `[1]` destination.
 #[map]

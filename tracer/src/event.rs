@@ -239,6 +239,15 @@ pub fn tracepoint_args(
                     json!({ "string_arg": String::from_utf8_lossy(&v.str[..n]) })
                 }
                 ArgOut::Sock => json!({ "sock_arg": sock_arg(v) }),
+                ArgOut::File | ArgOut::Path => {
+                    let n = (v.len as usize).min(v.str.len());
+                    let path = String::from_utf8_lossy(&v.str[..n]);
+                    if meta.out == ArgOut::File {
+                        json!({ "file_arg": { "path": path } })
+                    } else {
+                        json!({ "path_arg": { "path": path } })
+                    }
+                }
             };
             if let (Some(label), Value::Object(m)) = (&meta.label, &mut arg) {
                 m.insert("label".into(), Value::String(label.clone()));

@@ -6,16 +6,22 @@
 //! gives the same events on a kprobe as on the tracepoint a kernel without kprobes uses.
 //! A kprobe on a syscall (`syscall: true`) reads the syscall's arguments instead, into a
 //! record laid out as its `syscalls/sys_enter_NAME` tracepoint's, for the same reason.
+//! A kprobe on any other function writes its six argument registers at 16 + 8 i, and the
+//! path of a `file` or `path` argument at `KPROBE_PATH_AT`.
 
 use core::ffi::c_void;
 
 use aya_ebpf::{helpers::generated::bpf_probe_read_kernel, macros::kprobe, programs::ProbeContext};
-use tracer_common::policy::{HOOK_ACTIVE, HOOK_KPROBE_SYSCALL, SockLayout};
+use tracer_common::policy::{
+    HOOK_ACTIVE, HOOK_KPROBE_GENERIC, HOOK_KPROBE_SYSCALL, KPROBE_ARG_FILE, KPROBE_PATH_AT,
+    KPROBE_PATH_LEN, KprobeLayout, SockLayout,
+};
 
 use crate::{
     globals::off,
     hooks::policy::run,
-    maps::{HOOKS, SOCK_RECORD, SockRecord},
+    kread::{self, NATURAL_END},
+    maps::{HOOKS, KPROBE_NATURAL, KPROBE_PATH, SOCK_RECORD, SockRecord},
 };
 
 /// `AF_INET` (`include/linux/socket.h`).
@@ -85,6 +91,8 @@ fn run_sock(ctx: &ProbeContext, slot: u32) -> u32 {
     let rec = unsafe { &mut *rec };
     if cfg.flags & HOOK_KPROBE_SYSCALL != 0 {
         fill_syscall(rec, arg0);
+    } else if cfg.flags & HOOK_KPROBE_GENERIC != 0 {
+        fill_generic(rec, ctx, &cfg.kprobe);
     } else {
         fill(rec, &cfg.sock, arg0);
     }
@@ -166,6 +174,112 @@ fn fill_syscall(rec: &mut SockRecord, regs: u64) {
             &read::<8>(regs + at).to_ne_bytes(),
         );
     }
+}
+
+/// The six argument registers of the call at 16 + 8 i, and the path of the `file` or
+/// `path` argument `k` names at `KPROBE_PATH_AT`.
+#[inline(never)]
+fn fill_generic(rec: &mut SockRecord, ctx: &ProbeContext, k: &KprobeLayout) {
+    rec.bytes = [0; SockRecord::LEN];
+    let args = [
+        ctx.arg::<u64>(0).unwrap_or(0),
+        ctx.arg::<u64>(1).unwrap_or(0),
+        ctx.arg::<u64>(2).unwrap_or(0),
+        ctx.arg::<u64>(3).unwrap_or(0),
+        ctx.arg::<u64>(4).unwrap_or(0),
+        ctx.arg::<u64>(5).unwrap_or(0),
+    ];
+    for (i, v) in args.iter().enumerate() {
+        put(rec, (16 + 8 * i) as u16, &v.to_ne_bytes());
+    }
+    if k.path_kind == 0 {
+        return;
+    }
+    // Read again from the registers: an index into `args` would be a variable-offset
+    // stack read, which verifiers before 6.x refuse.
+    let ptr = match k.path_arg {
+        0 => ctx.arg::<u64>(0),
+        1 => ctx.arg::<u64>(1),
+        2 => ctx.arg::<u64>(2),
+        3 => ctx.arg::<u64>(3),
+        4 => ctx.arg::<u64>(4),
+        _ => ctx.arg::<u64>(5),
+    }
+    .unwrap_or(0);
+    let path = if k.path_kind == KPROBE_ARG_FILE {
+        ptr + off!(file_path)
+    } else {
+        ptr
+    };
+    write_path(rec, path);
+}
+
+/// The path of the `struct path` at `path`, up to the task's root, into the record at
+/// `KPROBE_PATH_AT` (its last `KPROBE_PATH_LEN` bytes when longer).
+#[inline(never)]
+fn write_path(rec: &mut SockRecord, path: u64) {
+    let (Some(scratch), Some(nat)) = (KPROBE_PATH.get_ptr_mut(0), KPROBE_NATURAL.get_ptr_mut(0))
+    else {
+        return;
+    };
+    // SAFETY: helper without arguments; the current task.
+    let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() };
+    let fs = kread::u64_at(task + off!(task_fs)).unwrap_or(0);
+    let root = fs + off!(fs_root);
+    let root = (
+        kread::u64_at(root + off!(path_mnt)).unwrap_or(0),
+        kread::u64_at(root + off!(path_dentry)).unwrap_or(0),
+    );
+    // SAFETY (this block and the next): this CPU's scratch values, which nothing else
+    // uses while a kprobe program runs on it; fields passed as pointers to their bytes.
+    let natural = unsafe {
+        kread::Natural {
+            buf: (&raw mut (*nat).buf).cast(),
+            start: &raw mut (*nat).start,
+        }
+    };
+    unsafe {
+        (&raw mut (*scratch).flags).write_volatile(0);
+        kread::path(
+            path,
+            root,
+            (&raw mut (*scratch).buf).cast(),
+            &raw mut (*scratch).len,
+            &raw mut (*scratch).flags,
+            (1, 2),
+            Some(&natural),
+        );
+    }
+    // SAFETY: as above.
+    let start = unsafe { (&raw const (*nat).start).read_volatile() } as usize;
+    let len = NATURAL_END.saturating_sub(start);
+    let (start, len) = if len == 0 {
+        (NATURAL_END - 1, 1) // the root: "/" is written below
+    } else if len > usize::from(KPROBE_PATH_LEN) {
+        (
+            NATURAL_END - usize::from(KPROBE_PATH_LEN),
+            usize::from(KPROBE_PATH_LEN),
+        )
+    } else {
+        (start, len)
+    };
+    let at = usize::from(KPROBE_PATH_AT);
+    if start == NATURAL_END - 1 && len == 1 {
+        rec.bytes[at] = b'/';
+        return;
+    }
+    // SAFETY: `len <= KPROBE_PATH_LEN` bytes into the record from `KPROBE_PATH_AT`
+    // (256 + 255 < 512), from the natural-order buffer (`start + len <= NATURAL_END`).
+    unsafe {
+        bpf_probe_read_kernel(
+            rec.bytes.as_mut_ptr().add(at).cast::<c_void>(),
+            (len as u32) & 0xff,
+            (&raw const (*nat).buf)
+                .cast::<u8>()
+                .add(start & (NATURAL_END - 1))
+                .cast::<c_void>(),
+        )
+    };
 }
 
 /// Copies `v` into `rec` at `at` (masked: the verifier sees it in bounds).

@@ -4,7 +4,10 @@
 
 use std::collections::HashSet;
 
-use tracer_common::policy::{BinFollow, FOLLOW_BITS};
+use tracer_common::policy::{
+    BinFollow, FOLLOW_BITS, KPROBE_ARG_FILE, KPROBE_ARG_PATH, KPROBE_PATH_AT, KPROBE_PATH_LEN,
+    KprobeLayout,
+};
 
 use tracer_common::policy::{
     CAPS_EFFECTIVE, CAPS_INHERITABLE, CAPS_PERMITTED, CapFilter, MAX_CAP_FILTERS, MAX_NS_FILTERS,
@@ -49,6 +52,10 @@ pub enum ArgOut {
     String,
     /// `sock_arg`.
     Sock,
+    /// `file_arg` with its `path`.
+    File,
+    /// `path_arg` with its `path`.
+    Path,
 }
 
 /// One argument of a hook, for the events.
@@ -181,6 +188,32 @@ fn syscall_route(subsystem: &str, event: &str, config: &HookConfig) -> Option<Sy
     readable.then_some(SyscallRoute { dir, nr })
 }
 
+/// The socket functions a tracepoint stands for (`kprobe_on_tracepoint`).
+const SOCKET_CALLS: [&str; 4] = [
+    "tcp_connect",
+    "tcp_close",
+    "inet_csk_listen_start",
+    "inet_csk_accept",
+];
+
+/// The record of a generic kprobe, as a format: argument `i` (a register) at 16 + 8 i.
+fn generic_format(call: &str) -> Format {
+    Format {
+        name: call.to_owned(),
+        id: 0,
+        fields: (0..6u16)
+            .map(|i| tracefs::Field {
+                name: format!("arg{i}"),
+                c_type: "unsigned long".into(),
+                offset: 16 + 8 * i,
+                size: 8,
+                signed: false,
+                kind: FieldKind::StringPointer,
+            })
+            .collect(),
+    }
+}
+
 /// How the kernel names the function that runs syscall NAME: its architecture's wrapper.
 const SYSCALL_WRAPPER_PREFIX: &str = if cfg!(target_arch = "aarch64") {
     "__arm64_sys_"
@@ -249,7 +282,7 @@ fn kprobe_on_tracepoint(call: &str) -> Result<SockLayout, String> {
         }
         other => {
             return Err(format!(
-                "kprobes on `{other}` are not supported yet: the tracer runs kprobes on syscalls (`syscall: true`) and on tcp_connect, tcp_close and inet_csk_listen_start"
+                "a kprobe on `{other}` needs kprobes, which are not available here (see `tracer status`); without them the tracer runs kprobes on syscalls (`syscall: true`) and on tcp_connect, tcp_close and inet_csk_listen_start, on the tracepoints that stand for them"
             ));
         }
     };
@@ -527,6 +560,7 @@ pub fn compile(
                 kprobe: Some(KprobeInput {
                     call: &symbol,
                     sock: None,
+                    generic: false,
                     on_kprobe: kprobes,
                 }),
             };
@@ -547,7 +581,49 @@ pub fn compile(
             );
             continue;
         }
-        let trigger = kprobe_on_tracepoint(call).map_err(err)?;
+        let trigger = match kprobe_on_tracepoint(call) {
+            Ok(t) => t,
+            Err(_) if kprobes && !SOCKET_CALLS.contains(&call) => {
+                // Any other function, on a kprobe: its argument registers.
+                if !seen.insert(format!("kprobe {call}")) {
+                    return Err(err(
+                        "is traced twice in this policy; merge the two into one hook with several selectors".into(),
+                    ));
+                }
+                let format = generic_format(call);
+                let input = HookInput {
+                    subsystem: "kprobe",
+                    event: call,
+                    args: &k.args,
+                    selectors: &k.selectors,
+                    message: k.message.as_ref(),
+                    tags: &k.tags,
+                    kprobe: Some(KprobeInput {
+                        call,
+                        sock: None,
+                        generic: true,
+                        on_kprobe: true,
+                    }),
+                };
+                hooks.push(
+                    hook(
+                        &input,
+                        &format,
+                        &PolicyCtx {
+                            policy_id,
+                            monitor,
+                            lists: &p.spec.lists,
+                        },
+                        ids,
+                        &mut strings,
+                        &mut follow,
+                    )
+                    .map_err(err)?,
+                );
+                continue;
+            }
+            Err(e) => return Err(err(e)),
+        };
         if !seen.insert(format!("kprobe {call}")) {
             return Err(err(
                 "is traced twice in this policy; merge the two into one hook with several selectors".into(),
@@ -576,6 +652,7 @@ pub fn compile(
             kprobe: Some(KprobeInput {
                 call,
                 sock: Some(layout),
+                generic: false,
                 on_kprobe: kprobes,
             }),
         };
@@ -639,6 +716,8 @@ struct KprobeInput<'a> {
     /// transitions that stand for the call there. `None`: a syscall, on the layout of its
     /// `sys_enter_NAME` tracepoint.
     sock: Option<SockLayout>,
+    /// Any other function: its argument registers (`hooks/kprobe.rs`).
+    generic: bool,
     on_kprobe: bool,
 }
 
@@ -691,6 +770,7 @@ fn hook(
             call,
             sock: Some(layout),
             on_kprobe,
+            ..
         }) = tp.kprobe
         {
             if ty != "sock" || *a.index != 0 {
@@ -708,6 +788,68 @@ fn hook(
             }
             metas.push(ArgMeta {
                 out: ArgOut::Sock,
+                label: a.label.as_ref().map(|l| l.as_str().to_owned()),
+            });
+            continue;
+        }
+        if let Some(KprobeInput {
+            generic: true,
+            call,
+            ..
+        }) = tp.kprobe
+        {
+            let path_kind = match ty {
+                "file" => Some(KPROBE_ARG_FILE),
+                "path" => Some(KPROBE_ARG_PATH),
+                "sock" => {
+                    return Err(format!(
+                        "args[{i}]: `sock` arguments are read for tcp_connect, tcp_close and inet_csk_listen_start, not yet for {call}"
+                    ));
+                }
+                _ => None,
+            };
+            if let Some(path_kind) = path_kind {
+                if config.kprobe.path_kind != 0 {
+                    return Err(format!(
+                        "args[{i}]: one `file` or `path` argument per kprobe is read, and this is the second"
+                    ));
+                }
+                config.kprobe = KprobeLayout {
+                    path_arg: *a.index as u16,
+                    path_kind,
+                    ..Default::default()
+                };
+                config.args[i] = ArgConfig {
+                    offset: KPROBE_PATH_AT,
+                    size: KPROBE_PATH_LEN as u8,
+                    kind: ARG_CHAR_ARRAY,
+                    ..Default::default()
+                };
+                metas.push(ArgMeta {
+                    out: if path_kind == KPROBE_ARG_FILE {
+                        ArgOut::File
+                    } else {
+                        ArgOut::Path
+                    },
+                    label: a.label.as_ref().map(|l| l.as_str().to_owned()),
+                });
+                continue;
+            }
+            let ty = if ty == "auto" { "uint64" } else { ty };
+            let (kind, out) = arg_kind(ty, field, false).ok_or_else(|| {
+                format!(
+                    "args[{i}]: {call}'s argument {} cannot be read as `{ty}`",
+                    *a.index
+                )
+            })?;
+            config.args[i] = ArgConfig {
+                offset: field.offset,
+                size: field.size.min(8) as u8,
+                kind,
+                ..Default::default()
+            };
+            metas.push(ArgMeta {
+                out,
                 label: a.label.as_ref().map(|l| l.as_str().to_owned()),
             });
             continue;
@@ -944,7 +1086,7 @@ fn hook(
                     .map_err(|e| format!("selectors[{s}].matchArgs[{f}]: {e}"))?;
                 continue;
             }
-            let is_string = matches!(metas[arg].out, ArgOut::String);
+            let is_string = matches!(metas[arg].out, ArgOut::String | ArgOut::File | ArgOut::Path);
             let op = match (m.operator.as_str(), is_string) {
                 ("Equal", _) => OP_EQUAL,
                 ("NotEqual", _) => OP_NOT_EQUAL,
@@ -955,10 +1097,10 @@ fn hook(
                 ("NotPrefix", true) => OP_NOT_PREFIX,
                 ("Postfix", true) => OP_POSTFIX,
                 ("NotPostfix", true) => OP_NOT_POSTFIX,
-                (op, s) => {
+                (op, string) => {
                     return Err(format!(
                         "selectors[{s}].matchArgs[{f}]: `{op}` does not apply to {} argument {}",
-                        if s { "string" } else { "integer" },
+                        if string { "string" } else { "integer" },
                         *m.index
                     ));
                 }
@@ -1032,11 +1174,16 @@ fn hook(
     }
     if let Some(KprobeInput {
         sock: None,
+        generic,
         on_kprobe: true,
         ..
     }) = tp.kprobe
     {
-        config.flags |= tracer_common::policy::HOOK_KPROBE_SYSCALL;
+        config.flags |= if generic {
+            tracer_common::policy::HOOK_KPROBE_GENERIC
+        } else {
+            tracer_common::policy::HOOK_KPROBE_SYSCALL
+        };
     }
     Ok(Hook {
         subsystem: tp.subsystem.to_owned(),
@@ -1325,6 +1472,53 @@ mod tests {
             syscall_of("sys_nosuchcall")
                 .unwrap_err()
                 .contains("is not a syscall")
+        );
+    }
+
+    #[test]
+    fn kprobes_on_other_functions_need_kprobes() {
+        let root = tracefs();
+        let text = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  kprobes:\n  - call: security_file_open\n    syscall: false\n    args:\n    - index: 0\n      type: file\n    - index: 1\n      type: int\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Prefix\n        values: [/etc/]\n";
+        let docs = super::super::parse::text_documents("t.yaml", text).expect("parses");
+        let c = compile(&docs[0].policy, 0, &mut Ids::default(), root.path(), true)
+            .expect("compiles where kprobes work");
+        let h = &c.hooks[0];
+        assert_eq!(
+            h.kprobe,
+            Some(KprobeHook {
+                call: "security_file_open".into(),
+                on_kprobe: true,
+                sock: false,
+            })
+        );
+        assert_ne!(
+            h.config.flags & tracer_common::policy::HOOK_KPROBE_GENERIC,
+            0
+        );
+        // The file's path, where the program writes it; the int, argument 1's register.
+        assert_eq!(
+            (h.config.args[0].kind, h.config.args[0].offset),
+            (ARG_CHAR_ARRAY, KPROBE_PATH_AT)
+        );
+        assert_eq!(
+            (h.config.kprobe.path_arg, h.config.kprobe.path_kind),
+            (0, KPROBE_ARG_FILE)
+        );
+        assert_eq!(
+            (h.config.args[1].kind, h.config.args[1].offset),
+            (ARG_INT, 24)
+        );
+        assert_eq!(h.args[0].out, ArgOut::File);
+        assert_eq!(
+            h.runs_on(true, false),
+            "kprobe security_file_open runs on a kprobe"
+        );
+        let e = compile(&docs[0].policy, 0, &mut Ids::default(), root.path(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("a kprobe on `security_file_open` needs kprobes"),
+            "{e}"
         );
     }
 

@@ -114,6 +114,7 @@ pub const ARG_TYPES: &[&str] = &[
 pub const KPROBE_ARG_TYPES: &[&str] = &[
     "sock", "int", "sint8", "uint8", "int8", "sint16", "uint16", "int16", "sint32", "uint32",
     "int32", "sint64", "uint64", "int64", "ulong", "long", "size_t", "string", "char_buf", "fd",
+    "file", "path",
 ];
 /// Tetragon's kprobe argument types the tracer does not read yet.
 const KPROBE_ARG_TYPES_UNSUPPORTED: &[&str] = &[
@@ -123,9 +124,7 @@ const KPROBE_ARG_TYPES_UNSUPPORTED: &[&str] = &[
     "sockaddr",
     "socket",
     "sockaddr_un",
-    "file",
     "filename",
-    "path",
     "nop",
     "bpf_attr",
     "perf_event",
