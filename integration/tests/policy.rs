@@ -1296,3 +1296,98 @@ spec:
         "the other opens were seen and left in the kernel: {seen}"
     );
 }
+
+/// A return probe in Tetragon's form: `return: true`, `returnArg`, and `matchReturnArgs`
+/// with a `matchArgs` on the entry's arguments: only the opens that fail with ENOENT
+/// under one directory are posted, with the path from the entry and the return value.
+/// (On this kernel the halves run on `sys_enter_openat` and `sys_exit_openat`; `vm.rs`
+/// runs the same on a kprobe and a kretprobe.)
+#[test]
+fn return_probes_with_match_return_args() {
+    if !privileged("return_probes_with_match_return_args") {
+        return;
+    }
+    let work = tempdir();
+    let dir = work.path().to_str().expect("utf-8 temp dir").to_owned();
+    let policy = format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: "failed-opens"
+spec:
+  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    return: true
+    args:
+    - index: 1
+      type: "string"
+    - index: 2
+      type: "int"
+    returnArg:
+      index: 0
+      type: "int"
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: "Prefix"
+        values:
+        - "{dir}/"
+      matchReturnArgs:
+      - index: 0
+        operator: "Equal"
+        values:
+        - "-2"
+"#
+    );
+    let pol = write(work.path(), "ret.yaml", &policy);
+    fs::write(work.path().join("there"), "x").expect("write");
+    let agent = Agent::start(&["--tracing-policy", pol.to_str().expect("utf-8 path")]);
+    let has_kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    agent.wait_for_log(if has_kprobes {
+        "policy failed-opens: the return of kprobe __x64_sys_openat runs on a kretprobe"
+    } else {
+        "policy failed-opens: the return of kprobe __x64_sys_openat runs on the tracepoint syscalls/sys_exit_openat"
+    });
+    open(&work.path().join("there"));
+    open(&work.path().join("missing-1"));
+    open(Path::new("/nonexistent/elsewhere"));
+    open(&work.path().join("missing-2"));
+    let events = agent.sync();
+    let hits: Vec<&Value> = of_kind(&events, "process_kprobe")
+        .into_iter()
+        .filter(|e| e["policy_name"] == "failed-opens")
+        .collect();
+    let got: Vec<(&str, &Value)> = hits
+        .iter()
+        .map(|e| {
+            (
+                e["args"][0]["string_arg"].as_str().unwrap_or_default(),
+                &e["return"],
+            )
+        })
+        .collect();
+    let enoent = serde_json::json!({ "int_arg": -2 });
+    assert_eq!(
+        got,
+        [
+            (format!("{dir}/missing-1").as_str(), &enoent),
+            (format!("{dir}/missing-2").as_str(), &enoent)
+        ],
+        "{hits:#?}"
+    );
+    for e in &hits {
+        assert_eq!(e["function_name"], "__x64_sys_openat");
+        assert_eq!(
+            e["args"].as_array().map(Vec::len),
+            Some(2),
+            "the return is not an argument"
+        );
+        assert_eq!(e["args"][1]["int_arg"], libc::O_RDONLY | libc::O_CLOEXEC);
+        assert_eq!(e["process"]["pid"], std::process::id());
+    }
+    let (_, _, stderr) = agent.stop();
+    let (seen, matched, posted) = counters(&stderr, "failed-opens");
+    assert_eq!((matched, posted), (2, 2));
+    assert!(seen >= 4, "every open's return was seen: {seen}");
+}

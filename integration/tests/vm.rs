@@ -80,6 +80,31 @@ spec:
       - index: 0
         operator: Prefix
         values: ["/tmp/vm-file"]
+---
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: vm-ret
+spec:
+  kprobes:
+  - call: sys_openat
+    syscall: true
+    return: true
+    args:
+    - index: 1
+      type: string
+    returnArg:
+      index: 0
+      type: int
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: ["/tmp/vm-ret"]
+      matchReturnArgs:
+      - index: 0
+        operator: Equal
+        values: ["-2"]
 POLICY
 # A connection to a listener on loopback, then a marker whose exit event shows that
 # the agent has written everything before it. (A shell, not `true`: busybox runs its
@@ -96,6 +121,9 @@ connect_and_sync() {
   cat /tmp/vm-open-$1 2>/dev/null
   echo x > /tmp/vm-file-$1
   cat /tmp/vm-file-$1 > /dev/null
+  cat /tmp/vm-ret-$1 2>/dev/null
+  echo x > /tmp/vm-ret-ok-$1
+  cat /tmp/vm-ret-ok-$1 > /dev/null
   echo "STEP sync on $2"
   i=0
   while [ $i -lt 20 ] && kill -0 $AGENT 2>/dev/null; do
@@ -454,6 +482,34 @@ fn lifecycle_on_distribution_kernels() {
             "{name}"
         );
         println!("{name}: security_file_open with a file argument");
+
+        // A return probe: on a kretprobe, then on `sys_exit_openat`; only the failed open.
+        assert!(
+            stderr.contains(
+                "policy vm-ret: the return of kprobe __x64_sys_openat runs on a kretprobe"
+            ),
+            "{name}: {stderr}"
+        );
+        assert!(
+            stderr2.contains("policy vm-ret: the return of kprobe __x64_sys_openat runs on the tracepoint syscalls/sys_exit_openat"),
+            "{name}: {stderr2}"
+        );
+        for (run, events, port) in [("kretprobe", &events, 4242), ("tracepoint", &events2, 4243)] {
+            let rets: Vec<&Value> = of_kind(events, "process_kprobe")
+                .into_iter()
+                .filter(|e| e["policy_name"] == "vm-ret")
+                .collect();
+            assert_eq!(rets.len(), 1, "{name} {run}: {rets:#?}");
+            assert_eq!(
+                rets[0]["args"][0]["string_arg"],
+                format!("/tmp/vm-ret-{port}"),
+                "{name} {run}"
+            );
+            assert_eq!(rets[0]["return"]["int_arg"], -2, "{name} {run}");
+        }
+        println!(
+            "{name}: the return probe gives the same event on a kretprobe and on the tracepoint"
+        );
     }
 }
 

@@ -106,6 +106,16 @@ pub const HOOK_KPROBE_SYSCALL: u32 = 1 << 6;
 /// 16 + 8 i, and the path of a `file` or `path` argument (`HookConfig::kprobe`) at
 /// `KPROBE_PATH_AT`.
 pub const HOOK_KPROBE_GENERIC: u32 = 1 << 7;
+/// The entry half of a return probe (`return: true`): the record is kept per thread
+/// (`RET_ENTRY`) for the return half, and nothing else is done.
+pub const HOOK_SAVE_ENTRY: u32 = 1 << 8;
+/// The return half: the return value is at 16 of the record the program is given (a
+/// `sys_exit_NAME` record, or one the kretprobe program writes); the hook runs on the
+/// entry's record (`KprobeLayout::pair` names the entry's slot) with the return value
+/// written at `RETURN_AT`.
+pub const HOOK_RETURN: u32 = 1 << 9;
+/// Where a return hook's record holds the return value (after six arguments).
+pub const RETURN_AT: u16 = 64;
 
 /// Where a generic kprobe's record holds the path of its `file`/`path` argument, as a
 /// NUL-terminated string of at most `KPROBE_PATH_LEN` bytes.
@@ -124,7 +134,9 @@ pub struct KprobeLayout {
     pub path_arg: u16,
     /// ... and its kind, `KPROBE_ARG_FILE` or `KPROBE_ARG_PATH`; 0: none.
     pub path_kind: u16,
-    pub _pad: [u16; 2],
+    /// A return hook's entry slot.
+    pub pair: u16,
+    pub _pad: u16,
 }
 
 /// `CONFIG[0]` bit: keep `EXEC_PATHS` (binary of every process) and `FOLLOW` up to date.

@@ -139,6 +139,13 @@ impl SockRecord {
 #[map]
 pub static SOCK_RECORD: PerCpuArray<SockRecord> = PerCpuArray::with_max_entries(1, 0);
 
+/// Return probes: the entry's record, per (thread id << 32 | entry slot), until the return.
+#[map]
+pub static RET_ENTRY: LruHashMap<u64, SockRecord> = LruHashMap::with_max_entries(8192, 0);
+/// Scratch of return probes: a record on its way into or out of `RET_ENTRY`.
+#[map]
+pub static RET_SCRATCH: PerCpuArray<SockRecord> = PerCpuArray::with_max_entries(1, 0);
+
 /// Scratch of the kprobe programs: a `file`/`path` argument's walk, leaf first ...
 #[repr(C)]
 pub struct KprobePath {

@@ -65,6 +65,9 @@ pub enum Body<'a> {
         parent: Option<ProcessOut<'a>>,
         function_name: &'a str,
         args: Vec<serde_json::Value>,
+        /// A return probe's return value.
+        #[serde(rename = "return", skip_serializing_if = "Option::is_none")]
+        ret: Option<serde_json::Value>,
         action: &'static str,
         policy_name: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -312,15 +315,20 @@ pub fn tracepoint<'a>(
     let policy_mode = (ev.flags & EVENT_MONITOR != 0).then_some("monitor");
     if let Some(crate::policy::compile::KprobeHook {
         call: function_name,
+        ret: has_return,
         ..
     }) = &hook.kprobe
     {
+        let mut args = tracepoint_args(ev, &hook.args);
+        // A return probe's value is its last argument.
+        let ret = if *has_return { args.pop() } else { None };
         return Event {
             body: Body::ProcessKprobe {
                 process: ProcessOut::new(process, clock),
                 parent: process.parent.as_deref().map(|p| ProcessOut::new(p, clock)),
                 function_name,
-                args: tracepoint_args(ev, &hook.args),
+                args,
+                ret,
                 action: action_name(ev.action),
                 policy_name: &policy.name,
                 message: hook.message.as_deref(),

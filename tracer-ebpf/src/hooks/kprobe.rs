@@ -11,7 +11,11 @@
 
 use core::ffi::c_void;
 
-use aya_ebpf::{helpers::generated::bpf_probe_read_kernel, macros::kprobe, programs::ProbeContext};
+use aya_ebpf::{
+    helpers::generated::bpf_probe_read_kernel,
+    macros::{kprobe, kretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
 use tracer_common::policy::{
     HOOK_ACTIVE, HOOK_KPROBE_GENERIC, HOOK_KPROBE_SYSCALL, KPROBE_ARG_FILE, KPROBE_PATH_AT,
     KPROBE_PATH_LEN, KprobeLayout, SockLayout,
@@ -72,6 +76,66 @@ slots!(
     policy_kp_30 = 30,
     policy_kp_31 = 31,
 );
+
+macro_rules! return_slots {
+    ($($name:ident = $slot:literal),* $(,)?) => {
+        $(
+            #[kretprobe]
+            pub fn $name(ctx: RetProbeContext) -> u32 {
+                run_return(&ctx, $slot)
+            }
+        )*
+    };
+}
+
+return_slots!(
+    policy_krp_0 = 0,
+    policy_krp_1 = 1,
+    policy_krp_2 = 2,
+    policy_krp_3 = 3,
+    policy_krp_4 = 4,
+    policy_krp_5 = 5,
+    policy_krp_6 = 6,
+    policy_krp_7 = 7,
+    policy_krp_8 = 8,
+    policy_krp_9 = 9,
+    policy_krp_10 = 10,
+    policy_krp_11 = 11,
+    policy_krp_12 = 12,
+    policy_krp_13 = 13,
+    policy_krp_14 = 14,
+    policy_krp_15 = 15,
+    policy_krp_16 = 16,
+    policy_krp_17 = 17,
+    policy_krp_18 = 18,
+    policy_krp_19 = 19,
+    policy_krp_20 = 20,
+    policy_krp_21 = 21,
+    policy_krp_22 = 22,
+    policy_krp_23 = 23,
+    policy_krp_24 = 24,
+    policy_krp_25 = 25,
+    policy_krp_26 = 26,
+    policy_krp_27 = 27,
+    policy_krp_28 = 28,
+    policy_krp_29 = 29,
+    policy_krp_30 = 30,
+    policy_krp_31 = 31,
+);
+
+/// The return half of a return probe: the return value at 16 of a record, as a
+/// `sys_exit_NAME` record has it; `run` takes the entry's record from there.
+#[inline(always)]
+fn run_return(ctx: &RetProbeContext, slot: u32) -> u32 {
+    let Some(rec) = SOCK_RECORD.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's record; kprobe programs do not nest on one CPU.
+    let rec = unsafe { &mut *rec };
+    let ret = ctx.ret::<u64>();
+    put(rec, 16, &ret.to_ne_bytes());
+    run(rec.bytes.as_ptr() as u64, slot)
+}
 
 #[inline(always)]
 fn run_sock(ctx: &ProbeContext, slot: u32) -> u32 {

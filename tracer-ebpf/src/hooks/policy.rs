@@ -11,7 +11,9 @@
 
 use core::ffi::c_void;
 
-use crate::maps::FOLLOW;
+use crate::maps::{FOLLOW, RET_ENTRY, RET_SCRATCH, SockRecord};
+
+use tracer_common::policy::{HOOK_RETURN, HOOK_SAVE_ENTRY, RETURN_AT};
 
 use tracer_common::policy::{
     ARG_SOCK, HOOK_SOCK_TRIGGER, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_FAMILY, OP_PROTOCOL,
@@ -116,6 +118,18 @@ pub(crate) fn run(base: u64, slot: u32) -> u32 {
         // A cleared slot (being detached).
         return 0;
     }
+    if cfg.flags & HOOK_SAVE_ENTRY != 0 {
+        save_entry(base, slot);
+        return 0;
+    }
+    let base = if cfg.flags & HOOK_RETURN != 0 {
+        match return_record(base, u32::from(cfg.kprobe.pair)) {
+            Some(b) => b,
+            None => return 0,
+        }
+    } else {
+        base
+    };
     if cfg.flags & HOOK_SOCK_TRIGGER != 0 && !sock_triggers(base, &cfg.sock) {
         // Not the transition this hook stands for: not a hit at all.
         return 0;
@@ -191,6 +205,60 @@ pub(crate) fn run(base: u64, slot: u32) -> u32 {
         emit::count(EventKind::Tracepoint, Counter::RingBufFull);
     }
     0
+}
+
+/// The entry half of a return probe: keeps the record at `base` for this thread.
+#[inline(never)]
+fn save_entry(base: u64, slot: u32) {
+    let Some(rec) = RET_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: helper without arguments.
+    let tid = unsafe { bpf_get_current_pid_tgid() } as u32;
+    // SAFETY: this CPU's scratch record (`SockRecord::LEN` bytes); the helper fails
+    // rather than faults on `base`, a record the kernel or a kprobe program wrote.
+    unsafe {
+        bpf_probe_read_kernel(
+            rec.cast::<c_void>(),
+            SockRecord::LEN as u32,
+            base as *const c_void,
+        )
+    };
+    let key = u64::from(tid) << 32 | u64::from(slot);
+    #[allow(
+        clippy::needless_borrows_for_generic_args,
+        reason = "by value, the 512-byte record would be copied to the stack"
+    )]
+    // SAFETY: as above; the map copies the value.
+    let _ = RET_ENTRY.insert(key, unsafe { &*rec }, 0);
+}
+
+/// The return half: the record this thread's entry kept (slot `pair`), with the return
+/// value (at 16 of `base`) written at `RETURN_AT`; `None` without an entry (the probe
+/// was attached between the two).
+#[inline(never)]
+fn return_record(base: u64, pair: u32) -> Option<u64> {
+    let ret = read_int::<8>(base + 16);
+    // SAFETY: helper without arguments.
+    let tid = unsafe { bpf_get_current_pid_tgid() } as u32;
+    let key = u64::from(tid) << 32 | u64::from(pair);
+    let saved = RET_ENTRY.get_ptr(key)?;
+    let rec = RET_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's scratch record, `SockRecord::LEN` bytes copied from a map
+    // value of the same type.
+    unsafe {
+        bpf_probe_read_kernel(
+            rec.cast::<c_void>(),
+            SockRecord::LEN as u32,
+            saved.cast::<c_void>(),
+        );
+        rec.cast::<u8>()
+            .add(usize::from(RETURN_AT))
+            .cast::<u64>()
+            .write_unaligned(ret);
+    }
+    let _ = RET_ENTRY.remove(key);
+    Some(rec as u64)
 }
 
 /// Whether a `sock:inet_sock_set_state` record is one of the transitions of `l`.

@@ -76,6 +76,8 @@ pub struct Hook {
     pub route: Option<SyscallRoute>,
     /// Set for a kprobe: its events are `process_kprobe`.
     pub kprobe: Option<KprobeHook>,
+    /// A return hook: the index, among its policy's hooks, of its entry hook.
+    pub pair: Option<usize>,
     pub args: Vec<ArgMeta>,
     pub message: Option<String>,
     pub tags: Vec<String>,
@@ -87,6 +89,13 @@ impl Hook {
     pub fn runs_on(&self, raw_dispatch: bool, raw_numbered: bool) -> String {
         let tracepoint = format!("{}/{}", self.subsystem, self.event);
         match (&self.kprobe, self.route) {
+            (Some(k), _) if k.ret && k.on_kprobe => {
+                format!("the return of kprobe {} runs on a kretprobe", k.call)
+            }
+            (Some(k), _) if k.ret => format!(
+                "the return of kprobe {} runs on the tracepoint {tracepoint}",
+                k.call
+            ),
             (Some(k), _) if k.on_kprobe => format!("kprobe {} runs on a kprobe", k.call),
             (Some(k), Some(route)) if route.routed(raw_dispatch, raw_numbered) => {
                 format!("kprobe {} runs on the {route}", k.call)
@@ -112,6 +121,9 @@ impl Hook {
 pub struct KprobeHook {
     pub call: String,
     pub on_kprobe: bool,
+    /// The return half of a return probe (a kretprobe, or `sys_exit_NAME`): its last
+    /// argument is the return value.
+    pub ret: bool,
     /// A socket function (else a syscall).
     pub sock: bool,
 }
@@ -186,6 +198,56 @@ fn syscall_route(subsystem: &str, event: &str, config: &HookConfig) -> Option<Sy
             ) && (a.offset == 8 || (a.offset >= 16 && a.offset <= last && a.offset % 8 == 0))
     });
     readable.then_some(SyscallRoute { dir, nr })
+}
+
+/// Compiles kprobe `k` as one hook (`input`), or as a return probe (`return: true`) as
+/// two: the entry (`input`, which keeps its record) and the return (`exit`, which runs
+/// the selectors on the entry's record and the return value).
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the compile state, passed through"
+)]
+fn push_halves(
+    k: &super::model::Kprobe,
+    input: HookInput<'_>,
+    exit: HookInput<'_>,
+    format: &Format,
+    ctx: &PolicyCtx<'_>,
+    ids: &mut Ids,
+    strings: &mut Vec<StrEntry>,
+    follow: &mut Vec<Follow>,
+    hooks: &mut Vec<Hook>,
+) -> Result<(), String> {
+    let Some(kp) = input.kprobe else {
+        return Err("not a kprobe".into());
+    };
+    if !k.ret.as_ref().is_some_and(|r| **r) {
+        hooks.push(hook(&input, format, ctx, ids, strings, follow)?);
+        return Ok(());
+    }
+    let entry = HookInput {
+        selectors: &[],
+        message: None,
+        tags: &[],
+        kprobe: Some(KprobeInput {
+            half: Some(false),
+            ..kp
+        }),
+        ..input
+    };
+    let ret = HookInput {
+        kprobe: Some(KprobeInput {
+            half: Some(true),
+            return_arg: k.return_arg.as_ref(),
+            ..kp
+        }),
+        ..exit
+    };
+    hooks.push(hook(&entry, format, ctx, ids, strings, follow)?);
+    let mut h = hook(&ret, format, ctx, ids, strings, follow)?;
+    h.pair = Some(hooks.len() - 1);
+    hooks.push(h);
+    Ok(())
 }
 
 /// The socket functions a tracepoint stands for (`kprobe_on_tracepoint`).
@@ -550,6 +612,7 @@ pub fn compile(
             // The syscall's arguments, numbered from 0 as the function's are: the fields
             // after the common ones and `__syscall_nr`.
             format.fields.retain(|f| f.offset >= 16);
+            let exit_event = format!("sys_exit_{sys}");
             let input = HookInput {
                 subsystem: "syscalls",
                 event: &event,
@@ -562,24 +625,36 @@ pub fn compile(
                     sock: None,
                     generic: false,
                     on_kprobe: kprobes,
+                    half: None,
+                    return_arg: None,
                 }),
             };
-            hooks.push(
-                hook(
-                    &input,
-                    &format,
-                    &PolicyCtx {
-                        policy_id,
-                        monitor,
-                        lists: &p.spec.lists,
-                    },
-                    ids,
-                    &mut strings,
-                    &mut follow,
-                )
-                .map_err(err)?,
-            );
+            let exit = HookInput {
+                event: &exit_event,
+                ..input
+            };
+            push_halves(
+                k,
+                input,
+                exit,
+                &format,
+                &PolicyCtx {
+                    policy_id,
+                    monitor,
+                    lists: &p.spec.lists,
+                },
+                ids,
+                &mut strings,
+                &mut follow,
+                &mut hooks,
+            )
+            .map_err(err)?;
             continue;
+        }
+        if k.ret.as_ref().is_some_and(|r| **r) && SOCKET_CALLS.contains(&call) {
+            return Err(err(format!(
+                "return probes on {call} are not supported yet (its socket is argument 0, at the call)"
+            )));
         }
         let trigger = match kprobe_on_tracepoint(call) {
             Ok(t) => t,
@@ -603,23 +678,26 @@ pub fn compile(
                         sock: None,
                         generic: true,
                         on_kprobe: true,
+                        half: None,
+                        return_arg: None,
                     }),
                 };
-                hooks.push(
-                    hook(
-                        &input,
-                        &format,
-                        &PolicyCtx {
-                            policy_id,
-                            monitor,
-                            lists: &p.spec.lists,
-                        },
-                        ids,
-                        &mut strings,
-                        &mut follow,
-                    )
-                    .map_err(err)?,
-                );
+                push_halves(
+                    k,
+                    input,
+                    input,
+                    &format,
+                    &PolicyCtx {
+                        policy_id,
+                        monitor,
+                        lists: &p.spec.lists,
+                    },
+                    ids,
+                    &mut strings,
+                    &mut follow,
+                    &mut hooks,
+                )
+                .map_err(err)?;
                 continue;
             }
             Err(e) => return Err(err(e)),
@@ -654,6 +732,8 @@ pub fn compile(
                 sock: Some(layout),
                 generic: false,
                 on_kprobe: kprobes,
+                half: None,
+                return_arg: None,
             }),
         };
         hooks.push(
@@ -697,6 +777,7 @@ struct PolicyCtx<'a> {
 }
 
 /// What a hook is made of: a tracepoint's, or a kprobe's run on a tracepoint.
+#[derive(Clone, Copy)]
 struct HookInput<'a> {
     subsystem: &'a str,
     event: &'a str,
@@ -719,6 +800,11 @@ struct KprobeInput<'a> {
     /// Any other function: its argument registers (`hooks/kprobe.rs`).
     generic: bool,
     on_kprobe: bool,
+    /// Half of a return probe: `Some(false)` the entry (keeps the record), `Some(true)`
+    /// the return.
+    half: Option<bool>,
+    /// The return half's `returnArg` (no type: `int`).
+    return_arg: Option<&'a super::model::Arg>,
 }
 
 impl<'a> HookInput<'a> {
@@ -880,6 +966,53 @@ fn hook(
             label: a.label.as_ref().map(|l| l.as_str().to_owned()),
         });
     }
+    // A return half reads the return value as one more argument, at `RETURN_AT` of the
+    // entry's record.
+    let ret_arg = if let Some(KprobeInput {
+        half: Some(true),
+        return_arg,
+        ..
+    }) = tp.kprobe
+    {
+        let i = config.nargs as usize;
+        if i >= MAX_HOOK_ARGS {
+            return Err(format!(
+                "a return probe reads at most {} arguments besides the return value",
+                MAX_HOOK_ARGS - 1
+            ));
+        }
+        let ty = return_arg
+            .and_then(|a| a.ty.as_ref())
+            .map_or("int", |t| t.as_str());
+        let field = tracefs::Field {
+            name: "return".into(),
+            c_type: "long".into(),
+            offset: tracer_common::policy::RETURN_AT,
+            size: 8,
+            signed: true,
+            kind: FieldKind::Int,
+        };
+        let (kind, out) = arg_kind(ty, &field, false)
+            .ok_or_else(|| format!("returnArg: a return value cannot be read as `{ty}`"))?;
+        config.args[i] = ArgConfig {
+            offset: field.offset,
+            size: if matches!(out, ArgOut::Int | ArgOut::Uint) {
+                4
+            } else {
+                8
+            },
+            kind,
+            ..Default::default()
+        };
+        config.nargs += 1;
+        metas.push(ArgMeta {
+            out,
+            label: return_arg.and_then(|a| a.label.as_ref().map(|l| l.as_str().to_owned())),
+        });
+        Some(i)
+    } else {
+        None
+    };
     for (s, sel) in tp.selectors.iter().take(MAX_SELECTORS).enumerate() {
         // Actions (none: Post).
         let mut sc = SelectorConfig {
@@ -1064,23 +1197,34 @@ fn hook(
                 ..Default::default()
             };
         }
-        if sel.match_args.len() > MAX_ARG_FILTERS {
+        let nfilters = sel.match_args.len() + sel.match_return_args.len();
+        if nfilters > MAX_ARG_FILTERS {
             return Err(format!(
-                "selectors[{s}]: at most {MAX_ARG_FILTERS} matchArgs filters per selector"
+                "selectors[{s}]: at most {MAX_ARG_FILTERS} matchArgs and matchReturnArgs filters per selector"
             ));
         }
-        sc.nfilters = sel.match_args.len() as u8;
-        for (f, m) in sel.match_args.iter().enumerate() {
-            let arg = tp
-                .args
-                .iter()
-                .position(|a| *a.index == *m.index)
-                .ok_or_else(|| {
-                    format!(
-                        "selectors[{s}].matchArgs[{f}]: argument {} is not declared",
-                        *m.index
-                    )
-                })?;
+        sc.nfilters = nfilters as u8;
+        let filters = sel
+            .match_args
+            .iter()
+            .map(|m| (m, false))
+            .chain(sel.match_return_args.iter().map(|m| (m, true)));
+        for (f, (m, on_return)) in filters.enumerate() {
+            let arg = if on_return {
+                ret_arg.ok_or_else(|| {
+                    format!("selectors[{s}]: matchReturnArgs needs a return probe")
+                })?
+            } else {
+                tp.args
+                    .iter()
+                    .position(|a| *a.index == *m.index)
+                    .ok_or_else(|| {
+                        format!(
+                            "selectors[{s}].matchArgs[{f}]: argument {} is not declared",
+                            *m.index
+                        )
+                    })?
+            };
             if metas[arg].out == ArgOut::Sock {
                 sc.filters[f] = sock_filter(m, arg, ids, strings)
                     .map_err(|e| format!("selectors[{s}].matchArgs[{f}]: {e}"))?;
@@ -1172,10 +1316,16 @@ fn hook(
         }
         config.selectors[s] = sc;
     }
+    match tp.kprobe.and_then(|k| k.half) {
+        Some(false) => config.flags |= tracer_common::policy::HOOK_SAVE_ENTRY,
+        Some(true) => config.flags |= tracer_common::policy::HOOK_RETURN,
+        None => {}
+    }
     if let Some(KprobeInput {
         sock: None,
         generic,
         on_kprobe: true,
+        half: None | Some(false),
         ..
     }) = tp.kprobe
     {
@@ -1190,7 +1340,9 @@ fn hook(
         event: tp.event.to_owned(),
         event_id: format.id,
         // A hook on a kprobe is attached there, never routed.
-        route: if tp.kprobe.is_some_and(|k| k.on_kprobe) {
+        pair: None,
+        // Return probes' halves find each other by slot, on their own programs.
+        route: if tp.kprobe.is_some_and(|k| k.on_kprobe || k.half.is_some()) {
             None
         } else {
             syscall_route(tp.subsystem, tp.event, &config)
@@ -1198,6 +1350,7 @@ fn hook(
         kprobe: tp.kprobe.map(|k| KprobeHook {
             call: k.call.to_owned(),
             on_kprobe: k.on_kprobe,
+            ret: k.half == Some(true),
             sock: k.sock.is_some(),
         }),
         config,
@@ -1387,6 +1540,7 @@ mod tests {
                 Some(KprobeHook {
                     call: "tcp_connect".into(),
                     on_kprobe: kprobes,
+                    ret: false,
                     sock: true,
                 })
             );
@@ -1440,6 +1594,7 @@ mod tests {
                 Some(KprobeHook {
                     call: format!("{SYSCALL_WRAPPER_PREFIX}getpgid"),
                     on_kprobe: kprobes,
+                    ret: false,
                     sock: false,
                 })
             );
@@ -1488,6 +1643,7 @@ mod tests {
             Some(KprobeHook {
                 call: "security_file_open".into(),
                 on_kprobe: true,
+                ret: false,
                 sock: false,
             })
         );
@@ -1520,6 +1676,54 @@ mod tests {
             e.contains("a kprobe on `security_file_open` needs kprobes"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn return_probes_compile_to_two_halves() {
+        let root = tracefs();
+        let text = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  kprobes:\n  - call: sys_getpgid\n    syscall: true\n    return: true\n    args:\n    - index: 0\n      type: int\n    returnArg:\n      index: 0\n      type: int\n    selectors:\n    - matchReturnArgs:\n      - index: 0\n        operator: Equal\n        values: [-3]\n";
+        let docs = super::super::parse::text_documents("t.yaml", text).expect("parses");
+        for kprobes in [true, false] {
+            let c = compile(
+                &docs[0].policy,
+                0,
+                &mut Ids::default(),
+                root.path(),
+                kprobes,
+            )
+            .expect("compiles");
+            assert_eq!(c.hooks.len(), 2);
+            let (entry, ret) = (&c.hooks[0], &c.hooks[1]);
+            assert_ne!(
+                entry.config.flags & tracer_common::policy::HOOK_SAVE_ENTRY,
+                0
+            );
+            assert_eq!(entry.config.nsel, 0, "the entry only keeps its record");
+            assert_ne!(ret.config.flags & tracer_common::policy::HOOK_RETURN, 0);
+            assert_eq!(ret.pair, Some(0));
+            assert_eq!(ret.kprobe.as_ref().map(|k| k.ret), Some(true));
+            // The argument, then the return value at RETURN_AT, which the filter reads.
+            assert_eq!(ret.config.nargs, 2);
+            assert_eq!(
+                (ret.config.args[1].offset, ret.config.args[1].kind),
+                (tracer_common::policy::RETURN_AT, ARG_INT)
+            );
+            assert_eq!(ret.config.selectors[0].filters[0].arg, 1);
+            assert_eq!(ret.config.selectors[0].filters[0].values[0] as i64, -3);
+            // Without kprobes, on the syscall's enter and exit tracepoints.
+            let events = (entry.event.as_str(), ret.event.as_str());
+            if kprobes {
+                assert_eq!(
+                    ret.runs_on(true, false),
+                    format!(
+                        "the return of kprobe {SYSCALL_WRAPPER_PREFIX}getpgid runs on a kretprobe"
+                    )
+                );
+            } else {
+                assert_eq!(events, ("sys_enter_getpgid", "sys_exit_getpgid"));
+            }
+            assert!(entry.route.is_none() && ret.route.is_none());
+        }
     }
 
     #[test]

@@ -160,8 +160,9 @@ pub struct Selector {
     // Tetragon's, not supported yet.
     #[serde(default)]
     pub match_data: Unsupported,
+    /// On return probes: filters on the return value (`index: 0`).
     #[serde(default)]
-    pub match_return_args: Unsupported,
+    pub match_return_args: Vec<MatchArgs>,
     #[serde(default)]
     pub match_parent_binaries: Unsupported,
     #[serde(default)]

@@ -390,8 +390,8 @@ mod tests {
                 "t.yaml:15:19: spec.kprobes[0].selectors[0].matchArgs[0].values: no values: the filter would match nothing\n  fix: add `values: [...]`",
             ),
             (
-                "  kprobes:\n  - call: tcp_connect\n    return: true\n",
-                "t.yaml:8:13: spec.kprobes[0].return: return probes (`return: true`) are not supported by the tracer yet\n  fix: remove `return` and `returnArg`",
+                "  kprobes:\n  - call: sys_openat\n    syscall: true\n    selectors:\n    - matchReturnArgs:\n      - index: 0\n        operator: Equal\n        values: [-2]\n",
+                "t.yaml:11:16: spec.kprobes[0].selectors[0].matchReturnArgs: matchReturnArgs needs a return probe\n  fix: add `return: true` and `returnArg`",
             ),
             (
                 "  kprobes:\n  - call: tcp_connect\n    args:\n    - index: 0\n      type: sock\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: DAddr\n        values: [10.1.0.0/8]\n",

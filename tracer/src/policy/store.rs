@@ -53,8 +53,12 @@ fn program_name(slot: u32) -> String {
 }
 
 /// The kprobe program of a slot.
-fn kprobe_program_name(slot: u32) -> String {
-    format!("policy_kp_{slot}")
+fn kprobe_program_name(slot: u32, ret: bool) -> String {
+    if ret {
+        format!("policy_krp_{slot}")
+    } else {
+        format!("policy_kp_{slot}")
+    }
 }
 
 fn load_error(name: &str, e: aya::programs::ProgramError) -> StoreError {
@@ -123,7 +127,8 @@ pub struct PolicyCounts {
 /// How a slot's program is attached.
 enum Link {
     Tracepoint(TracePointLinkId),
-    Kprobe(KProbeLinkId),
+    /// A kprobe, or with `true` a kretprobe.
+    Kprobe(KProbeLinkId, bool),
 }
 
 struct Loaded {
@@ -415,8 +420,9 @@ impl PolicyStore {
         &mut self,
         ebpf: &'e mut Ebpf,
         slot: u32,
+        ret: bool,
     ) -> Result<&'e mut KProbe, StoreError> {
-        let name = kprobe_program_name(slot);
+        let name = kprobe_program_name(slot, ret);
         let program: &mut KProbe = ebpf
             .program_mut(&name)
             .ok_or_else(|| StoreError::Program(format!("no program `{name}` in the object")))?
@@ -533,7 +539,12 @@ impl PolicyStore {
                 self.put_string(s, true).map_err(write)?;
             }
             for (hook, slot) in loaded.compiled.hooks.iter().zip(&loaded.slots) {
-                self.hooks.set(*slot, hook.config, 0).map_err(write)?;
+                let mut config = hook.config;
+                if let Some(entry) = hook.pair {
+                    // A return hook finds its entry's record under the entry's slot.
+                    config.kprobe.pair = loaded.slots.get(entry).copied().unwrap_or(0) as u16;
+                }
+                self.hooks.set(*slot, config, 0).map_err(write)?;
             }
             let mut routed = false;
             let raw_dispatch = self.syscalls.is_some();
@@ -556,13 +567,13 @@ impl PolicyStore {
                             "policy {name}: {}",
                             hook.runs_on(raw_dispatch, self.raw_numbered)
                         );
-                        let program = self.kprobe_program(ebpf, slot)?;
+                        let program = self.kprobe_program(ebpf, slot, k.ret)?;
                         let link = program.attach(call, 0).map_err(|e| StoreError::Attach {
                             policy: name.clone(),
                             hook: format!("kprobe {call}"),
                             reason: e.to_string(),
                         })?;
-                        loaded.links.push((slot, Link::Kprobe(link)));
+                        loaded.links.push((slot, Link::Kprobe(link, k.ret)));
                         continue;
                     }
                     tracing::info!(
@@ -612,8 +623,8 @@ impl PolicyStore {
                     .program_mut(&program_name(slot))
                     .and_then(|p| <&mut TracePoint>::try_from(p).ok())
                     .map(|p| p.detach(link)),
-                Link::Kprobe(link) => ebpf
-                    .program_mut(&kprobe_program_name(slot))
+                Link::Kprobe(link, ret) => ebpf
+                    .program_mut(&kprobe_program_name(slot, ret))
                     .and_then(|p| <&mut KProbe>::try_from(p).ok())
                     .map(|p| p.detach(link)),
             };

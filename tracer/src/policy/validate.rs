@@ -109,6 +109,12 @@ pub const ARG_TYPES: &[&str] = &[
     "syscall64",
     "fd",
 ];
+/// Types of a return probe's `returnArg`.
+const RETURN_ARG_TYPES: &[&str] = &[
+    "int", "sint32", "int32", "uint32", "long", "int64", "sint64", "uint64", "ulong", "size_t",
+    "fd",
+];
+
 /// Argument types of kprobe arguments the tracer reads: `sock` of the socket functions,
 /// and the integer and string types of syscalls (`syscall: true`).
 pub const KPROBE_ARG_TYPES: &[&str] = &[
@@ -452,23 +458,40 @@ fn kprobe(c: &mut Check, k: &Spanned<Kprobe>, path: &str, spec: &Spec) {
             None,
         );
     }
-    if let Some(r) = &k.ret
-        && **r
-    {
-        c.at(
-            r.span(),
-            format!("{path}.return"),
-            "return probes (`return: true`) are not supported by the tracer yet",
-            Some("remove `return` and `returnArg`".into()),
-        );
-    }
+    let is_return = k.ret.as_ref().is_some_and(|r| **r);
     if let Some(a) = &k.return_arg {
-        c.at(
-            a.index.span(),
-            format!("{path}.returnArg"),
-            "`returnArg` is not supported by the tracer yet (return probes are to come)",
-            Some("remove it".into()),
-        );
+        if !is_return {
+            c.at(
+                a.index.span(),
+                format!("{path}.returnArg"),
+                "`returnArg` goes with `return: true`",
+                Some("add `return: true`".into()),
+            );
+        }
+        let ty = a.ty.as_ref().map_or("int", |t| t.as_str());
+        if !RETURN_ARG_TYPES.contains(&ty) {
+            c.at(
+                a.ty.as_ref().map_or(a.index.span(), |t| t.span()),
+                format!("{path}.returnArg.type"),
+                format!(
+                    "return values are read as integers: one of {}",
+                    RETURN_ARG_TYPES.join(", ")
+                ),
+                None,
+            );
+        }
+    }
+    if !is_return {
+        for (s, sel) in k.selectors.iter().enumerate() {
+            if let Some(m) = sel.match_return_args.first() {
+                c.at(
+                    m.index.span(),
+                    format!("{path}.selectors[{s}].matchReturnArgs"),
+                    "matchReturnArgs needs a return probe",
+                    Some("add `return: true` and `returnArg`".into()),
+                );
+            }
+        }
     }
     hook_common(
         c,
@@ -607,7 +630,6 @@ fn hook_common(c: &mut Check, h: HookParts<'_>, path: &str, spec: &Spec) {
 fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, args: &[Arg], spec: &Spec) {
     for (field, name) in [
         (&s.match_data, "matchData"),
-        (&s.match_return_args, "matchReturnArgs"),
         (&s.match_parent_binaries, "matchParentBinaries"),
         (&s.match_namespace_changes, "matchNamespaceChanges"),
         (&s.match_capability_changes, "matchCapabilityChanges"),
@@ -616,6 +638,34 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, args: &[Arg], spec
         (&s.macros, "macros"),
     ] {
         c.unsupported(field, &format!("{path}.{name}"), &format!("`{name}`"));
+    }
+    for (i, m) in s.match_return_args.iter().enumerate() {
+        let p = format!("{path}.matchReturnArgs[{i}]");
+        c.unsupported(&m.args, &format!("{p}.args"), "`args`");
+        if *m.index != 0 {
+            c.at(
+                m.index.span(),
+                format!("{p}.index"),
+                "matchReturnArgs compares the return value, index 0",
+                Some("write `index: 0`".into()),
+            );
+        }
+        c.values_present(&m.values, m.operator.span(), &p);
+        c.one_of(
+            &m.operator,
+            &format!("{p}.operator"),
+            "matchReturnArgs operator",
+            &[
+                "Equal",
+                "NotEqual",
+                "GT",
+                "GreaterThan",
+                "LT",
+                "LessThan",
+                "Mask",
+            ],
+            &[],
+        );
     }
     for (i, m) in s.match_args.iter().enumerate() {
         let p = format!("{path}.matchArgs[{i}]");
