@@ -139,7 +139,7 @@ fn attach(ebpf: &mut Ebpf, hook: &Hook, event: &str) -> Result<(), String> {
 }
 
 /// An error with its causes: `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {

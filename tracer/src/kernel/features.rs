@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+use crate::loader::chain;
+
 use aya::{
     Btf, Ebpf,
     programs::{
@@ -270,18 +272,6 @@ fn refused(e: &ProgramError) -> String {
         }
         other => chain(other),
     }
-}
-
-/// An error with its causes: `a: b: c`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cause = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
