@@ -105,6 +105,27 @@ spec:
       - index: 0
         operator: Equal
         values: ["-2"]
+---
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: vm-accept
+spec:
+  kprobes:
+  - call: inet_csk_accept
+    syscall: false
+    return: true
+    args:
+    - index: 0
+      type: sock
+    returnArg:
+      index: 0
+      type: sock
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: SPort
+        values: ["4242", "4243"]
 POLICY
 # A connection to a listener on loopback, then a marker whose exit event shows that
 # the agent has written everything before it. (A shell, not `true`: busybox runs its
@@ -510,6 +531,46 @@ fn lifecycle_on_distribution_kernels() {
         println!(
             "{name}: the return probe gives the same event on a kretprobe and on the tracepoint"
         );
+
+        // inet_csk_accept on a kprobe and a kretprobe: the listening socket and the
+        // accepted one, the peer of the connect above; refused without kprobes.
+        let accepts: Vec<&Value> = of_kind(&events, "process_kprobe")
+            .into_iter()
+            .filter(|e| e["policy_name"] == "vm-accept")
+            .collect();
+        assert_eq!(accepts.len(), 1, "{name}: {accepts:#?}");
+        let (listening, accepted) = (
+            &accepts[0]["args"][0]["sock_arg"],
+            &accepts[0]["return"]["sock_arg"],
+        );
+        assert_eq!(accepts[0]["function_name"], "inet_csk_accept", "{name}");
+        assert_eq!(listening["sport"], 4242, "{name}");
+        assert_eq!(listening["state"], "TCP_LISTEN", "{name}");
+        assert_eq!(accepted["sport"], 4242, "{name}");
+        assert_eq!(
+            accepted["dport"], on_kprobe[0]["args"][0]["sock_arg"]["sport"],
+            "{name}: the connecting socket's port"
+        );
+        // busybox's listener is a dual-stack IPv6 socket: the peer as IPv4-mapped.
+        assert!(
+            accepted["daddr"] == "::ffff:127.0.0.1" && accepted["family"] == "AF_INET6"
+                || accepted["daddr"] == "127.0.0.1" && accepted["family"] == "AF_INET",
+            "{name}: {accepted}"
+        );
+        assert_eq!(accepted["state"], "TCP_ESTABLISHED", "{name}");
+        assert_eq!(accepted["protocol"], "IPPROTO_TCP", "{name}");
+        assert_ne!(accepted["cookie"], listening["cookie"], "{name}");
+        assert!(
+            stderr.contains(
+                "policy vm-accept: the return of kprobe inet_csk_accept runs on a kretprobe"
+            ),
+            "{name}: {stderr}"
+        );
+        assert!(
+            stderr2.contains("policy refused") && stderr2.contains("inet_csk_accept"),
+            "{name}: {stderr2}"
+        );
+        println!("{name}: inet_csk_accept with the accepted socket");
     }
 }
 

@@ -116,6 +116,11 @@ pub const HOOK_SAVE_ENTRY: u32 = 1 << 8;
 pub const HOOK_RETURN: u32 = 1 << 9;
 /// Where a return hook's record holds the return value (after six arguments).
 pub const RETURN_AT: u16 = 64;
+/// A return hook whose return value is a `struct sock *` (`inet_csk_accept`): the
+/// kretprobe program writes its fields at `SOCK_RETURN_AT` plus the hook's socket
+/// layout, which the return half keeps beside the entry's record.
+pub const HOOK_SOCK_RETURN: u32 = 1 << 10;
+pub const SOCK_RETURN_AT: u16 = 128;
 
 /// Where a generic kprobe's record holds the path of its `file`/`path` argument, as a
 /// NUL-terminated string of at most `KPROBE_PATH_LEN` bytes.

@@ -17,8 +17,8 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
 };
 use tracer_common::policy::{
-    HOOK_ACTIVE, HOOK_KPROBE_GENERIC, HOOK_KPROBE_SYSCALL, KPROBE_ARG_FILE, KPROBE_PATH_AT,
-    KPROBE_PATH_LEN, KprobeLayout, SockLayout,
+    HOOK_ACTIVE, HOOK_KPROBE_GENERIC, HOOK_KPROBE_SYSCALL, HOOK_SOCK_RETURN, KPROBE_ARG_FILE,
+    KPROBE_PATH_AT, KPROBE_PATH_LEN, KprobeLayout, SOCK_RETURN_AT, SockLayout,
 };
 
 use crate::{
@@ -133,6 +133,28 @@ fn run_return(ctx: &RetProbeContext, slot: u32) -> u32 {
     // SAFETY: this CPU's record; kprobe programs do not nest on one CPU.
     let rec = unsafe { &mut *rec };
     let ret = ctx.ret::<u64>();
+    if let Some(cfg) = HOOKS.get(slot)
+        && cfg.flags & HOOK_SOCK_RETURN != 0
+    {
+        // The returned socket, at `SOCK_RETURN_AT` plus the hook's layout.
+        let mut l = cfg.sock;
+        for at in [
+            &mut l.skaddr,
+            &mut l.oldstate,
+            &mut l.newstate,
+            &mut l.sport,
+            &mut l.dport,
+            &mut l.family,
+            &mut l.protocol,
+            &mut l.saddr_v6,
+            &mut l.daddr_v6,
+        ] {
+            *at = (*at & 0x7f) + SOCK_RETURN_AT;
+        }
+        fill(rec, &l, ret);
+    } else {
+        rec.bytes = [0; SockRecord::LEN];
+    }
     put(rec, 16, &ret.to_ne_bytes());
     run(rec.bytes.as_ptr() as u64, slot)
 }

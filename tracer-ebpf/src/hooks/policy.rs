@@ -13,7 +13,9 @@ use core::ffi::c_void;
 
 use crate::maps::{FOLLOW, RET_ENTRY, RET_SCRATCH, SockRecord};
 
-use tracer_common::policy::{HOOK_RETURN, HOOK_SAVE_ENTRY, RETURN_AT};
+use tracer_common::policy::{
+    HOOK_RETURN, HOOK_SAVE_ENTRY, HOOK_SOCK_RETURN, RETURN_AT, SOCK_RETURN_AT,
+};
 
 use tracer_common::policy::{
     ARG_SOCK, HOOK_SOCK_TRIGGER, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_FAMILY, OP_PROTOCOL,
@@ -123,7 +125,11 @@ pub(crate) fn run(base: u64, slot: u32) -> u32 {
         return 0;
     }
     let base = if cfg.flags & HOOK_RETURN != 0 {
-        match return_record(base, u32::from(cfg.kprobe.pair)) {
+        match return_record(
+            base,
+            u32::from(cfg.kprobe.pair),
+            cfg.flags & HOOK_SOCK_RETURN == 0,
+        ) {
             Some(b) => b,
             None => return 0,
         }
@@ -145,7 +151,12 @@ pub(crate) fn run(base: u64, slot: u32) -> u32 {
             break;
         }
         if cfg.args[i].kind == ARG_SOCK {
-            capture_sock(base, &cfg.sock, &mut ev.args[i]);
+            // A returned socket sits `offset` bytes further (`SOCK_RETURN_AT`).
+            capture_sock(
+                base + u64::from(cfg.args[i].offset),
+                &cfg.sock,
+                &mut ev.args[i],
+            );
         } else {
             capture(base, &cfg.args[i], &mut ev.args[i], i as u32);
         }
@@ -234,10 +245,12 @@ fn save_entry(base: u64, slot: u32) {
 }
 
 /// The return half: the record this thread's entry kept (slot `pair`), with the return
-/// value (at 16 of `base`) written at `RETURN_AT`; `None` without an entry (the probe
+/// value (at 16 of `base`) written at `RETURN_AT` (unless `write_ret` is false: a
+/// returned socket, whose fields are at `SOCK_RETURN_AT`, and where a socket entry's
+/// record has its own fields); `None` without an entry (the probe
 /// was attached between the two).
 #[inline(never)]
-fn return_record(base: u64, pair: u32) -> Option<u64> {
+fn return_record(base: u64, pair: u32, write_ret: bool) -> Option<u64> {
     let ret = read_int::<8>(base + 16);
     // SAFETY: helper without arguments.
     let tid = unsafe { bpf_get_current_pid_tgid() } as u32;
@@ -252,10 +265,20 @@ fn return_record(base: u64, pair: u32) -> Option<u64> {
             SockRecord::LEN as u32,
             saved.cast::<c_void>(),
         );
-        rec.cast::<u8>()
-            .add(usize::from(RETURN_AT))
-            .cast::<u64>()
-            .write_unaligned(ret);
+        if write_ret {
+            rec.cast::<u8>()
+                .add(usize::from(RETURN_AT))
+                .cast::<u64>()
+                .write_unaligned(ret);
+        }
+        // A returned socket's fields, which the kretprobe program wrote there.
+        bpf_probe_read_kernel(
+            rec.cast::<u8>()
+                .add(usize::from(SOCK_RETURN_AT))
+                .cast::<c_void>(),
+            u32::from(SOCK_RETURN_AT),
+            (base + u64::from(SOCK_RETURN_AT)) as *const c_void,
+        );
     }
     let _ = RET_ENTRY.remove(key);
     Some(rec as u64)

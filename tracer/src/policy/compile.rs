@@ -651,13 +651,22 @@ pub fn compile(
             .map_err(err)?;
             continue;
         }
-        if k.ret.as_ref().is_some_and(|r| **r) && SOCKET_CALLS.contains(&call) {
+        if k.ret.as_ref().is_some_and(|r| **r)
+            && SOCKET_CALLS.contains(&call)
+            && call != "inet_csk_accept"
+        {
             return Err(err(format!(
                 "return probes on {call} are not supported yet (its socket is argument 0, at the call)"
             )));
         }
         let trigger = match kprobe_on_tracepoint(call) {
             Ok(t) => t,
+            // On a kprobe (and kretprobe): the listening socket at the call, the
+            // accepted one at the return.
+            Err(_) if kprobes && call == "inet_csk_accept" => SockLayout {
+                protocol_is: 6,
+                ..Default::default()
+            },
             Err(_) if kprobes && !SOCKET_CALLS.contains(&call) => {
                 // Any other function, on a kprobe: its argument registers.
                 if !seen.insert(format!("kprobe {call}")) {
@@ -736,21 +745,22 @@ pub fn compile(
                 return_arg: None,
             }),
         };
-        hooks.push(
-            hook(
-                &input,
-                &format,
-                &PolicyCtx {
-                    policy_id,
-                    monitor,
-                    lists: &p.spec.lists,
-                },
-                ids,
-                &mut strings,
-                &mut follow,
-            )
-            .map_err(err)?,
-        );
+        push_halves(
+            k,
+            input,
+            input,
+            &format,
+            &PolicyCtx {
+                policy_id,
+                monitor,
+                lists: &p.spec.lists,
+            },
+            ids,
+            &mut strings,
+            &mut follow,
+            &mut hooks,
+        )
+        .map_err(err)?;
     }
     // `Prefix` values longer than an LPM key holds go to the hash map, each under its
     // own length (`hooks/policy.rs`, `long_prefix`).
@@ -984,32 +994,52 @@ fn hook(
         let ty = return_arg
             .and_then(|a| a.ty.as_ref())
             .map_or("int", |t| t.as_str());
-        let field = tracefs::Field {
-            name: "return".into(),
-            c_type: "long".into(),
-            offset: tracer_common::policy::RETURN_AT,
-            size: 8,
-            signed: true,
-            kind: FieldKind::Int,
-        };
-        let (kind, out) = arg_kind(ty, &field, false)
-            .ok_or_else(|| format!("returnArg: a return value cannot be read as `{ty}`"))?;
-        config.args[i] = ArgConfig {
-            offset: field.offset,
-            size: if matches!(out, ArgOut::Int | ArgOut::Uint) {
-                4
-            } else {
-                8
-            },
-            kind,
-            ..Default::default()
-        };
-        config.nargs += 1;
-        metas.push(ArgMeta {
-            out,
-            label: return_arg.and_then(|a| a.label.as_ref().map(|l| l.as_str().to_owned())),
-        });
-        Some(i)
+        if ty == "sock" {
+            // A returned socket (`inet_csk_accept`): the kretprobe program writes its
+            // fields at `SOCK_RETURN_AT` plus the hook's layout.
+            if tp.kprobe.is_none_or(|k| k.sock.is_none()) {
+                return Err("returnArg: `sock` is read for inet_csk_accept only".into());
+            }
+            config.args[i] = ArgConfig {
+                kind: ARG_SOCK,
+                offset: tracer_common::policy::SOCK_RETURN_AT,
+                ..Default::default()
+            };
+            config.nargs += 1;
+            config.flags |= tracer_common::policy::HOOK_SOCK_RETURN;
+            metas.push(ArgMeta {
+                out: ArgOut::Sock,
+                label: return_arg.and_then(|a| a.label.as_ref().map(|l| l.as_str().to_owned())),
+            });
+            Some(i)
+        } else {
+            let field = tracefs::Field {
+                name: "return".into(),
+                c_type: "long".into(),
+                offset: tracer_common::policy::RETURN_AT,
+                size: 8,
+                signed: true,
+                kind: FieldKind::Int,
+            };
+            let (kind, out) = arg_kind(ty, &field, false)
+                .ok_or_else(|| format!("returnArg: a return value cannot be read as `{ty}`"))?;
+            config.args[i] = ArgConfig {
+                offset: field.offset,
+                size: if matches!(out, ArgOut::Int | ArgOut::Uint) {
+                    4
+                } else {
+                    8
+                },
+                kind,
+                ..Default::default()
+            };
+            config.nargs += 1;
+            metas.push(ArgMeta {
+                out,
+                label: return_arg.and_then(|a| a.label.as_ref().map(|l| l.as_str().to_owned())),
+            });
+            Some(i)
+        }
     } else {
         None
     };
@@ -1724,6 +1754,33 @@ mod tests {
             }
             assert!(entry.route.is_none() && ret.route.is_none());
         }
+    }
+
+    #[test]
+    fn inet_csk_accept_returns_the_accepted_socket() {
+        let root = tracefs();
+        let text = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  kprobes:\n  - call: inet_csk_accept\n    syscall: false\n    return: true\n    args:\n    - index: 0\n      type: sock\n    returnArg:\n      index: 0\n      type: sock\n";
+        let docs = super::super::parse::text_documents("t.yaml", text).expect("parses");
+        let c = compile(&docs[0].policy, 0, &mut Ids::default(), root.path(), true)
+            .expect("compiles where kprobes work");
+        let (entry, ret) = (&c.hooks[0], &c.hooks[1]);
+        assert_ne!(
+            entry.config.flags & tracer_common::policy::HOOK_SAVE_ENTRY,
+            0
+        );
+        let flags = ret.config.flags;
+        assert_ne!(flags & tracer_common::policy::HOOK_RETURN, 0);
+        assert_ne!(flags & tracer_common::policy::HOOK_SOCK_RETURN, 0);
+        assert_eq!(flags & HOOK_SOCK_TRIGGER, 0, "on a kprobe, no transitions");
+        assert_eq!(
+            (ret.config.args[1].kind, ret.config.args[1].offset),
+            (ARG_SOCK, tracer_common::policy::SOCK_RETURN_AT)
+        );
+        assert_eq!(ret.args[1].out, ArgOut::Sock);
+        let e = compile(&docs[0].policy, 0, &mut Ids::default(), root.path(), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot stand for it"), "{e}");
     }
 
     #[test]

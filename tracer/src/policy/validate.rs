@@ -112,7 +112,7 @@ pub const ARG_TYPES: &[&str] = &[
 /// Types of a return probe's `returnArg`.
 const RETURN_ARG_TYPES: &[&str] = &[
     "int", "sint32", "int32", "uint32", "long", "int64", "sint64", "uint64", "ulong", "size_t",
-    "fd",
+    "fd", "sock",
 ];
 
 /// Argument types of kprobe arguments the tracer reads: `sock` of the socket functions,
