@@ -591,164 +591,118 @@ pub fn compile(
             hook: format!("kprobe {call}"),
             what,
         };
-        if k.syscall.as_ref().is_some_and(|s| **s) {
-            // A syscall: a kprobe on its wrapper, or its `sys_enter_NAME` tracepoint,
-            // whose record the kprobe's program rebuilds (`hooks/kprobe.rs`).
-            let sys = syscall_of(call).map_err(err)?;
-            let symbol = format!("{SYSCALL_WRAPPER_PREFIX}{sys}");
-            if !seen.insert(format!("kprobe {symbol}")) {
-                return Err(err(
-                    "is traced twice in this policy; merge the two into one hook with several selectors".into(),
-                ));
-            }
-            let event = format!("sys_enter_{sys}");
-            let mut format =
-                tracefs::format(tracefs_root, "syscalls", &event).map_err(|source| {
-                    CompileError::Tracefs {
-                        policy: name.clone(),
-                        source,
-                    }
-                })?;
-            // The syscall's arguments, numbered from 0 as the function's are: the fields
-            // after the common ones and `__syscall_nr`.
-            format.fields.retain(|f| f.offset >= 16);
-            let exit_event = format!("sys_exit_{sys}");
-            let input = HookInput {
-                subsystem: "syscalls",
-                event: &event,
-                args: &k.args,
-                selectors: &k.selectors,
-                message: k.message.as_ref(),
-                tags: &k.tags,
-                kprobe: Some(KprobeInput {
-                    call: &symbol,
-                    sock: None,
-                    generic: false,
-                    on_kprobe: kprobes,
-                    half: None,
-                    return_arg: None,
-                }),
-            };
-            let exit = HookInput {
-                event: &exit_event,
-                ..input
-            };
-            push_halves(
-                k,
-                input,
-                exit,
-                &format,
-                &PolicyCtx {
-                    policy_id,
-                    monitor,
-                    lists: &p.spec.lists,
-                },
-                ids,
-                &mut strings,
-                &mut follow,
-                &mut hooks,
-            )
-            .map_err(err)?;
-            continue;
-        }
-        if k.ret.as_ref().is_some_and(|r| **r)
-            && SOCKET_CALLS.contains(&call)
-            && call != "inet_csk_accept"
-        {
-            return Err(err(format!(
-                "return probes on {call} are not supported yet (its socket is argument 0, at the call)"
-            )));
-        }
-        let trigger = match kprobe_on_tracepoint(call) {
-            Ok(t) => t,
-            // On a kprobe (and kretprobe): the listening socket at the call, the
-            // accepted one at the return.
-            Err(_) if kprobes && call == "inet_csk_accept" => SockLayout {
-                protocol_is: 6,
-                ..Default::default()
-            },
-            Err(_) if kprobes && !SOCKET_CALLS.contains(&call) => {
-                // Any other function, on a kprobe: its argument registers.
-                if !seen.insert(format!("kprobe {call}")) {
-                    return Err(err(
-                        "is traced twice in this policy; merge the two into one hook with several selectors".into(),
-                    ));
-                }
-                let format = generic_format(call);
-                let input = HookInput {
-                    subsystem: "kprobe",
-                    event: call,
-                    args: &k.args,
-                    selectors: &k.selectors,
-                    message: k.message.as_ref(),
-                    tags: &k.tags,
-                    kprobe: Some(KprobeInput {
-                        call,
-                        sock: None,
-                        generic: true,
-                        on_kprobe: true,
-                        half: None,
-                        return_arg: None,
-                    }),
-                };
-                push_halves(
-                    k,
-                    input,
-                    input,
-                    &format,
-                    &PolicyCtx {
-                        policy_id,
-                        monitor,
-                        lists: &p.spec.lists,
-                    },
-                    ids,
-                    &mut strings,
-                    &mut follow,
-                    &mut hooks,
-                )
-                .map_err(err)?;
-                continue;
-            }
-            Err(e) => return Err(err(e)),
-        };
-        if !seen.insert(format!("kprobe {call}")) {
-            return Err(err(
-                "is traced twice in this policy; merge the two into one hook with several selectors".into(),
-            ));
-        }
-        let format =
-            tracefs::format(tracefs_root, "sock", "inet_sock_set_state").map_err(|source| {
+        let tracefs_format = |subsystem: &str, event: &str| {
+            tracefs::format(tracefs_root, subsystem, event).map_err(|source| {
                 CompileError::Tracefs {
                     policy: name.clone(),
                     source,
                 }
-            })?;
-        let mut layout = sock_layout(&format, trigger).map_err(err)?;
-        if kprobes {
-            // The kprobe fires on the call itself: no transition to wait for, and the
-            // socket's state is the one at the call.
-            layout.report_old = 1;
+            })
+        };
+        let is_return = k.ret.as_ref().is_some_and(|r| **r);
+        // Where the hook runs and the record it reads, by kind of function: (format,
+        // subsystem, event, the return half's event, function, socket layout, generic).
+        let (format, subsystem, event, exit_event, function, sock, generic) = if k
+            .syscall
+            .as_ref()
+            .is_some_and(|s| **s)
+        {
+            // A syscall: a kprobe on its wrapper, or its `sys_enter_NAME` tracepoint,
+            // whose record the kprobe's program rebuilds (`hooks/kprobe.rs`).
+            let sys = syscall_of(call).map_err(err)?;
+            let event = format!("sys_enter_{sys}");
+            let mut format = tracefs_format("syscalls", &event)?;
+            // The syscall's arguments, numbered from 0 as the function's are: the
+            // fields after the common ones and `__syscall_nr`.
+            format.fields.retain(|f| f.offset >= 16);
+            let symbol = format!("{SYSCALL_WRAPPER_PREFIX}{sys}");
+            (
+                format,
+                "syscalls",
+                event,
+                format!("sys_exit_{sys}"),
+                symbol,
+                None,
+                false,
+            )
+        } else {
+            if is_return && SOCKET_CALLS.contains(&call) && call != "inet_csk_accept" {
+                return Err(err(format!(
+                    "return probes on {call} are not supported yet (its socket is argument 0, at the call)"
+                )));
+            }
+            let trigger = match kprobe_on_tracepoint(call) {
+                Ok(t) => Some(t),
+                // On a kprobe (and kretprobe): the listening socket at the call, the
+                // accepted one at the return.
+                Err(_) if kprobes && call == "inet_csk_accept" => Some(SockLayout {
+                    protocol_is: 6,
+                    ..Default::default()
+                }),
+                // Any other function, on a kprobe: its argument registers.
+                Err(_) if kprobes && !SOCKET_CALLS.contains(&call) => None,
+                Err(e) => return Err(err(e)),
+            };
+            match trigger {
+                None => (
+                    generic_format(call),
+                    "kprobe",
+                    call.to_owned(),
+                    call.to_owned(),
+                    call.to_owned(),
+                    None,
+                    true,
+                ),
+                Some(trigger) => {
+                    let format = tracefs_format("sock", "inet_sock_set_state")?;
+                    let mut layout = sock_layout(&format, trigger).map_err(err)?;
+                    if kprobes {
+                        // The kprobe fires on the call itself: no transition to wait
+                        // for, and the socket's state is the one at the call.
+                        layout.report_old = 1;
+                    }
+                    let event = "inet_sock_set_state".to_owned();
+                    (
+                        format,
+                        "sock",
+                        event.clone(),
+                        event,
+                        call.to_owned(),
+                        Some(layout),
+                        false,
+                    )
+                }
+            }
+        };
+        if !seen.insert(format!("kprobe {function}")) {
+            return Err(err(
+                "is traced twice in this policy; merge the two into one hook with several selectors".into(),
+            ));
         }
         let input = HookInput {
-            subsystem: "sock",
-            event: "inet_sock_set_state",
+            subsystem,
+            event: &event,
             args: &k.args,
             selectors: &k.selectors,
             message: k.message.as_ref(),
             tags: &k.tags,
             kprobe: Some(KprobeInput {
-                call,
-                sock: Some(layout),
-                generic: false,
+                call: &function,
+                sock,
+                generic,
                 on_kprobe: kprobes,
                 half: None,
                 return_arg: None,
             }),
         };
+        let exit = HookInput {
+            event: &exit_event,
+            ..input
+        };
         push_halves(
             k,
             input,
-            input,
+            exit,
             &format,
             &PolicyCtx {
                 policy_id,
