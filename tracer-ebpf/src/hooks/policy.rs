@@ -227,14 +227,18 @@ fn save_entry(base: u64, slot: u32) {
     // SAFETY: helper without arguments.
     let tid = unsafe { bpf_get_current_pid_tgid() } as u32;
     // SAFETY: this CPU's scratch record (`SockRecord::LEN` bytes); the helper fails
-    // rather than faults on `base`, a record the kernel or a kprobe program wrote.
+    // rather than faults on `base`. Two reads: a syscall tracepoint's record is a
+    // 64-byte struct on the kernel stack (header, number, six arguments), and a read
+    // past the stack's end fails and zeroes all it was asked for; the rest matters only
+    // for a kprobe's record, a map value of `SockRecord::LEN` bytes.
     unsafe {
+        bpf_probe_read_kernel(rec.cast::<c_void>(), 64, base as *const c_void);
         bpf_probe_read_kernel(
-            rec.cast::<c_void>(),
-            SockRecord::LEN as u32,
-            base as *const c_void,
-        )
-    };
+            rec.cast::<u8>().add(64).cast::<c_void>(),
+            SockRecord::LEN as u32 - 64,
+            (base + 64) as *const c_void,
+        );
+    }
     let key = u64::from(tid) << 32 | u64::from(slot);
     #[allow(
         clippy::needless_borrows_for_generic_args,
