@@ -14,7 +14,7 @@ use crate::{
     export::json::JsonLines,
     kernel::{
         btf::KernelBtf,
-        features::{self, ProgramType},
+        features::{self, Placement},
         privileges, tracefs,
     },
     loader::{self, HookStatus},
@@ -93,55 +93,35 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
             ),
         }
     }
-    let program_types = features::probe(&mut loaded.ebpf);
-    tracing::info!(
-        "kernel program types: {} (`tracer status` says why not)",
-        program_types.summary()
-    );
     let mut source = EventSource::new(&mut loaded.ebpf)?;
 
     // Tracing policies, when any are asked for.
     let wants_policies = !config.tracing_policies.is_empty() || config.tracing_policy_dir.is_some();
     let mut store = None;
     if wants_policies {
-        let syscall_regs = resolved.offsets.present & tracer_common::offsets::HAS_SYSCALL_REGS != 0;
-        let has_kprobes = program_types.works(ProgramType::Kprobe);
-        let sock = resolved.offsets.present & tracer_common::offsets::HAS_SOCK != 0;
-        let kprobes = if !has_kprobes {
-            Err("this kernel has no kprobes")
-        } else if config.disable_kprobes {
-            Err("kprobes are off: --disable-kprobes")
-        } else if !sock || !syscall_regs {
-            Err("the kernel's BTF lacks fields the kprobe programs read")
-        } else {
-            Ok(())
-        };
+        // What the kernel runs decides where each hook of a policy runs.
+        let program_types = features::probe(&mut loaded.ebpf);
+        tracing::info!(
+            "kernel program types: {} (`tracer status` says why not)",
+            program_types.summary()
+        );
+        let placement = Placement::new(
+            &program_types,
+            resolved.offsets.present,
+            config.syscall_raw_tracepoints,
+            config.disable_kprobes,
+        );
         tracing::info!(
             "kernel: kprobes {}; syscall hooks run on {}",
-            match kprobes {
-                Ok(()) => "available".to_owned(),
-                Err(why) if has_kprobes => format!(
-                    "available, but policies' kprobes run on the tracepoints that stand for them ({why})"
-                ),
-                Err(_) => {
-                    "not available (policies' kprobes run on tracepoints where one stands for them)"
-                        .to_owned()
-                }
-            },
-            match (syscall_regs, config.syscall_raw_tracepoints) {
-                (true, true) =>
-                    "the raw sys_enter/sys_exit tracepoints (--syscall-raw-tracepoints)",
-                (true, false) =>
-                    "their own syscalls/* tracepoints, and the raw ones for raw_syscalls hooks",
-                (false, _) => "their own tracepoints (pt_regs layout unknown here)",
-            }
+            placement.kprobes_text(),
+            placement.syscall_text()
         );
         match PolicyStore::new(
             &mut loaded.ebpf,
             std::path::Path::new(tracefs::TRACEFS),
-            syscall_regs,
-            config.syscall_raw_tracepoints,
-            kprobes,
+            placement.syscall_regs,
+            placement.raw_numbered,
+            placement.kprobes,
         ) {
             Ok(s) => store = Some(s),
             Err(e) => tracing::error!("{e}; the process lifecycle is still traced"),

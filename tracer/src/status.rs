@@ -7,7 +7,7 @@ use std::{fmt::Write as _, path::PathBuf};
 use crate::{
     kernel::{
         btf::KernelBtf,
-        features::{self, ProgramType},
+        features::{self, Placement},
         privileges, tracefs,
     },
     loader,
@@ -51,13 +51,14 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
             Err(why) => writeln!(out, "{:<16} no    {why}", t.name()),
         };
     }
-    let offsets = resolved.offsets.present;
-    let syscall_regs = offsets & tracer_common::offsets::HAS_SYSCALL_REGS != 0;
-    let raw_numbered = config.syscall_raw_tracepoints;
-    let kprobes = types.works(ProgramType::Kprobe)
-        && offsets & tracer_common::offsets::HAS_SOCK != 0
-        && syscall_regs
-        && !config.disable_kprobes;
+    let placement = Placement::new(
+        &types,
+        resolved.offsets.present,
+        config.syscall_raw_tracepoints,
+        config.disable_kprobes,
+    );
+    let (syscall_regs, raw_numbered) = (placement.syscall_regs, placement.raw_numbered);
+    let kprobes = placement.kprobes.is_ok();
     let _ = writeln!(out, "\nhooks");
     for hook in loader::lifecycle_hooks(&resolved) {
         let _ = writeln!(
@@ -68,24 +69,10 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
     }
     let _ = writeln!(
         out,
-        "  policies' syscall hooks: {}",
-        match (syscall_regs, raw_numbered) {
-            (true, true) =>
-                "on the raw tracepoints sys_enter/sys_exit, filtered by syscall number in the program",
-            (true, false) =>
-                "each on its own syscalls/* tracepoint; raw_syscalls hooks on the raw tracepoints sys_enter/sys_exit",
-            (false, _) => "each on its own tracepoint",
-        }
+        "  policies' syscall hooks run on {}",
+        placement.syscall_text()
     );
-    let _ = writeln!(
-        out,
-        "  policies' kprobes (syscalls, socket functions): {}",
-        if kprobes {
-            "on kprobes"
-        } else {
-            "on the tracepoints that stand for them (syscalls/sys_enter_NAME, sock/inet_sock_set_state)"
-        }
-    );
+    let _ = writeln!(out, "  kprobes: {}", placement.kprobes_text());
     let mut all_ok = true;
     let mut ids = Ids::default();
     for file in &config.tracing_policies {

@@ -244,21 +244,26 @@ fn fill(rec: &mut SockRecord, l: &SockLayout, sk: u64) {
 /// where the `syscalls/sys_enter_NAME` record has them: at 16 + 8 i.
 #[inline(never)]
 fn fill_syscall(rec: &mut SockRecord, regs: u64) {
+    put_args(
+        rec,
+        &[
+            read::<8>(regs + off!(regs_arg0)),
+            read::<8>(regs + off!(regs_arg1)),
+            read::<8>(regs + off!(regs_arg2)),
+            read::<8>(regs + off!(regs_arg3)),
+            read::<8>(regs + off!(regs_arg4)),
+            read::<8>(regs + off!(regs_arg5)),
+        ],
+    );
+}
+
+/// A record of six arguments at 16 + 8 i, as a `sys_enter_NAME` record has them, and
+/// zeroes elsewhere.
+#[inline(always)]
+fn put_args(rec: &mut SockRecord, args: &[u64; 6]) {
     rec.bytes = [0; SockRecord::LEN];
-    let args = [
-        off!(regs_arg0),
-        off!(regs_arg1),
-        off!(regs_arg2),
-        off!(regs_arg3),
-        off!(regs_arg4),
-        off!(regs_arg5),
-    ];
-    for (i, at) in args.iter().enumerate() {
-        put(
-            rec,
-            (16 + 8 * i) as u16,
-            &read::<8>(regs + at).to_ne_bytes(),
-        );
+    for (i, v) in args.iter().enumerate() {
+        put(rec, (16 + 8 * i) as u16, &v.to_ne_bytes());
     }
 }
 
@@ -266,18 +271,17 @@ fn fill_syscall(rec: &mut SockRecord, regs: u64) {
 /// `path` argument `k` names at `KPROBE_PATH_AT`.
 #[inline(never)]
 fn fill_generic(rec: &mut SockRecord, ctx: &ProbeContext, k: &KprobeLayout) {
-    rec.bytes = [0; SockRecord::LEN];
-    let args = [
-        ctx.arg::<u64>(0).unwrap_or(0),
-        ctx.arg::<u64>(1).unwrap_or(0),
-        ctx.arg::<u64>(2).unwrap_or(0),
-        ctx.arg::<u64>(3).unwrap_or(0),
-        ctx.arg::<u64>(4).unwrap_or(0),
-        ctx.arg::<u64>(5).unwrap_or(0),
-    ];
-    for (i, v) in args.iter().enumerate() {
-        put(rec, (16 + 8 * i) as u16, &v.to_ne_bytes());
-    }
+    put_args(
+        rec,
+        &[
+            ctx.arg::<u64>(0).unwrap_or(0),
+            ctx.arg::<u64>(1).unwrap_or(0),
+            ctx.arg::<u64>(2).unwrap_or(0),
+            ctx.arg::<u64>(3).unwrap_or(0),
+            ctx.arg::<u64>(4).unwrap_or(0),
+            ctx.arg::<u64>(5).unwrap_or(0),
+        ],
+    );
     if k.path_kind == 0 {
         return;
     }

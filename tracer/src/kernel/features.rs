@@ -99,6 +99,74 @@ impl ProgramTypes {
     }
 }
 
+/// Where policies' hooks run on this kernel, decided once for the agent and for
+/// `tracer status`.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement {
+    /// The kernel's `pt_regs` layout is known: syscall hooks can run on the raw syscall
+    /// tracepoints (`raw_syscalls` hooks do) ...
+    pub syscall_regs: bool,
+    /// ... and with `--syscall-raw-tracepoints` the hooks on one syscall too.
+    pub raw_numbered: bool,
+    /// Kprobe hooks run on kprobes, or on the tracepoints that stand for them, and why.
+    pub kprobes: Result<(), &'static str>,
+    has_kprobes: bool,
+}
+
+impl Placement {
+    /// `present`: the `HAS_*` bits of the offsets resolved from BTF.
+    pub fn new(
+        types: &ProgramTypes,
+        present: u32,
+        raw_numbered: bool,
+        disable_kprobes: bool,
+    ) -> Self {
+        use tracer_common::offsets::{HAS_SOCK, HAS_SYSCALL_REGS};
+        let syscall_regs = present & HAS_SYSCALL_REGS != 0;
+        let has_kprobes = types.works(ProgramType::Kprobe);
+        let kprobes = if !has_kprobes {
+            Err("this kernel has no kprobes")
+        } else if disable_kprobes {
+            Err("kprobes are off: --disable-kprobes")
+        } else if present & HAS_SOCK == 0 || !syscall_regs {
+            Err("the kernel's BTF lacks fields the kprobe programs read")
+        } else {
+            Ok(())
+        };
+        Self {
+            syscall_regs,
+            raw_numbered,
+            kprobes,
+            has_kprobes,
+        }
+    }
+
+    /// Where kprobe hooks run, for people.
+    pub fn kprobes_text(&self) -> String {
+        match self.kprobes {
+            Ok(()) => "available".to_owned(),
+            Err(why) if self.has_kprobes => format!(
+                "available, but policies' kprobes run on the tracepoints that stand for them ({why})"
+            ),
+            Err(_) => {
+                "not available (policies' kprobes run on tracepoints where one stands for them)"
+                    .to_owned()
+            }
+        }
+    }
+
+    /// Where syscall hooks run, for people.
+    pub fn syscall_text(&self) -> &'static str {
+        match (self.syscall_regs, self.raw_numbered) {
+            (true, true) => "the raw sys_enter/sys_exit tracepoints (--syscall-raw-tracepoints)",
+            (true, false) => {
+                "their own syscalls/* tracepoints, and the raw ones for raw_syscalls hooks"
+            }
+            (false, _) => "their own tracepoints (pt_regs layout unknown here)",
+        }
+    }
+}
+
 /// Loads, attaches and unloads each probe program of `ebpf`.
 pub fn probe(ebpf: &mut Ebpf) -> ProgramTypes {
     let btf = Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"));
@@ -215,7 +283,7 @@ fn probe_one(ebpf: &mut Ebpf, t: ProgramType, btf: Result<&Btf, &String>) -> Res
 
 /// The kernel attaches kprobes: it has the perf `kprobe` event source
 /// (`CONFIG_KPROBE_EVENTS`), through which kprobes are attached.
-pub fn kprobes() -> bool {
+fn kprobes() -> bool {
     kprobes_in(Path::new("/sys"))
 }
 

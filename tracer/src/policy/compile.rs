@@ -816,115 +816,93 @@ fn hook(
             )
         })?;
         let ty = a.ty.as_ref().map(|t| t.as_str()).unwrap_or("auto");
-        if let Some(KprobeInput {
-            call,
-            sock: Some(layout),
-            on_kprobe,
-            ..
-        }) = tp.kprobe
-        {
-            if ty != "sock" || *a.index != 0 {
-                return Err(format!(
-                    "args[{i}]: {call} takes its argument 0 as `type: sock`, and no other yet"
-                ));
+        let (arg_config, out) = match tp.kprobe {
+            Some(KprobeInput {
+                call,
+                sock: Some(layout),
+                on_kprobe,
+                ..
+            }) => {
+                if ty != "sock" || *a.index != 0 {
+                    return Err(format!(
+                        "args[{i}]: {call} takes its argument 0 as `type: sock`, and no other yet"
+                    ));
+                }
+                config.sock = layout;
+                if !on_kprobe {
+                    config.flags |= HOOK_SOCK_TRIGGER;
+                }
+                let sock = ArgConfig {
+                    kind: ARG_SOCK,
+                    ..Default::default()
+                };
+                (sock, ArgOut::Sock)
             }
-            config.args[i] = ArgConfig {
-                kind: ARG_SOCK,
-                ..Default::default()
-            };
-            config.sock = layout;
-            if !on_kprobe {
-                config.flags |= HOOK_SOCK_TRIGGER;
-            }
-            metas.push(ArgMeta {
-                out: ArgOut::Sock,
-                label: a.label.as_ref().map(|l| l.as_str().to_owned()),
-            });
-            continue;
-        }
-        if let Some(KprobeInput {
-            generic: true,
-            call,
-            ..
-        }) = tp.kprobe
-        {
-            let path_kind = match ty {
-                "file" => Some(KPROBE_ARG_FILE),
-                "path" => Some(KPROBE_ARG_PATH),
+            Some(KprobeInput {
+                generic: true,
+                call,
+                ..
+            }) => match ty {
+                "file" | "path" => {
+                    if config.kprobe.path_kind != 0 {
+                        return Err(format!(
+                            "args[{i}]: one `file` or `path` argument per kprobe is read, and this is the second"
+                        ));
+                    }
+                    let (path_kind, out) = if ty == "file" {
+                        (KPROBE_ARG_FILE, ArgOut::File)
+                    } else {
+                        (KPROBE_ARG_PATH, ArgOut::Path)
+                    };
+                    config.kprobe = KprobeLayout {
+                        path_arg: *a.index as u16,
+                        path_kind,
+                        ..Default::default()
+                    };
+                    let path = ArgConfig {
+                        offset: KPROBE_PATH_AT,
+                        size: KPROBE_PATH_LEN as u8,
+                        kind: ARG_CHAR_ARRAY,
+                        ..Default::default()
+                    };
+                    (path, out)
+                }
                 "sock" => {
                     return Err(format!(
                         "args[{i}]: `sock` arguments are read for tcp_connect, tcp_close and inet_csk_listen_start, not yet for {call}"
                     ));
                 }
-                _ => None,
-            };
-            if let Some(path_kind) = path_kind {
-                if config.kprobe.path_kind != 0 {
-                    return Err(format!(
-                        "args[{i}]: one `file` or `path` argument per kprobe is read, and this is the second"
-                    ));
+                _ => {
+                    let ty = if ty == "auto" { "uint64" } else { ty };
+                    let (kind, out) = arg_kind(ty, field, false).ok_or_else(|| {
+                        format!(
+                            "args[{i}]: {call}'s argument {} cannot be read as `{ty}`",
+                            *a.index
+                        )
+                    })?;
+                    (field_arg(field, kind), out)
                 }
-                config.kprobe = KprobeLayout {
-                    path_arg: *a.index as u16,
-                    path_kind,
-                    ..Default::default()
+            },
+            _ => {
+                let (kind, out) = if field.name == "common_pid" {
+                    (ARG_CURRENT_PID, ArgOut::Int)
+                } else if field.offset < 8 {
+                    return Err(format!(
+                        "args[{i}]: `{}` cannot be read: the kernel overwrites a record's common fields before a BPF program sees it (common_pid can be read; the process is in every event)",
+                        field.name
+                    ));
+                } else {
+                    arg_kind(ty, field, syscall).ok_or_else(|| {
+                        format!(
+                            "args[{i}]: field `{}` ({} {}) cannot be read as `{ty}`",
+                            field.name, field.c_type, field.size
+                        )
+                    })?
                 };
-                config.args[i] = ArgConfig {
-                    offset: KPROBE_PATH_AT,
-                    size: KPROBE_PATH_LEN as u8,
-                    kind: ARG_CHAR_ARRAY,
-                    ..Default::default()
-                };
-                metas.push(ArgMeta {
-                    out: if path_kind == KPROBE_ARG_FILE {
-                        ArgOut::File
-                    } else {
-                        ArgOut::Path
-                    },
-                    label: a.label.as_ref().map(|l| l.as_str().to_owned()),
-                });
-                continue;
+                (field_arg(field, kind), out)
             }
-            let ty = if ty == "auto" { "uint64" } else { ty };
-            let (kind, out) = arg_kind(ty, field, false).ok_or_else(|| {
-                format!(
-                    "args[{i}]: {call}'s argument {} cannot be read as `{ty}`",
-                    *a.index
-                )
-            })?;
-            config.args[i] = ArgConfig {
-                offset: field.offset,
-                size: field.size.min(8) as u8,
-                kind,
-                ..Default::default()
-            };
-            metas.push(ArgMeta {
-                out,
-                label: a.label.as_ref().map(|l| l.as_str().to_owned()),
-            });
-            continue;
-        }
-        let (kind, out) = if field.name == "common_pid" {
-            (ARG_CURRENT_PID, ArgOut::Int)
-        } else if field.offset < 8 {
-            return Err(format!(
-                "args[{i}]: `{}` cannot be read: the kernel overwrites a record's common fields before a BPF program sees it (common_pid can be read; the process is in every event)",
-                field.name
-            ));
-        } else {
-            arg_kind(ty, field, syscall).ok_or_else(|| {
-                format!(
-                    "args[{i}]: field `{}` ({} {}) cannot be read as `{ty}`",
-                    field.name, field.c_type, field.size
-                )
-            })?
         };
-        config.args[i] = ArgConfig {
-            offset: field.offset,
-            size: field.size.min(8) as u8,
-            kind,
-            ..Default::default()
-        };
+        config.args[i] = arg_config;
         metas.push(ArgMeta {
             out,
             label: a.label.as_ref().map(|l| l.as_str().to_owned()),
@@ -948,24 +926,19 @@ fn hook(
         let ty = return_arg
             .and_then(|a| a.ty.as_ref())
             .map_or("int", |t| t.as_str());
-        if ty == "sock" {
+        let (arg_config, out) = if ty == "sock" {
             // A returned socket (`inet_csk_accept`): the kretprobe program writes its
             // fields at `SOCK_RETURN_AT` plus the hook's layout.
             if tp.kprobe.is_none_or(|k| k.sock.is_none()) {
                 return Err("returnArg: `sock` is read for inet_csk_accept only".into());
             }
-            config.args[i] = ArgConfig {
+            config.flags |= tracer_common::policy::HOOK_SOCK_RETURN;
+            let sock = ArgConfig {
                 kind: ARG_SOCK,
                 offset: tracer_common::policy::SOCK_RETURN_AT,
                 ..Default::default()
             };
-            config.nargs += 1;
-            config.flags |= tracer_common::policy::HOOK_SOCK_RETURN;
-            metas.push(ArgMeta {
-                out: ArgOut::Sock,
-                label: return_arg.and_then(|a| a.label.as_ref().map(|l| l.as_str().to_owned())),
-            });
-            Some(i)
+            (sock, ArgOut::Sock)
         } else {
             let field = tracefs::Field {
                 name: "return".into(),
@@ -977,23 +950,26 @@ fn hook(
             };
             let (kind, out) = arg_kind(ty, &field, false)
                 .ok_or_else(|| format!("returnArg: a return value cannot be read as `{ty}`"))?;
-            config.args[i] = ArgConfig {
+            let size = if matches!(out, ArgOut::Int | ArgOut::Uint) {
+                4
+            } else {
+                8
+            };
+            let value = ArgConfig {
                 offset: field.offset,
-                size: if matches!(out, ArgOut::Int | ArgOut::Uint) {
-                    4
-                } else {
-                    8
-                },
+                size,
                 kind,
                 ..Default::default()
             };
-            config.nargs += 1;
-            metas.push(ArgMeta {
-                out,
-                label: return_arg.and_then(|a| a.label.as_ref().map(|l| l.as_str().to_owned())),
-            });
-            Some(i)
-        }
+            (value, out)
+        };
+        config.args[i] = arg_config;
+        config.nargs += 1;
+        metas.push(ArgMeta {
+            out,
+            label: return_arg.and_then(|a| a.label.as_ref().map(|l| l.as_str().to_owned())),
+        });
+        Some(i)
     } else {
         None
     };
@@ -1390,6 +1366,16 @@ fn host_ns(name: &str) -> Result<u32, String> {
         tracing::warn!("{e}; taking the agent's own {name} namespace as the host's");
         read("self")
     })
+}
+
+/// The argument read from `field` of the record as `kind`.
+fn field_arg(field: &tracefs::Field, kind: u8) -> ArgConfig {
+    ArgConfig {
+        offset: field.offset,
+        size: field.size.min(8) as u8,
+        kind,
+        ..Default::default()
+    }
 }
 
 /// The kernel kind and event type of a field read as `ty`.

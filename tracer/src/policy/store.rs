@@ -402,34 +402,36 @@ impl PolicyStore {
         ebpf: &'e mut Ebpf,
         slot: u32,
     ) -> Result<&'e mut TracePoint, StoreError> {
-        let name = program_name(slot);
-        let program: &mut TracePoint = ebpf
-            .program_mut(&name)
-            .ok_or_else(|| StoreError::Program(format!("no program `{name}` in the object")))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| StoreError::Program(e.to_string()))?;
-        if !self.programs_loaded.contains(&name) {
-            program.load().map_err(|e| load_error(&name, e))?;
-            self.programs_loaded.push(name);
-        }
-        Ok(program)
+        self.loaded_program(ebpf, program_name(slot), TracePoint::load)
     }
 
-    /// The kprobe program of `slot`, loaded.
+    /// The kprobe (or with `ret` kretprobe) program of `slot`, loaded.
     fn kprobe_program<'e>(
         &mut self,
         ebpf: &'e mut Ebpf,
         slot: u32,
         ret: bool,
     ) -> Result<&'e mut KProbe, StoreError> {
-        let name = kprobe_program_name(slot, ret);
-        let program: &mut KProbe = ebpf
+        self.loaded_program(ebpf, kprobe_program_name(slot, ret), KProbe::load)
+    }
+
+    /// Program `name` of type `P`, loaded (by `load`) the first time it is asked for.
+    fn loaded_program<'e, P>(
+        &mut self,
+        ebpf: &'e mut Ebpf,
+        name: String,
+        load: fn(&mut P) -> Result<(), aya::programs::ProgramError>,
+    ) -> Result<&'e mut P, StoreError>
+    where
+        &'e mut P: TryFrom<&'e mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    {
+        let program: &mut P = ebpf
             .program_mut(&name)
             .ok_or_else(|| StoreError::Program(format!("no program `{name}` in the object")))?
             .try_into()
             .map_err(|e: aya::programs::ProgramError| StoreError::Program(e.to_string()))?;
         if !self.programs_loaded.contains(&name) {
-            program.load().map_err(|e| load_error(&name, e))?;
+            load(program).map_err(|e| load_error(&name, e))?;
             self.programs_loaded.push(name);
         }
         Ok(program)
