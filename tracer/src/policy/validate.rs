@@ -295,6 +295,19 @@ impl Check {
         }
     }
 
+    /// A filter's values: some, and at most `MAX_VALUES`; errors point at `operator`.
+    fn filter_values<T>(&mut self, values: &[Spanned<T>], operator: &Span, path: &str) {
+        self.values_present(values, operator, path);
+        self.at_most(
+            values,
+            |v| Some(*v.span()),
+            MAX_VALUES,
+            &format!("{path}.values"),
+            "values",
+            operator,
+        );
+    }
+
     fn values_present<T>(&mut self, values: &[T], span: &Span, path: &str) {
         if values.is_empty() {
             self.at(
@@ -650,7 +663,7 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, args: &[Arg], spec
                 Some("write `index: 0`".into()),
             );
         }
-        c.values_present(&m.values, m.operator.span(), &p);
+        c.filter_values(&m.values, m.operator.span(), &p);
         c.one_of(
             &m.operator,
             &format!("{p}.operator"),
@@ -713,15 +726,7 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, args: &[Arg], spec
                 }
                 continue;
             }
-            c.values_present(&m.values, m.operator.span(), &p);
-            c.at_most(
-                &m.values,
-                |v| Some(*v.span()),
-                MAX_VALUES,
-                &format!("{p}.values"),
-                "values",
-                m.operator.span(),
-            );
+            c.filter_values(&m.values, m.operator.span(), &p);
             for (j, v) in m.values.iter().enumerate() {
                 if let Err(e) = super::sock::check_value(op, v) {
                     c.at(v.span(), format!("{p}.values[{j}]"), e, None);
@@ -729,15 +734,7 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, args: &[Arg], spec
             }
             continue;
         }
-        c.values_present(&m.values, m.operator.span(), &p);
-        c.at_most(
-            &m.values,
-            |v| Some(*v.span()),
-            MAX_VALUES,
-            &format!("{p}.values"),
-            "values",
-            m.operator.span(),
-        );
+        c.filter_values(&m.values, m.operator.span(), &p);
         if !c.one_of(
             &m.operator,
             &format!("{p}.operator"),
@@ -844,15 +841,7 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, args: &[Arg], spec
             MATCH_BINARIES_OPERATORS,
             &[],
         );
-        c.values_present(&m.values, m.operator.span(), &p);
-        c.at_most(
-            &m.values,
-            |v| Some(*v.span()),
-            MAX_VALUES,
-            &format!("{p}.values"),
-            "values",
-            m.operator.span(),
-        );
+        c.filter_values(&m.values, m.operator.span(), &p);
         for (j, v) in m.values.iter().enumerate() {
             if matches!(m.operator.as_str(), "In" | "NotIn") && !v.starts_with('/') {
                 c.at(
@@ -900,15 +889,7 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, args: &[Arg], spec
             IN_NOT_IN,
             &[],
         );
-        c.values_present(&m.values, m.operator.span(), &p);
-        c.at_most(
-            &m.values,
-            |v| Some(*v.span()),
-            MAX_VALUES,
-            &format!("{p}.values"),
-            "values",
-            m.operator.span(),
-        );
+        c.filter_values(&m.values, m.operator.span(), &p);
     }
     for (i, m) in s.match_namespaces.iter().enumerate() {
         let p = format!("{path}.matchNamespaces[{i}]");
