@@ -444,3 +444,161 @@ fn connects_in_a_network_namespace() {
         assert_eq!(sock(e)["protocol"], "IPPROTO_TCP");
     }
 }
+
+/// UDP connects (`inet_dgram_connect`) and accepted connections (`inet_csk_accept`),
+/// which this kernel runs on the `connect` and `accept`/`accept4` syscalls, reading the
+/// sockets behind their descriptors when they return: IPv4 and IPv6, the port the
+/// kernel chose, the peer, and nothing for a TCP connect, a descriptor that is not a
+/// socket, or an accept that found nothing.
+#[test]
+fn udp_connects_and_accepts() {
+    use std::{net::UdpSocket, os::fd::AsRawFd};
+    if !privileged("udp_connects_and_accepts") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let lport = listener.local_addr().unwrap().port();
+    let (u4, u6, other) = (free_port(), free_port(), free_port());
+    let policy = format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: udp-accept
+spec:
+  kprobes:
+  - call: inet_dgram_connect
+    syscall: false
+    args:
+    - index: 0
+      type: socket
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: DPort
+        values: ["{u4}", "{u6}"]
+  - call: inet_csk_accept
+    syscall: false
+    return: true
+    args:
+    - index: 0
+      type: sock
+    returnArg:
+      index: 0
+      type: sock
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: SPort
+        values: ["{lport}"]
+"#
+    );
+    let pol = write(work.path(), &policy);
+    let agent = Agent::start(&["--tracing-policy", pol.to_str().unwrap()]);
+    let log = agent.wait_for_log("policy udp-accept loaded");
+    for line in [
+        "policy udp-accept: the return of kprobe inet_dgram_connect runs on the tracepoint syscalls/sys_exit_connect, on the sockets of its file descriptors",
+        "policy udp-accept: the return of kprobe inet_csk_accept runs on the tracepoint syscalls/sys_exit_accept4, on the sockets of its file descriptors",
+        "policy udp-accept: the return of kprobe inet_csk_accept runs on the tracepoint syscalls/sys_exit_accept, on the sockets of its file descriptors",
+    ] {
+        assert!(log.contains(line), "{line}\n{log}");
+    }
+
+    // UDP: IPv4 and IPv6 to the ports of the policy, and one to another port.
+    let s4 = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s4.connect(("127.0.0.1", u4)).unwrap();
+    let s6 = UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
+    s6.connect((Ipv6Addr::LOCALHOST, u6)).unwrap();
+    let unbound = UdpSocket::bind("0.0.0.0:0").unwrap();
+    unbound.connect(("127.0.0.1", other)).unwrap();
+    // A TCP connect is on the same syscall, and not a datagram connect.
+    let client = TcpStream::connect(("127.0.0.1", lport)).unwrap();
+    // connect() on a descriptor that is no socket fails, and is nobody's socket.
+    let file = fs::File::open("/proc/self/status").unwrap();
+    // SAFETY: a zeroed sockaddr_in of the right length; the call fails with ENOTSOCK.
+    let rc = unsafe {
+        let addr: libc::sockaddr_in = std::mem::zeroed();
+        libc::connect(
+            file.as_raw_fd(),
+            (&raw const addr).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, -1);
+    // Accepts: std's accept() is accept4(2); then plain accept(2); then one with nothing
+    // waiting, which fails.
+    let (a1, peer1) = listener.accept().unwrap();
+    let client2 = TcpStream::connect(("127.0.0.1", lport)).unwrap();
+    // SAFETY: the listener's descriptor; no address is asked for.
+    let fd2 = unsafe {
+        libc::accept(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    assert!(fd2 >= 0, "accept: {}", std::io::Error::last_os_error());
+    listener.set_nonblocking(true).unwrap();
+    assert!(listener.accept().is_err(), "nothing is waiting");
+    let events = agent.sync();
+    let me = std::process::id();
+
+    let udp = hits(&events, "udp-accept", "inet_dgram_connect");
+    assert_eq!(udp.len(), 2, "{udp:#?}");
+    for (e, socket, family, addr, dport) in [
+        (udp[0], &s4, "AF_INET", "127.0.0.1", u4),
+        (udp[1], &s6, "AF_INET6", "::1", u6),
+    ] {
+        assert_eq!(e["process"]["pid"], me);
+        assert_eq!(e["action"], "KPROBE_ACTION_POST");
+        assert_eq!(e["return"]["int_arg"], 0, "{e}");
+        let s = sock(e);
+        assert_eq!(s["family"], family, "{e}");
+        assert_eq!(s["type"], "SOCK_DGRAM", "{e}");
+        assert_eq!(s["protocol"], "IPPROTO_UDP", "{e}");
+        assert_eq!(s["saddr"], addr, "{e}");
+        assert_eq!(s["daddr"], addr, "{e}");
+        assert_eq!(s["sport"], socket.local_addr().unwrap().port(), "{e}");
+        assert_eq!(s["dport"], dport, "{e}");
+        assert_eq!(s["state"], "TCP_ESTABLISHED", "{e}: a connected UDP socket");
+        assert!(s["cookie"].as_str().unwrap().parse::<u64>().unwrap() != 0);
+    }
+    assert_ne!(sock(udp[0])["cookie"], sock(udp[1])["cookie"]);
+
+    let accepts = hits(&events, "udp-accept", "inet_csk_accept");
+    assert_eq!(accepts.len(), 2, "accept4 and accept: {accepts:#?}");
+    for (e, client) in [(accepts[0], &client), (accepts[1], &client2)] {
+        assert_eq!(e["process"]["pid"], me);
+        let (listening, accepted) = (sock(e), &e["return"]["sock_arg"]);
+        assert_eq!(listening["state"], "TCP_LISTEN", "{e}");
+        assert_eq!(listening["sport"], lport, "{e}");
+        assert_eq!(listening["saddr"], "127.0.0.1", "{e}");
+        assert_eq!(listening["dport"], 0, "{e}");
+        assert_eq!(accepted["family"], "AF_INET", "{e}");
+        assert_eq!(accepted["type"], "SOCK_STREAM", "{e}");
+        assert_eq!(accepted["protocol"], "IPPROTO_TCP", "{e}");
+        assert_eq!(accepted["state"], "TCP_ESTABLISHED", "{e}");
+        assert_eq!(accepted["saddr"], "127.0.0.1", "{e}");
+        assert_eq!(accepted["sport"], lport, "{e}");
+        assert_eq!(accepted["daddr"], "127.0.0.1", "{e}");
+        assert_eq!(
+            accepted["dport"],
+            client.local_addr().unwrap().port(),
+            "{e}"
+        );
+        assert_ne!(accepted["cookie"], listening["cookie"], "{e}");
+        assert_eq!(
+            listening["cookie"],
+            sock(accepts[0])["cookie"],
+            "one listener"
+        );
+    }
+    assert_eq!(
+        accepts[0]["return"]["sock_arg"]["dport"],
+        peer1.port(),
+        "std's view of the peer"
+    );
+    drop((a1, client, client2, file));
+    // SAFETY: the accepted descriptor, closed once.
+    unsafe { libc::close(fd2) };
+}

@@ -469,6 +469,11 @@ fn policy_library_loads_and_triggers() {
         &egress,
         Err(e) if matches!(e.kind(), std::io::ErrorKind::NetworkUnreachable | std::io::ErrorKind::HostUnreachable)
     );
+    // The same outside address over UDP, and a UDP flow on loopback, which is not egress.
+    let udp = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    let udp_routed = udp.connect(outside).is_ok();
+    let udp_local = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp_local.connect(("127.0.0.1", port)).unwrap();
     let events = agent.sync();
     let me = std::process::id();
     let kprobes = |name: &str| -> Vec<&Value> {
@@ -499,13 +504,32 @@ fn policy_library_loads_and_triggers() {
     if routed {
         let out: Vec<&Value> = kprobes("network-egress")
             .into_iter()
-            .filter(|e| e["process"]["pid"] == me)
+            .filter(|e| e["process"]["pid"] == me && e["function_name"] == "tcp_connect")
             .collect();
         assert_eq!(out.len(), 1, "{out:#?}");
         assert_eq!(out[0]["args"][0]["sock_arg"]["daddr"], "192.0.2.1");
         assert_eq!(out[0]["args"][0]["sock_arg"]["dport"], 9);
     } else {
         println!("SKIPPED trigger of network-egress: this machine has no route to 192.0.2.1");
+    }
+    let udp_out: Vec<&Value> = kprobes("network-egress")
+        .into_iter()
+        .filter(|e| e["process"]["pid"] == me && e["function_name"] == "inet_dgram_connect")
+        .collect();
+    if udp_routed {
+        assert_eq!(udp_out.len(), 1, "{udp_out:#?}");
+        let s = &udp_out[0]["args"][0]["sock_arg"];
+        assert_eq!(s["daddr"], "192.0.2.1");
+        assert_eq!(s["dport"], 9);
+        assert_eq!(s["protocol"], "IPPROTO_UDP");
+        assert_eq!(s["sport"], udp.local_addr().unwrap().port());
+        assert_eq!(udp_out[0]["message"], "UDP flow outside the private ranges");
+    } else {
+        assert!(
+            udp_out.is_empty(),
+            "a failed connect has no peer: {udp_out:#?}"
+        );
+        println!("SKIPPED UDP trigger of network-egress: this machine has no route to 192.0.2.1");
     }
     // The loopback connections are not egress.
     assert!(

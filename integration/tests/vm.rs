@@ -126,6 +126,23 @@ spec:
       - index: 0
         operator: SPort
         values: ["4242", "4243"]
+---
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: vm-udp
+spec:
+  kprobes:
+  - call: inet_dgram_connect
+    syscall: false
+    args:
+    - index: 0
+      type: socket
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: DPort
+        values: ["53"]
 POLICY
 # A connection to a listener on loopback, then a marker whose exit event shows that
 # the agent has written everything before it. (A shell, not `true`: busybox runs its
@@ -139,6 +156,9 @@ connect_and_sync() {
   sleep 1
   sleep 2 | timeout 1 nc 127.0.0.1 $1
   sleep 1
+  # UDP connects (busybox's nslookup connects its socket to the server), IPv4 and IPv6.
+  nslookup vm.test 127.0.0.1 > /dev/null 2>&1
+  nslookup vm.test ::1 > /dev/null 2>&1
   cat /tmp/vm-open-$1 2>/dev/null
   echo x > /tmp/vm-file-$1
   cat /tmp/vm-file-$1 > /dev/null
@@ -532,34 +552,8 @@ fn lifecycle_on_distribution_kernels() {
             "{name}: the return probe gives the same event on a kretprobe and on the tracepoint"
         );
 
-        // inet_csk_accept on a kprobe and a kretprobe: the listening socket and the
-        // accepted one, the peer of the connect above; refused without kprobes.
-        let accepts: Vec<&Value> = of_kind(&events, "process_kprobe")
-            .into_iter()
-            .filter(|e| e["policy_name"] == "vm-accept")
-            .collect();
-        assert_eq!(accepts.len(), 1, "{name}: {accepts:#?}");
-        let (listening, accepted) = (
-            &accepts[0]["args"][0]["sock_arg"],
-            &accepts[0]["return"]["sock_arg"],
-        );
-        assert_eq!(accepts[0]["function_name"], "inet_csk_accept", "{name}");
-        assert_eq!(listening["sport"], 4242, "{name}");
-        assert_eq!(listening["state"], "TCP_LISTEN", "{name}");
-        assert_eq!(accepted["sport"], 4242, "{name}");
-        assert_eq!(
-            accepted["dport"], on_kprobe[0]["args"][0]["sock_arg"]["sport"],
-            "{name}: the connecting socket's port"
-        );
-        // busybox's listener is a dual-stack IPv6 socket: the peer as IPv4-mapped.
-        assert!(
-            accepted["daddr"] == "::ffff:127.0.0.1" && accepted["family"] == "AF_INET6"
-                || accepted["daddr"] == "127.0.0.1" && accepted["family"] == "AF_INET",
-            "{name}: {accepted}"
-        );
-        assert_eq!(accepted["state"], "TCP_ESTABLISHED", "{name}");
-        assert_eq!(accepted["protocol"], "IPPROTO_TCP", "{name}");
-        assert_ne!(accepted["cookie"], listening["cookie"], "{name}");
+        // inet_csk_accept on a kprobe and a kretprobe, then on the accept syscalls: the
+        // listening socket and the accepted one, the peer of the connect above.
         assert!(
             stderr.contains(
                 "policy vm-accept: the return of kprobe inet_csk_accept runs on a kretprobe"
@@ -567,10 +561,114 @@ fn lifecycle_on_distribution_kernels() {
             "{name}: {stderr}"
         );
         assert!(
-            stderr2.contains("policy refused") && stderr2.contains("inet_csk_accept"),
+            stderr2.contains("policy vm-accept: the return of kprobe inet_csk_accept runs on the tracepoint syscalls/sys_exit_accept, on the sockets of its file descriptors"),
             "{name}: {stderr2}"
         );
-        println!("{name}: inet_csk_accept with the accepted socket");
+        let mut accepted_by = Vec::new();
+        for (run, events, port) in [("kprobe", &events, 4242), ("tracepoint", &events2, 4243)] {
+            let accepts: Vec<&Value> = of_kind(events, "process_kprobe")
+                .into_iter()
+                .filter(|e| e["policy_name"] == "vm-accept")
+                .collect();
+            assert_eq!(accepts.len(), 1, "{name} {run}: {accepts:#?}");
+            let (listening, accepted) = (
+                &accepts[0]["args"][0]["sock_arg"],
+                &accepts[0]["return"]["sock_arg"],
+            );
+            assert_eq!(accepts[0]["function_name"], "inet_csk_accept", "{name}");
+            assert_eq!(accepts[0]["process"]["binary"], "/bin/busybox", "{name}");
+            assert_eq!(listening["sport"], port, "{name} {run}");
+            assert_eq!(listening["state"], "TCP_LISTEN", "{name} {run}");
+            assert_eq!(accepted["sport"], port, "{name} {run}");
+            // busybox's listener is a dual-stack IPv6 socket: the peer as IPv4-mapped.
+            assert!(
+                accepted["daddr"] == "::ffff:127.0.0.1" && accepted["family"] == "AF_INET6"
+                    || accepted["daddr"] == "127.0.0.1" && accepted["family"] == "AF_INET",
+                "{name} {run}: {accepted}"
+            );
+            assert_eq!(accepted["state"], "TCP_ESTABLISHED", "{name} {run}");
+            assert_eq!(accepted["protocol"], "IPPROTO_TCP", "{name} {run}");
+            assert_eq!(accepted["type"], "SOCK_STREAM", "{name} {run}");
+            assert_ne!(accepted["cookie"], listening["cookie"], "{name} {run}");
+            accepted_by.push(accepts[0].clone());
+        }
+        // The accepted socket's peer is the connecting socket (whose port the close
+        // shows: the tracepoint's tcp_connect runs before the port is chosen).
+        for (accept, close) in [
+            (&accepted_by[0], &on_kprobe[1]),
+            (&accepted_by[1], &on_tracepoint[1]),
+        ] {
+            assert_eq!(
+                accept["return"]["sock_arg"]["dport"], close["args"][0]["sock_arg"]["sport"],
+                "{name}: the accepted socket's peer is the connecting socket"
+            );
+        }
+        for f in ["family", "type", "protocol", "saddr", "daddr", "state"] {
+            for which in ["args", "return"] {
+                let pick = |e: &Value| {
+                    if which == "args" {
+                        e["args"][0]["sock_arg"][f].clone()
+                    } else {
+                        e["return"]["sock_arg"][f].clone()
+                    }
+                };
+                assert_eq!(
+                    pick(&accepted_by[0]),
+                    pick(&accepted_by[1]),
+                    "{name}: {which} {f} of inet_csk_accept"
+                );
+            }
+        }
+        println!("{name}: inet_csk_accept with the accepted socket, on kprobes and on accept");
+
+        // UDP connects (inet_dgram_connect) on a kprobe and a kretprobe, then on the
+        // connect syscall: the socket as connected, with the port the kernel chose.
+        assert!(
+            stderr.contains(
+                "policy vm-udp: the return of kprobe inet_dgram_connect runs on a kretprobe"
+            ),
+            "{name}: {stderr}"
+        );
+        assert!(
+            stderr2.contains("policy vm-udp: the return of kprobe inet_dgram_connect runs on the tracepoint syscalls/sys_exit_connect, on the sockets of its file descriptors"),
+            "{name}: {stderr2}"
+        );
+        let mut udp_by = Vec::new();
+        for (run, events) in [("kprobe", &events), ("tracepoint", &events2)] {
+            let udp: Vec<&Value> = of_kind(events, "process_kprobe")
+                .into_iter()
+                .filter(|e| e["policy_name"] == "vm-udp")
+                .collect();
+            assert_eq!(udp.len(), 2, "{name} {run}: IPv4 and IPv6: {udp:#?}");
+            for (e, family, addr) in [
+                (udp[0], "AF_INET", "127.0.0.1"),
+                (udp[1], "AF_INET6", "::1"),
+            ] {
+                let s = &e["args"][0]["sock_arg"];
+                assert_eq!(e["function_name"], "inet_dgram_connect", "{name} {run}");
+                assert_eq!(e["process"]["binary"], "/bin/busybox", "{name} {run}");
+                assert_eq!(e["return"]["int_arg"], 0, "{name} {run}: {e}");
+                assert_eq!(s["family"], family, "{name} {run}: {e}");
+                assert_eq!(s["type"], "SOCK_DGRAM", "{name} {run}: {e}");
+                assert_eq!(s["protocol"], "IPPROTO_UDP", "{name} {run}: {e}");
+                assert_eq!(s["daddr"], addr, "{name} {run}: {e}");
+                assert_eq!(s["saddr"], addr, "{name} {run}: {e}");
+                assert_eq!(s["dport"], 53, "{name} {run}: {e}");
+                assert_ne!(s["sport"], 0, "{name} {run}: the port chosen: {e}");
+            }
+            udp_by.push(udp.iter().map(|e| (*e).clone()).collect::<Vec<_>>());
+        }
+        for (k, t) in udp_by[0].iter().zip(&udp_by[1]) {
+            for f in [
+                "family", "type", "protocol", "saddr", "daddr", "dport", "state",
+            ] {
+                assert_eq!(
+                    k["args"][0]["sock_arg"][f], t["args"][0]["sock_arg"][f],
+                    "{name}: {f} of a UDP connect"
+                );
+            }
+        }
+        println!("{name}: UDP connects give the same events on kprobes and on connect");
     }
 }
 

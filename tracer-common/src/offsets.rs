@@ -147,6 +147,20 @@ pub struct KernelOffsets {
     pub sock_v6_rcv_saddr: u32,
     pub sock_v6_daddr: u32,
     pub sock_protocol: u32,
+    /// `sock.sk_type`; valid with [`HAS_SOCK`].
+    pub sock_type: u32,
+    /// From a file descriptor to its socket: `task_struct.files`, `files_struct.fdt`,
+    /// `fdtable.max_fds`, `fdtable.fd`, `file.f_inode`, `inode.i_mode`,
+    /// `file.private_data` (the `struct socket` of a socket's file), `socket.sk`; valid
+    /// with [`HAS_SOCK`].
+    pub task_files: u32,
+    pub files_fdt: u32,
+    pub fdtable_max_fds: u32,
+    pub fdtable_fd: u32,
+    pub file_inode: u32,
+    pub inode_mode: u32,
+    pub file_private_data: u32,
+    pub socket_sk: u32,
     /// `HAS_*` bits.
     pub present: u32,
 }
@@ -155,4 +169,4 @@ pub struct KernelOffsets {
 // SAFETY: `#[repr(C)]`, all fields `u32`, no padding: any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 75 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 84 * 4);

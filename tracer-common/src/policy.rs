@@ -121,6 +121,19 @@ pub const RETURN_AT: u16 = 64;
 /// layout, which the return half keeps beside the entry's record.
 pub const HOOK_SOCK_RETURN: u32 = 1 << 10;
 pub const SOCK_RETURN_AT: u16 = 128;
+/// A return hook that reads argument 0's socket when the call returns (a connect's
+/// socket has its addresses only then): from the entry record's argument 0 (at 16), a
+/// `struct socket *`, or with `HOOK_FD` a file descriptor of the task; its fields go to
+/// `SOCK_ARG_AT` plus the hook's socket layout.
+pub const HOOK_ENTRY_SOCK: u32 = 1 << 11;
+pub const SOCK_ARG_AT: u16 = 256;
+/// A return hook whose return value is a file descriptor (`accept4` standing for
+/// `inet_csk_accept`): its socket's fields go to `SOCK_RETURN_AT` plus the hook's
+/// socket layout.
+pub const HOOK_RET_FD_SOCK: u32 = 1 << 12;
+/// `HOOK_ENTRY_SOCK`'s argument is a file descriptor (a syscall tracepoint standing for
+/// a socket function).
+pub const HOOK_FD: u32 = 1 << 13;
 
 /// Where a generic kprobe's record holds the path of its `file`/`path` argument, as a
 /// NUL-terminated string of at most `KPROBE_PATH_LEN` bytes.
@@ -141,7 +154,10 @@ pub struct KprobeLayout {
     pub path_kind: u16,
     /// A return hook's entry slot.
     pub pair: u16,
-    pub _pad: u16,
+    /// Bit `1 << sk_type` of the socket types a `HOOK_ENTRY_SOCK`/`HOOK_RET_FD_SOCK`
+    /// hook runs on (`SOCK_STREAM` 1, `SOCK_DGRAM` 2, `SOCK_RAW` 3); 0: any. Such a hook
+    /// runs on IPv4 and IPv6 sockets only.
+    pub sock_types: u16,
 }
 
 /// `CONFIG[0]` bit: keep `EXEC_PATHS` (binary of every process) and `FOLLOW` up to date.

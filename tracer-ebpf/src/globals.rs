@@ -80,6 +80,15 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     sock_v6_rcv_saddr: 0,
     sock_v6_daddr: 0,
     sock_protocol: 0,
+    sock_type: 0,
+    task_files: 0,
+    files_fdt: 0,
+    fdtable_max_fds: 0,
+    fdtable_fd: 0,
+    file_inode: 0,
+    inode_mode: 0,
+    file_private_data: 0,
+    socket_sk: 0,
     present: 0,
 };
 

@@ -315,7 +315,7 @@ pub fn tracepoint<'a>(
     let policy_mode = (ev.flags & EVENT_MONITOR != 0).then_some("monitor");
     if let Some(crate::policy::compile::KprobeHook {
         call: function_name,
-        ret: has_return,
+        returns_value: has_return,
         ..
     }) = &hook.kprobe
     {

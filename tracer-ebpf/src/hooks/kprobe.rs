@@ -18,18 +18,18 @@ use aya_ebpf::{
 };
 use tracer_common::policy::{
     HOOK_ACTIVE, HOOK_KPROBE_GENERIC, HOOK_KPROBE_SYSCALL, HOOK_SOCK_RETURN, KPROBE_ARG_FILE,
-    KPROBE_PATH_AT, KPROBE_PATH_LEN, KprobeLayout, SOCK_RETURN_AT, SockLayout,
+    KPROBE_PATH_AT, KPROBE_PATH_LEN, KprobeLayout, SOCK_RETURN_AT,
 };
 
 use crate::{
     globals::off,
-    hooks::policy::run,
+    hooks::{
+        policy::run,
+        sock::{self, put, read},
+    },
     kread::{self, NATURAL_END},
     maps::{HOOKS, KPROBE_NATURAL, KPROBE_PATH, SOCK_RECORD, SockRecord},
 };
-
-/// `AF_INET` (`include/linux/socket.h`).
-const AF_INET: u16 = 2;
 
 macro_rules! slots {
     ($($name:ident = $slot:literal),* $(,)?) => {
@@ -133,27 +133,16 @@ fn run_return(ctx: &RetProbeContext, slot: u32) -> u32 {
     // SAFETY: this CPU's record; kprobe programs do not nest on one CPU.
     let rec = unsafe { &mut *rec };
     let ret = ctx.ret::<u64>();
+    rec.bytes = [0; SockRecord::LEN];
     if let Some(cfg) = HOOKS.get(slot)
         && cfg.flags & HOOK_SOCK_RETURN != 0
     {
-        // The returned socket, at `SOCK_RETURN_AT` plus the hook's layout.
-        let mut l = cfg.sock;
-        for at in [
-            &mut l.skaddr,
-            &mut l.oldstate,
-            &mut l.newstate,
-            &mut l.sport,
-            &mut l.dport,
-            &mut l.family,
-            &mut l.protocol,
-            &mut l.saddr_v6,
-            &mut l.daddr_v6,
-        ] {
-            *at = (*at & 0x7f) + SOCK_RETURN_AT;
+        if ret == 0 {
+            // No socket accepted (a non-blocking accept with none waiting).
+            return 0;
         }
-        fill(rec, &l, ret);
-    } else {
-        rec.bytes = [0; SockRecord::LEN];
+        // The returned socket, at `SOCK_RETURN_AT` plus the hook's layout.
+        sock::fill(rec, &sock::shifted(&cfg.sock, SOCK_RETURN_AT), ret);
     }
     put(rec, 16, &ret.to_ne_bytes());
     run(rec.bytes.as_ptr() as u64, slot)
@@ -180,64 +169,10 @@ fn run_sock(ctx: &ProbeContext, slot: u32) -> u32 {
     } else if cfg.flags & HOOK_KPROBE_GENERIC != 0 {
         fill_generic(rec, ctx, &cfg.kprobe);
     } else {
-        fill(rec, &cfg.sock, arg0);
+        rec.bytes = [0; SockRecord::LEN];
+        sock::fill(rec, &cfg.sock, arg0);
     }
     run(rec.bytes.as_ptr() as u64, slot)
-}
-
-/// Writes the fields of socket `sk` into `rec` where `l` says the tracepoint's record has
-/// them. Offsets are masked into the record, which has room past the mask for the widest
-/// field.
-#[inline(never)]
-fn fill(rec: &mut SockRecord, l: &SockLayout, sk: u64) {
-    rec.bytes = [0; SockRecord::LEN];
-    let family = read::<2>(sk + off!(sock_family)) as u16;
-    let state = read::<1>(sk + off!(sock_state)) as u32;
-    let dport_be = read::<2>(sk + off!(sock_dport)) as u16;
-    put(rec, l.skaddr, &sk.to_ne_bytes());
-    put(rec, l.oldstate, &state.to_ne_bytes());
-    put(rec, l.newstate, &state.to_ne_bytes());
-    put(rec, l.family, &family.to_ne_bytes());
-    put(
-        rec,
-        l.protocol,
-        &(read::<2>(sk + off!(sock_protocol)) as u16).to_ne_bytes(),
-    );
-    put(
-        rec,
-        l.sport,
-        &(read::<2>(sk + off!(sock_num)) as u16).to_ne_bytes(),
-    );
-    put(rec, l.dport, &u16::from_be(dport_be).to_ne_bytes());
-    for (field, v4, v6) in [
-        (l.saddr_v6, off!(sock_rcv_saddr), off!(sock_v6_rcv_saddr)),
-        (l.daddr_v6, off!(sock_daddr), off!(sock_v6_daddr)),
-    ] {
-        let mut addr = [0u8; 16];
-        if family == AF_INET {
-            // IPv4 mapped, as the tracepoint writes an IPv4 socket's addresses.
-            addr[10] = 0xff;
-            addr[11] = 0xff;
-            // SAFETY: 4 bytes into `addr[12..]`; the helper fails rather than faults.
-            unsafe {
-                bpf_probe_read_kernel(
-                    addr.as_mut_ptr().add(12).cast::<c_void>(),
-                    4,
-                    (sk + v4) as *const c_void,
-                )
-            };
-        } else {
-            // SAFETY: 16 bytes into `addr`.
-            unsafe {
-                bpf_probe_read_kernel(
-                    addr.as_mut_ptr().cast::<c_void>(),
-                    16,
-                    (sk + v6) as *const c_void,
-                )
-            };
-        }
-        put(rec, field, &addr);
-    }
 }
 
 /// The six arguments of the syscall whose registers are at `regs` (offsets from BTF),
@@ -370,22 +305,4 @@ fn write_path(rec: &mut SockRecord, path: u64) {
                 .cast::<c_void>(),
         )
     };
-}
-
-/// Copies `v` into `rec` at `at` (masked: the verifier sees it in bounds).
-#[inline(always)]
-fn put<const N: usize>(rec: &mut SockRecord, at: u16, v: &[u8; N]) {
-    let at = usize::from(at) & SockRecord::MASK;
-    for (i, b) in v.iter().enumerate() {
-        rec.bytes[(at + i) & (SockRecord::LEN - 1)] = *b;
-    }
-}
-
-/// `N` bytes (at most 8) of kernel memory at `at`, zero-extended; 0 if unreadable.
-#[inline(always)]
-fn read<const N: u32>(at: u64) -> u64 {
-    let mut raw: u64 = 0;
-    // SAFETY: copies N <= 8 bytes into `raw`; the helper fails rather than faults.
-    unsafe { bpf_probe_read_kernel((&raw mut raw).cast::<c_void>(), N, at as *const c_void) };
-    raw
 }

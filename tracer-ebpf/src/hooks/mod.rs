@@ -4,4 +4,5 @@ pub mod kprobe;
 pub mod policy;
 pub mod probe;
 pub mod process;
+pub mod sock;
 pub mod syscall;

@@ -157,6 +157,15 @@ impl KernelBtf {
             sock_v6_rcv_saddr: 0,
             sock_v6_daddr: 0,
             sock_protocol: 0,
+            sock_type: 0,
+            task_files: 0,
+            files_fdt: 0,
+            fdtable_max_fds: 0,
+            fdtable_fd: 0,
+            file_inode: 0,
+            inode_mode: 0,
+            file_private_data: 0,
+            socket_sk: 0,
             present: 0,
         };
         // Sockets, for kprobes on socket functions.
@@ -170,6 +179,15 @@ impl KernelBtf {
             "sock.__sk_common.skc_v6_rcv_saddr",
             "sock.__sk_common.skc_v6_daddr",
             "sock.sk_protocol",
+            "sock.sk_type",
+            "task_struct.files",
+            "files_struct.fdt",
+            "fdtable.max_fds",
+            "fdtable.fd",
+            "file.f_inode",
+            "inode.i_mode",
+            "file.private_data",
+            "socket.sk",
         ]
         .iter()
         .map(|p| o(p))
@@ -184,6 +202,15 @@ impl KernelBtf {
             offsets.sock_v6_rcv_saddr = f[6];
             offsets.sock_v6_daddr = f[7];
             offsets.sock_protocol = f[8];
+            offsets.sock_type = f[9];
+            offsets.task_files = f[10];
+            offsets.files_fdt = f[11];
+            offsets.fdtable_max_fds = f[12];
+            offsets.fdtable_fd = f[13];
+            offsets.file_inode = f[14];
+            offsets.inode_mode = f[15];
+            offsets.file_private_data = f[16];
+            offsets.socket_sk = f[17];
             offsets.present |= HAS_SOCK;
         }
         // The syscall ABI's registers, for the raw syscall tracepoints.

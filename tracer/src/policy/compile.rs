@@ -92,11 +92,19 @@ impl Hook {
             (Some(k), _) if k.ret && k.on_kprobe => {
                 format!("the return of kprobe {} runs on a kretprobe", k.call)
             }
+            (Some(k), _) if k.ret && k.from_fd => format!(
+                "the return of kprobe {} runs on the tracepoint {tracepoint}, on the sockets of its file descriptors",
+                k.call
+            ),
             (Some(k), _) if k.ret => format!(
                 "the return of kprobe {} runs on the tracepoint {tracepoint}",
                 k.call
             ),
             (Some(k), _) if k.on_kprobe => format!("kprobe {} runs on a kprobe", k.call),
+            (Some(k), _) if k.from_fd => format!(
+                "kprobe {} runs on the tracepoint {tracepoint}, which keeps the call's file descriptor for its return",
+                k.call
+            ),
             (Some(k), Some(route)) if route.routed(raw_dispatch, raw_numbered) => {
                 format!("kprobe {} runs on the {route}", k.call)
             }
@@ -121,11 +129,15 @@ impl Hook {
 pub struct KprobeHook {
     pub call: String,
     pub on_kprobe: bool,
-    /// The return half of a return probe (a kretprobe, or `sys_exit_NAME`): its last
-    /// argument is the return value.
+    /// The return half of a return probe (a kretprobe, or `sys_exit_NAME`).
     pub ret: bool,
+    /// Its last argument is the return value (a return probe's, and a socket function's
+    /// that is read at its return).
+    pub returns_value: bool,
     /// A socket function (else a syscall).
     pub sock: bool,
+    /// Its sockets are those of the file descriptors of the syscall that stands for it.
+    pub from_fd: bool,
 }
 
 /// A syscall hook run by the raw `sys_enter`/`sys_exit` tracepoint (one for all syscall
@@ -200,8 +212,8 @@ fn syscall_route(subsystem: &str, event: &str, config: &HookConfig) -> Option<Sy
     readable.then_some(SyscallRoute { dir, nr })
 }
 
-/// Compiles kprobe `k` as one hook (`input`), or as a return probe (`return: true`) as
-/// two: the entry (`input`, which keeps its record) and the return (`exit`, which runs
+/// Compiles kprobe `k` as one hook (`input`), or as a return probe (`return: true`, or a
+/// socket function read at its return) as two: the entry (`input`, which keeps its record) and the return (`exit`, which runs
 /// the selectors on the entry's record and the return value).
 #[allow(
     clippy::too_many_arguments,
@@ -221,7 +233,7 @@ fn push_halves(
     let Some(kp) = input.kprobe else {
         return Err("not a kprobe".into());
     };
-    if !k.ret.as_ref().is_some_and(|r| **r) {
+    if !k.ret.as_ref().is_some_and(|r| **r) && kp.at_return.is_none() {
         hooks.push(hook(&input, format, ctx, ids, strings, follow)?);
         return Ok(());
     }
@@ -337,14 +349,9 @@ fn kprobe_on_tracepoint(call: &str) -> Result<SockLayout, String> {
         // listen() moves the socket from CLOSE to LISTEN in inet_csk_listen_start; a
         // kprobe there sees it still in CLOSE, and so does this.
         "inet_csk_listen_start" => (bits(&[CLOSE]), bits(&[LISTEN]), 1),
-        "inet_csk_accept" => {
-            return Err(
-                "kprobes on `inet_csk_accept` are not supported yet: an accepted socket changes state in the kernel's network path, not in the accepting process, so the tracepoint cannot stand for it".into(),
-            );
-        }
         other => {
             return Err(format!(
-                "a kprobe on `{other}` needs kprobes, which are not available here (see `tracer status`); without them the tracer runs kprobes on syscalls (`syscall: true`) and on tcp_connect, tcp_close and inet_csk_listen_start, on the tracepoints that stand for them"
+                "a kprobe on `{other}` needs kprobes, which are not available here (see `tracer status`); without them the tracer runs kprobes on syscalls (`syscall: true`), on tcp_connect, tcp_close, inet_csk_listen_start, inet_csk_accept and inet_dgram_connect, on the tracepoints that stand for them"
             ));
         }
     };
@@ -600,6 +607,74 @@ pub fn compile(
             })
         };
         let is_return = k.ret.as_ref().is_some_and(|r| **r);
+        let ctx = PolicyCtx {
+            policy_id,
+            monitor,
+            lists: &p.spec.lists,
+        };
+        if let Some((syscalls, mut at)) = return_sites(call, kprobes, is_return) {
+            if !seen.insert(format!("kprobe {call}")) {
+                return Err(err(
+                    "is traced twice in this policy; merge the two into one hook with several selectors".into(),
+                ));
+            }
+            at.layout = sock_layout(&tracefs_format("sock", "inet_sock_set_state")?, at.layout)
+                .map_err(err)?;
+            // Its kprobe and kretprobe, or the syscalls that stand for it.
+            let sites: Vec<(Format, &str, String, String)> = if kprobes {
+                vec![(
+                    generic_format(call),
+                    "kprobe",
+                    call.to_owned(),
+                    call.to_owned(),
+                )]
+            } else {
+                let mut sites = Vec::new();
+                for sys in syscalls {
+                    let event = format!("sys_enter_{sys}");
+                    let mut format = tracefs_format("syscalls", &event)?;
+                    format.fields.retain(|f| f.offset >= 16);
+                    sites.push((format, "syscalls", event, format!("sys_exit_{sys}")));
+                }
+                sites
+            };
+            for (format, subsystem, event, exit_event) in &sites {
+                let input = HookInput {
+                    subsystem,
+                    event,
+                    args: &k.args,
+                    selectors: &k.selectors,
+                    message: k.message.as_ref(),
+                    tags: &k.tags,
+                    kprobe: Some(KprobeInput {
+                        call,
+                        sock: None,
+                        generic: kprobes,
+                        on_kprobe: kprobes,
+                        half: None,
+                        return_arg: None,
+                        at_return: Some(at),
+                    }),
+                };
+                let exit = HookInput {
+                    event: exit_event,
+                    ..input
+                };
+                push_halves(
+                    k,
+                    input,
+                    exit,
+                    format,
+                    &ctx,
+                    ids,
+                    &mut strings,
+                    &mut follow,
+                    &mut hooks,
+                )
+                .map_err(err)?;
+            }
+            continue;
+        }
         // Where the hook runs and the record it reads, by kind of function: (format,
         // subsystem, event, the return half's event, function, socket layout, generic).
         let (format, subsystem, event, exit_event, function, sock, generic) = if k
@@ -693,6 +768,7 @@ pub fn compile(
                 on_kprobe: kprobes,
                 half: None,
                 return_arg: None,
+                at_return: None,
             }),
         };
         let exit = HookInput {
@@ -769,6 +845,70 @@ struct KprobeInput<'a> {
     half: Option<bool>,
     /// The return half's `returnArg` (no type: `int`).
     return_arg: Option<&'a super::model::Arg>,
+    /// A socket function whose sockets are read at its return.
+    at_return: Option<AtReturn>,
+}
+
+/// A socket function whose sockets are read when it returns (`hooks/sock.rs`): a
+/// connect's socket has its addresses only then, and a syscall standing for the function
+/// has file descriptors, whose sockets are known once it returns.
+#[derive(Clone, Copy)]
+struct AtReturn {
+    /// The `inet_sock_set_state` record layout the sockets are written in.
+    layout: SockLayout,
+    /// The type argument 0 is declared with (`socket` for a `struct socket *`).
+    arg_type: &'static str,
+    /// `HOOK_ENTRY_SOCK`, `HOOK_FD`, `HOOK_RET_FD_SOCK`.
+    flags: u32,
+    /// `KprobeLayout::sock_types`.
+    sock_types: u16,
+    /// The return value is an output (else only a returned socket, if asked for).
+    value: bool,
+}
+
+/// Where a socket function read at its return runs: its kprobe and kretprobe, or the
+/// syscalls that stand for it (`sys_enter_NAME` and `sys_exit_NAME`, its sockets those of
+/// their file descriptors). `None`: not such a function.
+fn return_sites(
+    call: &str,
+    kprobes: bool,
+    wants_return: bool,
+) -> Option<(Vec<&'static str>, AtReturn)> {
+    use tracer_common::policy::{HOOK_ENTRY_SOCK, HOOK_FD, HOOK_RET_FD_SOCK};
+    // `include/linux/net.h`
+    const SOCK_STREAM: u16 = 1 << 1;
+    const SOCK_DGRAM: u16 = 1 << 2;
+    const SOCK_RAW: u16 = 1 << 3;
+    let fd = if kprobes { 0 } else { HOOK_FD };
+    let (syscalls, at) = match call {
+        // The `connect` of IPv4 and IPv6 datagram sockets (UDP, ping, raw) on every
+        // kernel; its argument 0 is a `struct socket *`.
+        "inet_dgram_connect" => (
+            vec!["connect"],
+            AtReturn {
+                layout: SockLayout::default(),
+                arg_type: "socket",
+                flags: HOOK_ENTRY_SOCK | fd,
+                sock_types: SOCK_DGRAM | SOCK_RAW,
+                value: true,
+            },
+        ),
+        // With kprobes, inet_csk_accept is a plain socket function (its socket at the
+        // call); without, the accept syscalls stand for it, and its listening socket and
+        // the accepted one are those of their descriptors.
+        "inet_csk_accept" if !kprobes => (
+            vec!["accept4", "accept"],
+            AtReturn {
+                layout: SockLayout::default(),
+                arg_type: "sock",
+                flags: HOOK_ENTRY_SOCK | HOOK_FD | HOOK_RET_FD_SOCK,
+                sock_types: SOCK_STREAM,
+                value: wants_return,
+            },
+        ),
+        _ => return None,
+    };
+    Some((if kprobes { vec![] } else { syscalls }, at))
 }
 
 impl<'a> HookInput<'a> {
@@ -819,6 +959,25 @@ fn hook(
         let (arg_config, out) = match tp.kprobe {
             Some(KprobeInput {
                 call,
+                at_return: Some(r),
+                ..
+            }) => {
+                if ty != r.arg_type || *a.index != 0 {
+                    return Err(format!(
+                        "args[{i}]: {call} takes its argument 0 as `type: {}`, and no other yet",
+                        r.arg_type
+                    ));
+                }
+                config.sock = r.layout;
+                let sock = ArgConfig {
+                    kind: ARG_SOCK,
+                    offset: tracer_common::policy::SOCK_ARG_AT,
+                    ..Default::default()
+                };
+                (sock, ArgOut::Sock)
+            }
+            Some(KprobeInput {
+                call,
                 sock: Some(layout),
                 on_kprobe,
                 ..
@@ -867,9 +1026,9 @@ fn hook(
                     };
                     (path, out)
                 }
-                "sock" => {
+                "sock" | "socket" => {
                     return Err(format!(
-                        "args[{i}]: `sock` arguments are read for tcp_connect, tcp_close and inet_csk_listen_start, not yet for {call}"
+                        "args[{i}]: `sock` arguments are read for tcp_connect, tcp_close, inet_csk_listen_start and inet_csk_accept (and `socket` for inet_dgram_connect), not yet for {call}"
                     ));
                 }
                 _ => {
@@ -913,8 +1072,10 @@ fn hook(
     let ret_arg = if let Some(KprobeInput {
         half: Some(true),
         return_arg,
+        at_return,
         ..
     }) = tp.kprobe
+        && at_return.is_none_or(|r| r.value)
     {
         let i = config.nargs as usize;
         if i >= MAX_HOOK_ARGS {
@@ -929,10 +1090,12 @@ fn hook(
         let (arg_config, out) = if ty == "sock" {
             // A returned socket (`inet_csk_accept`): the kretprobe program writes its
             // fields at `SOCK_RETURN_AT` plus the hook's layout.
-            if tp.kprobe.is_none_or(|k| k.sock.is_none()) {
-                return Err("returnArg: `sock` is read for inet_csk_accept only".into());
+            match tp.kprobe.map(|k| (k.sock, k.at_return)) {
+                // The socket of the descriptor returned (`HOOK_RET_FD_SOCK`).
+                Some((_, Some(r))) if r.flags & tracer_common::policy::HOOK_RET_FD_SOCK != 0 => {}
+                Some((Some(_), None)) => config.flags |= tracer_common::policy::HOOK_SOCK_RETURN,
+                _ => return Err("returnArg: `sock` is read for inet_csk_accept only".into()),
             }
-            config.flags |= tracer_common::policy::HOOK_SOCK_RETURN;
             let sock = ArgConfig {
                 kind: ARG_SOCK,
                 offset: tracer_common::policy::SOCK_RETURN_AT,
@@ -1278,7 +1441,13 @@ fn hook(
     }
     match tp.kprobe.and_then(|k| k.half) {
         Some(false) => config.flags |= tracer_common::policy::HOOK_SAVE_ENTRY,
-        Some(true) => config.flags |= tracer_common::policy::HOOK_RETURN,
+        Some(true) => {
+            config.flags |= tracer_common::policy::HOOK_RETURN;
+            if let Some(r) = tp.kprobe.and_then(|k| k.at_return) {
+                config.flags |= r.flags;
+                config.kprobe.sock_types = r.sock_types;
+            }
+        }
         None => {}
     }
     if let Some(KprobeInput {
@@ -1311,7 +1480,11 @@ fn hook(
             call: k.call.to_owned(),
             on_kprobe: k.on_kprobe,
             ret: k.half == Some(true),
-            sock: k.sock.is_some(),
+            returns_value: ret_arg.is_some(),
+            sock: k.sock.is_some() || k.at_return.is_some(),
+            from_fd: k
+                .at_return
+                .is_some_and(|r| r.flags & tracer_common::policy::HOOK_FD != 0),
         }),
         config,
         args: metas,
@@ -1461,6 +1634,24 @@ mod tests {
                 "\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:int oldstate;\toffset:16;\tsize:4;\tsigned:1;\n\tfield:int newstate;\toffset:20;\tsize:4;\tsigned:1;\n\tfield:__u16 sport;\toffset:24;\tsize:2;\tsigned:0;\n\tfield:__u16 dport;\toffset:26;\tsize:2;\tsigned:0;\n\tfield:__u16 family;\toffset:28;\tsize:2;\tsigned:0;\n\tfield:__u16 protocol;\toffset:30;\tsize:2;\tsigned:0;\n\tfield:__u8 saddr[4];\toffset:32;\tsize:4;\tsigned:0;\n\tfield:__u8 daddr[4];\toffset:36;\tsize:4;\tsigned:0;\n\tfield:__u8 saddr_v6[16];\toffset:40;\tsize:16;\tsigned:0;\n\tfield:__u8 daddr_v6[16];\toffset:56;\tsize:16;\tsigned:0;\n",
             ),
             (
+                "syscalls",
+                "sys_enter_connect",
+                710,
+                "\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:int fd;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:struct sockaddr * uservaddr;\toffset:24;\tsize:8;\tsigned:0;\n\tfield:int addrlen;\toffset:32;\tsize:8;\tsigned:0;\n",
+            ),
+            (
+                "syscalls",
+                "sys_enter_accept4",
+                712,
+                "\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:int fd;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:struct sockaddr * upeer_sockaddr;\toffset:24;\tsize:8;\tsigned:0;\n\tfield:int * upeer_addrlen;\toffset:32;\tsize:8;\tsigned:0;\n\tfield:int flags;\toffset:40;\tsize:8;\tsigned:0;\n",
+            ),
+            (
+                "syscalls",
+                "sys_enter_accept",
+                714,
+                "\tfield:int __syscall_nr;\toffset:8;\tsize:4;\tsigned:1;\n\tfield:int fd;\toffset:16;\tsize:8;\tsigned:0;\n\tfield:struct sockaddr * upeer_sockaddr;\toffset:24;\tsize:8;\tsigned:0;\n\tfield:int * upeer_addrlen;\toffset:32;\tsize:8;\tsigned:0;\n",
+            ),
+            (
                 "sched",
                 "sched_process_fork",
                 704,
@@ -1511,7 +1702,9 @@ mod tests {
                     call: "tcp_connect".into(),
                     on_kprobe: kprobes,
                     ret: false,
+                    returns_value: false,
                     sock: true,
+                    from_fd: false,
                 })
             );
             assert_eq!(
@@ -1565,7 +1758,9 @@ mod tests {
                     call: format!("{SYSCALL_WRAPPER_PREFIX}getpgid"),
                     on_kprobe: kprobes,
                     ret: false,
+                    returns_value: false,
                     sock: false,
+                    from_fd: false,
                 })
             );
             assert_eq!(
@@ -1614,7 +1809,9 @@ mod tests {
                 call: "security_file_open".into(),
                 on_kprobe: true,
                 ret: false,
+                returns_value: false,
                 sock: false,
+                from_fd: false,
             })
         );
         assert_ne!(
@@ -1717,10 +1914,135 @@ mod tests {
             (ARG_SOCK, tracer_common::policy::SOCK_RETURN_AT)
         );
         assert_eq!(ret.args[1].out, ArgOut::Sock);
+        // Without kprobes: on the accept syscalls, each an entry that keeps the listening
+        // descriptor and a return that reads both sockets from their descriptors.
+        let c = compile(&docs[0].policy, 0, &mut Ids::default(), root.path(), false)
+            .expect("compiles on the accept syscalls");
+        let events: Vec<(&str, &str)> = c
+            .hooks
+            .iter()
+            .map(|h| (h.subsystem.as_str(), h.event.as_str()))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                ("syscalls", "sys_enter_accept4"),
+                ("syscalls", "sys_exit_accept4"),
+                ("syscalls", "sys_enter_accept"),
+                ("syscalls", "sys_exit_accept"),
+            ]
+        );
+        assert_eq!((c.hooks[1].pair, c.hooks[3].pair), (Some(0), Some(2)));
+        use tracer_common::policy::{
+            HOOK_ENTRY_SOCK, HOOK_FD, HOOK_RET_FD_SOCK, HOOK_SOCK_RETURN, SOCK_ARG_AT,
+            SOCK_RETURN_AT,
+        };
+        let ret = &c.hooks[1];
+        let flags = ret.config.flags;
+        assert_eq!(
+            flags & (HOOK_ENTRY_SOCK | HOOK_FD | HOOK_RET_FD_SOCK | HOOK_SOCK_RETURN),
+            HOOK_ENTRY_SOCK | HOOK_FD | HOOK_RET_FD_SOCK
+        );
+        assert_eq!(ret.config.kprobe.sock_types, 1 << 1, "SOCK_STREAM only");
+        assert_eq!(
+            [ret.config.args[0].offset, ret.config.args[1].offset],
+            [SOCK_ARG_AT, SOCK_RETURN_AT]
+        );
+        assert_eq!(ret.config.sock.daddr_v6, 56, "the tracepoint's layout");
+        assert_eq!(
+            ret.kprobe
+                .as_ref()
+                .map(|k| (k.ret, k.returns_value, k.from_fd)),
+            Some((true, true, true))
+        );
+        // The return value of inet_csk_accept is a socket: on the syscalls, an fd.
+        let text = text.replace("      type: sock\n", "      type: int\n");
+        let docs = super::super::parse::text_documents("t.yaml", &text).expect("parses");
         let e = compile(&docs[0].policy, 0, &mut Ids::default(), root.path(), false)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("cannot stand for it"), "{e}");
+        assert!(
+            e.contains("inet_csk_accept takes its argument 0 as `type: sock`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn udp_connects_are_read_at_the_return() {
+        use tracer_common::policy::{
+            HOOK_ENTRY_SOCK, HOOK_FD, HOOK_KPROBE_GENERIC, HOOK_RET_FD_SOCK, HOOK_SAVE_ENTRY,
+            SOCK_ARG_AT,
+        };
+        let root = tracefs();
+        let text = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  kprobes:\n  - call: inet_dgram_connect\n    syscall: false\n    args:\n    - index: 0\n      type: socket\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: DPort\n        values: [\"53\"]\n";
+        let docs = super::super::parse::text_documents("t.yaml", text).expect("parses");
+        for kprobes in [true, false] {
+            let c = compile(
+                &docs[0].policy,
+                0,
+                &mut Ids::default(),
+                root.path(),
+                kprobes,
+            )
+            .expect("compiles");
+            assert_eq!(
+                c.hooks.len(),
+                2,
+                "an entry and a return, without `return: true`"
+            );
+            let (entry, ret) = (&c.hooks[0], &c.hooks[1]);
+            let expected = if kprobes {
+                [
+                    ("kprobe", "inet_dgram_connect"),
+                    ("kprobe", "inet_dgram_connect"),
+                ]
+            } else {
+                [
+                    ("syscalls", "sys_enter_connect"),
+                    ("syscalls", "sys_exit_connect"),
+                ]
+            };
+            assert_eq!(
+                [
+                    (entry.subsystem.as_str(), entry.event.as_str()),
+                    (ret.subsystem.as_str(), ret.event.as_str())
+                ],
+                expected
+            );
+            assert_ne!(entry.config.flags & HOOK_SAVE_ENTRY, 0);
+            assert_eq!(entry.config.flags & HOOK_KPROBE_GENERIC != 0, kprobes);
+            let fd = if kprobes { 0 } else { HOOK_FD };
+            assert_eq!(
+                ret.config.flags & (HOOK_ENTRY_SOCK | HOOK_FD | HOOK_RET_FD_SOCK),
+                HOOK_ENTRY_SOCK | fd
+            );
+            assert_eq!(ret.config.kprobe.sock_types, (1 << 2) | (1 << 3));
+            assert_eq!(
+                (ret.config.args[0].kind, ret.config.args[0].offset),
+                (ARG_SOCK, SOCK_ARG_AT)
+            );
+            // The return value follows the socket; the DPort filter is on argument 0.
+            assert_eq!(ret.config.nargs, 2);
+            assert_eq!(ret.args[1].out, ArgOut::Int);
+            assert_eq!(ret.config.selectors[0].filters[0].op, OP_DPORT);
+            assert_eq!(ret.config.selectors[0].filters[0].values[0], 53);
+            assert_eq!(
+                ret.kprobe
+                    .as_ref()
+                    .map(|k| (k.ret, k.returns_value, k.from_fd)),
+                Some((true, true, !kprobes))
+            );
+        }
+        // Its argument is a `struct socket *`: `type: socket`.
+        let text = text.replace("type: socket", "type: sock");
+        let docs = super::super::parse::text_documents("t.yaml", &text).expect("parses");
+        let e = compile(&docs[0].policy, 0, &mut Ids::default(), root.path(), true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("inet_dgram_connect takes its argument 0 as `type: socket`"),
+            "{e}"
+        );
     }
 
     #[test]

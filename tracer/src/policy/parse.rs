@@ -79,6 +79,10 @@ pub fn text_documents(file: &str, text: &str) -> Result<Vec<Document>, Vec<Polic
                     SerdeError::Other(m, _) if m.starts_with("missing field") => {
                         mapping_mark(&node, &path)
                     }
+                    // The value of the wrong type, where it is.
+                    SerdeError::Other(m, _) if m.starts_with("invalid type") => {
+                        node_at(&node, &path).and_then(|n| n.span().start().copied())
+                    }
                     _ => None,
                 }
                 .or(inner.start_mark());
@@ -231,10 +235,13 @@ fn serde_message(e: &SerdeError) -> (String, Option<String>) {
         SerdeError::NotBoolean(_) => ("expected `true` or `false`".into(), None),
         SerdeError::FloatParseFailure(err, _) => (format!("expected a number: {err}"), None),
         SerdeError::Other(msg, _) => {
-            let fix = msg
-                .strip_prefix("missing field `")
-                .and_then(|r| r.strip_suffix('`'))
-                .map(|f| format!("add `{f}:`"));
+            let fix = if msg.starts_with("invalid type: map, expected a string") {
+                Some("YAML reads a value with `: ` in it, or one that starts with `:` (an IPv6 address such as `::`), as a mapping: quote it (\"::\")".into())
+            } else {
+                msg.strip_prefix("missing field `")
+                    .and_then(|r| r.strip_suffix('`'))
+                    .map(|f| format!("add `{f}:`"))
+            };
             (msg.clone(), fix)
         }
     }
@@ -383,7 +390,7 @@ mod tests {
             ),
             (
                 "  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: cred\n",
-                "t.yaml:11:13: spec.kprobes[0].args[0].type: kprobe argument type `cred` is Tetragon's but not supported by the tracer yet; supported: sock, int, sint8, uint8, int8, sint16, uint16, int16, sint32, uint32, int32, sint64, uint64, int64, ulong, long, size_t, string, char_buf, fd, file, path",
+                "t.yaml:11:13: spec.kprobes[0].args[0].type: kprobe argument type `cred` is Tetragon's but not supported by the tracer yet; supported: sock, socket, int, sint8, uint8, int8, sint16, uint16, int16, sint32, uint32, int32, sint64, uint64, int64, ulong, long, size_t, string, char_buf, fd, file, path",
             ),
             (
                 "  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: sock\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: DPort\n",
@@ -405,7 +412,11 @@ mod tests {
                 &format!(
                     "{tp}    args:\n    - index: 5\n    selectors:\n    - matchArgs:\n      - index: 5\n        operator: DPort\n        values: [\"443\"]\n"
                 ),
-                "t.yaml:14:19: spec.tracepoints[0].selectors[0].matchArgs[0].operator: `DPort` compares a socket's fields, and argument 5 is not of type `sock`",
+                "t.yaml:14:19: spec.tracepoints[0].selectors[0].matchArgs[0].operator: `DPort` compares a socket's fields, and argument 5 is not of type `sock` (or `socket`)",
+            ),
+            (
+                "  kprobes:\n  - call: inet_dgram_connect\n    args:\n    - index: 0\n      type: socket\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: NotDAddr\n        values:\n        - ::\n",
+                "t.yaml:16:12: spec.kprobes[0].selectors[0].matchArgs[0].values[0]: invalid type: map, expected a string\n  fix: YAML reads a value with `: ` in it, or one that starts with `:` (an IPv6 address such as `::`), as a mapping: quote it (\"::\")",
             ),
             (
                 &format!("{tp}    args:\n    - index: one\n"),
@@ -427,7 +438,7 @@ mod tests {
                 &format!(
                     "{tp}    args:\n    - index: 0\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: SAddr\n        values: [10.0.0.0/8]\n"
                 ),
-                "t.yaml:14:19: spec.tracepoints[0].selectors[0].matchArgs[0].operator: `SAddr` compares a socket's fields, and argument 0 is not of type `sock`",
+                "t.yaml:14:19: spec.tracepoints[0].selectors[0].matchArgs[0].operator: `SAddr` compares a socket's fields, and argument 0 is not of type `sock` (or `socket`)",
             ),
             (
                 &format!(

@@ -115,12 +115,13 @@ const RETURN_ARG_TYPES: &[&str] = &[
     "fd", "sock",
 ];
 
-/// Argument types of kprobe arguments the tracer reads: `sock` of the socket functions,
-/// and the integer and string types of syscalls (`syscall: true`).
+/// Argument types of kprobe arguments the tracer reads: `sock` (and `socket`, of
+/// `inet_dgram_connect`) of the socket functions, and the integer and string types of
+/// syscalls (`syscall: true`).
 pub const KPROBE_ARG_TYPES: &[&str] = &[
-    "sock", "int", "sint8", "uint8", "int8", "sint16", "uint16", "int16", "sint32", "uint32",
-    "int32", "sint64", "uint64", "int64", "ulong", "long", "size_t", "string", "char_buf", "fd",
-    "file", "path",
+    "sock", "socket", "int", "sint8", "uint8", "int8", "sint16", "uint16", "int16", "sint32",
+    "uint32", "int32", "sint64", "uint64", "int64", "ulong", "long", "size_t", "string",
+    "char_buf", "fd", "file", "path",
 ];
 /// Tetragon's kprobe argument types the tracer does not read yet.
 const KPROBE_ARG_TYPES_UNSUPPORTED: &[&str] = &[
@@ -128,7 +129,6 @@ const KPROBE_ARG_TYPES_UNSUPPORTED: &[&str] = &[
     "char_iovec",
     "skb",
     "sockaddr",
-    "socket",
     "sockaddr_un",
     "filename",
     "nop",
@@ -696,7 +696,10 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, args: &[Arg], spec
             );
             continue;
         };
-        let is_sock_arg = arg.ty.as_ref().is_some_and(|t| t.as_str() == "sock");
+        let is_sock_arg = arg
+            .ty
+            .as_ref()
+            .is_some_and(|t| matches!(t.as_str(), "sock" | "socket"));
         let op = super::sock::canonical(m.operator.as_str());
         if super::sock::OPERATORS.contains(&op) {
             if !is_sock_arg {
@@ -704,7 +707,7 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, args: &[Arg], spec
                     m.operator.span(),
                     format!("{p}.operator"),
                     format!(
-                        "`{}` compares a socket's fields, and argument {} is not of type `sock`",
+                        "`{}` compares a socket's fields, and argument {} is not of type `sock` (or `socket`)",
                         m.operator.as_str(),
                         *m.index
                     ),

@@ -1,0 +1,198 @@
+//! Sockets of policy hooks, read from the kernel's `struct sock` (fields at offsets from
+//! BTF) into a record laid out as `sock:inet_sock_set_state`'s, so that the selector code
+//! of `hooks/policy.rs` reads a socket one way whichever hook found it: a kprobe's
+//! argument, a kretprobe's return value, or the socket behind a file descriptor of a
+//! syscall that stands for a socket function where there are no kprobes.
+
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::{bpf_get_current_task, generated::bpf_probe_read_kernel};
+use tracer_common::policy::{
+    HOOK_ENTRY_SOCK, HOOK_FD, HOOK_RET_FD_SOCK, HookConfig, RETURN_AT, SOCK_ARG_AT, SOCK_RETURN_AT,
+    SockLayout,
+};
+
+use crate::{
+    globals::off,
+    maps::{RET_SCRATCH, SockRecord},
+};
+
+/// `AF_INET`, `AF_INET6` (`include/linux/socket.h`).
+const AF_INET: u16 = 2;
+const AF_INET6: u16 = 10;
+/// `S_IFMT`, `S_IFSOCK` (`include/uapi/linux/stat.h`).
+const S_IFMT: u16 = 0o170_000;
+const S_IFSOCK: u16 = 0o140_000;
+
+/// `l` moved into the record's region at `at` (`SOCK_RETURN_AT`, `SOCK_ARG_AT`): the
+/// tracepoint's offsets are below 128.
+#[inline(always)]
+pub(crate) fn shifted(l: &SockLayout, at: u16) -> SockLayout {
+    let mut l = *l;
+    for field in [
+        &mut l.skaddr,
+        &mut l.oldstate,
+        &mut l.newstate,
+        &mut l.sport,
+        &mut l.dport,
+        &mut l.family,
+        &mut l.protocol,
+        &mut l.saddr_v6,
+        &mut l.daddr_v6,
+    ] {
+        *field = (*field & 0x7f) + at;
+    }
+    l
+}
+
+/// Writes the fields of socket `sk` into `rec` where `l` says the tracepoint's record has
+/// them, and nothing else. Offsets are masked into the record, which has room past the
+/// mask for the widest field.
+#[inline(never)]
+pub(crate) fn fill(rec: &mut SockRecord, l: &SockLayout, sk: u64) {
+    let family = read::<2>(sk + off!(sock_family)) as u16;
+    let state = read::<1>(sk + off!(sock_state)) as u32;
+    let dport_be = read::<2>(sk + off!(sock_dport)) as u16;
+    put(rec, l.skaddr, &sk.to_ne_bytes());
+    put(rec, l.oldstate, &state.to_ne_bytes());
+    put(rec, l.newstate, &state.to_ne_bytes());
+    put(rec, l.family, &family.to_ne_bytes());
+    put(
+        rec,
+        l.protocol,
+        &(read::<2>(sk + off!(sock_protocol)) as u16).to_ne_bytes(),
+    );
+    put(
+        rec,
+        l.sport,
+        &(read::<2>(sk + off!(sock_num)) as u16).to_ne_bytes(),
+    );
+    put(rec, l.dport, &u16::from_be(dport_be).to_ne_bytes());
+    for (field, v4, v6) in [
+        (l.saddr_v6, off!(sock_rcv_saddr), off!(sock_v6_rcv_saddr)),
+        (l.daddr_v6, off!(sock_daddr), off!(sock_v6_daddr)),
+    ] {
+        let mut addr = [0u8; 16];
+        if family == AF_INET {
+            // IPv4 mapped, as the tracepoint writes an IPv4 socket's addresses.
+            addr[10] = 0xff;
+            addr[11] = 0xff;
+            // SAFETY: 4 bytes into `addr[12..]`; the helper fails rather than faults.
+            unsafe {
+                bpf_probe_read_kernel(
+                    addr.as_mut_ptr().add(12).cast::<c_void>(),
+                    4,
+                    (sk + v4) as *const c_void,
+                )
+            };
+        } else {
+            // SAFETY: 16 bytes into `addr`.
+            unsafe {
+                bpf_probe_read_kernel(
+                    addr.as_mut_ptr().cast::<c_void>(),
+                    16,
+                    (sk + v6) as *const c_void,
+                )
+            };
+        }
+        put(rec, field, &addr);
+    }
+}
+
+/// The return half of a hook that reads its sockets when the call returns
+/// (`HOOK_ENTRY_SOCK`, `HOOK_RET_FD_SOCK`): writes them into the return record
+/// (`RET_SCRATCH`, which `return_record` has just filled). False when a socket is not an
+/// IPv4 or IPv6 socket of the hook's types: the call is not the one the hook stands for
+/// (a TCP connect on the `connect` syscall standing for `inet_dgram_connect`), or there
+/// is no socket (a failed accept).
+#[inline(never)]
+pub(crate) fn at_return(cfg: &HookConfig) -> bool {
+    let Some(rec) = RET_SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: this CPU's return record; nothing else uses it while the program runs.
+    let rec = unsafe { &mut *rec };
+    if cfg.flags & HOOK_ENTRY_SOCK != 0 {
+        let arg0 = word(rec, 16);
+        let sk = if cfg.flags & HOOK_FD != 0 {
+            of_fd(arg0)
+        } else {
+            read::<8>(arg0 + off!(socket_sk))
+        };
+        if !inet_of_types(sk, cfg.kprobe.sock_types) {
+            return false;
+        }
+        fill(rec, &shifted(&cfg.sock, SOCK_ARG_AT), sk);
+    }
+    if cfg.flags & HOOK_RET_FD_SOCK != 0 {
+        let sk = of_fd(word(rec, usize::from(RETURN_AT)));
+        if !inet_of_types(sk, cfg.kprobe.sock_types) {
+            return false;
+        }
+        fill(rec, &shifted(&cfg.sock, SOCK_RETURN_AT), sk);
+    }
+    true
+}
+
+/// Whether `sk` is an IPv4 or IPv6 socket whose type is one of `types` (0: any).
+#[inline(always)]
+fn inet_of_types(sk: u64, types: u16) -> bool {
+    if sk == 0 {
+        return false;
+    }
+    let family = read::<2>(sk + off!(sock_family)) as u16;
+    let ty = read::<2>(sk + off!(sock_type)) as u16;
+    (family == AF_INET || family == AF_INET6) && (types == 0 || ty < 16 && types & (1 << ty) != 0)
+}
+
+/// The `struct sock *` behind file descriptor `fd` of the current task, or 0 when `fd`
+/// is not an open socket: `current->files->fdt->fd[fd]`, a socket's inode, its
+/// `struct socket` (`file->private_data`), and that's `sk`.
+#[inline(never)]
+fn of_fd(fd: u64) -> u64 {
+    // A descriptor is an int: a negative one (an error returned) is no socket.
+    let fd = fd as i32;
+    if fd < 0 {
+        return 0;
+    }
+    // SAFETY: helper without arguments; the current task.
+    let task = unsafe { bpf_get_current_task() };
+    let fdt = read::<8>(read::<8>(task + off!(task_files)) + off!(files_fdt));
+    if fd as u64 >= read::<4>(fdt + off!(fdtable_max_fds)) {
+        return 0;
+    }
+    let file = read::<8>(read::<8>(fdt + off!(fdtable_fd)) + 8 * fd as u64);
+    let mode = read::<2>(read::<8>(file + off!(file_inode)) + off!(inode_mode)) as u16;
+    if file == 0 || mode & S_IFMT != S_IFSOCK {
+        return 0;
+    }
+    read::<8>(read::<8>(file + off!(file_private_data)) + off!(socket_sk))
+}
+
+/// The 8 bytes of `rec` at `at`.
+#[inline(always)]
+fn word(rec: &SockRecord, at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    for (i, v) in b.iter_mut().enumerate() {
+        *v = rec.bytes[(at + i) & SockRecord::MASK];
+    }
+    u64::from_ne_bytes(b)
+}
+
+/// Copies `v` into `rec` at `at` (masked: the verifier sees it in bounds).
+#[inline(always)]
+pub(crate) fn put<const N: usize>(rec: &mut SockRecord, at: u16, v: &[u8; N]) {
+    let at = usize::from(at) & SockRecord::MASK;
+    for (i, b) in v.iter().enumerate() {
+        rec.bytes[(at + i) & (SockRecord::LEN - 1)] = *b;
+    }
+}
+
+/// `N` bytes (at most 8) of kernel memory at `at`, zero-extended; 0 if unreadable.
+#[inline(always)]
+pub(crate) fn read<const N: u32>(at: u64) -> u64 {
+    let mut raw: u64 = 0;
+    // SAFETY: copies N <= 8 bytes into `raw`; the helper fails rather than faults.
+    unsafe { bpf_probe_read_kernel((&raw mut raw).cast::<c_void>(), N, at as *const c_void) };
+    raw
+}
