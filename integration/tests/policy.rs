@@ -1415,3 +1415,127 @@ spec:
     assert_eq!((matched, posted), (2, 2));
     assert!(seen >= 4, "every open's return was seen: {seen}");
 }
+
+/// `char_buf` with `sizeArgIndex` (the bytes a `write` was given, as many as its count
+/// says, NULs included) and with `returnCopy` (the bytes a `read` got, read at the return,
+/// as many as it returned): `bytes_arg` in base64, `truncated_bytes_arg` past 255 bytes,
+/// and `Prefix` on the bytes in the kernel.
+#[test]
+fn char_buf_with_size_and_return_copy() {
+    use base64::Engine as _;
+    if !privileged("char_buf_with_size_and_return_copy") {
+        return;
+    }
+    let work = tempdir();
+    let mut fds = [0i32; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let [rd, wr] = fds;
+    let me = std::process::id();
+    let policy = format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: buffers
+spec:
+  kprobes:
+  - call: sys_write
+    syscall: true
+    args:
+    - index: 0
+      type: fd
+    - index: 1
+      type: char_buf
+      sizeArgIndex: 3
+    - index: 2
+      type: size_t
+    selectors:
+    - matchPIDs:
+      - operator: In
+        values: [{me}]
+      matchArgs:
+      - index: 0
+        operator: Equal
+        values: ["{wr}"]
+      - index: 1
+        operator: Prefix
+        values: ["a", "xx"]
+  - call: sys_read
+    syscall: true
+    return: true
+    args:
+    - index: 0
+      type: fd
+    - index: 1
+      type: char_buf
+      returnCopy: true
+    returnArg:
+      index: 0
+      type: int
+    selectors:
+    - matchPIDs:
+      - operator: In
+        values: [{me}]
+      matchArgs:
+      - index: 0
+        operator: Equal
+        values: ["{rd}"]
+"#
+    );
+    let pol = write(work.path(), "buffers.yaml", &policy);
+    let agent = Agent::start(&["--tracing-policy", pol.to_str().expect("utf-8 path")]);
+    agent.wait_for_log("policy buffers loaded");
+    let put = |bytes: &[u8]| {
+        // SAFETY: writes `bytes` to the pipe, which has room for them all.
+        let n = unsafe { libc::write(wr, bytes.as_ptr().cast(), bytes.len()) };
+        assert_eq!(n, bytes.len() as isize);
+    };
+    let first = b"a\0b\xff";
+    put(first);
+    let mut buf = [0u8; 64];
+    // SAFETY: reads at most 64 bytes into `buf`.
+    let got = unsafe { libc::read(rd, buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(got, 4);
+    put(b"zzz"); // not a Prefix of the policy
+    let long = vec![b'x'; 300];
+    put(&long);
+    let events = agent.sync();
+    // SAFETY: the pipe's two descriptors, closed once.
+    unsafe {
+        libc::close(rd);
+        libc::close(wr);
+    }
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let writes: Vec<&Value> = of_kind(&events, "process_kprobe")
+        .into_iter()
+        .filter(|e| e["policy_name"] == "buffers")
+        .filter(|e| e["function_name"] == "__x64_sys_write")
+        .collect();
+    assert_eq!(writes.len(), 2, "{writes:#?}");
+    assert_eq!(writes[0]["args"][0]["int_arg"], wr);
+    assert_eq!(
+        writes[0]["args"][1],
+        serde_json::json!({ "bytes_arg": b64(first) })
+    );
+    assert_eq!(writes[0]["args"][2]["size_arg"], "4");
+    assert_eq!(
+        writes[1]["args"][1],
+        serde_json::json!({ "truncated_bytes_arg": { "bytes_arg": b64(&long[..255]), "orig_size": "300" } })
+    );
+    assert_eq!(writes[1]["args"][2]["size_arg"], "300");
+    let reads: Vec<&Value> = of_kind(&events, "process_kprobe")
+        .into_iter()
+        .filter(|e| e["policy_name"] == "buffers")
+        .filter(|e| e["function_name"] == "__x64_sys_read")
+        .collect();
+    assert_eq!(reads.len(), 1, "{reads:#?}");
+    assert_eq!(reads[0]["args"][0]["int_arg"], rd);
+    assert_eq!(
+        reads[0]["args"][1],
+        serde_json::json!({ "bytes_arg": b64(first) })
+    );
+    assert_eq!(reads[0]["return"]["int_arg"], 4);
+    for e in writes.iter().chain(&reads) {
+        assert_eq!(e["process"]["pid"], me);
+    }
+}

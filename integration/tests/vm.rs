@@ -19,6 +19,10 @@ mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null
 echo ===KERNEL
 uname -r
 ip link set lo up
+mkdir -p /etc
+echo 'root:x:0:0::/:/bin/sh' > /etc/passwd
+echo 'vmtester:x:1234:1234::/tmp:/bin/sh' >> /etc/passwd
+printf 'root:x:0:\nvmtester:x:1234:\n' > /etc/group
 cat > /tmp/net.yaml <<'POLICY'
 apiVersion: cilium.io/v1alpha1
 kind: TracingPolicy
@@ -143,6 +147,40 @@ spec:
       - index: 0
         operator: DPort
         values: ["53"]
+---
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: vm-structs
+spec:
+  kprobes:
+  - call: udp_sendmsg
+    syscall: false
+    args:
+    - index: 0
+      type: sock
+    - index: 2
+      type: size_t
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: DPort
+        values: ["53"]
+  - call: commit_creds
+    syscall: false
+    args:
+    - index: 0
+      type: cred
+  - call: security_bprm_check
+    syscall: false
+    args:
+    - index: 0
+      type: linux_binprm
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: Postfix
+        values: ["/bb-copy"]
 POLICY
 # A connection to a listener on loopback, then a marker whose exit event shows that
 # the agent has written everything before it. (A shell, not `true`: busybox runs its
@@ -159,6 +197,10 @@ connect_and_sync() {
   # UDP connects (busybox's nslookup connects its socket to the server), IPv4 and IPv6.
   nslookup vm.test 127.0.0.1 > /dev/null 2>&1
   nslookup vm.test ::1 > /dev/null 2>&1
+  # New credentials (su to uid 1234), and an exec of a file of its own.
+  su -s /bin/sh vmtester -c 'exit 0'
+  cp /bin/busybox /tmp/bb-copy
+  /tmp/bb-copy true
   cat /tmp/vm-open-$1 2>/dev/null
   echo x > /tmp/vm-file-$1
   cat /tmp/vm-file-$1 > /dev/null
@@ -669,6 +711,71 @@ fn lifecycle_on_distribution_kernels() {
             }
         }
         println!("{name}: UDP connects give the same events on kprobes and on connect");
+
+        // Struct arguments of any function, on kprobes (refused without them).
+        let structs = |call: &str| -> Vec<&Value> {
+            of_kind(&events, "process_kprobe")
+                .into_iter()
+                .filter(|e| e["policy_name"] == "vm-structs" && e["function_name"] == call)
+                .collect()
+        };
+        let sends = structs("udp_sendmsg");
+        assert!(!sends.is_empty(), "{name}: nslookup's query");
+        for e in &sends {
+            let s = &e["args"][0]["sock_arg"];
+            assert_eq!(s["daddr"], "127.0.0.1", "{name}: {e}");
+            assert_eq!(s["dport"], 53, "{name}: {e}");
+            assert_eq!(s["protocol"], "IPPROTO_UDP", "{name}: {e}");
+            assert_ne!(s["sport"], 0, "{name}: {e}");
+            let size: u64 = e["args"][1]["size_arg"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            assert!(size > 12, "{name}: a DNS query's bytes: {e}");
+        }
+        let creds = structs("commit_creds");
+        let su = creds
+            .iter()
+            .find(|e| e["args"][0]["cred_arg"]["uid"] == 1234)
+            .unwrap_or_else(|| fail("no commit_creds to uid 1234"));
+        let c = &su["args"][0]["cred_arg"];
+        for f in ["gid", "euid", "egid", "suid", "sgid", "fsuid", "fsgid"] {
+            assert_eq!(c[f], 1234, "{name}: {f} of {c}");
+        }
+        assert_eq!(c["caps"]["effective"], serde_json::json!([]), "{name}: {c}");
+        let root = creds
+            .iter()
+            .find(|e| e["args"][0]["cred_arg"]["euid"] == 0)
+            .unwrap_or_else(|| fail("no commit_creds as root"));
+        let effective = root["args"][0]["cred_arg"]["caps"]["effective"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            effective.contains(&Value::from("CAP_SYS_ADMIN"))
+                && effective.contains(&Value::from("CAP_CHOWN")),
+            "{name}: {root}"
+        );
+        let bprm = structs("security_bprm_check");
+        assert_eq!(bprm.len(), 1, "{name}: {bprm:#?}");
+        assert_eq!(
+            bprm[0]["args"][0]["linux_binprm_arg"]["path"], "/tmp/bb-copy",
+            "{name}"
+        );
+        for call in ["udp_sendmsg", "commit_creds", "security_bprm_check"] {
+            assert!(
+                stderr.contains(&format!(
+                    "policy vm-structs: kprobe {call} runs on a kprobe"
+                )),
+                "{name}: {stderr}"
+            );
+        }
+        assert!(
+            stderr2.contains("policy refused")
+                && stderr2.contains("a kprobe on `udp_sendmsg` needs kprobes"),
+            "{name}: {stderr2}"
+        );
+        println!("{name}: sock, size_t, cred and linux_binprm arguments of any function");
     }
 }
 

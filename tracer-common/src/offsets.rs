@@ -161,6 +161,14 @@ pub struct KernelOffsets {
     pub inode_mode: u32,
     pub file_private_data: u32,
     pub socket_sk: u32,
+    /// `cred.uid`, `.gid`, `.suid`, `.sgid`, `.fsuid`, `.fsgid`, `.securebits`
+    pub cred_uid: u32,
+    pub cred_gid: u32,
+    pub cred_suid: u32,
+    pub cred_sgid: u32,
+    pub cred_fsuid: u32,
+    pub cred_fsgid: u32,
+    pub cred_securebits: u32,
     /// `HAS_*` bits.
     pub present: u32,
 }
@@ -169,4 +177,4 @@ pub struct KernelOffsets {
 // SAFETY: `#[repr(C)]`, all fields `u32`, no padding: any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 84 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 91 * 4);

@@ -48,6 +48,13 @@ pub const ARG_CURRENT_PID: u8 = 7;
 /// A socket, read from a `sock:inet_sock_set_state` record at the offsets of
 /// `HookConfig::sock` into a [`SockValue`] (in `ArgValue::str`), its address as `int`.
 pub const ARG_SOCK: u8 = 8;
+/// `size` raw bytes of the record at `offset` (a `cred` argument's [`CredValue`]).
+pub const ARG_BYTES: u8 = 9;
+/// A buffer in user (`ARG_USER_BYTES`) or kernel memory, its pointer at `offset` and its
+/// size the word at `len_at` (`sizeArgIndex`'s argument, or the return value for
+/// `returnCopy`): up to `STRING_MAX - 1` bytes in `str`, the full size in `int`.
+pub const ARG_USER_BYTES: u8 = 10;
+pub const ARG_KERNEL_BYTES: u8 = 11;
 
 /// `ArgFilter::op`.
 pub const OP_EQUAL: u8 = 1;
@@ -135,23 +142,52 @@ pub const HOOK_RET_FD_SOCK: u32 = 1 << 12;
 /// a socket function).
 pub const HOOK_FD: u32 = 1 << 13;
 
-/// Where a generic kprobe's record holds the path of its `file`/`path` argument, as a
-/// NUL-terminated string of at most `KPROBE_PATH_LEN` bytes.
+/// Where a generic kprobe's record holds what its struct argument points to (at most one
+/// per kprobe): the path of a `file`, `path` or `linux_binprm` argument, as a
+/// NUL-terminated string of at most `KPROBE_PATH_LEN` bytes; a `sock` argument's fields
+/// (at `SOCK_ARG_AT`, the same place, plus the hook's socket layout); a `cred`
+/// argument's [`CredValue`].
 pub const KPROBE_PATH_AT: u16 = 256;
 pub const KPROBE_PATH_LEN: u16 = 255;
-/// `KprobeLayout::path_kind`: the argument is a `struct file *` ...
+/// `KprobeLayout::struct_kind`: the argument is a `struct file *` ...
 pub const KPROBE_ARG_FILE: u16 = 1;
-/// ... or a `struct path *`.
+/// ... a `struct path *` ...
 pub const KPROBE_ARG_PATH: u16 = 2;
+/// ... a `struct linux_binprm *` (the path of its `file`) ...
+pub const KPROBE_ARG_BPRM: u16 = 3;
+/// ... a `struct sock *` ...
+pub const KPROBE_ARG_SOCK: u16 = 4;
+/// ... or a `struct cred *`.
+pub const KPROBE_ARG_CRED: u16 = 5;
 
-/// A generic kprobe's argument to resolve to a path.
+/// A `cred` argument, as the kprobe program writes it at `KPROBE_PATH_AT` (`cred`'s
+/// ids, `securebits`, and capability sets).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CredValue {
+    pub uid: u32,
+    pub gid: u32,
+    pub suid: u32,
+    pub sgid: u32,
+    pub euid: u32,
+    pub egid: u32,
+    pub fsuid: u32,
+    pub fsgid: u32,
+    pub securebits: u32,
+    pub _pad: u32,
+    pub cap_permitted: u64,
+    pub cap_effective: u64,
+    pub cap_inheritable: u64,
+}
+
+/// A generic kprobe's argument read as a struct.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KprobeLayout {
     /// The argument's index (0 to 5) ...
-    pub path_arg: u16,
-    /// ... and its kind, `KPROBE_ARG_FILE` or `KPROBE_ARG_PATH`; 0: none.
-    pub path_kind: u16,
+    pub struct_arg: u16,
+    /// ... and its kind, `KPROBE_ARG_*`; 0: none.
+    pub struct_kind: u16,
     /// A return hook's entry slot.
     pub pair: u16,
     /// Bit `1 << sk_type` of the socket types a `HOOK_ENTRY_SOCK`/`HOOK_RET_FD_SOCK`
@@ -253,7 +289,9 @@ pub struct ArgConfig {
     pub kind: u8,
     /// `ARG_NEEDS_*` bits: which lookup keys to build for a string argument.
     pub flags: u8,
-    pub _pad: [u8; 3],
+    /// `ARG_*_BYTES`: where the record holds the buffer's size.
+    pub len_at: u8,
+    pub _pad: [u8; 2],
 }
 
 #[repr(C)]

@@ -89,6 +89,13 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     inode_mode: 0,
     file_private_data: 0,
     socket_sk: 0,
+    cred_uid: 0,
+    cred_gid: 0,
+    cred_suid: 0,
+    cred_sgid: 0,
+    cred_fsuid: 0,
+    cred_fsgid: 0,
+    cred_securebits: 0,
     present: 0,
 };
 

@@ -242,13 +242,25 @@ pub fn tracepoint_args(
                     json!({ "string_arg": String::from_utf8_lossy(&v.str[..n]) })
                 }
                 ArgOut::Sock => json!({ "sock_arg": sock_arg(v) }),
-                ArgOut::File | ArgOut::Path => {
+                ArgOut::File | ArgOut::Path | ArgOut::LinuxBinprm => {
                     let n = (v.len as usize).min(v.str.len());
                     let path = String::from_utf8_lossy(&v.str[..n]);
-                    if meta.out == ArgOut::File {
-                        json!({ "file_arg": { "path": path } })
+                    let key = match meta.out {
+                        ArgOut::File => "file_arg",
+                        ArgOut::Path => "path_arg",
+                        _ => "linux_binprm_arg",
+                    };
+                    json!({ key: { "path": path } })
+                }
+                ArgOut::Cred => json!({ "cred_arg": cred_arg(v) }),
+                ArgOut::Bytes => {
+                    use base64::Engine as _;
+                    let n = (v.len as usize).min(v.str.len());
+                    let bytes = base64::engine::general_purpose::STANDARD.encode(&v.str[..n]);
+                    if v.int > n as u64 {
+                        json!({ "truncated_bytes_arg": { "bytes_arg": bytes, "orig_size": v.int.to_string() } })
                     } else {
-                        json!({ "path_arg": { "path": path } })
+                        json!({ "bytes_arg": bytes })
                     }
                 }
             };
@@ -258,6 +270,61 @@ pub fn tracepoint_args(
             arg
         })
         .collect()
+}
+
+/// A `cred` argument as Tetragon's `cred_arg`: the ids, `securebits` and the capability
+/// sets by name.
+fn cred_arg(v: &tracer_common::policy::ArgValue) -> serde_json::Value {
+    use crate::policy::validate::CAPABILITIES;
+    // SAFETY: the kernel wrote a CredValue at the start of `str` for a cred argument;
+    // plain integers, any bit pattern valid, read unaligned.
+    let c = unsafe {
+        v.str
+            .as_ptr()
+            .cast::<tracer_common::policy::CredValue>()
+            .read_unaligned()
+    };
+    let caps = |set: u64| -> Vec<&str> {
+        CAPABILITIES
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| set & (1u64 << bit) != 0)
+            .map(|(_, name)| *name)
+            .collect()
+    };
+    // include/uapi/linux/securebits.h, by bit, as Tetragon names them.
+    const SECUREBITS: [&str; 8] = [
+        "SecBitNoRoot",
+        "SecBitNoRootLocked",
+        "SecBitNoSetUidFixup",
+        "SecBitNoSetUidFixupLocked",
+        "SecBitKeepCaps",
+        "SecBitKeepCapsLocked",
+        "SecBitNoCapAmbientRaise",
+        "SecBitNoCapAmbientRaiseLocked",
+    ];
+    let securebits: Vec<&str> = SECUREBITS
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| c.securebits & (1 << bit) != 0)
+        .map(|(_, name)| *name)
+        .collect();
+    serde_json::json!({
+        "uid": c.uid,
+        "gid": c.gid,
+        "euid": c.euid,
+        "egid": c.egid,
+        "suid": c.suid,
+        "sgid": c.sgid,
+        "fsuid": c.fsuid,
+        "fsgid": c.fsgid,
+        "securebits": securebits,
+        "caps": {
+            "permitted": caps(c.cap_permitted),
+            "effective": caps(c.cap_effective),
+            "inheritable": caps(c.cap_inheritable),
+        },
+    })
 }
 
 /// A socket argument as Tetragon's `sock_arg`: names for the family, type, protocol

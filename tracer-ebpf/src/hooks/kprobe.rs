@@ -6,8 +6,9 @@
 //! gives the same events on a kprobe as on the tracepoint a kernel without kprobes uses.
 //! A kprobe on a syscall (`syscall: true`) reads the syscall's arguments instead, into a
 //! record laid out as its `syscalls/sys_enter_NAME` tracepoint's, for the same reason.
-//! A kprobe on any other function writes its six argument registers at 16 + 8 i, and the
-//! path of a `file` or `path` argument at `KPROBE_PATH_AT`.
+//! A kprobe on any other function writes its six argument registers at 16 + 8 i, and
+//! what its one struct argument points to at `KPROBE_PATH_AT`: the path of a `file`,
+//! `path` or `linux_binprm`, a `sock`'s fields, a `cred`'s ids and capabilities.
 
 use core::ffi::c_void;
 
@@ -17,8 +18,9 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
 };
 use tracer_common::policy::{
-    HOOK_ACTIVE, HOOK_KPROBE_GENERIC, HOOK_KPROBE_SYSCALL, HOOK_SOCK_RETURN, KPROBE_ARG_FILE,
-    KPROBE_PATH_AT, KPROBE_PATH_LEN, KprobeLayout, SOCK_RETURN_AT,
+    CredValue, HOOK_ACTIVE, HOOK_KPROBE_GENERIC, HOOK_KPROBE_SYSCALL, HOOK_SOCK_RETURN, HookConfig,
+    KPROBE_ARG_BPRM, KPROBE_ARG_CRED, KPROBE_ARG_FILE, KPROBE_ARG_PATH, KPROBE_ARG_SOCK,
+    KPROBE_PATH_AT, KPROBE_PATH_LEN, SOCK_RETURN_AT,
 };
 
 use crate::{
@@ -167,7 +169,7 @@ fn run_sock(ctx: &ProbeContext, slot: u32) -> u32 {
     if cfg.flags & HOOK_KPROBE_SYSCALL != 0 {
         fill_syscall(rec, arg0);
     } else if cfg.flags & HOOK_KPROBE_GENERIC != 0 {
-        fill_generic(rec, ctx, &cfg.kprobe);
+        fill_generic(rec, ctx, cfg);
     } else {
         rec.bytes = [0; SockRecord::LEN];
         sock::fill(rec, &cfg.sock, arg0);
@@ -202,10 +204,11 @@ fn put_args(rec: &mut SockRecord, args: &[u64; 6]) {
     }
 }
 
-/// The six argument registers of the call at 16 + 8 i, and the path of the `file` or
-/// `path` argument `k` names at `KPROBE_PATH_AT`.
+/// The six argument registers of the call at 16 + 8 i, and what the struct argument
+/// `cfg.kprobe` names points to at `KPROBE_PATH_AT`: a path, a socket's fields, a
+/// `cred`'s values.
 #[inline(never)]
-fn fill_generic(rec: &mut SockRecord, ctx: &ProbeContext, k: &KprobeLayout) {
+fn fill_generic(rec: &mut SockRecord, ctx: &ProbeContext, cfg: &HookConfig) {
     put_args(
         rec,
         &[
@@ -217,12 +220,13 @@ fn fill_generic(rec: &mut SockRecord, ctx: &ProbeContext, k: &KprobeLayout) {
             ctx.arg::<u64>(5).unwrap_or(0),
         ],
     );
-    if k.path_kind == 0 {
+    let k = &cfg.kprobe;
+    if k.struct_kind == 0 {
         return;
     }
     // Read again from the registers: an index into `args` would be a variable-offset
     // stack read, which verifiers before 6.x refuse.
-    let ptr = match k.path_arg {
+    let ptr = match k.struct_arg {
         0 => ctx.arg::<u64>(0),
         1 => ctx.arg::<u64>(1),
         2 => ctx.arg::<u64>(2),
@@ -231,12 +235,41 @@ fn fill_generic(rec: &mut SockRecord, ctx: &ProbeContext, k: &KprobeLayout) {
         _ => ctx.arg::<u64>(5),
     }
     .unwrap_or(0);
-    let path = if k.path_kind == KPROBE_ARG_FILE {
-        ptr + off!(file_path)
-    } else {
-        ptr
+    match k.struct_kind {
+        KPROBE_ARG_FILE => write_path(rec, ptr + off!(file_path)),
+        KPROBE_ARG_PATH => write_path(rec, ptr),
+        KPROBE_ARG_BPRM => write_path(rec, read::<8>(ptr + off!(bprm_file)) + off!(file_path)),
+        KPROBE_ARG_SOCK => sock::fill(rec, &sock::shifted(&cfg.sock, KPROBE_PATH_AT), ptr),
+        KPROBE_ARG_CRED => write_cred(rec, ptr),
+        _ => {}
+    }
+}
+
+/// The ids, securebits and capability sets of the `struct cred` at `cred`, as a
+/// [`CredValue`] at `KPROBE_PATH_AT`.
+#[inline(never)]
+fn write_cred(rec: &mut SockRecord, cred: u64) {
+    let id = |at: u64| read::<4>(cred + at) as u32;
+    let v = CredValue {
+        uid: id(off!(cred_uid)),
+        gid: id(off!(cred_gid)),
+        suid: id(off!(cred_suid)),
+        sgid: id(off!(cred_sgid)),
+        euid: id(off!(cred_euid)),
+        egid: id(off!(cred_egid)),
+        fsuid: id(off!(cred_fsuid)),
+        fsgid: id(off!(cred_fsgid)),
+        securebits: id(off!(cred_securebits)),
+        _pad: 0,
+        // `kernel_cap_t`: one u64 since 6.3, two u32 (low word first) before: the same
+        // eight bytes on a little-endian machine.
+        cap_permitted: read::<8>(cred + off!(cred_cap_permitted)),
+        cap_effective: read::<8>(cred + off!(cred_cap_effective)),
+        cap_inheritable: read::<8>(cred + off!(cred_cap_inheritable)),
     };
-    write_path(rec, path);
+    // SAFETY: `CredValue` is plain integers, `size_of` (64) bytes read as bytes.
+    let bytes: [u8; core::mem::size_of::<CredValue>()] = unsafe { core::mem::transmute(v) };
+    put(rec, KPROBE_PATH_AT, &bytes);
 }
 
 /// The path of the `struct path` at `path`, up to the task's root, into the record at

@@ -15,7 +15,7 @@ use aya_ebpf::{
     EbpfContext as _,
     helpers::generated::{
         bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_str, bpf_probe_read_user_str, bpf_send_signal,
+        bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str, bpf_send_signal,
     },
     macros::tracepoint,
     programs::TracePointContext,
@@ -24,21 +24,21 @@ use tracer_common::{
     counters::Counter,
     event::EventKind,
     policy::{
-        ACTION_NOPOST, ACTION_POST, ACTION_SIGKILL, ACTION_SIGNAL, ARG_CHAR_ARRAY, ARG_CURRENT_PID,
-        ARG_DATA_LOC, ARG_INT, ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX,
-        ARG_NEEDS_PREFIX, ARG_SOCK, ARG_UINT, ARG_USER_STRING, ArgConfig, ArgFilter, ArgValue,
-        BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX, BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinaryFilter,
-        EVENT_MONITOR, EVENT_SIGNAL_FAILED, HOOK_ACTIVE, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX,
-        HOOK_BINARY_PREFIX, HOOK_ENTRY_SOCK, HOOK_MONITOR, HOOK_RET_FD_SOCK, HOOK_RETURN,
-        HOOK_SAVE_ENTRY, HOOK_SOCK_RETURN, HOOK_SOCK_TRIGGER, HookConfig, LONG_PREFIX,
-        MAX_ARG_FILTERS, MAX_CAP_FILTERS, MAX_HOOK_ARGS, MAX_INT_VALUES, MAX_NS_FILTERS,
-        MAX_NS_VALUES, MAX_PIDS, MAX_SELECTORS, NS_USER, OP_DADDR, OP_DPORT, OP_DPORT_PRIV,
-        OP_EQUAL, OP_FAMILY, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX,
-        OP_POSTFIX, OP_PREFIX, OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN,
-        PIDS_NOT_IN, POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED,
-        POLICY_RATE_LIMITED, POLICY_SEEN, PREFIX_MAX, PidFilter, RATE_GLOBAL, RATE_PROCESS,
-        RETURN_AT, RateKey, SOCK_RETURN_AT, STRING_MAX, SelectorConfig, SockLayout, SockValue,
-        TracepointEvent,
+        ACTION_NOPOST, ACTION_POST, ACTION_SIGKILL, ACTION_SIGNAL, ARG_BYTES, ARG_CHAR_ARRAY,
+        ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT, ARG_KERNEL_BYTES, ARG_KERNEL_STRING,
+        ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_SOCK, ARG_UINT, ARG_USER_BYTES,
+        ARG_USER_STRING, ArgConfig, ArgFilter, ArgValue, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX,
+        BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinaryFilter, EVENT_MONITOR, EVENT_SIGNAL_FAILED,
+        HOOK_ACTIVE, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_ENTRY_SOCK,
+        HOOK_MONITOR, HOOK_RET_FD_SOCK, HOOK_RETURN, HOOK_SAVE_ENTRY, HOOK_SOCK_RETURN,
+        HOOK_SOCK_TRIGGER, HookConfig, LONG_PREFIX, MAX_ARG_FILTERS, MAX_CAP_FILTERS,
+        MAX_HOOK_ARGS, MAX_INT_VALUES, MAX_NS_FILTERS, MAX_NS_VALUES, MAX_PIDS, MAX_SELECTORS,
+        NS_USER, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL, OP_FAMILY, OP_GT, OP_LT, OP_MASK,
+        OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, OP_PROTOCOL, OP_SADDR,
+        OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN, POLICY_COUNTERS_PER, POLICY_LOST,
+        POLICY_MATCHED, POLICY_POSTED, POLICY_RATE_LIMITED, POLICY_SEEN, PREFIX_MAX, PidFilter,
+        RATE_GLOBAL, RATE_PROCESS, RETURN_AT, RateKey, SOCK_RETURN_AT, STRING_MAX, SelectorConfig,
+        SockLayout, SockValue, TracepointEvent,
     },
 };
 
@@ -444,6 +444,25 @@ fn capture(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
             };
             return;
         }
+        ARG_BYTES => {
+            zero(&mut v.str);
+            let n = u32::from(a.size);
+            // SAFETY: at most 255 bytes into `str` (STRING_MAX bytes); the helper fails
+            // rather than faults.
+            unsafe {
+                bpf_probe_read_kernel(
+                    v.str.as_mut_ptr().cast::<c_void>(),
+                    n & 0xff,
+                    at as *const c_void,
+                )
+            };
+            v.len = n;
+            return;
+        }
+        ARG_USER_BYTES | ARG_KERNEL_BYTES => {
+            capture_bytes(base, a, v, i);
+            return;
+        }
         ARG_USER_STRING | ARG_KERNEL_STRING | ARG_CHAR_ARRAY | ARG_DATA_LOC => {}
         _ => return,
     }
@@ -482,6 +501,35 @@ fn capture(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
     } else {
         0
     };
+    build_keys(v, a.flags, i);
+}
+
+/// Reads the buffer of argument `i` (`ARG_USER_BYTES`, `ARG_KERNEL_BYTES`): its first
+/// `STRING_MAX - 1` bytes into `v.str`, its full size into `v.int`, and the lookup keys.
+#[inline(never)]
+fn capture_bytes(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
+    let ptr = read_int::<8>(base + u64::from(a.offset));
+    // A negative size (a failed call's return value) is no bytes.
+    let size = read_int::<8>(base + u64::from(a.len_at)) as i64;
+    let size = if size < 0 { 0 } else { size as u64 };
+    let n = if size > (STRING_MAX - 1) as u64 {
+        (STRING_MAX - 1) as u32
+    } else {
+        size as u32
+    };
+    zero(&mut v.str);
+    let dst = v.str.as_mut_ptr().cast::<c_void>();
+    // SAFETY: at most 255 bytes into `str` (STRING_MAX bytes); the helpers fail rather
+    // than fault on `ptr`.
+    let rc = unsafe {
+        if a.kind == ARG_USER_BYTES {
+            bpf_probe_read_user(dst, n & 0xff, ptr as *const c_void)
+        } else {
+            bpf_probe_read_kernel(dst, n & 0xff, ptr as *const c_void)
+        }
+    };
+    v.len = if rc == 0 { n & 0xff } else { 0 };
+    v.int = size;
     build_keys(v, a.flags, i);
 }
 

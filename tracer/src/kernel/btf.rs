@@ -166,6 +166,13 @@ impl KernelBtf {
             inode_mode: 0,
             file_private_data: 0,
             socket_sk: 0,
+            cred_uid: o("cred.uid")?,
+            cred_gid: o("cred.gid")?,
+            cred_suid: o("cred.suid")?,
+            cred_sgid: o("cred.sgid")?,
+            cred_fsuid: o("cred.fsuid")?,
+            cred_fsgid: o("cred.fsgid")?,
+            cred_securebits: o("cred.securebits")?,
             present: 0,
         };
         // Sockets, for kprobes on socket functions.

@@ -5,8 +5,9 @@
 use std::collections::HashSet;
 
 use tracer_common::policy::{
-    BinFollow, FOLLOW_BITS, KPROBE_ARG_FILE, KPROBE_ARG_PATH, KPROBE_PATH_AT, KPROBE_PATH_LEN,
-    KprobeLayout,
+    ARG_BYTES, ARG_KERNEL_BYTES, ARG_USER_BYTES, BinFollow, CredValue, FOLLOW_BITS,
+    KPROBE_ARG_BPRM, KPROBE_ARG_CRED, KPROBE_ARG_FILE, KPROBE_ARG_PATH, KPROBE_ARG_SOCK,
+    KPROBE_PATH_AT, KPROBE_PATH_LEN, KprobeLayout,
 };
 
 use tracer_common::policy::{
@@ -56,6 +57,12 @@ pub enum ArgOut {
     File,
     /// `path_arg` with its `path`.
     Path,
+    /// `linux_binprm_arg` with its `path`.
+    LinuxBinprm,
+    /// `cred_arg`: ids and capabilities.
+    Cred,
+    /// `bytes_arg`, or `truncated_bytes_arg` past `STRING_MAX - 1` bytes.
+    Bytes,
 }
 
 /// One argument of a hook, for the events.
@@ -654,6 +661,7 @@ pub fn compile(
                         half: None,
                         return_arg: None,
                         at_return: Some(at),
+                        generic_sock: None,
                     }),
                 };
                 let exit = HookInput {
@@ -677,6 +685,19 @@ pub fn compile(
         }
         // Where the hook runs and the record it reads, by kind of function: (format,
         // subsystem, event, the return half's event, function, socket layout, generic).
+        // A `sock` argument of any other function is written in the layout of the
+        // tracepoint's record, as the socket functions' are.
+        let generic_sock = if k
+            .args
+            .iter()
+            .any(|a| a.ty.as_ref().is_some_and(|t| t.as_str() == "sock"))
+        {
+            tracefs_format("sock", "inet_sock_set_state")
+                .ok()
+                .and_then(|f| sock_layout(&f, SockLayout::default()).ok())
+        } else {
+            None
+        };
         let (format, subsystem, event, exit_event, function, sock, generic) = if k
             .syscall
             .as_ref()
@@ -769,6 +790,7 @@ pub fn compile(
                 half: None,
                 return_arg: None,
                 at_return: None,
+                generic_sock,
             }),
         };
         let exit = HookInput {
@@ -847,6 +869,9 @@ struct KprobeInput<'a> {
     return_arg: Option<&'a super::model::Arg>,
     /// A socket function whose sockets are read at its return.
     at_return: Option<AtReturn>,
+    /// Any other function: the `inet_sock_set_state` record layout its `sock` argument
+    /// is written in (`None` where the kernel lacks the tracepoint).
+    generic_sock: Option<SockLayout>,
 }
 
 /// A socket function whose sockets are read when it returns (`hooks/sock.rs`): a
@@ -947,6 +972,13 @@ fn hook(
     };
     let syscall = tp.subsystem == "syscalls" || tp.subsystem == "raw_syscalls";
     let mut metas = Vec::new();
+    // A path a generic kprobe's program resolved, a string at `KPROBE_PATH_AT`.
+    let path_arg = || ArgConfig {
+        offset: KPROBE_PATH_AT,
+        size: KPROBE_PATH_LEN as u8,
+        kind: ARG_CHAR_ARRAY,
+        ..Default::default()
+    };
     for (i, a) in tp.args.iter().take(MAX_HOOK_ARGS).enumerate() {
         let field = format.fields.get(*a.index as usize).ok_or_else(|| {
             format!(
@@ -1000,35 +1032,50 @@ fn hook(
             Some(KprobeInput {
                 generic: true,
                 call,
+                generic_sock,
                 ..
             }) => match ty {
-                "file" | "path" => {
-                    if config.kprobe.path_kind != 0 {
+                "file" | "path" | "linux_binprm" | "sock" | "cred" => {
+                    if config.kprobe.struct_kind != 0 {
                         return Err(format!(
-                            "args[{i}]: one `file` or `path` argument per kprobe is read, and this is the second"
+                            "args[{i}]: one `file`, `path`, `linux_binprm`, `sock` or `cred` argument per kprobe is read, and this is the second"
                         ));
                     }
-                    let (path_kind, out) = if ty == "file" {
-                        (KPROBE_ARG_FILE, ArgOut::File)
-                    } else {
-                        (KPROBE_ARG_PATH, ArgOut::Path)
+                    let (struct_kind, out, arg) = match ty {
+                        "file" => (KPROBE_ARG_FILE, ArgOut::File, path_arg()),
+                        "path" => (KPROBE_ARG_PATH, ArgOut::Path, path_arg()),
+                        "linux_binprm" => (KPROBE_ARG_BPRM, ArgOut::LinuxBinprm, path_arg()),
+                        "sock" => {
+                            config.sock = generic_sock.ok_or_else(|| {
+                                format!("args[{i}]: `sock` needs the `sock:inet_sock_set_state` tracepoint's layout, which this kernel lacks")
+                            })?;
+                            let sock = ArgConfig {
+                                kind: ARG_SOCK,
+                                offset: KPROBE_PATH_AT,
+                                ..Default::default()
+                            };
+                            (KPROBE_ARG_SOCK, ArgOut::Sock, sock)
+                        }
+                        _ => {
+                            let cred = ArgConfig {
+                                kind: ARG_BYTES,
+                                offset: KPROBE_PATH_AT,
+                                size: std::mem::size_of::<CredValue>() as u8,
+                                ..Default::default()
+                            };
+                            (KPROBE_ARG_CRED, ArgOut::Cred, cred)
+                        }
                     };
                     config.kprobe = KprobeLayout {
-                        path_arg: *a.index as u16,
-                        path_kind,
+                        struct_arg: *a.index as u16,
+                        struct_kind,
                         ..Default::default()
                     };
-                    let path = ArgConfig {
-                        offset: KPROBE_PATH_AT,
-                        size: KPROBE_PATH_LEN as u8,
-                        kind: ARG_CHAR_ARRAY,
-                        ..Default::default()
-                    };
-                    (path, out)
+                    (arg, out)
                 }
-                "sock" | "socket" => {
+                "socket" => {
                     return Err(format!(
-                        "args[{i}]: `sock` arguments are read for tcp_connect, tcp_close, inet_csk_listen_start and inet_csk_accept (and `socket` for inet_dgram_connect), not yet for {call}"
+                        "args[{i}]: `socket` arguments are read for inet_dgram_connect, not yet for {call}; a `struct sock *` is `type: sock`"
                     ));
                 }
                 _ => {
@@ -1061,6 +1108,7 @@ fn hook(
                 (field_arg(field, kind), out)
             }
         };
+        let (arg_config, out) = buffer_arg(a, i, arg_config, out, format, tp.kprobe)?;
         config.args[i] = arg_config;
         metas.push(ArgMeta {
             out,
@@ -1353,7 +1401,16 @@ fn hook(
                     .map_err(|e| format!("selectors[{s}].matchArgs[{f}]: {e}"))?;
                 continue;
             }
-            let is_string = matches!(metas[arg].out, ArgOut::String | ArgOut::File | ArgOut::Path);
+            if metas[arg].out == ArgOut::Cred {
+                return Err(format!(
+                    "selectors[{s}].matchArgs[{f}]: argument {} is a `cred`, which is reported, not filtered on yet (filter on the process's capabilities with matchCapabilities)",
+                    *m.index
+                ));
+            }
+            let is_string = matches!(
+                metas[arg].out,
+                ArgOut::String | ArgOut::File | ArgOut::Path | ArgOut::LinuxBinprm | ArgOut::Bytes
+            );
             let op = match (m.operator.as_str(), is_string) {
                 ("Equal", _) => OP_EQUAL,
                 ("NotEqual", _) => OP_NOT_EQUAL,
@@ -1491,6 +1548,65 @@ fn hook(
         message: tp.message.map(|m| m.as_str().to_owned()),
         tags: tp.tags.iter().map(|t| t.as_str().to_owned()).collect(),
     })
+}
+
+/// A `char_buf` argument with `sizeArgIndex` or `returnCopy`: the buffer's bytes, as many
+/// as the size argument (or, read at the return, the return value) says, rather than a
+/// string up to its NUL.
+fn buffer_arg(
+    a: &super::model::Arg,
+    i: usize,
+    arg: ArgConfig,
+    out: ArgOut,
+    format: &Format,
+    kprobe: Option<KprobeInput<'_>>,
+) -> Result<(ArgConfig, ArgOut), String> {
+    let size_index = a.size_arg_index.as_ref().map(|n| **n);
+    let return_copy = a.return_copy.as_ref().is_some_and(|r| **r);
+    if size_index.is_none() && !return_copy {
+        return Ok((arg, out));
+    }
+    let kind = match arg.kind {
+        ARG_USER_STRING => ARG_USER_BYTES,
+        ARG_KERNEL_STRING => ARG_KERNEL_BYTES,
+        _ => {
+            return Err(format!(
+                "args[{i}]: sizeArgIndex and returnCopy read a buffer through a pointer: `type: char_buf` on a pointer argument"
+            ));
+        }
+    };
+    let len_at = if return_copy {
+        match kprobe.and_then(|k| k.half) {
+            Some(_) => tracer_common::policy::RETURN_AT,
+            None => {
+                return Err(format!(
+                    "args[{i}]: returnCopy reads the buffer when the call returns, its size the return value: add `return: true` (and `returnArg`)"
+                ));
+            }
+        }
+    } else {
+        let n = size_index.unwrap_or(0) as usize;
+        let field = n
+            .checked_sub(1)
+            .and_then(|k| format.fields.get(k))
+            .ok_or_else(|| {
+                format!(
+                    "args[{i}]: sizeArgIndex {n} names no argument (it counts from 1: 3 is argument index 2; there are {})",
+                    format.fields.len()
+                )
+            })?;
+        field.offset
+    };
+    let len_at = u8::try_from(len_at)
+        .map_err(|_| format!("args[{i}]: the size is past the record's first 256 bytes"))?;
+    Ok((
+        ArgConfig {
+            kind,
+            len_at,
+            ..arg
+        },
+        ArgOut::Bytes,
+    ))
 }
 
 /// The kernel code and the `/proc/<pid>/ns/` name of a `matchNamespaces` namespace.
@@ -1824,7 +1940,7 @@ mod tests {
             (ARG_CHAR_ARRAY, KPROBE_PATH_AT)
         );
         assert_eq!(
-            (h.config.kprobe.path_arg, h.config.kprobe.path_kind),
+            (h.config.kprobe.struct_arg, h.config.kprobe.struct_kind),
             (0, KPROBE_ARG_FILE)
         );
         assert_eq!(
@@ -1843,6 +1959,77 @@ mod tests {
             e.contains("a kprobe on `security_file_open` needs kprobes"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn struct_arguments_of_any_function() {
+        use tracer_common::policy::SockLayout;
+        let root = tracefs();
+        let compile_kp = |hook: &str| -> Result<Hook, String> {
+            let text = format!(
+                "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  kprobes:\n  - call: {hook}"
+            );
+            let docs = super::super::parse::text_documents("t.yaml", &text)
+                .map_err(|e| format!("{e:?}"))?;
+            let c = compile(&docs[0].policy, 0, &mut Ids::default(), root.path(), true)
+                .map_err(|e| e.to_string())?;
+            Ok(c.hooks.into_iter().next().expect("one hook"))
+        };
+        // A socket: its fields where the program writes them, in the tracepoint's
+        // layout, with the socket operators; the size in its register.
+        let h = compile_kp("udp_sendmsg\n    syscall: false\n    args:\n    - index: 0\n      type: sock\n    - index: 2\n      type: size_t\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: DPort\n        values: [\"53\"]\n").expect("compiles");
+        assert_eq!(
+            (h.config.kprobe.struct_arg, h.config.kprobe.struct_kind),
+            (0, KPROBE_ARG_SOCK)
+        );
+        assert_eq!(
+            (h.config.args[0].kind, h.config.args[0].offset),
+            (ARG_SOCK, KPROBE_PATH_AT)
+        );
+        assert_ne!(
+            h.config.sock,
+            SockLayout::default(),
+            "the tracepoint's layout"
+        );
+        assert_eq!(h.config.sock.dport, 26);
+        assert_eq!(
+            (h.config.args[1].kind, h.config.args[1].offset),
+            (ARG_UINT, 32)
+        );
+        assert_eq!((h.args[0].out, h.args[1].out), (ArgOut::Sock, ArgOut::Size));
+        assert_eq!(h.config.selectors[0].filters[0].op, OP_DPORT);
+        // A cred: its values as bytes; reported, not filtered on.
+        let h = compile_kp(
+            "commit_creds\n    syscall: false\n    args:\n    - index: 0\n      type: cred\n",
+        )
+        .expect("compiles");
+        assert_eq!(h.config.kprobe.struct_kind, KPROBE_ARG_CRED);
+        assert_eq!(
+            (
+                h.config.args[0].kind,
+                h.config.args[0].offset,
+                h.config.args[0].size
+            ),
+            (ARG_BYTES, KPROBE_PATH_AT, 64)
+        );
+        assert_eq!(h.args[0].out, ArgOut::Cred);
+        let e = compile_kp("commit_creds\n    syscall: false\n    args:\n    - index: 0\n      type: cred\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Equal\n        values: [\"0\"]\n").unwrap_err();
+        assert!(
+            e.contains("is a `cred`, which is reported, not filtered on yet"),
+            "{e}"
+        );
+        // A linux_binprm: the path of its file, a string for the string operators.
+        let h = compile_kp("security_bprm_check\n    syscall: false\n    args:\n    - index: 0\n      type: linux_binprm\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Postfix\n        values: [\"/busybox\"]\n").expect("compiles");
+        assert_eq!(h.config.kprobe.struct_kind, KPROBE_ARG_BPRM);
+        assert_eq!(
+            (h.config.args[0].kind, h.config.args[0].offset),
+            (ARG_CHAR_ARRAY, KPROBE_PATH_AT)
+        );
+        assert_eq!(h.args[0].out, ArgOut::LinuxBinprm);
+        assert_eq!(h.config.selectors[0].filters[0].op, OP_POSTFIX);
+        // One struct argument per kprobe.
+        let e = compile_kp("security_file_open\n    syscall: false\n    args:\n    - index: 0\n      type: file\n    - index: 1\n      type: cred\n").unwrap_err();
+        assert!(e.contains("and this is the second"), "{e}");
     }
 
     #[test]

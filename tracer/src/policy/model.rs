@@ -130,10 +130,12 @@ pub struct Arg {
     pub btf_type: Unsupported,
     #[serde(default)]
     pub btf_type_module: Unsupported,
+    /// `char_buf`: the 1-based index of the argument that holds the buffer's size.
     #[serde(default)]
-    pub size_arg_index: Unsupported,
+    pub size_arg_index: Option<Spanned<u32>>,
+    /// `char_buf`: read the buffer when the call returns, its size the return value.
     #[serde(default)]
-    pub return_copy: Unsupported,
+    pub return_copy: Option<Spanned<bool>>,
     #[serde(default)]
     pub max_data: Unsupported,
     #[serde(default)]

@@ -119,9 +119,31 @@ const RETURN_ARG_TYPES: &[&str] = &[
 /// `inet_dgram_connect`) of the socket functions, and the integer and string types of
 /// syscalls (`syscall: true`).
 pub const KPROBE_ARG_TYPES: &[&str] = &[
-    "sock", "socket", "int", "sint8", "uint8", "int8", "sint16", "uint16", "int16", "sint32",
-    "uint32", "int32", "sint64", "uint64", "int64", "ulong", "long", "size_t", "string",
-    "char_buf", "fd", "file", "path",
+    "sock",
+    "socket",
+    "int",
+    "sint8",
+    "uint8",
+    "int8",
+    "sint16",
+    "uint16",
+    "int16",
+    "sint32",
+    "uint32",
+    "int32",
+    "sint64",
+    "uint64",
+    "int64",
+    "ulong",
+    "long",
+    "size_t",
+    "string",
+    "char_buf",
+    "fd",
+    "file",
+    "path",
+    "linux_binprm",
+    "cred",
 ];
 /// Tetragon's kprobe argument types the tracer does not read yet.
 const KPROBE_ARG_TYPES_UNSUPPORTED: &[&str] = &[
@@ -139,7 +161,6 @@ const KPROBE_ARG_TYPES_UNSUPPORTED: &[&str] = &[
     "capability",
     "kiocb",
     "iov_iter",
-    "cred",
     "const_buf",
     "load_info",
     "module",
@@ -148,7 +169,6 @@ const KPROBE_ARG_TYPES_UNSUPPORTED: &[&str] = &[
     "cap_inheritable",
     "cap_permitted",
     "cap_effective",
-    "linux_binprm",
     "data_loc",
     "net_device",
     "bpf_cmd",
@@ -615,12 +635,39 @@ fn hook_common(c: &mut Check, h: HookParts<'_>, path: &str, spec: &Spec) {
                 h.arg_types_unsupported,
             );
         }
+        let char_buf = a.ty.as_ref().is_some_and(|t| t.as_str() == "char_buf");
+        if let Some(n) = &a.size_arg_index {
+            if !char_buf {
+                c.at(
+                    n.span(),
+                    format!("{ap}.sizeArgIndex"),
+                    "sizeArgIndex gives a `char_buf` argument its size",
+                    Some("add `type: char_buf`".into()),
+                );
+            } else if **n == 0 {
+                c.at(
+                    n.span(),
+                    format!("{ap}.sizeArgIndex"),
+                    "sizeArgIndex counts from 1 (3 is argument index 2)",
+                    None,
+                );
+            }
+        }
+        if let Some(r) = &a.return_copy
+            && **r
+            && !char_buf
+        {
+            c.at(
+                r.span(),
+                format!("{ap}.returnCopy"),
+                "returnCopy reads a `char_buf` argument at the return",
+                Some("add `type: char_buf`".into()),
+            );
+        }
         for (field, name) in [
             (&a.resolve, "resolve"),
             (&a.btf_type, "btfType"),
             (&a.btf_type_module, "btfTypeModule"),
-            (&a.size_arg_index, "sizeArgIndex"),
-            (&a.return_copy, "returnCopy"),
             (&a.max_data, "maxData"),
             (&a.source, "source"),
         ] {
