@@ -63,8 +63,10 @@ pub struct Agent {
     child: Child,
     events: Arc<Mutex<Vec<Value>>>,
     stderr: Arc<Mutex<String>>,
-    markers: AtomicU64,
 }
+
+/// Marker processes run so far by this test process (`Agent::sync`).
+static MARKERS: AtomicU64 = AtomicU64::new(0);
 
 impl Agent {
     /// Starts `tracer run` with `args` and waits until it says it is ready.
@@ -105,7 +107,6 @@ impl Agent {
             child,
             events,
             stderr,
-            markers: AtomicU64::new(0),
         };
         agent.wait_until("the agent to be ready", || {
             agent.stderr().contains("tracer ready")
@@ -154,7 +155,9 @@ impl Agent {
     pub fn sync(&self) -> Vec<Value> {
         let start = Instant::now();
         loop {
-            let n = self.markers.fetch_add(1, Ordering::Relaxed);
+            // Unique in this process: every agent sees every test's markers, and the tests
+            // of one file run side by side, each with an agent of its own.
+            let n = MARKERS.fetch_add(1, Ordering::Relaxed);
             let marker = format!("tracer-sync-{}-{n}", std::process::id());
             let st = Command::new("/bin/true")
                 .arg(&marker)

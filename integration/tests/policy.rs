@@ -905,8 +905,15 @@ fn syscall_hooks_on_their_own_tracepoints() {
     syscall_hooks(false);
 }
 
+/// The two `syscall_hooks` tests count this process's getpgid calls, and another test
+/// makes one: one at a time.
+static SYSCALL_HOOKS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[allow(clippy::unwrap_used, reason = "a test body, shared by two tests")]
 fn syscall_hooks(raw_numbered: bool) {
+    let _one_at_a_time = SYSCALL_HOOKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let work = tempdir();
     let dir = work.path().join("policies");
     fs::create_dir(&dir).unwrap();
@@ -1200,6 +1207,10 @@ fn syscall_kprobes_in_tetragons_form() {
     if !privileged("syscall_kprobes_in_tetragons_form") {
         return;
     }
+    // Its getpgid call would count in `syscall_hooks`.
+    let _one_at_a_time = SYSCALL_HOOKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let work = tempdir();
     let dir = work.path().to_str().expect("utf-8 temp dir").to_owned();
     let policy = format!(

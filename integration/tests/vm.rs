@@ -181,7 +181,28 @@ spec:
       - index: 0
         operator: Postfix
         values: ["/bb-copy"]
+---
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: vm-override
+spec:
+  kprobes:
+  - call: security_file_open
+    syscall: false
+    args:
+    - index: 0
+      type: file
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: Prefix
+        values: ["/tmp/vm-deny"]
+      matchActions:
+      - action: Override
+        argError: -13
 POLICY
+echo secret > /tmp/vm-deny-file
 # A connection to a listener on loopback, then a marker whose exit event shows that
 # the agent has written everything before it. (A shell, not `true`: busybox runs its
 # own applets without an exec.)
@@ -201,6 +222,8 @@ connect_and_sync() {
   su -s /bin/sh vmtester -c 'exit 0'
   cp /bin/busybox /tmp/bb-copy
   /tmp/bb-copy true
+  # Denied where the Override policy runs (EACCES), read where it does not.
+  echo "DENY-$1: $(cat /tmp/vm-deny-file 2>&1)"
   cat /tmp/vm-open-$1 2>/dev/null
   echo x > /tmp/vm-file-$1
   cat /tmp/vm-file-$1 > /dev/null
@@ -328,7 +351,7 @@ fn lifecycle_on_distribution_kernels() {
             );
         }
         assert!(
-            status.contains("kprobe tcp_connect runs on a kprobe"),
+            status.contains("kprobe tcp_connect runs on fentry"),
             "{name}: {status}"
         );
         let stderr = vm::section(&console, "STDERR").unwrap_or_else(|| fail("no agent log"));
@@ -423,9 +446,7 @@ fn lifecycle_on_distribution_kernels() {
         );
         for call in ["tcp_connect", "tcp_close"] {
             assert!(
-                stderr.contains(&format!(
-                    "policy vm-connect: kprobe {call} runs on a kprobe"
-                )),
+                stderr.contains(&format!("policy vm-connect: kprobe {call} runs on fentry")),
                 "{name}: {stderr}"
             );
         }
@@ -503,7 +524,7 @@ fn lifecycle_on_distribution_kernels() {
 
         // A syscall kprobe in Tetragon's form: on a kprobe, then on the syscall's tracepoint.
         assert!(
-            stderr.contains("policy vm-open: kprobe __x64_sys_openat runs on a kprobe"),
+            stderr.contains("policy vm-open: kprobe __x64_sys_openat runs on fentry"),
             "{name}: {stderr}"
         );
         assert!(
@@ -550,7 +571,7 @@ fn lifecycle_on_distribution_kernels() {
             assert_eq!(e["process"]["binary"], "/bin/busybox", "{name}");
         }
         assert!(
-            stderr.contains("policy vm-file: kprobe security_file_open runs on a kprobe"),
+            stderr.contains("policy vm-file: kprobe security_file_open runs on fentry"),
             "{name}: {stderr}"
         );
         assert!(
@@ -764,9 +785,7 @@ fn lifecycle_on_distribution_kernels() {
         );
         for call in ["udp_sendmsg", "commit_creds", "security_bprm_check"] {
             assert!(
-                stderr.contains(&format!(
-                    "policy vm-structs: kprobe {call} runs on a kprobe"
-                )),
+                stderr.contains(&format!("policy vm-structs: kprobe {call} runs on fentry")),
                 "{name}: {stderr}"
             );
         }
@@ -776,6 +795,38 @@ fn lifecycle_on_distribution_kernels() {
             "{name}: {stderr2}"
         );
         println!("{name}: sock, size_t, cred and linux_binprm arguments of any function");
+
+        // Override on a BPF LSM hook: the open fails with the policy's error where it
+        // runs; without kprobes the policy is refused and the file is read.
+        assert!(
+            stderr.contains("policy vm-override: kprobe security_file_open runs on the BPF LSM hook file_open (to Override it)"),
+            "{name}: {stderr}"
+        );
+        assert!(
+            console.contains("DENY-4242: cat: can't open '/tmp/vm-deny-file': Permission denied"),
+            "{name}: the open was overridden with EACCES: {console}"
+        );
+        assert!(
+            console.contains("DENY-4243: secret"),
+            "{name}: without the policy the file is read: {console}"
+        );
+        let denied: Vec<&Value> = of_kind(&events, "process_kprobe")
+            .into_iter()
+            .filter(|e| e["policy_name"] == "vm-override")
+            .collect();
+        assert_eq!(denied.len(), 1, "{name}: {denied:#?}");
+        assert_eq!(denied[0]["action"], "KPROBE_ACTION_OVERRIDE", "{name}");
+        assert_eq!(denied[0]["function_name"], "security_file_open", "{name}");
+        assert_eq!(
+            denied[0]["args"][0]["file_arg"]["path"], "/tmp/vm-deny-file",
+            "{name}"
+        );
+        assert_eq!(denied[0]["process"]["binary"], "/bin/busybox", "{name}");
+        assert!(
+            stderr2.contains("policy refused") && stderr2.contains("vm-override"),
+            "{name}: {stderr2}"
+        );
+        println!("{name}: Override on a BPF LSM hook denies the open");
     }
 }
 

@@ -90,6 +90,9 @@ pub const ACTION_POST: u8 = 1 << 0;
 pub const ACTION_NOPOST: u8 = 1 << 1;
 pub const ACTION_SIGKILL: u8 = 1 << 2;
 pub const ACTION_SIGNAL: u8 = 1 << 3;
+/// `Override`: the hooked function does not run, its caller gets
+/// `SelectorConfig::override_error` (a BPF LSM program returns it).
+pub const ACTION_OVERRIDE: u8 = 1 << 4;
 
 /// `HookConfig::flags`: the policy is in monitor mode: signals are not sent, the event
 /// says what would have been done.
@@ -354,7 +357,8 @@ pub struct SelectorConfig {
     pub pids: PidFilter,
     pub binary: BinaryFilter,
     pub namespaces: [NsFilter; MAX_NS_FILTERS],
-    pub _pad2: u32,
+    /// `Override`'s `argError` (a negative errno).
+    pub override_error: i32,
     pub caps: [CapFilter; MAX_CAP_FILTERS],
     /// `Post` at most once per this many ns for the same arguments (0: no limit).
     pub rate_limit_ns: u64,

@@ -119,9 +119,7 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
         match PolicyStore::new(
             &mut loaded.ebpf,
             std::path::Path::new(tracefs::TRACEFS),
-            placement.syscall_regs,
-            placement.raw_numbered,
-            placement.kprobes,
+            &placement,
         ) {
             Ok(s) => store = Some(s),
             Err(e) => tracing::error!("{e}; the process lifecycle is still traced"),

@@ -58,7 +58,7 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
         config.disable_kprobes,
     );
     let (syscall_regs, raw_numbered) = (placement.syscall_regs, placement.raw_numbered);
-    let kprobes = placement.kprobes.is_ok();
+    let kernel = placement.kernel();
     let _ = writeln!(out, "\nhooks");
     for hook in loader::lifecycle_hooks(&resolved) {
         let _ = writeln!(
@@ -89,7 +89,7 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
         for (id, doc) in docs.iter().enumerate() {
             let name = doc.policy.metadata.name.as_str();
             let root = std::path::Path::new(tracefs::TRACEFS);
-            match policy::compile::compile(&doc.policy, id as u32, &mut ids, root, kprobes) {
+            match policy::compile::compile_for(&doc.policy, id as u32, &mut ids, root, kernel) {
                 Ok(compiled) => {
                     let _ = writeln!(out, "\npolicy {name} ({})", file.display());
                     for h in &compiled.hooks {

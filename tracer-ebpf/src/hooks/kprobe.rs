@@ -38,7 +38,8 @@ macro_rules! slots {
         $(
             #[kprobe]
             pub fn $name(ctx: ProbeContext) -> u32 {
-                run_sock(&ctx, $slot)
+                let _ = run_sock(&ctx, $slot);
+                0
             }
         )*
     };
@@ -84,7 +85,8 @@ macro_rules! return_slots {
         $(
             #[kretprobe]
             pub fn $name(ctx: RetProbeContext) -> u32 {
-                run_return(&ctx, $slot)
+                let _ = run_return(&ctx, $slot);
+                0
             }
         )*
     };
@@ -128,7 +130,7 @@ return_slots!(
 /// The return half of a return probe: the return value at 16 of a record, as a
 /// `sys_exit_NAME` record has it; `run` takes the entry's record from there.
 #[inline(always)]
-fn run_return(ctx: &RetProbeContext, slot: u32) -> u32 {
+fn run_return(ctx: &RetProbeContext, slot: u32) -> i32 {
     let Some(rec) = SOCK_RECORD.get_ptr_mut(0) else {
         return 0;
     };
@@ -150,17 +152,30 @@ fn run_return(ctx: &RetProbeContext, slot: u32) -> u32 {
     run(rec.bytes.as_ptr() as u64, slot)
 }
 
+/// The arguments of the hooked function: from its registers (a kprobe) or through the
+/// BPF trampoline (fentry, BPF LSM: `hooks/fentry.rs`).
+pub(crate) trait Args {
+    fn arg(&self, n: u32) -> u64;
+}
+
+impl Args for ProbeContext {
+    #[inline(always)]
+    fn arg(&self, n: u32) -> u64 {
+        ProbeContext::arg::<u64>(self, n as usize).unwrap_or(0)
+    }
+}
+
+/// The entry of a kprobe hook (on a kprobe, fentry or BPF LSM program): its record, then
+/// the selectors. Returns `run`'s verdict (an `Override` error, or 0).
 #[inline(always)]
-fn run_sock(ctx: &ProbeContext, slot: u32) -> u32 {
+pub(crate) fn run_sock<C: Args>(ctx: &C, slot: u32) -> i32 {
     let Some(cfg) = HOOKS.get(slot) else {
         return 0;
     };
     if cfg.flags & HOOK_ACTIVE == 0 {
         return 0;
     }
-    let Some(arg0) = ctx.arg::<u64>(0) else {
-        return 0;
-    };
+    let arg0 = ctx.arg(0);
     let Some(rec) = SOCK_RECORD.get_ptr_mut(0) else {
         return 0;
     };
@@ -208,16 +223,16 @@ fn put_args(rec: &mut SockRecord, args: &[u64; 6]) {
 /// `cfg.kprobe` names points to at `KPROBE_PATH_AT`: a path, a socket's fields, a
 /// `cred`'s values.
 #[inline(never)]
-fn fill_generic(rec: &mut SockRecord, ctx: &ProbeContext, cfg: &HookConfig) {
+fn fill_generic<C: Args>(rec: &mut SockRecord, ctx: &C, cfg: &HookConfig) {
     put_args(
         rec,
         &[
-            ctx.arg::<u64>(0).unwrap_or(0),
-            ctx.arg::<u64>(1).unwrap_or(0),
-            ctx.arg::<u64>(2).unwrap_or(0),
-            ctx.arg::<u64>(3).unwrap_or(0),
-            ctx.arg::<u64>(4).unwrap_or(0),
-            ctx.arg::<u64>(5).unwrap_or(0),
+            ctx.arg(0),
+            ctx.arg(1),
+            ctx.arg(2),
+            ctx.arg(3),
+            ctx.arg(4),
+            ctx.arg(5),
         ],
     );
     let k = &cfg.kprobe;
@@ -227,14 +242,13 @@ fn fill_generic(rec: &mut SockRecord, ctx: &ProbeContext, cfg: &HookConfig) {
     // Read again from the registers: an index into `args` would be a variable-offset
     // stack read, which verifiers before 6.x refuse.
     let ptr = match k.struct_arg {
-        0 => ctx.arg::<u64>(0),
-        1 => ctx.arg::<u64>(1),
-        2 => ctx.arg::<u64>(2),
-        3 => ctx.arg::<u64>(3),
-        4 => ctx.arg::<u64>(4),
-        _ => ctx.arg::<u64>(5),
-    }
-    .unwrap_or(0);
+        0 => ctx.arg(0),
+        1 => ctx.arg(1),
+        2 => ctx.arg(2),
+        3 => ctx.arg(3),
+        4 => ctx.arg(4),
+        _ => ctx.arg(5),
+    };
     match k.struct_kind {
         KPROBE_ARG_FILE => write_path(rec, ptr + off!(file_path)),
         KPROBE_ARG_PATH => write_path(rec, ptr),

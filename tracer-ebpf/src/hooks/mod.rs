@@ -1,5 +1,6 @@
 //! One module per family of hooks.
 
+pub mod fentry;
 pub mod kprobe;
 pub mod policy;
 pub mod probe;

@@ -24,21 +24,22 @@ use tracer_common::{
     counters::Counter,
     event::EventKind,
     policy::{
-        ACTION_NOPOST, ACTION_POST, ACTION_SIGKILL, ACTION_SIGNAL, ARG_BYTES, ARG_CHAR_ARRAY,
-        ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT, ARG_KERNEL_BYTES, ARG_KERNEL_STRING,
-        ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_SOCK, ARG_UINT, ARG_USER_BYTES,
-        ARG_USER_STRING, ArgConfig, ArgFilter, ArgValue, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX,
-        BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinaryFilter, EVENT_MONITOR, EVENT_SIGNAL_FAILED,
-        HOOK_ACTIVE, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_ENTRY_SOCK,
-        HOOK_MONITOR, HOOK_RET_FD_SOCK, HOOK_RETURN, HOOK_SAVE_ENTRY, HOOK_SOCK_RETURN,
-        HOOK_SOCK_TRIGGER, HookConfig, LONG_PREFIX, MAX_ARG_FILTERS, MAX_CAP_FILTERS,
-        MAX_HOOK_ARGS, MAX_INT_VALUES, MAX_NS_FILTERS, MAX_NS_VALUES, MAX_PIDS, MAX_SELECTORS,
-        NS_USER, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL, OP_FAMILY, OP_GT, OP_LT, OP_MASK,
-        OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, OP_PROTOCOL, OP_SADDR,
-        OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN, POLICY_COUNTERS_PER, POLICY_LOST,
-        POLICY_MATCHED, POLICY_POSTED, POLICY_RATE_LIMITED, POLICY_SEEN, PREFIX_MAX, PidFilter,
-        RATE_GLOBAL, RATE_PROCESS, RETURN_AT, RateKey, SOCK_RETURN_AT, STRING_MAX, SelectorConfig,
-        SockLayout, SockValue, TracepointEvent,
+        ACTION_NOPOST, ACTION_OVERRIDE, ACTION_POST, ACTION_SIGKILL, ACTION_SIGNAL, ARG_BYTES,
+        ARG_CHAR_ARRAY, ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT, ARG_KERNEL_BYTES,
+        ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_SOCK,
+        ARG_UINT, ARG_USER_BYTES, ARG_USER_STRING, ArgConfig, ArgFilter, ArgValue, BIN_IN,
+        BIN_NOT_IN, BIN_NOT_POSTFIX, BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinaryFilter,
+        EVENT_MONITOR, EVENT_SIGNAL_FAILED, HOOK_ACTIVE, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX,
+        HOOK_BINARY_PREFIX, HOOK_ENTRY_SOCK, HOOK_MONITOR, HOOK_RET_FD_SOCK, HOOK_RETURN,
+        HOOK_SAVE_ENTRY, HOOK_SOCK_RETURN, HOOK_SOCK_TRIGGER, HookConfig, LONG_PREFIX,
+        MAX_ARG_FILTERS, MAX_CAP_FILTERS, MAX_HOOK_ARGS, MAX_INT_VALUES, MAX_NS_FILTERS,
+        MAX_NS_VALUES, MAX_PIDS, MAX_SELECTORS, NS_USER, OP_DADDR, OP_DPORT, OP_DPORT_PRIV,
+        OP_EQUAL, OP_FAMILY, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX,
+        OP_POSTFIX, OP_PREFIX, OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN,
+        PIDS_NOT_IN, POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED,
+        POLICY_RATE_LIMITED, POLICY_SEEN, PREFIX_MAX, PidFilter, RATE_GLOBAL, RATE_PROCESS,
+        RETURN_AT, RateKey, SOCK_RETURN_AT, STRING_MAX, SelectorConfig, SockLayout, SockValue,
+        TracepointEvent,
     },
 };
 
@@ -57,7 +58,8 @@ macro_rules! slots {
         $(
             #[tracepoint]
             pub fn $name(ctx: TracePointContext) -> u32 {
-                run(ctx.as_ptr() as u64, $slot)
+                let _ = run(ctx.as_ptr() as u64, $slot);
+                0
             }
         )*
     };
@@ -101,7 +103,7 @@ slots!(
 /// Evaluates the hook of `slot` on the tracefs-shaped record at `base` (the tracepoint's
 /// own, or a syscall record built by `hooks/syscall.rs`).
 #[inline(always)]
-pub(crate) fn run(base: u64, slot: u32) -> u32 {
+pub(crate) fn run(base: u64, slot: u32) -> i32 {
     let Some(cfg) = HOOKS.get(slot) else {
         return 0;
     };
@@ -181,13 +183,23 @@ pub(crate) fn run(base: u64, slot: u32) -> u32 {
             }
         }
     }
+    // `Override`: what the hook's program returns (a BPF LSM program's verdict).
+    let verdict = if actions & ACTION_OVERRIDE != 0 && cfg.flags & HOOK_MONITOR == 0 {
+        let sel = &cfg.selectors[(sel_index as usize) & (MAX_SELECTORS - 1)];
+        sel.override_error
+    } else {
+        if actions & ACTION_OVERRIDE != 0 {
+            flags |= EVENT_MONITOR;
+        }
+        0
+    };
     if actions & ACTION_NOPOST != 0 {
-        return 0;
+        return verdict;
     }
     let sel = &cfg.selectors[(sel_index as usize) & (MAX_SELECTORS - 1)];
     if sel.rate_limit_ns != 0 && rate_limited(sel, slot << 8 | sel_index, pid_tgid, ev, cfg.nargs) {
         policy_count(cfg.policy_id, POLICY_RATE_LIMITED);
-        return 0;
+        return verdict;
     }
     ev.header = emit::header(
         EventKind::Tracepoint,
@@ -207,7 +219,7 @@ pub(crate) fn run(base: u64, slot: u32) -> u32 {
         policy_count(cfg.policy_id, POLICY_LOST);
         emit::count(EventKind::Tracepoint, Counter::RingBufFull);
     }
-    0
+    verdict
 }
 
 /// The entry half of a return probe: keeps the record at `base` for this thread.

@@ -111,6 +111,10 @@ pub struct Placement {
     /// Kprobe hooks run on kprobes, or on the tracepoints that stand for them, and why.
     pub kprobes: Result<(), &'static str>,
     has_kprobes: bool,
+    /// With kprobes: function hooks run on fentry (BPF trampolines) ...
+    pub fentry: bool,
+    /// ... and `Override`s of `security_*` functions on BPF LSM programs.
+    pub lsm: bool,
 }
 
 impl Placement {
@@ -133,17 +137,32 @@ impl Placement {
         } else {
             Ok(())
         };
+        let on_functions = kprobes.is_ok();
         Self {
             syscall_regs,
             raw_numbered,
             kprobes,
             has_kprobes,
+            fentry: on_functions && types.works(ProgramType::Fentry),
+            lsm: on_functions && types.works(ProgramType::Lsm),
+        }
+    }
+
+    /// What policies' kprobe hooks run on, for the compiler.
+    pub fn kernel(&self) -> crate::policy::compile::Kernel {
+        crate::policy::compile::Kernel {
+            kprobes: self.kprobes.is_ok(),
+            fentry: self.fentry,
+            lsm: self.lsm,
         }
     }
 
     /// Where kprobe hooks run, for people.
     pub fn kprobes_text(&self) -> String {
         match self.kprobes {
+            Ok(()) if self.fentry => {
+                "available (policies' kprobes run on fentry, the cheaper BPF trampolines, and return probes on kretprobes)".to_owned()
+            }
             Ok(()) => "available".to_owned(),
             Err(why) if self.has_kprobes => format!(
                 "available, but policies' kprobes run on the tracepoints that stand for them ({why})"

@@ -107,7 +107,15 @@ impl Hook {
                 "the return of kprobe {} runs on the tracepoint {tracepoint}",
                 k.call
             ),
-            (Some(k), _) if k.on_kprobe => format!("kprobe {} runs on a kprobe", k.call),
+            (Some(k), _) if k.on_kprobe => match k.program {
+                Probe::Kprobe => format!("kprobe {} runs on a kprobe", k.call),
+                Probe::Fentry => format!("kprobe {} runs on fentry", k.call),
+                Probe::Lsm => format!(
+                    "kprobe {} runs on the BPF LSM hook {} (to Override it)",
+                    k.call,
+                    k.call.trim_start_matches("security_")
+                ),
+            },
             (Some(k), _) if k.from_fd => format!(
                 "kprobe {} runs on the tracepoint {tracepoint}, which keeps the call's file descriptor for its return",
                 k.call
@@ -145,6 +153,20 @@ pub struct KprobeHook {
     pub sock: bool,
     /// Its sockets are those of the file descriptors of the syscall that stands for it.
     pub from_fd: bool,
+    /// With `on_kprobe`: the program it runs on.
+    pub program: Probe,
+}
+
+/// The program a kprobe hook on the function itself runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Probe {
+    /// A kprobe, or for a return half a kretprobe.
+    #[default]
+    Kprobe,
+    /// An fentry program on the function's BPF trampoline.
+    Fentry,
+    /// A BPF LSM program on the hook of a `security_*` function (`Override`).
+    Lsm,
 }
 
 /// A syscall hook run by the raw `sys_enter`/`sys_exit` tracepoint (one for all syscall
@@ -546,6 +568,19 @@ pub enum CompileError {
 /// filters across policies (advanced past the ones used).
 /// `kprobes`: the kernel attaches kprobes and the agent can read its sockets; kprobe
 /// hooks then run on kprobes, else on their tracepoint equivalents.
+/// What the kernel runs for kprobe hooks (from `kernel::features::Placement`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Kernel {
+    /// Kprobe hooks run on the functions themselves (else on the tracepoints that stand
+    /// for them) ...
+    pub kprobes: bool,
+    /// ... on fentry programs where the kernel has BPF trampolines (cheaper than kprobes)
+    pub fentry: bool,
+    /// ... and hooks that `Override` a `security_*` function on BPF LSM programs.
+    pub lsm: bool,
+}
+
+/// `compile_for` a kernel with kprobes (`kprobes`) and no BPF trampolines.
 pub fn compile(
     p: &TracingPolicy,
     policy_id: u32,
@@ -553,6 +588,21 @@ pub fn compile(
     tracefs_root: &std::path::Path,
     kprobes: bool,
 ) -> Result<Compiled, CompileError> {
+    let kernel = Kernel {
+        kprobes,
+        ..Kernel::default()
+    };
+    compile_for(p, policy_id, ids, tracefs_root, kernel)
+}
+
+pub fn compile_for(
+    p: &TracingPolicy,
+    policy_id: u32,
+    ids: &mut Ids,
+    tracefs_root: &std::path::Path,
+    kernel: Kernel,
+) -> Result<Compiled, CompileError> {
+    let kprobes = kernel.kprobes;
     let name = p.metadata.name.as_str().to_owned();
     let monitor = p.spec.options.iter().any(|o| {
         o.name.as_str() == "policy-mode"
@@ -662,6 +712,7 @@ pub fn compile(
                         return_arg: None,
                         at_return: Some(at),
                         generic_sock: None,
+                        kernel,
                     }),
                 };
                 let exit = HookInput {
@@ -791,6 +842,7 @@ pub fn compile(
                 return_arg: None,
                 at_return: None,
                 generic_sock,
+                kernel,
             }),
         };
         let exit = HookInput {
@@ -872,6 +924,7 @@ struct KprobeInput<'a> {
     /// Any other function: the `inet_sock_set_state` record layout its `sock` argument
     /// is written in (`None` where the kernel lacks the tracepoint).
     generic_sock: Option<SockLayout>,
+    kernel: Kernel,
 }
 
 /// A socket function whose sockets are read when it returns (`hooks/sock.rs`): a
@@ -1184,6 +1237,7 @@ fn hook(
     } else {
         None
     };
+    let mut overrides = false;
     for (s, sel) in tp.selectors.iter().take(MAX_SELECTORS).enumerate() {
         // Actions (none: Post).
         let mut sc = SelectorConfig {
@@ -1214,6 +1268,11 @@ fn hook(
                 "Signal" => {
                     sc.actions |= ACTION_SIGNAL | ACTION_POST;
                     sc.signal = a.arg_sig.as_ref().map_or(9, |s| **s);
+                }
+                "Override" => {
+                    sc.actions |= tracer_common::policy::ACTION_OVERRIDE | ACTION_POST;
+                    sc.override_error = a.arg_error.as_ref().map_or(-1, |e| **e);
+                    overrides = true;
                 }
                 other => return Err(format!("selectors[{s}]: action `{other}` is not supported")),
             }
@@ -1521,6 +1580,7 @@ fn hook(
             tracer_common::policy::HOOK_KPROBE_SYSCALL
         };
     }
+    let program = probe_program(tp.kprobe, overrides)?;
     Ok(Hook {
         subsystem: tp.subsystem.to_owned(),
         event: tp.event.to_owned(),
@@ -1536,6 +1596,7 @@ fn hook(
         kprobe: tp.kprobe.map(|k| KprobeHook {
             call: k.call.to_owned(),
             on_kprobe: k.on_kprobe,
+            program,
             ret: k.half == Some(true),
             returns_value: ret_arg.is_some(),
             sock: k.sock.is_some() || k.at_return.is_some(),
@@ -1547,6 +1608,46 @@ fn hook(
         args: metas,
         message: tp.message.map(|m| m.as_str().to_owned()),
         tags: tp.tags.iter().map(|t| t.as_str().to_owned()).collect(),
+    })
+}
+
+/// The program a kprobe hook on the function itself runs on: a BPF LSM program to
+/// `Override` a `security_*` function, else fentry where the kernel has BPF trampolines,
+/// else a kprobe (a return half: a kretprobe).
+fn probe_program(kprobe: Option<KprobeInput<'_>>, overrides: bool) -> Result<Probe, String> {
+    let Some(k) = kprobe else {
+        return if overrides {
+            Err("`Override` goes on a kprobe, not on a tracepoint".into())
+        } else {
+            Ok(Probe::Kprobe)
+        };
+    };
+    if overrides {
+        let call = k.call;
+        if k.half.is_some() {
+            return Err("`Override` acts at the call, before the function runs: it cannot go with `return: true`".into());
+        }
+        if !k.on_kprobe {
+            return Err(format!(
+                "`Override` needs {call} itself hooked, and here it runs on a tracepoint that stands for it (see `tracer status`)"
+            ));
+        }
+        if !call.starts_with("security_") {
+            return Err(format!(
+                "`Override` runs as a BPF LSM program, on `security_*` functions: {call} is not one (other functions would need bpf_override_return, not supported yet)"
+            ));
+        }
+        if !k.kernel.lsm {
+            return Err(format!(
+                "`Override` on {call} runs as a BPF LSM program, which this kernel does not run (BPF LSM needs CONFIG_BPF_LSM and `bpf` in the `lsm=` list; see `tracer status`)"
+            ));
+        }
+        return Ok(Probe::Lsm);
+    }
+    Ok(if k.on_kprobe && k.half != Some(true) && k.kernel.fentry {
+        Probe::Fentry
+    } else {
+        Probe::Kprobe
     })
 }
 
@@ -1821,6 +1922,7 @@ mod tests {
                     returns_value: false,
                     sock: true,
                     from_fd: false,
+                    program: Probe::Kprobe,
                 })
             );
             assert_eq!(
@@ -1877,6 +1979,7 @@ mod tests {
                     returns_value: false,
                     sock: false,
                     from_fd: false,
+                    program: Probe::Kprobe,
                 })
             );
             assert_eq!(
@@ -1928,6 +2031,7 @@ mod tests {
                 returns_value: false,
                 sock: false,
                 from_fd: false,
+                program: Probe::Kprobe,
             })
         );
         assert_ne!(
@@ -1959,6 +2063,90 @@ mod tests {
             e.contains("a kprobe on `security_file_open` needs kprobes"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn function_hooks_prefer_fentry_and_override_on_bpf_lsm() {
+        let root = tracefs();
+        let full = Kernel {
+            kprobes: true,
+            fentry: true,
+            lsm: true,
+        };
+        let compile_kp = |hook: &str, kernel: Kernel| -> Result<Vec<Hook>, String> {
+            let text = format!(
+                "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  kprobes:\n  - call: {hook}"
+            );
+            let docs = super::super::parse::text_documents("t.yaml", &text)
+                .map_err(|e| format!("{e:?}"))?;
+            compile_for(&docs[0].policy, 0, &mut Ids::default(), root.path(), kernel)
+                .map(|c| c.hooks)
+                .map_err(|e| e.to_string())
+        };
+        let program = |h: &Hook| h.kprobe.as_ref().map(|k| k.program);
+        // Entry hooks on fentry, return halves on kretprobes; plain kprobes without
+        // trampolines.
+        let open =
+            "security_file_open\n    syscall: false\n    args:\n    - index: 0\n      type: file\n";
+        let h = compile_kp(open, full).expect("compiles");
+        assert_eq!(program(&h[0]), Some(Probe::Fentry));
+        assert_eq!(
+            h[0].runs_on(true, false),
+            "kprobe security_file_open runs on fentry"
+        );
+        let no_trampolines = Kernel {
+            fentry: false,
+            lsm: false,
+            ..full
+        };
+        assert_eq!(
+            program(&compile_kp(open, no_trampolines).expect("compiles")[0]),
+            Some(Probe::Kprobe)
+        );
+        let ret = "sys_getpgid\n    syscall: true\n    return: true\n    args:\n    - index: 0\n      type: int\n";
+        let h = compile_kp(ret, full).expect("compiles");
+        assert_eq!(
+            (program(&h[0]), program(&h[1])),
+            (Some(Probe::Fentry), Some(Probe::Kprobe))
+        );
+        // Override: a BPF LSM program on the security hook, with its error.
+        let deny = format!(
+            "{open}    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Prefix\n        values: [/etc/]\n      matchActions:\n      - action: Override\n        argError: -13\n"
+        );
+        let h = compile_kp(&deny, full).expect("compiles");
+        assert_eq!(program(&h[0]), Some(Probe::Lsm));
+        assert_eq!(h[0].config.selectors[0].override_error, -13);
+        assert_ne!(
+            h[0].config.selectors[0].actions & tracer_common::policy::ACTION_OVERRIDE,
+            0
+        );
+        assert_eq!(
+            h[0].runs_on(true, false),
+            "kprobe security_file_open runs on the BPF LSM hook file_open (to Override it)"
+        );
+        for (kernel, hook, expected) in [
+            (
+                no_trampolines,
+                deny.clone(),
+                "which this kernel does not run",
+            ),
+            (
+                full,
+                deny.replace("security_file_open", "vfs_open"),
+                "vfs_open is not one",
+            ),
+            (
+                Kernel {
+                    kprobes: false,
+                    ..full
+                },
+                deny.clone(),
+                "needs kprobes, which are not available here",
+            ),
+        ] {
+            let e = compile_kp(&hook, kernel).unwrap_err();
+            assert!(e.contains(expected), "{expected}: {e}");
+        }
     }
 
     #[test]

@@ -242,9 +242,10 @@ pub struct MatchAction {
     pub rate_limit_scope: Option<Spanned<String>>,
     #[serde(default)]
     pub arg_sig: Option<Spanned<u32>>,
-    // Tetragon's, for actions not supported yet.
+    /// `Override`'s error, a negative errno.
     #[serde(default)]
-    pub arg_error: Unsupported,
+    pub arg_error: Option<Spanned<i32>>,
+    // Tetragon's, for actions not supported yet.
     #[serde(default)]
     pub arg_fd: Unsupported,
     #[serde(default)]

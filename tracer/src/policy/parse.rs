@@ -472,7 +472,11 @@ mod tests {
                 &format!(
                     "{tp}    selectors:\n    - matchActions:\n      - action: Override\n        argError: -1\n"
                 ),
-                "t.yaml:12:19: spec.tracepoints[0].selectors[0].matchActions[0].argError: `argError` is part of Tetragon's schema but not supported by the tracer yet\n  fix: remove it; the README lists what is supported",
+                "t.yaml:11:17: spec.tracepoints[0].selectors[0].matchActions[0].action: `Override` stops a kernel function from running: it goes on a kprobe (`spec.kprobes`), not on a tracepoint\n  fix: hook the function the tracepoint is in, with `call:`",
+            ),
+            (
+                "  kprobes:\n  - call: security_file_open\n    syscall: false\n    selectors:\n    - matchActions:\n      - action: Override\n        argError: 5\n",
+                "t.yaml:12:19: spec.kprobes[0].selectors[0].matchActions[0].argError: 5 is not a negative errno (-1 to -4095)",
             ),
             (
                 &format!(

@@ -18,8 +18,8 @@ use aya::{
         lpm_trie::{Key, LpmTrie},
     },
     programs::{
-        KProbe, RawTracePoint, TracePoint, kprobe::KProbeLinkId,
-        raw_trace_point::RawTracePointLinkId, trace_point::TracePointLinkId,
+        FEntry, KProbe, Lsm, RawTracePoint, TracePoint, fentry::FEntryLinkId, kprobe::KProbeLinkId,
+        lsm::LsmLinkId, raw_trace_point::RawTracePointLinkId, trace_point::TracePointLinkId,
     },
 };
 use tracer_common::policy::{
@@ -129,6 +129,8 @@ enum Link {
     Tracepoint(TracePointLinkId),
     /// A kprobe, or with `true` a kretprobe.
     Kprobe(KProbeLinkId, bool),
+    Fentry(FEntryLinkId),
+    Lsm(LsmLinkId),
 }
 
 struct Loaded {
@@ -155,6 +157,12 @@ pub struct PolicyStore {
     /// Kprobe hooks run on kprobes (`Ok`), or on the tracepoints that stand for them, for
     /// the reason given.
     kprobes: Result<(), &'static str>,
+    /// ... and on fentry and BPF LSM programs where the kernel runs them.
+    kernel: compile::Kernel,
+    /// The kernel's BTF, which fentry and BPF LSM programs are loaded against.
+    btf: Option<aya::Btf>,
+    /// The function each slot's fentry or BPF LSM program is loaded for.
+    btf_targets: HashMap<String, String>,
     ids: Ids,
     exec_paths: Option<BpfHashMap<MapData, u32, StrKey>>,
     config: Array<MapData, u32>,
@@ -318,14 +326,26 @@ impl PolicyStore {
     /// the raw syscall tracepoints: `raw_syscalls` hooks do, and with `raw_numbered`
     /// hooks on one syscall (`syscalls/*`) too.
     ///
-    /// `kprobes`: kprobe hooks run on kprobes (else on their tracepoint equivalents).
+    /// `placement.kprobes`: kprobe hooks run on the functions (on kprobes, fentry or BPF
+    /// LSM programs), else on their tracepoint equivalents.
     pub fn new(
         ebpf: &mut Ebpf,
         tracefs: &Path,
-        syscall_regs: bool,
-        raw_numbered: bool,
-        kprobes: Result<(), &'static str>,
+        placement: &crate::kernel::features::Placement,
     ) -> Result<Self, StoreError> {
+        let (syscall_regs, raw_numbered, kprobes) = (
+            placement.syscall_regs,
+            placement.raw_numbered,
+            placement.kprobes,
+        );
+        let kernel = placement.kernel();
+        let btf = if kernel.fentry || kernel.lsm {
+            aya::Btf::from_sys_fs()
+                .map_err(|e| tracing::warn!("no kernel BTF for fentry and BPF LSM programs: {e}"))
+                .ok()
+        } else {
+            None
+        };
         let syscalls = if syscall_regs {
             match SyscallDispatch::new(ebpf) {
                 Ok(d) => Some(d),
@@ -357,6 +377,9 @@ impl PolicyStore {
             syscalls,
             raw_numbered,
             kprobes,
+            kernel,
+            btf,
+            btf_targets: HashMap::new(),
         };
         store.program(ebpf, 0)?;
         // From now on the kernel keeps every process's binary, for `matchBinaries`.
@@ -415,6 +438,66 @@ impl PolicyStore {
         self.loaded_program(ebpf, kprobe_program_name(slot, ret), KProbe::load)
     }
 
+    /// The fentry (or BPF LSM) program of `slot`, loaded for `k`'s function (reloaded when
+    /// the slot held another), attached.
+    fn attach_btf(
+        &mut self,
+        ebpf: &mut Ebpf,
+        slot: u32,
+        k: &compile::KprobeHook,
+    ) -> Result<Link, String> {
+        let btf = self
+            .btf
+            .as_ref()
+            .ok_or("the kernel's BTF could not be read")?;
+        let lsm = k.program == compile::Probe::Lsm;
+        let (name, target) = if lsm {
+            (
+                format!("policy_lsm_{slot}"),
+                k.call.trim_start_matches("security_").to_owned(),
+            )
+        } else {
+            (format!("policy_fe_{slot}"), k.call.clone())
+        };
+        let program = ebpf
+            .program_mut(&name)
+            .ok_or_else(|| format!("no program `{name}` in the object"))?;
+        let refused = |e: aya::programs::ProgramError| match e {
+            aya::programs::ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            } => {
+                tracing::debug!("verifier log of {name} for {target}:\n{verifier_log}");
+                format!("the kernel refused {name} for {target} ({io_error})")
+            }
+            other => format!("{name} for {target}: {other}"),
+        };
+        let loaded_for = self.btf_targets.get(&name).cloned();
+        if lsm {
+            let p: &mut Lsm = program.try_into().map_err(refused)?;
+            if loaded_for.as_deref() != Some(target.as_str()) {
+                if loaded_for.is_some() {
+                    let _ = p.unload();
+                }
+                self.btf_targets.remove(&name);
+                p.load(&target, btf).map_err(refused)?;
+                self.btf_targets.insert(name.clone(), target.clone());
+            }
+            p.attach().map(Link::Lsm).map_err(|e| e.to_string())
+        } else {
+            let p: &mut FEntry = program.try_into().map_err(refused)?;
+            if loaded_for.as_deref() != Some(target.as_str()) {
+                if loaded_for.is_some() {
+                    let _ = p.unload();
+                }
+                self.btf_targets.remove(&name);
+                p.load(&target, btf).map_err(refused)?;
+                self.btf_targets.insert(name.clone(), target.clone());
+            }
+            p.attach().map(Link::Fentry).map_err(|e| e.to_string())
+        }
+    }
+
     /// Program `name` of type `P`, loaded (by `load`) the first time it is asked for.
     fn loaded_program<'e, P>(
         &mut self,
@@ -462,7 +545,7 @@ impl PolicyStore {
         // Compile with fresh ids, so the old policy's entries stay valid until the new one
         // is in.
         let mut ids = self.ids.clone();
-        let compiled = compile::compile(policy, id, &mut ids, &self.tracefs, self.kprobes.is_ok())?;
+        let compiled = compile::compile_for(policy, id, &mut ids, &self.tracefs, self.kernel)?;
         let mut old = self.policies.remove(&name);
         if let Some(old) = &mut old {
             self.uninstall(ebpf, old);
@@ -550,25 +633,41 @@ impl PolicyStore {
             }
             let mut routed = false;
             let raw_dispatch = self.syscalls.is_some();
+            // Where each hook runs, said once all are attached.
+            let mut placed = Vec::new();
             for (hook, slot) in loaded.compiled.hooks.iter().zip(loaded.slots.clone()) {
                 if let (Some(route), Some(d)) = (hook.route, &mut self.syscalls)
                     && route.routed(true, self.raw_numbered)
                 {
-                    tracing::info!(
-                        "policy {name}: {}",
-                        hook.runs_on(raw_dispatch, self.raw_numbered)
-                    );
+                    placed.push(hook.runs_on(raw_dispatch, self.raw_numbered));
                     d.routes.insert(slot, route);
                     routed = true;
                     continue;
                 }
                 if let Some(k) = &hook.kprobe {
                     let call = &k.call;
+                    if k.on_kprobe && !k.ret && k.program != compile::Probe::Kprobe {
+                        match self.attach_btf(ebpf, slot, k) {
+                            Ok(link) => {
+                                placed.push(hook.runs_on(raw_dispatch, self.raw_numbered));
+                                loaded.links.push((slot, link));
+                                continue;
+                            }
+                            // An `Override` has no other program to run on.
+                            Err(reason) if k.program == compile::Probe::Lsm => {
+                                return Err(StoreError::Attach {
+                                    policy: name.clone(),
+                                    hook: format!("kprobe {call}"),
+                                    reason,
+                                });
+                            }
+                            Err(reason) => placed
+                                .push(format!("kprobe {call} runs on a kprobe (fentry: {reason})")),
+                        }
+                    } else if k.on_kprobe {
+                        placed.push(hook.runs_on(raw_dispatch, self.raw_numbered));
+                    }
                     if k.on_kprobe {
-                        tracing::info!(
-                            "policy {name}: {}",
-                            hook.runs_on(raw_dispatch, self.raw_numbered)
-                        );
                         let program = self.kprobe_program(ebpf, slot, k.ret)?;
                         let link = program.attach(call, 0).map_err(|e| StoreError::Attach {
                             policy: name.clone(),
@@ -578,16 +677,13 @@ impl PolicyStore {
                         loaded.links.push((slot, Link::Kprobe(link, k.ret)));
                         continue;
                     }
-                    tracing::info!(
-                        "policy {name}: {} ({})",
+                    placed.push(format!(
+                        "{} ({})",
                         hook.runs_on(raw_dispatch, self.raw_numbered),
                         self.kprobes.err().unwrap_or("kprobes are off")
-                    );
+                    ));
                 } else {
-                    tracing::info!(
-                        "policy {name}: {}",
-                        hook.runs_on(raw_dispatch, self.raw_numbered)
-                    );
+                    placed.push(hook.runs_on(raw_dispatch, self.raw_numbered));
                 }
                 let program = self.program(ebpf, slot)?;
                 let link = program.attach(&hook.subsystem, &hook.event).map_err(|e| {
@@ -607,6 +703,9 @@ impl PolicyStore {
                 })?;
             }
             self.install_follow(&loaded.compiled).map_err(write)?;
+            for line in placed {
+                tracing::info!("policy {name}: {line}");
+            }
             Ok(())
         })();
         match result {
@@ -628,6 +727,14 @@ impl PolicyStore {
                 Link::Kprobe(link, ret) => ebpf
                     .program_mut(&kprobe_program_name(slot, ret))
                     .and_then(|p| <&mut KProbe>::try_from(p).ok())
+                    .map(|p| p.detach(link)),
+                Link::Fentry(link) => ebpf
+                    .program_mut(&format!("policy_fe_{slot}"))
+                    .and_then(|p| <&mut FEntry>::try_from(p).ok())
+                    .map(|p| p.detach(link)),
+                Link::Lsm(link) => ebpf
+                    .program_mut(&format!("policy_lsm_{slot}"))
+                    .and_then(|p| <&mut Lsm>::try_from(p).ok())
                     .map(|p| p.detach(link)),
             };
             if let Some(Err(e)) = result {

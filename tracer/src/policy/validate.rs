@@ -56,9 +56,8 @@ pub const MATCH_BINARIES_OPERATORS: &[&str] = &[
     "NotPostfix",
 ];
 pub const IN_NOT_IN: &[&str] = &["In", "NotIn"];
-pub const ACTIONS: &[&str] = &["Post", "NoPost", "Sigkill", "Signal"];
+pub const ACTIONS: &[&str] = &["Post", "NoPost", "Sigkill", "Signal", "Override"];
 const ACTIONS_UNSUPPORTED: &[&str] = &[
-    "Override",
     "GetUrl",
     "DnsLookup",
     "TrackSock",
@@ -545,6 +544,18 @@ fn kprobe(c: &mut Check, k: &Spanned<Kprobe>, path: &str, spec: &Spec) {
 
 fn tracepoint(c: &mut Check, tp: &Tracepoint, path: &str, spec: &Spec) {
     c.unsupported(&tp.raw, &format!("{path}.raw"), "`raw`");
+    for (s, sel) in tp.selectors.iter().enumerate() {
+        for (k, a) in sel.match_actions.iter().enumerate() {
+            if a.action.as_str() == "Override" {
+                c.at(
+                    a.action.span(),
+                    format!("{path}.selectors[{s}].matchActions[{k}].action"),
+                    "`Override` stops a kernel function from running: it goes on a kprobe (`spec.kprobes`), not on a tracepoint",
+                    Some("hook the function the tracepoint is in, with `call:`".into()),
+                );
+            }
+        }
+    }
     for (v, field) in [(&tp.subsystem, "subsystem"), (&tp.event, "event")] {
         let ok = !v.is_empty() && v.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
         if !ok {
@@ -1008,7 +1019,6 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, args: &[Arg], spec
 
 fn action(c: &mut Check, a: &MatchAction, path: &str) {
     for (field, name) in [
-        (&a.arg_error, "argError"),
         (&a.arg_fd, "argFd"),
         (&a.arg_name, "argName"),
         (&a.arg_url, "argUrl"),
@@ -1046,6 +1056,27 @@ fn action(c: &mut Check, a: &MatchAction, path: &str) {
             sig.span(),
             format!("{path}.argSig"),
             format!("`argSig` goes with `Signal`, not `{other}`"),
+            Some("remove it".into()),
+        ),
+        _ => {}
+    }
+    match (a.action.as_str(), &a.arg_error) {
+        ("Override", None) => c.at(
+            a.action.span(),
+            format!("{path}.argError"),
+            "`Override` needs the error the call returns instead",
+            Some("add `argError: -1` (a negative errno: -1 is EPERM, -13 EACCES)".into()),
+        ),
+        ("Override", Some(e)) if !(-4095..=-1).contains(&**e) => c.at(
+            e.span(),
+            format!("{path}.argError"),
+            format!("{} is not a negative errno (-1 to -4095)", **e),
+            None,
+        ),
+        (other, Some(e)) if other != "Override" => c.at(
+            e.span(),
+            format!("{path}.argError"),
+            format!("`argError` goes with `Override`, not `{other}`"),
             Some("remove it".into()),
         ),
         _ => {}
