@@ -1471,6 +1471,22 @@ spec:
       - index: 1
         operator: Prefix
         values: ["a", "xx"]
+  - call: sys_writev
+    syscall: true
+    args:
+    - index: 0
+      type: fd
+    - index: 1
+      type: char_iovec
+      sizeArgIndex: 3
+    selectors:
+    - matchPIDs:
+      - operator: In
+        values: [{me}]
+      matchArgs:
+      - index: 0
+        operator: Equal
+        values: ["{wr}"]
   - call: sys_read
     syscall: true
     return: true
@@ -1510,6 +1526,22 @@ spec:
     put(b"zzz"); // not a Prefix of the policy
     let long = vec![b'x'; 300];
     put(&long);
+    // Gathered writes: three buffers (one empty), then two of 200 bytes.
+    let writev = |bufs: &[&[u8]]| {
+        let iov: Vec<libc::iovec> = bufs
+            .iter()
+            .map(|b| libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            })
+            .collect();
+        // SAFETY: `iov` describes buffers that live across the call.
+        let n = unsafe { libc::writev(wr, iov.as_ptr(), iov.len() as i32) };
+        assert_eq!(n as usize, bufs.iter().map(|b| b.len()).sum::<usize>());
+    };
+    writev(&[b"ab", b"", b"c\0d"]);
+    let (y, z) = (vec![b'y'; 200], vec![b'z'; 200]);
+    writev(&[&y, &z]);
     let events = agent.sync();
     // SAFETY: the pipe's two descriptors, closed once.
     unsafe {
@@ -1546,7 +1578,22 @@ spec:
         serde_json::json!({ "bytes_arg": b64(first) })
     );
     assert_eq!(reads[0]["return"]["int_arg"], 4);
-    for e in writes.iter().chain(&reads) {
+    let writevs: Vec<&Value> = of_kind(&events, "process_kprobe")
+        .into_iter()
+        .filter(|e| e["policy_name"] == "buffers" && e["function_name"] == "__x64_sys_writev")
+        .collect();
+    assert_eq!(writevs.len(), 2, "{writevs:#?}");
+    assert_eq!(
+        writevs[0]["args"][1],
+        serde_json::json!({ "bytes_arg": b64(b"abc\0d") })
+    );
+    let mut kept = y.clone();
+    kept.extend_from_slice(&z[..55]);
+    assert_eq!(
+        writevs[1]["args"][1],
+        serde_json::json!({ "truncated_bytes_arg": { "bytes_arg": b64(&kept), "orig_size": "400" } })
+    );
+    for e in writes.iter().chain(&reads).chain(&writevs) {
         assert_eq!(e["process"]["pid"], me);
     }
 }

@@ -166,6 +166,16 @@ spec:
       - index: 0
         operator: DPort
         values: ["53"]
+  - call: ip_local_out
+    syscall: false
+    args:
+    - index: 2
+      type: skb
+    selectors:
+    - matchArgs:
+      - index: 2
+        operator: DPort
+        values: ["53"]
   - call: commit_creds
     syscall: false
     args:
@@ -754,6 +764,19 @@ fn lifecycle_on_distribution_kernels() {
                 .unwrap_or(0);
             assert!(size > 12, "{name}: a DNS query's bytes: {e}");
         }
+        let packets = structs("ip_local_out");
+        assert!(!packets.is_empty(), "{name}: nslookup's query, sent");
+        for e in &packets {
+            let p = &e["args"][0]["skb_arg"];
+            assert_eq!(p["family"], "AF_INET", "{name}: {e}");
+            assert_eq!(p["protocol"], "IPPROTO_UDP", "{name}: {e}");
+            assert_eq!(p["saddr"], "127.0.0.1", "{name}: {e}");
+            assert_eq!(p["daddr"], "127.0.0.1", "{name}: {e}");
+            assert_eq!(p["dport"], 53, "{name}: {e}");
+            assert_ne!(p["sport"], 0, "{name}: {e}");
+            // IPv4 and UDP headers and a DNS query.
+            assert!(p["len"].as_u64().unwrap_or(0) > 20 + 8 + 12, "{name}: {e}");
+        }
         let creds = structs("commit_creds");
         let su = creds
             .iter()
@@ -783,7 +806,12 @@ fn lifecycle_on_distribution_kernels() {
             bprm[0]["args"][0]["linux_binprm_arg"]["path"], "/tmp/bb-copy",
             "{name}"
         );
-        for call in ["udp_sendmsg", "commit_creds", "security_bprm_check"] {
+        for call in [
+            "udp_sendmsg",
+            "ip_local_out",
+            "commit_creds",
+            "security_bprm_check",
+        ] {
             assert!(
                 stderr.contains(&format!("policy vm-structs: kprobe {call} runs on fentry")),
                 "{name}: {stderr}"
@@ -794,7 +822,7 @@ fn lifecycle_on_distribution_kernels() {
                 && stderr2.contains("a kprobe on `udp_sendmsg` needs kprobes"),
             "{name}: {stderr2}"
         );
-        println!("{name}: sock, size_t, cred and linux_binprm arguments of any function");
+        println!("{name}: sock, skb, size_t, cred and linux_binprm arguments of any function");
 
         // Override on a BPF LSM hook: the open fails with the policy's error where it
         // runs; without kprobes the policy is refused and the file is read.

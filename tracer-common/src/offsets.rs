@@ -169,6 +169,11 @@ pub struct KernelOffsets {
     pub cred_fsuid: u32,
     pub cred_fsgid: u32,
     pub cred_securebits: u32,
+    /// `sk_buff.head`, `.network_header`, `.transport_header`, `.len`
+    pub skb_head: u32,
+    pub skb_network_header: u32,
+    pub skb_transport_header: u32,
+    pub skb_len: u32,
     /// `HAS_*` bits.
     pub present: u32,
 }
@@ -177,4 +182,4 @@ pub struct KernelOffsets {
 // SAFETY: `#[repr(C)]`, all fields `u32`, no padding: any bit pattern is valid.
 unsafe impl aya::Pod for KernelOffsets {}
 
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 91 * 4);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 95 * 4);

@@ -55,6 +55,11 @@ pub const ARG_BYTES: u8 = 9;
 /// `returnCopy`): up to `STRING_MAX - 1` bytes in `str`, the full size in `int`.
 pub const ARG_USER_BYTES: u8 = 10;
 pub const ARG_KERNEL_BYTES: u8 = 11;
+/// A `struct iovec` array in user memory (`char_iovec`), its pointer at `offset` and its
+/// count the word at `len_at`: the bytes of its first `MAX_IOVECS` buffers, one after
+/// another, up to `STRING_MAX - 1` in `str`; their full size in `int`.
+pub const ARG_USER_IOVEC: u8 = 12;
+pub const MAX_IOVECS: usize = 4;
 
 /// `ArgFilter::op`.
 pub const OP_EQUAL: u8 = 1;
@@ -160,8 +165,11 @@ pub const KPROBE_ARG_PATH: u16 = 2;
 pub const KPROBE_ARG_BPRM: u16 = 3;
 /// ... a `struct sock *` ...
 pub const KPROBE_ARG_SOCK: u16 = 4;
-/// ... or a `struct cred *`.
+/// ... a `struct cred *` ...
 pub const KPROBE_ARG_CRED: u16 = 5;
+/// ... or a `struct sk_buff *`: its IP header's family, protocol, addresses and ports
+/// (in the socket layout, as a `sock` argument's), and its length (in `oldstate`).
+pub const KPROBE_ARG_SKB: u16 = 6;
 
 /// A `cred` argument, as the kprobe program writes it at `KPROBE_PATH_AT` (`cred`'s
 /// ids, `securebits`, and capability sets).
@@ -432,7 +440,9 @@ pub struct SockValue {
     pub sport: u16,
     pub dport: u16,
     pub state: u16,
-    pub _pad: [u16; 3],
+    pub _pad: u16,
+    /// The record's `oldstate` word whole: for an `skb` argument, the packet's length.
+    pub word: u32,
     /// IPv6, IPv4 mapped.
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],

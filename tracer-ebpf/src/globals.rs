@@ -96,6 +96,10 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     cred_fsuid: 0,
     cred_fsgid: 0,
     cred_securebits: 0,
+    skb_head: 0,
+    skb_network_header: 0,
+    skb_transport_header: 0,
+    skb_len: 0,
     present: 0,
 };
 

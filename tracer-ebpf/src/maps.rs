@@ -159,6 +159,15 @@ pub static KPROBE_PATH: PerCpuArray<KprobePath> = PerCpuArray::with_max_entries(
 #[map]
 pub static KPROBE_NATURAL: PerCpuArray<NaturalScratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// Scratch of a `char_iovec` argument: its buffers one after another (twice the kept
+/// bytes, so that each copy's end is in bounds wherever it starts).
+#[repr(C)]
+pub struct IovecScratch {
+    pub buf: [u8; 2 * tracer_common::policy::STRING_MAX],
+}
+#[map]
+pub static IOVEC_SCRATCH: PerCpuArray<IovecScratch> = PerCpuArray::with_max_entries(1, 0);
+
 /// A socket argument's address keys: `[0]` source, `[1]` destination.
 #[map]
 pub static SOCK_KEYS: PerCpuArray<Key<StrPrefix>> = PerCpuArray::with_max_entries(2, 0);

@@ -244,6 +244,7 @@ pub fn tracepoint_args(
                     json!({ "string_arg": String::from_utf8_lossy(&v.str[..n]) })
                 }
                 ArgOut::Sock => json!({ "sock_arg": sock_arg(v) }),
+                ArgOut::Skb => json!({ "skb_arg": skb_arg(v) }),
                 ArgOut::File | ArgOut::Path | ArgOut::LinuxBinprm => {
                     let n = (v.len as usize).min(v.str.len());
                     let path = String::from_utf8_lossy(&v.str[..n]);
@@ -327,6 +328,26 @@ fn cred_arg(v: &tracer_common::policy::ArgValue) -> serde_json::Value {
             "inheritable": caps(c.cap_inheritable),
         },
     })
+}
+
+/// A packet argument as Tetragon's `skb_arg`: the family and protocol, the addresses and
+/// ports of its IP and TCP or UDP headers, and its length.
+fn skb_arg(v: &tracer_common::policy::ArgValue) -> serde_json::Value {
+    let mut out = sock_arg(v);
+    if let serde_json::Value::Object(m) = &mut out {
+        // SAFETY: as in `sock_arg`.
+        let s = unsafe {
+            v.str
+                .as_ptr()
+                .cast::<tracer_common::policy::SockValue>()
+                .read_unaligned()
+        };
+        for k in ["cookie", "state", "type"] {
+            m.remove(k);
+        }
+        m.insert("len".into(), s.word.into());
+    }
+    out
 }
 
 /// A socket argument as Tetragon's `sock_arg`: names for the family, type, protocol

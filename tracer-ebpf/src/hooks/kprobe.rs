@@ -19,8 +19,8 @@ use aya_ebpf::{
 };
 use tracer_common::policy::{
     CredValue, HOOK_ACTIVE, HOOK_KPROBE_GENERIC, HOOK_KPROBE_SYSCALL, HOOK_SOCK_RETURN, HookConfig,
-    KPROBE_ARG_BPRM, KPROBE_ARG_CRED, KPROBE_ARG_FILE, KPROBE_ARG_PATH, KPROBE_ARG_SOCK,
-    KPROBE_PATH_AT, KPROBE_PATH_LEN, SOCK_RETURN_AT,
+    KPROBE_ARG_BPRM, KPROBE_ARG_CRED, KPROBE_ARG_FILE, KPROBE_ARG_PATH, KPROBE_ARG_SKB,
+    KPROBE_ARG_SOCK, KPROBE_PATH_AT, KPROBE_PATH_LEN, SOCK_RETURN_AT,
 };
 
 use crate::{
@@ -255,6 +255,7 @@ fn fill_generic<C: Args>(rec: &mut SockRecord, ctx: &C, cfg: &HookConfig) {
         KPROBE_ARG_BPRM => write_path(rec, read::<8>(ptr + off!(bprm_file)) + off!(file_path)),
         KPROBE_ARG_SOCK => sock::fill(rec, &sock::shifted(&cfg.sock, KPROBE_PATH_AT), ptr),
         KPROBE_ARG_CRED => write_cred(rec, ptr),
+        KPROBE_ARG_SKB => sock::fill_skb(rec, &sock::shifted(&cfg.sock, KPROBE_PATH_AT), ptr),
         _ => {}
     }
 }

@@ -27,19 +27,19 @@ use tracer_common::{
         ACTION_NOPOST, ACTION_OVERRIDE, ACTION_POST, ACTION_SIGKILL, ACTION_SIGNAL, ARG_BYTES,
         ARG_CHAR_ARRAY, ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT, ARG_KERNEL_BYTES,
         ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_SOCK,
-        ARG_UINT, ARG_USER_BYTES, ARG_USER_STRING, ArgConfig, ArgFilter, ArgValue, BIN_IN,
-        BIN_NOT_IN, BIN_NOT_POSTFIX, BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinaryFilter,
+        ARG_UINT, ARG_USER_BYTES, ARG_USER_IOVEC, ARG_USER_STRING, ArgConfig, ArgFilter, ArgValue,
+        BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX, BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinaryFilter,
         EVENT_MONITOR, EVENT_SIGNAL_FAILED, HOOK_ACTIVE, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX,
         HOOK_BINARY_PREFIX, HOOK_ENTRY_SOCK, HOOK_MONITOR, HOOK_RET_FD_SOCK, HOOK_RETURN,
         HOOK_SAVE_ENTRY, HOOK_SOCK_RETURN, HOOK_SOCK_TRIGGER, HookConfig, LONG_PREFIX,
-        MAX_ARG_FILTERS, MAX_CAP_FILTERS, MAX_HOOK_ARGS, MAX_INT_VALUES, MAX_NS_FILTERS,
-        MAX_NS_VALUES, MAX_PIDS, MAX_SELECTORS, NS_USER, OP_DADDR, OP_DPORT, OP_DPORT_PRIV,
-        OP_EQUAL, OP_FAMILY, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX,
-        OP_POSTFIX, OP_PREFIX, OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN,
-        PIDS_NOT_IN, POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED,
-        POLICY_RATE_LIMITED, POLICY_SEEN, PREFIX_MAX, PidFilter, RATE_GLOBAL, RATE_PROCESS,
-        RETURN_AT, RateKey, SOCK_RETURN_AT, STRING_MAX, SelectorConfig, SockLayout, SockValue,
-        TracepointEvent,
+        MAX_ARG_FILTERS, MAX_CAP_FILTERS, MAX_HOOK_ARGS, MAX_INT_VALUES, MAX_IOVECS,
+        MAX_NS_FILTERS, MAX_NS_VALUES, MAX_PIDS, MAX_SELECTORS, NS_USER, OP_DADDR, OP_DPORT,
+        OP_DPORT_PRIV, OP_EQUAL, OP_FAMILY, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX,
+        OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV,
+        OP_STATE, PIDS_IN, PIDS_NOT_IN, POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED,
+        POLICY_POSTED, POLICY_RATE_LIMITED, POLICY_SEEN, PREFIX_MAX, PidFilter, RATE_GLOBAL,
+        RATE_PROCESS, RETURN_AT, RateKey, SOCK_RETURN_AT, STRING_MAX, SelectorConfig, SockLayout,
+        SockValue, TracepointEvent,
     },
 };
 
@@ -47,8 +47,8 @@ use crate::{
     emit, kread,
     maps::{
         ARG_EQUAL_KEYS, ARG_POSTFIX_KEYS, ARG_PREFIX_KEYS, BIN_VALUE, BINARY_SLOT, EVENTS,
-        EXEC_PATHS, FOLLOW, HOOKS, LONG_KEY, POLICY_COUNTERS, RATE, RET_ENTRY, RET_SCRATCH,
-        SOCK_KEYS, STR_EQUAL, STR_POSTFIX, STR_PREFIX, SockRecord, TP_SCRATCH,
+        EXEC_PATHS, FOLLOW, HOOKS, IOVEC_SCRATCH, LONG_KEY, POLICY_COUNTERS, RATE, RET_ENTRY,
+        RET_SCRATCH, SOCK_KEYS, STR_EQUAL, STR_POSTFIX, STR_PREFIX, SockRecord, TP_SCRATCH,
     },
 };
 
@@ -330,6 +330,7 @@ fn capture_sock(base: u64, l: &SockLayout, v: &mut ArgValue) {
         sport: read_int::<2>(base + u64::from(l.sport)) as u16,
         dport: read_int::<2>(base + u64::from(l.dport)) as u16,
         state: if l.report_old != 0 { old } else { new },
+        word: read_int::<4>(base + u64::from(l.oldstate)) as u32,
         ..Default::default()
     };
     // SAFETY: 16 bytes each into the arrays; the helper fails rather than faults.
@@ -475,6 +476,10 @@ fn capture(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
             capture_bytes(base, a, v, i);
             return;
         }
+        ARG_USER_IOVEC => {
+            capture_iovec(base, a, v, i);
+            return;
+        }
         ARG_USER_STRING | ARG_KERNEL_STRING | ARG_CHAR_ARRAY | ARG_DATA_LOC => {}
         _ => return,
     }
@@ -542,6 +547,74 @@ fn capture_bytes(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
     };
     v.len = if rc == 0 { n & 0xff } else { 0 };
     v.int = size;
+    build_keys(v, a.flags, i);
+}
+
+/// Reads the `struct iovec` array of argument `i` (`ARG_USER_IOVEC`): the bytes of its
+/// first `MAX_IOVECS` buffers, one after another, up to `STRING_MAX - 1` into `v.str`,
+/// the size of all of them into `v.int`, and the lookup keys.
+#[inline(never)]
+fn capture_iovec(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
+    let Some(scratch) = IOVEC_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let iov = read_int::<8>(base + u64::from(a.offset));
+    let count = read_int::<8>(base + u64::from(a.len_at)) as i64;
+    let mut at: u64 = 0;
+    let mut total: u64 = 0;
+    for k in 0..MAX_IOVECS as i64 {
+        if k >= count {
+            break;
+        }
+        // `struct iovec { void *iov_base; size_t iov_len; }`, in user memory.
+        let mut entry = [0u64; 2];
+        // SAFETY: 16 bytes into `entry`; the helper fails rather than faults.
+        unsafe {
+            bpf_probe_read_user(
+                entry.as_mut_ptr().cast::<c_void>(),
+                16,
+                (iov + 16 * k as u64) as *const c_void,
+            )
+        };
+        total = total.saturating_add(entry[1]);
+        let room = (STRING_MAX - 1) as u64 - at.min((STRING_MAX - 1) as u64);
+        let n = entry[1].min(room);
+        if n == 0 {
+            continue;
+        }
+        // Read back through a volatile load: the compiler knows `n <= 255` and would drop
+        // the mask below, which the verifier needs to see the copy's bound.
+        // SAFETY: a local, read once.
+        let n = unsafe { core::ptr::read_volatile(&raw const n) };
+        // SAFETY: this CPU's scratch of 2 * STRING_MAX bytes: the copy starts below
+        // STRING_MAX (masked) and is at most 255 bytes long (masked); the helper fails
+        // rather than faults on the user pointer.
+        let rc = unsafe {
+            bpf_probe_read_user(
+                (&raw mut (*scratch).buf)
+                    .cast::<u8>()
+                    .add((at & 0xff) as usize)
+                    .cast::<c_void>(),
+                (n & 0xff) as u32,
+                entry[0] as *const c_void,
+            )
+        };
+        if rc != 0 {
+            break;
+        }
+        at += n;
+    }
+    zero(&mut v.str);
+    // SAFETY: the first 255 bytes of this CPU's scratch into `str` (STRING_MAX bytes).
+    unsafe {
+        bpf_probe_read_kernel(
+            v.str.as_mut_ptr().cast::<c_void>(),
+            (STRING_MAX - 1) as u32,
+            (&raw const (*scratch).buf).cast::<c_void>(),
+        )
+    };
+    v.len = (at & 0xff) as u32;
+    v.int = total;
     build_keys(v, a.flags, i);
 }
 

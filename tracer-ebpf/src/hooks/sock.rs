@@ -99,6 +99,71 @@ pub(crate) fn fill(rec: &mut SockRecord, l: &SockLayout, sk: u64) {
     }
 }
 
+/// Writes what the IP header of packet `skb` says into `rec` where `l` says a socket's
+/// fields go: family, protocol, addresses, and the TCP or UDP ports; the packet's
+/// pointer as `skaddr` and its length as `oldstate`.
+#[inline(never)]
+pub(crate) fn fill_skb(rec: &mut SockRecord, l: &SockLayout, skb: u64) {
+    let head = read::<8>(skb + off!(skb_head));
+    let ip = head + read::<2>(skb + off!(skb_network_header));
+    let first = read::<1>(ip) as u8;
+    let (family, protocol, l4) = match first >> 4 {
+        4 => (
+            AF_INET,
+            read::<1>(ip + 9) as u16,
+            ip + u64::from(first & 0xf) * 4,
+        ),
+        6 => (AF_INET6, read::<1>(ip + 6) as u16, ip + 40),
+        _ => return,
+    };
+    put(rec, l.skaddr, &skb.to_ne_bytes());
+    put(
+        rec,
+        l.oldstate,
+        &(read::<4>(skb + off!(skb_len)) as u32).to_ne_bytes(),
+    );
+    put(rec, l.family, &family.to_ne_bytes());
+    put(rec, l.protocol, &protocol.to_ne_bytes());
+    // `IPPROTO_TCP`, `IPPROTO_UDP`: source and destination ports lead their headers.
+    if protocol == 6 || protocol == 17 {
+        put(
+            rec,
+            l.sport,
+            &u16::from_be(read::<2>(l4) as u16).to_ne_bytes(),
+        );
+        put(
+            rec,
+            l.dport,
+            &u16::from_be(read::<2>(l4 + 2) as u16).to_ne_bytes(),
+        );
+    }
+    for (field, v4, v6) in [(l.saddr_v6, 12, 8), (l.daddr_v6, 16, 24)] {
+        let mut addr = [0u8; 16];
+        if family == AF_INET {
+            addr[10] = 0xff;
+            addr[11] = 0xff;
+            // SAFETY: 4 bytes into `addr[12..]`; the helper fails rather than faults.
+            unsafe {
+                bpf_probe_read_kernel(
+                    addr.as_mut_ptr().add(12).cast::<c_void>(),
+                    4,
+                    (ip + v4) as *const c_void,
+                )
+            };
+        } else {
+            // SAFETY: 16 bytes into `addr`.
+            unsafe {
+                bpf_probe_read_kernel(
+                    addr.as_mut_ptr().cast::<c_void>(),
+                    16,
+                    (ip + v6) as *const c_void,
+                )
+            };
+        }
+        put(rec, field, &addr);
+    }
+}
+
 /// The return half of a hook that reads its sockets when the call returns
 /// (`HOOK_ENTRY_SOCK`, `HOOK_RET_FD_SOCK`): writes them into the return record
 /// (`RET_SCRATCH`, which `return_record` has just filled). False when a socket is not an

@@ -173,6 +173,10 @@ impl KernelBtf {
             cred_fsuid: o("cred.fsuid")?,
             cred_fsgid: o("cred.fsgid")?,
             cred_securebits: o("cred.securebits")?,
+            skb_head: o("sk_buff.head")?,
+            skb_network_header: o("sk_buff.network_header")?,
+            skb_transport_header: o("sk_buff.transport_header")?,
+            skb_len: o("sk_buff.len")?,
             present: 0,
         };
         // Sockets, for kprobes on socket functions.

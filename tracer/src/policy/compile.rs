@@ -63,6 +63,8 @@ pub enum ArgOut {
     Cred,
     /// `bytes_arg`, or `truncated_bytes_arg` past `STRING_MAX - 1` bytes.
     Bytes,
+    /// `skb_arg`: a packet's IP header, ports and length.
+    Skb,
 }
 
 /// One argument of a hook, for the events.
@@ -738,11 +740,10 @@ pub fn compile_for(
         // subsystem, event, the return half's event, function, socket layout, generic).
         // A `sock` argument of any other function is written in the layout of the
         // tracepoint's record, as the socket functions' are.
-        let generic_sock = if k
-            .args
-            .iter()
-            .any(|a| a.ty.as_ref().is_some_and(|t| t.as_str() == "sock"))
-        {
+        let generic_sock = if k.args.iter().any(|a| {
+            a.ty.as_ref()
+                .is_some_and(|t| matches!(t.as_str(), "sock" | "skb"))
+        }) {
             tracefs_format("sock", "inet_sock_set_state")
                 .ok()
                 .and_then(|f| sock_layout(&f, SockLayout::default()).ok())
@@ -1088,26 +1089,30 @@ fn hook(
                 generic_sock,
                 ..
             }) => match ty {
-                "file" | "path" | "linux_binprm" | "sock" | "cred" => {
+                "file" | "path" | "linux_binprm" | "sock" | "skb" | "cred" => {
                     if config.kprobe.struct_kind != 0 {
                         return Err(format!(
-                            "args[{i}]: one `file`, `path`, `linux_binprm`, `sock` or `cred` argument per kprobe is read, and this is the second"
+                            "args[{i}]: one `file`, `path`, `linux_binprm`, `sock`, `skb` or `cred` argument per kprobe is read, and this is the second"
                         ));
                     }
                     let (struct_kind, out, arg) = match ty {
                         "file" => (KPROBE_ARG_FILE, ArgOut::File, path_arg()),
                         "path" => (KPROBE_ARG_PATH, ArgOut::Path, path_arg()),
                         "linux_binprm" => (KPROBE_ARG_BPRM, ArgOut::LinuxBinprm, path_arg()),
-                        "sock" => {
+                        "sock" | "skb" => {
                             config.sock = generic_sock.ok_or_else(|| {
-                                format!("args[{i}]: `sock` needs the `sock:inet_sock_set_state` tracepoint's layout, which this kernel lacks")
+                                format!("args[{i}]: `{ty}` needs the `sock:inet_sock_set_state` tracepoint's layout, which this kernel lacks")
                             })?;
                             let sock = ArgConfig {
                                 kind: ARG_SOCK,
                                 offset: KPROBE_PATH_AT,
                                 ..Default::default()
                             };
-                            (KPROBE_ARG_SOCK, ArgOut::Sock, sock)
+                            if ty == "sock" {
+                                (KPROBE_ARG_SOCK, ArgOut::Sock, sock)
+                            } else {
+                                (tracer_common::policy::KPROBE_ARG_SKB, ArgOut::Skb, sock)
+                            }
                         }
                         _ => {
                             let cred = ArgConfig {
@@ -1142,6 +1147,20 @@ fn hook(
                     (field_arg(field, kind), out)
                 }
             },
+            _ if ty == "char_iovec" => {
+                if !syscall {
+                    return Err(format!(
+                        "args[{i}]: `char_iovec` reads a `struct iovec *` in user memory: an argument of a syscall (`syscall: true`), such as sys_writev's 1"
+                    ));
+                }
+                let iovec = ArgConfig {
+                    offset: field.offset,
+                    size: 8,
+                    kind: tracer_common::policy::ARG_USER_IOVEC,
+                    ..Default::default()
+                };
+                (iovec, ArgOut::Bytes)
+            }
             _ => {
                 let (kind, out) = if field.name == "common_pid" {
                     (ARG_CURRENT_PID, ArgOut::Int)
@@ -1455,7 +1474,7 @@ fn hook(
                         )
                     })?
             };
-            if metas[arg].out == ArgOut::Sock {
+            if matches!(metas[arg].out, ArgOut::Sock | ArgOut::Skb) {
                 sc.filters[f] = sock_filter(m, arg, ids, strings)
                     .map_err(|e| format!("selectors[{s}].matchArgs[{f}]: {e}"))?;
                 continue;
@@ -1664,19 +1683,31 @@ fn buffer_arg(
 ) -> Result<(ArgConfig, ArgOut), String> {
     let size_index = a.size_arg_index.as_ref().map(|n| **n);
     let return_copy = a.return_copy.as_ref().is_some_and(|r| **r);
-    if size_index.is_none() && !return_copy {
+    let iovec = arg.kind == tracer_common::policy::ARG_USER_IOVEC;
+    if size_index.is_none() && !return_copy && !iovec {
         return Ok((arg, out));
+    }
+    if iovec && size_index.is_none() {
+        return Err(format!(
+            "args[{i}]: a `char_iovec` needs `sizeArgIndex`, the argument that counts its entries (3 for sys_writev)"
+        ));
     }
     let kind = match arg.kind {
         ARG_USER_STRING => ARG_USER_BYTES,
         ARG_KERNEL_STRING => ARG_KERNEL_BYTES,
+        k if k == tracer_common::policy::ARG_USER_IOVEC => k,
         _ => {
             return Err(format!(
                 "args[{i}]: sizeArgIndex and returnCopy read a buffer through a pointer: `type: char_buf` on a pointer argument"
             ));
         }
     };
-    let len_at = if return_copy {
+    if return_copy && kprobe.and_then(|k| k.half).is_none() {
+        return Err(format!(
+            "args[{i}]: returnCopy reads the buffer when the call returns: add `return: true` (and `returnArg`)"
+        ));
+    }
+    let len_at = if return_copy && !iovec {
         match kprobe.and_then(|k| k.half) {
             Some(_) => tracer_common::policy::RETURN_AT,
             None => {
@@ -2215,6 +2246,18 @@ mod tests {
         );
         assert_eq!(h.args[0].out, ArgOut::LinuxBinprm);
         assert_eq!(h.config.selectors[0].filters[0].op, OP_POSTFIX);
+        // A packet: its headers in the socket layout, with the socket operators.
+        let h = compile_kp("ip_local_out\n    syscall: false\n    args:\n    - index: 2\n      type: skb\n    selectors:\n    - matchArgs:\n      - index: 2\n        operator: DAddr\n        values: [10.0.0.0/8]\n").expect("compiles");
+        assert_eq!(
+            (h.config.kprobe.struct_arg, h.config.kprobe.struct_kind),
+            (2, tracer_common::policy::KPROBE_ARG_SKB)
+        );
+        assert_eq!(
+            (h.config.args[0].kind, h.config.args[0].offset),
+            (ARG_SOCK, KPROBE_PATH_AT)
+        );
+        assert_eq!(h.args[0].out, ArgOut::Skb);
+        assert_eq!(h.config.selectors[0].filters[0].op, OP_DADDR);
         // One struct argument per kprobe.
         let e = compile_kp("security_file_open\n    syscall: false\n    args:\n    - index: 0\n      type: file\n    - index: 1\n      type: cred\n").unwrap_err();
         assert!(e.contains("and this is the second"), "{e}");

@@ -389,8 +389,8 @@ mod tests {
                 "t.yaml:7:5: spec.uprobes: `uprobes` is part of Tetragon's schema but not supported by the tracer yet\n  fix: remove it; the README lists what is supported",
             ),
             (
-                "  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: skb\n",
-                "t.yaml:11:13: spec.kprobes[0].args[0].type: kprobe argument type `skb` is Tetragon's but not supported by the tracer yet; supported: sock, socket, int, sint8, uint8, int8, sint16, uint16, int16, sint32, uint32, int32, sint64, uint64, int64, ulong, long, size_t, string, char_buf, fd, file, path, linux_binprm, cred",
+                "  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: auto\n",
+                "t.yaml:11:13: spec.kprobes[0].args[0].type: kprobe argument type `auto` is Tetragon's but not supported by the tracer yet; supported: sock, socket, int, sint8, uint8, int8, sint16, uint16, int16, sint32, uint32, int32, sint64, uint64, int64, ulong, long, size_t, string, char_buf, fd, file, path, linux_binprm, cred, char_iovec, skb",
             ),
             (
                 "  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: sock\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: DPort\n",

@@ -143,12 +143,12 @@ pub const KPROBE_ARG_TYPES: &[&str] = &[
     "path",
     "linux_binprm",
     "cred",
+    "char_iovec",
+    "skb",
 ];
 /// Tetragon's kprobe argument types the tracer does not read yet.
 const KPROBE_ARG_TYPES_UNSUPPORTED: &[&str] = &[
     "auto",
-    "char_iovec",
-    "skb",
     "sockaddr",
     "sockaddr_un",
     "filename",
@@ -646,13 +646,15 @@ fn hook_common(c: &mut Check, h: HookParts<'_>, path: &str, spec: &Spec) {
                 h.arg_types_unsupported,
             );
         }
-        let char_buf = a.ty.as_ref().is_some_and(|t| t.as_str() == "char_buf");
+        let char_buf =
+            a.ty.as_ref()
+                .is_some_and(|t| matches!(t.as_str(), "char_buf" | "char_iovec"));
         if let Some(n) = &a.size_arg_index {
             if !char_buf {
                 c.at(
                     n.span(),
                     format!("{ap}.sizeArgIndex"),
-                    "sizeArgIndex gives a `char_buf` argument its size",
+                    "sizeArgIndex gives a `char_buf` argument its size (or a `char_iovec` its count)",
                     Some("add `type: char_buf`".into()),
                 );
             } else if **n == 0 {
@@ -757,7 +759,7 @@ fn selector(c: &mut Check, s: &Spanned<Selector>, path: &str, args: &[Arg], spec
         let is_sock_arg = arg
             .ty
             .as_ref()
-            .is_some_and(|t| matches!(t.as_str(), "sock" | "socket"));
+            .is_some_and(|t| matches!(t.as_str(), "sock" | "socket" | "skb"));
         let op = super::sock::canonical(m.operator.as_str());
         if super::sock::OPERATORS.contains(&op) {
             if !is_sock_arg {
