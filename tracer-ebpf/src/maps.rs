@@ -161,8 +161,12 @@ pub static KPROBE_NATURAL: PerCpuArray<NaturalScratch> = PerCpuArray::with_max_e
 
 /// Scratch of a `char_iovec` argument: its buffers one after another (twice the kept
 /// bytes, so that each copy's end is in bounds wherever it starts).
+/// `at` and `total` live here rather than in registers: the verifier then sees one state
+/// per iteration, not one per path through the ones before.
 #[repr(C)]
 pub struct IovecScratch {
+    pub at: u64,
+    pub total: u64,
     pub buf: [u8; 2 * tracer_common::policy::STRING_MAX],
 }
 #[map]

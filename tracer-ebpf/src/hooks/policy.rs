@@ -47,8 +47,9 @@ use crate::{
     emit, kread,
     maps::{
         ARG_EQUAL_KEYS, ARG_POSTFIX_KEYS, ARG_PREFIX_KEYS, BIN_VALUE, BINARY_SLOT, EVENTS,
-        EXEC_PATHS, FOLLOW, HOOKS, IOVEC_SCRATCH, LONG_KEY, POLICY_COUNTERS, RATE, RET_ENTRY,
-        RET_SCRATCH, SOCK_KEYS, STR_EQUAL, STR_POSTFIX, STR_PREFIX, SockRecord, TP_SCRATCH,
+        EXEC_PATHS, FOLLOW, HOOKS, IOVEC_SCRATCH, IovecScratch, LONG_KEY, POLICY_COUNTERS, RATE,
+        RET_ENTRY, RET_SCRATCH, SOCK_KEYS, STR_EQUAL, STR_POSTFIX, STR_PREFIX, SockRecord,
+        TP_SCRATCH,
     },
 };
 
@@ -552,7 +553,9 @@ fn capture_bytes(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
 
 /// Reads the `struct iovec` array of argument `i` (`ARG_USER_IOVEC`): the bytes of its
 /// first `MAX_IOVECS` buffers, one after another, up to `STRING_MAX - 1` into `v.str`,
-/// the size of all of them into `v.int`, and the lookup keys.
+/// the size of all of them into `v.int`, and the lookup keys. The running position and
+/// total are kept in the scratch map, so that every path through an iteration leaves the
+/// verifier the same state (it does not track map contents): checked once per iteration.
 #[inline(never)]
 fn capture_iovec(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
     let Some(scratch) = IOVEC_SCRATCH.get_ptr_mut(0) else {
@@ -560,62 +563,75 @@ fn capture_iovec(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
     };
     let iov = read_int::<8>(base + u64::from(a.offset));
     let count = read_int::<8>(base + u64::from(a.len_at)) as i64;
-    let mut at: u64 = 0;
-    let mut total: u64 = 0;
+    // SAFETY (all accesses to `scratch`): this CPU's scratch value, which nothing else
+    // uses while the program runs; fields through raw pointers.
+    unsafe {
+        (&raw mut (*scratch).at).write_volatile(0);
+        (&raw mut (*scratch).total).write_volatile(0);
+    }
     for k in 0..MAX_IOVECS as i64 {
-        if k >= count {
-            break;
+        if k < count {
+            iovec_part(scratch, iov + 16 * k as u64);
         }
-        // `struct iovec { void *iov_base; size_t iov_len; }`, in user memory.
-        let mut entry = [0u64; 2];
-        // SAFETY: 16 bytes into `entry`; the helper fails rather than faults.
-        unsafe {
-            bpf_probe_read_user(
-                entry.as_mut_ptr().cast::<c_void>(),
-                16,
-                (iov + 16 * k as u64) as *const c_void,
-            )
-        };
-        total = total.saturating_add(entry[1]);
-        let room = (STRING_MAX - 1) as u64 - at.min((STRING_MAX - 1) as u64);
-        let n = entry[1].min(room);
-        if n == 0 {
-            continue;
-        }
-        // Read back through a volatile load: the compiler knows `n <= 255` and would drop
-        // the mask below, which the verifier needs to see the copy's bound.
-        // SAFETY: a local, read once.
-        let n = unsafe { core::ptr::read_volatile(&raw const n) };
-        // SAFETY: this CPU's scratch of 2 * STRING_MAX bytes: the copy starts below
-        // STRING_MAX (masked) and is at most 255 bytes long (masked); the helper fails
-        // rather than faults on the user pointer.
-        let rc = unsafe {
-            bpf_probe_read_user(
-                (&raw mut (*scratch).buf)
-                    .cast::<u8>()
-                    .add((at & 0xff) as usize)
-                    .cast::<c_void>(),
-                (n & 0xff) as u32,
-                entry[0] as *const c_void,
-            )
-        };
-        if rc != 0 {
-            break;
-        }
-        at += n;
     }
     zero(&mut v.str);
-    // SAFETY: the first 255 bytes of this CPU's scratch into `str` (STRING_MAX bytes).
+    // SAFETY: the first 255 bytes of the scratch's buffer into `str` (STRING_MAX bytes).
     unsafe {
         bpf_probe_read_kernel(
             v.str.as_mut_ptr().cast::<c_void>(),
             (STRING_MAX - 1) as u32,
             (&raw const (*scratch).buf).cast::<c_void>(),
+        );
+        v.len = ((&raw const (*scratch).at).read_volatile() & 0xff) as u32;
+        v.int = (&raw const (*scratch).total).read_volatile();
+    }
+    build_keys(v, a.flags, i);
+}
+
+/// Appends the buffer of the `struct iovec` at `entry` (user memory) to the scratch's
+/// bytes, as much as fits in `STRING_MAX - 1`, and adds its size to the total.
+#[inline(always)]
+fn iovec_part(scratch: *mut IovecScratch, entry: u64) {
+    // `struct iovec { void *iov_base; size_t iov_len; }`.
+    let mut e = [0u64; 2];
+    // SAFETY: 16 bytes into `e`; the helper fails rather than faults.
+    unsafe { bpf_probe_read_user(e.as_mut_ptr().cast::<c_void>(), 16, entry as *const c_void) };
+    // SAFETY: see `capture_iovec`.
+    let (at, total) = unsafe {
+        (
+            (&raw const (*scratch).at).read_volatile(),
+            (&raw const (*scratch).total).read_volatile(),
         )
     };
-    v.len = (at & 0xff) as u32;
-    v.int = total;
-    build_keys(v, a.flags, i);
+    // SAFETY: as above.
+    unsafe { (&raw mut (*scratch).total).write_volatile(total.saturating_add(e[1])) };
+    let keep = (STRING_MAX - 1) as u64;
+    let room = keep - at.min(keep);
+    let n = e[1].min(room);
+    if n == 0 {
+        return;
+    }
+    // Read back through a volatile load: the compiler knows `n <= 255` and would drop
+    // the mask below, which the verifier needs to see the copy's bound.
+    // SAFETY: a local, read once.
+    let n = unsafe { core::ptr::read_volatile(&raw const n) } & 0xff;
+    // SAFETY: the copy starts below STRING_MAX (masked) in a buffer of 2 * STRING_MAX
+    // bytes and is at most 255 bytes long (masked); the helper fails rather than faults
+    // on the user pointer.
+    let rc = unsafe {
+        bpf_probe_read_user(
+            (&raw mut (*scratch).buf)
+                .cast::<u8>()
+                .add((at & 0xff) as usize)
+                .cast::<c_void>(),
+            n as u32,
+            e[0] as *const c_void,
+        )
+    };
+    if rc == 0 {
+        // SAFETY: as above.
+        unsafe { (&raw mut (*scratch).at).write_volatile(at + n) };
+    }
 }
 
 /// The lookup keys of the string in `v` that `flags` (`ARG_NEEDS_*`) ask for, in key slot
