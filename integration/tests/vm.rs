@@ -166,7 +166,7 @@ spec:
       - index: 0
         operator: DPort
         values: ["53"]
-  - call: ip_local_out
+  - call: ip_output
     syscall: false
     args:
     - index: 2
@@ -764,7 +764,7 @@ fn lifecycle_on_distribution_kernels() {
                 .unwrap_or(0);
             assert!(size > 12, "{name}: a DNS query's bytes: {e}");
         }
-        let packets = structs("ip_local_out");
+        let packets = structs("ip_output");
         assert!(!packets.is_empty(), "{name}: nslookup's query, sent");
         for e in &packets {
             let p = &e["args"][0]["skb_arg"];
@@ -808,7 +808,7 @@ fn lifecycle_on_distribution_kernels() {
         );
         for call in [
             "udp_sendmsg",
-            "ip_local_out",
+            "ip_output",
             "commit_creds",
             "security_bprm_check",
         ] {

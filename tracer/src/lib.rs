@@ -5,6 +5,7 @@
 //! - [`ringbuf`]: drains the ring buffer, reads the kernel's loss counters.
 //! - [`decode`]: bytes to typed records.
 //! - [`process`]: the process cache (exec ids, parents) and the /proc walk.
+//! - [`pods`]: the container (and pod) of each process, from its cgroup.
 //! - [`event`]: the exported events, in Tetragon's JSON shape.
 //! - [`export`]: JSON lines.
 //! - [`agent`]: wires the stages together.
@@ -17,6 +18,7 @@ pub mod event;
 pub mod export;
 pub mod kernel;
 pub mod loader;
+pub mod pods;
 pub mod policy;
 pub mod process;
 pub mod ringbuf;

@@ -410,6 +410,17 @@ mod tests {
         assert_ne!(o.present & HAS_SOCK, 0);
         assert_eq!(o.sock_num, o.sock_dport + 2);
         assert!(o.sock_family < o.sock_protocol);
+        // A packet's header offsets sit side by side, transport then network.
+        assert_eq!(
+            o.skb_network_header,
+            o.skb_transport_header + 2,
+            "{} {} head {} len {}",
+            o.skb_network_header,
+            o.skb_transport_header,
+            o.skb_head,
+            o.skb_len
+        );
+        assert!(o.skb_len < o.skb_head);
         // x86-64's `pt_regs` is the ptrace ABI (`user_regs_struct`), so its offsets are
         // known: r15 first, 8 bytes a register.
         #[cfg(target_arch = "x86_64")]

@@ -2247,7 +2247,7 @@ mod tests {
         assert_eq!(h.args[0].out, ArgOut::LinuxBinprm);
         assert_eq!(h.config.selectors[0].filters[0].op, OP_POSTFIX);
         // A packet: its headers in the socket layout, with the socket operators.
-        let h = compile_kp("ip_local_out\n    syscall: false\n    args:\n    - index: 2\n      type: skb\n    selectors:\n    - matchArgs:\n      - index: 2\n        operator: DAddr\n        values: [10.0.0.0/8]\n").expect("compiles");
+        let h = compile_kp("ip_output\n    syscall: false\n    args:\n    - index: 2\n      type: skb\n    selectors:\n    - matchArgs:\n      - index: 2\n        operator: DAddr\n        values: [10.0.0.0/8]\n").expect("compiles");
         assert_eq!(
             (h.config.kprobe.struct_arg, h.config.kprobe.struct_kind),
             (2, tracer_common::policy::KPROBE_ARG_SKB)

@@ -1,0 +1,293 @@
+//! From a process's cgroup to its container: the cgroup id the kernel puts in every
+//! event, resolved to its path under the cgroup v2 hierarchy (a cgroup's id is the inode
+//! number of its directory), and the container id and pod uid that the container
+//! runtimes write into that path, in the layouts of containerd, CRI-O and Docker, with
+//! the systemd and cgroupfs drivers of the kubelet.
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+/// The container runtime that named a cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    Containerd,
+    CriO,
+    Docker,
+}
+
+impl Runtime {
+    /// The scheme of a container id in a pod's `containerStatuses` (`containerd://<id>`).
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Runtime::Containerd => "containerd",
+            Runtime::CriO => "cri-o",
+            Runtime::Docker => "docker",
+        }
+    }
+}
+
+/// A container, as its cgroup path names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Container {
+    pub runtime: Runtime,
+    /// The full container id: 64 hex digits.
+    pub id: String,
+    /// The pod's uid, where the kubelet made the pod's cgroup (`pod<uid>`).
+    pub pod_uid: Option<String>,
+}
+
+impl Container {
+    /// The id as a pod's `containerStatuses[].containerID` has it.
+    pub fn status_id(&self) -> String {
+        format!("{}://{}", self.runtime.scheme(), self.id)
+    }
+
+    /// Tetragon's `docker` field: the id's first 31 characters.
+    pub fn short_id(&self) -> &str {
+        &self.id[..31]
+    }
+}
+
+/// The container a cgroup path belongs to, from its deepest segment that names one:
+///
+/// - containerd: `cri-containerd-<id>.scope` (systemd), or `<id>` under a pod's cgroup
+///   (cgroupfs: `/kubepods/burstable/pod<uid>/<id>`);
+/// - CRI-O: `crio-<id>.scope` (systemd), `crio-<id>` (cgroupfs); its `crio-conmon-<id>`
+///   is the monitor beside the container, not the container;
+/// - Docker: `docker-<id>.scope` (systemd), `/docker/<id>` (cgroupfs).
+///
+/// A path inside the container's own cgroup (a nested `init.scope`) still names it. `None`
+/// for a host process.
+pub fn container_of(path: &str) -> Option<Container> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let pod = segments.iter().rev().find_map(|s| pod_uid(s));
+    for (i, seg) in segments.iter().enumerate().rev() {
+        let parent = i.checked_sub(1).map(|p| segments[p]);
+        let named = if let Some(id) = scoped(seg, "cri-containerd-") {
+            Some((Runtime::Containerd, id))
+        } else if let Some(id) = scoped(seg, "crio-") {
+            Some((Runtime::CriO, id))
+        } else if let Some(id) = scoped(seg, "docker-") {
+            Some((Runtime::Docker, id))
+        } else if is_id(seg) {
+            // A bare id: Docker's own hierarchy, or a kubelet's cgroupfs pod directory
+            // (containerd's; dockershim's kubelets were the last to use Docker there).
+            match parent {
+                Some("docker") => Some((Runtime::Docker, *seg)),
+                Some(p) if pod_uid(p).is_some() => Some((Runtime::Containerd, *seg)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if let Some((runtime, id)) = named {
+            return Some(Container {
+                runtime,
+                id: id.to_owned(),
+                pod_uid: pod.clone(),
+            });
+        }
+    }
+    None
+}
+
+/// `<prefix><id>` or `<prefix><id>.scope`, for a 64-hex-digit id.
+fn scoped<'a>(seg: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = seg.strip_prefix(prefix)?;
+    let id = rest.strip_suffix(".scope").unwrap_or(rest);
+    is_id(id).then_some(id)
+}
+
+fn is_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The pod uid of a kubelet's pod cgroup: `pod<uid>` (cgroupfs) or
+/// `kubepods-<qos>-pod<uid with _ for ->.slice` (systemd).
+fn pod_uid(seg: &str) -> Option<String> {
+    let seg = seg.strip_suffix(".slice").unwrap_or(seg);
+    let (_, uid) = seg.rsplit_once("pod")?;
+    let uid = uid.replace('_', "-");
+    let uuid_like = uid.len() == 36
+        && uid.bytes().enumerate().all(|(i, b)| {
+            matches!(i, 8 | 13 | 18 | 23) == (b == b'-') && (b == b'-' || b.is_ascii_hexdigit())
+        });
+    uuid_like.then_some(uid)
+}
+
+/// cgroup ids to paths under the cgroup v2 mount, found by walking it (an id is its
+/// directory's inode number). A miss walks again, at most once per `REWALK`, so that a
+/// burst of events from an unknown cgroup costs one walk.
+pub struct CgroupPaths {
+    root: PathBuf,
+    paths: HashMap<u64, String>,
+    walked: Option<Instant>,
+}
+
+/// The least time between two walks.
+const REWALK: Duration = Duration::from_millis(200);
+/// How deep a walk goes: kubelet hierarchies are about six levels deep.
+const MAX_DEPTH: usize = 12;
+
+impl CgroupPaths {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            paths: HashMap::new(),
+            walked: None,
+        }
+    }
+
+    /// The path (from the hierarchy's root, `/kubepods.slice/...`) of cgroup `id`.
+    pub fn path(&mut self, id: u64) -> Option<&str> {
+        if !self.paths.contains_key(&id) && self.walked.is_none_or(|t| t.elapsed() >= REWALK) {
+            self.walk();
+        }
+        self.paths.get(&id).map(String::as_str)
+    }
+
+    /// The container of cgroup `id`, if a runtime named it.
+    pub fn container(&mut self, id: u64) -> Option<Container> {
+        self.path(id).and_then(container_of)
+    }
+
+    fn walk(&mut self) {
+        self.walked = Some(Instant::now());
+        self.paths.clear();
+        let mut stack = vec![(self.root.clone(), 0usize)];
+        while let Some((dir, depth)) = stack.pop() {
+            let Ok(meta) = std::fs::metadata(&dir) else {
+                continue;
+            };
+            let rel = dir.strip_prefix(&self.root).unwrap_or(Path::new(""));
+            self.paths.insert(meta.ino(), format!("/{}", rel.display()));
+            if depth >= MAX_DEPTH {
+                continue;
+            }
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push((e.path(), depth + 1));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "4c3ef2d1a1b0c9d8e7f6a5b4c3d2e1f00112233445566778899aabbccddeeff0";
+    const UID: &str = "2a1f6d3e-7b8c-4d9e-a0f1-b2c3d4e5f607";
+
+    fn container(runtime: Runtime, pod: bool) -> Option<Container> {
+        Some(Container {
+            runtime,
+            id: ID.into(),
+            pod_uid: pod.then(|| UID.into()),
+        })
+    }
+
+    #[test]
+    fn the_layouts_of_the_runtimes() {
+        let uid_ = UID.replace('-', "_");
+        for (path, expected) in [
+            // containerd, systemd driver (the default of kubeadm and most clouds).
+            (
+                format!(
+                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/cri-containerd-{ID}.scope"
+                ),
+                container(Runtime::Containerd, true),
+            ),
+            // Guaranteed pods have no QoS level of their own.
+            (
+                format!("/kubepods.slice/kubepods-pod{uid_}.slice/cri-containerd-{ID}.scope"),
+                container(Runtime::Containerd, true),
+            ),
+            // containerd, cgroupfs driver.
+            (
+                format!("/kubepods/besteffort/pod{UID}/{ID}"),
+                container(Runtime::Containerd, true),
+            ),
+            // CRI-O, both drivers; its conmon is not the container.
+            (
+                format!(
+                    "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{uid_}.slice/crio-{ID}.scope"
+                ),
+                container(Runtime::CriO, true),
+            ),
+            (
+                format!("/kubepods/burstable/pod{UID}/crio-{ID}"),
+                container(Runtime::CriO, true),
+            ),
+            (
+                format!(
+                    "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{uid_}.slice/crio-conmon-{ID}.scope"
+                ),
+                None,
+            ),
+            // Docker, both drivers, no pod.
+            (
+                format!("/system.slice/docker-{ID}.scope"),
+                container(Runtime::Docker, false),
+            ),
+            (format!("/docker/{ID}"), container(Runtime::Docker, false)),
+            // A process in a cgroup nested in the container's.
+            (
+                format!(
+                    "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{uid_}.slice/cri-containerd-{ID}.scope/init.scope"
+                ),
+                container(Runtime::Containerd, true),
+            ),
+            // Host processes.
+            ("/system.slice/sshd.service".into(), None),
+            ("/user.slice/user-0.slice/session-1.scope".into(), None),
+            ("/".into(), None),
+            // The pod's own cgroup (its pause process sits in a container of its own).
+            (format!("/kubepods/besteffort/pod{UID}"), None),
+            // Not an id: too short.
+            ("/docker/4c3ef2d1".into(), None),
+        ] {
+            assert_eq!(container_of(&path), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn ids_as_kubernetes_and_tetragon_write_them() {
+        let c = container(Runtime::CriO, true).unwrap();
+        assert_eq!(c.status_id(), format!("cri-o://{ID}"));
+        assert_eq!(c.short_id(), &ID[..31]);
+    }
+
+    #[test]
+    fn paths_by_inode_of_a_directory_tree() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let deep = root
+            .path()
+            .join("kubepods/besteffort")
+            .join(format!("pod{UID}"))
+            .join(ID);
+        std::fs::create_dir_all(&deep).unwrap();
+        let ino = std::fs::metadata(&deep).unwrap().ino();
+        let mut paths = CgroupPaths::new(root.path());
+        assert_eq!(
+            paths.path(ino),
+            Some(format!("/kubepods/besteffort/pod{UID}/{ID}").as_str())
+        );
+        assert_eq!(paths.container(ino), container(Runtime::Containerd, true));
+        // A directory made after the walk is found by the next one.
+        let later = root.path().join("docker").join(ID);
+        std::fs::create_dir_all(&later).unwrap();
+        let ino = std::fs::metadata(&later).unwrap().ino();
+        std::thread::sleep(REWALK);
+        assert_eq!(paths.container(ino), container(Runtime::Docker, false));
+        assert_eq!(paths.path(u64::MAX), None);
+    }
+}
