@@ -18,6 +18,7 @@ use crate::{
         privileges, tracefs,
     },
     loader::{self, HookStatus},
+    pods::Pods,
     policy::{
         files::{PolicyDir, load_file},
         store::PolicyStore,
@@ -169,6 +170,7 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
 
     let mut pipeline = Pipeline {
         cache,
+        pods: Pods::new(&config.cgroup_root),
         clock,
         out: JsonLines::new(out),
         decode_errors: 0,
@@ -233,6 +235,7 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
 /// The user-space stages, in data-path order.
 struct Pipeline<W: Write> {
     cache: ProcessCache,
+    pods: Pods,
     clock: Clock,
     out: JsonLines<W>,
     decode_errors: u64,
@@ -254,7 +257,9 @@ impl<W: Write> Pipeline<W> {
                 return;
             };
             let process = self.cache.lookup(ev.header.pid, ev.header.ktime_ns);
-            let out = event::tracepoint(ev, &process, policy, hook, self.cache.node(), &self.clock);
+            let mut out =
+                event::tracepoint(ev, &process, policy, hook, self.cache.node(), &self.clock);
+            self.pods.enrich(&mut out);
             if let Err(e) = self.out.write(&out) {
                 tracing::error!("writing an event failed: {e}");
             }
@@ -263,7 +268,8 @@ impl<W: Write> Pipeline<W> {
         let Some(lifecycle) = self.cache.handle(raw) else {
             return;
         };
-        let ev = event::lifecycle(&lifecycle, self.cache.node(), &self.clock);
+        let mut ev = event::lifecycle(&lifecycle, self.cache.node(), &self.clock);
+        self.pods.enrich(&mut ev);
         if let Err(e) = self.out.write(&ev) {
             tracing::error!("writing an event failed: {e}");
         }

@@ -91,6 +91,27 @@ fn is_zero(v: &u32) -> bool {
     *v == 0
 }
 
+impl<'a> Event<'a> {
+    /// The process objects of the event (`process`, `parent`), for the pod enrichment
+    /// stage (`pods`).
+    pub fn processes_mut(&mut self) -> impl Iterator<Item = &mut ProcessOut<'a>> {
+        let (process, parent) = match &mut self.body {
+            Body::ProcessExec { process, parent }
+            | Body::ProcessExit {
+                process, parent, ..
+            }
+            | Body::ProcessTracepoint {
+                process, parent, ..
+            }
+            | Body::ProcessKprobe {
+                process, parent, ..
+            } => (Some(process), parent.as_mut()),
+            Body::EventLoss { .. } => (None, None),
+        };
+        process.into_iter().chain(parent)
+    }
+}
+
 /// A process object (`process`, `parent`).
 #[derive(Debug, Serialize)]
 pub struct ProcessOut<'a> {
@@ -114,6 +135,13 @@ pub struct ProcessOut<'a> {
     /// cgroup v2 id (the key pods are found by); a 64-bit counter, so a string.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cgroup_id: Option<String>,
+    /// The same, for the enrichment stage.
+    #[serde(skip)]
+    pub cgroup: u64,
+    /// The container's id, its first 31 characters (Tetragon's `docker`), set by the pod
+    /// enrichment stage (`pods`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker: Option<String>,
     /// For a `#!` script, its absolute path (`binary` is the interpreter).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub script: Option<&'a str>,
@@ -153,6 +181,8 @@ impl<'a> ProcessOut<'a> {
                 egid: p.creds.egid,
             },
             cgroup_id: (p.cgroup_id != 0).then(|| p.cgroup_id.to_string()),
+            cgroup: p.cgroup_id,
+            docker: None,
             script: p.script.as_deref(),
         }
     }

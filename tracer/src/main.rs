@@ -217,7 +217,7 @@ fn run(args: RunArgs) -> ExitCode {
         ring_buffer_size: args.ring_buffer_size,
         loss_report_interval: Duration::from_millis(args.loss_report_interval_ms.max(10)),
         proc_root: PathBuf::from("/proc"),
-        cgroup_root: PathBuf::from("/sys/fs/cgroup"),
+        cgroup_root: tracer::pods::cgroup::v2_root(),
         attach_overrides: args.attach_override,
         tracing_policies: args.tracing_policy,
         tracing_policy_dir: args.tracing_policy_dir,

@@ -119,6 +119,26 @@ fn pod_uid(seg: &str) -> Option<String> {
     uuid_like.then_some(uid)
 }
 
+/// Where the cgroup v2 hierarchy is mounted: `/sys/fs/cgroup` on a unified host,
+/// `/sys/fs/cgroup/unified` on a hybrid one (cgroup v1 controllers beside it), as
+/// `/proc/self/mountinfo` says; `/sys/fs/cgroup` if it says nothing.
+pub fn v2_root() -> PathBuf {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .ok()
+        .and_then(|m| v2_mount(&m))
+        .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup"))
+}
+
+/// The mount point of the first `cgroup2` file system in a mountinfo text.
+fn v2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        // `id parent major:minor root mount-point options [optional...] - fstype source ...`
+        let (left, right) = line.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2")
+            .then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
+    })
+}
+
 /// cgroup ids to paths under the cgroup v2 mount, found by walking it (an id is its
 /// directory's inode number). A miss walks again, at most once per `REWALK`, so that a
 /// burst of events from an unknown cgroup costs one walk.
@@ -257,6 +277,18 @@ mod tests {
         ] {
             assert_eq!(container_of(&path), expected, "{path}");
         }
+    }
+
+    #[test]
+    fn the_cgroup2_mount_of_unified_and_hybrid_hosts() {
+        let hybrid = "25 24 0:22 / /sys/fs/cgroup ro,nosuid shared:9 - tmpfs tmpfs ro,mode=755\n26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate\n27 25 0:24 / /sys/fs/cgroup/systemd rw shared:11 - cgroup cgroup rw,xattr,name=systemd\n";
+        assert_eq!(
+            v2_mount(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        let unified = "30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n";
+        assert_eq!(v2_mount(unified), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(v2_mount("31 23 0:27 / /proc rw - proc proc rw\n"), None);
     }
 
     #[test]
