@@ -20,6 +20,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod apiserver;
 pub mod vm;
 
 /// How long the agent may take to load, and a workload's events to arrive.
@@ -71,11 +72,17 @@ static MARKERS: AtomicU64 = AtomicU64::new(0);
 impl Agent {
     /// Starts `tracer run` with `args` and waits until it says it is ready.
     pub fn start(args: &[&str]) -> Agent {
+        Self::start_with_env(args, &[])
+    }
+
+    /// `start`, with environment variables (`KUBECONFIG`) set for the agent.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Agent {
         let mut child = Command::new(tracer_bin())
             .arg("run")
             .args(["--node-name", "test-node", "--log-level", "info"])
             .args(args)
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

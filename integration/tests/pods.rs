@@ -3,9 +3,15 @@
 //! exec'd inside each; its events must name the container, and a process outside them
 //! none.
 
-use std::{fs, os::unix::fs::MetadataExt as _, path::PathBuf, process::Command};
+use std::{
+    fs,
+    os::unix::fs::MetadataExt as _,
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
 
-use integration::{Agent, exec_of, exit_of, of_kind, privileged, run};
+use integration::{Agent, apiserver::ApiServer, exec_of, exit_of, of_kind, privileged, run};
 use serde_json::Value;
 
 /// The exec of process `pid` into `/bin/true <arguments>` (after its shell's).
@@ -130,4 +136,219 @@ fn containers_of_containerd_crio_and_docker_cgroups() {
     let events = agent.sync();
     let exec = marker(&events, pid, "conmon").expect("conmon's exec");
     assert!(exec["process"].get("docker").is_none(), "{exec}");
+}
+
+/// A pod object of node `node`, with one running container `id` (containerd), owned by
+/// `owner` (kind, name) if any.
+fn pod(
+    ns: &str,
+    name: &str,
+    uid: &str,
+    node: &str,
+    id: &str,
+    owner: Option<(&str, &str)>,
+) -> Value {
+    let owners: Vec<Value> = owner
+        .iter()
+        .map(|(kind, name)| {
+            serde_json::json!({"apiVersion": "v1", "kind": kind, "name": name, "uid": "owner", "controller": true})
+        })
+        .collect();
+    serde_json::json!({
+        "kind": "Pod", "apiVersion": "v1",
+        "metadata": {"name": name, "namespace": ns, "uid": uid, "labels": {"app": name}, "ownerReferences": owners},
+        "spec": {"nodeName": node, "containers": [{"name": "main", "image": "registry.test/app:1.0"}]},
+        "status": {"containerStatuses": [{
+            "name": "main", "containerID": format!("containerd://{id}"),
+            "image": "registry.test/app:1.0", "imageID": "registry.test/app@sha256:0123",
+            "ready": true, "restartCount": 0,
+            "state": {"running": {"startedAt": "2026-11-25T10:00:00Z"}}
+        }]}
+    })
+}
+
+/// An object of `kind` owned by controller (owner kind, owner name).
+fn owned(kind: &str, api_version: &str, ns: &str, name: &str, owner: (&str, &str)) -> Value {
+    serde_json::json!({
+        "kind": kind, "apiVersion": api_version,
+        "metadata": {"name": name, "namespace": ns, "uid": format!("{name}-uid"),
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": owner.0, "name": owner.1, "uid": "o", "controller": true}]},
+        "spec": {}
+    })
+}
+
+/// Pods from a Kubernetes API server (in-process: real list and watch over HTTP): a
+/// process in a pod's container carries the pod, its labels, its container and its
+/// workload through ReplicaSet and Job owners; a pod of another node is not watched; a
+/// pod added later arrives by the watch, and one the watch missed by the list that follows
+/// a 410 Gone; without a cluster enrichment is off, said once.
+#[test]
+fn pods_from_the_api_server() {
+    if !privileged("pods_from_the_api_server") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let server = ApiServer::start();
+    let node = "test-node";
+    let ids: Vec<String> = (0..4).map(|i| format!("{:x}", 10 + i).repeat(64)).collect();
+    let uids: Vec<String> = (0..4)
+        .map(|i| format!("{i}a1f6d3e-7b8c-4d9e-a0f1-b2c3d4e5f607"))
+        .collect();
+    server.apply(owned(
+        "ReplicaSet",
+        "apps/v1",
+        "shop",
+        "web-7d9f",
+        ("Deployment", "web"),
+    ));
+    server.apply(owned(
+        "Job",
+        "batch/v1",
+        "ops",
+        "backup-29000",
+        ("CronJob", "backup"),
+    ));
+    server.apply(pod(
+        "shop",
+        "web-7d9f-abcde",
+        &uids[0],
+        node,
+        &ids[0],
+        Some(("ReplicaSet", "web-7d9f")),
+    ));
+    server.apply(pod(
+        "shop",
+        "elsewhere",
+        &uids[1],
+        "other-node",
+        &ids[1],
+        None,
+    ));
+    let kubeconfig = server.kubeconfig(work.path());
+    let agent = Agent::start_with_env(&[], &[("KUBECONFIG", kubeconfig.to_str().expect("utf-8"))]);
+    agent.wait_for_log("kubernetes: pods listed");
+    assert!(
+        agent
+            .stderr()
+            .contains(&format!("kubernetes: watching the pods of node {node}"))
+    );
+
+    let root = v2_root().join(format!("tracer-pods-{}", std::process::id()));
+    let _cleanup = Cleanup(root.clone());
+    // A process in container `i`'s cgroup (containerd, systemd driver), until its exec
+    // carries a pod or `deadline` passes; the last exec event.
+    let exec_in = |i: usize, deadline: Duration| -> Value {
+        let dir = root.join(format!(
+            "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice/cri-containerd-{}.scope",
+            uids[i].replace('-', "_"),
+            ids[i]
+        ));
+        fs::create_dir_all(&dir).expect("make the container's cgroup");
+        let start = Instant::now();
+        loop {
+            let (pid, out) = run(Command::new("/bin/sh").arg("-c").arg(format!(
+                "echo $$ > '{}/cgroup.procs' && exec /bin/true in-pod-{i}",
+                dir.display()
+            )));
+            assert!(out.status.success(), "{out:?}");
+            let events = agent.sync();
+            let exec = marker(&events, pid, &format!("in-pod-{i}"))
+                .expect("the exec in the container")
+                .clone();
+            if exec["process"].get("pod").is_some() || start.elapsed() > deadline {
+                return exec;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+
+    // Listed at start: the pod, its container, its Deployment through its ReplicaSet.
+    let exec = exec_in(0, Duration::from_secs(10));
+    let p = &exec["process"];
+    assert_eq!(p["docker"], ids[0][..31]);
+    assert_eq!(
+        p["pod"],
+        serde_json::json!({
+            "namespace": "shop", "name": "web-7d9f-abcde", "uid": uids[0],
+            "container": {
+                "id": format!("containerd://{}", ids[0]), "name": "main",
+                "image": {"id": "registry.test/app@sha256:0123", "name": "registry.test/app:1.0"},
+                "start_time": "2026-11-25T10:00:00Z"
+            },
+            "pod_labels": {"app": "web-7d9f-abcde"},
+            "workload": "web", "workload_kind": "Deployment"
+        }),
+        "{exec}"
+    );
+    // Another node's pod is not this node's: its container is named, no pod.
+    let exec = exec_in(1, Duration::from_secs(2));
+    assert_eq!(exec["process"]["docker"], ids[1][..31]);
+    assert!(exec["process"].get("pod").is_none(), "{exec}");
+
+    // Added while the agent runs: by the watch; a CronJob's through its Job.
+    server.apply(pod(
+        "ops",
+        "backup-29000-xyz",
+        &uids[2],
+        node,
+        &ids[2],
+        Some(("Job", "backup-29000")),
+    ));
+    let exec = exec_in(2, Duration::from_secs(20));
+    let p = &exec["process"]["pod"];
+    assert_eq!(p["name"], "backup-29000-xyz", "{exec}");
+    assert_eq!(
+        (p["workload"].as_str(), p["workload_kind"].as_str()),
+        (Some("backup"), Some("CronJob"))
+    );
+
+    // A pod the watch never told about, then the watch cut: the agent's client comes back
+    // from a version the server no longer has, gets 410 Gone, and lists again.
+    let lists_before = pod_lists(&server);
+    server.apply_unseen(pod("shop", "missed", &uids[3], node, &ids[3], None));
+    server.cut_watches();
+    let exec = exec_in(3, Duration::from_secs(30));
+    let p = &exec["process"]["pod"];
+    assert_eq!(p["name"], "missed", "{exec}");
+    assert_eq!(
+        (p["workload"].as_str(), p["workload_kind"].as_str()),
+        (Some("missed"), Some("Pod"))
+    );
+    assert!(
+        pod_lists(&server) > lists_before,
+        "{:#?}",
+        server.requests()
+    );
+    let log = agent.stderr();
+    assert!(log.contains("kubernetes: pods listed"), "{log}");
+    // Only this node's pods were asked for.
+    assert!(
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.starts_with("GET /api/v1/pods"))
+            .all(|r| r.contains("fieldSelector=spec.nodeName%3Dtest-node")),
+        "{:#?}",
+        server.requests()
+    );
+    drop(agent);
+
+    // No cluster: enrichment off, said once; the container is still named.
+    let missing = work.path().join("no-such-kubeconfig");
+    let agent = Agent::start_with_env(&[], &[("KUBECONFIG", missing.to_str().expect("utf-8"))]);
+    let log = agent.stderr();
+    assert_eq!(
+        log.matches("kubernetes: pod enrichment is off").count(),
+        1,
+        "{log}"
+    );
+}
+
+/// How many lists of pods the server has answered.
+fn pod_lists(server: &ApiServer) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("GET /api/v1/pods") && !r.contains("watch=true"))
+        .count()
 }

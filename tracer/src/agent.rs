@@ -154,6 +154,17 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
     for p in found {
         cache.insert(p);
     }
+    // Pods, where there is a cluster: the watcher fills its stores in the background.
+    let kubernetes = match crate::pods::watcher::start(&config.node_name).await {
+        Ok(stores) => {
+            tracing::info!("kubernetes: watching the pods of node {}", config.node_name);
+            Some(stores)
+        }
+        Err(why) => {
+            tracing::info!("kubernetes: pod enrichment is off: {why}");
+            None
+        }
+    };
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;
     let attached = loaded
@@ -170,7 +181,7 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
 
     let mut pipeline = Pipeline {
         cache,
-        pods: Pods::new(&config.cgroup_root),
+        pods: Pods::new(&config.cgroup_root, kubernetes),
         clock,
         out: JsonLines::new(out),
         decode_errors: 0,

@@ -142,6 +142,9 @@ pub struct ProcessOut<'a> {
     /// enrichment stage (`pods`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docker: Option<String>,
+    /// The pod, set by the pod enrichment stage where there is a cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pod: Option<std::sync::Arc<crate::pods::pod::PodOut>>,
     /// For a `#!` script, its absolute path (`binary` is the interpreter).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub script: Option<&'a str>,
@@ -183,6 +186,7 @@ impl<'a> ProcessOut<'a> {
             cgroup_id: (p.cgroup_id != 0).then(|| p.cgroup_id.to_string()),
             cgroup: p.cgroup_id,
             docker: None,
+            pod: None,
             script: p.script.as_deref(),
         }
     }

@@ -1,0 +1,112 @@
+//! The pods of this node, from the Kubernetes API server: listed, then watched (kube's
+//! watcher: re-listed after a 410 Gone, reconnected with backoff after a dropped
+//! connection or a restarted server), and kept in local stores, with the ReplicaSets and
+//! Jobs that name a pod's workload.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use futures::StreamExt as _;
+use k8s_openapi::api::{apps::v1::ReplicaSet, batch::v1::Job, core::v1::Pod};
+use kube::{
+    Api, Client,
+    runtime::{
+        WatchStreamExt as _,
+        reflector::{self, Store},
+        watcher,
+    },
+};
+
+/// Local copies of the objects enrichment reads, kept up to date by watcher tasks.
+#[derive(Clone)]
+pub struct Stores {
+    pub pods: Store<Pod>,
+    pub replicasets: Store<ReplicaSet>,
+    pub jobs: Store<Job>,
+    /// Counts the changes applied to the stores: the enrichment stage's cache of answers
+    /// is good while it stays the same.
+    pub generation: Arc<AtomicU64>,
+}
+
+/// Starts watching the pods of node `node` (and every ReplicaSet and Job), with the
+/// client configuration found in the pod (in-cluster) or in a kubeconfig. `Err`: there is
+/// no cluster to watch, said why.
+pub async fn start(node: &str) -> Result<Stores, String> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| format!("no Kubernetes API server configured ({e})"))?;
+    let generation = Arc::new(AtomicU64::new(0));
+    let pods = watch(
+        Api::<Pod>::all(client.clone()),
+        watcher::Config::default().fields(&format!("spec.nodeName={node}")),
+        "pods",
+        generation.clone(),
+    );
+    let replicasets = watch(
+        Api::<ReplicaSet>::all(client.clone()),
+        watcher::Config::default(),
+        "replicasets",
+        generation.clone(),
+    );
+    let jobs = watch(
+        Api::<Job>::all(client),
+        watcher::Config::default(),
+        "jobs",
+        generation.clone(),
+    );
+    Ok(Stores {
+        pods,
+        replicasets,
+        jobs,
+        generation,
+    })
+}
+
+/// A store of the objects of `api` that `config` selects, filled by a task that lists
+/// and watches them for as long as the agent runs.
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    what: &'static str,
+    generation: Arc<AtomicU64>,
+) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff());
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut failing = false;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => {
+                    if failing {
+                        tracing::info!("kubernetes: watching {what} again");
+                        failing = false;
+                    }
+                    if matches!(event, watcher::Event::InitDone) {
+                        tracing::info!("kubernetes: {what} listed");
+                    }
+                    generation.fetch_add(1, Ordering::Relaxed);
+                }
+                // The watcher lists again or reconnects, with backoff: say so once per
+                // outage.
+                Err(e) if !failing => {
+                    tracing::warn!("kubernetes: watching {what} failed, retrying: {e}");
+                    failing = true;
+                }
+                Err(e) => tracing::debug!("kubernetes: watching {what}: {e}"),
+            }
+        }
+    });
+    reader
+}
