@@ -122,6 +122,8 @@ fn containers_of_containerd_crio_and_docker_cgroups() {
     }
     let exec = exec_of(&events, host).expect("the host process's exec");
     assert!(exec["process"].get("docker").is_none(), "{exec}");
+    // Without a cluster there is no telling a host process: no `host`.
+    assert!(exec["process"].get("host").is_none(), "{exec}");
     // A conmon's cgroup is CRI-O's, and no container's.
     let conmon = root.join(format!(
         "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{uid_}.slice/crio-conmon-{}.scope",
@@ -225,7 +227,10 @@ fn pods_from_the_api_server() {
         None,
     ));
     let kubeconfig = server.kubeconfig(work.path());
-    let agent = Agent::start_with_env(&[], &[("KUBECONFIG", kubeconfig.to_str().expect("utf-8"))]);
+    let agent = Agent::start_with_env(
+        &["--pod-wait-ms", "2000"],
+        &[("KUBECONFIG", kubeconfig.to_str().expect("utf-8"))],
+    );
     agent.wait_for_log("kubernetes: pods listed");
     assert!(
         agent
@@ -235,35 +240,37 @@ fn pods_from_the_api_server() {
 
     let root = v2_root().join(format!("tracer-pods-{}", std::process::id()));
     let _cleanup = Cleanup(root.clone());
-    // A process in container `i`'s cgroup (containerd, systemd driver), until its exec
-    // carries a pod or `deadline` passes; the last exec event.
-    let exec_in = |i: usize, deadline: Duration| -> Value {
+    // A process in container `i`'s cgroup (containerd, systemd driver); its exec event,
+    // which waits (up to --pod-wait-ms) for the watcher to know the pod.
+    let exec_in = |i: usize| -> Value {
         let dir = root.join(format!(
             "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice/cri-containerd-{}.scope",
             uids[i].replace('-', "_"),
             ids[i]
         ));
         fs::create_dir_all(&dir).expect("make the container's cgroup");
+        let (pid, out) = run(Command::new("/bin/sh").arg("-c").arg(format!(
+            "echo $$ > '{}/cgroup.procs' && exec /bin/true in-pod-{i}",
+            dir.display()
+        )));
+        assert!(out.status.success(), "{out:?}");
         let start = Instant::now();
         loop {
-            let (pid, out) = run(Command::new("/bin/sh").arg("-c").arg(format!(
-                "echo $$ > '{}/cgroup.procs' && exec /bin/true in-pod-{i}",
-                dir.display()
-            )));
-            assert!(out.status.success(), "{out:?}");
             let events = agent.sync();
-            let exec = marker(&events, pid, &format!("in-pod-{i}"))
-                .expect("the exec in the container")
-                .clone();
-            if exec["process"].get("pod").is_some() || start.elapsed() > deadline {
-                return exec;
+            if let Some(exec) = marker(&events, pid, &format!("in-pod-{i}")) {
+                return exec.clone();
             }
-            std::thread::sleep(Duration::from_millis(200));
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no exec in pod {i}: {}",
+                agent.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
     };
 
     // Listed at start: the pod, its container, its Deployment through its ReplicaSet.
-    let exec = exec_in(0, Duration::from_secs(10));
+    let exec = exec_in(0);
     let p = &exec["process"];
     assert_eq!(p["docker"], ids[0][..31]);
     assert_eq!(
@@ -281,20 +288,27 @@ fn pods_from_the_api_server() {
         "{exec}"
     );
     // Another node's pod is not this node's: its container is named, no pod.
-    let exec = exec_in(1, Duration::from_secs(2));
+    let exec = exec_in(1);
     assert_eq!(exec["process"]["docker"], ids[1][..31]);
     assert!(exec["process"].get("pod").is_none(), "{exec}");
+    // It waited for its pod, then went out saying it is unknown.
+    assert_eq!(exec["process"]["pod_unknown"], true, "{exec}");
 
-    // Added while the agent runs: by the watch; a CronJob's through its Job.
-    server.apply(pod(
-        "ops",
-        "backup-29000-xyz",
-        &uids[2],
-        node,
-        &ids[2],
-        Some(("Job", "backup-29000")),
-    ));
-    let exec = exec_in(2, Duration::from_secs(20));
+    // Added while the agent runs, by the watch, half a second after its process started:
+    // the process's event waits for it. A CronJob's pod, through its Job.
+    let exec = std::thread::scope(|scope| {
+        let started = scope.spawn(|| exec_in(2));
+        std::thread::sleep(Duration::from_millis(500));
+        server.apply(pod(
+            "ops",
+            "backup-29000-xyz",
+            &uids[2],
+            node,
+            &ids[2],
+            Some(("Job", "backup-29000")),
+        ));
+        started.join().expect("the exec in pod 2")
+    });
     let p = &exec["process"]["pod"];
     assert_eq!(p["name"], "backup-29000-xyz", "{exec}");
     assert_eq!(
@@ -307,7 +321,7 @@ fn pods_from_the_api_server() {
     let lists_before = pod_lists(&server);
     server.apply_unseen(pod("shop", "missed", &uids[3], node, &ids[3], None));
     server.cut_watches();
-    let exec = exec_in(3, Duration::from_secs(30));
+    let exec = exec_in(3);
     let p = &exec["process"]["pod"];
     assert_eq!(p["name"], "missed", "{exec}");
     assert_eq!(
@@ -321,6 +335,12 @@ fn pods_from_the_api_server() {
     );
     let log = agent.stderr();
     assert!(log.contains("kubernetes: pods listed"), "{log}");
+    // A host process, with a cluster, says it is one.
+    let (host, _) = run(Command::new("/bin/true").arg("on-the-host"));
+    let events = agent.sync();
+    let exec = marker(&events, host, "on-the-host").expect("the host process's exec");
+    assert_eq!(exec["process"]["host"], true, "{exec}");
+    assert!(exec["process"].get("docker").is_none(), "{exec}");
     // Only this node's pods were asked for.
     assert!(
         server

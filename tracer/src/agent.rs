@@ -18,7 +18,7 @@ use crate::{
         privileges, tracefs,
     },
     loader::{self, HookStatus},
-    pods::Pods,
+    pods::{Pods, Waiting},
     policy::{
         files::{PolicyDir, load_file},
         store::PolicyStore,
@@ -46,6 +46,8 @@ pub struct Config {
     pub syscall_raw_tracepoints: bool,
     /// Kprobe hooks on their tracepoint equivalents even where kprobes work.
     pub disable_kprobes: bool,
+    /// How long an event of a process in a container waits for its pod.
+    pub pod_wait: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,12 +184,15 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
     let mut pipeline = Pipeline {
         cache,
         pods: Pods::new(&config.cgroup_root, kubernetes),
+        waiting: Waiting::new(config.pod_wait),
         clock,
         out: JsonLines::new(out),
         decode_errors: 0,
     };
     let mut losses = tokio::time::interval(config.loss_report_interval);
     losses.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut waiting = tokio::time::interval(Duration::from_millis(100));
+    waiting.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut policy_poll = tokio::time::interval(Duration::from_secs(1));
     policy_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -195,6 +200,11 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
             r = source.readable() => {
                 r?;
                 source.drain(|bytes| pipeline.record(bytes, store.as_ref()));
+                pipeline.release(false);
+                pipeline.flush()?;
+            }
+            _ = waiting.tick(), if !pipeline.waiting.is_empty() => {
+                pipeline.release(false);
                 pipeline.flush()?;
             }
             _ = losses.tick() => pipeline.report_losses(&mut source)?,
@@ -213,6 +223,7 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
     let store_meta = store;
     drop(loaded);
     let drained = source.drain(|bytes| pipeline.record(bytes, store_meta.as_ref()));
+    pipeline.release(true);
     for c in policy_counts {
         tracing::info!(
             seen = c.seen,
@@ -243,10 +254,32 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
     Ok(())
 }
 
+/// Writes `ev`, or holds it while the pod of one of its containers is not known (or while
+/// earlier events of its containers wait).
+fn write_or_wait<W: Write>(
+    pods: &Pods,
+    waiting: &mut Waiting,
+    out: &mut JsonLines<W>,
+    ev: &mut event::Event<'_>,
+) {
+    let (containers, unresolved) = pods.containers_of(ev);
+    if unresolved || waiting.holds_any(&containers) {
+        match serde_json::to_value(&*ev) {
+            Ok(v) => waiting.hold(v, containers),
+            Err(e) => tracing::error!("an event could not be held: {e}"),
+        }
+        return;
+    }
+    if let Err(e) = out.write(&*ev) {
+        tracing::error!("writing an event failed: {e}");
+    }
+}
+
 /// The user-space stages, in data-path order.
 struct Pipeline<W: Write> {
     cache: ProcessCache,
     pods: Pods,
+    waiting: Waiting,
     clock: Clock,
     out: JsonLines<W>,
     decode_errors: u64,
@@ -271,9 +304,7 @@ impl<W: Write> Pipeline<W> {
             let mut out =
                 event::tracepoint(ev, &process, policy, hook, self.cache.node(), &self.clock);
             self.pods.enrich(&mut out);
-            if let Err(e) = self.out.write(&out) {
-                tracing::error!("writing an event failed: {e}");
-            }
+            write_or_wait(&self.pods, &mut self.waiting, &mut self.out, &mut out);
             return;
         }
         let Some(lifecycle) = self.cache.handle(raw) else {
@@ -281,9 +312,21 @@ impl<W: Write> Pipeline<W> {
         };
         let mut ev = event::lifecycle(&lifecycle, self.cache.node(), &self.clock);
         self.pods.enrich(&mut ev);
-        if let Err(e) = self.out.write(&ev) {
-            tracing::error!("writing an event failed: {e}");
+        write_or_wait(&self.pods, &mut self.waiting, &mut self.out, &mut ev);
+    }
+
+    /// Writes the held events whose pods are known now or whose wait is over (`all`:
+    /// every one, at exit).
+    fn release(&mut self, all: bool) {
+        if self.waiting.is_empty() {
+            return;
         }
+        let out = &mut self.out;
+        self.waiting.release(&mut self.pods, all, |v| {
+            if let Err(e) = out.write_value(v) {
+                tracing::error!("writing an event failed: {e}");
+            }
+        });
     }
 
     fn flush(&mut self) -> Result<(), AgentError> {

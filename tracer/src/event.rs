@@ -145,6 +145,9 @@ pub struct ProcessOut<'a> {
     /// The pod, set by the pod enrichment stage where there is a cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<std::sync::Arc<crate::pods::pod::PodOut>>,
+    /// Where there is a cluster: the process runs in no container (not in Tetragon).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub host: bool,
     /// For a `#!` script, its absolute path (`binary` is the interpreter).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub script: Option<&'a str>,
@@ -187,6 +190,7 @@ impl<'a> ProcessOut<'a> {
             cgroup: p.cgroup_id,
             docker: None,
             pod: None,
+            host: false,
             script: p.script.as_deref(),
         }
     }

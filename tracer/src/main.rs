@@ -111,6 +111,12 @@ struct RunArgs {
     /// `sock:inet_sock_set_state`) even where the kernel has kprobes.
     #[arg(long)]
     disable_kprobes: bool,
+
+    /// With a cluster: how long an event of a process in a container waits for the
+    /// watcher to learn its pod, in milliseconds; past it the event goes out with
+    /// `"pod_unknown": true`.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pod_wait_ms: u64,
 }
 
 fn parse_override(s: &str) -> Result<(String, String), String> {
@@ -223,6 +229,7 @@ fn run(args: RunArgs) -> ExitCode {
         tracing_policy_dir: args.tracing_policy_dir,
         syscall_raw_tracepoints: args.syscall_raw_tracepoints,
         disable_kprobes: args.disable_kprobes,
+        pod_wait: Duration::from_millis(args.pod_wait_ms),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

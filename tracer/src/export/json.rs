@@ -19,6 +19,15 @@ impl<W: Write> JsonLines<W> {
     }
 
     pub fn write(&mut self, event: &Event<'_>) -> io::Result<()> {
+        self.write_any(event)
+    }
+
+    /// An event already in JSON form (one that waited for its pod).
+    pub fn write_value(&mut self, event: &serde_json::Value) -> io::Result<()> {
+        self.write_any(event)
+    }
+
+    fn write_any(&mut self, event: &impl serde::Serialize) -> io::Result<()> {
         serde_json::to_writer(&mut self.out, event)?;
         self.out.write_all(b"\n")?;
         self.written += 1;

@@ -170,6 +170,24 @@ impl CgroupPaths {
         self.paths.get(&id).map(String::as_str)
     }
 
+    /// The path of cgroup `id`, which process `pid` is in (or was, at the event): from the
+    /// walk, or else from `/proc/<pid>/cgroup` when the process is still there and its
+    /// cgroup's inode is `id` (a cgroup made since the last walk).
+    pub fn path_of(&mut self, id: u64, pid: u32) -> Option<&str> {
+        if self.path(id).is_none() {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+            let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+            let ino = std::fs::metadata(self.root.join(rel.trim_start_matches('/')))
+                .ok()?
+                .ino();
+            if ino != id {
+                return None;
+            }
+            self.paths.insert(id, rel.to_owned());
+        }
+        self.paths.get(&id).map(String::as_str)
+    }
+
     /// The container of cgroup `id`, if a runtime named it.
     pub fn container(&mut self, id: u64) -> Option<Container> {
         self.path(id).and_then(container_of)

@@ -12,9 +12,10 @@ pub mod pod;
 pub mod watcher;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     path::PathBuf,
     sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
 };
 
 use crate::event::{Event, ProcessOut};
@@ -52,13 +53,7 @@ impl Pods {
 
     /// Fills the container and pod fields of every process object of `event`.
     pub fn enrich(&mut self, event: &mut Event<'_>) {
-        if let Some(s) = &self.stores {
-            let now = s.generation.load(Ordering::Relaxed);
-            if now != self.generation {
-                self.pods.clear();
-                self.generation = now;
-            }
-        }
+        self.refresh();
         for p in event.processes_mut() {
             self.enrich_process(p);
         }
@@ -75,22 +70,164 @@ impl Pods {
         if !self.containers.contains_key(&p.cgroup) {
             // A cgroup not found (yet: made since the last walk, which runs at most every
             // 200 ms) is not remembered as a host cgroup.
-            let Some(path) = self.paths.path(p.cgroup) else {
+            let Some(path) = self.paths.path_of(p.cgroup, p.pid) else {
                 return;
             };
             let container = cgroup::container_of(path);
             self.containers.insert(p.cgroup, container);
         }
         let Some(container) = &self.containers[&p.cgroup] else {
+            p.host = self.stores.is_some();
             return;
         };
         p.docker = Some(container.short_id().to_owned());
-        if let Some(stores) = &self.stores {
-            p.pod = self
-                .pods
-                .entry(p.cgroup)
-                .or_insert_with(|| pod::find(stores, container).map(Arc::new))
-                .clone();
+        p.pod = self.pod_of(p.cgroup);
+    }
+
+    /// The pod of cgroup `cgroup` (a container's), as the stores have it now.
+    fn pod_of(&mut self, cgroup: u64) -> Option<Arc<PodOut>> {
+        let stores = self.stores.as_ref()?;
+        let container = self.containers.get(&cgroup)?.as_ref()?;
+        self.pods
+            .entry(cgroup)
+            .or_insert_with(|| pod::find(stores, container).map(Arc::new))
+            .clone()
+    }
+
+    /// Where there is a cluster, the cgroups of `event`'s processes that run in
+    /// containers, and whether the pod of one of them is not known (yet): then the event
+    /// waits (see [`Waiting`]).
+    pub fn containers_of(&self, event: &mut Event<'_>) -> (Vec<u64>, bool) {
+        if self.stores.is_none() {
+            return (Vec::new(), false);
+        }
+        let mut unresolved = false;
+        let cgroups = event
+            .processes_mut()
+            .filter(|p| p.docker.is_some())
+            .map(|p| {
+                unresolved |= p.pod.is_none();
+                p.cgroup
+            })
+            .collect();
+        (cgroups, unresolved)
+    }
+
+    /// Refreshes the answers if the stores changed since the last event.
+    fn refresh(&mut self) {
+        if let Some(s) = &self.stores {
+            let now = s.generation.load(Ordering::Relaxed);
+            if now != self.generation {
+                self.pods.clear();
+                self.generation = now;
+            }
+        }
+    }
+}
+
+/// Events of processes whose pod the watcher has not seen yet (a process that starts
+/// before its pod's status names its container): held, in order, until the pod is known,
+/// then written with it; past `wait`, written without it, saying so (`"pod_unknown":
+/// true` on the process object). Later events of those cgroups wait behind them, so that
+/// a process's events keep their order.
+pub struct Waiting {
+    queue: VecDeque<Held>,
+    wait: Duration,
+}
+
+struct Held {
+    event: serde_json::Value,
+    cgroups: Vec<u64>,
+    until: Instant,
+}
+
+impl Waiting {
+    pub fn new(wait: Duration) -> Self {
+        Self {
+            queue: VecDeque::new(),
+            wait,
+        }
+    }
+
+    /// Whether events of `cgroups` wait behind held ones.
+    pub fn holds_any(&self, cgroups: &[u64]) -> bool {
+        self.queue
+            .iter()
+            .any(|h| h.cgroups.iter().any(|c| cgroups.contains(c)))
+    }
+
+    pub fn hold(&mut self, event: serde_json::Value, cgroups: Vec<u64>) {
+        self.queue.push_back(Held {
+            event,
+            cgroups,
+            until: Instant::now() + self.wait,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Writes (by `write`) every held event whose pods are known now, or whose wait is
+    /// over, keeping the order of events of one cgroup; all of them with `all`.
+    pub fn release(
+        &mut self,
+        pods: &mut Pods,
+        all: bool,
+        mut write: impl FnMut(&serde_json::Value),
+    ) {
+        pods.refresh();
+        let now = Instant::now();
+        let mut blocked: Vec<u64> = Vec::new();
+        let mut kept = VecDeque::new();
+        while let Some(mut h) = self.queue.pop_front() {
+            if h.cgroups.iter().any(|c| blocked.contains(c)) {
+                blocked.extend(&h.cgroups);
+                kept.push_back(h);
+                continue;
+            }
+            let found: Vec<(u64, Option<Arc<PodOut>>)> =
+                h.cgroups.iter().map(|c| (*c, pods.pod_of(*c))).collect();
+            let resolved = found.iter().all(|(_, p)| p.is_some());
+            if !resolved && !all && now < h.until {
+                blocked.extend(&h.cgroups);
+                kept.push_back(h);
+                continue;
+            }
+            patch(&mut h.event, &found);
+            write(&h.event);
+        }
+        self.queue = kept;
+    }
+}
+
+/// Writes the pods found into the process objects of a held event, and `pod_unknown`
+/// where none was.
+fn patch(event: &mut serde_json::Value, found: &[(u64, Option<Arc<PodOut>>)]) {
+    let Some(body) = event
+        .as_object_mut()
+        .and_then(|m| m.values_mut().find(|v| v.get("process").is_some()))
+    else {
+        return;
+    };
+    for key in ["process", "parent"] {
+        let Some(p) = body.get_mut(key) else {
+            continue;
+        };
+        let cgroup = p["cgroup_id"]
+            .as_str()
+            .and_then(|c| c.parse::<u64>().ok())
+            .unwrap_or(0);
+        let Some((_, pod)) = found.iter().find(|(c, _)| *c == cgroup) else {
+            continue;
+        };
+        match pod {
+            Some(pod) => p["pod"] = serde_json::to_value(&**pod).unwrap_or_default(),
+            None => p["pod_unknown"] = serde_json::Value::Bool(true),
         }
     }
 }
