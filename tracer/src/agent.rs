@@ -48,6 +48,8 @@ pub struct Config {
     pub disable_kprobes: bool,
     /// How long an event of a process in a container waits for its pod.
     pub pod_wait: Duration,
+    /// Created once tracing, removed at exit.
+    pub ready_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +182,11 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
         procfs_processes = found_count,
         "tracer ready"
     );
+    if let Some(f) = &config.ready_file
+        && let Err(e) = std::fs::write(f, b"ready\n")
+    {
+        tracing::warn!("cannot write the ready file {}: {e}", f.display());
+    }
 
     let mut pipeline = Pipeline {
         cache,
@@ -218,6 +225,9 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
         }
     }
 
+    if let Some(f) = &config.ready_file {
+        let _ = std::fs::remove_file(f);
+    }
     // Detach first, so nothing new arrives, then hand over what the kernel already holds.
     let policy_counts = store.as_ref().map(PolicyStore::counts).unwrap_or_default();
     let store_meta = store;

@@ -31,6 +31,15 @@ enum Command {
     /// and where each hook of the given policies would run. Traces nothing. Needs root.
     /// Exits 1 when a policy would be refused.
     Status(StatusArgs),
+    /// Exit 0 if the agent is ready: the file its `--ready-file` names exists (the
+    /// DaemonSet's readiness probe; no shell needed in the image).
+    Ready {
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Print the TracingPolicy and TracingPolicyNamespaced custom resource definitions
+    /// (YAML), generated from the types that parse policies (`manifests/crds.yaml`).
+    Crds,
 }
 
 #[derive(clap::Args)]
@@ -117,6 +126,11 @@ struct RunArgs {
     /// `"pod_unknown": true`.
     #[arg(long, value_name = "MS", default_value_t = 5000)]
     pod_wait_ms: u64,
+
+    /// A file the agent creates once it is tracing and removes when it stops (for a
+    /// readiness probe: `tracer ready --file FILE`).
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
 }
 
 fn parse_override(s: &str) -> Result<(String, String), String> {
@@ -144,6 +158,24 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Policy(PolicyCommand::Validate { files }) => validate(&files),
         Command::Status(args) => status(args),
+        Command::Ready { file } => {
+            if file.exists() {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("tracer: not ready: {} does not exist", file.display());
+                ExitCode::FAILURE
+            }
+        }
+        Command::Crds => match tracer::policy::crd::crds_yaml() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tracer: cannot write the CRDs as YAML: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -230,6 +262,7 @@ fn run(args: RunArgs) -> ExitCode {
         syscall_raw_tracepoints: args.syscall_raw_tracepoints,
         disable_kprobes: args.disable_kprobes,
         pod_wait: Duration::from_millis(args.pod_wait_ms),
+        ready_file: args.ready_file,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -8,6 +8,7 @@
 //! - `cargo xtask integration-test [--kernel host|debian-6.1|debian-6.12]`: the
 //!   privileged tests on the host's kernel and on Debian's, one report per kernel.
 
+mod manifests;
 mod setup;
 mod test;
 mod vm;

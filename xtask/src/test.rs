@@ -42,6 +42,8 @@ pub fn test(lint: bool, filter: Option<&str>) -> anyhow::Result<()> {
         unit.args(["--", f]);
     }
     status(&mut unit)?;
+    // The manifests and the CRD schema, offline.
+    crate::manifests::validate()?;
 
     // Integration tests: the real agent, the real programs, real processes.
     status(cargo().args(["build", "--package", "tracer", "--bin", "tracer"]))?;

@@ -7,6 +7,7 @@
 //! `tracer policy validate FILE...` runs both, loading nothing.
 
 pub mod compile;
+pub mod crd;
 pub mod files;
 pub mod model;
 pub mod parse;

@@ -6,33 +6,40 @@
 //! Values that validation checks carry their position ([`Spanned`]).
 
 use marked_yaml::Spanned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A field the tracer knows from Tetragon's schema but does not support yet.
-pub type Unsupported = Option<Spanned<serde::de::IgnoredAny>>;
+pub type Unsupported = Option<Spanned<serde_json::Value>>;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TracingPolicy {
+    #[schemars(with = "String")]
     pub api_version: Spanned<String>,
+    #[schemars(with = "String")]
     pub kind: Spanned<String>,
     pub metadata: Metadata,
+    #[schemars(with = "Spec")]
     pub spec: Spanned<Spec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Metadata {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub namespace: Option<Spanned<String>>,
     #[serde(default)]
-    pub labels: Option<serde::de::IgnoredAny>,
+    #[schemars(schema_with = "super::crd::any_value")]
+    pub labels: Option<serde_json::Value>,
     #[serde(default)]
-    pub annotations: Option<serde::de::IgnoredAny>,
+    #[schemars(schema_with = "super::crd::any_value")]
+    pub annotations: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Spec {
     #[serde(default)]
@@ -42,107 +49,144 @@ pub struct Spec {
     #[serde(default)]
     pub options: Vec<PolicyOption>,
     #[serde(default)]
+    #[schemars(with = "Vec<Kprobe>")]
     pub kprobes: Vec<Spanned<Kprobe>>,
     // Tetragon's, not supported yet.
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub fentries: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub uprobes: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub usdts: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub lsmhooks: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub enforcers: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub loader: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub pod_selector: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub container_selector: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub host_selector: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub node_selector: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub selectors_macros: Unsupported,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Tracepoint {
+    #[schemars(with = "String")]
     pub subsystem: Spanned<String>,
+    #[schemars(with = "String")]
     pub event: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub message: Option<Spanned<String>>,
     #[serde(default)]
     pub args: Vec<Arg>,
     #[serde(default)]
+    #[schemars(with = "Vec<Selector>")]
     pub selectors: Vec<Spanned<Selector>>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub tags: Vec<Spanned<String>>,
     /// `raw: true` (BTF-typed raw tracepoint arguments): not supported yet.
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub raw: Unsupported,
 }
 
 /// `spec.kprobes[]`: a kernel function, its arguments and selectors.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Kprobe {
+    #[schemars(with = "String")]
     pub call: Spanned<String>,
     /// The call is a syscall (`sys_NAME`, prefixed for the architecture).
     #[serde(default)]
+    #[schemars(with = "Option<bool>")]
     pub syscall: Option<Spanned<bool>>,
     /// A return probe (`return: true`), with `returnArg`.
     #[serde(default, rename = "return")]
+    #[schemars(with = "Option<bool>")]
     pub ret: Option<Spanned<bool>>,
     #[serde(default)]
     pub return_arg: Option<Arg>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub message: Option<Spanned<String>>,
     #[serde(default)]
     pub args: Vec<Arg>,
     #[serde(default)]
+    #[schemars(with = "Vec<Selector>")]
     pub selectors: Vec<Spanned<Selector>>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub tags: Vec<Spanned<String>>,
     // Tetragon's, not supported yet.
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub data: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub return_arg_action: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub ignore: Unsupported,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Arg {
+    #[schemars(with = "u32")]
     pub index: Spanned<u32>,
     #[serde(default, rename = "type")]
+    #[schemars(with = "Option<String>")]
     pub ty: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub label: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub resolve: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub btf_type: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub btf_type_module: Unsupported,
     /// `char_buf`: the 1-based index of the argument that holds the buffer's size.
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub size_arg_index: Option<Spanned<u32>>,
     /// `char_buf`: read the buffer when the call returns, its size the return value.
     #[serde(default)]
+    #[schemars(with = "Option<bool>")]
     pub return_copy: Option<Spanned<bool>>,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub max_data: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub source: Unsupported,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Selector {
     #[serde(default, rename = "matchPIDs")]
@@ -158,130 +202,176 @@ pub struct Selector {
     #[serde(default)]
     pub match_actions: Vec<MatchAction>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub label: Option<Spanned<String>>,
     // Tetragon's, not supported yet.
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub match_data: Unsupported,
     /// On return probes: filters on the return value (`index: 0`).
     #[serde(default)]
     pub match_return_args: Vec<MatchArgs>,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub match_parent_binaries: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub match_namespace_changes: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub match_capability_changes: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub match_workloads: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub match_return_actions: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub macros: Unsupported,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MatchPids {
+    #[schemars(with = "String")]
     pub operator: Spanned<String>,
+    #[schemars(with = "Vec<u32>")]
     pub values: Vec<Spanned<u32>>,
     #[serde(default, rename = "isNamespacePID")]
+    #[schemars(with = "Option<bool>")]
     pub is_namespace_pid: Option<Spanned<bool>>,
     #[serde(default)]
+    #[schemars(with = "Option<bool>")]
     pub follow_forks: Option<Spanned<bool>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MatchArgs {
+    #[schemars(with = "u32")]
     pub index: Spanned<u32>,
+    #[schemars(with = "String")]
     pub operator: Spanned<String>,
     /// Absent for the operators that take none (`DPortPriv`, ...); the others check
     /// that there are some.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub values: Vec<Spanned<String>>,
     /// `args: [...]` (several arguments in one filter): not supported yet.
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub args: Unsupported,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MatchBinaries {
+    #[schemars(with = "String")]
     pub operator: Spanned<String>,
+    #[schemars(with = "Vec<String>")]
     pub values: Vec<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<bool>")]
     pub follow_children: Option<Spanned<bool>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MatchNamespaces {
+    #[schemars(with = "String")]
     pub namespace: Spanned<String>,
+    #[schemars(with = "String")]
     pub operator: Spanned<String>,
+    #[schemars(with = "Vec<String>")]
     pub values: Vec<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MatchCapabilities {
     #[serde(default, rename = "type")]
+    #[schemars(with = "Option<String>")]
     pub ty: Option<Spanned<String>>,
+    #[schemars(with = "String")]
     pub operator: Spanned<String>,
+    #[schemars(with = "Vec<String>")]
     pub values: Vec<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<bool>")]
     pub is_namespace_capability: Option<Spanned<bool>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MatchAction {
+    #[schemars(with = "String")]
     pub action: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub rate_limit: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub rate_limit_scope: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<u32>")]
     pub arg_sig: Option<Spanned<u32>>,
     /// `Override`'s error, a negative errno.
     #[serde(default)]
+    #[schemars(with = "Option<i32>")]
     pub arg_error: Option<Spanned<i32>>,
     // Tetragon's, for actions not supported yet.
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub arg_fd: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub arg_name: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub arg_url: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub arg_fqdn: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub arg_sock: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub kernel_stack_trace: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub user_stack_trace: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub ima_hash: Unsupported,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct List {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     #[serde(rename = "type")]
+    #[schemars(with = "String")]
     pub ty: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub values: Vec<Spanned<String>>,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub pattern: Unsupported,
     #[serde(default)]
+    #[schemars(schema_with = "super::crd::any_value")]
     pub validated: Unsupported,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PolicyOption {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub value: Option<Spanned<String>>,
 }
