@@ -17,10 +17,15 @@ use std::{
 use serde_json::{Value, json};
 
 /// The kinds served: (kind, list path, apiVersion).
-const KINDS: [(&str, &str, &str); 3] = [
+const KINDS: [(&str, &str, &str); 4] = [
     ("Pod", "/api/v1/pods", "v1"),
     ("ReplicaSet", "/apis/apps/v1/replicasets", "apps/v1"),
     ("Job", "/apis/batch/v1/jobs", "batch/v1"),
+    (
+        "TracingPolicy",
+        "/apis/tracer.dev/v1alpha1/tracingpolicies",
+        "tracer.dev/v1alpha1",
+    ),
 ];
 
 #[derive(Default)]
@@ -37,6 +42,8 @@ struct State {
     cut: u64,
     /// Request lines served, for tests to assert on (`GET /api/v1/pods?...`).
     requests: Vec<String>,
+    /// Status patches received: (object name, patch body).
+    status_patches: Vec<(String, Value)>,
 }
 
 pub struct ApiServer {
@@ -107,6 +114,25 @@ impl ApiServer {
         cvar.notify_all();
     }
 
+    /// Deletes an object, and tells the watches (`DELETED`).
+    pub fn delete(&self, kind: &str, namespace: &str, name: &str) {
+        let (lock, cvar) = &*self.state;
+        let mut st = lock.lock().expect("lock");
+        let key = (kind.to_owned(), namespace.to_owned(), name.to_owned());
+        if let Some(mut object) = st.objects.remove(&key) {
+            st.rv += 1;
+            let rv = st.rv;
+            object["metadata"]["resourceVersion"] = json!(rv.to_string());
+            st.history.push((rv, key.0, "DELETED", object));
+        }
+        cvar.notify_all();
+    }
+
+    /// The status patches received so far: (object name, body).
+    pub fn status_patches(&self) -> Vec<(String, Value)> {
+        self.state.0.lock().expect("lock").status_patches.clone()
+    }
+
     /// Closes every open watch connection, as a restarting API server does; the clients
     /// reconnect from their last version.
     pub fn cut_watches(&self) {
@@ -148,14 +174,29 @@ fn serve(conn: TcpStream, state: &(Mutex<State>, Condvar)) {
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
-        // Headers, up to the blank line; GET requests have no body.
+        // Headers, up to the blank line; a PATCH has a body.
+        let mut length = 0usize;
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
                 break;
             }
+            if let Some((k, v)) = h.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap_or(0);
+            }
         }
+        let method = line.split_whitespace().next().unwrap_or("GET").to_owned();
         let target = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+        if method == "PATCH" {
+            let mut body = vec![0u8; length];
+            if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+                return;
+            }
+            patch(&mut out, state, &target, &body);
+            continue;
+        }
         state
             .0
             .lock()
@@ -227,6 +268,43 @@ fn serve(conn: TcpStream, state: &(Mutex<State>, Condvar)) {
             return;
         }
     }
+}
+
+/// A status patch (`PATCH <kind path>/<name>/status`, a merge patch): recorded, and
+/// answered with the object as patched.
+fn patch(out: &mut TcpStream, state: &(Mutex<State>, Condvar), target: &str, body: &[u8]) {
+    let path = target.split('?').next().unwrap_or(target);
+    let name = path
+        .strip_suffix("/status")
+        .and_then(|p| p.rsplit('/').next())
+        .unwrap_or("")
+        .to_owned();
+    let patch: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut st = state.0.lock().expect("lock");
+    st.requests.push(format!("PATCH {target}"));
+    st.status_patches.push((name.clone(), patch.clone()));
+    let object = st
+        .objects
+        .iter_mut()
+        .find(|((_, _, n), _)| *n == name)
+        .map(|(_, o)| {
+            o["status"] = patch["status"].clone();
+            o.clone()
+        });
+    drop(st);
+    let (code, body) = match object {
+        Some(o) => ("200 OK", o.to_string()),
+        None => (
+            "404 Not Found",
+            r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#
+                .to_owned(),
+        ),
+    };
+    let _ = write!(
+        out,
+        "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
 }
 
 /// A watch stream from version `from`: the history after it, then what comes, with a

@@ -100,8 +100,21 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
     }
     let mut source = EventSource::new(&mut loaded.ebpf)?;
 
-    // Tracing policies, when any are asked for.
-    let wants_policies = !config.tracing_policies.is_empty() || config.tracing_policy_dir.is_some();
+    // The cluster, where there is one (in-cluster, or a kubeconfig): pods to enrich events
+    // with, and policies as objects.
+    let client = match kube::Client::try_default().await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::info!(
+                "kubernetes: pod enrichment is off: no Kubernetes API server configured ({e})"
+            );
+            None
+        }
+    };
+    // Tracing policies, when any are asked for, or may come as objects.
+    let wants_policies = !config.tracing_policies.is_empty()
+        || config.tracing_policy_dir.is_some()
+        || client.is_some();
     let mut store = None;
     if wants_policies {
         // What the kernel runs decides where each hook of a policy runs.
@@ -159,16 +172,14 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
         cache.insert(p);
     }
     // Pods, where there is a cluster: the watcher fills its stores in the background.
-    let kubernetes = match crate::pods::watcher::start(&config.node_name).await {
-        Ok(stores) => {
-            tracing::info!("kubernetes: watching the pods of node {}", config.node_name);
-            Some(stores)
-        }
-        Err(why) => {
-            tracing::info!("kubernetes: pod enrichment is off: {why}");
-            None
-        }
-    };
+    let kubernetes = client.as_ref().map(|c| {
+        tracing::info!("kubernetes: watching the pods of node {}", config.node_name);
+        crate::pods::watcher::start(c.clone(), &config.node_name)
+    });
+    let mut policy_objects = client
+        .as_ref()
+        .filter(|_| store.is_some())
+        .map(|c| crate::policy::objects::watch(c.clone()));
     let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;
     let attached = loaded
@@ -198,6 +209,7 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
     };
     let mut losses = tokio::time::interval(config.loss_report_interval);
     losses.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut object_policies = std::collections::BTreeSet::new();
     let mut waiting = tokio::time::interval(Duration::from_millis(100));
     waiting.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut policy_poll = tokio::time::interval(Duration::from_secs(1));
@@ -220,6 +232,17 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
                     dir.sync(store, &mut loaded.ebpf);
                 }
             }
+            change = next_change(&mut policy_objects) => match (change, &mut store, &client) {
+                (Some(change), Some(store), Some(client)) => crate::policy::objects::apply_change(
+                    change,
+                    store,
+                    &mut loaded.ebpf,
+                    client,
+                    &config.node_name,
+                    &mut object_policies,
+                ),
+                _ => policy_objects = None,
+            },
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
@@ -262,6 +285,16 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
         "tracer stopped"
     );
     Ok(())
+}
+
+/// The next change of the policy objects; never, without a watch.
+async fn next_change(
+    rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<crate::policy::objects::Change>>,
+) -> Option<crate::policy::objects::Change> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Writes `ev`, or holds it while the pod of one of its containers is not known (or while

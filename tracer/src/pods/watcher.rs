@@ -30,13 +30,8 @@ pub struct Stores {
     pub generation: Arc<AtomicU64>,
 }
 
-/// Starts watching the pods of node `node` (and every ReplicaSet and Job), with the
-/// client configuration found in the pod (in-cluster) or in a kubeconfig. `Err`: there is
-/// no cluster to watch, said why.
-pub async fn start(node: &str) -> Result<Stores, String> {
-    let client = Client::try_default()
-        .await
-        .map_err(|e| format!("no Kubernetes API server configured ({e})"))?;
+/// Starts watching the pods of node `node` (and every ReplicaSet and Job).
+pub fn start(client: Client, node: &str) -> Stores {
     let generation = Arc::new(AtomicU64::new(0));
     let pods = watch(
         Api::<Pod>::all(client.clone()),
@@ -56,12 +51,12 @@ pub async fn start(node: &str) -> Result<Stores, String> {
         "jobs",
         generation.clone(),
     );
-    Ok(Stores {
+    Stores {
         pods,
         replicasets,
         jobs,
         generation,
-    })
+    }
 }
 
 /// A store of the objects of `api` that `config` selects, filled by a task that lists

@@ -10,6 +10,7 @@ pub mod compile;
 pub mod crd;
 pub mod files;
 pub mod model;
+pub mod objects;
 pub mod parse;
 pub mod sock;
 pub mod store;

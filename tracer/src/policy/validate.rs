@@ -21,6 +21,8 @@ pub struct Problem {
 }
 
 pub const API_VERSION: &str = "cilium.io/v1alpha1";
+/// The tracer's own group (`policy::crd`), which its custom resources are served under.
+pub const TRACER_API_VERSION: &str = "tracer.dev/v1alpha1";
 pub const MATCH_ARGS_OPERATORS: &[&str] = &[
     "Equal",
     "NotEqual",
@@ -344,12 +346,12 @@ pub fn policy(p: &TracingPolicy) -> Vec<Problem> {
     let mut c = Check {
         problems: Vec::new(),
     };
-    if p.api_version.as_str() != API_VERSION {
+    if p.api_version.as_str() != API_VERSION && p.api_version.as_str() != TRACER_API_VERSION {
         c.at(
             p.api_version.span(),
             "apiVersion",
             format!(
-                "`{}` is not supported; expected `{API_VERSION}`",
+                "`{}` is not supported; expected `{API_VERSION}` (Tetragon's) or `{TRACER_API_VERSION}`",
                 p.api_version.as_str()
             ),
             Some(format!("write `apiVersion: {API_VERSION}`")),

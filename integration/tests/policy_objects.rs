@@ -1,0 +1,131 @@
+//! Policies as Kubernetes objects (`TracingPolicy` of `tracer.dev`), from an in-process
+//! API server: created, changed and deleted while the agent runs, each applied without a
+//! restart, a broken one refused, and the outcome written back to each object's status
+//! for this node.
+
+use std::time::{Duration, Instant};
+
+use integration::{Agent, apiserver::ApiServer, of_kind, privileged};
+use serde_json::{Value, json};
+
+/// A `TracingPolicy` object: `getpgid` calls with argument `pid`.
+fn policy(name: &str, pid: i64) -> Value {
+    json!({
+        "apiVersion": "tracer.dev/v1alpha1", "kind": "TracingPolicy",
+        "metadata": {"name": name, "uid": format!("{name}-uid"), "generation": 1},
+        "spec": {"tracepoints": [{
+            "subsystem": "syscalls", "event": "sys_enter_getpgid",
+            "args": [{"index": 5, "type": "int"}],
+            "selectors": [{"matchArgs": [{"index": 5, "operator": "Equal", "values": [pid.to_string()]}]}]
+        }]}
+    })
+}
+
+fn getpgid(pid: i32) {
+    // SAFETY: getpgid of a pid that does not exist: fails with ESRCH, touches nothing.
+    assert_eq!(unsafe { libc::getpgid(pid) }, -1);
+}
+
+/// The `process_tracepoint` events of policy `name` for getpgid(`pid`).
+fn hits(events: &[Value], name: &str, pid: i64) -> usize {
+    of_kind(events, "process_tracepoint")
+        .into_iter()
+        .filter(|e| e["policy_name"] == name && e["args"][0]["int_arg"] == pid)
+        .count()
+}
+
+/// Waits until the server has a status patch of `name` matching `pred`; returns it.
+fn status(server: &ApiServer, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        if let Some((_, p)) = server
+            .status_patches()
+            .into_iter()
+            .rev()
+            .find(|(n, p)| n == name && pred(&p["status"]["nodes"]["test-node"]))
+        {
+            return p["status"]["nodes"]["test-node"].clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no such status of {name}: {:#?}",
+            server.status_patches()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn policies_from_the_api_server() {
+    if !privileged("policies_from_the_api_server") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let server = ApiServer::start();
+    server.apply(policy("getpgid-a", 424301));
+    let kubeconfig = server.kubeconfig(work.path());
+    let agent = Agent::start_with_env(&[], &[("KUBECONFIG", kubeconfig.to_str().expect("utf-8"))]);
+    agent.wait_for_log("policy getpgid-a loaded from tracingpolicy/getpgid-a");
+    let s = status(&server, "getpgid-a", |s| s["state"] == "Loaded");
+    assert_eq!(s["observedGeneration"], 1);
+
+    // Created while the agent runs.
+    server.apply(policy("getpgid-b", 424302));
+    agent.wait_for_log("policy getpgid-b loaded from tracingpolicy/getpgid-b");
+    getpgid(424301);
+    getpgid(424302);
+    let events = agent.sync();
+    assert_eq!(hits(&events, "getpgid-a", 424301), 1);
+    assert_eq!(hits(&events, "getpgid-b", 424302), 1);
+
+    // Changed: it now watches another pid.
+    let before = agent.stderr().matches("policy getpgid-a loaded").count();
+    server.apply(policy("getpgid-a", 424303));
+    let start = Instant::now();
+    while agent.stderr().matches("policy getpgid-a loaded").count() == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    getpgid(424301);
+    getpgid(424303);
+    let events = agent.sync();
+    assert_eq!(
+        hits(&events, "getpgid-a", 424301),
+        1,
+        "only the earlier call"
+    );
+    assert_eq!(hits(&events, "getpgid-a", 424303), 1);
+
+    // Broken: refused, with the error in its status; the running version stays.
+    let mut broken = policy("getpgid-a", 424304);
+    broken["spec"]["tracepoints"][0]["selectors"][0]["matchArgs"][0]["operator"] = json!("Bigger");
+    server.apply(broken);
+    let s = status(&server, "getpgid-a", |s| s["state"] == "Error");
+    let message = s["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("tracingpolicy/getpgid-a") && message.contains("Bigger"),
+        "{message}"
+    );
+    getpgid(424303);
+    let events = agent.sync();
+    assert_eq!(
+        hits(&events, "getpgid-a", 424303),
+        2,
+        "the last good version runs"
+    );
+
+    // Deleted: removed.
+    server.delete("TracingPolicy", "", "getpgid-b");
+    agent.wait_for_log("policy getpgid-b removed: its tracingpolicy was deleted");
+    getpgid(424302);
+    let events = agent.sync();
+    assert_eq!(
+        hits(&events, "getpgid-b", 424302),
+        1,
+        "no hit after the delete"
+    );
+}
