@@ -372,3 +372,161 @@ fn pod_lists(server: &ApiServer) -> usize {
         .filter(|r| r.starts_with("GET /api/v1/pods") && !r.contains("watch=true"))
         .count()
 }
+
+/// Policies that apply to some pods only, filtered in the kernel by cgroup: a
+/// `TracingPolicyNamespaced` (its namespace's pods), a `podSelector` (pods by label) and
+/// a `containerSelector` (containers by name), each on the same `openat` of a file; only
+/// the processes of the pods they select post, and a host process none.
+#[test]
+fn policies_scoped_to_pods() {
+    if !privileged("policies_scoped_to_pods") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let watched = work.path().join("watched");
+    fs::create_dir_all(&watched).expect("make the watched directory");
+    let server = ApiServer::start();
+    let node = "test-node";
+    // (namespace, pod, label app, container name)
+    let pods = [
+        ("team-a", "a-x", "x", "main"),
+        ("team-b", "b-x", "x", "main"),
+        ("team-a", "a-y", "y", "side"),
+    ];
+    let ids: Vec<String> = (0..pods.len())
+        .map(|i| format!("{:x}", 0xa + i).repeat(64))
+        .collect();
+    let uids: Vec<String> = (0..pods.len())
+        .map(|i| format!("{i}b1f6d3e-7b8c-4d9e-a0f1-b2c3d4e5f607"))
+        .collect();
+    for (i, (ns, name, app, container)) in pods.iter().enumerate() {
+        let mut p = pod(ns, name, &uids[i], node, &ids[i], None);
+        p["metadata"]["labels"] = serde_json::json!({"app": app});
+        p["status"]["containerStatuses"][0]["name"] = serde_json::json!(container);
+        server.apply(p);
+    }
+    let prefix = watched.display().to_string();
+    let policy = |kind: &str, name: &str, namespace: &str, extra: &str| {
+        format!(
+            "apiVersion: cilium.io/v1alpha1\nkind: {kind}\nmetadata:\n  name: {name}\n{namespace}spec:\n{extra}  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_openat\n    args:\n    - index: 6\n      type: string\n    selectors:\n    - matchArgs:\n      - index: 6\n        operator: Prefix\n        values: [\"{prefix}/\"]\n"
+        )
+    };
+    let files = [
+        (
+            "namespaced.yaml",
+            policy(
+                "TracingPolicyNamespaced",
+                "in-team-a",
+                "  namespace: team-a\n",
+                "",
+            ),
+        ),
+        (
+            "labels.yaml",
+            policy(
+                "TracingPolicy",
+                "app-x",
+                "",
+                "  podSelector:\n    matchLabels:\n      app: x\n",
+            ),
+        ),
+        (
+            "containers.yaml",
+            policy(
+                "TracingPolicy",
+                "side-containers",
+                "",
+                "  containerSelector:\n    matchExpressions:\n    - key: name\n      operator: In\n      values: [side]\n",
+            ),
+        ),
+    ];
+    let mut args = vec!["--pod-wait-ms".to_owned(), "2000".to_owned()];
+    for (file, text) in &files {
+        let path = work.path().join(file);
+        fs::write(&path, text).expect("write a policy");
+        args.push("--tracing-policy".into());
+        args.push(path.display().to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let kubeconfig = server.kubeconfig(work.path());
+    let root = v2_root().join(format!("tracer-scope-{}", std::process::id()));
+    let _cleanup = Cleanup(root.clone());
+    let dirs: Vec<PathBuf> = (0..pods.len())
+        .map(|i| {
+            let dir = root.join(format!(
+                "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice/cri-containerd-{}.scope",
+                uids[i].replace('-', "_"),
+                ids[i]
+            ));
+            fs::create_dir_all(&dir).expect("make a container's cgroup");
+            dir
+        })
+        .collect();
+    let agent = Agent::start_with_env(
+        &args,
+        &[("KUBECONFIG", kubeconfig.to_str().expect("utf-8"))],
+    );
+    for (name, n) in [("in-team-a", 2), ("app-x", 2), ("side-containers", 1)] {
+        agent.wait_for_log(&format!("policy {name}: applies in {n} container cgroups"));
+    }
+    // Each pod's process opens a file of its own; then a host process.
+    for (i, dir) in dirs.iter().enumerate() {
+        let (_, out) = run(Command::new("/bin/sh").arg("-c").arg(format!(
+            "echo $$ > '{}/cgroup.procs' && cat '{prefix}/pod-{i}' 2>/dev/null; true",
+            dir.display()
+        )));
+        assert!(out.status.success(), "{out:?}");
+    }
+    let (_, out) = run(Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!("cat '{prefix}/host' 2>/dev/null; true")));
+    assert!(out.status.success());
+    let start = Instant::now();
+    let opened = |events: &[Value], policy: &str| -> Vec<String> {
+        let mut files: Vec<String> = of_kind(events, "process_tracepoint")
+            .into_iter()
+            .filter(|e| e["policy_name"] == policy)
+            .map(|e| {
+                e["args"][0]["string_arg"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    // The pods' events wait for nothing (their pods are known); sync covers them.
+    let events = loop {
+        let events = agent.sync();
+        if opened(&events, "side-containers").len() == 1
+            || start.elapsed() > Duration::from_secs(10)
+        {
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(opened(&events, "in-team-a"), ["pod-0", "pod-2"]);
+    assert_eq!(opened(&events, "app-x"), ["pod-0", "pod-1"]);
+    assert_eq!(opened(&events, "side-containers"), ["pod-2"]);
+    // Each event names its pod.
+    for e in of_kind(&events, "process_tracepoint") {
+        if e["policy_name"] == "in-team-a" {
+            assert_eq!(e["process"]["pod"]["namespace"], "team-a", "{e}");
+        }
+    }
+    drop(agent);
+    // Without a cluster there are no pods to scope to: refused, saying why.
+    let missing = work.path().join("no-such-kubeconfig");
+    let agent = Agent::start_with_env(&args, &[("KUBECONFIG", missing.to_str().expect("utf-8"))]);
+    let log = agent.stderr();
+    assert_eq!(
+        log.matches("no Kubernetes API server is configured to learn them from")
+            .count(),
+        3,
+        "{log}"
+    );
+}

@@ -149,6 +149,21 @@ pub const HOOK_RET_FD_SOCK: u32 = 1 << 12;
 /// `HOOK_ENTRY_SOCK`'s argument is a file descriptor (a syscall tracepoint standing for
 /// a socket function).
 pub const HOOK_FD: u32 = 1 << 13;
+/// The policy applies to some pods only (a `TracingPolicyNamespaced`, a `podSelector` or
+/// a `containerSelector`): the hook runs only in the cgroups `POLICY_SCOPE` lists for it.
+pub const HOOK_CGROUP_SCOPE: u32 = 1 << 14;
+
+/// Key of `POLICY_SCOPE`: a policy and a cgroup (v2 id) of a container it applies to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ScopeKey {
+    pub policy_id: u32,
+    pub _pad: u32,
+    pub cgroup: u64,
+}
+
+/// At most this many (policy, cgroup) pairs are in scope at once.
+pub const MAX_SCOPE: u32 = 65_536;
 
 /// Where a generic kprobe's record holds what its struct argument points to (at most one
 /// per kprobe): the path of a `file`, `path` or `linux_binprm` argument, as a
@@ -535,6 +550,7 @@ pub struct SyscallRecord {
 mod user {
     // SAFETY (all): `#[repr(C)]` plain data, integers and byte arrays, explicit padding.
     unsafe impl aya::Pod for super::HookConfig {}
+    unsafe impl aya::Pod for super::ScopeKey {}
     unsafe impl aya::Pod for super::BinFollow {}
     unsafe impl aya::Pod for super::StrKey {}
     unsafe impl aya::Pod for super::StrPrefix {}

@@ -172,6 +172,12 @@ pub struct IovecScratch {
 #[map]
 pub static IOVEC_SCRATCH: PerCpuArray<IovecScratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// The cgroups each pod-scoped policy applies to (`HOOK_CGROUP_SCOPE`), kept by the
+/// agent from the pods it watches.
+#[map]
+pub static POLICY_SCOPE: HashMap<tracer_common::policy::ScopeKey, u8> =
+    HashMap::with_max_entries(tracer_common::policy::MAX_SCOPE, 0);
+
 /// A socket argument's address keys: `[0]` source, `[1]` destination.
 #[map]
 pub static SOCK_KEYS: PerCpuArray<Key<StrPrefix>> = PerCpuArray::with_max_entries(2, 0);

@@ -139,7 +139,10 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
             std::path::Path::new(tracefs::TRACEFS),
             &placement,
         ) {
-            Ok(s) => store = Some(s),
+            Ok(mut s) => {
+                s.pods_known = client.is_some();
+                store = Some(s);
+            }
             Err(e) => tracing::error!("{e}; the process lifecycle is still traced"),
         }
     }
@@ -210,6 +213,13 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
     let mut losses = tokio::time::interval(config.loss_report_interval);
     losses.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut object_policies = std::collections::BTreeSet::new();
+    // Pod-scoped policies follow their pods (the watcher's stores) every second.
+    let kubernetes_on = client.is_some();
+    let mut scope_tick = tokio::time::interval(Duration::from_secs(1));
+    scope_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    if let Some(store) = &mut store {
+        sync_scopes(store, &mut pipeline.pods);
+    }
     let mut waiting = tokio::time::interval(Duration::from_millis(100));
     waiting.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut policy_poll = tokio::time::interval(Duration::from_secs(1));
@@ -230,19 +240,28 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
             _ = policy_poll.tick(), if policy_dir.is_some() && store.is_some() => {
                 if let (Some(dir), Some(store)) = (&mut policy_dir, &mut store) {
                     dir.sync(store, &mut loaded.ebpf);
+                    sync_scopes(store, &mut pipeline.pods);
                 }
             }
             change = next_change(&mut policy_objects) => match (change, &mut store, &client) {
-                (Some(change), Some(store), Some(client)) => crate::policy::objects::apply_change(
-                    change,
-                    store,
-                    &mut loaded.ebpf,
-                    client,
-                    &config.node_name,
-                    &mut object_policies,
-                ),
+                (Some(change), Some(store), Some(client)) => {
+                    crate::policy::objects::apply_change(
+                        change,
+                        store,
+                        &mut loaded.ebpf,
+                        client,
+                        &config.node_name,
+                        &mut object_policies,
+                    );
+                    sync_scopes(store, &mut pipeline.pods);
+                }
                 _ => policy_objects = None,
             },
+            _ = scope_tick.tick(), if kubernetes_on && store.is_some() => {
+                if let Some(store) = &mut store {
+                    sync_scopes(store, &mut pipeline.pods);
+                }
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
@@ -285,6 +304,14 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
         "tracer stopped"
     );
     Ok(())
+}
+
+/// Points each pod-scoped policy at the container cgroups of the pods it selects now.
+fn sync_scopes(store: &mut PolicyStore, pods: &mut Pods) {
+    for (name, scope) in store.scoped() {
+        let cgroups = pods.scope_cgroups(&scope);
+        store.set_scope(&name, cgroups);
+    }
 }
 
 /// The next change of the policy objects; never, without a watch.

@@ -14,8 +14,9 @@ use core::ffi::c_void;
 use aya_ebpf::{
     EbpfContext as _,
     helpers::generated::{
-        bpf_get_current_pid_tgid, bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_str, bpf_probe_read_user, bpf_probe_read_user_str, bpf_send_signal,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
+        bpf_probe_read_user_str, bpf_send_signal,
     },
     macros::tracepoint,
     programs::TracePointContext,
@@ -30,16 +31,16 @@ use tracer_common::{
         ARG_UINT, ARG_USER_BYTES, ARG_USER_IOVEC, ARG_USER_STRING, ArgConfig, ArgFilter, ArgValue,
         BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX, BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinaryFilter,
         EVENT_MONITOR, EVENT_SIGNAL_FAILED, HOOK_ACTIVE, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX,
-        HOOK_BINARY_PREFIX, HOOK_ENTRY_SOCK, HOOK_MONITOR, HOOK_RET_FD_SOCK, HOOK_RETURN,
-        HOOK_SAVE_ENTRY, HOOK_SOCK_RETURN, HOOK_SOCK_TRIGGER, HookConfig, LONG_PREFIX,
+        HOOK_BINARY_PREFIX, HOOK_CGROUP_SCOPE, HOOK_ENTRY_SOCK, HOOK_MONITOR, HOOK_RET_FD_SOCK,
+        HOOK_RETURN, HOOK_SAVE_ENTRY, HOOK_SOCK_RETURN, HOOK_SOCK_TRIGGER, HookConfig, LONG_PREFIX,
         MAX_ARG_FILTERS, MAX_CAP_FILTERS, MAX_HOOK_ARGS, MAX_INT_VALUES, MAX_IOVECS,
         MAX_NS_FILTERS, MAX_NS_VALUES, MAX_PIDS, MAX_SELECTORS, NS_USER, OP_DADDR, OP_DPORT,
         OP_DPORT_PRIV, OP_EQUAL, OP_FAMILY, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX,
         OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV,
         OP_STATE, PIDS_IN, PIDS_NOT_IN, POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED,
         POLICY_POSTED, POLICY_RATE_LIMITED, POLICY_SEEN, PREFIX_MAX, PidFilter, RATE_GLOBAL,
-        RATE_PROCESS, RETURN_AT, RateKey, SOCK_RETURN_AT, STRING_MAX, SelectorConfig, SockLayout,
-        SockValue, TracepointEvent,
+        RATE_PROCESS, RETURN_AT, RateKey, SOCK_RETURN_AT, STRING_MAX, ScopeKey, SelectorConfig,
+        SockLayout, SockValue, TracepointEvent,
     },
 };
 
@@ -47,9 +48,9 @@ use crate::{
     emit, kread,
     maps::{
         ARG_EQUAL_KEYS, ARG_POSTFIX_KEYS, ARG_PREFIX_KEYS, BIN_VALUE, BINARY_SLOT, EVENTS,
-        EXEC_PATHS, FOLLOW, HOOKS, IOVEC_SCRATCH, IovecScratch, LONG_KEY, POLICY_COUNTERS, RATE,
-        RET_ENTRY, RET_SCRATCH, SOCK_KEYS, STR_EQUAL, STR_POSTFIX, STR_PREFIX, SockRecord,
-        TP_SCRATCH,
+        EXEC_PATHS, FOLLOW, HOOKS, IOVEC_SCRATCH, IovecScratch, LONG_KEY, POLICY_COUNTERS,
+        POLICY_SCOPE, RATE, RET_ENTRY, RET_SCRATCH, SOCK_KEYS, STR_EQUAL, STR_POSTFIX, STR_PREFIX,
+        SockRecord, TP_SCRATCH,
     },
 };
 
@@ -110,6 +111,10 @@ pub(crate) fn run(base: u64, slot: u32) -> i32 {
     };
     if cfg.flags & HOOK_ACTIVE == 0 {
         // A cleared slot (being detached).
+        return 0;
+    }
+    if cfg.flags & HOOK_CGROUP_SCOPE != 0 && !in_scope(cfg.policy_id) {
+        // Not one of the pods the policy applies to.
         return 0;
     }
     if cfg.flags & HOOK_SAVE_ENTRY != 0 {
@@ -221,6 +226,19 @@ pub(crate) fn run(base: u64, slot: u32) -> i32 {
         emit::count(EventKind::Tracepoint, Counter::RingBufFull);
     }
     verdict
+}
+
+/// Whether the current task's cgroup is one policy `policy_id` applies to.
+#[inline(never)]
+fn in_scope(policy_id: u32) -> bool {
+    let key = ScopeKey {
+        policy_id,
+        _pad: 0,
+        // SAFETY: helper without arguments.
+        cgroup: unsafe { bpf_get_current_cgroup_id() },
+    };
+    // SAFETY: a lookup whose value is only tested for presence.
+    unsafe { POLICY_SCOPE.get(key) }.is_some()
 }
 
 /// The entry half of a return probe: keeps the record at `base` for this thread.

@@ -188,6 +188,16 @@ impl CgroupPaths {
         self.paths.get(&id).map(String::as_str)
     }
 
+    /// Every container cgroup, walked now: (cgroup id, container). A container's nested
+    /// cgroups name it too.
+    pub fn containers(&mut self) -> Vec<(u64, Container)> {
+        self.walk();
+        self.paths
+            .iter()
+            .filter_map(|(id, path)| container_of(path).map(|c| (*id, c)))
+            .collect()
+    }
+
     /// The container of cgroup `id`, if a runtime named it.
     pub fn container(&mut self, id: u64) -> Option<Container> {
         self.path(id).and_then(container_of)

@@ -12,7 +12,7 @@ pub mod pod;
 pub mod watcher;
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeSet, HashMap, VecDeque},
     path::PathBuf,
     sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
@@ -94,6 +94,54 @@ impl Pods {
             .clone()
     }
 
+    /// The container cgroups of this node's pods that `scope` selects (empty without a
+    /// cluster): the cgroups a pod-scoped policy applies in.
+    pub fn scope_cgroups(&mut self, scope: &crate::policy::compile::Scope) -> BTreeSet<u64> {
+        let Some(stores) = &self.stores else {
+            return BTreeSet::new();
+        };
+        let mut by_id: HashMap<String, Vec<u64>> = HashMap::new();
+        for (cgroup, c) in self.paths.containers() {
+            by_id.entry(c.status_id()).or_default().push(cgroup);
+        }
+        let mut out = BTreeSet::new();
+        for p in stores.pods.state() {
+            let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+            if scope.namespace.as_deref().is_some_and(|n| n != ns) {
+                continue;
+            }
+            let labels = p.metadata.labels.clone().unwrap_or_default();
+            let pod_label = |k: &str| {
+                if k == "k8s:io.kubernetes.pod.namespace" {
+                    Some(ns.to_owned())
+                } else {
+                    labels.get(k).cloned()
+                }
+            };
+            if scope.pods.as_ref().is_some_and(|s| !s.matches(&pod_label)) {
+                continue;
+            }
+            for status in pod::statuses(&p) {
+                let container_key = |k: &str| match k {
+                    "name" => Some(status.name.clone()),
+                    "repo" => Some(image_repo(&status.image).to_owned()),
+                    _ => None,
+                };
+                if scope
+                    .containers
+                    .as_ref()
+                    .is_some_and(|s| !s.matches(&container_key))
+                {
+                    continue;
+                }
+                if let Some(cgroups) = status.container_id.as_ref().and_then(|id| by_id.get(id)) {
+                    out.extend(cgroups);
+                }
+            }
+        }
+        out
+    }
+
     /// Where there is a cluster, the cgroups of `event`'s processes that run in
     /// containers, and whether the pod of one of them is not known (yet): then the event
     /// waits (see [`Waiting`]).
@@ -122,6 +170,18 @@ impl Pods {
                 self.generation = now;
             }
         }
+    }
+}
+
+/// An image reference without its tag or digest: `registry.test/app:1.0` is
+/// `registry.test/app`.
+fn image_repo(image: &str) -> &str {
+    let image = image.split('@').next().unwrap_or(image);
+    // A `:` after the last `/` starts the tag (one before it is a registry's port).
+    match (image.rfind(':'), image.rfind('/')) {
+        (Some(colon), Some(slash)) if colon > slash => &image[..colon],
+        (Some(colon), None) => &image[..colon],
+        _ => image,
     }
 }
 

@@ -60,7 +60,7 @@ pub fn find(stores: &Stores, container: &Container) -> Option<PodOut> {
 }
 
 /// Every container status of a pod: its containers', init containers', ephemeral ones'.
-fn statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
+pub fn statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
     let s = pod.status.as_ref();
     let containers = s.and_then(|s| s.container_statuses.as_ref());
     let init = s.and_then(|s| s.init_container_statuses.as_ref());

@@ -523,6 +523,18 @@ pub struct Compiled {
     pub hooks: Vec<Hook>,
     pub strings: Vec<StrEntry>,
     pub follow: Vec<Follow>,
+    /// The pods the policy applies to, where not all (`HOOK_CGROUP_SCOPE`).
+    pub scope: Option<Scope>,
+}
+
+/// The pods a policy applies to: those of a namespace (`TracingPolicyNamespaced`), those
+/// its `podSelector` selects, and within them the containers its `containerSelector`
+/// selects. The kernel runs its hooks only in their cgroups (`POLICY_SCOPE`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scope {
+    pub namespace: Option<String>,
+    pub pods: Option<super::model::LabelSelector>,
+    pub containers: Option<super::model::LabelSelector>,
 }
 
 /// Ids handed out across policies: string filter ids, and `FOLLOW` bits.
@@ -875,12 +887,26 @@ pub fn compile_for(
             entry.filter_id |= LONG_PREFIX;
         }
     }
+    let scope = Scope {
+        namespace: (p.kind.as_str() == "TracingPolicyNamespaced")
+            .then(|| p.metadata.namespace.as_ref().map(|n| n.as_str().to_owned()))
+            .flatten(),
+        pods: p.spec.pod_selector.as_ref().map(|s| (**s).clone()),
+        containers: p.spec.container_selector.as_ref().map(|s| (**s).clone()),
+    };
+    let scope = (scope != Scope::default()).then_some(scope);
+    if scope.is_some() {
+        for h in &mut hooks {
+            h.config.flags |= tracer_common::policy::HOOK_CGROUP_SCOPE;
+        }
+    }
     Ok(Compiled {
         name,
         monitor,
         hooks,
         strings,
         follow,
+        scope,
     })
 }
 

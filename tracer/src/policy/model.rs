@@ -71,11 +71,11 @@ pub struct Spec {
     #[schemars(schema_with = "super::crd::any_value")]
     pub loader: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
-    pub pod_selector: Unsupported,
+    #[schemars(with = "Option<LabelSelector>")]
+    pub pod_selector: Option<Spanned<LabelSelector>>,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
-    pub container_selector: Unsupported,
+    #[schemars(with = "Option<LabelSelector>")]
+    pub container_selector: Option<Spanned<LabelSelector>>,
     #[serde(default)]
     #[schemars(schema_with = "super::crd::any_value")]
     pub host_selector: Unsupported,
@@ -374,4 +374,44 @@ pub struct PolicyOption {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub value: Option<Spanned<String>>,
+}
+
+/// A Kubernetes label selector: `podSelector` (on pod labels; the key
+/// `k8s:io.kubernetes.pod.namespace` is the pod's namespace), `containerSelector` (on the
+/// keys `name`, the container's name, and `repo`, its image without tag or digest).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LabelSelector {
+    #[serde(default)]
+    pub match_labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub match_expressions: Vec<LabelExpression>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LabelExpression {
+    pub key: String,
+    /// `In`, `NotIn`, `Exists`, `DoesNotExist`.
+    pub operator: String,
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+impl LabelSelector {
+    /// Whether `labels` (key to value) pass.
+    pub fn matches(&self, labels: &dyn Fn(&str) -> Option<String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels(k).as_deref() == Some(v.as_str()))
+            && self.match_expressions.iter().all(|e| {
+                let v = labels(&e.key);
+                match e.operator.as_str() {
+                    "In" => v.is_some_and(|v| e.values.contains(&v)),
+                    "NotIn" => v.is_none_or(|v| !e.values.contains(&v)),
+                    "Exists" => v.is_some(),
+                    _ => v.is_none(),
+                }
+            })
+    }
 }

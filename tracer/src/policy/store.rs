@@ -6,7 +6,7 @@
 //! hook configs, then the tracepoint attachments; removal in reverse.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     path::{Path, PathBuf},
 };
 
@@ -25,7 +25,8 @@ use aya::{
 use tracer_common::policy::{
     BinFollow, FOLLOW_BINARIES, HookConfig, LONG_PREFIX, MAX_BIN_FOLLOW, MAX_POLICIES,
     POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED, POLICY_RATE_LIMITED,
-    POLICY_SEEN, PREFIX_MAX, STRING_MAX, SYSCALL_IDS, StrKey, StrPrefix, TP_SLOTS, TRACK_BINARIES,
+    POLICY_SEEN, PREFIX_MAX, STRING_MAX, SYSCALL_IDS, ScopeKey, StrKey, StrPrefix, TP_SLOTS,
+    TRACK_BINARIES,
 };
 
 use super::{
@@ -106,6 +107,10 @@ pub enum StoreError {
     },
     #[error("policy {0}: {MAX_POLICIES} policies are loaded already")]
     Full(String),
+    #[error(
+        "policy {0}: a TracingPolicyNamespaced, a podSelector or a containerSelector applies to pods, and no Kubernetes API server is configured to learn them from (run the agent in the cluster, or give it a kubeconfig)"
+    )]
+    NoPods(String),
 }
 
 /// Counters of one policy, summed over CPUs.
@@ -163,6 +168,11 @@ pub struct PolicyStore {
     btf: Option<aya::Btf>,
     /// The function each slot's fentry or BPF LSM program is loaded for.
     btf_targets: HashMap<String, String>,
+    /// The cgroups each pod-scoped policy applies to (`POLICY_SCOPE`), as written.
+    scope_map: BpfHashMap<MapData, ScopeKey, u8>,
+    scopes: HashMap<u32, BTreeSet<u64>>,
+    /// Pods can be known (a cluster is configured): pod-scoped policies can load.
+    pub pods_known: bool,
     ids: Ids,
     exec_paths: Option<BpfHashMap<MapData, u32, StrKey>>,
     config: Array<MapData, u32>,
@@ -380,6 +390,9 @@ impl PolicyStore {
             kernel,
             btf,
             btf_targets: HashMap::new(),
+            scope_map: take(ebpf, "POLICY_SCOPE")?,
+            scopes: HashMap::new(),
+            pods_known: false,
         };
         store.program(ebpf, 0)?;
         // From now on the kernel keeps every process's binary, for `matchBinaries`.
@@ -546,6 +559,9 @@ impl PolicyStore {
         // is in.
         let mut ids = self.ids.clone();
         let compiled = compile::compile_for(policy, id, &mut ids, &self.tracefs, self.kernel)?;
+        if compiled.scope.is_some() && !self.pods_known {
+            return Err(StoreError::NoPods(name));
+        }
         let mut old = self.policies.remove(&name);
         if let Some(old) = &mut old {
             self.uninstall(ebpf, old);
@@ -577,11 +593,58 @@ impl PolicyStore {
         }
     }
 
+    /// The pod-scoped policies, with their scopes.
+    pub fn scoped(&self) -> Vec<(String, compile::Scope)> {
+        self.policies
+            .iter()
+            .filter_map(|(n, l)| l.compiled.scope.clone().map(|s| (n.clone(), s)))
+            .collect()
+    }
+
+    /// Makes policy `name` apply in `cgroups` (and no others).
+    pub fn set_scope(&mut self, name: &str, cgroups: BTreeSet<u64>) {
+        let Some(id) = self.policies.get(name).map(|l| l.id) else {
+            return;
+        };
+        let old = self.scopes.remove(&id).unwrap_or_default();
+        let key = |cgroup| ScopeKey {
+            policy_id: id,
+            _pad: 0,
+            cgroup,
+        };
+        for c in old.difference(&cgroups) {
+            let _ = self.scope_map.remove(&key(*c));
+        }
+        for c in cgroups.difference(&old) {
+            if let Err(e) = self.scope_map.insert(key(*c), 1, 0) {
+                tracing::warn!(
+                    "policy {name}: a pod's cgroup could not be added to its scope: {e}"
+                );
+            }
+        }
+        if old != cgroups {
+            tracing::info!(
+                "policy {name}: applies in {} container cgroups",
+                cgroups.len()
+            );
+        }
+        self.scopes.insert(id, cgroups);
+    }
+
     /// Removes the policy `name`; returns whether it was loaded.
     pub fn remove(&mut self, ebpf: &mut Ebpf, name: &str) -> bool {
         match self.policies.remove(name) {
             Some(mut old) => {
                 self.uninstall(ebpf, &mut old);
+                if let Some(cgroups) = self.scopes.remove(&old.id) {
+                    for c in cgroups {
+                        let _ = self.scope_map.remove(&ScopeKey {
+                            policy_id: old.id,
+                            _pad: 0,
+                            cgroup: c,
+                        });
+                    }
+                }
                 self.ids.follow_used &= !follow_bits(&old.compiled);
                 true
             }

@@ -359,12 +359,13 @@ pub fn policy(p: &TracingPolicy) -> Vec<Problem> {
     }
     match p.kind.as_str() {
         "TracingPolicy" => {}
-        "TracingPolicyNamespaced" => c.at(
+        "TracingPolicyNamespaced" if p.metadata.namespace.is_none() => c.at(
             p.kind.span(),
             "kind",
-            "`TracingPolicyNamespaced` is Tetragon's but not supported by the tracer yet",
-            Some("use `kind: TracingPolicy`".into()),
+            "a `TracingPolicyNamespaced` applies to the pods of its namespace: it needs `metadata.namespace`",
+            Some("add `namespace: NAME` under `metadata:`".into()),
         ),
+        "TracingPolicyNamespaced" => {}
         other => c.at(
             p.kind.span(),
             "kind",
@@ -393,13 +394,66 @@ fn spec(c: &mut Check, s: &Spanned<Spec>) {
         (&s.lsmhooks, "lsmhooks"),
         (&s.enforcers, "enforcers"),
         (&s.loader, "loader"),
-        (&s.pod_selector, "podSelector"),
-        (&s.container_selector, "containerSelector"),
         (&s.host_selector, "hostSelector"),
         (&s.node_selector, "nodeSelector"),
         (&s.selectors_macros, "selectorsMacros"),
     ] {
         c.unsupported(field, &format!("spec.{name}"), &format!("`{name}`"));
+    }
+    for (selector, name, keys) in [
+        (&s.pod_selector, "podSelector", None),
+        (
+            &s.container_selector,
+            "containerSelector",
+            Some(["name", "repo"]),
+        ),
+    ] {
+        let Some(sel) = selector else {
+            continue;
+        };
+        for (i, e) in sel.match_expressions.iter().enumerate() {
+            let at = format!("spec.{name}.matchExpressions[{i}]");
+            if !matches!(
+                e.operator.as_str(),
+                "In" | "NotIn" | "Exists" | "DoesNotExist"
+            ) {
+                c.at(
+                    sel.span(),
+                    format!("{at}.operator"),
+                    format!(
+                        "`{}` is not a selector operator; expected In, NotIn, Exists or DoesNotExist",
+                        e.operator
+                    ),
+                    None,
+                );
+            }
+            if let Some(keys) = keys
+                && !keys.contains(&e.key.as_str())
+            {
+                c.at(
+                    sel.span(),
+                    format!("{at}.key"),
+                    format!(
+                        "`{}` is not a container key; expected `name` or `repo`",
+                        e.key
+                    ),
+                    None,
+                );
+            }
+        }
+        if let Some(keys) = keys
+            && let Some(k) = sel
+                .match_labels
+                .keys()
+                .find(|k| !keys.contains(&k.as_str()))
+        {
+            c.at(
+                sel.span(),
+                format!("spec.{name}.matchLabels"),
+                format!("`{k}` is not a container key; expected `name` or `repo`"),
+                None,
+            );
+        }
     }
     let unsupported_hooks =
         s.uprobes.is_some() || s.lsmhooks.is_some() || s.fentries.is_some() || s.usdts.is_some();
