@@ -17,13 +17,18 @@ use std::{
 use serde_json::{Value, json};
 
 /// The kinds served: (kind, list path, apiVersion).
-const KINDS: [(&str, &str, &str); 4] = [
+const KINDS: [(&str, &str, &str); 5] = [
     ("Pod", "/api/v1/pods", "v1"),
     ("ReplicaSet", "/apis/apps/v1/replicasets", "apps/v1"),
     ("Job", "/apis/batch/v1/jobs", "batch/v1"),
     (
         "TracingPolicy",
         "/apis/tracer.dev/v1alpha1/tracingpolicies",
+        "tracer.dev/v1alpha1",
+    ),
+    (
+        "TracingPolicyNamespaced",
+        "/apis/tracer.dev/v1alpha1/tracingpoliciesnamespaced",
         "tracer.dev/v1alpha1",
     ),
 ];

@@ -120,7 +120,7 @@ fn policies_from_the_api_server() {
 
     // Deleted: removed.
     server.delete("TracingPolicy", "", "getpgid-b");
-    agent.wait_for_log("policy getpgid-b removed: its tracingpolicy was deleted");
+    agent.wait_for_log("policy getpgid-b removed: its TracingPolicy was deleted");
     getpgid(424302);
     let events = agent.sync();
     assert_eq!(
@@ -128,4 +128,26 @@ fn policies_from_the_api_server() {
         1,
         "no hit after the delete"
     );
+
+    // A namespaced object: its own policy (named after its namespace), its own status.
+    let mut namespaced = policy("audit", 424305);
+    namespaced["kind"] = json!("TracingPolicyNamespaced");
+    namespaced["metadata"]["namespace"] = json!("team-a");
+    server.apply(namespaced);
+    agent.wait_for_log("policy team-a.audit loaded from tracingpolicynamespaced/team-a/audit");
+    let s = status(&server, "audit", |s| s["state"] == "Loaded");
+    assert_eq!(s["observedGeneration"], 1);
+    assert!(
+        server.requests().iter().any(|r| r.starts_with(
+            "PATCH /apis/tracer.dev/v1alpha1/namespaces/team-a/tracingpoliciesnamespaced/audit/status"
+        )),
+        "{:#?}",
+        server.requests()
+    );
+    // It applies to its namespace's pods, and this test process is in none.
+    getpgid(424305);
+    let events = agent.sync();
+    assert_eq!(hits(&events, "team-a.audit", 424305), 0);
+    server.delete("TracingPolicyNamespaced", "team-a", "audit");
+    agent.wait_for_log("policy team-a.audit removed: its TracingPolicyNamespaced was deleted");
 }

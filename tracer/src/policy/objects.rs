@@ -16,34 +16,93 @@ use tokio::sync::mpsc;
 
 use super::crd::{self, NodeStatus};
 
+/// The two kinds of policy objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    /// `TracingPolicy`: cluster-wide.
+    Cluster,
+    /// `TracingPolicyNamespaced`: the pods of its namespace.
+    Namespaced,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Cluster => "TracingPolicy",
+            Kind::Namespaced => "TracingPolicyNamespaced",
+        }
+    }
+
+    fn resource(self) -> ApiResource {
+        match self {
+            Kind::Cluster => ApiResource::erase::<crd::TracingPolicy>(&()),
+            Kind::Namespaced => ApiResource::erase::<crd::TracingPolicyNamespaced>(&()),
+        }
+    }
+}
+
+/// An object: its kind, namespace (a namespaced one's) and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectKey {
+    /// The policy's name in the agent (and in events): its name, prefixed with its
+    /// namespace for a namespaced one (`team-a.audit`), so that two namespaces' policies
+    /// of one name are two policies.
+    pub fn policy_name(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{ns}.{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
+    /// Where it came from, for the log and errors.
+    fn source(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("tracingpolicynamespaced/{ns}/{}", self.name),
+            None => format!("tracingpolicy/{}", self.name),
+        }
+    }
+}
+
 /// What changed among the policy objects.
 #[derive(Debug)]
 pub enum Change {
-    /// An object was created or changed: its name, generation, and itself as a
-    /// TracingPolicy document (JSON).
+    /// An object was created or changed: its generation, and itself as a TracingPolicy
+    /// document (JSON).
     Apply {
-        name: String,
+        key: ObjectKey,
         generation: i64,
         document: String,
     },
     Delete {
-        name: String,
+        key: ObjectKey,
     },
-    /// A full list: the objects that exist now (those missing were deleted while the
-    /// watch was down).
+    /// A full list of one kind: the objects that exist now (those missing were deleted
+    /// while the watch was down).
     Listed {
-        names: BTreeSet<String>,
+        kind: Kind,
+        keys: BTreeSet<ObjectKey>,
     },
 }
 
-fn resource() -> ApiResource {
-    ApiResource::erase::<crd::TracingPolicy>(&())
-}
-
-/// Watches the `TracingPolicy` objects; their changes come out of the receiver.
+/// Watches the `TracingPolicy` and `TracingPolicyNamespaced` objects; their changes come
+/// out of the receiver.
 pub fn watch(client: Client) -> mpsc::UnboundedReceiver<Change> {
     let (tx, rx) = mpsc::unbounded_channel();
-    let api: Api<DynamicObject> = Api::all_with(client, &resource());
+    for kind in [Kind::Cluster, Kind::Namespaced] {
+        watch_kind(client.clone(), kind, tx.clone());
+    }
+    rx
+}
+
+fn watch_kind(client: Client, kind: Kind, tx: mpsc::UnboundedSender<Change>) {
+    let api: Api<DynamicObject> = Api::all_with(client, &kind.resource());
+    let what = kind.resource().plural;
     tokio::spawn(async move {
         let stream = watcher(api, watcher::Config::default()).default_backoff();
         let mut stream = std::pin::pin!(stream);
@@ -51,29 +110,28 @@ pub fn watch(client: Client) -> mpsc::UnboundedReceiver<Change> {
         let mut failing = false;
         while let Some(event) = stream.next().await {
             let change = match event {
-                Ok(watcher::Event::Apply(obj)) => Some(apply(&obj)),
+                Ok(watcher::Event::Apply(obj)) => Some(apply(kind, &obj)),
                 Ok(watcher::Event::InitApply(obj)) => {
-                    listing.insert(obj.metadata.name.clone().unwrap_or_default());
-                    Some(apply(&obj))
+                    listing.insert(key(kind, &obj));
+                    Some(apply(kind, &obj))
                 }
                 Ok(watcher::Event::Delete(obj)) => Some(Change::Delete {
-                    name: obj.metadata.name.unwrap_or_default(),
+                    key: key(kind, &obj),
                 }),
                 Ok(watcher::Event::Init) => {
                     listing.clear();
                     None
                 }
                 Ok(watcher::Event::InitDone) => {
-                    tracing::info!("kubernetes: tracingpolicies listed");
+                    tracing::info!("kubernetes: {what} listed");
                     Some(Change::Listed {
-                        names: std::mem::take(&mut listing),
+                        kind,
+                        keys: std::mem::take(&mut listing),
                     })
                 }
                 Err(e) => {
                     if !failing {
-                        tracing::warn!(
-                            "kubernetes: watching tracingpolicies failed, retrying: {e}"
-                        );
+                        tracing::warn!("kubernetes: watching {what} failed, retrying: {e}");
                     }
                     failing = true;
                     continue;
@@ -87,58 +145,77 @@ pub fn watch(client: Client) -> mpsc::UnboundedReceiver<Change> {
             }
         }
     });
-    rx
+}
+
+fn key(kind: Kind, obj: &DynamicObject) -> ObjectKey {
+    ObjectKey {
+        kind,
+        namespace: match kind {
+            Kind::Cluster => None,
+            Kind::Namespaced => obj.metadata.namespace.clone(),
+        },
+        name: obj.metadata.name.clone().unwrap_or_default(),
+    }
 }
 
 /// An object as a TracingPolicy document.
-fn apply(obj: &DynamicObject) -> Change {
-    let name = obj.metadata.name.clone().unwrap_or_default();
+fn apply(kind: Kind, obj: &DynamicObject) -> Change {
+    let key = key(kind, obj);
+    let mut metadata = serde_json::json!({ "name": key.policy_name() });
+    if let Some(ns) = &key.namespace {
+        metadata["namespace"] = serde_json::json!(ns);
+    }
     let document = serde_json::json!({
         "apiVersion": super::validate::TRACER_API_VERSION,
-        "kind": "TracingPolicy",
-        "metadata": {"name": name},
+        "kind": kind.name(),
+        "metadata": metadata,
         "spec": obj.data.get("spec").cloned().unwrap_or_default(),
     });
     Change::Apply {
         generation: obj.metadata.generation.unwrap_or(0),
         document: serde_json::to_string_pretty(&document).unwrap_or_default(),
-        name,
+        key,
     }
 }
 
 /// Writes `status` as this node's entry of the object's status (in the background; a
 /// failure is logged).
-pub fn report(client: &Client, name: &str, node: &str, status: NodeStatus) {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource());
-    let (name, node) = (name.to_owned(), node.to_owned());
+pub fn report(client: &Client, key: &ObjectKey, node: &str, status: NodeStatus) {
+    let resource = key.kind.resource();
+    let api: Api<DynamicObject> = match &key.namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    let (name, source, node) = (key.name.clone(), key.source(), node.to_owned());
     tokio::spawn(async move {
         let patch = serde_json::json!({ "status": { "nodes": { node: status } } });
         if let Err(e) = api
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            tracing::warn!("kubernetes: writing the status of tracingpolicy {name}: {e}");
+            tracing::warn!("kubernetes: writing the status of {source}: {e}");
         }
     });
 }
 
 /// Applies `change` to the store, reporting each object's outcome in its status.
-/// `known`: the policies that came from objects (a full list removes those gone).
+/// `known`: the objects whose policies are loaded (a full list removes those gone).
 pub fn apply_change(
     change: Change,
     store: &mut super::store::PolicyStore,
     ebpf: &mut aya::Ebpf,
     client: &Client,
     node: &str,
-    known: &mut BTreeSet<String>,
+    known: &mut BTreeSet<ObjectKey>,
 ) {
     match change {
         Change::Apply {
-            name,
+            key,
             generation,
             document,
         } => {
-            let source = format!("tracingpolicy/{name}");
+            let source = key.source();
+            let name = key.policy_name();
             let status = |state: &str, message: String| NodeStatus {
                 state: state.to_owned(),
                 message,
@@ -157,13 +234,13 @@ pub fn apply_change(
                     Some(doc) => {
                         match store.add(ebpf, &doc.policy, std::path::Path::new(&source)) {
                             Ok(()) => {
-                                known.insert(name.clone());
+                                known.insert(key.clone());
                                 tracing::info!("policy {name} loaded from {source}");
                                 status("Loaded", String::new())
                             }
                             Err(e) => {
                                 tracing::error!("policy refused: {source}: {e}");
-                                let kept = if known.contains(&name) {
+                                let kept = if known.contains(&key) {
                                     " (its previous version keeps running)"
                                 } else {
                                     ""
@@ -174,19 +251,25 @@ pub fn apply_change(
                     }
                 },
             };
-            report(client, &name, node, outcome);
+            report(client, &key, node, outcome);
         }
-        Change::Delete { name } => {
-            if known.remove(&name) && store.remove(ebpf, &name) {
-                tracing::info!("policy {name} removed: its tracingpolicy was deleted");
+        Change::Delete { key } => {
+            let name = key.policy_name();
+            if known.remove(&key) && store.remove(ebpf, &name) {
+                tracing::info!("policy {name} removed: its {} was deleted", key.kind.name());
             }
         }
-        Change::Listed { names } => {
-            let gone: Vec<String> = known.difference(&names).cloned().collect();
-            for name in gone {
-                known.remove(&name);
+        Change::Listed { kind, keys } => {
+            let gone: Vec<ObjectKey> = known
+                .iter()
+                .filter(|k| k.kind == kind && !keys.contains(k))
+                .cloned()
+                .collect();
+            for key in gone {
+                known.remove(&key);
+                let name = key.policy_name();
                 if store.remove(ebpf, &name) {
-                    tracing::info!("policy {name} removed: its tracingpolicy is gone");
+                    tracing::info!("policy {name} removed: its {} is gone", kind.name());
                 }
             }
         }
