@@ -77,7 +77,20 @@ impl Agent {
 
     /// `start`, with environment variables (`KUBECONFIG`) set for the agent.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Agent {
-        let mut child = Command::new(tracer_bin())
+        Self::start_under(&[], args, env)
+    }
+
+    /// `start_with_env`, the agent run by `wrapper` (`setpriv ... --`) when not empty.
+    pub fn start_under(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Agent {
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(tracer_bin());
+                c
+            }
+            None => Command::new(tracer_bin()),
+        };
+        let mut child = cmd
             .arg("run")
             .args(["--node-name", "test-node", "--log-level", "info"])
             .args(args)
