@@ -461,3 +461,45 @@ fn a_hook_the_kernel_refuses_is_named_and_the_rest_run() {
     let (status, _, _) = agent.stop();
     assert!(status.success());
 }
+
+/// `--export-filename`: the JSON lines go to the file, appended, and not to stdout.
+#[test]
+fn events_appended_to_a_file() {
+    if !integration::privileged("events_appended_to_a_file") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let file = work.path().join("events.log");
+    std::fs::write(&file, "{\"earlier\":true}\n").expect("an earlier line");
+    let agent = integration::Agent::start(&["--export-filename", file.to_str().expect("utf-8")]);
+    let marker = format!("to-the-file-{}", std::process::id());
+    let (pid, _) = integration::run(std::process::Command::new("/bin/true").arg(&marker));
+    let start = std::time::Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&file).expect("the file");
+        if text.contains(&marker) && text.contains("process_exit") {
+            break text;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let (_, stdout_events, _) = agent.stop();
+    assert!(
+        stdout_events.is_empty(),
+        "nothing on stdout: {stdout_events:?}"
+    );
+    assert!(text.starts_with("{\"earlier\":true}\n"), "appended");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|e| e["process_exec"]["process"]["pid"] == pid),
+        "the exec of {pid}"
+    );
+}

@@ -131,6 +131,10 @@ struct RunArgs {
     /// readiness probe: `tracer ready --file FILE`).
     #[arg(long, value_name = "FILE")]
     ready_file: Option<PathBuf>,
+
+    /// Append the JSON lines to FILE instead of writing them to stdout (not rotated yet).
+    #[arg(long, value_name = "FILE")]
+    export_filename: Option<PathBuf>,
 }
 
 fn parse_override(s: &str) -> Result<(String, String), String> {
@@ -249,6 +253,7 @@ fn run(args: RunArgs) -> ExitCode {
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".into())
     });
+    let export_filename = args.export_filename.clone();
     let config = agent::Config {
         node_name,
         process_cache_size: args.process_cache_size,
@@ -274,7 +279,25 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(agent::run(config, std::io::stdout())) {
+    // Events to stdout, or appended to a file (for a log shipper to tail).
+    let out: Box<dyn std::io::Write> = match &export_filename {
+        None => Box::new(std::io::stdout()),
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(f) => Box::new(f),
+            Err(e) => {
+                eprintln!(
+                    "tracer: cannot open --export-filename {}: {e}; check that its directory exists and is writable",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    match runtime.block_on(agent::run(config, out)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
