@@ -1549,11 +1549,14 @@ spec:
         libc::close(wr);
     }
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let writes: Vec<&Value> = of_kind(&events, "process_kprobe")
-        .into_iter()
-        .filter(|e| e["policy_name"] == "buffers")
-        .filter(|e| e["function_name"] == "__x64_sys_write")
-        .collect();
+    // The policy's events of one syscall.
+    let calls = |function: &str| -> Vec<&Value> {
+        of_kind(&events, "process_kprobe")
+            .into_iter()
+            .filter(|e| e["policy_name"] == "buffers" && e["function_name"] == function)
+            .collect()
+    };
+    let writes = calls("__x64_sys_write");
     assert_eq!(writes.len(), 2, "{writes:#?}");
     assert_eq!(writes[0]["args"][0]["int_arg"], wr);
     assert_eq!(
@@ -1566,11 +1569,7 @@ spec:
         serde_json::json!({ "truncated_bytes_arg": { "bytes_arg": b64(&long[..255]), "orig_size": "300" } })
     );
     assert_eq!(writes[1]["args"][2]["size_arg"], "300");
-    let reads: Vec<&Value> = of_kind(&events, "process_kprobe")
-        .into_iter()
-        .filter(|e| e["policy_name"] == "buffers")
-        .filter(|e| e["function_name"] == "__x64_sys_read")
-        .collect();
+    let reads = calls("__x64_sys_read");
     assert_eq!(reads.len(), 1, "{reads:#?}");
     assert_eq!(reads[0]["args"][0]["int_arg"], rd);
     assert_eq!(
@@ -1578,10 +1577,7 @@ spec:
         serde_json::json!({ "bytes_arg": b64(first) })
     );
     assert_eq!(reads[0]["return"]["int_arg"], 4);
-    let writevs: Vec<&Value> = of_kind(&events, "process_kprobe")
-        .into_iter()
-        .filter(|e| e["policy_name"] == "buffers" && e["function_name"] == "__x64_sys_writev")
-        .collect();
+    let writevs = calls("__x64_sys_writev");
     assert_eq!(writevs.len(), 2, "{writevs:#?}");
     assert_eq!(
         writevs[0]["args"][1],

@@ -72,31 +72,33 @@ pub(crate) fn fill(rec: &mut SockRecord, l: &SockLayout, sk: u64) {
         (l.saddr_v6, off!(sock_rcv_saddr), off!(sock_v6_rcv_saddr)),
         (l.daddr_v6, off!(sock_daddr), off!(sock_v6_daddr)),
     ] {
-        let mut addr = [0u8; 16];
-        if family == AF_INET {
-            // IPv4 mapped, as the tracepoint writes an IPv4 socket's addresses.
-            addr[10] = 0xff;
-            addr[11] = 0xff;
-            // SAFETY: 4 bytes into `addr[12..]`; the helper fails rather than faults.
-            unsafe {
-                bpf_probe_read_kernel(
-                    addr.as_mut_ptr().add(12).cast::<c_void>(),
-                    4,
-                    (sk + v4) as *const c_void,
-                )
-            };
-        } else {
-            // SAFETY: 16 bytes into `addr`.
-            unsafe {
-                bpf_probe_read_kernel(
-                    addr.as_mut_ptr().cast::<c_void>(),
-                    16,
-                    (sk + v6) as *const c_void,
-                )
-            };
-        }
-        put(rec, field, &addr);
+        put_addr(rec, field, family == AF_INET, sk + v4, sk + v6);
     }
+}
+
+/// Writes at `field` the address at `v4` (an IPv4 one, written IPv4-mapped, as the
+/// tracepoint writes an IPv4 socket's addresses) or at `v6`.
+#[inline(always)]
+fn put_addr(rec: &mut SockRecord, field: u16, is_v4: bool, v4: u64, v6: u64) {
+    let mut addr = [0u8; 16];
+    if is_v4 {
+        addr[10] = 0xff;
+        addr[11] = 0xff;
+        // SAFETY: 4 bytes into `addr[12..]`; the helper fails rather than faults.
+        unsafe {
+            bpf_probe_read_kernel(
+                addr.as_mut_ptr().add(12).cast::<c_void>(),
+                4,
+                v4 as *const c_void,
+            )
+        };
+    } else {
+        // SAFETY: 16 bytes into `addr`.
+        unsafe {
+            bpf_probe_read_kernel(addr.as_mut_ptr().cast::<c_void>(), 16, v6 as *const c_void)
+        };
+    }
+    put(rec, field, &addr);
 }
 
 /// Writes what the IP header of packet `skb` says into `rec` where `l` says a socket's
@@ -138,29 +140,7 @@ pub(crate) fn fill_skb(rec: &mut SockRecord, l: &SockLayout, skb: u64) {
         );
     }
     for (field, v4, v6) in [(l.saddr_v6, 12, 8), (l.daddr_v6, 16, 24)] {
-        let mut addr = [0u8; 16];
-        if family == AF_INET {
-            addr[10] = 0xff;
-            addr[11] = 0xff;
-            // SAFETY: 4 bytes into `addr[12..]`; the helper fails rather than faults.
-            unsafe {
-                bpf_probe_read_kernel(
-                    addr.as_mut_ptr().add(12).cast::<c_void>(),
-                    4,
-                    (ip + v4) as *const c_void,
-                )
-            };
-        } else {
-            // SAFETY: 16 bytes into `addr`.
-            unsafe {
-                bpf_probe_read_kernel(
-                    addr.as_mut_ptr().cast::<c_void>(),
-                    16,
-                    (ip + v6) as *const c_void,
-                )
-            };
-        }
-        put(rec, field, &addr);
+        put_addr(rec, field, family == AF_INET, ip + v4, ip + v6);
     }
 }
 

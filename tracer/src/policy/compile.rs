@@ -1943,6 +1943,22 @@ mod tests {
         root
     }
 
+    /// The hooks of a policy of one kprobe (`call: {hook}`, the rest of it following).
+    fn compile_kprobe(
+        root: &std::path::Path,
+        hook: &str,
+        kernel: Kernel,
+    ) -> Result<Vec<Hook>, String> {
+        let text = format!(
+            "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  kprobes:\n  - call: {hook}"
+        );
+        let docs =
+            super::super::parse::text_documents("t.yaml", &text).map_err(|e| format!("{e:?}"))?;
+        compile_for(&docs[0].policy, 0, &mut Ids::default(), root, kernel)
+            .map(|c| c.hooks)
+            .map_err(|e| e.to_string())
+    }
+
     fn compile_one(root: &std::path::Path, hook: &str, args: &str) -> Result<Hook, String> {
         let text = format!(
             "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  tracepoints:\n  - {hook}\n    args:\n{args}"
@@ -2130,16 +2146,7 @@ mod tests {
             fentry: true,
             lsm: true,
         };
-        let compile_kp = |hook: &str, kernel: Kernel| -> Result<Vec<Hook>, String> {
-            let text = format!(
-                "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  kprobes:\n  - call: {hook}"
-            );
-            let docs = super::super::parse::text_documents("t.yaml", &text)
-                .map_err(|e| format!("{e:?}"))?;
-            compile_for(&docs[0].policy, 0, &mut Ids::default(), root.path(), kernel)
-                .map(|c| c.hooks)
-                .map_err(|e| e.to_string())
-        };
+        let compile_kp = |hook: &str, kernel: Kernel| compile_kprobe(root.path(), hook, kernel);
         let program = |h: &Hook| h.kprobe.as_ref().map(|k| k.program);
         // Entry hooks on fentry, return halves on kretprobes; plain kprobes without
         // trampolines.
@@ -2210,15 +2217,13 @@ mod tests {
     fn struct_arguments_of_any_function() {
         use tracer_common::policy::SockLayout;
         let root = tracefs();
-        let compile_kp = |hook: &str| -> Result<Hook, String> {
-            let text = format!(
-                "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  kprobes:\n  - call: {hook}"
-            );
-            let docs = super::super::parse::text_documents("t.yaml", &text)
-                .map_err(|e| format!("{e:?}"))?;
-            let c = compile(&docs[0].policy, 0, &mut Ids::default(), root.path(), true)
-                .map_err(|e| e.to_string())?;
-            Ok(c.hooks.into_iter().next().expect("one hook"))
+        let kprobes = Kernel {
+            kprobes: true,
+            ..Kernel::default()
+        };
+        let compile_kp = |hook: &str| {
+            compile_kprobe(root.path(), hook, kprobes)
+                .map(|hooks| hooks.into_iter().next().expect("one hook"))
         };
         // A socket: its fields where the program writes them, in the tracepoint's
         // layout, with the socket operators; the size in its register.

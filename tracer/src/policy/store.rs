@@ -48,6 +48,37 @@ fn follow_bits(c: &Compiled) -> u64 {
 /// `BPF_NOEXIST` of `bpf_map_update_elem`: insert only if absent.
 const BPF_NOEXIST: u64 = 1;
 
+/// An fentry or BPF LSM program: loaded for one function (or LSM hook) at a time.
+trait BtfProgram {
+    fn load_for(&mut self, target: &str, btf: &aya::Btf)
+    -> Result<(), aya::programs::ProgramError>;
+    fn unload_it(&mut self);
+    fn link(&mut self) -> Result<Link, aya::programs::ProgramError>;
+}
+
+/// `BtfProgram` for a program type and the `Link` of its attachments.
+macro_rules! btf_program {
+    ($program:ty, $link:path) => {
+        impl BtfProgram for $program {
+            fn load_for(
+                &mut self,
+                target: &str,
+                btf: &aya::Btf,
+            ) -> Result<(), aya::programs::ProgramError> {
+                self.load(target, btf)
+            }
+            fn unload_it(&mut self) {
+                let _ = self.unload();
+            }
+            fn link(&mut self) -> Result<Link, aya::programs::ProgramError> {
+                self.attach().map($link)
+            }
+        }
+    };
+}
+btf_program!(FEntry, Link::Fentry);
+btf_program!(Lsm, Link::Lsm);
+
 /// The program of a slot: every slot runs the same code on its own `HOOKS` entry.
 fn program_name(slot: u32) -> String {
     format!("policy_tp_{slot}")
@@ -486,29 +517,20 @@ impl PolicyStore {
             other => format!("{name} for {target}: {other}"),
         };
         let loaded_for = self.btf_targets.get(&name).cloned();
-        if lsm {
-            let p: &mut Lsm = program.try_into().map_err(refused)?;
-            if loaded_for.as_deref() != Some(target.as_str()) {
-                if loaded_for.is_some() {
-                    let _ = p.unload();
-                }
-                self.btf_targets.remove(&name);
-                p.load(&target, btf).map_err(refused)?;
-                self.btf_targets.insert(name.clone(), target.clone());
-            }
-            p.attach().map(Link::Lsm).map_err(|e| e.to_string())
+        let p: &mut dyn BtfProgram = if lsm {
+            <&mut Lsm>::try_from(program).map_err(refused)?
         } else {
-            let p: &mut FEntry = program.try_into().map_err(refused)?;
-            if loaded_for.as_deref() != Some(target.as_str()) {
-                if loaded_for.is_some() {
-                    let _ = p.unload();
-                }
-                self.btf_targets.remove(&name);
-                p.load(&target, btf).map_err(refused)?;
-                self.btf_targets.insert(name.clone(), target.clone());
+            <&mut FEntry>::try_from(program).map_err(refused)?
+        };
+        if loaded_for.as_deref() != Some(target.as_str()) {
+            if loaded_for.is_some() {
+                p.unload_it();
             }
-            p.attach().map(Link::Fentry).map_err(|e| e.to_string())
+            self.btf_targets.remove(&name);
+            p.load_for(&target, btf).map_err(refused)?;
+            self.btf_targets.insert(name.clone(), target.clone());
         }
+        p.link().map_err(|e| e.to_string())
     }
 
     /// Program `name` of type `P`, loaded (by `load`) the first time it is asked for.
