@@ -280,7 +280,9 @@ fn pods_from_the_api_server() {
             "container": {
                 "id": format!("containerd://{}", ids[0]), "name": "main",
                 "image": {"id": "registry.test/app@sha256:0123", "name": "registry.test/app:1.0"},
-                "start_time": "2026-11-25T10:00:00Z"
+                "start_time": "2026-11-25T10:00:00Z",
+                // In this test the "container" shares the host's pid namespace.
+                "pid": p["pid"]
             },
             "pod_labels": {"app": "web-7d9f-abcde"},
             "workload": "web", "workload_kind": "Deployment"

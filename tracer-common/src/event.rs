@@ -110,7 +110,8 @@ pub struct ExecEvent {
     pub binary_len: u32,
     /// Valid bytes in `cwd`.
     pub cwd_len: u32,
-    pub _pad: u32,
+    /// The process id as its own pid namespace numbers it (a container's); 0 if unread.
+    pub ns_pid: u32,
     /// The path given to exec, as given (may be relative).
     pub filename: [u8; FILENAME_MAX],
     /// Components of the exec'd file's path (symlinks resolved), leaf first.

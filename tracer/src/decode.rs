@@ -53,6 +53,8 @@ pub struct Exec {
     /// `EXEC_*` bits.
     pub flags: u32,
     pub start_ns: u64,
+    /// The pid in the process's own pid namespace; 0 if unread.
+    pub ns_pid: u32,
     /// The path given to exec, as given.
     pub filename: String,
     /// Absolute path of the exec'd file (for a script, its interpreter).
@@ -137,6 +139,7 @@ fn decode_exec(ev: &ExecEvent) -> Result<Exec, DecodeError> {
         auid: ev.auid,
         flags: ev.flags,
         start_ns: ev.start_ns,
+        ns_pid: ev.ns_pid,
         filename: lossy(filename.split(|&b| b == 0).next().unwrap_or_default()),
         binary: path_from_components(field(&ev.binary, ev.binary_len, "binary")?),
         cwd: path_from_components(field(&ev.cwd, ev.cwd_len, "cwd")?),

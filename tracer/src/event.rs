@@ -138,6 +138,9 @@ pub struct ProcessOut<'a> {
     /// The same, for the enrichment stage.
     #[serde(skip)]
     pub cgroup: u64,
+    /// The pid in the process's own pid namespace, for the pod's `container.pid`.
+    #[serde(skip)]
+    pub ns_pid: u32,
     /// The container's id, its first 31 characters (Tetragon's `docker`), set by the pod
     /// enrichment stage (`pods`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -188,6 +191,7 @@ impl<'a> ProcessOut<'a> {
             },
             cgroup_id: (p.cgroup_id != 0).then(|| p.cgroup_id.to_string()),
             cgroup: p.cgroup_id,
+            ns_pid: p.ns_pid,
             docker: None,
             pod: None,
             host: false,
@@ -532,6 +536,7 @@ mod tests {
             boottime: false,
             task_start_ns: 1,
             cgroup_id: 1234,
+            ns_pid: 0,
             ppid: parent.as_ref().map_or(0, |p| p.pid),
             parent,
         })

@@ -68,7 +68,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
         (*ev).euid = u32_at(cred + off!(cred_euid)).unwrap_or(u32::MAX);
         (*ev).egid = u32_at(cred + off!(cred_egid)).unwrap_or(u32::MAX);
         (*ev).start_ns = u64_at(task + off!(task_start_time)).unwrap_or(0);
-        (*ev)._pad = 0;
+        (*ev).ns_pid = kread::ns_tgid(task).unwrap_or(0);
         (*ev).auid = u32::MAX;
     }
     if off!(present) & HAS_LOGINUID as u64 != 0 {

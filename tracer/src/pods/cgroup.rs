@@ -162,12 +162,56 @@ impl CgroupPaths {
         }
     }
 
-    /// The path (from the hierarchy's root, `/kubepods.slice/...`) of cgroup `id`.
+    /// The path (from the hierarchy's root, `/kubepods.slice/...`) of cgroup `id`: known,
+    /// or opened by its id (a cgroup v2 id is a file handle of its directory), or found by
+    /// a walk.
     pub fn path(&mut self, id: u64) -> Option<&str> {
-        if !self.paths.contains_key(&id) && self.walked.is_none_or(|t| t.elapsed() >= REWALK) {
-            self.walk();
+        if !self.paths.contains_key(&id) {
+            if let Some(p) = self.path_by_handle(id) {
+                self.paths.insert(id, p);
+            } else if self.walked.is_none_or(|t| t.elapsed() >= REWALK) {
+                self.walk();
+            }
         }
         self.paths.get(&id).map(String::as_str)
+    }
+
+    /// The path of cgroup `id`, by opening its directory from its id (`open_by_handle_at`
+    /// with a kernfs handle, which needs CAP_DAC_READ_SEARCH) and reading the link.
+    fn path_by_handle(&self, id: u64) -> Option<String> {
+        use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+        /// `struct file_handle` with kernfs's 8-byte id.
+        #[repr(C)]
+        struct Handle {
+            bytes: u32,
+            kind: i32,
+            id: u64,
+        }
+        /// `FILEID_KERNFS` (include/linux/exportfs.h).
+        const FILEID_KERNFS: i32 = 0xfe;
+        let root = std::fs::File::open(&self.root).ok()?;
+        let mut handle = Handle {
+            bytes: 8,
+            kind: FILEID_KERNFS,
+            id,
+        };
+        // SAFETY: `handle` is a `struct file_handle` of 8 id bytes, alive for the call;
+        // the returned descriptor is owned below.
+        let fd = unsafe {
+            libc::open_by_handle_at(
+                root.as_raw_fd(),
+                (&raw mut handle).cast(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: a descriptor just opened, owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+        let rel = target.strip_prefix(&self.root).ok()?;
+        Some(format!("/{}", rel.display()))
     }
 
     /// The path of cgroup `id`, which process `pid` is in (or was, at the event): from the

@@ -81,7 +81,7 @@ impl Pods {
             return;
         };
         p.docker = Some(container.short_id().to_owned());
-        p.pod = self.pod_of(p.cgroup);
+        p.pod = self.pod_of(p.cgroup).map(|pod| pod.for_process(p.ns_pid));
     }
 
     /// The pod of cgroup `cgroup` (a container's), as the stores have it now.
@@ -142,10 +142,10 @@ impl Pods {
         out
     }
 
-    /// Where there is a cluster, the cgroups of `event`'s processes that run in
-    /// containers, and whether the pod of one of them is not known (yet): then the event
-    /// waits (see [`Waiting`]).
-    pub fn containers_of(&self, event: &mut Event<'_>) -> (Vec<u64>, bool) {
+    /// Where there is a cluster, the (cgroup, namespace pid) of `event`'s processes that
+    /// run in containers, and whether the pod of one of them is not known (yet): then the
+    /// event waits (see [`Waiting`]).
+    pub fn containers_of(&self, event: &mut Event<'_>) -> (Vec<(u64, u32)>, bool) {
         if self.stores.is_none() {
             return (Vec::new(), false);
         }
@@ -155,7 +155,7 @@ impl Pods {
             .filter(|p| p.docker.is_some())
             .map(|p| {
                 unresolved |= p.pod.is_none();
-                p.cgroup
+                (p.cgroup, p.ns_pid)
             })
             .collect();
         (cgroups, unresolved)
@@ -197,7 +197,8 @@ pub struct Waiting {
 
 struct Held {
     event: serde_json::Value,
-    cgroups: Vec<u64>,
+    /// (cgroup, namespace pid) of its processes in containers.
+    processes: Vec<(u64, u32)>,
     until: Instant,
 }
 
@@ -209,17 +210,20 @@ impl Waiting {
         }
     }
 
-    /// Whether events of `cgroups` wait behind held ones.
-    pub fn holds_any(&self, cgroups: &[u64]) -> bool {
-        self.queue
-            .iter()
-            .any(|h| h.cgroups.iter().any(|c| cgroups.contains(c)))
+    /// Whether events of `processes`' cgroups wait behind held ones.
+    pub fn holds_any(&self, processes: &[(u64, u32)]) -> bool {
+        self.queue.iter().any(|h| {
+            h.processes
+                .iter()
+                .any(|(c, _)| processes.iter().any(|(p, _)| p == c))
+        })
     }
 
-    pub fn hold(&mut self, event: serde_json::Value, cgroups: Vec<u64>) {
+    /// Holds `event`, whose processes (cgroup, namespace pid) are in containers.
+    pub fn hold(&mut self, event: serde_json::Value, processes: Vec<(u64, u32)>) {
         self.queue.push_back(Held {
             event,
-            cgroups,
+            processes,
             until: Instant::now() + self.wait,
         });
     }
@@ -245,16 +249,19 @@ impl Waiting {
         let mut blocked: Vec<u64> = Vec::new();
         let mut kept = VecDeque::new();
         while let Some(mut h) = self.queue.pop_front() {
-            if h.cgroups.iter().any(|c| blocked.contains(c)) {
-                blocked.extend(&h.cgroups);
+            if h.processes.iter().any(|(c, _)| blocked.contains(c)) {
+                blocked.extend(h.processes.iter().map(|(c, _)| *c));
                 kept.push_back(h);
                 continue;
             }
-            let found: Vec<(u64, Option<Arc<PodOut>>)> =
-                h.cgroups.iter().map(|c| (*c, pods.pod_of(*c))).collect();
+            let found: Vec<(u64, Option<Arc<PodOut>>)> = h
+                .processes
+                .iter()
+                .map(|(c, pid)| (*c, pods.pod_of(*c).map(|p| p.for_process(*pid))))
+                .collect();
             let resolved = found.iter().all(|(_, p)| p.is_some());
             if !resolved && !all && now < h.until {
-                blocked.extend(&h.cgroups);
+                blocked.extend(h.processes.iter().map(|(c, _)| *c));
                 kept.push_back(h);
                 continue;
             }
@@ -265,8 +272,8 @@ impl Waiting {
     }
 }
 
-/// Writes the pods found into the process objects of a held event, and `pod_unknown`
-/// where none was.
+/// Writes the pods found into the process objects of a held event (`process`, then
+/// `parent`, in the order `found` has them), and `pod_unknown` where none was.
 fn patch(event: &mut serde_json::Value, found: &[(u64, Option<Arc<PodOut>>)]) {
     let Some(body) = event
         .as_object_mut()
@@ -274,15 +281,15 @@ fn patch(event: &mut serde_json::Value, found: &[(u64, Option<Arc<PodOut>>)]) {
     else {
         return;
     };
+    let mut found = found.iter();
     for key in ["process", "parent"] {
         let Some(p) = body.get_mut(key) else {
             continue;
         };
-        let cgroup = p["cgroup_id"]
-            .as_str()
-            .and_then(|c| c.parse::<u64>().ok())
-            .unwrap_or(0);
-        let Some((_, pod)) = found.iter().find(|(c, _)| *c == cgroup) else {
+        if p.get("docker").is_none() {
+            continue;
+        }
+        let Some((_, pod)) = found.next() else {
             continue;
         };
         match pod {

@@ -36,6 +36,21 @@ pub struct ContainerOut {
     pub image: Option<ImageOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_time: Option<String>,
+    /// The process's pid in the container's pid namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+impl PodOut {
+    /// This pod, as process `ns_pid` (0: unknown) of its container sees it.
+    pub fn for_process(self: &std::sync::Arc<Self>, ns_pid: u32) -> std::sync::Arc<Self> {
+        if ns_pid == 0 {
+            return self.clone();
+        }
+        let mut pod = (**self).clone();
+        pod.container.pid = Some(ns_pid);
+        std::sync::Arc::new(pod)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -94,6 +109,7 @@ fn pod_out(
             .and_then(|st| st.running.as_ref())
             .and_then(|r| r.started_at.as_ref())
             .map(|t| t.0.to_string()),
+        pid: None,
     };
     let controller = pod
         .metadata

@@ -167,6 +167,7 @@ impl ProcessCache {
             boottime: false,
             task_start_ns: e.start_ns,
             cgroup_id: e.header.cgroup_id,
+            ns_pid: e.ns_pid,
             ppid: e.ppid,
             parent,
         });
@@ -187,6 +188,8 @@ impl ProcessCache {
                 boottime: false,
                 task_start_ns: f.start_ns,
                 cgroup_id: f.header.cgroup_id,
+                // Its own pid, which the fork record does not carry in its namespace.
+                ns_pid: 0,
                 ppid: f.ppid,
                 parent: parent.clone(),
                 ..Process::clone(p)
@@ -242,6 +245,7 @@ fn unknown(node: &str, pid: u32, ktime_ns: u64, start_ns: u64, extra: u32) -> Pr
         boottime: false,
         task_start_ns: start_ns,
         cgroup_id: 0,
+        ns_pid: 0,
         ppid: 0,
         parent: None,
     }
@@ -293,6 +297,7 @@ mod tests {
     fn exec(pid: u32, ppid: u32, ktime: u64, argv: &[&str]) -> RawEvent {
         RawEvent::Exec(Box::new(Exec {
             header: header(EventKind::Exec, pid, ktime),
+            ns_pid: 0,
             ppid,
             uid: 1000,
             gid: 1000,

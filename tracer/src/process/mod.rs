@@ -106,6 +106,9 @@ pub struct Process {
     /// `task_struct.start_time` of the process: identifies it across pid reuse.
     pub task_start_ns: u64,
     pub cgroup_id: u64,
+    /// The pid in the process's own pid namespace (a container's); 0 if not known (a
+    /// forked child, until it execs).
+    pub ns_pid: u32,
     /// The parent's process id, even when the parent itself is not known.
     pub ppid: u32,
     pub parent: Option<Arc<Process>>,

@@ -25,6 +25,8 @@ pub struct ProcEntry {
     pub cwd: Option<String>,
     pub argv: Vec<String>,
     pub cgroup_id: u64,
+    /// The pid in the process's own pid namespace (`NSpid`'s last field).
+    pub ns_pid: u32,
 }
 
 /// Reads every process under `proc_root` (usually `/proc`). Processes that vanish
@@ -76,7 +78,20 @@ fn read_entry(dir: &Path, pid: u32, ticks: u64, cgroup_root: &Path) -> Option<Pr
         cwd: read_link(&dir.join("cwd")),
         argv,
         cgroup_id,
+        ns_pid: ns_pid(&status).unwrap_or(0),
     })
+}
+
+/// The last field of `/proc/<pid>/status`'s `NSpid:` line: the pid as the process's own
+/// pid namespace numbers it.
+fn ns_pid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
 }
 
 fn read_link(p: &Path) -> Option<String> {
@@ -158,6 +173,7 @@ pub fn build(node: &str, mut entries: Vec<ProcEntry>) -> Vec<Arc<Process>> {
             boottime: true,
             task_start_ns: 0,
             cgroup_id: e.cgroup_id,
+            ns_pid: e.ns_pid,
             ppid: e.ppid,
             parent: built.get(&e.ppid).cloned(),
         });
@@ -170,6 +186,13 @@ pub fn build(node: &str, mut entries: Vec<ProcEntry>) -> Vec<Arc<Process>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pid_in_the_process_namespace() {
+        assert_eq!(ns_pid("Name:\tsh\nNSpid:\t4242\t17\n"), Some(17));
+        assert_eq!(ns_pid("Name:\tsh\nNSpid:\t4242\n"), Some(4242));
+        assert_eq!(ns_pid("Name:\tsh\n"), None);
+    }
 
     #[test]
     fn namespace_pid_is_the_innermost() {
