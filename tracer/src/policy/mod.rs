@@ -3,8 +3,12 @@
 //! - [`model`]: the documents, as far as the tracer supports them.
 //! - [`parse`]: YAML text to documents; every error names file, line, column and field.
 //! - [`validate`]: what the schema alone cannot say (operators, limits, values).
+//! - [`compile`]: a document to the kernel's hook configurations.
+//! - [`store`]: installs compiled policies (maps, programs, attachments).
+//! - [`files`]: policies from files and a directory; [`objects`]: from Kubernetes
+//!   objects, whose CRDs [`crd`] generates from [`model`].
 //!
-//! `tracer policy validate FILE...` runs both, loading nothing.
+//! `tracer policy validate FILE...` runs parse and validate, loading nothing.
 
 pub mod compile;
 pub mod crd;
