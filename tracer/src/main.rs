@@ -132,9 +132,41 @@ struct RunArgs {
     #[arg(long, value_name = "FILE")]
     ready_file: Option<PathBuf>,
 
-    /// Append the JSON lines to FILE instead of writing them to stdout (not rotated yet).
+    /// Append the JSON lines to FILE instead of writing them to stdout, rotated (renamed
+    /// to FILE.1, FILE.2, ...) by size and age.
     #[arg(long, value_name = "FILE")]
     export_filename: Option<PathBuf>,
+
+    /// Rotate the export file once it holds this many MiB (0: never by size).
+    #[arg(long, value_name = "MB", default_value_t = 10)]
+    export_file_max_size_mb: u64,
+
+    /// Rotate the export file once it is this old (`30s`, `15m`, `1h`; `0s`: never).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    export_file_rotation_interval: Duration,
+
+    /// How many rotated export files to keep.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    export_file_max_backups: usize,
+
+    /// Gzip the rotated export files.
+    #[arg(long)]
+    export_file_compress: bool,
+}
+
+/// `30s`, `15m`, `2h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration such as 30s, 15m or 1h"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("`{s}`: the unit is s, m or h")),
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 fn parse_override(s: &str) -> Result<(String, String), String> {
@@ -254,6 +286,13 @@ fn run(args: RunArgs) -> ExitCode {
             .unwrap_or_else(|_| "localhost".into())
     });
     let export_filename = args.export_filename.clone();
+    let rotation = tracer::export::file::Rotation {
+        max_bytes: args.export_file_max_size_mb.saturating_mul(1 << 20),
+        interval: (!args.export_file_rotation_interval.is_zero())
+            .then_some(args.export_file_rotation_interval),
+        max_backups: args.export_file_max_backups,
+        compress: args.export_file_compress,
+    };
     let config = agent::Config {
         node_name,
         process_cache_size: args.process_cache_size,
@@ -282,11 +321,7 @@ fn run(args: RunArgs) -> ExitCode {
     // Events to stdout, or appended to a file (for a log shipper to tail).
     let out: Box<dyn std::io::Write> = match &export_filename {
         None => Box::new(std::io::stdout()),
-        Some(path) => match std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
+        Some(path) => match tracer::export::file::RotatingFile::open(path, rotation) {
             Ok(f) => Box::new(f),
             Err(e) => {
                 eprintln!(

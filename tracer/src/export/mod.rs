@@ -1,3 +1,4 @@
-//! Where events go. JSON lines on stdout for now.
+//! Where events go: JSON lines on stdout, or in a rotated file.
 
+pub mod file;
 pub mod json;

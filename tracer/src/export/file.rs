@@ -1,0 +1,310 @@
+//! The JSON log file of `--export-filename`, rotated by size and by age as Tetragon's
+//! flags name it: the file is renamed to `FILE.N`, N one more than the newest backup's
+//! (backups never move again, so a compression in the background cannot race a rename;
+//! past `--export-file-max-backups` the oldest are deleted), and a new `FILE` is opened,
+//! so a log shipper that follows renames sees every line once. A rotation happens only at
+//! a line's end: no line is ever split between two files. With `--export-file-compress`
+//! the backups are gzipped (`FILE.N.gz`) in the background.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Write},
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+/// When and how the file rotates.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    /// Rotate once the file holds this many bytes (0: never by size).
+    pub max_bytes: u64,
+    /// Rotate once the file is this old (`None`: never by age).
+    pub interval: Option<Duration>,
+    /// How many rotated files to keep.
+    pub max_backups: usize,
+    /// Gzip the rotated files.
+    pub compress: bool,
+}
+
+/// A log file that rotates at line ends.
+pub struct RotatingFile {
+    path: PathBuf,
+    rotation: Rotation,
+    file: File,
+    size: u64,
+    opened: Instant,
+}
+
+impl RotatingFile {
+    /// Opens `path` for appending (creating it).
+    pub fn open(path: &Path, rotation: Rotation) -> io::Result<Self> {
+        let file = open_append(path)?;
+        let size = file.metadata()?.len();
+        Ok(Self {
+            path: path.to_owned(),
+            rotation,
+            file,
+            size,
+            opened: Instant::now(),
+        })
+    }
+
+    fn due(&self) -> bool {
+        (self.rotation.max_bytes > 0 && self.size >= self.rotation.max_bytes)
+            || self
+                .rotation
+                .interval
+                .is_some_and(|i| self.opened.elapsed() >= i)
+    }
+
+    /// Renames the file to the next backup and opens a new one.
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file.flush()?;
+        if self.rotation.max_backups == 0 {
+            // No backups kept: start over.
+            self.file = OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .create(true)
+                .open(&self.path)?;
+        } else {
+            let mut backups = backups(&self.path);
+            let next = backups.last().map_or(1, |(n, _)| n + 1);
+            let backup = numbered(&self.path, next, false);
+            fs::rename(&self.path, &backup)?;
+            self.file = open_append(&self.path)?;
+            backups.push((next, backup.clone()));
+            // The oldest beyond the bound go.
+            let excess = backups.len().saturating_sub(self.rotation.max_backups);
+            for (n, _) in backups.iter().take(excess) {
+                for gz in [false, true] {
+                    let _ = fs::remove_file(numbered(&self.path, *n, gz));
+                }
+            }
+            if self.rotation.compress {
+                std::thread::spawn(move || {
+                    if let Err(e) = gzip(&backup) {
+                        tracing::warn!("compressing {}: {e}", backup.display());
+                    }
+                });
+            }
+        }
+        self.size = 0;
+        self.opened = Instant::now();
+        Ok(())
+    }
+}
+
+/// `FILE.n` (or `FILE.n.gz`).
+fn numbered(path: &Path, n: u64, gz: bool) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}{}", if gz { ".gz" } else { "" }));
+    PathBuf::from(name)
+}
+
+/// The backups of `path` (`FILE.n`, or `FILE.n.gz` once compressed), oldest first.
+fn backups(path: &Path) -> Vec<(u64, PathBuf)> {
+    let (Some(dir), Some(base)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let base = format!("{}.", base.to_string_lossy());
+    let mut out: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let rest = name.strip_prefix(&base)?;
+            let n = rest.strip_suffix(".gz").unwrap_or(rest).parse().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    out.sort();
+    // While a backup is being compressed both files are there: the plain one is whole.
+    out.dedup_by(|later, earlier| {
+        later.0 == earlier.0 && {
+            if later.1.extension().is_none_or(|e| e != "gz") {
+                earlier.1 = later.1.clone();
+            }
+            true
+        }
+    });
+    out
+}
+
+impl Write for RotatingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Up to the first line end while a rotation is due; then rotate.
+        let take = if self.due() {
+            match buf.iter().position(|&b| b == b'\n') {
+                Some(end) => end + 1,
+                None => buf.len(),
+            }
+        } else {
+            buf.len()
+        };
+        let n = self.file.write(&buf[..take])?;
+        self.size += n as u64;
+        if n == take && take > 0 && buf[take - 1] == b'\n' && self.due() {
+            self.rotate()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// `FILE` to `FILE.gz`, then `FILE` removed.
+fn gzip(path: &Path) -> io::Result<()> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".gz");
+    let mut input = File::open(path)?;
+    let out = File::create(PathBuf::from(&name))?;
+    let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
+    io::copy(&mut input, &mut gz)?;
+    gz.finish()?.sync_all()?;
+    match fs::remove_file(path) {
+        // Pruned while it was being compressed: so is its copy.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let _ = fs::remove_file(PathBuf::from(name));
+            Ok(())
+        }
+        r => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    fn lines_of(path: &Path) -> Vec<String> {
+        let mut text = String::new();
+        if path.extension().is_some_and(|e| e == "gz") {
+            flate2::read::GzDecoder::new(File::open(path).unwrap())
+                .read_to_string(&mut text)
+                .unwrap();
+        } else {
+            text = fs::read_to_string(path).unwrap_or_default();
+        }
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "a split line in {}",
+            path.display()
+        );
+        text.lines().map(str::to_owned).collect()
+    }
+
+    /// Writes `n` numbered lines through a buffered writer (which hands the file chunks
+    /// that end mid-line), as the JSON writer does.
+    fn write_lines(file: RotatingFile, n: usize) {
+        let mut w = io::BufWriter::with_capacity(100, file);
+        for i in 0..n {
+            writeln!(w, "{{\"seq\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 37)).unwrap();
+        }
+        w.flush().unwrap();
+    }
+
+    #[test]
+    fn rotated_by_size_every_line_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let rotation = Rotation {
+            max_bytes: 2_000,
+            interval: None,
+            max_backups: 100,
+            compress: false,
+        };
+        write_lines(RotatingFile::open(&path, rotation).unwrap(), 1_000);
+        // Oldest backup first, the live file last.
+        let mut files: Vec<PathBuf> = backups(&path).into_iter().map(|(_, p)| p).collect();
+        assert!(files.len() > 10, "{files:?}");
+        files.push(path);
+        let all: Vec<String> = files.iter().flat_map(|f| lines_of(f)).collect();
+        let seqs: Vec<u64> = all
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(seqs, (0..1_000).collect::<Vec<u64>>());
+        // Each file ends near the bound: rotation waits only for the line's end.
+        for f in &files[..files.len() - 1] {
+            let size = fs::metadata(f).unwrap().len();
+            assert!((2_000..2_200).contains(&size), "{}: {size}", f.display());
+        }
+    }
+
+    #[test]
+    fn backups_are_bounded_and_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let rotation = Rotation {
+            max_bytes: 1_000,
+            interval: None,
+            max_backups: 3,
+            compress: true,
+        };
+        write_lines(RotatingFile::open(&path, rotation).unwrap(), 500);
+        // The compressions run in the background; the newest three are kept.
+        let start = Instant::now();
+        let done = || {
+            let b = backups(&path);
+            b.len() == 3
+                && b.iter()
+                    .all(|(_, p)| p.extension().is_some_and(|e| e == "gz"))
+        };
+        while !done() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "{:?}",
+                backups(&path)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let kept = backups(&path);
+        // The newest backup is followed by the live file, in sequence.
+        let newest = lines_of(&kept[2].1);
+        let live = lines_of(&path);
+        let seq = |l: &str| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        };
+        assert_eq!(seq(newest.last().unwrap()) + 1, seq(&live[0]));
+        assert_eq!(seq(live.last().unwrap()), 499);
+        // The three backups are consecutive.
+        let (a, b) = (lines_of(&kept[0].1), lines_of(&kept[1].1));
+        assert_eq!(seq(a.last().unwrap()) + 1, seq(&b[0]));
+    }
+
+    #[test]
+    fn rotated_by_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let rotation = Rotation {
+            max_bytes: 0,
+            interval: Some(Duration::from_millis(100)),
+            max_backups: 5,
+            compress: false,
+        };
+        let mut f = RotatingFile::open(&path, rotation).unwrap();
+        f.write_all(b"{\"seq\":0}\n").unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        f.write_all(b"{\"seq\":1}\n").unwrap();
+        f.write_all(b"{\"seq\":2}\n").unwrap();
+        assert_eq!(
+            lines_of(&dir.path().join("events.log.1")),
+            ["{\"seq\":0}", "{\"seq\":1}"]
+        );
+        assert_eq!(lines_of(&path), ["{\"seq\":2}"]);
+    }
+}
