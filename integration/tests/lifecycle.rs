@@ -502,4 +502,15 @@ fn events_appended_to_a_file() {
             .any(|e| e["process_exec"]["process"]["pid"] == pid),
         "the exec of {pid}"
     );
+    // After the earlier line, every line the agent wrote is numbered 1, 2, 3, ...
+    let seqs: Vec<u64> = lines[1..]
+        .iter()
+        .map(|e| {
+            e["seq"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("a seq")
+        })
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
 }

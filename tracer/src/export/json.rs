@@ -1,5 +1,7 @@
 //! JSON lines: one event per line, flushed after every batch drained from the kernel so
-//! that a reader sees each event within one drain of its happening.
+//! that a reader sees each event within one drain of its happening. Each line carries
+//! `seq`, this agent's sequence number of the line (from 1, a string as 64-bit counters
+//! are), so a reader can tell a gap: a line it never got.
 
 use std::io::{self, Write};
 
@@ -8,6 +10,15 @@ use crate::event::Event;
 pub struct JsonLines<W: Write> {
     out: io::BufWriter<W>,
     written: u64,
+    seq: u64,
+}
+
+/// An event with its sequence number, as one JSON object.
+#[derive(serde::Serialize)]
+struct Numbered<'a, T: serde::Serialize> {
+    #[serde(flatten)]
+    event: &'a T,
+    seq: String,
 }
 
 impl<W: Write> JsonLines<W> {
@@ -15,6 +26,7 @@ impl<W: Write> JsonLines<W> {
         Self {
             out: io::BufWriter::with_capacity(1 << 16, out),
             written: 0,
+            seq: 0,
         }
     }
 
@@ -28,7 +40,13 @@ impl<W: Write> JsonLines<W> {
     }
 
     fn write_any(&mut self, event: &impl serde::Serialize) -> io::Result<()> {
-        serde_json::to_writer(&mut self.out, event)?;
+        // Taken even when the write fails: the gap says a line is missing.
+        self.seq += 1;
+        let line = Numbered {
+            event,
+            seq: self.seq.to_string(),
+        };
+        serde_json::to_writer(&mut self.out, &line)?;
         self.out.write_all(b"\n")?;
         self.written += 1;
         Ok(())
@@ -68,7 +86,8 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(
             lines[0],
-            r#"{"event_loss":{"lost":{},"total_lost":"0"},"node_name":"n","time":"t"}"#
+            r#"{"event_loss":{"lost":{},"total_lost":"0"},"node_name":"n","time":"t","seq":"1"}"#
         );
+        assert!(lines[1].ends_with(r#""seq":"2"}"#), "{}", lines[1]);
     }
 }
