@@ -683,16 +683,21 @@ pub fn compile_for(
             monitor,
             lists: &p.spec.lists,
         };
-        if let Some((syscalls, mut at)) = return_sites(call, kprobes, is_return) {
-            if !seen.insert(format!("kprobe {call}")) {
-                return Err(err(
-                    "is traced twice in this policy; merge the two into one hook with several selectors".into(),
-                ));
-            }
+        // Where the hook runs, as one or more sites: (the record's format, subsystem,
+        // event, the return half's event); and how its program reads the function.
+        type Site<'f> = (Format, &'f str, String, String);
+        let (sites, function, sock, generic, generic_sock, at_return): (
+            Vec<Site<'_>>,
+            String,
+            Option<SockLayout>,
+            bool,
+            Option<SockLayout>,
+            Option<AtReturn>,
+        ) = if let Some((syscalls, mut at)) = return_sites(call, kprobes, is_return) {
             at.layout = sock_layout(&tracefs_format("sock", "inet_sock_set_state")?, at.layout)
                 .map_err(err)?;
             // Its kprobe and kretprobe, or the syscalls that stand for it.
-            let sites: Vec<(Format, &str, String, String)> = if kprobes {
+            let sites = if kprobes {
                 vec![(
                     generic_format(call),
                     "kprobe",
@@ -709,175 +714,145 @@ pub fn compile_for(
                 }
                 sites
             };
-            for (format, subsystem, event, exit_event) in &sites {
-                let input = HookInput {
-                    subsystem,
-                    event,
-                    args: &k.args,
-                    selectors: &k.selectors,
-                    message: k.message.as_ref(),
-                    tags: &k.tags,
-                    kprobe: Some(KprobeInput {
-                        call,
-                        sock: None,
-                        generic: kprobes,
-                        on_kprobe: kprobes,
-                        half: None,
-                        return_arg: None,
-                        at_return: Some(at),
-                        generic_sock: None,
-                        kernel,
-                    }),
-                };
-                let exit = HookInput {
-                    event: exit_event,
-                    ..input
-                };
-                push_halves(
-                    k,
-                    input,
-                    exit,
-                    format,
-                    &ctx,
-                    ids,
-                    &mut strings,
-                    &mut follow,
-                    &mut hooks,
-                )
-                .map_err(err)?;
-            }
-            continue;
-        }
-        // Where the hook runs and the record it reads, by kind of function: (format,
-        // subsystem, event, the return half's event, function, socket layout, generic).
-        // A `sock` argument of any other function is written in the layout of the
-        // tracepoint's record, as the socket functions' are.
-        let generic_sock = if k.args.iter().any(|a| {
-            a.ty.as_ref()
-                .is_some_and(|t| matches!(t.as_str(), "sock" | "skb"))
-        }) {
-            tracefs_format("sock", "inet_sock_set_state")
-                .ok()
-                .and_then(|f| sock_layout(&f, SockLayout::default()).ok())
+            (sites, call.to_owned(), None, kprobes, None, Some(at))
         } else {
-            None
-        };
-        let (format, subsystem, event, exit_event, function, sock, generic) = if k
-            .syscall
-            .as_ref()
-            .is_some_and(|s| **s)
-        {
-            // A syscall: a kprobe on its wrapper, or its `sys_enter_NAME` tracepoint,
-            // whose record the kprobe's program rebuilds (`hooks/kprobe.rs`).
-            let sys = syscall_of(call).map_err(err)?;
-            let event = format!("sys_enter_{sys}");
-            let mut format = tracefs_format("syscalls", &event)?;
-            // The syscall's arguments, numbered from 0 as the function's are: the
-            // fields after the common ones and `__syscall_nr`.
-            format.fields.retain(|f| f.offset >= 16);
-            let symbol = format!("{SYSCALL_WRAPPER_PREFIX}{sys}");
-            (
-                format,
-                "syscalls",
-                event,
-                format!("sys_exit_{sys}"),
-                symbol,
-                None,
-                false,
-            )
-        } else {
-            if is_return && SOCKET_CALLS.contains(&call) && call != "inet_csk_accept" {
-                return Err(err(format!(
-                    "return probes on {call} are not supported yet (its socket is argument 0, at the call)"
-                )));
-            }
-            let trigger = match kprobe_on_tracepoint(call) {
-                Ok(t) => Some(t),
-                // On a kprobe (and kretprobe): the listening socket at the call, the
-                // accepted one at the return.
-                Err(_) if kprobes && call == "inet_csk_accept" => Some(SockLayout {
-                    protocol_is: 6,
-                    ..Default::default()
-                }),
-                // Any other function, on a kprobe: its argument registers.
-                Err(_) if kprobes && !SOCKET_CALLS.contains(&call) => None,
-                Err(e) => return Err(err(e)),
+            // Where the hook runs and the record it reads, by kind of function: (format,
+            // subsystem, event, the return half's event, function, socket layout, generic).
+            // A `sock` argument of any other function is written in the layout of the
+            // tracepoint's record, as the socket functions' are.
+            let generic_sock = if k.args.iter().any(|a| {
+                a.ty.as_ref()
+                    .is_some_and(|t| matches!(t.as_str(), "sock" | "skb"))
+            }) {
+                tracefs_format("sock", "inet_sock_set_state")
+                    .ok()
+                    .and_then(|f| sock_layout(&f, SockLayout::default()).ok())
+            } else {
+                None
             };
-            match trigger {
-                None => (
-                    generic_format(call),
-                    "kprobe",
-                    call.to_owned(),
-                    call.to_owned(),
-                    call.to_owned(),
+            let (format, subsystem, event, exit_event, function, sock, generic) = if k
+                .syscall
+                .as_ref()
+                .is_some_and(|s| **s)
+            {
+                // A syscall: a kprobe on its wrapper, or its `sys_enter_NAME` tracepoint,
+                // whose record the kprobe's program rebuilds (`hooks/kprobe.rs`).
+                let sys = syscall_of(call).map_err(err)?;
+                let event = format!("sys_enter_{sys}");
+                let mut format = tracefs_format("syscalls", &event)?;
+                // The syscall's arguments, numbered from 0 as the function's are: the
+                // fields after the common ones and `__syscall_nr`.
+                format.fields.retain(|f| f.offset >= 16);
+                let symbol = format!("{SYSCALL_WRAPPER_PREFIX}{sys}");
+                (
+                    format,
+                    "syscalls",
+                    event,
+                    format!("sys_exit_{sys}"),
+                    symbol,
                     None,
-                    true,
-                ),
-                Some(trigger) => {
-                    let format = tracefs_format("sock", "inet_sock_set_state")?;
-                    let mut layout = sock_layout(&format, trigger).map_err(err)?;
-                    if kprobes {
-                        // The kprobe fires on the call itself: no transition to wait
-                        // for, and the socket's state is the one at the call.
-                        layout.report_old = 1;
-                    }
-                    let event = "inet_sock_set_state".to_owned();
-                    (
-                        format,
-                        "sock",
-                        event.clone(),
-                        event,
-                        call.to_owned(),
-                        Some(layout),
-                        false,
-                    )
+                    false,
+                )
+            } else {
+                if is_return && SOCKET_CALLS.contains(&call) && call != "inet_csk_accept" {
+                    return Err(err(format!(
+                        "return probes on {call} are not supported yet (its socket is argument 0, at the call)"
+                    )));
                 }
-            }
+                let trigger = match kprobe_on_tracepoint(call) {
+                    Ok(t) => Some(t),
+                    // On a kprobe (and kretprobe): the listening socket at the call, the
+                    // accepted one at the return.
+                    Err(_) if kprobes && call == "inet_csk_accept" => Some(SockLayout {
+                        protocol_is: 6,
+                        ..Default::default()
+                    }),
+                    // Any other function, on a kprobe: its argument registers.
+                    Err(_) if kprobes && !SOCKET_CALLS.contains(&call) => None,
+                    Err(e) => return Err(err(e)),
+                };
+                match trigger {
+                    None => (
+                        generic_format(call),
+                        "kprobe",
+                        call.to_owned(),
+                        call.to_owned(),
+                        call.to_owned(),
+                        None,
+                        true,
+                    ),
+                    Some(trigger) => {
+                        let format = tracefs_format("sock", "inet_sock_set_state")?;
+                        let mut layout = sock_layout(&format, trigger).map_err(err)?;
+                        if kprobes {
+                            // The kprobe fires on the call itself: no transition to wait
+                            // for, and the socket's state is the one at the call.
+                            layout.report_old = 1;
+                        }
+                        let event = "inet_sock_set_state".to_owned();
+                        (
+                            format,
+                            "sock",
+                            event.clone(),
+                            event,
+                            call.to_owned(),
+                            Some(layout),
+                            false,
+                        )
+                    }
+                }
+            };
+            (
+                vec![(format, subsystem, event, exit_event)],
+                function,
+                sock,
+                generic,
+                generic_sock,
+                None,
+            )
         };
         if !seen.insert(format!("kprobe {function}")) {
             return Err(err(
                 "is traced twice in this policy; merge the two into one hook with several selectors".into(),
             ));
         }
-        let input = HookInput {
-            subsystem,
-            event: &event,
-            args: &k.args,
-            selectors: &k.selectors,
-            message: k.message.as_ref(),
-            tags: &k.tags,
-            kprobe: Some(KprobeInput {
-                call: &function,
-                sock,
-                generic,
-                on_kprobe: kprobes,
-                half: None,
-                return_arg: None,
-                at_return: None,
-                generic_sock,
-                kernel,
-            }),
-        };
-        let exit = HookInput {
-            event: &exit_event,
-            ..input
-        };
-        push_halves(
-            k,
-            input,
-            exit,
-            &format,
-            &PolicyCtx {
-                policy_id,
-                monitor,
-                lists: &p.spec.lists,
-            },
-            ids,
-            &mut strings,
-            &mut follow,
-            &mut hooks,
-        )
-        .map_err(err)?;
+        for (format, subsystem, event, exit_event) in &sites {
+            let input = HookInput {
+                subsystem,
+                event,
+                args: &k.args,
+                selectors: &k.selectors,
+                message: k.message.as_ref(),
+                tags: &k.tags,
+                kprobe: Some(KprobeInput {
+                    call: &function,
+                    sock,
+                    generic,
+                    on_kprobe: kprobes,
+                    half: None,
+                    return_arg: None,
+                    at_return,
+                    generic_sock,
+                    kernel,
+                }),
+            };
+            let exit = HookInput {
+                event: exit_event,
+                ..input
+            };
+            push_halves(
+                k,
+                input,
+                exit,
+                format,
+                &ctx,
+                ids,
+                &mut strings,
+                &mut follow,
+                &mut hooks,
+            )
+            .map_err(err)?;
+        }
     }
     // `Prefix` values longer than an LPM key holds go to the hash map, each under its
     // own length (`hooks/policy.rs`, `long_prefix`).
