@@ -12,6 +12,15 @@ use tracer_common::limits::{ARGS_MAX, FILENAME_MAX, NAME_MAX, PATH_DEPTH_MAX, PA
 
 use crate::globals::off;
 
+/// `N` bytes (at most 8) of kernel memory at `at`, zero-extended; 0 if unreadable.
+#[inline(always)]
+pub fn read<const N: u32>(at: u64) -> u64 {
+    let mut raw: u64 = 0;
+    // SAFETY: copies N <= 8 bytes into `raw`; the helper fails rather than faults.
+    unsafe { bpf_probe_read_kernel((&raw mut raw).cast::<c_void>(), N, at as *const c_void) };
+    raw
+}
+
 /// Reads the 8-byte value (a pointer or a `u64`) at kernel address `addr`.
 #[inline(always)]
 pub fn u64_at(addr: u64) -> Option<u64> {

@@ -27,9 +27,9 @@ use crate::{
     globals::off,
     hooks::{
         policy::run,
-        sock::{self, put, read},
+        sock::{self, put},
     },
-    kread::{self, NATURAL_END},
+    kread::{self, NATURAL_END, read},
     maps::{HOOKS, KPROBE_NATURAL, KPROBE_PATH, SOCK_RECORD, SockRecord},
 };
 

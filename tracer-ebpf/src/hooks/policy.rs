@@ -278,7 +278,7 @@ fn save_entry(base: u64, slot: u32) {
 /// was attached between the two).
 #[inline(never)]
 fn return_record(base: u64, pair: u32, write_ret: bool) -> Option<u64> {
-    let ret = read_int::<8>(base + 16);
+    let ret = kread::read::<8>(base + 16);
     // SAFETY: helper without arguments.
     let tid = unsafe { bpf_get_current_pid_tgid() } as u32;
     let key = u64::from(tid) << 32 | u64::from(pair);
@@ -314,23 +314,14 @@ fn return_record(base: u64, pair: u32, write_ret: bool) -> Option<u64> {
 /// Whether a `sock:inet_sock_set_state` record is one of the transitions of `l`.
 #[inline(always)]
 fn sock_triggers(base: u64, l: &SockLayout) -> bool {
-    let old = read_int::<4>(base + u64::from(l.oldstate)) as u32;
-    let new = read_int::<4>(base + u64::from(l.newstate)) as u32;
-    let proto = read_int::<2>(base + u64::from(l.protocol)) as u16;
+    let old = kread::read::<4>(base + u64::from(l.oldstate)) as u32;
+    let new = kread::read::<4>(base + u64::from(l.newstate)) as u32;
+    let proto = kread::read::<2>(base + u64::from(l.protocol)) as u16;
     (l.protocol_is == 0 || proto == l.protocol_is)
         && old < 16
         && new < 16
         && l.old_states & (1 << old) != 0
         && l.new_states & (1 << new) != 0
-}
-
-/// `N` bytes (at most 8) of kernel memory at `at`, zero-extended; 0 if unreadable.
-#[inline(always)]
-fn read_int<const N: u32>(at: u64) -> u64 {
-    let mut raw: u64 = 0;
-    // SAFETY: copies N <= 8 bytes into `raw`; the helper fails rather than faults.
-    unsafe { bpf_probe_read_kernel((&raw mut raw).cast::<c_void>(), N, at as *const c_void) };
-    raw
 }
 
 /// Reads the socket of a `sock:inet_sock_set_state` record into `v` (a [`SockValue`] at
@@ -340,16 +331,16 @@ fn read_int<const N: u32>(at: u64) -> u64 {
 fn capture_sock(base: u64, l: &SockLayout, v: &mut ArgValue) {
     v.kind = u32::from(ARG_SOCK);
     v.len = core::mem::size_of::<SockValue>() as u32;
-    v.int = read_int::<8>(base + u64::from(l.skaddr));
-    let old = read_int::<4>(base + u64::from(l.oldstate)) as u16;
-    let new = read_int::<4>(base + u64::from(l.newstate)) as u16;
+    v.int = kread::read::<8>(base + u64::from(l.skaddr));
+    let old = kread::read::<4>(base + u64::from(l.oldstate)) as u16;
+    let new = kread::read::<4>(base + u64::from(l.newstate)) as u16;
     let mut s = SockValue {
-        family: read_int::<2>(base + u64::from(l.family)) as u16,
-        protocol: read_int::<2>(base + u64::from(l.protocol)) as u16,
-        sport: read_int::<2>(base + u64::from(l.sport)) as u16,
-        dport: read_int::<2>(base + u64::from(l.dport)) as u16,
+        family: kread::read::<2>(base + u64::from(l.family)) as u16,
+        protocol: kread::read::<2>(base + u64::from(l.protocol)) as u16,
+        sport: kread::read::<2>(base + u64::from(l.sport)) as u16,
+        dport: kread::read::<2>(base + u64::from(l.dport)) as u16,
         state: if l.report_old != 0 { old } else { new },
-        word: read_int::<4>(base + u64::from(l.oldstate)) as u32,
+        word: kread::read::<4>(base + u64::from(l.oldstate)) as u32,
         ..Default::default()
     };
     // SAFETY: 16 bytes each into the arrays; the helper fails rather than faults.
@@ -544,9 +535,9 @@ fn capture(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
 /// `STRING_MAX - 1` bytes into `v.str`, its full size into `v.int`, and the lookup keys.
 #[inline(never)]
 fn capture_bytes(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
-    let ptr = read_int::<8>(base + u64::from(a.offset));
+    let ptr = kread::read::<8>(base + u64::from(a.offset));
     // A negative size (a failed call's return value) is no bytes.
-    let size = read_int::<8>(base + u64::from(a.len_at)) as i64;
+    let size = kread::read::<8>(base + u64::from(a.len_at)) as i64;
     let size = if size < 0 { 0 } else { size as u64 };
     let n = if size > (STRING_MAX - 1) as u64 {
         (STRING_MAX - 1) as u32
@@ -579,8 +570,8 @@ fn capture_iovec(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
     let Some(scratch) = IOVEC_SCRATCH.get_ptr_mut(0) else {
         return;
     };
-    let iov = read_int::<8>(base + u64::from(a.offset));
-    let count = read_int::<8>(base + u64::from(a.len_at)) as i64;
+    let iov = kread::read::<8>(base + u64::from(a.offset));
+    let count = kread::read::<8>(base + u64::from(a.len_at)) as i64;
     // SAFETY (all accesses to `scratch`): this CPU's scratch value, which nothing else
     // uses while the program runs; fields through raw pointers.
     unsafe {

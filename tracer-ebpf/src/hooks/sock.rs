@@ -14,6 +14,7 @@ use tracer_common::policy::{
 
 use crate::{
     globals::off,
+    kread::read,
     maps::{RET_SCRATCH, SockRecord},
 };
 
@@ -231,13 +232,4 @@ pub(crate) fn put<const N: usize>(rec: &mut SockRecord, at: u16, v: &[u8; N]) {
     for (i, b) in v.iter().enumerate() {
         rec.bytes[(at + i) & (SockRecord::LEN - 1)] = *b;
     }
-}
-
-/// `N` bytes (at most 8) of kernel memory at `at`, zero-extended; 0 if unreadable.
-#[inline(always)]
-pub(crate) fn read<const N: u32>(at: u64) -> u64 {
-    let mut raw: u64 = 0;
-    // SAFETY: copies N <= 8 bytes into `raw`; the helper fails rather than faults.
-    unsafe { bpf_probe_read_kernel((&raw mut raw).cast::<c_void>(), N, at as *const c_void) };
-    raw
 }
