@@ -308,9 +308,10 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
 
 /// Points each pod-scoped policy at the container cgroups of the pods it selects now.
 fn sync_scopes(store: &mut PolicyStore, pods: &mut Pods) {
-    for (name, scope) in store.scoped() {
-        let cgroups = pods.scope_cgroups(&scope);
-        store.set_scope(&name, cgroups);
+    let scoped = store.scoped();
+    let scopes: Vec<_> = scoped.iter().map(|(_, scope)| scope).collect();
+    for ((name, _), cgroups) in scoped.iter().zip(pods.scope_cgroups(&scopes)) {
+        store.set_scope(name, cgroups);
     }
 }
 

@@ -94,52 +94,28 @@ impl Pods {
             .clone()
     }
 
-    /// The container cgroups of this node's pods that `scope` selects (empty without a
-    /// cluster): the cgroups a pod-scoped policy applies in.
-    pub fn scope_cgroups(&mut self, scope: &crate::policy::compile::Scope) -> BTreeSet<u64> {
+    /// For each of `scopes`, the container cgroups of this node's pods it selects (empty
+    /// without a cluster): the cgroups a pod-scoped policy applies in. One walk of the
+    /// cgroups serves them all.
+    pub fn scope_cgroups(
+        &mut self,
+        scopes: &[&crate::policy::compile::Scope],
+    ) -> Vec<BTreeSet<u64>> {
         let Some(stores) = &self.stores else {
-            return BTreeSet::new();
+            return vec![BTreeSet::new(); scopes.len()];
         };
+        if scopes.is_empty() {
+            return Vec::new();
+        }
         let mut by_id: HashMap<String, Vec<u64>> = HashMap::new();
         for (cgroup, c) in self.paths.containers() {
             by_id.entry(c.status_id()).or_default().push(cgroup);
         }
-        let mut out = BTreeSet::new();
-        for p in stores.pods.state() {
-            let ns = p.metadata.namespace.as_deref().unwrap_or_default();
-            if scope.namespace.as_deref().is_some_and(|n| n != ns) {
-                continue;
-            }
-            let labels = p.metadata.labels.clone().unwrap_or_default();
-            let pod_label = |k: &str| {
-                if k == "k8s:io.kubernetes.pod.namespace" {
-                    Some(ns.to_owned())
-                } else {
-                    labels.get(k).cloned()
-                }
-            };
-            if scope.pods.as_ref().is_some_and(|s| !s.matches(&pod_label)) {
-                continue;
-            }
-            for status in pod::statuses(&p) {
-                let container_key = |k: &str| match k {
-                    "name" => Some(status.name.clone()),
-                    "repo" => Some(image_repo(&status.image).to_owned()),
-                    _ => None,
-                };
-                if scope
-                    .containers
-                    .as_ref()
-                    .is_some_and(|s| !s.matches(&container_key))
-                {
-                    continue;
-                }
-                if let Some(cgroups) = status.container_id.as_ref().and_then(|id| by_id.get(id)) {
-                    out.extend(cgroups);
-                }
-            }
-        }
-        out
+        let pods = stores.pods.state();
+        scopes
+            .iter()
+            .map(|scope| selected_cgroups(scope, &pods, &by_id))
+            .collect()
     }
 
     /// Where there is a cluster, the (cgroup, namespace pid) of `event`'s processes that
@@ -171,6 +147,51 @@ impl Pods {
             }
         }
     }
+}
+
+/// The cgroups of the containers `scope` selects among `pods`, by the cgroups of each
+/// container id (`by_id`).
+fn selected_cgroups(
+    scope: &crate::policy::compile::Scope,
+    pods: &[Arc<k8s_openapi::api::core::v1::Pod>],
+    by_id: &HashMap<String, Vec<u64>>,
+) -> BTreeSet<u64> {
+    let mut out = BTreeSet::new();
+    for p in pods {
+        let ns = p.metadata.namespace.as_deref().unwrap_or_default();
+        if scope.namespace.as_deref().is_some_and(|n| n != ns) {
+            continue;
+        }
+        let labels = p.metadata.labels.as_ref();
+        let pod_label = |k: &str| {
+            if k == "k8s:io.kubernetes.pod.namespace" {
+                Some(ns.to_owned())
+            } else {
+                labels.and_then(|l| l.get(k).cloned())
+            }
+        };
+        if scope.pods.as_ref().is_some_and(|s| !s.matches(&pod_label)) {
+            continue;
+        }
+        for status in pod::statuses(p) {
+            let container_key = |k: &str| match k {
+                "name" => Some(status.name.clone()),
+                "repo" => Some(image_repo(&status.image).to_owned()),
+                _ => None,
+            };
+            if scope
+                .containers
+                .as_ref()
+                .is_some_and(|s| !s.matches(&container_key))
+            {
+                continue;
+            }
+            if let Some(cgroups) = status.container_id.as_ref().and_then(|id| by_id.get(id)) {
+                out.extend(cgroups);
+            }
+        }
+    }
+    out
 }
 
 /// An image reference without its tag or digest: `registry.test/app:1.0` is
