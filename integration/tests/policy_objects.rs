@@ -55,6 +55,24 @@ fn status(server: &ApiServer, name: &str, pred: impl Fn(&Value) -> bool) -> Valu
     }
 }
 
+/// A node status's conditions as (type, status, reason).
+fn conditions(s: &Value) -> Vec<(&str, &str, &str)> {
+    s["conditions"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    (
+                        c["type"].as_str().unwrap_or_default(),
+                        c["status"].as_str().unwrap_or_default(),
+                        c["reason"].as_str().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 #[test]
 fn policies_from_the_api_server() {
     if !privileged("policies_from_the_api_server") {
@@ -68,6 +86,13 @@ fn policies_from_the_api_server() {
     agent.wait_for_log("policy getpgid-a loaded from tracingpolicy/getpgid-a");
     let s = status(&server, "getpgid-a", |s| s["state"] == "Loaded");
     assert_eq!(s["observedGeneration"], 1);
+    assert_eq!(
+        conditions(&s),
+        [
+            ("Accepted", "True", "Valid"),
+            ("Loaded", "True", "AllHooksRunning")
+        ]
+    );
 
     // Created while the agent runs.
     server.apply(policy("getpgid-b", 424302));
@@ -110,6 +135,13 @@ fn policies_from_the_api_server() {
         message.contains("tracingpolicy/getpgid-a") && message.contains("Bigger"),
         "{message}"
     );
+    assert_eq!(
+        conditions(&s),
+        [
+            ("Accepted", "False", "Invalid"),
+            ("Loaded", "False", "NotAccepted")
+        ]
+    );
     getpgid(424303);
     let events = agent.sync();
     assert_eq!(
@@ -117,6 +149,30 @@ fn policies_from_the_api_server() {
         2,
         "the last good version runs"
     );
+
+    // Partly loaded: one hook this kernel will not attach (ftrace events take no BPF
+    // program); the other runs, and the status says which did not and why.
+    let mut partly = policy("partly", 424306);
+    partly["spec"]["tracepoints"]
+        .as_array_mut()
+        .expect("tracepoints")
+        .push(json!({"subsystem": "ftrace", "event": "print"}));
+    server.apply(partly);
+    let s = status(&server, "partly", |s| s["state"] == "PartlyLoaded");
+    assert_eq!(s["failedHooks"].as_array().map(Vec::len), Some(1), "{s:#}");
+    assert_eq!(s["failedHooks"][0]["hook"], "ftrace/print");
+    let reason = s["failedHooks"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("attaching to tracepoint ftrace/print"), "{reason}");
+    assert_eq!(
+        conditions(&s),
+        [
+            ("Accepted", "True", "Valid"),
+            ("Loaded", "False", "SomeHooksFailed")
+        ]
+    );
+    getpgid(424306);
+    let events = agent.sync();
+    assert_eq!(hits(&events, "partly", 424306), 1, "its other hook runs");
 
     // Deleted: removed.
     server.delete("TracingPolicy", "", "getpgid-b");

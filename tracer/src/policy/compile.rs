@@ -93,6 +93,16 @@ pub struct Hook {
 }
 
 impl Hook {
+    /// The hook, for people: `syscalls/sys_enter_openat`, `kprobe tcp_connect`, `return
+    /// of kprobe tcp_connect`.
+    pub fn label(&self) -> String {
+        match &self.kprobe {
+            Some(k) if k.ret => format!("return of kprobe {}", k.call),
+            Some(k) => format!("kprobe {}", k.call),
+            None => format!("{}/{}", self.subsystem, self.event),
+        }
+    }
+
     /// Where the hook runs, for people, as the store places it (see
     /// [`SyscallRoute::routed`]).
     pub fn runs_on(&self, raw_dispatch: bool, raw_numbered: bool) -> String {

@@ -28,10 +28,8 @@ pub fn load_file(store: &mut PolicyStore, ebpf: &mut Ebpf, path: &Path) -> Optio
     let mut names = Vec::new();
     for doc in docs {
         let name = doc.policy.metadata.name.as_str().to_owned();
-        match store.add(ebpf, &doc.policy, path) {
-            Ok(()) => tracing::info!("policy {name} loaded from {}", path.display()),
-            Err(e) => tracing::error!("policy refused: {}:{}: {e}", path.display(), doc.first_line),
-        }
+        let source = format!("{}:{}", path.display(), doc.first_line);
+        super::log_load(&name, &source, &store.add(ebpf, &doc.policy, path));
         names.push(name);
     }
     Some(names)

@@ -22,6 +22,23 @@ pub mod validate;
 
 use std::fmt;
 
+/// Logs how loading policy `name` from `source` went (from a file or an object).
+pub fn log_load(
+    name: &str,
+    source: &str,
+    result: &Result<Vec<store::FailedHook>, store::StoreError>,
+) {
+    match result {
+        Ok(failed) if failed.is_empty() => tracing::info!("policy {name} loaded from {source}"),
+        // Each hook's failure is logged by the store.
+        Ok(failed) => tracing::warn!(
+            "policy {name} partly loaded from {source}: {} of its hooks are not running",
+            failed.len()
+        ),
+        Err(e) => tracing::error!("policy refused: {source}: {e}"),
+    }
+}
+
 /// Limits of a policy. Where Tetragon's differ, these meet or lift them; the README
 /// lists each.
 pub mod limits {

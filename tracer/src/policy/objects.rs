@@ -14,7 +14,7 @@ use kube::{
 };
 use tokio::sync::mpsc;
 
-use super::crd::{self, NodeStatus};
+use super::crd::{self, FailedHookStatus, NodeStatus, Outcome};
 
 /// The two kinds of policy objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -216,41 +216,41 @@ pub fn apply_change(
         } => {
             let source = key.source();
             let name = key.policy_name();
-            let status = |state: &str, message: String| NodeStatus {
-                state: state.to_owned(),
-                message,
-                observed_generation: generation,
-            };
             let outcome = match super::parse::text_documents(&source, &document) {
                 Err(errors) => {
                     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
                     for e in &text {
                         tracing::error!("policy refused: {e}");
                     }
-                    status("Error", text.join("\n"))
+                    Outcome::Invalid(text.join("\n"))
                 }
                 Ok(docs) => match docs.first() {
-                    None => status("Error", "no policy in the object".into()),
+                    None => Outcome::Invalid("no policy in the object".into()),
                     Some(doc) => {
-                        match store.add(ebpf, &doc.policy, std::path::Path::new(&source)) {
-                            Ok(()) => {
+                        let result = store.add(ebpf, &doc.policy, std::path::Path::new(&source));
+                        super::log_load(&name, &source, &result);
+                        match result {
+                            Ok(failed) => {
                                 known.insert(key.clone());
-                                tracing::info!("policy {name} loaded from {source}");
-                                status("Loaded", String::new())
+                                Outcome::Loaded(
+                                    failed
+                                        .into_iter()
+                                        .map(|f| FailedHookStatus {
+                                            hook: f.hook,
+                                            reason: f.reason,
+                                        })
+                                        .collect(),
+                                )
                             }
-                            Err(e) => {
-                                tracing::error!("policy refused: {source}: {e}");
-                                let kept = if known.contains(&key) {
-                                    " (its previous version keeps running)"
-                                } else {
-                                    ""
-                                };
-                                status("Error", format!("{e}{kept}"))
-                            }
+                            Err(e) => Outcome::Failed {
+                                error: e.to_string(),
+                                kept: known.contains(&key),
+                            },
                         }
                     }
                 },
             };
+            let outcome = NodeStatus::new(outcome, generation, &crate::clock::Clock::now_rfc3339());
             report(client, &key, node, outcome);
         }
         Change::Delete { key } => {

@@ -124,17 +124,16 @@ pub enum StoreError {
     Compile(#[from] compile::CompileError),
     #[error("policy {0}: all {TP_SLOTS} tracepoint slots are in use; remove a policy first")]
     NoSlot(String),
-    #[error("policy {policy}: attaching to tracepoint {hook}: {reason}")]
-    Attach {
-        policy: String,
-        hook: String,
-        reason: String,
-    },
     #[error("policy {policy}: writing its filters to the kernel: {source}")]
     Write {
         policy: String,
         #[source]
         source: aya::maps::MapError,
+    },
+    #[error("policy {policy}: no hook could be attached: {}", failed.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    NoHook {
+        policy: String,
+        failed: Vec<FailedHook>,
     },
     #[error("policy {0}: {MAX_POLICIES} policies are loaded already")]
     Full(String),
@@ -176,6 +175,29 @@ struct Loaded {
     slots: Vec<u32>,
     links: Vec<(u32, Link)>,
     source: PathBuf,
+    /// The hooks that did not attach: the policy is partly loaded.
+    failed: Vec<FailedHook>,
+}
+
+/// A hook of a policy that is not running, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FailedHook {
+    /// `syscalls/sys_enter_openat`, `kprobe tcp_connect`, `return of kprobe ...`.
+    pub hook: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for FailedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.hook, self.reason)
+    }
+}
+
+/// How one hook was attached, and where it runs (for the log).
+enum Attached {
+    Linked(Link, String),
+    /// On the raw syscall tracepoints, with the syscall hooks of other policies.
+    Routed(SyscallRoute, String),
 }
 
 pub struct PolicyStore {
@@ -563,13 +585,14 @@ impl PolicyStore {
     }
 
     /// Installs `policy` (from `source`), replacing a loaded policy of the same name. On
-    /// error nothing changes: a policy it would replace keeps running.
+    /// error nothing changes: a policy it would replace keeps running. A policy some of
+    /// whose hooks cannot attach runs with the others: those are returned (and logged).
     pub fn add(
         &mut self,
         ebpf: &mut Ebpf,
         policy: &TracingPolicy,
         source: &Path,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<FailedHook>, StoreError> {
         let name = policy.metadata.name.as_str().to_owned();
         let id = match self.policies.get(&name) {
             Some(old) => old.id,
@@ -595,8 +618,9 @@ impl PolicyStore {
                 if let Some(old) = &old {
                     self.ids.follow_used &= !follow_bits(&old.compiled);
                 }
+                let failed = loaded.failed.clone();
                 self.policies.insert(name, loaded);
-                Ok(())
+                Ok(failed)
             }
             Err(e) => {
                 // Put the previous version back.
@@ -695,6 +719,7 @@ impl PolicyStore {
             slots: Vec::new(),
             links: Vec::new(),
             source: source.to_owned(),
+            failed: Vec::new(),
         };
         let result = (|| {
             // Slots first, so that nothing is written for a policy that cannot fit.
@@ -716,80 +741,60 @@ impl PolicyStore {
                 }
                 self.hooks.set(*slot, config, 0).map_err(write)?;
             }
-            let mut routed = false;
-            let raw_dispatch = self.syscalls.is_some();
-            // Where each hook runs, said once all are attached.
+            // Where each hook runs, said once all are attached; and the hooks that did
+            // not attach (the policy is then partly loaded).
             let mut placed = Vec::new();
-            for (hook, slot) in loaded.compiled.hooks.iter().zip(loaded.slots.clone()) {
-                if let (Some(route), Some(d)) = (hook.route, &mut self.syscalls)
-                    && route.routed(true, self.raw_numbered)
-                {
-                    placed.push(hook.runs_on(raw_dispatch, self.raw_numbered));
-                    d.routes.insert(slot, route);
-                    routed = true;
-                    continue;
-                }
-                if let Some(k) = &hook.kprobe {
-                    let call = &k.call;
-                    if k.on_kprobe && !k.ret && k.program != compile::Probe::Kprobe {
-                        match self.attach_btf(ebpf, slot, k) {
-                            Ok(link) => {
-                                placed.push(hook.runs_on(raw_dispatch, self.raw_numbered));
-                                loaded.links.push((slot, link));
-                                continue;
-                            }
-                            // An `Override` has no other program to run on.
-                            Err(reason) if k.program == compile::Probe::Lsm => {
-                                return Err(StoreError::Attach {
-                                    policy: name.clone(),
-                                    hook: format!("kprobe {call}"),
-                                    reason,
-                                });
-                            }
-                            Err(reason) => placed
-                                .push(format!("kprobe {call} runs on a kprobe (fentry: {reason})")),
+            let mut routed = Vec::new();
+            for (i, slot) in loaded.slots.clone().into_iter().enumerate() {
+                let hook = &loaded.compiled.hooks[i];
+                match self.attach_hook(ebpf, hook, slot) {
+                    Ok(Attached::Routed(route, line)) => {
+                        if let Some(d) = &mut self.syscalls {
+                            d.routes.insert(slot, route);
                         }
-                    } else if k.on_kprobe {
-                        placed.push(hook.runs_on(raw_dispatch, self.raw_numbered));
+                        routed.push(i);
+                        placed.push(line);
                     }
-                    if k.on_kprobe {
-                        let program = self.kprobe_program(ebpf, slot, k.ret)?;
-                        let link = program.attach(call, 0).map_err(|e| StoreError::Attach {
-                            policy: name.clone(),
-                            hook: format!("kprobe {call}"),
-                            reason: e.to_string(),
-                        })?;
-                        loaded.links.push((slot, Link::Kprobe(link, k.ret)));
-                        continue;
+                    Ok(Attached::Linked(link, line)) => {
+                        loaded.links.push((slot, link));
+                        placed.push(line);
                     }
-                    placed.push(format!(
-                        "{} ({})",
-                        hook.runs_on(raw_dispatch, self.raw_numbered),
-                        self.kprobes.err().unwrap_or("kprobes are off")
-                    ));
-                } else {
-                    placed.push(hook.runs_on(raw_dispatch, self.raw_numbered));
+                    Err(reason) => loaded.failed.push(FailedHook {
+                        hook: hook.label(),
+                        reason,
+                    }),
                 }
-                let program = self.program(ebpf, slot)?;
-                let link = program.attach(&hook.subsystem, &hook.event).map_err(|e| {
-                    StoreError::Attach {
-                        policy: name.clone(),
-                        hook: format!("{}/{}", hook.subsystem, hook.event),
-                        reason: e.to_string(),
-                    }
-                })?;
-                loaded.links.push((slot, Link::Tracepoint(link)));
             }
-            if routed && let Some(d) = &mut self.syscalls {
-                d.sync(ebpf).map_err(|reason| StoreError::Attach {
+            if !routed.is_empty()
+                && let Some(d) = &mut self.syscalls
+                && let Err(reason) = d.sync(ebpf)
+            {
+                // The raw syscall tracepoints run every routed hook: none of them runs.
+                d.routes.retain(|slot, _| !loaded.slots.contains(slot));
+                for i in routed {
+                    loaded.failed.push(FailedHook {
+                        hook: loaded.compiled.hooks[i].label(),
+                        reason: format!("the raw syscall tracepoints: {reason}"),
+                    });
+                }
+                let _ = d.sync(ebpf);
+            }
+            if loaded.failed.len() == loaded.compiled.hooks.len() && !loaded.failed.is_empty() {
+                return Err(StoreError::NoHook {
                     policy: name.clone(),
-                    hook: "raw syscall tracepoints".into(),
-                    reason,
-                })?;
+                    failed: std::mem::take(&mut loaded.failed),
+                });
             }
             self.install_follow(&loaded.compiled).map_err(write)?;
             for line in placed {
                 tracing::info!("policy {name}: {line}");
+            }
+            for f in &loaded.failed {
+                tracing::error!(
+                    "policy {name}: {} is not running: {}; the policy's other hooks run",
+                    f.hook,
+                    f.reason
+                );
             }
             Ok(())
         })();
@@ -800,6 +805,59 @@ impl PolicyStore {
                 Err(e)
             }
         }
+    }
+
+    /// Attaches one hook in `slot`, or says why it cannot run.
+    fn attach_hook(
+        &mut self,
+        ebpf: &mut Ebpf,
+        hook: &compile::Hook,
+        slot: u32,
+    ) -> Result<Attached, String> {
+        let raw_dispatch = self.syscalls.is_some();
+        let runs_on = hook.runs_on(raw_dispatch, self.raw_numbered);
+        if let Some(route) = hook.route
+            && self.syscalls.is_some()
+            && route.routed(true, self.raw_numbered)
+        {
+            return Ok(Attached::Routed(route, runs_on));
+        }
+        let Some(k) = &hook.kprobe else {
+            let program = self.program(ebpf, slot).map_err(|e| e.to_string())?;
+            let link = program
+                .attach(&hook.subsystem, &hook.event)
+                .map_err(|e| format!("attaching to tracepoint {}/{}: {e}", hook.subsystem, hook.event))?;
+            return Ok(Attached::Linked(Link::Tracepoint(link), runs_on));
+        };
+        let call = &k.call;
+        if !k.on_kprobe {
+            // On the tracepoint that stands for the function.
+            let line = format!(
+                "{runs_on} ({})",
+                self.kprobes.err().unwrap_or("kprobes are off")
+            );
+            let program = self.program(ebpf, slot).map_err(|e| e.to_string())?;
+            let link = program
+                .attach(&hook.subsystem, &hook.event)
+                .map_err(|e| format!("attaching to tracepoint {}/{}: {e}", hook.subsystem, hook.event))?;
+            return Ok(Attached::Linked(Link::Tracepoint(link), line));
+        }
+        let mut line = runs_on;
+        if !k.ret && k.program != compile::Probe::Kprobe {
+            match self.attach_btf(ebpf, slot, k) {
+                Ok(link) => return Ok(Attached::Linked(link, line)),
+                // An `Override` has no other program to run on.
+                Err(reason) if k.program == compile::Probe::Lsm => return Err(reason),
+                Err(reason) => line = format!("kprobe {call} runs on a kprobe (fentry: {reason})"),
+            }
+        }
+        let program = self
+            .kprobe_program(ebpf, slot, k.ret)
+            .map_err(|e| e.to_string())?;
+        let link = program
+            .attach(call, 0)
+            .map_err(|e| format!("attaching a kprobe to {call}: {e}"))?;
+        Ok(Attached::Linked(Link::Kprobe(link, k.ret), line))
     }
 
     fn uninstall(&mut self, ebpf: &mut Ebpf, loaded: &mut Loaded) {
