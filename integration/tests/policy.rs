@@ -1593,3 +1593,44 @@ spec:
         assert_eq!(e["process"]["pid"], me);
     }
 }
+
+#[test]
+fn a_policy_with_a_hook_that_cannot_attach_runs_partly() {
+    if !privileged("a_policy_with_a_hook_that_cannot_attach_runs_partly") {
+        return;
+    }
+    let work = tempdir();
+    let d = work.path().to_str().expect("utf-8").to_owned();
+    let selectors = format!(
+        r#"    - matchArgs:
+      - index: 6
+        operator: Equal
+        values: ["{d}/partly"]
+  # ftrace events take no BPF program: the kernel refuses this hook.
+  - subsystem: ftrace
+    event: print
+"#
+    );
+    let pol = write(
+        work.path(),
+        "p.yaml",
+        &openat_policy("partly", &selectors, ""),
+    );
+    let agent = Agent::start(&["--tracing-policy", pol.to_str().expect("utf-8")]);
+    open(&work.path().join("partly"));
+    let events = agent.sync();
+    let got: Vec<&str> = hits(&events, "partly")
+        .iter()
+        .map(|e| filename(e))
+        .collect();
+    assert_eq!(got, [format!("{d}/partly")], "the hook that attached runs");
+    let (status, _, stderr) = agent.stop();
+    assert!(status.success());
+    assert!(
+        stderr.contains(
+            "policy partly: ftrace/print is not running: attaching to tracepoint ftrace/print"
+        ) && stderr.contains("policy partly partly loaded from ")
+            && stderr.contains("1 of its hooks are not running"),
+        "{stderr}"
+    );
+}

@@ -162,7 +162,10 @@ fn policies_from_the_api_server() {
     assert_eq!(s["failedHooks"].as_array().map(Vec::len), Some(1), "{s:#}");
     assert_eq!(s["failedHooks"][0]["hook"], "ftrace/print");
     let reason = s["failedHooks"][0]["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("attaching to tracepoint ftrace/print"), "{reason}");
+    assert!(
+        reason.contains("attaching to tracepoint ftrace/print"),
+        "{reason}"
+    );
     assert_eq!(
         conditions(&s),
         [

@@ -254,7 +254,10 @@ mod tests {
                 .iter()
                 .map(|c| (c.type_.as_str(), c.status.as_str(), c.reason.as_str()))
                 .collect::<Vec<_>>(),
-            [("Accepted", "True", "Valid"), ("Loaded", "True", "AllHooksRunning")]
+            [
+                ("Accepted", "True", "Valid"),
+                ("Loaded", "True", "AllHooksRunning")
+            ]
         );
         let failed = FailedHookStatus {
             hook: "ftrace/print".into(),
@@ -269,7 +272,10 @@ mod tests {
         let invalid = NodeStatus::new(Outcome::Invalid("line 3: bad".into()), 5, now);
         assert_eq!(invalid.state, "Error");
         assert_eq!(
-            (invalid.conditions[0].status.as_str(), invalid.conditions[0].reason.as_str()),
+            (
+                invalid.conditions[0].status.as_str(),
+                invalid.conditions[0].reason.as_str()
+            ),
             ("False", "Invalid")
         );
         let kept = NodeStatus::new(
@@ -281,7 +287,10 @@ mod tests {
             now,
         );
         assert_eq!(kept.conditions[1].reason, "LoadFailed");
-        assert!(kept.message.ends_with("(its previous version keeps running)"));
+        assert!(
+            kept.message
+                .ends_with("(its previous version keeps running)")
+        );
         // As the API server stores it.
         let json = serde_json::to_value(&partly).unwrap();
         assert_eq!(json["failedHooks"][0]["hook"], "ftrace/print");

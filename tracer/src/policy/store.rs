@@ -824,9 +824,12 @@ impl PolicyStore {
         }
         let Some(k) = &hook.kprobe else {
             let program = self.program(ebpf, slot).map_err(|e| e.to_string())?;
-            let link = program
-                .attach(&hook.subsystem, &hook.event)
-                .map_err(|e| format!("attaching to tracepoint {}/{}: {e}", hook.subsystem, hook.event))?;
+            let link = program.attach(&hook.subsystem, &hook.event).map_err(|e| {
+                format!(
+                    "attaching to tracepoint {}/{}: {e}",
+                    hook.subsystem, hook.event
+                )
+            })?;
             return Ok(Attached::Linked(Link::Tracepoint(link), runs_on));
         };
         let call = &k.call;
@@ -837,9 +840,12 @@ impl PolicyStore {
                 self.kprobes.err().unwrap_or("kprobes are off")
             );
             let program = self.program(ebpf, slot).map_err(|e| e.to_string())?;
-            let link = program
-                .attach(&hook.subsystem, &hook.event)
-                .map_err(|e| format!("attaching to tracepoint {}/{}: {e}", hook.subsystem, hook.event))?;
+            let link = program.attach(&hook.subsystem, &hook.event).map_err(|e| {
+                format!(
+                    "attaching to tracepoint {}/{}: {e}",
+                    hook.subsystem, hook.event
+                )
+            })?;
             return Ok(Attached::Linked(Link::Tracepoint(link), line));
         }
         let mut line = runs_on;
