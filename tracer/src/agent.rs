@@ -3,7 +3,9 @@
 //! or SIGTERM, when it detaches the programs, drains what the kernel already recorded and
 //! exits.
 
-use std::{io::Write, num::NonZeroUsize, path::PathBuf, time::Duration};
+use std::{
+    io::Write, net::SocketAddr, num::NonZeroUsize, path::PathBuf, sync::Arc, time::Duration,
+};
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -11,13 +13,14 @@ use crate::{
     clock::Clock,
     decode::{self, RawEvent},
     event,
-    export::json::JsonLines,
+    export::{self, Export},
     kernel::{
         btf::KernelBtf,
         features::{self, Placement},
         privileges, tracefs,
     },
     loader::{self, HookStatus},
+    metrics::{self, Metrics},
     pods::{Pods, Waiting},
     policy::{
         files::{PolicyDir, load_file},
@@ -28,7 +31,7 @@ use crate::{
 };
 
 /// Agent settings (the flags of `tracer run`).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Config {
     pub node_name: String,
     pub process_cache_size: NonZeroUsize,
@@ -50,6 +53,12 @@ pub struct Config {
     pub pod_wait: Duration,
     /// Created once tracing, removed at exit.
     pub ready_file: Option<PathBuf>,
+    /// What is exported, and how.
+    pub export: export::Settings,
+    /// Where the JSON lines go: `stdout` or `export_file`.
+    pub sink_name: &'static str,
+    /// `--metrics-server`: where `/metrics`, `/healthz` and `/readyz` are served.
+    pub metrics_server: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,14 +71,20 @@ pub enum AgentError {
     Load(#[from] loader::LoadError),
     #[error(transparent)]
     Ring(#[from] crate::ringbuf::RingError),
-    #[error("writing events to stdout failed: {0}")]
-    Output(std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] metrics::ServeError),
     #[error("cannot install the signal handlers: {0}")]
     Signals(std::io::Error),
 }
 
-pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
+pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentError> {
     privileges::check()?;
+    // Served from the start, so that a probe can tell "loading" from "dead".
+    let metrics = Arc::new(Metrics::new());
+    if let Some(addr) = config.metrics_server {
+        let bound = metrics::serve(addr, metrics.clone()).await?;
+        tracing::info!("metrics: serving /metrics, /healthz and /readyz on {bound}");
+    }
     match tracefs::ensure_mounted() {
         Ok(true) => tracing::info!("mounted tracefs at {}", tracefs::TRACEFS),
         Ok(false) => {}
@@ -201,14 +216,26 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
     {
         tracing::warn!("cannot write the ready file {}: {e}", f.display());
     }
+    metrics.set_ready(true);
+    metrics.cache(0, config.process_cache_size.get(), 0, 0);
 
     let mut pipeline = Pipeline {
         cache,
         pods: Pods::new(&config.cgroup_root, kubernetes),
         waiting: Waiting::new(config.pod_wait),
         clock,
-        out: JsonLines::new(out),
+        export: Export::new(
+            std::mem::take(&mut config.export),
+            out,
+            config.sink_name,
+            config.node_name.clone(),
+            metrics.clone(),
+        ),
+        metrics: metrics.clone(),
         decode_errors: 0,
+        decode_reported: 0,
+        since: crate::clock::Clock::now_rfc3339(),
+        capacity: config.process_cache_size.get(),
     };
     let mut losses = tokio::time::interval(config.loss_report_interval);
     losses.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -225,18 +252,19 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
     let mut policy_poll = tokio::time::interval(Duration::from_secs(1));
     policy_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        metrics.beat();
         tokio::select! {
             r = source.readable() => {
                 r?;
                 source.drain(|bytes| pipeline.record(bytes, store.as_ref()));
                 pipeline.release(false);
-                pipeline.flush()?;
+                pipeline.flush();
             }
             _ = waiting.tick(), if !pipeline.waiting.is_empty() => {
                 pipeline.release(false);
-                pipeline.flush()?;
+                pipeline.flush();
             }
-            _ = losses.tick() => pipeline.report_losses(&mut source)?,
+            _ = losses.tick() => pipeline.report(&mut source, store.as_ref()),
             _ = policy_poll.tick(), if policy_dir.is_some() && store.is_some() => {
                 if let (Some(dir), Some(store)) = (&mut policy_dir, &mut store) {
                     dir.sync(store, &mut loaded.ebpf);
@@ -287,13 +315,20 @@ pub async fn run<W: Write>(config: Config, out: W) -> Result<(), AgentError> {
             c.name
         );
     }
-    pipeline.report_losses(&mut source)?;
-    pipeline.flush()?;
+    metrics.set_ready(false);
+    pipeline.report(&mut source, store_meta.as_ref());
+    pipeline.flush();
     let counts = source.counts();
     let stats = pipeline.cache.stats();
+    if pipeline.export.pending() > 0 {
+        tracing::error!(
+            "{} events could not be written before exit: they are lost",
+            pipeline.export.pending()
+        );
+    }
     tracing::info!(
         drained_at_exit = drained,
-        events_written = pipeline.out.written(),
+        events_written = pipeline.export.written(),
         kernel_records = counts.emitted.iter().sum::<u64>(),
         kernel_lost = counts.total_lost(),
         kernel_read_errors = counts.read_errors.iter().sum::<u64>(),
@@ -325,12 +360,12 @@ async fn next_change(
     }
 }
 
-/// Writes `ev`, or holds it while the pod of one of its containers is not known (or while
-/// earlier events of its containers wait).
-fn write_or_wait<W: Write>(
+/// Exports `ev`, or holds it while the pod of one of its containers is not known (or
+/// while earlier events of its containers wait).
+fn export_or_wait(
     pods: &Pods,
     waiting: &mut Waiting,
-    out: &mut JsonLines<W>,
+    export: &mut Export,
     ev: &mut event::Event<'_>,
 ) {
     let (containers, unresolved) = pods.containers_of(ev);
@@ -341,27 +376,31 @@ fn write_or_wait<W: Write>(
         }
         return;
     }
-    if let Err(e) = out.write(&*ev) {
-        tracing::error!("writing an event failed: {e}");
-    }
+    export.event(ev);
 }
 
 /// The user-space stages, in data-path order.
-struct Pipeline<W: Write> {
+struct Pipeline {
     cache: ProcessCache,
     pods: Pods,
     waiting: Waiting,
     clock: Clock,
-    out: JsonLines<W>,
+    export: Export,
+    metrics: Arc<Metrics>,
     decode_errors: u64,
+    /// Decode errors already said in the stream, and since when.
+    decode_reported: u64,
+    since: String,
+    capacity: usize,
 }
 
-impl<W: Write> Pipeline<W> {
+impl Pipeline {
     fn record(&mut self, bytes: &[u8], store: Option<&PolicyStore>) {
         let raw = match decode::decode(bytes) {
             Ok(raw) => raw,
             Err(e) => {
                 self.decode_errors += 1;
+                self.metrics.decode_error();
                 tracing::warn!("dropped a malformed record from the kernel: {e}");
                 return;
             }
@@ -375,7 +414,7 @@ impl<W: Write> Pipeline<W> {
             let mut out =
                 event::tracepoint(ev, &process, policy, hook, self.cache.node(), &self.clock);
             self.pods.enrich(&mut out);
-            write_or_wait(&self.pods, &mut self.waiting, &mut self.out, &mut out);
+            export_or_wait(&self.pods, &mut self.waiting, &mut self.export, &mut out);
             return;
         }
         let Some(lifecycle) = self.cache.handle(raw) else {
@@ -383,39 +422,80 @@ impl<W: Write> Pipeline<W> {
         };
         let mut ev = event::lifecycle(&lifecycle, self.cache.node(), &self.clock);
         self.pods.enrich(&mut ev);
-        write_or_wait(&self.pods, &mut self.waiting, &mut self.out, &mut ev);
+        export_or_wait(&self.pods, &mut self.waiting, &mut self.export, &mut ev);
     }
 
-    /// Writes the held events whose pods are known now or whose wait is over (`all`:
+    /// Exports the held events whose pods are known now or whose wait is over (`all`:
     /// every one, at exit).
     fn release(&mut self, all: bool) {
         if self.waiting.is_empty() {
             return;
         }
-        let out = &mut self.out;
-        self.waiting.release(&mut self.pods, all, |v| {
-            if let Err(e) = out.write_value(v) {
-                tracing::error!("writing an event failed: {e}");
-            }
-        });
+        let export = &mut self.export;
+        self.waiting
+            .release(&mut self.pods, all, |v| export.value(v));
     }
 
-    fn flush(&mut self) -> Result<(), AgentError> {
-        self.out.flush().map_err(AgentError::Output)
+    fn flush(&mut self) {
+        self.export.flush();
     }
 
-    fn report_losses(&mut self, source: &mut EventSource) -> Result<(), AgentError> {
+    /// The periodic reports: losses in the kernel and in the agent, into the stream; the
+    /// counters, into the metrics.
+    fn report(&mut self, source: &mut EventSource, store: Option<&PolicyStore>) {
+        let node = self.export.node().to_owned();
+        let now = crate::clock::Clock::now_rfc3339();
         if let Some(report) = source.new_losses() {
             tracing::warn!(
                 lost = report.lost.iter().map(|(_, n)| n).sum::<u64>(),
                 total_lost = report.total_lost,
                 "the ring buffer was full: events were lost in the kernel (raise --ring-buffer-size)"
             );
-            self.out
-                .write(&event::loss(&report, self.cache.node()))
-                .map_err(AgentError::Output)?;
-            self.flush()?;
+            self.export.event(&event::loss(&report, &node));
         }
-        Ok(())
+        if self.decode_errors > self.decode_reported {
+            let count = self.decode_errors - self.decode_reported;
+            self.decode_reported = self.decode_errors;
+            let since = std::mem::replace(&mut self.since, now.clone());
+            self.export.event(&event::Event {
+                body: event::Body::EventLoss {
+                    place: "decode",
+                    reason: "records from the kernel that could not be decoded (the agent's log says why)".into(),
+                    lost: Default::default(),
+                    count: count.to_string(),
+                    total_lost: self.decode_errors.to_string(),
+                    since,
+                },
+                node_name: &node,
+                time: now,
+            });
+        }
+        self.export.report();
+        self.flush();
+        let counts = source.counts();
+        for (i, kind) in tracer_common::event::EventKind::ALL.into_iter().enumerate() {
+            self.metrics
+                .kernel(kind.name(), counts.emitted[i], counts.lost[i]);
+        }
+        let stats = self.cache.stats();
+        self.metrics
+            .cache(stats.size, self.capacity, stats.evictions, stats.misses);
+        if let Some(store) = store {
+            for c in store.counts() {
+                self.metrics.policy_kernel(
+                    &c.name,
+                    [
+                        ("seen", c.seen),
+                        ("matched", c.matched),
+                        ("posted", c.posted),
+                        ("lost", c.lost),
+                        ("rate_limited", c.rate_limited),
+                    ],
+                );
+            }
+            let (loaded, partly, error) = store.states();
+            self.metrics.policies(loaded, partly, error);
+        }
+        self.export.observe();
     }
 }

@@ -77,13 +77,31 @@ pub enum Body<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         policy_mode: Option<&'static str>,
     },
-    /// Records the kernel could not hand over since the last report (the ring buffer was
-    /// full): visibility was lost, and the stream says so.
+    /// Events lost since the last report of the same place: records the kernel could
+    /// not hand over (the ring buffer was full), malformed records, or events a sink
+    /// could not take (a full disk, a collector down past its queue): visibility was
+    /// lost, and the stream says how much, where and since when.
     EventLoss {
-        /// Lost since the previous `event_loss`, per event kind.
-        lost: BTreeMap<&'static str, String>,
-        /// Lost since the agent started, all kinds.
+        /// `ring_buffer`, `decode`, or the sink: `stdout`, `export_file`, `otlp`.
+        #[serde(rename = "where")]
+        place: &'static str,
+        /// Why, and what to do about it.
+        reason: String,
+        /// Lost in this report, per kind (the kernel's record kinds, `exec`, ..., or the
+        /// event types of a sink, `process_exec`, ...).
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        lost: BTreeMap<String, String>,
+        /// Lost in this report.
+        count: String,
+        /// Lost at this place since the agent started.
         total_lost: String,
+        /// The start of the period this report covers (the previous report, or the
+        /// agent's start).
+        since: String,
+    },
+    /// Events `--export-rate-limit` left out since the last such report (Tetragon's).
+    RateLimitInfo {
+        number_of_dropped_process_events: String,
     },
 }
 
@@ -106,7 +124,7 @@ impl<'a> Event<'a> {
             | Body::ProcessKprobe {
                 process, parent, ..
             } => (Some(process), parent.as_mut()),
-            Body::EventLoss { .. } => (None, None),
+            Body::EventLoss { .. } | Body::RateLimitInfo { .. } => (None, None),
         };
         process.into_iter().chain(parent)
     }
@@ -490,19 +508,57 @@ pub fn tracepoint<'a>(
 }
 
 /// The event of records lost in the kernel.
+/// The kernel's losses since the previous report.
 pub fn loss<'a>(r: &LossReport, node: &'a str) -> Event<'a> {
+    let count: u64 = r.lost.iter().map(|(_, n)| n).sum();
     Event {
         body: Body::EventLoss {
+            place: "ring_buffer",
+            reason: "the kernel's ring buffer was full (raise --ring-buffer-size, or read faster)"
+                .into(),
             lost: r
                 .lost
                 .iter()
                 .filter(|(_, n)| *n > 0)
-                .map(|(k, n)| (k.name(), n.to_string()))
+                .map(|(k, n)| (k.name().to_owned(), n.to_string()))
                 .collect(),
+            count: count.to_string(),
             total_lost: r.total_lost.to_string(),
+            since: r.since.clone(),
         },
         node_name: node,
         time: Clock::now_rfc3339(),
+    }
+}
+
+impl Event<'_> {
+    /// The event's type, its top-level key (`process_exec`).
+    pub fn kind(&self) -> &'static str {
+        match &self.body {
+            Body::ProcessExec { .. } => "process_exec",
+            Body::ProcessExit { .. } => "process_exit",
+            Body::ProcessTracepoint { .. } => "process_tracepoint",
+            Body::ProcessKprobe { .. } => "process_kprobe",
+            Body::EventLoss { .. } => "event_loss",
+            Body::RateLimitInfo { .. } => "rate_limit_info",
+        }
+    }
+
+    /// The policy that posted it.
+    pub fn policy(&self) -> Option<&str> {
+        match &self.body {
+            Body::ProcessTracepoint { policy_name, .. }
+            | Body::ProcessKprobe { policy_name, .. } => Some(policy_name),
+            _ => None,
+        }
+    }
+
+    /// An event of the agent itself (a loss report), which filters never leave out.
+    pub fn is_agents(&self) -> bool {
+        matches!(
+            self.body,
+            Body::EventLoss { .. } | Body::RateLimitInfo { .. }
+        )
     }
 }
 

@@ -7,7 +7,9 @@
 //! - [`process`]: the process cache (exec ids, parents) and the /proc walk.
 //! - [`pods`]: the container (and pod) of each process, from its cgroup.
 //! - [`event`]: the exported events, in Tetragon's JSON shape.
-//! - [`export`]: JSON lines.
+//! - [`export`]: filters, redaction, field filters, rate limit, sequence numbers, then
+//!   the sinks (JSON lines to stdout or a rotated file).
+//! - [`metrics`]: Prometheus metrics and health over HTTP.
 //! - [`agent`]: wires the stages together.
 //! - [`status`]: `tracer status`, what this kernel runs.
 
@@ -18,6 +20,7 @@ pub mod event;
 pub mod export;
 pub mod kernel;
 pub mod loader;
+pub mod metrics;
 pub mod pods;
 pub mod policy;
 pub mod process;

@@ -22,7 +22,7 @@ enum Command {
     /// Run the agent: load the eBPF programs and write one JSON line per event to stdout.
     /// Needs root (CAP_BPF and CAP_PERFMON). Ctrl-C or SIGTERM stops it after it has
     /// written what the kernel already recorded.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Work with TracingPolicy documents.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -152,6 +152,78 @@ struct RunArgs {
     /// Gzip the rotated export files.
     #[arg(long)]
     export_file_compress: bool,
+
+    /// Export only the events that match one of these filters: JSON objects, one per
+    /// line, in Tetragon's keys (`{"event_set":["PROCESS_EXEC"],"namespace":["prod"]}`);
+    /// `@FILE` reads them from FILE.
+    #[arg(long, value_name = "JSON", default_value = "")]
+    export_allowlist: String,
+
+    /// Do not export the events that match one of these filters (as the allowlist; deny
+    /// wins).
+    #[arg(long, value_name = "JSON", default_value = "")]
+    export_denylist: String,
+
+    /// Fields to keep or remove per event type: JSON objects, one per line
+    /// (`{"fields":"process.binary,process.pod.name","action":"INCLUDE"}`); `@FILE` reads
+    /// them from FILE.
+    #[arg(long, value_name = "JSON", default_value = "")]
+    field_filters: String,
+
+    /// Secrets to redact from process arguments: JSON objects, one per line
+    /// (`{"redact":["--password(?:\\s+|=)(\\S*)"]}`; what the groups match becomes
+    /// `*****`); `@FILE` reads them from FILE.
+    #[arg(long, value_name = "JSON", default_value = "")]
+    redaction_filters: String,
+
+    /// Export at most this many events a minute (-1: no limit); what is left out is
+    /// counted and said in the stream (`rate_limit_info`).
+    #[arg(long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
+    export_rate_limit: i64,
+
+    /// Serve Prometheus metrics (`/metrics`) and health (`/healthz`, `/readyz`) on ADDR
+    /// (`:2112`, `127.0.0.1:2112`).
+    #[arg(long, value_name = "ADDR", value_parser = tracer::metrics::parse_addr)]
+    metrics_server: Option<std::net::SocketAddr>,
+}
+
+/// A flag's filter text: given, or read from `@FILE`.
+fn flag_text(flag: &str, value: &str) -> Result<String, String> {
+    match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("{flag} @{path}: cannot read the file: {e}")),
+        None => Ok(value.to_owned()),
+    }
+}
+
+/// The export settings from the flags; every error names the flag, the filter and the
+/// fix.
+fn export_settings(args: &RunArgs) -> Result<tracer::export::Settings, String> {
+    use tracer::export::{fields::FieldFilters, filter::Filters, redact::Redactions};
+    let filters = Filters::parse(
+        &flag_text("--export-allowlist", &args.export_allowlist)?,
+        &flag_text("--export-denylist", &args.export_denylist)?,
+    )
+    .map_err(|e| e.to_string())?;
+    let fields = FieldFilters::parse(&flag_text("--field-filters", &args.field_filters)?)
+        .map_err(|e| e.to_string())?;
+    let redact = Redactions::parse(&flag_text("--redaction-filters", &args.redaction_filters)?)
+        .map_err(|e| e.to_string())?;
+    let rate_limit = match args.export_rate_limit {
+        -1 => None,
+        n if n >= 0 => Some(n as u64),
+        n => {
+            return Err(format!(
+                "--export-rate-limit {n}: a number of events a minute, or -1 for no limit"
+            ));
+        }
+    };
+    Ok(tracer::export::Settings {
+        filters,
+        fields,
+        redact,
+        rate_limit,
+    })
 }
 
 /// `30s`, `15m`, `2h`.
@@ -191,7 +263,7 @@ fn parse_ring_size(s: &str) -> Result<u32, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Policy(PolicyCommand::Validate { files }) => validate(&files),
         Command::Status(args) => status(args),
         Command::Ready { file } => {
@@ -280,12 +352,20 @@ fn run(args: RunArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let export = match export_settings(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tracer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let node_name = args.node_name.unwrap_or_else(|| {
         nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".into())
     });
     let export_filename = args.export_filename.clone();
+
     let rotation = tracer::export::file::Rotation {
         max_bytes: args.export_file_max_size_mb.saturating_mul(1 << 20),
         interval: (!args.export_file_rotation_interval.is_zero())
@@ -307,6 +387,13 @@ fn run(args: RunArgs) -> ExitCode {
         disable_kprobes: args.disable_kprobes,
         pod_wait: Duration::from_millis(args.pod_wait_ms),
         ready_file: args.ready_file,
+        export,
+        sink_name: if export_filename.is_some() {
+            "export_file"
+        } else {
+            "stdout"
+        },
+        metrics_server: args.metrics_server,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

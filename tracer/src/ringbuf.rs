@@ -50,12 +50,15 @@ impl Counts {
 pub struct LossReport {
     pub lost: Vec<(EventKind, u64)>,
     pub total_lost: u64,
+    /// The previous report's time (or the source's start), RFC 3339.
+    pub since: String,
 }
 
 pub struct EventSource {
     ring: AsyncFd<RingBuf<MapData>>,
     counters: PerCpuArray<MapData, u64>,
     reported_lost: [u64; KINDS],
+    reported_at: String,
 }
 
 impl EventSource {
@@ -83,6 +86,7 @@ impl EventSource {
             ring,
             counters,
             reported_lost: [0; KINDS],
+            reported_at: crate::clock::Clock::now_rfc3339(),
         })
     }
 
@@ -138,6 +142,7 @@ impl EventSource {
         Some(LossReport {
             lost,
             total_lost: counts.total_lost(),
+            since: std::mem::replace(&mut self.reported_at, crate::clock::Clock::now_rfc3339()),
         })
     }
 }

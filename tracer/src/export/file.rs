@@ -145,8 +145,14 @@ impl Write for RotatingFile {
         };
         let n = self.file.write(&buf[..take])?;
         self.size += n as u64;
-        if n == take && take > 0 && buf[take - 1] == b'\n' && self.due() {
-            self.rotate()?;
+        if n == take
+            && take > 0
+            && buf[take - 1] == b'\n'
+            && self.due()
+            && let Err(e) = self.rotate()
+        {
+            // The bytes are written: say so, and rotate at a later line's end.
+            tracing::warn!("rotating {}: {e}; tried again later", self.path.display());
         }
         Ok(n)
     }

@@ -1,4 +1,314 @@
-//! Where events go: JSON lines on stdout, or in a rotated file.
+//! The export stage, the last of the data path: every event, from the pipeline or held
+//! for its pod, goes through the same steps before any sink sees it, so each sink gets
+//! the same events with the same numbers:
+//!
+//! 1. [`filter`]: `--export-allowlist` / `--export-denylist` (counted as filtered);
+//! 2. `--export-rate-limit` (counted, and said in the stream by `rate_limit_info`);
+//! 3. [`redact`]: `--redaction-filters` on the arguments;
+//! 4. [`fields`]: `--field-filters` (per event type);
+//! 5. `seq`, the agent's sequence number (a gap in it is a line that never arrived);
+//! 6. the sinks: [`json`] lines to stdout or to the [`file`], rotated.
+//!
+//! The agent's own events (`event_loss`, `rate_limit_info`) skip steps 1 to 4. A sink
+//! that cannot take events (a full disk) counts them, and once it writes again the stream
+//! gets an `event_loss` saying how many, of which types, and since when.
 
+pub mod fields;
 pub mod file;
+pub mod filter;
 pub mod json;
+pub mod redact;
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::{
+    clock::Clock,
+    event::{Body, Event},
+    metrics::{Metrics, SinkCounts},
+};
+
+/// What is exported, and how (the flags).
+#[derive(Debug, Default)]
+pub struct Settings {
+    pub filters: filter::Filters,
+    pub fields: fields::FieldFilters,
+    pub redact: redact::Redactions,
+    /// Events per minute (`--export-rate-limit`); `None`: no limit.
+    pub rate_limit: Option<u64>,
+}
+
+/// An event with its sequence number, as one JSON object.
+#[derive(serde::Serialize)]
+struct Numbered<'a, T: serde::Serialize> {
+    #[serde(flatten)]
+    event: &'a T,
+    seq: String,
+}
+
+/// A token bucket of `per_minute` tokens, refilled continuously.
+struct RateLimit {
+    per_minute: u64,
+    tokens: f64,
+    at: Instant,
+    dropped: u64,
+}
+
+impl RateLimit {
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * self.per_minute as f64 / 60.0;
+        self.tokens = (self.tokens + refill).min(self.per_minute as f64);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
+}
+
+/// The JSON lines sink and what it could not take since its last loss report.
+struct JsonOut {
+    name: &'static str,
+    sink: json::JsonSink<Box<dyn Write>>,
+    lost: BTreeMap<String, u64>,
+    total_lost: u64,
+    since: String,
+    /// For the log: when it last said that writes fail.
+    said: Option<Instant>,
+}
+
+pub struct Export {
+    settings: Settings,
+    rate: Option<RateLimit>,
+    json: JsonOut,
+    seq: u64,
+    metrics: Arc<Metrics>,
+    node: String,
+}
+
+impl Export {
+    /// `out` is `stdout` or `export_file` (`sink_name`).
+    pub fn new(
+        settings: Settings,
+        out: Box<dyn Write>,
+        sink_name: &'static str,
+        node: String,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let rate = settings.rate_limit.map(|per_minute| RateLimit {
+            per_minute,
+            tokens: per_minute as f64,
+            at: Instant::now(),
+            dropped: 0,
+        });
+        Self {
+            settings,
+            rate,
+            json: JsonOut {
+                name: sink_name,
+                sink: json::JsonSink::new(out),
+                lost: BTreeMap::new(),
+                total_lost: 0,
+                since: Clock::now_rfc3339(),
+                said: None,
+            },
+            seq: 0,
+            metrics,
+            node,
+        }
+    }
+
+    /// Events need their JSON form before the sinks: filters and such read or change it.
+    fn needs_value(&self) -> bool {
+        !self.settings.filters.is_empty()
+            || !self.settings.fields.is_empty()
+            || !self.settings.redact.is_empty()
+    }
+
+    /// Exports one event of the pipeline.
+    pub fn event(&mut self, ev: &Event<'_>) {
+        let kind = ev.kind();
+        self.metrics.event(kind, ev.policy());
+        if ev.is_agents() {
+            self.agents(ev);
+            return;
+        }
+        if self.needs_value() {
+            match serde_json::to_value(ev) {
+                Ok(v) => self.steps(v, kind),
+                Err(e) => tracing::error!("an event could not be encoded: {e}"),
+            }
+            return;
+        }
+        if !self.admit() {
+            return;
+        }
+        self.seq += 1;
+        let line = Numbered {
+            event: ev,
+            seq: self.seq.to_string(),
+        };
+        self.send_json(&line, kind);
+    }
+
+    /// Exports an event already in JSON form (one that waited for its pod).
+    pub fn value(&mut self, v: Value) {
+        let kind = filter::kind_of(&v).to_owned();
+        let policy = v[&kind]["policy_name"].as_str().map(str::to_owned);
+        self.metrics.event(&kind, policy.as_deref());
+        self.steps(v, &kind);
+    }
+
+    /// Steps 1 to 6 on an event's JSON form.
+    fn steps(&mut self, mut v: Value, kind: &str) {
+        match self.settings.filters.verdict(&v) {
+            filter::Verdict::Export => {}
+            filter::Verdict::NotAllowed => return self.metrics.filtered("allowlist"),
+            filter::Verdict::Denied => return self.metrics.filtered("denylist"),
+        }
+        if !self.admit() {
+            return;
+        }
+        self.settings.redact.apply(&mut v);
+        self.settings.fields.apply(&mut v);
+        self.seq += 1;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("seq".into(), Value::String(self.seq.to_string()));
+        }
+        self.send_json(&v, kind);
+    }
+
+    /// The rate limit's verdict.
+    fn admit(&mut self) -> bool {
+        let admitted = self.rate.as_mut().is_none_or(RateLimit::take);
+        if !admitted {
+            self.metrics.rate_limited();
+        }
+        admitted
+    }
+
+    /// The agent's own event: numbered and sent, never filtered.
+    fn agents(&mut self, ev: &Event<'_>) {
+        self.seq += 1;
+        let line = Numbered {
+            event: ev,
+            seq: self.seq.to_string(),
+        };
+        self.send_json(&line, ev.kind());
+    }
+
+    fn send_json(&mut self, line: &impl serde::Serialize, kind: &str) {
+        match self.json.sink.push_value(line) {
+            Ok(true) => {}
+            Ok(false) => {
+                *self.json.lost.entry(kind.to_owned()).or_default() += 1;
+                self.json.total_lost += 1;
+            }
+            Err(e) => tracing::error!("an event could not be encoded: {e}"),
+        }
+    }
+
+    /// Writes what the sinks hold. A sink that fails keeps its lines for the next flush
+    /// (up to its bound); the failure is logged at most every ten seconds.
+    pub fn flush(&mut self) {
+        if let Err(e) = self.json.sink.flush()
+            && self
+                .json
+                .said
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(10))
+        {
+            self.json.said = Some(Instant::now());
+            tracing::error!(
+                "writing events to {} failed: {e}; they wait (up to {} MiB) and are tried again, then dropped and counted",
+                self.json.name,
+                json::MAX_PENDING >> 20
+            );
+        }
+    }
+
+    /// The periodic reports: `rate_limit_info` for what the rate limit left out, an
+    /// `event_loss` for what a sink that writes again could not take; and the sinks'
+    /// counters in the metrics.
+    pub fn report(&mut self) {
+        if let Some(r) = &mut self.rate
+            && r.dropped > 0
+        {
+            let dropped = std::mem::take(&mut r.dropped);
+            tracing::warn!("--export-rate-limit left out {dropped} events");
+            let node = self.node.clone();
+            self.agents(&Event {
+                body: Body::RateLimitInfo {
+                    number_of_dropped_process_events: dropped.to_string(),
+                },
+                node_name: &node,
+                time: Clock::now_rfc3339(),
+            });
+        }
+        if !self.json.lost.is_empty() && !self.json.sink.is_failing() {
+            let lost = std::mem::take(&mut self.json.lost);
+            let count: u64 = lost.values().sum();
+            let since = std::mem::replace(&mut self.json.since, Clock::now_rfc3339());
+            tracing::warn!(
+                "{count} events could not be written to {} since {since}",
+                self.json.name
+            );
+            let node = self.node.clone();
+            self.agents(&Event {
+                body: Body::EventLoss {
+                    place: self.json.name,
+                    reason: format!(
+                        "writes to {} failed and its buffer of {} MiB was full",
+                        self.json.name,
+                        json::MAX_PENDING >> 20
+                    ),
+                    lost: lost.into_iter().map(|(k, n)| (k, n.to_string())).collect(),
+                    count: count.to_string(),
+                    total_lost: self.json.total_lost.to_string(),
+                    since,
+                },
+                node_name: &node,
+                time: Clock::now_rfc3339(),
+            });
+        }
+        self.observe();
+    }
+
+    /// The sinks' counters, into the metrics.
+    pub fn observe(&self) {
+        let s = &self.json.sink;
+        self.metrics.sink(
+            self.json.name,
+            SinkCounts {
+                exported: s.written(),
+                bytes: s.written_bytes(),
+                errors: s.errors(),
+                dropped: s.dropped(),
+                queued: s.pending_lines(),
+            },
+        );
+    }
+
+    /// Lines written whole by the JSON sink.
+    pub fn written(&self) -> u64 {
+        self.json.sink.written()
+    }
+
+    /// Events the sinks still hold (unwritten at exit: lost).
+    pub fn pending(&self) -> u64 {
+        self.json.sink.pending_lines()
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+}

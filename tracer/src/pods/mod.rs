@@ -263,7 +263,7 @@ impl Waiting {
         &mut self,
         pods: &mut Pods,
         all: bool,
-        mut write: impl FnMut(&serde_json::Value),
+        mut write: impl FnMut(serde_json::Value),
     ) {
         pods.refresh();
         let now = Instant::now();
@@ -287,7 +287,7 @@ impl Waiting {
                 continue;
             }
             patch(&mut h.event, &found);
-            write(&h.event);
+            write(h.event);
         }
         self.queue = kept;
     }

@@ -234,6 +234,8 @@ pub struct PolicyStore {
     syscalls: Option<SyscallDispatch>,
     /// Hooks on one syscall run on the raw syscall tracepoints too.
     raw_numbered: bool,
+    /// Policies whose last load failed (and that do not run, or run an earlier version).
+    refused: BTreeSet<String>,
 }
 
 /// The raw `sys_enter`/`sys_exit` programs that run every routable syscall hook
@@ -439,6 +441,7 @@ impl PolicyStore {
             bin_follow: take(ebpf, "BIN_FOLLOW")?,
             syscalls,
             raw_numbered,
+            refused: BTreeSet::new(),
             kprobes,
             kernel,
             btf,
@@ -594,6 +597,23 @@ impl PolicyStore {
         source: &Path,
     ) -> Result<Vec<FailedHook>, StoreError> {
         let name = policy.metadata.name.as_str().to_owned();
+        let result = self.add_inner(ebpf, policy, source, &name);
+        if result.is_ok() {
+            self.refused.remove(&name);
+        } else {
+            self.refused.insert(name);
+        }
+        result
+    }
+
+    fn add_inner(
+        &mut self,
+        ebpf: &mut Ebpf,
+        policy: &TracingPolicy,
+        source: &Path,
+        name: &str,
+    ) -> Result<Vec<FailedHook>, StoreError> {
+        let name = name.to_owned();
         let id = match self.policies.get(&name) {
             Some(old) => old.id,
             None => self
@@ -677,8 +697,19 @@ impl PolicyStore {
         self.scopes.insert(id, cgroups);
     }
 
+    /// How many policies are loaded whole, partly, and refused at their last load.
+    pub fn states(&self) -> (usize, usize, usize) {
+        let partly = self
+            .policies
+            .values()
+            .filter(|l| !l.failed.is_empty())
+            .count();
+        (self.policies.len() - partly, partly, self.refused.len())
+    }
+
     /// Removes the policy `name`; returns whether it was loaded.
     pub fn remove(&mut self, ebpf: &mut Ebpf, name: &str) -> bool {
+        self.refused.remove(name);
         match self.policies.remove(name) {
             Some(mut old) => {
                 self.uninstall(ebpf, &mut old);
