@@ -181,6 +181,11 @@ struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
     export_rate_limit: i64,
 
+    /// Bytes of events a sink holds while its writes fail (a full disk): past it, events
+    /// are dropped, counted, and said in the stream (`event_loss`) once writes work again.
+    #[arg(long, value_name = "BYTES", default_value_t = tracer::export::json::MAX_PENDING)]
+    export_buffer_size: usize,
+
     /// Serve Prometheus metrics (`/metrics`) and health (`/healthz`, `/readyz`) on ADDR
     /// (`:2112`, `127.0.0.1:2112`).
     #[arg(long, value_name = "ADDR", value_parser = tracer::metrics::parse_addr)]
@@ -223,6 +228,7 @@ fn export_settings(args: &RunArgs) -> Result<tracer::export::Settings, String> {
         fields,
         redact,
         rate_limit,
+        buffer_bytes: args.export_buffer_size.max(4096),
     })
 }
 

@@ -35,13 +35,27 @@ use crate::{
 };
 
 /// What is exported, and how (the flags).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Settings {
     pub filters: filter::Filters,
     pub fields: fields::FieldFilters,
     pub redact: redact::Redactions,
     /// Events per minute (`--export-rate-limit`); `None`: no limit.
     pub rate_limit: Option<u64>,
+    /// Bytes of lines a sink holds while its writes fail (`--export-buffer-size`).
+    pub buffer_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            filters: Default::default(),
+            fields: Default::default(),
+            redact: Default::default(),
+            rate_limit: None,
+            buffer_bytes: json::MAX_PENDING,
+        }
+    }
 }
 
 /// An event with its sequence number, as one JSON object.
@@ -89,6 +103,8 @@ struct JsonOut {
 
 pub struct Export {
     settings: Settings,
+    /// The sinks' bound, for messages.
+    buffer_bytes: usize,
     rate: Option<RateLimit>,
     json: JsonOut,
     seq: u64,
@@ -111,12 +127,14 @@ impl Export {
             at: Instant::now(),
             dropped: 0,
         });
+        let bound = settings.buffer_bytes;
         Self {
+            buffer_bytes: bound,
             settings,
             rate,
             json: JsonOut {
                 name: sink_name,
-                sink: json::JsonSink::new(out),
+                sink: json::JsonSink::with_bound(out, bound),
                 lost: BTreeMap::new(),
                 total_lost: 0,
                 since: Clock::now_rfc3339(),
@@ -137,12 +155,12 @@ impl Export {
 
     /// Exports one event of the pipeline.
     pub fn event(&mut self, ev: &Event<'_>) {
-        let kind = ev.kind();
-        self.metrics.event(kind, ev.policy());
         if ev.is_agents() {
             self.agents(ev);
             return;
         }
+        let kind = ev.kind();
+        self.metrics.event(kind, ev.policy());
         if self.needs_value() {
             match serde_json::to_value(ev) {
                 Ok(v) => self.steps(v, kind),
@@ -199,6 +217,7 @@ impl Export {
 
     /// The agent's own event: numbered and sent, never filtered.
     fn agents(&mut self, ev: &Event<'_>) {
+        self.metrics.event(ev.kind(), None);
         self.seq += 1;
         let line = Numbered {
             event: ev,
@@ -221,7 +240,11 @@ impl Export {
     /// Writes what the sinks hold. A sink that fails keeps its lines for the next flush
     /// (up to its bound); the failure is logged at most every ten seconds.
     pub fn flush(&mut self) {
-        if let Err(e) = self.json.sink.flush()
+        let result = self.json.sink.flush();
+        // The metrics stay in step with every batch: a scrape (served between batches)
+        // always sees counters that add up.
+        self.observe();
+        if let Err(e) = result
             && self
                 .json
                 .said
@@ -229,9 +252,9 @@ impl Export {
         {
             self.json.said = Some(Instant::now());
             tracing::error!(
-                "writing events to {} failed: {e}; they wait (up to {} MiB) and are tried again, then dropped and counted",
+                "writing events to {} failed: {e}; they wait (up to {} KiB) and are tried again, then dropped and counted",
                 self.json.name,
-                json::MAX_PENDING >> 20
+                self.buffer_bytes >> 10
             );
         }
     }
@@ -267,9 +290,9 @@ impl Export {
                 body: Body::EventLoss {
                     place: self.json.name,
                     reason: format!(
-                        "writes to {} failed and its buffer of {} MiB was full",
+                        "writes to {} failed and its buffer of {} KiB was full (--export-buffer-size)",
                         self.json.name,
-                        json::MAX_PENDING >> 20
+                        self.buffer_bytes >> 10
                     ),
                     lost: lost.into_iter().map(|(k, n)| (k, n.to_string())).collect(),
                     count: count.to_string(),

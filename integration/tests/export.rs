@@ -1,0 +1,489 @@
+//! The export stage with the real agent: allow/deny filters, redaction and field filters
+//! on real processes; the rate limit and its `rate_limit_info`; a full disk (a tiny
+//! tmpfs) that fills and frees again, with the gap said in the stream; rotation under a
+//! steady stream with every event in the files once; and the metrics endpoint, whose
+//! counters add up.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::{Read, Write},
+    net::TcpStream,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use integration::{Agent, of_kind, privileged};
+use serde_json::Value;
+
+/// A free local port for `--metrics-server`.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `GET path` on the agent's metrics server: (status, body).
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics server");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("response");
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_owned())
+}
+
+/// The samples of one scrape: `name{labels}` to value.
+fn scrape(port: u16) -> BTreeMap<String, f64> {
+    let (status, body) = get(port, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The sum of the samples of metric `name` (all labels), or with label `label`.
+fn sum(m: &BTreeMap<String, f64>, name: &str, label: Option<&str>) -> f64 {
+    m.iter()
+        .filter(|(k, _)| {
+            (k.as_str() == name || k.starts_with(&format!("{name}{{")))
+                && label.is_none_or(|l| k.contains(l))
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// Every event the export stage took is exported, filtered, rate limited, dropped or
+/// queued, for `sink`.
+fn assert_adds_up(m: &BTreeMap<String, f64>, sink: &str) {
+    let total = sum(m, "tracer_events_total", None);
+    let sink_label = format!("sink=\"{sink}\"");
+    let parts = sum(m, "tracer_events_filtered_total", None)
+        + sum(m, "tracer_export_ratelimit_events_dropped_total", None)
+        + sum(m, "tracer_events_exported_total", Some(&sink_label))
+        + sum(m, "tracer_export_dropped_events_total", Some(&sink_label))
+        + sum(m, "tracer_export_queue_events", Some(&sink_label));
+    assert!(total > 0.0, "{m:#?}");
+    assert_eq!(
+        total, parts,
+        "generated = exported + filtered + dropped: {m:#?}"
+    );
+}
+
+fn run_true(args: &[&str]) {
+    let st = Command::new("/bin/true")
+        .args(args)
+        .status()
+        .expect("run /bin/true");
+    assert!(st.success());
+}
+
+#[test]
+fn filters_redaction_and_field_filters() {
+    if !privileged("filters_redaction_and_field_filters") {
+        return;
+    }
+    let port = free_port();
+    let tag = format!("export-{}", std::process::id());
+    let allow = format!(
+        "{{\"binary_regex\": [\"/true$\"], \"arguments_regex\": [\"^{tag}\"]}}\n{{\"arguments_regex\": [\"^tracer-sync-\"]}}"
+    );
+    let agent = Agent::start(&[
+        "--metrics-server",
+        &format!("127.0.0.1:{port}"),
+        "--export-allowlist",
+        &allow,
+        "--export-denylist",
+        r#"{"arguments_regex": ["deny-me"]}"#,
+        "--redaction-filters",
+        r#"{"redact": ["--password(?:\\s+|=)(\\S*)"]}"#,
+        "--field-filters",
+        r#"{"fields": "process.cwd,parent", "event_set": ["PROCESS_EXIT"], "action": "EXCLUDE"}"#,
+    ]);
+    run_true(&[&format!("{tag}-a"), "--password", "hunter2"]);
+    run_true(&[&format!("{tag}-deny-me")]);
+    let st = Command::new("/bin/echo")
+        .arg(format!("{tag}-echo"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("echo");
+    assert!(st.success());
+    let events = agent.sync();
+    let ours = |kind: &str| -> Vec<&Value> {
+        of_kind(&events, kind)
+            .into_iter()
+            .filter(|e| {
+                e["process"]["arguments"]
+                    .as_str()
+                    .is_some_and(|a| a.starts_with(&tag))
+            })
+            .collect()
+    };
+    let execs = ours("process_exec");
+    let exits = ours("process_exit");
+    assert_eq!(
+        execs.len(),
+        1,
+        "only the allowed, not denied process: {execs:#?}"
+    );
+    assert_eq!(exits.len(), 1, "{exits:#?}");
+    let want = format!("{tag}-a --password *****");
+    assert_eq!(execs[0]["process"]["arguments"], want.as_str());
+    assert_eq!(exits[0]["process"]["arguments"], want.as_str());
+    assert!(
+        !events.iter().any(|e| e.to_string().contains("hunter2")),
+        "the secret left the agent"
+    );
+    // The exit lost its cwd and parent; the exec kept them.
+    assert!(exits[0]["process"].get("cwd").is_none() && exits[0].get("parent").is_none());
+    assert!(execs[0]["process"]["cwd"].is_string() && execs[0]["parent"].is_object());
+    let m = scrape(port);
+    assert!(
+        sum(&m, "tracer_events_filtered_total", Some("denylist")) >= 2.0,
+        "{m:#?}"
+    );
+    assert!(
+        sum(&m, "tracer_events_filtered_total", Some("allowlist")) >= 2.0,
+        "{m:#?}"
+    );
+    assert_adds_up(&m, "stdout");
+    assert_eq!(get(port, "/healthz").0, 200);
+    assert_eq!(get(port, "/readyz").0, 200);
+    assert_eq!(get(port, "/nothing").0, 404);
+    let (status, _, _) = agent.stop();
+    assert!(status.success());
+}
+
+#[test]
+fn bad_filters_are_refused_before_anything_runs() {
+    if !privileged("bad_filters_are_refused_before_anything_runs") {
+        return;
+    }
+    for (flag, value, says) in [
+        (
+            "--export-allowlist",
+            "{\"binary\": [\"x\"]}",
+            "--export-allowlist, filter 1 (line 1): `binary` is not a filter key",
+        ),
+        (
+            "--redaction-filters",
+            "{\"redact\": [\"(\"]}",
+            "--redaction-filters, filter 1 (line 1): `redact`: `(` is not a regular expression",
+        ),
+        (
+            "--field-filters",
+            "{\"fields\": \"a\", \"action\": \"KEEP\"}",
+            "--field-filters, filter 1 (line 1): `action` is \"INCLUDE\" or \"EXCLUDE\"",
+        ),
+    ] {
+        let out = Command::new(integration::tracer_bin())
+            .args(["run", flag, value])
+            .output()
+            .expect("run the agent");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(says), "{flag}: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn the_rate_limit_says_what_it_dropped() {
+    if !privileged("the_rate_limit_says_what_it_dropped") {
+        return;
+    }
+    let port = free_port();
+    let tag = format!("rate-{}", std::process::id());
+    // 120 a minute: a burst of 120, then two a second.
+    let agent = Agent::start(&[
+        "--export-rate-limit",
+        "120",
+        "--metrics-server",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let script = format!("for i in $(seq 150); do /bin/true {tag}; done");
+    let st = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&script)
+        .status()
+        .expect("sh");
+    assert!(st.success());
+    // The report comes on the loss tick (every second).
+    let start = Instant::now();
+    let dropped: u64 = loop {
+        let events = agent.events();
+        let n: u64 = of_kind(&events, "rate_limit_info")
+            .iter()
+            .filter_map(|r| {
+                r["number_of_dropped_process_events"]
+                    .as_str()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum();
+        if n > 0 {
+            break n;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no rate_limit_info"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let m = scrape(port);
+    let limited = sum(&m, "tracer_export_ratelimit_events_dropped_total", None);
+    assert!(
+        limited >= 300.0 - 130.0,
+        "150 processes, 300 events, about 120 pass: {limited}"
+    );
+    assert!(limited >= dropped as f64);
+    assert_adds_up(&m, "stdout");
+    let events = agent.events();
+    let passed = events
+        .iter()
+        .filter(|e| {
+            ["process_exec", "process_exit"]
+                .iter()
+                .any(|k| e[*k]["process"]["arguments"] == tag.as_str())
+        })
+        .count();
+    assert!(
+        passed < 300 && passed >= 100,
+        "{passed} of our 300 events passed"
+    );
+    let (status, _, _) = agent.stop();
+    assert!(status.success());
+}
+
+/// The `seq` of each line of `text`.
+fn seqs(text: &str) -> Vec<u64> {
+    text.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("a whole JSON line");
+            v["seq"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("a seq")
+        })
+        .collect()
+}
+
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Self {
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tracer-test"])
+            .arg(dir)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount a tmpfs on {}", dir.display());
+        Self(dir.to_owned())
+    }
+
+    fn resize(&self, size: &str) {
+        let st = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .expect("remount");
+        assert!(st.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_is_counted_retried_and_said_in_the_stream() {
+    if !privileged("a_full_disk_is_counted_retried_and_said_in_the_stream") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let disk = Tmpfs::mount(work.path(), "64k");
+    let file = work.path().join("events.log");
+    let port = free_port();
+    let tag = format!("disk-{}", std::process::id());
+    let agent = Agent::start(&[
+        "--export-filename",
+        file.to_str().expect("utf-8"),
+        "--export-buffer-size",
+        "16384",
+        "--export-allowlist",
+        &format!("{{\"arguments_regex\": [\"^{tag}\"]}}"),
+        "--metrics-server",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    // Far more than 64 KiB of events.
+    let script = format!("for i in $(seq 200); do /bin/true {tag}-$i; done");
+    assert!(
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .status()
+            .expect("sh")
+            .success()
+    );
+    agent.wait_for_log("writing events to export_file failed: No space left on device");
+    // Tracing goes on, and the agent counts what it cannot keep.
+    let start = Instant::now();
+    while sum(&scrape(port), "tracer_export_dropped_events_total", None) == 0.0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "nothing dropped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Room again: what was kept is written, and an event_loss says what was not.
+    disk.resize("16m");
+    run_true(&[&format!("{tag}-after")]);
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if text.contains("\"event_loss\"") && text.contains(&format!("{tag}-after")) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = scrape(port);
+    assert_adds_up(&m, "export_file");
+    let (status, _, stderr) = agent.stop();
+    assert!(status.success(), "{stderr}");
+    // Every line whole and once, in order; the missing numbers are exactly the ones
+    // dropped, and the event_loss lines say how many, of which types.
+    let text = std::fs::read_to_string(&file).expect("the file");
+    let s = seqs(&text);
+    assert!(s.windows(2).all(|w| w[0] < w[1]), "in order, once: {s:?}");
+    let missing = s.last().copied().unwrap_or(0) - s.len() as u64;
+    let losses: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("event_loss").is_some())
+        .collect();
+    let said: u64 = losses
+        .iter()
+        .map(|l| {
+            let loss = &l["event_loss"];
+            assert_eq!(loss["where"], "export_file");
+            assert!(loss["since"].is_string() && loss["reason"].is_string());
+            let by_type: u64 = loss["lost"]
+                .as_object()
+                .map(|o| {
+                    o.values()
+                        .filter_map(|v| v.as_str()?.parse::<u64>().ok())
+                        .sum()
+                })
+                .unwrap_or(0);
+            let count: u64 = loss["count"]
+                .as_str()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            assert_eq!(by_type, count, "{loss}");
+            count
+        })
+        .sum();
+    assert!(missing > 0, "some were dropped");
+    assert_eq!(
+        missing, said,
+        "the gap in seq is what the stream says was lost"
+    );
+    assert_eq!(
+        sum(&m, "tracer_export_dropped_events_total", None) as u64,
+        said
+    );
+}
+
+#[test]
+fn rotation_under_a_steady_stream_keeps_every_event_once() {
+    if !privileged("rotation_under_a_steady_stream_keeps_every_event_once") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let file = work.path().join("events.log");
+    let tag = format!("rot-{}", std::process::id());
+    let agent = Agent::start(&[
+        "--export-filename",
+        file.to_str().expect("utf-8"),
+        "--export-file-max-size-mb",
+        "1",
+        "--export-file-max-backups",
+        "50",
+    ]);
+    const N: usize = 1500;
+    let script = format!("for i in $(seq {N}); do /bin/true {tag} $i; done; /bin/true {tag}-done");
+    assert!(
+        Command::new("/bin/sh")
+            .arg("-c")
+            .arg(&script)
+            .status()
+            .expect("sh")
+            .success()
+    );
+    let start = Instant::now();
+    while !std::fs::read_to_string(&file)
+        .unwrap_or_default()
+        .contains(&format!("{tag}-done"))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, _, stderr) = agent.stop();
+    assert!(status.success(), "{stderr}");
+    // The backups, oldest first, then the file.
+    let mut backups: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(work.path())
+        .expect("dir")
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n = name.strip_prefix("events.log.")?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    backups.sort();
+    assert!(backups.len() >= 2, "it rotated: {backups:?}");
+    let mut text = String::new();
+    for (_, path) in &backups {
+        text.push_str(&std::fs::read_to_string(path).expect("a backup"));
+    }
+    text.push_str(&std::fs::read_to_string(&file).expect("the file"));
+    let s = seqs(&text);
+    let want: Vec<u64> = (1..=s.len() as u64).collect();
+    assert_eq!(s, want, "every line once, in order, none missing");
+    // Each of our processes: one exec and one exit.
+    let mut per: HashMap<(String, String), usize> = HashMap::new();
+    for l in text.lines() {
+        let v: Value = serde_json::from_str(l).expect("json");
+        for kind in ["process_exec", "process_exit"] {
+            if let Some(args) = v[kind]["process"]["arguments"].as_str()
+                && let Some(i) = args.strip_prefix(&format!("{tag} "))
+            {
+                *per.entry((kind.to_owned(), i.to_owned())).or_default() += 1;
+            }
+        }
+    }
+    assert!(
+        !text.contains("\"event_loss\""),
+        "the ring buffer kept up (else the count below would not hold)"
+    );
+    assert_eq!(per.len(), 2 * N, "an exec and an exit of each");
+    assert!(per.values().all(|&n| n == 1), "each once");
+}
