@@ -58,9 +58,20 @@ fn runs_with_the_daemonsets_capabilities_only() {
         "-all",
         "--",
     ];
+    // The DaemonSet's probes are served on the metrics port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let metrics = format!("127.0.0.1:{port}");
     let agent = Agent::start_under(
         &wrapper,
-        &["--tracing-policy", policy.to_str().expect("utf-8")],
+        &[
+            "--tracing-policy",
+            policy.to_str().expect("utf-8"),
+            "--metrics-server",
+            &metrics,
+        ],
         &[],
     );
     let pid = std::fs::read_to_string(format!("/proc/{}/status", agent.pid())).expect("status");
@@ -81,5 +92,13 @@ fn runs_with_the_daemonsets_capabilities_only() {
         exit["signal"], "SIGKILL",
         "{exit}\nbounding set {bnd}: {caps:?}"
     );
+    for path in ["/readyz", "/healthz"] {
+        let mut conn = std::net::TcpStream::connect(&metrics).expect("the probes' port");
+        std::io::Write::write_all(&mut conn, format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .expect("request");
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut conn, &mut answer).expect("answer");
+        assert!(answer.starts_with("HTTP/1.0 200"), "{path}: {answer}");
+    }
     println!("the agent ran with bounding set {bnd}: {caps:?}");
 }
