@@ -186,6 +186,11 @@ struct RunArgs {
     #[arg(long, value_name = "BYTES", default_value_t = tracer::export::json::MAX_PENDING)]
     export_buffer_size: usize,
 
+    /// Run every stage but encode and write nothing (the pipeline's own cost, for
+    /// benchmarks); the metrics still count what would have been exported.
+    #[arg(long)]
+    export_null: bool,
+
     /// Serve Prometheus metrics (`/metrics`) and health (`/healthz`, `/readyz`) on ADDR
     /// (`:2112`, `127.0.0.1:2112`).
     #[arg(long, value_name = "ADDR", value_parser = tracer::metrics::parse_addr)]
@@ -394,7 +399,9 @@ fn run(args: RunArgs) -> ExitCode {
         pod_wait: Duration::from_millis(args.pod_wait_ms),
         ready_file: args.ready_file,
         export,
-        sink_name: if export_filename.is_some() {
+        sink_name: if args.export_null {
+            "null"
+        } else if export_filename.is_some() {
             "export_file"
         } else {
             "stdout"
@@ -413,6 +420,7 @@ fn run(args: RunArgs) -> ExitCode {
     };
     // Events to stdout, or appended to a file (for a log shipper to tail).
     let out: Box<dyn std::io::Write> = match &export_filename {
+        _ if args.export_null => Box::new(std::io::sink()),
         None => Box::new(std::io::stdout()),
         Some(path) => match tracer::export::file::RotatingFile::open(path, rotation) {
             Ok(f) => Box::new(f),

@@ -118,6 +118,11 @@ impl<W: Write> JsonSink<W> {
         result
     }
 
+    /// Counts a line as written without writing it (the null sink).
+    pub fn count_unwritten(&mut self) {
+        self.written += 1;
+    }
+
     pub fn written(&self) -> u64 {
         self.written
     }
