@@ -10,6 +10,7 @@
 //! - [`export`]: JSON lines.
 //! - [`agent`]: wires the stages together.
 //! - [`status`]: `tracer status`, what this kernel runs.
+//! - [`view`]: `tracer events`, the events for people.
 
 pub mod agent;
 pub mod clock;
@@ -23,3 +24,4 @@ pub mod policy;
 pub mod process;
 pub mod ringbuf;
 pub mod status;
+pub mod view;

@@ -96,14 +96,14 @@ impl RotatingFile {
 }
 
 /// `FILE.n` (or `FILE.n.gz`).
-fn numbered(path: &Path, n: u64, gz: bool) -> PathBuf {
+pub(crate) fn numbered(path: &Path, n: u64, gz: bool) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{n}{}", if gz { ".gz" } else { "" }));
     PathBuf::from(name)
 }
 
 /// The backups of `path` (`FILE.n`, or `FILE.n.gz` once compressed), oldest first.
-fn backups(path: &Path) -> Vec<(u64, PathBuf)> {
+pub(crate) fn backups(path: &Path) -> Vec<(u64, PathBuf)> {
     let (Some(dir), Some(base)) = (path.parent(), path.file_name()) else {
         return Vec::new();
     };
