@@ -252,11 +252,13 @@ struct Following {
 }
 
 impl Following {
-    fn start(args: &[&str], file: &Path) -> Self {
+    /// Starts `tracer events --follow FILE ARGS` in `dir`.
+    fn start(args: &[&str], file: &Path, dir: &Path) -> Self {
         let mut child = tracer()
             .args(["events", "--follow"])
             .arg(file)
             .args(args)
+            .current_dir(dir)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start tracer events --follow");
@@ -320,7 +322,8 @@ fn follows_a_file_appended_to_and_rotated() {
         fs::rename(&file, backup).unwrap();
     };
     append(&file, &format!("{}\n{}\n", event("old-1"), event("old-2")));
-    let mut f = Following::start(&["--color", "never"], &file);
+    // Named as `--export-filename events.log` names it, in the working directory.
+    let mut f = Following::start(&["--color", "never"], Path::new("events.log"), dir.path());
 
     // It starts at the end: what was there is not shown. A line appended once it is
     // running is; until then, the lines appended count as being there before.
@@ -363,12 +366,17 @@ fn follows_a_file_appended_to_and_rotated() {
     rotate(1);
     write(20, &mut expected);
     f.wait_for(expected.len());
-    // Twice between two looks, the last lines of each written just before its rename.
+    // Twice between two looks (the follower stopped meanwhile), the last lines of each
+    // written just before its rename: it goes through events.log.2 and .3, then the new
+    // events.log.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(f.child.id()).expect("a pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("stop the follower");
     write(10, &mut expected);
     rotate(2);
     write(10, &mut expected);
     rotate(3);
     write(10, &mut expected);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("continue it");
     thread::sleep(Duration::from_millis(200));
     write(10, &mut expected);
     f.wait_for(expected.len());
@@ -376,7 +384,7 @@ fn follows_a_file_appended_to_and_rotated() {
 
     // --from-start: the live file from its first line.
     let live: Vec<String> = expected[expected.len() - 20..].to_vec();
-    let mut g = Following::start(&["--from-start", "--color", "never"], &file);
+    let mut g = Following::start(&["--from-start", "--color", "never"], &file, dir.path());
     g.wait_for(live.len());
     assert_eq!(g.seen, live);
 }

@@ -69,8 +69,14 @@ struct Generation {
 impl Generation {
     fn new(file: File, path: &Path, number: Option<u64>, rotated: bool) -> io::Result<Self> {
         let meta = file.metadata()?;
+        // A backup the agent compressed is whole, and read through gzip.
+        let reader = if rotated && is_gz(path) {
+            Reader::Gz(Box::new(MultiGzDecoder::new(file)))
+        } else {
+            Reader::Plain(file)
+        };
         Ok(Self {
-            reader: Reader::Plain(file),
+            reader,
             name: path.display().to_string(),
             id: (meta.dev(), meta.ino()),
             number,
@@ -83,15 +89,7 @@ impl Generation {
 
     /// Backup `n` at `path` (`FILE.N` or `FILE.N.gz`).
     fn backup(path: &Path, n: u64) -> io::Result<Self> {
-        let file = File::open(path)?;
-        let mut g = Self::new(file, path, Some(n), true)?;
-        if is_gz(path) {
-            let Reader::Plain(file) = g.reader else {
-                unreachable!("opened plain just above")
-            };
-            g.reader = Reader::Gz(Box::new(MultiGzDecoder::new(file)));
-        }
-        Ok(g)
+        Self::new(File::open(path)?, path, Some(n), true)
     }
 
     /// When it was last written (a plain file's; a compressed one's is its compression's).
