@@ -12,6 +12,7 @@
 //! - [`metrics`]: Prometheus metrics and health over HTTP.
 //! - [`agent`]: wires the stages together.
 //! - [`status`]: `tracer status`, what this kernel runs.
+//! - [`view`]: `tracer events`, the events for people.
 
 pub mod agent;
 pub mod clock;
@@ -26,3 +27,4 @@ pub mod policy;
 pub mod process;
 pub mod ringbuf;
 pub mod status;
+pub mod view;

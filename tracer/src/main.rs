@@ -37,6 +37,13 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
     },
+    /// Show the agent's events for people: one compact line per event, or with `-o json`
+    /// the selected JSON lines unchanged. Reads files (gzipped backups too), stdin
+    /// (`kubectl logs ds/tracer | tracer events`), or follows the agent's export file
+    /// across its rotations (`--follow`). Filters are ANDed; the values of one filter,
+    /// repeated or separated by commas, are ORed. A line that is not an event is reported
+    /// on stderr with its place, and skipped.
+    Events(EventsArgs),
     /// Print the TracingPolicy and TracingPolicyNamespaced custom resource definitions
     /// (YAML), generated from the types that parse policies (`manifests/crds.yaml`).
     Crds,
@@ -53,6 +60,76 @@ struct StatusArgs {
     /// As `tracer run --disable-kprobes`.
     #[arg(long)]
     disable_kprobes: bool,
+}
+
+#[derive(clap::Args)]
+struct EventsArgs {
+    /// Files of JSON lines, read in the order given (gzipped ones too: the agent's
+    /// `FILE.N.gz` backups); `-` is stdin. Without any: stdin, unless it is a terminal.
+    #[arg(value_name = "FILE", conflicts_with = "follow")]
+    files: Vec<PathBuf>,
+
+    /// Follow the agent's export file (`--export-filename`) as `tail -F` does: from its
+    /// end, as it grows, and on into the new file at each rotation, no event lost or
+    /// shown twice. Runs until stopped (Ctrl-C).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    follow: Option<PathBuf>,
+
+    /// With --follow: start at the start of the file rather than at its end.
+    #[arg(long, requires = "follow")]
+    from_start: bool,
+
+    /// `compact`: one line per event, for people; `json`: each selected line unchanged.
+    #[arg(short = 'o', long, value_enum, default_value_t = EventsOutput::Compact)]
+    output: EventsOutput,
+
+    /// Start each compact line with the event's time.
+    #[arg(long)]
+    timestamps: bool,
+
+    /// Colour compact lines: `auto` when stdout is a terminal (and NO_COLOR is not set).
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    color: ColorWhen,
+
+    /// Only processes in pods of these namespaces.
+    #[arg(long, value_name = "NAMESPACE", value_delimiter = ',')]
+    namespace: Vec<String>,
+
+    /// Only processes in pods whose name matches one of these regular expressions
+    /// (anywhere in the name; `^web-` anchors it).
+    #[arg(long, value_name = "REGEX", value_delimiter = ',')]
+    pod: Vec<String>,
+
+    /// Only processes whose binary (`process.binary`) matches one of these regular
+    /// expressions.
+    #[arg(long, value_name = "REGEX", value_delimiter = ',')]
+    binary: Vec<String>,
+
+    /// Only these event types: process_exec, process_exit, process_kprobe,
+    /// process_tracepoint, event_loss, or exec, exit, kprobe, tracepoint, loss.
+    #[arg(short = 'e', long, value_name = "TYPE", value_delimiter = ',')]
+    event_types: Vec<String>,
+
+    /// Only events of these tracing policies.
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    policy_names: Vec<String>,
+
+    /// Only events outside pods (host processes, and the node's own event_loss).
+    #[arg(long, conflicts_with_all = ["namespace", "pod"])]
+    host: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum EventsOutput {
+    Compact,
+    Json,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ColorWhen {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Subcommand)]
@@ -277,6 +354,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args),
         Command::Policy(PolicyCommand::Validate { files }) => validate(&files),
         Command::Status(args) => status(args),
+        Command::Events(args) => events(args),
         Command::Ready { file } => {
             if file.exists() {
                 ExitCode::SUCCESS
@@ -295,6 +373,67 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn events(args: EventsArgs) -> ExitCode {
+    use std::io::IsTerminal as _;
+    use tracer::view::{self, Input, Output, ViewError, filter};
+    let spec = filter::Spec {
+        namespaces: args.namespace,
+        pods: args.pod,
+        binaries: args.binary,
+        event_types: args.event_types,
+        policy_names: args.policy_names,
+        host: args.host,
+    };
+    let filter = match view::Filter::new(spec) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("tracer events: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let stdout = std::io::stdout();
+    let color = match args.color {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => {
+            stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    };
+    let options = view::Options {
+        output: match args.output {
+            EventsOutput::Compact => Output::Compact,
+            EventsOutput::Json => Output::Json,
+        },
+        color,
+        timestamps: args.timestamps,
+        filter,
+    };
+    let input = match args.follow {
+        Some(path) => Input::Follow {
+            path,
+            from_start: args.from_start,
+        },
+        None => Input::Sources(
+            args.files
+                .into_iter()
+                .map(view::input::Source::from_arg)
+                .collect(),
+        ),
+    };
+    let mut view = view::View::new(options, stdout.lock(), std::io::stderr());
+    match view::run(&mut view, input) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader is gone (`| head`): nothing more to show.
+        Err(ViewError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            // What was shown before the error goes out first.
+            let _ = view.flush();
+            eprintln!("tracer events: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

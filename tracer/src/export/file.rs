@@ -96,15 +96,27 @@ impl RotatingFile {
 }
 
 /// `FILE.n` (or `FILE.n.gz`).
-fn numbered(path: &Path, n: u64, gz: bool) -> PathBuf {
+pub(crate) fn numbered(path: &Path, n: u64, gz: bool) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{n}{}", if gz { ".gz" } else { "" }));
     PathBuf::from(name)
 }
 
+/// The directory `path` is in: `.` for a bare file name (whose parent is the empty path,
+/// which no directory listing takes).
+fn dir_of(path: &Path) -> Option<&Path> {
+    path.parent().map(|d| {
+        if d.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            d
+        }
+    })
+}
+
 /// The backups of `path` (`FILE.n`, or `FILE.n.gz` once compressed), oldest first.
-fn backups(path: &Path) -> Vec<(u64, PathBuf)> {
-    let (Some(dir), Some(base)) = (path.parent(), path.file_name()) else {
+pub(crate) fn backups(path: &Path) -> Vec<(u64, PathBuf)> {
+    let (Some(dir), Some(base)) = (dir_of(path), path.file_name()) else {
         return Vec::new();
     };
     let base = format!("{}.", base.to_string_lossy());
@@ -116,7 +128,7 @@ fn backups(path: &Path) -> Vec<(u64, PathBuf)> {
             let name = e.file_name().to_string_lossy().into_owned();
             let rest = name.strip_prefix(&base)?;
             let n = rest.strip_suffix(".gz").unwrap_or(rest).parse().ok()?;
-            Some((n, e.path()))
+            Some((n, path.with_file_name(e.file_name())))
         })
         .collect();
     out.sort();
@@ -290,6 +302,29 @@ mod tests {
         // The three backups are consecutive.
         let (a, b) = (lines_of(&kept[0].1), lines_of(&kept[1].1));
         assert_eq!(seq(a.last().unwrap()) + 1, seq(&b[0]));
+    }
+
+    #[test]
+    fn backups_of_a_bare_file_name_are_in_the_working_directory() {
+        // `--export-filename events.log`: without this, every rotation would be to
+        // events.log.1, each replacing the one before.
+        assert_eq!(dir_of(Path::new("events.log")), Some(Path::new(".")));
+        assert_eq!(
+            dir_of(Path::new("logs/events.log")),
+            Some(Path::new("logs"))
+        );
+        assert_eq!(dir_of(Path::new("/events.log")), Some(Path::new("/")));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        fs::write(numbered(&path, 2, false), "").unwrap();
+        fs::write(numbered(&path, 1, true), "").unwrap();
+        assert_eq!(
+            backups(&path),
+            [
+                (1, numbered(&path, 1, true)),
+                (2, numbered(&path, 2, false))
+            ]
+        );
     }
 
     #[test]
