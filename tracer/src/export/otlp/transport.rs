@@ -50,7 +50,7 @@ pub enum Transport {
         metadata: MetadataMap,
     },
     Http {
-        client: HttpClient,
+        client: Box<HttpClient>,
         uri: Uri,
         headers: HeaderMap,
     },
@@ -110,7 +110,7 @@ impl Transport {
                 );
                 headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
                 Ok(Transport::Http {
-                    client,
+                    client: Box::new(client),
                     uri: config.endpoint.clone(),
                     headers,
                 })
@@ -235,8 +235,7 @@ fn grpc_error(status: &tonic::Status) -> Outcome {
         error.push_str(status.message());
     }
     if let Some(source) = std::error::Error::source(status) {
-        error.push_str(": ");
-        error.push_str(&error_chain(source));
+        append_sources(&mut error, source);
     }
     match status.code() {
         Code::Cancelled
@@ -253,16 +252,23 @@ fn grpc_error(status: &tonic::Status) -> Outcome {
 /// An error and its sources, `a: b: c` (hyper's say little on their own).
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
+    if let Some(source) = e.source() {
+        append_sources(&mut out, source);
+    }
+    out
+}
+
+/// Appends `e` and its sources to `out`, each unless `out` says it already.
+fn append_sources(out: &mut String, e: &(dyn std::error::Error + 'static)) {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        let text = e.to_string();
         if !out.contains(&text) {
             out.push_str(": ");
             out.push_str(&text);
         }
-        source = s.source();
+        next = e.source();
     }
-    out
 }
 
 /// The message of an error answer: a `google.rpc.Status` as OTLP/HTTP says, or the
