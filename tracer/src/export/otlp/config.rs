@@ -123,33 +123,37 @@ impl OtlpConfig {
         // An empty variable is an unset one, as the specification says.
         let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
 
-        let protocol = match (
-            flag(flag_protocol),
-            var(LOGS_PROTOCOL).map(|v| (LOGS_PROTOCOL, v)),
-            var(PROTOCOL).map(|v| (PROTOCOL, v)),
-        ) {
-            (Some(v), _, _) => Some(Protocol::parse(FLAG_PROTOCOL, v)?),
-            (None, Some((name, v)), _) | (None, None, Some((name, v))) => {
-                Some(Protocol::parse(name, &v)?)
+        // The flag and OTEL_EXPORTER_OTLP_ENDPOINT are a base URL, to which HTTP adds
+        // /v1/logs (the flag only where its path does not end so already);
+        // OTEL_EXPORTER_OTLP_LOGS_ENDPOINT is the URL itself. Without one the export is
+        // off, and the other variables (set for other programs, perhaps) are not read.
+        let (endpoint_setting, endpoint_value, join) = if let Some(v) = flag(flag_endpoint) {
+            (FLAG_ENDPOINT, v.to_owned(), Join::UnlessThere)
+        } else if let Some(v) = var(LOGS_ENDPOINT) {
+            (LOGS_ENDPOINT, v, Join::AsIs)
+        } else if let Some(v) = var(ENDPOINT) {
+            (ENDPOINT, v, Join::Always)
+        } else {
+            // A bad flag is an error all the same: it was given for this program.
+            if let Some(v) = flag(flag_protocol) {
+                Protocol::parse(FLAG_PROTOCOL, v)?;
             }
-            (None, None, None) => None,
+            return Ok(None);
+        };
+
+        let protocol = if let Some(v) = flag(flag_protocol) {
+            Some(Protocol::parse(FLAG_PROTOCOL, v)?)
+        } else if let Some(v) = var(LOGS_PROTOCOL) {
+            Some(Protocol::parse(LOGS_PROTOCOL, &v)?)
+        } else if let Some(v) = var(PROTOCOL) {
+            Some(Protocol::parse(PROTOCOL, &v)?)
+        } else {
+            None
         };
         let explicit_protocol = protocol.is_some();
         // The specification's default.
         let protocol = protocol.unwrap_or(Protocol::HttpProtobuf);
-
-        // The flag and OTEL_EXPORTER_OTLP_ENDPOINT are a base URL, to which HTTP adds
-        // /v1/logs (the flag only where its path does not end so already);
-        // OTEL_EXPORTER_OTLP_LOGS_ENDPOINT is the URL itself.
-        let endpoint = if let Some(v) = flag(flag_endpoint) {
-            endpoint(FLAG_ENDPOINT, v, protocol, Join::UnlessThere)?
-        } else if let Some(v) = var(LOGS_ENDPOINT) {
-            endpoint(LOGS_ENDPOINT, &v, protocol, Join::AsIs)?
-        } else if let Some(v) = var(ENDPOINT) {
-            endpoint(ENDPOINT, &v, protocol, Join::Always)?
-        } else {
-            return Ok(None);
-        };
+        let endpoint = endpoint(endpoint_setting, &endpoint_value, protocol, join)?;
         if !explicit_protocol && endpoint.port_u16() == Some(4317) {
             tracing::warn!(
                 "otlp: {endpoint} is gRPC's port, and http/protobuf is used as no protocol \
@@ -372,6 +376,12 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+        // Without an endpoint the variables are not read: bad ones set for other
+        // programs do not stop this one.
+        let vars = [(PROTOCOL, "http/json"), (HEADERS, "bad"), (TIMEOUT, "1s")];
+        assert!(resolve(None, None, &vars).unwrap().is_none());
+        // A bad flag is still an error.
+        assert!(resolve(None, Some("udp"), &[]).is_err());
     }
 
     #[test]
@@ -503,8 +513,7 @@ mod tests {
             e.starts_with("OTEL_EXPORTER_OTLP_PROTOCOL \"http/json\": http/json is not supported"),
             "{e}"
         );
-        // A bad protocol variable is an error even when the flag is unset... and not
-        // looked at when the flag is set.
+        // A protocol variable is not looked at when the flag is given.
         assert!(resolve(Some("http://c"), Some("grpc"), &[(PROTOCOL, "bad")]).is_ok());
         let e = err(Some("http://c"), None, &[(LOGS_TIMEOUT, "10s")]);
         assert!(
