@@ -603,6 +603,15 @@ mod tests {
         assert!(OtlpExporter::start(c).is_err());
     }
 
+    #[tokio::test]
+    async fn https_endpoints_set_up_tls() {
+        for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+            let c = OtlpConfig::new("https://127.0.0.1:1", protocol, "n").unwrap();
+            let exporter = OtlpExporter::start(c).unwrap();
+            exporter.shutdown(Duration::from_millis(10)).await;
+        }
+    }
+
     #[test]
     fn start_needs_a_runtime() {
         let e = OtlpExporter::start(config(Protocol::Grpc, 1))

@@ -95,7 +95,7 @@ pub struct OtlpConfig {
     pub backoff_max: Duration,
     /// The resource: `k8s.node.name`.
     pub node_name: String,
-    /// The resource: `host.name`.
+    /// The resource: `host.name` (the node name unless set otherwise).
     pub host_name: String,
 }
 
@@ -172,11 +172,6 @@ impl OtlpConfig {
             (None, Some(v)) => parse_timeout(TIMEOUT, &v)?,
             (None, None) => DEFAULT_TIMEOUT,
         };
-        let host_name = nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| node_name.to_owned());
         Ok(Some(OtlpConfig {
             endpoint,
             protocol,
@@ -188,7 +183,10 @@ impl OtlpConfig {
             backoff_initial: DEFAULT_BACKOFF_INITIAL,
             backoff_max: DEFAULT_BACKOFF_MAX,
             node_name: node_name.to_owned(),
-            host_name,
+            // Not gethostname(): in the DaemonSet's pod that is the pod's name. The node
+            // name is the host's name (the flag's default; in a cluster the kubelet's
+            // node name, the host's name unless overridden).
+            host_name: node_name.to_owned(),
         }))
     }
 
@@ -395,7 +393,7 @@ mod tests {
         assert_eq!(c.queue_size, DEFAULT_QUEUE_SIZE);
         assert!(c.headers.is_empty());
         assert_eq!(c.node_name, "node1");
-        assert!(!c.host_name.is_empty());
+        assert_eq!(c.host_name, "node1");
     }
 
     #[test]
