@@ -21,6 +21,7 @@ use std::{
 use serde_json::Value;
 
 pub mod apiserver;
+pub mod otlp;
 pub mod vm;
 
 /// How long the agent may take to load, and a workload's events to arrive.

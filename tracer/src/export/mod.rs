@@ -7,7 +7,8 @@
 //! 3. [`redact`]: `--redaction-filters` on the arguments;
 //! 4. [`fields`]: `--field-filters` (per event type);
 //! 5. `seq`, the agent's sequence number (a gap in it is a line that never arrived);
-//! 6. the sinks: [`json`] lines to stdout or to the [`file`], rotated.
+//! 6. the sinks: [`json`] lines to stdout or to the [`file`], rotated; [`otlp`] log
+//!    records to an OpenTelemetry collector.
 //!
 //! The agent's own events (`event_loss`, `rate_limit_info`) skip steps 1 to 4. A sink
 //! that cannot take events (a full disk) counts them, and once it writes again the stream
@@ -17,6 +18,7 @@ pub mod fields;
 pub mod file;
 pub mod filter;
 pub mod json;
+pub mod otlp;
 pub mod redact;
 
 use std::{
