@@ -30,6 +30,9 @@ use crate::{
     ringbuf::EventSource,
 };
 
+/// How long the agent waits at exit for the OTLP collector to take what is queued.
+const OTLP_SHUTDOWN: Duration = Duration::from_secs(5);
+
 /// Agent settings (the flags of `tracer run`).
 #[derive(Debug)]
 pub struct Config {
@@ -59,6 +62,8 @@ pub struct Config {
     pub sink_name: &'static str,
     /// `--metrics-server`: where `/metrics`, `/healthz` and `/readyz` are served.
     pub metrics_server: Option<SocketAddr>,
+    /// `--otlp-endpoint` and the `OTEL_EXPORTER_OTLP_*` variables: events as OTLP logs.
+    pub otlp: Option<export::otlp::OtlpConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +78,8 @@ pub enum AgentError {
     Ring(#[from] crate::ringbuf::RingError),
     #[error(transparent)]
     Metrics(#[from] metrics::ServeError),
+    #[error(transparent)]
+    Otlp(#[from] export::otlp::OtlpError),
     #[error("cannot install the signal handlers: {0}")]
     Signals(std::io::Error),
 }
@@ -219,6 +226,15 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
     metrics.set_ready(true);
     metrics.cache(0, config.process_cache_size.get(), 0, 0);
 
+    let otlp = match config.otlp.take() {
+        Some(c) => {
+            let (endpoint, queue) = (c.endpoint.to_string(), c.queue_size);
+            let exporter = export::otlp::OtlpExporter::start(c)?;
+            tracing::info!("otlp: exporting events to {endpoint} (queue of {queue})");
+            Some((exporter, queue))
+        }
+        None => None,
+    };
     let mut pipeline = Pipeline {
         cache,
         pods: Pods::new(&config.cgroup_root, kubernetes),
@@ -228,6 +244,7 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
             std::mem::take(&mut config.export),
             out,
             config.sink_name,
+            otlp,
             config.node_name.clone(),
             metrics.clone(),
         ),
@@ -318,6 +335,7 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
     metrics.set_ready(false);
     pipeline.report(&mut source, store_meta.as_ref());
     pipeline.flush();
+    pipeline.export.shutdown(OTLP_SHUTDOWN).await;
     let counts = source.counts();
     let stats = pipeline.cache.stats();
     if pipeline.export.pending() > 0 {

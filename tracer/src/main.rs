@@ -263,6 +263,21 @@ struct RunArgs {
     #[arg(long, value_name = "BYTES", default_value_t = tracer::export::json::MAX_PENDING)]
     export_buffer_size: usize,
 
+    /// Send the events to an OpenTelemetry collector as OTLP log records: its base URL
+    /// (`http://collector:4318`; gRPC: `http://collector:4317` with `--otlp-protocol
+    /// grpc`). The `OTEL_EXPORTER_OTLP_*` variables work too; the flags win.
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
+
+    /// `grpc` or `http/protobuf` (the default, as the OTLP specification's).
+    #[arg(long, value_name = "PROTOCOL")]
+    otlp_protocol: Option<String>,
+
+    /// Records the OTLP exporter holds while the collector is slow or down; past it new
+    /// records are dropped, counted and said in the stream (`event_loss`).
+    #[arg(long, value_name = "N", default_value_t = tracer::export::otlp::DEFAULT_QUEUE_SIZE)]
+    otlp_queue_size: usize,
+
     /// Run every stage but encode and write nothing (the pipeline's own cost, for
     /// benchmarks); the metrics still count what would have been exported.
     #[arg(long)]
@@ -514,6 +529,20 @@ fn run(args: RunArgs) -> ExitCode {
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "localhost".into())
     });
+    let otlp = match tracer::export::otlp::OtlpConfig::resolve(
+        args.otlp_endpoint.as_deref(),
+        args.otlp_protocol.as_deref(),
+        &node_name,
+    ) {
+        Ok(c) => c.map(|mut c| {
+            c.queue_size = args.otlp_queue_size;
+            c
+        }),
+        Err(e) => {
+            eprintln!("tracer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let export_filename = args.export_filename.clone();
 
     let rotation = tracer::export::file::Rotation {
@@ -546,6 +575,7 @@ fn run(args: RunArgs) -> ExitCode {
             "stdout"
         },
         metrics_server: args.metrics_server,
+        otlp,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

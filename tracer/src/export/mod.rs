@@ -103,8 +103,17 @@ struct JsonOut {
     said: Option<Instant>,
 }
 
+/// The OTLP sink and its drops already said in the stream.
+struct OtlpOut {
+    exporter: otlp::OtlpExporter,
+    reported_dropped: u64,
+    since: String,
+    queue_size: usize,
+}
+
 pub struct Export {
     settings: Settings,
+    otlp: Option<OtlpOut>,
     /// The sinks' bound, for messages.
     buffer_bytes: usize,
     rate: Option<RateLimit>,
@@ -120,6 +129,7 @@ impl Export {
         settings: Settings,
         out: Box<dyn Write>,
         sink_name: &'static str,
+        otlp: Option<(otlp::OtlpExporter, usize)>,
         node: String,
         metrics: Arc<Metrics>,
     ) -> Self {
@@ -132,6 +142,12 @@ impl Export {
         let bound = settings.buffer_bytes;
         Self {
             buffer_bytes: bound,
+            otlp: otlp.map(|(exporter, queue_size)| OtlpOut {
+                exporter,
+                reported_dropped: 0,
+                since: Clock::now_rfc3339(),
+                queue_size,
+            }),
             settings,
             rate,
             json: JsonOut {
@@ -153,6 +169,7 @@ impl Export {
         !self.settings.filters.is_empty()
             || !self.settings.fields.is_empty()
             || !self.settings.redact.is_empty()
+            || self.otlp.is_some()
     }
 
     /// Exports one event of the pipeline.
@@ -206,6 +223,9 @@ impl Export {
             obj.insert("seq".into(), Value::String(self.seq.to_string()));
         }
         self.send_json(&v, kind);
+        if let Some(o) = &self.otlp {
+            o.exporter.send(&v);
+        }
     }
 
     /// The rate limit's verdict.
@@ -226,6 +246,12 @@ impl Export {
             seq: self.seq.to_string(),
         };
         self.send_json(&line, ev.kind());
+        if let Some(o) = &self.otlp {
+            match serde_json::to_value(&line) {
+                Ok(v) => o.exporter.send(&v),
+                Err(e) => tracing::error!("an event could not be encoded: {e}"),
+            }
+        }
     }
 
     fn send_json(&mut self, line: &impl serde::Serialize, kind: &str) {
@@ -309,11 +335,56 @@ impl Export {
                 time: Clock::now_rfc3339(),
             });
         }
+        self.otlp_losses();
         self.observe();
+    }
+
+    /// An `event_loss` for the records the OTLP queue could not take (or the collector
+    /// refused), once the queue has room again, so that it reaches the collector too.
+    fn otlp_losses(&mut self) {
+        let Some(o) = &mut self.otlp else {
+            return;
+        };
+        let stats = o.exporter.stats();
+        if stats.dropped <= o.reported_dropped || stats.queued as usize >= o.queue_size {
+            return;
+        }
+        let count = stats.dropped - o.reported_dropped;
+        o.reported_dropped = stats.dropped;
+        let since = std::mem::replace(&mut o.since, Clock::now_rfc3339());
+        let queue_size = o.queue_size;
+        tracing::warn!("{count} events could not be sent to the OTLP collector since {since}");
+        let node = self.node.clone();
+        self.agents(&Event {
+            body: Body::EventLoss {
+                place: "otlp",
+                reason: format!(
+                    "the collector was unreachable or refused them, and the queue of {queue_size} was full (--otlp-queue-size)"
+                ),
+                lost: BTreeMap::new(),
+                count: count.to_string(),
+                total_lost: stats.dropped.to_string(),
+                since,
+            },
+            node_name: &node,
+            time: Clock::now_rfc3339(),
+        });
+    }
+
+    /// Flushes the OTLP queue, waiting up to `deadline` (at exit).
+    pub async fn shutdown(&mut self, deadline: Duration) {
+        if let Some(o) = self.otlp.take() {
+            let stats = o.exporter.shutdown(deadline).await;
+            let l = otlp_counts(&stats);
+            self.metrics.sink("otlp", l);
+        }
     }
 
     /// The sinks' counters, into the metrics.
     pub fn observe(&self) {
+        if let Some(o) = &self.otlp {
+            self.metrics.sink("otlp", otlp_counts(&o.exporter.stats()));
+        }
         let s = &self.json.sink;
         self.metrics.sink(
             self.json.name,
@@ -339,5 +410,16 @@ impl Export {
 
     pub fn node(&self) -> &str {
         &self.node
+    }
+}
+
+/// The OTLP exporter's counters as a sink's.
+fn otlp_counts(s: &otlp::OtlpStats) -> SinkCounts {
+    SinkCounts {
+        exported: s.exported,
+        bytes: 0,
+        errors: s.failed_exports,
+        dropped: s.dropped,
+        queued: s.queued,
     }
 }
