@@ -6,62 +6,17 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    io::{Read, Write},
-    net::TcpStream,
     path::Path,
     process::Command,
     time::{Duration, Instant},
 };
 
-use integration::{Agent, of_kind, privileged};
+use integration::{
+    Agent,
+    metrics::{free_port, get, scrape, sum},
+    of_kind, privileged,
+};
 use serde_json::Value;
-
-/// A free local port for `--metrics-server`.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// `GET path` on the agent's metrics server: (status, body).
-fn get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics server");
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("request");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("response");
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, body.to_owned())
-}
-
-/// The samples of one scrape: `name{labels}` to value.
-fn scrape(port: u16) -> BTreeMap<String, f64> {
-    let (status, body) = get(port, "/metrics");
-    assert_eq!(status, 200, "{body}");
-    body.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_owned(), v.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The sum of the samples of metric `name` (all labels), or with label `label`.
-fn sum(m: &BTreeMap<String, f64>, name: &str, label: Option<&str>) -> f64 {
-    m.iter()
-        .filter(|(k, _)| {
-            (k.as_str() == name || k.starts_with(&format!("{name}{{")))
-                && label.is_none_or(|l| k.contains(l))
-        })
-        .map(|(_, v)| v)
-        .sum()
-}
 
 /// Every event the export stage took is exported, filtered, rate limited, dropped or
 /// queued, for `sink`.
@@ -267,7 +222,11 @@ fn the_rate_limit_says_what_it_dropped() {
         (110..200).contains(&passed),
         "{passed} of our 300 events passed"
     );
-    assert_eq!(passed as f64 + limited, 300.0, "each of ours passed or was counted");
+    assert_eq!(
+        passed as f64 + limited,
+        300.0,
+        "each of ours passed or was counted"
+    );
     let (status, _, _) = agent.stop();
     assert!(status.success());
 }
@@ -423,6 +382,7 @@ fn rotation_under_a_steady_stream_keeps_every_event_once() {
     let work = tempfile::tempdir().expect("temp dir");
     let file = work.path().join("events.log");
     let tag = format!("rot-{}", std::process::id());
+    let port = free_port();
     let agent = Agent::start(&[
         "--export-filename",
         file.to_str().expect("utf-8"),
@@ -430,17 +390,25 @@ fn rotation_under_a_steady_stream_keeps_every_event_once() {
         "1",
         "--export-file-max-backups",
         "50",
+        "--metrics-server",
+        &format!("127.0.0.1:{port}"),
     ]);
     const N: usize = 1500;
     let script = format!("for i in $(seq {N}); do /bin/true {tag} $i; done; /bin/true {tag}-done");
-    assert!(
-        Command::new("/bin/sh")
-            .arg("-c")
-            .arg(&script)
-            .status()
-            .expect("sh")
-            .success()
-    );
+    let mut workload = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(&script)
+        .spawn()
+        .expect("sh");
+    // Scraped while the workload runs: the counters add up at every scrape.
+    let mut scrapes = 0;
+    while workload.try_wait().expect("wait").is_none() {
+        assert_adds_up(&scrape(port), "export_file");
+        scrapes += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(workload.wait().expect("sh").success());
+    assert!(scrapes > 0);
     let start = Instant::now();
     while !std::fs::read_to_string(&file)
         .unwrap_or_default()

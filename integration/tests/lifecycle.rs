@@ -387,11 +387,14 @@ fn records_the_ring_buffer_cannot_take_are_counted_and_reported() {
     }
     // A ring buffer of two exec records, and an agent that does not read while 50
     // processes start: most of them cannot be handed over.
+    let port = integration::metrics::free_port();
     let agent = Agent::start(&[
         "--ring-buffer-size",
         "16384",
         "--loss-report-interval-ms",
         "50",
+        "--metrics-server",
+        &format!("127.0.0.1:{port}"),
     ]);
     let pid = nix::unistd::Pid::from_raw(agent.pid() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
@@ -421,7 +424,16 @@ fn records_the_ring_buffer_cannot_take_are_counted_and_reported() {
         50 - seen
     );
     let last = losses.last().unwrap();
-    assert!(last["total_lost"].as_str().unwrap().parse::<u64>().unwrap() >= lost_execs);
+    let total: u64 = last["total_lost"].as_str().unwrap().parse().unwrap();
+    assert!(total >= lost_execs);
+    assert_eq!(last["where"], "ring_buffer");
+    // The stream and the metrics say the same loss.
+    let m = integration::metrics::scrape(port);
+    assert_eq!(
+        integration::metrics::sum(&m, "tracer_kernel_events_lost_total", None) as u64,
+        total,
+        "{m:#?}"
+    );
     let (status, _, stderr) = agent.stop();
     assert!(status.success());
     assert!(
