@@ -87,6 +87,16 @@ pub fn line(event: &Value, kind: &str, body: &Value, options: &Options) -> Strin
             call_text(&name, body, &p) + &policy(body, &p)
         }
         "event_loss" => loss(body, &p),
+        "rate_limit_info" => p
+            .paint(
+                sgr::RED,
+                &format!(
+                    "dropped {} (--export-rate-limit)",
+                    body.get("number_of_dropped_process_events")
+                        .map_or_else(|| "?".to_owned(), scalar)
+                ),
+            )
+            .into_owned(),
         _ => policy(body, &p).trim_start().to_owned(),
     };
     if !detail.is_empty() {
@@ -105,6 +115,7 @@ fn marker(kind: &str) -> (&str, &'static str) {
         "process_kprobe" => ("kprobe", sgr::BLUE),
         "process_tracepoint" => ("tracepoint", sgr::MAGENTA),
         "event_loss" => ("loss", sgr::BOLD_RED),
+        "rate_limit_info" => ("ratelimit", sgr::BOLD_RED),
         other => (other.strip_prefix("process_").unwrap_or(other), sgr::BOLD),
     }
 }
@@ -198,6 +209,12 @@ fn policy(body: &Value, p: &Paint) -> String {
 /// `lost exec=2 tracepoint=1 total=17`.
 fn loss(body: &Value, p: &Paint) -> String {
     let mut s = "lost".to_owned();
+    if let Some(count) = body.get("count") {
+        let _ = write!(s, " {}", scalar(count));
+    }
+    if let Some(place) = str_at(body, "where") {
+        let _ = write!(s, " in {}", escape(place));
+    }
     if let Some(lost) = body.get("lost").and_then(Value::as_object) {
         for (kind, n) in lost {
             let _ = write!(s, " {}={}", escape(kind), scalar(n));
@@ -205,6 +222,9 @@ fn loss(body: &Value, p: &Paint) -> String {
     }
     if let Some(total) = body.get("total_lost") {
         let _ = write!(s, " total={}", scalar(total));
+    }
+    if let Some(since) = str_at(body, "since") {
+        let _ = write!(s, " since {}", escape(since));
     }
     p.paint(sgr::RED, &s).into_owned()
 }
@@ -485,6 +505,16 @@ mod tests {
         assert_eq!(
             compact(e),
             "loss       node1 lost exec=2 tracepoint=1 total=17"
+        );
+        let e = json!({"event_loss": {"where": "export_file", "reason": "r", "lost": {"process_exec": "3"}, "count": "3", "total_lost": "5", "since": "T0"}, "node_name": "node1", "time": "t"});
+        assert_eq!(
+            compact(e),
+            "loss       node1 lost 3 in export_file process_exec=3 total=5 since T0"
+        );
+        let e = json!({"rate_limit_info": {"number_of_dropped_process_events": "40"}, "node_name": "node1", "time": "t"});
+        assert_eq!(
+            compact(e),
+            "ratelimit  node1 dropped 40 (--export-rate-limit)"
         );
     }
 

@@ -13,6 +13,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "process_kprobe",
     "process_tracepoint",
     "event_loss",
+    "rate_limit_info",
 ];
 
 const SHORT: &[(&str, &str)] = &[
@@ -21,6 +22,7 @@ const SHORT: &[(&str, &str)] = &[
     ("kprobe", "process_kprobe"),
     ("tracepoint", "process_tracepoint"),
     ("loss", "event_loss"),
+    ("ratelimit", "rate_limit_info"),
 ];
 
 /// The filters as given on the command line (each list already split at commas).
@@ -295,7 +297,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "--event-types `proces_exec` is not an event type (did you mean process_exec?); the types are process_exec (exec), process_exit (exit), process_kprobe (kprobe), process_tracepoint (tracepoint), event_loss (loss)"
+            "--event-types `proces_exec` is not an event type (did you mean process_exec?); the types are process_exec (exec), process_exit (exit), process_kprobe (kprobe), process_tracepoint (tracepoint), event_loss (loss), rate_limit_info (ratelimit)"
         );
         let e = Filter::new(Spec {
             event_types: vec!["zzz".into()],
