@@ -192,6 +192,12 @@ fn the_rate_limit_says_what_it_dropped() {
             })
             .sum();
         if n > 0 {
+            assert!(
+                of_kind(&events, "rate_limit_info")
+                    .iter()
+                    .all(|r| r["since"].is_string()),
+                "since when"
+            );
             break n;
         }
         assert!(

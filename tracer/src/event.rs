@@ -102,6 +102,9 @@ pub enum Body<'a> {
     /// Events `--export-rate-limit` left out since the last such report (Tetragon's).
     RateLimitInfo {
         number_of_dropped_process_events: String,
+        /// The start of the period (the previous report, or the agent's start); not in
+        /// Tetragon.
+        since: String,
     },
 }
 

@@ -74,6 +74,8 @@ struct RateLimit {
     tokens: f64,
     at: Instant,
     dropped: u64,
+    /// The previous report (or the start), RFC 3339.
+    since: String,
 }
 
 impl RateLimit {
@@ -138,6 +140,7 @@ impl Export {
             tokens: per_minute as f64,
             at: Instant::now(),
             dropped: 0,
+            since: Clock::now_rfc3339(),
         });
         let bound = settings.buffer_bytes;
         Self {
@@ -299,11 +302,13 @@ impl Export {
             && r.dropped > 0
         {
             let dropped = std::mem::take(&mut r.dropped);
-            tracing::warn!("--export-rate-limit left out {dropped} events");
+            let since = std::mem::replace(&mut r.since, Clock::now_rfc3339());
+            tracing::warn!("--export-rate-limit left out {dropped} events since {since}");
             let node = self.node.clone();
             self.agents(&Event {
                 body: Body::RateLimitInfo {
                     number_of_dropped_process_events: dropped.to_string(),
+                    since,
                 },
                 node_name: &node,
                 time: Clock::now_rfc3339(),
