@@ -31,7 +31,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
 };
 pub use opentelemetry_proto::tonic::{
     collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse},
-    common::v1::{AnyValue, InstrumentationScope, any_value},
+    common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value},
     logs::v1::LogRecord,
     resource::v1::Resource,
 };
@@ -59,16 +59,7 @@ pub struct Received {
 impl Received {
     /// The record's attributes, `{key: value}` in JSON.
     pub fn attributes(&self) -> Map<String, Value> {
-        self.record
-            .attributes
-            .iter()
-            .map(|kv| {
-                (
-                    kv.key.clone(),
-                    kv.value.as_ref().map_or(Value::Null, to_json),
-                )
-            })
-            .collect()
+        key_values(&self.record.attributes)
     }
 
     /// One attribute, in JSON; `Null` when absent.
@@ -78,16 +69,7 @@ impl Received {
 
     /// The resource's attributes, `{key: value}` in JSON.
     pub fn resource_attributes(&self) -> Map<String, Value> {
-        self.resource
-            .attributes
-            .iter()
-            .map(|kv| {
-                (
-                    kv.key.clone(),
-                    kv.value.as_ref().map_or(Value::Null, to_json),
-                )
-            })
-            .collect()
+        key_values(&self.resource.attributes)
     }
 
     /// The body, in JSON.
@@ -101,6 +83,18 @@ impl Received {
     }
 }
 
+/// Key-value pairs as a JSON object.
+fn key_values(list: &[KeyValue]) -> Map<String, Value> {
+    list.iter()
+        .map(|kv| {
+            (
+                kv.key.clone(),
+                kv.value.as_ref().map_or(Value::Null, to_json),
+            )
+        })
+        .collect()
+}
+
 /// An AnyValue in JSON: key-value lists as objects, arrays as arrays, bytes as base64.
 pub fn to_json(v: &AnyValue) -> Value {
     use any_value::Value as V;
@@ -111,17 +105,7 @@ pub fn to_json(v: &AnyValue) -> Value {
         Some(V::IntValue(i)) => Value::from(*i),
         Some(V::DoubleValue(d)) => Value::from(*d),
         Some(V::ArrayValue(a)) => Value::Array(a.values.iter().map(to_json).collect()),
-        Some(V::KvlistValue(l)) => Value::Object(
-            l.values
-                .iter()
-                .map(|kv| {
-                    (
-                        kv.key.clone(),
-                        kv.value.as_ref().map_or(Value::Null, to_json),
-                    )
-                })
-                .collect(),
-        ),
+        Some(V::KvlistValue(l)) => Value::Object(key_values(&l.values)),
         Some(V::BytesValue(b)) => {
             use base64::Engine as _;
             Value::String(base64::engine::general_purpose::STANDARD.encode(b))

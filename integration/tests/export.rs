@@ -35,6 +35,16 @@ fn assert_adds_up(m: &BTreeMap<String, f64>, sink: &str) {
     );
 }
 
+/// Runs `script` with /bin/sh, which must succeed.
+fn sh(script: &str) {
+    let st = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .status()
+        .expect("run /bin/sh");
+    assert!(st.success(), "{script}");
+}
+
 fn run_true(args: &[&str]) {
     let st = Command::new("/bin/true")
         .args(args)
@@ -171,13 +181,7 @@ fn the_rate_limit_says_what_it_dropped() {
         "--metrics-server",
         &format!("127.0.0.1:{port}"),
     ]);
-    let script = format!("for i in $(seq 150); do /bin/true {tag}; done");
-    let st = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(&script)
-        .status()
-        .expect("sh");
-    assert!(st.success());
+    sh(&format!("for i in $(seq 150); do /bin/true {tag}; done"));
     // The report comes on the loss tick (every second).
     let start = Instant::now();
     let dropped: u64 = loop {
@@ -301,14 +305,7 @@ fn a_full_disk_is_counted_retried_and_said_in_the_stream() {
     ]);
     // Far more than 64 KiB of events.
     let script = format!("for i in $(seq 200); do /bin/true {tag}-$i; done");
-    assert!(
-        Command::new("/bin/sh")
-            .arg("-c")
-            .arg(&script)
-            .status()
-            .expect("sh")
-            .success()
-    );
+    sh(&script);
     agent.wait_for_log("writing events to export_file failed: No space left on device");
     // Tracing goes on, and the agent counts what it cannot keep.
     let start = Instant::now();
@@ -580,14 +577,7 @@ fn otlp_beside_json_with_the_same_filters_and_numbers_and_an_outage() {
         .expect("runtime");
     rt.block_on(receiver.stop());
     let script = format!("for i in $(seq 60); do /bin/true {tag}-down $i; done");
-    assert!(
-        Command::new("/bin/sh")
-            .arg("-c")
-            .arg(&script)
-            .status()
-            .expect("sh")
-            .success()
-    );
+    sh(&script);
     agent.sync();
     let start = Instant::now();
     while sum(

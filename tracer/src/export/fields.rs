@@ -8,15 +8,7 @@
 
 use serde_json::{Map, Value};
 
-use super::filter::{event_type, kind_of};
-
-#[derive(Debug, thiserror::Error)]
-#[error("--field-filters, filter {index} (line {line}): {message}")]
-pub struct FieldFilterError {
-    pub index: usize,
-    pub line: usize,
-    pub message: String,
-}
+use super::filter::{FilterError, event_type, kind_of, parse_objects};
 
 #[derive(Debug)]
 struct FieldFilter {
@@ -31,26 +23,14 @@ struct FieldFilter {
 pub struct FieldFilters(Vec<FieldFilter>);
 
 impl FieldFilters {
-    pub fn parse(text: &str) -> Result<Self, FieldFilterError> {
-        let mut filters = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line_text = line.trim();
-            if line_text.is_empty() || line_text.starts_with('#') {
-                continue;
-            }
-            let err = |message: String| FieldFilterError {
-                index: filters.len() + 1,
-                line: i + 1,
-                message,
-            };
-            let v: Value = serde_json::from_str(line_text).map_err(|e| {
-                err(format!(
-                    "not a JSON object ({e}); such as {{\"fields\":\"process.binary,process.pod.name\",\"action\":\"INCLUDE\"}}"
-                ))
-            })?;
-            filters.push(FieldFilter::from_json(&v).map_err(err)?);
-        }
-        Ok(Self(filters))
+    pub fn parse(text: &str) -> Result<Self, FilterError> {
+        parse_objects(
+            "--field-filters",
+            text,
+            r#"{"fields":"process.binary,process.pod.name","action":"INCLUDE"}"#,
+            FieldFilter::from_json,
+        )
+        .map(Self)
     }
 
     pub fn is_empty(&self) -> bool {

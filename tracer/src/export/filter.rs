@@ -87,7 +87,24 @@ impl Filters {
 }
 
 fn parse_list(flag: &'static str, text: &str) -> Result<Vec<Filter>, FilterError> {
-    let mut filters = Vec::new();
+    parse_objects(
+        flag,
+        text,
+        r#"{"event_set":["PROCESS_EXEC"]}"#,
+        Filter::from_json,
+    )
+}
+
+/// Parses the text of `flag`: JSON objects, one per line (blank lines and lines starting
+/// with `#` skipped), each made into a `T` by `from_json`; `example` is a valid object,
+/// for the error of a line that is not JSON. The form of every filter flag (Tetragon's).
+pub fn parse_objects<T>(
+    flag: &'static str,
+    text: &str,
+    example: &str,
+    from_json: impl Fn(&Value) -> Result<T, String>,
+) -> Result<Vec<T>, FilterError> {
+    let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line_text = line.trim();
         if line_text.is_empty() || line_text.starts_with('#') {
@@ -95,18 +112,18 @@ fn parse_list(flag: &'static str, text: &str) -> Result<Vec<Filter>, FilterError
         }
         let err = |message: String| FilterError {
             flag,
-            index: filters.len() + 1,
+            index: out.len() + 1,
             line: i + 1,
             message,
         };
         let value: Value = serde_json::from_str(line_text).map_err(|e| {
             err(format!(
-                "not a JSON object ({e}); write one object per line, such as {{\"event_set\":[\"PROCESS_EXEC\"]}}"
+                "not a JSON object ({e}); write one object per line, such as {example}"
             ))
         })?;
-        filters.push(Filter::from_json(&value).map_err(err)?);
+        out.push(from_json(&value).map_err(err)?);
     }
-    Ok(filters)
+    Ok(out)
 }
 
 /// The event kinds by Tetragon's `EventType` name and by the JSON key.

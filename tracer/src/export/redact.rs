@@ -9,17 +9,9 @@
 use regex::Regex;
 use serde_json::Value;
 
-use super::filter::kind_of;
+use super::filter::{FilterError, kind_of, parse_objects};
 
 pub const REDACTED: &str = "*****";
-
-#[derive(Debug, thiserror::Error)]
-#[error("--redaction-filters, filter {index} (line {line}): {message}")]
-pub struct RedactionError {
-    pub index: usize,
-    pub line: usize,
-    pub message: String,
-}
 
 #[derive(Debug)]
 struct Redaction {
@@ -31,26 +23,14 @@ struct Redaction {
 pub struct Redactions(Vec<Redaction>);
 
 impl Redactions {
-    pub fn parse(text: &str) -> Result<Self, RedactionError> {
-        let mut list = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line_text = line.trim();
-            if line_text.is_empty() || line_text.starts_with('#') {
-                continue;
-            }
-            let err = |message: String| RedactionError {
-                index: list.len() + 1,
-                line: i + 1,
-                message,
-            };
-            let v: Value = serde_json::from_str(line_text).map_err(|e| {
-                err(format!(
-                    "not a JSON object ({e}); such as {{\"redact\":[\"--password(?:\\\\s+|=)(\\\\S*)\"]}}"
-                ))
-            })?;
-            list.push(Redaction::from_json(&v).map_err(err)?);
-        }
-        Ok(Self(list))
+    pub fn parse(text: &str) -> Result<Self, FilterError> {
+        parse_objects(
+            "--redaction-filters",
+            text,
+            r#"{"redact":["--password(?:\\s+|=)(\\S*)"]}"#,
+            Redaction::from_json,
+        )
+        .map(Self)
     }
 
     pub fn is_empty(&self) -> bool {

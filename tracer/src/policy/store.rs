@@ -853,32 +853,28 @@ impl PolicyStore {
         {
             return Ok(Attached::Routed(route, runs_on));
         }
-        let Some(k) = &hook.kprobe else {
-            let program = self.program(ebpf, slot).map_err(|e| e.to_string())?;
-            let link = program.attach(&hook.subsystem, &hook.event).map_err(|e| {
-                format!(
-                    "attaching to tracepoint {}/{}: {e}",
-                    hook.subsystem, hook.event
-                )
-            })?;
-            return Ok(Attached::Linked(Link::Tracepoint(link), runs_on));
+        let k = match &hook.kprobe {
+            Some(k) if k.on_kprobe => k,
+            // A tracepoint, or the tracepoint that stands for a kprobe's function.
+            kprobe => {
+                let line = match kprobe {
+                    Some(_) => format!(
+                        "{runs_on} ({})",
+                        self.kprobes.err().unwrap_or("kprobes are off")
+                    ),
+                    None => runs_on,
+                };
+                let program = self.program(ebpf, slot).map_err(|e| e.to_string())?;
+                let link = program.attach(&hook.subsystem, &hook.event).map_err(|e| {
+                    format!(
+                        "attaching to tracepoint {}/{}: {e}",
+                        hook.subsystem, hook.event
+                    )
+                })?;
+                return Ok(Attached::Linked(Link::Tracepoint(link), line));
+            }
         };
         let call = &k.call;
-        if !k.on_kprobe {
-            // On the tracepoint that stands for the function.
-            let line = format!(
-                "{runs_on} ({})",
-                self.kprobes.err().unwrap_or("kprobes are off")
-            );
-            let program = self.program(ebpf, slot).map_err(|e| e.to_string())?;
-            let link = program.attach(&hook.subsystem, &hook.event).map_err(|e| {
-                format!(
-                    "attaching to tracepoint {}/{}: {e}",
-                    hook.subsystem, hook.event
-                )
-            })?;
-            return Ok(Attached::Linked(Link::Tracepoint(link), line));
-        }
         let mut line = runs_on;
         if !k.ret && k.program != compile::Probe::Kprobe {
             match self.attach_btf(ebpf, slot, k) {

@@ -397,6 +397,33 @@ mod tests {
         )
     }
 
+    /// The agent's writer rotating `path` every 2,000 bytes, with one line written; and
+    /// a follower from the start that has read it.
+    fn following_line_1(
+        path: &Path,
+        max_backups: usize,
+        compress: bool,
+    ) -> (
+        io::BufWriter<RotatingFile>,
+        View<Vec<u8>, Vec<u8>>,
+        Follower,
+    ) {
+        let rotation = Rotation {
+            max_bytes: 2_000,
+            interval: None,
+            max_backups,
+            compress,
+        };
+        let mut out =
+            io::BufWriter::with_capacity(500, RotatingFile::open(path, rotation).unwrap());
+        writeln!(out, "{}", line(1)).unwrap();
+        out.flush().unwrap();
+        let mut v = view();
+        let mut f = Follower::open(path, true).unwrap();
+        f.poll(&mut v).unwrap();
+        (out, v, f)
+    }
+
     fn view() -> View<Vec<u8>, Vec<u8>> {
         View::new(options(Output::Json), Vec::new(), Vec::new())
     }
@@ -567,19 +594,7 @@ mod tests {
     fn a_reader_behind_catches_up_through_the_backups() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.log");
-        let rotation = Rotation {
-            max_bytes: 2_000,
-            interval: None,
-            max_backups: 1_000,
-            compress: true,
-        };
-        let mut out =
-            io::BufWriter::with_capacity(500, RotatingFile::open(&path, rotation).unwrap());
-        writeln!(out, "{}", line(1)).unwrap();
-        out.flush().unwrap();
-        let mut v = view();
-        let mut f = Follower::open(&path, true).unwrap();
-        f.poll(&mut v).unwrap();
+        let (mut out, mut v, mut f) = following_line_1(&path, 1_000, true);
         // Many rotations while it does not look, the older backups compressed.
         for i in 2..=1_000 {
             writeln!(out, "{}", line(i)).unwrap();
@@ -598,19 +613,7 @@ mod tests {
     fn backups_deleted_before_they_were_read_are_reported() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.log");
-        let rotation = Rotation {
-            max_bytes: 2_000,
-            interval: None,
-            max_backups: 2,
-            compress: false,
-        };
-        let mut out =
-            io::BufWriter::with_capacity(500, RotatingFile::open(&path, rotation).unwrap());
-        writeln!(out, "{}", line(1)).unwrap();
-        out.flush().unwrap();
-        let mut v = view();
-        let mut f = Follower::open(&path, true).unwrap();
-        f.poll(&mut v).unwrap();
+        let (mut out, mut v, mut f) = following_line_1(&path, 2, false);
         for i in 2..=500 {
             writeln!(out, "{}", line(i)).unwrap();
         }

@@ -271,16 +271,18 @@ fn append_sources(out: &mut String, e: &(dyn std::error::Error + 'static)) {
     }
 }
 
+/// `google.rpc.Status`, the body of an OTLP/HTTP error answer.
+#[derive(prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
 /// The message of an error answer: a `google.rpc.Status` as OTLP/HTTP says, or the
 /// body's first line of text.
 fn http_error_message(body: &[u8]) -> String {
-    #[derive(prost::Message)]
-    struct RpcStatus {
-        #[prost(int32, tag = "1")]
-        code: i32,
-        #[prost(string, tag = "2")]
-        message: String,
-    }
     let text = match RpcStatus::decode(body) {
         Ok(s) if !s.message.is_empty() => s.message,
         _ => String::from_utf8_lossy(body)
@@ -326,13 +328,6 @@ mod tests {
 
     #[test]
     fn http_error_bodies() {
-        #[derive(prost::Message)]
-        struct RpcStatus {
-            #[prost(int32, tag = "1")]
-            code: i32,
-            #[prost(string, tag = "2")]
-            message: String,
-        }
         let body = RpcStatus {
             code: 3,
             message: "bad record".into(),
