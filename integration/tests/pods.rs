@@ -289,6 +289,44 @@ fn pods_from_the_api_server() {
         }),
         "{exec}"
     );
+    // In the container's own pid namespace: a shell (pid 1 there) whose subshell forks and
+    // exits 3 without an exec; the exit of that fork names its pid in the container (2).
+    let dir0 = root.join(format!(
+        "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{}.slice/cri-containerd-{}.scope",
+        uids[0].replace('-', "_"),
+        ids[0]
+    ));
+    let (_, out) = run(Command::new("/bin/sh").arg("-c").arg(format!(
+        "echo $$ > '{}/cgroup.procs' && exec unshare --pid --fork /bin/sh -c '(exit 3); /bin/true in-pod-nspid'",
+        dir0.display()
+    )));
+    assert!(out.status.success(), "{out:?}");
+    let start = Instant::now();
+    let forked = loop {
+        let events = agent.sync();
+        if let Some(e) = of_kind(&events, "process_exit").into_iter().find(|e| {
+            e["status"] == 3
+                && e["process"]["arguments"]
+                    .as_str()
+                    .is_some_and(|a| a.contains("in-pod-nspid"))
+        }) {
+            break e.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no exit of the fork"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let p = &forked["process"];
+    assert!(
+        p["flags"].as_str().is_some_and(|f| f.contains("clone")),
+        "{forked}"
+    );
+    assert_eq!(p["pod"]["name"], "web-7d9f-abcde", "{forked}");
+    assert_eq!(p["pod"]["container"]["pid"], 2, "{forked}");
+    assert_ne!(p["pid"], 2, "the host's pid is another");
+
     // Another node's pod is not this node's: its container is named, no pod.
     let exec = exec_in(1);
     assert_eq!(exec["process"]["docker"], ids[1][..31]);

@@ -130,7 +130,8 @@ pub struct ForkEvent {
     pub header: EventHeader,
     /// Process id of the child's real parent.
     pub ppid: u32,
-    pub _pad: u32,
+    /// The child's process id as its own pid namespace numbers it; 0 if unread.
+    pub ns_pid: u32,
     /// `task_struct.start_time` of the child.
     pub start_ns: u64,
 }

@@ -253,7 +253,7 @@ mod tests {
                 ..Default::default()
             },
             ppid: 4,
-            _pad: 0,
+            ns_pid: 9,
             start_ns: 9,
         };
         assert_eq!(decode(&bytes_of(&fork)).unwrap(), RawEvent::Fork(fork));

@@ -190,7 +190,7 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     entry.write(ForkEvent {
         header: emit::header(EventKind::Fork, pid, tid),
         ppid: ppid.unwrap_or(0),
-        _pad: 0,
+        ns_pid: kread::ns_tgid(child).unwrap_or(0),
         start_ns: start_ns.unwrap_or(0),
     });
     emit::submit(EventKind::Fork, entry, ppid.is_none() || start_ns.is_none());

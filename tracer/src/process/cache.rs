@@ -188,8 +188,7 @@ impl ProcessCache {
                 boottime: false,
                 task_start_ns: f.start_ns,
                 cgroup_id: f.header.cgroup_id,
-                // Its own pid, which the fork record does not carry in its namespace.
-                ns_pid: 0,
+                ns_pid: f.ns_pid,
                 ppid: f.ppid,
                 parent: parent.clone(),
                 ..Process::clone(p)
@@ -317,7 +316,7 @@ mod tests {
         RawEvent::Fork(ForkEvent {
             header: header(EventKind::Fork, pid, ktime),
             ppid,
-            _pad: 0,
+            ns_pid: 0,
             start_ns: pid as u64 * 10,
         })
     }
