@@ -51,6 +51,11 @@ pub struct Metrics {
     cache_misses: Counter,
     policies: Family<Labels, Gauge>,
     policy_kernel: Family<Vec<(&'static str, String)>, Counter>,
+    /// `events` of the agent's own event types, looked up without building labels (one
+    /// count per event on the hot path).
+    known_types: [(&'static str, Counter); 6],
+    /// `policy_events`, likewise, once a policy has had an event.
+    known_policies: Mutex<HashMap<String, Counter>>,
     /// The last value of each counter kept elsewhere (the kernel's, the cache's, the
     /// sinks'), so that each observation adds what is new.
     last: Mutex<HashMap<String, u64>>,
@@ -75,12 +80,12 @@ impl Metrics {
                 m
             }};
         }
-        let events = reg!(
+        let events: Family<Labels, Counter> = reg!(
             "events",
             "Events the export stage took, by type",
             Family::default()
         );
-        let policy_events = reg!(
+        let policy_events: Family<Labels, Counter> = reg!(
             "policy_events",
             "Events of each tracing policy",
             Family::default()
@@ -165,6 +170,15 @@ impl Metrics {
             "Hook hits of each policy in the kernel, by stage (seen, matched, posted, lost, rate_limited)",
             Family::default()
         );
+        let known_types = [
+            "process_exec",
+            "process_exit",
+            "process_kprobe",
+            "process_tracepoint",
+            "event_loss",
+            "rate_limit_info",
+        ]
+        .map(|t| (t, events.get_or_create(&label("type", t)).clone()));
         let build = Family::<Labels, Gauge>::default();
         build
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())])
@@ -190,6 +204,8 @@ impl Metrics {
             cache_misses,
             policies,
             policy_kernel,
+            known_types,
+            known_policies: Mutex::new(HashMap::new()),
             last: Mutex::new(HashMap::new()),
             heartbeat: AtomicU64::new(now_secs()),
             ready: AtomicBool::new(false),
@@ -197,9 +213,32 @@ impl Metrics {
     }
 
     pub fn event(&self, kind: &str, policy: Option<&str>) {
-        self.events.get_or_create(&label("type", kind)).inc();
+        match self.known_types.iter().find(|(t, _)| *t == kind) {
+            Some((_, c)) => {
+                c.inc();
+            }
+            None => {
+                self.events.get_or_create(&label("type", kind)).inc();
+            }
+        }
         if let Some(p) = policy.filter(|p| !p.is_empty()) {
-            self.policy_events.get_or_create(&label("policy", p)).inc();
+            let mut known = self
+                .known_policies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match known.get(p) {
+                Some(c) => {
+                    c.inc();
+                }
+                None => {
+                    let c = self
+                        .policy_events
+                        .get_or_create(&label("policy", p))
+                        .clone();
+                    c.inc();
+                    known.insert(p.to_owned(), c);
+                }
+            }
         }
     }
 

@@ -65,7 +65,17 @@ impl Default for Settings {
 struct Numbered<'a, T: serde::Serialize> {
     #[serde(flatten)]
     event: &'a T,
-    seq: String,
+    seq: Seq,
+}
+
+/// A sequence number, written as a string (a 64-bit counter, as protojson writes them)
+/// without allocating one.
+struct Seq(u64);
+
+impl serde::Serialize for Seq {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
 }
 
 /// A token bucket of `per_minute` tokens, refilled continuously.
@@ -196,7 +206,7 @@ impl Export {
         self.seq += 1;
         let line = Numbered {
             event: ev,
-            seq: self.seq.to_string(),
+            seq: Seq(self.seq),
         };
         self.send_json(&line, kind);
     }
@@ -246,7 +256,7 @@ impl Export {
         self.seq += 1;
         let line = Numbered {
             event: ev,
-            seq: self.seq.to_string(),
+            seq: Seq(self.seq),
         };
         self.send_json(&line, ev.kind());
         if let Some(o) = &self.otlp {
