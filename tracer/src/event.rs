@@ -13,16 +13,30 @@ use crate::{
 };
 
 /// One exported line.
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct Event<'a> {
-    #[serde(flatten)]
     pub body: Body<'a>,
     pub node_name: &'a str,
     pub time: String,
 }
 
+/// `{"<kind>": {body}, "node_name": ..., "time": ...}`, written straight out: serde's
+/// `flatten` of an enum would first copy the body into a buffer of its own (tens of
+/// allocations an event).
+impl Serialize for Event<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry(self.kind(), &self.body)?;
+        m.serialize_entry("node_name", self.node_name)?;
+        m.serialize_entry("time", &self.time)?;
+        m.end()
+    }
+}
+
+/// The body of each kind of event; its key is [`Event::kind`].
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(untagged)]
 pub enum Body<'a> {
     ProcessExec {
         process: ProcessOut<'a>,
