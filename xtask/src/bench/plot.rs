@@ -59,16 +59,22 @@ pub fn draw(path: &Path, panels: &[&Panel], context: &serde_json::Value) -> anyh
     let root = BitMapBackend::new(path, (w, h)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let (head, body) = root.split_vertically(50);
+    let style = ("sans-serif", 16).into_font().color(&BLACK);
     head.draw_text(
         &format!(
-            "tracer: {} (kernel {}, {} CPUs, {} rounds; medians)",
-            context["command"].as_str().unwrap_or_default(),
+            "tracer benchmarks: medians of {} rounds; kernel {}, {} CPUs",
+            context["rounds"],
             context["kernel"].as_str().unwrap_or_default(),
             context["cpus"],
-            context["rounds"]
         ),
-        &("sans-serif", 22).into_font().color(&BLACK),
-        (16, 14),
+        &style,
+        (16, 6),
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    head.draw_text(
+        context["command"].as_str().unwrap_or_default(),
+        &style,
+        (16, 28),
     )
     .map_err(|e| anyhow!("{e}"))?;
     for (area, p) in body.split_evenly((rows, cols)).iter().zip(panels) {
@@ -110,7 +116,8 @@ fn panel(
         .margin(12)
         .x_label_area_size(30)
         .y_label_area_size(60)
-        .build_cartesian_2d((0..n).into_segmented(), lo..top)?;
+        // A segmented range of 0..=k has k + 1 segments.
+        .build_cartesian_2d((0..(n - 1).max(0)).into_segmented(), lo..top)?;
     chart
         .configure_mesh()
         .disable_x_mesh()

@@ -175,7 +175,8 @@ pub fn count(x: f64) -> String {
 
 /// The main values of a run, on one line, for the progress log.
 pub fn brief(v: &Values) -> String {
-    const KEYS: [&str; 12] = [
+    const KEYS: [&str; 13] = [
+        "call_rate",
         "exec_rate",
         "stress_rate",
         "exec_delivered",

@@ -196,7 +196,13 @@ impl Running {
                 })?;
             }
             Tracer::Bpftrace { program } => {
-                let ready = work.join(format!("{tag}.ready"));
+                // bpftrace takes strings of at most 64 bytes: a short path.
+                static STARTS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let ready = std::env::temp_dir().join(format!(
+                    "tracer-bench-{}-{}",
+                    std::process::id(),
+                    STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                ));
                 let _ = fs::remove_file(&ready);
                 let out = work.join(format!("{tag}.bt"));
                 // BEGIN runs once every probe is attached.
@@ -219,6 +225,7 @@ impl Running {
                 running.kind = Kind::Bpftrace;
                 running.out = Some(out);
                 running.wait_until("bpftrace to attach its probes", |_| Ok(ready.exists()))?;
+                let _ = fs::remove_file(&ready);
             }
         }
         Ok(running)
