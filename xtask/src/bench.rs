@@ -425,6 +425,7 @@ fn finish(t: Running, v: &mut Values) -> anyhow::Result<run::Stopped> {
     let s = t.stop()?;
     if traced {
         v.insert("cpu_s".into(), s.cpu_s);
+        v.insert("wakeups".into(), s.wakeups);
     }
     for (k, x) in &s.summary {
         v.insert(format!("agent.{k}"), *x);
@@ -628,6 +629,7 @@ fn exec(ctx: &Ctx) -> anyhow::Result<BenchResult> {
                 let events = get(&v, "agent.events_written");
                 if events > 0.0 {
                     v.insert("cpu_us_per_event".into(), get(&v, "cpu_s") * 1e6 / events);
+                    v.insert("wakeups_per_event".into(), get(&v, "wakeups") / events);
                 }
             } else {
                 let lines = count_lines(out, |l| l.ends_with(&true_path))?;
@@ -691,10 +693,11 @@ fn exec(ctx: &Ctx) -> anyhow::Result<BenchResult> {
         "",
     ));
     r.rows.push(Row::info(
-        "agent CPU per event",
+        "agent CPU per event, wake-ups per event",
         format!(
-            "{:.1} µs",
-            median(&series(&r.runs, "tracer", "cpu_us_per_event"))
+            "{:.1} µs, {:.2}",
+            median(&series(&r.runs, "tracer", "cpu_us_per_event")),
+            median(&series(&r.runs, "tracer", "wakeups_per_event"))
         ),
         "",
     ));
@@ -1645,4 +1648,41 @@ fn memory(ctx: &Ctx) -> anyhow::Result<BenchResult> {
     );
     let _ = std::io::stderr().flush();
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(setup: &'static str, round: usize, x: f64) -> RunRecord {
+        RunRecord {
+            setup,
+            round,
+            values: Values::from([("m".to_owned(), x)]),
+        }
+    }
+
+    #[test]
+    fn medians_skip_what_is_not_a_number() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&[f64::NAN, 1.0]), 1.0);
+        assert!(median(&[]).is_nan());
+    }
+
+    #[test]
+    fn ratios_and_differences_pair_setups_within_a_round() {
+        let runs = [
+            run("none", 1, 100.0),
+            run("tracer", 1, 90.0),
+            run("none", 2, 200.0),
+            run("tracer", 2, 190.0),
+            run("none", 3, 50.0),
+            run("tracer", 3, 49.0),
+        ];
+        // Per round: 0.9, 0.95, 0.98; across rounds the absolute values differ widely.
+        assert!((ratio(&runs, "none", "tracer", "m") - 0.95).abs() < 1e-9);
+        assert_eq!(added(&runs, "none", "tracer", "m"), -10.0);
+        assert_eq!(spread(&[1.0, 3.0, 2.0], 1), "1.0–3.0");
+    }
 }

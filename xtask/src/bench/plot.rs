@@ -87,6 +87,7 @@ pub fn draw(path: &Path, panels: &[&Panel], context: &serde_json::Value) -> anyh
 fn shown(x: f64, unit: &str) -> String {
     match unit {
         "ratio" => format!("{x:.2}"),
+        "ns" if x.abs() < 10.0 => format!("{x:.1}"),
         "ns" => format!("{x:.0}"),
         "MiB" => format!("{x:.1}"),
         _ => count(x),
@@ -129,6 +130,7 @@ fn panel(
                 .unwrap_or_default(),
             _ => String::new(),
         })
+        .y_label_formatter(&|y| shown(*y, &p.unit))
         .label_style(("sans-serif", 13))
         .axis_desc_style(("sans-serif", 14))
         .draw()?;

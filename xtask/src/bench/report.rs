@@ -344,3 +344,27 @@ fn bench_json(r: &BenchResult) -> Value {
         "notes": r.notes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_for_people() {
+        assert_eq!(count(1_234_567.0), "1.23M");
+        assert_eq!(count(45_600.0), "46k");
+        assert_eq!(count(1_500.0), "1.5k");
+        assert_eq!(count(12.0), "12");
+        assert_eq!(count(f64::NAN), "n/a");
+    }
+
+    #[test]
+    fn targets_say_by_how_much_they_are_missed() {
+        let r = Row::at_least_count("x", 900_000.0, 1_000_000.0);
+        assert!(matches!(r.status, Status::Missed(ref by) if by == "by 100k/s (90 % of it)"));
+        assert!(matches!(
+            Row::at_least("y", 0.97, 0.95, 2, "").status,
+            Status::Met
+        ));
+    }
+}

@@ -97,6 +97,7 @@ pub struct Running {
     /// The agent's metrics port.
     metrics_port: Option<u16>,
     cpu_at_mark: f64,
+    switches_at_mark: f64,
     progs_at_mark: BTreeMap<u32, ProgStat>,
     stats: bool,
 }
@@ -118,6 +119,9 @@ pub struct Stopped {
     /// Each policy's kernel counters (`seen`, `matched`, `posted`, `lost`,
     /// `rate_limited`), by policy name.
     pub policies: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Times it went to sleep waiting (voluntary context switches, all threads) from the
+    /// mark to the stop: how often the kernel woke it.
+    pub wakeups: f64,
     /// Events bpftrace said it lost.
     pub bpftrace_lost: f64,
     /// Per eBPF program, with run statistics on: (name, runs, ns per run) over the workload.
@@ -152,6 +156,7 @@ impl Running {
             out: None,
             metrics_port: None,
             cpu_at_mark: 0.0,
+            switches_at_mark: 0.0,
             progs_at_mark: BTreeMap::new(),
             stats,
         };
@@ -275,6 +280,7 @@ impl Running {
             return Ok(());
         }
         self.cpu_at_mark = cpu_seconds(self.pid)?;
+        self.switches_at_mark = switches(self.pid);
         if self.stats {
             self.progs_at_mark = prog_stats(self.pid);
         }
@@ -365,6 +371,7 @@ impl Running {
                 stopped.programs.push((name, runs, ns));
             }
         }
+        stopped.wakeups = (switches(self.pid) - self.switches_at_mark).max(0.0);
         // SAFETY: kill(2) on the child's own pid, which it keeps until reaped below.
         unsafe { libc::kill(self.pid, libc::SIGINT) };
         let usage = reap(child, self.pid)?;
@@ -493,6 +500,22 @@ pub fn cpu_seconds(pid: i32) -> anyhow::Result<f64> {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     // utime and stime are fields 14 and 15: 11 and 12 after the state.
     Ok((ticks(11) + ticks(12)) / hz)
+}
+
+/// Voluntary context switches of a live process, all its threads.
+fn switches(pid: i32) -> f64 {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| fs::read_to_string(t.path().join("status")).ok())
+        .filter_map(|st| {
+            st.lines()
+                .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .sum()
 }
 
 /// VmRSS, RssAnon, RssFile and RssShmem of a process, and the part of its resident
@@ -626,4 +649,27 @@ pub fn numbers(text: &str) -> Vec<f64> {
         .split_whitespace()
         .filter_map(|w| w.parse().ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agents_summary_is_read_from_its_log_line() {
+        let line = "2026-11-25T18:58:20.032374Z  INFO tracer::agent: tracer stopped drained_at_exit=2 events_written=16 kernel_records=23 kernel_lost=0";
+        let kv = key_values(line);
+        assert_eq!(kv["events_written"], 16.0);
+        assert_eq!(kv["kernel_lost"], 0.0);
+        assert_eq!(kv.len(), 4);
+    }
+
+    #[test]
+    fn a_workload_prints_its_numbers_last() {
+        assert_eq!(
+            numbers("warming up\n5000000 599031922\n"),
+            [5e6, 599031922.0]
+        );
+        assert!(numbers("").is_empty());
+    }
 }
