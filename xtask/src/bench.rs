@@ -67,6 +67,8 @@ pub const BENCHES: [(&str, &str); 9] = [
 ];
 
 pub struct Options {
+    /// Only draw `bench.png` again from the last `report.json`.
+    pub plot_only: bool,
     pub quick: bool,
     pub only: Vec<String>,
     pub rounds: Option<usize>,
@@ -169,6 +171,9 @@ pub fn bench(opts: Options) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| workspace_root().join("target/bench"));
+    if opts.plot_only {
+        return report::replot(&out);
+    }
     let work = out.join("work");
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
 

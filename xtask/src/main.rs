@@ -58,6 +58,9 @@ enum Cmd {
     /// The benchmarks (as root): each workload with no tracer, the agent and bpftrace,
     /// interleaved over rounds; a table, `report.json` and a plot, `bench.png`.
     Bench {
+        /// Draw the plot again from the last report (DIR/report.json), without running.
+        #[arg(long)]
+        plot_only: bool,
         /// Fewer rounds and shorter workloads (for development).
         #[arg(long)]
         quick: bool,
@@ -86,12 +89,14 @@ fn main() -> ExitCode {
             setup::setup().and_then(|()| test::integration(&kernels))
         }
         Cmd::Bench {
+            plot_only,
             quick,
             only,
             rounds,
             out,
         } => setup::setup().and_then(|()| {
             bench::bench(bench::Options {
+                plot_only,
                 quick,
                 only,
                 rounds,

@@ -122,6 +122,8 @@ fn panel(
     chart
         .configure_mesh()
         .disable_x_mesh()
+        // Only the labelled lines: a lighter image (it is committed).
+        .light_line_style(TRANSPARENT)
         .y_desc(p.unit.as_str())
         .x_label_formatter(&|x| match x {
             SegmentValue::CenterOf(i) => labels

@@ -95,6 +95,52 @@ pub struct Panel {
 /// An eBPF program's statistics: (name, runs, ns per run).
 type Program = (String, f64, f64);
 
+impl Panel {
+    fn to_json(&self) -> Value {
+        json!({
+            "title": self.title,
+            "unit": self.unit,
+            "bars": self.bars.iter().map(|(l, v)| json!([l, v])).collect::<Vec<_>>(),
+            "target": self.target.as_ref().map(|(v, l)| json!([v, l])),
+            "max": self.max,
+        })
+    }
+
+    fn from_json(v: &Value) -> Option<Panel> {
+        let pair = |p: &Value| -> Option<(String, f64)> {
+            Some((p[0].as_str()?.to_owned(), p[1].as_f64().unwrap_or(f64::NAN)))
+        };
+        Some(Panel {
+            title: v["title"].as_str()?.to_owned(),
+            unit: v["unit"].as_str()?.to_owned(),
+            bars: v["bars"].as_array()?.iter().filter_map(pair).collect(),
+            target: v["target"]
+                .as_array()
+                .and_then(|t| Some((t.first()?.as_f64()?, t.get(1)?.as_str()?.to_owned()))),
+            max: v["max"].as_f64(),
+        })
+    }
+}
+
+/// Draws `bench.png` again from the `report.json` in `out` (after a change of style).
+pub fn replot(out: &Path) -> anyhow::Result<()> {
+    let path = out.join("report.json");
+    let report: Value = serde_json::from_str(
+        &fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", path.display()))?;
+    let panels: Vec<Panel> = report["figures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Panel::from_json)
+        .collect();
+    let png = out.join("bench.png");
+    super::plot::draw(&png, &panels.iter().collect::<Vec<_>>(), &report["context"])?;
+    eprintln!("xtask: wrote {}", png.display());
+    Ok(())
+}
+
 /// One benchmark's results.
 pub struct BenchResult {
     pub name: &'static str,
@@ -290,6 +336,7 @@ pub fn write(out: &Path, results: &[BenchResult], context: &Value) -> anyhow::Re
         serde_json::to_string_pretty(&json!({
             "context": context,
             "benchmarks": results.iter().map(bench_json).collect::<Vec<_>>(),
+            "figures": results.iter().flat_map(|r| &r.panels).map(Panel::to_json).collect::<Vec<_>>(),
         }))?,
     )
     .with_context(|| format!("cannot write {}", json_path.display()))?;
