@@ -7,7 +7,10 @@
 //!   integration tests that load the real programs.
 //! - `cargo xtask integration-test [--kernel host|debian-6.1|debian-6.12]`: the
 //!   privileged tests on the host's kernel and on Debian's, one report per kernel.
+//! - `cargo xtask bench [--quick] [--only NAME...] [--rounds N] [--out DIR]`: the
+//!   benchmarks, against no tracer and against bpftrace (see `bench.rs`).
 
+mod bench;
 mod manifests;
 mod setup;
 mod test;
@@ -52,6 +55,26 @@ enum Cmd {
         #[arg(long = "kernel", value_name = "KERNEL")]
         kernels: Vec<String>,
     },
+    /// The benchmarks (as root): each workload with no tracer, the agent and bpftrace,
+    /// interleaved over rounds; a table, `report.json` and a plot, `bench.png`.
+    Bench {
+        /// Draw the plot again from the last report (DIR/report.json), without running.
+        #[arg(long)]
+        plot_only: bool,
+        /// Fewer rounds and shorter workloads (for development).
+        #[arg(long)]
+        quick: bool,
+        /// Only these benchmarks: exec, default, nomatch, pipeline, overload, connect,
+        /// enforce, userspace, memory.
+        #[arg(long, value_name = "NAME", num_args = 1..)]
+        only: Vec<String>,
+        /// Rounds of each benchmark (default 5; 2 with --quick).
+        #[arg(long, value_name = "N")]
+        rounds: Option<usize>,
+        /// Where the report, the plot and the workloads' files go (default target/bench).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -65,6 +88,21 @@ fn main() -> ExitCode {
         Cmd::IntegrationTest { kernels } => {
             setup::setup().and_then(|()| test::integration(&kernels))
         }
+        Cmd::Bench {
+            plot_only,
+            quick,
+            only,
+            rounds,
+            out,
+        } => setup::setup().and_then(|()| {
+            bench::bench(bench::Options {
+                plot_only,
+                quick,
+                only,
+                rounds,
+                out,
+            })
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
