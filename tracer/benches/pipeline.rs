@@ -179,6 +179,7 @@ fn export() -> Export {
         export::Settings::default(),
         Box::new(std::io::sink()),
         "stdout",
+        None,
         NODE.to_owned(),
         Arc::new(Metrics::new()),
     )
