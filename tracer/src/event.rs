@@ -12,6 +12,16 @@ use crate::{
     ringbuf::LossReport,
 };
 
+/// The event types this agent writes: each event's top-level key ([`Event::kind`]).
+pub const KINDS: [&str; 6] = [
+    "process_exec",
+    "process_exit",
+    "process_kprobe",
+    "process_tracepoint",
+    "event_loss",
+    "rate_limit_info",
+];
+
 /// One exported line.
 #[derive(Debug)]
 pub struct Event<'a> {

@@ -170,15 +170,8 @@ impl Metrics {
             "Hook hits of each policy in the kernel, by stage (seen, matched, posted, lost, rate_limited)",
             Family::default()
         );
-        let known_types = [
-            "process_exec",
-            "process_exit",
-            "process_kprobe",
-            "process_tracepoint",
-            "event_loss",
-            "rate_limit_info",
-        ]
-        .map(|t| (t, events.get_or_create(&label("type", t)).clone()));
+        let known_types =
+            crate::event::KINDS.map(|t| (t, events.get_or_create(&label("type", t)).clone()));
         let build = Family::<Labels, Gauge>::default();
         build
             .get_or_create(&vec![("version", env!("CARGO_PKG_VERSION").to_owned())])

@@ -38,8 +38,11 @@ pub fn status(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn output(cmd: &mut Command) -> anyhow::Result<String> {
+/// Runs `cmd` (stdin empty) to its end and returns its stdout; fails with its stderr
+/// when it fails.
+pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd
+        .stdin(std::process::Stdio::null())
         .output()
         .with_context(|| format!("cannot start {cmd:?}"))?;
     if !out.status.success() {

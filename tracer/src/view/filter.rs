@@ -7,14 +7,7 @@ use serde_json::Value;
 use super::ViewError;
 
 /// The event types (the top-level member naming the event) and their short forms.
-pub const EVENT_TYPES: &[&str] = &[
-    "process_exec",
-    "process_exit",
-    "process_kprobe",
-    "process_tracepoint",
-    "event_loss",
-    "rate_limit_info",
-];
+pub const EVENT_TYPES: &[&str] = &crate::event::KINDS;
 
 const SHORT: &[(&str, &str)] = &[
     ("exec", "process_exec"),

@@ -625,21 +625,7 @@ fn prog_names() -> BTreeMap<u32, String> {
         .collect()
 }
 
-/// Runs `cmd` to its end and returns its stdout; fails with its stderr when it fails.
-pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot start {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+pub use crate::setup::output;
 
 /// The numbers a workload printed on its last line.
 pub fn numbers(text: &str) -> Vec<f64> {
