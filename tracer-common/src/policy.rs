@@ -531,6 +531,9 @@ pub const SYSCALL_EXIT: u32 = 1;
 /// Syscall numbers the per-number masks cover (x86-64 has under 500; numbers past this,
 /// such as x32's, reach only `raw_syscalls` hooks).
 pub const SYSCALL_IDS: u32 = 1024;
+/// Processes the raw syscall programs can gate on (`SYSCALL_PID_GATE`): every pid that
+/// the `matchPIDs` of the routed hooks name (at most 8 selectors of 8 pids per hook).
+pub const MAX_GATE_PIDS: u32 = TP_SLOTS * (MAX_SELECTORS * MAX_PIDS) as u32;
 
 /// The record a syscall hit is evaluated on, laid out as the `syscalls/sys_enter_*`,
 /// `syscalls/sys_exit_*` and `raw_syscalls/*` tracefs records are: the common fields

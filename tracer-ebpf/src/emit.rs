@@ -2,6 +2,7 @@
 //! the ring buffer cannot take is counted in `COUNTERS`.
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::generated::{bpf_get_current_cgroup_id, bpf_ktime_get_ns},
     maps::ring_buf::RingBufEntry,
 };
@@ -39,7 +40,27 @@ pub fn submit<T>(kind: EventKind, entry: RingBufEntry<T>, read_error: bool) {
         count(kind, Counter::ReadError);
     }
     count(kind, Counter::Emitted);
-    entry.submit(0);
+    entry.submit(wakeup(core::mem::size_of::<T>() as u64));
+}
+
+/// The submit flags of a record of `size` bytes: wake the agent only when this record
+/// takes the ring buffer's backlog across `WAKEUP_BYTES` (so a burst wakes it once, and it
+/// drains the lot); below that the agent reads on its own timer. Records of other CPUs
+/// racing across the threshold may both skip the wake-up: the timer still reads them.
+#[inline(always)]
+pub fn wakeup(size: u64) -> u64 {
+    // SAFETY: WAKEUP_BYTES is a valid, aligned static; the volatile read keeps the
+    // compiler from folding the zero it sees at build time.
+    let threshold = unsafe { core::ptr::read_volatile(&raw const crate::globals::WAKEUP_BYTES) };
+    if threshold == 0 {
+        return 0;
+    }
+    let waiting = EVENTS.query(BPF_RB_AVAIL_DATA.into());
+    if waiting < threshold && waiting + size >= threshold {
+        BPF_RB_FORCE_WAKEUP.into()
+    } else {
+        BPF_RB_NO_WAKEUP.into()
+    }
 }
 
 /// The common head of a record about process `pid`, thread `tid`, stamped now.

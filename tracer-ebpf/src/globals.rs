@@ -103,6 +103,12 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets {
     present: 0,
 };
 
+/// How many bytes may wait in `EVENTS` before a record wakes the agent; 0 wakes it for
+/// every record (the kernel's own rule). Below the threshold records are submitted without
+/// a wake-up (no interrupt, no context switch) and the agent reads them on its timer.
+#[unsafe(no_mangle)]
+pub(crate) static WAKEUP_BYTES: u64 = 0;
+
 /// Reads one field of `OFFSETS`: `off!(task_tgid)` is the offset of `task_struct.tgid`.
 /// The read is volatile so that the compiler cannot fold the zeros it sees at build time.
 macro_rules! off {

@@ -43,6 +43,17 @@ pub static SYSCALL_SLOTS: Array<u32> = Array::with_max_entries(2 * SYSCALL_IDS, 
 #[map]
 pub static SYSCALL_ANY: Array<u32> = Array::with_max_entries(2, 0);
 
+/// Routed slots whose every selector names its processes (`matchPIDs` `In`, without
+/// `followForks` or `isNamespacePID`): they run only for a process in `SYSCALL_PID_GATE`,
+/// which the dispatcher checks before it reads anything (a bit per slot, at `[0]`).
+#[map]
+pub static SYSCALL_GATED: Array<u32> = Array::with_max_entries(1, 0);
+
+/// The gated slots each listed process (tgid) may reach.
+#[map]
+pub static SYSCALL_PID_GATE: HashMap<u32, u32> =
+    HashMap::with_max_entries(tracer_common::policy::MAX_GATE_PIDS, 0);
+
 /// The syscall record being evaluated, and the slots still to run on it.
 #[map]
 pub static SYSCALL_RECORD: PerCpuArray<SyscallRecord> = PerCpuArray::with_max_entries(1, 0);

@@ -39,6 +39,9 @@ pub struct Config {
     pub node_name: String,
     pub process_cache_size: NonZeroUsize,
     pub ring_buffer_size: u32,
+    /// The longest a record waits in the ring buffer before the agent reads it; zero
+    /// wakes the agent for every record.
+    pub ring_buffer_wakeup: Duration,
     pub loss_report_interval: Duration,
     pub proc_root: PathBuf,
     pub cgroup_root: PathBuf,
@@ -102,7 +105,10 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
     let mut loaded = loader::load(
         &resolved,
         &hooks,
-        config.ring_buffer_size,
+        loader::RingSize::new(
+            config.ring_buffer_size,
+            !config.ring_buffer_wakeup.is_zero(),
+        ),
         &config.attach_overrides,
     )?;
     for (hook, status) in &loaded.hooks {
@@ -212,6 +218,7 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         .iter()
         .filter(|(_, s)| matches!(s, HookStatus::Attached))
         .count();
+    release_load_memory();
     tracing::info!(
         node = %config.node_name,
         hooks = attached,
@@ -268,6 +275,12 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
     waiting.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut policy_poll = tokio::time::interval(Duration::from_secs(1));
     policy_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // With batched wake-ups the kernel wakes the agent only for a large backlog: the rest
+    // is read on this timer.
+    let batched = !config.ring_buffer_wakeup.is_zero();
+    let mut ring_timer =
+        tokio::time::interval(config.ring_buffer_wakeup.max(Duration::from_millis(1)));
+    ring_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         metrics.beat();
         tokio::select! {
@@ -276,6 +289,12 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
                 source.drain(|bytes| pipeline.record(bytes, store.as_ref()));
                 pipeline.release(false);
                 pipeline.flush();
+            }
+            _ = ring_timer.tick(), if batched => {
+                if source.drain(|bytes| pipeline.record(bytes, store.as_ref())) > 0 {
+                    pipeline.release(false);
+                    pipeline.flush();
+                }
             }
             _ = waiting.tick(), if !pipeline.waiting.is_empty() => {
                 pipeline.release(false);
@@ -515,5 +534,17 @@ impl Pipeline {
             self.metrics.policies(loaded, partly, error);
         }
         self.export.observe();
+    }
+}
+
+/// Hands back to the system the heap that loading used and freed: the kernel's BTF
+/// (parsed whole, tens of MiB at peak) and the programs' instructions. The allocator
+/// keeps freed memory for reuse, so without this it would stay resident all along.
+fn release_load_memory() {
+    // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the
+    // kernel; it touches no memory in use.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -71,16 +71,39 @@ pub fn lifecycle_hooks(resolved: &Resolved) -> [Hook; 3] {
     ]
 }
 
-/// Loads the object and attaches `hooks`; `ring_bytes` sizes the ring buffer.
+/// The `EVENTS` ring buffer: its size, and how much of it may fill before a record wakes
+/// the agent (0: every record wakes it; otherwise the agent also reads on a timer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingSize {
+    pub bytes: u32,
+    pub wakeup_bytes: u64,
+}
+
+impl RingSize {
+    /// A ring buffer of `bytes` whose records wake the agent once an eighth of it is
+    /// waiting, or, with `batched` false, at every record.
+    pub fn new(bytes: u32, batched: bool) -> Self {
+        Self {
+            bytes,
+            wakeup_bytes: if batched {
+                u64::from(bytes / 8).max(1)
+            } else {
+                0
+            },
+        }
+    }
+}
+
+/// Loads the object and attaches `hooks`; `ring` sizes the ring buffer.
 /// `attach_overrides` (program, tracepoint event) attach a program elsewhere: the tests
 /// use it to make the kernel refuse one hook for real.
 pub fn load(
     resolved: &Resolved,
     hooks: &[Hook],
-    ring_bytes: u32,
+    ring: RingSize,
     attach_overrides: &[(String, String)],
 ) -> Result<Loaded, LoadError> {
-    let mut ebpf = object(resolved, ring_bytes)?;
+    let mut ebpf = object(resolved, ring)?;
     let statuses: Vec<(Hook, HookStatus)> = hooks
         .iter()
         .map(|hook| {
@@ -109,10 +132,11 @@ pub fn load(
 }
 
 /// The object with its maps created and nothing loaded into the kernel yet.
-pub fn object(resolved: &Resolved, ring_bytes: u32) -> Result<Ebpf, LoadError> {
+pub fn object(resolved: &Resolved, ring: RingSize) -> Result<Ebpf, LoadError> {
     Ok(EbpfLoader::new()
         .override_global("OFFSETS", &resolved.offsets, true)
-        .map_max_entries("EVENTS", ring_bytes)
+        .override_global("WAKEUP_BYTES", &ring.wakeup_bytes, true)
+        .map_max_entries("EVENTS", ring.bytes)
         .load(OBJECT)?)
 }
 

@@ -161,6 +161,13 @@ struct RunArgs {
     #[arg(long, default_value_t = 16 << 20, value_parser = parse_ring_size)]
     ring_buffer_size: u32,
 
+    /// The longest a record waits in the kernel's ring buffer before the agent reads it, in
+    /// milliseconds. The agent reads on this timer, and the kernel wakes it early only when
+    /// an eighth of the ring buffer is waiting: a burst of events costs one wake-up, not one
+    /// each. 0 wakes the agent for every record (lowest latency, most CPU under load).
+    #[arg(long, default_value_t = 10)]
+    ring_buffer_wakeup_ms: u64,
+
     /// How often to check the kernel's loss counters, in milliseconds. A loss is written as an
     /// `event_loss` event and logged.
     #[arg(long, default_value_t = 1000)]
@@ -556,6 +563,7 @@ fn run(args: RunArgs) -> ExitCode {
         node_name,
         process_cache_size: args.process_cache_size,
         ring_buffer_size: args.ring_buffer_size,
+        ring_buffer_wakeup: Duration::from_millis(args.ring_buffer_wakeup_ms),
         loss_report_interval: Duration::from_millis(args.loss_report_interval_ms.max(10)),
         proc_root: PathBuf::from("/proc"),
         cgroup_root: tracer::pods::cgroup::v2_root(),

@@ -218,7 +218,10 @@ pub(crate) fn run(base: u64, slot: u32) -> i32 {
     ev.selector = sel_index;
     ev.nargs = cfg.nargs;
     ev.flags = flags;
-    if EVENTS.output::<TracepointEvent>(&*ev, 0).is_ok() {
+    if EVENTS
+        .output::<TracepointEvent>(&*ev, emit::wakeup(size_of::<TracepointEvent>() as u64))
+        .is_ok()
+    {
         policy_count(cfg.policy_id, POLICY_POSTED);
         emit::count(EventKind::Tracepoint, Counter::Emitted);
     } else {

@@ -3,7 +3,8 @@
 //! too (by default those run on their own `syscalls/*` tracepoint, which measured
 //! cheaper for the syscalls it does not trace: see the README's cost paragraph). The
 //! program looks up the syscall number in `SYSCALL_SLOTS` and returns at once for a
-//! syscall no hook traces. For one that is traced it builds a [`SyscallRecord`], laid
+//! syscall no hook traces, and, for a hook whose selectors all name their processes
+//! (`matchPIDs`), for a process they do not name. For one that is traced it builds a [`SyscallRecord`], laid
 //! out as the tracefs record of the hook's own tracepoint, and tail-calls
 //! `policy_syscall`, which runs the hook's slot (`hooks/policy.rs`) on it, one slot per
 //! tail call.
@@ -11,7 +12,8 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::generated::bpf_probe_read_kernel, macros::raw_tracepoint,
+    helpers::generated::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
 use tracer_common::policy::{SYSCALL_ENTER, SYSCALL_EXIT, SYSCALL_IDS, TP_SLOTS};
@@ -19,7 +21,9 @@ use tracer_common::policy::{SYSCALL_ENTER, SYSCALL_EXIT, SYSCALL_IDS, TP_SLOTS};
 use crate::{
     globals::off,
     hooks::policy::run,
-    maps::{SYSCALL_ANY, SYSCALL_PROGS, SYSCALL_RECORD, SYSCALL_SLOTS},
+    maps::{
+        SYSCALL_ANY, SYSCALL_GATED, SYSCALL_PID_GATE, SYSCALL_PROGS, SYSCALL_RECORD, SYSCALL_SLOTS,
+    },
 };
 
 /// `sys_enter(struct pt_regs *regs, long id)`.
@@ -77,6 +81,19 @@ fn dispatch(ctx: &RawTracePointContext, dir: u32, regs: u64, id: u64, ret: u64) 
     }
     if mask == 0 {
         return 0;
+    }
+    // Slots whose selectors all name their processes: one lookup by tgid settles them
+    // for every other process, before any register is read or any tail call made.
+    let gated = SYSCALL_GATED.get(0).copied().unwrap_or(0);
+    if mask & gated != 0 {
+        // SAFETY: helper without arguments.
+        let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
+        // SAFETY: a map value, copied out.
+        let allowed = unsafe { SYSCALL_PID_GATE.get(tgid) }.copied().unwrap_or(0);
+        mask &= !gated | allowed;
+        if mask == 0 {
+            return 0;
+        }
     }
     let Some(rec) = SYSCALL_RECORD.get_ptr_mut(0) else {
         return 0;

@@ -23,7 +23,7 @@ use aya::{
     },
 };
 use tracer_common::policy::{
-    BinFollow, FOLLOW_BINARIES, HookConfig, LONG_PREFIX, MAX_BIN_FOLLOW, MAX_POLICIES,
+    BinFollow, FOLLOW_BINARIES, HookConfig, LONG_PREFIX, MAX_BIN_FOLLOW, MAX_POLICIES, PIDS_IN,
     POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED, POLICY_RATE_LIMITED,
     POLICY_SEEN, PREFIX_MAX, STRING_MAX, SYSCALL_IDS, ScopeKey, StrKey, StrPrefix, TP_SLOTS,
     TRACK_BINARIES,
@@ -243,14 +243,55 @@ pub struct PolicyStore {
 struct SyscallDispatch {
     slots_map: Array<MapData, u32>,
     any_map: Array<MapData, u32>,
+    gated_map: Array<MapData, u32>,
+    pid_gate_map: BpfHashMap<MapData, u32, u32>,
     /// The routed hook of each slot.
-    routes: HashMap<u32, SyscallRoute>,
-    /// What the two maps hold now.
+    routes: HashMap<u32, RoutedHook>,
+    /// What the maps hold now.
     slots: Vec<u32>,
     any: [u32; 2],
+    gated: u32,
+    pid_gate: HashMap<u32, u32>,
     links: [Option<RawTracePointLinkId>; 2],
     /// Kept alive for `SYSCALL_PROGS`.
     _progs: ProgramArray<MapData>,
+}
+
+/// A hook the raw syscall tracepoints run.
+struct RoutedHook {
+    route: SyscallRoute,
+    /// The only processes (tgids) the hook's selectors can match, when every selector
+    /// names them: the dispatcher skips the hook for every other process.
+    pids: Option<Vec<u32>>,
+}
+
+impl RoutedHook {
+    fn new(route: SyscallRoute, config: &HookConfig) -> Self {
+        Self {
+            route,
+            pids: pid_gate(config),
+        }
+    }
+}
+
+/// The pids a hook can match when each of its selectors has `matchPIDs` `In` with plain
+/// pids (not `followForks`, whose descendants are not listed, nor `isNamespacePID`).
+fn pid_gate(config: &HookConfig) -> Option<Vec<u32>> {
+    let selectors = config.selectors.get(..config.nsel as usize)?;
+    if selectors.is_empty() {
+        return None;
+    }
+    let mut pids = Vec::new();
+    for sel in selectors {
+        let p = &sel.pids;
+        if p.op != PIDS_IN || p.follow != 0 || p.namespace != 0 || p.n == 0 {
+            return None;
+        }
+        pids.extend_from_slice(p.values.get(..usize::from(p.n))?);
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    Some(pids)
 }
 
 const DISPATCH_PROGRAMS: [(&str, &str); 2] =
@@ -288,6 +329,9 @@ impl SyscallDispatch {
         let mut progs = ProgramArray::try_from(map("SYSCALL_PROGS")?).map_err(|e| e.to_string())?;
         let slots_map = Array::try_from(map("SYSCALL_SLOTS")?).map_err(|e| e.to_string())?;
         let any_map = Array::try_from(map("SYSCALL_ANY")?).map_err(|e| e.to_string())?;
+        let gated_map = Array::try_from(map("SYSCALL_GATED")?).map_err(|e| e.to_string())?;
+        let pid_gate_map =
+            BpfHashMap::try_from(map("SYSCALL_PID_GATE")?).map_err(|e| e.to_string())?;
         let fd = ebpf
             .program("policy_syscall")
             .and_then(|p| p.fd().ok())
@@ -296,9 +340,13 @@ impl SyscallDispatch {
         Ok(Self {
             slots_map,
             any_map,
+            gated_map,
+            pid_gate_map,
             routes: HashMap::new(),
             slots: vec![0; 2 * SYSCALL_IDS as usize],
             any: [0; 2],
+            gated: 0,
+            pid_gate: HashMap::new(),
             links: [None, None],
             _progs: progs,
         })
@@ -309,12 +357,44 @@ impl SyscallDispatch {
     fn sync(&mut self, ebpf: &mut Ebpf) -> Result<(), String> {
         let mut slots = vec![0u32; self.slots.len()];
         let mut any = [0u32; 2];
-        for (slot, r) in &self.routes {
+        let mut gated = 0u32;
+        let mut pid_gate: HashMap<u32, u32> = HashMap::new();
+        for (slot, hook) in &self.routes {
+            let r = hook.route;
             match r.nr {
                 Some(nr) => slots[(r.dir * SYSCALL_IDS + nr) as usize] |= 1 << slot,
                 None => any[r.dir as usize] |= 1 << slot,
             }
+            if let Some(pids) = &hook.pids {
+                gated |= 1 << slot;
+                for pid in pids {
+                    *pid_gate.entry(*pid).or_default() |= 1 << slot;
+                }
+            }
         }
+        // The gate opens before a slot is routed and closes after it stops being: the
+        // processes first, then the mask; at removal the mask first.
+        for (pid, mask) in &pid_gate {
+            if self.pid_gate.get(pid) != Some(mask) {
+                self.pid_gate_map
+                    .insert(pid, mask, 0)
+                    .map_err(|e| format!("SYSCALL_PID_GATE: {e}"))?;
+            }
+        }
+        if gated != self.gated {
+            self.gated_map
+                .set(0, gated, 0)
+                .map_err(|e| format!("SYSCALL_GATED: {e}"))?;
+            self.gated = gated;
+        }
+        for pid in self.pid_gate.keys() {
+            if !pid_gate.contains_key(pid) {
+                self.pid_gate_map
+                    .remove(pid)
+                    .map_err(|e| format!("SYSCALL_PID_GATE: {e}"))?;
+            }
+        }
+        self.pid_gate = pid_gate;
         // Attach before the masks say so; detach after they stop saying so.
         for dir in 0..2 {
             let used = any[dir] != 0
@@ -781,7 +861,7 @@ impl PolicyStore {
                 match self.attach_hook(ebpf, hook, slot) {
                     Ok(Attached::Routed(route, line)) => {
                         if let Some(d) = &mut self.syscalls {
-                            d.routes.insert(slot, route);
+                            d.routes.insert(slot, RoutedHook::new(route, &hook.config));
                         }
                         routed.push(i);
                         placed.push(line);
@@ -1151,5 +1231,51 @@ impl PolicyStore {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::policy::{PIDS_NOT_IN, PidFilter};
+
+    use super::*;
+
+    fn hook(pids: &[PidFilter]) -> HookConfig {
+        let mut config = HookConfig {
+            nsel: pids.len() as u32,
+            ..HookConfig::default()
+        };
+        for (sel, p) in config.selectors.iter_mut().zip(pids) {
+            sel.pids = *p;
+        }
+        config
+    }
+
+    fn pids(op: u8, values: &[u32]) -> PidFilter {
+        let mut p = PidFilter {
+            op,
+            n: values.len() as u8,
+            ..PidFilter::default()
+        };
+        p.values[..values.len()].copy_from_slice(values);
+        p
+    }
+
+    #[test]
+    fn a_hook_is_gated_on_pids_only_when_every_selector_names_them() {
+        let both = hook(&[pids(PIDS_IN, &[7, 3]), pids(PIDS_IN, &[3, 9])]);
+        assert_eq!(pid_gate(&both), Some(vec![3, 7, 9]));
+        // No selectors: every hit is posted.
+        assert_eq!(pid_gate(&hook(&[])), None);
+        // One selector without matchPIDs lets any process through.
+        let open = hook(&[pids(PIDS_IN, &[7]), PidFilter::default()]);
+        assert_eq!(pid_gate(&open), None);
+        assert_eq!(pid_gate(&hook(&[pids(PIDS_NOT_IN, &[7])])), None);
+        let mut follow = pids(PIDS_IN, &[7]);
+        follow.follow = 1;
+        assert_eq!(pid_gate(&hook(&[follow])), None);
+        let mut ns = pids(PIDS_IN, &[1]);
+        ns.namespace = 1;
+        assert_eq!(pid_gate(&hook(&[ns])), None);
     }
 }
