@@ -493,7 +493,7 @@ impl Pipeline {
         if self.decode_errors > self.decode_reported {
             let count = self.decode_errors - self.decode_reported;
             self.decode_reported = self.decode_errors;
-            let since = std::mem::replace(&mut self.since, now.clone());
+            let since = std::mem::replace(&mut self.since, now);
             self.export.event(&event::Event {
                 body: event::Body::EventLoss {
                     place: "decode",
@@ -504,7 +504,7 @@ impl Pipeline {
                     since,
                 },
                 node_name: &node,
-                time: now,
+                time: crate::clock::Timestamp::now(),
             });
         }
         self.export.report();

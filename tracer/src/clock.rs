@@ -49,6 +49,11 @@ impl Clock {
         rfc3339(self.wall_ns(ktime_ns, boottime))
     }
 
+    /// The wall-clock time of a kernel stamp.
+    pub fn timestamp(&self, ktime_ns: u64, boottime: bool) -> Timestamp {
+        Timestamp(self.wall_ns(ktime_ns, boottime))
+    }
+
     /// Now, in RFC 3339.
     pub fn now_rfc3339() -> String {
         rfc3339(ns(ClockId::CLOCK_REALTIME))
@@ -58,18 +63,42 @@ impl Clock {
 /// RFC 3339 in UTC with nanoseconds, as protojson writes timestamps with nine digits:
 /// `2023-10-06T22:03:57.700326678Z`.
 pub fn rfc3339(unix_ns: i128) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(unix_ns)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.nanosecond()
-    )
+    Timestamp(unix_ns).to_string()
+}
+
+/// A point in time (Unix ns), written as [`rfc3339`] without building a string first:
+/// events carry these, and the JSON encoder writes them straight into its buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub i128);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        Self(ns(ClockId::CLOCK_REALTIME))
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(self.0)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.nanosecond()
+        )
+    }
+}
+
+impl serde::Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }
 
 #[cfg(test)]

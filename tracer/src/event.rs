@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::{
-    clock::Clock,
+    clock::{Clock, Timestamp},
     process::{Process, cache::Lifecycle, flags},
     ringbuf::LossReport,
 };
@@ -27,7 +27,7 @@ pub const KINDS: [&str; 6] = [
 pub struct Event<'a> {
     pub body: Body<'a>,
     pub node_name: &'a str,
-    pub time: String,
+    pub time: Timestamp,
 }
 
 /// `{"<kind>": {body}, "node_name": ..., "time": ...}`, written straight out: serde's
@@ -61,7 +61,7 @@ pub enum Body<'a> {
         signal: &'static str,
         #[serde(skip_serializing_if = "is_zero")]
         status: u32,
-        time: String,
+        time: Timestamp,
     },
     /// A tracepoint hit that a policy's selector posted.
     ProcessTracepoint {
@@ -70,7 +70,7 @@ pub enum Body<'a> {
         parent: Option<ProcessOut<'a>>,
         subsys: &'a str,
         event: &'a str,
-        args: Vec<serde_json::Value>,
+        args: Vec<Arg<'a>>,
         policy_name: &'a str,
         action: &'static str,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,10 +88,10 @@ pub enum Body<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         parent: Option<ProcessOut<'a>>,
         function_name: &'a str,
-        args: Vec<serde_json::Value>,
+        args: Vec<Arg<'a>>,
         /// A return probe's return value.
         #[serde(rename = "return", skip_serializing_if = "Option::is_none")]
-        ret: Option<serde_json::Value>,
+        ret: Option<Arg<'a>>,
         action: &'static str,
         policy_name: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -157,6 +157,23 @@ impl<'a> Event<'a> {
     }
 }
 
+/// A timestamp, or `""` where there is none (as Tetragon writes an unknown start).
+fn time_or_empty<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.collect_str(t),
+        None => s.serialize_str(""),
+    }
+}
+
+/// A 64-bit counter as protojson writes it: a string (here `Some`, as the field is
+/// skipped when `None`).
+fn u64_string<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+
 /// A process object (`process`, `parent`).
 #[derive(Debug, Serialize)]
 pub struct ProcessOut<'a> {
@@ -169,17 +186,22 @@ pub struct ProcessOut<'a> {
     pub binary: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub arguments: &'a str,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub flags: String,
-    pub start_time: String,
+    #[serde(skip_serializing_if = "flags::Words::is_empty")]
+    pub flags: flags::Words,
+    /// Empty when the process's start was not seen.
+    #[serde(serialize_with = "time_or_empty")]
+    pub start_time: Option<Timestamp>,
     pub auid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_exec_id: Option<&'a str>,
     pub tid: u32,
     pub process_credentials: CredsOut,
     /// cgroup v2 id (the key pods are found by); a 64-bit counter, so a string.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cgroup_id: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "u64_string"
+    )]
+    pub cgroup_id: Option<u64>,
     /// The same, for the enrichment stage.
     #[serde(skip)]
     pub cgroup: u64,
@@ -219,12 +241,8 @@ impl<'a> ProcessOut<'a> {
             cwd: &p.cwd,
             binary: &p.binary,
             arguments: &p.arguments,
-            flags: flags::words(p.flags),
-            start_time: if known {
-                clock.rfc3339(p.ktime_ns, p.boottime)
-            } else {
-                String::new()
-            },
+            flags: flags::Words(p.flags),
+            start_time: known.then(|| clock.timestamp(p.ktime_ns, p.boottime)),
             auid: p.auid,
             parent_exec_id: p.parent_exec_id(),
             tid: p.tid,
@@ -234,7 +252,7 @@ impl<'a> ProcessOut<'a> {
                 euid: p.creds.euid,
                 egid: p.creds.egid,
             },
-            cgroup_id: (p.cgroup_id != 0).then(|| p.cgroup_id.to_string()),
+            cgroup_id: (p.cgroup_id != 0).then_some(p.cgroup_id),
             cgroup: p.cgroup_id,
             ns_pid: p.ns_pid,
             docker: None,
@@ -271,7 +289,7 @@ pub fn lifecycle<'a>(l: &'a Lifecycle, node: &'a str, clock: &Clock) -> Event<'a
                 parent: process.parent.as_deref().map(|p| ProcessOut::new(p, clock)),
             },
             node_name: node,
-            time: clock.rfc3339(process.ktime_ns, false),
+            time: clock.timestamp(process.ktime_ns, false),
         },
         Lifecycle::Exit {
             process,
@@ -279,14 +297,14 @@ pub fn lifecycle<'a>(l: &'a Lifecycle, node: &'a str, clock: &Clock) -> Event<'a
             ktime_ns,
         } => {
             let (status, signal) = exit_status(*exit_code);
-            let time = clock.rfc3339(*ktime_ns, false);
+            let time = clock.timestamp(*ktime_ns, false);
             Event {
                 body: Body::ProcessExit {
                     process: ProcessOut::new(process, clock),
                     parent: process.parent.as_deref().map(|p| ProcessOut::new(p, clock)),
                     signal,
                     status,
-                    time: time.clone(),
+                    time,
                 },
                 node_name: node,
                 time,
@@ -309,55 +327,149 @@ pub fn action_name(actions: u32) -> &'static str {
     }
 }
 
+/// One argument of a policy event as Tetragon writes it, `{"int_arg": -2}` with its
+/// `label` if the policy gave one. Numbers are written straight out (no JSON value is
+/// built for them), strings and paths hold their one string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Arg<'a> {
+    pub value: ArgOut,
+    pub label: Option<&'a str>,
+}
+
+/// The value of an [`Arg`], under its Tetragon key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArgOut {
+    /// `int_arg`.
+    Int(i32),
+    /// `uint_arg`.
+    Uint(u32),
+    /// `long_arg`, a 64-bit number: a string.
+    Long(i64),
+    /// `size_arg`, a string.
+    Size(u64),
+    /// `string_arg`.
+    String(String),
+    /// `file_arg`, `path_arg`, `linux_binprm_arg`: `{"path": ...}`.
+    Path { key: &'static str, path: String },
+    /// `bytes_arg` (base64), or `truncated_bytes_arg` with `orig_size` when it was cut.
+    Bytes {
+        base64: String,
+        orig_size: Option<u64>,
+    },
+    /// `sock_arg`, `skb_arg`, `cred_arg`: objects of many fields.
+    Object {
+        key: &'static str,
+        value: serde_json::Value,
+    },
+}
+
+impl Serialize for Arg<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        #[derive(Serialize)]
+        struct PathArg<'p> {
+            path: &'p str,
+        }
+        #[derive(Serialize)]
+        struct Truncated<'b> {
+            bytes_arg: &'b str,
+            orig_size: Decimal,
+        }
+        let mut m = s.serialize_map(Some(1 + usize::from(self.label.is_some())))?;
+        match &self.value {
+            ArgOut::Int(v) => m.serialize_entry("int_arg", v)?,
+            ArgOut::Uint(v) => m.serialize_entry("uint_arg", v)?,
+            ArgOut::Long(v) => m.serialize_entry("long_arg", &Decimal(i128::from(*v)))?,
+            ArgOut::Size(v) => m.serialize_entry("size_arg", &Decimal(i128::from(*v)))?,
+            ArgOut::String(v) => m.serialize_entry("string_arg", v)?,
+            ArgOut::Path { key, path } => m.serialize_entry(key, &PathArg { path })?,
+            ArgOut::Bytes {
+                base64,
+                orig_size: None,
+            } => m.serialize_entry("bytes_arg", base64)?,
+            ArgOut::Bytes {
+                base64,
+                orig_size: Some(n),
+            } => m.serialize_entry(
+                "truncated_bytes_arg",
+                &Truncated {
+                    bytes_arg: base64,
+                    orig_size: Decimal(i128::from(*n)),
+                },
+            )?,
+            ArgOut::Object { key, value } => m.serialize_entry(key, value)?,
+        }
+        if let Some(label) = self.label {
+            m.serialize_entry("label", label)?;
+        }
+        m.end()
+    }
+}
+
+/// A number written as a JSON string, as protojson writes 64-bit integers.
+struct Decimal(i128);
+
+impl Serialize for Decimal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
 /// The typed arguments of a tracepoint event, as Tetragon writes them.
-pub fn tracepoint_args(
+pub fn tracepoint_args<'a>(
     ev: &tracer_common::policy::TracepointEvent,
-    metas: &[crate::policy::compile::ArgMeta],
-) -> Vec<serde_json::Value> {
-    use crate::policy::compile::ArgOut;
-    use serde_json::{Value, json};
+    metas: &'a [crate::policy::compile::ArgMeta],
+) -> Vec<Arg<'a>> {
+    use crate::policy::compile::ArgOut as Meta;
     metas
         .iter()
         .zip(ev.args.iter())
         .take(ev.nargs as usize)
         .map(|(meta, v)| {
-            let mut arg = match meta.out {
-                ArgOut::Int => json!({ "int_arg": v.int as i64 as i32 }),
-                ArgOut::Uint => json!({ "uint_arg": v.int as u32 }),
-                ArgOut::Long => json!({ "long_arg": (v.int as i64).to_string() }),
-                ArgOut::Size => json!({ "size_arg": v.int.to_string() }),
-                ArgOut::String => {
-                    let n = (v.len as usize).min(v.str.len());
-                    json!({ "string_arg": String::from_utf8_lossy(&v.str[..n]) })
-                }
-                ArgOut::Sock => json!({ "sock_arg": sock_arg(v) }),
-                ArgOut::Skb => json!({ "skb_arg": skb_arg(v) }),
-                ArgOut::File | ArgOut::Path | ArgOut::LinuxBinprm => {
-                    let n = (v.len as usize).min(v.str.len());
-                    let path = String::from_utf8_lossy(&v.str[..n]);
-                    let key = match meta.out {
-                        ArgOut::File => "file_arg",
-                        ArgOut::Path => "path_arg",
-                        _ => "linux_binprm_arg",
-                    };
-                    json!({ key: { "path": path } })
-                }
-                ArgOut::Cred => json!({ "cred_arg": cred_arg(v) }),
-                ArgOut::Bytes => {
+            let n = (v.len as usize).min(v.str.len());
+            let text = || String::from_utf8_lossy(&v.str[..n]).into_owned();
+            let value = match meta.out {
+                Meta::Int => ArgOut::Int(v.int as i64 as i32),
+                Meta::Uint => ArgOut::Uint(v.int as u32),
+                Meta::Long => ArgOut::Long(v.int as i64),
+                Meta::Size => ArgOut::Size(v.int),
+                Meta::String => ArgOut::String(text()),
+                Meta::Sock => ArgOut::Object {
+                    key: "sock_arg",
+                    value: sock_arg(v),
+                },
+                Meta::Skb => ArgOut::Object {
+                    key: "skb_arg",
+                    value: skb_arg(v),
+                },
+                Meta::File => ArgOut::Path {
+                    key: "file_arg",
+                    path: text(),
+                },
+                Meta::Path => ArgOut::Path {
+                    key: "path_arg",
+                    path: text(),
+                },
+                Meta::LinuxBinprm => ArgOut::Path {
+                    key: "linux_binprm_arg",
+                    path: text(),
+                },
+                Meta::Cred => ArgOut::Object {
+                    key: "cred_arg",
+                    value: cred_arg(v),
+                },
+                Meta::Bytes => {
                     use base64::Engine as _;
-                    let n = (v.len as usize).min(v.str.len());
-                    let bytes = base64::engine::general_purpose::STANDARD.encode(&v.str[..n]);
-                    if v.int > n as u64 {
-                        json!({ "truncated_bytes_arg": { "bytes_arg": bytes, "orig_size": v.int.to_string() } })
-                    } else {
-                        json!({ "bytes_arg": bytes })
+                    ArgOut::Bytes {
+                        base64: base64::engine::general_purpose::STANDARD.encode(&v.str[..n]),
+                        orig_size: (v.int > n as u64).then_some(v.int),
                     }
                 }
             };
-            if let (Some(label), Value::Object(m)) = (&meta.label, &mut arg) {
-                m.insert("label".into(), Value::String(label.clone()));
+            Arg {
+                value,
+                label: meta.label.as_deref(),
             }
-            arg
         })
         .collect()
 }
@@ -513,7 +625,7 @@ pub fn tracepoint<'a>(
                 policy_mode,
             },
             node_name: node,
-            time: clock.rfc3339(ev.header.ktime_ns, false),
+            time: clock.timestamp(ev.header.ktime_ns, false),
         };
     }
     Event {
@@ -530,7 +642,7 @@ pub fn tracepoint<'a>(
             policy_mode,
         },
         node_name: node,
-        time: clock.rfc3339(ev.header.ktime_ns, false),
+        time: clock.timestamp(ev.header.ktime_ns, false),
     }
 }
 
@@ -554,7 +666,7 @@ pub fn loss<'a>(r: &LossReport, node: &'a str) -> Event<'a> {
             since: r.since.clone(),
         },
         node_name: node,
-        time: Clock::now_rfc3339(),
+        time: Timestamp::now(),
     }
 }
 

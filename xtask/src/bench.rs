@@ -167,10 +167,15 @@ pub fn bench(opts: Options) -> anyhow::Result<()> {
         );
     }
     let wanted = |n: &str| opts.only.is_empty() || opts.only.iter().any(|o| o == n);
-    let out = opts
-        .out
-        .clone()
-        .unwrap_or_else(|| workspace_root().join("target/bench"));
+    // Absolute: the workloads' binaries live under it, and the events name them by
+    // their absolute paths.
+    let out = match opts.out.clone() {
+        Some(d) if d.is_relative() => std::env::current_dir()
+            .context("the current directory")?
+            .join(d),
+        Some(d) => d,
+        None => workspace_root().join("target/bench"),
+    };
     if opts.plot_only {
         return report::replot(&out);
     }

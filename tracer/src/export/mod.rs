@@ -321,7 +321,7 @@ impl Export {
                     since,
                 },
                 node_name: &node,
-                time: Clock::now_rfc3339(),
+                time: crate::clock::Timestamp::now(),
             });
         }
         if !self.json.lost.is_empty() && !self.json.sink.is_failing() {
@@ -347,7 +347,7 @@ impl Export {
                     since,
                 },
                 node_name: &node,
-                time: Clock::now_rfc3339(),
+                time: crate::clock::Timestamp::now(),
             });
         }
         self.otlp_losses();
@@ -382,7 +382,7 @@ impl Export {
                 since,
             },
             node_name: &node,
-            time: Clock::now_rfc3339(),
+            time: crate::clock::Timestamp::now(),
         });
     }
 

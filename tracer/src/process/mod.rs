@@ -56,16 +56,40 @@ pub mod flags {
 
     /// The space-separated words of `bits`.
     pub fn words(bits: u32) -> String {
-        let mut out = String::new();
-        for (bit, word) in WORDS {
-            if bits & bit != 0 {
-                if !out.is_empty() {
-                    out.push(' ');
-                }
-                out.push_str(word);
-            }
+        Words(bits).to_string()
+    }
+
+    /// [`words`] written out without a string of its own (the JSON encoder writes it
+    /// straight into its buffer); empty when no bit is set.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Words(pub u32);
+
+    impl Words {
+        pub fn is_empty(&self) -> bool {
+            self.0 == 0
         }
-        out
+    }
+
+    impl std::fmt::Display for Words {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            let mut first = true;
+            for (bit, word) in WORDS {
+                if self.0 & bit != 0 {
+                    if !first {
+                        f.write_str(" ")?;
+                    }
+                    f.write_str(word)?;
+                    first = false;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    impl serde::Serialize for Words {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(self)
+        }
     }
 }
 
