@@ -160,7 +160,7 @@ impl<'a> Event<'a> {
 /// A timestamp, or `""` where there is none (as Tetragon writes an unknown start).
 fn time_or_empty<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
     match t {
-        Some(t) => s.collect_str(t),
+        Some(t) => t.serialize(s),
         None => s.serialize_str(""),
     }
 }
@@ -197,10 +197,7 @@ pub struct ProcessOut<'a> {
     pub tid: u32,
     pub process_credentials: CredsOut,
     /// cgroup v2 id (the key pods are found by); a 64-bit counter, so a string.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "u64_string"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "u64_string")]
     pub cgroup_id: Option<u64>,
     /// The same, for the enrichment stage.
     #[serde(skip)]

@@ -157,9 +157,10 @@ struct RunArgs {
     process_cache_size: NonZeroUsize,
 
     /// Size in bytes of the kernel's event ring buffer (a power of two, at least one page).
-    /// Raise it when `event_loss` events report records lost in bursts.
-    #[arg(long, default_value_t = 16 << 20, value_parser = parse_ring_size)]
-    ring_buffer_size: u32,
+    /// Default: 1 MiB per online CPU, between 4 and 64 MiB. Raise it when `event_loss`
+    /// events report records lost in bursts.
+    #[arg(long, value_parser = parse_ring_size)]
+    ring_buffer_size: Option<u32>,
 
     /// The longest a record waits in the kernel's ring buffer before the agent reads it, in
     /// milliseconds. The agent reads on this timer, and the kernel wakes it early only when
@@ -355,6 +356,19 @@ fn parse_override(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(p, e)| (p.to_owned(), e.to_owned()))
         .ok_or_else(|| format!("`{s}` is not PROGRAM=EVENT"))
+}
+
+/// The ring buffer's default size: 1 MiB per online CPU (every CPU writes to it), as a
+/// power of two between 4 and 64 MiB. With the agent reading every 10 ms and woken at an
+/// eighth full, that holds bursts of tens of thousands of exec records a second per CPU;
+/// the buffer is mapped into the agent twice, so it is also most of its resident memory.
+fn default_ring_size() -> u32 {
+    let cpus = aya::util::online_cpus().map_or(1, |c| c.len()).max(1);
+    let mib = u32::try_from(cpus)
+        .unwrap_or(u32::MAX)
+        .next_power_of_two()
+        .clamp(4, 64);
+    mib << 20
 }
 
 fn parse_ring_size(s: &str) -> Result<u32, String> {
@@ -562,7 +576,7 @@ fn run(args: RunArgs) -> ExitCode {
     let config = agent::Config {
         node_name,
         process_cache_size: args.process_cache_size,
-        ring_buffer_size: args.ring_buffer_size,
+        ring_buffer_size: args.ring_buffer_size.unwrap_or_else(default_ring_size),
         ring_buffer_wakeup: Duration::from_millis(args.ring_buffer_wakeup_ms),
         loss_report_interval: Duration::from_millis(args.loss_report_interval_ms.max(10)),
         proc_root: PathBuf::from("/proc"),

@@ -102,7 +102,13 @@ impl<W: Write> JsonSink<W> {
                 Err(e) => break Err(e),
             }
         };
-        let lines = self.pending[..at].iter().filter(|&&b| b == b'\n').count() as u64;
+        // All written (the usual case): every pending line went out; else count the
+        // ends of the lines that did.
+        let lines = if at == self.pending.len() {
+            self.pending_lines
+        } else {
+            self.pending[..at].iter().filter(|&&b| b == b'\n').count() as u64
+        };
         self.written += lines;
         self.pending_lines -= lines;
         // Bytes of whole lines: a line written in part counts when its end is.

@@ -48,6 +48,9 @@ pub struct ProcessCache {
     /// (pid, start time) of recent exits: a second exit record of one process (two of its
     /// threads ending at once on kernels without `group_dead`) is dropped.
     exited: LruCache<(u32, u64), ()>,
+    /// The bound of `live`, which grows to it as processes come rather than being
+    /// allocated for it up front (a 65,536-entry table is 2 MiB).
+    capacity: NonZeroUsize,
     evictions: u64,
     misses: u64,
 }
@@ -59,8 +62,9 @@ impl ProcessCache {
     pub fn new(node: impl Into<String>, capacity: NonZeroUsize) -> Self {
         Self {
             node: node.into(),
-            live: LruCache::new(capacity),
+            live: LruCache::unbounded(),
             exited: LruCache::new(NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN)),
+            capacity,
             evictions: 0,
             misses: 0,
         }
@@ -73,7 +77,7 @@ impl ProcessCache {
     pub fn stats(&self) -> CacheStats {
         CacheStats {
             size: self.live.len(),
-            capacity: self.live.cap().get(),
+            capacity: self.capacity.get(),
             evictions: self.evictions,
             misses: self.misses,
         }
@@ -97,11 +101,13 @@ impl ProcessCache {
     /// Adds a process found at start-up (or in tests).
     pub fn insert(&mut self, process: Arc<Process>) {
         let pid = process.pid;
-        if let Some((old, _)) = self.live.push(pid, process)
-            && old != pid
+        if self.live.len() >= self.capacity.get()
+            && !self.live.contains(&pid)
+            && self.live.pop_lru().is_some()
         {
             self.evictions += 1;
         }
+        self.live.put(pid, process);
     }
 
     /// Applies one record; an exec or an exit yields the event to export.
