@@ -31,6 +31,17 @@ use tracer_common::{
     policy::TracepointEvent,
 };
 
+/// The same exec with a new copy of its process, whose strings are not escaped yet (its
+/// parent's are, as a parent's own events wrote them before).
+fn first_time(l: &Lifecycle) -> Lifecycle {
+    match l {
+        Lifecycle::Exec { process } => Lifecycle::Exec {
+            process: Arc::new(tracer::process::Process::clone(process)),
+        },
+        other => other.clone(),
+    }
+}
+
 /// Counts every allocation (and reallocation) of the process.
 struct Counting;
 
@@ -368,6 +379,18 @@ fn stages(c: &mut Criterion) {
             })
         });
     }
+    // An exec whose process's strings are escaped now, the first time they are written
+    // (an exec's own process always is; its later events copy them).
+    g.bench_function("exec_first", |b| {
+        b.iter_batched(
+            || first_time(&exec_l),
+            |l| {
+                buf.clear();
+                serde_json::to_writer(&mut buf, &event::lifecycle(&l, NODE, &f.clock))
+            },
+            BatchSize::SmallInput,
+        )
+    });
     g.finish();
 
     // The export stage: sequence number, JSON line, the sink (writing to nowhere).
@@ -511,6 +534,14 @@ fn allocation_counts() {
         });
         rows.push((name, a, 1.0));
     }
+    let a = allocations_of(
+        || first_time(&exec_l),
+        |l| {
+            buf.clear();
+            let _ = serde_json::to_writer(&mut buf, &event::lifecycle(&l, NODE, &f.clock));
+        },
+    );
+    rows.push(("json/exec_first", a, 1.0));
     for (name, ev) in [("export/exec", &exec_ev), ("export/tracepoint", &tp_ev)] {
         let a = allocations(|| {
             out.event(ev);

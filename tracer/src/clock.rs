@@ -90,13 +90,16 @@ impl Timestamp {
                 v /= 10;
             }
         };
-        put(0, 4, t.year().clamp(0, 9999) as u32);
-        put(5, 2, u32::from(u8::from(t.month())));
-        put(8, 2, u32::from(t.day()));
-        put(11, 2, u32::from(t.hour()));
-        put(14, 2, u32::from(t.minute()));
-        put(17, 2, u32::from(t.second()));
-        put(20, 9, t.nanosecond());
+        // Each of the accessors would work the calendar out again: once for all.
+        let (year, month, day) = t.to_calendar_date();
+        let (hour, minute, second, nanosecond) = t.to_hms_nano();
+        put(0, 4, year.clamp(0, 9999) as u32);
+        put(5, 2, u32::from(u8::from(month)));
+        put(8, 2, u32::from(day));
+        put(11, 2, u32::from(hour));
+        put(14, 2, u32::from(minute));
+        put(17, 2, u32::from(second));
+        put(20, 9, nanosecond);
         b
     }
 }

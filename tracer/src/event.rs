@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::{
     clock::{Clock, Timestamp},
-    process::{Process, cache::Lifecycle, flags},
+    process::{JsonCache, Process, cache::Lifecycle, flags},
     ringbuf::LossReport,
 };
 
@@ -49,13 +49,21 @@ impl Serialize for Event<'_> {
 #[serde(untagged)]
 pub enum Body<'a> {
     ProcessExec {
+        #[serde(serialize_with = "cached_process")]
         process: ProcessOut<'a>,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "cached_parent"
+        )]
         parent: Option<ProcessOut<'a>>,
     },
     ProcessExit {
+        #[serde(serialize_with = "cached_process")]
         process: ProcessOut<'a>,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "cached_parent"
+        )]
         parent: Option<ProcessOut<'a>>,
         #[serde(skip_serializing_if = "str::is_empty")]
         signal: &'static str,
@@ -65,8 +73,12 @@ pub enum Body<'a> {
     },
     /// A tracepoint hit that a policy's selector posted.
     ProcessTracepoint {
+        #[serde(serialize_with = "cached_process")]
         process: ProcessOut<'a>,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "cached_parent"
+        )]
         parent: Option<ProcessOut<'a>>,
         subsys: &'a str,
         event: &'a str,
@@ -84,8 +96,12 @@ pub enum Body<'a> {
     },
     /// A kprobe policy's hit (run on a tracepoint where `hook` says so).
     ProcessKprobe {
+        #[serde(serialize_with = "cached_process")]
         process: ProcessOut<'a>,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "cached_parent"
+        )]
         parent: Option<ProcessOut<'a>>,
         function_name: &'a str,
         args: Vec<Arg<'a>>,
@@ -218,6 +234,58 @@ pub struct ProcessOut<'a> {
     /// For a `#!` script, its absolute path (`binary` is the interpreter).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub script: Option<&'a str>,
+    /// The pod enrichment it was given, as a key (`pods`): 0 for none. The process's
+    /// JSON kept from an earlier event serves only the same enrichment.
+    #[serde(skip)]
+    pub enrichment: u64,
+    /// Where the process keeps its JSON object between events.
+    #[serde(skip)]
+    pub json: Option<&'a JsonCache>,
+    /// Whether this event keeps the object in the cache when it is not there: a
+    /// `parent` (a process with children is written for each of their events) and the
+    /// process of a policy event do; a process's own exec and exit use it only.
+    #[serde(skip)]
+    pub keep_json: bool,
+}
+
+impl ProcessOut<'_> {
+    /// Writes the object, copied from the process's cache when an earlier event wrote it
+    /// with the same enrichment.
+    fn write<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.json {
+            Some(cache) => cache.write(
+                self.enrichment,
+                self.keep_json,
+                s,
+                || serde_json::value::to_raw_value(self),
+                |s| self.serialize(s),
+            ),
+            None => self.serialize(s),
+        }
+    }
+}
+
+fn cached_process<S: serde::Serializer>(p: &ProcessOut<'_>, s: S) -> Result<S::Ok, S::Error> {
+    p.write(s)
+}
+
+fn cached_parent<S: serde::Serializer>(
+    p: &Option<ProcessOut<'_>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_some(&Cached(p)),
+        None => s.serialize_none(),
+    }
+}
+
+/// A process object written through its cache.
+struct Cached<'p, 'a>(&'p ProcessOut<'a>);
+
+impl Serialize for Cached<'_, '_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.write(s)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -256,6 +324,17 @@ impl<'a> ProcessOut<'a> {
             pod: None,
             host: false,
             script: p.script.as_deref(),
+            enrichment: 0,
+            json: Some(&p.json),
+            keep_json: false,
+        }
+    }
+
+    /// The same, keeping its JSON in the process's cache (see `keep_json`).
+    pub fn kept(p: &'a Process, clock: &Clock) -> Self {
+        Self {
+            keep_json: true,
+            ..Self::new(p, clock)
         }
     }
 }
@@ -283,7 +362,10 @@ pub fn lifecycle<'a>(l: &'a Lifecycle, node: &'a str, clock: &Clock) -> Event<'a
         Lifecycle::Exec { process } => Event {
             body: Body::ProcessExec {
                 process: ProcessOut::new(process, clock),
-                parent: process.parent.as_deref().map(|p| ProcessOut::new(p, clock)),
+                parent: process
+                    .parent
+                    .as_deref()
+                    .map(|p| ProcessOut::kept(p, clock)),
             },
             node_name: node,
             time: clock.timestamp(process.ktime_ns, false),
@@ -298,7 +380,10 @@ pub fn lifecycle<'a>(l: &'a Lifecycle, node: &'a str, clock: &Clock) -> Event<'a
             Event {
                 body: Body::ProcessExit {
                     process: ProcessOut::new(process, clock),
-                    parent: process.parent.as_deref().map(|p| ProcessOut::new(p, clock)),
+                    parent: process
+                        .parent
+                        .as_deref()
+                        .map(|p| ProcessOut::kept(p, clock)),
                     signal,
                     status,
                     time,
@@ -610,8 +695,11 @@ pub fn tracepoint<'a>(
         let ret = if *has_return { args.pop() } else { None };
         return Event {
             body: Body::ProcessKprobe {
-                process: ProcessOut::new(process, clock),
-                parent: process.parent.as_deref().map(|p| ProcessOut::new(p, clock)),
+                process: ProcessOut::kept(process, clock),
+                parent: process
+                    .parent
+                    .as_deref()
+                    .map(|p| ProcessOut::kept(p, clock)),
                 function_name,
                 args,
                 ret,
@@ -627,8 +715,11 @@ pub fn tracepoint<'a>(
     }
     Event {
         body: Body::ProcessTracepoint {
-            process: ProcessOut::new(process, clock),
-            parent: process.parent.as_deref().map(|p| ProcessOut::new(p, clock)),
+            process: ProcessOut::kept(process, clock),
+            parent: process
+                .parent
+                .as_deref()
+                .map(|p| ProcessOut::kept(p, clock)),
             subsys: &hook.subsystem,
             event: &hook.event,
             args: tracepoint_args(ev, &hook.args),
@@ -731,6 +822,7 @@ mod tests {
             ns_pid: 0,
             ppid: parent.as_ref().map_or(0, |p| p.pid),
             parent,
+            json: Default::default(),
         })
     }
 
@@ -804,6 +896,50 @@ mod tests {
         let v: Value = serde_json::to_value(lifecycle(&failed, "n", &clock)).unwrap();
         assert_eq!(v["process_exit"]["status"], 3);
         assert!(v["process_exit"].get("signal").is_none());
+    }
+
+    #[test]
+    fn a_process_object_is_encoded_once_per_enrichment() {
+        let clock = Clock::fixed(0, 0);
+        let mut p = Process::clone(&process(12, None));
+        p.arguments = "-c \"echo\tx\\y\"\n\u{1}é".into();
+        let p = Arc::new(p);
+        let child = process(13, Some(p.clone()));
+        let l = Lifecycle::Exec {
+            process: child.clone(),
+        };
+        let plain = serde_json::to_value(ProcessOut {
+            json: None,
+            ..ProcessOut::new(&p, &clock)
+        })
+        .unwrap();
+        let first = serde_json::to_string(&lifecycle(&l, "n", &clock)).unwrap();
+        // The parent keeps its object; the exec's own process does not (a process's exec
+        // and exit use the cache, they do not fill it).
+        assert!(!p.json.is_empty());
+        assert!(child.json.is_empty());
+        // The second time the parent is copied from the cache: the same bytes.
+        let second = serde_json::to_string(&lifecycle(&l, "n", &clock)).unwrap();
+        assert_eq!(first, second);
+        let v: Value = serde_json::from_str(&second).unwrap();
+        assert_eq!(v["process_exec"]["parent"], plain);
+        // Another enrichment is encoded anew, not served the cached object.
+        let mut ev = lifecycle(&l, "n", &clock);
+        if let Body::ProcessExec {
+            parent: Some(parent),
+            ..
+        } = &mut ev.body
+        {
+            parent.docker = Some("abc".into());
+            parent.enrichment = 7;
+        }
+        let v = serde_json::to_value(&ev).unwrap();
+        assert_eq!(v["process_exec"]["parent"]["docker"], "abc");
+        // Through a JSON value (the filters' path) the cached object reads the same.
+        let v = serde_json::to_value(lifecycle(&l, "n", &clock)).unwrap();
+        assert_eq!(v["process_exec"]["parent"], plain);
+        // A copy (a fork starts as one of its parent) does not carry it.
+        assert!(Process::clone(&p).json.is_empty());
     }
 
     #[test]

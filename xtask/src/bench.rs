@@ -1422,6 +1422,11 @@ fn userspace(ctx: &Ctx) -> anyhow::Result<BenchResult> {
         ("event/exit", 1.0, "build an exit event"),
         ("event/tracepoint", 1.0, "build a policy event"),
         ("json/exec", 1.0, "JSON-encode an exec event"),
+        (
+            "json/exec_first",
+            1.0,
+            "build and JSON-encode an exec event, its process's strings escaped the first time",
+        ),
         ("json/exit", 1.0, "JSON-encode an exit event"),
         ("json/tracepoint", 1.0, "JSON-encode a policy event"),
         ("export/exec", 1.0, "export stage, exec (seq, line, sink)"),

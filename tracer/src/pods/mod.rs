@@ -33,6 +33,9 @@ pub struct Pods {
     /// Per cgroup id: its pod, as of store generation `generation`.
     pods: HashMap<u64, Option<Arc<PodOut>>>,
     generation: u64,
+    /// Bumped whenever `pods` starts over: with a process's answer, the key of the
+    /// enrichment it was given (`ProcessOut::enrichment`).
+    epoch: u64,
 }
 
 /// At most this many cgroups are remembered; past it the memory starts over.
@@ -48,6 +51,7 @@ impl Pods {
             stores,
             pods: HashMap::new(),
             generation: u64::MAX,
+            epoch: 0,
         }
     }
 
@@ -66,6 +70,7 @@ impl Pods {
         if self.containers.len() >= MAX_CGROUPS {
             self.containers.clear();
             self.pods.clear();
+            self.epoch += 1;
         }
         if !self.containers.contains_key(&p.cgroup) {
             // A cgroup not found (yet: made since the last walk, which runs at most every
@@ -78,10 +83,14 @@ impl Pods {
         }
         let Some(container) = &self.containers[&p.cgroup] else {
             p.host = self.stores.is_some();
+            p.enrichment = (self.epoch + 1) << 2 | u64::from(p.host);
             return;
         };
         p.docker = Some(container.short_id().to_owned());
         p.pod = self.pod_of(p.cgroup).map(|pod| pod.for_process(p.ns_pid));
+        // The process's cgroup decides its container and pod, fixed until `pods` starts
+        // over (a new epoch).
+        p.enrichment = (self.epoch + 1) << 2 | 2 | u64::from(p.pod.is_some());
     }
 
     /// The pod of cgroup `cgroup` (a container's), as the stores have it now.
@@ -143,6 +152,7 @@ impl Pods {
             let now = s.generation.load(Ordering::Relaxed);
             if now != self.generation {
                 self.pods.clear();
+                self.epoch += 1;
                 self.generation = now;
             }
         }

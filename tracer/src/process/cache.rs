@@ -176,6 +176,7 @@ impl ProcessCache {
             ns_pid: e.ns_pid,
             ppid: e.ppid,
             parent,
+            json: Default::default(),
         });
         self.insert(process.clone());
         process
@@ -197,6 +198,7 @@ impl ProcessCache {
                 ns_pid: f.ns_pid,
                 ppid: f.ppid,
                 parent: parent.clone(),
+                json: Default::default(),
                 ..Process::clone(p)
             },
             None => {
@@ -253,6 +255,7 @@ fn unknown(node: &str, pid: u32, ktime_ns: u64, start_ns: u64, extra: u32) -> Pr
         ns_pid: 0,
         ppid: 0,
         parent: None,
+        json: Default::default(),
     }
 }
 

@@ -136,6 +136,8 @@ pub struct Process {
     /// The parent's process id, even when the parent itself is not known.
     pub ppid: u32,
     pub parent: Option<Arc<Process>>,
+    /// Its JSON object, kept from the last event that wrote it.
+    pub json: JsonCache,
 }
 
 impl Process {
@@ -143,6 +145,69 @@ impl Process {
         self.parent.as_deref().map(|p| p.exec_id.as_str())
     }
 }
+
+/// The process object's JSON as the last event wrote it, and the pod enrichment it was
+/// written with ([`crate::event::ProcessOut::enrichment`]). A process's exec, its policy
+/// events, its exit and its children's events (as `parent`) write the same object: the
+/// encoder copies it rather than encoding it again. A copy of a process (a fork starts
+/// as one of its parent) starts empty.
+#[derive(Debug, Default)]
+pub struct JsonCache(std::sync::Mutex<Option<(u64, Box<serde_json::value::RawValue>)>>);
+
+impl JsonCache {
+    /// Writes the cached object if it was written with `enrichment`. Else, with `keep`,
+    /// has `encode` make it, keeps it and writes it; without, has `direct` write it (an
+    /// object likely written only once, such as a short process's exec, is not worth a
+    /// copy of its own).
+    pub fn write<S: serde::Serializer>(
+        &self,
+        enrichment: u64,
+        keep: bool,
+        s: S,
+        encode: impl FnOnce() -> Result<Box<serde_json::value::RawValue>, serde_json::Error>,
+        direct: impl FnOnce(S) -> Result<S::Ok, S::Error>,
+    ) -> Result<S::Ok, S::Error> {
+        use serde::Serialize as _;
+        let mut cached = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((e, json)) = cached.as_ref()
+            && *e == enrichment
+        {
+            return json.serialize(s);
+        }
+        if !keep {
+            return direct(s);
+        }
+        let json = encode().map_err(serde::ser::Error::custom)?;
+        let r = json.serialize(s);
+        *cached = Some((enrichment, json));
+        r
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_none()
+    }
+}
+
+impl Clone for JsonCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// Derived data: equal whenever the processes are.
+impl PartialEq for JsonCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for JsonCache {}
 
 /// Tetragon's exec id: base64 (standard, padded) of `<node>:<ktime>:<pid>`.
 pub fn exec_id(node: &str, ktime_ns: u64, pid: u32) -> String {

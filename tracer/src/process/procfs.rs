@@ -176,6 +176,7 @@ pub fn build(node: &str, mut entries: Vec<ProcEntry>) -> Vec<Arc<Process>> {
             ns_pid: e.ns_pid,
             ppid: e.ppid,
             parent: built.get(&e.ppid).cloned(),
+            json: Default::default(),
         });
         built.insert(e.pid, p.clone());
         out.push(p);
