@@ -1425,7 +1425,7 @@ fn userspace(ctx: &Ctx) -> anyhow::Result<BenchResult> {
         (
             "json/exec_first",
             1.0,
-            "build and JSON-encode an exec event, its process's strings escaped the first time",
+            "build and JSON-encode the exec of a new process (its parent's object kept)",
         ),
         ("json/exit", 1.0, "JSON-encode an exit event"),
         ("json/tracepoint", 1.0, "JSON-encode a policy event"),
