@@ -31,8 +31,8 @@ use tracer_common::{
     policy::TracepointEvent,
 };
 
-/// The same exec with a new copy of its process, whose strings are not escaped yet (its
-/// parent's are, as a parent's own events wrote them before).
+/// The same exec with a new copy of its process, which keeps no JSON object yet (its
+/// parent does, as its earlier children's events kept it).
 fn first_time(l: &Lifecycle) -> Lifecycle {
     match l {
         Lifecycle::Exec { process } => Lifecycle::Exec {
@@ -379,8 +379,8 @@ fn stages(c: &mut Criterion) {
             })
         });
     }
-    // An exec whose process's strings are escaped now, the first time they are written
-    // (an exec's own process always is; its later events copy them).
+    // The exec of a new process, built and encoded: its own object encoded, its parent's
+    // copied from the parent's cache.
     g.bench_function("exec_first", |b| {
         b.iter_batched(
             || first_time(&exec_l),

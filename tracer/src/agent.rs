@@ -102,13 +102,13 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
     }
     let resolved = KernelBtf::from_sys()?.resolve()?;
     let hooks = loader::lifecycle_hooks(&resolved);
+    // With batched wake-ups the kernel wakes the agent only for a large backlog: the rest
+    // is read on a timer (`ring_timer`).
+    let batched = !config.ring_buffer_wakeup.is_zero();
     let mut loaded = loader::load(
         &resolved,
         &hooks,
-        loader::RingSize::new(
-            config.ring_buffer_size,
-            !config.ring_buffer_wakeup.is_zero(),
-        ),
+        loader::RingSize::new(config.ring_buffer_size, batched),
         &config.attach_overrides,
     )?;
     for (hook, status) in &loaded.hooks {
@@ -218,7 +218,6 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         .iter()
         .filter(|(_, s)| matches!(s, HookStatus::Attached))
         .count();
-    release_load_memory();
     tracing::info!(
         node = %config.node_name,
         hooks = attached,
@@ -275,9 +274,6 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
     waiting.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut policy_poll = tokio::time::interval(Duration::from_secs(1));
     policy_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // With batched wake-ups the kernel wakes the agent only for a large backlog: the rest
-    // is read on this timer.
-    let batched = !config.ring_buffer_wakeup.is_zero();
     let mut ring_timer =
         tokio::time::interval(config.ring_buffer_wakeup.max(Duration::from_millis(1)));
     ring_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -534,17 +530,5 @@ impl Pipeline {
             self.metrics.policies(loaded, partly, error);
         }
         self.export.observe();
-    }
-}
-
-/// Hands back to the system the heap that loading used and freed: the kernel's BTF
-/// (parsed whole, tens of MiB at peak) and the programs' instructions. The allocator
-/// keeps freed memory for reuse, so without this it would stay resident all along.
-fn release_load_memory() {
-    // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the
-    // kernel; it touches no memory in use.
-    #[cfg(target_env = "gnu")]
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

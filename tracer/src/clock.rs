@@ -75,9 +75,7 @@ impl Timestamp {
     pub fn now() -> Self {
         Self(ns(ClockId::CLOCK_REALTIME))
     }
-}
 
-impl Timestamp {
     /// `YYYY-MM-DDTHH:MM:SS.NNNNNNNNNZ`, digit by digit into a fixed buffer (the
     /// formatter's padding machinery costs more than the rest of the field).
     fn text(&self) -> [u8; 30] {
@@ -102,20 +100,24 @@ impl Timestamp {
         put(20, 9, nanosecond);
         b
     }
+
+    /// Hands [`Self::text`] as a `str` to `f`.
+    fn with_str<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        let b = self.text();
+        // The buffer holds ASCII digits and separators only: never the empty fallback.
+        f(std::str::from_utf8(&b).unwrap_or_default())
+    }
 }
 
 impl std::fmt::Display for Timestamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let b = self.text();
-        // The buffer holds ASCII digits and separators only.
-        f.write_str(std::str::from_utf8(&b).map_err(|_| std::fmt::Error)?)
+        self.with_str(|t| f.write_str(t))
     }
 }
 
 impl serde::Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let b = self.text();
-        s.serialize_str(std::str::from_utf8(&b).map_err(serde::ser::Error::custom)?)
+        self.with_str(|t| s.serialize_str(t))
     }
 }
 

@@ -181,15 +181,6 @@ fn time_or_empty<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S:
     }
 }
 
-/// A 64-bit counter as protojson writes it: a string (here `Some`, as the field is
-/// skipped when `None`).
-fn u64_string<S: serde::Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
-    match v {
-        Some(v) => s.collect_str(v),
-        None => s.serialize_none(),
-    }
-}
-
 /// A process object (`process`, `parent`).
 #[derive(Debug, Serialize)]
 pub struct ProcessOut<'a> {
@@ -213,8 +204,8 @@ pub struct ProcessOut<'a> {
     pub tid: u32,
     pub process_credentials: CredsOut,
     /// cgroup v2 id (the key pods are found by); a 64-bit counter, so a string.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "u64_string")]
-    pub cgroup_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup_id: Option<Decimal>,
     /// The same, for the enrichment stage.
     #[serde(skip)]
     pub cgroup: u64,
@@ -317,7 +308,7 @@ impl<'a> ProcessOut<'a> {
                 euid: p.creds.euid,
                 egid: p.creds.egid,
             },
-            cgroup_id: (p.cgroup_id != 0).then_some(p.cgroup_id),
+            cgroup_id: (p.cgroup_id != 0).then(|| Decimal(p.cgroup_id.into())),
             cgroup: p.cgroup_id,
             ns_pid: p.ns_pid,
             docker: None,
@@ -488,8 +479,10 @@ impl Serialize for Arg<'_> {
     }
 }
 
-/// A number written as a JSON string, as protojson writes 64-bit integers.
-struct Decimal(i128);
+/// A number written as a JSON string, as protojson writes 64-bit integers, without
+/// building the string first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decimal(pub i128);
 
 impl Serialize for Decimal {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

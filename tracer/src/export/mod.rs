@@ -65,17 +65,8 @@ impl Default for Settings {
 struct Numbered<'a, T: serde::Serialize> {
     #[serde(flatten)]
     event: &'a T,
-    seq: Seq,
-}
-
-/// A sequence number, written as a string (a 64-bit counter, as protojson writes them)
-/// without allocating one.
-struct Seq(u64);
-
-impl serde::Serialize for Seq {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&self.0)
-    }
+    /// A 64-bit counter, so a string.
+    seq: crate::event::Decimal,
 }
 
 /// A token bucket of `per_minute` tokens, refilled continuously.
@@ -206,7 +197,7 @@ impl Export {
         self.seq += 1;
         let line = Numbered {
             event: ev,
-            seq: Seq(self.seq),
+            seq: crate::event::Decimal(self.seq.into()),
         };
         self.send_json(&line, kind);
     }
@@ -256,7 +247,7 @@ impl Export {
         self.seq += 1;
         let line = Numbered {
             event: ev,
-            seq: Seq(self.seq),
+            seq: crate::event::Decimal(self.seq.into()),
         };
         self.send_json(&line, ev.kind());
         if let Some(o) = &self.otlp {
