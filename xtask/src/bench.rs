@@ -73,6 +73,8 @@ pub struct Options {
     pub only: Vec<String>,
     pub rounds: Option<usize>,
     pub out: Option<PathBuf>,
+    /// Keep the event streams once counted.
+    pub keep_output: bool,
 }
 
 /// Sizes of the workloads: the full run, or `--quick`.
@@ -180,6 +182,7 @@ pub fn bench(opts: Options) -> anyhow::Result<()> {
         return report::replot(&out);
     }
     let work = out.join("work");
+    run::KEEP_OUTPUT.store(opts.keep_output, std::sync::atomic::Ordering::Relaxed);
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
 
     install_tools()?;

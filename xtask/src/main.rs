@@ -7,7 +7,7 @@
 //!   integration tests that load the real programs.
 //! - `cargo xtask integration-test [--kernel host|debian-6.1|debian-6.12]`: the
 //!   privileged tests on the host's kernel and on Debian's, one report per kernel.
-//! - `cargo xtask bench [--quick] [--only NAME...] [--rounds N] [--out DIR]`: the
+//! - `cargo xtask bench [--quick] [--only NAME...] [--rounds N] [--out DIR] [--keep-output]`: the
 //!   benchmarks, against no tracer and against bpftrace (see `bench.rs`).
 
 mod bench;
@@ -74,6 +74,10 @@ enum Cmd {
         /// Where the report, the plot and the workloads' files go (default target/bench).
         #[arg(long, value_name = "DIR")]
         out: Option<std::path::PathBuf>,
+        /// Keep each run's event stream (DIR/work/*.json, *.bt) once counted; by default
+        /// it is removed, as a full run writes tens of GiB of them.
+        #[arg(long)]
+        keep_output: bool,
     },
 }
 
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
             only,
             rounds,
             out,
+            keep_output,
         } => setup::setup().and_then(|()| {
             bench::bench(bench::Options {
                 plot_only,
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
                 only,
                 rounds,
                 out,
+                keep_output,
             })
         }),
     };

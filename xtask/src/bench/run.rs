@@ -9,6 +9,7 @@ use std::{
     net::TcpStream,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicBool, Ordering},
     thread,
     time::{Duration, Instant},
 };
@@ -20,6 +21,30 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long either may take to stop once told to.
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// `--keep-output`: leave each run's event stream in `work` once it has been counted.
+pub static KEEP_OUTPUT: AtomicBool = AtomicBool::new(false);
+
+/// A run's event stream (the agent's export file or bpftrace's output), removed when
+/// dropped, once counted: a full run writes tens of GiB of them, which would otherwise
+/// stay on disk.
+#[derive(Debug)]
+pub struct Output(PathBuf);
+
+impl std::ops::Deref for Output {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        if !KEEP_OUTPUT.load(Ordering::Relaxed) {
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+}
+
 /// Where the agent's JSON lines go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sink {
@@ -27,7 +52,7 @@ pub enum Sink {
     Null,
     /// JSON lines on stdout, which is /dev/null.
     DevNull,
-    /// `--export-filename` (never rotated), kept to be counted.
+    /// `--export-filename` (never rotated), counted once the agent stops.
     File,
 }
 
@@ -127,7 +152,7 @@ pub struct Stopped {
     /// Per eBPF program, with run statistics on: (name, runs, ns per run) over the workload.
     pub programs: Vec<(String, u64, f64)>,
     /// The agent's export file, or bpftrace's output.
-    pub out: Option<PathBuf>,
+    pub out: Option<Output>,
 }
 
 /// Run-time statistics of one eBPF program (`kernel.bpf_stats_enabled`).
@@ -348,7 +373,7 @@ impl Running {
     /// Stops the tracer (SIGINT, as Ctrl-C) and waits for its exit.
     pub fn stop(mut self) -> anyhow::Result<Stopped> {
         let mut stopped = Stopped {
-            out: self.out.clone(),
+            out: self.out.clone().map(Output),
             ..Stopped::default()
         };
         let Some(child) = self.child.take() else {
