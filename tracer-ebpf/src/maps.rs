@@ -63,6 +63,22 @@ pub static SYSCALL_RECORD: PerCpuArray<SyscallRecord> = PerCpuArray::with_max_en
 #[map]
 pub static SYSCALL_PROGS: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
+/// The runners of the policy slots, one per program type: a slot program records its
+/// slot in `SLOT_ARG` and tail-calls its type's runner, so the selector code is in the
+/// object (and verified) once per type instead of once per slot. `[0]`: tracepoints.
+#[map]
+pub static TP_RUNNER: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// `[0]`: kprobes; `[1]`: kretprobes (the same program type).
+#[map]
+pub static KPROBE_RUNNERS: ProgramArray = ProgramArray::with_max_entries(2, 0);
+
+/// The slot a slot program hands to its runner, on this CPU. Tracepoint and kprobe
+/// programs do not nest on one CPU (the kernel's `bpf_prog_active`), so nothing runs
+/// between the write and the tail call that reads it.
+#[map]
+pub static SLOT_ARG: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 /// Strings of `Equal`/`NotEqual` filters: (filter id, string) present.
 #[map]
 pub static STR_EQUAL: HashMap<StrKey, u8> = HashMap::with_max_entries(8192, 0);

@@ -77,10 +77,16 @@ impl Timestamp {
     }
 
     /// `YYYY-MM-DDTHH:MM:SS.NNNNNNNNNZ`, digit by digit into a fixed buffer (the
-    /// formatter's padding machinery costs more than the rest of the field).
+    /// formatter's padding machinery costs more than the rest of the field), in 64-bit
+    /// arithmetic (128-bit division is a library call). A time outside 1678..2262, which
+    /// no kernel clock gives, is written as the epoch.
     fn text(&self) -> [u8; 30] {
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos(self.0)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let ns = i64::try_from(self.0).unwrap_or(0);
+        let secs = ns.div_euclid(1_000_000_000);
+        // Both remainders are in range of u32: below 10^9 and 86,400.
+        let nanosecond = ns.rem_euclid(1_000_000_000) as u32;
+        let of_day = secs.rem_euclid(86_400) as u32;
+        let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
         let mut b = *b"0000-00-00T00:00:00.000000000Z";
         let mut put = |at: usize, width: usize, mut v: u32| {
             for i in (at..at + width).rev() {
@@ -88,15 +94,12 @@ impl Timestamp {
                 v /= 10;
             }
         };
-        // Each of the accessors would work the calendar out again: once for all.
-        let (year, month, day) = t.to_calendar_date();
-        let (hour, minute, second, nanosecond) = t.to_hms_nano();
-        put(0, 4, year.clamp(0, 9999) as u32);
-        put(5, 2, u32::from(u8::from(month)));
-        put(8, 2, u32::from(day));
-        put(11, 2, u32::from(hour));
-        put(14, 2, u32::from(minute));
-        put(17, 2, u32::from(second));
+        put(0, 4, year);
+        put(5, 2, month);
+        put(8, 2, day);
+        put(11, 2, of_day / 3600);
+        put(14, 2, of_day / 60 % 60);
+        put(17, 2, of_day % 60);
         put(20, 9, nanosecond);
         b
     }
@@ -107,6 +110,24 @@ impl Timestamp {
         // The buffer holds ASCII digits and separators only: never the empty fallback.
         f(std::str::from_utf8(&b).unwrap_or_default())
     }
+}
+
+/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01, for
+/// the years an `i64` of nanoseconds spans (1677 to 2262): H. Hinnant's `civil_from_days`,
+/// in whole 400-year eras from 0000-03-01, where a year's leap day is its last.
+fn civil_from_days(days: i64) -> (u32, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    // In 0..146_097: a day of the era.
+    let doe = z.rem_euclid(146_097) as u32;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    // `era` is 3 or more for the days an i64 of nanoseconds spans: a positive year.
+    let year = (era * 400) as u32 + yoe + u32::from(month <= 2);
+    (year, month, day)
 }
 
 impl std::fmt::Display for Timestamp {
@@ -132,6 +153,41 @@ mod tests {
             "2023-10-06T22:03:57.700326678Z"
         );
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn agrees_with_the_calendar_across_the_range() {
+        let fmt = time::format_description::parse_borrowed::<2>(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z",
+        )
+        .unwrap();
+        // Leap days, century years (1900 not leap, 2000 leap), the ends of the range, and
+        // a step that lands on every time of day over the years.
+        let mut cases: Vec<i128> = vec![
+            -1,
+            0,
+            951_782_400_000_000_000,    // 2000-02-29
+            951_868_799_999_999_999,    // 2000-02-29T23:59:59.999999999
+            -2_203_891_200_000_000_000, // 1900-03-01
+            4_107_542_400_000_000_000,  // 2100-03-01
+            i64::MIN.into(),
+            i64::MAX.into(),
+        ];
+        let step = 86_399_999_999_937_i128 * 7 + 123_456_789;
+        let mut t = i128::from(i64::MIN) + 1;
+        while t < i64::MAX.into() {
+            cases.push(t);
+            t += step;
+        }
+        for ns in cases {
+            let want = time::OffsetDateTime::from_unix_timestamp_nanos(ns)
+                .unwrap()
+                .format(&fmt)
+                .unwrap();
+            assert_eq!(rfc3339(ns), want, "{ns}");
+        }
+        // Outside what an i64 of nanoseconds spans: the epoch.
+        assert_eq!(rfc3339(i128::from(i64::MAX) + 1), rfc3339(0));
     }
 
     #[test]

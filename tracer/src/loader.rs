@@ -133,11 +133,41 @@ pub fn load(
 
 /// The object with its maps created and nothing loaded into the kernel yet.
 pub fn object(resolved: &Resolved, ring: RingSize) -> Result<Ebpf, LoadError> {
-    Ok(EbpfLoader::new()
+    let ebpf = EbpfLoader::new()
         .override_global("OFFSETS", &resolved.offsets, true)
         .override_global("WAKEUP_BYTES", &ring.wakeup_bytes, true)
         .map_max_entries("EVENTS", ring.bytes)
-        .load(OBJECT)?)
+        .load(OBJECT)?;
+    release_object_pages();
+    Ok(ebpf)
+}
+
+/// Parsing read the whole embedded object (6 MiB) into memory, and aya keeps what it
+/// parsed: the binary's pages of it only add to the agent's resident memory from here.
+/// They are handed back; a later read (another parse) faults them in again from the file.
+fn release_object_pages() {
+    // SAFETY: sysconf has no preconditions.
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        p if p > 0 => p as usize,
+        _ => return,
+    };
+    let start = OBJECT.as_ptr() as usize;
+    let first = start.next_multiple_of(page);
+    let end = (start + OBJECT.len()) / page * page;
+    if end <= first {
+        return;
+    }
+    // SAFETY: the whole pages inside OBJECT, a static in the binary's read-only,
+    // file-backed mapping: MADV_DONTNEED drops them from this process, and since nothing
+    // ever writes them, the next read maps the same bytes from the file again. No
+    // reference into them is invalidated.
+    let rc = unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_DONTNEED) };
+    if rc != 0 {
+        tracing::debug!(
+            "could not release the embedded object's pages: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 fn attach(ebpf: &mut Ebpf, hook: &Hook, event: &str) -> Result<(), String> {

@@ -1,5 +1,6 @@
 //! Kprobes of tracing policies on socket functions (`tcp_connect(struct sock *)`,
-//! `tcp_close`, `inet_csk_listen_start`): one program per slot, as for tracepoints. The
+//! `tcp_close`, `inet_csk_listen_start`): one program per slot, which tail-calls one
+//! runner (`policy_kp_run`, `policy_krp_run`), as for tracepoints. The
 //! program reads the socket of argument 0 (fields at offsets from BTF) into a record laid
 //! out as `sock:inet_sock_set_state`'s (offsets from its format file, in the hook's
 //! `SockLayout`), so the same selector code (`hooks/policy.rs`) runs on it, and a policy
@@ -26,23 +27,51 @@ use tracer_common::policy::{
 use crate::{
     globals::off,
     hooks::{
-        policy::run,
+        policy::{run, set_slot_arg, slot_arg},
         sock::{self, put},
     },
     kread::{self, NATURAL_END, read},
-    maps::{HOOKS, KPROBE_NATURAL, KPROBE_PATH, SOCK_RECORD, SockRecord},
+    maps::{HOOKS, KPROBE_NATURAL, KPROBE_PATH, KPROBE_RUNNERS, SOCK_RECORD, SockRecord},
 };
 
+/// One program per slot, each only naming its slot to the kprobe runner.
 macro_rules! slots {
     ($($name:ident = $slot:literal),* $(,)?) => {
         $(
             #[kprobe]
             pub fn $name(ctx: ProbeContext) -> u32 {
-                let _ = run_sock(&ctx, $slot);
+                if set_slot_arg($slot) {
+                    // SAFETY: KPROBE_RUNNERS holds kprobe programs only (`policy_kp_run`,
+                    // `policy_krp_run`); on failure (none there yet) this returns.
+                    let _ = unsafe { KPROBE_RUNNERS.tail_call(&ctx, KPROBE_RUNNER) };
+                }
                 0
             }
         )*
     };
+}
+
+/// `KPROBE_RUNNERS` index of `policy_kp_run`.
+const KPROBE_RUNNER: u32 = 0;
+/// `KPROBE_RUNNERS` index of `policy_krp_run`.
+const KRETPROBE_RUNNER: u32 = 1;
+
+/// The runner of every kprobe slot.
+#[kprobe]
+pub fn policy_kp_run(ctx: ProbeContext) -> u32 {
+    if let Some(slot) = slot_arg() {
+        let _ = run_sock(&ctx, slot);
+    }
+    0
+}
+
+/// The runner of every kretprobe slot.
+#[kretprobe]
+pub fn policy_krp_run(ctx: RetProbeContext) -> u32 {
+    if let Some(slot) = slot_arg() {
+        let _ = run_return(&ctx, slot);
+    }
+    0
 }
 
 slots!(
@@ -85,7 +114,10 @@ macro_rules! return_slots {
         $(
             #[kretprobe]
             pub fn $name(ctx: RetProbeContext) -> u32 {
-                let _ = run_return(&ctx, $slot);
+                if set_slot_arg($slot) {
+                    // SAFETY: as for the kprobe slots.
+                    let _ = unsafe { KPROBE_RUNNERS.tail_call(&ctx, KRETPROBE_RUNNER) };
+                }
                 0
             }
         )*

@@ -1,6 +1,6 @@
 //! Tracepoints of tracing policies. Each traced tracepoint gets a slot: the program
-//! `policy_tp_<slot>` is attached to it and finds its [`HookConfig`] at that index of
-//! `HOOKS`. (The record cannot say which tracepoint it is: the kernel overwrites its
+//! `policy_tp_<slot>` is attached to it, names its slot and tail-calls `policy_tp_run`,
+//! which finds the slot's [`HookConfig`] at that index of `HOOKS`. (The record cannot say which tracepoint it is: the kernel overwrites its
 //! `common_type` with a pointer before a BPF program runs, and aya attaches tracepoints
 //! without a BPF cookie.) The arguments are captured once (strings also into the lookup keys their
 //! filters need), the selectors tried in order, and only a hit that a selector posts is
@@ -40,7 +40,7 @@ use tracer_common::{
         OP_STATE, PIDS_IN, PIDS_NOT_IN, POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED,
         POLICY_POSTED, POLICY_RATE_LIMITED, POLICY_SEEN, PREFIX_MAX, PidFilter, RATE_GLOBAL,
         RATE_PROCESS, RETURN_AT, RateKey, SOCK_RETURN_AT, STRING_MAX, ScopeKey, SelectorConfig,
-        SockLayout, SockValue, TracepointEvent,
+        SockLayout, SockValue, TP_SLOTS, TracepointEvent,
     },
 };
 
@@ -49,22 +49,57 @@ use crate::{
     maps::{
         ARG_EQUAL_KEYS, ARG_POSTFIX_KEYS, ARG_PREFIX_KEYS, BIN_VALUE, BINARY_SLOT, EVENTS,
         EXEC_PATHS, FOLLOW, HOOKS, IOVEC_SCRATCH, IovecScratch, LONG_KEY, POLICY_COUNTERS,
-        POLICY_SCOPE, RATE, RET_ENTRY, RET_SCRATCH, SOCK_KEYS, STR_EQUAL, STR_POSTFIX, STR_PREFIX,
-        SockRecord, TP_SCRATCH,
+        POLICY_SCOPE, RATE, RET_ENTRY, RET_SCRATCH, SLOT_ARG, SOCK_KEYS, STR_EQUAL, STR_POSTFIX,
+        STR_PREFIX, SockRecord, TP_RUNNER, TP_SCRATCH,
     },
 };
 
-/// One program per slot, all the same code.
+/// One program per slot, each only naming its slot to the runner.
 macro_rules! slots {
     ($($name:ident = $slot:literal),* $(,)?) => {
         $(
             #[tracepoint]
             pub fn $name(ctx: TracePointContext) -> u32 {
-                let _ = run(ctx.as_ptr() as u64, $slot);
+                if set_slot_arg($slot) {
+                    // SAFETY: TP_RUNNER holds tracepoint programs only (the agent puts
+                    // `policy_tp_run` there); on failure (none there yet) this returns.
+                    let _ = unsafe { TP_RUNNER.tail_call(&ctx, 0) };
+                }
                 0
             }
         )*
     };
+}
+
+/// The runner of every tracepoint slot: the selectors of the slot in `SLOT_ARG`.
+#[tracepoint]
+pub fn policy_tp_run(ctx: TracePointContext) -> u32 {
+    if let Some(slot) = slot_arg() {
+        let _ = run(ctx.as_ptr() as u64, slot);
+    }
+    0
+}
+
+/// Hands `slot` to the runner this program tail-calls next; false when the per-CPU
+/// cell is missing (never, for an array of one).
+#[inline(always)]
+pub(crate) fn set_slot_arg(slot: u32) -> bool {
+    match SLOT_ARG.get_ptr_mut(0) {
+        Some(cell) => {
+            // SAFETY: this CPU's cell; tracepoint and kprobe programs do not nest on one
+            // CPU, and the runner reads it before anything else can run here.
+            unsafe { *cell = slot };
+            true
+        }
+        None => false,
+    }
+}
+
+/// The slot the tail-calling slot program named (bounded for the verifier, as every
+/// slot is below `TP_SLOTS`, a power of two).
+#[inline(always)]
+pub(crate) fn slot_arg() -> Option<u32> {
+    SLOT_ARG.get(0).map(|slot| *slot & (TP_SLOTS - 1))
 }
 
 slots!(

@@ -84,6 +84,24 @@ fn program_name(slot: u32) -> String {
     format!("policy_tp_{slot}")
 }
 
+/// The program that slot programs of one type tail-call (`hooks/policy.rs`).
+#[derive(Debug, Clone, Copy)]
+enum Runner {
+    Tracepoint,
+    Kprobe,
+    Kretprobe,
+}
+
+impl Runner {
+    fn program(self) -> &'static str {
+        match self {
+            Runner::Tracepoint => "policy_tp_run",
+            Runner::Kprobe => "policy_kp_run",
+            Runner::Kretprobe => "policy_krp_run",
+        }
+    }
+}
+
 /// The kprobe program of a slot.
 fn kprobe_program_name(slot: u32, ret: bool) -> String {
     if ret {
@@ -212,6 +230,11 @@ pub struct PolicyStore {
     slots: HashMap<u32, (String, usize)>,
     /// Programs loaded (verified) already.
     programs_loaded: Vec<String>,
+    /// The program arrays of the slot runners (`TP_RUNNER`, `KPROBE_RUNNERS`), and the
+    /// runners put in them.
+    tp_runner: ProgramArray<MapData>,
+    kprobe_runners: ProgramArray<MapData>,
+    runners: Vec<&'static str>,
     /// Kprobe hooks run on kprobes (`Ok`), or on the tracepoints that stand for them, for
     /// the reason given.
     kprobes: Result<(), &'static str>,
@@ -514,6 +537,9 @@ impl PolicyStore {
             policies: BTreeMap::new(),
             slots: HashMap::new(),
             programs_loaded: Vec::new(),
+            tp_runner: take(ebpf, "TP_RUNNER")?,
+            kprobe_runners: take(ebpf, "KPROBE_RUNNERS")?,
+            runners: Vec::new(),
             ids: Ids::default(),
             exec_paths: Some(take(ebpf, "EXEC_PATHS")?),
             config: take(ebpf, "CONFIG")?,
@@ -568,23 +594,66 @@ impl PolicyStore {
         }
     }
 
-    /// The program of `slot`, loaded.
+    /// The program of `slot`, loaded, with the runner it tail-calls.
     fn program<'e>(
         &mut self,
         ebpf: &'e mut Ebpf,
         slot: u32,
     ) -> Result<&'e mut TracePoint, StoreError> {
+        self.runner(ebpf, Runner::Tracepoint, TracePoint::load)?;
         self.loaded_program(ebpf, program_name(slot), TracePoint::load)
     }
 
-    /// The kprobe (or with `ret` kretprobe) program of `slot`, loaded.
+    /// The kprobe (or with `ret` kretprobe) program of `slot`, loaded, with the runner it
+    /// tail-calls.
     fn kprobe_program<'e>(
         &mut self,
         ebpf: &'e mut Ebpf,
         slot: u32,
         ret: bool,
     ) -> Result<&'e mut KProbe, StoreError> {
+        let runner = if ret {
+            Runner::Kretprobe
+        } else {
+            Runner::Kprobe
+        };
+        self.runner(ebpf, runner, KProbe::load)?;
         self.loaded_program(ebpf, kprobe_program_name(slot, ret), KProbe::load)
+    }
+
+    /// Loads `runner` (the selector code every slot of its type tail-calls, verified
+    /// once) and puts it in its program array, the first time a slot of its type is
+    /// asked for.
+    fn runner<P>(
+        &mut self,
+        ebpf: &mut Ebpf,
+        runner: Runner,
+        load: fn(&mut P) -> Result<(), aya::programs::ProgramError>,
+    ) -> Result<(), StoreError>
+    where
+        for<'e> &'e mut P:
+            TryFrom<&'e mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    {
+        let name = runner.program();
+        if self.runners.contains(&name) {
+            return Ok(());
+        }
+        self.loaded_program::<P>(ebpf, name.to_owned(), load)?;
+        let fd = ebpf
+            .program(name)
+            .ok_or_else(|| StoreError::Program(format!("no program `{name}` in the object")))?
+            .fd()
+            .map_err(|e| StoreError::Program(format!("{name}: {e}")))?;
+        let (array, index, map) = match runner {
+            Runner::Tracepoint => (&mut self.tp_runner, 0, "TP_RUNNER"),
+            Runner::Kprobe => (&mut self.kprobe_runners, 0, "KPROBE_RUNNERS"),
+            Runner::Kretprobe => (&mut self.kprobe_runners, 1, "KPROBE_RUNNERS"),
+        };
+        array
+            .set(index, fd, 0)
+            .map_err(|source| StoreError::Map { name: map, source })?;
+        self.runners.push(name);
+        Ok(())
     }
 
     /// The fentry (or BPF LSM) program of `slot`, loaded for `k`'s function (reloaded when

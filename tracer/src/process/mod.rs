@@ -70,25 +70,36 @@ pub mod flags {
         }
     }
 
-    impl std::fmt::Display for Words {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            let mut first = true;
+    impl Words {
+        /// Hands the words as one `str` to `f`, written into a buffer on the stack that
+        /// holds all of them (93 bytes).
+        fn with_str<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+            let mut buf = [0u8; 128];
+            let mut len = 0;
             for (bit, word) in WORDS {
                 if self.0 & bit != 0 {
-                    if !first {
-                        f.write_str(" ")?;
+                    if len > 0 {
+                        buf[len] = b' ';
+                        len += 1;
                     }
-                    f.write_str(word)?;
-                    first = false;
+                    buf[len..len + word.len()].copy_from_slice(word.as_bytes());
+                    len += word.len();
                 }
             }
-            Ok(())
+            // ASCII words and spaces: never the empty fallback.
+            f(std::str::from_utf8(&buf[..len]).unwrap_or_default())
+        }
+    }
+
+    impl std::fmt::Display for Words {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.with_str(|w| f.write_str(w))
         }
     }
 
     impl serde::Serialize for Words {
         fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.collect_str(self)
+            self.with_str(|w| s.serialize_str(w))
         }
     }
 }
@@ -273,5 +284,8 @@ mod tests {
             "execve truncArgs rootcwd"
         );
         assert_eq!(flags::words(flags::PROCFS | flags::CLONE), "procFS clone");
+        // Every word at once fits the buffer they are written into.
+        let all: Vec<&str> = flags::WORDS.iter().map(|(_, w)| *w).collect();
+        assert_eq!(flags::words(u32::MAX), all.join(" "));
     }
 }
