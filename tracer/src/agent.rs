@@ -42,6 +42,8 @@ pub struct Config {
     /// The longest a record waits in the ring buffer before the agent reads it; zero
     /// wakes the agent for every record.
     pub ring_buffer_wakeup: Duration,
+    /// Keep the programs' source line information (`--verifier-line-info`).
+    pub line_info: bool,
     pub loss_report_interval: Duration,
     pub proc_root: PathBuf,
     pub cgroup_root: PathBuf,
@@ -109,6 +111,7 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         &resolved,
         &hooks,
         loader::RingSize::new(config.ring_buffer_size, batched),
+        config.line_info,
         &config.attach_overrides,
     )?;
     for (hook, status) in &loaded.hooks {

@@ -101,9 +101,10 @@ pub fn load(
     resolved: &Resolved,
     hooks: &[Hook],
     ring: RingSize,
+    line_info: bool,
     attach_overrides: &[(String, String)],
 ) -> Result<Loaded, LoadError> {
-    let mut ebpf = object(resolved, ring)?;
+    let mut ebpf = object(resolved, ring, line_info)?;
     let statuses: Vec<(Hook, HookStatus)> = hooks
         .iter()
         .map(|hook| {
@@ -131,15 +132,61 @@ pub fn load(
     })
 }
 
-/// The object with its maps created and nothing loaded into the kernel yet.
-pub fn object(resolved: &Resolved, ring: RingSize) -> Result<Ebpf, LoadError> {
+/// The object with its maps created and nothing loaded into the kernel yet; without
+/// `line_info`, its programs' source line information is left out.
+pub fn object(resolved: &Resolved, ring: RingSize, line_info: bool) -> Result<Ebpf, LoadError> {
+    let without_lines = (!line_info).then(|| without_line_info(OBJECT));
+    let data = match &without_lines {
+        Some(Ok(data)) => data.as_slice(),
+        Some(Err(e)) => {
+            tracing::debug!("the programs keep their line information: {e}");
+            OBJECT
+        }
+        None => OBJECT,
+    };
     let ebpf = EbpfLoader::new()
         .override_global("OFFSETS", &resolved.offsets, true)
         .override_global("WAKEUP_BYTES", &ring.wakeup_bytes, true)
         .map_max_entries("EVENTS", ring.bytes)
-        .load(OBJECT)?;
+        .load(data)?;
+    drop(without_lines);
     release_object_pages();
     Ok(ebpf)
+}
+
+/// A copy of the object `elf` whose `.BTF.ext` section says it has no line information
+/// (its `line_info_len` is 0): aya keeps each program's line records for as long as the
+/// agent runs (about 3.5 MiB), and they serve only to annotate verifier logs. Function
+/// information, which the kernel needs, stays.
+fn without_line_info(elf: &[u8]) -> Result<Vec<u8>, String> {
+    use object::{Object as _, ObjectSection as _};
+    /// `struct btf_ext_header`: magic (u16), version, flags (u8 each), hdr_len,
+    /// func_info_off, func_info_len, line_info_off, line_info_len (u32 each).
+    const MAGIC: u16 = 0xeb9f;
+    const LINE_INFO_LEN_AT: usize = 20;
+    let file = object::File::parse(elf).map_err(|e| format!("the object does not parse: {e}"))?;
+    let section = file
+        .section_by_name(".BTF.ext")
+        .ok_or("the object has no .BTF.ext section")?;
+    let (offset, size) = section
+        .file_range()
+        .ok_or(".BTF.ext has no bytes in the file")?;
+    let start = usize::try_from(offset).map_err(|e| e.to_string())?;
+    let size = usize::try_from(size).map_err(|e| e.to_string())?;
+    let header = elf
+        .get(start..start + size.min(LINE_INFO_LEN_AT + 4))
+        .filter(|h| h.len() == LINE_INFO_LEN_AT + 4)
+        .ok_or(".BTF.ext is shorter than its header")?;
+    if u16::from_le_bytes([header[0], header[1]]) != MAGIC {
+        return Err(".BTF.ext does not start with the BTF magic (little-endian)".to_owned());
+    }
+    let mut copy = elf.to_vec();
+    // The ELF reader reads its headers in place, as the embedded object is aligned for.
+    if copy.as_ptr().align_offset(8) != 0 {
+        return Err("the copy is not 8-byte aligned".to_owned());
+    }
+    copy[start + LINE_INFO_LEN_AT..start + LINE_INFO_LEN_AT + 4].fill(0);
+    Ok(copy)
 }
 
 /// Parsing read the whole embedded object (6 MiB) into memory, and aya keeps what it
@@ -202,4 +249,30 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_information_is_left_out_and_nothing_else() {
+        let copy = without_line_info(OBJECT).unwrap();
+        assert_eq!(copy.len(), OBJECT.len());
+        let changed: Vec<usize> = (0..copy.len()).filter(|&i| copy[i] != OBJECT[i]).collect();
+        assert!(
+            !changed.is_empty(),
+            "the object has line information to leave out"
+        );
+        assert!(
+            changed.len() <= 4,
+            "only line_info_len changes: {changed:?}"
+        );
+        // The copy is still an ELF object with its programs.
+        use object::Object as _;
+        let file = object::File::parse(copy.as_slice()).unwrap();
+        assert!(file.section_by_name("tracepoint").is_some());
+        // Something that is not an object is refused, not patched.
+        assert!(without_line_info(b"not an ELF object").is_err());
+    }
 }

@@ -169,6 +169,13 @@ struct RunArgs {
     #[arg(long, default_value_t = 10)]
     ring_buffer_wakeup_ms: u64,
 
+    /// Keep the eBPF programs' source line information, so that a verifier log (at
+    /// `--log-level debug`, when the kernel refuses a program) names the source line of each
+    /// instruction. Off, it is left out when the programs are parsed: about 3.5 MiB less
+    /// resident memory.
+    #[arg(long)]
+    verifier_line_info: bool,
+
     /// How often to check the kernel's loss counters, in milliseconds. A loss is written as an
     /// `event_loss` event and logged.
     #[arg(long, default_value_t = 1000)]
@@ -578,6 +585,7 @@ fn run(args: RunArgs) -> ExitCode {
         process_cache_size: args.process_cache_size,
         ring_buffer_size: args.ring_buffer_size.unwrap_or_else(default_ring_size),
         ring_buffer_wakeup: Duration::from_millis(args.ring_buffer_wakeup_ms),
+        line_info: args.verifier_line_info,
         loss_report_interval: Duration::from_millis(args.loss_report_interval_ms.max(10)),
         proc_root: PathBuf::from("/proc"),
         cgroup_root: tracer::pods::cgroup::v2_root(),

@@ -37,7 +37,7 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
         tracing::warn!("{e}");
     }
     let resolved = KernelBtf::from_sys()?.resolve()?;
-    let mut ebpf = loader::object(&resolved, loader::RingSize::new(4096, false))?;
+    let mut ebpf = loader::object(&resolved, loader::RingSize::new(4096, false), false)?;
     let types = features::probe(&mut ebpf);
     let mut out = String::new();
     let release = nix::sys::utsname::uname()
