@@ -7,6 +7,11 @@
 /// Tracepoints traced at once by policies: one program slot each.
 pub const TP_SLOTS: u32 = 32;
 
+/// `KPROBE_RUNNERS` index of the runner that kprobe slots tail-call.
+pub const KPROBE_RUNNER: u32 = 0;
+/// `KPROBE_RUNNERS` index of the runner that kretprobe slots tail-call.
+pub const KRETPROBE_RUNNER: u32 = 1;
+
 /// Arguments captured per hook (a syscall has six).
 pub const MAX_HOOK_ARGS: usize = 6;
 /// Selectors per hook.

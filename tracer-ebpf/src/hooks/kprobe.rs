@@ -21,7 +21,8 @@ use aya_ebpf::{
 use tracer_common::policy::{
     CredValue, HOOK_ACTIVE, HOOK_KPROBE_GENERIC, HOOK_KPROBE_SYSCALL, HOOK_SOCK_RETURN, HookConfig,
     KPROBE_ARG_BPRM, KPROBE_ARG_CRED, KPROBE_ARG_FILE, KPROBE_ARG_PATH, KPROBE_ARG_SKB,
-    KPROBE_ARG_SOCK, KPROBE_PATH_AT, KPROBE_PATH_LEN, SOCK_RETURN_AT,
+    KPROBE_ARG_SOCK, KPROBE_PATH_AT, KPROBE_PATH_LEN, KPROBE_RUNNER, KRETPROBE_RUNNER,
+    SOCK_RETURN_AT,
 };
 
 use crate::{
@@ -50,11 +51,6 @@ macro_rules! slots {
         )*
     };
 }
-
-/// `KPROBE_RUNNERS` index of `policy_kp_run`.
-const KPROBE_RUNNER: u32 = 0;
-/// `KPROBE_RUNNERS` index of `policy_krp_run`.
-const KRETPROBE_RUNNER: u32 = 1;
 
 /// The runner of every kprobe slot.
 #[kprobe]

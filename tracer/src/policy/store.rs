@@ -23,10 +23,10 @@ use aya::{
     },
 };
 use tracer_common::policy::{
-    BinFollow, FOLLOW_BINARIES, HookConfig, LONG_PREFIX, MAX_BIN_FOLLOW, MAX_POLICIES, PIDS_IN,
-    POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED, POLICY_RATE_LIMITED,
-    POLICY_SEEN, PREFIX_MAX, STRING_MAX, SYSCALL_IDS, ScopeKey, StrKey, StrPrefix, TP_SLOTS,
-    TRACK_BINARIES,
+    BinFollow, FOLLOW_BINARIES, HookConfig, KPROBE_RUNNER, KRETPROBE_RUNNER, LONG_PREFIX,
+    MAX_BIN_FOLLOW, MAX_POLICIES, PIDS_IN, POLICY_COUNTERS_PER, POLICY_LOST, POLICY_MATCHED,
+    POLICY_POSTED, POLICY_RATE_LIMITED, POLICY_SEEN, PREFIX_MAX, STRING_MAX, SYSCALL_IDS, ScopeKey,
+    StrKey, StrPrefix, TP_SLOTS, TRACK_BINARIES,
 };
 
 use super::{
@@ -646,8 +646,8 @@ impl PolicyStore {
             .map_err(|e| StoreError::Program(format!("{name}: {e}")))?;
         let (array, index, map) = match runner {
             Runner::Tracepoint => (&mut self.tp_runner, 0, "TP_RUNNER"),
-            Runner::Kprobe => (&mut self.kprobe_runners, 0, "KPROBE_RUNNERS"),
-            Runner::Kretprobe => (&mut self.kprobe_runners, 1, "KPROBE_RUNNERS"),
+            Runner::Kprobe => (&mut self.kprobe_runners, KPROBE_RUNNER, "KPROBE_RUNNERS"),
+            Runner::Kretprobe => (&mut self.kprobe_runners, KRETPROBE_RUNNER, "KPROBE_RUNNERS"),
         };
         array
             .set(index, fd, 0)
