@@ -28,7 +28,7 @@ use tracer_common::policy::{
 use crate::{
     globals::off,
     hooks::{
-        policy::{run, set_slot_arg, slot_arg},
+        policy::{run, run_in, slot_arg},
         sock::{self, put},
     },
     kread::{self, NATURAL_END, read},
@@ -41,11 +41,7 @@ macro_rules! slots {
         $(
             #[kprobe]
             pub fn $name(ctx: ProbeContext) -> u32 {
-                if set_slot_arg($slot) {
-                    // SAFETY: KPROBE_RUNNERS holds kprobe programs only (`policy_kp_run`,
-                    // `policy_krp_run`); on failure (none there yet) this returns.
-                    let _ = unsafe { KPROBE_RUNNERS.tail_call(&ctx, KPROBE_RUNNER) };
-                }
+                run_in(&ctx, &KPROBE_RUNNERS, KPROBE_RUNNER, $slot);
                 0
             }
         )*
@@ -110,10 +106,7 @@ macro_rules! return_slots {
         $(
             #[kretprobe]
             pub fn $name(ctx: RetProbeContext) -> u32 {
-                if set_slot_arg($slot) {
-                    // SAFETY: as for the kprobe slots.
-                    let _ = unsafe { KPROBE_RUNNERS.tail_call(&ctx, KRETPROBE_RUNNER) };
-                }
+                run_in(&ctx, &KPROBE_RUNNERS, KRETPROBE_RUNNER, $slot);
                 0
             }
         )*

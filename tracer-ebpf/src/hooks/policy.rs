@@ -12,13 +12,14 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    EbpfContext as _,
+    EbpfContext,
     helpers::generated::{
         bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task,
         bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
         bpf_probe_read_user_str, bpf_send_signal,
     },
     macros::tracepoint,
+    maps::ProgramArray,
     programs::TracePointContext,
 };
 use tracer_common::{
@@ -60,11 +61,7 @@ macro_rules! slots {
         $(
             #[tracepoint]
             pub fn $name(ctx: TracePointContext) -> u32 {
-                if set_slot_arg($slot) {
-                    // SAFETY: TP_RUNNER holds tracepoint programs only (the agent puts
-                    // `policy_tp_run` there); on failure (none there yet) this returns.
-                    let _ = unsafe { TP_RUNNER.tail_call(&ctx, 0) };
-                }
+                run_in(&ctx, &TP_RUNNER, 0, $slot);
                 0
             }
         )*
@@ -80,19 +77,20 @@ pub fn policy_tp_run(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Hands `slot` to the runner this program tail-calls next; false when the per-CPU
-/// cell is missing (never, for an array of one).
+/// Hands `slot` to the runner at `index` of `runners` and tail-calls it: a slot
+/// program's whole body. Returns only when the runner is not there (not loaded yet).
+/// `runners` holds programs of the caller's own type only (the agent puts them there).
 #[inline(always)]
-pub(crate) fn set_slot_arg(slot: u32) -> bool {
-    match SLOT_ARG.get_ptr_mut(0) {
-        Some(cell) => {
-            // SAFETY: this CPU's cell; tracepoint and kprobe programs do not nest on one
-            // CPU, and the runner reads it before anything else can run here.
-            unsafe { *cell = slot };
-            true
-        }
-        None => false,
-    }
+pub(crate) fn run_in<C: EbpfContext>(ctx: &C, runners: &ProgramArray, index: u32, slot: u32) {
+    let Some(cell) = SLOT_ARG.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's cell; tracepoint and kprobe programs do not nest on one CPU, and
+    // the runner reads it before anything else can run here.
+    unsafe { *cell = slot };
+    // SAFETY: a tail call to a program of the caller's type; on failure it returns, and
+    // the caller returns at once.
+    unsafe { runners.tail_call(ctx, index) };
 }
 
 /// The slot the tail-calling slot program named (bounded for the verifier, as every
