@@ -244,13 +244,7 @@ impl ProcessOut<'_> {
     /// with the same enrichment.
     fn write<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.json {
-            Some(cache) => cache.write(
-                self.enrichment,
-                self.keep_json,
-                s,
-                || serde_json::value::to_raw_value(self),
-                |s| self.serialize(s),
-            ),
+            Some(cache) => cache.write(self.enrichment, self.keep_json, self, s),
             None => self.serialize(s),
         }
     }

@@ -166,17 +166,15 @@ impl Process {
 pub struct JsonCache(std::sync::Mutex<Option<(u64, Box<serde_json::value::RawValue>)>>);
 
 impl JsonCache {
-    /// Writes the cached object if it was written with `enrichment`. Else, with `keep`,
-    /// has `encode` make it, keeps it and writes it; without, has `direct` write it (an
-    /// object likely written only once, such as a short process's exec, is not worth a
-    /// copy of its own).
+    /// Writes the cached object if it was written with `enrichment`. Else writes
+    /// `object`, and with `keep` keeps it (an object likely written only once, such as a
+    /// short process's exec, is not worth a copy of its own).
     pub fn write<S: serde::Serializer>(
         &self,
         enrichment: u64,
         keep: bool,
+        object: &impl serde::Serialize,
         s: S,
-        encode: impl FnOnce() -> Result<Box<serde_json::value::RawValue>, serde_json::Error>,
-        direct: impl FnOnce(S) -> Result<S::Ok, S::Error>,
     ) -> Result<S::Ok, S::Error> {
         use serde::Serialize as _;
         let mut cached = self
@@ -189,9 +187,9 @@ impl JsonCache {
             return json.serialize(s);
         }
         if !keep {
-            return direct(s);
+            return object.serialize(s);
         }
-        let json = encode().map_err(serde::ser::Error::custom)?;
+        let json = serde_json::value::to_raw_value(object).map_err(serde::ser::Error::custom)?;
         let r = json.serialize(s);
         *cached = Some((enrichment, json));
         r
