@@ -117,8 +117,9 @@ pub struct Running {
     kind: Kind,
     /// The agent's log or bpftrace's stderr.
     log: PathBuf,
-    /// The agent's export file, or bpftrace's output.
-    pub out: Option<PathBuf>,
+    /// The agent's export file, or bpftrace's output: removed with the run, however it
+    /// ends, once handed on to [`Stopped`] and counted.
+    out: Option<Output>,
     /// The agent's metrics port.
     metrics_port: Option<u16>,
     cpu_at_mark: f64,
@@ -211,7 +212,7 @@ impl Running {
                             .arg(&out)
                             .args(["--export-file-max-size-mb", "1000000"])
                             .stdout(Stdio::null());
-                        running.out = Some(out);
+                        running.out = Some(Output(out));
                     }
                 }
                 let child = cmd
@@ -253,7 +254,7 @@ impl Running {
                 running.pid = child.id() as i32;
                 running.child = Some(child);
                 running.kind = Kind::Bpftrace;
-                running.out = Some(out);
+                running.out = Some(Output(out));
                 running.wait_until("bpftrace to attach its probes", |_| Ok(ready.exists()))?;
                 let _ = fs::remove_file(&ready);
             }
@@ -373,7 +374,7 @@ impl Running {
     /// Stops the tracer (SIGINT, as Ctrl-C) and waits for its exit.
     pub fn stop(mut self) -> anyhow::Result<Stopped> {
         let mut stopped = Stopped {
-            out: self.out.clone().map(Output),
+            out: self.out.take(),
             ..Stopped::default()
         };
         let Some(child) = self.child.take() else {
@@ -425,10 +426,10 @@ impl Running {
                 }
             }
             Kind::Bpftrace => {
-                let out = self
+                let out = stopped
                     .out
                     .as_ref()
-                    .and_then(|o| fs::read_to_string(o).ok())
+                    .and_then(|o| fs::read_to_string(&**o).ok())
                     .unwrap_or_default();
                 stopped.bpftrace_lost = [log.as_str(), out.as_str()]
                     .iter()
