@@ -173,10 +173,12 @@ fn without_line_info(elf: &[u8]) -> Result<Vec<u8>, String> {
         .ok_or(".BTF.ext has no bytes in the file")?;
     let start = usize::try_from(offset).map_err(|e| e.to_string())?;
     let size = usize::try_from(size).map_err(|e| e.to_string())?;
+    if size < LINE_INFO_LEN_AT + 4 {
+        return Err(".BTF.ext is shorter than its header".to_owned());
+    }
     let header = elf
-        .get(start..start + size.min(LINE_INFO_LEN_AT + 4))
-        .filter(|h| h.len() == LINE_INFO_LEN_AT + 4)
-        .ok_or(".BTF.ext is shorter than its header")?;
+        .get(start..start + LINE_INFO_LEN_AT + 4)
+        .ok_or(".BTF.ext lies past the end of the object")?;
     if u16::from_le_bytes([header[0], header[1]]) != MAGIC {
         return Err(".BTF.ext does not start with the BTF magic (little-endian)".to_owned());
     }
