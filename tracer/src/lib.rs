@@ -19,6 +19,7 @@ pub mod clock;
 pub mod decode;
 pub mod event;
 pub mod export;
+pub mod floor;
 pub mod kernel;
 pub mod loader;
 pub mod metrics;

@@ -47,6 +47,17 @@ enum Command {
     /// Print the TracingPolicy and TracingPolicyNamespaced custom resource definitions
     /// (YAML), generated from the types that parse policies (`manifests/crds.yaml`).
     Crds,
+    /// Benchmark aid: hold an eBPF program that returns at once on one tracepoint until
+    /// SIGINT or SIGTERM (the floor of `cargo xtask bench --only scale`).
+    #[command(hide = true)]
+    Floor {
+        /// SUBSYSTEM/EVENT, as `syscalls/sys_enter_getppid`.
+        #[arg(long)]
+        tracepoint: String,
+        /// Created once the program is attached, removed when it stops.
+        #[arg(long, value_name = "FILE")]
+        ready_file: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -406,6 +417,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Floor {
+            tracepoint,
+            ready_file,
+        } => match tracer::floor::run(&tracepoint, ready_file.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tracer floor: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Crds => match tracer::policy::crd::crds_yaml() {
             Ok(text) => {
                 print!("{text}");

@@ -26,6 +26,11 @@
 //! - `userspace`: the agent's user-space stages alone (criterion, `tracer/benches/`).
 //! - `memory`: the agent's resident memory idle, with 10,000 live processes, and after
 //!   100,000 short ones.
+//! - `scale`: N policies (1 to 1000) whose hooks run on every call of a hot syscall and
+//!   reject it, for each kind of selector: ns per call above the tracepoint's floor (an
+//!   eBPF program that returns at once there, `tracer floor`), against bpftrace with N
+//!   filtered probes; the time to load 1, 100 and 1000 policies and to add one more, and
+//!   the memory they take (`bench/scale.rs`).
 //!
 //! Benchmarks report; they never fail on speed. They need root (the agent and bpftrace
 //! load eBPF programs); bpftrace, stress-ng and gcc are installed with apt-get when
@@ -34,6 +39,7 @@
 mod plot;
 mod report;
 mod run;
+mod scale;
 
 use std::{
     collections::BTreeMap,
@@ -51,7 +57,7 @@ use report::{BenchResult, Panel, Row, Status};
 use run::{Running, Setup, Sink, numbers, output};
 
 /// The benchmarks, in the order they run.
-pub const BENCHES: [(&str, &str); 9] = [
+pub const BENCHES: [(&str, &str); 10] = [
     ("exec", "Exec storm"),
     ("default", "Default profile, per syscall"),
     ("nomatch", "Syscall policy that matches nothing"),
@@ -64,6 +70,7 @@ pub const BENCHES: [(&str, &str); 9] = [
     ("enforce", "Enforcement: Sigkill on one binary"),
     ("userspace", "User space alone (criterion)"),
     ("memory", "Memory"),
+    ("scale", "Scale: N policies that reject, per syscall"),
 ];
 
 pub struct Options {
@@ -128,6 +135,8 @@ struct Tools {
     victim: PathBuf,
     sleeper: PathBuf,
     sysloop: PathBuf,
+    /// `scale`'s getpgid and openat loops.
+    scaleloop: PathBuf,
     spawn: PathBuf,
     connect: PathBuf,
 }
@@ -137,6 +146,8 @@ pub struct Ctx {
     tracer: PathBuf,
     work: PathBuf,
     rounds: usize,
+    /// Rounds of `scale` (its cells are many): as `rounds`, but 1 with `--quick`.
+    scale_rounds: usize,
     cpus: usize,
     scale: Scale,
     tools: Tools,
@@ -201,6 +212,7 @@ pub fn bench(opts: Options) -> anyhow::Result<()> {
         tracer: workspace_root().join("target/release/tracer"),
         work,
         rounds: opts.rounds.unwrap_or(if opts.quick { 2 } else { 5 }).max(1),
+        scale_rounds: opts.rounds.unwrap_or(if opts.quick { 1 } else { 5 }).max(1),
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         scale,
         tools,
@@ -230,7 +242,8 @@ pub fn bench(opts: Options) -> anyhow::Result<()> {
             "connect" => connect(&ctx),
             "enforce" => enforce(&ctx),
             "userspace" => userspace(&ctx),
-            _ => memory(&ctx),
+            "memory" => memory(&ctx),
+            _ => scale::scale(&ctx),
         };
         match r {
             Ok(mut r) => {
@@ -279,6 +292,8 @@ fn ctx_summary(ctx: &Ctx, opts: &Options, took: Duration) -> serde_json::Value {
         "cpu": cpu,
         "cpus": ctx.cpus,
         "rounds": ctx.rounds,
+        "scale_rounds": ctx.scale_rounds,
+        "only": opts.only,
         "quick": ctx.quick,
         "scale": format!("{:?}", ctx.scale),
         "seconds": took.as_secs(),
@@ -319,8 +334,9 @@ fn on_path(bin: &str) -> bool {
 
 /// The workloads' C programs, built with gcc into `work`.
 fn build_tools(work: &Path) -> anyhow::Result<Tools> {
-    const SOURCES: [(&str, &str); 5] = [
+    const SOURCES: [(&str, &str); 6] = [
         ("sysloop", include_str!("bench/sysloop.c")),
+        ("scaleloop", include_str!("bench/scaleloop.c")),
         ("bench-victim", include_str!("bench/victim.c")),
         ("bench-sleeper", include_str!("bench/sleeper.c")),
         ("spawn", include_str!("bench/spawn.c")),
@@ -348,6 +364,7 @@ fn build_tools(work: &Path) -> anyhow::Result<Tools> {
         victim: work.join("bench-victim"),
         sleeper: work.join("bench-sleeper"),
         sysloop: work.join("sysloop"),
+        scaleloop: work.join("scaleloop"),
         spawn: work.join("spawn"),
         connect: work.join("connect"),
     })
@@ -742,6 +759,7 @@ fn exec(ctx: &Ctx) -> anyhow::Result<BenchResult> {
         ],
         target: Some((0.95, "target 0.95".into())),
         max: Some(1.1),
+        ..Panel::default()
     });
     Ok(r)
 }
@@ -813,6 +831,7 @@ fn default_profile(ctx: &Ctx) -> anyhow::Result<BenchResult> {
         ],
         target: None,
         max: None,
+        ..Panel::default()
     });
     Ok(r)
 }
@@ -918,6 +937,7 @@ fn nomatch(ctx: &Ctx) -> anyhow::Result<BenchResult> {
         ],
         target: Some((55.0, "target 55 ns".into())),
         max: None,
+        ..Panel::default()
     });
     Ok(r)
 }
@@ -1127,6 +1147,7 @@ fn pipeline(ctx: &Ctx, capacity: &mut Option<f64>) -> anyhow::Result<BenchResult
         ],
         target: Some((1_000_000.0, "target 1M (null)".into())),
         max: None,
+        ..Panel::default()
     });
     Ok(r)
 }
@@ -1305,6 +1326,7 @@ fn connect(ctx: &Ctx) -> anyhow::Result<BenchResult> {
         bars: vec![("tracer".into(), rate), ("bpftrace".into(), bt)],
         target: None,
         max: Some(1.1),
+        ..Panel::default()
     });
     Ok(r)
 }
@@ -1518,6 +1540,7 @@ fn userspace(ctx: &Ctx) -> anyhow::Result<BenchResult> {
         bars,
         target: Some((400.0, "JSON target 400 ns".into())),
         max: None,
+        ..Panel::default()
     });
     Ok(r)
 }
@@ -1672,6 +1695,7 @@ fn memory(ctx: &Ctx) -> anyhow::Result<BenchResult> {
         ],
         target: Some((24.0, "target 24 MiB idle".into())),
         max: None,
+        ..Panel::default()
     });
     r.notes.push(
         "one run (memory is not compared between setups); VmRSS counts the ring buffer's pages, \

@@ -65,10 +65,10 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
         /// Only these benchmarks: exec, default, nomatch, pipeline, overload, connect,
-        /// enforce, userspace, memory.
+        /// enforce, userspace, memory, scale.
         #[arg(long, value_name = "NAME", num_args = 1..)]
         only: Vec<String>,
-        /// Rounds of each benchmark (default 5; 2 with --quick).
+        /// Rounds of each benchmark (default 5; 2 with --quick, 1 for scale).
         #[arg(long, value_name = "N")]
         rounds: Option<usize>,
         /// Where the report, the plot and the workloads' files go (default target/bench).

@@ -1,5 +1,6 @@
-//! `bench.png`: the main figures as bar charts, one panel per figure, drawn with
-//! plotters' bitmap backend. Text uses DejaVu Sans from the system (Debian's
+//! `bench.png`: the main figures as bar charts, one panel per figure (lines on log-log
+//! axes for a figure that varies with a count, as `scale`'s), drawn with plotters'
+//! bitmap backend. Text uses DejaVu Sans from the system (Debian's
 //! `fonts-dejavu-core`, installed when missing), read at run time.
 
 use std::{path::Path, process::Command};
@@ -21,13 +22,15 @@ const FONTS: [&str; 2] = [
     "/usr/share/fonts/TTF/DejaVuSans.ttf",
 ];
 
-const COLOURS: [RGBColor; 6] = [
+const COLOURS: [RGBColor; 8] = [
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0x2c, 0xa0, 0x2c),
     RGBColor(0x94, 0x67, 0xbd),
     RGBColor(0x8c, 0x56, 0x4b),
     RGBColor(0x7f, 0x7f, 0x7f),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x17, 0xbe, 0xcf),
 ];
 
 /// Registers DejaVu Sans as plotters' "sans-serif".
@@ -62,8 +65,8 @@ pub fn draw(path: &Path, panels: &[&Panel], context: &serde_json::Value) -> anyh
     let style = ("sans-serif", 16).into_font().color(&BLACK);
     head.draw_text(
         &format!(
-            "tracer benchmarks: medians of {} rounds; kernel {}, {} CPUs",
-            context["rounds"],
+            "tracer benchmarks: medians of {}; kernel {}, {} CPUs",
+            super::report::rounds_text(context),
             context["kernel"].as_str().unwrap_or_default(),
             context["cpus"],
         ),
@@ -78,7 +81,12 @@ pub fn draw(path: &Path, panels: &[&Panel], context: &serde_json::Value) -> anyh
     )
     .map_err(|e| anyhow!("{e}"))?;
     for (area, p) in body.split_evenly((rows, cols)).iter().zip(panels) {
-        panel(area, p).map_err(|e| anyhow!("panel `{}`: {e}", p.title))?;
+        let drawn = if p.series.is_empty() {
+            panel(area, p)
+        } else {
+            lines(area, p)
+        };
+        drawn.map_err(|e| anyhow!("panel `{}`: {e}", p.title))?;
     }
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
@@ -174,5 +182,93 @@ fn panel(
                 .pos(Pos::new(HPos::Left, VPos::Bottom)),
         )))?;
     }
+    Ok(())
+}
+
+/// A panel of lines on log-log axes: each series' points joined, labelled in a legend.
+/// Points that a logarithmic axis cannot show (zero, negative, not a number) are left out.
+fn lines(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    p: &Panel,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let shown_points = |pts: &[(f64, f64)]| -> Vec<(f64, f64)> {
+        pts.iter()
+            .copied()
+            .filter(|(x, y)| x.is_finite() && y.is_finite() && *x > 0.0 && *y > 0.0)
+            .collect()
+    };
+    let series: Vec<(&str, Vec<(f64, f64)>)> = p
+        .series
+        .iter()
+        .map(|(l, pts)| (l.as_str(), shown_points(pts)))
+        .collect();
+    let all = || series.iter().flat_map(|(_, pts)| pts.iter().copied());
+    let (x_lo, x_hi) = all().fold((f64::INFINITY, 0.0f64), |(lo, hi), (x, _)| {
+        (lo.min(x), hi.max(x))
+    });
+    let (y_lo, y_hi) = all()
+        .map(|(_, y)| y)
+        .chain(p.target.as_ref().map(|(t, _)| *t))
+        .fold((f64::INFINITY, 0.0f64), |(lo, hi), y| {
+            (lo.min(y), hi.max(y))
+        });
+    if !x_lo.is_finite() || !y_lo.is_finite() {
+        return Err("no point to draw".into());
+    }
+    let mut chart = ChartBuilder::on(area)
+        .caption(&p.title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            (x_lo / 1.3..x_hi * 1.3).log_scale(),
+            // Room above the lines for the legend.
+            (y_lo / 2.0..y_hi * 300.0).log_scale(),
+        )?;
+    chart
+        .configure_mesh()
+        .light_line_style(TRANSPARENT)
+        .x_desc(p.x_unit.as_str())
+        .y_desc(p.unit.as_str())
+        .x_label_formatter(&|x| count(*x))
+        .y_label_formatter(&|y| shown(*y, &p.unit))
+        .label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 14))
+        .draw()?;
+    for (i, (label, pts)) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                pts.clone(),
+                colour.stroke_width(2),
+            )))?
+            .label(*label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
+            });
+        chart.draw_series(pts.iter().map(|pt| Circle::new(*pt, 3, colour.filled())))?;
+    }
+    if let Some((t, label)) = &p.target {
+        let red = RGBColor(0xd6, 0x27, 0x28);
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(x_lo / 1.3, *t), (x_hi * 1.3, *t)],
+            red.stroke_width(2),
+        )))?;
+        chart.draw_series(std::iter::once(Text::new(
+            label.clone(),
+            (x_hi, *t),
+            ("sans-serif", 13)
+                .into_font()
+                .color(&red)
+                .pos(Pos::new(HPos::Right, VPos::Bottom)),
+        )))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 11))
+        .draw()?;
     Ok(())
 }

@@ -80,8 +80,8 @@ impl Row {
     }
 }
 
-/// A bar chart of the plot.
-#[derive(Clone, Debug)]
+/// A chart of the plot: bars, or, when it has `series`, lines on log-log axes.
+#[derive(Clone, Debug, Default)]
 pub struct Panel {
     pub title: String,
     pub unit: String,
@@ -90,6 +90,10 @@ pub struct Panel {
     pub target: Option<(f64, String)>,
     /// The top of the value axis, when not from the bars.
     pub max: Option<f64>,
+    /// Lines instead of bars: (label, [(x, y)]), both axes logarithmic.
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+    /// The x axis's name, for lines.
+    pub x_unit: String,
 }
 
 /// An eBPF program's statistics: (name, runs, ns per run).
@@ -103,12 +107,24 @@ impl Panel {
             "bars": self.bars.iter().map(|(l, v)| json!([l, v])).collect::<Vec<_>>(),
             "target": self.target.as_ref().map(|(v, l)| json!([v, l])),
             "max": self.max,
+            "series": self.series.iter().map(|(l, pts)| json!({
+                "label": l,
+                "points": pts.iter().filter(|(x, y)| x.is_finite() && y.is_finite()).map(|(x, y)| json!([x, y])).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "x_unit": self.x_unit,
         })
     }
 
     fn from_json(v: &Value) -> Option<Panel> {
         let pair = |p: &Value| -> Option<(String, f64)> {
             Some((p[0].as_str()?.to_owned(), p[1].as_f64().unwrap_or(f64::NAN)))
+        };
+        let point = |p: &Value| Some((p[0].as_f64()?, p[1].as_f64()?));
+        let line = |l: &Value| -> Option<(String, Vec<(f64, f64)>)> {
+            Some((
+                l["label"].as_str()?.to_owned(),
+                l["points"].as_array()?.iter().filter_map(point).collect(),
+            ))
         };
         Some(Panel {
             title: v["title"].as_str()?.to_owned(),
@@ -118,6 +134,13 @@ impl Panel {
                 .as_array()
                 .and_then(|t| Some((t.first()?.as_f64()?, t.get(1)?.as_str()?.to_owned()))),
             max: v["max"].as_f64(),
+            series: v["series"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(line)
+                .collect(),
+            x_unit: v["x_unit"].as_str().unwrap_or_default().to_owned(),
         })
     }
 }
@@ -152,6 +175,11 @@ pub struct BenchResult {
     pub rows: Vec<Row>,
     pub panels: Vec<Panel>,
     pub notes: Vec<String>,
+    /// Tables of their own (Markdown), after the main one: a benchmark whose figures
+    /// form a grid (`scale`).
+    pub tables: Vec<String>,
+    /// The figures as data, for report.json, where rows of text would lose them.
+    pub data: Option<Value>,
     pub error: Option<String>,
 }
 
@@ -166,6 +194,8 @@ impl BenchResult {
             rows: Vec::new(),
             panels: Vec::new(),
             notes: Vec::new(),
+            tables: Vec::new(),
+            data: None,
             error: None,
         }
     }
@@ -310,7 +340,9 @@ pub fn programs_markdown(results: &[BenchResult]) -> String {
 pub fn write(out: &Path, results: &[BenchResult], context: &Value) -> anyhow::Result<()> {
     let table = markdown(results);
     let programs = programs_markdown(results);
+    let extra = extra_tables(results);
     println!("\n{table}");
+    print!("{extra}");
     println!("eBPF programs, with the kernel's run statistics on:\n\n{programs}");
     for r in results {
         for n in &r.notes {
@@ -321,12 +353,12 @@ pub fn write(out: &Path, results: &[BenchResult], context: &Value) -> anyhow::Re
     fs::write(
         &md,
         format!(
-            "Command: `{}`; kernel {}, {} CPUs ({}), {} rounds.\n\n{table}\neBPF programs, with the kernel's run statistics on (one run of each traced setup):\n\n{programs}",
+            "Command: `{}`; kernel {}, {} CPUs ({}), {}.\n\n{table}\n{extra}eBPF programs, with the kernel's run statistics on (one run of each traced setup):\n\n{programs}",
             context["command"].as_str().unwrap_or_default(),
             context["kernel"].as_str().unwrap_or_default(),
             context["cpus"],
             context["cpu"].as_str().unwrap_or_default(),
-            context["rounds"]
+            rounds_text(context)
         ),
     )
     .with_context(|| format!("cannot write {}", md.display()))?;
@@ -352,6 +384,36 @@ pub fn write(out: &Path, results: &[BenchResult], context: &Value) -> anyhow::Re
         Err(e) => eprintln!("xtask: the plot could not be drawn: {e:#}"),
     }
     Ok(())
+}
+
+/// `5 rounds`, or `2 rounds (1 for scale)` when `scale` ran with other rounds.
+pub fn rounds_text(context: &Value) -> String {
+    let rounds = &context["rounds"];
+    let only: Vec<&str> = context["only"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let scale_ran = only.is_empty() || only.contains(&"scale");
+    let n = |r: u64| format!("{r} round{}", if r == 1 { "" } else { "s" });
+    match (rounds.as_u64(), context["scale_rounds"].as_u64()) {
+        (_, Some(s)) if only == ["scale"] => n(s),
+        (Some(r), Some(s)) if scale_ran && s != r => format!("{} ({s} for scale)", n(r)),
+        (Some(r), _) => n(r),
+        _ => format!("{rounds} rounds"),
+    }
+}
+
+/// The benchmarks' own tables, each under its benchmark's title.
+fn extra_tables(results: &[BenchResult]) -> String {
+    let mut t = String::new();
+    for r in results {
+        for table in &r.tables {
+            let _ = writeln!(t, "{}:\n\n{table}", r.title);
+        }
+    }
+    t
 }
 
 fn runs_json(runs: &[RunRecord]) -> Vec<Value> {
@@ -389,6 +451,7 @@ fn bench_json(r: &BenchResult) -> Value {
             "programs": progs.into_iter().map(|(name, runs, ns)| json!({"program": name, "runs": runs, "ns_per_run": ns})).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "notes": r.notes,
+        "data": r.data,
     })
 }
 
@@ -403,6 +466,15 @@ mod tests {
         assert_eq!(count(1_500.0), "1.5k");
         assert_eq!(count(12.0), "12");
         assert_eq!(count(f64::NAN), "n/a");
+    }
+
+    #[test]
+    fn the_rounds_said_are_those_of_what_ran() {
+        let ctx = |only: Value| json!({"rounds": 2, "scale_rounds": 1, "only": only});
+        assert_eq!(rounds_text(&ctx(json!(["scale"]))), "1 round");
+        assert_eq!(rounds_text(&ctx(json!([]))), "2 rounds (1 for scale)");
+        assert_eq!(rounds_text(&ctx(json!(["exec"]))), "2 rounds");
+        assert_eq!(rounds_text(&json!({"rounds": 5})), "5 rounds");
     }
 
     #[test]

@@ -69,6 +69,11 @@ pub enum Tracer {
     Bpftrace {
         program: String,
     },
+    /// `tracer floor`: a program that returns at once on this tracepoint
+    /// (`syscalls/sys_enter_getppid`), and nothing else.
+    Floor {
+        tracepoint: String,
+    },
 }
 
 /// A benchmark's setup: its name in the tables and how it traces.
@@ -76,6 +81,8 @@ pub enum Tracer {
 pub struct Setup {
     pub name: &'static str,
     pub tracer: Tracer,
+    /// Environment variables of the tracer's process (`KUBECONFIG`, bpftrace's limits).
+    pub env: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -83,6 +90,7 @@ impl Setup {
         Self {
             name: "none",
             tracer: Tracer::None,
+            env: Vec::new(),
         }
     }
 
@@ -93,6 +101,7 @@ impl Setup {
                 args: args.iter().map(|s| (*s).to_owned()).collect(),
                 sink,
             },
+            env: Vec::new(),
         }
     }
 
@@ -102,7 +111,24 @@ impl Setup {
             tracer: Tracer::Bpftrace {
                 program: program.into(),
             },
+            env: Vec::new(),
         }
+    }
+
+    pub fn floor(name: &'static str, tracepoint: &str) -> Self {
+        Self {
+            name,
+            tracer: Tracer::Floor {
+                tracepoint: tracepoint.to_owned(),
+            },
+            env: Vec::new(),
+        }
+    }
+
+    /// The same, with `key=value` in the tracer's environment.
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     pub fn is_traced(&self) -> bool {
@@ -115,7 +141,7 @@ pub struct Running {
     child: Option<Child>,
     pid: i32,
     kind: Kind,
-    /// The agent's log or bpftrace's stderr.
+    /// The agent's log, or bpftrace's or `tracer floor`'s stderr.
     log: PathBuf,
     /// The agent's export file, or bpftrace's output: removed with the run, however it
     /// ends, once handed on to [`Stopped`] and counted.
@@ -133,6 +159,7 @@ enum Kind {
     None,
     Agent,
     Bpftrace,
+    Floor,
 }
 
 /// What a tracer left once stopped.
@@ -195,6 +222,7 @@ impl Running {
                     .args(["--node-name", "bench", "--log-level", "info"])
                     .args(["--metrics-server", &format!("127.0.0.1:{port}")])
                     .args(args)
+                    .envs(setup.env.iter().map(|(k, v)| (k, v)))
                     .env("NO_COLOR", "1")
                     .stdin(Stdio::null())
                     .stderr(file(&log)?);
@@ -246,6 +274,7 @@ impl Running {
                     .arg("-o")
                     .arg(&out)
                     .args(["-e", &program])
+                    .envs(setup.env.iter().map(|(k, v)| (k, v)))
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .stderr(file(&log)?)
@@ -258,8 +287,30 @@ impl Running {
                 running.wait_until("bpftrace to attach its probes", |_| Ok(ready.exists()))?;
                 let _ = fs::remove_file(&ready);
             }
+            Tracer::Floor { tracepoint } => {
+                let ready = work.join(format!("{tag}.ready"));
+                let _ = fs::remove_file(&ready);
+                let child = Command::new(tracer_bin)
+                    .args(["floor", "--tracepoint", tracepoint, "--ready-file"])
+                    .arg(&ready)
+                    .envs(setup.env.iter().map(|(k, v)| (k, v)))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(file(&log)?)
+                    .spawn()
+                    .with_context(|| format!("cannot start {} floor", tracer_bin.display()))?;
+                running.pid = child.id() as i32;
+                running.child = Some(child);
+                running.kind = Kind::Floor;
+                running.wait_until("tracer floor to attach its program", |_| Ok(ready.exists()))?;
+            }
         }
         Ok(running)
+    }
+
+    /// The tracer's log: the agent's, or bpftrace's or `tracer floor`'s stderr.
+    pub fn log(&self) -> &Path {
+        &self.log
     }
 
     fn wait_until(
@@ -440,7 +491,7 @@ impl Running {
                     })
                     .sum();
             }
-            Kind::None => {}
+            Kind::None | Kind::Floor => {}
         }
         Ok(stopped)
     }
