@@ -10,6 +10,7 @@ mod globals;
 mod hooks;
 mod kread;
 mod maps;
+mod policy;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -3,15 +3,15 @@
 use aya_ebpf::{
     macros::map,
     maps::{
-        Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, ProgramArray, RingBuf, lpm_trie::Key,
+        Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, lpm_trie::Key,
     },
 };
 use tracer_common::{
     counters::COUNTERS_LEN,
     policy::{
-        ArgValue, BinFollow, HookConfig, MAX_BIN_FOLLOW, MAX_HOOK_ARGS, MAX_POLICIES,
-        POLICY_COUNTERS_PER, RateKey, SYSCALL_IDS, StrKey, StrPrefix, SyscallRecord, TP_SLOTS,
-        TracepointEvent,
+        ArgValue, BinFollow, GateHit, GateIntKey, GateStrKey, HookConfig, HookPoint,
+        MAX_BIN_FOLLOW, MAX_HOOK_ARGS, PolicyCounters, ProcVerdicts, RateKey, SYSCALL_IDS, StrKey,
+        StrPrefix, SyscallRecord, TracepointEvent, VERDICT_L1_WAYS, VerdictL1,
     },
 };
 
@@ -28,73 +28,100 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
 
-// --- Tracing policies (`hooks/policy.rs`), filled by the agent. ---
+// --- Tracing policies (`policy/`), filled by the agent. The sizes of the maps that grow
+// with the policies loaded are set by the agent at load time (`loader.rs`); those
+// written as policies come are hash maps and tries without preallocation, which take
+// memory only for what they hold. ---
 
-/// The hook of each slot (`hooks/policy.rs`).
+/// Every hook of every policy, by hook id (`HookConfig::id`).
 #[map]
-pub static HOOKS: Array<HookConfig> = Array::with_max_entries(TP_SLOTS, 0);
+pub static HOOKS: HashMap<u32, HookConfig> =
+    HashMap::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
 
-/// Syscall hooks (`hooks/syscall.rs`): the slots to run for each syscall number, at
-/// `direction * SYSCALL_IDS + number` (a bit per slot).
+/// The hook points, by id (the BPF cookie of their attachments).
 #[map]
-pub static SYSCALL_SLOTS: Array<u32> = Array::with_max_entries(2 * SYSCALL_IDS, 0);
+pub static HOOK_POINTS: Array<HookPoint> = Array::with_max_entries(DEFAULT_HOOK_POINTS, 0);
 
-/// Slots that run on every syscall of a direction (`raw_syscalls` hooks).
+/// Per-policy counters (`tracer_common::policy::POLICY_*`), by policy id; the agent
+/// creates a policy's entry before its hooks can run.
+#[map]
+pub static POLICY_COUNTERS: PerCpuHashMap<u32, PolicyCounters> =
+    PerCpuHashMap::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// Argument gates: the hooks an integer value can satisfy ...
+#[map]
+pub static GATE_INTS: HashMap<GateIntKey, GateHit> =
+    HashMap::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// ... and those a string's first bytes can.
+#[map]
+pub static GATE_STRS: LpmTrie<GateStrKey, GateHit> =
+    LpmTrie::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
+
+/// The verdicts of each process (tgid) that has hit a hook point with process-level
+/// filters; dropped at its exec and its end (`hooks/process.rs`).
+#[map]
+pub static VERDICTS: HashMap<u32, ProcVerdicts> =
+    HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+/// The per-CPU cache in front of `VERDICTS`, by hook point id modulo its size.
+#[map]
+pub static VERDICT_CACHE: PerCpuArray<VerdictL1> =
+    PerCpuArray::with_max_entries(VERDICT_L1_WAYS, 0);
+
+/// Scratch of the verdict cache: a process's entry on its way into `VERDICTS`.
+#[map]
+pub static PROC_SCRATCH: PerCpuArray<ProcVerdicts> = PerCpuArray::with_max_entries(1, 0);
+
+/// `[0]`: changed at every exec and every process's end, which invalidates
+/// `VERDICT_CACHE`.
+#[map]
+pub static GEN: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Syscall hooks on the raw `sys_enter`/`sys_exit` tracepoints (`hooks/syscall.rs`): the
+/// hook point of each syscall number, at `direction * SYSCALL_IDS + number` (0: none) ...
+#[map]
+pub static SYSCALL_POINTS: Array<u32> = Array::with_max_entries(2 * SYSCALL_IDS, 0);
+
+/// ... and of every syscall of a direction (`raw_syscalls` hooks).
 #[map]
 pub static SYSCALL_ANY: Array<u32> = Array::with_max_entries(2, 0);
 
-/// Routed slots whose every selector names its processes (`matchPIDs` `In`, without
-/// `followForks` or `isNamespacePID`): they run only for a process in `SYSCALL_PID_GATE`,
-/// which the dispatcher checks before it reads anything (a bit per slot, at `[0]`).
-#[map]
-pub static SYSCALL_GATED: Array<u32> = Array::with_max_entries(1, 0);
-
-/// The gated slots each listed process (tgid) may reach.
-#[map]
-pub static SYSCALL_PID_GATE: HashMap<u32, u32> =
-    HashMap::with_max_entries(tracer_common::policy::MAX_GATE_PIDS, 0);
-
-/// The syscall record being evaluated, and the slots still to run on it.
+/// The syscall record being evaluated.
 #[map]
 pub static SYSCALL_RECORD: PerCpuArray<SyscallRecord> = PerCpuArray::with_max_entries(1, 0);
 
-/// `[0]`: the program that runs the policy slots on `SYSCALL_RECORD`, one slot per tail
-/// call.
+/// The hook point of each fentry program (`[i]`, `policy_fe_i`) and BPF LSM program
+/// (`[BTF_PROGRAMS + i]`, `policy_lsm_i`): each is loaded for one function.
 #[map]
-pub static SYSCALL_PROGS: ProgramArray = ProgramArray::with_max_entries(1, 0);
-
-/// The runners of the policy slots, one per program type: a slot program records its
-/// slot in `SLOT_ARG` and tail-calls its type's runner, so the selector code is in the
-/// object (and verified) once per type instead of once per slot. `[0]`: tracepoints.
-#[map]
-pub static TP_RUNNER: ProgramArray = ProgramArray::with_max_entries(1, 0);
-
-/// `[0]`: kprobes; `[1]`: kretprobes (the same program type).
-#[map]
-pub static KPROBE_RUNNERS: ProgramArray = ProgramArray::with_max_entries(2, 0);
-
-/// The slot a slot program hands to its runner, on this CPU. Tracepoint and kprobe
-/// programs do not nest on one CPU (the kernel's `bpf_prog_active`), so nothing runs
-/// between the write and the tail call that reads it.
-#[map]
-pub static SLOT_ARG: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+pub static BTF_POINTS: Array<u32> = Array::with_max_entries(2 * BTF_PROGRAMS, 0);
 
 /// Strings of `Equal`/`NotEqual` filters: (filter id, string) present.
 #[map]
-pub static STR_EQUAL: HashMap<StrKey, u8> = HashMap::with_max_entries(8192, 0);
+pub static STR_EQUAL: HashMap<StrKey, u8> =
+    HashMap::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
 
 /// Prefixes of `Prefix`/`NotPrefix` filters, after the filter id.
 #[map]
-pub static STR_PREFIX: LpmTrie<StrPrefix, u8> = LpmTrie::with_max_entries(8192, BPF_F_NO_PREALLOC);
+pub static STR_PREFIX: LpmTrie<StrPrefix, u8> =
+    LpmTrie::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
 
 /// Postfixes of `Postfix`/`NotPostfix` filters, reversed, after the filter id.
 #[map]
-pub static STR_POSTFIX: LpmTrie<StrPrefix, u8> = LpmTrie::with_max_entries(8192, BPF_F_NO_PREALLOC);
+pub static STR_POSTFIX: LpmTrie<StrPrefix, u8> =
+    LpmTrie::with_max_entries(DEFAULT_CAPACITY, BPF_F_NO_PREALLOC);
 
-/// Per-policy counters, indexed as `tracer_common::policy::POLICY_*` say.
+/// The address of the record the hooks of a call are evaluated on, for the evaluation
+/// (a global function, which takes no pointer to the program's context).
 #[map]
-pub static POLICY_COUNTERS: PerCpuArray<u64> =
-    PerCpuArray::with_max_entries(MAX_POLICIES * POLICY_COUNTERS_PER, 0);
+pub static RECORD: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Scratch of the engine's walks over a hook point's list (`policy/eval.rs`,
+/// `policy/verdict.rs`).
+#[map]
+pub static WALK: PerCpuArray<crate::policy::Walk> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static SCAN: PerCpuArray<crate::policy::Scan> = PerCpuArray::with_max_entries(1, 0);
 
 /// Scratch: the event being evaluated (too large for the stack).
 #[map]
@@ -166,7 +193,8 @@ impl SockRecord {
 #[map]
 pub static SOCK_RECORD: PerCpuArray<SockRecord> = PerCpuArray::with_max_entries(1, 0);
 
-/// Return probes: the entry's record, per (thread id << 32 | entry slot), until the return.
+/// Return probes: the entry's record, per (thread id << 32 | entry hook point), until the
+/// return.
 #[map]
 pub static RET_ENTRY: LruHashMap<u64, SockRecord> = LruHashMap::with_max_entries(8192, 0);
 /// Scratch of return probes: a record on its way into or out of `RET_ENTRY`.
@@ -216,3 +244,11 @@ pub const BINARY_SLOT: u32 = MAX_HOOK_ARGS as u32;
 
 /// `BPF_F_NO_PREALLOC`, which LPM tries require.
 const BPF_F_NO_PREALLOC: u32 = 1;
+
+/// The size, in the object, of the maps that grow with the policies (hooks, policies,
+/// string values, gate values); the agent sets their real size at load time.
+pub const DEFAULT_CAPACITY: u32 = 65536;
+/// Hook points, likewise.
+pub const DEFAULT_HOOK_POINTS: u32 = 4096;
+/// fentry programs, and BPF LSM programs, in the object (`hooks/fentry.rs`).
+pub const BTF_PROGRAMS: u32 = 32;

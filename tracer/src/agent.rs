@@ -57,6 +57,9 @@ pub struct Config {
     pub syscall_raw_tracepoints: bool,
     /// Kprobe hooks on their tracepoint equivalents even where kprobes work.
     pub disable_kprobes: bool,
+    /// How many hooks (and policies, and filter values) and hook points the kernel's
+    /// policy maps hold.
+    pub policy_capacity: loader::Capacity,
     /// How long an event of a process in a container waits for its pod.
     pub pod_wait: Duration,
     /// Created once tracing, removed at exit.
@@ -111,6 +114,7 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         &resolved,
         &hooks,
         loader::RingSize::new(config.ring_buffer_size, batched),
+        config.policy_capacity,
         config.line_info,
         &config.attach_overrides,
     )?;
@@ -165,11 +169,15 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
             placement.kprobes_text(),
             placement.syscall_text()
         );
-        match PolicyStore::new(
-            &mut loaded.ebpf,
-            std::path::Path::new(tracefs::TRACEFS),
-            &placement,
-        ) {
+        let settings = crate::policy::store::Settings {
+            tracefs: tracefs::TRACEFS.into(),
+            proc_root: config.proc_root.clone(),
+            cgroup_root: config.cgroup_root.clone(),
+            capacity: config.policy_capacity.hooks,
+            hook_points: config.policy_capacity.hook_points,
+        };
+        let kernel = crate::policy::facts::Kernel::new(&placement);
+        match PolicyStore::new(&mut loaded.ebpf, settings, kernel) {
             Ok(mut s) => {
                 s.pods_known = client.is_some();
                 store = Some(s);
@@ -300,10 +308,13 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
                 pipeline.flush();
             }
             _ = losses.tick() => pipeline.report(&mut source, store.as_ref()),
-            _ = policy_poll.tick(), if policy_dir.is_some() && store.is_some() => {
-                if let (Some(dir), Some(store)) = (&mut policy_dir, &mut store) {
-                    dir.sync(store, &mut loaded.ebpf);
-                    sync_scopes(store, &mut pipeline.pods);
+            _ = policy_poll.tick(), if store.is_some() => {
+                if let Some(store) = &mut store {
+                    if let Some(dir) = &mut policy_dir {
+                        dir.sync(store, &mut loaded.ebpf);
+                        sync_scopes(store, &mut pipeline.pods);
+                    }
+                    store.tick();
                 }
             }
             change = next_change(&mut policy_objects) => match (change, &mut store, &client) {
@@ -442,7 +453,7 @@ impl Pipeline {
             }
         };
         if let RawEvent::Tracepoint(ev) = &raw {
-            let Some((policy, hook)) = store.and_then(|s| s.hook(ev.event_id)) else {
+            let Some((policy, hook)) = store.and_then(|s| s.hook(ev.hook)) else {
                 // The policy was removed after the kernel posted this.
                 return;
             };

@@ -546,7 +546,7 @@ pub fn tracepoint_args<'a>(
 /// A `cred` argument as Tetragon's `cred_arg`: the ids, `securebits` and the capability
 /// sets by name.
 fn cred_arg(v: &tracer_common::policy::ArgValue) -> serde_json::Value {
-    use crate::policy::validate::CAPABILITIES;
+    use crate::policy::validate::names::CAPABILITIES;
     // SAFETY: the kernel wrote a CredValue at the start of `str` for a cred argument;
     // plain integers, any bit pattern valid, read unaligned.
     let c = unsafe {
@@ -671,7 +671,7 @@ pub fn tracepoint<'a>(
 ) -> Event<'a> {
     use tracer_common::policy::EVENT_MONITOR;
     let policy_mode = (ev.flags & EVENT_MONITOR != 0).then_some("monitor");
-    if let Some(crate::policy::compile::KprobeHook {
+    if let Some(crate::policy::compile::KprobeMeta {
         call: function_name,
         returns_value: has_return,
         ..

@@ -34,8 +34,13 @@ pub fn run(tracepoint: &str, ready_file: Option<&Path>) -> Result<(), String> {
         .and_then(|btf| btf.resolve())
         .map_err(|e| e.to_string())?;
     // The smallest ring buffer: nothing is written to it.
-    let mut ebpf =
-        loader::object(&resolved, RingSize::new(4096, true), false).map_err(|e| e.to_string())?;
+    let mut ebpf = loader::object(
+        &resolved,
+        RingSize::new(4096, true),
+        loader::Capacity::default(),
+        false,
+    )
+    .map_err(|e| e.to_string())?;
     let program: &mut TracePoint = ebpf
         .program_mut(PROGRAM)
         .ok_or_else(|| format!("program `{PROGRAM}` is not in the object"))?

@@ -94,6 +94,25 @@ impl RingSize {
     }
 }
 
+/// The sizes of the policy maps that grow with the policies loaded (hash maps and tries
+/// without preallocation take memory only for what they hold; `HOOK_POINTS`, an array,
+/// for its size): the most hooks (and policies, and string or gate values of each kind)
+/// and hook points the kernel can hold at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    pub hooks: u32,
+    pub hook_points: u32,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Self {
+            hooks: 16_384,
+            hook_points: 4_096,
+        }
+    }
+}
+
 /// Loads the object and attaches `hooks`; `ring` sizes the ring buffer.
 /// `attach_overrides` (program, tracepoint event) attach a program elsewhere: the tests
 /// use it to make the kernel refuse one hook for real.
@@ -101,10 +120,11 @@ pub fn load(
     resolved: &Resolved,
     hooks: &[Hook],
     ring: RingSize,
+    capacity: Capacity,
     line_info: bool,
     attach_overrides: &[(String, String)],
 ) -> Result<Loaded, LoadError> {
-    let mut ebpf = object(resolved, ring, line_info)?;
+    let mut ebpf = object(resolved, ring, capacity, line_info)?;
     let statuses: Vec<(Hook, HookStatus)> = hooks
         .iter()
         .map(|hook| {
@@ -134,7 +154,12 @@ pub fn load(
 
 /// The object with its maps created and nothing loaded into the kernel yet; without
 /// `line_info`, its programs' source line information is left out.
-pub fn object(resolved: &Resolved, ring: RingSize, line_info: bool) -> Result<Ebpf, LoadError> {
+pub fn object(
+    resolved: &Resolved,
+    ring: RingSize,
+    capacity: Capacity,
+    line_info: bool,
+) -> Result<Ebpf, LoadError> {
     let without_lines = (!line_info).then(|| without_line_info(OBJECT));
     let data = match &without_lines {
         Some(Ok(data)) => data.as_slice(),
@@ -144,11 +169,24 @@ pub fn object(resolved: &Resolved, ring: RingSize, line_info: bool) -> Result<Eb
         }
         None => OBJECT,
     };
-    let ebpf = EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    loader
         .override_global("OFFSETS", &resolved.offsets, true)
         .override_global("WAKEUP_BYTES", &ring.wakeup_bytes, true)
         .map_max_entries("EVENTS", ring.bytes)
-        .load(data)?;
+        .map_max_entries("HOOK_POINTS", capacity.hook_points);
+    for map in [
+        "HOOKS",
+        "POLICY_COUNTERS",
+        "GATE_INTS",
+        "GATE_STRS",
+        "STR_EQUAL",
+        "STR_PREFIX",
+        "STR_POSTFIX",
+    ] {
+        loader.map_max_entries(map, capacity.hooks);
+    }
+    let ebpf = loader.load(data)?;
     drop(without_lines);
     release_object_pages();
     Ok(ebpf)
@@ -226,19 +264,46 @@ fn attach(ebpf: &mut Ebpf, hook: &Hook, event: &str) -> Result<(), String> {
     let tp: &mut RawTracePoint = program
         .try_into()
         .map_err(|e: ProgramError| e.to_string())?;
-    tp.load().map_err(|e| match e {
+    tp.load().map_err(|e| refusal(hook.program, &e))?;
+    tp.attach(event)
+        .map_err(|e| format!("attaching to raw tracepoint {event}: {}", chain(&e)))?;
+    Ok(())
+}
+
+/// Why the kernel did not load program `name`, for people: for a refusal, the
+/// verifier's reason (the last line of its log before its statistics), the whole log
+/// going to the debug log. The one place such errors are worded.
+pub(crate) fn refusal(name: &str, e: &ProgramError) -> String {
+    match e {
         ProgramError::LoadError {
             io_error,
             verifier_log,
         } => {
-            tracing::debug!(hook = hook.program, "verifier log:\n{verifier_log}");
-            format!("the kernel refused the program ({io_error}); run with --log-level debug for the verifier log")
+            let log = verifier_log.to_string();
+            tracing::debug!("verifier log of {name}:\n{log}");
+            let last = log
+                .lines()
+                .rev()
+                .map(str::trim)
+                .find(|l| {
+                    !l.is_empty()
+                        && !l.starts_with("processed ")
+                        && !l.starts_with("verification time")
+                        && !l.starts_with("stack depth")
+                })
+                .unwrap_or_default();
+            if last.is_empty() {
+                format!(
+                    "the kernel refused {name} ({io_error}); --log-level debug shows the verifier log"
+                )
+            } else {
+                format!(
+                    "the kernel refused {name} ({io_error}: {last}); --log-level debug shows the verifier log"
+                )
+            }
         }
-        other => chain(&other),
-    })?;
-    tp.attach(event)
-        .map_err(|e| format!("attaching to raw tracepoint {event}: {}", chain(&e)))?;
-    Ok(())
+        other => format!("{name}: {}", chain(other)),
+    }
 }
 
 /// An error with its causes: `a: b: c`.

@@ -224,6 +224,17 @@ struct RunArgs {
     #[arg(long)]
     disable_kprobes: bool,
 
+    /// The most policy hooks the kernel's maps hold at once, and as many policies, and
+    /// filter values of each kind (the maps take memory only for what they hold, and
+    /// 16 bytes a slot of their hash tables). Past it a policy is refused, saying so.
+    #[arg(long, value_name = "N", default_value_t = tracer::loader::Capacity::default().hooks)]
+    policy_capacity: u32,
+
+    /// The most hook points (distinct tracepoints, syscalls and kernel functions that
+    /// policies hook) at once: an array of 80 bytes each, allocated at start.
+    #[arg(long, value_name = "N", default_value_t = tracer::loader::Capacity::default().hook_points)]
+    policy_hook_points: u32,
+
     /// With a cluster: how long an event of a process in a container waits for the
     /// watcher to learn its pod, in milliseconds; past it the event goes out with
     /// `"pod_unknown": true`.
@@ -615,6 +626,10 @@ fn run(args: RunArgs) -> ExitCode {
         tracing_policy_dir: args.tracing_policy_dir,
         syscall_raw_tracepoints: args.syscall_raw_tracepoints,
         disable_kprobes: args.disable_kprobes,
+        policy_capacity: tracer::loader::Capacity {
+            hooks: args.policy_capacity.max(1),
+            hook_points: args.policy_hook_points.max(2),
+        },
         pod_wait: Duration::from_millis(args.pod_wait_ms),
         ready_file: args.ready_file,
         export,

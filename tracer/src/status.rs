@@ -11,7 +11,7 @@ use crate::{
         privileges, tracefs,
     },
     loader,
-    policy::{self, compile::Ids},
+    policy::{self, compile::Ids, facts::Facts},
 };
 
 pub struct Config {
@@ -37,7 +37,12 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
         tracing::warn!("{e}");
     }
     let resolved = KernelBtf::from_sys()?.resolve()?;
-    let mut ebpf = loader::object(&resolved, loader::RingSize::new(4096, false), false)?;
+    let mut ebpf = loader::object(
+        &resolved,
+        loader::RingSize::new(4096, false),
+        loader::Capacity::default(),
+        false,
+    )?;
     let types = features::probe(&mut ebpf);
     let mut out = String::new();
     let release = nix::sys::utsname::uname()
@@ -57,8 +62,10 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
         config.syscall_raw_tracepoints,
         config.disable_kprobes,
     );
-    let (syscall_regs, raw_numbered) = (placement.syscall_regs, placement.raw_numbered);
-    let kernel = placement.kernel();
+    let facts = Facts::new(
+        policy::facts::Kernel::new(&placement),
+        std::path::Path::new(tracefs::TRACEFS),
+    );
     let _ = writeln!(out, "\nhooks");
     for hook in loader::lifecycle_hooks(&resolved) {
         let _ = writeln!(
@@ -75,6 +82,7 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
     let _ = writeln!(out, "  kprobes: {}", placement.kprobes_text());
     let mut all_ok = true;
     let mut ids = Ids::default();
+    let mut hooks = 0;
     for file in &config.tracing_policies {
         let docs = match policy::parse::file(file) {
             Ok(docs) => docs,
@@ -87,14 +95,14 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
             }
         };
         for (id, doc) in docs.iter().enumerate() {
-            let name = doc.policy.metadata.name.as_str();
-            let root = std::path::Path::new(tracefs::TRACEFS);
-            match policy::compile::compile_for(&doc.policy, id as u32, &mut ids, root, kernel) {
+            let name = doc.spec.name.as_str();
+            match policy::compile::compile(&doc.spec, id as u32, &mut ids, &facts) {
                 Ok(compiled) => {
                     let _ = writeln!(out, "\npolicy {name} ({})", file.display());
                     for h in &compiled.hooks {
-                        let _ = writeln!(out, "  {}", h.runs_on(syscall_regs, raw_numbered));
+                        let _ = writeln!(out, "  {}", h.runs_on());
                     }
+                    hooks += compiled.hooks.len();
                 }
                 Err(e) => {
                     all_ok = false;
@@ -107,6 +115,14 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
                 }
             }
         }
+    }
+    if !config.tracing_policies.is_empty() {
+        let cap = loader::Capacity::default();
+        let _ = writeln!(
+            out,
+            "\n{hooks} hooks in all; by default the kernel's maps hold {} hooks and {} hook points (--policy-capacity, --policy-hook-points)",
+            cap.hooks, cap.hook_points
+        );
     }
     Ok((out, all_ok))
 }

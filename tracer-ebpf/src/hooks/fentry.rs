@@ -1,9 +1,12 @@
-//! Kprobe hooks of tracing policies on BPF trampolines, where the kernel has them: one
-//! fentry program per slot (cheaper than a kprobe: no breakpoint, no `pt_regs`), and one
-//! BPF LSM program per slot for hooks that `Override` a `security_*` function (the LSM
-//! hook's verdict is the override's error). Each is loaded for its function by the agent
-//! (`policy/store.rs`), and runs the same code as the kprobe of its slot
-//! (`hooks/kprobe.rs`), reading the function's arguments through the trampoline.
+//! Kprobe hooks of tracing policies on BPF trampolines, where the kernel has them: fentry
+//! programs (cheaper than a kprobe: no breakpoint, no `pt_regs`), and BPF LSM programs
+//! for hooks that `Override` a `security_*` function (the LSM hook's verdict is the
+//! override's error). A trampoline program is loaded for one function, so the object has
+//! `BTF_PROGRAMS` of each kind: the agent loads one per hooked function
+//! (`tracer/src/policy/store/`) and writes its hook point's id at its index of
+//! `BTF_POINTS`. Each builds the same record as the kprobe (`hooks/kprobe.rs`), reading
+//! the function's arguments through the trampoline. (Past `BTF_PROGRAMS` functions, the
+//! agent runs further kprobe hooks on kprobes, which have no such bound.)
 
 use core::ffi::c_void;
 
@@ -14,13 +17,26 @@ use aya_ebpf::{
     programs::{FEntryContext, LsmContext},
 };
 
-use crate::hooks::kprobe::{Args, run_sock};
+use crate::{
+    hooks::kprobe::{Args, Entry},
+    maps::{BTF_POINTS, BTF_PROGRAMS},
+    policy,
+};
+
+/// Runs the hook point of trampoline program `index` (of `BTF_POINTS`).
+#[inline(always)]
+fn run_btf(ctx: *mut c_void, index: u32) -> i32 {
+    let Some(id) = BTF_POINTS.get(index).copied() else {
+        return 0;
+    };
+    policy::run(&Entry(&Trampoline(ctx)), id)
+}
 
 /// The arguments of a trampoline's function, by `bpf_get_func_arg`, which checks the
 /// index against the function's argument count at run time (a direct read of the
 /// context past it would be refused by the verifier, and programs are shared by slots of
 /// functions of any arity).
-struct Trampoline(*mut c_void);
+pub(crate) struct Trampoline(*mut c_void);
 
 impl Args for Trampoline {
     #[inline(always)]
@@ -34,12 +50,12 @@ impl Args for Trampoline {
 }
 
 macro_rules! fentry_slots {
-    ($($name:ident = $slot:literal),* $(,)?) => {
+    ($($name:ident = $index:literal),* $(,)?) => {
         $(
             // The function is named when the agent loads the program.
             #[fentry(function = "policy_function")]
             pub fn $name(ctx: FEntryContext) -> i32 {
-                let _ = run_sock(&Trampoline(ctx.as_ptr()), $slot);
+                let _ = run_btf(ctx.as_ptr(), $index);
                 0
             }
         )*
@@ -97,13 +113,13 @@ fn verdict(v: i32) -> i32 {
 }
 
 macro_rules! lsm_slots {
-    ($($name:ident = $slot:literal),* $(,)?) => {
+    ($($name:ident = $index:literal),* $(,)?) => {
         $(
             // The LSM hook is named when the agent loads the program; its verdict is the
             // `Override` error of the selector that matched, or 0 (allow).
             #[lsm(hook = "policy_hook")]
             pub fn $name(ctx: LsmContext) -> i32 {
-                verdict(run_sock(&Trampoline(ctx.as_ptr()), $slot))
+                verdict(run_btf(ctx.as_ptr(), BTF_PROGRAMS + $index))
             }
         )*
     };

@@ -1,176 +1,84 @@
-//! Kprobes of tracing policies on socket functions (`tcp_connect(struct sock *)`,
-//! `tcp_close`, `inet_csk_listen_start`): one program per slot, which tail-calls one
-//! runner (`policy_kp_run`, `policy_krp_run`), as for tracepoints. The
-//! program reads the socket of argument 0 (fields at offsets from BTF) into a record laid
-//! out as `sock:inet_sock_set_state`'s (offsets from its format file, in the hook's
-//! `SockLayout`), so the same selector code (`hooks/policy.rs`) runs on it, and a policy
-//! gives the same events on a kprobe as on the tracepoint a kernel without kprobes uses.
-//! A kprobe on a syscall (`syscall: true`) reads the syscall's arguments instead, into a
-//! record laid out as its `syscalls/sys_enter_NAME` tracepoint's, for the same reason.
-//! A kprobe on any other function writes its six argument registers at 16 + 8 i, and
-//! what its one struct argument points to at `KPROBE_PATH_AT`: the path of a `file`,
-//! `path` or `linux_binprm`, a `sock`'s fields, a `cred`'s ids and capabilities.
+//! Kprobes of tracing policies: one kprobe program and one kretprobe program, attached
+//! by the agent to every kernel function a policy hooks, with the hook point's id as the
+//! attachment's BPF cookie. The program builds a record laid out as a tracepoint's, so
+//! that the same engine (`crate::policy`) runs on it, and a policy gives the same events
+//! on a kprobe as on the tracepoint a kernel without kprobes uses:
+//! - a socket function (`tcp_connect(struct sock *)`, `tcp_close`,
+//!   `inet_csk_listen_start`): its argument 0's socket (fields at offsets from BTF),
+//!   laid out as `sock:inet_sock_set_state`'s record (offsets from its format file, in
+//!   the hook point's `SockLayout`);
+//! - a syscall (`syscall: true`): the syscall's arguments, laid out as its
+//!   `syscalls/sys_enter_NAME` record;
+//! - any other function: its six argument registers at 16 + 8 i, and what its one struct
+//!   argument points to at `KPROBE_PATH_AT`: the path of a `file`, `path` or
+//!   `linux_binprm`, a `sock`'s fields, a `cred`'s ids and capabilities.
+//!
+//! The record is built only once the process verdict has left a hook that can match.
 
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::generated::bpf_probe_read_kernel,
+    EbpfContext as _,
+    helpers::generated::{bpf_get_attach_cookie, bpf_probe_read_kernel},
     macros::{kprobe, kretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
 use tracer_common::policy::{
-    CredValue, HOOK_ACTIVE, HOOK_KPROBE_GENERIC, HOOK_KPROBE_SYSCALL, HOOK_SOCK_RETURN, HookConfig,
-    KPROBE_ARG_BPRM, KPROBE_ARG_CRED, KPROBE_ARG_FILE, KPROBE_ARG_PATH, KPROBE_ARG_SKB,
-    KPROBE_ARG_SOCK, KPROBE_PATH_AT, KPROBE_PATH_LEN, KPROBE_RUNNER, KRETPROBE_RUNNER,
-    SOCK_RETURN_AT,
+    CredValue, HP_KPROBE_GENERIC, HP_KPROBE_SYSCALL, HP_SOCK_RETURN, HookPoint, KPROBE_ARG_BPRM,
+    KPROBE_ARG_CRED, KPROBE_ARG_FILE, KPROBE_ARG_PATH, KPROBE_ARG_SKB, KPROBE_ARG_SOCK,
+    KPROBE_PATH_AT, KPROBE_PATH_LEN, SOCK_RETURN_AT,
 };
 
 use crate::{
     globals::off,
-    hooks::{
-        policy::{run, run_in, slot_arg},
-        sock::{self, put},
-    },
+    hooks::sock::{self, put},
     kread::{self, NATURAL_END, read},
-    maps::{HOOKS, KPROBE_NATURAL, KPROBE_PATH, KPROBE_RUNNERS, SOCK_RECORD, SockRecord},
+    maps::{KPROBE_NATURAL, KPROBE_PATH, SOCK_RECORD, SockRecord},
+    policy::{self, Site},
 };
 
-/// One program per slot, each only naming its slot to the kprobe runner.
-macro_rules! slots {
-    ($($name:ident = $slot:literal),* $(,)?) => {
-        $(
-            #[kprobe]
-            pub fn $name(ctx: ProbeContext) -> u32 {
-                run_in(&ctx, &KPROBE_RUNNERS, KPROBE_RUNNER, $slot);
-                0
-            }
-        )*
-    };
-}
-
-/// The runner of every kprobe slot.
+/// The kprobe of every policy hook point on a kernel function.
 #[kprobe]
-pub fn policy_kp_run(ctx: ProbeContext) -> u32 {
-    if let Some(slot) = slot_arg() {
-        let _ = run_sock(&ctx, slot);
-    }
+pub fn policy_kp(ctx: ProbeContext) -> u32 {
+    // SAFETY: the program's own context, as the helper asks.
+    let id = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    let _ = policy::run(&Entry(&ctx), id);
     0
 }
 
-/// The runner of every kretprobe slot.
+/// The kretprobe of every return hook point on a kernel function.
 #[kretprobe]
-pub fn policy_krp_run(ctx: RetProbeContext) -> u32 {
-    if let Some(slot) = slot_arg() {
-        let _ = run_return(&ctx, slot);
-    }
+pub fn policy_krp(ctx: RetProbeContext) -> u32 {
+    // SAFETY: the program's own context, as the helper asks.
+    let id = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    let _ = policy::run(&Return(&ctx), id);
     0
 }
-
-slots!(
-    policy_kp_0 = 0,
-    policy_kp_1 = 1,
-    policy_kp_2 = 2,
-    policy_kp_3 = 3,
-    policy_kp_4 = 4,
-    policy_kp_5 = 5,
-    policy_kp_6 = 6,
-    policy_kp_7 = 7,
-    policy_kp_8 = 8,
-    policy_kp_9 = 9,
-    policy_kp_10 = 10,
-    policy_kp_11 = 11,
-    policy_kp_12 = 12,
-    policy_kp_13 = 13,
-    policy_kp_14 = 14,
-    policy_kp_15 = 15,
-    policy_kp_16 = 16,
-    policy_kp_17 = 17,
-    policy_kp_18 = 18,
-    policy_kp_19 = 19,
-    policy_kp_20 = 20,
-    policy_kp_21 = 21,
-    policy_kp_22 = 22,
-    policy_kp_23 = 23,
-    policy_kp_24 = 24,
-    policy_kp_25 = 25,
-    policy_kp_26 = 26,
-    policy_kp_27 = 27,
-    policy_kp_28 = 28,
-    policy_kp_29 = 29,
-    policy_kp_30 = 30,
-    policy_kp_31 = 31,
-);
-
-macro_rules! return_slots {
-    ($($name:ident = $slot:literal),* $(,)?) => {
-        $(
-            #[kretprobe]
-            pub fn $name(ctx: RetProbeContext) -> u32 {
-                run_in(&ctx, &KPROBE_RUNNERS, KRETPROBE_RUNNER, $slot);
-                0
-            }
-        )*
-    };
-}
-
-return_slots!(
-    policy_krp_0 = 0,
-    policy_krp_1 = 1,
-    policy_krp_2 = 2,
-    policy_krp_3 = 3,
-    policy_krp_4 = 4,
-    policy_krp_5 = 5,
-    policy_krp_6 = 6,
-    policy_krp_7 = 7,
-    policy_krp_8 = 8,
-    policy_krp_9 = 9,
-    policy_krp_10 = 10,
-    policy_krp_11 = 11,
-    policy_krp_12 = 12,
-    policy_krp_13 = 13,
-    policy_krp_14 = 14,
-    policy_krp_15 = 15,
-    policy_krp_16 = 16,
-    policy_krp_17 = 17,
-    policy_krp_18 = 18,
-    policy_krp_19 = 19,
-    policy_krp_20 = 20,
-    policy_krp_21 = 21,
-    policy_krp_22 = 22,
-    policy_krp_23 = 23,
-    policy_krp_24 = 24,
-    policy_krp_25 = 25,
-    policy_krp_26 = 26,
-    policy_krp_27 = 27,
-    policy_krp_28 = 28,
-    policy_krp_29 = 29,
-    policy_krp_30 = 30,
-    policy_krp_31 = 31,
-);
 
 /// The return half of a return probe: the return value at 16 of a record, as a
-/// `sys_exit_NAME` record has it; `run` takes the entry's record from there.
-#[inline(always)]
-fn run_return(ctx: &RetProbeContext, slot: u32) -> i32 {
-    let Some(rec) = SOCK_RECORD.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: this CPU's record; kprobe programs do not nest on one CPU.
-    let rec = unsafe { &mut *rec };
-    let ret = ctx.ret::<u64>();
-    rec.bytes = [0; SockRecord::LEN];
-    if let Some(cfg) = HOOKS.get(slot)
-        && cfg.flags & HOOK_SOCK_RETURN != 0
-    {
-        if ret == 0 {
-            // No socket accepted (a non-blocking accept with none waiting).
-            return 0;
+/// `sys_exit_NAME` record has it (the engine joins the entry's record to it), and a
+/// returned socket's fields at `SOCK_RETURN_AT`.
+struct Return<'a>(&'a RetProbeContext);
+
+impl Site for Return<'_> {
+    #[inline(always)]
+    fn record(&self, hp: &HookPoint) -> Option<u64> {
+        let rec = SOCK_RECORD.get_ptr_mut(0)?;
+        // SAFETY: this CPU's record; kprobe programs do not nest on one CPU.
+        let rec = unsafe { &mut *rec };
+        let ret = self.0.ret::<u64>();
+        rec.bytes = [0; SockRecord::LEN];
+        if hp.flags & HP_SOCK_RETURN != 0 {
+            if ret == 0 {
+                // No socket accepted (a non-blocking accept with none waiting).
+                return None;
+            }
+            // The returned socket, at `SOCK_RETURN_AT` plus the hook point's layout.
+            sock::fill(rec, &sock::shifted(&hp.sock, SOCK_RETURN_AT), ret);
         }
-        // The returned socket, at `SOCK_RETURN_AT` plus the hook's layout.
-        sock::fill(rec, &sock::shifted(&cfg.sock, SOCK_RETURN_AT), ret);
+        put(rec, 16, &ret.to_ne_bytes());
+        Some(rec.bytes.as_ptr() as u64)
     }
-    put(rec, 16, &ret.to_ne_bytes());
-    run(rec.bytes.as_ptr() as u64, slot)
 }
 
 /// The arguments of the hooked function: from its registers (a kprobe) or through the
@@ -186,31 +94,28 @@ impl Args for ProbeContext {
     }
 }
 
-/// The entry of a kprobe hook (on a kprobe, fentry or BPF LSM program): its record, then
-/// the selectors. Returns `run`'s verdict (an `Override` error, or 0).
-#[inline(always)]
-pub(crate) fn run_sock<C: Args>(ctx: &C, slot: u32) -> i32 {
-    let Some(cfg) = HOOKS.get(slot) else {
-        return 0;
-    };
-    if cfg.flags & HOOK_ACTIVE == 0 {
-        return 0;
+/// The entry of a kprobe hook point (on a kprobe, fentry or BPF LSM program): its
+/// record, built as the hook point says.
+pub(crate) struct Entry<'a, C: Args>(pub(crate) &'a C);
+
+impl<C: Args> Site for Entry<'_, C> {
+    #[inline(always)]
+    fn record(&self, hp: &HookPoint) -> Option<u64> {
+        let ctx = self.0;
+        let arg0 = ctx.arg(0);
+        let rec = SOCK_RECORD.get_ptr_mut(0)?;
+        // SAFETY: this CPU's record; kprobe programs do not nest on one CPU.
+        let rec = unsafe { &mut *rec };
+        if hp.flags & HP_KPROBE_SYSCALL != 0 {
+            fill_syscall(rec, arg0);
+        } else if hp.flags & HP_KPROBE_GENERIC != 0 {
+            fill_generic(rec, ctx, hp);
+        } else {
+            rec.bytes = [0; SockRecord::LEN];
+            sock::fill(rec, &hp.sock, arg0);
+        }
+        Some(rec.bytes.as_ptr() as u64)
     }
-    let arg0 = ctx.arg(0);
-    let Some(rec) = SOCK_RECORD.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: this CPU's record; kprobe programs do not nest on one CPU.
-    let rec = unsafe { &mut *rec };
-    if cfg.flags & HOOK_KPROBE_SYSCALL != 0 {
-        fill_syscall(rec, arg0);
-    } else if cfg.flags & HOOK_KPROBE_GENERIC != 0 {
-        fill_generic(rec, ctx, cfg);
-    } else {
-        rec.bytes = [0; SockRecord::LEN];
-        sock::fill(rec, &cfg.sock, arg0);
-    }
-    run(rec.bytes.as_ptr() as u64, slot)
 }
 
 /// The six arguments of the syscall whose registers are at `regs` (offsets from BTF),
@@ -241,10 +146,10 @@ fn put_args(rec: &mut SockRecord, args: &[u64; 6]) {
 }
 
 /// The six argument registers of the call at 16 + 8 i, and what the struct argument
-/// `cfg.kprobe` names points to at `KPROBE_PATH_AT`: a path, a socket's fields, a
+/// `hp.kprobe` names points to at `KPROBE_PATH_AT`: a path, a socket's fields, a
 /// `cred`'s values.
 #[inline(never)]
-fn fill_generic<C: Args>(rec: &mut SockRecord, ctx: &C, cfg: &HookConfig) {
+fn fill_generic<C: Args>(rec: &mut SockRecord, ctx: &C, hp: &HookPoint) {
     put_args(
         rec,
         &[
@@ -256,7 +161,7 @@ fn fill_generic<C: Args>(rec: &mut SockRecord, ctx: &C, cfg: &HookConfig) {
             ctx.arg(5),
         ],
     );
-    let k = &cfg.kprobe;
+    let k = &hp.kprobe;
     if k.struct_kind == 0 {
         return;
     }
@@ -274,9 +179,9 @@ fn fill_generic<C: Args>(rec: &mut SockRecord, ctx: &C, cfg: &HookConfig) {
         KPROBE_ARG_FILE => write_path(rec, ptr + off!(file_path)),
         KPROBE_ARG_PATH => write_path(rec, ptr),
         KPROBE_ARG_BPRM => write_path(rec, read::<8>(ptr + off!(bprm_file)) + off!(file_path)),
-        KPROBE_ARG_SOCK => sock::fill(rec, &sock::shifted(&cfg.sock, KPROBE_PATH_AT), ptr),
+        KPROBE_ARG_SOCK => sock::fill(rec, &sock::shifted(&hp.sock, KPROBE_PATH_AT), ptr),
         KPROBE_ARG_CRED => write_cred(rec, ptr),
-        KPROBE_ARG_SKB => sock::fill_skb(rec, &sock::shifted(&cfg.sock, KPROBE_PATH_AT), ptr),
+        KPROBE_ARG_SKB => sock::fill_skb(rec, &sock::shifted(&hp.sock, KPROBE_PATH_AT), ptr),
         _ => {}
     }
 }

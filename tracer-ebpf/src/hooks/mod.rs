@@ -1,9 +1,10 @@
-//! One module per family of hooks.
+//! One module per family of hooks. The lifecycle (`process`) runs always; the others are
+//! the entries of policy hook points into the engine (`crate::policy`).
 
 pub mod fentry;
 pub mod kprobe;
-pub mod policy;
 pub mod probe;
 pub mod process;
 pub mod sock;
 pub mod syscall;
+pub mod tracepoint;

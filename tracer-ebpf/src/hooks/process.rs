@@ -4,7 +4,7 @@
 //! `TP_PROTO` (include/trace/events/sched.h), passed as plain integers.
 
 use aya_ebpf::{
-    helpers::generated::{bpf_get_current_uid_gid, bpf_probe_read_kernel},
+    helpers::generated::{bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel},
     macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
@@ -21,12 +21,12 @@ use tracer_common::{
 use crate::{
     emit,
     globals::off,
-    hooks::policy,
     kread::{self, NATURAL_END, u32_at, u64_at},
     maps::{
-        BIN_FOLLOW, BIN_KEY, BIN_NATURAL, BIN_VALUE, BINARY_SLOT, CONFIG, EXEC_PATHS, FOLLOW,
-        NaturalScratch,
+        BIN_FOLLOW, BIN_KEY, BIN_NATURAL, BIN_VALUE, BINARY_SLOT, CONFIG, EXEC_PATHS, FOLLOW, GEN,
+        NaturalScratch, VERDICTS,
     },
+    policy,
 };
 
 /// `TP_PROTO(struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)`; `p` is
@@ -129,6 +129,8 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
         if CONFIG.get(0).is_some_and(|c| c & FOLLOW_BINARIES != 0) {
             follow_binary(pid);
         }
+        // A new image: the policy verdicts made for the old one no longer hold.
+        forget_verdicts(pid);
     }
 
     let mm = u64_at(task + off!(task_mm)).unwrap_or(0);
@@ -240,6 +242,7 @@ fn record_exit(task: u64) -> i32 {
     {
         let _ = EXEC_PATHS.remove(p);
         let _ = FOLLOW.remove(p);
+        forget_verdicts(p);
     }
     entry.write(ExitEvent {
         header: emit::header(EventKind::Exit, pid.unwrap_or(0), tid.unwrap_or(0)),
@@ -254,6 +257,18 @@ fn record_exit(task: u64) -> i32 {
 #[inline(always)]
 fn is_kthread(task: u64) -> bool {
     u32_at(task + off!(task_flags)).is_some_and(|f| f & PF_KTHREAD != 0)
+}
+
+/// Drops the policy verdicts of process `pid` (`policy/verdict.rs`): those it keeps,
+/// and, through `GEN`, those each CPU cached for it.
+#[inline(always)]
+fn forget_verdicts(pid: u32) {
+    let _ = VERDICTS.remove(pid);
+    if let Some(generation) = GEN.get_ptr_mut(0) {
+        // A value it never had (the clock only goes forward), whichever CPU writes last.
+        // SAFETY: the map's only value, aligned: one 8-byte store.
+        unsafe { generation.write_volatile(bpf_ktime_get_ns()) };
+    }
 }
 
 /// Whether the agent asked for the binary of every process (`matchBinaries`).

@@ -1,6 +1,6 @@
 //! Sockets of policy hooks, read from the kernel's `struct sock` (fields at offsets from
 //! BTF) into a record laid out as `sock:inet_sock_set_state`'s, so that the selector code
-//! of `hooks/policy.rs` reads a socket one way whichever hook found it: a kprobe's
+//! of the policy engine (`crate::policy`) reads a socket one way whichever hook found it: a kprobe's
 //! argument, a kretprobe's return value, or the socket behind a file descriptor of a
 //! syscall that stands for a socket function where there are no kprobes.
 

@@ -5,13 +5,11 @@
 
 use std::path::Path;
 
-use crate::loader::chain;
+use crate::loader::{chain, refusal};
 
 use aya::{
     Btf, Ebpf,
-    programs::{
-        BtfTracePoint, FEntry, FExit, KProbe, Lsm, ProgramError, RawTracePoint, TracePoint,
-    },
+    programs::{BtfTracePoint, FEntry, FExit, KProbe, Lsm, RawTracePoint, TracePoint},
 };
 
 /// A kind of BPF program the tracer can hook with.
@@ -148,15 +146,6 @@ impl Placement {
         }
     }
 
-    /// What policies' kprobe hooks run on, for the compiler.
-    pub fn kernel(&self) -> crate::policy::compile::Kernel {
-        crate::policy::compile::Kernel {
-            kprobes: self.kprobes.is_ok(),
-            fentry: self.fentry,
-            lsm: self.lsm,
-        }
-    }
-
     /// Where kprobe hooks run, for people.
     pub fn kprobes_text(&self) -> String {
         match self.kprobes {
@@ -217,7 +206,7 @@ fn probe_one(ebpf: &mut Ebpf, t: ProgramType, btf: Result<&Btf, &String>) -> Res
     match t {
         T::Kprobe | T::Kretprobe | T::Override => {
             let p: &mut KProbe = program.try_into().map_err(|e| chain(&e))?;
-            p.load().map_err(|e| refused(&e))?;
+            p.load().map_err(|e| refusal(t.program(), &e))?;
             let target = if t == T::Override {
                 OVERRIDE_FUNCTION
             } else {
@@ -238,21 +227,23 @@ fn probe_one(ebpf: &mut Ebpf, t: ProgramType, btf: Result<&Btf, &String>) -> Res
         }
         T::Fentry => {
             let p: &mut FEntry = program.try_into().map_err(|e| chain(&e))?;
-            p.load(PROBE_FUNCTION, btf()?).map_err(|e| refused(&e))?;
+            p.load(PROBE_FUNCTION, btf()?)
+                .map_err(|e| refusal(t.program(), &e))?;
             let r = p.attach().map(drop).map_err(|e| chain(&e));
             let _ = p.unload();
             r
         }
         T::Fexit => {
             let p: &mut FExit = program.try_into().map_err(|e| chain(&e))?;
-            p.load(PROBE_FUNCTION, btf()?).map_err(|e| refused(&e))?;
+            p.load(PROBE_FUNCTION, btf()?)
+                .map_err(|e| refusal(t.program(), &e))?;
             let r = p.attach().map(drop).map_err(|e| chain(&e));
             let _ = p.unload();
             r
         }
         T::Tracepoint => {
             let p: &mut TracePoint = program.try_into().map_err(|e| chain(&e))?;
-            p.load().map_err(|e| refused(&e))?;
+            p.load().map_err(|e| refusal(t.program(), &e))?;
             let r = p
                 .attach("sched", "sched_process_fork")
                 .map(drop)
@@ -262,7 +253,7 @@ fn probe_one(ebpf: &mut Ebpf, t: ProgramType, btf: Result<&Btf, &String>) -> Res
         }
         T::RawTracepoint => {
             let p: &mut RawTracePoint = program.try_into().map_err(|e| chain(&e))?;
-            p.load().map_err(|e| refused(&e))?;
+            p.load().map_err(|e| refusal(t.program(), &e))?;
             let r = p
                 .attach("sched_process_fork")
                 .map(drop)
@@ -273,14 +264,15 @@ fn probe_one(ebpf: &mut Ebpf, t: ProgramType, btf: Result<&Btf, &String>) -> Res
         T::BtfTracepoint => {
             let p: &mut BtfTracePoint = program.try_into().map_err(|e| chain(&e))?;
             p.load("sched_process_fork", btf()?)
-                .map_err(|e| refused(&e))?;
+                .map_err(|e| refusal(t.program(), &e))?;
             let r = p.attach().map(drop).map_err(|e| chain(&e));
             let _ = p.unload();
             r
         }
         T::Lsm => {
             let p: &mut Lsm = program.try_into().map_err(|e| chain(&e))?;
-            p.load("socket_connect", btf()?).map_err(|e| refused(&e))?;
+            p.load("socket_connect", btf()?)
+                .map_err(|e| refusal(t.program(), &e))?;
             let r = p.attach().map(drop).map_err(|e| chain(&e));
             let _ = p.unload();
             r?;
@@ -329,36 +321,6 @@ fn active_lsms() -> Result<String, String> {
     std::fs::read_to_string(&file)
         .map(|s| s.trim().to_owned())
         .map_err(|e| format!("{}: {e}", file.display()))
-}
-
-fn refused(e: &ProgramError) -> String {
-    match e {
-        ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => {
-            // The verifier's reason: its last line before the statistics it ends with.
-            let last = verifier_log
-                .to_string()
-                .lines()
-                .rev()
-                .find(|l| {
-                    let l = l.trim();
-                    !l.is_empty()
-                        && !l.starts_with("processed ")
-                        && !l.starts_with("verification time")
-                        && !l.starts_with("stack depth")
-                })
-                .unwrap_or_default()
-                .to_owned();
-            if last.is_empty() {
-                format!("the kernel refused the program ({io_error})")
-            } else {
-                format!("the kernel refused the program ({io_error}: {last})")
-            }
-        }
-        other => chain(other),
-    }
 }
 
 #[cfg(test)]

@@ -106,10 +106,7 @@ impl Pods {
     /// For each of `scopes`, the container cgroups of this node's pods it selects (empty
     /// without a cluster): the cgroups a pod-scoped policy applies in. One walk of the
     /// cgroups serves them all.
-    pub fn scope_cgroups(
-        &mut self,
-        scopes: &[&crate::policy::compile::Scope],
-    ) -> Vec<BTreeSet<u64>> {
+    pub fn scope_cgroups(&mut self, scopes: &[&crate::policy::spec::Scope]) -> Vec<BTreeSet<u64>> {
         let Some(stores) = &self.stores else {
             return vec![BTreeSet::new(); scopes.len()];
         };
@@ -162,7 +159,7 @@ impl Pods {
 /// The cgroups of the containers `scope` selects among `pods`, by the cgroups of each
 /// container id (`by_id`).
 fn selected_cgroups(
-    scope: &crate::policy::compile::Scope,
+    scope: &crate::policy::spec::Scope,
     pods: &[Arc<k8s_openapi::api::core::v1::Pod>],
     by_id: &HashMap<String, Vec<u64>>,
 ) -> BTreeSet<u64> {

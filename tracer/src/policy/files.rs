@@ -29,7 +29,9 @@ pub fn load_file(store: &mut PolicyStore, ebpf: &mut Ebpf, path: &Path) -> Optio
     for doc in docs {
         let name = doc.policy.metadata.name.as_str().to_owned();
         let source = format!("{}:{}", path.display(), doc.first_line);
-        super::log_load(&name, &source, &store.add(ebpf, &doc.policy, path));
+        let started = std::time::Instant::now();
+        let result = store.add(ebpf, &doc.spec, path);
+        super::log_load(&name, &source, &result, started.elapsed());
         names.push(name);
     }
     Some(names)

@@ -1,38 +1,54 @@
-//! Tracing policies: YAML `TracingPolicy` documents in Tetragon's schema.
+//! Tracing policies: YAML `TracingPolicy` documents in Tetragon's schema, from text to
+//! what the kernel runs. The stages, in order:
 //!
-//! - [`model`]: the documents, as far as the tracer supports them.
-//! - [`parse`]: YAML text to documents; every error names file, line, column and field.
-//! - [`validate`]: what the schema alone cannot say (operators, limits, values).
-//! - [`compile`]: a document to the kernel's hook configurations.
-//! - [`store`]: installs compiled policies (maps, programs, attachments).
-//! - [`files`]: policies from files and a directory; [`objects`]: from Kubernetes
-//!   objects, whose CRDs [`crd`] generates from [`model`].
+//! 1. [`parse`]: YAML text to documents ([`model`]); every error names file, line,
+//!    column and field.
+//! 2. [`validate`]: a document to its typed [`spec`], checking what the schema alone
+//!    cannot say (operators, limits, values); no string is read again after this.
+//! 3. [`facts`]: the kernel's facts the next stages need, gathered once (program types,
+//!    tracepoint formats, host namespaces).
+//! 4. [`place`]: where each hook runs (a tracepoint, a function on a kprobe, fentry or
+//!    BPF LSM program, the raw syscall tracepoints) and the record it reads there.
+//! 5. [`compile`]: each placed hook to its kernel configuration (pure).
+//! 6. [`store`]: installs and counts (hook points, lists, gates, programs, maps).
 //!
-//! `tracer policy validate FILE...` runs parse and validate, loading nothing.
+//! Policies come from [`files`] (files and a directory) and [`objects`] (Kubernetes
+//! objects, whose CRDs [`crd`] generates from [`model`]); [`sock`] reads socket values,
+//! [`suggest`] finds the name that was meant. `tracer policy validate FILE...` runs
+//! stages 1 and 2, loading nothing.
 
 pub mod compile;
 pub mod crd;
+pub mod facts;
 pub mod files;
 pub mod model;
 pub mod objects;
 pub mod parse;
+pub mod place;
 pub mod sock;
+pub mod spec;
 pub mod store;
+pub mod suggest;
 pub mod validate;
 
 use std::fmt;
 
 /// Logs how loading policy `name` from `source` went (from a file or an object).
+/// `took`: how long installing it took.
 pub fn log_load(
     name: &str,
     source: &str,
     result: &Result<Vec<store::FailedHook>, store::StoreError>,
+    took: std::time::Duration,
 ) {
+    let ms = took.as_secs_f64() * 1000.0;
     match result {
-        Ok(failed) if failed.is_empty() => tracing::info!("policy {name} loaded from {source}"),
+        Ok(failed) if failed.is_empty() => {
+            tracing::info!("policy {name} loaded from {source} in {ms:.2} ms")
+        }
         // Each hook's failure is logged by the store.
         Ok(failed) => tracing::warn!(
-            "policy {name} partly loaded from {source}: {} of its hooks are not running",
+            "policy {name} partly loaded from {source} in {ms:.2} ms: {} of its hooks are not running",
             failed.len()
         ),
         Err(e) => tracing::error!("policy refused: {source}: {e}"),

@@ -227,8 +227,9 @@ pub fn apply_change(
                 Ok(docs) => match docs.first() {
                     None => Outcome::Invalid("no policy in the object".into()),
                     Some(doc) => {
-                        let result = store.add(ebpf, &doc.policy, std::path::Path::new(&source));
-                        super::log_load(&name, &source, &result);
+                        let started = std::time::Instant::now();
+                        let result = store.add(ebpf, &doc.spec, std::path::Path::new(&source));
+                        super::log_load(&name, &source, &result, started.elapsed());
                         match result {
                             Ok(failed) => {
                                 known.insert(key.clone());

@@ -5,12 +5,14 @@ use std::path::Path;
 
 use marked_yaml::{Error as SerdeError, Marker, Span};
 
-use super::{PolicyError, model::TracingPolicy, validate};
+use super::{PolicyError, model::TracingPolicy, spec, suggest::did_you_mean, validate};
 
 /// A document that parsed and validated.
 #[derive(Debug)]
 pub struct Document {
     pub policy: TracingPolicy,
+    /// What it says, typed.
+    pub spec: spec::Policy,
     /// 1-based line of the file where the document starts.
     pub first_line: usize,
 }
@@ -90,15 +92,17 @@ pub fn text_documents(file: &str, text: &str) -> Result<Vec<Document>, Vec<Polic
                 continue;
             }
         };
-        let problems = validate::policy(&policy);
-        if problems.is_empty() {
-            docs.push(Document { policy, first_line });
-        } else {
-            errors.extend(
+        match validate::policy(&policy) {
+            Ok(spec) => docs.push(Document {
+                policy,
+                spec,
+                first_line,
+            }),
+            Err(problems) => errors.extend(
                 problems
                     .into_iter()
                     .map(|p| at(p.span.start(), &p.path, p.message, p.fix)),
-            );
+            ),
         }
     }
     if errors.is_empty() {
@@ -245,24 +249,6 @@ fn serde_message(e: &SerdeError) -> (String, Option<String>) {
             (msg.clone(), fix)
         }
     }
-}
-
-/// The candidate closest to `word`, if it is close.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| {
-            (
-                strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()),
-                c,
-            )
-        })
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
 }
 
 /// Where a span starts, for tests and callers without a file.

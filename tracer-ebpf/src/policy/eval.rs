@@ -1,0 +1,408 @@
+//! Evaluating hooks whole: the candidates that the verdict and the gate left, in their
+//! hook point's order (the order of its list, which is the order of hook ids). For
+//! each: its arguments captured, its selectors tried, the first that matches acted on
+//! (signals, `Override`) and its event posted, with the policy's counters.
+
+use core::ffi::c_void;
+
+use aya_ebpf::helpers::generated::{
+    bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_loop, bpf_send_signal,
+};
+use tracer_common::{
+    counters::Counter,
+    event::EventKind,
+    policy::{
+        ACTION_NOPOST, ACTION_OVERRIDE, ACTION_SIGKILL, ACTION_SIGNAL, ARG_INT, ARG_SOCK, ARG_UINT,
+        CANDIDATES_ALL, EVENT_MONITOR, EVENT_SIGNAL_FAILED, GateHit, HOOK_BINARY_EQUAL,
+        HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_CGROUP_SCOPE, HOOK_ENTRY_SOCK, HOOK_MONITOR,
+        HOOK_RET_FD_SOCK, HOOK_SOCK_TRIGGER, HookConfig, MAX_HOOK_ARGS, MAX_SELECTORS, POLICY_LOST,
+        POLICY_MATCHED, POLICY_POSTED, POLICY_RATE_LIMITED, POLICY_SEEN, RATE_GLOBAL, RATE_PROCESS,
+        RateKey, SelectorConfig, SockLayout, TracepointEvent, VERDICT_HOOKS, Verdict,
+    },
+};
+
+use super::{
+    Snapshot,
+    capture::{capture, capture_sock},
+    select::{in_scope, select},
+    strings::binary_keys,
+};
+use crate::{
+    emit,
+    hooks::sock,
+    kread,
+    maps::{EVENTS, HOOKS, POLICY_COUNTERS, RATE, RECORD, TP_SCRATCH, WALK},
+};
+
+/// Bound of a walk over a hook point's list (bpf_loop's own is 1 << 23).
+pub(super) const MAX_WALK: u32 = 1 << 20;
+
+/// Candidates listed at most: the verdict's and the gate's, merged.
+const LISTED: usize = 2 * VERDICT_HOOKS;
+
+/// What the bpf_loop callbacks work on: this CPU's `WALK` (the stack of a call chain
+/// that ends in a global function's is too short to hold it too).
+#[repr(C)]
+pub(crate) struct Walk {
+    /// A walk: the next hook of the list.
+    next: u32,
+    /// A list: how many candidates `list` holds.
+    len: u32,
+    list: [u32; LISTED],
+    verdict: Verdict,
+    gate: GateHit,
+    /// The hook point's gate, as read at the start.
+    gate_id: u32,
+    /// The first `Override` error of a matching selector (0: allow).
+    result: i32,
+}
+
+/// Evaluates the candidates of a hook point: the hooks listed by the process verdict `v`
+/// or the gate `g`, and where either says all, every hook not covered by gate `gate_id`
+/// (for `v`) or covered by it (for `g`). Returns the first `Override` error (0: allow).
+#[inline(never)]
+pub(super) fn candidates(base: u64, at: &Snapshot, v: &Verdict, g: &GateHit) -> i32 {
+    if let Some(cell) = RECORD.get_ptr_mut(0) {
+        // SAFETY: this CPU's cell; programs on one CPU run one at a time.
+        unsafe { *cell = base };
+    }
+    let Some(w) = WALK.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's scratch; programs on one CPU run one at a time.
+    let w = unsafe { &mut *w };
+    *w = Walk {
+        next: at.first,
+        len: 0,
+        list: [0; LISTED],
+        verdict: *v,
+        gate: *g,
+        gate_id: at.gate.id,
+        result: 0,
+    };
+    // bpf_loop's context must be on the stack: the callbacks find the walk in `WALK`.
+    let mut unused = 0u64;
+    let ctx = (&raw mut unused).cast::<c_void>();
+    if v.n != CANDIDATES_ALL && g.n != CANDIDATES_ALL {
+        merge(w);
+        if w.len != 0 {
+            // SAFETY: `eval_listed` is a callback of bpf_loop's type; `ctx` outlives it.
+            unsafe { bpf_loop(w.len, eval_listed as *mut c_void, ctx, 0) };
+        }
+    } else {
+        // SAFETY: as above.
+        unsafe { bpf_loop(MAX_WALK, eval_walked as *mut c_void, ctx, 0) };
+    }
+    // The callbacks may have run on: read the result back through the map.
+    WALK.get(0).map_or(0, |w| w.result)
+}
+
+/// The verdict's and the gate's lists (each in list order), merged in order without
+/// repeats into `w.list`.
+#[inline(always)]
+fn merge(w: &mut Walk) {
+    let (vn, gn) = (w.verdict.n as usize, w.gate.n as usize);
+    let (mut i, mut j, mut k) = (0usize, 0usize, 0usize);
+    for _ in 0..LISTED {
+        let a = if i < vn && i < VERDICT_HOOKS {
+            w.verdict.hooks[i]
+        } else {
+            u32::MAX
+        };
+        let b = if j < gn && j < VERDICT_HOOKS {
+            w.gate.hooks[j]
+        } else {
+            u32::MAX
+        };
+        if a == u32::MAX && b == u32::MAX {
+            break;
+        }
+        let id = if a <= b { a } else { b };
+        if a == id {
+            i += 1;
+        }
+        if b == id {
+            j += 1;
+        }
+        w.list[k & (LISTED - 1)] = id;
+        k += 1;
+    }
+    w.len = k as u32;
+}
+
+/// bpf_loop callback: evaluates listed candidate `i`.
+extern "C" fn eval_listed(i: u64, _ctx: *mut c_void) -> i64 {
+    let Some(w) = WALK.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's scratch, filled by `candidates`.
+    let w = unsafe { &mut *w };
+    let id = w.list[(i as usize) & (LISTED - 1)];
+    // SAFETY: a map value, read while the program runs.
+    if let Some(cfg) = unsafe { HOOKS.get(id) } {
+        let r = tracer_evaluate(cfg);
+        if w.result == 0 {
+            w.result = r;
+        }
+    }
+    0
+}
+
+/// bpf_loop callback: the next hook of the list, evaluated if it is a candidate; stops
+/// at the list's end.
+extern "C" fn eval_walked(_i: u64, _ctx: *mut c_void) -> i64 {
+    let Some(w) = WALK.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: this CPU's scratch, filled by `candidates`.
+    let w = unsafe { &mut *w };
+    let id = w.next;
+    // SAFETY: a map value, read while the program runs.
+    let Some(cfg) = (if id == 0 {
+        None
+    } else {
+        unsafe { HOOKS.get(id) }
+    }) else {
+        return 1;
+    };
+    w.next = cfg.next;
+    // Listed by either (the agent may be moving hooks between gates: a list names a hook
+    // whatever its gate now), or all of its side.
+    let covered = cfg.gate != 0 && cfg.gate == w.gate_id;
+    let wanted = listed(w.gate.n, &w.gate.hooks, id)
+        || listed(w.verdict.n, &w.verdict.hooks, id)
+        || (covered && w.gate.n == CANDIDATES_ALL)
+        || (!covered && w.verdict.n == CANDIDATES_ALL);
+    if wanted {
+        let r = tracer_evaluate(cfg);
+        if w.result == 0 {
+            w.result = r;
+        }
+    }
+    i64::from(w.next == 0)
+}
+
+/// Whether `id` is among the first `n` of `hooks` (none when `n` says all).
+#[inline(always)]
+fn listed(n: u32, hooks: &[u32; VERDICT_HOOKS], id: u32) -> bool {
+    let mut hit = false;
+    for (i, h) in hooks.iter().enumerate() {
+        if (i as u32) < n && *h == id {
+            hit = true;
+        }
+    }
+    hit
+}
+
+/// Evaluates hook `cfg` on the tracefs-shaped record at `base`: captures its arguments,
+/// tries its selectors, acts on and posts the first that matches. Returns its `Override`
+/// error (0: allow).
+///
+/// A global function (exported, so its BTF says so): the verifier checks it once, on its
+/// own, wherever it is called from, rather than again at each call.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn tracer_evaluate(cfg: *const HookConfig) -> i32 {
+    // SAFETY: a pointer to a map value of `HOOKS` (the verifier knows its size); it may
+    // be null to the verifier of a global function, not in fact.
+    let Some(cfg) = (unsafe { cfg.as_ref() }) else {
+        return 0;
+    };
+    // The record's address, as a number (`candidates` put it there: a global function
+    // takes numbers and pointers to memory of a known size, and the record may be the
+    // program's context).
+    let Some(base) = RECORD.get(0).copied() else {
+        return 0;
+    };
+    if cfg.flags & HOOK_CGROUP_SCOPE != 0 && !in_scope(cfg.policy_id) {
+        // Not one of the pods the policy applies to.
+        return 0;
+    }
+    if cfg.flags & (HOOK_ENTRY_SOCK | HOOK_RET_FD_SOCK) != 0 && !sock::at_return(cfg) {
+        return 0;
+    }
+    if cfg.flags & HOOK_SOCK_TRIGGER != 0 && !sock_triggers(base, &cfg.sock) {
+        // Not the transition this hook stands for: not a hit at all.
+        return 0;
+    }
+    policy_count(cfg.policy_id, POLICY_SEEN);
+    let Some(ev) = TP_SCRATCH.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's scratch record; nothing else uses it while we run.
+    let ev = unsafe { &mut *ev };
+    for i in 0..MAX_HOOK_ARGS {
+        if i as u32 >= cfg.nargs {
+            break;
+        }
+        tracer_capture(cfg, ev, i as u32);
+    }
+
+    // SAFETY: helper without arguments.
+    let pid_tgid = unsafe { bpf_get_current_pid_tgid() };
+    let tgid = (pid_tgid >> 32) as u32;
+    let binary_known = cfg.flags & (HOOK_BINARY_EQUAL | HOOK_BINARY_PREFIX | HOOK_BINARY_POSTFIX)
+        != 0
+        && binary_keys(cfg.flags, tgid);
+    let Some((sel_index, actions, signal)) = select(cfg, ev, tgid, binary_known) else {
+        return 0;
+    };
+    policy_count(cfg.policy_id, POLICY_MATCHED);
+    let sel = &cfg.selectors[(sel_index as usize) & (MAX_SELECTORS - 1)];
+    let (flags, verdict) = act(cfg, sel, actions, signal);
+    if actions & ACTION_NOPOST != 0 {
+        return verdict;
+    }
+    if sel.rate_limit_ns != 0 && rate_limited(cfg, sel_index, pid_tgid, ev) {
+        policy_count(cfg.policy_id, POLICY_RATE_LIMITED);
+        return verdict;
+    }
+    ev.header = emit::header(EventKind::Tracepoint, tgid, pid_tgid as u32);
+    ev.policy_id = cfg.policy_id;
+    ev.hook = cfg.id;
+    ev.action = u32::from(actions);
+    ev.selector = sel_index;
+    ev.nargs = cfg.nargs;
+    ev.flags = flags;
+    if EVENTS
+        .output::<TracepointEvent>(&*ev, emit::wakeup(size_of::<TracepointEvent>() as u64))
+        .is_ok()
+    {
+        policy_count(cfg.policy_id, POLICY_POSTED);
+        emit::count(EventKind::Tracepoint, Counter::Emitted);
+    } else {
+        policy_count(cfg.policy_id, POLICY_LOST);
+        emit::count(EventKind::Tracepoint, Counter::RingBufFull);
+    }
+    verdict
+}
+
+/// Captures argument `i` of hook `cfg` from the record (at `RECORD`) into event `ev`.
+/// A global function (exported, so its BTF says so): the verifier checks it once, not
+/// once per argument.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn tracer_capture(cfg: *const HookConfig, ev: *mut TracepointEvent, i: u32) -> i32 {
+    // SAFETY: pointers to map values (a hook, this CPU's event).
+    let (Some(cfg), Some(ev)) = (unsafe { cfg.as_ref() }, unsafe { ev.as_mut() }) else {
+        return 0;
+    };
+    let Some(base) = RECORD.get(0).copied() else {
+        return 0;
+    };
+    let i = i as usize;
+    if i >= MAX_HOOK_ARGS {
+        return 0;
+    }
+    let a = &cfg.args[i];
+    if a.kind == ARG_SOCK {
+        // A returned socket sits `offset` bytes further (`SOCK_RETURN_AT`).
+        capture_sock(base + u64::from(a.offset), &cfg.sock, &mut ev.args[i]);
+    } else {
+        capture(base, a, &mut ev.args[i], i as u32);
+    }
+    0
+}
+
+/// Carries out the signals of a matching selector's `actions` (unless the policy is in
+/// monitor mode): the event's `EVENT_*` flags, and the `Override` error to return.
+#[inline(always)]
+fn act(cfg: &HookConfig, sel: &SelectorConfig, actions: u8, signal: u32) -> (u32, i32) {
+    let monitor = cfg.flags & HOOK_MONITOR != 0;
+    let mut flags = 0;
+    if actions & (ACTION_SIGKILL | ACTION_SIGNAL) != 0 {
+        if monitor {
+            flags |= EVENT_MONITOR;
+        } else {
+            let sig = if actions & ACTION_SIGKILL != 0 {
+                9
+            } else {
+                signal
+            };
+            // SAFETY: sends `sig` to the current process; no memory is involved.
+            if unsafe { bpf_send_signal(sig) } != 0 {
+                flags |= EVENT_SIGNAL_FAILED;
+            }
+        }
+    }
+    // `Override`: what the hook's program returns (a BPF LSM program's verdict).
+    let verdict = if actions & ACTION_OVERRIDE == 0 {
+        0
+    } else if monitor {
+        flags |= EVENT_MONITOR;
+        0
+    } else {
+        sel.override_error
+    };
+    (flags, verdict)
+}
+
+/// Whether a `sock:inet_sock_set_state` record is one of the transitions of `l`.
+#[inline(always)]
+fn sock_triggers(base: u64, l: &SockLayout) -> bool {
+    let old = kread::read::<4>(base + u64::from(l.oldstate)) as u32;
+    let new = kread::read::<4>(base + u64::from(l.newstate)) as u32;
+    let proto = kread::read::<2>(base + u64::from(l.protocol)) as u16;
+    (l.protocol_is == 0 || proto == l.protocol_is)
+        && old < 16
+        && new < 16
+        && l.old_states & (1 << old) != 0
+        && l.new_states & (1 << new) != 0
+}
+
+/// Whether a post of selector `selector` of hook `cfg`, for these arguments, falls
+/// within its `rateLimit` window; if not, the window starts now.
+#[inline(never)]
+fn rate_limited(cfg: &HookConfig, selector: u32, pid_tgid: u64, ev: &TracepointEvent) -> bool {
+    let sel = &cfg.selectors[(selector as usize) & (MAX_SELECTORS - 1)];
+    let nargs = cfg.nargs;
+    // FNV-1a over the integers and the first 40 bytes of each string.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for i in 0..MAX_HOOK_ARGS {
+        if i as u32 >= nargs {
+            break;
+        }
+        let v = &ev.args[i];
+        h = (h ^ v.int).wrapping_mul(0x0100_0000_01b3);
+        if matches!(v.kind as u8, ARG_INT | ARG_UINT) {
+            continue;
+        }
+        // Strings are zero-padded past their end (see `capture`).
+        let words = v.str.as_ptr().cast::<u64>();
+        for w in 0..5 {
+            // SAFETY: `w * 8 + 8 <= 40 <= STRING_MAX`.
+            h = (h ^ unsafe { words.add(w).read_unaligned() }).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    let key = RateKey {
+        hook: cfg.id,
+        selector,
+        who: match sel.rate_scope {
+            RATE_PROCESS => (pid_tgid >> 32) as u32,
+            RATE_GLOBAL => 0,
+            _ => pid_tgid as u32,
+        },
+        _pad: 0,
+        args: h,
+    };
+    // SAFETY: helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: a map value, read while this program runs.
+    if let Some(last) = unsafe { RATE.get(key) }
+        && now.wrapping_sub(*last) < sel.rate_limit_ns
+    {
+        return true;
+    }
+    let _ = RATE.insert(key, now, 0);
+    false
+}
+
+/// Adds one to counter `counter` (`POLICY_*`) of policy `policy` on this CPU.
+#[inline(always)]
+fn policy_count(policy: u32, counter: usize) {
+    if let Some(counters) = POLICY_COUNTERS.get_ptr_mut(policy) {
+        // SAFETY: this CPU's value of a per-CPU hash map entry; programs on one CPU do
+        // not race.
+        unsafe { (*counters)[counter] += 1 };
+    }
+}

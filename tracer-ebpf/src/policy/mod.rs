@@ -1,0 +1,99 @@
+//! The policy engine: what runs when a hook point fires (`hooks/tracepoint.rs`,
+//! `hooks/kprobe.rs`, `hooks/fentry.rs`, `hooks/syscall.rs` find the hook point and
+//! call [`run`]). Cheapest first, and nothing read from the call before a filter that
+//! needs it:
+//!
+//! 1. [`verdict`]: can any hook of this hook point match the current process? (cached
+//!    per process: a few compares in the common case)
+//! 2. the record: built only now, for kprobes (their registers, the struct they point to)
+//! 3. [`gate`]: which covered hooks can this call's gated argument satisfy? (one lookup
+//!    for all of them)
+//! 4. [`eval`]: each remaining candidate evaluated whole, in order: arguments captured
+//!    ([`capture`], with string keys from [`strings`]), selectors tried ([`select`]),
+//!    the first match acted on and posted.
+//!
+//! Return probes: [`returns`] keeps the entry's record and joins it to the return.
+
+mod capture;
+mod eval;
+mod gate;
+mod returns;
+mod select;
+mod strings;
+mod verdict;
+
+pub(crate) use eval::Walk;
+pub(crate) use strings::{build_keys, copy_words, str_lookup};
+use tracer_common::policy::{ArgGate, GateHit, HP_RETURN, HP_SAVE_ENTRY, HP_VERDICT, HookPoint};
+pub(crate) use verdict::Scan;
+
+use crate::maps::HOOK_POINTS;
+
+/// Where a hook point's record comes from. It is built only once the process verdict
+/// has left some hook that can match.
+pub(crate) trait Site {
+    /// The address of the record (laid out as a tracefs record, see
+    /// `tracer_common::policy::SyscallRecord`), or `None` when there is nothing to run on.
+    fn record(&self, hp: &HookPoint) -> Option<u64>;
+}
+
+/// What the engine reads of a hook point, once: the agent may rewrite it meanwhile.
+pub(crate) struct Snapshot {
+    pub first: u32,
+    pub flags: u32,
+    pub epoch: u32,
+    pub gate: ArgGate,
+}
+
+/// Runs hook point `id` on a call; returns the `Override` error of the first matching
+/// selector that has one (a BPF LSM program's verdict), else 0. Inlined into each entry
+/// program, once (a call chain may be at most eight frames deep, and the evaluation's
+/// takes seven).
+#[inline(always)]
+pub(crate) fn run<S: Site>(site: &S, id: u32) -> i32 {
+    let Some(hp) = HOOK_POINTS.get(id) else {
+        return 0;
+    };
+    let at = Snapshot {
+        first: hp.first,
+        flags: hp.flags,
+        epoch: hp.epoch,
+        gate: hp.gate,
+    };
+    if at.first == 0 {
+        // No hook (yet, or any more).
+        return 0;
+    }
+    if at.flags & HP_SAVE_ENTRY != 0 {
+        if let Some(base) = site.record(hp) {
+            returns::save_entry(base, id);
+        }
+        return 0;
+    }
+    let verdict = if at.flags & HP_VERDICT != 0 {
+        match verdict::lookup(id, &at) {
+            Some(v) => v,
+            None => return 0,
+        }
+    } else {
+        verdict::every(&at)
+    };
+    let Some(mut base) = site.record(hp) else {
+        return 0;
+    };
+    if at.flags & HP_RETURN != 0 {
+        base = match returns::join(base, hp) {
+            Some(b) => b,
+            None => return 0,
+        };
+    }
+    let gate = if verdict.covered != 0 {
+        gate::check(base, &at.gate)
+    } else {
+        GateHit::default()
+    };
+    if verdict.n == 0 && gate.n == 0 {
+        return 0;
+    }
+    eval::candidates(base, &at, &verdict, &gate)
+}

@@ -1,0 +1,477 @@
+//! A hook's arguments, typed against the layout of the record it reads: which field,
+//! how many bytes, integer or string (in user or kernel memory, in the record), the
+//! struct a kprobe's argument points to, and how events write each.
+
+use tracer_common::policy::{
+    ARG_BYTES, ARG_CHAR_ARRAY, ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT, ARG_KERNEL_BYTES,
+    ARG_KERNEL_STRING, ARG_SOCK, ARG_UINT, ARG_USER_BYTES, ARG_USER_IOVEC, ARG_USER_STRING,
+    ArgConfig, CredValue, HOOK_RET_FD_SOCK, HookConfig, KPROBE_ARG_BPRM, KPROBE_ARG_CRED,
+    KPROBE_ARG_FILE, KPROBE_ARG_PATH, KPROBE_ARG_SKB, KPROBE_ARG_SOCK, KPROBE_PATH_AT,
+    KPROBE_PATH_LEN, KprobeLayout, MAX_HOOK_ARGS, RETURN_AT, SOCK_ARG_AT, SOCK_RETURN_AT,
+};
+
+use crate::{
+    kernel::tracefs::{self, FieldKind, Format},
+    policy::{
+        place::{Half, KprobeSite, Unit},
+        spec::{self, ArgType},
+    },
+};
+
+/// How an argument is written in events (Tetragon's `args[]` oneof names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgOut {
+    /// `int_arg`: signed 32-bit.
+    Int,
+    /// `uint_arg`: unsigned 32-bit.
+    Uint,
+    /// `long_arg`: signed 64-bit.
+    Long,
+    /// `size_arg`: unsigned 64-bit.
+    Size,
+    /// `string_arg`.
+    String,
+    /// `sock_arg`.
+    Sock,
+    /// `file_arg` with its `path`.
+    File,
+    /// `path_arg` with its `path`.
+    Path,
+    /// `linux_binprm_arg` with its `path`.
+    LinuxBinprm,
+    /// `cred_arg`: ids and capabilities.
+    Cred,
+    /// `bytes_arg`, or `truncated_bytes_arg` past `STRING_MAX - 1` bytes.
+    Bytes,
+    /// `skb_arg`: a packet's IP header, ports and length.
+    Skb,
+}
+
+impl ArgOut {
+    /// Compared as a string by `matchArgs`.
+    pub fn is_string(self) -> bool {
+        matches!(
+            self,
+            ArgOut::String | ArgOut::File | ArgOut::Path | ArgOut::LinuxBinprm | ArgOut::Bytes
+        )
+    }
+}
+
+/// One argument of a hook, for the events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgMeta {
+    pub out: ArgOut,
+    pub label: Option<String>,
+}
+
+/// The declared arguments of `unit`'s hook, into `config.args`; what events write.
+pub(super) fn declared(unit: &Unit<'_>, config: &mut HookConfig) -> Result<Vec<ArgMeta>, String> {
+    let syscall = unit.subsystem == "syscalls" || unit.subsystem == "raw_syscalls";
+    let mut metas = Vec::new();
+    for (i, a) in unit.hook.args.iter().take(MAX_HOOK_ARGS).enumerate() {
+        let field = unit.format.fields.get(a.index as usize).ok_or_else(|| {
+            format!(
+                "args[{i}]: index {} is past the {} fields of the tracepoint (see its format file)",
+                a.index,
+                unit.format.fields.len()
+            )
+        })?;
+        let (arg, out) = match unit.kprobe {
+            Some(k) => kprobe_arg(&k, a, i, field, config)?,
+            None => field_of(a, i, field, syscall)?,
+        };
+        let (arg, out) = buffer_arg(a, i, arg, out, &unit.format, unit)?;
+        config.args[i] = arg;
+        metas.push(ArgMeta {
+            out,
+            label: a.label.clone(),
+        });
+    }
+    Ok(metas)
+}
+
+/// An argument of a kprobe, read as its record (the kind of function) lays it out.
+fn kprobe_arg(
+    k: &KprobeSite<'_>,
+    a: &spec::Arg,
+    i: usize,
+    field: &tracefs::Field,
+    config: &mut HookConfig,
+) -> Result<(ArgConfig, ArgOut), String> {
+    let call = k.call;
+    if let Some(r) = k.at_return {
+        if a.ty != r.arg_type || a.index != 0 {
+            return Err(format!(
+                "args[{i}]: {call} takes its argument 0 as `type: {}`, and no other yet",
+                r.arg_type.name()
+            ));
+        }
+        config.sock = r.layout;
+        let sock = ArgConfig {
+            kind: ARG_SOCK,
+            offset: SOCK_ARG_AT,
+            ..Default::default()
+        };
+        return Ok((sock, ArgOut::Sock));
+    }
+    if let Some(layout) = k.sock {
+        if a.ty != ArgType::Sock || a.index != 0 {
+            return Err(format!(
+                "args[{i}]: {call} takes its argument 0 as `type: sock`, and no other yet"
+            ));
+        }
+        config.sock = layout;
+        if !k.on_kprobe {
+            config.flags |= tracer_common::policy::HOOK_SOCK_TRIGGER;
+        }
+        let sock = ArgConfig {
+            kind: ARG_SOCK,
+            ..Default::default()
+        };
+        return Ok((sock, ArgOut::Sock));
+    }
+    if !k.generic {
+        // A syscall: its arguments as its tracepoint's fields.
+        return field_of(a, i, field, true);
+    }
+    struct_arg(k, a, i, field, config)
+}
+
+/// An argument of any other function: a register, or the struct it points to.
+fn struct_arg(
+    k: &KprobeSite<'_>,
+    a: &spec::Arg,
+    i: usize,
+    field: &tracefs::Field,
+    config: &mut HookConfig,
+) -> Result<(ArgConfig, ArgOut), String> {
+    let call = k.call;
+    // A path the kprobe's program resolved, a string at `KPROBE_PATH_AT`.
+    let path_arg = ArgConfig {
+        offset: KPROBE_PATH_AT,
+        size: KPROBE_PATH_LEN as u8,
+        kind: ARG_CHAR_ARRAY,
+        ..Default::default()
+    };
+    let sock_arg = ArgConfig {
+        kind: ARG_SOCK,
+        offset: KPROBE_PATH_AT,
+        ..Default::default()
+    };
+    let (struct_kind, out, arg) = match a.ty {
+        ArgType::File => (KPROBE_ARG_FILE, ArgOut::File, path_arg),
+        ArgType::Path => (KPROBE_ARG_PATH, ArgOut::Path, path_arg),
+        ArgType::LinuxBinprm => (KPROBE_ARG_BPRM, ArgOut::LinuxBinprm, path_arg),
+        ArgType::Sock | ArgType::Skb => {
+            config.sock = k.generic_sock.ok_or_else(|| {
+                format!(
+                    "args[{i}]: `{}` needs the `sock:inet_sock_set_state` tracepoint's layout, which this kernel lacks",
+                    a.ty.name()
+                )
+            })?;
+            if a.ty == ArgType::Sock {
+                (KPROBE_ARG_SOCK, ArgOut::Sock, sock_arg)
+            } else {
+                (KPROBE_ARG_SKB, ArgOut::Skb, sock_arg)
+            }
+        }
+        ArgType::Cred => {
+            let cred = ArgConfig {
+                kind: ARG_BYTES,
+                offset: KPROBE_PATH_AT,
+                size: std::mem::size_of::<CredValue>() as u8,
+                ..Default::default()
+            };
+            (KPROBE_ARG_CRED, ArgOut::Cred, cred)
+        }
+        ArgType::Socket => {
+            return Err(format!(
+                "args[{i}]: `socket` arguments are read for inet_dgram_connect, not yet for {call}; a `struct sock *` is `type: sock`"
+            ));
+        }
+        ty => {
+            let ty = if ty == ArgType::Auto {
+                ArgType::Int {
+                    signed: false,
+                    wide: true,
+                }
+            } else {
+                ty
+            };
+            let (kind, out) = arg_kind(ty, field, false).ok_or_else(|| {
+                format!(
+                    "args[{i}]: {call}'s argument {} cannot be read as `{}`",
+                    a.index,
+                    ty.name()
+                )
+            })?;
+            return Ok((field_arg(field, kind), out));
+        }
+    };
+    if config.kprobe.struct_kind != 0 {
+        return Err(format!(
+            "args[{i}]: one `file`, `path`, `linux_binprm`, `sock`, `skb` or `cred` argument per kprobe is read, and this is the second"
+        ));
+    }
+    config.kprobe = KprobeLayout {
+        struct_arg: a.index as u16,
+        struct_kind,
+        ..Default::default()
+    };
+    Ok((arg, out))
+}
+
+/// A field of a tracepoint's record (or a syscall's, for a kprobe on it).
+fn field_of(
+    a: &spec::Arg,
+    i: usize,
+    field: &tracefs::Field,
+    syscall: bool,
+) -> Result<(ArgConfig, ArgOut), String> {
+    if a.ty == ArgType::CharIovec {
+        if !syscall {
+            return Err(format!(
+                "args[{i}]: `char_iovec` reads a `struct iovec *` in user memory: an argument of a syscall (`syscall: true`), such as sys_writev's 1"
+            ));
+        }
+        let iovec = ArgConfig {
+            offset: field.offset,
+            size: 8,
+            kind: ARG_USER_IOVEC,
+            ..Default::default()
+        };
+        return Ok((iovec, ArgOut::Bytes));
+    }
+    let (kind, out) = if field.name == "common_pid" {
+        (ARG_CURRENT_PID, ArgOut::Int)
+    } else if field.offset < 8 {
+        return Err(format!(
+            "args[{i}]: `{}` cannot be read: the kernel overwrites a record's common fields before a BPF program sees it (common_pid can be read; the process is in every event)",
+            field.name
+        ));
+    } else {
+        arg_kind(a.ty, field, syscall).ok_or_else(|| {
+            format!(
+                "args[{i}]: field `{}` ({} {}) cannot be read as `{}`",
+                field.name,
+                field.c_type,
+                field.size,
+                a.ty.name()
+            )
+        })?
+    };
+    Ok((field_arg(field, kind), out))
+}
+
+/// How a return half reads the return value.
+pub(super) struct Ret {
+    /// Its index among the hook's arguments, where the return value is reported.
+    pub index: Option<usize>,
+    /// It is a `struct sock *` whose fields the kretprobe program writes.
+    pub sock_return: bool,
+}
+
+/// A return half reads the return value as one more argument, at `RETURN_AT` of the
+/// entry's record.
+pub(super) fn return_value(
+    unit: &Unit<'_>,
+    config: &mut HookConfig,
+    metas: &mut Vec<ArgMeta>,
+) -> Result<Ret, String> {
+    let none = Ret {
+        index: None,
+        sock_return: false,
+    };
+    let Some(k) = unit.kprobe else {
+        return Ok(none);
+    };
+    if unit.half != Half::Return || k.at_return.is_some_and(|r| !r.value) {
+        return Ok(none);
+    }
+    let return_arg = match &unit.hook.target {
+        spec::Target::Kprobe(k) => k.return_arg.as_ref(),
+        spec::Target::Tracepoint { .. } => None,
+    };
+    let i = config.nargs as usize;
+    if i >= MAX_HOOK_ARGS {
+        return Err(format!(
+            "a return probe reads at most {} arguments besides the return value",
+            MAX_HOOK_ARGS - 1
+        ));
+    }
+    let ty = return_arg.map_or(
+        ArgType::Int {
+            signed: true,
+            wide: false,
+        },
+        |a| a.ty,
+    );
+    let mut sock_return = false;
+    let (arg, out) = if ty == ArgType::Sock {
+        // A returned socket (`inet_csk_accept`): the kretprobe program writes its
+        // fields at `SOCK_RETURN_AT` plus the hook's layout.
+        match (k.sock, k.at_return) {
+            // The socket of the descriptor returned (`HOOK_RET_FD_SOCK`).
+            (_, Some(r)) if r.flags & HOOK_RET_FD_SOCK != 0 => {}
+            (Some(_), None) => sock_return = true,
+            _ => return Err("returnArg: `sock` is read for inet_csk_accept only".into()),
+        }
+        let sock = ArgConfig {
+            kind: ARG_SOCK,
+            offset: SOCK_RETURN_AT,
+            ..Default::default()
+        };
+        (sock, ArgOut::Sock)
+    } else {
+        let field = tracefs::Field {
+            name: "return".into(),
+            c_type: "long".into(),
+            offset: RETURN_AT,
+            size: 8,
+            signed: true,
+            kind: FieldKind::Int,
+        };
+        let (kind, out) = arg_kind(ty, &field, false).ok_or_else(|| {
+            format!(
+                "returnArg: a return value cannot be read as `{}`",
+                ty.name()
+            )
+        })?;
+        let size = if matches!(out, ArgOut::Int | ArgOut::Uint) {
+            4
+        } else {
+            8
+        };
+        let value = ArgConfig {
+            offset: field.offset,
+            size,
+            kind,
+            ..Default::default()
+        };
+        (value, out)
+    };
+    config.args[i] = arg;
+    config.nargs += 1;
+    metas.push(ArgMeta {
+        out,
+        label: return_arg.and_then(|a| a.label.clone()),
+    });
+    Ok(Ret {
+        index: Some(i),
+        sock_return,
+    })
+}
+
+/// A `char_buf` argument with `sizeArgIndex` or `returnCopy`: the buffer's bytes, as many
+/// as the size argument (or, read at the return, the return value) says, rather than a
+/// string up to its NUL.
+fn buffer_arg(
+    a: &spec::Arg,
+    i: usize,
+    arg: ArgConfig,
+    out: ArgOut,
+    format: &Format,
+    unit: &Unit<'_>,
+) -> Result<(ArgConfig, ArgOut), String> {
+    let iovec = arg.kind == ARG_USER_IOVEC;
+    if a.size_arg_index.is_none() && !a.return_copy && !iovec {
+        return Ok((arg, out));
+    }
+    if iovec && a.size_arg_index.is_none() {
+        return Err(format!(
+            "args[{i}]: a `char_iovec` needs `sizeArgIndex`, the argument that counts its entries (3 for sys_writev)"
+        ));
+    }
+    let kind = match arg.kind {
+        ARG_USER_STRING => ARG_USER_BYTES,
+        ARG_KERNEL_STRING => ARG_KERNEL_BYTES,
+        ARG_USER_IOVEC => ARG_USER_IOVEC,
+        _ => {
+            return Err(format!(
+                "args[{i}]: sizeArgIndex and returnCopy read a buffer through a pointer: `type: char_buf` on a pointer argument"
+            ));
+        }
+    };
+    let halves = unit.kprobe.is_some() && unit.half != Half::Whole;
+    if a.return_copy && !halves {
+        return Err(format!(
+            "args[{i}]: returnCopy reads the buffer when the call returns, its size the return value: add `return: true` (and `returnArg`)"
+        ));
+    }
+    let len_at = if a.return_copy && !iovec {
+        RETURN_AT
+    } else {
+        let n = a.size_arg_index.unwrap_or(0) as usize;
+        let field = n
+            .checked_sub(1)
+            .and_then(|k| format.fields.get(k))
+            .ok_or_else(|| {
+                format!(
+                    "args[{i}]: sizeArgIndex {n} names no argument (it counts from 1: 3 is argument index 2; there are {})",
+                    format.fields.len()
+                )
+            })?;
+        field.offset
+    };
+    let len_at = u8::try_from(len_at)
+        .map_err(|_| format!("args[{i}]: the size is past the record's first 256 bytes"))?;
+    Ok((
+        ArgConfig {
+            kind,
+            len_at,
+            ..arg
+        },
+        ArgOut::Bytes,
+    ))
+}
+
+/// The argument read from `field` of the record as `kind`.
+fn field_arg(field: &tracefs::Field, kind: u8) -> ArgConfig {
+    ArgConfig {
+        offset: field.offset,
+        size: field.size.min(8) as u8,
+        kind,
+        ..Default::default()
+    }
+}
+
+/// The kernel kind and event type of a field read as `ty`.
+fn arg_kind(ty: ArgType, field: &tracefs::Field, syscall: bool) -> Option<(u8, ArgOut)> {
+    let int_out = |signed: bool, size: u16| match (signed, size) {
+        (true, 8) => ArgOut::Long,
+        (false, 8) => ArgOut::Size,
+        (true, _) => ArgOut::Int,
+        (false, _) => ArgOut::Uint,
+    };
+    let string_kind = match field.kind {
+        FieldKind::StringPointer | FieldKind::Pointer if syscall => Some(ARG_USER_STRING),
+        FieldKind::StringPointer => Some(ARG_KERNEL_STRING),
+        FieldKind::CharArray => Some(ARG_CHAR_ARRAY),
+        FieldKind::DataLoc => Some(ARG_DATA_LOC),
+        _ => None,
+    };
+    let is_int = matches!(
+        field.kind,
+        FieldKind::Int | FieldKind::Pointer | FieldKind::StringPointer
+    );
+    let int = |signed: bool, size: u16| {
+        is_int.then_some((
+            if signed { ARG_INT } else { ARG_UINT },
+            int_out(signed, size),
+        ))
+    };
+    match ty {
+        ArgType::Auto => match field.kind {
+            FieldKind::Int => int(field.signed, field.size),
+            FieldKind::Pointer => int(false, 8),
+            _ => string_kind.map(|k| (k, ArgOut::String)),
+        },
+        ArgType::String { .. } => string_kind.map(|k| (k, ArgOut::String)),
+        ArgType::Int {
+            signed,
+            wide: false,
+        } => int(signed, field.size.min(4)),
+        ArgType::Int { signed, wide: true } => int(signed, 8),
+        _ => None,
+    }
+}

@@ -1,0 +1,413 @@
+//! A placed hook to what the kernel runs: its [`HookConfig`] (arguments to capture,
+//! selectors), the string values of its filters, what its argument gate can use, and
+//! what user space needs to write its events (names, argument types, message, tags).
+//! Pure: everything it reads of the kernel comes through [`Facts`] (formats, host
+//! namespaces), already gathered.
+//!
+//! - [`args`]: each argument, typed against the record's layout.
+//! - [`selectors`]: one function per matcher (`matchPIDs`, `matchBinaries`, ...).
+
+mod args;
+mod selectors;
+
+use std::collections::HashSet;
+
+pub use args::{ArgMeta, ArgOut};
+use tracer_common::policy::{
+    BinFollow, FOLLOW_BITS, HOOK_CGROUP_SCOPE, HOOK_FD, HOOK_MONITOR, HookConfig, LONG_PREFIX,
+    MAX_HOOK_ARGS, MAX_SELECTORS, PREFIX_MAX,
+};
+
+use super::{
+    facts::Facts,
+    place::{self, Half, PlaceError, Point, Probe, Unit},
+    spec,
+};
+
+/// A compiled hook.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    /// The tracepoint the hook's record comes from (`kprobe`/the function for a kprobe
+    /// on the function).
+    pub subsystem: String,
+    pub event: String,
+    /// The hook as the kernel runs it; the store sets its id, its list link and its gate.
+    pub config: HookConfig,
+    /// Where it runs.
+    pub point: Point,
+    /// A return half: the index, among its policy's hooks, of its entry.
+    pub pair: Option<usize>,
+    /// Set for a kprobe: its events are `process_kprobe`.
+    pub kprobe: Option<KprobeMeta>,
+    pub args: Vec<ArgMeta>,
+    pub message: Option<String>,
+    pub tags: Vec<String>,
+    /// `HP_VERDICT` and `HP_DEP_*`: what the process verdicts of its hook point need for
+    /// this hook.
+    pub process: u32,
+    /// Per selector, its filters an argument gate can check (`Equal`, `Prefix`).
+    pub gates: Vec<Vec<GateFilter>>,
+}
+
+/// A kprobe hook, for its events and for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KprobeMeta {
+    pub call: String,
+    pub on_kprobe: bool,
+    /// The return half of a return probe (a kretprobe, or `sys_exit_NAME`).
+    pub ret: bool,
+    /// Its last argument is the return value.
+    pub returns_value: bool,
+    /// A socket function (else a syscall or another function).
+    pub sock: bool,
+    /// Its sockets are those of the file descriptors of the syscall that stands for it.
+    pub from_fd: bool,
+    pub program: Probe,
+    /// Why it does not run on the function, where it does not.
+    pub why_not: &'static str,
+}
+
+/// A filter an argument gate can check for its hook: the argument (as it is read) and
+/// the values that can match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateFilter {
+    /// How the argument is read (its `ArgConfig` without lookup flags).
+    pub read: tracer_common::policy::ArgConfig,
+    pub values: GateValues,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateValues {
+    /// `Equal` on an integer.
+    Ints(Vec<u64>),
+    /// `Equal` (`prefix` false) or `Prefix` on a string.
+    Strings { values: Vec<Vec<u8>>, prefix: bool },
+}
+
+/// Which string map a value goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StrMap {
+    Equal,
+    Prefix,
+    Postfix,
+    /// An address range in `STR_PREFIX`: 16 bytes (IPv6, IPv4 mapped), this many bits.
+    Cidr(u8),
+}
+
+/// A string value of a filter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StrEntry {
+    pub map: StrMap,
+    pub filter_id: u32,
+    pub value: Vec<u8>,
+}
+
+/// What a `followForks` or `followChildren` filter needs from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Follow {
+    /// These processes (pids as their own pid namespaces number them when `namespace`),
+    /// and their descendants, get `bit`.
+    Pids {
+        bit: u8,
+        pids: Vec<u32>,
+        namespace: bool,
+    },
+    /// Processes whose binary matches, and their descendants, get `filter.bit`.
+    Binary(BinFollow),
+}
+
+/// A compiled policy.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    pub name: String,
+    pub monitor: bool,
+    pub hooks: Vec<Hook>,
+    pub strings: Vec<StrEntry>,
+    pub follow: Vec<Follow>,
+    /// The pods the policy applies to, where not all (`HOOK_CGROUP_SCOPE`).
+    pub scope: Option<spec::Scope>,
+}
+
+/// Ids handed out across policies: string filter ids, and `FOLLOW` bits.
+#[derive(Debug, Clone, Default)]
+pub struct Ids {
+    pub next_filter: u32,
+    /// `FOLLOW` bits in use.
+    pub follow_used: u64,
+}
+
+impl Ids {
+    fn filter(&mut self) -> u32 {
+        self.next_filter += 1;
+        self.next_filter
+    }
+
+    fn follow_bit(&mut self) -> Result<u8, String> {
+        let bit = (0..FOLLOW_BITS)
+            .find(|b| self.follow_used & (1u64 << b) == 0)
+            .ok_or_else(|| {
+                format!("all {FOLLOW_BITS} followForks/followChildren filters are in use")
+            })?;
+        self.follow_used |= 1u64 << bit;
+        Ok(bit as u8)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("policy {policy}: {source}")]
+    Place {
+        policy: String,
+        #[source]
+        source: PlaceError,
+    },
+    #[error("policy {policy}: {hook}: {what}")]
+    Hook {
+        policy: String,
+        hook: String,
+        what: String,
+    },
+}
+
+/// What every hook of one policy shares while it is compiled.
+struct Ctx<'a> {
+    policy_id: u32,
+    monitor: bool,
+    facts: &'a Facts,
+    ids: &'a mut Ids,
+    strings: Vec<StrEntry>,
+    follow: Vec<Follow>,
+}
+
+/// Compiles `p`; `policy_id` keys its counters; `ids` numbers string filters and
+/// `FOLLOW` bits across policies (advanced past the ones used).
+pub fn compile(
+    p: &spec::Policy,
+    policy_id: u32,
+    ids: &mut Ids,
+    facts: &Facts,
+) -> Result<Compiled, CompileError> {
+    let name = p.name.clone();
+    let mut ctx = Ctx {
+        policy_id,
+        monitor: p.monitor,
+        facts,
+        ids,
+        strings: Vec::new(),
+        follow: Vec::new(),
+    };
+    let mut hooks: Vec<Hook> = Vec::new();
+    let mut seen = HashSet::new();
+    for h in &p.hooks {
+        let label = match &h.target {
+            spec::Target::Tracepoint { subsystem, event } => format!("{subsystem}/{event}"),
+            spec::Target::Kprobe(k) => format!("kprobe {}", k.call),
+        };
+        let err = |what: String| CompileError::Hook {
+            policy: name.clone(),
+            hook: label.clone(),
+            what,
+        };
+        if !seen.insert(label.clone()) {
+            return Err(err(
+                "is traced twice in this policy; merge the two into one hook with several selectors".into(),
+            ));
+        }
+        let units = place::units(h, facts).map_err(|source| CompileError::Place {
+            policy: name.clone(),
+            source,
+        })?;
+        for unit in &units {
+            let mut compiled = hook(unit, &mut ctx).map_err(err)?;
+            if unit.half == Half::Return {
+                compiled.pair = Some(hooks.len() - 1);
+            }
+            hooks.push(compiled);
+        }
+    }
+    // `Prefix` values longer than an LPM key holds go to the hash map, each under its
+    // own length (`tracer-ebpf/src/policy/strings.rs`, `long_prefix`).
+    for entry in &mut ctx.strings {
+        if entry.map == StrMap::Prefix && entry.value.len() > PREFIX_MAX {
+            entry.map = StrMap::Equal;
+            entry.filter_id |= LONG_PREFIX;
+        }
+    }
+    if p.scope.is_some() {
+        for h in &mut hooks {
+            h.config.flags |= HOOK_CGROUP_SCOPE;
+            h.process |= tracer_common::policy::HP_VERDICT | tracer_common::policy::HP_DEP_CGROUP;
+        }
+    }
+    Ok(Compiled {
+        name,
+        monitor: p.monitor,
+        hooks,
+        strings: ctx.strings,
+        follow: ctx.follow,
+        scope: p.scope.clone(),
+    })
+}
+
+/// Compiles one unit of a hook.
+fn hook(unit: &Unit<'_>, ctx: &mut Ctx<'_>) -> Result<Hook, String> {
+    let h = unit.hook;
+    // The entry half of a return probe only keeps the record: no selectors, nothing
+    // reported.
+    let entry = unit.half == Half::Entry;
+    let mut config = HookConfig {
+        policy_id: ctx.policy_id,
+        flags: if ctx.monitor { HOOK_MONITOR } else { 0 },
+        nargs: h.args.len().min(MAX_HOOK_ARGS) as u32,
+        nsel: if entry {
+            0
+        } else {
+            h.selectors.len().min(MAX_SELECTORS) as u32
+        },
+        ..Default::default()
+    };
+    let mut metas = args::declared(unit, &mut config)?;
+    let ret = args::return_value(unit, &mut config, &mut metas)?;
+    let mut overrides = false;
+    let mut process = 0;
+    let mut gates = Vec::new();
+    if !entry {
+        for (s, sel) in h.selectors.iter().take(MAX_SELECTORS).enumerate() {
+            let inputs = selectors::Inputs {
+                args: &h.args,
+                metas: &metas,
+                ret: ret.index,
+            };
+            let compiled = selectors::selector(sel, s, &inputs, &mut config, ctx)?;
+            overrides |= compiled.overrides;
+            process |= compiled.process;
+            config.flags |= compiled.hook_flags;
+            config.selectors[s] = compiled.config;
+            gates.push(compiled.gates);
+        }
+    }
+    let at_return = unit.kprobe.and_then(|k| k.at_return);
+    if unit.half == Half::Return
+        && let Some(r) = at_return
+    {
+        config.flags |= r.flags;
+        config.kprobe.sock_types = r.sock_types;
+    }
+    let probe = place::probe_program(unit.kprobe.as_ref(), unit.half, overrides)?;
+    let reads = place::Reads {
+        probe,
+        sock_return: ret.sock_return,
+    };
+    let point = place::point(unit, &config, reads, ctx.facts.kernel);
+    Ok(Hook {
+        subsystem: unit.subsystem.clone(),
+        event: unit.event.clone(),
+        config,
+        point,
+        pair: None,
+        kprobe: unit.kprobe.map(|k| KprobeMeta {
+            call: unit.function.clone(),
+            on_kprobe: k.on_kprobe,
+            program: probe,
+            ret: unit.half == Half::Return,
+            returns_value: ret.index.is_some(),
+            sock: k.sock.is_some() || k.at_return.is_some(),
+            from_fd: k.at_return.is_some_and(|r| r.flags & HOOK_FD != 0),
+            why_not: if k.on_kprobe {
+                ""
+            } else {
+                k.kernel.kprobes_off
+            },
+        }),
+        args: metas,
+        message: if entry { None } else { h.message.clone() },
+        tags: if entry { Vec::new() } else { h.tags.clone() },
+        process,
+        gates,
+    })
+}
+
+impl Hook {
+    /// The hook, for people: `syscalls/sys_enter_openat`, `kprobe tcp_connect`, `return
+    /// of kprobe tcp_connect`.
+    pub fn label(&self) -> String {
+        match &self.kprobe {
+            Some(k) if k.ret => format!("return of kprobe {}", k.call),
+            Some(k) => format!("kprobe {}", k.call),
+            None => format!("{}/{}", self.subsystem, self.event),
+        }
+    }
+
+    /// Where the hook runs, for people; for a kprobe on a tracepoint that stands for its
+    /// function, why.
+    pub fn runs_on(&self) -> String {
+        let text = self.place_text();
+        match &self.kprobe {
+            Some(k)
+                if !k.on_kprobe
+                    && !k.why_not.is_empty()
+                    && !matches!(self.point.attach, place::Attach::RawSyscall { .. }) =>
+            {
+                format!("{text} ({})", k.why_not)
+            }
+            _ => text,
+        }
+    }
+
+    fn place_text(&self) -> String {
+        use place::Attach;
+        let tracepoint = format!("{}/{}", self.subsystem, self.event);
+        let routed = match &self.point.attach {
+            Attach::RawSyscall { dir, nr } => {
+                let tp = if *dir == tracer_common::policy::SYSCALL_ENTER {
+                    "sys_enter"
+                } else {
+                    "sys_exit"
+                };
+                Some(match nr {
+                    Some(nr) => {
+                        format!("raw tracepoint {tp}, syscall {nr} filtered in the program")
+                    }
+                    None => format!("raw tracepoint {tp}, every syscall"),
+                })
+            }
+            _ => None,
+        };
+        match (&self.kprobe, routed) {
+            (Some(k), _) if k.ret && k.on_kprobe => {
+                format!("the return of kprobe {} runs on a kretprobe", k.call)
+            }
+            (Some(k), _) if k.ret && k.from_fd => format!(
+                "the return of kprobe {} runs on the tracepoint {tracepoint}, on the sockets of its file descriptors",
+                k.call
+            ),
+            (Some(k), _) if k.ret => format!(
+                "the return of kprobe {} runs on the tracepoint {tracepoint}",
+                k.call
+            ),
+            (Some(k), _) if k.on_kprobe => match k.program {
+                Probe::Kprobe => format!("kprobe {} runs on a kprobe", k.call),
+                Probe::Fentry => format!("kprobe {} runs on fentry", k.call),
+                Probe::Lsm => format!(
+                    "kprobe {} runs on the BPF LSM hook {} (to Override it)",
+                    k.call,
+                    k.call.trim_start_matches("security_")
+                ),
+            },
+            (Some(k), _) if k.from_fd => format!(
+                "kprobe {} runs on the tracepoint {tracepoint}, which keeps the call's file descriptor for its return",
+                k.call
+            ),
+            (Some(k), Some(route)) => format!("kprobe {} runs on the {route}", k.call),
+            (Some(k), None) if !k.sock => {
+                format!("kprobe {} runs on the tracepoint {tracepoint}", k.call)
+            }
+            (Some(k), None) => format!(
+                "kprobe {} runs on the tracepoint {tracepoint}, on the socket state changes a {} call makes",
+                k.call, k.call
+            ),
+            (None, Some(route)) => format!("{tracepoint} runs on the {route}"),
+            (None, None) => format!("{tracepoint} runs on its tracepoint"),
+        }
+    }
+}

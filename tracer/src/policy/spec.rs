@@ -1,0 +1,348 @@
+//! A policy as validation leaves it ([`super::validate`]): every name, operator, type
+//! and value of the document already read into its type, so that the stages after it
+//! interpret no string again. What the document's text cannot settle alone (an `auto`
+//! argument's type, which needs the tracepoint's format file) is settled by placement and
+//! compilation, against the kernel's facts.
+
+use super::{model::LabelSelector, sock::Cidr};
+
+/// One validated policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    /// `policy-mode: monitor`: actions are reported, not carried out.
+    pub monitor: bool,
+    /// The pods the policy applies to, where not all.
+    pub scope: Option<Scope>,
+    pub hooks: Vec<Hook>,
+}
+
+/// The pods a policy applies to: those of a namespace (`TracingPolicyNamespaced`), those
+/// its `podSelector` selects, and within them the containers its `containerSelector`
+/// selects.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scope {
+    pub namespace: Option<String>,
+    pub pods: Option<LabelSelector>,
+    pub containers: Option<LabelSelector>,
+}
+
+/// One hook of a policy: a tracepoint or a kprobe, its arguments and selectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hook {
+    /// Its place in the document, for messages: `spec.kprobes[1]`.
+    pub path: String,
+    pub target: Target,
+    pub args: Vec<Arg>,
+    pub selectors: Vec<Selector>,
+    pub message: Option<String>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Tracepoint { subsystem: String, event: String },
+    Kprobe(Kprobe),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kprobe {
+    /// The function (`tcp_connect`), or with `syscall` the syscall (`sys_openat`).
+    pub call: String,
+    pub syscall: bool,
+    /// `return: true`: a return probe, its value read as `return_arg` says.
+    pub ret: bool,
+    pub return_arg: Option<Arg>,
+}
+
+/// One argument a hook reads and reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Arg {
+    /// The field of the tracepoint's format (counting the common fields), or the
+    /// function's argument.
+    pub index: u32,
+    pub ty: ArgType,
+    pub label: Option<String>,
+    /// `char_buf`: the 1-based index of the argument that holds its size ...
+    pub size_arg_index: Option<u32>,
+    /// ... or read at the return, its size the return value.
+    pub return_copy: bool,
+}
+
+/// The `type:` of an argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgType {
+    /// From the tracepoint's format file (a kprobe's: `uint64`).
+    Auto,
+    /// An integer: signed or not, read as 8 bytes (`wide`) or as its field up to 4.
+    Int {
+        signed: bool,
+        wide: bool,
+    },
+    /// `string`, or `char_buf` (a buffer, with a size or up to its NUL).
+    String {
+        buffer: bool,
+    },
+    CharIovec,
+    Sock,
+    /// A `struct socket *` (`inet_dgram_connect`).
+    Socket,
+    Skb,
+    File,
+    Path,
+    LinuxBinprm,
+    Cred,
+}
+
+impl ArgType {
+    /// Its name in a policy (one of them, where several name it).
+    pub fn name(self) -> &'static str {
+        match self {
+            ArgType::Auto => "auto",
+            ArgType::Int {
+                signed: true,
+                wide: false,
+            } => "int",
+            ArgType::Int {
+                signed: false,
+                wide: false,
+            } => "uint32",
+            ArgType::Int { signed: true, .. } => "int64",
+            ArgType::Int { signed: false, .. } => "uint64",
+            ArgType::String { buffer: false } => "string",
+            ArgType::String { buffer: true } => "char_buf",
+            ArgType::CharIovec => "char_iovec",
+            ArgType::Sock => "sock",
+            ArgType::Socket => "socket",
+            ArgType::Skb => "skb",
+            ArgType::File => "file",
+            ArgType::Path => "path",
+            ArgType::LinuxBinprm => "linux_binprm",
+            ArgType::Cred => "cred",
+        }
+    }
+
+    /// A socket argument: `matchArgs` takes the socket operators on it.
+    pub fn is_socket(self) -> bool {
+        matches!(self, ArgType::Sock | ArgType::Socket | ArgType::Skb)
+    }
+
+    /// Read as a string (its operators are `Equal`, `Prefix`, `Postfix` and their
+    /// negations).
+    pub fn is_string(self) -> bool {
+        matches!(self, ArgType::String { .. })
+    }
+}
+
+/// One selector: its filters, all of which must hold, and its actions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Selector {
+    pub pids: Option<MatchPids>,
+    pub binaries: Option<MatchBinaries>,
+    pub namespaces: Vec<MatchNamespace>,
+    pub capabilities: Vec<MatchCapabilities>,
+    pub args: Vec<MatchArg>,
+    /// On the return value of a return probe.
+    pub return_args: Vec<MatchArg>,
+    /// None: `Post`.
+    pub actions: Vec<Action>,
+    /// `rateLimit`: at most one event per this many seconds for the same arguments.
+    pub rate_limit_secs: Option<u64>,
+    pub rate_scope: RateScope,
+}
+
+/// `In` or `NotIn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOp {
+    In,
+    NotIn,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchPids {
+    pub op: SetOp,
+    pub values: Vec<u32>,
+    /// `followForks`: the listed processes' descendants count as listed.
+    pub follow_forks: bool,
+    /// `isNamespacePID`: the values are pids as the process's own pid namespace numbers
+    /// them.
+    pub namespace: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    In,
+    NotIn,
+    Prefix,
+    NotPrefix,
+    Postfix,
+    NotPostfix,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchBinaries {
+    pub op: BinaryOp,
+    pub values: Vec<String>,
+    /// `followChildren`: a descendant of a matching binary matches too.
+    pub follow_children: bool,
+}
+
+/// A namespace of `matchNamespaces`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Namespace {
+    Uts,
+    Ipc,
+    Mnt,
+    Pid,
+    PidForChildren,
+    Net,
+    Time,
+    TimeForChildren,
+    Cgroup,
+    User,
+}
+
+impl Namespace {
+    pub const ALL: [(&'static str, Namespace); 10] = [
+        ("Uts", Namespace::Uts),
+        ("Ipc", Namespace::Ipc),
+        ("Mnt", Namespace::Mnt),
+        ("Pid", Namespace::Pid),
+        ("PidForChildren", Namespace::PidForChildren),
+        ("Net", Namespace::Net),
+        ("Time", Namespace::Time),
+        ("TimeForChildren", Namespace::TimeForChildren),
+        ("Cgroup", Namespace::Cgroup),
+        ("User", Namespace::User),
+    ];
+
+    /// Its name under `/proc/<pid>/ns/`.
+    pub fn proc_name(self) -> &'static str {
+        match self {
+            Namespace::Uts => "uts",
+            Namespace::Ipc => "ipc",
+            Namespace::Mnt => "mnt",
+            Namespace::Pid => "pid",
+            Namespace::PidForChildren => "pid_for_children",
+            Namespace::Net => "net",
+            Namespace::Time => "time",
+            Namespace::TimeForChildren => "time_for_children",
+            Namespace::Cgroup => "cgroup",
+            Namespace::User => "user",
+        }
+    }
+}
+
+/// A value of `matchNamespaces`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NsValue {
+    /// `host_ns`: the host's namespace of that kind.
+    Host,
+    Inode(u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchNamespace {
+    pub ns: Namespace,
+    pub op: SetOp,
+    pub values: Vec<NsValue>,
+}
+
+/// A capability set of `matchCapabilities`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapSet {
+    Effective,
+    Permitted,
+    Inheritable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchCapabilities {
+    pub set: CapSet,
+    pub op: SetOp,
+    /// One bit per capability (`CAP_CHOWN` is bit 0).
+    pub mask: u64,
+    /// `isNamespaceCapability`: only for a process in another user namespace than the
+    /// host's.
+    pub namespace_capability: bool,
+}
+
+/// One `matchArgs` (or `matchReturnArgs`) filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MatchArg {
+    pub index: u32,
+    pub op: ArgOp,
+    pub values: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgOp {
+    Equal,
+    NotEqual,
+    Prefix,
+    NotPrefix,
+    Postfix,
+    NotPostfix,
+    GreaterThan,
+    LessThan,
+    Mask,
+    /// On a socket argument, `Not*` when `negate`.
+    Sock {
+        op: SockOp,
+        negate: bool,
+    },
+}
+
+impl ArgOp {
+    /// Compares numbers only.
+    pub fn is_numeric(self) -> bool {
+        matches!(self, ArgOp::GreaterThan | ArgOp::LessThan | ArgOp::Mask)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SockOp {
+    SAddr,
+    DAddr,
+    SPort,
+    DPort,
+    /// A port below 1024.
+    SPortPriv,
+    DPortPriv,
+    Protocol,
+    Family,
+    State,
+}
+
+/// A value of a `matchArgs` filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// As written, and as a whole number where it reads as one (decimal or `0x` hex);
+    /// the argument's type, known at compilation, says which is compared. A `list:NAME`
+    /// value is its list's syscalls, by number.
+    Text { text: String, int: Option<i128> },
+    /// An address range of `SAddr`/`DAddr`.
+    Cidr(Cidr),
+    /// A port, protocol, family or TCP state.
+    Number(u16),
+}
+
+/// One action of `matchActions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Post,
+    NoPost,
+    Sigkill,
+    Signal(u32),
+    /// `Override` with `argError`.
+    Override(i32),
+}
+
+/// `rateLimitScope`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RateScope {
+    #[default]
+    Thread,
+    Process,
+    Global,
+}

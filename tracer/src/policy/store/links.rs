@@ -1,0 +1,199 @@
+//! Attaching a program to a tracepoint or a kprobe with a BPF cookie, which tells the
+//! program which hook point fired (`bpf_get_attach_cookie`): one program serves every
+//! hook point of its type. aya attaches these without a cookie, so this opens the perf
+//! event and creates the BPF link itself (`BPF_LINK_CREATE`, `BPF_PERF_EVENT`, Linux
+//! 5.15). Dropping a [`PerfLink`] closes both, which detaches the program.
+
+use std::{
+    ffi::CString,
+    os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+    path::Path,
+};
+
+/// `PERF_TYPE_TRACEPOINT`.
+const PERF_TYPE_TRACEPOINT: u32 = 2;
+/// `PERF_FLAG_FD_CLOEXEC`.
+const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
+/// `BPF_LINK_CREATE`.
+const BPF_LINK_CREATE: libc::c_long = 28;
+/// `BPF_PERF_EVENT`, the attach type of a perf event link.
+const BPF_PERF_EVENT: u32 = 41;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Kernel(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LinkError {
+    let what = what.into();
+    move |source| LinkError::Io { what, source }
+}
+
+/// A program attached to a perf event with a cookie.
+#[derive(Debug)]
+pub struct PerfLink {
+    _link: OwnedFd,
+    _event: OwnedFd,
+}
+
+/// `struct perf_event_attr` up to `config2` (`PERF_ATTR_SIZE_VER1`); the kernel takes a
+/// shorter struct as the older version it is.
+#[repr(C)]
+#[derive(Default)]
+struct PerfEventAttr {
+    ty: u32,
+    size: u32,
+    config: u64,
+    sample_period: u64,
+    sample_type: u64,
+    read_format: u64,
+    flags: u64,
+    wakeup_events: u32,
+    bp_type: u32,
+    config1: u64,
+    config2: u64,
+}
+
+/// Attaches `program` to tracepoint `subsystem/event` with `cookie`.
+pub fn tracepoint(
+    program: BorrowedFd<'_>,
+    tracefs: &Path,
+    subsystem: &str,
+    event: &str,
+    cookie: u64,
+) -> Result<PerfLink, LinkError> {
+    let id_file = tracefs
+        .join("events")
+        .join(subsystem)
+        .join(event)
+        .join("id");
+    let id: u64 = std::fs::read_to_string(&id_file)
+        .map_err(io(format!("reading {}", id_file.display())))?
+        .trim()
+        .parse()
+        .map_err(|_| LinkError::Kernel(format!("{} is not a number", id_file.display())))?;
+    let attr = PerfEventAttr {
+        ty: PERF_TYPE_TRACEPOINT,
+        config: id,
+        ..PerfEventAttr::default()
+    };
+    link(
+        program,
+        attr,
+        cookie,
+        &format!("tracepoint {subsystem}/{event}"),
+    )
+}
+
+/// Attaches `program` to kernel function `function` (at its return with `ret`) with
+/// `cookie`, through the perf `kprobe` event source.
+pub fn kprobe(
+    program: BorrowedFd<'_>,
+    function: &str,
+    ret: bool,
+    cookie: u64,
+) -> Result<PerfLink, LinkError> {
+    let pmu = Path::new("/sys/bus/event_source/devices/kprobe");
+    let ty: u32 = read_number(&pmu.join("type"))?;
+    let config = if ret {
+        // `config:N`: the bit that makes it a kretprobe.
+        let format = pmu.join("format/retprobe");
+        let text = std::fs::read_to_string(&format)
+            .map_err(io(format!("reading {}", format.display())))?;
+        let bit: u32 = text
+            .trim()
+            .strip_prefix("config:")
+            .and_then(|b| b.parse().ok())
+            .ok_or_else(|| {
+                LinkError::Kernel(format!("{} reads `{}`", format.display(), text.trim()))
+            })?;
+        1u64 << bit
+    } else {
+        0
+    };
+    let name = CString::new(function)
+        .map_err(|_| LinkError::Kernel(format!("`{function}` is not a function name")))?;
+    let attr = PerfEventAttr {
+        ty,
+        config,
+        // `kprobe_func`: the function's name; `probe_offset` 0.
+        config1: name.as_ptr() as u64,
+        ..PerfEventAttr::default()
+    };
+    let what = if ret { "kretprobe" } else { "kprobe" };
+    link(program, attr, cookie, &format!("{what} {function}"))
+}
+
+fn read_number<T: std::str::FromStr>(path: &Path) -> Result<T, LinkError> {
+    let text = std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
+    text.trim()
+        .parse()
+        .map_err(|_| LinkError::Kernel(format!("{} is not a number", path.display())))
+}
+
+/// Opens the perf event of `attr` (every process, on CPU 0: a BPF program attached to a
+/// tracepoint or kprobe runs on every CPU) and links `program` to it with `cookie`.
+fn link(
+    program: BorrowedFd<'_>,
+    mut attr: PerfEventAttr,
+    cookie: u64,
+    what: &str,
+) -> Result<PerfLink, LinkError> {
+    attr.size = std::mem::size_of::<PerfEventAttr>() as u32;
+    attr.wakeup_events = 1;
+    // SAFETY: `attr` is a valid, initialised `perf_event_attr` of the size it declares,
+    // alive across the call; the other arguments are plain integers.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &raw const attr,
+            -1 as libc::pid_t,
+            0 as libc::c_int,
+            -1 as libc::c_int,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io(format!("opening the perf event of {what}"))(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: a new file descriptor the kernel just returned, owned by nothing else.
+    let event = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // `union bpf_attr`'s `link_create`: prog_fd, target_fd, attach_type, flags, then
+    // `perf_event.bpf_cookie`; the rest zero.
+    let mut attr = [0u32; 32];
+    attr[0] = program.as_raw_fd() as u32;
+    attr[1] = event.as_raw_fd() as u32;
+    attr[2] = BPF_PERF_EVENT;
+    attr[4] = cookie as u32;
+    attr[5] = (cookie >> 32) as u32;
+    // SAFETY: `attr` is a zeroed `bpf_attr` of the size passed, with the fields of
+    // `BPF_LINK_CREATE` set; the file descriptors are open.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_LINK_CREATE,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(&attr) as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io(format!(
+            "linking the program to {what} with a cookie (BPF_LINK_CREATE, Linux 5.15)"
+        ))(std::io::Error::last_os_error()));
+    }
+    // SAFETY: as above.
+    let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    Ok(PerfLink {
+        _link: link,
+        _event: event,
+    })
+}

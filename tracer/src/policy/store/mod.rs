@@ -1,0 +1,651 @@
+//! The policies running in the kernel: adds, replaces and removes them, counts them, and
+//! keeps what the exporters need to write their events. A policy that cannot be
+//! installed is refused whole, and the policies already running keep running; one some
+//! of whose hooks cannot attach runs with the others.
+//!
+//! - [`points`]: hook points, their lists of hooks and argument gates.
+//! - [`programs`]: the programs that run hook points, and their attachments ([`links`]:
+//!   the cookie attachments aya does not make).
+//! - [`maps`]: the kernel's policy maps, one writer per kind of entry.
+//! - [`follow`]: `followForks` / `followChildren` for the processes already running.
+//! - [`retire`]: what is deleted a moment after it is unlinked.
+//!
+//! A new version of a policy is installed before the old one is removed: no call falls
+//! between the two (one may be seen by both).
+
+mod follow;
+mod links;
+mod maps;
+mod points;
+mod programs;
+mod retire;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::{Path, PathBuf},
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use aya::Ebpf;
+use tracer_common::policy::{STRING_MAX, ScopeKey, StrKey, TRACK_BINARIES};
+
+use self::{
+    maps::{Maps, TakeError, WriteError},
+    points::{Member, PointKey, Points},
+    programs::{Attachment, Programs},
+    retire::{Item, Retire},
+};
+use super::{
+    compile::{self, Compiled, Hook, Ids},
+    facts::{Facts, Kernel},
+    spec,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the policy programs cannot run here: {0}")]
+    Program(String),
+    #[error(transparent)]
+    Map(#[from] TakeError),
+    #[error(transparent)]
+    Compile(#[from] compile::CompileError),
+    #[error("policy {policy}: writing it to the kernel: {source}")]
+    Write {
+        policy: String,
+        #[source]
+        source: WriteError,
+    },
+    #[error("policy {policy}: no hook could be attached: {}", failed.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    NoHook {
+        policy: String,
+        failed: Vec<FailedHook>,
+    },
+    #[error(
+        "policy {0}: a TracingPolicyNamespaced, a podSelector or a containerSelector applies to pods, and no Kubernetes API server is configured to learn them from (run the agent in the cluster, or give it a kubeconfig)"
+    )]
+    NoPods(String),
+    #[error(
+        "policy {policy}: {hooks} hooks are loaded, as many as the kernel's maps were sized for; raise --policy-capacity (now {capacity})"
+    )]
+    Full {
+        policy: String,
+        hooks: usize,
+        capacity: u32,
+    },
+}
+
+/// A hook of a policy that is not running, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FailedHook {
+    /// `syscalls/sys_enter_openat`, `kprobe tcp_connect`, `return of kprobe ...`.
+    pub hook: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for FailedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.hook, self.reason)
+    }
+}
+
+/// Counters of one policy, summed over CPUs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PolicyCounts {
+    pub name: String,
+    /// Calls that reached the policy's selectors (past the hook point's filters shared
+    /// by all its policies: the process verdict and the argument gate).
+    pub seen: u64,
+    /// Calls a selector matched.
+    pub matched: u64,
+    /// Events posted to the ring buffer.
+    pub posted: u64,
+    /// Posts the ring buffer could not take.
+    pub lost: u64,
+    /// Posts left out by `rateLimit`.
+    pub rate_limited: u64,
+}
+
+/// What the store is given at start.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub tracefs: PathBuf,
+    pub proc_root: PathBuf,
+    pub cgroup_root: PathBuf,
+    /// Hooks, policies and string values the kernel's maps hold (`--policy-capacity`).
+    pub capacity: u32,
+    /// Hook points (`--policy-hook-points`).
+    pub hook_points: u32,
+}
+
+/// A loaded policy.
+struct Loaded {
+    id: u32,
+    compiled: Rc<Compiled>,
+    /// Each hook's id and hook point (`None`: it did not attach).
+    hooks: Vec<(u32, Option<u32>)>,
+    source: PathBuf,
+    /// The hooks that did not attach: the policy is partly loaded.
+    failed: Vec<FailedHook>,
+}
+
+pub struct PolicyStore {
+    maps: Maps,
+    programs: Programs,
+    points: Points,
+    /// The attachment of each hook point.
+    attachments: HashMap<u32, Attachment>,
+    retire: Retire,
+    facts: Facts,
+    settings: Settings,
+    policies: BTreeMap<String, Loaded>,
+    /// Every hook by id, with its policy: for the events (a removed hook's stays a while,
+    /// for its events still in the ring buffer).
+    hooks: HashMap<u32, (Rc<Compiled>, usize)>,
+    last_hook: u32,
+    last_policy: u32,
+    ids: Ids,
+    /// The cgroups each pod-scoped policy applies to (`POLICY_SCOPE`), as written.
+    scopes: HashMap<u32, BTreeSet<u64>>,
+    /// Pods can be known (a cluster is configured): pod-scoped policies can load.
+    pub pods_known: bool,
+    /// Policies whose last load failed (and that do not run, or run an earlier version).
+    refused: BTreeSet<String>,
+}
+
+impl PolicyStore {
+    /// Takes the policy maps out of `ebpf` and loads the tracepoint program (so that a
+    /// kernel that refuses it says so at start), and the raw syscall programs where
+    /// `kernel` says syscall hooks may share the raw tracepoints.
+    pub fn new(ebpf: &mut Ebpf, settings: Settings, kernel: Kernel) -> Result<Self, StoreError> {
+        let mut maps = Maps::take(ebpf)?;
+        let mut programs = Programs::new(settings.tracefs.clone(), kernel.fentry || kernel.lsm);
+        programs
+            .load_tracepoint(ebpf)
+            .map_err(StoreError::Program)?;
+        let mut kernel = kernel;
+        if kernel.raw_syscalls
+            && let Err(e) = programs.load_raw_syscalls(ebpf)
+        {
+            tracing::warn!(
+                "syscall hooks attach one tracepoint each (raw_syscalls hooks too): the raw syscall tracepoints are not usable: {e}"
+            );
+            kernel.raw_syscalls = false;
+        }
+        // From now on the kernel keeps every process's binary, for `matchBinaries`.
+        maps.set_config(TRACK_BINARIES)
+            .map_err(|e| StoreError::Program(e.to_string()))?;
+        Ok(Self {
+            maps,
+            programs,
+            points: Points::new(settings.hook_points),
+            attachments: HashMap::new(),
+            retire: Retire::default(),
+            facts: Facts::new(kernel, &settings.tracefs),
+            settings,
+            policies: BTreeMap::new(),
+            hooks: HashMap::new(),
+            last_hook: 0,
+            last_policy: 0,
+            ids: Ids::default(),
+            scopes: HashMap::new(),
+            pods_known: false,
+            refused: BTreeSet::new(),
+        })
+    }
+
+    /// Records the binaries of processes that were running before the kernel kept them
+    /// (found in /proc at start); the verdicts made without them are made again.
+    pub fn seed_binaries<'p>(&mut self, processes: impl IntoIterator<Item = (u32, &'p str)>) {
+        /// `BPF_NOEXIST`: exec or fork may have recorded it already: keep that one.
+        const BPF_NOEXIST: u64 = 1;
+        for (pid, binary) in processes {
+            if binary.is_empty() {
+                continue;
+            }
+            let mut data = [0u8; STRING_MAX];
+            let n = binary.len().min(STRING_MAX - 1);
+            data[..n].copy_from_slice(&binary.as_bytes()[..n]);
+            let key = StrKey {
+                id: 0,
+                len: n as u32,
+                data,
+            };
+            let _ = self.maps.exec_paths.insert(pid, key, BPF_NOEXIST);
+        }
+        let ids: Vec<u32> = self.points.iter().map(|(id, _)| id).collect();
+        self.rewrite(&ids);
+    }
+
+    /// Installs `policy` (from `source`), replacing a loaded policy of the same name. On
+    /// error nothing changes: a policy it would replace keeps running. A policy some of
+    /// whose hooks cannot attach runs with the others: those are returned (and logged).
+    pub fn add(
+        &mut self,
+        ebpf: &mut Ebpf,
+        policy: &spec::Policy,
+        source: &Path,
+    ) -> Result<Vec<FailedHook>, StoreError> {
+        self.tick();
+        let name = policy.name.clone();
+        let result = self.add_inner(ebpf, policy, source);
+        if result.is_ok() {
+            self.refused.remove(&name);
+        } else {
+            self.refused.insert(name);
+        }
+        result
+    }
+
+    fn add_inner(
+        &mut self,
+        ebpf: &mut Ebpf,
+        policy: &spec::Policy,
+        source: &Path,
+    ) -> Result<Vec<FailedHook>, StoreError> {
+        let name = policy.name.clone();
+        let id = match self.policies.get(&name) {
+            Some(old) => old.id,
+            None => self.last_policy + 1,
+        };
+        // Compile with fresh ids, so the old version's entries stay valid until the new
+        // one is in.
+        let mut ids = self.ids.clone();
+        let compiled = compile::compile(policy, id, &mut ids, &self.facts)?;
+        if compiled.scope.is_some() && !self.pods_known {
+            return Err(StoreError::NoPods(name));
+        }
+        let hooks_now = self.hooks.len() + compiled.hooks.len();
+        if hooks_now > self.settings.capacity as usize {
+            return Err(StoreError::Full {
+                policy: name,
+                hooks: self.hooks.len(),
+                capacity: self.settings.capacity,
+            });
+        }
+        let loaded = self.install(ebpf, compiled, id, source)?;
+        self.last_policy = self.last_policy.max(id);
+        self.ids = ids;
+        if let Some(old) = self.policies.remove(&name) {
+            self.uninstall(ebpf, old, false);
+        }
+        if let Err(source) = self.maps.reset_counters(id) {
+            tracing::warn!("policy {name}: resetting its counters: {source}");
+        }
+        for (i, (_, point)) in loaded.hooks.iter().enumerate() {
+            if point.is_some() {
+                tracing::info!("policy {name}: {}", loaded.compiled.hooks[i].runs_on());
+            }
+        }
+        for f in &loaded.failed {
+            tracing::error!(
+                "policy {name}: {} is not running: {}; the policy's other hooks run",
+                f.hook,
+                f.reason
+            );
+        }
+        let failed = loaded.failed.clone();
+        self.policies.insert(name, loaded);
+        Ok(failed)
+    }
+
+    /// Writes `compiled` (policy `id`) to the kernel and attaches its hooks; on error
+    /// takes out what it wrote.
+    fn install(
+        &mut self,
+        ebpf: &mut Ebpf,
+        compiled: Compiled,
+        id: u32,
+        source: &Path,
+    ) -> Result<Loaded, StoreError> {
+        let name = compiled.name.clone();
+        let write = |source| StoreError::Write {
+            policy: name.clone(),
+            source,
+        };
+        let compiled = Rc::new(compiled);
+        let mut loaded = Loaded {
+            id,
+            compiled: Rc::clone(&compiled),
+            hooks: Vec::new(),
+            source: source.to_owned(),
+            failed: Vec::new(),
+        };
+        let result = (|| {
+            if !self.policies.contains_key(&name) {
+                self.maps.reset_counters(id).map_err(write)?;
+            }
+            for s in &compiled.strings {
+                self.maps.string(s, true).map_err(write)?;
+            }
+            follow::install(
+                &mut self.maps,
+                &compiled,
+                &self.settings.proc_root,
+                &self.settings.cgroup_root,
+            )
+            .map_err(write)?;
+            let mut touched = BTreeSet::new();
+            for (i, hook) in compiled.hooks.iter().enumerate() {
+                self.last_hook += 1;
+                let hook_id = self.last_hook;
+                self.hooks.insert(hook_id, (Rc::clone(&compiled), i));
+                // A return half joins its entry's hook point.
+                let pair = hook
+                    .pair
+                    .and_then(|e| loaded.hooks.get(e))
+                    .and_then(|(_, p)| *p);
+                let point = if hook.pair.is_some() && pair.is_none() {
+                    Err("its entry half did not attach".to_owned())
+                } else {
+                    self.link(ebpf, hook, hook_id, pair.unwrap_or(0))
+                };
+                match point {
+                    Ok(point) => {
+                        touched.insert(point);
+                        loaded.hooks.push((hook_id, Some(point)));
+                    }
+                    Err(reason) => {
+                        loaded.hooks.push((hook_id, None));
+                        loaded.failed.push(FailedHook {
+                            hook: hook.label(),
+                            reason,
+                        });
+                    }
+                }
+            }
+            for point in touched {
+                self.points
+                    .write(point, &mut self.maps, &mut self.retire)
+                    .map_err(write)?;
+            }
+            if loaded.failed.len() == compiled.hooks.len() && !loaded.failed.is_empty() {
+                return Err(StoreError::NoHook {
+                    policy: name.clone(),
+                    failed: std::mem::take(&mut loaded.failed),
+                });
+            }
+            Ok(())
+        })();
+        match result {
+            Ok(()) => Ok(loaded),
+            Err(e) => {
+                let replacing = self.policies.contains_key(&name);
+                self.uninstall(ebpf, loaded, !replacing);
+                Err(e)
+            }
+        }
+    }
+
+    /// Puts hook `hook_id` on the list of its hook point (made and attached if it is the
+    /// first); returns the hook point. The list is written by the caller.
+    fn link(
+        &mut self,
+        ebpf: &mut Ebpf,
+        hook: &Hook,
+        hook_id: u32,
+        pair: u32,
+    ) -> Result<u32, String> {
+        let key = PointKey {
+            point: hook.point.clone(),
+            pair,
+        };
+        let point = match self.points.find(&key) {
+            Some(p) => p,
+            None => {
+                let p = self.points.create(key.clone()).map_err(|e| e.to_string())?;
+                match self
+                    .programs
+                    .attach(ebpf, &mut self.maps, &key.point.attach, p)
+                {
+                    Ok(a) => {
+                        self.attachments.insert(p, a);
+                    }
+                    Err(reason) => {
+                        self.points.drop_point(p, &mut self.retire);
+                        return Err(reason);
+                    }
+                }
+                p
+            }
+        };
+        let mut config = hook.config;
+        config.id = hook_id;
+        let member = Member {
+            config,
+            process: hook.process,
+            gates: hook.gates.clone(),
+        };
+        if let Some(p) = self.points.get_mut(point) {
+            p.members.push(member);
+        }
+        Ok(point)
+    }
+
+    /// Takes `old` out of the kernel: its hooks off their lists (hook points left empty
+    /// detached), then, a moment later, its entries. `counters`: its counters too.
+    fn uninstall(&mut self, ebpf: &mut Ebpf, old: Loaded, counters: bool) {
+        let mut touched = BTreeSet::new();
+        for (hook_id, point) in &old.hooks {
+            if let Some(point) = point
+                && let Some(p) = self.points.get_mut(*point)
+            {
+                p.members.retain(|m| m.config.id != *hook_id);
+                touched.insert(*point);
+                self.retire.later(Item::Hook(*hook_id));
+            }
+            self.retire.later(Item::HookMeta(*hook_id));
+        }
+        for point in touched {
+            let empty = self.points.get(point).is_some_and(|p| p.members.is_empty());
+            if empty {
+                if let Some(a) = self.attachments.remove(&point) {
+                    self.programs.detach(ebpf, &mut self.maps, a);
+                }
+                let _ = self.maps.put_point(point, &Default::default());
+                self.points.drop_point(point, &mut self.retire);
+            } else if let Err(e) = self.points.write(point, &mut self.maps, &mut self.retire) {
+                tracing::warn!("policy {}: {e}", old.compiled.name);
+            }
+        }
+        self.retire
+            .later(Item::Strings(old.compiled.strings.clone()));
+        let bits = follow::bits(&old.compiled);
+        follow::uninstall(&mut self.maps, bits);
+        self.ids.follow_used &= !bits;
+        if counters {
+            self.retire.later(Item::Counters(old.id));
+            if let Some(cgroups) = self.scopes.remove(&old.id) {
+                for cgroup in cgroups {
+                    let _ = self.maps.scope.remove(&ScopeKey {
+                        policy_id: old.id,
+                        _pad: 0,
+                        cgroup,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Deletes what was unlinked long enough ago. The agent calls it every second.
+    pub fn tick(&mut self) {
+        for item in self.retire.due(Instant::now()) {
+            self.delete(item);
+        }
+    }
+
+    fn delete(&mut self, item: Item) {
+        match item {
+            Item::Hook(id) => {
+                let _ = self.maps.hooks.remove(&id);
+            }
+            Item::HookMeta(id) => {
+                self.hooks.remove(&id);
+            }
+            Item::Gate(g) => {
+                for key in &g.ints {
+                    self.maps.remove_gate_int(key);
+                }
+                for (bits, key) in &g.strs {
+                    self.maps
+                        .remove_gate_str(&aya::maps::lpm_trie::Key::new(*bits, *key));
+                }
+            }
+            Item::Point(id) => self.points.release(id),
+            Item::Counters(id) => {
+                if !self.policies.values().any(|l| l.id == id) {
+                    self.maps.remove_counters(id);
+                }
+            }
+            Item::Strings(strings) => {
+                for s in &strings {
+                    let _ = self.maps.string(s, false);
+                }
+            }
+        }
+    }
+
+    /// Writes hook points `ids` again (a new epoch: their verdicts are made again).
+    fn rewrite(&mut self, ids: &[u32]) {
+        for id in ids {
+            if let Err(e) = self.points.write(*id, &mut self.maps, &mut self.retire) {
+                tracing::warn!("hook point {id}: {e}");
+            }
+        }
+    }
+
+    /// Names of the loaded policies, with the file each came from.
+    pub fn loaded(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.policies
+            .iter()
+            .map(|(name, l)| (name.as_str(), l.source.as_path()))
+    }
+
+    /// The pod-scoped policies, with their scopes.
+    pub fn scoped(&self) -> Vec<(String, spec::Scope)> {
+        self.policies
+            .iter()
+            .filter_map(|(n, l)| l.compiled.scope.clone().map(|s| (n.clone(), s)))
+            .collect()
+    }
+
+    /// Makes policy `name` apply in `cgroups` (and no others).
+    pub fn set_scope(&mut self, name: &str, cgroups: BTreeSet<u64>) {
+        let Some((id, points)) = self.policies.get(name).map(|l| {
+            let points: BTreeSet<u32> = l.hooks.iter().filter_map(|(_, p)| *p).collect();
+            (l.id, points)
+        }) else {
+            return;
+        };
+        let old = self.scopes.remove(&id).unwrap_or_default();
+        let key = |cgroup| ScopeKey {
+            policy_id: id,
+            _pad: 0,
+            cgroup,
+        };
+        for c in old.difference(&cgroups) {
+            let _ = self.maps.scope.remove(&key(*c));
+        }
+        for c in cgroups.difference(&old) {
+            if let Err(e) = self.maps.scope.insert(key(*c), 1, 0) {
+                tracing::warn!(
+                    "policy {name}: a pod's cgroup could not be added to its scope: {e}"
+                );
+            }
+        }
+        if old != cgroups {
+            tracing::info!(
+                "policy {name}: applies in {} container cgroups",
+                cgroups.len()
+            );
+            // The processes' verdicts on its hook points are made again.
+            self.rewrite(&points.into_iter().collect::<Vec<_>>());
+        }
+        self.scopes.insert(id, cgroups);
+    }
+
+    /// How many policies are loaded whole, partly, and refused at their last load.
+    pub fn states(&self) -> (usize, usize, usize) {
+        let partly = self
+            .policies
+            .values()
+            .filter(|l| !l.failed.is_empty())
+            .count();
+        (self.policies.len() - partly, partly, self.refused.len())
+    }
+
+    /// Hooks loaded, and the hook points they run on.
+    pub fn sizes(&self) -> (usize, usize) {
+        let hooks = self
+            .policies
+            .values()
+            .map(|l| l.hooks.iter().filter(|(_, p)| p.is_some()).count())
+            .sum();
+        (hooks, self.points.len())
+    }
+
+    /// Removes the policy `name`; returns whether it was loaded.
+    pub fn remove(&mut self, ebpf: &mut Ebpf, name: &str) -> bool {
+        self.tick();
+        self.refused.remove(name);
+        match self.policies.remove(name) {
+            Some(old) => {
+                self.uninstall(ebpf, old, true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The policy and hook of hook `id` (for a while after it is removed, too).
+    pub fn hook(&self, id: u32) -> Option<(&Compiled, &Hook)> {
+        let (compiled, i) = self.hooks.get(&id)?;
+        Some((compiled, compiled.hooks.get(*i)?))
+    }
+
+    /// Every loaded policy's counters.
+    pub fn counts(&self) -> Vec<PolicyCounts> {
+        use tracer_common::policy::{
+            POLICY_LOST, POLICY_MATCHED, POLICY_POSTED, POLICY_RATE_LIMITED, POLICY_SEEN,
+        };
+        self.policies
+            .iter()
+            .map(|(name, l)| {
+                let c = self.maps.counters(l.id);
+                PolicyCounts {
+                    name: name.clone(),
+                    seen: c[POLICY_SEEN],
+                    matched: c[POLICY_MATCHED],
+                    posted: c[POLICY_POSTED],
+                    lost: c[POLICY_LOST],
+                    rate_limited: c[POLICY_RATE_LIMITED],
+                }
+            })
+            .collect()
+    }
+
+    /// Where a policy's hooks would run here, for `tracer status`: one line per hook,
+    /// or why the policy would be refused. Loads nothing.
+    pub fn placement(&mut self, policy: &spec::Policy) -> Result<Vec<String>, StoreError> {
+        let mut ids = self.ids.clone();
+        let compiled = compile::compile(policy, 0, &mut ids, &self.facts)?;
+        Ok(compiled.hooks.iter().map(Hook::runs_on).collect())
+    }
+
+    /// How long until the next deletion is due, at most `max`.
+    pub fn next_tick(&self, max: Duration) -> Duration {
+        if self.retire.is_empty() {
+            max
+        } else {
+            retire::DELAY.min(max)
+        }
+    }
+}
+
+impl Drop for PolicyStore {
+    fn drop(&mut self) {
+        for item in self.retire.all() {
+            self.delete(item);
+        }
+    }
+}

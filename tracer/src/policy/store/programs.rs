@@ -1,0 +1,336 @@
+//! The programs that run hook points, and their attachments. One program per kind of
+//! hook point serves them all: `policy_tp` (tracepoints), `policy_kp` and `policy_krp`
+//! (kprobes, kretprobes), each attached once per hook point with the hook point's id as
+//! cookie; the raw `sys_enter`/`sys_exit` programs (syscalls, by number); and, for
+//! functions on BPF trampolines, a pool of fentry and BPF LSM programs, each loaded for
+//! one function (past the pool, fentry hook points run on kprobes). Each program is
+//! loaded, and verified, the first time a hook point needs it.
+
+use std::{os::fd::AsFd as _, path::PathBuf};
+
+use aya::{
+    Btf, Ebpf,
+    programs::{
+        FEntry, KProbe, Lsm, ProgramError, RawTracePoint, TracePoint, fentry::FEntryLinkId,
+        lsm::LsmLinkId, raw_trace_point::RawTracePointLinkId,
+    },
+};
+use tracer_common::policy::{SYSCALL_ENTER, SYSCALL_IDS};
+
+use super::{links, maps::Maps};
+use crate::{
+    loader::refusal,
+    policy::place::{Attach, Probe},
+};
+
+/// fentry and BPF LSM programs in the object (`tracer-ebpf/src/hooks/fentry.rs`).
+pub const BTF_PROGRAMS: usize = 32;
+
+/// How a hook point's program is attached.
+#[derive(Debug)]
+pub enum Attachment {
+    /// A tracepoint, kprobe or kretprobe, with the hook point's cookie.
+    Perf(links::PerfLink),
+    /// A syscall's entry in `SYSCALL_POINTS` (`nr`), or `SYSCALL_ANY`.
+    RawSyscall {
+        dir: u32,
+        nr: Option<u32>,
+    },
+    /// Program `index` of the fentry or BPF LSM pool.
+    Fentry {
+        index: usize,
+        link: FEntryLinkId,
+    },
+    Lsm {
+        index: usize,
+        link: LsmLinkId,
+    },
+}
+
+pub struct Programs {
+    tracefs: PathBuf,
+    /// Programs loaded (verified) already.
+    loaded: Vec<String>,
+    /// The raw syscall programs' links, while some syscall hook point uses them, and how
+    /// many do.
+    raw_links: [Option<RawTracePointLinkId>; 2],
+    raw_users: [usize; 2],
+    /// The kernel's BTF, which trampoline programs are loaded against.
+    btf: Option<Btf>,
+    /// The function each pool program is loaded for, and whether it is attached.
+    fentry: Vec<(Option<String>, bool)>,
+    lsm: Vec<(Option<String>, bool)>,
+}
+
+impl Programs {
+    pub fn new(tracefs: PathBuf, trampolines: bool) -> Self {
+        let btf = if trampolines {
+            Btf::from_sys_fs()
+                .map_err(|e| tracing::warn!("no kernel BTF for fentry and BPF LSM programs: {e}"))
+                .ok()
+        } else {
+            None
+        };
+        Self {
+            tracefs,
+            loaded: Vec::new(),
+            raw_links: [None, None],
+            raw_users: [0, 0],
+            btf,
+            fentry: vec![(None, false); BTF_PROGRAMS],
+            lsm: vec![(None, false); BTF_PROGRAMS],
+        }
+    }
+
+    /// Loads the raw syscall programs; an error says why syscall hooks cannot share the
+    /// raw tracepoints here.
+    pub fn load_raw_syscalls(&mut self, ebpf: &mut Ebpf) -> Result<(), String> {
+        for name in ["syscall_enter", "syscall_exit"] {
+            self.program::<RawTracePoint>(ebpf, name, RawTracePoint::load)?;
+        }
+        Ok(())
+    }
+
+    /// Loads the tracepoint program (so that a kernel that refuses it says so at start).
+    pub fn load_tracepoint(&mut self, ebpf: &mut Ebpf) -> Result<(), String> {
+        self.program::<TracePoint>(ebpf, "policy_tp", TracePoint::load)
+            .map(drop)
+    }
+
+    /// Program `name` of type `P`, loaded (by `load`) the first time it is asked for.
+    fn program<'e, P>(
+        &mut self,
+        ebpf: &'e mut Ebpf,
+        name: &str,
+        load: fn(&mut P) -> Result<(), ProgramError>,
+    ) -> Result<&'e mut P, String>
+    where
+        &'e mut P: TryFrom<&'e mut aya::programs::Program, Error = ProgramError>,
+    {
+        let program: &mut P = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("no program `{name}` in the object"))?
+            .try_into()
+            .map_err(|e: ProgramError| format!("{name}: {e}"))?;
+        if !self.loaded.iter().any(|l| l == name) {
+            load(program).map_err(|e| refusal(name, &e))?;
+            self.loaded.push(name.to_owned());
+        }
+        Ok(program)
+    }
+
+    /// Attaches the program of hook point `id` where `attach` says.
+    pub fn attach(
+        &mut self,
+        ebpf: &mut Ebpf,
+        maps: &mut Maps,
+        attach: &Attach,
+        id: u32,
+    ) -> Result<Attachment, String> {
+        let cookie = u64::from(id);
+        match attach {
+            Attach::Tracepoint { subsystem, event } => {
+                let p = self.program::<TracePoint>(ebpf, "policy_tp", TracePoint::load)?;
+                let fd = p.fd().map_err(|e| format!("policy_tp: {e}"))?;
+                links::tracepoint(fd.as_fd(), &self.tracefs, subsystem, event, cookie)
+                    .map(Attachment::Perf)
+                    .map_err(|e| format!("attaching to tracepoint {subsystem}/{event}: {e}"))
+            }
+            Attach::RawSyscall { dir, nr } => self.attach_raw(ebpf, maps, *dir, *nr, id),
+            Attach::Function {
+                name,
+                program: Probe::Lsm,
+                ..
+            } => self.attach_btf(ebpf, maps, name, true, id),
+            Attach::Function {
+                name,
+                program: Probe::Fentry,
+                ..
+            } => match self.attach_btf(ebpf, maps, name, false, id) {
+                Ok(a) => Ok(a),
+                Err(reason) => {
+                    tracing::info!("kprobe {name} runs on a kprobe (fentry: {reason})");
+                    self.attach_kprobe(ebpf, name, false, cookie)
+                }
+            },
+            Attach::Function { name, ret, .. } => self.attach_kprobe(ebpf, name, *ret, cookie),
+        }
+    }
+
+    fn attach_kprobe(
+        &mut self,
+        ebpf: &mut Ebpf,
+        function: &str,
+        ret: bool,
+        cookie: u64,
+    ) -> Result<Attachment, String> {
+        let name = if ret { "policy_krp" } else { "policy_kp" };
+        let p = self.program::<KProbe>(ebpf, name, KProbe::load)?;
+        let fd = p.fd().map_err(|e| format!("{name}: {e}"))?;
+        links::kprobe(fd.as_fd(), function, ret, cookie)
+            .map(Attachment::Perf)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A syscall hook point: its entry in the dispatch maps, and the raw tracepoint of
+    /// its direction attached while some hook point uses it.
+    fn attach_raw(
+        &mut self,
+        ebpf: &mut Ebpf,
+        maps: &mut Maps,
+        dir: u32,
+        nr: Option<u32>,
+        id: u32,
+    ) -> Result<Attachment, String> {
+        let d = dir as usize & 1;
+        if self.raw_links[d].is_none() {
+            let (program, tracepoint) = RAW[d];
+            let p = self.program::<RawTracePoint>(ebpf, program, RawTracePoint::load)?;
+            let link = p
+                .attach(tracepoint)
+                .map_err(|e| format!("attaching to raw tracepoint {tracepoint}: {e}"))?;
+            tracing::info!("raw tracepoint {tracepoint} attached for syscall hooks");
+            self.raw_links[d] = Some(link);
+        }
+        set_raw(maps, dir, nr, id)?;
+        self.raw_users[d] += 1;
+        Ok(Attachment::RawSyscall { dir, nr })
+    }
+
+    /// fentry (or with `lsm` BPF LSM) program for `function`: the pool program already
+    /// loaded for it if free, else a free one loaded for it.
+    fn attach_btf(
+        &mut self,
+        ebpf: &mut Ebpf,
+        maps: &mut Maps,
+        function: &str,
+        lsm: bool,
+        id: u32,
+    ) -> Result<Attachment, String> {
+        let btf = self
+            .btf
+            .as_ref()
+            .ok_or("the kernel's BTF could not be read")?;
+        let (pool, prefix, target) = if lsm {
+            (
+                &mut self.lsm,
+                "policy_lsm",
+                function.trim_start_matches("security_"),
+            )
+        } else {
+            (&mut self.fentry, "policy_fe", function)
+        };
+        let index = pool
+            .iter()
+            .position(|(f, used)| !used && f.as_deref() == Some(target))
+            .or_else(|| pool.iter().position(|(_, used)| !used))
+            .ok_or_else(|| {
+                format!(
+                    "all {BTF_PROGRAMS} {} programs are in use (one per hooked function)",
+                    if lsm { "BPF LSM" } else { "fentry" }
+                )
+            })?;
+        let name = format!("{prefix}_{index}");
+        let program = ebpf
+            .program_mut(&name)
+            .ok_or_else(|| format!("no program `{name}` in the object"))?;
+        let refused = |e: ProgramError| refusal(&format!("{name} for {target}"), &e);
+        let slot_index = if lsm { BTF_PROGRAMS + index } else { index };
+        maps.btf_points
+            .set(slot_index as u32, id, 0)
+            .map_err(|e| format!("BTF_POINTS: {e}"))?;
+        let attachment = if lsm {
+            let p: &mut Lsm = program.try_into().map_err(refused)?;
+            if pool[index].0.as_deref() != Some(target) {
+                if pool[index].0.is_some() {
+                    let _ = p.unload();
+                }
+                pool[index].0 = None;
+                p.load(target, btf).map_err(refused)?;
+                pool[index].0 = Some(target.to_owned());
+            }
+            let link = p.attach().map_err(|e| e.to_string())?;
+            Attachment::Lsm { index, link }
+        } else {
+            let p: &mut FEntry = program.try_into().map_err(refused)?;
+            if pool[index].0.as_deref() != Some(target) {
+                if pool[index].0.is_some() {
+                    let _ = p.unload();
+                }
+                pool[index].0 = None;
+                p.load(target, btf).map_err(refused)?;
+                pool[index].0 = Some(target.to_owned());
+            }
+            let link = p.attach().map_err(|e| e.to_string())?;
+            Attachment::Fentry { index, link }
+        };
+        pool[index].1 = true;
+        Ok(attachment)
+    }
+
+    /// Detaches a hook point's program.
+    pub fn detach(&mut self, ebpf: &mut Ebpf, maps: &mut Maps, attachment: Attachment) {
+        let result = match attachment {
+            // Closing the link detaches it.
+            Attachment::Perf(link) => {
+                drop(link);
+                Ok(())
+            }
+            Attachment::RawSyscall { dir, nr } => {
+                let _ = set_raw(maps, dir, nr, 0);
+                let d = dir as usize & 1;
+                self.raw_users[d] = self.raw_users[d].saturating_sub(1);
+                if self.raw_users[d] == 0
+                    && let Some(link) = self.raw_links[d].take()
+                {
+                    let (program, tracepoint) = RAW[d];
+                    if let Some(p) = ebpf
+                        .program_mut(program)
+                        .and_then(|p| <&mut RawTracePoint>::try_from(p).ok())
+                    {
+                        match p.detach(link) {
+                            Ok(()) => tracing::info!(
+                                "raw tracepoint {tracepoint} detached: no syscall hook left"
+                            ),
+                            Err(e) => tracing::warn!("detaching raw tracepoint {tracepoint}: {e}"),
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Attachment::Fentry { index, link } => {
+                self.fentry[index].1 = false;
+                ebpf.program_mut(&format!("policy_fe_{index}"))
+                    .and_then(|p| <&mut FEntry>::try_from(p).ok())
+                    .map_or(Ok(()), |p| p.detach(link))
+            }
+            Attachment::Lsm { index, link } => {
+                self.lsm[index].1 = false;
+                ebpf.program_mut(&format!("policy_lsm_{index}"))
+                    .and_then(|p| <&mut Lsm>::try_from(p).ok())
+                    .map_or(Ok(()), |p| p.detach(link))
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!("detaching a hook point: {e}");
+        }
+    }
+}
+
+/// The raw syscall programs: (program, raw tracepoint) of each direction.
+const RAW: [(&str, &str); 2] = [("syscall_enter", "sys_enter"), ("syscall_exit", "sys_exit")];
+
+/// Points syscall `nr` (or every syscall) of direction `dir` at hook point `id` (0: none).
+fn set_raw(maps: &mut Maps, dir: u32, nr: Option<u32>, id: u32) -> Result<(), String> {
+    let dir = if dir == SYSCALL_ENTER { 0 } else { 1 };
+    match nr {
+        Some(nr) => maps
+            .syscall_points
+            .set(dir * SYSCALL_IDS + nr, id, 0)
+            .map_err(|e| format!("SYSCALL_POINTS: {e}")),
+        None => maps
+            .syscall_any
+            .set(dir, id, 0)
+            .map_err(|e| format!("SYSCALL_ANY: {e}")),
+    }
+}

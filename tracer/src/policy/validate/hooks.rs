@@ -1,0 +1,336 @@
+//! Tracepoints and kprobes: their names, arguments and the checks that span a hook.
+
+use std::str::FromStr as _;
+
+use marked_yaml::{Span, Spanned};
+
+use super::{
+    Check, List,
+    names::{
+        ARG_TYPES, KPROBE_ARG_TYPES, KPROBE_ARG_TYPES_UNSUPPORTED, RETURN_ARG_TYPES, arg_type,
+    },
+    selectors,
+};
+use crate::policy::{
+    limits::{MAX_ARGS, MAX_MESSAGE, MAX_SELECTORS, MAX_TAGS},
+    model::{Arg, Kprobe, Selector, Tracepoint},
+    spec,
+};
+
+pub(super) fn kprobe(c: &mut Check, k: &Spanned<Kprobe>, path: &str, lists: &[List]) -> spec::Hook {
+    c.unsupported(&k.data, &format!("{path}.data"), "`data`");
+    c.unsupported(
+        &k.return_arg_action,
+        &format!("{path}.returnArgAction"),
+        "`returnArgAction`",
+    );
+    c.unsupported(&k.ignore, &format!("{path}.ignore"), "`ignore`");
+    let call = k.call.as_str();
+    if call.starts_with("list:") {
+        c.at(
+            k.call.span(),
+            format!("{path}.call"),
+            "`list:` calls are Tetragon's but not supported by the tracer yet",
+            Some("write one kprobe per function".into()),
+        );
+    } else if call.is_empty()
+        || !call
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '.')
+    {
+        c.at(
+            k.call.span(),
+            format!("{path}.call"),
+            format!("`{call}` is not a kernel function name"),
+            None,
+        );
+    }
+    let is_return = k.ret.as_ref().is_some_and(|r| **r);
+    let return_arg = k.return_arg.as_ref().and_then(|a| {
+        if !is_return {
+            c.at(
+                a.index.span(),
+                format!("{path}.returnArg"),
+                "`returnArg` goes with `return: true`",
+                Some("add `return: true`".into()),
+            );
+        }
+        let ty = match &a.ty {
+            None => spec::ArgType::Int {
+                signed: true,
+                wide: false,
+            },
+            Some(t) if RETURN_ARG_TYPES.contains(&t.as_str()) => arg_type(t)?,
+            Some(t) => {
+                c.at(
+                    t.span(),
+                    format!("{path}.returnArg.type"),
+                    format!(
+                        "return values are read as integers: one of {}",
+                        RETURN_ARG_TYPES.join(", ")
+                    ),
+                    None,
+                );
+                return None;
+            }
+        };
+        Some(spec::Arg {
+            index: *a.index,
+            ty,
+            label: a.label.as_ref().map(|l| l.as_str().to_owned()),
+            size_arg_index: None,
+            return_copy: false,
+        })
+    });
+    if !is_return {
+        for (s, sel) in k.selectors.iter().enumerate() {
+            if let Some(m) = sel.match_return_args.first() {
+                c.at(
+                    m.index.span(),
+                    format!("{path}.selectors[{s}].matchReturnArgs"),
+                    "matchReturnArgs needs a return probe",
+                    Some("add `return: true` and `returnArg`".into()),
+                );
+            }
+        }
+    }
+    let parts = HookParts {
+        args: &k.args,
+        selectors: &k.selectors,
+        tags: &k.tags,
+        message: k.message.as_ref(),
+        anchor: *k.call.span(),
+        arg_types: KPROBE_ARG_TYPES,
+        arg_types_unsupported: KPROBE_ARG_TYPES_UNSUPPORTED,
+        arg_kind: "kprobe argument type",
+    };
+    let target = spec::Target::Kprobe(spec::Kprobe {
+        call: call.to_owned(),
+        syscall: k.syscall.as_ref().is_some_and(|s| **s),
+        ret: is_return,
+        return_arg,
+    });
+    hook(c, parts, path, target, lists)
+}
+
+pub(super) fn tracepoint(c: &mut Check, tp: &Tracepoint, path: &str, lists: &[List]) -> spec::Hook {
+    c.unsupported(&tp.raw, &format!("{path}.raw"), "`raw`");
+    for (s, sel) in tp.selectors.iter().enumerate() {
+        for (k, a) in sel.match_actions.iter().enumerate() {
+            if a.action.as_str() == "Override" {
+                c.at(
+                    a.action.span(),
+                    format!("{path}.selectors[{s}].matchActions[{k}].action"),
+                    "`Override` stops a kernel function from running: it goes on a kprobe (`spec.kprobes`), not on a tracepoint",
+                    Some("hook the function the tracepoint is in, with `call:`".into()),
+                );
+            }
+        }
+    }
+    for (v, field) in [(&tp.subsystem, "subsystem"), (&tp.event, "event")] {
+        let ok = !v.is_empty() && v.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+        if !ok {
+            c.at(
+                v.span(),
+                format!("{path}.{field}"),
+                format!("`{}` is not a tracepoint {field} name (letters, digits and `_`, as under /sys/kernel/tracing/events)", v.as_str()),
+                None,
+            );
+        }
+    }
+    let parts = HookParts {
+        args: &tp.args,
+        selectors: &tp.selectors,
+        tags: &tp.tags,
+        message: tp.message.as_ref(),
+        anchor: *tp.event.span(),
+        arg_types: ARG_TYPES,
+        arg_types_unsupported: &[],
+        arg_kind: "tracepoint argument type",
+    };
+    let target = spec::Target::Tracepoint {
+        subsystem: tp.subsystem.as_str().to_owned(),
+        event: tp.event.as_str().to_owned(),
+    };
+    hook(c, parts, path, target, lists)
+}
+
+/// What tracepoints and kprobes share.
+struct HookParts<'a> {
+    args: &'a [Arg],
+    selectors: &'a [Spanned<Selector>],
+    tags: &'a [Spanned<String>],
+    message: Option<&'a Spanned<String>>,
+    /// Where errors about the hook as a whole point.
+    anchor: Span,
+    arg_types: &'a [&'a str],
+    /// Tetragon's types of this kind of hook that the tracer does not read yet.
+    arg_types_unsupported: &'a [&'a str],
+    arg_kind: &'a str,
+}
+
+fn hook(
+    c: &mut Check,
+    h: HookParts<'_>,
+    path: &str,
+    target: spec::Target,
+    lists: &[List],
+) -> spec::Hook {
+    if let Some(m) = h.message
+        && m.chars().count() > MAX_MESSAGE
+    {
+        c.at(
+            m.span(),
+            format!("{path}.message"),
+            format!("the message is longer than {MAX_MESSAGE} characters"),
+            None,
+        );
+    }
+    c.at_most(
+        h.tags,
+        |t| Some(*t.span()),
+        MAX_TAGS,
+        &format!("{path}.tags"),
+        "tags",
+        &h.anchor,
+    );
+    c.at_most(
+        h.args,
+        |a| Some(*a.index.span()),
+        MAX_ARGS,
+        &format!("{path}.args"),
+        "arguments",
+        &h.anchor,
+    );
+    let args = args(c, &h, path);
+    c.at_most(
+        h.selectors,
+        |s| Some(*s.span()),
+        MAX_SELECTORS,
+        &format!("{path}.selectors"),
+        "selectors",
+        &h.anchor,
+    );
+    let selectors = h
+        .selectors
+        .iter()
+        .enumerate()
+        .map(|(k, sel)| {
+            selectors::selector(c, sel, &format!("{path}.selectors[{k}]"), &args, lists)
+        })
+        .collect();
+    spec::Hook {
+        path: path.to_owned(),
+        target,
+        args,
+        selectors,
+        message: h.message.map(|m| m.as_str().to_owned()),
+        tags: h.tags.iter().map(|t| t.as_str().to_owned()).collect(),
+    }
+}
+
+/// The hook's arguments, each with its type read.
+fn args(c: &mut Check, h: &HookParts<'_>, path: &str) -> Vec<spec::Arg> {
+    let mut out: Vec<spec::Arg> = Vec::new();
+    for (j, a) in h.args.iter().enumerate() {
+        let ap = format!("{path}.args[{j}]");
+        if out.iter().any(|o| o.index == *a.index) {
+            c.at(
+                a.index.span(),
+                format!("{ap}.index"),
+                format!("argument {} is declared twice", *a.index),
+                Some("remove one of them".into()),
+            );
+        }
+        let ty = match &a.ty {
+            None => spec::ArgType::Auto,
+            Some(ty) => {
+                if c.one_of(
+                    ty,
+                    &format!("{ap}.type"),
+                    h.arg_kind,
+                    h.arg_types,
+                    h.arg_types_unsupported,
+                ) {
+                    arg_type(ty).unwrap_or(spec::ArgType::Auto)
+                } else {
+                    spec::ArgType::Auto
+                }
+            }
+        };
+        let buffer = matches!(
+            ty,
+            spec::ArgType::String { buffer: true } | spec::ArgType::CharIovec
+        );
+        if let Some(n) = &a.size_arg_index {
+            if !buffer {
+                c.at(
+                    n.span(),
+                    format!("{ap}.sizeArgIndex"),
+                    "sizeArgIndex gives a `char_buf` argument its size (or a `char_iovec` its count)",
+                    Some("add `type: char_buf`".into()),
+                );
+            } else if **n == 0 {
+                c.at(
+                    n.span(),
+                    format!("{ap}.sizeArgIndex"),
+                    "sizeArgIndex counts from 1 (3 is argument index 2)",
+                    None,
+                );
+            }
+        }
+        let return_copy = a.return_copy.as_ref().is_some_and(|r| **r);
+        if let Some(r) = &a.return_copy
+            && **r
+            && !buffer
+        {
+            c.at(
+                r.span(),
+                format!("{ap}.returnCopy"),
+                "returnCopy reads a `char_buf` argument at the return",
+                Some("add `type: char_buf`".into()),
+            );
+        }
+        for (field, name) in [
+            (&a.resolve, "resolve"),
+            (&a.btf_type, "btfType"),
+            (&a.btf_type_module, "btfTypeModule"),
+            (&a.max_data, "maxData"),
+            (&a.source, "source"),
+        ] {
+            c.unsupported(field, &format!("{ap}.{name}"), &format!("`{name}`"));
+        }
+        out.push(spec::Arg {
+            index: *a.index,
+            ty,
+            label: a.label.as_ref().map(|l| l.as_str().to_owned()),
+            size_arg_index: a.size_arg_index.as_ref().map(|n| **n),
+            return_copy,
+        });
+    }
+    out
+}
+
+/// The number of syscall `v` (`openat` or `sys_openat`) on this architecture.
+pub(super) fn syscall_number(c: &mut Check, v: &Spanned<String>, path: &str) -> Option<u32> {
+    let name = v.as_str();
+    // Tetragon accepts `sys_openat` and ABI-prefixed `i386/sys_dup`; the tracer traces the
+    // native ABI.
+    if name.contains('/') {
+        c.at(v.span(), path, format!("`{name}`: syscalls of another ABI are not supported yet; the tracer traces the native ({}) syscalls", std::env::consts::ARCH), None);
+        return None;
+    }
+    let bare = name.strip_prefix("sys_").unwrap_or(name);
+    match syscalls::Sysno::from_str(bare) {
+        Ok(no) => u32::try_from(no.id()).ok(),
+        Err(_) => {
+            c.at(
+                v.span(),
+                path,
+                format!("`{name}` is not a syscall of {}", std::env::consts::ARCH),
+                None,
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! A parsed document to its typed spec ([`super::spec`]), checking what the schema alone
+//! cannot say: operators and their values, actions, limits, syscall names. Each problem
+//! names its field path and, where one is obvious, its fix. Every string the document
+//! holds is read here, once, into its type.
+//!
+//! - [`names`]: the names a policy may use and the parsers of its values.
+//! - [`hooks`]: tracepoints and kprobes, their arguments.
+//! - [`selectors`]: selectors, their filters and actions.
+
+mod hooks;
+pub mod names;
+mod selectors;
+
+use marked_yaml::{Span, Spanned};
+
+use super::{
+    limits::MAX_VALUES,
+    model::{LabelSelector, Spec, TracingPolicy, Unsupported},
+    spec,
+    suggest::did_you_mean,
+};
+pub use names::{API_VERSION, TRACER_API_VERSION};
+
+/// One problem of a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub span: Span,
+    pub path: String,
+    pub message: String,
+    pub fix: Option<String>,
+}
+
+/// Checks one parsed document and reads it into its spec; every problem otherwise.
+pub fn policy(p: &TracingPolicy) -> Result<spec::Policy, Vec<Problem>> {
+    let mut c = Check {
+        problems: Vec::new(),
+    };
+    if p.api_version.as_str() != API_VERSION && p.api_version.as_str() != TRACER_API_VERSION {
+        c.at(
+            p.api_version.span(),
+            "apiVersion",
+            format!(
+                "`{}` is not supported; expected `{API_VERSION}` (Tetragon's) or `{TRACER_API_VERSION}`",
+                p.api_version.as_str()
+            ),
+            Some(format!("write `apiVersion: {API_VERSION}`")),
+        );
+    }
+    let namespaced = match p.kind.as_str() {
+        "TracingPolicy" => false,
+        "TracingPolicyNamespaced" if p.metadata.namespace.is_none() => {
+            c.at(
+                p.kind.span(),
+                "kind",
+                "a `TracingPolicyNamespaced` applies to the pods of its namespace: it needs `metadata.namespace`",
+                Some("add `namespace: NAME` under `metadata:`".into()),
+            );
+            true
+        }
+        "TracingPolicyNamespaced" => true,
+        other => {
+            c.at(
+                p.kind.span(),
+                "kind",
+                format!("`{other}` is not a policy kind; expected `TracingPolicy`"),
+                Some("write `kind: TracingPolicy`".into()),
+            );
+            false
+        }
+    };
+    let name = p.metadata.name.as_str();
+    if !names::is_dns_subdomain(name) {
+        c.at(
+            p.metadata.name.span(),
+            "metadata.name",
+            format!("`{name}` is not a valid name: lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit, at most 253 characters"),
+            Some(format!("write `name: {}`", names::suggest_name(name))),
+        );
+    }
+    let spec = &p.spec;
+    unsupported_fields(&mut c, spec);
+    label_selectors(&mut c, spec);
+    let lists = lists(&mut c, spec);
+    let monitor = options(&mut c, spec);
+    let unsupported_hooks = spec.uprobes.is_some()
+        || spec.lsmhooks.is_some()
+        || spec.fentries.is_some()
+        || spec.usdts.is_some();
+    if spec.tracepoints.is_empty() && spec.kprobes.is_empty() && !unsupported_hooks {
+        c.at(
+            spec.span(),
+            "spec",
+            "the policy has no hook",
+            Some("add `tracepoints:` or `kprobes:`".into()),
+        );
+    }
+    let mut out = Vec::new();
+    for (i, tp) in spec.tracepoints.iter().enumerate() {
+        out.push(hooks::tracepoint(
+            &mut c,
+            tp,
+            &format!("spec.tracepoints[{i}]"),
+            &lists,
+        ));
+    }
+    for (i, k) in spec.kprobes.iter().enumerate() {
+        out.push(hooks::kprobe(
+            &mut c,
+            k,
+            &format!("spec.kprobes[{i}]"),
+            &lists,
+        ));
+    }
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    let scope = spec::Scope {
+        namespace: namespaced
+            .then(|| p.metadata.namespace.as_ref().map(|n| n.as_str().to_owned()))
+            .flatten(),
+        pods: spec.pod_selector.as_ref().map(|s| (**s).clone()),
+        containers: spec.container_selector.as_ref().map(|s| (**s).clone()),
+    };
+    Ok(spec::Policy {
+        name: name.to_owned(),
+        monitor,
+        scope: (scope != spec::Scope::default()).then_some(scope),
+        hooks: out,
+    })
+}
+
+/// The spec's fields that are Tetragon's but not the tracer's yet.
+fn unsupported_fields(c: &mut Check, s: &Spanned<Spec>) {
+    for (field, name) in [
+        (&s.fentries, "fentries"),
+        (&s.uprobes, "uprobes"),
+        (&s.usdts, "usdts"),
+        (&s.lsmhooks, "lsmhooks"),
+        (&s.enforcers, "enforcers"),
+        (&s.loader, "loader"),
+        (&s.host_selector, "hostSelector"),
+        (&s.node_selector, "nodeSelector"),
+        (&s.selectors_macros, "selectorsMacros"),
+    ] {
+        c.unsupported(field, &format!("spec.{name}"), &format!("`{name}`"));
+    }
+}
+
+/// A label selector of the spec, its name, and the keys it may use (any: `None`).
+type Named<'a> = (&'a Option<Spanned<LabelSelector>>, &'a str, Option<[&'a str; 2]>);
+
+/// `podSelector` and `containerSelector`: their operators, and the container keys.
+fn label_selectors(c: &mut Check, s: &Spanned<Spec>) {
+    let selectors: [Named<'_>; 2] = [
+        (&s.pod_selector, "podSelector", None),
+        (
+            &s.container_selector,
+            "containerSelector",
+            Some(["name", "repo"]),
+        ),
+    ];
+    for (selector, name, keys) in selectors {
+        let Some(sel) = selector else {
+            continue;
+        };
+        for (i, e) in sel.match_expressions.iter().enumerate() {
+            let at = format!("spec.{name}.matchExpressions[{i}]");
+            if !matches!(
+                e.operator.as_str(),
+                "In" | "NotIn" | "Exists" | "DoesNotExist"
+            ) {
+                c.at(
+                    sel.span(),
+                    format!("{at}.operator"),
+                    format!(
+                        "`{}` is not a selector operator; expected In, NotIn, Exists or DoesNotExist",
+                        e.operator
+                    ),
+                    None,
+                );
+            }
+            if let Some(keys) = keys
+                && !keys.contains(&e.key.as_str())
+            {
+                c.at(
+                    sel.span(),
+                    format!("{at}.key"),
+                    format!(
+                        "`{}` is not a container key; expected `name` or `repo`",
+                        e.key
+                    ),
+                    None,
+                );
+            }
+        }
+        if let Some(keys) = keys
+            && let Some(k) = sel
+                .match_labels
+                .keys()
+                .find(|k| !keys.contains(&k.as_str()))
+        {
+            c.at(
+                sel.span(),
+                format!("spec.{name}.matchLabels"),
+                format!("`{k}` is not a container key; expected `name` or `repo`"),
+                None,
+            );
+        }
+    }
+}
+
+/// A `spec.lists` entry, read: its name and its syscalls' numbers.
+pub(super) struct List {
+    pub name: String,
+    pub syscalls: Vec<u32>,
+}
+
+fn lists(c: &mut Check, s: &Spanned<Spec>) -> Vec<List> {
+    let mut out = Vec::new();
+    for (i, l) in s.lists.iter().enumerate() {
+        let path = format!("spec.lists[{i}]");
+        c.unsupported(&l.pattern, &format!("{path}.pattern"), "`pattern`");
+        c.unsupported(&l.validated, &format!("{path}.validated"), "`validated`");
+        let mut syscalls = Vec::new();
+        if c.one_of(
+            &l.ty,
+            &format!("{path}.type"),
+            "list type",
+            &["syscalls"],
+            &["generated_syscalls", "generated_ftrace"],
+        ) {
+            for (j, v) in l.values.iter().enumerate() {
+                if let Some(nr) = hooks::syscall_number(c, v, &format!("{path}.values[{j}]")) {
+                    syscalls.push(nr);
+                }
+            }
+        }
+        c.values_present(&l.values, l.name.span(), &path);
+        out.push(List {
+            name: l.name.as_str().to_owned(),
+            syscalls,
+        });
+    }
+    out
+}
+
+/// `spec.options`; whether the policy is in monitor mode.
+fn options(c: &mut Check, s: &Spanned<Spec>) -> bool {
+    let mut monitor = false;
+    for (i, o) in s.options.iter().enumerate() {
+        let path = format!("spec.options[{i}]");
+        match o.name.as_str() {
+            "policy-mode" => match o.value.as_ref().map(|v| v.as_str()) {
+                Some("monitor") => monitor = true,
+                Some("enforce") => monitor = false,
+                _ => c.at(
+                    o.value.as_ref().map_or(o.name.span(), |v| v.span()),
+                    format!("{path}.value"),
+                    "`policy-mode` takes `monitor` or `enforce`",
+                    Some("write `value: monitor`".into()),
+                ),
+            },
+            "disable-kprobe-multi" | "disable-uprobe-multi" => c.at(
+                o.name.span(),
+                format!("{path}.name"),
+                format!("option `{}` is Tetragon's, for kprobes and uprobes, which the tracer does not support yet", o.name.as_str()),
+                Some("remove it".into()),
+            ),
+            other => c.at(
+                o.name.span(),
+                format!("{path}.name"),
+                format!("`{other}` is not an option; expected `policy-mode`"),
+                did_you_mean(other, ["policy-mode"]).map(|s| format!("write `{s}`")),
+            ),
+        }
+    }
+    monitor
+}
+
+/// The problems found so far.
+pub(super) struct Check {
+    problems: Vec<Problem>,
+}
+
+impl Check {
+    pub(super) fn at(
+        &mut self,
+        span: &Span,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        fix: Option<String>,
+    ) {
+        self.problems.push(Problem {
+            span: *span,
+            path: path.into(),
+            message: message.into(),
+            fix,
+        });
+    }
+
+    pub(super) fn unsupported(&mut self, field: &Unsupported, path: &str, what: &str) {
+        if let Some(f) = field {
+            self.at(
+                f.span(),
+                path,
+                format!("{what} is part of Tetragon's schema but not supported by the tracer yet"),
+                Some("remove it; the README lists what is supported".into()),
+            );
+        }
+    }
+
+    /// `value` must be one of `allowed`; `tetragon_only` are valid in Tetragon but not here.
+    pub(super) fn one_of(
+        &mut self,
+        value: &Spanned<String>,
+        path: &str,
+        what: &str,
+        allowed: &[&str],
+        tetragon_only: &[&str],
+    ) -> bool {
+        if allowed.contains(&value.as_str()) {
+            return true;
+        }
+        if tetragon_only.contains(&value.as_str()) {
+            self.at(
+                value.span(),
+                path,
+                format!(
+                    "{what} `{}` is Tetragon's but not supported by the tracer yet; supported: {}",
+                    value.as_str(),
+                    allowed.join(", ")
+                ),
+                None,
+            );
+        } else {
+            self.at(
+                value.span(),
+                path,
+                format!(
+                    "`{}` is not a {what}; expected one of {}",
+                    value.as_str(),
+                    allowed.join(", ")
+                ),
+                did_you_mean(value, allowed.iter().copied()).map(|s| format!("write `{s}`")),
+            );
+        }
+        false
+    }
+
+    /// `value` read through `table` (name, typed value), or the problem said.
+    pub(super) fn choose<T: Copy>(
+        &mut self,
+        value: &Spanned<String>,
+        path: &str,
+        what: &str,
+        table: &[(&str, T)],
+    ) -> Option<T> {
+        let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+        if !self.one_of(value, path, what, &names, &[]) {
+            return None;
+        }
+        table
+            .iter()
+            .find(|(n, _)| *n == value.as_str())
+            .map(|(_, t)| *t)
+    }
+
+    pub(super) fn at_most<T>(
+        &mut self,
+        items: &[T],
+        span_of: impl Fn(&T) -> Option<Span>,
+        max: usize,
+        path: &str,
+        what: &str,
+        fallback: &Span,
+    ) {
+        if items.len() > max {
+            let span = span_of(&items[max]).unwrap_or(*fallback);
+            self.at(
+                &span,
+                format!("{path}[{max}]"),
+                format!(
+                    "{} {what}, more than the {max} the tracer allows",
+                    items.len()
+                ),
+                Some(format!(
+                    "split them over several hooks or policies, at most {max} each"
+                )),
+            );
+        }
+    }
+
+    /// A filter's values: some, and at most `MAX_VALUES`; errors point at `operator`.
+    pub(super) fn filter_values<T>(&mut self, values: &[Spanned<T>], operator: &Span, path: &str) {
+        self.values_present(values, operator, path);
+        self.at_most(
+            values,
+            |v| Some(*v.span()),
+            MAX_VALUES,
+            &format!("{path}.values"),
+            "values",
+            operator,
+        );
+    }
+
+    pub(super) fn values_present<T>(&mut self, values: &[T], span: &Span, path: &str) {
+        if values.is_empty() {
+            self.at(
+                span,
+                format!("{path}.values"),
+                "no values: the filter would match nothing",
+                Some("add `values: [...]`".into()),
+            );
+        }
+    }
+}

@@ -1,0 +1,678 @@
+//! Selectors: each filter's operator and values read into their types, and the actions.
+
+use marked_yaml::Spanned;
+
+use super::{
+    Check, List,
+    names::{
+        ACTIONS, ACTIONS_UNSUPPORTED, CAPABILITIES, CAPABILITY_TYPES, IN_NOT_IN,
+        MATCH_ARGS_OPERATORS, MATCH_ARGS_UNSUPPORTED, MATCH_BINARIES_OPERATORS, RATE_LIMIT_SCOPES,
+        parse_int, parse_rate_limit,
+    },
+};
+use crate::policy::{
+    limits::{MAX_MATCH_BINARIES, MAX_POSTFIX, MAX_STRING},
+    model::{
+        MatchAction, MatchArgs, MatchBinaries, MatchCapabilities, MatchNamespaces, MatchPids,
+        Selector,
+    },
+    sock, spec,
+};
+
+pub(super) fn selector(
+    c: &mut Check,
+    s: &Spanned<Selector>,
+    path: &str,
+    args: &[spec::Arg],
+    lists: &[List],
+) -> spec::Selector {
+    for (field, name) in [
+        (&s.match_data, "matchData"),
+        (&s.match_parent_binaries, "matchParentBinaries"),
+        (&s.match_namespace_changes, "matchNamespaceChanges"),
+        (&s.match_capability_changes, "matchCapabilityChanges"),
+        (&s.match_workloads, "matchWorkloads"),
+        (&s.match_return_actions, "matchReturnActions"),
+        (&s.macros, "macros"),
+    ] {
+        c.unsupported(field, &format!("{path}.{name}"), &format!("`{name}`"));
+    }
+    let mut out = spec::Selector {
+        return_args: s
+            .match_return_args
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| return_arg(c, m, &format!("{path}.matchReturnArgs[{i}]")))
+            .collect(),
+        args: s
+            .match_args
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| match_args(c, m, &format!("{path}.matchArgs[{i}]"), args, lists))
+            .collect(),
+        ..Default::default()
+    };
+    c.at_most(
+        &s.match_binaries,
+        |m| Some(*m.operator.span()),
+        MAX_MATCH_BINARIES,
+        &format!("{path}.matchBinaries"),
+        "matchBinaries filters",
+        s.span(),
+    );
+    out.binaries = s
+        .match_binaries
+        .first()
+        .and_then(|m| binaries(c, m, &format!("{path}.matchBinaries[0]")));
+    if s.match_pids.len() > 1 {
+        c.at(
+            s.match_pids[1].operator.span(),
+            format!("{path}.matchPIDs[1]"),
+            "one matchPIDs filter per selector is supported",
+            Some("merge their values into one, or use two selectors".into()),
+        );
+    }
+    out.pids = s
+        .match_pids
+        .first()
+        .and_then(|m| pids(c, m, &format!("{path}.matchPIDs[0]")));
+    out.namespaces = s
+        .match_namespaces
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| namespaces(c, m, &format!("{path}.matchNamespaces[{i}]")))
+        .collect();
+    out.capabilities = s
+        .match_capabilities
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| capabilities(c, m, &format!("{path}.matchCapabilities[{i}]")))
+        .collect();
+    for (i, a) in s.match_actions.iter().enumerate() {
+        action(c, a, &format!("{path}.matchActions[{i}]"), &mut out);
+    }
+    out
+}
+
+/// A value of a filter on an integer or a string, or of a `list:` (its syscalls).
+fn values(c: &mut Check, m: &MatchArgs, p: &str, lists: &[List]) -> Vec<spec::Value> {
+    let mut out = Vec::new();
+    for (j, v) in m.values.iter().enumerate() {
+        let vp = format!("{p}.values[{j}]");
+        if let Some(name) = v.strip_prefix("list:") {
+            match lists.iter().find(|l| l.name == name) {
+                Some(l) => out.extend(l.syscalls.iter().map(|nr| spec::Value::Text {
+                    text: nr.to_string(),
+                    int: Some(i128::from(*nr)),
+                })),
+                None => c.at(
+                    v.span(),
+                    vp,
+                    format!("`{}` names no list of `spec.lists`", v.as_str()),
+                    None,
+                ),
+            }
+            continue;
+        }
+        out.push(spec::Value::Text {
+            text: v.as_str().to_owned(),
+            int: parse_int(v),
+        });
+    }
+    out
+}
+
+fn match_args(
+    c: &mut Check,
+    m: &MatchArgs,
+    p: &str,
+    args: &[spec::Arg],
+    lists: &[List],
+) -> Option<spec::MatchArg> {
+    c.unsupported(&m.args, &format!("{p}.args"), "`args`");
+    let Some(arg) = args.iter().find(|a| a.index == *m.index) else {
+        c.at(
+            m.index.span(),
+            format!("{p}.index"),
+            format!(
+                "argument {} is not declared in this hook's `args`",
+                *m.index
+            ),
+            Some(format!("add `- index: {}` under `args:`", *m.index)),
+        );
+        return None;
+    };
+    let name = sock::canonical(m.operator.as_str());
+    if sock::OPERATORS.contains(&name) {
+        return sock_filter(c, m, p, arg, name);
+    }
+    c.filter_values(&m.values, m.operator.span(), p);
+    let op = operator(c, &m.operator, p)?;
+    if arg.ty.is_socket() {
+        c.at(
+            m.operator.span(),
+            format!("{p}.operator"),
+            format!(
+                "argument {} is a socket: its operators are {}",
+                *m.index,
+                sock::OPERATORS.join(", ")
+            ),
+            None,
+        );
+        return None;
+    }
+    if op.is_numeric() && arg.ty.is_string() {
+        c.at(
+            m.operator.span(),
+            format!("{p}.operator"),
+            format!(
+                "`{}` compares numbers, and argument {} is a string",
+                m.operator.as_str(),
+                *m.index
+            ),
+            None,
+        );
+    }
+    let values = values(c, m, p, lists);
+    for (j, (v, spanned)) in values.iter().zip(&m.values).enumerate() {
+        let vp = format!("{p}.values[{j}]");
+        let spec::Value::Text { text, int } = v else {
+            continue;
+        };
+        if spanned.starts_with("list:") {
+            continue;
+        }
+        if op.is_numeric() && int.is_none() {
+            c.at(
+                spanned.span(),
+                vp,
+                format!("`{text}` is not a whole number (decimal or 0x hex)"),
+                None,
+            );
+        } else if text.len() > MAX_STRING {
+            c.at(
+                spanned.span(),
+                vp,
+                format!(
+                    "the value is {} bytes, more than {MAX_STRING} (the longest string the tracer captures)",
+                    text.len()
+                ),
+                None,
+            );
+        } else if matches!(op, spec::ArgOp::Postfix | spec::ArgOp::NotPostfix)
+            && text.len() > MAX_POSTFIX
+        {
+            c.at(
+                spanned.span(),
+                vp,
+                format!(
+                    "a Postfix value is at most {MAX_POSTFIX} bytes, and this one is {}",
+                    text.len()
+                ),
+                Some(format!("keep its last {MAX_POSTFIX} bytes")),
+            );
+        }
+    }
+    Some(spec::MatchArg {
+        index: *m.index,
+        op,
+        values,
+    })
+}
+
+/// An operator of `matchArgs` on an integer or a string.
+fn operator(c: &mut Check, op: &Spanned<String>, p: &str) -> Option<spec::ArgOp> {
+    use spec::ArgOp as O;
+    if !c.one_of(
+        op,
+        &format!("{p}.operator"),
+        "matchArgs operator",
+        MATCH_ARGS_OPERATORS,
+        MATCH_ARGS_UNSUPPORTED,
+    ) {
+        return None;
+    }
+    Some(match op.as_str() {
+        "Equal" => O::Equal,
+        "NotEqual" => O::NotEqual,
+        "Prefix" => O::Prefix,
+        "NotPrefix" => O::NotPrefix,
+        "Postfix" => O::Postfix,
+        "NotPostfix" => O::NotPostfix,
+        "GT" | "GreaterThan" => O::GreaterThan,
+        "LT" | "LessThan" => O::LessThan,
+        _ => O::Mask,
+    })
+}
+
+/// A socket operator (`DAddr`, `NotDPort`, ...) on a `sock` argument, its values read.
+fn sock_filter(
+    c: &mut Check,
+    m: &MatchArgs,
+    p: &str,
+    arg: &spec::Arg,
+    name: &str,
+) -> Option<spec::MatchArg> {
+    use spec::SockOp as S;
+    if !arg.ty.is_socket() {
+        c.at(
+            m.operator.span(),
+            format!("{p}.operator"),
+            format!(
+                "`{}` compares a socket's fields, and argument {} is not of type `sock` (or `socket`)",
+                m.operator.as_str(),
+                *m.index
+            ),
+            None,
+        );
+        return None;
+    }
+    let (bare, negate) = match name.strip_prefix("Not") {
+        Some(rest) => (rest, true),
+        None => (name, false),
+    };
+    let op = match bare {
+        "SAddr" => S::SAddr,
+        "DAddr" => S::DAddr,
+        "SPort" => S::SPort,
+        "DPort" => S::DPort,
+        "SPortPriv" => S::SPortPriv,
+        "DPortPriv" => S::DPortPriv,
+        "Protocol" => S::Protocol,
+        "Family" => S::Family,
+        _ => S::State,
+    };
+    let op = spec::ArgOp::Sock { op, negate };
+    if sock::takes_no_values(name) {
+        if !m.values.is_empty() {
+            c.at(
+                m.operator.span(),
+                format!("{p}.values"),
+                format!(
+                    "`{}` takes no values (ports below 1024)",
+                    m.operator.as_str()
+                ),
+                Some("remove `values`".into()),
+            );
+        }
+        return Some(spec::MatchArg {
+            index: *m.index,
+            op,
+            values: Vec::new(),
+        });
+    }
+    c.filter_values(&m.values, m.operator.span(), p);
+    let mut values = Vec::new();
+    for (j, v) in m.values.iter().enumerate() {
+        let read = match bare {
+            "SAddr" | "DAddr" => sock::parse_cidr(v).map(spec::Value::Cidr),
+            "SPort" | "DPort" => sock::parse_port(v).map(spec::Value::Number),
+            "Protocol" => sock::parse_protocol(v).map(spec::Value::Number),
+            "Family" => sock::parse_family(v).map(spec::Value::Number),
+            _ => sock::parse_state(v).map(spec::Value::Number),
+        };
+        match read {
+            Ok(value) => values.push(value),
+            Err(e) => c.at(v.span(), format!("{p}.values[{j}]"), e, None),
+        }
+    }
+    Some(spec::MatchArg {
+        index: *m.index,
+        op,
+        values,
+    })
+}
+
+/// `matchReturnArgs`: the return value (index 0) against integers.
+fn return_arg(c: &mut Check, m: &MatchArgs, p: &str) -> Option<spec::MatchArg> {
+    use spec::ArgOp as O;
+    c.unsupported(&m.args, &format!("{p}.args"), "`args`");
+    if *m.index != 0 {
+        c.at(
+            m.index.span(),
+            format!("{p}.index"),
+            "matchReturnArgs compares the return value, index 0",
+            Some("write `index: 0`".into()),
+        );
+    }
+    c.filter_values(&m.values, m.operator.span(), p);
+    let op = c.choose(
+        &m.operator,
+        &format!("{p}.operator"),
+        "matchReturnArgs operator",
+        &[
+            ("Equal", O::Equal),
+            ("NotEqual", O::NotEqual),
+            ("GT", O::GreaterThan),
+            ("GreaterThan", O::GreaterThan),
+            ("LT", O::LessThan),
+            ("LessThan", O::LessThan),
+            ("Mask", O::Mask),
+        ],
+    )?;
+    let mut values = Vec::new();
+    for (j, v) in m.values.iter().enumerate() {
+        match parse_int(v) {
+            Some(n) => values.push(spec::Value::Text {
+                text: v.as_str().to_owned(),
+                int: Some(n),
+            }),
+            None => c.at(
+                v.span(),
+                format!("{p}.values[{j}]"),
+                format!("`{}` is not a whole number (decimal or 0x hex)", v.as_str()),
+                None,
+            ),
+        }
+    }
+    Some(spec::MatchArg {
+        index: 0,
+        op,
+        values,
+    })
+}
+
+fn binaries(c: &mut Check, m: &MatchBinaries, p: &str) -> Option<spec::MatchBinaries> {
+    use spec::BinaryOp as B;
+    let names: Vec<(&str, B)> = MATCH_BINARIES_OPERATORS
+        .iter()
+        .copied()
+        .zip([
+            B::In,
+            B::NotIn,
+            B::Prefix,
+            B::NotPrefix,
+            B::Postfix,
+            B::NotPostfix,
+        ])
+        .collect();
+    let op = c.choose(
+        &m.operator,
+        &format!("{p}.operator"),
+        "matchBinaries operator",
+        &names,
+    );
+    c.filter_values(&m.values, m.operator.span(), p);
+    for (j, v) in m.values.iter().enumerate() {
+        if matches!(op, Some(B::In | B::NotIn)) && !v.starts_with('/') {
+            c.at(
+                v.span(),
+                format!("{p}.values[{j}]"),
+                format!(
+                    "`{}` is not an absolute path; `In` compares whole paths",
+                    v.as_str()
+                ),
+                Some(format!(
+                    "write the full path, or use `Postfix` to match `{}`",
+                    v.as_str()
+                )),
+            );
+        }
+        if v.len() > MAX_STRING {
+            c.at(
+                v.span(),
+                format!("{p}.values[{j}]"),
+                format!(
+                    "the path is {} bytes, more than {MAX_STRING} (the longest path the tracer keeps)",
+                    v.len()
+                ),
+                None,
+            );
+        } else if matches!(op, Some(B::Postfix | B::NotPostfix)) && v.len() > MAX_POSTFIX {
+            c.at(
+                v.span(),
+                format!("{p}.values[{j}]"),
+                format!(
+                    "a Postfix value is at most {MAX_POSTFIX} bytes, and this one is {}",
+                    v.len()
+                ),
+                Some(format!("keep its last {MAX_POSTFIX} bytes")),
+            );
+        }
+    }
+    let follow_children = m.follow_children.as_ref().is_some_and(|f| **f);
+    if follow_children && matches!(op, Some(B::NotIn | B::NotPrefix | B::NotPostfix)) {
+        c.at(
+            m.operator.span(),
+            format!("{p}.followChildren"),
+            format!(
+                "followChildren goes with In, Prefix or Postfix, not `{}`",
+                m.operator.as_str()
+            ),
+            None,
+        );
+    }
+    Some(spec::MatchBinaries {
+        op: op?,
+        values: m.values.iter().map(|v| v.as_str().to_owned()).collect(),
+        follow_children,
+    })
+}
+
+/// `In` or `NotIn`.
+fn set_op(c: &mut Check, op: &Spanned<String>, path: &str, what: &str) -> Option<spec::SetOp> {
+    let ops = [("In", spec::SetOp::In), ("NotIn", spec::SetOp::NotIn)];
+    debug_assert_eq!(ops.map(|o| o.0), IN_NOT_IN);
+    c.choose(op, path, what, &ops)
+}
+
+fn pids(c: &mut Check, m: &MatchPids, p: &str) -> Option<spec::MatchPids> {
+    let op = set_op(
+        c,
+        &m.operator,
+        &format!("{p}.operator"),
+        "matchPIDs operator",
+    );
+    c.filter_values(&m.values, m.operator.span(), p);
+    Some(spec::MatchPids {
+        op: op?,
+        values: m.values.iter().map(|v| **v).collect(),
+        follow_forks: m.follow_forks.as_ref().is_some_and(|f| **f),
+        namespace: m.is_namespace_pid.as_ref().is_some_and(|n| **n),
+    })
+}
+
+fn namespaces(c: &mut Check, m: &MatchNamespaces, p: &str) -> Option<spec::MatchNamespace> {
+    let ns = c.choose(
+        &m.namespace,
+        &format!("{p}.namespace"),
+        "namespace",
+        &spec::Namespace::ALL,
+    );
+    let op = set_op(
+        c,
+        &m.operator,
+        &format!("{p}.operator"),
+        "matchNamespaces operator",
+    );
+    c.values_present(&m.values, m.operator.span(), p);
+    let mut values = Vec::new();
+    for (j, v) in m.values.iter().enumerate() {
+        if v.as_str() == "host_ns" {
+            values.push(spec::NsValue::Host);
+        } else if let Ok(n) = v.parse::<u32>() {
+            values.push(spec::NsValue::Inode(n));
+        } else {
+            c.at(
+                v.span(),
+                format!("{p}.values[{j}]"),
+                format!(
+                    "`{}` is neither `host_ns` nor a namespace inode number",
+                    v.as_str()
+                ),
+                None,
+            );
+        }
+    }
+    Some(spec::MatchNamespace {
+        ns: ns?,
+        op: op?,
+        values,
+    })
+}
+
+fn capabilities(c: &mut Check, m: &MatchCapabilities, p: &str) -> Option<spec::MatchCapabilities> {
+    use spec::CapSet as S;
+    let sets: Vec<(&str, S)> = CAPABILITY_TYPES
+        .iter()
+        .copied()
+        .zip([S::Effective, S::Inheritable, S::Permitted])
+        .collect();
+    let set = match &m.ty {
+        Some(t) => c.choose(t, &format!("{p}.type"), "capability set", &sets),
+        None => Some(S::Effective),
+    };
+    let op = set_op(
+        c,
+        &m.operator,
+        &format!("{p}.operator"),
+        "matchCapabilities operator",
+    );
+    c.values_present(&m.values, m.operator.span(), p);
+    let mut mask = 0u64;
+    for (j, v) in m.values.iter().enumerate() {
+        if c.one_of(
+            v,
+            &format!("{p}.values[{j}]"),
+            "capability",
+            CAPABILITIES,
+            &[],
+        ) && let Some(bit) = CAPABILITIES.iter().position(|n| *n == v.as_str())
+        {
+            mask |= 1u64 << bit;
+        }
+    }
+    Some(spec::MatchCapabilities {
+        set: set?,
+        op: op?,
+        mask,
+        namespace_capability: m.is_namespace_capability.as_ref().is_some_and(|b| **b),
+    })
+}
+
+fn action(c: &mut Check, a: &MatchAction, path: &str, out: &mut spec::Selector) {
+    for (field, name) in [
+        (&a.arg_fd, "argFd"),
+        (&a.arg_name, "argName"),
+        (&a.arg_url, "argUrl"),
+        (&a.arg_fqdn, "argFqdn"),
+        (&a.arg_sock, "argSock"),
+        (&a.kernel_stack_trace, "kernelStackTrace"),
+        (&a.user_stack_trace, "userStackTrace"),
+        (&a.ima_hash, "imaHash"),
+    ] {
+        c.unsupported(field, &format!("{path}.{name}"), &format!("`{name}`"));
+    }
+    if let Some(scope) = &a.rate_limit_scope {
+        let scopes: Vec<(&str, spec::RateScope)> = RATE_LIMIT_SCOPES
+            .iter()
+            .copied()
+            .zip([
+                spec::RateScope::Thread,
+                spec::RateScope::Process,
+                spec::RateScope::Global,
+            ])
+            .collect();
+        if let Some(s) = c.choose(
+            scope,
+            &format!("{path}.rateLimitScope"),
+            "rate limit scope",
+            &scopes,
+        ) {
+            out.rate_scope = s;
+        }
+    }
+    if !c.one_of(
+        &a.action,
+        &format!("{path}.action"),
+        "action",
+        ACTIONS,
+        ACTIONS_UNSUPPORTED,
+    ) {
+        return;
+    }
+    let name = a.action.as_str();
+    if let Some(r) = &a.rate_limit {
+        match parse_rate_limit(r) {
+            _ if name != "Post" => c.at(
+                r.span(),
+                format!("{path}.rateLimit"),
+                "`rateLimit` goes with `Post`",
+                None,
+            ),
+            Some(secs) => out.rate_limit_secs = Some(secs),
+            None => c.at(
+                r.span(),
+                format!("{path}.rateLimit"),
+                format!(
+                    "`{}` is not a duration; expected a number with `s`, `m` or `h`, such as `5m`",
+                    r.as_str()
+                ),
+                None,
+            ),
+        }
+    }
+    let signal = signal(c, a, path);
+    let error = override_error(c, a, path);
+    out.actions.push(match name {
+        "Post" => spec::Action::Post,
+        "NoPost" => spec::Action::NoPost,
+        "Sigkill" => spec::Action::Sigkill,
+        "Signal" => spec::Action::Signal(signal.unwrap_or(9)),
+        _ => spec::Action::Override(error.unwrap_or(-1)),
+    });
+}
+
+/// `argSig`, which goes with `Signal` only.
+fn signal(c: &mut Check, a: &MatchAction, path: &str) -> Option<u32> {
+    match (a.action.as_str(), &a.arg_sig) {
+        ("Signal", None) => c.at(
+            a.action.span(),
+            format!("{path}.argSig"),
+            "`Signal` needs the signal to send",
+            Some("add `argSig: 9` (or another signal number, 1 to 64)".into()),
+        ),
+        ("Signal", Some(sig)) if !(1..=64).contains(&**sig) => c.at(
+            sig.span(),
+            format!("{path}.argSig"),
+            format!("{} is not a signal number (1 to 64)", **sig),
+            None,
+        ),
+        ("Signal", Some(sig)) => return Some(**sig),
+        (other, Some(sig)) => c.at(
+            sig.span(),
+            format!("{path}.argSig"),
+            format!("`argSig` goes with `Signal`, not `{other}`"),
+            Some("remove it".into()),
+        ),
+        _ => {}
+    }
+    None
+}
+
+/// `argError`, which goes with `Override` only.
+fn override_error(c: &mut Check, a: &MatchAction, path: &str) -> Option<i32> {
+    match (a.action.as_str(), &a.arg_error) {
+        ("Override", None) => c.at(
+            a.action.span(),
+            format!("{path}.argError"),
+            "`Override` needs the error the call returns instead",
+            Some("add `argError: -1` (a negative errno: -1 is EPERM, -13 EACCES)".into()),
+        ),
+        ("Override", Some(e)) if !(-4095..=-1).contains(&**e) => c.at(
+            e.span(),
+            format!("{path}.argError"),
+            format!("{} is not a negative errno (-1 to -4095)", **e),
+            None,
+        ),
+        ("Override", Some(e)) => return Some(**e),
+        (other, Some(e)) => c.at(
+            e.span(),
+            format!("{path}.argError"),
+            format!("`argError` goes with `Override`, not `{other}`"),
+            Some("remove it".into()),
+        ),
+        _ => {}
+    }
+    None
+}
