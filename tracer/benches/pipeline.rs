@@ -168,8 +168,8 @@ fn policy() -> Compiled {
     let text = "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: bench-all\nspec:\n  tracepoints:\n  - subsystem: raw_syscalls\n    event: sys_enter\n    args:\n    - index: 4\n    selectors:\n    - matchArgs:\n      - index: 4\n        operator: Equal\n        values: [110]\n";
     let docs =
         tracer::policy::parse::text_documents("bench.yaml", text).expect("the policy parses");
-    compile::compile(&docs[0].policy, 0, &mut Ids::default(), root.path(), false)
-        .expect("the policy compiles")
+    let facts = tracer::policy::facts::Facts::new(Default::default(), root.path());
+    compile::compile(&docs[0].spec, 0, &mut Ids::default(), &facts).expect("the policy compiles")
 }
 
 fn cache_with_parent() -> ProcessCache {

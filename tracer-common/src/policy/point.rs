@@ -117,7 +117,7 @@ pub struct HookPoint {
 
 /// Key of `GATE_INTS`: a gate and a value.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GateIntKey {
     pub id: u32,
     pub _pad: u32,
@@ -127,7 +127,7 @@ pub struct GateIntKey {
 /// Data of a `GATE_STRS` LPM key: the gate (big-endian, matched whole), then the first
 /// bytes of the string.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct GateStrKey {
     pub id: [u8; 4],
     pub data: [u8; GATE_STR_BYTES],

@@ -208,15 +208,21 @@ pub fn compile(
             hook: label.clone(),
             what,
         };
-        if !seen.insert(label.clone()) {
-            return Err(err(
-                "is traced twice in this policy; merge the two into one hook with several selectors".into(),
-            ));
-        }
         let units = place::units(h, facts).map_err(|source| CompileError::Place {
             policy: name.clone(),
             source,
         })?;
+        // Traced twice: the same tracepoint, or the same function (a syscall under its
+        // two names, `sys_getpgid` and `__x64_sys_getpgid`).
+        let traced = match units.first() {
+            Some(u) if !u.function.is_empty() => format!("kprobe {}", u.function),
+            _ => label.clone(),
+        };
+        if !seen.insert(traced) {
+            return Err(err(
+                "is traced twice in this policy; merge the two into one hook with several selectors".into(),
+            ));
+        }
         for unit in &units {
             let mut compiled = hook(unit, &mut ctx).map_err(err)?;
             if unit.half == Half::Return {
@@ -411,3 +417,6 @@ impl Hook {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

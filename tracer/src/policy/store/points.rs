@@ -56,7 +56,10 @@ pub struct GateEntries {
 pub struct PointState {
     pub key: PointKey,
     pub members: Vec<Member>,
-    gate: Option<GateEntries>,
+    /// What the kernel holds now: each hook's `next` and `gate` as last written ...
+    written: HashMap<u32, (u32, u32)>,
+    /// ... and the gate, with its entries.
+    gate: Option<Gate>,
 }
 
 /// Every hook point.
@@ -112,6 +115,7 @@ impl Points {
             PointState {
                 key,
                 members: Vec::new(),
+                written: HashMap::new(),
                 gate: None,
             },
         );
@@ -123,7 +127,7 @@ impl Points {
         if let Some(p) = self.points.remove(&id) {
             self.by_key.remove(&p.key);
             if let Some(g) = p.gate {
-                retire.later(Item::Gate(g));
+                retire.later(Item::Gate(g.entries()));
             }
             retire.later(Item::Point(id));
         }
@@ -153,15 +157,14 @@ impl Points {
         self.points.len()
     }
 
-    /// Writes hook point `id` as its members now are (see the module's order).
+    /// Writes hook point `id` as its members now are (see the module's order): only what
+    /// changed, so that adding a hook to a long list costs about one write.
     pub fn write(
         &mut self,
         id: u32,
         maps: &mut Maps,
         retire: &mut Retire,
     ) -> Result<(), WriteError> {
-        self.last_gate = self.last_gate.wrapping_add(1).max(1);
-        let gate_id = self.last_gate;
         let epoch = {
             let e = self.epochs.entry(id).or_insert(0);
             *e = e.wrapping_add(1);
@@ -170,15 +173,21 @@ impl Points {
         let Some(p) = self.points.get_mut(&id) else {
             return Ok(());
         };
-        let gate = choose_gate(&p.members).map(|read| build_gate(read, gate_id, &p.members));
-        if let Some(g) = &gate {
-            for (key, hit) in &g.ints {
-                maps.put_gate_int(*key, hit)?;
-            }
-            for ((bits, key), hit) in &g.strs {
-                maps.put_gate_str(&Key::new(*bits, *key), hit)?;
-            }
-        }
+        // The gate: the same argument as now keeps its id and has its entries updated in
+        // place; another gets a new id (and the old entries are retired).
+        let read = choose_gate(&p.members);
+        let same = match (&p.gate, read) {
+            (Some(g), Some(r)) => g.read == r,
+            _ => false,
+        };
+        let gate_id = if same {
+            p.gate.as_ref().map_or(0, |g| g.id)
+        } else {
+            self.last_gate = self.last_gate.wrapping_add(1).max(1);
+            self.last_gate
+        };
+        let gate = read.map(|r| build_gate(r, gate_id, &p.members));
+        write_gate(maps, gate.as_ref(), p.gate.as_ref().filter(|_| same))?;
         let covered = |m: &Member| {
             gate.as_ref()
                 .is_some_and(|g| g.covers.contains(&m.config.id))
@@ -187,9 +196,15 @@ impl Points {
         for m in p.members.iter_mut().rev() {
             m.config.next = next;
             m.config.gate = if covered(m) { gate_id } else { 0 };
-            maps.put_hook(&m.config)?;
+            let now = (m.config.next, m.config.gate);
+            if p.written.get(&m.config.id) != Some(&now) {
+                maps.put_hook(&m.config)?;
+                p.written.insert(m.config.id, now);
+            }
             next = m.config.id;
         }
+        let members: BTreeSet<u32> = p.members.iter().map(|m| m.config.id).collect();
+        p.written.retain(|id, _| members.contains(id));
         let mut flags = p.key.point.flags;
         for m in &p.members {
             flags |= m.process;
@@ -216,25 +231,63 @@ impl Points {
             _pad2: 0,
         };
         maps.put_point(id, &record)?;
-        let entries = gate.map(|g| GateEntries {
-            id: gate_id,
-            ints: g.ints.into_iter().map(|(k, _)| k).collect(),
-            strs: g.strs.into_iter().map(|(k, _)| k).collect(),
-        });
-        if let Some(old) = std::mem::replace(&mut p.gate, entries) {
-            retire.later(Item::Gate(old));
+        if let Some(old) = std::mem::replace(&mut p.gate, gate)
+            && !same
+        {
+            retire.later(Item::Gate(old.entries()));
         }
         Ok(())
     }
 }
 
-/// A gate being built: its argument, what it covers, and its entries.
+/// Writes the entries of `gate`: all of them, or, where `now` is the same gate as the
+/// kernel holds, those that changed (and deletes those it no longer has: no hook that
+/// stays is in them).
+fn write_gate(maps: &mut Maps, gate: Option<&Gate>, now: Option<&Gate>) -> Result<(), WriteError> {
+    let Some(g) = gate else {
+        return Ok(());
+    };
+    for (key, hit) in &g.ints {
+        if now.and_then(|n| n.ints.get(key)) != Some(hit) {
+            maps.put_gate_int(*key, hit)?;
+        }
+    }
+    for ((bits, key), hit) in &g.strs {
+        if now.and_then(|n| n.strs.get(&(*bits, *key))) != Some(hit) {
+            maps.put_gate_str(&Key::new(*bits, *key), hit)?;
+        }
+    }
+    if let Some(n) = now {
+        for key in n.ints.keys().filter(|k| !g.ints.contains_key(k)) {
+            maps.remove_gate_int(key);
+        }
+        for (bits, key) in n.strs.keys().filter(|k| !g.strs.contains_key(k)) {
+            maps.remove_gate_str(&Key::new(*bits, *key));
+        }
+    }
+    Ok(())
+}
+
+/// A gate: its argument, the hooks it covers, and its entries.
+#[derive(Debug)]
 struct Gate {
+    id: u32,
     read: ArgConfig,
     kind: u32,
     covers: BTreeSet<u32>,
-    ints: Vec<(GateIntKey, GateHit)>,
-    strs: Vec<((u32, GateStrKey), GateHit)>,
+    ints: BTreeMap<GateIntKey, GateHit>,
+    strs: BTreeMap<(u32, GateStrKey), GateHit>,
+}
+
+impl Gate {
+    /// Its entries' keys, to delete.
+    fn entries(&self) -> GateEntries {
+        GateEntries {
+            id: self.id,
+            ints: self.ints.keys().copied().collect(),
+            strs: self.strs.keys().copied().collect(),
+        }
+    }
 }
 
 /// The filters of `m` on argument `read`, one per selector when every selector has one
@@ -280,11 +333,12 @@ fn same_kind(fs: &[&GateFilter]) -> bool {
 /// The entries of a gate on `read` for `members`.
 fn build_gate(read: ArgConfig, id: u32, members: &[Member]) -> Gate {
     let mut gate = Gate {
+        id,
         read,
         kind: GATE_INT,
         covers: BTreeSet::new(),
-        ints: Vec::new(),
-        strs: Vec::new(),
+        ints: BTreeMap::new(),
+        strs: BTreeMap::new(),
     };
     let mut ints: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
     let mut strs: BTreeMap<(u32, [u8; GATE_STR_BYTES]), BTreeSet<u32>> = BTreeMap::new();
@@ -318,16 +372,16 @@ fn build_gate(read: ArgConfig, id: u32, members: &[Member]) -> Gate {
         })
         .collect();
     // A string looked up finds its longest matching key: each key lists the hooks of
-    // every key that is a prefix of it too.
-    let keys: Vec<_> = strs.keys().copied().collect();
-    gate.strs = keys
+    // every key that is a prefix of it too (at most one per length).
+    gate.strs = strs
         .iter()
-        .map(|&(bits, data)| {
-            let mut hooks = BTreeSet::new();
-            for &(b, d) in &keys {
-                let n = (b / 8) as usize;
-                if b <= bits && d[..n] == data[..n] {
-                    hooks.extend(&strs[&(b, d)]);
+        .map(|(&(bits, data), own)| {
+            let mut hooks = own.clone();
+            for len in 0..bits / 8 {
+                let mut shorter = [0u8; GATE_STR_BYTES];
+                shorter[..len as usize].copy_from_slice(&data[..len as usize]);
+                if let Some(h) = strs.get(&(8 * len, shorter)) {
+                    hooks.extend(h);
                 }
             }
             let key = GateStrKey {

@@ -147,7 +147,11 @@ fn unsupported_fields(c: &mut Check, s: &Spanned<Spec>) {
 }
 
 /// A label selector of the spec, its name, and the keys it may use (any: `None`).
-type Named<'a> = (&'a Option<Spanned<LabelSelector>>, &'a str, Option<[&'a str; 2]>);
+type Named<'a> = (
+    &'a Option<Spanned<LabelSelector>>,
+    &'a str,
+    Option<[&'a str; 2]>,
+);
 
 /// `podSelector` and `containerSelector`: their operators, and the container keys.
 fn label_selectors(c: &mut Check, s: &Spanned<Spec>) {
