@@ -9,9 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use btf_rs::{Btf, Type};
-use tracer_common::offsets::{
-    HAS_LOGINUID, HAS_SOCK, HAS_SYSCALL_REGS, HAS_TIME_NS, KernelOffsets,
-};
+use tracer_common::offsets::{FIELDS, FieldSpec, Group, KernelOffsets, Source};
 
 /// The `struct pt_regs` fields that hold a syscall's arguments 0 to 5 and its number, in
 /// the syscall ABI of the architecture the agent is built for. Elsewhere syscall hooks
@@ -20,6 +18,18 @@ use tracer_common::offsets::{
 const SYSCALL_REGS: Option<[&str; 7]> = Some(["di", "si", "dx", "r10", "r8", "r9", "orig_ax"]);
 #[cfg(not(target_arch = "x86_64"))]
 const SYSCALL_REGS: Option<[&str; 7]> = None;
+
+/// How a field is found, for messages: its path, `sizeof(struct upid)`, `pt_regs.di`.
+fn describe(source: Source) -> String {
+    match source {
+        Source::Path(path) => path.to_owned(),
+        Source::SizeOf(strukt) => format!("sizeof(struct {strukt})"),
+        Source::SyscallReg(n) => match SYSCALL_REGS.and_then(|regs| regs.get(n).copied()) {
+            Some(reg) => format!("pt_regs.{reg}"),
+            None => format!("syscall register {n} of pt_regs"),
+        },
+    }
+}
 
 /// Where the kernel publishes its own BTF.
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -51,6 +61,18 @@ pub enum BtfError {
     TooFar { path: String },
     #[error("kernel BTF: {0}")]
     Btf(#[from] btf_rs::Error),
+    #[error(
+        "kernel BTF: no `pt_regs` register is known for syscall register {0} on {arch}",
+        arch = std::env::consts::ARCH
+    )]
+    NoSyscallReg(usize),
+    /// A required field of `KernelOffsets` that did not resolve.
+    #[error("{cause}; needed for offset `{field}` (`{path}`)")]
+    Field {
+        field: &'static str,
+        path: String,
+        cause: Box<BtfError>,
+    },
 }
 
 /// The running kernel's type information.
@@ -79,187 +101,70 @@ impl KernelBtf {
         Ok(Self { btf })
     }
 
-    /// Resolves every field the programs read.
+    /// Resolves every field the programs read ([`FIELDS`]).
     pub fn resolve(&self) -> Result<Resolved, BtfError> {
-        let o = |path: &str| self.offset_of(path);
-        let mut offsets = KernelOffsets {
-            task_real_parent: o("task_struct.real_parent")?,
-            task_tgid: o("task_struct.tgid")?,
-            task_pid: o("task_struct.pid")?,
-            task_start_time: o("task_struct.start_time")?,
-            task_mm: o("task_struct.mm")?,
-            task_fs: o("task_struct.fs")?,
-            task_loginuid: 0,
-            task_cred: o("task_struct.cred")?,
-            task_signal: o("task_struct.signal")?,
-            task_group_leader: o("task_struct.group_leader")?,
-            task_exit_code: o("task_struct.exit_code")?,
-            task_flags: o("task_struct.flags")?,
-            mm_arg_start: o("mm_struct.arg_start")?,
-            mm_arg_end: o("mm_struct.arg_end")?,
-            cred_euid: o("cred.euid")?,
-            cred_egid: o("cred.egid")?,
-            fs_root: o("fs_struct.root")?,
-            fs_pwd: o("fs_struct.pwd")?,
-            path_mnt: o("path.mnt")?,
-            path_dentry: o("path.dentry")?,
-            dentry_parent: o("dentry.d_parent")?,
-            dentry_name: o("dentry.d_name.name")?,
-            vfsmount_root: o("vfsmount.mnt_root")?,
-            mount_mnt: o("mount.mnt")?,
-            mount_parent: o("mount.mnt_parent")?,
-            mount_mountpoint: o("mount.mnt_mountpoint")?,
-            bprm_file: o("linux_binprm.file")?,
-            bprm_filename: o("linux_binprm.filename")?,
-            bprm_interp: o("linux_binprm.interp")?,
-            file_path: o("file.f_path")?,
-            signal_live: o("signal_struct.live.counter")?,
-            task_nsproxy: o("task_struct.nsproxy")?,
-            task_thread_pid: o("task_struct.thread_pid")?,
-            nsproxy_uts: o("nsproxy.uts_ns")?,
-            nsproxy_ipc: o("nsproxy.ipc_ns")?,
-            nsproxy_mnt: o("nsproxy.mnt_ns")?,
-            nsproxy_pid_for_children: o("nsproxy.pid_ns_for_children")?,
-            nsproxy_net: o("nsproxy.net_ns")?,
-            nsproxy_time: 0,
-            nsproxy_time_for_children: 0,
-            nsproxy_cgroup: o("nsproxy.cgroup_ns")?,
-            uts_inum: o("uts_namespace.ns.inum")?,
-            ipc_inum: o("ipc_namespace.ns.inum")?,
-            mnt_inum: o("mnt_namespace.ns.inum")?,
-            net_inum: o("net.ns.inum")?,
-            time_inum: 0,
-            cgroup_inum: o("cgroup_namespace.ns.inum")?,
-            pid_ns_inum: o("pid_namespace.ns.inum")?,
-            user_ns_inum: o("user_namespace.ns.inum")?,
-            cred_user_ns: o("cred.user_ns")?,
-            pid_level: o("pid.level")?,
-            pid_numbers: o("pid.numbers")?,
-            upid_size: self.size_of("upid")?,
-            upid_ns: o("upid.ns")?,
-            upid_nr: o("upid.nr")?,
-            cred_cap_effective: o("cred.cap_effective")?,
-            cred_cap_permitted: o("cred.cap_permitted")?,
-            cred_cap_inheritable: o("cred.cap_inheritable")?,
-            regs_arg0: 0,
-            regs_arg1: 0,
-            regs_arg2: 0,
-            regs_arg3: 0,
-            regs_arg4: 0,
-            regs_arg5: 0,
-            regs_nr: 0,
-            sock_family: 0,
-            sock_state: 0,
-            sock_num: 0,
-            sock_dport: 0,
-            sock_rcv_saddr: 0,
-            sock_daddr: 0,
-            sock_v6_rcv_saddr: 0,
-            sock_v6_daddr: 0,
-            sock_protocol: 0,
-            sock_type: 0,
-            task_files: 0,
-            files_fdt: 0,
-            fdtable_max_fds: 0,
-            fdtable_fd: 0,
-            file_inode: 0,
-            inode_mode: 0,
-            file_private_data: 0,
-            socket_sk: 0,
-            cred_uid: o("cred.uid")?,
-            cred_gid: o("cred.gid")?,
-            cred_suid: o("cred.suid")?,
-            cred_sgid: o("cred.sgid")?,
-            cred_fsuid: o("cred.fsuid")?,
-            cred_fsgid: o("cred.fsgid")?,
-            cred_securebits: o("cred.securebits")?,
-            skb_head: o("sk_buff.head")?,
-            skb_network_header: o("sk_buff.network_header")?,
-            skb_transport_header: o("sk_buff.transport_header")?,
-            skb_len: o("sk_buff.len")?,
-            present: 0,
-        };
-        // Sockets, for kprobes on socket functions.
-        let sock: Result<Vec<u32>, _> = [
-            "sock.__sk_common.skc_family",
-            "sock.__sk_common.skc_state",
-            "sock.__sk_common.skc_num",
-            "sock.__sk_common.skc_dport",
-            "sock.__sk_common.skc_rcv_saddr",
-            "sock.__sk_common.skc_daddr",
-            "sock.__sk_common.skc_v6_rcv_saddr",
-            "sock.__sk_common.skc_v6_daddr",
-            "sock.sk_protocol",
-            "sock.sk_type",
-            "task_struct.files",
-            "files_struct.fdt",
-            "fdtable.max_fds",
-            "fdtable.fd",
-            "file.f_inode",
-            "inode.i_mode",
-            "file.private_data",
-            "socket.sk",
-        ]
-        .iter()
-        .map(|p| o(p))
-        .collect();
-        if let Ok(f) = sock {
-            offsets.sock_family = f[0];
-            offsets.sock_state = f[1];
-            offsets.sock_num = f[2];
-            offsets.sock_dport = f[3];
-            offsets.sock_rcv_saddr = f[4];
-            offsets.sock_daddr = f[5];
-            offsets.sock_v6_rcv_saddr = f[6];
-            offsets.sock_v6_daddr = f[7];
-            offsets.sock_protocol = f[8];
-            offsets.sock_type = f[9];
-            offsets.task_files = f[10];
-            offsets.files_fdt = f[11];
-            offsets.fdtable_max_fds = f[12];
-            offsets.fdtable_fd = f[13];
-            offsets.file_inode = f[14];
-            offsets.inode_mode = f[15];
-            offsets.file_private_data = f[16];
-            offsets.socket_sk = f[17];
-            offsets.present |= HAS_SOCK;
-        }
-        // The syscall ABI's registers, for the raw syscall tracepoints.
-        if let Some(regs) = SYSCALL_REGS {
-            let found: Result<Vec<u32>, _> =
-                regs.iter().map(|r| o(&format!("pt_regs.{r}"))).collect();
-            if let Ok(f) = found {
-                offsets.regs_arg0 = f[0];
-                offsets.regs_arg1 = f[1];
-                offsets.regs_arg2 = f[2];
-                offsets.regs_arg3 = f[3];
-                offsets.regs_arg4 = f[4];
-                offsets.regs_arg5 = f[5];
-                offsets.regs_nr = f[6];
-                offsets.present |= HAS_SYSCALL_REGS;
-            }
-        }
-        // Only since Linux 5.6.
-        if let (Ok(t), Ok(tc), Ok(inum)) = (
-            o("nsproxy.time_ns"),
-            o("nsproxy.time_ns_for_children"),
-            o("time_namespace.ns.inum"),
-        ) {
-            offsets.nsproxy_time = t;
-            offsets.nsproxy_time_for_children = tc;
-            offsets.time_inum = inum;
-            offsets.present |= HAS_TIME_NS;
-        }
-        // Only with CONFIG_AUDIT.
-        if let Ok(off) = o("task_struct.loginuid") {
-            offsets.task_loginuid = off;
-            offsets.present |= HAS_LOGINUID;
-        }
+        let offsets = self.resolve_fields(FIELDS)?;
         let exit_has_group_dead = self.tracepoint_arg_count("sched_process_exit")? >= 2;
         Ok(Resolved {
             offsets,
             exit_has_group_dead,
         })
+    }
+
+    /// Walks `fields`: a required field that is not found is an error that names it; an
+    /// optional group is set whole, with its `present` bit, only when each of its fields
+    /// is found, and otherwise left at 0.
+    fn resolve_fields(&self, fields: &[FieldSpec]) -> Result<KernelOffsets, BtfError> {
+        let mut offsets = KernelOffsets::ZERO;
+        let mut found = 0;
+        let mut missing = 0;
+        for spec in fields {
+            let value = match (self.find(spec.source), spec.group) {
+                (Ok(value), Group::Optional(bit)) => {
+                    found |= bit;
+                    value
+                }
+                (Ok(value), Group::Required) => value,
+                (Err(_), Group::Optional(bit)) => {
+                    missing |= bit;
+                    continue;
+                }
+                (Err(cause), Group::Required) => {
+                    return Err(BtfError::Field {
+                        field: spec.name,
+                        path: describe(spec.source),
+                        cause: Box::new(cause),
+                    });
+                }
+            };
+            // `FIELDS`' indices are checked when tracer-common builds.
+            if let Some(slot) = offsets.field_mut(spec.index) {
+                *slot = value;
+            }
+        }
+        // A group with a field missing is not set at all.
+        for spec in fields {
+            if let Group::Optional(bit) = spec.group
+                && missing & bit != 0
+                && let Some(slot) = offsets.field_mut(spec.index)
+            {
+                *slot = 0;
+            }
+        }
+        offsets.present = found & !missing;
+        Ok(offsets)
+    }
+
+    /// The value of one field, found as `source` says.
+    fn find(&self, source: Source) -> Result<u32, BtfError> {
+        match source {
+            Source::Path(path) => self.offset_of(path),
+            Source::SizeOf(strukt) => self.size_of(strukt),
+            Source::SyscallReg(n) => match SYSCALL_REGS.and_then(|regs| regs.get(n).copied()) {
+                Some(reg) => self.offset_of(&format!("pt_regs.{reg}")),
+                None => Err(BtfError::NoSyscallReg(n)),
+            },
+        }
     }
 
     /// Byte offset of a dotted field path, e.g. `dentry.d_name.name`.
@@ -379,6 +284,8 @@ impl KernelBtf {
 
 #[cfg(test)]
 mod tests {
+    use tracer_common::offsets::{HAS_LOGINUID, HAS_SOCK, HAS_SYSCALL_REGS, HAS_TIME_NS};
+
     use super::*;
 
     fn host() -> Option<KernelBtf> {
@@ -480,5 +387,93 @@ mod tests {
         assert_eq!(btf.tracepoint_arg_count("sched_process_fork").unwrap(), 2);
         let exit = btf.tracepoint_arg_count("sched_process_exit").unwrap();
         assert!(exit == 1 || exit == 2, "sched_process_exit has {exit} args");
+    }
+
+    /// The entry of `FIELDS` for `name`, with another source.
+    fn spec(name: &str, source: Source) -> FieldSpec {
+        let spec = FIELDS.iter().find(|f| f.name == name).unwrap();
+        FieldSpec { source, ..*spec }
+    }
+
+    #[test]
+    fn optional_groups_are_set_whole_or_not_at_all() {
+        let Some(btf) = host() else { return };
+        let o = btf.resolve().unwrap().offsets;
+        for bit in [HAS_LOGINUID, HAS_TIME_NS, HAS_SOCK, HAS_SYSCALL_REGS] {
+            if o.present & bit == 0 {
+                for f in FIELDS.iter().filter(|f| f.group == Group::Optional(bit)) {
+                    assert_eq!(o.get(f.index), Some(0), "{} without its bit", f.name);
+                }
+            }
+        }
+        // Both of a group found: set, with the bit.
+        let time = spec("nsproxy_time", Source::Path("nsproxy.time_ns"));
+        let inum = spec("time_inum", Source::Path("time_namespace.ns.inum"));
+        let tgid = spec("task_tgid", Source::Path("task_struct.tgid"));
+        let o = btf.resolve_fields(&[time, inum, tgid]).unwrap();
+        assert_eq!(o.present, HAS_TIME_NS);
+        assert_eq!(o.nsproxy_time, btf.offset_of("nsproxy.time_ns").unwrap());
+        assert_eq!(
+            o.time_inum,
+            btf.offset_of("time_namespace.ns.inum").unwrap()
+        );
+        // One of them missing, before or after the other: neither is set, nor the bit; the
+        // rest is.
+        let gone = spec("time_inum", Source::Path("time_namespace.no_such_field"));
+        for table in [[time, gone, tgid], [gone, time, tgid]] {
+            let o = btf.resolve_fields(&table).unwrap();
+            assert_eq!(o.present, 0);
+            assert_eq!((o.nsproxy_time, o.time_inum), (0, 0));
+            assert_eq!(o.task_tgid, btf.offset_of("task_struct.tgid").unwrap());
+        }
+    }
+
+    #[test]
+    fn missing_required_fields_are_named() {
+        let Some(btf) = host() else { return };
+        let table = [spec("task_tgid", Source::Path("task_struct.no_such_field"))];
+        assert_eq!(
+            btf.resolve_fields(&table).unwrap_err().to_string(),
+            "kernel BTF: struct `task_struct` has no field `no_such_field` (resolving \
+             `task_struct.no_such_field`); needed for offset `task_tgid` \
+             (`task_struct.no_such_field`)"
+        );
+        let table = [spec("upid_size", Source::SizeOf("no_such_struct"))];
+        assert_eq!(
+            btf.resolve_fields(&table).unwrap_err().to_string(),
+            "kernel BTF has no struct `no_such_struct`; needed for offset `upid_size` \
+             (`sizeof(struct no_such_struct)`)"
+        );
+        // The first required field that is missing is the one named.
+        let table = [
+            spec("task_loginuid", Source::Path("task_struct.no_such_field")),
+            spec("task_pid", Source::Path("task_struct.pid")),
+            spec("task_tgid", Source::Path("no_such_struct.tgid")),
+            spec("task_mm", Source::Path("task_struct.no_such_mm")),
+        ];
+        assert!(matches!(
+            btf.resolve_fields(&table),
+            Err(BtfError::Field {
+                field: "task_tgid",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_table_resolves_as_its_sources_say() {
+        let Some(btf) = host() else { return };
+        let o = btf.resolve().unwrap().offsets;
+        for f in FIELDS {
+            let bit = match f.group {
+                Group::Required => 0,
+                Group::Optional(bit) => bit,
+            };
+            if o.present & bit == bit {
+                assert_eq!(o.get(f.index), btf.find(f.source).ok(), "{}", f.name);
+            }
+        }
+        assert_eq!(o.upid_size, btf.size_of("upid").unwrap());
+        assert_eq!(o.dentry_name, btf.offset_of("dentry.d_name.name").unwrap());
     }
 }
