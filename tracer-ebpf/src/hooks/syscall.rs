@@ -7,7 +7,7 @@
 //! [`SyscallRecord`], laid out as the tracefs record of the hooks' own tracepoint, only
 //! once the process verdict has left a hook that can match.
 
-use core::{cell::Cell, ffi::c_void};
+use core::ffi::c_void;
 
 use aya_ebpf::{
     helpers::generated::bpf_probe_read_kernel, macros::raw_tracepoint,
@@ -56,13 +56,7 @@ fn dispatch(dir: u32, regs: u64, id: u64, ret: u64) {
     if numbered == 0 && any == 0 {
         return;
     }
-    let site = Syscall {
-        dir,
-        regs,
-        id,
-        ret,
-        built: Cell::new(0),
-    };
+    let site = Syscall { dir, regs, id, ret };
     // One call of the engine, inlined once.
     for id in [numbered, any] {
         if id != 0 {
@@ -71,22 +65,18 @@ fn dispatch(dir: u32, regs: u64, id: u64, ret: u64) {
     }
 }
 
-/// A syscall's record, built once, the first time a hook point asks.
+/// A syscall's record, built when a hook point asks (twice when both the syscall's and
+/// every syscall's hook points have candidates: rare, and cheaper to verify than a cache).
 struct Syscall {
     dir: u32,
     regs: u64,
     id: u64,
     ret: u64,
-    /// The record's address once built.
-    built: Cell<u64>,
 }
 
 impl Site for Syscall {
     #[inline(always)]
     fn record(&self, _hp: &HookPoint) -> Option<u64> {
-        if self.built.get() != 0 {
-            return Some(self.built.get());
-        }
         let rec = SYSCALL_RECORD.get_ptr_mut(0)?;
         // SAFETY: this CPU's record; programs on one CPU run one at a time.
         let rec: &mut SyscallRecord = unsafe { &mut *rec };
@@ -103,9 +93,7 @@ impl Site for Syscall {
         } else {
             rec.words[2] = self.ret;
         }
-        let at = rec.words.as_ptr() as u64;
-        self.built.set(at);
-        Some(at)
+        Some(rec.words.as_ptr() as u64)
     }
 }
 

@@ -22,7 +22,7 @@ use aya_ebpf::helpers::generated::{
 use tracer_common::policy::{
     CANDIDATES_ALL, GATE_NONE, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX,
     HP_DEP_CGROUP, HP_DEP_CRED, HP_DEP_NS, HP_UNCOVERED, ProcSlot, ProcVerdicts, VERDICT_HOOKS,
-    VERDICT_L1_WAYS, VERDICT_WAYS, Verdict, VerdictL1,
+    VERDICT_L1_WAYS, VERDICT_WAYS, Verdict,
 };
 
 use super::{Snapshot, eval::MAX_WALK, select, strings::binary_keys};
@@ -95,9 +95,10 @@ impl Deps {
     }
 }
 
-/// The current process's verdict for hook point `id`; `None` when no hook can match.
+/// The current process's verdict for hook point `id` (in this CPU's cache); `None` when
+/// no hook can match.
 #[inline(never)]
-pub(super) fn lookup(id: u32, at: &Snapshot) -> Option<Verdict> {
+pub(super) fn lookup(id: u32, at: &Snapshot) -> Option<&'static Verdict> {
     let (epoch, flags) = (at.epoch, at.flags);
     // SAFETY: helper without arguments.
     let tgid = (unsafe { bpf_get_current_pid_tgid() } >> 32) as u32;
@@ -106,43 +107,38 @@ pub(super) fn lookup(id: u32, at: &Snapshot) -> Option<Verdict> {
     let l1 = VERDICT_CACHE.get_ptr_mut(id & (VERDICT_L1_WAYS - 1))?;
     // SAFETY: this CPU's entry; programs on one CPU run one at a time.
     let l1 = unsafe { &mut *l1 };
-    let v = if l1.tgid == tgid
+    let fresh = l1.tgid == tgid
         && l1.point == id + 1
         && l1.generation == generation
         && l1.epoch == epoch
         && l1.cred == deps.cred
         && l1.nsproxy == deps.nsproxy
-        && l1.cgroup == deps.cgroup
-    {
-        l1.verdict
-    } else {
+        && l1.cgroup == deps.cgroup;
+    if !fresh {
         let ask = Ask {
             tgid,
             id,
             epoch,
             deps,
         };
-        let v = of_process(&ask, at);
-        *l1 = VerdictL1 {
-            tgid,
-            point: id + 1,
-            epoch,
-            _pad: 0,
-            generation,
-            cred: deps.cred,
-            nsproxy: deps.nsproxy,
-            cgroup: deps.cgroup,
-            verdict: v,
-        };
-        v
-    };
+        // Written field by field: a `VerdictL1` built on the stack would take its room.
+        of_process(&ask, at, &mut l1.verdict);
+        l1.tgid = tgid;
+        l1.point = id + 1;
+        l1.epoch = epoch;
+        l1.generation = generation;
+        l1.cred = deps.cred;
+        l1.nsproxy = deps.nsproxy;
+        l1.cgroup = deps.cgroup;
+    }
+    let v = &l1.verdict;
     (v.n != 0 || v.covered != 0).then_some(v)
 }
 
 /// The verdict kept for the process, made now if it has none for this hook point (or an
-/// outdated one).
-#[inline(never)]
-fn of_process(ask: &Ask, at: &Snapshot) -> Verdict {
+/// outdated one), into `out`.
+#[inline(always)]
+fn of_process(ask: &Ask, at: &Snapshot, out: &mut Verdict) {
     let (tgid, id, epoch, deps) = (ask.tgid, ask.id, ask.epoch, &ask.deps);
     let way = (id as usize) & (VERDICT_WAYS - 1);
     // SAFETY: a map value of this process, updated only by its own threads' programs
@@ -157,7 +153,8 @@ fn of_process(ask: &Ask, at: &Snapshot) -> Verdict {
         }
         let slot = &mut e.slots[way];
         if slot.point == id + 1 && slot.epoch == epoch {
-            return slot.verdict;
+            *out = slot.verdict;
+            return;
         }
         let v = make(tgid, at);
         *slot = ProcSlot {
@@ -165,9 +162,11 @@ fn of_process(ask: &Ask, at: &Snapshot) -> Verdict {
             epoch,
             verdict: v,
         };
-        return v;
+        *out = v;
+        return;
     }
     let v = make(tgid, at);
+    *out = v;
     if let Some(e) = PROC_SCRATCH.get_ptr_mut(0) {
         // SAFETY: this CPU's scratch value.
         let e = unsafe { &mut *e };
@@ -188,7 +187,6 @@ fn of_process(ask: &Ask, at: &Snapshot) -> Verdict {
         )]
         let _ = VERDICTS.insert(&tgid, &*e, BPF_NOEXIST);
     }
-    v
 }
 
 /// Whether the dependencies recorded in `e` are those of now, where both say; records

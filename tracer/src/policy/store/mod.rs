@@ -155,23 +155,14 @@ pub struct PolicyStore {
 
 impl PolicyStore {
     /// Takes the policy maps out of `ebpf` and loads the tracepoint program (so that a
-    /// kernel that refuses it says so at start), and the raw syscall programs where
-    /// `kernel` says syscall hooks may share the raw tracepoints.
+    /// kernel that refuses it says so at start). The other programs are loaded when a
+    /// hook point first needs them.
     pub fn new(ebpf: &mut Ebpf, settings: Settings, kernel: Kernel) -> Result<Self, StoreError> {
         let mut maps = Maps::take(ebpf)?;
         let mut programs = Programs::new(settings.tracefs.clone(), kernel.fentry || kernel.lsm);
         programs
             .load_tracepoint(ebpf)
             .map_err(StoreError::Program)?;
-        let mut kernel = kernel;
-        if kernel.raw_syscalls
-            && let Err(e) = programs.load_raw_syscalls(ebpf)
-        {
-            tracing::warn!(
-                "syscall hooks attach one tracepoint each (raw_syscalls hooks too): the raw syscall tracepoints are not usable: {e}"
-            );
-            kernel.raw_syscalls = false;
-        }
         // From now on the kernel keeps every process's binary, for `matchBinaries`.
         maps.set_config(TRACK_BINARIES)
             .map_err(|e| StoreError::Program(e.to_string()))?;

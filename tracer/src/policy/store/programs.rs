@@ -82,15 +82,6 @@ impl Programs {
         }
     }
 
-    /// Loads the raw syscall programs; an error says why syscall hooks cannot share the
-    /// raw tracepoints here.
-    pub fn load_raw_syscalls(&mut self, ebpf: &mut Ebpf) -> Result<(), String> {
-        for name in ["syscall_enter", "syscall_exit"] {
-            self.program::<RawTracePoint>(ebpf, name, RawTracePoint::load)?;
-        }
-        Ok(())
-    }
-
     /// Loads the tracepoint program (so that a kernel that refuses it says so at start).
     pub fn load_tracepoint(&mut self, ebpf: &mut Ebpf) -> Result<(), String> {
         self.program::<TracePoint>(ebpf, "policy_tp", TracePoint::load)
