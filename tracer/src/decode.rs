@@ -6,7 +6,7 @@ use std::mem::size_of;
 use tracer_common::{
     event::{EXEC_SCRIPT, EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent},
     limits::{ARGS_MAX, FILENAME_MAX, PATH_BUF},
-    policy::{MAX_HOOK_ARGS, TracepointEvent},
+    policy::{ArgValue, CredValue, MAX_HOOK_ARGS, SockValue, TracepointEvent},
 };
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -93,6 +93,17 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
         }
         None => Err(DecodeError::UnknownKind(header.kind)),
     }
+}
+
+/// The socket a `sock` or `skb` argument holds: the kernel writes a `SockValue` at the
+/// start of the value's bytes.
+pub fn sock_value(v: &ArgValue) -> SockValue {
+    read(&v.str, "sock").unwrap_or_default()
+}
+
+/// The credentials a `cred` argument holds: a `CredValue` at the start of its bytes.
+pub fn cred_value(v: &ArgValue) -> CredValue {
+    read(&v.str, "cred").unwrap_or_default()
 }
 
 fn read<T: aya::Pod>(bytes: &[u8], kind: &'static str) -> Result<T, DecodeError> {

@@ -547,14 +547,7 @@ pub fn tracepoint_args<'a>(
 /// sets by name.
 fn cred_arg(v: &tracer_common::policy::ArgValue) -> serde_json::Value {
     use crate::policy::validate::names::CAPABILITIES;
-    // SAFETY: the kernel wrote a CredValue at the start of `str` for a cred argument;
-    // plain integers, any bit pattern valid, read unaligned.
-    let c = unsafe {
-        v.str
-            .as_ptr()
-            .cast::<tracer_common::policy::CredValue>()
-            .read_unaligned()
-    };
+    let c = crate::decode::cred_value(v);
     let caps = |set: u64| -> Vec<&str> {
         CAPABILITIES
             .iter()
@@ -603,13 +596,7 @@ fn cred_arg(v: &tracer_common::policy::ArgValue) -> serde_json::Value {
 fn skb_arg(v: &tracer_common::policy::ArgValue) -> serde_json::Value {
     let mut out = sock_arg(v);
     if let serde_json::Value::Object(m) = &mut out {
-        // SAFETY: as in `sock_arg`.
-        let s = unsafe {
-            v.str
-                .as_ptr()
-                .cast::<tracer_common::policy::SockValue>()
-                .read_unaligned()
-        };
+        let s = crate::decode::sock_value(v);
         for k in ["cookie", "state", "type"] {
             m.remove(k);
         }
@@ -623,14 +610,7 @@ fn skb_arg(v: &tracer_common::policy::ArgValue) -> serde_json::Value {
 fn sock_arg(v: &tracer_common::policy::ArgValue) -> serde_json::Value {
     use crate::policy::sock;
     use std::net::{Ipv4Addr, Ipv6Addr};
-    // SAFETY: the kernel wrote a SockValue at the start of `str` for a sock argument; it
-    // is plain integers and bytes, any bit pattern valid, read unaligned.
-    let s = unsafe {
-        v.str
-            .as_ptr()
-            .cast::<tracer_common::policy::SockValue>()
-            .read_unaligned()
-    };
+    let s = crate::decode::sock_value(v);
     let addr = |a: [u8; 16]| {
         let v6 = Ipv6Addr::from(a);
         if s.family == 2 {

@@ -139,6 +139,8 @@ mod user {
     unsafe impl aya::Pod for super::StrKey {}
     unsafe impl aya::Pod for super::StrPrefix {}
     unsafe impl aya::Pod for super::TracepointEvent {}
+    unsafe impl aya::Pod for super::SockValue {}
+    unsafe impl aya::Pod for super::CredValue {}
 }
 
 const _: () = assert!(core::mem::size_of::<ArgValue>() == 16 + STRING_MAX);

@@ -203,13 +203,6 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
         .collect::<String>())
 }
 
-/// The schema of a field Tetragon has and the tracer does not support yet: any value,
-/// kept as written, so that the API server stores it and the agent refuses the policy
-/// saying which field, instead of the field silently pruned.
-pub fn any_value(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

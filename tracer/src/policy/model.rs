@@ -32,10 +32,10 @@ pub struct Metadata {
     #[schemars(with = "Option<String>")]
     pub namespace: Option<Spanned<String>>,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub labels: Option<serde_json::Value>,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub annotations: Option<serde_json::Value>,
 }
 
@@ -53,22 +53,22 @@ pub struct Spec {
     pub kprobes: Vec<Spanned<Kprobe>>,
     // Tetragon's, not supported yet.
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub fentries: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub uprobes: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub usdts: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub lsmhooks: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub enforcers: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub loader: Unsupported,
     #[serde(default)]
     #[schemars(with = "Option<LabelSelector>")]
@@ -77,13 +77,13 @@ pub struct Spec {
     #[schemars(with = "Option<LabelSelector>")]
     pub container_selector: Option<Spanned<LabelSelector>>,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub host_selector: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub node_selector: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub selectors_macros: Unsupported,
 }
 
@@ -107,7 +107,7 @@ pub struct Tracepoint {
     pub tags: Vec<Spanned<String>>,
     /// `raw: true` (BTF-typed raw tracepoint arguments): not supported yet.
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub raw: Unsupported,
 }
 
@@ -140,13 +140,13 @@ pub struct Kprobe {
     pub tags: Vec<Spanned<String>>,
     // Tetragon's, not supported yet.
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub data: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub return_arg_action: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub ignore: Unsupported,
 }
 
@@ -162,13 +162,13 @@ pub struct Arg {
     #[schemars(with = "Option<String>")]
     pub label: Option<Spanned<String>>,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub resolve: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub btf_type: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub btf_type_module: Unsupported,
     /// `char_buf`: the 1-based index of the argument that holds the buffer's size.
     #[serde(default)]
@@ -179,10 +179,10 @@ pub struct Arg {
     #[schemars(with = "Option<bool>")]
     pub return_copy: Option<Spanned<bool>>,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub max_data: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub source: Unsupported,
 }
 
@@ -206,28 +206,28 @@ pub struct Selector {
     pub label: Option<Spanned<String>>,
     // Tetragon's, not supported yet.
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub match_data: Unsupported,
     /// On return probes: filters on the return value (`index: 0`).
     #[serde(default)]
     pub match_return_args: Vec<MatchArgs>,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub match_parent_binaries: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub match_namespace_changes: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub match_capability_changes: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub match_workloads: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub match_return_actions: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub macros: Unsupported,
 }
 
@@ -260,7 +260,7 @@ pub struct MatchArgs {
     pub values: Vec<Spanned<String>>,
     /// `args: [...]` (several arguments in one filter): not supported yet.
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub args: Unsupported,
 }
 
@@ -322,28 +322,28 @@ pub struct MatchAction {
     pub arg_error: Option<Spanned<i32>>,
     // Tetragon's, for actions not supported yet.
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub arg_fd: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub arg_name: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub arg_url: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub arg_fqdn: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub arg_sock: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub kernel_stack_trace: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub user_stack_trace: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub ima_hash: Unsupported,
 }
 
@@ -359,10 +359,10 @@ pub struct List {
     #[schemars(with = "Vec<String>")]
     pub values: Vec<Spanned<String>>,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub pattern: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "super::crd::any_value")]
+    #[schemars(schema_with = "any_value")]
     pub validated: Unsupported,
 }
 
@@ -414,4 +414,11 @@ impl LabelSelector {
                 }
             })
     }
+}
+
+/// The schema of a field Tetragon has and the tracer does not support yet: any value,
+/// kept as written, so that the API server stores it and the agent refuses the policy
+/// saying which field, instead of the field silently pruned.
+pub fn any_value(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
 }
