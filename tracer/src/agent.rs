@@ -92,6 +92,9 @@ pub enum AgentError {
     Signals(std::io::Error),
 }
 
+/// Records read from the ring buffer at a time, between the loop's other work.
+const DRAIN_BUDGET: usize = 4096;
+
 pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentError> {
     privileges::check()?;
     // Served from the start, so that a probe can tell "loading" from "dead".
@@ -293,12 +296,21 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         tokio::select! {
             r = source.readable() => {
                 r?;
-                source.drain(|bytes| pipeline.record(bytes, store.as_ref()));
+                if source.drain(DRAIN_BUDGET, |bytes| pipeline.record(bytes, store.as_ref()))
+                    == DRAIN_BUDGET
+                {
+                    // More waits: read on after the loop's other work.
+                    ring_timer.reset_immediately();
+                }
                 pipeline.release(false);
                 pipeline.flush();
             }
             _ = ring_timer.tick(), if batched => {
-                if source.drain(|bytes| pipeline.record(bytes, store.as_ref())) > 0 {
+                let n = source.drain(DRAIN_BUDGET, |bytes| pipeline.record(bytes, store.as_ref()));
+                if n == DRAIN_BUDGET {
+                    ring_timer.reset_immediately();
+                }
+                if n > 0 {
                     pipeline.release(false);
                     pipeline.flush();
                 }
@@ -348,7 +360,9 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
     let policy_counts = store.as_ref().map(PolicyStore::counts).unwrap_or_default();
     let store_meta = store;
     drop(loaded);
-    let drained = source.drain(|bytes| pipeline.record(bytes, store_meta.as_ref()));
+    let drained = source.drain(usize::MAX, |bytes| {
+        pipeline.record(bytes, store_meta.as_ref())
+    });
     pipeline.release(true);
     for c in policy_counts {
         tracing::info!(

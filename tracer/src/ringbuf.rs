@@ -97,11 +97,16 @@ impl EventSource {
         Ok(())
     }
 
-    /// Hands every record now in the ring buffer to `f`; returns how many.
-    pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
+    /// Hands the records now in the ring buffer to `f`, at most `budget` of them (the
+    /// agent's other work, such as its signals and policy changes, waits meanwhile: a
+    /// kernel that writes faster than the agent reads must not keep it here for ever);
+    /// returns how many.
+    pub fn drain(&mut self, budget: usize, mut f: impl FnMut(&[u8])) -> usize {
         let ring = self.ring.get_mut();
         let mut n = 0;
-        while let Some(item) = ring.next() {
+        while n < budget
+            && let Some(item) = ring.next()
+        {
             f(&item);
             n += 1;
         }
