@@ -14,6 +14,24 @@ use crate::kernel::{
     tracefs::{self, Format, FormatError},
 };
 
+/// Why the inode of a host namespace could not be read (from `/proc/PID/ns/NAME`).
+#[derive(Debug, thiserror::Error)]
+pub enum HostNsError {
+    #[error("cannot read /proc/{pid}/ns/{name} for `host_ns`: {source}")]
+    Read {
+        pid: &'static str,
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("/proc/{pid}/ns/{name} reads `{text}`, not `{name}:[inode]`")]
+    Link {
+        pid: &'static str,
+        name: &'static str,
+        text: String,
+    },
+}
+
 /// What policies' hooks can run on, here.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Kernel {
@@ -77,7 +95,7 @@ impl Facts {
     }
 
     /// The inode number of the host's namespace `name` (as `/proc/<pid>/ns/` names it).
-    pub fn host_ns(&self, name: &'static str) -> Result<u32, String> {
+    pub fn host_ns(&self, name: &'static str) -> Result<u32, HostNsError> {
         if let Some(n) = self.host.borrow().get(name) {
             return Ok(*n);
         }
@@ -92,7 +110,7 @@ impl Facts {
 /// and network namespaces: those are read from init (`/proc/1/ns/mnt` reads
 /// `mnt:[4026531841]`), or from the agent itself where init's cannot be read (the agent
 /// runs in the host's namespaces, as the DaemonSet sets it up).
-fn host_ns(name: &str) -> Result<u32, String> {
+fn host_ns(name: &'static str) -> Result<u32, HostNsError> {
     match name {
         "ipc" => return Ok(0xEFFF_FFFF),
         "uts" => return Ok(0xEFFF_FFFE),
@@ -102,15 +120,18 @@ fn host_ns(name: &str) -> Result<u32, String> {
         "time" | "time_for_children" => return Ok(0xEFFF_FFFA),
         _ => {}
     }
-    let read = |pid: &str| -> Result<u32, String> {
-        let path = format!("/proc/{pid}/ns/{name}");
-        let link = std::fs::read_link(&path)
-            .map_err(|e| format!("cannot read {path} for `host_ns`: {e}"))?;
+    let read = |pid: &'static str| -> Result<u32, HostNsError> {
+        let link = std::fs::read_link(format!("/proc/{pid}/ns/{name}"))
+            .map_err(|source| HostNsError::Read { pid, name, source })?;
         let text = link.to_string_lossy();
         text.rsplit_once('[')
             .and_then(|(_, n)| n.strip_suffix(']'))
             .and_then(|n| n.parse().ok())
-            .ok_or_else(|| format!("{path} reads `{text}`, not `{name}:[inode]`"))
+            .ok_or_else(|| HostNsError::Link {
+                pid,
+                name,
+                text: text.into_owned(),
+            })
     };
     read("1").or_else(|e| {
         tracing::warn!("{e}; taking the agent's own {name} namespace as the host's");

@@ -25,8 +25,46 @@ use crate::kernel::tracefs::{self, FieldKind, Format, FormatError};
 pub enum PlaceError {
     #[error(transparent)]
     Format(#[from] FormatError),
-    #[error("{0}")]
-    Hook(String),
+    #[error(
+        "return probes on {call} are not supported yet (its socket is argument 0, at the call)"
+    )]
+    SocketReturn { call: String },
+    /// A function no tracepoint stands for, and no kprobes.
+    #[error(
+        "a kprobe on `{call}` needs kprobes, which are not available here (see `tracer status`); without them the tracer runs kprobes on syscalls (`syscall: true`), on tcp_connect, tcp_close, inet_csk_listen_start, inet_csk_accept and inet_dgram_connect, on the tracepoints that stand for them"
+    )]
+    NeedsKprobes { call: String },
+    #[error(
+        "`{call}` with `syscall: true` is not a syscall's name: write sys_NAME (sys_openat), as Tetragon does"
+    )]
+    NotSyscallName { call: String },
+    #[error("`{call}`: `{name}` is not a syscall of {}", std::env::consts::ARCH)]
+    NoSuchSyscall { call: String, name: String },
+    #[error("sock:inet_sock_set_state has no field `{field}` on this kernel")]
+    NoSockField { field: &'static str },
+}
+
+/// Why a hook cannot `Override` its function (see [`probe_program`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverrideError {
+    #[error("`Override` goes on a kprobe, not on a tracepoint")]
+    Tracepoint,
+    #[error(
+        "`Override` acts at the call, before the function runs: it cannot go with `return: true`"
+    )]
+    Return,
+    #[error(
+        "`Override` needs {call} itself hooked, and here it runs on a tracepoint that stands for it (see `tracer status`)"
+    )]
+    NotOnFunction { call: String },
+    #[error(
+        "`Override` runs as a BPF LSM program, on `security_*` functions: {call} is not one (other functions would need bpf_override_return, not supported yet)"
+    )]
+    NotSecurity { call: String },
+    #[error(
+        "`Override` on {call} runs as a BPF LSM program, which this kernel does not run (BPF LSM needs CONFIG_BPF_LSM and `bpf` in the `lsm=` list; see `tracer status`)"
+    )]
+    NoLsm { call: String },
 }
 
 /// The program a kprobe hook on the function itself runs on.
@@ -257,9 +295,9 @@ fn kprobe_sites<'a>(
         }]);
     }
     if k.ret && SOCKET_CALLS.contains(&call) && call != "inet_csk_accept" {
-        return Err(PlaceError::Hook(format!(
-            "return probes on {call} are not supported yet (its socket is argument 0, at the call)"
-        )));
+        return Err(PlaceError::SocketReturn {
+            call: call.to_owned(),
+        });
     }
     let trigger = match kprobe_on_tracepoint(call) {
         Ok(t) => Some(t),
@@ -271,7 +309,7 @@ fn kprobe_sites<'a>(
         }),
         // Any other function, on a kprobe: its argument registers.
         Err(_) if kprobes && !SOCKET_CALLS.contains(&call) => None,
-        Err(e) => return Err(PlaceError::Hook(e)),
+        Err(e) => return Err(e),
     };
     let Some(trigger) = trigger else {
         return Ok(vec![KprobeAt {
@@ -336,25 +374,21 @@ fn syscall_of(call: &str) -> Result<String, PlaceError> {
     let name = call
         .strip_prefix(SYSCALL_WRAPPER_PREFIX)
         .or_else(|| call.strip_prefix("sys_"))
-        .ok_or_else(|| {
-            PlaceError::Hook(format!(
-                "`{call}` with `syscall: true` is not a syscall's name: write sys_NAME (sys_openat), as Tetragon does"
-            ))
+        .ok_or_else(|| PlaceError::NotSyscallName {
+            call: call.to_owned(),
         })?;
     <syscalls::Sysno as std::str::FromStr>::from_str(name)
         .map(|_| name.to_owned())
-        .map_err(|_| {
-            PlaceError::Hook(format!(
-                "`{call}`: `{name}` is not a syscall of {}",
-                std::env::consts::ARCH
-            ))
+        .map_err(|_| PlaceError::NoSuchSyscall {
+            call: call.to_owned(),
+            name: name.to_owned(),
         })
 }
 
 /// Kernel functions whose calls show as `sock:inet_sock_set_state` transitions, so that
 /// a kprobe on them runs on that tracepoint: on every kernel, with or without kprobes.
 /// (old states, new states, state reported: the one left or the one entered).
-fn kprobe_on_tracepoint(call: &str) -> Result<SockLayout, String> {
+fn kprobe_on_tracepoint(call: &str) -> Result<SockLayout, PlaceError> {
     const fn bits(states: &[u16]) -> u16 {
         let mut b = 0;
         let mut i = 0;
@@ -388,9 +422,9 @@ fn kprobe_on_tracepoint(call: &str) -> Result<SockLayout, String> {
         // kprobe there sees it still in CLOSE, and so does this.
         "inet_csk_listen_start" => (bits(&[CLOSE]), bits(&[LISTEN]), 1),
         other => {
-            return Err(format!(
-                "a kprobe on `{other}` needs kprobes, which are not available here (see `tracer status`); without them the tracer runs kprobes on syscalls (`syscall: true`), on tcp_connect, tcp_close, inet_csk_listen_start, inet_csk_accept and inet_dgram_connect, on the tracepoints that stand for them"
-            ));
+            return Err(PlaceError::NeedsKprobes {
+                call: other.to_owned(),
+            });
         }
     };
     Ok(SockLayout {
@@ -404,17 +438,13 @@ fn kprobe_on_tracepoint(call: &str) -> Result<SockLayout, String> {
 
 /// `trigger` with the offsets of the `sock:inet_sock_set_state` record's fields.
 fn sock_layout(format: &Format, trigger: SockLayout) -> Result<SockLayout, PlaceError> {
-    let at = |name: &str| {
+    let at = |field: &'static str| {
         format
             .fields
             .iter()
-            .find(|f| f.name == name)
+            .find(|f| f.name == field)
             .map(|f| f.offset)
-            .ok_or_else(|| {
-                PlaceError::Hook(format!(
-                    "sock:inet_sock_set_state has no field `{name}` on this kernel"
-                ))
-            })
+            .ok_or(PlaceError::NoSockField { field })
     };
     Ok(SockLayout {
         skaddr: at("skaddr")?,
@@ -481,33 +511,27 @@ pub fn probe_program(
     kprobe: Option<&KprobeSite<'_>>,
     half: Half,
     overrides: bool,
-) -> Result<Probe, String> {
+) -> Result<Probe, OverrideError> {
     let Some(k) = kprobe else {
         return if overrides {
-            Err("`Override` goes on a kprobe, not on a tracepoint".into())
+            Err(OverrideError::Tracepoint)
         } else {
             Ok(Probe::Kprobe)
         };
     };
     if overrides {
-        let call = k.call;
+        let call = || k.call.to_owned();
         if half != Half::Whole {
-            return Err("`Override` acts at the call, before the function runs: it cannot go with `return: true`".into());
+            return Err(OverrideError::Return);
         }
         if !k.on_kprobe {
-            return Err(format!(
-                "`Override` needs {call} itself hooked, and here it runs on a tracepoint that stands for it (see `tracer status`)"
-            ));
+            return Err(OverrideError::NotOnFunction { call: call() });
         }
-        if !call.starts_with("security_") {
-            return Err(format!(
-                "`Override` runs as a BPF LSM program, on `security_*` functions: {call} is not one (other functions would need bpf_override_return, not supported yet)"
-            ));
+        if !k.call.starts_with("security_") {
+            return Err(OverrideError::NotSecurity { call: call() });
         }
         if !k.kernel.lsm {
-            return Err(format!(
-                "`Override` on {call} runs as a BPF LSM program, which this kernel does not run (BPF LSM needs CONFIG_BPF_LSM and `bpf` in the `lsm=` list; see `tracer status`)"
-            ));
+            return Err(OverrideError::NoLsm { call: call() });
         }
         return Ok(Probe::Lsm);
     }

@@ -2,7 +2,7 @@
 //! values Tetragon's policies use, parsed once for validation and for the kernel tables,
 //! and written back as names in events.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// The `matchArgs` operators on a `sock` argument.
 pub const OPERATORS: &[&str] = &[
@@ -37,6 +37,31 @@ pub fn canonical(op: &str) -> &str {
     }
 }
 
+/// A value of a socket operator that does not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SockError {
+    #[error("`{0}` is not an IPv4 or IPv6 address")]
+    Address(String),
+    #[error("`/{bits}` is not a prefix length from 0 to {max}")]
+    PrefixLength { bits: String, max: u8 },
+    /// Host bits set under the prefix: the range written would never match.
+    #[error("`{value}` has bits set past its prefix; the range starts at {start}/{len}")]
+    HostBits {
+        value: String,
+        start: IpAddr,
+        len: u8,
+    },
+    #[error("`{0}` is not a port number (0 to 65535)")]
+    Port(String),
+    /// Neither a number nor a name of `table` (`what`: a socket family, a protocol...).
+    #[error("`{value}` is not a {what}; expected a number or one of {}", names(.table))]
+    Name {
+        value: String,
+        what: &'static str,
+        table: &'static [(&'static str, u16)],
+    },
+}
+
 /// An address range: the address as IPv6 (IPv4 mapped into `::ffff:0:0/96`, as a dual
 /// stack socket sees it) and the prefix length over those 128 bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,26 +71,28 @@ pub struct Cidr {
 }
 
 /// `10.0.0.0/8`, `fd00::/8`, or a single address.
-pub fn parse_cidr(v: &str) -> Result<Cidr, String> {
+pub fn parse_cidr(v: &str) -> Result<Cidr, SockError> {
     let (addr, bits) = match v.split_once('/') {
         Some((a, b)) => (a, Some(b)),
         None => (v, None),
     };
     let ip: IpAddr = addr
         .parse()
-        .map_err(|_| format!("`{addr}` is not an IPv4 or IPv6 address"))?;
+        .map_err(|_| SockError::Address(addr.to_owned()))?;
     let (max, offset, bytes) = match ip {
         IpAddr::V4(v4) => (32u8, 96u8, v4.to_ipv6_mapped().octets()),
         IpAddr::V6(v6) => (128, 0, v6.octets()),
     };
-    let len = match bits {
-        None => max,
-        Some(b) => b
-            .parse::<u8>()
-            .ok()
-            .filter(|n| *n <= max)
-            .ok_or_else(|| format!("`/{b}` is not a prefix length from 0 to {max}"))?,
-    };
+    let len =
+        match bits {
+            None => max,
+            Some(b) => b.parse::<u8>().ok().filter(|n| *n <= max).ok_or_else(|| {
+                SockError::PrefixLength {
+                    bits: b.to_owned(),
+                    max,
+                }
+            })?,
+        };
     let bits = offset + len;
     // Host bits set under the prefix would never match as written: say so.
     let mut masked = bytes;
@@ -74,27 +101,28 @@ pub fn parse_cidr(v: &str) -> Result<Cidr, String> {
         *byte &= if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
     }
     if masked != bytes {
-        return Err(format!(
-            "`{v}` has bits set past its prefix; the range starts at {}",
-            display_masked(ip, masked, len)
-        ));
+        return Err(SockError::HostBits {
+            value: v.to_owned(),
+            start: masked_addr(ip, masked),
+            len,
+        });
     }
     Ok(Cidr { addr: bytes, bits })
 }
 
-fn display_masked(ip: IpAddr, masked: [u8; 16], len: u8) -> String {
+/// `masked` (IPv6, IPv4 mapped) as an address of `ip`'s family.
+fn masked_addr(ip: IpAddr, masked: [u8; 16]) -> IpAddr {
     match ip {
         IpAddr::V4(_) => {
             let [a, b, c, d] = [masked[12], masked[13], masked[14], masked[15]];
-            format!("{}/{len}", std::net::Ipv4Addr::new(a, b, c, d))
+            IpAddr::V4(Ipv4Addr::new(a, b, c, d))
         }
-        IpAddr::V6(_) => format!("{}/{len}", Ipv6Addr::from(masked)),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(masked)),
     }
 }
 
-pub fn parse_port(v: &str) -> Result<u16, String> {
-    v.parse()
-        .map_err(|_| format!("`{v}` is not a port number (0 to 65535)"))
+pub fn parse_port(v: &str) -> Result<u16, SockError> {
+    v.parse().map_err(|_| SockError::Port(v.to_owned()))
 }
 
 const FAMILIES: &[(&str, u16)] = &[("AF_UNIX", 1), ("AF_INET", 2), ("AF_INET6", 10)];
@@ -124,30 +152,38 @@ const STATES: &[(&str, u16)] = &[
     ("TCP_NEW_SYN_RECV", 12),
 ];
 
-fn by_name(table: &[(&str, u16)], what: &str, v: &str) -> Result<u16, String> {
+fn by_name(
+    table: &'static [(&'static str, u16)],
+    what: &'static str,
+    v: &str,
+) -> Result<u16, SockError> {
     if let Some((_, n)) = table.iter().find(|(name, _)| *name == v) {
         return Ok(*n);
     }
-    v.parse().map_err(|_| {
-        let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
-        format!(
-            "`{v}` is not a {what}; expected a number or one of {}",
-            names.join(", ")
-        )
+    v.parse().map_err(|_| SockError::Name {
+        value: v.to_owned(),
+        what,
+        table,
     })
+}
+
+/// The names of `table`, for people: `AF_UNIX, AF_INET, AF_INET6`.
+fn names(table: &[(&str, u16)]) -> String {
+    let names: Vec<&str> = table.iter().map(|(n, _)| *n).collect();
+    names.join(", ")
 }
 
 fn name_of(table: &[(&'static str, u16)], n: u16) -> Option<&'static str> {
     table.iter().find(|(_, v)| *v == n).map(|(name, _)| *name)
 }
 
-pub fn parse_family(v: &str) -> Result<u16, String> {
+pub fn parse_family(v: &str) -> Result<u16, SockError> {
     by_name(FAMILIES, "socket family", v)
 }
-pub fn parse_protocol(v: &str) -> Result<u16, String> {
+pub fn parse_protocol(v: &str) -> Result<u16, SockError> {
     by_name(PROTOCOLS, "protocol", v)
 }
-pub fn parse_state(v: &str) -> Result<u16, String> {
+pub fn parse_state(v: &str) -> Result<u16, SockError> {
     by_name(STATES, "TCP state", v)
 }
 
@@ -163,7 +199,7 @@ pub fn state_name(n: u16) -> String {
 }
 
 /// Checks one value of socket operator `op`.
-pub fn check_value(op: &str, v: &str) -> Result<(), String> {
+pub fn check_value(op: &str, v: &str) -> Result<(), SockError> {
     match canonical(op) {
         "SAddr" | "NotSAddr" | "DAddr" | "NotDAddr" => parse_cidr(v).map(|_| ()),
         "SPort" | "NotSPort" | "DPort" | "NotDPort" => parse_port(v).map(|_| ()),
@@ -187,15 +223,15 @@ mod tests {
         assert_eq!(parse_cidr("fd00::/8").unwrap().bits, 8);
         assert_eq!(parse_cidr("::1").unwrap().addr[15], 1);
         assert_eq!(
-            parse_cidr("10.1.0.0/8").unwrap_err(),
+            parse_cidr("10.1.0.0/8").unwrap_err().to_string(),
             "`10.1.0.0/8` has bits set past its prefix; the range starts at 10.0.0.0/8"
         );
         assert_eq!(
-            parse_cidr("10.0.0.0/33").unwrap_err(),
+            parse_cidr("10.0.0.0/33").unwrap_err().to_string(),
             "`/33` is not a prefix length from 0 to 32"
         );
         assert_eq!(
-            parse_cidr("example.com").unwrap_err(),
+            parse_cidr("example.com").unwrap_err().to_string(),
             "`example.com` is not an IPv4 or IPv6 address"
         );
     }
@@ -209,12 +245,13 @@ mod tests {
         assert!(
             parse_state("SYN_SENT")
                 .unwrap_err()
+                .to_string()
                 .contains("TCP_SYN_SENT")
         );
         assert_eq!(state_name(10), "TCP_LISTEN");
         assert_eq!(family_name(99), "99");
         assert_eq!(
-            parse_port("65536").unwrap_err(),
+            parse_port("65536").unwrap_err().to_string(),
             "`65536` is not a port number (0 to 65535)"
         );
     }

@@ -10,6 +10,7 @@ use tracer_common::policy::{
     KPROBE_PATH_LEN, KprobeLayout, MAX_HOOK_ARGS, RETURN_AT, SOCK_ARG_AT, SOCK_RETURN_AT,
 };
 
+use super::HookError;
 use crate::{
     kernel::tracefs::{self, FieldKind, Format},
     policy::{
@@ -17,6 +18,68 @@ use crate::{
         spec::{self, ArgType},
     },
 };
+
+/// Why a declared argument cannot be read (`args[i]`, see [`HookError::Arg`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    #[error("index {index} is past the {fields} fields of the tracepoint (see its format file)")]
+    PastFields { index: u32, fields: usize },
+    /// A socket function: its socket argument only.
+    #[error("{call} takes its argument 0 as `type: {}`, and no other yet", .ty.name())]
+    SocketOnly { call: String, ty: ArgType },
+    #[error(
+        "`{}` needs the `sock:inet_sock_set_state` tracepoint's layout, which this kernel lacks",
+        .ty.name()
+    )]
+    NoSockLayout { ty: ArgType },
+    #[error(
+        "`socket` arguments are read for inet_dgram_connect, not yet for {call}; a `struct sock *` is `type: sock`"
+    )]
+    Socket { call: String },
+    #[error("{call}'s argument {index} cannot be read as `{}`", .ty.name())]
+    Register {
+        call: String,
+        index: u32,
+        ty: ArgType,
+    },
+    #[error(
+        "one `file`, `path`, `linux_binprm`, `sock`, `skb` or `cred` argument per kprobe is read, and this is the second"
+    )]
+    SecondStruct,
+    #[error(
+        "`char_iovec` reads a `struct iovec *` in user memory: an argument of a syscall (`syscall: true`), such as sys_writev's 1"
+    )]
+    IovecNotSyscall,
+    #[error(
+        "`{field}` cannot be read: the kernel overwrites a record's common fields before a BPF program sees it (common_pid can be read; the process is in every event)"
+    )]
+    CommonField { field: String },
+    #[error("field `{field}` ({c_type} {size}) cannot be read as `{}`", .ty.name())]
+    Field {
+        field: String,
+        c_type: String,
+        size: u16,
+        ty: ArgType,
+    },
+    #[error(
+        "a `char_iovec` needs `sizeArgIndex`, the argument that counts its entries (3 for sys_writev)"
+    )]
+    IovecSize,
+    #[error(
+        "sizeArgIndex and returnCopy read a buffer through a pointer: `type: char_buf` on a pointer argument"
+    )]
+    NotPointer,
+    #[error(
+        "returnCopy reads the buffer when the call returns, its size the return value: add `return: true` (and `returnArg`)"
+    )]
+    ReturnCopy,
+    #[error(
+        "sizeArgIndex {index} names no argument (it counts from 1: 3 is argument index 2; there are {fields})"
+    )]
+    SizeArgIndex { index: usize, fields: usize },
+    #[error("the size is past the record's first 256 bytes")]
+    SizePast,
+}
 
 /// How an argument is written in events (Tetragon's `args[]` oneof names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,22 +128,26 @@ pub struct ArgMeta {
 }
 
 /// The declared arguments of `unit`'s hook, into `config.args`; what events write.
-pub(super) fn declared(unit: &Unit<'_>, config: &mut HookConfig) -> Result<Vec<ArgMeta>, String> {
+pub(super) fn declared(
+    unit: &Unit<'_>,
+    config: &mut HookConfig,
+) -> Result<Vec<ArgMeta>, HookError> {
     let syscall = unit.subsystem == "syscalls" || unit.subsystem == "raw_syscalls";
     let mut metas = Vec::new();
     for (i, a) in unit.hook.args.iter().take(MAX_HOOK_ARGS).enumerate() {
+        let at = |source| HookError::Arg { arg: i, source };
         let field = unit.format.fields.get(a.index as usize).ok_or_else(|| {
-            format!(
-                "args[{i}]: index {} is past the {} fields of the tracepoint (see its format file)",
-                a.index,
-                unit.format.fields.len()
-            )
+            at(ArgError::PastFields {
+                index: a.index,
+                fields: unit.format.fields.len(),
+            })
         })?;
         let (arg, out) = match unit.kprobe {
-            Some(k) => kprobe_arg(&k, a, i, field, config)?,
-            None => field_of(a, i, field, syscall)?,
-        };
-        let (arg, out) = buffer_arg(a, i, arg, out, &unit.format, unit)?;
+            Some(k) => kprobe_arg(&k, a, field, config),
+            None => field_of(a, field, syscall),
+        }
+        .map_err(at)?;
+        let (arg, out) = buffer_arg(a, arg, out, &unit.format, unit).map_err(at)?;
         config.args[i] = arg;
         metas.push(ArgMeta {
             out,
@@ -94,17 +161,16 @@ pub(super) fn declared(unit: &Unit<'_>, config: &mut HookConfig) -> Result<Vec<A
 fn kprobe_arg(
     k: &KprobeSite<'_>,
     a: &spec::Arg,
-    i: usize,
     field: &tracefs::Field,
     config: &mut HookConfig,
-) -> Result<(ArgConfig, ArgOut), String> {
-    let call = k.call;
+) -> Result<(ArgConfig, ArgOut), ArgError> {
+    let socket_only = |ty| ArgError::SocketOnly {
+        call: k.call.to_owned(),
+        ty,
+    };
     if let Some(r) = k.at_return {
         if a.ty != r.arg_type || a.index != 0 {
-            return Err(format!(
-                "args[{i}]: {call} takes its argument 0 as `type: {}`, and no other yet",
-                r.arg_type.name()
-            ));
+            return Err(socket_only(r.arg_type));
         }
         config.sock = r.layout;
         let sock = ArgConfig {
@@ -116,9 +182,7 @@ fn kprobe_arg(
     }
     if let Some(layout) = k.sock {
         if a.ty != ArgType::Sock || a.index != 0 {
-            return Err(format!(
-                "args[{i}]: {call} takes its argument 0 as `type: sock`, and no other yet"
-            ));
+            return Err(socket_only(ArgType::Sock));
         }
         config.sock = layout;
         if !k.on_kprobe {
@@ -132,19 +196,18 @@ fn kprobe_arg(
     }
     if !k.generic {
         // A syscall: its arguments as its tracepoint's fields.
-        return field_of(a, i, field, true);
+        return field_of(a, field, true);
     }
-    struct_arg(k, a, i, field, config)
+    struct_arg(k, a, field, config)
 }
 
 /// An argument of any other function: a register, or the struct it points to.
 fn struct_arg(
     k: &KprobeSite<'_>,
     a: &spec::Arg,
-    i: usize,
     field: &tracefs::Field,
     config: &mut HookConfig,
-) -> Result<(ArgConfig, ArgOut), String> {
+) -> Result<(ArgConfig, ArgOut), ArgError> {
     let call = k.call;
     // A path the kprobe's program resolved, a string at `KPROBE_PATH_AT`.
     let path_arg = ArgConfig {
@@ -163,12 +226,7 @@ fn struct_arg(
         ArgType::Path => (KPROBE_ARG_PATH, ArgOut::Path, path_arg),
         ArgType::LinuxBinprm => (KPROBE_ARG_BPRM, ArgOut::LinuxBinprm, path_arg),
         ArgType::Sock | ArgType::Skb => {
-            config.sock = k.generic_sock.ok_or_else(|| {
-                format!(
-                    "args[{i}]: `{}` needs the `sock:inet_sock_set_state` tracepoint's layout, which this kernel lacks",
-                    a.ty.name()
-                )
-            })?;
+            config.sock = k.generic_sock.ok_or(ArgError::NoSockLayout { ty: a.ty })?;
             if a.ty == ArgType::Sock {
                 (KPROBE_ARG_SOCK, ArgOut::Sock, sock_arg)
             } else {
@@ -185,9 +243,9 @@ fn struct_arg(
             (KPROBE_ARG_CRED, ArgOut::Cred, cred)
         }
         ArgType::Socket => {
-            return Err(format!(
-                "args[{i}]: `socket` arguments are read for inet_dgram_connect, not yet for {call}; a `struct sock *` is `type: sock`"
-            ));
+            return Err(ArgError::Socket {
+                call: call.to_owned(),
+            });
         }
         ty => {
             let ty = if ty == ArgType::Auto {
@@ -198,20 +256,16 @@ fn struct_arg(
             } else {
                 ty
             };
-            let (kind, out) = arg_kind(ty, field, false).ok_or_else(|| {
-                format!(
-                    "args[{i}]: {call}'s argument {} cannot be read as `{}`",
-                    a.index,
-                    ty.name()
-                )
+            let (kind, out) = arg_kind(ty, field, false).ok_or_else(|| ArgError::Register {
+                call: call.to_owned(),
+                index: a.index,
+                ty,
             })?;
             return Ok((field_arg(field, kind), out));
         }
     };
     if config.kprobe.struct_kind != 0 {
-        return Err(format!(
-            "args[{i}]: one `file`, `path`, `linux_binprm`, `sock`, `skb` or `cred` argument per kprobe is read, and this is the second"
-        ));
+        return Err(ArgError::SecondStruct);
     }
     config.kprobe = KprobeLayout {
         struct_arg: a.index as u16,
@@ -224,15 +278,12 @@ fn struct_arg(
 /// A field of a tracepoint's record (or a syscall's, for a kprobe on it).
 fn field_of(
     a: &spec::Arg,
-    i: usize,
     field: &tracefs::Field,
     syscall: bool,
-) -> Result<(ArgConfig, ArgOut), String> {
+) -> Result<(ArgConfig, ArgOut), ArgError> {
     if a.ty == ArgType::CharIovec {
         if !syscall {
-            return Err(format!(
-                "args[{i}]: `char_iovec` reads a `struct iovec *` in user memory: an argument of a syscall (`syscall: true`), such as sys_writev's 1"
-            ));
+            return Err(ArgError::IovecNotSyscall);
         }
         let iovec = ArgConfig {
             offset: field.offset,
@@ -245,19 +296,15 @@ fn field_of(
     let (kind, out) = if field.name == "common_pid" {
         (ARG_CURRENT_PID, ArgOut::Int)
     } else if field.offset < 8 {
-        return Err(format!(
-            "args[{i}]: `{}` cannot be read: the kernel overwrites a record's common fields before a BPF program sees it (common_pid can be read; the process is in every event)",
-            field.name
-        ));
+        return Err(ArgError::CommonField {
+            field: field.name.clone(),
+        });
     } else {
-        arg_kind(a.ty, field, syscall).ok_or_else(|| {
-            format!(
-                "args[{i}]: field `{}` ({} {}) cannot be read as `{}`",
-                field.name,
-                field.c_type,
-                field.size,
-                a.ty.name()
-            )
+        arg_kind(a.ty, field, syscall).ok_or_else(|| ArgError::Field {
+            field: field.name.clone(),
+            c_type: field.c_type.clone(),
+            size: field.size,
+            ty: a.ty,
         })?
     };
     Ok((field_arg(field, kind), out))
@@ -277,7 +324,7 @@ pub(super) fn return_value(
     unit: &Unit<'_>,
     config: &mut HookConfig,
     metas: &mut Vec<ArgMeta>,
-) -> Result<Ret, String> {
+) -> Result<Ret, HookError> {
     let none = Ret {
         index: None,
         sock_return: false,
@@ -294,10 +341,9 @@ pub(super) fn return_value(
     };
     let i = config.nargs as usize;
     if i >= MAX_HOOK_ARGS {
-        return Err(format!(
-            "a return probe reads at most {} arguments besides the return value",
-            MAX_HOOK_ARGS - 1
-        ));
+        return Err(HookError::ReturnArgs {
+            max: MAX_HOOK_ARGS - 1,
+        });
     }
     let ty = return_arg.map_or(
         ArgType::Int {
@@ -314,7 +360,7 @@ pub(super) fn return_value(
             // The socket of the descriptor returned (`HOOK_RET_FD_SOCK`).
             (_, Some(r)) if r.flags & HOOK_RET_FD_SOCK != 0 => {}
             (Some(_), None) => sock_return = true,
-            _ => return Err("returnArg: `sock` is read for inet_csk_accept only".into()),
+            _ => return Err(HookError::ReturnSock),
         }
         let sock = ArgConfig {
             kind: ARG_SOCK,
@@ -331,12 +377,7 @@ pub(super) fn return_value(
             signed: true,
             kind: FieldKind::Int,
         };
-        let (kind, out) = arg_kind(ty, &field, false).ok_or_else(|| {
-            format!(
-                "returnArg: a return value cannot be read as `{}`",
-                ty.name()
-            )
-        })?;
+        let (kind, out) = arg_kind(ty, &field, false).ok_or(HookError::ReturnType { ty })?;
         let size = if matches!(out, ArgOut::Int | ArgOut::Uint) {
             4
         } else {
@@ -367,54 +408,40 @@ pub(super) fn return_value(
 /// string up to its NUL.
 fn buffer_arg(
     a: &spec::Arg,
-    i: usize,
     arg: ArgConfig,
     out: ArgOut,
     format: &Format,
     unit: &Unit<'_>,
-) -> Result<(ArgConfig, ArgOut), String> {
+) -> Result<(ArgConfig, ArgOut), ArgError> {
     let iovec = arg.kind == ARG_USER_IOVEC;
     if a.size_arg_index.is_none() && !a.return_copy && !iovec {
         return Ok((arg, out));
     }
     if iovec && a.size_arg_index.is_none() {
-        return Err(format!(
-            "args[{i}]: a `char_iovec` needs `sizeArgIndex`, the argument that counts its entries (3 for sys_writev)"
-        ));
+        return Err(ArgError::IovecSize);
     }
     let kind = match arg.kind {
         ARG_USER_STRING => ARG_USER_BYTES,
         ARG_KERNEL_STRING => ARG_KERNEL_BYTES,
         ARG_USER_IOVEC => ARG_USER_IOVEC,
-        _ => {
-            return Err(format!(
-                "args[{i}]: sizeArgIndex and returnCopy read a buffer through a pointer: `type: char_buf` on a pointer argument"
-            ));
-        }
+        _ => return Err(ArgError::NotPointer),
     };
     let halves = unit.kprobe.is_some() && unit.half != Half::Whole;
     if a.return_copy && !halves {
-        return Err(format!(
-            "args[{i}]: returnCopy reads the buffer when the call returns, its size the return value: add `return: true` (and `returnArg`)"
-        ));
+        return Err(ArgError::ReturnCopy);
     }
     let len_at = if a.return_copy && !iovec {
         RETURN_AT
     } else {
         let n = a.size_arg_index.unwrap_or(0) as usize;
-        let field = n
-            .checked_sub(1)
-            .and_then(|k| format.fields.get(k))
-            .ok_or_else(|| {
-                format!(
-                    "args[{i}]: sizeArgIndex {n} names no argument (it counts from 1: 3 is argument index 2; there are {})",
-                    format.fields.len()
-                )
-            })?;
+        let field = n.checked_sub(1).and_then(|k| format.fields.get(k));
+        let field = field.ok_or(ArgError::SizeArgIndex {
+            index: n,
+            fields: format.fields.len(),
+        })?;
         field.offset
     };
-    let len_at = u8::try_from(len_at)
-        .map_err(|_| format!("args[{i}]: the size is past the record's first 256 bytes"))?;
+    let len_at = u8::try_from(len_at).map_err(|_| ArgError::SizePast)?;
     Ok((
         ArgConfig {
             kind,

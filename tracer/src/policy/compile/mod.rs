@@ -12,7 +12,8 @@ mod selectors;
 
 use std::collections::HashSet;
 
-pub use args::{ArgMeta, ArgOut};
+pub use args::{ArgError, ArgMeta, ArgOut};
+pub use selectors::SelectorError;
 use tracer_common::policy::{
     BinFollow, FOLLOW_BITS, HOOK_CGROUP_SCOPE, HOOK_FD, HOOK_MONITOR, HookConfig, LONG_PREFIX,
     MAX_HOOK_ARGS, MAX_SELECTORS, PREFIX_MAX,
@@ -20,7 +21,7 @@ use tracer_common::policy::{
 
 use super::{
     facts::Facts,
-    place::{self, Half, PlaceError, Point, Probe, Unit},
+    place::{self, Half, OverrideError, PlaceError, Point, Probe, Unit},
     spec,
 };
 
@@ -142,12 +143,10 @@ impl Ids {
         self.next_filter
     }
 
-    fn follow_bit(&mut self) -> Result<u8, String> {
+    fn follow_bit(&mut self) -> Result<u8, SelectorError> {
         let bit = (0..FOLLOW_BITS)
             .find(|b| self.follow_used & (1u64 << b) == 0)
-            .ok_or_else(|| {
-                format!("all {FOLLOW_BITS} followForks/followChildren filters are in use")
-            })?;
+            .ok_or(SelectorError::FollowBits { bits: FOLLOW_BITS })?;
         self.follow_used |= 1u64 << bit;
         Ok(bit as u8)
     }
@@ -161,12 +160,49 @@ pub enum CompileError {
         #[source]
         source: PlaceError,
     },
-    #[error("policy {policy}: {hook}: {what}")]
+    #[error("policy {policy}: {hook}: {source}")]
     Hook {
         policy: String,
         hook: String,
-        what: String,
+        #[source]
+        source: HookError,
     },
+}
+
+/// Why a hook of a policy does not compile.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    #[error("is traced twice in this policy; merge the two into one hook with several selectors")]
+    TracedTwice,
+    #[error("args[{arg}]: {source}")]
+    Arg {
+        arg: usize,
+        #[source]
+        source: ArgError,
+    },
+    /// A return half reads the return value as one more argument.
+    #[error("a return probe reads at most {max} arguments besides the return value")]
+    ReturnArgs { max: usize },
+    #[error("returnArg: `sock` is read for inet_csk_accept only")]
+    ReturnSock,
+    #[error("returnArg: a return value cannot be read as `{}`", .ty.name())]
+    ReturnType { ty: spec::ArgType },
+    #[error("selectors[{selector}]: {source}")]
+    Selector {
+        selector: usize,
+        #[source]
+        source: SelectorError,
+    },
+    /// A `matchArgs` (or, past them, `matchReturnArgs`) filter of a selector.
+    #[error("selectors[{selector}].matchArgs[{filter}]: {source}")]
+    MatchArgs {
+        selector: usize,
+        filter: usize,
+        #[source]
+        source: SelectorError,
+    },
+    #[error(transparent)]
+    Override(#[from] OverrideError),
 }
 
 /// What every hook of one policy shares while it is compiled.
@@ -203,10 +239,10 @@ pub fn compile(
             spec::Target::Tracepoint { subsystem, event } => format!("{subsystem}/{event}"),
             spec::Target::Kprobe(k) => format!("kprobe {}", k.call),
         };
-        let err = |what: String| CompileError::Hook {
+        let err = |source: HookError| CompileError::Hook {
             policy: name.clone(),
             hook: label.clone(),
-            what,
+            source,
         };
         let units = place::units(h, facts).map_err(|source| CompileError::Place {
             policy: name.clone(),
@@ -219,9 +255,7 @@ pub fn compile(
             _ => label.clone(),
         };
         if !seen.insert(traced) {
-            return Err(err(
-                "is traced twice in this policy; merge the two into one hook with several selectors".into(),
-            ));
+            return Err(err(HookError::TracedTwice));
         }
         for unit in &units {
             let mut compiled = hook(unit, &mut ctx).map_err(err)?;
@@ -256,7 +290,7 @@ pub fn compile(
 }
 
 /// Compiles one unit of a hook.
-fn hook(unit: &Unit<'_>, ctx: &mut Ctx<'_>) -> Result<Hook, String> {
+fn hook(unit: &Unit<'_>, ctx: &mut Ctx<'_>) -> Result<Hook, HookError> {
     let h = unit.hook;
     // The entry half of a return probe only keeps the record: no selectors, nothing
     // reported.

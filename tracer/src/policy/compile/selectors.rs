@@ -18,8 +18,61 @@ use tracer_common::policy::{
     RATE_GLOBAL, RATE_PROCESS, RATE_THREAD, STRING_MAX, SelectorConfig,
 };
 
-use super::{ArgMeta, ArgOut, Ctx, Follow, GateFilter, GateValues, StrEntry, StrMap};
-use crate::policy::spec::{self, ArgOp, BinaryOp, SetOp, SockOp};
+use super::{ArgMeta, ArgOut, Ctx, Follow, GateFilter, GateValues, HookError, StrEntry, StrMap};
+use crate::policy::{
+    facts::HostNsError,
+    spec::{self, ArgOp, BinaryOp, SetOp, SockOp},
+};
+
+/// Why a selector, or one of its `matchArgs` filters, does not compile (see
+/// [`HookError::Selector`] and [`HookError::MatchArgs`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SelectorError {
+    #[error("all {bits} followForks/followChildren filters are in use")]
+    FollowBits { bits: u32 },
+    #[error("at most one matchPIDs of {max} values is supported")]
+    Pids { max: usize },
+    #[error("at most {max} matchNamespaces filters")]
+    Namespaces { max: usize },
+    #[error("matchNamespaces[{filter}]: at most {max} values")]
+    NamespaceValues { filter: usize, max: usize },
+    #[error(transparent)]
+    HostNs(#[from] HostNsError),
+    #[error("at most {max} matchCapabilities filters")]
+    Capabilities { max: usize },
+    #[error("at most {max} matchArgs and matchReturnArgs filters per selector")]
+    ArgFilters { max: usize },
+    #[error("matchReturnArgs needs a return probe")]
+    NoReturn,
+    // The `matchArgs` filters'.
+    #[error("argument {index} is not declared")]
+    Undeclared { index: u32 },
+    #[error(
+        "argument {index} is a `cred`, which is reported, not filtered on yet (filter on the process's capabilities with matchCapabilities)"
+    )]
+    Cred { index: u32 },
+    #[error("argument {index} is not a socket: the socket operators do not apply")]
+    NotSocket { index: u32 },
+    /// `kind`: `string` or `integer`.
+    #[error("this operator does not apply to {kind} argument {index}")]
+    Operator { kind: &'static str, index: u32 },
+    #[error("a string filter takes strings")]
+    NotStrings,
+    #[error("at most {max} integer values per filter (got {got})")]
+    IntValues { max: usize, got: usize },
+    #[error("`{text}` is not an integer")]
+    NotInteger { text: String },
+    #[error("an integer filter takes integers")]
+    NotIntegers,
+    #[error("argument {index} is a socket: its operators are those of sockets (DAddr, DPort, ...)")]
+    SocketOperators { index: u32 },
+    #[error("an address filter takes address ranges")]
+    NotRanges,
+    #[error("at most {max} values per socket filter (got {got})")]
+    SockValues { max: usize, got: usize },
+    #[error("a socket filter takes numbers")]
+    NotNumbers,
+}
 
 /// What a selector's filters refer to: the hook's declared arguments, what each is, and
 /// where the return value is (a return half).
@@ -50,8 +103,11 @@ pub(super) fn selector(
     inputs: &Inputs<'_>,
     config: &mut HookConfig,
     ctx: &mut Ctx<'_>,
-) -> Result<Compiled, String> {
-    let at = |e: String| format!("selectors[{s}]: {e}");
+) -> Result<Compiled, HookError> {
+    let at = |source| HookError::Selector {
+        selector: s,
+        source,
+    };
     let mut out = Compiled {
         config: actions(sel),
         overrides: sel
@@ -83,9 +139,9 @@ pub(super) fn selector(
     }
     let nfilters = sel.args.len() + sel.return_args.len();
     if nfilters > MAX_ARG_FILTERS {
-        return Err(at(format!(
-            "at most {MAX_ARG_FILTERS} matchArgs and matchReturnArgs filters per selector"
-        )));
+        return Err(at(SelectorError::ArgFilters {
+            max: MAX_ARG_FILTERS,
+        }));
     }
     out.config.nfilters = nfilters as u8;
     let filters = sel
@@ -94,17 +150,19 @@ pub(super) fn selector(
         .map(|m| (m, false))
         .chain(sel.return_args.iter().map(|m| (m, true)));
     for (f, (m, on_return)) in filters.enumerate() {
-        let place = |e: String| format!("selectors[{s}].matchArgs[{f}]: {e}");
+        let place = |source| HookError::MatchArgs {
+            selector: s,
+            filter: f,
+            source,
+        };
         let arg = if on_return {
-            inputs
-                .ret
-                .ok_or_else(|| at("matchReturnArgs needs a return probe".into()))?
+            inputs.ret.ok_or(at(SelectorError::NoReturn))?
         } else {
             inputs
                 .args
                 .iter()
                 .position(|a| a.index == m.index)
-                .ok_or_else(|| place(format!("argument {} is not declared", m.index)))?
+                .ok_or(place(SelectorError::Undeclared { index: m.index }))?
         };
         let (filter, gate) = match_arg(m, arg, inputs.metas, config, ctx).map_err(place)?;
         out.config.filters[f] = filter;
@@ -156,11 +214,9 @@ fn set_op(op: SetOp) -> u8 {
     }
 }
 
-fn match_pids(m: &spec::MatchPids, ctx: &mut Ctx<'_>) -> Result<PidFilter, String> {
+fn match_pids(m: &spec::MatchPids, ctx: &mut Ctx<'_>) -> Result<PidFilter, SelectorError> {
     if m.values.len() > MAX_PIDS {
-        return Err(format!(
-            "at most one matchPIDs of {MAX_PIDS} values is supported"
-        ));
+        return Err(SelectorError::Pids { max: MAX_PIDS });
     }
     let mut pf = PidFilter {
         op: set_op(m.op),
@@ -185,7 +241,7 @@ fn match_pids(m: &spec::MatchPids, ctx: &mut Ctx<'_>) -> Result<PidFilter, Strin
 fn match_binaries(
     m: &spec::MatchBinaries,
     ctx: &mut Ctx<'_>,
-) -> Result<(BinaryFilter, u32), String> {
+) -> Result<(BinaryFilter, u32), SelectorError> {
     let (op, map, flag) = match m.op {
         BinaryOp::In => (BIN_IN, StrMap::Equal, HOOK_BINARY_EQUAL),
         BinaryOp::NotIn => (BIN_NOT_IN, StrMap::Equal, HOOK_BINARY_EQUAL),
@@ -220,17 +276,20 @@ fn match_binaries(
 fn match_namespaces(
     ms: &[spec::MatchNamespace],
     ctx: &Ctx<'_>,
-) -> Result<([NsFilter; MAX_NS_FILTERS], u32), String> {
+) -> Result<([NsFilter; MAX_NS_FILTERS], u32), SelectorError> {
     if ms.len() > MAX_NS_FILTERS {
-        return Err(format!("at most {MAX_NS_FILTERS} matchNamespaces filters"));
+        return Err(SelectorError::Namespaces {
+            max: MAX_NS_FILTERS,
+        });
     }
     let mut out = [NsFilter::default(); MAX_NS_FILTERS];
     let mut deps = 0;
     for (k, m) in ms.iter().enumerate() {
         if m.values.len() > MAX_NS_VALUES {
-            return Err(format!(
-                "matchNamespaces[{k}]: at most {MAX_NS_VALUES} values"
-            ));
+            return Err(SelectorError::NamespaceValues {
+                filter: k,
+                max: MAX_NS_VALUES,
+            });
         }
         use spec::Namespace as N;
         let ns = match m.ns {
@@ -272,11 +331,11 @@ fn match_namespaces(
 fn match_capabilities(
     ms: &[spec::MatchCapabilities],
     ctx: &Ctx<'_>,
-) -> Result<[CapFilter; MAX_CAP_FILTERS], String> {
+) -> Result<[CapFilter; MAX_CAP_FILTERS], SelectorError> {
     if ms.len() > MAX_CAP_FILTERS {
-        return Err(format!(
-            "at most {MAX_CAP_FILTERS} matchCapabilities filters"
-        ));
+        return Err(SelectorError::Capabilities {
+            max: MAX_CAP_FILTERS,
+        });
     }
     let mut out = [CapFilter::default(); MAX_CAP_FILTERS];
     for (k, m) in ms.iter().enumerate() {
@@ -306,16 +365,13 @@ fn match_arg(
     metas: &[ArgMeta],
     config: &mut HookConfig,
     ctx: &mut Ctx<'_>,
-) -> Result<(ArgFilter, Option<GateFilter>), String> {
+) -> Result<(ArgFilter, Option<GateFilter>), SelectorError> {
     let out = metas[arg].out;
     if matches!(out, ArgOut::Sock | ArgOut::Skb) {
         return Ok((sock_filter(m, arg, ctx)?, None));
     }
     if out == ArgOut::Cred {
-        return Err(format!(
-            "argument {} is a `cred`, which is reported, not filtered on yet (filter on the process's capabilities with matchCapabilities)",
-            m.index
-        ));
+        return Err(SelectorError::Cred { index: m.index });
     }
     let is_string = out.is_string();
     let op = match (m.op, is_string) {
@@ -328,18 +384,12 @@ fn match_arg(
         (ArgOp::NotPrefix, true) => OP_NOT_PREFIX,
         (ArgOp::Postfix, true) => OP_POSTFIX,
         (ArgOp::NotPostfix, true) => OP_NOT_POSTFIX,
-        (ArgOp::Sock { .. }, _) => {
-            return Err(format!(
-                "argument {} is not a socket: the socket operators do not apply",
-                m.index
-            ));
-        }
+        (ArgOp::Sock { .. }, _) => return Err(SelectorError::NotSocket { index: m.index }),
         (_, string) => {
-            return Err(format!(
-                "this operator does not apply to {} argument {}",
-                if string { "string" } else { "integer" },
-                m.index
-            ));
+            return Err(SelectorError::Operator {
+                kind: if string { "string" } else { "integer" },
+                index: m.index,
+            });
         }
     };
     let mut af = ArgFilter {
@@ -373,7 +423,7 @@ fn match_arg(
     for v in &m.values {
         let text = match v {
             spec::Value::Text { text, .. } => text.as_bytes(),
-            _ => return Err("a string filter takes strings".into()),
+            _ => return Err(SelectorError::NotStrings),
         };
         push_string(ctx, map, af.id, text);
         strings.push(text[..text.len().min(STRING_MAX - 1)].to_vec());
@@ -393,19 +443,19 @@ fn match_arg(
 }
 
 /// The integer values of a filter on an integer argument.
-fn ints(m: &spec::MatchArg) -> Result<Vec<u64>, String> {
+fn ints(m: &spec::MatchArg) -> Result<Vec<u64>, SelectorError> {
     if m.values.len() > MAX_INT_VALUES {
-        return Err(format!(
-            "at most {MAX_INT_VALUES} integer values per filter (got {})",
-            m.values.len()
-        ));
+        return Err(SelectorError::IntValues {
+            max: MAX_INT_VALUES,
+            got: m.values.len(),
+        });
     }
     m.values
         .iter()
         .map(|v| match v {
             spec::Value::Text { int: Some(n), .. } => Ok(*n as u64),
-            spec::Value::Text { text, .. } => Err(format!("`{text}` is not an integer")),
-            _ => Err("an integer filter takes integers".into()),
+            spec::Value::Text { text, .. } => Err(SelectorError::NotInteger { text: text.clone() }),
+            _ => Err(SelectorError::NotIntegers),
         })
         .collect()
 }
@@ -425,12 +475,13 @@ fn push_string(ctx: &mut Ctx<'_>, map: StrMap, id: u32, value: &[u8]) {
 }
 
 /// A socket operator on argument position `arg`.
-fn sock_filter(m: &spec::MatchArg, arg: usize, ctx: &mut Ctx<'_>) -> Result<ArgFilter, String> {
+fn sock_filter(
+    m: &spec::MatchArg,
+    arg: usize,
+    ctx: &mut Ctx<'_>,
+) -> Result<ArgFilter, SelectorError> {
     let ArgOp::Sock { op, negate } = m.op else {
-        return Err(format!(
-            "argument {} is a socket: its operators are those of sockets (DAddr, DPort, ...)",
-            m.index
-        ));
+        return Err(SelectorError::SocketOperators { index: m.index });
     };
     let op_code = match op {
         SockOp::SAddr => OP_SADDR,
@@ -454,7 +505,7 @@ fn sock_filter(m: &spec::MatchArg, arg: usize, ctx: &mut Ctx<'_>) -> Result<ArgF
             af.id = ctx.ids.filter();
             for v in &m.values {
                 let spec::Value::Cidr(c) = v else {
-                    return Err("an address filter takes address ranges".into());
+                    return Err(SelectorError::NotRanges);
                 };
                 ctx.strings.push(StrEntry {
                     map: StrMap::Cidr(c.bits),
@@ -466,15 +517,15 @@ fn sock_filter(m: &spec::MatchArg, arg: usize, ctx: &mut Ctx<'_>) -> Result<ArgF
         SockOp::SPortPriv | SockOp::DPortPriv => {}
         _ => {
             if m.values.len() > MAX_INT_VALUES {
-                return Err(format!(
-                    "at most {MAX_INT_VALUES} values per socket filter (got {})",
-                    m.values.len()
-                ));
+                return Err(SelectorError::SockValues {
+                    max: MAX_INT_VALUES,
+                    got: m.values.len(),
+                });
             }
             af.nvals = m.values.len() as u8;
             for (k, v) in m.values.iter().enumerate() {
                 let spec::Value::Number(n) = v else {
-                    return Err("a socket filter takes numbers".into());
+                    return Err(SelectorError::NotNumbers);
                 };
                 af.values[k] = u64::from(*n);
             }

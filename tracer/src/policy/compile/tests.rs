@@ -2605,7 +2605,9 @@ fn probe_program_picks_lsm_fentry_or_kprobe() {
         place::probe_program(None, Half::Whole, false),
         Ok(Probe::Kprobe)
     );
-    let e = place::probe_program(None, Half::Whole, true).unwrap_err();
+    let e = place::probe_program(None, Half::Whole, true)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("goes on a kprobe, not on a tracepoint"), "{e}");
     // fentry at the call, a kretprobe at the return.
     for (half, expected) in [
@@ -2659,7 +2661,9 @@ fn probe_program_picks_lsm_fentry_or_kprobe() {
             "which this kernel does not run",
         ),
     ] {
-        let e = place::probe_program(Some(&k), half, true).unwrap_err();
+        let e = place::probe_program(Some(&k), half, true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(expected), "{expected}: {e}");
     }
 }

@@ -33,7 +33,7 @@ use tracer_common::policy::{STRING_MAX, ScopeKey, StrKey, TRACK_BINARIES};
 use self::{
     maps::{Maps, TakeError, WriteError},
     points::{Member, PointKey, Points},
-    programs::{Attachment, Programs},
+    programs::{AttachError, Attachment, Programs},
     retire::{Item, Retire},
 };
 use super::{
@@ -87,6 +87,17 @@ impl std::fmt::Display for FailedHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.hook, self.reason)
     }
+}
+
+/// Why a hook did not attach (its [`FailedHook::reason`]).
+#[derive(Debug, thiserror::Error)]
+enum HookFailure {
+    #[error("its entry half did not attach")]
+    NoEntry,
+    #[error(transparent)]
+    Points(#[from] points::Full),
+    #[error(transparent)]
+    Attach(#[from] AttachError),
 }
 
 /// Counters of one policy, summed over CPUs.
@@ -162,7 +173,7 @@ impl PolicyStore {
         let mut programs = Programs::new(settings.tracefs.clone(), kernel.fentry || kernel.lsm);
         programs
             .load_tracepoint(ebpf)
-            .map_err(StoreError::Program)?;
+            .map_err(|e| StoreError::Program(e.to_string()))?;
         // From now on the kernel keeps every process's binary, for `matchBinaries`.
         maps.set_config(TRACK_BINARIES)
             .map_err(|e| StoreError::Program(e.to_string()))?;
@@ -327,7 +338,7 @@ impl PolicyStore {
                     .and_then(|e| loaded.hooks.get(e))
                     .and_then(|(_, p)| *p);
                 let point = if hook.pair.is_some() && pair.is_none() {
-                    Err("its entry half did not attach".to_owned())
+                    Err(HookFailure::NoEntry)
                 } else {
                     self.link(ebpf, hook, hook_id, pair.unwrap_or(0))
                 };
@@ -340,7 +351,7 @@ impl PolicyStore {
                         loaded.hooks.push((hook_id, None));
                         loaded.failed.push(FailedHook {
                             hook: hook.label(),
-                            reason,
+                            reason: reason.to_string(),
                         });
                     }
                 }
@@ -376,7 +387,7 @@ impl PolicyStore {
         hook: &Hook,
         hook_id: u32,
         pair: u32,
-    ) -> Result<u32, String> {
+    ) -> Result<u32, HookFailure> {
         let key = PointKey {
             point: hook.point.clone(),
             pair,
@@ -384,7 +395,7 @@ impl PolicyStore {
         let point = match self.points.find(&key) {
             Some(p) => p,
             None => {
-                let p = self.points.create(key.clone()).map_err(|e| e.to_string())?;
+                let p = self.points.create(key.clone())?;
                 match self
                     .programs
                     .attach(ebpf, &mut self.maps, &key.point.attach, p)
@@ -394,7 +405,7 @@ impl PolicyStore {
                     }
                     Err(reason) => {
                         self.points.drop_point(p, &mut self.retire);
-                        return Err(reason);
+                        return Err(reason.into());
                     }
                 }
                 p

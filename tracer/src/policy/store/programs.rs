@@ -10,6 +10,7 @@ use std::{os::fd::AsFd as _, path::PathBuf};
 
 use aya::{
     Btf, Ebpf,
+    maps::MapError,
     programs::{
         FEntry, KProbe, Lsm, ProgramError, RawTracePoint, TracePoint, fentry::FEntryLinkId,
         lsm::LsmLinkId, raw_trace_point::RawTracePointLinkId,
@@ -22,6 +23,54 @@ use crate::{
     loader::refusal,
     policy::place::{Attach, Probe},
 };
+
+/// Why a hook point's program could not be loaded or attached.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("no program `{0}` in the object")]
+    Missing(String),
+    #[error("{program}: {source}")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    /// The kernel refused to load it ([`refusal`] words why).
+    #[error("{0}")]
+    Refused(String),
+    #[error("attaching to tracepoint {subsystem}/{event}: {source}")]
+    Tracepoint {
+        subsystem: String,
+        event: String,
+        #[source]
+        source: links::LinkError,
+    },
+    #[error(transparent)]
+    Kprobe(#[from] links::LinkError),
+    #[error("attaching to raw tracepoint {tracepoint}: {source}")]
+    RawTracepoint {
+        tracepoint: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("{map}: {source}")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: MapError,
+    },
+    #[error("the kernel's BTF could not be read")]
+    NoBtf,
+    /// `kind`: `fentry` or `BPF LSM`.
+    #[error("all {count} {kind} programs are in use (one per hooked function)")]
+    PoolFull { count: usize, kind: &'static str },
+    #[error(transparent)]
+    Attach(#[from] ProgramError),
+}
+
+fn map_write(map: &'static str) -> impl FnOnce(MapError) -> AttachError {
+    move |source| AttachError::Map { map, source }
+}
 
 /// fentry and BPF LSM programs in the object (`tracer-ebpf/src/hooks/fentry.rs`).
 pub const BTF_PROGRAMS: usize = 32;
@@ -83,7 +132,7 @@ impl Programs {
     }
 
     /// Loads the tracepoint program (so that a kernel that refuses it says so at start).
-    pub fn load_tracepoint(&mut self, ebpf: &mut Ebpf) -> Result<(), String> {
+    pub fn load_tracepoint(&mut self, ebpf: &mut Ebpf) -> Result<(), AttachError> {
         self.program::<TracePoint>(ebpf, "policy_tp", TracePoint::load)
             .map(drop)
     }
@@ -92,19 +141,22 @@ impl Programs {
     fn program<'e, P>(
         &mut self,
         ebpf: &'e mut Ebpf,
-        name: &str,
+        name: &'static str,
         load: fn(&mut P) -> Result<(), ProgramError>,
-    ) -> Result<&'e mut P, String>
+    ) -> Result<&'e mut P, AttachError>
     where
         &'e mut P: TryFrom<&'e mut aya::programs::Program, Error = ProgramError>,
     {
         let program: &mut P = ebpf
             .program_mut(name)
-            .ok_or_else(|| format!("no program `{name}` in the object"))?
+            .ok_or_else(|| AttachError::Missing(name.to_owned()))?
             .try_into()
-            .map_err(|e: ProgramError| format!("{name}: {e}"))?;
+            .map_err(|source| AttachError::Program {
+                program: name,
+                source,
+            })?;
         if !self.loaded.iter().any(|l| l == name) {
-            load(program).map_err(|e| refusal(name, &e))?;
+            load(program).map_err(|e| AttachError::Refused(refusal(name, &e)))?;
             self.loaded.push(name.to_owned());
         }
         Ok(program)
@@ -117,15 +169,22 @@ impl Programs {
         maps: &mut Maps,
         attach: &Attach,
         id: u32,
-    ) -> Result<Attachment, String> {
+    ) -> Result<Attachment, AttachError> {
         let cookie = u64::from(id);
         match attach {
             Attach::Tracepoint { subsystem, event } => {
-                let p = self.program::<TracePoint>(ebpf, "policy_tp", TracePoint::load)?;
-                let fd = p.fd().map_err(|e| format!("policy_tp: {e}"))?;
+                let program = "policy_tp";
+                let p = self.program::<TracePoint>(ebpf, program, TracePoint::load)?;
+                let fd = p
+                    .fd()
+                    .map_err(|source| AttachError::Program { program, source })?;
                 links::tracepoint(fd.as_fd(), &self.tracefs, subsystem, event, cookie)
                     .map(Attachment::Perf)
-                    .map_err(|e| format!("attaching to tracepoint {subsystem}/{event}: {e}"))
+                    .map_err(|source| AttachError::Tracepoint {
+                        subsystem: subsystem.clone(),
+                        event: event.clone(),
+                        source,
+                    })
             }
             Attach::RawSyscall { dir, nr } => self.attach_raw(ebpf, maps, *dir, *nr, id),
             Attach::Function {
@@ -154,13 +213,13 @@ impl Programs {
         function: &str,
         ret: bool,
         cookie: u64,
-    ) -> Result<Attachment, String> {
-        let name = if ret { "policy_krp" } else { "policy_kp" };
-        let p = self.program::<KProbe>(ebpf, name, KProbe::load)?;
-        let fd = p.fd().map_err(|e| format!("{name}: {e}"))?;
-        links::kprobe(fd.as_fd(), function, ret, cookie)
-            .map(Attachment::Perf)
-            .map_err(|e| e.to_string())
+    ) -> Result<Attachment, AttachError> {
+        let program = if ret { "policy_krp" } else { "policy_kp" };
+        let p = self.program::<KProbe>(ebpf, program, KProbe::load)?;
+        let fd = p
+            .fd()
+            .map_err(|source| AttachError::Program { program, source })?;
+        Ok(links::kprobe(fd.as_fd(), function, ret, cookie).map(Attachment::Perf)?)
     }
 
     /// A syscall hook point: its entry in the dispatch maps, and the raw tracepoint of
@@ -172,14 +231,14 @@ impl Programs {
         dir: u32,
         nr: Option<u32>,
         id: u32,
-    ) -> Result<Attachment, String> {
+    ) -> Result<Attachment, AttachError> {
         let d = dir as usize & 1;
         if self.raw_links[d].is_none() {
             let (program, tracepoint) = RAW[d];
             let p = self.program::<RawTracePoint>(ebpf, program, RawTracePoint::load)?;
             let link = p
                 .attach(tracepoint)
-                .map_err(|e| format!("attaching to raw tracepoint {tracepoint}: {e}"))?;
+                .map_err(|source| AttachError::RawTracepoint { tracepoint, source })?;
             tracing::info!("raw tracepoint {tracepoint} attached for syscall hooks");
             self.raw_links[d] = Some(link);
         }
@@ -197,11 +256,8 @@ impl Programs {
         function: &str,
         lsm: bool,
         id: u32,
-    ) -> Result<Attachment, String> {
-        let btf = self
-            .btf
-            .as_ref()
-            .ok_or("the kernel's BTF could not be read")?;
+    ) -> Result<Attachment, AttachError> {
+        let btf = self.btf.as_ref().ok_or(AttachError::NoBtf)?;
         let (pool, prefix, target) = if lsm {
             (
                 &mut self.lsm,
@@ -215,21 +271,20 @@ impl Programs {
             .iter()
             .position(|(f, used)| !used && f.as_deref() == Some(target))
             .or_else(|| pool.iter().position(|(_, used)| !used))
-            .ok_or_else(|| {
-                format!(
-                    "all {BTF_PROGRAMS} {} programs are in use (one per hooked function)",
-                    if lsm { "BPF LSM" } else { "fentry" }
-                )
+            .ok_or(AttachError::PoolFull {
+                count: BTF_PROGRAMS,
+                kind: if lsm { "BPF LSM" } else { "fentry" },
             })?;
         let name = format!("{prefix}_{index}");
         let program = ebpf
             .program_mut(&name)
-            .ok_or_else(|| format!("no program `{name}` in the object"))?;
-        let refused = |e: ProgramError| refusal(&format!("{name} for {target}"), &e);
+            .ok_or_else(|| AttachError::Missing(name.clone()))?;
+        let refused =
+            |e: ProgramError| AttachError::Refused(refusal(&format!("{name} for {target}"), &e));
         let slot_index = if lsm { BTF_PROGRAMS + index } else { index };
         maps.btf_points
             .set(slot_index as u32, id, 0)
-            .map_err(|e| format!("BTF_POINTS: {e}"))?;
+            .map_err(map_write("BTF_POINTS"))?;
         let attachment = if lsm {
             let p: &mut Lsm = program.try_into().map_err(refused)?;
             if pool[index].0.as_deref() != Some(target) {
@@ -240,7 +295,7 @@ impl Programs {
                 p.load(target, btf).map_err(refused)?;
                 pool[index].0 = Some(target.to_owned());
             }
-            let link = p.attach().map_err(|e| e.to_string())?;
+            let link = p.attach()?;
             Attachment::Lsm { index, link }
         } else {
             let p: &mut FEntry = program.try_into().map_err(refused)?;
@@ -252,7 +307,7 @@ impl Programs {
                 p.load(target, btf).map_err(refused)?;
                 pool[index].0 = Some(target.to_owned());
             }
-            let link = p.attach().map_err(|e| e.to_string())?;
+            let link = p.attach()?;
             Attachment::Fentry { index, link }
         };
         pool[index].1 = true;
@@ -312,16 +367,16 @@ impl Programs {
 const RAW: [(&str, &str); 2] = [("syscall_enter", "sys_enter"), ("syscall_exit", "sys_exit")];
 
 /// Points syscall `nr` (or every syscall) of direction `dir` at hook point `id` (0: none).
-fn set_raw(maps: &mut Maps, dir: u32, nr: Option<u32>, id: u32) -> Result<(), String> {
+fn set_raw(maps: &mut Maps, dir: u32, nr: Option<u32>, id: u32) -> Result<(), AttachError> {
     let dir = if dir == SYSCALL_ENTER { 0 } else { 1 };
     match nr {
         Some(nr) => maps
             .syscall_points
             .set(dir * SYSCALL_IDS + nr, id, 0)
-            .map_err(|e| format!("SYSCALL_POINTS: {e}")),
+            .map_err(map_write("SYSCALL_POINTS")),
         None => maps
             .syscall_any
             .set(dir, id, 0)
-            .map_err(|e| format!("SYSCALL_ANY: {e}")),
+            .map_err(map_write("SYSCALL_ANY")),
     }
 }

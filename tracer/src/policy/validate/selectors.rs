@@ -313,7 +313,7 @@ fn sock_filter(
         };
         match read {
             Ok(value) => values.push(value),
-            Err(e) => c.at(v.span(), format!("{p}.values[{j}]"), e, None),
+            Err(e) => c.at(v.span(), format!("{p}.values[{j}]"), e.to_string(), None),
         }
     }
     Some(spec::MatchArg {
