@@ -1383,8 +1383,56 @@ spec:
 "#
     );
     let pol = write(work.path(), "ret.yaml", &policy);
+    // Two policies on the same function's entry, one loaded before the return probe and
+    // one after: all three share its hook point (the kernel runs a program once per
+    // tracepoint), and each still gets its own events.
+    let plain = |name: &str, op: &str, value: &str| {
+        format!(
+            r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: "{name}"
+spec:
+  kprobes:
+  - call: "sys_openat"
+    syscall: true
+    args:
+    - index: 1
+      type: "string"
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: "{op}"
+        values:
+        - "{value}"
+"#
+        )
+    };
+    // (Written outside /tmp: the gate reads a path's first 8 bytes, so that the agent's
+    // own open of a file under /tmp/tracer-… could pass it.)
+    let files = tempfile::Builder::new()
+        .prefix("tracer-policy-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("temp dir");
+    let before = write(
+        files.path(),
+        "before.yaml",
+        &plain("opens-there", "Prefix", &format!("{dir}/there")),
+    );
+    let after = write(
+        files.path(),
+        "after.yaml",
+        &plain("opens-missing-2", "Equal", &format!("{dir}/missing-2")),
+    );
     fs::write(work.path().join("there"), "x").expect("write");
-    let agent = Agent::start(&["--tracing-policy", pol.to_str().expect("utf-8 path")]);
+    let agent = Agent::start(&[
+        "--tracing-policy",
+        before.to_str().expect("utf-8 path"),
+        "--tracing-policy",
+        pol.to_str().expect("utf-8 path"),
+        "--tracing-policy",
+        after.to_str().expect("utf-8 path"),
+    ]);
     let has_kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
     agent.wait_for_log(if has_kprobes {
         "policy failed-opens: the return of kprobe __x64_sys_openat runs on a kretprobe"
@@ -1427,6 +1475,14 @@ spec:
         );
         assert_eq!(e["args"][1]["int_arg"], libc::O_RDONLY | libc::O_CLOEXEC);
         assert_eq!(e["process"]["pid"], std::process::id());
+    }
+    for (name, file) in [("opens-there", "there"), ("opens-missing-2", "missing-2")] {
+        let got: Vec<&str> = of_kind(&events, "process_kprobe")
+            .into_iter()
+            .filter(|e| e["policy_name"] == name)
+            .map(|e| e["args"][0]["string_arg"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(got, [format!("{dir}/{file}")], "{name}");
     }
     let (_, _, stderr) = agent.stop();
     let (seen, matched, posted) = counters(&stderr, "failed-opens");

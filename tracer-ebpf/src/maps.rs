@@ -222,6 +222,9 @@ pub static KPROBE_NATURAL: PerCpuArray<NaturalScratch> = PerCpuArray::with_max_e
 pub struct IovecScratch {
     pub at: u64,
     pub total: u64,
+    /// The `struct iovec` being read (here, not on the stack: the capture is deep in the
+    /// call chain, whose stack Linux 6.1 limits to 512 bytes in all).
+    pub entry: [u64; 2],
     pub buf: [u8; 2 * tracer_common::policy::STRING_MAX],
 }
 #[map]

@@ -74,7 +74,7 @@ impl Site for Return<'_> {
                 return None;
             }
             // The returned socket, at `SOCK_RETURN_AT` plus the hook point's layout.
-            sock::fill(rec, &sock::shifted(&hp.sock, SOCK_RETURN_AT), ret);
+            sock::fill(rec, &hp.sock, SOCK_RETURN_AT, ret);
         }
         put(rec, 16, &ret.to_ne_bytes());
         Some(rec.bytes.as_ptr() as u64)
@@ -112,7 +112,7 @@ impl<C: Args> Site for Entry<'_, C> {
             fill_generic(rec, ctx, hp);
         } else {
             rec.bytes = [0; SockRecord::LEN];
-            sock::fill(rec, &hp.sock, arg0);
+            sock::fill(rec, &hp.sock, 0, arg0);
         }
         Some(rec.bytes.as_ptr() as u64)
     }
@@ -179,9 +179,9 @@ fn fill_generic<C: Args>(rec: &mut SockRecord, ctx: &C, hp: &HookPoint) {
         KPROBE_ARG_FILE => write_path(rec, ptr + off!(file_path)),
         KPROBE_ARG_PATH => write_path(rec, ptr),
         KPROBE_ARG_BPRM => write_path(rec, read::<8>(ptr + off!(bprm_file)) + off!(file_path)),
-        KPROBE_ARG_SOCK => sock::fill(rec, &sock::shifted(&hp.sock, KPROBE_PATH_AT), ptr),
+        KPROBE_ARG_SOCK => sock::fill(rec, &hp.sock, KPROBE_PATH_AT, ptr),
         KPROBE_ARG_CRED => write_cred(rec, ptr),
-        KPROBE_ARG_SKB => sock::fill_skb(rec, &sock::shifted(&hp.sock, KPROBE_PATH_AT), ptr),
+        KPROBE_ARG_SKB => sock::fill_skb(rec, &hp.sock, KPROBE_PATH_AT, ptr),
         _ => {}
     }
 }

@@ -25,53 +25,50 @@ const AF_INET6: u16 = 10;
 const S_IFMT: u16 = 0o170_000;
 const S_IFSOCK: u16 = 0o140_000;
 
-/// `l` moved into the record's region at `at` (`SOCK_RETURN_AT`, `SOCK_ARG_AT`): the
-/// tracepoint's offsets are below 128.
+/// Where field `f` of a tracepoint's layout goes when the record's region for it starts
+/// at `shift` (`SOCK_RETURN_AT`, `SOCK_ARG_AT`, `KPROBE_PATH_AT`; the tracepoint's offsets
+/// are below 128), or `f` itself for 0. (Shifted field by field, not as a shifted copy
+/// of the layout: the copy would sit on the stack of a call chain that Linux 6.1 limits
+/// to 512 bytes in all.)
 #[inline(always)]
-pub(crate) fn shifted(l: &SockLayout, at: u16) -> SockLayout {
-    let mut l = *l;
-    for field in [
-        &mut l.skaddr,
-        &mut l.oldstate,
-        &mut l.newstate,
-        &mut l.sport,
-        &mut l.dport,
-        &mut l.family,
-        &mut l.protocol,
-        &mut l.saddr_v6,
-        &mut l.daddr_v6,
-    ] {
-        *field = (*field & 0x7f) + at;
-    }
-    l
+fn at(f: u16, shift: u16) -> u16 {
+    if shift == 0 { f } else { (f & 0x7f) + shift }
 }
 
-/// Writes the fields of socket `sk` into `rec` where `l` says the tracepoint's record has
-/// them, and nothing else. Offsets are masked into the record, which has room past the
+/// Writes the fields of socket `sk` into `rec` where `l` (shifted to `shift`, see [`at`])
+/// says the tracepoint's record has them, and nothing else. Offsets are masked into the record, which has room past the
 /// mask for the widest field.
 #[inline(never)]
-pub(crate) fn fill(rec: &mut SockRecord, l: &SockLayout, sk: u64) {
+pub(crate) fn fill(rec: &mut SockRecord, l: &SockLayout, shift: u16, sk: u64) {
     let family = read::<2>(sk + off!(sock_family)) as u16;
     let state = read::<1>(sk + off!(sock_state)) as u32;
     let dport_be = read::<2>(sk + off!(sock_dport)) as u16;
-    put(rec, l.skaddr, &sk.to_ne_bytes());
-    put(rec, l.oldstate, &state.to_ne_bytes());
-    put(rec, l.newstate, &state.to_ne_bytes());
-    put(rec, l.family, &family.to_ne_bytes());
+    put(rec, at(l.skaddr, shift), &sk.to_ne_bytes());
+    put(rec, at(l.oldstate, shift), &state.to_ne_bytes());
+    put(rec, at(l.newstate, shift), &state.to_ne_bytes());
+    put(rec, at(l.family, shift), &family.to_ne_bytes());
     put(
         rec,
-        l.protocol,
+        at(l.protocol, shift),
         &(read::<2>(sk + off!(sock_protocol)) as u16).to_ne_bytes(),
     );
     put(
         rec,
-        l.sport,
+        at(l.sport, shift),
         &(read::<2>(sk + off!(sock_num)) as u16).to_ne_bytes(),
     );
-    put(rec, l.dport, &u16::from_be(dport_be).to_ne_bytes());
+    put(
+        rec,
+        at(l.dport, shift),
+        &u16::from_be(dport_be).to_ne_bytes(),
+    );
     for (field, v4, v6) in [
-        (l.saddr_v6, off!(sock_rcv_saddr), off!(sock_v6_rcv_saddr)),
-        (l.daddr_v6, off!(sock_daddr), off!(sock_v6_daddr)),
+        (
+            at(l.saddr_v6, shift),
+            off!(sock_rcv_saddr),
+            off!(sock_v6_rcv_saddr),
+        ),
+        (at(l.daddr_v6, shift), off!(sock_daddr), off!(sock_v6_daddr)),
     ] {
         put_addr(rec, field, family == AF_INET, sk + v4, sk + v6);
     }
@@ -106,7 +103,7 @@ fn put_addr(rec: &mut SockRecord, field: u16, is_v4: bool, v4: u64, v6: u64) {
 /// fields go: family, protocol, addresses, and the TCP or UDP ports; the packet's
 /// pointer as `skaddr` and its length as `oldstate`.
 #[inline(never)]
-pub(crate) fn fill_skb(rec: &mut SockRecord, l: &SockLayout, skb: u64) {
+pub(crate) fn fill_skb(rec: &mut SockRecord, l: &SockLayout, shift: u16, skb: u64) {
     let head = read::<8>(skb + off!(skb_head));
     let ip = head + read::<2>(skb + off!(skb_network_header));
     let first = read::<1>(ip) as u8;
@@ -119,28 +116,31 @@ pub(crate) fn fill_skb(rec: &mut SockRecord, l: &SockLayout, skb: u64) {
         6 => (AF_INET6, read::<1>(ip + 6) as u16, ip + 40),
         _ => return,
     };
-    put(rec, l.skaddr, &skb.to_ne_bytes());
+    put(rec, at(l.skaddr, shift), &skb.to_ne_bytes());
     put(
         rec,
-        l.oldstate,
+        at(l.oldstate, shift),
         &(read::<4>(skb + off!(skb_len)) as u32).to_ne_bytes(),
     );
-    put(rec, l.family, &family.to_ne_bytes());
-    put(rec, l.protocol, &protocol.to_ne_bytes());
+    put(rec, at(l.family, shift), &family.to_ne_bytes());
+    put(rec, at(l.protocol, shift), &protocol.to_ne_bytes());
     // `IPPROTO_TCP`, `IPPROTO_UDP`: source and destination ports lead their headers.
     if protocol == 6 || protocol == 17 {
         put(
             rec,
-            l.sport,
+            at(l.sport, shift),
             &u16::from_be(read::<2>(l4) as u16).to_ne_bytes(),
         );
         put(
             rec,
-            l.dport,
+            at(l.dport, shift),
             &u16::from_be(read::<2>(l4 + 2) as u16).to_ne_bytes(),
         );
     }
-    for (field, v4, v6) in [(l.saddr_v6, 12, 8), (l.daddr_v6, 16, 24)] {
+    for (field, v4, v6) in [
+        (at(l.saddr_v6, shift), 12, 8),
+        (at(l.daddr_v6, shift), 16, 24),
+    ] {
         put_addr(rec, field, family == AF_INET, ip + v4, ip + v6);
     }
 }
@@ -168,14 +168,14 @@ pub(crate) fn at_return(cfg: &HookConfig) -> bool {
         if !inet_of_types(sk, cfg.kprobe.sock_types) {
             return false;
         }
-        fill(rec, &shifted(&cfg.sock, SOCK_ARG_AT), sk);
+        fill(rec, &cfg.sock, SOCK_ARG_AT, sk);
     }
     if cfg.flags & HOOK_RET_FD_SOCK != 0 {
         let sk = of_fd(word(rec, usize::from(RETURN_AT)));
         if !inet_of_types(sk, cfg.kprobe.sock_types) {
             return false;
         }
-        fill(rec, &shifted(&cfg.sock, SOCK_RETURN_AT), sk);
+        fill(rec, &cfg.sock, SOCK_RETURN_AT, sk);
     }
     true
 }

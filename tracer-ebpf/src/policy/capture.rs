@@ -29,7 +29,17 @@ pub(super) fn capture_sock(base: u64, l: &SockLayout, v: &mut ArgValue) {
     v.int = kread::read::<8>(base + u64::from(l.skaddr));
     let old = kread::read::<4>(base + u64::from(l.oldstate)) as u16;
     let new = kread::read::<4>(base + u64::from(l.newstate)) as u16;
-    let mut s = SockValue {
+    // Built in place (not on the stack, then copied: a capture is deep in the call chain,
+    // whose stack Linux 6.1 limits to 512 bytes in all).
+    const _: () = assert!(
+        core::mem::size_of::<SockValue>() <= STRING_MAX
+            && core::mem::offset_of!(ArgValue, str) % core::mem::align_of::<SockValue>() == 0
+    );
+    // SAFETY: `str` is at an offset of `ArgValue` (8-aligned) that `SockValue`'s
+    // alignment divides, and holds at least its size (both checked above); every bit
+    // pattern is a valid `SockValue`.
+    let s = unsafe { &mut *v.str.as_mut_ptr().cast::<SockValue>() };
+    *s = SockValue {
         family: kread::read::<2>(base + u64::from(l.family)) as u16,
         protocol: kread::read::<2>(base + u64::from(l.protocol)) as u16,
         sport: kread::read::<2>(base + u64::from(l.sport)) as u16,
@@ -51,8 +61,6 @@ pub(super) fn capture_sock(base: u64, l: &SockLayout, v: &mut ArgValue) {
             (base + u64::from(l.daddr_v6)) as *const c_void,
         );
     }
-    // SAFETY: `str` has STRING_MAX >= size_of::<SockValue>() bytes; unaligned write.
-    unsafe { v.str.as_mut_ptr().cast::<SockValue>().write_unaligned(s) };
     for (slot, addr) in [(0, &s.saddr), (1, &s.daddr)] {
         if let Some(key) = SOCK_KEYS.get_ptr_mut(slot) {
             // SAFETY: this CPU's key slot.
@@ -236,21 +244,23 @@ fn capture_iovec(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
 #[inline(always)]
 fn iovec_part(scratch: *mut IovecScratch, entry: u64) {
     // `struct iovec { void *iov_base; size_t iov_len; }`.
-    let mut e = [0u64; 2];
-    // SAFETY: 16 bytes into `e`; the helper fails rather than faults.
-    unsafe { bpf_probe_read_user(e.as_mut_ptr().cast::<c_void>(), 16, entry as *const c_void) };
-    // SAFETY: see `capture_iovec`.
-    let (at, total) = unsafe {
+    // SAFETY: see `capture_iovec`; 16 bytes into `entry`, zeroed first (the helper
+    // fails rather than faults, and zeroes its destination when it fails).
+    let (base, len, at, total) = unsafe {
+        let e = &raw mut (*scratch).entry;
+        bpf_probe_read_user(e.cast::<c_void>(), 16, entry as *const c_void);
         (
+            (&raw const (*e)[0]).read_volatile(),
+            (&raw const (*e)[1]).read_volatile(),
             (&raw const (*scratch).at).read_volatile(),
             (&raw const (*scratch).total).read_volatile(),
         )
     };
     // SAFETY: as above.
-    unsafe { (&raw mut (*scratch).total).write_volatile(total.saturating_add(e[1])) };
+    unsafe { (&raw mut (*scratch).total).write_volatile(total.saturating_add(len)) };
     let keep = (STRING_MAX - 1) as u64;
     let room = keep - at.min(keep);
-    let n = e[1].min(room);
+    let n = len.min(room);
     if n == 0 {
         return;
     }
@@ -268,7 +278,7 @@ fn iovec_part(scratch: *mut IovecScratch, entry: u64) {
                 .add((at & 0xff) as usize)
                 .cast::<c_void>(),
             n as u32,
-            e[0] as *const c_void,
+            base as *const c_void,
         )
     };
     if rc == 0 {

@@ -22,7 +22,7 @@ use tracer_common::{
 };
 
 use super::{
-    Snapshot,
+    PAST_LAST, Snapshot,
     capture::{capture, capture_sock},
     select::{in_scope, select},
     strings::binary_keys,
@@ -231,11 +231,10 @@ pub extern "C" fn tracer_evaluate(cfg: *const HookConfig) -> i32 {
     };
     // SAFETY: this CPU's scratch record; nothing else uses it while we run.
     let ev = unsafe { &mut *ev };
-    for i in 0..MAX_HOOK_ARGS {
-        if i as u32 >= cfg.nargs {
+    for i in 0..MAX_HOOK_ARGS as u32 {
+        if tracer_capture(cfg, ev, i) == PAST_LAST {
             break;
         }
-        tracer_capture(cfg, ev, i as u32);
     }
 
     // SAFETY: helper without arguments.
@@ -278,8 +277,8 @@ pub extern "C" fn tracer_evaluate(cfg: *const HookConfig) -> i32 {
 }
 
 /// Captures argument `i` of hook `cfg` from the record (at `RECORD`) into event `ev`.
-/// A global function (exported, so its BTF says so): the verifier checks it once, not
-/// once per argument.
+/// `PAST_LAST` when the hook has no argument `i`. A global function (exported, so its BTF
+/// says so): the verifier checks it once, not once per argument.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn tracer_capture(cfg: *const HookConfig, ev: *mut TracepointEvent, i: u32) -> i32 {
@@ -290,9 +289,12 @@ pub extern "C" fn tracer_capture(cfg: *const HookConfig, ev: *mut TracepointEven
     let Some(base) = RECORD.get(0).copied() else {
         return 0;
     };
+    if i >= cfg.nargs {
+        return PAST_LAST;
+    }
     let i = i as usize;
     if i >= MAX_HOOK_ARGS {
-        return 0;
+        return PAST_LAST;
     }
     let a = &cfg.args[i];
     if a.kind == ARG_SOCK {

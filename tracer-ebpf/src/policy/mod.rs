@@ -29,6 +29,18 @@ pub(crate) use verdict::Scan;
 
 use crate::maps::HOOK_POINTS;
 
+// The answers of the engine's global functions (`select`, `eval`) that loop callers
+// read. A loop over selectors, filters or arguments ends on its constant bound or on the
+// callee's `PAST_LAST`, never on a counter compared with a number read from a map: kernels
+// before 6.8 cannot bound such a counter.
+
+/// Does not hold.
+const NO: i32 = 0;
+/// Holds.
+const YES: i32 = 1;
+/// There is no selector, filter or argument at this index.
+const PAST_LAST: i32 = 2;
+
 /// Where a hook point's record comes from. It is built only once the process verdict
 /// has left some hook that can match.
 pub(crate) trait Site {
@@ -61,14 +73,14 @@ pub(crate) fn run<S: Site>(site: &S, id: u32) -> i32 {
         epoch: hp.epoch,
         gate: hp.gate,
     };
-    if at.first == 0 {
-        // No hook (yet, or any more).
-        return 0;
-    }
     if at.flags & HP_SAVE_ENTRY != 0 {
+        // A return probe's entry half is here: keep the call's record for its return.
         if let Some(base) = site.record(hp) {
             returns::save_entry(base, id);
         }
+    }
+    if at.first == 0 {
+        // No hook on the list (yet, or any more).
         return 0;
     }
     let every;

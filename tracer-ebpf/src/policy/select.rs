@@ -7,14 +7,14 @@ use aya_ebpf::helpers::generated::{bpf_get_current_cgroup_id, bpf_get_current_ta
 use tracer_common::policy::{
     ACTION_POST, ARG_INT, ARG_SOCK, ARG_UINT, ArgFilter, ArgValue, BIN_IN, BIN_NOT_IN,
     BIN_NOT_POSTFIX, BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinaryFilter, HOOK_CGROUP_SCOPE,
-    HookConfig, MAX_ARG_FILTERS, MAX_CAP_FILTERS, MAX_HOOK_ARGS, MAX_INT_VALUES, MAX_NS_FILTERS,
-    MAX_NS_VALUES, MAX_PIDS, MAX_SELECTORS, NS_USER, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL,
-    OP_FAMILY, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX,
-    OP_PREFIX, OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN,
-    PidFilter, ScopeKey, SelectorConfig, SockValue, TracepointEvent,
+    HookConfig, MAX_ARG_FILTERS, MAX_CAP_FILTERS, MAX_INT_VALUES, MAX_NS_FILTERS, MAX_NS_VALUES,
+    MAX_PIDS, MAX_SELECTORS, NS_USER, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL, OP_FAMILY,
+    OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX,
+    OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN, PidFilter,
+    ScopeKey, SelectorConfig, SockValue, TracepointEvent,
 };
 
-use super::strings::str_lookup;
+use super::{NO, PAST_LAST, YES, strings::str_lookup};
 use crate::{
     kread,
     maps::{BINARY_SLOT, FOLLOW, POLICY_SCOPE, SOCK_KEYS, STR_PREFIX},
@@ -32,13 +32,14 @@ pub(super) fn select(
         // No selectors: every hit is posted, as in Tetragon.
         return Some((0, ACTION_POST, 0));
     }
-    for s in 0..MAX_SELECTORS {
-        if s as u32 >= cfg.nsel {
-            break;
-        }
-        let sel = &cfg.selectors[s];
-        if selector_matches(sel, ev, pid, binary_known) {
-            return Some((s as u32, sel.actions, sel.signal));
+    for s in 0..MAX_SELECTORS as u32 {
+        match tracer_selector_matches(cfg, s, ev, pid, u32::from(binary_known)) {
+            PAST_LAST => break,
+            NO => {}
+            _ => {
+                let sel = selector_at(cfg, s);
+                return Some((s, sel.actions, sel.signal));
+            }
         }
     }
     None
@@ -47,66 +48,66 @@ pub(super) fn select(
 // The matchers below are global functions (exported, so their BTF says so): the
 // verifier checks each once, on its own, rather than again for every selector, filter
 // and call site, which keeps the programs within its budget. They take numbers and
-// pointers to memory of a known size, which may be null to the verifier (not in fact).
+// pointers to whole records (a hook, this CPU's event), which may be null to the verifier
+// (not in fact), and find the selector or filter by its index, masked: a pointer into the
+// middle of a record, moving with a loop, is refused by kernels before 6.8 when they
+// cannot bound the loop's counter exactly.
 
-/// Whether every filter of `sel` holds: the process's first, then the arguments.
+/// The selector at index `s` of `cfg` (masked into the array).
 #[inline(always)]
-fn selector_matches(
-    sel: &SelectorConfig,
-    ev: &TracepointEvent,
-    pid: u32,
-    binary_known: bool,
-) -> bool {
-    tracer_selector_matches(sel, ev, pid, u32::from(binary_known)) != 0
+fn selector_at(cfg: &HookConfig, s: u32) -> &SelectorConfig {
+    &cfg.selectors[s as usize & (MAX_SELECTORS - 1)]
 }
 
+/// Whether every filter of selector `s` of `cfg` holds (`YES`, `NO`, `PAST_LAST`): the
+/// process's first, then the arguments.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn tracer_selector_matches(
-    sel: *const SelectorConfig,
+    cfg: *const HookConfig,
+    s: u32,
     ev: *const TracepointEvent,
     pid: u32,
     binary_known: u32,
 ) -> i32 {
-    // SAFETY: pointers into map values (a hook's selector, this CPU's event).
-    let (Some(sel), Some(ev)) = (unsafe { sel.as_ref() }, unsafe { ev.as_ref() }) else {
-        return 0;
+    // SAFETY: pointers to map values (a hook, this CPU's event).
+    let (Some(cfg), Some(ev)) = (unsafe { cfg.as_ref() }, unsafe { ev.as_ref() }) else {
+        return NO;
     };
-    if !process_matches(sel, pid, binary_known != 0) {
-        return 0;
+    match tracer_process_matches(cfg, s, pid, binary_known) {
+        YES => {}
+        other => return other,
     }
-    for f in 0..MAX_ARG_FILTERS {
-        if f >= sel.nfilters as usize {
-            break;
-        }
-        let filter = &sel.filters[f];
-        let arg = filter.arg as usize;
-        if arg >= MAX_HOOK_ARGS || tracer_filter_matches(filter, &ev.args[arg], arg as u32) == 0 {
-            return 0;
+    for f in 0..MAX_ARG_FILTERS as u32 {
+        match tracer_filter_matches(cfg, s, f, ev) {
+            NO => return NO,
+            PAST_LAST => break,
+            _ => {}
         }
     }
-    1
+    YES
 }
 
-/// Whether the filters of `sel` on the process (`matchPIDs`, `matchBinaries`,
-/// `matchNamespaces`, `matchCapabilities`) hold for the current one, `pid`; its binary's
-/// keys are built (`binary_known`) when a filter needs them.
-#[inline(always)]
-pub(super) fn process_matches(sel: &SelectorConfig, pid: u32, binary_known: bool) -> bool {
-    tracer_process_matches(sel, pid, u32::from(binary_known)) != 0
-}
-
+/// Whether the filters of selector `s` of `cfg` on the process (`matchPIDs`,
+/// `matchBinaries`, `matchNamespaces`, `matchCapabilities`) hold for the current one,
+/// `pid` (`YES`, `NO`, `PAST_LAST`); its binary's keys are built (`binary_known`) when a
+/// filter needs them.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn tracer_process_matches(
-    sel: *const SelectorConfig,
+    cfg: *const HookConfig,
+    s: u32,
     pid: u32,
     binary_known: u32,
 ) -> i32 {
-    // SAFETY: a pointer into a map value (a hook's selector).
-    let Some(sel) = (unsafe { sel.as_ref() }) else {
-        return 0;
+    // SAFETY: a pointer to a map value (a hook).
+    let Some(cfg) = (unsafe { cfg.as_ref() }) else {
+        return NO;
     };
+    if s >= cfg.nsel {
+        return PAST_LAST;
+    }
+    let sel = selector_at(cfg, s);
     let binary_known = binary_known != 0;
     let follow = if sel.pids.follow != 0 || sel.binary.follow != 0 {
         // SAFETY: a map value, copied out.
@@ -139,12 +140,11 @@ pub extern "C" fn tracer_may_match(cfg: *const HookConfig, pid: u32, binary_know
     if cfg.nsel == 0 {
         return 1;
     }
-    for s in 0..MAX_SELECTORS {
-        if s as u32 >= cfg.nsel {
-            break;
-        }
-        if process_matches(&cfg.selectors[s], pid, binary_known != 0) {
-            return 1;
+    for s in 0..MAX_SELECTORS as u32 {
+        match tracer_process_matches(cfg, s, pid, binary_known) {
+            YES => return 1,
+            PAST_LAST => break,
+            _ => {}
         }
     }
     0
@@ -238,15 +238,30 @@ fn binary_matches(b: &BinaryFilter, known: bool, follow: u64) -> bool {
     hit != negate
 }
 
-/// Whether filter `f` holds for argument value `v` (at position `arg`).
+/// Whether filter `f` of selector `s` of `cfg` holds for the argument it names in `ev`
+/// (`YES`, `NO`, `PAST_LAST`).
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn tracer_filter_matches(f: *const ArgFilter, v: *const ArgValue, arg: u32) -> i32 {
-    // SAFETY: pointers into map values (a hook's filter, this CPU's event).
-    let (Some(f), Some(v)) = (unsafe { f.as_ref() }, unsafe { v.as_ref() }) else {
+pub extern "C" fn tracer_filter_matches(
+    cfg: *const HookConfig,
+    s: u32,
+    f: u32,
+    ev: *const TracepointEvent,
+) -> i32 {
+    // SAFETY: pointers to map values (a hook, this CPU's event).
+    let (Some(cfg), Some(ev)) = (unsafe { cfg.as_ref() }, unsafe { ev.as_ref() }) else {
         return 0;
     };
-    i32::from(filter_matches(f, v, arg))
+    let sel = selector_at(cfg, s);
+    if f >= u32::from(sel.nfilters) {
+        return PAST_LAST;
+    }
+    let filter = &sel.filters[f as usize & (MAX_ARG_FILTERS - 1)];
+    let arg = filter.arg as usize;
+    match ev.args.get(arg) {
+        Some(v) => i32::from(filter_matches(filter, v, arg as u32)),
+        None => NO,
+    }
 }
 
 #[inline(always)]

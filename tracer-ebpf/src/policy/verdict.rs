@@ -21,7 +21,7 @@ use aya_ebpf::helpers::generated::{
 };
 use tracer_common::policy::{
     CANDIDATES_ALL, GATE_NONE, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX,
-    HP_DEP_CGROUP, HP_DEP_CRED, HP_DEP_NS, HP_UNCOVERED, ProcSlot, ProcVerdicts, VERDICT_HOOKS,
+    HP_DEP_CGROUP, HP_DEP_CRED, HP_DEP_NS, HP_UNCOVERED, ProcVerdicts, VERDICT_HOOKS,
     VERDICT_L1_WAYS, VERDICT_WAYS, Verdict,
 };
 
@@ -156,17 +156,16 @@ fn of_process(ask: &Ask, at: &Snapshot, out: &mut Verdict) {
             *out = slot.verdict;
             return;
         }
-        let v = make(tgid, at);
-        *slot = ProcSlot {
-            point: id + 1,
-            epoch,
-            verdict: v,
-        };
-        *out = v;
+        // Made in place, field by field: a `Verdict` or `ProcSlot` built on the stack
+        // would take room that the evaluation's call chain needs (Linux 6.1 allows it 512
+        // bytes in all).
+        make(tgid, at, &mut slot.verdict);
+        slot.point = id + 1;
+        slot.epoch = epoch;
+        *out = slot.verdict;
         return;
     }
-    let v = make(tgid, at);
-    *out = v;
+    make(tgid, at, out);
     if let Some(e) = PROC_SCRATCH.get_ptr_mut(0) {
         // SAFETY: this CPU's scratch value.
         let e = unsafe { &mut *e };
@@ -176,11 +175,10 @@ fn of_process(ask: &Ask, at: &Snapshot, out: &mut Verdict) {
         for slot in e.slots.iter_mut() {
             slot.point = 0;
         }
-        e.slots[way] = ProcSlot {
-            point: id + 1,
-            epoch,
-            verdict: v,
-        };
+        let slot = &mut e.slots[way];
+        slot.point = id + 1;
+        slot.epoch = epoch;
+        slot.verdict = *out;
         #[allow(
             clippy::needless_borrows_for_generic_args,
             reason = "by value, the 280-byte entry would be copied to the stack"
@@ -225,19 +223,21 @@ pub(crate) struct Scan {
 /// Makes the verdict: walks the hook point's list, asking of each hook whether it can
 /// match this process.
 #[inline(never)]
-fn make(tgid: u32, at: &Snapshot) -> Verdict {
+fn make(tgid: u32, at: &Snapshot, out: &mut Verdict) {
     let Some(scan) = SCAN.get_ptr_mut(0) else {
-        return Verdict::default();
+        *out = Verdict::default();
+        return;
     };
-    // SAFETY: this CPU's scratch; programs on one CPU run one at a time.
-    let scan = unsafe { &mut *scan };
-    *scan = Scan {
-        next: at.first,
-        tgid,
-        binary: 0,
-        gate: at.gate.id,
-        verdict: Verdict::default(),
-    };
+    {
+        // SAFETY: this CPU's scratch; programs on one CPU run one at a time. The
+        // reference ends before the callbacks write the scan.
+        let scan = unsafe { &mut *scan };
+        scan.next = at.first;
+        scan.tgid = tgid;
+        scan.binary = 0;
+        scan.gate = at.gate.id;
+        scan.verdict = Verdict::default();
+    }
     // bpf_loop's context must be on the stack: the callback finds the scan in `SCAN`.
     let mut unused = 0u64;
     // SAFETY: `scan_one` is a callback of bpf_loop's type; its context outlives it.
@@ -249,7 +249,8 @@ fn make(tgid: u32, at: &Snapshot) -> Verdict {
             0,
         )
     };
-    SCAN.get(0).map_or_else(Verdict::default, |s| s.verdict)
+    // Read again: the callbacks wrote it.
+    *out = SCAN.get(0).map_or_else(Verdict::default, |s| s.verdict);
 }
 
 /// bpf_loop callback: the next hook of the list, into the verdict if it can match.

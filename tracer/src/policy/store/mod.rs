@@ -28,7 +28,7 @@ use std::{
 };
 
 use aya::Ebpf;
-use tracer_common::policy::{STRING_MAX, ScopeKey, StrKey, TRACK_BINARIES};
+use tracer_common::policy::{HP_SAVE_ENTRY, STRING_MAX, ScopeKey, StrKey, TRACK_BINARIES};
 
 use self::{
     maps::{Maps, TakeError, WriteError},
@@ -388,10 +388,12 @@ impl PolicyStore {
         hook_id: u32,
         pair: u32,
     ) -> Result<u32, HookFailure> {
-        let key = PointKey {
-            point: hook.point.clone(),
-            pair,
-        };
+        // An entry half shares the hook point of the function's other hooks (see
+        // `Member::saves`); the point saves the record while it has one.
+        let saves = hook.point.flags & HP_SAVE_ENTRY != 0;
+        let mut point = hook.point.clone();
+        point.flags &= !HP_SAVE_ENTRY;
+        let key = PointKey { point, pair };
         let point = match self.points.find(&key) {
             Some(p) => p,
             None => {
@@ -417,6 +419,7 @@ impl PolicyStore {
             config,
             process: hook.process,
             gates: hook.gates.clone(),
+            saves,
         };
         if let Some(p) = self.points.get_mut(point) {
             p.members.push(member);

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use aya::maps::lpm_trie::Key;
 use tracer_common::policy::{
     ArgConfig, CANDIDATES_ALL, GATE_INT, GATE_STR, GATE_STR_BYTES, GateHit, GateIntKey, GateStrKey,
-    HP_UNCOVERED, HookConfig, HookPoint, VERDICT_HOOKS,
+    HP_SAVE_ENTRY, HP_UNCOVERED, HookConfig, HookPoint, VERDICT_HOOKS,
 };
 
 use super::{
@@ -41,6 +41,11 @@ pub struct Member {
     pub process: u32,
     /// Per selector, the filters a gate can check.
     pub gates: Vec<Vec<GateFilter>>,
+    /// The entry half of a return probe: it only keeps the call's record for its return
+    /// (`HP_SAVE_ENTRY` on the hook point), and is on no list. It shares the hook point
+    /// of the other hooks on its function: the kernel runs a program once per
+    /// tracepoint, so two hook points cannot both be there.
+    pub saves: bool,
 }
 
 /// The entries of one gate, to delete when it is replaced.
@@ -60,6 +65,13 @@ pub struct PointState {
     written: HashMap<u32, (u32, u32)>,
     /// ... and the gate, with its entries.
     gate: Option<Gate>,
+}
+
+impl PointState {
+    /// The hooks on its list, in order (not the entry halves, which only save).
+    pub fn listed(&self) -> impl Iterator<Item = &Member> {
+        self.members.iter().filter(|m| !m.saves)
+    }
 }
 
 /// Every hook point.
@@ -175,6 +187,7 @@ impl Points {
         };
         // The gate: the same argument as now keeps its id and has its entries updated in
         // place; another gets a new id (and the old entries are retired).
+        // (An entry half has no selectors: no gate covers it, and it is on no list.)
         let read = choose_gate(&p.members);
         let same = match (&p.gate, read) {
             (Some(g), Some(r)) => g.read == r,
@@ -193,7 +206,7 @@ impl Points {
                 .is_some_and(|g| g.covers.contains(&m.config.id))
         };
         let mut next = 0;
-        for m in p.members.iter_mut().rev() {
+        for m in p.members.iter_mut().rev().filter(|m| !m.saves) {
             m.config.next = next;
             m.config.gate = if covered(m) { gate_id } else { 0 };
             let now = (m.config.next, m.config.gate);
@@ -203,10 +216,13 @@ impl Points {
             }
             next = m.config.id;
         }
-        let members: BTreeSet<u32> = p.members.iter().map(|m| m.config.id).collect();
-        p.written.retain(|id, _| members.contains(id));
+        let listed: BTreeSet<u32> = p.listed().map(|m| m.config.id).collect();
+        p.written.retain(|id, _| listed.contains(id));
         let mut flags = p.key.point.flags;
-        for m in &p.members {
+        if p.members.iter().any(|m| m.saves) {
+            flags |= HP_SAVE_ENTRY;
+        }
+        for m in p.listed() {
             flags |= m.process;
             if !covered(m) {
                 flags |= HP_UNCOVERED;
@@ -216,7 +232,7 @@ impl Points {
             first: next,
             epoch,
             flags,
-            nhooks: p.members.len() as u32,
+            nhooks: listed.len() as u32,
             pair: p.key.pair,
             _pad: 0,
             gate: gate
@@ -438,6 +454,7 @@ mod tests {
                 ..Default::default()
             },
             process: 0,
+            saves: false,
             gates,
         }
     }
