@@ -84,6 +84,14 @@ impl Agent {
 
     /// `start_with_env`, the agent run by `wrapper` (`setpriv ... --`) when not empty.
     pub fn start_under(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Agent {
+        let agent = Self::launch(wrapper, args, env);
+        agent.wait_until("the agent to be ready", || {
+            agent.stderr().contains("tracer ready")
+        });
+        agent
+    }
+
+    fn launch(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Agent {
         let mut cmd = match wrapper.split_first() {
             Some((first, rest)) => {
                 let mut c = Command::new(first);
@@ -125,15 +133,16 @@ impl Agent {
                 s.push('\n');
             }
         });
-        let agent = Agent {
+        Agent {
             child,
             events,
             stderr,
-        };
-        agent.wait_until("the agent to be ready", || {
-            agent.stderr().contains("tracer ready")
-        });
-        agent
+        }
+    }
+
+    /// `start`, returning at once: the agent may still be loading.
+    pub fn spawn(args: &[&str]) -> Agent {
+        Self::launch(&[], args, &[])
     }
 
     /// The agent's process id.

@@ -184,3 +184,104 @@ fn a_thousand_policies_on_one_hook_point() {
     }
     let _ = Path::new(exe);
 }
+
+/// The kernel takes time to load a policy (seconds each for a kprobe's programs on a
+/// slow machine), and the agent reads what it records meanwhile between policies: with
+/// a ring buffer of 1 MiB and 1,000 policies to load, a process that execs over and
+/// over all through the load loses none of its events.
+#[test]
+fn events_recorded_while_policies_load_are_kept() {
+    if !privileged("events_recorded_while_policies_load_are_kept") {
+        return;
+    }
+    let work = tempfile::Builder::new()
+        .prefix("tracer-loading-")
+        .tempdir()
+        .expect("temp dir");
+    let me = std::process::id();
+    let exe = fs::canonicalize(std::env::current_exe().expect("own binary")).expect("real path");
+    let exe = exe.to_str().expect("utf-8 path");
+    for i in 0..POLICIES {
+        fs::write(
+            work.path().join(format!("many-{i}.yaml")),
+            policy(i, me, exe),
+        )
+        .expect("write policy");
+    }
+    let agent = Agent::spawn(&[
+        "--tracing-policy-dir",
+        work.path().to_str().expect("utf-8 path"),
+        "--ring-buffer-size",
+        "1048576",
+    ]);
+    // Execs from the first policy loaded until the agent is ready: a few thousand
+    // records, far more than the ring buffer holds at once.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !agent.stderr().contains(" loaded from ") {
+        assert!(
+            Instant::now() < deadline,
+            "no policy loaded:\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut markers = Vec::new();
+    while !agent.stderr().contains("tracer ready") {
+        assert!(
+            Instant::now() < deadline,
+            "never ready:\n{}",
+            agent.stderr()
+        );
+        let marker = format!("tracer-loading-{me}-{}", markers.len());
+        let st = std::process::Command::new("/bin/true")
+            .arg(&marker)
+            .status()
+            .expect("run /bin/true");
+        assert!(st.success());
+        markers.push(marker);
+    }
+    assert!(
+        markers.len() >= 50,
+        "the policies loaded too fast to test this: {} execs during the load",
+        markers.len()
+    );
+    let events = agent.sync();
+    let execs: std::collections::BTreeSet<&str> = of_kind(&events, "process_exec")
+        .into_iter()
+        .filter_map(|e| e["process"]["arguments"].as_str())
+        .collect();
+    let missing: Vec<&String> = markers
+        .iter()
+        .filter(|m| !execs.contains(m.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        // The slowest loads, where the ring buffer had the longest to fill.
+        let log = agent.stderr();
+        let mut slow: Vec<(f64, &str)> = log
+            .lines()
+            .filter_map(|l| {
+                let ms = l.split(" in ").nth(1)?.split(" ms").next()?.parse().ok()?;
+                Some((ms, l))
+            })
+            .collect();
+        slow.sort_by(|a, b| b.0.total_cmp(&a.0));
+        panic!(
+            "{} of {} execs during the load have no event: {:?}; the slowest loads:\n{}",
+            missing.len(),
+            markers.len(),
+            &missing[..missing.len().min(5)],
+            slow.iter()
+                .take(5)
+                .map(|(_, l)| *l)
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+    let (status, _, stderr) = agent.stop();
+    assert!(status.success(), "{stderr}");
+    let stopped = stderr
+        .lines()
+        .find(|l| l.contains("tracer stopped"))
+        .unwrap_or_else(|| panic!("no `tracer stopped` in:\n{stderr}"));
+    assert!(stopped.contains(" kernel_lost=0 "), "{stopped}");
+}

@@ -188,20 +188,6 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
             Err(e) => tracing::error!("{e}; the process lifecycle is still traced"),
         }
     }
-    let mut policy_dir = config.tracing_policy_dir.clone().map(PolicyDir::new);
-    if let Some(store) = &mut store {
-        for path in &config.tracing_policies {
-            load_file(store, &mut loaded.ebpf, path);
-        }
-        if let Some(dir) = &mut policy_dir {
-            dir.sync(store, &mut loaded.ebpf);
-        }
-    }
-    // Parsing the kernel's BTF (here and in the loader) takes tens of MB of heap, all
-    // freed by now: hand it back to the system instead of keeping it for the agent's life.
-    // SAFETY: malloc_trim only releases free heap memory; it has no other effect.
-    unsafe { libc::malloc_trim(0) };
-
     // The programs are attached before /proc is read, so no process falls between the two.
     let clock = Clock::now();
     let mut cache = ProcessCache::new(config.node_name.clone(), config.process_cache_size);
@@ -225,27 +211,6 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         .as_ref()
         .filter(|_| store.is_some())
         .map(|c| crate::policy::objects::watch(c.clone()));
-    let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;
-    let attached = loaded
-        .hooks
-        .iter()
-        .filter(|(_, s)| matches!(s, HookStatus::Attached))
-        .count();
-    tracing::info!(
-        node = %config.node_name,
-        hooks = attached,
-        procfs_processes = found_count,
-        "tracer ready"
-    );
-    if let Some(f) = &config.ready_file
-        && let Err(e) = std::fs::write(f, b"ready\n")
-    {
-        tracing::warn!("cannot write the ready file {}: {e}", f.display());
-    }
-    metrics.set_ready(true);
-    metrics.cache(0, config.process_cache_size.get(), 0, 0);
-
     let otlp = match config.otlp.take() {
         Some(c) => {
             let (endpoint, queue) = (c.endpoint.to_string(), c.queue_size);
@@ -274,6 +239,45 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         since: crate::clock::Clock::now_rfc3339(),
         capacity: config.process_cache_size.get(),
     };
+    // The policies from files, now that events flow: the kernel may take seconds to
+    // verify each policy's programs, and what it records meanwhile is read between them
+    // (a full ring buffer would drop it).
+    let mut policy_dir = config.tracing_policy_dir.clone().map(PolicyDir::new);
+    if let Some(store) = &mut store {
+        let mut between = |store: &PolicyStore| catch_up(&mut source, &mut pipeline, store);
+        for path in &config.tracing_policies {
+            load_file(store, &mut loaded.ebpf, path, &mut between);
+        }
+        if let Some(dir) = &mut policy_dir {
+            dir.sync(store, &mut loaded.ebpf, &mut between);
+        }
+    }
+    // Parsing the kernel's BTF (in the loader, and for the policies' kprobes) takes tens
+    // of MB of heap, all freed by now: hand it back to the system instead of keeping it
+    // for the agent's life.
+    // SAFETY: malloc_trim only releases free heap memory; it has no other effect.
+    unsafe { libc::malloc_trim(0) };
+    let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
+    let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;
+    let attached = loaded
+        .hooks
+        .iter()
+        .filter(|(_, s)| matches!(s, HookStatus::Attached))
+        .count();
+    tracing::info!(
+        node = %config.node_name,
+        hooks = attached,
+        procfs_processes = found_count,
+        "tracer ready"
+    );
+    if let Some(f) = &config.ready_file
+        && let Err(e) = std::fs::write(f, b"ready\n")
+    {
+        tracing::warn!("cannot write the ready file {}: {e}", f.display());
+    }
+    metrics.set_ready(true);
+    metrics.cache(0, config.process_cache_size.get(), 0, 0);
+
     let mut losses = tokio::time::interval(config.loss_report_interval);
     losses.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut object_policies = std::collections::BTreeSet::new();
@@ -323,7 +327,9 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
             _ = policy_poll.tick(), if store.is_some() => {
                 if let Some(store) = &mut store {
                     if let Some(dir) = &mut policy_dir {
-                        dir.sync(store, &mut loaded.ebpf);
+                        dir.sync(store, &mut loaded.ebpf, &mut |store| {
+                            catch_up(&mut source, &mut pipeline, store)
+                        });
                         sync_scopes(store, &mut pipeline.pods);
                     }
                     store.tick();
@@ -403,6 +409,14 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
 }
 
 /// Points each pod-scoped policy at the container cgroups of the pods it selects now.
+/// Reads and exports everything the kernel has recorded so far: between policies being
+/// loaded, which keeps the loop from the ring buffer.
+fn catch_up(source: &mut EventSource, pipeline: &mut Pipeline, store: &PolicyStore) {
+    while source.drain(DRAIN_BUDGET, |bytes| pipeline.record(bytes, Some(store))) == DRAIN_BUDGET {}
+    pipeline.release(false);
+    pipeline.flush();
+}
+
 fn sync_scopes(store: &mut PolicyStore, pods: &mut Pods) {
     let scoped = store.scoped();
     let scopes: Vec<_> = scoped.iter().map(|(_, scope)| scope).collect();

@@ -13,9 +13,18 @@ use aya::Ebpf;
 
 use super::{parse, store::PolicyStore};
 
-/// Loads every document of `path`; returns the names of the policies it defines when
-/// the file is valid (loaded or not), `None` when it is not.
-pub fn load_file(store: &mut PolicyStore, ebpf: &mut Ebpf, path: &Path) -> Option<Vec<String>> {
+/// What runs between two policies being loaded: the kernel may take seconds to verify a
+/// policy's programs, and the agent reads the events recorded meanwhile here.
+pub type Between<'a> = &'a mut dyn FnMut(&PolicyStore);
+
+/// Loads every document of `path`, calling `between` after each; returns the names of
+/// the policies it defines when the file is valid (loaded or not), `None` when it is not.
+pub fn load_file(
+    store: &mut PolicyStore,
+    ebpf: &mut Ebpf,
+    path: &Path,
+    between: Between<'_>,
+) -> Option<Vec<String>> {
     let docs = match parse::file(path) {
         Ok(docs) => docs,
         Err(errors) => {
@@ -33,6 +42,7 @@ pub fn load_file(store: &mut PolicyStore, ebpf: &mut Ebpf, path: &Path) -> Optio
         let result = store.add(ebpf, &doc.spec, path);
         super::log_load(&name, &source, &result, started.elapsed());
         names.push(name);
+        between(store);
     }
     Some(names)
 }
@@ -56,8 +66,9 @@ impl PolicyDir {
         }
     }
 
-    /// Applies what changed in the directory since the last call.
-    pub fn sync(&mut self, store: &mut PolicyStore, ebpf: &mut Ebpf) {
+    /// Applies what changed in the directory since the last call, calling `between` after
+    /// each policy loaded.
+    pub fn sync(&mut self, store: &mut PolicyStore, ebpf: &mut Ebpf, between: Between<'_>) {
         let mut present = HashMap::new();
         match std::fs::read_dir(&self.dir) {
             Ok(entries) => {
@@ -108,7 +119,7 @@ impl PolicyDir {
                 .get(&path)
                 .map(|s| s.names.clone())
                 .unwrap_or_default();
-            match load_file(store, ebpf, &path) {
+            match load_file(store, ebpf, &path, &mut *between) {
                 Some(names) => {
                     for old in before.iter().filter(|n| !names.contains(n)) {
                         if store.remove(ebpf, old) {
