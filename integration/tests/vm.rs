@@ -252,12 +252,13 @@ connect_and_sync() {
     i=$((i+1))
   done
 }
-# tracefs is left unmounted: the agent mounts it.
+# tracefs is left unmounted: the agent mounts it. Without KVM the kernel takes 10-30 s
+# to verify each fentry program, one per function: the load takes minutes.
 /tracer run --node-name vm-node --tracing-policy /tmp/net.yaml > /tmp/events 2> /tmp/agent.err &
 AGENT=$!
 i=0
 while ! grep -q "tracer ready" /tmp/agent.err && kill -0 $AGENT 2>/dev/null; do
-  sleep 0.5; i=$((i+1)); [ $i -gt 600 ] && break
+  sleep 0.5; i=$((i+1)); [ $i -gt 2400 ] && break
 done
 echo "STEP agent up after $i polls"
 kill -0 $AGENT 2>/dev/null || cat /tmp/agent.err
@@ -293,7 +294,7 @@ echo "AGENT_EXIT=$?"
 AGENT=$!
 i=0
 while ! grep -q "tracer ready" /tmp/agent2.err && kill -0 $AGENT 2>/dev/null; do
-  sleep 0.5; i=$((i+1)); [ $i -gt 600 ] && break
+  sleep 0.5; i=$((i+1)); [ $i -gt 2400 ] && break
 done
 echo "STEP second agent up after $i polls"
 connect_and_sync 4243 net2-marker /tmp/events2
@@ -336,7 +337,7 @@ fn lifecycle_on_distribution_kernels() {
     let initramfs = vm::initramfs(&agent_bin(), INIT);
     for (name, kernel) in kernels {
         let started = std::time::Instant::now();
-        let console = vm::boot(&kernel, &initramfs, Duration::from_secs(600));
+        let console = vm::boot(&kernel, &initramfs, Duration::from_secs(3600));
         println!("{name}: the guest ran for {:.0?}", started.elapsed());
         let fail = |what: &str| -> ! { panic!("{name}: {what}\nconsole:\n{console}") };
         let release = vm::section(&console, "KERNEL").unwrap_or_else(|| fail("no output"));
