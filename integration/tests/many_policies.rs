@@ -98,11 +98,15 @@ fn a_thousand_policies_on_one_hook_point() {
     for i in 0..POLICIES {
         fs::write(file(i), policy(i, me, exe)).expect("write policy");
     }
+    let port = integration::metrics::free_port();
+    let metrics_addr = format!("127.0.0.1:{port}");
     let agent = Agent::start(&[
         "--tracing-policy-dir",
         dir.to_str().expect("utf-8 path"),
         "--ring-buffer-size",
         "67108864",
+        "--metrics-server",
+        &metrics_addr,
     ]);
     wait_for_count(&agent, " loaded from ", POLICIES as usize);
     let log = agent.stderr();
@@ -112,6 +116,23 @@ fn a_thousand_policies_on_one_hook_point() {
             .count(),
         POLICIES as usize
     );
+    // Each counted in the metrics (updated every second): 1,000 policies loaded, 1,000
+    // hooks, one hook point.
+    let want = [
+        ("tracer_tracingpolicy_loaded{state=\"loaded\"}", f64::from(POLICIES)),
+        ("tracer_policy_hooks{of=\"loaded\"}", f64::from(POLICIES)),
+        ("tracer_policy_hook_points{of=\"loaded\"}", 1.0),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = integration::metrics::scrape(port);
+        let got: Vec<Option<f64>> = want.iter().map(|(k, _)| m.get(*k).copied()).collect();
+        if want.iter().zip(&got).all(|((_, w), g)| *g == Some(*w)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "metrics {got:?}, want {want:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // One fired in the middle: its event alone.
     getpgid(BASE + 500);

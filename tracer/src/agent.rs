@@ -570,6 +570,7 @@ impl Pipeline {
             }
             let (loaded, partly, error) = store.states();
             self.metrics.policies(loaded, partly, error);
+            self.metrics.policy_sizes(store.sizes());
         }
         self.export.observe();
     }

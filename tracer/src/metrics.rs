@@ -50,6 +50,8 @@ pub struct Metrics {
     cache_evictions: Counter,
     cache_misses: Counter,
     policies: Family<Labels, Gauge>,
+    policy_hooks: Family<Labels, Gauge>,
+    policy_hook_points: Family<Labels, Gauge>,
     policy_kernel: Family<Vec<(&'static str, String)>, Counter>,
     /// `events` of the agent's own event types, looked up without building labels (one
     /// count per event on the hot path).
@@ -165,6 +167,16 @@ impl Metrics {
             "Tracing policies by state (loaded, partly_loaded, error)",
             Family::default()
         );
+        let policy_hooks = reg!(
+            "policy_hooks",
+            "Policy hooks in the kernel's maps (of=loaded), and the most they hold (of=capacity, --policy-capacity)",
+            Family::default()
+        );
+        let policy_hook_points = reg!(
+            "policy_hook_points",
+            "Hook points (tracepoints, syscalls, functions) policies hook (of=loaded), and the most there can be (of=capacity, --policy-hook-points)",
+            Family::default()
+        );
         let policy_kernel = reg!(
             "policy_kernel_hits",
             "Hook hits of each policy in the kernel, by stage (seen, matched, posted, lost, rate_limited)",
@@ -196,6 +208,8 @@ impl Metrics {
             cache_evictions,
             cache_misses,
             policies,
+            policy_hooks,
+            policy_hook_points,
             policy_kernel,
             known_types,
             known_policies: Mutex::new(HashMap::new()),
@@ -308,6 +322,20 @@ impl Metrics {
             self.policies
                 .get_or_create(&label("state", state))
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Policy hooks and hook points loaded, and the most there can be.
+    pub fn policy_sizes(&self, s: crate::policy::store::Sizes) {
+        for (family, loaded, capacity) in [
+            (&self.policy_hooks, s.hooks, s.hooks_capacity),
+            (&self.policy_hook_points, s.hook_points, s.hook_points_capacity),
+        ] {
+            for (of, n) in [("loaded", loaded), ("capacity", capacity)] {
+                family
+                    .get_or_create(&label("of", of))
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
         }
     }
 
@@ -527,8 +555,18 @@ mod tests {
                 ("rate_limited", 0),
             ],
         );
+        m.policy_sizes(crate::policy::store::Sizes {
+            hooks: 1000,
+            hook_points: 1,
+            hooks_capacity: 16384,
+            hook_points_capacity: 4096,
+        });
         let text = m.text();
         for line in [
+            "tracer_policy_hooks{of=\"loaded\"} 1000",
+            "tracer_policy_hooks{of=\"capacity\"} 16384",
+            "tracer_policy_hook_points{of=\"loaded\"} 1",
+            "tracer_policy_hook_points{of=\"capacity\"} 4096",
             "tracer_events_total{type=\"process_exec\"} 1",
             "tracer_policy_events_total{policy=\"p\"} 1",
             "tracer_events_filtered_total{filter=\"denylist\"} 1",

@@ -129,6 +129,15 @@ pub struct Settings {
     pub hook_points: u32,
 }
 
+/// What the policies take of the kernel's maps: [`PolicyStore::sizes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizes {
+    pub hooks: usize,
+    pub hook_points: usize,
+    pub hooks_capacity: usize,
+    pub hook_points_capacity: usize,
+}
+
 /// A loaded policy.
 struct Loaded {
     id: u32,
@@ -579,14 +588,20 @@ impl PolicyStore {
         (self.policies.len() - partly, partly, self.refused.len())
     }
 
-    /// Hooks loaded, and the hook points they run on.
-    pub fn sizes(&self) -> (usize, usize) {
+    /// Hooks loaded and the hook points they run on, each with the most the kernel's maps
+    /// hold (`--policy-capacity`, `--policy-hook-points`).
+    pub fn sizes(&self) -> Sizes {
         let hooks = self
             .policies
             .values()
             .map(|l| l.hooks.iter().filter(|(_, p)| p.is_some()).count())
             .sum();
-        (hooks, self.points.len())
+        Sizes {
+            hooks,
+            hook_points: self.points.len(),
+            hooks_capacity: self.settings.capacity as usize,
+            hook_points_capacity: self.settings.hook_points as usize,
+        }
     }
 
     /// Removes the policy `name`; returns whether it was loaded.
