@@ -24,12 +24,17 @@ const POLICIES: u32 = 1000;
 const BASE: i32 = 7_000_000;
 
 fn policy(i: u32, me: u32, exe: &str) -> String {
+    policy_on(i, BASE, me, exe)
+}
+
+/// Policy `many-i` on value `base + i`.
+fn policy_on(i: u32, base: i32, me: u32, exe: &str) -> String {
     let process = match i % 3 {
         0 => String::new(),
         1 => format!("    - matchPIDs:\n      - operator: In\n        values: [{me}]\n"),
         _ => format!("    - matchBinaries:\n      - operator: In\n        values: [\"{exe}\"]\n"),
     };
-    let value = BASE + i as i32;
+    let value = base + i as i32;
     let args = format!(
         "      matchArgs:\n      - index: 5\n        operator: Equal\n        values: [{value}]\n"
     );
@@ -119,7 +124,10 @@ fn a_thousand_policies_on_one_hook_point() {
     // Each counted in the metrics (updated every second): 1,000 policies loaded, 1,000
     // hooks, one hook point.
     let want = [
-        ("tracer_tracingpolicy_loaded{state=\"loaded\"}", f64::from(POLICIES)),
+        (
+            "tracer_tracingpolicy_loaded{state=\"loaded\"}",
+            f64::from(POLICIES),
+        ),
         ("tracer_policy_hooks{of=\"loaded\"}", f64::from(POLICIES)),
         ("tracer_policy_hook_points{of=\"loaded\"}", 1.0),
     ];
@@ -223,9 +231,11 @@ fn events_recorded_while_policies_load_are_kept() {
     let exe = fs::canonicalize(std::env::current_exe().expect("own binary")).expect("real path");
     let exe = exe.to_str().expect("utf-8 path");
     for i in 0..POLICIES {
+        // Values no call uses: the tests of this file run side by side, in one process,
+        // and the other's calls must not reach this agent's ring buffer.
         fs::write(
             work.path().join(format!("many-{i}.yaml")),
-            policy(i, me, exe),
+            policy_on(i, BASE + 1_000_000, me, exe),
         )
         .expect("write policy");
     }

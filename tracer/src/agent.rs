@@ -1,12 +1,15 @@
-//! Builds the stages and runs them: kernel set-up, load and attach, the /proc walk, then
-//! the data path in order (ring buffer -> decode -> process cache -> JSON), until Ctrl-C
-//! or SIGTERM, when it detaches the programs, drains what the kernel already recorded and
-//! exits.
+//! Builds the stages and runs them: kernel set-up, load and attach (`load_programs`), the
+//! policy store (`policy_store`), the /proc walk (`scan_processes`), the data path in
+//! order (ring buffer -> decode -> process cache -> pods -> export: `Pipeline`), then the
+//! policies from files (`Running::load_policies`, reading events between them), and the
+//! loop (`Running::serve`) until Ctrl-C or SIGTERM, when it detaches the programs, drains
+//! what the kernel already recorded and exits (`Running::stop`).
 
 use std::{
     io::Write, net::SocketAddr, num::NonZeroUsize, path::PathBuf, sync::Arc, time::Duration,
 };
 
+use aya::Ebpf;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
@@ -15,7 +18,7 @@ use crate::{
     event,
     export::{self, Export},
     kernel::{
-        btf::KernelBtf,
+        btf::{KernelBtf, Resolved},
         features::{self, Placement},
         privileges, tracefs,
     },
@@ -109,12 +112,77 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         Err(e) => tracing::warn!("{e}"),
     }
     let resolved = KernelBtf::from_sys()?.resolve()?;
-    let hooks = loader::lifecycle_hooks(&resolved);
+    let mut loaded = load_programs(&config, &resolved)?;
+    let source = EventSource::new(&mut loaded.ebpf)?;
+    let client = kube_client().await;
+    let mut store = policy_store(&config, &resolved, &mut loaded.ebpf, client.is_some());
+    // The programs are attached before /proc is read, so no process falls between the two.
+    let (clock, cache, found) = scan_processes(&config, store.as_mut());
+    // Pods, where there is a cluster: the watcher fills its stores in the background.
+    let kubernetes = client.as_ref().map(|c| {
+        tracing::info!("kubernetes: watching the pods of node {}", config.node_name);
+        crate::pods::watcher::start(c.clone(), &config.node_name)
+    });
+    let policy_objects = client
+        .as_ref()
+        .filter(|_| store.is_some())
+        .map(|c| crate::policy::objects::watch(c.clone()));
+    let pipeline = Pipeline::start(&mut config, out, cache, clock, kubernetes, &metrics)?;
+    let mut running = Running {
+        ebpf: loaded.ebpf,
+        source,
+        store,
+        pipeline,
+        policy_dir: config.tracing_policy_dir.clone().map(PolicyDir::new),
+        policy_objects,
+        object_policies: std::collections::BTreeSet::new(),
+        client,
+        node_name: config.node_name.clone(),
+    };
+    running.load_policies(&config.tracing_policies);
+    // Parsing the kernel's BTF (in the loader, and for the policies' kprobes) takes tens
+    // of MB of heap, all freed by now: hand it back to the system instead of keeping it
+    // for the agent's life.
+    // SAFETY: malloc_trim only releases free heap memory; it has no other effect.
+    unsafe { libc::malloc_trim(0) };
+    let mut signals = Signals {
+        int: signal(SignalKind::interrupt()).map_err(AgentError::Signals)?,
+        term: signal(SignalKind::terminate()).map_err(AgentError::Signals)?,
+    };
+    let attached = loaded
+        .hooks
+        .iter()
+        .filter(|(_, s)| matches!(s, HookStatus::Attached))
+        .count();
+    tracing::info!(
+        node = %config.node_name,
+        hooks = attached,
+        procfs_processes = found,
+        "tracer ready"
+    );
+    if let Some(f) = &config.ready_file
+        && let Err(e) = std::fs::write(f, b"ready\n")
+    {
+        tracing::warn!("cannot write the ready file {}: {e}", f.display());
+    }
+    metrics.set_ready(true);
+    metrics.cache(0, config.process_cache_size.get(), 0, 0);
+    running.serve(&config, &metrics, &mut signals).await?;
+    if let Some(f) = &config.ready_file {
+        let _ = std::fs::remove_file(f);
+    }
+    running.stop(&metrics).await;
+    Ok(())
+}
+
+/// Loads the object and attaches the process lifecycle hooks, saying how each went.
+fn load_programs(config: &Config, resolved: &Resolved) -> Result<loader::Loaded, AgentError> {
+    let hooks = loader::lifecycle_hooks(resolved);
     // With batched wake-ups the kernel wakes the agent only for a large backlog: the rest
-    // is read on a timer (`ring_timer`).
+    // is read on a timer (`Timers::ring`).
     let batched = !config.ring_buffer_wakeup.is_zero();
-    let mut loaded = loader::load(
-        &resolved,
+    let loaded = loader::load(
+        resolved,
         &hooks,
         loader::RingSize::new(config.ring_buffer_size, batched),
         config.policy_capacity,
@@ -136,11 +204,13 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
             ),
         }
     }
-    let mut source = EventSource::new(&mut loaded.ebpf)?;
+    Ok(loaded)
+}
 
-    // The cluster, where there is one (in-cluster, or a kubeconfig): pods to enrich events
-    // with, and policies as objects.
-    let client = match kube::Client::try_default().await {
+/// The cluster, where there is one (in-cluster, or a kubeconfig): pods to enrich events
+/// with, and policies as objects.
+async fn kube_client() -> Option<kube::Client> {
+    match kube::Client::try_default().await {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::info!(
@@ -148,267 +218,274 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
             );
             None
         }
+    }
+}
+
+/// The policy store, when policies are asked for or may come as objects (`in_cluster`):
+/// what the kernel runs decides where each hook of a policy runs.
+fn policy_store(
+    config: &Config,
+    resolved: &Resolved,
+    ebpf: &mut Ebpf,
+    in_cluster: bool,
+) -> Option<PolicyStore> {
+    let wants_policies =
+        !config.tracing_policies.is_empty() || config.tracing_policy_dir.is_some() || in_cluster;
+    if !wants_policies {
+        return None;
+    }
+    let program_types = features::probe(ebpf);
+    tracing::info!(
+        "kernel program types: {} (`tracer status` says why not)",
+        program_types.summary()
+    );
+    let placement = Placement::new(
+        &program_types,
+        resolved.offsets.present,
+        config.syscall_raw_tracepoints,
+        config.disable_kprobes,
+    );
+    tracing::info!(
+        "kernel: kprobes {}; syscall hooks run on {}",
+        placement.kprobes_text(),
+        placement.syscall_text()
+    );
+    let settings = crate::policy::store::Settings {
+        tracefs: tracefs::TRACEFS.into(),
+        proc_root: config.proc_root.clone(),
+        cgroup_root: config.cgroup_root.clone(),
+        capacity: config.policy_capacity.hooks,
+        hook_points: config.policy_capacity.hook_points,
     };
-    // Tracing policies, when any are asked for, or may come as objects.
-    let wants_policies = !config.tracing_policies.is_empty()
-        || config.tracing_policy_dir.is_some()
-        || client.is_some();
-    let mut store = None;
-    if wants_policies {
-        // What the kernel runs decides where each hook of a policy runs.
-        let program_types = features::probe(&mut loaded.ebpf);
-        tracing::info!(
-            "kernel program types: {} (`tracer status` says why not)",
-            program_types.summary()
-        );
-        let placement = Placement::new(
-            &program_types,
-            resolved.offsets.present,
-            config.syscall_raw_tracepoints,
-            config.disable_kprobes,
-        );
-        tracing::info!(
-            "kernel: kprobes {}; syscall hooks run on {}",
-            placement.kprobes_text(),
-            placement.syscall_text()
-        );
-        let settings = crate::policy::store::Settings {
-            tracefs: tracefs::TRACEFS.into(),
-            proc_root: config.proc_root.clone(),
-            cgroup_root: config.cgroup_root.clone(),
-            capacity: config.policy_capacity.hooks,
-            hook_points: config.policy_capacity.hook_points,
-        };
-        let kernel = crate::policy::facts::Kernel::new(&placement);
-        match PolicyStore::new(&mut loaded.ebpf, settings, kernel) {
-            Ok(mut s) => {
-                s.pods_known = client.is_some();
-                store = Some(s);
-            }
-            Err(e) => tracing::error!("{e}; the process lifecycle is still traced"),
+    let kernel = crate::policy::facts::Kernel::new(&placement);
+    match PolicyStore::new(ebpf, settings, kernel) {
+        Ok(mut s) => {
+            s.pods_known = in_cluster;
+            Some(s)
+        }
+        Err(e) => {
+            tracing::error!("{e}; the process lifecycle is still traced");
+            None
         }
     }
-    // The programs are attached before /proc is read, so no process falls between the two.
+}
+
+/// The processes running now, from /proc, into a new process cache (and their binaries
+/// into the policies' maps); the clock events are stamped by; how many were found.
+fn scan_processes(
+    config: &Config,
+    store: Option<&mut PolicyStore>,
+) -> (Clock, ProcessCache, usize) {
     let clock = Clock::now();
     let mut cache = ProcessCache::new(config.node_name.clone(), config.process_cache_size);
     let found = procfs::build(
         &config.node_name,
         procfs::scan(&config.proc_root, &config.cgroup_root),
     );
-    let found_count = found.len();
-    if let Some(store) = &mut store {
+    let count = found.len();
+    if let Some(store) = store {
         store.seed_binaries(found.iter().map(|p| (p.pid, p.binary.as_str())));
     }
     for p in found {
         cache.insert(p);
     }
-    // Pods, where there is a cluster: the watcher fills its stores in the background.
-    let kubernetes = client.as_ref().map(|c| {
-        tracing::info!("kubernetes: watching the pods of node {}", config.node_name);
-        crate::pods::watcher::start(c.clone(), &config.node_name)
-    });
-    let mut policy_objects = client
-        .as_ref()
-        .filter(|_| store.is_some())
-        .map(|c| crate::policy::objects::watch(c.clone()));
-    let otlp = match config.otlp.take() {
-        Some(c) => {
-            let (endpoint, queue) = (c.endpoint.to_string(), c.queue_size);
-            let exporter = export::otlp::OtlpExporter::start(c)?;
-            tracing::info!("otlp: exporting events to {endpoint} (queue of {queue})");
-            Some((exporter, queue))
-        }
-        None => None,
-    };
-    let mut pipeline = Pipeline {
-        cache,
-        pods: Pods::new(&config.cgroup_root, kubernetes),
-        waiting: Waiting::new(config.pod_wait),
-        clock,
-        export: Export::new(
-            std::mem::take(&mut config.export),
-            out,
-            config.sink_name,
-            otlp,
-            config.node_name.clone(),
-            metrics.clone(),
-        ),
-        metrics: metrics.clone(),
-        decode_errors: 0,
-        decode_reported: 0,
-        since: crate::clock::Clock::now_rfc3339(),
-        capacity: config.process_cache_size.get(),
-    };
-    // The policies from files, now that events flow: the kernel may take seconds to
-    // verify each policy's programs, and what it records meanwhile is read between them
-    // (a full ring buffer would drop it).
-    let mut policy_dir = config.tracing_policy_dir.clone().map(PolicyDir::new);
-    if let Some(store) = &mut store {
-        let mut between = |store: &PolicyStore| catch_up(&mut source, &mut pipeline, store);
-        for path in &config.tracing_policies {
-            load_file(store, &mut loaded.ebpf, path, &mut between);
-        }
-        if let Some(dir) = &mut policy_dir {
-            dir.sync(store, &mut loaded.ebpf, &mut between);
-        }
-    }
-    // Parsing the kernel's BTF (in the loader, and for the policies' kprobes) takes tens
-    // of MB of heap, all freed by now: hand it back to the system instead of keeping it
-    // for the agent's life.
-    // SAFETY: malloc_trim only releases free heap memory; it has no other effect.
-    unsafe { libc::malloc_trim(0) };
-    let mut sigint = signal(SignalKind::interrupt()).map_err(AgentError::Signals)?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(AgentError::Signals)?;
-    let attached = loaded
-        .hooks
-        .iter()
-        .filter(|(_, s)| matches!(s, HookStatus::Attached))
-        .count();
-    tracing::info!(
-        node = %config.node_name,
-        hooks = attached,
-        procfs_processes = found_count,
-        "tracer ready"
-    );
-    if let Some(f) = &config.ready_file
-        && let Err(e) = std::fs::write(f, b"ready\n")
-    {
-        tracing::warn!("cannot write the ready file {}: {e}", f.display());
-    }
-    metrics.set_ready(true);
-    metrics.cache(0, config.process_cache_size.get(), 0, 0);
+    (clock, cache, count)
+}
 
-    let mut losses = tokio::time::interval(config.loss_report_interval);
-    losses.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut object_policies = std::collections::BTreeSet::new();
-    // Pod-scoped policies follow their pods (the watcher's stores) every second.
-    let kubernetes_on = client.is_some();
-    let mut scope_tick = tokio::time::interval(Duration::from_secs(1));
-    scope_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    if let Some(store) = &mut store {
+/// SIGINT and SIGTERM, which stop the agent.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+/// What the agent works on once it runs: the kernel's side, the policies, and the
+/// user-space stages.
+struct Running {
+    ebpf: Ebpf,
+    source: EventSource,
+    store: Option<PolicyStore>,
+    pipeline: Pipeline,
+    policy_dir: Option<PolicyDir>,
+    policy_objects: Option<tokio::sync::mpsc::UnboundedReceiver<crate::policy::objects::Change>>,
+    /// The policies that came as objects.
+    object_policies: std::collections::BTreeSet<crate::policy::objects::ObjectKey>,
+    client: Option<kube::Client>,
+    node_name: String,
+}
+
+impl Running {
+    /// The policies from files (`files`, and the directory's), now that events flow: the
+    /// kernel may take seconds to verify each policy's programs, and what it records
+    /// meanwhile is read between them (a full ring buffer would drop it).
+    fn load_policies(&mut self, files: &[PathBuf]) {
+        let Running {
+            ebpf,
+            source,
+            store,
+            pipeline,
+            policy_dir,
+            ..
+        } = self;
+        let Some(store) = store else {
+            return;
+        };
+        let mut between = |store: &PolicyStore| catch_up(source, pipeline, store);
+        for path in files {
+            load_file(store, ebpf, path, &mut between);
+        }
+        if let Some(dir) = policy_dir {
+            dir.sync(store, ebpf, &mut between);
+        }
         sync_scopes(store, &mut pipeline.pods);
     }
-    let mut waiting = tokio::time::interval(Duration::from_millis(100));
-    waiting.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut policy_poll = tokio::time::interval(Duration::from_secs(1));
-    policy_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ring_timer =
-        tokio::time::interval(config.ring_buffer_wakeup.max(Duration::from_millis(1)));
-    ring_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        metrics.beat();
-        tokio::select! {
-            r = source.readable() => {
-                r?;
-                if source.drain(DRAIN_BUDGET, |bytes| pipeline.record(bytes, store.as_ref()))
-                    == DRAIN_BUDGET
-                {
-                    // More waits: read on after the loop's other work.
-                    ring_timer.reset_immediately();
-                }
-                pipeline.release(false);
-                pipeline.flush();
-            }
-            _ = ring_timer.tick(), if batched => {
-                let n = source.drain(DRAIN_BUDGET, |bytes| pipeline.record(bytes, store.as_ref()));
-                if n == DRAIN_BUDGET {
-                    ring_timer.reset_immediately();
-                }
-                if n > 0 {
+
+    /// The loop: events as they come, and the policies' and pods' changes, until SIGINT
+    /// or SIGTERM.
+    async fn serve(
+        &mut self,
+        config: &Config,
+        metrics: &Metrics,
+        signals: &mut Signals,
+    ) -> Result<(), AgentError> {
+        let Running {
+            ebpf,
+            source,
+            store,
+            pipeline,
+            policy_dir,
+            policy_objects,
+            object_policies,
+            client,
+            node_name,
+        } = self;
+        let batched = !config.ring_buffer_wakeup.is_zero();
+        let kubernetes_on = client.is_some();
+        let every = |d: Duration| {
+            let mut t = tokio::time::interval(d);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        };
+        let mut losses = every(config.loss_report_interval);
+        // Pod-scoped policies follow their pods (the watcher's stores) every second.
+        let mut scope_tick = every(Duration::from_secs(1));
+        let mut waiting = every(Duration::from_millis(100));
+        let mut policy_poll = every(Duration::from_secs(1));
+        let mut ring_timer = every(config.ring_buffer_wakeup.max(Duration::from_millis(1)));
+        loop {
+            metrics.beat();
+            tokio::select! {
+                r = source.readable() => {
+                    r?;
+                    if source.drain(DRAIN_BUDGET, |bytes| pipeline.record(bytes, store.as_ref()))
+                        == DRAIN_BUDGET
+                    {
+                        // More waits: read on after the loop's other work.
+                        ring_timer.reset_immediately();
+                    }
                     pipeline.release(false);
                     pipeline.flush();
                 }
-            }
-            _ = waiting.tick(), if !pipeline.waiting.is_empty() => {
-                pipeline.release(false);
-                pipeline.flush();
-            }
-            _ = losses.tick() => pipeline.report(&mut source, store.as_ref()),
-            _ = policy_poll.tick(), if store.is_some() => {
-                if let Some(store) = &mut store {
-                    if let Some(dir) = &mut policy_dir {
-                        dir.sync(store, &mut loaded.ebpf, &mut |store| {
-                            catch_up(&mut source, &mut pipeline, store)
-                        });
+                _ = ring_timer.tick(), if batched => {
+                    let n = source.drain(DRAIN_BUDGET, |bytes| pipeline.record(bytes, store.as_ref()));
+                    if n == DRAIN_BUDGET {
+                        ring_timer.reset_immediately();
+                    }
+                    if n > 0 {
+                        pipeline.release(false);
+                        pipeline.flush();
+                    }
+                }
+                _ = waiting.tick(), if !pipeline.waiting.is_empty() => {
+                    pipeline.release(false);
+                    pipeline.flush();
+                }
+                _ = losses.tick() => pipeline.report(source, store.as_ref()),
+                _ = policy_poll.tick(), if store.is_some() => {
+                    if let Some(store) = store.as_mut() {
+                        if let Some(dir) = policy_dir.as_mut() {
+                            dir.sync(store, ebpf, &mut |store| catch_up(source, pipeline, store));
+                            sync_scopes(store, &mut pipeline.pods);
+                        }
+                        store.tick();
+                    }
+                }
+                change = next_change(policy_objects) => match (change, store.as_mut(), client.as_ref()) {
+                    (Some(change), Some(store), Some(client)) => {
+                        crate::policy::objects::apply_change(
+                            change,
+                            store,
+                            ebpf,
+                            client,
+                            node_name,
+                            object_policies,
+                        );
                         sync_scopes(store, &mut pipeline.pods);
                     }
-                    store.tick();
+                    _ => *policy_objects = None,
+                },
+                _ = scope_tick.tick(), if kubernetes_on && store.is_some() => {
+                    if let Some(store) = store.as_mut() {
+                        sync_scopes(store, &mut pipeline.pods);
+                    }
                 }
+                _ = signals.int.recv() => return Ok(()),
+                _ = signals.term.recv() => return Ok(()),
             }
-            change = next_change(&mut policy_objects) => match (change, &mut store, &client) {
-                (Some(change), Some(store), Some(client)) => {
-                    crate::policy::objects::apply_change(
-                        change,
-                        store,
-                        &mut loaded.ebpf,
-                        client,
-                        &config.node_name,
-                        &mut object_policies,
-                    );
-                    sync_scopes(store, &mut pipeline.pods);
-                }
-                _ => policy_objects = None,
-            },
-            _ = scope_tick.tick(), if kubernetes_on && store.is_some() => {
-                if let Some(store) = &mut store {
-                    sync_scopes(store, &mut pipeline.pods);
-                }
-            }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
         }
     }
 
-    if let Some(f) = &config.ready_file {
-        let _ = std::fs::remove_file(f);
-    }
-    // Detach first, so nothing new arrives, then hand over what the kernel already holds.
-    let policy_counts = store.as_ref().map(PolicyStore::counts).unwrap_or_default();
-    let store_meta = store;
-    drop(loaded);
-    let drained = source.drain(usize::MAX, |bytes| {
-        pipeline.record(bytes, store_meta.as_ref())
-    });
-    pipeline.release(true);
-    for c in policy_counts {
+    /// Stops: detaches first, so nothing new arrives, then hands over what the kernel
+    /// already holds, and says what was done.
+    async fn stop(self, metrics: &Metrics) {
+        let Running {
+            ebpf,
+            mut source,
+            store,
+            mut pipeline,
+            ..
+        } = self;
+        let policy_counts = store.as_ref().map(PolicyStore::counts).unwrap_or_default();
+        drop(ebpf);
+        let drained = source.drain(usize::MAX, |bytes| pipeline.record(bytes, store.as_ref()));
+        pipeline.release(true);
+        for c in policy_counts {
+            tracing::info!(
+                seen = c.seen,
+                matched = c.matched,
+                posted = c.posted,
+                lost = c.lost,
+                rate_limited = c.rate_limited,
+                "policy {} counters",
+                c.name
+            );
+        }
+        metrics.set_ready(false);
+        pipeline.report(&mut source, store.as_ref());
+        pipeline.flush();
+        pipeline.export.shutdown(OTLP_SHUTDOWN).await;
+        let counts = source.counts();
+        let stats = pipeline.cache.stats();
+        if pipeline.export.pending() > 0 {
+            tracing::error!(
+                "{} events could not be written before exit: they are lost",
+                pipeline.export.pending()
+            );
+        }
         tracing::info!(
-            seen = c.seen,
-            matched = c.matched,
-            posted = c.posted,
-            lost = c.lost,
-            rate_limited = c.rate_limited,
-            "policy {} counters",
-            c.name
+            drained_at_exit = drained,
+            events_written = pipeline.export.written(),
+            kernel_records = counts.emitted.iter().sum::<u64>(),
+            kernel_lost = counts.total_lost(),
+            kernel_read_errors = counts.read_errors.iter().sum::<u64>(),
+            decode_errors = pipeline.decode_errors,
+            cache_size = stats.size,
+            cache_evictions = stats.evictions,
+            cache_misses = stats.misses,
+            "tracer stopped"
         );
     }
-    metrics.set_ready(false);
-    pipeline.report(&mut source, store_meta.as_ref());
-    pipeline.flush();
-    pipeline.export.shutdown(OTLP_SHUTDOWN).await;
-    let counts = source.counts();
-    let stats = pipeline.cache.stats();
-    if pipeline.export.pending() > 0 {
-        tracing::error!(
-            "{} events could not be written before exit: they are lost",
-            pipeline.export.pending()
-        );
-    }
-    tracing::info!(
-        drained_at_exit = drained,
-        events_written = pipeline.export.written(),
-        kernel_records = counts.emitted.iter().sum::<u64>(),
-        kernel_lost = counts.total_lost(),
-        kernel_read_errors = counts.read_errors.iter().sum::<u64>(),
-        decode_errors = pipeline.decode_errors,
-        cache_size = stats.size,
-        cache_evictions = stats.evictions,
-        cache_misses = stats.misses,
-        "tracer stopped"
-    );
-    Ok(())
 }
 
-/// Points each pod-scoped policy at the container cgroups of the pods it selects now.
 /// Reads and exports everything the kernel has recorded so far: between policies being
 /// loaded, which keeps the loop from the ring buffer.
 fn catch_up(source: &mut EventSource, pipeline: &mut Pipeline, store: &PolicyStore) {
@@ -417,6 +494,7 @@ fn catch_up(source: &mut EventSource, pipeline: &mut Pipeline, store: &PolicySto
     pipeline.flush();
 }
 
+/// Points each pod-scoped policy at the container cgroups of the pods it selects now.
 fn sync_scopes(store: &mut PolicyStore, pods: &mut Pods) {
     let scoped = store.scoped();
     let scopes: Vec<_> = scoped.iter().map(|(_, scope)| scope).collect();
@@ -470,6 +548,45 @@ struct Pipeline {
 }
 
 impl Pipeline {
+    /// The stages after the ring buffer, with the OTLP exporter started if asked for.
+    fn start(
+        config: &mut Config,
+        out: Box<dyn Write>,
+        cache: ProcessCache,
+        clock: Clock,
+        kubernetes: Option<crate::pods::watcher::Stores>,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self, AgentError> {
+        let otlp = match config.otlp.take() {
+            Some(c) => {
+                let (endpoint, queue) = (c.endpoint.to_string(), c.queue_size);
+                let exporter = export::otlp::OtlpExporter::start(c)?;
+                tracing::info!("otlp: exporting events to {endpoint} (queue of {queue})");
+                Some((exporter, queue))
+            }
+            None => None,
+        };
+        Ok(Self {
+            cache,
+            pods: Pods::new(&config.cgroup_root, kubernetes),
+            waiting: Waiting::new(config.pod_wait),
+            clock,
+            export: Export::new(
+                std::mem::take(&mut config.export),
+                out,
+                config.sink_name,
+                otlp,
+                config.node_name.clone(),
+                metrics.clone(),
+            ),
+            metrics: metrics.clone(),
+            decode_errors: 0,
+            decode_reported: 0,
+            since: crate::clock::Clock::now_rfc3339(),
+            capacity: config.process_cache_size.get(),
+        })
+    }
+
     fn record(&mut self, bytes: &[u8], store: Option<&PolicyStore>) {
         let raw = match decode::decode(bytes) {
             Ok(raw) => raw,

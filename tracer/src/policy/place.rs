@@ -219,6 +219,58 @@ struct KprobeAt<'a> {
     kprobe: KprobeSite<'a>,
 }
 
+/// A kprobe site on `call` that reads nothing beyond the function's own record.
+fn plain_site(call: &str, kernel: Kernel) -> KprobeSite<'_> {
+    KprobeSite {
+        call,
+        sock: None,
+        generic: false,
+        on_kprobe: kernel.kprobes,
+        at_return: None,
+        generic_sock: None,
+        kernel,
+    }
+}
+
+/// A socket function whose sockets are read at its return ([`return_sites`]): on the
+/// function where the kernel has kprobes, else on the `sys_enter_NAME` and
+/// `sys_exit_NAME` tracepoints of each syscall that stands for it.
+fn return_probe_sites<'a>(
+    call: &'a str,
+    syscalls: Vec<&'static str>,
+    mut at: AtReturn,
+    facts: &Facts,
+) -> Result<Vec<KprobeAt<'a>>, PlaceError> {
+    let kernel = facts.kernel;
+    at.layout = sock_layout(&facts.format("sock", "inet_sock_set_state")?, at.layout)?;
+    let kprobe = KprobeSite {
+        generic: kernel.kprobes,
+        at_return: Some(at),
+        ..plain_site(call, kernel)
+    };
+    if kernel.kprobes {
+        return Ok(vec![KprobeAt {
+            format: generic_format(call),
+            subsystem: "kprobe".into(),
+            event: call.to_owned(),
+            exit_event: call.to_owned(),
+            kprobe,
+        }]);
+    }
+    syscalls
+        .into_iter()
+        .map(|sys| {
+            Ok(KprobeAt {
+                format: syscall_format(facts, &format!("sys_enter_{sys}"))?,
+                subsystem: "syscalls".into(),
+                event: format!("sys_enter_{sys}"),
+                exit_event: format!("sys_exit_{sys}"),
+                kprobe,
+            })
+        })
+        .collect()
+}
+
 fn kprobe_sites<'a>(
     hook: &'a spec::Hook,
     k: &'a spec::Kprobe,
@@ -227,42 +279,9 @@ fn kprobe_sites<'a>(
     let kernel = facts.kernel;
     let kprobes = kernel.kprobes;
     let call = k.call.as_str();
-    let site = |call: &'a str| KprobeSite {
-        call,
-        sock: None,
-        generic: false,
-        on_kprobe: kprobes,
-        at_return: None,
-        generic_sock: None,
-        kernel,
-    };
-    if let Some((syscalls, mut at)) = return_sites(call, kprobes, k.ret) {
-        at.layout = sock_layout(&facts.format("sock", "inet_sock_set_state")?, at.layout)?;
-        let kprobe = KprobeSite {
-            generic: kprobes,
-            at_return: Some(at),
-            ..site(call)
-        };
-        if kprobes {
-            return Ok(vec![KprobeAt {
-                format: generic_format(call),
-                subsystem: "kprobe".into(),
-                event: call.to_owned(),
-                exit_event: call.to_owned(),
-                kprobe,
-            }]);
-        }
-        let mut sites = Vec::new();
-        for sys in syscalls {
-            sites.push(KprobeAt {
-                format: syscall_format(facts, &format!("sys_enter_{sys}"))?,
-                subsystem: "syscalls".into(),
-                event: format!("sys_enter_{sys}"),
-                exit_event: format!("sys_exit_{sys}"),
-                kprobe,
-            });
-        }
-        return Ok(sites);
+    let site = |call: &'a str| plain_site(call, kernel);
+    if let Some((syscalls, at)) = return_sites(call, kprobes, k.ret) {
+        return return_probe_sites(call, syscalls, at, facts);
     }
     // A `sock` argument of any other function is written in the layout of the
     // tracepoint's record, as the socket functions' are.
