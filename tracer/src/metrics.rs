@@ -329,7 +329,11 @@ impl Metrics {
     pub fn policy_sizes(&self, s: crate::policy::store::Sizes) {
         for (family, loaded, capacity) in [
             (&self.policy_hooks, s.hooks, s.hooks_capacity),
-            (&self.policy_hook_points, s.hook_points, s.hook_points_capacity),
+            (
+                &self.policy_hook_points,
+                s.hook_points,
+                s.hook_points_capacity,
+            ),
         ] {
             for (of, n) in [("loaded", loaded), ("capacity", capacity)] {
                 family

@@ -24,7 +24,9 @@ mod verdict;
 
 pub(crate) use eval::Walk;
 pub(crate) use strings::{build_keys, copy_words, str_lookup};
-use tracer_common::policy::{ArgGate, GateHit, HP_RETURN, HP_SAVE_ENTRY, HP_VERDICT, HookPoint};
+use tracer_common::policy::{
+    ArgGate, GateHit, HP_RETURN, HP_SAVE_ENTRY, HP_VERDICT, HookPoint, Verdict,
+};
 pub(crate) use verdict::Scan;
 
 use crate::maps::HOOK_POINTS;
@@ -74,10 +76,7 @@ pub(crate) fn run<S: Site>(site: &S, id: u32) -> i32 {
         gate: hp.gate,
     };
     if at.flags & HP_SAVE_ENTRY != 0 {
-        // A return probe's entry half is here: keep the call's record for its return.
-        if let Some(base) = site.record(hp) {
-            returns::save_entry(base, id);
-        }
+        return run_saving(site, hp, &at, id);
     }
     if at.first == 0 {
         // No hook on the list (yet, or any more).
@@ -102,6 +101,40 @@ pub(crate) fn run<S: Site>(site: &S, id: u32) -> i32 {
             None => return 0,
         };
     }
+    decide(base, &at, verdict)
+}
+
+/// A hook point where a return probe's entry half is (`HP_SAVE_ENTRY`): the record is
+/// built for every call and kept for the return; then the hooks on its list, if any, run
+/// on it as anywhere else. A path of its own, which builds the record once: a record
+/// built on a branch that joins the others would have the verifier check everything
+/// after it twice (for a kprobe's record, the fentry program's largest part).
+#[inline(always)]
+fn run_saving<S: Site>(site: &S, hp: &HookPoint, at: &Snapshot, id: u32) -> i32 {
+    let Some(base) = site.record(hp) else {
+        return 0;
+    };
+    returns::save_entry(base, id);
+    if at.first == 0 {
+        return 0;
+    }
+    let every;
+    let verdict = if at.flags & HP_VERDICT != 0 {
+        match verdict::lookup(id, at) {
+            Some(v) => v,
+            None => return 0,
+        }
+    } else {
+        every = verdict::every(at);
+        &every
+    };
+    decide(base, at, verdict)
+}
+
+/// The hooks the process verdict and the argument gate leave, evaluated on the record at
+/// `base`.
+#[inline(always)]
+fn decide(base: u64, at: &Snapshot, verdict: &Verdict) -> i32 {
     let gate = if verdict.covered != 0 {
         gate::check(base, &at.gate)
     } else {
@@ -110,5 +143,5 @@ pub(crate) fn run<S: Site>(site: &S, id: u32) -> i32 {
     if verdict.n == 0 && gate.n == 0 {
         return 0;
     }
-    eval::candidates(base, &at, verdict, &gate)
+    eval::candidates(base, at, verdict, &gate)
 }
