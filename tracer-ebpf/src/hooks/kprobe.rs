@@ -176,9 +176,15 @@ fn fill_generic<C: Args>(rec: &mut SockRecord, ctx: &C, hp: &HookPoint) {
         _ => ctx.arg(5),
     };
     match k.struct_kind {
-        KPROBE_ARG_FILE => write_path(rec, ptr + off!(file_path)),
-        KPROBE_ARG_PATH => write_path(rec, ptr),
-        KPROBE_ARG_BPRM => write_path(rec, read::<8>(ptr + off!(bprm_file)) + off!(file_path)),
+        KPROBE_ARG_FILE => {
+            tracer_write_path(ptr + off!(file_path));
+        }
+        KPROBE_ARG_PATH => {
+            tracer_write_path(ptr);
+        }
+        KPROBE_ARG_BPRM => {
+            tracer_write_path(read::<8>(ptr + off!(bprm_file)) + off!(file_path));
+        }
         KPROBE_ARG_SOCK => sock::fill(rec, &hp.sock, KPROBE_PATH_AT, ptr),
         KPROBE_ARG_CRED => write_cred(rec, ptr),
         KPROBE_ARG_SKB => sock::fill_skb(rec, &hp.sock, KPROBE_PATH_AT, ptr),
@@ -215,7 +221,23 @@ fn write_cred(rec: &mut SockRecord, cred: u64) {
 
 /// The path of the `struct path` at `path`, up to the task's root, into the record at
 /// `KPROBE_PATH_AT` (its last `KPROBE_PATH_LEN` bytes when longer).
+///
+/// A global function (exported, so its BTF says so) on this CPU's record
+/// (`SOCK_RECORD`): the verifier checks its walk of the dentries once per program, not
+/// once per kind of argument and call site, which kept kprobe and fentry programs near
+/// its budget of a million instructions.
+#[unsafe(no_mangle)]
 #[inline(never)]
+pub extern "C" fn tracer_write_path(path: u64) -> i32 {
+    let Some(rec) = SOCK_RECORD.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: this CPU's record; kprobe programs do not nest on one CPU.
+    write_path(unsafe { &mut *rec }, path);
+    0
+}
+
+#[inline(always)]
 fn write_path(rec: &mut SockRecord, path: u64) {
     let (Some(scratch), Some(nat)) = (KPROBE_PATH.get_ptr_mut(0), KPROBE_NATURAL.get_ptr_mut(0))
     else {
