@@ -23,8 +23,19 @@ const POLICIES: u32 = 1000;
 /// The argument values: `BASE + i` for policy `many-i` (no such process group).
 const BASE: i32 = 7_000_000;
 
-fn policy(i: u32, me: u32, exe: &str) -> String {
-    policy_on(i, BASE, me, exe)
+/// Writes policies `many-0` to `many-999` into `dir` as `many-i.yaml`, policy `many-i`
+/// on value `base + i`, a third each scoped by this process's pid, by its binary, or not.
+fn write_policies(dir: &Path, base: i32) {
+    let me = std::process::id();
+    let exe = fs::canonicalize(std::env::current_exe().expect("own binary")).expect("real path");
+    let exe = exe.to_str().expect("utf-8 path");
+    for i in 0..POLICIES {
+        fs::write(
+            dir.join(format!("many-{i}.yaml")),
+            policy_on(i, base, me, exe),
+        )
+        .expect("write policy");
+    }
 }
 
 /// Policy `many-i` on value `base + i`.
@@ -96,13 +107,8 @@ fn a_thousand_policies_on_one_hook_point() {
         .expect("temp dir");
     let dir = work.path().join("policies");
     fs::create_dir(&dir).expect("policy dir");
-    let me = std::process::id();
-    let exe = fs::canonicalize(std::env::current_exe().expect("own binary")).expect("real path");
-    let exe = exe.to_str().expect("utf-8 path");
+    write_policies(&dir, BASE);
     let file = |i: u32| dir.join(format!("many-{i}.yaml"));
-    for i in 0..POLICIES {
-        fs::write(file(i), policy(i, me, exe)).expect("write policy");
-    }
     let port = integration::metrics::free_port();
     let metrics_addr = format!("127.0.0.1:{port}");
     let agent = Agent::start(&[
@@ -211,7 +217,6 @@ fn a_thousand_policies_on_one_hook_point() {
         let want = rounds + u32::from(i == 500);
         assert!(line.contains(&format!("posted={want}")), "many-{i}: {line}");
     }
-    let _ = Path::new(exe);
 }
 
 /// The kernel takes time to load a policy (seconds each for a kprobe's programs on a
@@ -227,18 +232,10 @@ fn events_recorded_while_policies_load_are_kept() {
         .prefix("tracer-loading-")
         .tempdir()
         .expect("temp dir");
+    // Values no call uses: the tests of this file run side by side, in one process, and
+    // the other's calls must not reach this agent's ring buffer.
+    write_policies(work.path(), BASE + 1_000_000);
     let me = std::process::id();
-    let exe = fs::canonicalize(std::env::current_exe().expect("own binary")).expect("real path");
-    let exe = exe.to_str().expect("utf-8 path");
-    for i in 0..POLICIES {
-        // Values no call uses: the tests of this file run side by side, in one process,
-        // and the other's calls must not reach this agent's ring buffer.
-        fs::write(
-            work.path().join(format!("many-{i}.yaml")),
-            policy_on(i, BASE + 1_000_000, me, exe),
-        )
-        .expect("write policy");
-    }
     let agent = Agent::spawn(&[
         "--tracing-policy-dir",
         work.path().to_str().expect("utf-8 path"),

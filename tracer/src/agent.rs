@@ -376,23 +376,14 @@ impl Running {
             tokio::select! {
                 r = source.readable() => {
                     r?;
-                    if source.drain(DRAIN_BUDGET, |bytes| pipeline.record(bytes, store.as_ref()))
-                        == DRAIN_BUDGET
-                    {
+                    if read_batch(source, pipeline, store.as_ref()) {
                         // More waits: read on after the loop's other work.
                         ring_timer.reset_immediately();
                     }
-                    pipeline.release(false);
-                    pipeline.flush();
                 }
                 _ = ring_timer.tick(), if batched => {
-                    let n = source.drain(DRAIN_BUDGET, |bytes| pipeline.record(bytes, store.as_ref()));
-                    if n == DRAIN_BUDGET {
+                    if read_batch(source, pipeline, store.as_ref()) {
                         ring_timer.reset_immediately();
-                    }
-                    if n > 0 {
-                        pipeline.release(false);
-                        pipeline.flush();
                     }
                 }
                 _ = waiting.tick(), if !pipeline.waiting.is_empty() => {
@@ -489,9 +480,22 @@ impl Running {
 /// Reads and exports everything the kernel has recorded so far: between policies being
 /// loaded, which keeps the loop from the ring buffer.
 fn catch_up(source: &mut EventSource, pipeline: &mut Pipeline, store: &PolicyStore) {
-    while source.drain(DRAIN_BUDGET, |bytes| pipeline.record(bytes, Some(store))) == DRAIN_BUDGET {}
-    pipeline.release(false);
-    pipeline.flush();
+    while read_batch(source, pipeline, Some(store)) {}
+}
+
+/// Reads up to `DRAIN_BUDGET` records from the ring buffer and exports them; whether
+/// more wait.
+fn read_batch(
+    source: &mut EventSource,
+    pipeline: &mut Pipeline,
+    store: Option<&PolicyStore>,
+) -> bool {
+    let n = source.drain(DRAIN_BUDGET, |bytes| pipeline.record(bytes, store));
+    if n > 0 {
+        pipeline.release(false);
+        pipeline.flush();
+    }
+    n == DRAIN_BUDGET
 }
 
 /// Points each pod-scoped policy at the container cgroups of the pods it selects now.

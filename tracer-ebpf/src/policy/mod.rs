@@ -82,15 +82,9 @@ pub(crate) fn run<S: Site>(site: &S, id: u32) -> i32 {
         // No hook on the list (yet, or any more).
         return 0;
     }
-    let every;
-    let verdict = if at.flags & HP_VERDICT != 0 {
-        match verdict::lookup(id, &at) {
-            Some(v) => v,
-            None => return 0,
-        }
-    } else {
-        every = verdict::every(&at);
-        &every
+    let mut every = None;
+    let Some(verdict) = process_verdict(id, &at, &mut every) else {
+        return 0;
     };
     let Some(mut base) = site.record(hp) else {
         return 0;
@@ -118,17 +112,27 @@ fn run_saving<S: Site>(site: &S, hp: &HookPoint, at: &Snapshot, id: u32) -> i32 
     if at.first == 0 {
         return 0;
     }
-    let every;
-    let verdict = if at.flags & HP_VERDICT != 0 {
-        match verdict::lookup(id, at) {
-            Some(v) => v,
-            None => return 0,
-        }
-    } else {
-        every = verdict::every(at);
-        &every
+    let mut every = None;
+    let Some(verdict) = process_verdict(id, at, &mut every) else {
+        return 0;
     };
     decide(base, at, verdict)
+}
+
+/// The process verdict for the hooks on the list: the cached one where a hook has a
+/// process selector (`HP_VERDICT`), else every hook (kept in `every`, the caller's).
+/// `None` when the cache cannot be reached.
+#[inline(always)]
+fn process_verdict<'a>(
+    id: u32,
+    at: &Snapshot,
+    every: &'a mut Option<Verdict>,
+) -> Option<&'a Verdict> {
+    if at.flags & HP_VERDICT != 0 {
+        verdict::lookup(id, at)
+    } else {
+        Some(every.insert(verdict::every(at)))
+    }
 }
 
 /// The hooks the process verdict and the argument gate leave, evaluated on the record at
