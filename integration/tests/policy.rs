@@ -1675,6 +1675,9 @@ fn a_policy_with_a_hook_that_cannot_attach_runs_partly() {
   # ftrace events take no BPF program: the kernel refuses this hook.
   - subsystem: ftrace
     event: print
+  # No such tracepoint on any kernel: this hook cannot be placed.
+  - subsystem: syscalls
+    event: sys_enter_no_such_call
 "#
     );
     let pol = write(
@@ -1682,7 +1685,18 @@ fn a_policy_with_a_hook_that_cannot_attach_runs_partly() {
         "p.yaml",
         &openat_policy("partly", &selectors, ""),
     );
-    let agent = Agent::start(&["--tracing-policy", pol.to_str().expect("utf-8")]);
+    // A policy none of whose hooks can run here is refused, saying so for each.
+    let none = write(
+        work.path(),
+        "none.yaml",
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: none-here\nspec:\n  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_no_such_call\n",
+    );
+    let agent = Agent::start(&[
+        "--tracing-policy",
+        pol.to_str().expect("utf-8"),
+        "--tracing-policy",
+        none.to_str().expect("utf-8"),
+    ]);
     open(&work.path().join("partly"));
     let events = agent.sync();
     let got: Vec<&str> = hits(&events, "partly")
@@ -1695,8 +1709,10 @@ fn a_policy_with_a_hook_that_cannot_attach_runs_partly() {
     assert!(
         stderr.contains(
             "policy partly: ftrace/print is not running: attaching to tracepoint ftrace/print"
-        ) && stderr.contains("policy partly partly loaded from ")
-            && stderr.contains("1 of its hooks are not running"),
+        ) && stderr.contains("policy partly: syscalls/sys_enter_no_such_call is not running: ")
+            && stderr.contains("policy partly partly loaded from ")
+            && stderr.contains("2 of its hooks are not running")
+            && stderr.contains("policy none-here: none of its hooks can run here: syscalls/sys_enter_no_such_call: tracepoint syscalls/sys_enter_no_such_call does not exist on this kernel"),
         "{stderr}"
     );
 }

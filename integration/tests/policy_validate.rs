@@ -63,7 +63,7 @@ fn valid_and_broken_files() {
         format!(
             "{}:15:19: spec.tracepoints[0].selectors[0].matchArgs[0].operator: `Equals` is not a \
              matchArgs operator; expected one of Equal, NotEqual, Prefix, NotPrefix, Postfix, \
-             NotPostfix, GT, GreaterThan, LT, LessThan, Mask\n  fix: write `Equal`\n",
+             NotPostfix, GT, GreaterThan, LT, LessThan, Mask, InMap, NotInMap\n  fix: write `Equal`\n",
             bad.display()
         )
     );

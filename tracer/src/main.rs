@@ -547,6 +547,9 @@ fn validate(files: &[PathBuf]) -> ExitCode {
                     .iter()
                     .map(|d| d.policy.metadata.name.as_str())
                     .collect();
+                for w in docs.iter().flat_map(|d| &d.warnings) {
+                    eprintln!("warning: {w}");
+                }
                 println!("{}: valid ({})", file.display(), names.join(", "));
             }
             Err(errors) => {

@@ -97,10 +97,25 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
         for (id, doc) in docs.iter().enumerate() {
             let name = doc.spec.name.as_str();
             match policy::compile::compile(&doc.spec, id as u32, &mut ids, &facts) {
+                Ok(compiled) if compiled.hooks.is_empty() => {
+                    all_ok = false;
+                    let _ = writeln!(
+                        out,
+                        "\npolicy {name} ({}:{}) would be refused: none of its hooks can run here",
+                        file.display(),
+                        doc.first_line
+                    );
+                    for (hook, why) in &compiled.unplaced {
+                        let _ = writeln!(out, "  {hook}: {why}");
+                    }
+                }
                 Ok(compiled) => {
                     let _ = writeln!(out, "\npolicy {name} ({})", file.display());
                     for h in &compiled.hooks {
                         let _ = writeln!(out, "  {}", h.runs_on());
+                    }
+                    for (hook, why) in &compiled.unplaced {
+                        let _ = writeln!(out, "  {hook}: does not run here: {why}");
                     }
                     hooks += compiled.hooks.len();
                 }

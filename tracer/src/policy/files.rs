@@ -38,6 +38,9 @@ pub fn load_file(
     for doc in docs {
         let name = doc.policy.metadata.name.as_str().to_owned();
         let source = format!("{}:{}", path.display(), doc.first_line);
+        for w in &doc.warnings {
+            tracing::warn!("policy {name}: {w}");
+        }
         let started = std::time::Instant::now();
         let result = store.add(ebpf, &doc.spec, path);
         super::log_load(&name, &source, &result, started.elapsed());

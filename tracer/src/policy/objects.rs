@@ -227,6 +227,9 @@ pub fn apply_change(
                 Ok(docs) => match docs.first() {
                     None => Outcome::Invalid("no policy in the object".into()),
                     Some(doc) => {
+                        for w in &doc.warnings {
+                            tracing::warn!("policy {name}: {w}");
+                        }
                         let started = std::time::Instant::now();
                         let result = store.add(ebpf, &doc.spec, std::path::Path::new(&source));
                         super::log_load(&name, &source, &result, started.elapsed());

@@ -15,6 +15,9 @@ pub struct Document {
     pub spec: spec::Policy,
     /// 1-based line of the file where the document starts.
     pub first_line: usize,
+    /// What the document says that the tracer reads otherwise than written, or ignores
+    /// (as Tetragon does); each to be shown to whoever loads it.
+    pub warnings: Vec<PolicyError>,
 }
 
 /// Reads, parses and validates every document of `path`.
@@ -93,10 +96,15 @@ pub fn text_documents(file: &str, text: &str) -> Result<Vec<Document>, Vec<Polic
             }
         };
         match validate::policy(&policy) {
-            Ok(spec) => docs.push(Document {
+            Ok(v) => docs.push(Document {
                 policy,
-                spec,
+                spec: v.spec,
                 first_line,
+                warnings: v
+                    .warnings
+                    .into_iter()
+                    .map(|p| at(p.span.start(), &p.path, p.message, p.fix))
+                    .collect(),
             }),
             Err(problems) => errors.extend(
                 problems
@@ -376,7 +384,7 @@ mod tests {
             ),
             (
                 "  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: auto\n",
-                "t.yaml:11:13: spec.kprobes[0].args[0].type: kprobe argument type `auto` is Tetragon's but not supported by the tracer yet; supported: sock, socket, int, sint8, uint8, int8, sint16, uint16, int16, sint32, uint32, int32, sint64, uint64, int64, ulong, long, size_t, string, char_buf, fd, file, path, linux_binprm, cred, char_iovec, skb",
+                "t.yaml:11:13: spec.kprobes[0].args[0].type: kprobe argument type `auto` is Tetragon's but not supported by the tracer yet; supported: nop, sock, socket, int, sint8, uint8, int8, sint16, uint16, int16, sint32, uint32, int32, sint64, uint64, int64, ulong, long, size_t, string, char_buf, fd, file, path, linux_binprm, cred, char_iovec, skb",
             ),
             (
                 "  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: sock\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: DPort\n",
@@ -385,10 +393,6 @@ mod tests {
             (
                 "  kprobes:\n  - call: sys_openat\n    syscall: true\n    selectors:\n    - matchReturnArgs:\n      - index: 0\n        operator: Equal\n        values: [-2]\n",
                 "t.yaml:11:16: spec.kprobes[0].selectors[0].matchReturnArgs: matchReturnArgs needs a return probe\n  fix: add `return: true` and `returnArg`",
-            ),
-            (
-                "  kprobes:\n  - call: tcp_connect\n    args:\n    - index: 0\n      type: sock\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: DAddr\n        values: [10.1.0.0/8]\n",
-                "t.yaml:15:18: spec.kprobes[0].selectors[0].matchArgs[0].values[0]: `10.1.0.0/8` has bits set past its prefix; the range starts at 10.0.0.0/8",
             ),
             (
                 "  kprobes:\n  - call: tcp_connect\n    args:\n    - index: 0\n      type: sock\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Prefix\n        values: [a]\n",
@@ -412,7 +416,7 @@ mod tests {
                 &format!(
                     "{tp}    args:\n    - index: 0\n    selectors:\n    - matchArgs:\n      - index: 1\n        operator: Equal\n        values: [a]\n"
                 ),
-                "t.yaml:13:16: spec.tracepoints[0].selectors[0].matchArgs[0].index: argument 1 is not declared in this hook's `args`\n  fix: add `- index: 1` under `args:`",
+                "t.yaml:13:16: spec.tracepoints[0].selectors[0].matchArgs[0].index: argument 1 is neither a declared argument's `index` nor a position in `args` (it has 1)\n  fix: add `- index: 1` under `args:`, or write the position of the argument in `args` (from 0)",
             ),
             (
                 &format!(
@@ -461,10 +465,6 @@ mod tests {
                 "t.yaml:11:17: spec.tracepoints[0].selectors[0].matchActions[0].action: `Override` stops a kernel function from running: it goes on a kprobe (`spec.kprobes`), not on a tracepoint\n  fix: hook the function the tracepoint is in, with `call:`",
             ),
             (
-                "  kprobes:\n  - call: security_file_open\n    syscall: false\n    selectors:\n    - matchActions:\n      - action: Override\n        argError: 5\n",
-                "t.yaml:12:19: spec.kprobes[0].selectors[0].matchActions[0].argError: 5 is not a negative errno (-1 to -4095)",
-            ),
-            (
                 &format!(
                     "{tp}  lists:\n  - name: l\n    type: syscalls\n    values: [openat, not_a_syscall]\n"
                 ),
@@ -494,6 +494,151 @@ mod tests {
                 got.join("\n")
             );
         }
+    }
+
+    /// The one document of `spec`, and its warnings as the CLI prints them.
+    fn accepted(spec: &str) -> (Document, Vec<String>) {
+        let mut docs = text_documents("t.yaml", &doc(spec))
+            .unwrap_or_else(|e| panic!("refused: {e:?}\nfor spec:\n{spec}"));
+        let d = docs.remove(0);
+        let warnings = d.warnings.iter().map(ToString::to_string).collect();
+        (d, warnings)
+    }
+
+    /// What Tetragon accepts is accepted: read as Tetragon reads it, with a warning where
+    /// something is read otherwise than written or ignored.
+    #[test]
+    fn what_tetragon_accepts_is_accepted() {
+        let sock = "  kprobes:\n  - call: tcp_connect\n    args:\n    - index: 0\n      type: sock\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: DAddr\n        values: [127.0.0.1/8]\n";
+        let (d, w) = accepted(sock);
+        assert_eq!(
+            w,
+            [
+                "t.yaml:15:18: spec.kprobes[0].selectors[0].matchArgs[0].values[0]: `127.0.0.1/8` has bits set past its prefix: read as 127.0.0.0/8, the range it falls in"
+            ]
+        );
+        assert_eq!(
+            d.spec.hooks[0].selectors[0].args[0].values,
+            [spec::Value::Cidr(
+                crate::policy::sock::parse_cidr("127.0.0.0/8").unwrap()
+            )]
+        );
+
+        // Any argError on Override (1: the caller skips the attribute).
+        let (d, w) = accepted(
+            "  kprobes:\n  - call: security_inode_copy_up_xattr\n    selectors:\n    - matchActions:\n      - action: Override\n        argError: 1\n",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(
+            d.spec.hooks[0].selectors[0].actions,
+            [spec::Action::Override(1)]
+        );
+
+        // returnArg without return, argError on Sigkill: ignored, said.
+        let (d, w) = accepted(
+            "  kprobes:\n  - call: security_bprm_check\n    returnArg:\n      index: 0\n      type: int\n    selectors:\n    - matchActions:\n      - action: Sigkill\n        argError: -1\n",
+        );
+        assert_eq!(
+            w,
+            [
+                "t.yaml:9:14: spec.kprobes[0].returnArg: `returnArg` goes with `return: true`: ignored, the hook reports no return value\n  fix: add `return: true`, or remove `returnArg`",
+                "t.yaml:14:19: spec.kprobes[0].selectors[0].matchActions[0].argError: `argError` goes with `Override`, not `Sigkill`: ignored\n  fix: remove it",
+            ]
+        );
+        let spec::Target::Kprobe(k) = &d.spec.hooks[0].target else {
+            panic!("a kprobe");
+        };
+        assert!(k.return_arg.is_none());
+        assert_eq!(
+            d.spec.hooks[0].selectors[0].actions,
+            [spec::Action::Sigkill]
+        );
+
+        // Two matchPIDs of one selector: both must pass, merged into one.
+        let pids = |a: &str, b: &str, follow: bool| {
+            format!(
+                "  kprobes:\n  - call: sys_clock_settime\n    syscall: true\n    selectors:\n    - matchPIDs:\n      - operator: {a}\n        followForks: {follow}\n        values: [1, 2]\n      - operator: {b}\n        followForks: {follow}\n        values: [0, 2]\n"
+            )
+        };
+        let (d, _) = accepted(&pids("NotIn", "NotIn", true));
+        let p = d.spec.hooks[0].selectors[0].pids.clone().unwrap();
+        assert_eq!(
+            (p.op, p.values, p.follow_forks),
+            (spec::SetOp::NotIn, vec![1, 2, 0], true)
+        );
+        let (d, _) = accepted(&pids("In", "In", false));
+        let p = d.spec.hooks[0].selectors[0].pids.clone().unwrap();
+        assert_eq!((p.op, p.values), (spec::SetOp::In, vec![2]));
+        let (d, _) = accepted(&pids("In", "NotIn", false));
+        let p = d.spec.hooks[0].selectors[0].pids.clone().unwrap();
+        assert_eq!((p.op, p.values), (spec::SetOp::In, vec![1]));
+        assert_eq!(
+            errors(&doc(&pids("In", "In", true))),
+            [
+                "t.yaml:14:19: spec.kprobes[0].selectors[0].matchPIDs[1]: with `followForks`, the matchPIDs filters of one selector can be merged only when all are `NotIn`"
+            ]
+        );
+
+        // A tracepoint's matchArgs index: a declared argument's index, else a position
+        // in `args`; `InMap` on a list of syscalls, 32-bit ones among them.
+        let (d, w) = accepted(
+            "  lists:\n  - name: dups\n    type: syscalls\n    values: [sys_dup, __ia32_sys_dup, __x64_sys_dup2]\n  tracepoints:\n  - subsystem: raw_syscalls\n    event: sys_enter\n    args:\n    - index: 4\n      type: syscall64\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: InMap\n        values: [\"list:dups\"]\n",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        let m = &d.spec.hooks[0].selectors[0].args[0];
+        assert_eq!((m.index, m.op), (4, spec::ArgOp::Equal));
+        let ints: Vec<Option<i128>> = m
+            .values
+            .iter()
+            .map(|v| match v {
+                spec::Value::Text { int, .. } => *int,
+                _ => None,
+            })
+            .collect();
+        let native = |s: syscalls::Sysno| Some(s.id() as i128);
+        let mut want = vec![native(syscalls::Sysno::dup)];
+        if cfg!(target_arch = "x86_64") {
+            want.push(Some(41 | 1 << 31));
+        }
+        want.push(native(syscalls::Sysno::dup2));
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(ints, want);
+        }
+        assert_eq!(
+            errors(&doc(
+                "  tracepoints:\n  - subsystem: raw_syscalls\n    event: sys_enter\n    args:\n    - index: 4\n    selectors:\n    - matchArgs:\n      - index: 1\n        operator: Equal\n        values: [\"1\"]\n"
+            )),
+            [
+                "t.yaml:13:16: spec.tracepoints[0].selectors[0].matchArgs[0].index: argument 1 is neither a declared argument's `index` nor a position in `args` (it has 1)\n  fix: add `- index: 1` under `args:`, or write the position of the argument in `args` (from 0)"
+            ]
+        );
+
+        // `nop` holds an index and is neither read nor reported; a C string's NUL.
+        let (d, w) = accepted(
+            "  kprobes:\n  - call: security_inode_copy_up_xattr\n    args:\n    - index: 0\n      type: nop\n    - index: 1\n      type: string\n    selectors:\n    - matchArgs:\n      - index: 1\n        operator: Equal\n        values: [\"security.capability\\0\"]\n",
+        );
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(d.spec.hooks[0].args.len(), 1);
+        assert_eq!(d.spec.hooks[0].args[0].index, 1);
+        assert!(matches!(
+            &d.spec.hooks[0].selectors[0].args[0].values[0],
+            spec::Value::Text { text, .. } if text == "security.capability"
+        ));
+    }
+
+    /// One error per cause: no second message that only follows from the first.
+    #[test]
+    fn no_message_follows_from_another() {
+        let e = errors(&doc(
+            "  kprobes:\n  - call: security_socket_connect\n    args:\n    - index: 1\n      type: sockaddr_un\n    selectors:\n    - matchArgs:\n      - index: 1\n        operator: Family\n        values: [AF_INET]\n",
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("args[0].type"), "{e:?}");
+        let e = errors(&doc(
+            "  lists:\n  - name: all\n    type: generated_ftrace\n  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_openat\n",
+        ));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].contains("spec.lists[0].type"), "{e:?}");
     }
 
     #[test]

@@ -44,8 +44,9 @@ pub enum SockError {
     Address(String),
     #[error("`/{bits}` is not a prefix length from 0 to {max}")]
     PrefixLength { bits: String, max: u8 },
-    /// Host bits set under the prefix: the range written would never match.
-    #[error("`{value}` has bits set past its prefix; the range starts at {start}/{len}")]
+    /// Host bits set under the prefix: read as the range they fall in, as Tetragon
+    /// does (a warning, not an error).
+    #[error("`{value}` has bits set past its prefix: read as {start}/{len}, the range it falls in")]
     HostBits {
         value: String,
         start: IpAddr,
@@ -70,8 +71,13 @@ pub struct Cidr {
     pub bits: u8,
 }
 
-/// `10.0.0.0/8`, `fd00::/8`, or a single address.
+/// `10.0.0.0/8`, `fd00::/8`, or a single address; host bits past the prefix cleared.
 pub fn parse_cidr(v: &str) -> Result<Cidr, SockError> {
+    parse_cidr_noting(v).map(|(cidr, _)| cidr)
+}
+
+/// [`parse_cidr`], with [`SockError::HostBits`] when it cleared host bits.
+pub fn parse_cidr_noting(v: &str) -> Result<(Cidr, Option<SockError>), SockError> {
     let (addr, bits) = match v.split_once('/') {
         Some((a, b)) => (a, Some(b)),
         None => (v, None),
@@ -94,20 +100,18 @@ pub fn parse_cidr(v: &str) -> Result<Cidr, SockError> {
             })?,
         };
     let bits = offset + len;
-    // Host bits set under the prefix would never match as written: say so.
+    // Host bits set under the prefix (`127.0.0.1/8`): the range they fall in, said.
     let mut masked = bytes;
     for (i, byte) in masked.iter_mut().enumerate() {
         let keep = (usize::from(bits)).saturating_sub(i * 8).min(8);
         *byte &= if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
     }
-    if masked != bytes {
-        return Err(SockError::HostBits {
-            value: v.to_owned(),
-            start: masked_addr(ip, masked),
-            len,
-        });
-    }
-    Ok(Cidr { addr: bytes, bits })
+    let note = (masked != bytes).then(|| SockError::HostBits {
+        value: v.to_owned(),
+        start: masked_addr(ip, masked),
+        len,
+    });
+    Ok((Cidr { addr: masked, bits }, note))
 }
 
 /// `masked` (IPv6, IPv4 mapped) as an address of `ip`'s family.
@@ -222,10 +226,13 @@ mod tests {
         assert_eq!(parse_cidr("127.0.0.1").unwrap().bits, 128);
         assert_eq!(parse_cidr("fd00::/8").unwrap().bits, 8);
         assert_eq!(parse_cidr("::1").unwrap().addr[15], 1);
+        let (c, note) = parse_cidr_noting("10.1.0.0/8").unwrap();
+        assert_eq!(c, parse_cidr("10.0.0.0/8").unwrap());
         assert_eq!(
-            parse_cidr("10.1.0.0/8").unwrap_err().to_string(),
-            "`10.1.0.0/8` has bits set past its prefix; the range starts at 10.0.0.0/8"
+            note.unwrap().to_string(),
+            "`10.1.0.0/8` has bits set past its prefix: read as 10.0.0.0/8, the range it falls in"
         );
+        assert!(parse_cidr_noting("10.0.0.0/8").unwrap().1.is_none());
         assert_eq!(
             parse_cidr("10.0.0.0/33").unwrap_err().to_string(),
             "`/33` is not a prefix length from 0 to 32"

@@ -21,7 +21,7 @@ use tracer_common::policy::{
 
 use super::{
     facts::Facts,
-    place::{self, Half, OverrideError, PlaceError, Point, Probe, Unit},
+    place::{self, Half, OverrideError, Point, Probe, Unit},
     spec,
 };
 
@@ -127,6 +127,9 @@ pub struct Compiled {
     pub follow: Vec<Follow>,
     /// The pods the policy applies to, where not all (`HOOK_CGROUP_SCOPE`).
     pub scope: Option<spec::Scope>,
+    /// The hooks that cannot run on this kernel (no such tracepoint or field, no
+    /// kprobes, no BPF LSM...), each with its label and why: the others run.
+    pub unplaced: Vec<(String, String)>,
 }
 
 /// Ids handed out across policies: string filter ids, and `FOLLOW` bits.
@@ -154,12 +157,6 @@ impl Ids {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
-    #[error("policy {policy}: {source}")]
-    Place {
-        policy: String,
-        #[source]
-        source: PlaceError,
-    },
     #[error("policy {policy}: {hook}: {source}")]
     Hook {
         policy: String,
@@ -233,6 +230,7 @@ pub fn compile(
         follow: Vec::new(),
     };
     let mut hooks: Vec<Hook> = Vec::new();
+    let mut unplaced = Vec::new();
     let mut seen = HashSet::new();
     for h in &p.hooks {
         let label = match &h.target {
@@ -244,10 +242,13 @@ pub fn compile(
             hook: label.clone(),
             source,
         };
-        let units = place::units(h, facts).map_err(|source| CompileError::Place {
-            policy: name.clone(),
-            source,
-        })?;
+        let units = match place::units(h, facts) {
+            Ok(units) => units,
+            Err(source) => {
+                unplaced.push((label, source.to_string()));
+                continue;
+            }
+        };
         // Traced twice: the same tracepoint, or the same function (a syscall under its
         // two names, `sys_getpgid` and `__x64_sys_getpgid`).
         let traced = match units.first() {
@@ -257,9 +258,24 @@ pub fn compile(
         if !seen.insert(traced) {
             return Err(err(HookError::TracedTwice));
         }
+        let mut halves = Vec::new();
         for unit in &units {
-            let mut compiled = hook(unit, &mut ctx).map_err(err)?;
-            if unit.half == Half::Return {
+            match hook(unit, &mut ctx) {
+                Ok(compiled) => halves.push((unit.half, compiled)),
+                // The kernel does not run the program `Override` needs: like a hook that
+                // cannot attach.
+                Err(HookError::Override(
+                    e @ (OverrideError::NoLsm { .. } | OverrideError::NotOnFunction { .. }),
+                )) => {
+                    unplaced.push((label.clone(), e.to_string()));
+                    halves.clear();
+                    break;
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        for (half, mut compiled) in halves {
+            if half == Half::Return {
                 compiled.pair = Some(hooks.len() - 1);
             }
             hooks.push(compiled);
@@ -286,6 +302,7 @@ pub fn compile(
         strings: ctx.strings,
         follow: ctx.follow,
         scope: p.scope.clone(),
+        unplaced,
     })
 }
 

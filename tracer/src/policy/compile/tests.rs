@@ -218,14 +218,26 @@ fn spec_of(text: &str) -> spec::Policy {
 }
 
 /// `text` compiled for `kernel` as policy 0, the first of its kind.
+/// `text` compiled on `kernel`; an error also when a hook cannot run there (the reasons
+/// of those that cannot: the store loads the others, the tests look at one at a time).
 fn compile_on(root: &Path, kernel: Kernel, text: &str) -> Result<Compiled, String> {
-    compile(
+    let c = compile(
         &spec_of(text),
         0,
         &mut Ids::default(),
         &Facts::new(kernel, root),
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    if c.unplaced.is_empty() {
+        Ok(c)
+    } else {
+        let reasons: Vec<String> = c
+            .unplaced
+            .iter()
+            .map(|(hook, why)| format!("{hook}: {why}"))
+            .collect();
+        Err(reasons.join("; "))
+    }
 }
 
 /// The hooks of a policy of one kprobe (`call: {hook}`, the rest of it following).

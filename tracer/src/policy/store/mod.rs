@@ -56,7 +56,7 @@ pub enum StoreError {
         #[source]
         source: WriteError,
     },
-    #[error("policy {policy}: no hook could be attached: {}", failed.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    #[error("policy {policy}: none of its hooks can run here: {}", failed.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     NoHook {
         policy: String,
         failed: Vec<FailedHook>,
@@ -320,7 +320,14 @@ impl PolicyStore {
             compiled: Rc::clone(&compiled),
             hooks: Vec::new(),
             source: source.to_owned(),
-            failed: Vec::new(),
+            failed: compiled
+                .unplaced
+                .iter()
+                .map(|(hook, reason)| FailedHook {
+                    hook: hook.clone(),
+                    reason: reason.clone(),
+                })
+                .collect(),
         };
         let result = (|| {
             if !self.policies.contains_key(&name) {
@@ -370,7 +377,8 @@ impl PolicyStore {
                     .write(point, &mut self.maps, &mut self.retire)
                     .map_err(write)?;
             }
-            if loaded.failed.len() == compiled.hooks.len() && !loaded.failed.is_empty() {
+            // No hook runs: every one failed to attach or could not be placed.
+            if loaded.hooks.iter().all(|(_, point)| point.is_none()) {
                 return Err(StoreError::NoHook {
                     policy: name.clone(),
                     failed: std::mem::take(&mut loaded.failed),
@@ -649,7 +657,17 @@ impl PolicyStore {
     pub fn placement(&mut self, policy: &spec::Policy) -> Result<Vec<String>, StoreError> {
         let mut ids = self.ids.clone();
         let compiled = compile::compile(policy, 0, &mut ids, &self.facts)?;
-        Ok(compiled.hooks.iter().map(Hook::runs_on).collect())
+        Ok(compiled
+            .hooks
+            .iter()
+            .map(Hook::runs_on)
+            .chain(
+                compiled
+                    .unplaced
+                    .iter()
+                    .map(|(hook, why)| format!("{hook}: does not run here: {why}")),
+            )
+            .collect())
     }
 
     /// How long until the next deletion is due, at most `max`.

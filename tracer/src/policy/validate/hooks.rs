@@ -26,13 +26,15 @@ pub(super) fn kprobe(c: &mut Check, k: &Spanned<Kprobe>, path: &str, lists: &[Li
     );
     c.unsupported(&k.ignore, &format!("{path}.ignore"), "`ignore`");
     let call = k.call.as_str();
-    if call.starts_with("list:") {
-        c.at(
-            k.call.span(),
-            format!("{path}.call"),
-            "`list:` calls are Tetragon's but not supported by the tracer yet",
-            Some("write one kprobe per function".into()),
-        );
+    if let Some(name) = call.strip_prefix("list:") {
+        if !lists.iter().any(|l| l.name == name) {
+            c.at(
+                k.call.span(),
+                format!("{path}.call"),
+                format!("`{call}` names no list of `spec.lists`"),
+                None,
+            );
+        }
     } else if call.is_empty()
         || !call
             .chars()
@@ -48,12 +50,13 @@ pub(super) fn kprobe(c: &mut Check, k: &Spanned<Kprobe>, path: &str, lists: &[Li
     let is_return = k.ret.as_ref().is_some_and(|r| **r);
     let return_arg = k.return_arg.as_ref().and_then(|a| {
         if !is_return {
-            c.at(
+            c.warn(
                 a.index.span(),
                 format!("{path}.returnArg"),
-                "`returnArg` goes with `return: true`",
-                Some("add `return: true`".into()),
+                "`returnArg` goes with `return: true`: ignored, the hook reports no return value",
+                Some("add `return: true`, or remove `returnArg`".into()),
             );
+            return None;
         }
         let ty = match &a.ty {
             None => spec::ArgType::Int {
@@ -103,6 +106,7 @@ pub(super) fn kprobe(c: &mut Check, k: &Spanned<Kprobe>, path: &str, lists: &[Li
         arg_types: KPROBE_ARG_TYPES,
         arg_types_unsupported: KPROBE_ARG_TYPES_UNSUPPORTED,
         arg_kind: "kprobe argument type",
+        positional: false,
     };
     let target = spec::Target::Kprobe(spec::Kprobe {
         call: call.to_owned(),
@@ -111,6 +115,31 @@ pub(super) fn kprobe(c: &mut Check, k: &Spanned<Kprobe>, path: &str, lists: &[Li
         return_arg,
     });
     hook(c, parts, path, target, lists)
+}
+
+/// A kprobe on `list:NAME` as one kprobe per syscall of the list (`syscall: true`, as
+/// Tetragon reads a list of syscalls); any other hook as it is.
+pub(super) fn expand_list(hook: spec::Hook, lists: &[List]) -> Vec<spec::Hook> {
+    let spec::Target::Kprobe(k) = &hook.target else {
+        return vec![hook];
+    };
+    let Some(name) = k.call.strip_prefix("list:") else {
+        return vec![hook];
+    };
+    let Some(list) = lists.iter().find(|l| l.name == name) else {
+        return Vec::new();
+    };
+    list.calls
+        .iter()
+        .map(|call| {
+            let mut h = hook.clone();
+            if let spec::Target::Kprobe(k) = &mut h.target {
+                k.call.clone_from(call);
+                k.syscall = true;
+            }
+            h
+        })
+        .collect()
 }
 
 pub(super) fn tracepoint(c: &mut Check, tp: &Tracepoint, path: &str, lists: &[List]) -> spec::Hook {
@@ -147,6 +176,7 @@ pub(super) fn tracepoint(c: &mut Check, tp: &Tracepoint, path: &str, lists: &[Li
         arg_types: ARG_TYPES,
         arg_types_unsupported: &[],
         arg_kind: "tracepoint argument type",
+        positional: true,
     };
     let target = spec::Target::Tracepoint {
         subsystem: tp.subsystem.as_str().to_owned(),
@@ -167,6 +197,9 @@ struct HookParts<'a> {
     /// Tetragon's types of this kind of hook that the tracer does not read yet.
     arg_types_unsupported: &'a [&'a str],
     arg_kind: &'a str,
+    /// A `matchArgs` index that names no declared argument is a position in `args`
+    /// (tracepoints, as Tetragon reads them).
+    positional: bool,
 }
 
 fn hook(
@@ -202,7 +235,7 @@ fn hook(
         "arguments",
         &h.anchor,
     );
-    let args = args(c, &h, path);
+    let (args, refused) = args(c, &h, path);
     c.at_most(
         h.selectors,
         |s| Some(*s.span()),
@@ -216,7 +249,12 @@ fn hook(
         .iter()
         .enumerate()
         .map(|(k, sel)| {
-            selectors::selector(c, sel, &format!("{path}.selectors[{k}]"), &args, lists)
+            let at = selectors::Args {
+                args: &args,
+                positional: h.positional,
+                refused: &refused,
+            };
+            selectors::selector(c, sel, &format!("{path}.selectors[{k}]"), &at, lists)
         })
         .collect();
     spec::Hook {
@@ -229,9 +267,11 @@ fn hook(
     }
 }
 
-/// The hook's arguments, each with its type read.
-fn args(c: &mut Check, h: &HookParts<'_>, path: &str) -> Vec<spec::Arg> {
+/// The hook's arguments, each with its type read; and the indices of those whose type
+/// was refused.
+fn args(c: &mut Check, h: &HookParts<'_>, path: &str) -> (Vec<spec::Arg>, Vec<u32>) {
     let mut out: Vec<spec::Arg> = Vec::new();
+    let mut refused = Vec::new();
     for (j, a) in h.args.iter().enumerate() {
         let ap = format!("{path}.args[{j}]");
         if out.iter().any(|o| o.index == *a.index) {
@@ -241,6 +281,10 @@ fn args(c: &mut Check, h: &HookParts<'_>, path: &str) -> Vec<spec::Arg> {
                 format!("argument {} is declared twice", *a.index),
                 Some("remove one of them".into()),
             );
+        }
+        // `nop`: declared so that the index counts, and neither read nor reported.
+        if a.ty.as_ref().is_some_and(|t| t.as_str() == "nop") {
+            continue;
         }
         let ty = match &a.ty {
             None => spec::ArgType::Auto,
@@ -254,7 +298,9 @@ fn args(c: &mut Check, h: &HookParts<'_>, path: &str) -> Vec<spec::Arg> {
                 ) {
                     arg_type(ty).unwrap_or(spec::ArgType::Auto)
                 } else {
-                    spec::ArgType::Auto
+                    // Said; its filters are not checked against a type it does not have.
+                    refused.push(*a.index);
+                    continue;
                 }
             }
         };
@@ -308,29 +354,50 @@ fn args(c: &mut Check, h: &HookParts<'_>, path: &str) -> Vec<spec::Arg> {
             return_copy,
         });
     }
-    out
+    (out, refused)
 }
 
-/// The number of syscall `v` (`openat` or `sys_openat`) on this architecture.
+/// The bit Tetragon sets on the number of a syscall of the 32-bit ABI (`__ia32_sys_dup`,
+/// `i386/sys_dup`) in lists and `syscall64` values.
+pub const COMPAT_SYSCALL_BIT: u32 = 1 << 31;
+
+/// The number of syscall `v` (`openat`, `sys_openat`, `__x64_sys_openat`) on this
+/// architecture; of the 32-bit ABI (`__ia32_sys_dup` or `i386/sys_dup`, on x86_64) with
+/// [`COMPAT_SYSCALL_BIT`] set.
 pub(super) fn syscall_number(c: &mut Check, v: &Spanned<String>, path: &str) -> Option<u32> {
     let name = v.as_str();
-    // Tetragon accepts `sys_openat` and ABI-prefixed `i386/sys_dup`; the tracer traces the
-    // native ABI.
-    if name.contains('/') {
-        c.at(v.span(), path, format!("`{name}`: syscalls of another ABI are not supported yet; the tracer traces the native ({}) syscalls", std::env::consts::ARCH), None);
-        return None;
-    }
-    let bare = name.strip_prefix("sys_").unwrap_or(name);
-    match syscalls::Sysno::from_str(bare) {
-        Ok(no) => u32::try_from(no.id()).ok(),
-        Err(_) => {
-            c.at(
-                v.span(),
-                path,
-                format!("`{name}` is not a syscall of {}", std::env::consts::ARCH),
-                None,
-            );
-            None
+    let compat = name
+        .strip_prefix("__ia32_")
+        .or_else(|| name.strip_prefix("i386/"));
+    let number = match compat {
+        Some(rest) if cfg!(target_arch = "x86_64") => {
+            let bare = rest.strip_prefix("sys_").unwrap_or(rest);
+            syscalls::x86::Sysno::from_str(bare)
+                .ok()
+                .and_then(|no| u32::try_from(no.id()).ok())
+                .map(|no| no | COMPAT_SYSCALL_BIT)
         }
+        Some(_) => None,
+        None => {
+            let native = name.strip_prefix("__x64_").unwrap_or(name);
+            let bare = native.strip_prefix("sys_").unwrap_or(native);
+            syscalls::Sysno::from_str(bare)
+                .ok()
+                .and_then(|no| u32::try_from(no.id()).ok())
+        }
+    };
+    if number.is_none() {
+        let abi = if compat.is_some() {
+            "the 32-bit ABI of this machine (i386 on x86_64)"
+        } else {
+            std::env::consts::ARCH
+        };
+        c.at(
+            v.span(),
+            path,
+            format!("`{name}` is not a syscall of {abi}"),
+            None,
+        );
     }
+    number
 }

@@ -30,10 +30,20 @@ pub struct Problem {
     pub fix: Option<String>,
 }
 
+/// A document that passed: its spec, and what it says that the tracer reads otherwise
+/// than written or ignores, as Tetragon does (a CIDR with host bits, `argError` on
+/// `Sigkill`...): said, not refused.
+#[derive(Debug)]
+pub struct Validated {
+    pub spec: spec::Policy,
+    pub warnings: Vec<Problem>,
+}
+
 /// Checks one parsed document and reads it into its spec; every problem otherwise.
-pub fn policy(p: &TracingPolicy) -> Result<spec::Policy, Vec<Problem>> {
+pub fn policy(p: &TracingPolicy) -> Result<Validated, Vec<Problem>> {
     let mut c = Check {
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     if p.api_version.as_str() != API_VERSION && p.api_version.as_str() != TRACER_API_VERSION {
         c.at(
@@ -83,6 +93,7 @@ pub fn policy(p: &TracingPolicy) -> Result<spec::Policy, Vec<Problem>> {
     let lists = lists(&mut c, spec);
     let monitor = options(&mut c, spec);
     let unsupported_hooks = spec.uprobes.is_some()
+        || spec.loader.is_some()
         || spec.lsmhooks.is_some()
         || spec.fentries.is_some()
         || spec.usdts.is_some();
@@ -104,12 +115,8 @@ pub fn policy(p: &TracingPolicy) -> Result<spec::Policy, Vec<Problem>> {
         ));
     }
     for (i, k) in spec.kprobes.iter().enumerate() {
-        out.push(hooks::kprobe(
-            &mut c,
-            k,
-            &format!("spec.kprobes[{i}]"),
-            &lists,
-        ));
+        let hook = hooks::kprobe(&mut c, k, &format!("spec.kprobes[{i}]"), &lists);
+        out.extend(hooks::expand_list(hook, &lists));
     }
     if !c.problems.is_empty() {
         return Err(c.problems);
@@ -121,11 +128,14 @@ pub fn policy(p: &TracingPolicy) -> Result<spec::Policy, Vec<Problem>> {
         pods: spec.pod_selector.as_ref().map(|s| (**s).clone()),
         containers: spec.container_selector.as_ref().map(|s| (**s).clone()),
     };
-    Ok(spec::Policy {
-        name: name.to_owned(),
-        monitor,
-        scope: (scope != spec::Scope::default()).then_some(scope),
-        hooks: out,
+    Ok(Validated {
+        spec: spec::Policy {
+            name: name.to_owned(),
+            monitor,
+            scope: (scope != spec::Scope::default()).then_some(scope),
+            hooks: out,
+        },
+        warnings: c.warnings,
     })
 }
 
@@ -213,10 +223,12 @@ fn label_selectors(c: &mut Check, s: &Spanned<Spec>) {
     }
 }
 
-/// A `spec.lists` entry, read: its name and its syscalls' numbers.
+/// A `spec.lists` entry, read: its name, its syscalls' numbers, and their names as a
+/// `list:NAME` kprobe calls them (`sys_dup`).
 pub(super) struct List {
     pub name: String,
     pub syscalls: Vec<u32>,
+    pub calls: Vec<String>,
 }
 
 fn lists(c: &mut Check, s: &Spanned<Spec>) -> Vec<List> {
@@ -226,23 +238,34 @@ fn lists(c: &mut Check, s: &Spanned<Spec>) -> Vec<List> {
         c.unsupported(&l.pattern, &format!("{path}.pattern"), "`pattern`");
         c.unsupported(&l.validated, &format!("{path}.validated"), "`validated`");
         let mut syscalls = Vec::new();
+        let mut calls = Vec::new();
         if c.one_of(
             &l.ty,
             &format!("{path}.type"),
             "list type",
-            &["syscalls"],
-            &["generated_syscalls", "generated_ftrace"],
+            &["syscalls", "generated_syscalls"],
+            &["generated_ftrace"],
         ) {
-            for (j, v) in l.values.iter().enumerate() {
-                if let Some(nr) = hooks::syscall_number(c, v, &format!("{path}.values[{j}]")) {
-                    syscalls.push(nr);
+            if l.ty.as_str() == "generated_syscalls" {
+                // Every syscall of this architecture, as Tetragon generates the list.
+                for no in syscalls::Sysno::iter() {
+                    syscalls.extend(u32::try_from(no.id()).ok());
+                    calls.push(format!("sys_{}", no.name()));
                 }
+            } else {
+                for (j, v) in l.values.iter().enumerate() {
+                    if let Some(nr) = hooks::syscall_number(c, v, &format!("{path}.values[{j}]")) {
+                        syscalls.push(nr);
+                        calls.push(v.as_str().to_owned());
+                    }
+                }
+                c.values_present(&l.values, l.name.span(), &path);
             }
         }
-        c.values_present(&l.values, l.name.span(), &path);
         out.push(List {
             name: l.name.as_str().to_owned(),
             syscalls,
+            calls,
         });
     }
     out
@@ -264,10 +287,13 @@ fn options(c: &mut Check, s: &Spanned<Spec>) -> bool {
                     Some("write `value: monitor`".into()),
                 ),
             },
-            "disable-kprobe-multi" | "disable-uprobe-multi" => c.at(
+            "disable-kprobe-multi" | "disable-uprobe-multi" => c.warn(
                 o.name.span(),
                 format!("{path}.name"),
-                format!("option `{}` is Tetragon's, for kprobes and uprobes, which the tracer does not support yet", o.name.as_str()),
+                format!(
+                    "option `{}` has no effect: the tracer attaches each function on its own",
+                    o.name.as_str()
+                ),
                 Some("remove it".into()),
             ),
             other => c.at(
@@ -281,9 +307,10 @@ fn options(c: &mut Check, s: &Spanned<Spec>) -> bool {
     monitor
 }
 
-/// The problems found so far.
+/// The problems found so far, and the warnings.
 pub(super) struct Check {
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
 }
 
 impl Check {
@@ -295,6 +322,22 @@ impl Check {
         fix: Option<String>,
     ) {
         self.problems.push(Problem {
+            span: *span,
+            path: path.into(),
+            message: message.into(),
+            fix,
+        });
+    }
+
+    /// What the document says that is read otherwise than written, or ignored.
+    pub(super) fn warn(
+        &mut self,
+        span: &Span,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        fix: Option<String>,
+    ) {
+        self.warnings.push(Problem {
             span: *span,
             path: path.into(),
             message: message.into(),

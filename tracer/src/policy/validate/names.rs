@@ -16,6 +16,8 @@ pub const MATCH_ARGS_OPERATORS: &[&str] = &[
     "LT",
     "LessThan",
     "Mask",
+    "InMap",
+    "NotInMap",
 ];
 /// Tetragon's `matchArgs` operators the tracer does not support yet.
 pub(super) const MATCH_ARGS_UNSUPPORTED: &[&str] = &[
@@ -23,8 +25,6 @@ pub(super) const MATCH_ARGS_UNSUPPORTED: &[&str] = &[
     "NotInRange",
     "SubString",
     "SubStringIgnCase",
-    "InMap",
-    "NotInMap",
     "FileType",
     "NotFileType",
     "CelExpr",
@@ -101,6 +101,7 @@ pub(super) const RETURN_ARG_TYPES: &[&str] = &[
 /// `inet_dgram_connect`) of the socket functions, and the integer and string types of
 /// syscalls (`syscall: true`).
 pub const KPROBE_ARG_TYPES: &[&str] = &[
+    "nop",
     "sock",
     "socket",
     "int",
@@ -135,7 +136,6 @@ pub(super) const KPROBE_ARG_TYPES_UNSUPPORTED: &[&str] = &[
     "sockaddr",
     "sockaddr_un",
     "filename",
-    "nop",
     "bpf_attr",
     "perf_event",
     "bpf_map",

@@ -19,11 +19,33 @@ use crate::policy::{
     sock, spec,
 };
 
+/// The arguments a hook declares, as its `matchArgs` find them.
+pub(super) struct Args<'a> {
+    pub args: &'a [spec::Arg],
+    /// An index that names no declared argument is a position in `args` (tracepoints).
+    pub positional: bool,
+    /// Declared with a type already refused: their filters are not checked.
+    pub refused: &'a [u32],
+}
+
+impl Args<'_> {
+    /// The argument `index` names: the one declared with it, else (tracepoints) the one
+    /// at that position, as Tetragon reads `index: 0` on `raw_syscalls/sys_enter` with
+    /// only `- index: 4` declared.
+    fn find(&self, index: u32) -> Option<&spec::Arg> {
+        self.args.iter().find(|a| a.index == index).or_else(|| {
+            self.positional
+                .then(|| usize::try_from(index).ok().and_then(|i| self.args.get(i)))
+                .flatten()
+        })
+    }
+}
+
 pub(super) fn selector(
     c: &mut Check,
     s: &Spanned<Selector>,
     path: &str,
-    args: &[spec::Arg],
+    args: &Args<'_>,
     lists: &[List],
 ) -> spec::Selector {
     for (field, name) in [
@@ -64,18 +86,34 @@ pub(super) fn selector(
         .match_binaries
         .first()
         .and_then(|m| binaries(c, m, &format!("{path}.matchBinaries[0]")));
-    if s.match_pids.len() > 1 {
-        c.at(
-            s.match_pids[1].operator.span(),
-            format!("{path}.matchPIDs[1]"),
-            "one matchPIDs filter per selector is supported",
-            Some("merge their values into one, or use two selectors".into()),
-        );
-    }
-    out.pids = s
+    let read: Vec<_> = s
         .match_pids
-        .first()
-        .and_then(|m| pids(c, m, &format!("{path}.matchPIDs[0]")));
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (i, pids(c, m, &format!("{path}.matchPIDs[{i}]"))))
+        .collect();
+    let mut all_pids = read.into_iter();
+    if let Some((_, first)) = all_pids.next() {
+        let mut merged = first;
+        for (i, next) in all_pids {
+            let (Some(a), Some(b)) = (merged, next) else {
+                merged = None;
+                continue;
+            };
+            merged = merge_pids(a, b)
+                .map_err(|why| {
+                    let m = &s.match_pids[i];
+                    c.at(
+                        m.operator.span(),
+                        format!("{path}.matchPIDs[{i}]"),
+                        why,
+                        None,
+                    );
+                })
+                .ok();
+        }
+        out.pids = merged;
+    }
     out.namespaces = s
         .match_namespaces
         .iter()
@@ -114,8 +152,11 @@ fn values(c: &mut Check, m: &MatchArgs, p: &str, lists: &[List]) -> Vec<spec::Va
             }
             continue;
         }
+        // A C string ends at its NUL: `"security.capability\0"` (as Tetragon's examples
+        // write it) is `security.capability`.
+        let text = v.as_str();
         out.push(spec::Value::Text {
-            text: v.as_str().to_owned(),
+            text: text.strip_suffix('\0').unwrap_or(text).to_owned(),
             int: parse_int(v),
         });
     }
@@ -126,20 +167,36 @@ fn match_args(
     c: &mut Check,
     m: &MatchArgs,
     p: &str,
-    args: &[spec::Arg],
+    args: &Args<'_>,
     lists: &[List],
 ) -> Option<spec::MatchArg> {
     c.unsupported(&m.args, &format!("{p}.args"), "`args`");
-    let Some(arg) = args.iter().find(|a| a.index == *m.index) else {
-        c.at(
-            m.index.span(),
-            format!("{p}.index"),
-            format!(
-                "argument {} is not declared in this hook's `args`",
-                *m.index
-            ),
-            Some(format!("add `- index: {}` under `args:`", *m.index)),
-        );
+    let Some(arg) = args.find(*m.index) else {
+        if args.refused.contains(&*m.index) {
+            return None;
+        }
+        let (message, fix) = if args.positional {
+            (
+                format!(
+                    "argument {} is neither a declared argument's `index` nor a position in `args` (it has {})",
+                    *m.index,
+                    args.args.len()
+                ),
+                format!(
+                    "add `- index: {}` under `args:`, or write the position of the argument in `args` (from 0)",
+                    *m.index
+                ),
+            )
+        } else {
+            (
+                format!(
+                    "argument {} is not declared in this hook's `args`",
+                    *m.index
+                ),
+                format!("add `- index: {}` under `args:`", *m.index),
+            )
+        };
+        c.at(m.index.span(), format!("{p}.index"), message, Some(fix));
         return None;
     };
     let name = sock::canonical(m.operator.as_str());
@@ -214,7 +271,7 @@ fn match_args(
         }
     }
     Some(spec::MatchArg {
-        index: *m.index,
+        index: arg.index,
         op,
         values,
     })
@@ -233,8 +290,10 @@ fn operator(c: &mut Check, op: &Spanned<String>, p: &str) -> Option<spec::ArgOp>
         return None;
     }
     Some(match op.as_str() {
-        "Equal" => O::Equal,
-        "NotEqual" => O::NotEqual,
+        // A value in the set of `values` (`list:` syscalls among them): what `Equal`
+        // with several values is.
+        "Equal" | "InMap" => O::Equal,
+        "NotEqual" | "NotInMap" => O::NotEqual,
         "Prefix" => O::Prefix,
         "NotPrefix" => O::NotPrefix,
         "Postfix" => O::Postfix,
@@ -296,7 +355,7 @@ fn sock_filter(
             );
         }
         return Some(spec::MatchArg {
-            index: *m.index,
+            index: arg.index,
             op,
             values: Vec::new(),
         });
@@ -305,7 +364,12 @@ fn sock_filter(
     let mut values = Vec::new();
     for (j, v) in m.values.iter().enumerate() {
         let read = match bare {
-            "SAddr" | "DAddr" => sock::parse_cidr(v).map(spec::Value::Cidr),
+            "SAddr" | "DAddr" => sock::parse_cidr_noting(v).map(|(cidr, note)| {
+                if let Some(note) = note {
+                    c.warn(v.span(), format!("{p}.values[{j}]"), note.to_string(), None);
+                }
+                spec::Value::Cidr(cidr)
+            }),
             "SPort" | "DPort" => sock::parse_port(v).map(spec::Value::Number),
             "Protocol" => sock::parse_protocol(v).map(spec::Value::Number),
             "Family" => sock::parse_family(v).map(spec::Value::Number),
@@ -317,7 +381,7 @@ fn sock_filter(
         }
     }
     Some(spec::MatchArg {
-        index: *m.index,
+        index: arg.index,
         op,
         values,
     })
@@ -470,6 +534,54 @@ fn pids(c: &mut Check, m: &MatchPids, p: &str) -> Option<spec::MatchPids> {
         follow_forks: m.follow_forks.as_ref().is_some_and(|f| **f),
         namespace: m.is_namespace_pid.as_ref().is_some_and(|n| **n),
     })
+}
+
+/// Two `matchPIDs` filters of one selector (both must pass) as one, where one says the
+/// same: `NotIn A` and `NotIn B` as `NotIn A∪B`; without `followForks`, `In A` and `In B`
+/// as `In A∩B`, `In A` and `NotIn B` as `In A∖B`.
+fn merge_pids(a: spec::MatchPids, b: spec::MatchPids) -> Result<spec::MatchPids, String> {
+    use spec::SetOp::{In, NotIn};
+    if (a.follow_forks, a.namespace) != (b.follow_forks, b.namespace) {
+        return Err("the matchPIDs filters of one selector must agree on `followForks` and `isNamespacePID` (the tracer merges them into one)".into());
+    }
+    let (op, values): (_, Vec<u32>) = match (a.op, b.op) {
+        (NotIn, NotIn) => {
+            let extra: Vec<u32> = b
+                .values
+                .into_iter()
+                .filter(|x| !a.values.contains(x))
+                .collect();
+            (NotIn, a.values.into_iter().chain(extra).collect())
+        }
+        _ if a.follow_forks => {
+            return Err("with `followForks`, the matchPIDs filters of one selector can be merged only when all are `NotIn`".into());
+        }
+        (In, In) => (
+            In,
+            a.values
+                .into_iter()
+                .filter(|x| b.values.contains(x))
+                .collect(),
+        ),
+        (In, NotIn) => (
+            In,
+            a.values
+                .into_iter()
+                .filter(|x| !b.values.contains(x))
+                .collect(),
+        ),
+        (NotIn, In) => (
+            In,
+            b.values
+                .into_iter()
+                .filter(|x| !a.values.contains(x))
+                .collect(),
+        ),
+    };
+    if values.is_empty() {
+        return Err("together with the matchPIDs filters before it, no pid passes: the selector would match nothing".into());
+    }
+    Ok(spec::MatchPids { op, values, ..a })
 }
 
 fn namespaces(c: &mut Check, m: &MatchNamespaces, p: &str) -> Option<spec::MatchNamespace> {
@@ -639,10 +751,10 @@ fn signal(c: &mut Check, a: &MatchAction, path: &str) -> Option<u32> {
             None,
         ),
         ("Signal", Some(sig)) => return Some(**sig),
-        (other, Some(sig)) => c.at(
+        (other, Some(sig)) => c.warn(
             sig.span(),
             format!("{path}.argSig"),
-            format!("`argSig` goes with `Signal`, not `{other}`"),
+            format!("`argSig` goes with `Signal`, not `{other}`: ignored"),
             Some("remove it".into()),
         ),
         _ => {}
@@ -659,17 +771,13 @@ fn override_error(c: &mut Check, a: &MatchAction, path: &str) -> Option<i32> {
             "`Override` needs the error the call returns instead",
             Some("add `argError: -1` (a negative errno: -1 is EPERM, -13 EACCES)".into()),
         ),
-        ("Override", Some(e)) if !(-4095..=-1).contains(&**e) => c.at(
-            e.span(),
-            format!("{path}.argError"),
-            format!("{} is not a negative errno (-1 to -4095)", **e),
-            None,
-        ),
+        // Any value: the function's callers read it (a negative errno mostly; 1 tells
+        // `security_inode_copy_up_xattr`'s caller to skip the attribute).
         ("Override", Some(e)) => return Some(**e),
-        (other, Some(e)) => c.at(
+        (other, Some(e)) => c.warn(
             e.span(),
             format!("{path}.argError"),
-            format!("`argError` goes with `Override`, not `{other}`"),
+            format!("`argError` goes with `Override`, not `{other}`: ignored"),
             Some("remove it".into()),
         ),
         _ => {}

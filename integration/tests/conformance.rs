@@ -1,0 +1,210 @@
+//! Tetragon's own example policies (the corpus in `../shared/conformance/tetragon/`,
+//! read from there, never copied): each must pass `tracer policy validate` unchanged.
+//!
+//! The files that do not pass yet are listed below with what they need; the test fails
+//! when one of them starts to pass (take it off the list, and update the README's table)
+//! and when any other stops passing.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+/// Files of the corpus that `validate` refuses today, and what they need.
+const NOT_YET: &[(&str, &str)] = &[
+    (
+        "bpf.yaml",
+        "argument types bpf_attr, perf_event, bpf_map; ignore.callNotFound",
+    ),
+    (
+        "datagram-with-sock-tracking.yaml",
+        "socket tracking (returnArgAction TrackSock, argSock)",
+    ),
+    (
+        "datagram_518.yaml",
+        "socket tracking (returnArgAction TrackSock, UntrackSock)",
+    ),
+    ("dev_hard_start_xmit.yaml", "argument type net_device"),
+    ("fd_install_cap_changes.yaml", "matchCapabilityChanges"),
+    (
+        "host-changes/monitor-kernel-modules.yaml",
+        "argument type module",
+    ),
+    (
+        "host-changes/monitor-signed-kernel-modules.yaml",
+        "argument type load_info",
+    ),
+    ("killer.yaml", "enforcers, NotifyEnforcer"),
+    (
+        "list-generated-ftrace.yaml",
+        "list type generated_ftrace (pattern)",
+    ),
+    ("loader.yaml", "loader: true (process_loader events)"),
+    ("lsm_bprm_check.yaml", "lsmHooks"),
+    ("lsm_file_open.yaml", "lsmHooks"),
+    ("lsm_track_grandparent.yml", "lsmHooks"),
+    ("open_dnsrequest.yaml", "action DnsLookup (argFqdn)"),
+    ("open_geturl.yaml", "action GetUrl (argUrl)"),
+    (
+        "process-credentials/creds-capability-usage.yaml",
+        "argument types user_namespace, capability",
+    ),
+    ("rawtp.yaml", "tracepoint raw: true"),
+    (
+        "security-socket-connect-block-others.yaml",
+        "argument type sockaddr and its operators",
+    ),
+    (
+        "security-socket-connect.yaml",
+        "argument type sockaddr and its operators",
+    ),
+    ("security_inode_follow_link.yaml", "argument type dentry"),
+    ("stack_traces.yaml", "kernelStackTrace, userStackTrace"),
+    (
+        "tcp-accept.yaml",
+        "socket tracking (returnArgAction TrackSock, argSock)",
+    ),
+    (
+        "tcp-listen.yaml",
+        "socket tracking (returnArgAction TrackSock, argSock)",
+    ),
+    ("tty.yaml", "argument types kiocb, iov_iter; maxData"),
+    ("uprobe-binaries.yaml", "uprobes"),
+    ("uprobe-host.yaml", "uprobes"),
+    ("uprobe-pid.yaml", "uprobes"),
+    ("uprobe.yaml", "uprobes"),
+    ("usdt-set.yaml", "usdts"),
+    ("usdt.yaml", "usdts"),
+];
+
+/// The corpus's example policies: `TRACER_TETRAGON_CORPUS`, or `../shared/conformance/
+/// tetragon/examples` beside the project.
+fn corpus() -> PathBuf {
+    let dir = std::env::var_os("TRACER_TETRAGON_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/tetragon/examples")
+        });
+    assert!(
+        dir.is_dir(),
+        "Tetragon's example policies are not at {} (set TRACER_TETRAGON_CORPUS to the corpus's `examples` directory)",
+        dir.display()
+    );
+    dir
+}
+
+/// Every `.yaml`/`.yml` file under `dir`, by its path relative to `dir`.
+fn policies(dir: &Path, base: &Path, out: &mut Vec<(String, PathBuf)>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            policies(&path, base, out);
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            let name = path
+                .strip_prefix(base)
+                .expect("under the corpus")
+                .to_string_lossy()
+                .into_owned();
+            out.push((name, path));
+        }
+    }
+}
+
+#[test]
+fn tetragon_examples_validate() {
+    let dir = corpus();
+    let mut files = Vec::new();
+    policies(&dir, &dir, &mut files);
+    assert_eq!(
+        files.len(),
+        71,
+        "the corpus at {} should hold Tetragon's 71 example policies",
+        dir.display()
+    );
+    let mut refused = BTreeMap::new();
+    for (name, path) in &files {
+        if let Err(errors) = tracer::policy::parse::file(path) {
+            let first = errors.first().map(ToString::to_string).unwrap_or_default();
+            refused.insert(name.clone(), first);
+        }
+    }
+    println!(
+        "{} of {} of Tetragon's example policies validate",
+        files.len() - refused.len(),
+        files.len()
+    );
+    for (name, why) in &refused {
+        println!("  refused {name}: {why}");
+    }
+    let expected: BTreeMap<&str, &str> = NOT_YET.iter().copied().collect();
+    let newly_refused: Vec<_> = refused
+        .iter()
+        .filter(|(name, _)| !expected.contains_key(name.as_str()))
+        .map(|(name, why)| format!("{name}: {why}"))
+        .collect();
+    let now_valid: Vec<_> = expected
+        .keys()
+        .filter(|name| !refused.contains_key(**name))
+        .collect();
+    assert!(
+        newly_refused.is_empty(),
+        "refused, and not on the list of files that need more:\n{}",
+        newly_refused.join("\n")
+    );
+    assert!(
+        now_valid.is_empty(),
+        "these pass now: take them off NOT_YET and update the README's table: {now_valid:?}"
+    );
+}
+
+/// `list-syscalls-tracepoint.yaml` as Tetragon wrote it: `InMap` on a list of syscalls,
+/// on `raw_syscalls/sys_enter` with `index: 0` naming the first argument of `args` (its
+/// tracepoint index is 4): the agent reports this process's `dup` and `dup2`, and no
+/// other syscall. (The list names x86-64's syscalls: `dup2` is not one of arm64's.)
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_list_of_syscalls_on_the_raw_tracepoint() {
+    if !integration::privileged("a_list_of_syscalls_on_the_raw_tracepoint") {
+        return;
+    }
+    let policy = corpus().join("list-syscalls-tracepoint.yaml");
+    let agent = integration::Agent::start(&["--tracing-policy", policy.to_str().expect("utf-8")]);
+    // SAFETY: plain syscalls on this process's standard output and a descriptor number
+    // nothing else in the test uses; both copies are closed again.
+    unsafe {
+        let a = libc::dup(1);
+        assert!(a >= 0);
+        assert_eq!(libc::dup2(1, 613), 613);
+        libc::close(a);
+        libc::close(613);
+    }
+    let events = agent.sync();
+    let me = std::process::id();
+    let ids: Vec<&serde_json::Value> = integration::of_kind(&events, "process_tracepoint")
+        .into_iter()
+        .filter(|e| e["process"]["pid"] == me)
+        .map(|e| {
+            assert_eq!(e["policy_name"], "list-syscalls-tracepoint");
+            assert_eq!(e["subsys"], "raw_syscalls");
+            assert_eq!(e["event"], "sys_enter");
+            &e["args"][0]
+        })
+        .collect();
+    let dup = libc::SYS_dup.to_string();
+    let dup2 = libc::SYS_dup2.to_string();
+    assert_eq!(
+        ids,
+        [
+            &serde_json::json!({ "size_arg": dup }),
+            &serde_json::json!({ "size_arg": dup2 })
+        ],
+        "this process's dup and dup2, nothing else"
+    );
+}
