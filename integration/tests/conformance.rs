@@ -208,3 +208,69 @@ fn a_list_of_syscalls_on_the_raw_tracepoint() {
         "this process's dup and dup2, nothing else"
     );
 }
+
+/// Each example that validates, loaded by the agent on this machine's kernel: it loads
+/// fully, partly (each hook that does not run named with its reason, the others
+/// running), or is refused only because none of its hooks can run here, saying so for
+/// each (or, for a pod-scoped one, because no cluster tells its pods). Prints the table.
+#[test]
+fn tetragon_examples_load_here() {
+    if !integration::privileged("tetragon_examples_load_here") {
+        return;
+    }
+    let dir = corpus();
+    let mut files = Vec::new();
+    policies(&dir, &dir, &mut files);
+    let mut table: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut wrong = Vec::new();
+    for (name, path) in &files {
+        if tracer::policy::parse::file(path).is_err() {
+            continue;
+        }
+        let agent = integration::Agent::start(&["--tracing-policy", path.to_str().expect("utf-8")]);
+        let (status, _, stderr) = agent.stop();
+        assert!(status.success(), "{name}: the agent failed:\n{stderr}");
+        let refused = stderr.lines().find(|l| l.contains("policy refused: "));
+        let state = match refused {
+            Some(l)
+                if l.contains("none of its hooks can run here: ")
+                    || l.contains("no Kubernetes API server is configured") =>
+            {
+                "refused here"
+            }
+            Some(l) => {
+                wrong.push(format!("{name}: {l}"));
+                "refused"
+            }
+            None if stderr.contains(" partly loaded from ") => {
+                if !stderr.contains(" is not running: ") {
+                    wrong.push(format!("{name}: partly loaded, no hook named:\n{stderr}"));
+                }
+                "partly"
+            }
+            None if stderr.contains(" loaded from ") => "fully",
+            None => {
+                wrong.push(format!("{name}: neither loaded nor refused:\n{stderr}"));
+                "unknown"
+            }
+        };
+        table.entry(state).or_default().push(name.clone());
+    }
+    for (state, names) in &table {
+        println!("{state}: {} ({})", names.len(), names.join(", "));
+    }
+    assert!(
+        wrong.is_empty(),
+        "refused for another reason than the kernel:\n{}",
+        wrong.join("\n")
+    );
+    // Hooks that run on every kernel with tracepoints: these never go unloaded.
+    for name in ["raw_syscalls.yaml", "sys_setuid.yaml", "tcp-connect.yaml"] {
+        assert!(
+            ["fully", "partly"]
+                .iter()
+                .any(|s| table.get(s).is_some_and(|n| n.iter().any(|x| x == name))),
+            "{name} should load here: {table:?}"
+        );
+    }
+}
