@@ -105,8 +105,8 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
                         file.display(),
                         doc.first_line
                     );
-                    for (hook, why) in &compiled.unplaced {
-                        let _ = writeln!(out, "  {hook}: {why}");
+                    for f in &compiled.unplaced {
+                        let _ = writeln!(out, "  {f}");
                     }
                 }
                 Ok(compiled) => {
@@ -114,8 +114,8 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
                     for h in &compiled.hooks {
                         let _ = writeln!(out, "  {}", h.runs_on());
                     }
-                    for (hook, why) in &compiled.unplaced {
-                        let _ = writeln!(out, "  {hook}: does not run here: {why}");
+                    for f in &compiled.unplaced {
+                        let _ = writeln!(out, "  {}: does not run here: {}", f.hook, f.reason);
                     }
                     hooks += compiled.hooks.len();
                 }

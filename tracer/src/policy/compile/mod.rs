@@ -128,8 +128,22 @@ pub struct Compiled {
     /// The pods the policy applies to, where not all (`HOOK_CGROUP_SCOPE`).
     pub scope: Option<spec::Scope>,
     /// The hooks that cannot run on this kernel (no such tracepoint or field, no
-    /// kprobes, no BPF LSM...), each with its label and why: the others run.
-    pub unplaced: Vec<(String, String)>,
+    /// kprobes, no BPF LSM...), each with why: the others run.
+    pub unplaced: Vec<FailedHook>,
+}
+
+/// A hook of a policy that is not running (not placed here, or not attached), and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FailedHook {
+    /// `syscalls/sys_enter_openat`, `kprobe tcp_connect`, `return of kprobe ...`.
+    pub hook: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for FailedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.hook, self.reason)
+    }
 }
 
 /// Ids handed out across policies: string filter ids, and `FOLLOW` bits.
@@ -245,7 +259,10 @@ pub fn compile(
         let units = match place::units(h, facts) {
             Ok(units) => units,
             Err(source) => {
-                unplaced.push((label, source.to_string()));
+                unplaced.push(FailedHook {
+                    hook: label,
+                    reason: source.to_string(),
+                });
                 continue;
             }
         };
@@ -267,7 +284,10 @@ pub fn compile(
                 Err(HookError::Override(
                     e @ (OverrideError::NoLsm { .. } | OverrideError::NotOnFunction { .. }),
                 )) => {
-                    unplaced.push((label.clone(), e.to_string()));
+                    unplaced.push(FailedHook {
+                        hook: label.clone(),
+                        reason: e.to_string(),
+                    });
                     halves.clear();
                     break;
                 }

@@ -231,11 +231,7 @@ fn compile_on(root: &Path, kernel: Kernel, text: &str) -> Result<Compiled, Strin
     if c.unplaced.is_empty() {
         Ok(c)
     } else {
-        let reasons: Vec<String> = c
-            .unplaced
-            .iter()
-            .map(|(hook, why)| format!("{hook}: {why}"))
-            .collect();
+        let reasons: Vec<String> = c.unplaced.iter().map(ToString::to_string).collect();
         Err(reasons.join("; "))
     }
 }

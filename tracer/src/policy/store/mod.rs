@@ -75,19 +75,7 @@ pub enum StoreError {
     },
 }
 
-/// A hook of a policy that is not running, and why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct FailedHook {
-    /// `syscalls/sys_enter_openat`, `kprobe tcp_connect`, `return of kprobe ...`.
-    pub hook: String,
-    pub reason: String,
-}
-
-impl std::fmt::Display for FailedHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.hook, self.reason)
-    }
-}
+pub use super::compile::FailedHook;
 
 /// Why a hook did not attach (its [`FailedHook::reason`]).
 #[derive(Debug, thiserror::Error)]
@@ -320,14 +308,7 @@ impl PolicyStore {
             compiled: Rc::clone(&compiled),
             hooks: Vec::new(),
             source: source.to_owned(),
-            failed: compiled
-                .unplaced
-                .iter()
-                .map(|(hook, reason)| FailedHook {
-                    hook: hook.clone(),
-                    reason: reason.clone(),
-                })
-                .collect(),
+            failed: compiled.unplaced.clone(),
         };
         let result = (|| {
             if !self.policies.contains_key(&name) {
@@ -665,7 +646,7 @@ impl PolicyStore {
                 compiled
                     .unplaced
                     .iter()
-                    .map(|(hook, why)| format!("{hook}: does not run here: {why}")),
+                    .map(|f| format!("{}: does not run here: {}", f.hook, f.reason)),
             )
             .collect())
     }

@@ -30,6 +30,22 @@ pub struct Problem {
     pub fix: Option<String>,
 }
 
+impl Problem {
+    fn new(
+        span: &Span,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        fix: Option<String>,
+    ) -> Self {
+        Problem {
+            span: *span,
+            path: path.into(),
+            message: message.into(),
+            fix,
+        }
+    }
+}
+
 /// A document that passed: its spec, and what it says that the tracer reads otherwise
 /// than written or ignores, as Tetragon does (a CIDR with host bits, `argError` on
 /// `Sigkill`...): said, not refused.
@@ -321,12 +337,7 @@ impl Check {
         message: impl Into<String>,
         fix: Option<String>,
     ) {
-        self.problems.push(Problem {
-            span: *span,
-            path: path.into(),
-            message: message.into(),
-            fix,
-        });
+        self.problems.push(Problem::new(span, path, message, fix));
     }
 
     /// What the document says that is read otherwise than written, or ignored.
@@ -337,12 +348,7 @@ impl Check {
         message: impl Into<String>,
         fix: Option<String>,
     ) {
-        self.warnings.push(Problem {
-            span: *span,
-            path: path.into(),
-            message: message.into(),
-            fix,
-        });
+        self.warnings.push(Problem::new(span, path, message, fix));
     }
 
     pub(super) fn unsupported(&mut self, field: &Unsupported, path: &str, what: &str) {

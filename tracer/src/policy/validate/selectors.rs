@@ -86,23 +86,14 @@ pub(super) fn selector(
         .match_binaries
         .first()
         .and_then(|m| binaries(c, m, &format!("{path}.matchBinaries[0]")));
-    let read: Vec<_> = s
-        .match_pids
-        .iter()
-        .enumerate()
-        .map(|(i, m)| (i, pids(c, m, &format!("{path}.matchPIDs[{i}]"))))
-        .collect();
-    let mut all_pids = read.into_iter();
-    if let Some((_, first)) = all_pids.next() {
-        let mut merged = first;
-        for (i, next) in all_pids {
-            let (Some(a), Some(b)) = (merged, next) else {
-                merged = None;
-                continue;
-            };
-            merged = merge_pids(a, b)
+    // Every matchPIDs filter read (each error said), folded into one; none once any
+    // fails.
+    for (i, m) in s.match_pids.iter().enumerate() {
+        let next = pids(c, m, &format!("{path}.matchPIDs[{i}]"));
+        out.pids = match (i, out.pids.take(), next) {
+            (0, _, next) => next,
+            (_, Some(a), Some(b)) => merge_pids(a, b)
                 .map_err(|why| {
-                    let m = &s.match_pids[i];
                     c.at(
                         m.operator.span(),
                         format!("{path}.matchPIDs[{i}]"),
@@ -110,9 +101,9 @@ pub(super) fn selector(
                         None,
                     );
                 })
-                .ok();
-        }
-        out.pids = merged;
+                .ok(),
+            _ => None,
+        };
     }
     out.namespaces = s
         .match_namespaces
@@ -544,39 +535,23 @@ fn merge_pids(a: spec::MatchPids, b: spec::MatchPids) -> Result<spec::MatchPids,
     if (a.follow_forks, a.namespace) != (b.follow_forks, b.namespace) {
         return Err("the matchPIDs filters of one selector must agree on `followForks` and `isNamespacePID` (the tracer merges them into one)".into());
     }
-    let (op, values): (_, Vec<u32>) = match (a.op, b.op) {
+    // The values of `xs` that are (`inside`) or are not in `ys`.
+    let keep = |xs: Vec<u32>, ys: &[u32], inside: bool| -> Vec<u32> {
+        xs.into_iter()
+            .filter(|x| ys.contains(x) == inside)
+            .collect()
+    };
+    let (op, values) = match (a.op, b.op) {
         (NotIn, NotIn) => {
-            let extra: Vec<u32> = b
-                .values
-                .into_iter()
-                .filter(|x| !a.values.contains(x))
-                .collect();
+            let extra = keep(b.values, &a.values, false);
             (NotIn, a.values.into_iter().chain(extra).collect())
         }
         _ if a.follow_forks => {
             return Err("with `followForks`, the matchPIDs filters of one selector can be merged only when all are `NotIn`".into());
         }
-        (In, In) => (
-            In,
-            a.values
-                .into_iter()
-                .filter(|x| b.values.contains(x))
-                .collect(),
-        ),
-        (In, NotIn) => (
-            In,
-            a.values
-                .into_iter()
-                .filter(|x| !b.values.contains(x))
-                .collect(),
-        ),
-        (NotIn, In) => (
-            In,
-            b.values
-                .into_iter()
-                .filter(|x| !a.values.contains(x))
-                .collect(),
-        ),
+        (In, In) => (In, keep(a.values, &b.values, true)),
+        (In, NotIn) => (In, keep(a.values, &b.values, false)),
+        (NotIn, In) => (In, keep(b.values, &a.values, false)),
     };
     if values.is_empty() {
         return Err("together with the matchPIDs filters before it, no pid passes: the selector would match nothing".into());
