@@ -69,10 +69,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "socket tracking (returnArgAction TrackSock, argSock)",
     ),
     ("tty.yaml", "argument types kiocb, iov_iter; maxData"),
-    ("uprobe-binaries.yaml", "uprobes"),
-    ("uprobe-host.yaml", "uprobes"),
-    ("uprobe-pid.yaml", "uprobes"),
-    ("uprobe.yaml", "uprobes"),
     ("usdt-set.yaml", "usdts"),
     ("usdt.yaml", "usdts"),
 ];

@@ -13,11 +13,12 @@ use crate::{
 };
 
 /// The event types this agent writes: each event's top-level key ([`Event::kind`]).
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     "process_exec",
     "process_exit",
     "process_kprobe",
     "process_tracepoint",
+    "process_uprobe",
     "event_loss",
     "rate_limit_info",
 ];
@@ -117,6 +118,35 @@ pub enum Body<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         policy_mode: Option<&'static str>,
     },
+    /// A uprobe policy's hit: a function of a binary was called.
+    ProcessUprobe {
+        #[serde(serialize_with = "cached_process")]
+        process: ProcessOut<'a>,
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "cached_parent"
+        )]
+        parent: Option<ProcessOut<'a>>,
+        /// The binary, as the policy names it.
+        path: &'a str,
+        /// The function, where the policy names one ...
+        #[serde(skip_serializing_if = "str::is_empty")]
+        symbol: &'a str,
+        /// ... else the probed instruction's file offset.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        offset: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ref_ctr_offset: Option<String>,
+        policy_name: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<&'a str>,
+        args: Vec<Arg<'a>>,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        tags: &'a [String],
+        action: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        policy_mode: Option<&'static str>,
+    },
     /// Events lost since the last report of the same place: records the kernel could
     /// not hand over (the ring buffer was full), malformed records, or events a sink
     /// could not take (a full disk, a collector down past its queue): visibility was
@@ -165,6 +195,9 @@ impl<'a> Event<'a> {
                 process, parent, ..
             }
             | Body::ProcessKprobe {
+                process, parent, ..
+            }
+            | Body::ProcessUprobe {
                 process, parent, ..
             } => (Some(process), parent.as_mut()),
             Body::EventLoss { .. } | Body::RateLimitInfo { .. } => (None, None),
@@ -651,6 +684,33 @@ pub fn tracepoint<'a>(
 ) -> Event<'a> {
     use tracer_common::policy::EVENT_MONITOR;
     let policy_mode = (ev.flags & EVENT_MONITOR != 0).then_some("monitor");
+    if let Some(u) = &hook.uprobe {
+        let (symbol, offset) = match &u.at {
+            crate::policy::spec::UprobeAt::Symbol(s) => (s.as_str(), None),
+            crate::policy::spec::UprobeAt::Offset(o) => ("", Some(o.to_string())),
+        };
+        return Event {
+            body: Body::ProcessUprobe {
+                process: ProcessOut::kept(process, clock),
+                parent: process
+                    .parent
+                    .as_deref()
+                    .map(|p| ProcessOut::kept(p, clock)),
+                path: &u.path,
+                symbol,
+                offset,
+                ref_ctr_offset: (u.ref_ctr_offset != 0).then(|| u.ref_ctr_offset.to_string()),
+                policy_name: &policy.name,
+                message: hook.message.as_deref(),
+                args: tracepoint_args(ev, &hook.args),
+                tags: &hook.tags,
+                action: action_name(ev.action),
+                policy_mode,
+            },
+            node_name: node,
+            time: clock.timestamp(ev.header.ktime_ns, false),
+        };
+    }
     if let Some(crate::policy::compile::KprobeMeta {
         call: function_name,
         returns_value: has_return,
@@ -733,6 +793,7 @@ impl Event<'_> {
             Body::ProcessExit { .. } => "process_exit",
             Body::ProcessTracepoint { .. } => "process_tracepoint",
             Body::ProcessKprobe { .. } => "process_kprobe",
+            Body::ProcessUprobe { .. } => "process_uprobe",
             Body::EventLoss { .. } => "event_loss",
             Body::RateLimitInfo { .. } => "rate_limit_info",
         }
@@ -742,7 +803,8 @@ impl Event<'_> {
     pub fn policy(&self) -> Option<&str> {
         match &self.body {
             Body::ProcessTracepoint { policy_name, .. }
-            | Body::ProcessKprobe { policy_name, .. } => Some(policy_name),
+            | Body::ProcessKprobe { policy_name, .. }
+            | Body::ProcessUprobe { policy_name, .. } => Some(policy_name),
             _ => None,
         }
     }

@@ -117,7 +117,8 @@ struct EventsArgs {
     binary: Vec<String>,
 
     /// Only these event types: process_exec, process_exit, process_kprobe,
-    /// process_tracepoint, event_loss, or exec, exit, kprobe, tracepoint, loss.
+    /// process_tracepoint, process_uprobe, event_loss, or exec, exit, kprobe, tracepoint,
+    /// uprobe, loss.
     #[arg(short = 'e', long, value_name = "TYPE", value_delimiter = ',')]
     event_types: Vec<String>,
 

@@ -55,7 +55,7 @@ pub struct Metrics {
     policy_kernel: Family<Vec<(&'static str, String)>, Counter>,
     /// `events` of the agent's own event types, looked up without building labels (one
     /// count per event on the hot path).
-    known_types: [(&'static str, Counter); 6],
+    known_types: [(&'static str, Counter); crate::event::KINDS.len()],
     /// `policy_events`, likewise, once a policy has had an event.
     known_policies: Mutex<HashMap<String, Counter>>,
     /// The last value of each counter kept elsewhere (the kernel's, the cache's, the

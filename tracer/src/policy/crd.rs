@@ -230,8 +230,12 @@ mod tests {
             spec["kprobes"]["items"]["properties"]["selectors"].is_object(),
             "{spec:#}"
         );
+        assert!(
+            spec["uprobes"]["items"]["properties"]["symbols"].is_object(),
+            "{spec:#}"
+        );
         assert_eq!(
-            spec["uprobes"]["x-kubernetes-preserve-unknown-fields"], true,
+            spec["usdts"]["x-kubernetes-preserve-unknown-fields"], true,
             "{spec:#}"
         );
     }

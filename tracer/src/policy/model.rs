@@ -56,8 +56,8 @@ pub struct Spec {
     #[schemars(schema_with = "any_value")]
     pub fentries: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub uprobes: Unsupported,
+    #[schemars(with = "Vec<Uprobe>")]
+    pub uprobes: Vec<Spanned<Uprobe>>,
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub usdts: Unsupported,
@@ -145,6 +145,60 @@ pub struct Kprobe {
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub return_arg_action: Unsupported,
+    #[serde(default)]
+    #[schemars(schema_with = "any_value")]
+    pub ignore: Unsupported,
+}
+
+/// `spec.uprobes[]`: functions of a binary (by symbol, or by file offset), their
+/// arguments and selectors.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Uprobe {
+    /// The binary or library (`/procRoot/...`: the host's `/proc`, as Tetragon mounts it).
+    #[schemars(with = "String")]
+    pub path: Spanned<String>,
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub symbols: Vec<Spanned<String>>,
+    /// File offsets of the probed instructions.
+    #[serde(default)]
+    #[schemars(with = "Vec<u64>")]
+    pub offsets: Vec<Spanned<u64>>,
+    /// Per offset, the file offset of its USDT semaphore (0: none).
+    #[serde(default)]
+    #[schemars(with = "Vec<u64>")]
+    pub ref_ctr_offsets: Vec<Spanned<u64>>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub message: Option<Spanned<String>>,
+    #[serde(default)]
+    pub args: Vec<Arg>,
+    #[serde(default)]
+    #[schemars(with = "Vec<Selector>")]
+    pub selectors: Vec<Spanned<Selector>>,
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub tags: Vec<Spanned<String>>,
+    // Tetragon's, not supported yet.
+    #[serde(default)]
+    #[schemars(schema_with = "any_value")]
+    pub addrs: Unsupported,
+    #[serde(default)]
+    #[schemars(schema_with = "any_value")]
+    pub btf_path: Unsupported,
+    #[serde(default)]
+    #[schemars(schema_with = "any_value")]
+    pub data: Unsupported,
+    #[serde(default, rename = "return")]
+    #[schemars(schema_with = "any_value")]
+    pub ret: Unsupported,
+    #[serde(default)]
+    #[schemars(schema_with = "any_value")]
+    pub return_arg: Unsupported,
+    #[serde(default)]
+    #[schemars(schema_with = "any_value")]
+    pub binary_digests: Unsupported,
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub ignore: Unsupported,

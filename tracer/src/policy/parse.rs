@@ -368,7 +368,7 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             (
                 "",
-                "t.yaml:6:1: spec: the policy has no hook\n  fix: add `tracepoints:` or `kprobes:`",
+                "t.yaml:6:1: spec: the policy has no hook\n  fix: add `tracepoints:`, `kprobes:` or `uprobes:`",
             ),
             (
                 "  tracepoints:\n  - subsystem: syscalls\n",
@@ -379,8 +379,20 @@ mod tests {
                 "t.yaml:9:5: spec.tracepoints[0].evnt: unknown field `evnt`; expected one of subsystem, event, message, args, selectors, tags, raw\n  fix: did you mean `event`?",
             ),
             (
+                "  usdts:\n  - path: /bin/sh\n",
+                "t.yaml:7:5: spec.usdts: `usdts` is part of Tetragon's schema but not supported by the tracer yet\n  fix: remove it; the README lists what is supported",
+            ),
+            (
                 "  uprobes:\n  - path: /bin/sh\n",
-                "t.yaml:7:5: spec.uprobes: `uprobes` is part of Tetragon's schema but not supported by the tracer yet\n  fix: remove it; the README lists what is supported",
+                "t.yaml:7:9: spec.uprobes[0]: a uprobe needs `symbols` (function names) or `offsets` (file offsets)\n  fix: add `symbols: [NAME]`",
+            ),
+            (
+                "  uprobes:\n  - path: bash\n    symbols: [main]\n",
+                "t.yaml:7:11: spec.uprobes[0].path: `bash` is not an absolute path: a uprobe names its binary by its path\n  fix: write the binary's full path, as `/usr/bin/bash`",
+            ),
+            (
+                "  uprobes:\n  - path: /bin/bash\n    offsets: [4096, 8192]\n    refCtrOffsets: [16]\n",
+                "t.yaml:9:21: spec.uprobes[0].refCtrOffsets: 1 refCtrOffsets for 2 offsets: one per offset",
             ),
             (
                 "  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: auto\n",
@@ -552,6 +564,36 @@ mod tests {
         assert_eq!(
             d.spec.hooks[0].selectors[0].actions,
             [spec::Action::Sigkill]
+        );
+
+        // A uprobe: one hook per symbol, or per offset with its semaphore.
+        let (d, _) = accepted(
+            "  uprobes:\n  - path: /bin/bash\n    symbols: [readline, main]\n    args:\n    - index: 0\n      type: string\n  - path: /procRoot/1/root/usr/bin/bash\n    offsets: [4096]\n    refCtrOffsets: [8192]\n",
+        );
+        let targets: Vec<_> = d.spec.hooks.iter().map(|h| h.target.clone()).collect();
+        let up = |path: &str, at, ref_ctr_offset| {
+            spec::Target::Uprobe(spec::Uprobe {
+                path: path.into(),
+                at,
+                ref_ctr_offset,
+            })
+        };
+        assert_eq!(
+            targets,
+            [
+                up("/bin/bash", spec::UprobeAt::Symbol("readline".into()), 0),
+                up("/bin/bash", spec::UprobeAt::Symbol("main".into()), 0),
+                up(
+                    "/procRoot/1/root/usr/bin/bash",
+                    spec::UprobeAt::Offset(4096),
+                    8192
+                ),
+            ]
+        );
+        assert_eq!(d.spec.hooks[1].args, d.spec.hooks[0].args);
+        assert_eq!(
+            d.spec.hooks[0].args[0].ty,
+            spec::ArgType::String { buffer: false }
         );
 
         // Two matchPIDs of one selector: both must pass, merged into one.

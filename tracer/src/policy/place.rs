@@ -49,6 +49,8 @@ pub enum PlaceError {
 pub enum OverrideError {
     #[error("`Override` goes on a kprobe, not on a tracepoint")]
     Tracepoint,
+    #[error("`Override` goes on a kprobe, not on a uprobe")]
+    Uprobe,
     #[error(
         "`Override` acts at the call, before the function runs: it cannot go with `return: true`"
     )]
@@ -107,6 +109,8 @@ pub struct KprobeSite<'a> {
     /// Any other function: the `inet_sock_set_state` record layout its `sock` argument
     /// is written in (`None` where the kernel lacks the tracepoint).
     pub generic_sock: Option<SockLayout>,
+    /// A uprobe: a function of a binary, its arguments in the process's memory.
+    pub uprobe: Option<&'a spec::Uprobe>,
     pub kernel: Kernel,
 }
 
@@ -172,6 +176,27 @@ pub fn units<'a>(hook: &'a spec::Hook, facts: &Facts) -> Result<Vec<Unit<'a>>, P
             }]);
         }
         spec::Target::Kprobe(k) => k,
+        spec::Target::Uprobe(u) => {
+            let name = u.name();
+            let call = match &u.at {
+                spec::UprobeAt::Symbol(s) => s.as_str(),
+                spec::UprobeAt::Offset(_) => u.path.as_str(),
+            };
+            return Ok(vec![Unit {
+                hook,
+                format: generic_format(&name),
+                subsystem: "uprobe".into(),
+                event: name.clone(),
+                kprobe: Some(KprobeSite {
+                    generic: true,
+                    on_kprobe: true,
+                    uprobe: Some(u),
+                    ..plain_site(call, facts.kernel)
+                }),
+                function: name,
+                half: Half::Whole,
+            }]);
+        }
     };
     let kernel = facts.kernel;
     let sites = kprobe_sites(hook, k, facts)?;
@@ -228,6 +253,7 @@ fn plain_site(call: &str, kernel: Kernel) -> KprobeSite<'_> {
         on_kprobe: kernel.kprobes,
         at_return: None,
         generic_sock: None,
+        uprobe: None,
         kernel,
     }
 }
@@ -538,6 +564,13 @@ pub fn probe_program(
             Ok(Probe::Kprobe)
         };
     };
+    if k.uprobe.is_some() {
+        return if overrides {
+            Err(OverrideError::Uprobe)
+        } else {
+            Ok(Probe::Kprobe)
+        };
+    }
     if overrides {
         let call = || k.call.to_owned();
         if half != Half::Whole {
@@ -575,6 +608,8 @@ pub enum Attach {
         program: Probe,
         ret: bool,
     },
+    /// A function of a binary (`policy_kp` on a uprobe).
+    Uprobe(spec::Uprobe),
 }
 
 /// A hook point: where hooks run and the record they read there. Hooks with equal
@@ -622,7 +657,9 @@ pub fn point(unit: &Unit<'_>, config: &HookConfig, reads: Reads, kernel: Kernel)
     if reads.sock_return {
         flags |= HP_SOCK_RETURN;
     }
-    let attach = if on_function {
+    let attach = if let Some(u) = k.and_then(|k| k.uprobe) {
+        Attach::Uprobe(u.clone())
+    } else if on_function {
         Attach::Function {
             name: unit.function.clone(),
             program: reads.probe,

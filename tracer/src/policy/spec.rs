@@ -43,6 +43,35 @@ pub struct Hook {
 pub enum Target {
     Tracepoint { subsystem: String, event: String },
     Kprobe(Kprobe),
+    Uprobe(Uprobe),
+}
+
+/// One probed place of a binary: a symbol (its function's first instruction), or a file
+/// offset.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Uprobe {
+    /// As the policy writes it.
+    pub path: String,
+    pub at: UprobeAt,
+    /// The file offset of its USDT semaphore, which the kernel raises while it is
+    /// probed (0: none).
+    pub ref_ctr_offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum UprobeAt {
+    Symbol(String),
+    Offset(u64),
+}
+
+impl Uprobe {
+    /// Its symbol, or its offset in hex: what events and messages name it by.
+    pub fn name(&self) -> String {
+        match &self.at {
+            UprobeAt::Symbol(s) => s.clone(),
+            UprobeAt::Offset(o) => format!("{o:#x}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -78,6 +78,18 @@ pub fn line(event: &Value, kind: &str, body: &Value, options: &Options) -> Strin
             }
             s + &policy(body, &p)
         }
+        "process_uprobe" => {
+            let at = str_at(body, "symbol")
+                .map(str::to_owned)
+                .or_else(|| body.get("offset").map(scalar))
+                .unwrap_or_else(|| "?".to_owned());
+            let name = format!(
+                "{}:{}",
+                escape(str_at(body, "path").unwrap_or("?")),
+                escape(&at)
+            );
+            call_text(&name, body, &p) + &policy(body, &p)
+        }
         "process_tracepoint" => {
             let name = format!(
                 "{}/{}",
@@ -114,6 +126,7 @@ fn marker(kind: &str) -> (&str, &'static str) {
         "process_exit" => ("exit", sgr::YELLOW),
         "process_kprobe" => ("kprobe", sgr::BLUE),
         "process_tracepoint" => ("tracepoint", sgr::MAGENTA),
+        "process_uprobe" => ("uprobe", sgr::BLUE),
         "event_loss" => ("loss", sgr::BOLD_RED),
         "rate_limit_info" => ("ratelimit", sgr::BOLD_RED),
         other => (other.strip_prefix("process_").unwrap_or(other), sgr::BOLD),

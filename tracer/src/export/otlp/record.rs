@@ -184,11 +184,13 @@ pub fn attributes(event: &Value) -> Vec<KeyValue> {
             }
             a.opt_str("process.exit.time", inner.get("time"));
         }
-        "process_kprobe" | "process_tracepoint" => {
+        "process_kprobe" | "process_tracepoint" | "process_uprobe" => {
             a.opt_str("tracer.policy.name", inner.get("policy_name"));
             a.opt_str("tracer.action", inner.get("action"));
             a.opt_str("tracer.policy.mode", inner.get("policy_mode"));
             a.opt_str("tracer.function_name", inner.get("function_name"));
+            a.opt_str("tracer.uprobe.path", inner.get("path"));
+            a.opt_str("tracer.uprobe.symbol", inner.get("symbol"));
             if let (Some(s), Some(e)) = (
                 inner.get("subsys").and_then(Value::as_str),
                 inner.get("event").and_then(Value::as_str),

@@ -256,7 +256,9 @@ fn struct_arg(
             } else {
                 ty
             };
-            let (kind, out) = arg_kind(ty, field, false).ok_or_else(|| ArgError::Register {
+            // A uprobe's pointers are the process's, as a syscall's are.
+            let user = k.uprobe.is_some();
+            let (kind, out) = arg_kind(ty, field, user).ok_or_else(|| ArgError::Register {
                 call: call.to_owned(),
                 index: a.index,
                 ty,
@@ -337,7 +339,7 @@ pub(super) fn return_value(
     }
     let return_arg = match &unit.hook.target {
         spec::Target::Kprobe(k) => k.return_arg.as_ref(),
-        spec::Target::Tracepoint { .. } => None,
+        spec::Target::Tracepoint { .. } | spec::Target::Uprobe(_) => None,
     };
     let i = config.nargs as usize;
     if i >= MAX_HOOK_ARGS {

@@ -40,6 +40,8 @@ pub struct Hook {
     pub pair: Option<usize>,
     /// Set for a kprobe: its events are `process_kprobe`.
     pub kprobe: Option<KprobeMeta>,
+    /// Set for a uprobe: its events are `process_uprobe`.
+    pub uprobe: Option<spec::Uprobe>,
     pub args: Vec<ArgMeta>,
     pub message: Option<String>,
     pub tags: Vec<String>,
@@ -250,6 +252,7 @@ pub fn compile(
         let label = match &h.target {
             spec::Target::Tracepoint { subsystem, event } => format!("{subsystem}/{event}"),
             spec::Target::Kprobe(k) => format!("kprobe {}", k.call),
+            spec::Target::Uprobe(u) => format!("uprobe {} {}", u.path, u.name()),
         };
         let err = |source: HookError| CompileError::Hook {
             policy: name.clone(),
@@ -382,20 +385,24 @@ fn hook(unit: &Unit<'_>, ctx: &mut Ctx<'_>) -> Result<Hook, HookError> {
         config,
         point,
         pair: None,
-        kprobe: unit.kprobe.map(|k| KprobeMeta {
-            call: unit.function.clone(),
-            on_kprobe: k.on_kprobe,
-            program: probe,
-            ret: unit.half == Half::Return,
-            returns_value: ret.index.is_some(),
-            sock: k.sock.is_some() || k.at_return.is_some(),
-            from_fd: k.at_return.is_some_and(|r| r.flags & HOOK_FD != 0),
-            why_not: if k.on_kprobe {
-                ""
-            } else {
-                k.kernel.kprobes_off
-            },
-        }),
+        uprobe: unit.kprobe.and_then(|k| k.uprobe.cloned()),
+        kprobe: unit
+            .kprobe
+            .filter(|k| k.uprobe.is_none())
+            .map(|k| KprobeMeta {
+                call: unit.function.clone(),
+                on_kprobe: k.on_kprobe,
+                program: probe,
+                ret: unit.half == Half::Return,
+                returns_value: ret.index.is_some(),
+                sock: k.sock.is_some() || k.at_return.is_some(),
+                from_fd: k.at_return.is_some_and(|r| r.flags & HOOK_FD != 0),
+                why_not: if k.on_kprobe {
+                    ""
+                } else {
+                    k.kernel.kprobes_off
+                },
+            }),
         args: metas,
         message: if entry { None } else { h.message.clone() },
         tags: if entry { Vec::new() } else { h.tags.clone() },
@@ -408,6 +415,9 @@ impl Hook {
     /// The hook, for people: `syscalls/sys_enter_openat`, `kprobe tcp_connect`, `return
     /// of kprobe tcp_connect`.
     pub fn label(&self) -> String {
+        if let Some(u) = &self.uprobe {
+            return format!("uprobe {} {}", u.path, u.name());
+        }
         match &self.kprobe {
             Some(k) if k.ret => format!("return of kprobe {}", k.call),
             Some(k) => format!("kprobe {}", k.call),
@@ -433,6 +443,9 @@ impl Hook {
 
     fn place_text(&self) -> String {
         use place::Attach;
+        if let Some(u) = &self.uprobe {
+            return format!("uprobe {} {} runs on a uprobe", u.path, u.name());
+        }
         let tracepoint = format!("{}/{}", self.subsystem, self.event);
         let routed = match &self.point.attach {
             Attach::RawSyscall { dir, nr } => {

@@ -102,22 +102,7 @@ pub fn kprobe(
 ) -> Result<PerfLink, LinkError> {
     let pmu = Path::new("/sys/bus/event_source/devices/kprobe");
     let ty: u32 = read_number(&pmu.join("type"))?;
-    let config = if ret {
-        // `config:N`: the bit that makes it a kretprobe.
-        let format = pmu.join("format/retprobe");
-        let text = std::fs::read_to_string(&format)
-            .map_err(io(format!("reading {}", format.display())))?;
-        let bit: u32 = text
-            .trim()
-            .strip_prefix("config:")
-            .and_then(|b| b.parse().ok())
-            .ok_or_else(|| {
-                LinkError::Kernel(format!("{} reads `{}`", format.display(), text.trim()))
-            })?;
-        1u64 << bit
-    } else {
-        0
-    };
+    let config = if ret { retprobe_bit(pmu)? } else { 0 };
     let name = CString::new(function)
         .map_err(|_| LinkError::Kernel(format!("`{function}` is not a function name")))?;
     let attr = PerfEventAttr {
@@ -129,6 +114,57 @@ pub fn kprobe(
     };
     let what = if ret { "kretprobe" } else { "kprobe" };
     link(program, attr, cookie, &format!("{what} {function}"))
+}
+
+/// Attaches `program` to the instruction at file offset `offset` of the binary at `path`
+/// (at its function's return with `ret`), in every process that maps it, with `cookie`,
+/// through the perf `uprobe` event source; `ref_ctr_offset` (not 0) is the file offset
+/// of a USDT semaphore the kernel raises while the probe is attached.
+pub fn uprobe(
+    program: BorrowedFd<'_>,
+    path: &Path,
+    offset: u64,
+    ref_ctr_offset: u64,
+    ret: bool,
+    cookie: u64,
+) -> Result<PerfLink, LinkError> {
+    let pmu = Path::new("/sys/bus/event_source/devices/uprobe");
+    let ty: u32 = read_number(&pmu.join("type"))?;
+    // `config:32-63`: the semaphore's offset (`format/ref_ctr_offset`).
+    let config = if ret { retprobe_bit(pmu)? } else { 0 } | ref_ctr_offset << 32;
+    let name = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| LinkError::Kernel(format!("`{}` is not a path", path.display())))?;
+    let attr = PerfEventAttr {
+        ty,
+        config,
+        // `uprobe_path` and `probe_offset`.
+        config1: name.as_ptr() as u64,
+        config2: offset,
+        ..PerfEventAttr::default()
+    };
+    let what = if ret { "uretprobe" } else { "uprobe" };
+    link(
+        program,
+        attr,
+        cookie,
+        &format!("{what} {}:{offset:#x}", path.display()),
+    )
+}
+
+/// The `config` bit of PMU `pmu` (kprobe, uprobe) that makes a probe a return probe
+/// (`format/retprobe`, `config:N`).
+fn retprobe_bit(pmu: &Path) -> Result<u64, LinkError> {
+    let format = pmu.join("format/retprobe");
+    let text =
+        std::fs::read_to_string(&format).map_err(io(format!("reading {}", format.display())))?;
+    let bit: u32 = text
+        .trim()
+        .strip_prefix("config:")
+        .and_then(|b| b.parse().ok())
+        .ok_or_else(|| {
+            LinkError::Kernel(format!("{} reads `{}`", format.display(), text.trim()))
+        })?;
+    Ok(1u64 << bit)
 }
 
 fn read_number<T: std::str::FromStr>(path: &Path) -> Result<T, LinkError> {

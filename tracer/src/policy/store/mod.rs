@@ -13,6 +13,7 @@
 //! A new version of a policy is installed before the old one is removed: no call falls
 //! between the two (one may be seen by both).
 
+pub mod binary;
 mod follow;
 mod links;
 mod maps;
@@ -167,7 +168,11 @@ impl PolicyStore {
     /// hook point first needs them.
     pub fn new(ebpf: &mut Ebpf, settings: Settings, kernel: Kernel) -> Result<Self, StoreError> {
         let mut maps = Maps::take(ebpf)?;
-        let mut programs = Programs::new(settings.tracefs.clone(), kernel.fentry || kernel.lsm);
+        let mut programs = Programs::new(
+            settings.tracefs.clone(),
+            settings.proc_root.clone(),
+            kernel.fentry || kernel.lsm,
+        );
         programs
             .load_tracepoint(ebpf)
             .map_err(|e| StoreError::Program(e.to_string()))?;

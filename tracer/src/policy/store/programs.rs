@@ -18,7 +18,7 @@ use aya::{
 };
 use tracer_common::policy::{SYSCALL_ENTER, SYSCALL_IDS};
 
-use super::{links, maps::Maps};
+use super::{binary, links, maps::Maps};
 use crate::{
     loader::refusal,
     policy::place::{Attach, Probe},
@@ -47,6 +47,8 @@ pub enum AttachError {
     },
     #[error(transparent)]
     Kprobe(#[from] links::LinkError),
+    #[error(transparent)]
+    Binary(#[from] binary::BinaryError),
     #[error("attaching to raw tracepoint {tracepoint}: {source}")]
     RawTracepoint {
         tracepoint: &'static str,
@@ -98,6 +100,8 @@ pub enum Attachment {
 
 pub struct Programs {
     tracefs: PathBuf,
+    /// The host's `/proc` (`/procRoot/...` in a uprobe's path).
+    proc_root: PathBuf,
     /// Programs loaded (verified) already.
     loaded: Vec<String>,
     /// The raw syscall programs' links, while some syscall hook point uses them, and how
@@ -112,7 +116,7 @@ pub struct Programs {
 }
 
 impl Programs {
-    pub fn new(tracefs: PathBuf, trampolines: bool) -> Self {
+    pub fn new(tracefs: PathBuf, proc_root: PathBuf, trampolines: bool) -> Self {
         let btf = if trampolines {
             Btf::from_sys_fs()
                 .map_err(|e| tracing::warn!("no kernel BTF for fentry and BPF LSM programs: {e}"))
@@ -122,6 +126,7 @@ impl Programs {
         };
         Self {
             tracefs,
+            proc_root,
             loaded: Vec::new(),
             raw_links: [None, None],
             raw_users: [0, 0],
@@ -204,6 +209,18 @@ impl Programs {
                 }
             },
             Attach::Function { name, ret, .. } => self.attach_kprobe(ebpf, name, *ret, cookie),
+            Attach::Uprobe(u) => {
+                let (path, offset) = binary::place(u, &self.proc_root)?;
+                let program = "policy_kp";
+                let p = self.program::<KProbe>(ebpf, program, KProbe::load)?;
+                let fd = p
+                    .fd()
+                    .map_err(|source| AttachError::Program { program, source })?;
+                Ok(
+                    links::uprobe(fd.as_fd(), &path, offset, u.ref_ctr_offset, false, cookie)
+                        .map(Attachment::Perf)?,
+                )
+            }
         }
     }
 

@@ -7,13 +7,14 @@ use marked_yaml::{Span, Spanned};
 use super::{
     Check, List,
     names::{
-        ARG_TYPES, KPROBE_ARG_TYPES, KPROBE_ARG_TYPES_UNSUPPORTED, RETURN_ARG_TYPES, arg_type,
+        ARG_TYPES, KPROBE_ARG_TYPES, KPROBE_ARG_TYPES_UNSUPPORTED, RETURN_ARG_TYPES,
+        UPROBE_ARG_TYPES, UPROBE_ARG_TYPES_UNSUPPORTED, arg_type,
     },
     selectors,
 };
 use crate::policy::{
     limits::{MAX_ARGS, MAX_MESSAGE, MAX_SELECTORS, MAX_TAGS},
-    model::{Arg, Kprobe, Selector, Tracepoint},
+    model::{Arg, Kprobe, Selector, Tracepoint, Uprobe},
     spec,
 };
 
@@ -138,6 +139,119 @@ pub(super) fn expand_list(hook: spec::Hook, lists: &[List]) -> Vec<spec::Hook> {
                 k.syscall = true;
             }
             h
+        })
+        .collect()
+}
+
+/// A uprobe: one hook per symbol (or offset) of its binary, each with the uprobe's
+/// arguments and selectors.
+pub(super) fn uprobe(
+    c: &mut Check,
+    u: &Spanned<Uprobe>,
+    path: &str,
+    lists: &[List],
+) -> Vec<spec::Hook> {
+    for (field, name) in [
+        (&u.addrs, "addrs"),
+        (&u.btf_path, "btfPath"),
+        (&u.data, "data"),
+        (&u.ret, "return"),
+        (&u.return_arg, "returnArg"),
+        (&u.binary_digests, "binaryDigests"),
+        (&u.ignore, "ignore"),
+    ] {
+        c.unsupported(field, &format!("{path}.{name}"), &format!("`{name}`"));
+    }
+    let file = u.path.as_str();
+    if !file.starts_with('/') {
+        c.at(
+            u.path.span(),
+            format!("{path}.path"),
+            format!("`{file}` is not an absolute path: a uprobe names its binary by its path"),
+            Some("write the binary's full path, as `/usr/bin/bash`".into()),
+        );
+    }
+    let mut places = Vec::new();
+    match (u.symbols.is_empty(), u.offsets.is_empty()) {
+        (true, true) => c.at(
+            u.span(),
+            path,
+            "a uprobe needs `symbols` (function names) or `offsets` (file offsets)",
+            Some("add `symbols: [NAME]`".into()),
+        ),
+        (false, false) => c.at(
+            u.offsets[0].span(),
+            format!("{path}.offsets"),
+            "a uprobe has `symbols` or `offsets`, not both",
+            Some("split it into two uprobes".into()),
+        ),
+        (false, true) => {
+            if let Some(r) = u.ref_ctr_offsets.first() {
+                c.at(
+                    r.span(),
+                    format!("{path}.refCtrOffsets"),
+                    "refCtrOffsets go with `offsets`, one per offset",
+                    None,
+                );
+            }
+            for (i, s) in u.symbols.iter().enumerate() {
+                if s.is_empty() || s.contains(char::is_whitespace) {
+                    c.at(
+                        s.span(),
+                        format!("{path}.symbols[{i}]"),
+                        format!("`{}` is not a symbol name", s.as_str()),
+                        None,
+                    );
+                }
+                places.push((spec::UprobeAt::Symbol(s.as_str().to_owned()), 0));
+            }
+        }
+        (true, false) => {
+            if !u.ref_ctr_offsets.is_empty() && u.ref_ctr_offsets.len() != u.offsets.len() {
+                c.at(
+                    u.ref_ctr_offsets[0].span(),
+                    format!("{path}.refCtrOffsets"),
+                    format!(
+                        "{} refCtrOffsets for {} offsets: one per offset",
+                        u.ref_ctr_offsets.len(),
+                        u.offsets.len()
+                    ),
+                    None,
+                );
+            }
+            for (i, o) in u.offsets.iter().enumerate() {
+                let ref_ctr = u.ref_ctr_offsets.get(i).map_or(0, |r| **r);
+                places.push((spec::UprobeAt::Offset(**o), ref_ctr));
+            }
+        }
+    }
+    let parts = HookParts {
+        args: &u.args,
+        selectors: &u.selectors,
+        tags: &u.tags,
+        message: u.message.as_ref(),
+        anchor: *u.path.span(),
+        arg_types: UPROBE_ARG_TYPES,
+        arg_types_unsupported: UPROBE_ARG_TYPES_UNSUPPORTED,
+        arg_kind: "uprobe argument type",
+        positional: false,
+    };
+    let target = |(at, ref_ctr_offset): &(spec::UprobeAt, u64)| {
+        spec::Target::Uprobe(spec::Uprobe {
+            path: file.to_owned(),
+            at: at.clone(),
+            ref_ctr_offset: *ref_ctr_offset,
+        })
+    };
+    let Some(first) = places.first() else {
+        return Vec::new();
+    };
+    let one = hook(c, parts, path, target(first), lists);
+    places
+        .iter()
+        .map(|place| spec::Hook {
+            target: target(place),
+            ..one.clone()
         })
         .collect()
 }

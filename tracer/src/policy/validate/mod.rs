@@ -108,17 +108,20 @@ pub fn policy(p: &TracingPolicy) -> Result<Validated, Vec<Problem>> {
     label_selectors(&mut c, spec);
     let lists = lists(&mut c, spec);
     let monitor = options(&mut c, spec);
-    let unsupported_hooks = spec.uprobes.is_some()
-        || spec.loader.is_some()
+    let unsupported_hooks = spec.loader.is_some()
         || spec.lsmhooks.is_some()
         || spec.fentries.is_some()
         || spec.usdts.is_some();
-    if spec.tracepoints.is_empty() && spec.kprobes.is_empty() && !unsupported_hooks {
+    if spec.tracepoints.is_empty()
+        && spec.kprobes.is_empty()
+        && spec.uprobes.is_empty()
+        && !unsupported_hooks
+    {
         c.at(
             spec.span(),
             "spec",
             "the policy has no hook",
-            Some("add `tracepoints:` or `kprobes:`".into()),
+            Some("add `tracepoints:`, `kprobes:` or `uprobes:`".into()),
         );
     }
     let mut out = Vec::new();
@@ -133,6 +136,14 @@ pub fn policy(p: &TracingPolicy) -> Result<Validated, Vec<Problem>> {
     for (i, k) in spec.kprobes.iter().enumerate() {
         let hook = hooks::kprobe(&mut c, k, &format!("spec.kprobes[{i}]"), &lists);
         out.extend(hooks::expand_list(hook, &lists));
+    }
+    for (i, u) in spec.uprobes.iter().enumerate() {
+        out.extend(hooks::uprobe(
+            &mut c,
+            u,
+            &format!("spec.uprobes[{i}]"),
+            &lists,
+        ));
     }
     if !c.problems.is_empty() {
         return Err(c.problems);
@@ -159,7 +170,6 @@ pub fn policy(p: &TracingPolicy) -> Result<Validated, Vec<Problem>> {
 fn unsupported_fields(c: &mut Check, s: &Spanned<Spec>) {
     for (field, name) in [
         (&s.fentries, "fentries"),
-        (&s.uprobes, "uprobes"),
         (&s.usdts, "usdts"),
         (&s.lsmhooks, "lsmhooks"),
         (&s.enforcers, "enforcers"),

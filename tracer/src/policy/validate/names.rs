@@ -91,6 +91,14 @@ pub const ARG_TYPES: &[&str] = &[
     "syscall64",
     "fd",
 ];
+/// Argument types of uprobe arguments: integers and strings in the process's memory,
+/// from the function's argument registers.
+pub(super) const UPROBE_ARG_TYPES: &[&str] = &[
+    "nop", "int", "sint32", "int32", "uint32", "uint16", "int16", "sint16", "uint8", "int8",
+    "sint8", "size_t", "long", "ulong", "int64", "sint64", "uint64", "string", "char_buf", "fd",
+];
+/// Tetragon's uprobe argument types the tracer does not read yet.
+pub(super) const UPROBE_ARG_TYPES_UNSUPPORTED: &[&str] = &["auto", "char_iovec"];
 /// Types of a return probe's `returnArg`.
 pub(super) const RETURN_ARG_TYPES: &[&str] = &[
     "int", "sint32", "int32", "uint32", "long", "int64", "sint64", "uint64", "ulong", "size_t",

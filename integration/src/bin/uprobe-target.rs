@@ -1,0 +1,30 @@
+//! `uprobe-target NAME...`: the uprobe tests' workload. Calls `tracer_test_greet(i, NAME)`
+//! for each argument, in order (`i` counting from 1), and prints what it returns: a
+//! function with an integer and a string argument, in the symbol table under its own
+//! name, for a uprobe to hook by symbol or by file offset.
+
+use std::ffi::{CStr, CString, c_char};
+
+/// The probed function: the length of `name` plus `n` (something to compute, so that
+/// the call is not folded away).
+///
+/// # Safety
+/// `name` is a NUL-terminated string.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub unsafe extern "C" fn tracer_test_greet(n: i64, name: *const c_char) -> i64 {
+    // SAFETY: the caller passes a NUL-terminated string.
+    let len = unsafe { CStr::from_ptr(name) }.to_bytes().len() as i64;
+    std::hint::black_box(len + n)
+}
+
+fn main() {
+    for (i, name) in std::env::args().skip(1).enumerate() {
+        let Ok(c) = CString::new(name) else {
+            continue;
+        };
+        // SAFETY: a NUL-terminated string that outlives the call.
+        let r = unsafe { tracer_test_greet(i as i64 + 1, std::hint::black_box(c.as_ptr())) };
+        println!("{r}");
+    }
+}

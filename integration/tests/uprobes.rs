@@ -1,0 +1,224 @@
+//! Uprobes (`spec.uprobes`), run by the agent on this kernel: a function of a test
+//! binary hooked by symbol and by file offset, its integer and string arguments read
+//! from the process's registers and memory, filtered by `matchArgs`, `matchBinaries` and
+//! `matchPIDs`, and `Sigkill` sent from the hook; asserted on the `process_uprobe`
+//! events field by field.
+
+use std::{path::Path, process::Command};
+
+use integration::{Agent, of_kind, privileged, run};
+use serde_json::{Value, json};
+
+const TARGET: &str = env!("CARGO_BIN_EXE_uprobe-target");
+
+fn policy(dir: &Path, name: &str, place: &str, selectors: &str) -> String {
+    let text = format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: {name}
+spec:
+  uprobes:
+  - path: "{TARGET}"
+{place}
+    message: "a greeting"
+    tags: ["test"]
+    args:
+    - index: 0
+      type: int64
+    - index: 1
+      type: string
+      label: name
+    selectors:
+{selectors}"#
+    );
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, text).expect("write policy");
+    path.to_str().expect("utf-8").to_owned()
+}
+
+/// Runs the target with `names`; its pid and exit status.
+fn greet(names: &[&str]) -> (u32, std::process::ExitStatus) {
+    let (pid, out) = run(Command::new(TARGET).args(names));
+    (pid, out.status)
+}
+
+fn hits<'a>(events: &'a [Value], policy: &str) -> Vec<&'a Value> {
+    of_kind(events, "process_uprobe")
+        .into_iter()
+        .filter(|e| e["policy_name"] == policy)
+        .collect()
+}
+
+#[test]
+fn uprobes_by_symbol_and_offset_with_selectors() {
+    if !privileged("uprobes_by_symbol_and_offset_with_selectors") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = work.path();
+    let offset =
+        tracer::policy::store::binary::symbol_offset(Path::new(TARGET), "tracer_test_greet")
+            .expect("the target's function");
+    // By symbol: `alice` passes a string Prefix filter, any call with n = 3 passes an
+    // integer Equal filter (two selectors: either posts).
+    let by_symbol = policy(
+        dir,
+        "greet-symbol",
+        "    symbols: [tracer_test_greet]",
+        r#"    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: ["ali"]
+    - matchArgs:
+      - index: 0
+        operator: Equal
+        values: ["3"]
+"#,
+    );
+    // By file offset, only for the target binary and for this test's descendants.
+    let me = std::process::id();
+    let by_offset = policy(
+        dir,
+        "greet-offset",
+        &format!("    offsets: [{offset}]"),
+        &format!(
+            r#"    - matchBinaries:
+      - operator: In
+        values: ["{TARGET}"]
+      matchPIDs:
+      - operator: In
+        followForks: true
+        values: [{me}]
+      matchArgs:
+      - index: 1
+        operator: Equal
+        values: ["carol"]
+"#
+        ),
+    );
+    // Sigkill from the hook: the process dies in the call, before it prints.
+    let killer = policy(
+        dir,
+        "greet-kill",
+        "    symbols: [tracer_test_greet]",
+        r#"    - matchArgs:
+      - index: 1
+        operator: Equal
+        values: ["mallory"]
+      matchActions:
+      - action: Sigkill
+"#,
+    );
+    let agent = Agent::start(&[
+        "--tracing-policy",
+        &by_symbol,
+        "--tracing-policy",
+        &by_offset,
+        "--tracing-policy",
+        &killer,
+    ]);
+    let stderr = agent.stderr();
+    assert!(
+        stderr.contains(&format!(
+            "policy greet-symbol: uprobe {TARGET} tracer_test_greet runs on a uprobe"
+        )),
+        "{stderr}"
+    );
+    let (pid, status) = greet(&["alice", "bob", "carol", "dave"]);
+    assert!(status.success(), "{status}");
+    let (killed, status) = greet(&["mallory", "never"]);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "Sigkill in the hook: {status}"
+    );
+    let events = agent.sync();
+    let symbol: Vec<_> = hits(&events, "greet-symbol")
+        .into_iter()
+        .filter(|e| e["process"]["pid"] == pid)
+        .collect();
+    assert_eq!(
+        symbol.len(),
+        2,
+        "alice by Prefix, carol by n = 3: {symbol:?}"
+    );
+    for (e, (n, name)) in symbol.iter().zip([(1, "alice"), (3, "carol")]) {
+        assert_eq!(e["path"], TARGET);
+        assert_eq!(e["symbol"], "tracer_test_greet");
+        assert!(e.get("offset").is_none(), "{e}");
+        assert_eq!(e["message"], "a greeting");
+        assert_eq!(e["tags"], json!(["test"]));
+        assert_eq!(e["action"], "KPROBE_ACTION_POST");
+        assert_eq!(e["process"]["binary"], TARGET);
+        assert_eq!(e["parent"]["pid"], me);
+        assert_eq!(
+            e["args"],
+            json!([{"long_arg": n.to_string()}, {"string_arg": name, "label": "name"}])
+        );
+    }
+    let offset_hits = hits(&events, "greet-offset");
+    assert_eq!(offset_hits.len(), 1, "carol only: {offset_hits:?}");
+    let e = offset_hits[0];
+    assert_eq!(e["process"]["pid"], pid);
+    assert_eq!(e["path"], TARGET);
+    assert!(e.get("symbol").is_none(), "{e}");
+    assert_eq!(e["offset"], offset.to_string());
+    assert_eq!(e["args"][1]["string_arg"], "carol");
+    let kills = hits(&events, "greet-kill");
+    assert_eq!(kills.len(), 1, "mallory, then dead: {kills:?}");
+    assert_eq!(kills[0]["process"]["pid"], killed);
+    assert_eq!(kills[0]["action"], "KPROBE_ACTION_SIGKILL");
+    assert_eq!(kills[0]["args"][1]["string_arg"], "mallory");
+    // `mallory` also posts by symbol (n = 1 is not 3, and it is not `ali...`): no.
+    assert!(
+        hits(&events, "greet-symbol")
+            .iter()
+            .all(|e| e["process"]["pid"] != killed),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_uprobe_on_a_missing_binary_or_symbol_says_which() {
+    if !privileged("a_uprobe_on_a_missing_binary_or_symbol_says_which") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let dir = work.path();
+    let text = format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: partly
+spec:
+  uprobes:
+  - path: "{TARGET}"
+    symbols: [tracer_test_greet, no_such_function]
+  - path: /no/such/binary
+    symbols: [main]
+"#
+    );
+    let path = dir.join("partly.yaml");
+    std::fs::write(&path, text).expect("write");
+    let agent = Agent::start(&["--tracing-policy", path.to_str().expect("utf-8")]);
+    let (pid, status) = greet(&["zoe"]);
+    assert!(status.success());
+    let events = agent.sync();
+    let (_, _, stderr) = agent.stop();
+    assert!(stderr.contains("partly loaded from"), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "uprobe {TARGET} no_such_function is not running: {TARGET} has no function `no_such_function`"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("uprobe /no/such/binary main is not running: reading /no/such/binary"),
+        "{stderr}"
+    );
+    let got = hits(&events, "partly");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["process"]["pid"], pid);
+    assert_eq!(got[0]["symbol"], "tracer_test_greet");
+}
