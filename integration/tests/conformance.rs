@@ -69,8 +69,7 @@ const NOT_YET: &[(&str, &str)] = &[
         "socket tracking (returnArgAction TrackSock, argSock)",
     ),
     ("tty.yaml", "argument types kiocb, iov_iter; maxData"),
-    ("usdt-set.yaml", "usdts"),
-    ("usdt.yaml", "usdts"),
+    ("usdt-set.yaml", "action Set (argIndex, argValue)"),
 ];
 
 /// The corpus's example policies: `TRACER_TETRAGON_CORPUS`, or `../shared/conformance/

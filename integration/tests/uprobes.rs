@@ -57,9 +57,8 @@ fn uprobes_by_symbol_and_offset_with_selectors() {
     }
     let work = tempfile::tempdir().expect("temp dir");
     let dir = work.path();
-    let offset =
-        tracer::policy::store::binary::symbol_offset(Path::new(TARGET), "tracer_test_greet")
-            .expect("the target's function");
+    let offset = tracer::policy::binary::symbol_offset(Path::new(TARGET), "tracer_test_greet")
+        .expect("the target's function");
     // By symbol: `alice` passes a string Prefix filter, any call with n = 3 passes an
     // integer Equal filter (two selectors: either posts).
     let by_symbol = policy(
@@ -221,4 +220,86 @@ spec:
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["process"]["pid"], pid);
     assert_eq!(got[0]["symbol"], "tracer_test_greet");
+}
+
+/// USDT probe points (`spec.usdts`) of the target, found in its `.note.stapsdt`: their
+/// arguments read as the notes say (registers here), a string filter on one, and a
+/// probe point behind a semaphore, which the kernel raises while the probe is attached
+/// (the target computes and passes it only then).
+#[test]
+fn usdt_probe_points_with_arguments_and_a_semaphore() {
+    if !privileged("usdt_probe_points_with_arguments_and_a_semaphore") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let text = format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: greet-usdt
+spec:
+  usdts:
+  - path: "{TARGET}"
+    provider: tracer_test
+    name: greet
+    message: "a greeting point"
+    args:
+    - index: 0
+      type: int64
+    - index: 1
+      type: int32
+    - index: 2
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 2
+        operator: Equal
+        values: ["bob"]
+  - path: "{TARGET}"
+    provider: tracer_test
+    name: lazy
+    args:
+    - index: 0
+      type: int64
+"#
+    );
+    let path = work.path().join("usdt.yaml");
+    std::fs::write(&path, text).expect("write");
+    let agent = Agent::start(&["--tracing-policy", path.to_str().expect("utf-8")]);
+    let stderr = agent.stderr();
+    assert!(
+        stderr.contains(&format!(
+            "policy greet-usdt: usdt {TARGET} tracer_test:greet runs on a uprobe"
+        )),
+        "{stderr}"
+    );
+    let (pid, status) = greet(&["alice", "bob", "carol"]);
+    assert!(status.success());
+    let events = agent.sync();
+    let got: Vec<_> = of_kind(&events, "process_usdt")
+        .into_iter()
+        .filter(|e| e["process"]["pid"] == pid)
+        .collect();
+    let greet_hits: Vec<_> = got.iter().filter(|e| e["name"] == "greet").collect();
+    assert_eq!(greet_hits.len(), 1, "bob only: {got:?}");
+    let e = greet_hits[0];
+    assert_eq!(e["path"], TARGET);
+    assert_eq!(e["provider"], "tracer_test");
+    assert_eq!(e["policy_name"], "greet-usdt");
+    assert_eq!(e["message"], "a greeting point");
+    assert_eq!(e["action"], "KPROBE_ACTION_POST");
+    assert_eq!(
+        e["args"],
+        json!([{"long_arg": "2"}, {"int_arg": 3}, {"string_arg": "bob"}])
+    );
+    let lazy: Vec<_> = got
+        .iter()
+        .filter(|e| e["name"] == "lazy")
+        .map(|e| e["args"][0]["long_arg"].clone())
+        .collect();
+    assert_eq!(
+        lazy,
+        [json!("-1"), json!("-2"), json!("-3")],
+        "the semaphore raised: every call passes the lazy point"
+    );
 }

@@ -21,6 +21,15 @@ pub fn read<const N: u32>(at: u64) -> u64 {
     raw
 }
 
+/// The 8 bytes of the current process's memory at `at`; 0 if unreadable.
+#[inline(always)]
+pub fn user_u64(at: u64) -> u64 {
+    let mut raw: u64 = 0;
+    // SAFETY: copies 8 bytes into `raw`; the helper fails rather than faults.
+    unsafe { bpf_probe_read_user((&raw mut raw).cast::<c_void>(), 8, at as *const c_void) };
+    raw
+}
+
 /// Reads the 8-byte value (a pointer or a `u64`) at kernel address `addr`.
 #[inline(always)]
 pub fn u64_at(addr: u64) -> Option<u64> {

@@ -13,12 +13,13 @@ use crate::{
 };
 
 /// The event types this agent writes: each event's top-level key ([`Event::kind`]).
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 8] = [
     "process_exec",
     "process_exit",
     "process_kprobe",
     "process_tracepoint",
     "process_uprobe",
+    "process_usdt",
     "event_loss",
     "rate_limit_info",
 ];
@@ -147,6 +148,28 @@ pub enum Body<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         policy_mode: Option<&'static str>,
     },
+    /// A USDT policy's hit: a binary's probe point was passed.
+    ProcessUsdt {
+        #[serde(serialize_with = "cached_process")]
+        process: ProcessOut<'a>,
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "cached_parent"
+        )]
+        parent: Option<ProcessOut<'a>>,
+        path: &'a str,
+        provider: &'a str,
+        name: &'a str,
+        policy_name: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<&'a str>,
+        args: Vec<Arg<'a>>,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        tags: &'a [String],
+        action: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        policy_mode: Option<&'static str>,
+    },
     /// Events lost since the last report of the same place: records the kernel could
     /// not hand over (the ring buffer was full), malformed records, or events a sink
     /// could not take (a full disk, a collector down past its queue): visibility was
@@ -198,6 +221,9 @@ impl<'a> Event<'a> {
                 process, parent, ..
             }
             | Body::ProcessUprobe {
+                process, parent, ..
+            }
+            | Body::ProcessUsdt {
                 process, parent, ..
             } => (Some(process), parent.as_mut()),
             Body::EventLoss { .. } | Body::RateLimitInfo { .. } => (None, None),
@@ -684,7 +710,35 @@ pub fn tracepoint<'a>(
 ) -> Event<'a> {
     use tracer_common::policy::EVENT_MONITOR;
     let policy_mode = (ev.flags & EVENT_MONITOR != 0).then_some("monitor");
-    if let Some(u) = &hook.uprobe {
+    let parent = || {
+        process
+            .parent
+            .as_deref()
+            .map(|p| ProcessOut::kept(p, clock))
+    };
+    if let Some(crate::policy::place::UserProbe {
+        usdt: Some((u, _)), ..
+    }) = &hook.user
+    {
+        return Event {
+            body: Body::ProcessUsdt {
+                process: ProcessOut::kept(process, clock),
+                parent: parent(),
+                path: &u.path,
+                provider: &u.provider,
+                name: &u.name,
+                policy_name: &policy.name,
+                message: hook.message.as_deref(),
+                args: tracepoint_args(ev, &hook.args),
+                tags: &hook.tags,
+                action: action_name(ev.action),
+                policy_mode,
+            },
+            node_name: node,
+            time: clock.timestamp(ev.header.ktime_ns, false),
+        };
+    }
+    if let Some(u) = hook.user.as_ref().map(|u| &u.attach) {
         let (symbol, offset) = match &u.at {
             crate::policy::spec::UprobeAt::Symbol(s) => (s.as_str(), None),
             crate::policy::spec::UprobeAt::Offset(o) => ("", Some(o.to_string())),
@@ -692,10 +746,7 @@ pub fn tracepoint<'a>(
         return Event {
             body: Body::ProcessUprobe {
                 process: ProcessOut::kept(process, clock),
-                parent: process
-                    .parent
-                    .as_deref()
-                    .map(|p| ProcessOut::kept(p, clock)),
+                parent: parent(),
                 path: &u.path,
                 symbol,
                 offset,
@@ -794,6 +845,7 @@ impl Event<'_> {
             Body::ProcessTracepoint { .. } => "process_tracepoint",
             Body::ProcessKprobe { .. } => "process_kprobe",
             Body::ProcessUprobe { .. } => "process_uprobe",
+            Body::ProcessUsdt { .. } => "process_usdt",
             Body::EventLoss { .. } => "event_loss",
             Body::RateLimitInfo { .. } => "rate_limit_info",
         }
@@ -804,7 +856,8 @@ impl Event<'_> {
         match &self.body {
             Body::ProcessTracepoint { policy_name, .. }
             | Body::ProcessKprobe { policy_name, .. }
-            | Body::ProcessUprobe { policy_name, .. } => Some(policy_name),
+            | Body::ProcessUprobe { policy_name, .. }
+            | Body::ProcessUsdt { policy_name, .. } => Some(policy_name),
             _ => None,
         }
     }

@@ -117,8 +117,8 @@ struct EventsArgs {
     binary: Vec<String>,
 
     /// Only these event types: process_exec, process_exit, process_kprobe,
-    /// process_tracepoint, process_uprobe, event_loss, or exec, exit, kprobe, tracepoint,
-    /// uprobe, loss.
+    /// process_tracepoint, process_uprobe, process_usdt, event_loss, or exec, exit, kprobe,
+    /// tracepoint, uprobe, usdt, loss.
     #[arg(short = 'e', long, value_name = "TYPE", value_delimiter = ',')]
     event_types: Vec<String>,
 

@@ -1,7 +1,11 @@
-//! `uprobe-target NAME...`: the uprobe tests' workload. Calls `tracer_test_greet(i, NAME)`
-//! for each argument, in order (`i` counting from 1), and prints what it returns: a
-//! function with an integer and a string argument, in the symbol table under its own
-//! name, for a uprobe to hook by symbol or by file offset.
+//! `uprobe-target NAME...`: the uprobe and USDT tests' workload. Calls
+//! `tracer_test_greet(i, NAME)` for each argument, in order (`i` counting from 1), and
+//! prints what it returns: a function with an integer and a string argument, in the
+//! symbol table under its own name, for a uprobe to hook by symbol or by file offset.
+//! Before each call it passes the USDT probe point `tracer_test:greet` (`.note.stapsdt`)
+//! with `i`, the name's length (a 32-bit signed value) and the name; and
+//! `tracer_test:lazy`, guarded by its semaphore (its arguments computed only while the
+//! semaphore is raised, that is while a probe is attached), with `-i`.
 
 use std::ffi::{CStr, CString, c_char};
 
@@ -23,6 +27,10 @@ fn main() {
         let Ok(c) = CString::new(name) else {
             continue;
         };
+        let n = i as i64 + 1;
+        let len = c.as_bytes().len() as i32;
+        probe::probe!(tracer_test, greet, n, len, c.as_ptr());
+        probe::probe_lazy!(tracer_test, lazy, -n);
         // SAFETY: a NUL-terminated string that outlives the call.
         let r = unsafe { tracer_test_greet(i as i64 + 1, std::hint::black_box(c.as_ptr())) };
         println!("{r}");

@@ -56,6 +56,38 @@ pub const HP_KPROBE_SYSCALL: u32 = 1 << 8;
 /// nor `HP_KPROBE_SYSCALL`: a socket function, its argument 0's socket written as a
 /// `sock:inet_sock_set_state` record laid out as `sock` says.)
 pub const HP_KPROBE_GENERIC: u32 = 1 << 9;
+/// A USDT probe point: its arguments, read as `HookPoint::usdt` says (from the
+/// process's registers and memory), go to the record at 16 + 8 i, as a generic kprobe's
+/// registers do.
+pub const HP_USDT: u32 = 1 << 10;
+
+/// USDT arguments a hook point reads (`sdt.h` allows 12; Tetragon reads 6).
+pub const USDT_ARGS: usize = 6;
+/// `UsdtArg::kind`: no argument ...
+pub const USDT_NONE: u8 = 0;
+/// ... a constant (`$5`): `value` ...
+pub const USDT_CONST: u8 = 1;
+/// ... a register (`%rdi`): the `pt_regs` field at `reg` ...
+pub const USDT_REG: u8 = 2;
+/// ... memory at a register plus `value` (`-8(%rbp)`), in the process.
+pub const USDT_DEREF: u8 = 3;
+
+/// How to read one argument of a USDT probe point, as its note in the binary describes
+/// it (`8@%rdi`, `-4@-20(%rbp)`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct UsdtArg {
+    /// `USDT_*`.
+    pub kind: u8,
+    /// Its size in bytes (1, 2, 4, 8) ...
+    pub size: u8,
+    /// ... and 1 when it is signed (sign-extended to 64 bits).
+    pub signed: u8,
+    pub _pad: u8,
+    /// The register's offset in `struct pt_regs` (from BTF).
+    pub reg: u32,
+    pub value: i64,
+}
 
 /// `ArgGate::kind`: no gate.
 pub const GATE_NONE: u32 = 0;
@@ -113,6 +145,8 @@ pub struct HookPoint {
     /// ... and where it writes a socket's fields.
     pub sock: SockLayout,
     pub _pad2: u32,
+    /// `HP_USDT`: its arguments.
+    pub usdt: [UsdtArg; USDT_ARGS],
 }
 
 /// Key of `GATE_INTS`: a gate and a value.
@@ -207,7 +241,8 @@ mod user {
 }
 
 const _: () = assert!(core::mem::size_of::<ArgGate>() == 16);
-const _: () = assert!(core::mem::size_of::<HookPoint>() == 24 + 16 + 8 + 28 + 4);
+const _: () = assert!(core::mem::size_of::<UsdtArg>() == 16);
+const _: () = assert!(core::mem::size_of::<HookPoint>() == 24 + 16 + 8 + 28 + 4 + 16 * USDT_ARGS);
 const _: () = assert!(core::mem::size_of::<GateIntKey>() == 16);
 const _: () = assert!(core::mem::size_of::<GateStrKey>() == 4 + GATE_STR_BYTES);
 const _: () = assert!(core::mem::size_of::<GateHit>() == 4 + 4 * VERDICT_HOOKS);

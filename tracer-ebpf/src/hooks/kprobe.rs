@@ -11,7 +11,10 @@
 //!   `syscalls/sys_enter_NAME` record;
 //! - any other function: its six argument registers at 16 + 8 i, and what its one struct
 //!   argument points to at `KPROBE_PATH_AT`: the path of a `file`, `path` or
-//!   `linux_binprm`, a `sock`'s fields, a `cred`'s ids and capabilities.
+//!   `linux_binprm`, a `sock`'s fields, a `cred`'s ids and capabilities;
+//! - a function of a binary (the same program on a uprobe): its argument registers, as
+//!   any other function's; a USDT probe point's arguments, from registers and the
+//!   process's memory as its note says (`HP_USDT`), at the same places.
 //!
 //! The record is built only once the process verdict has left a hook that can match.
 
@@ -24,9 +27,10 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
 };
 use tracer_common::policy::{
-    CredValue, HP_KPROBE_GENERIC, HP_KPROBE_SYSCALL, HP_SOCK_RETURN, HookPoint, KPROBE_ARG_BPRM,
-    KPROBE_ARG_CRED, KPROBE_ARG_FILE, KPROBE_ARG_PATH, KPROBE_ARG_SKB, KPROBE_ARG_SOCK,
-    KPROBE_PATH_AT, KPROBE_PATH_LEN, SOCK_RETURN_AT,
+    CredValue, HP_KPROBE_GENERIC, HP_KPROBE_SYSCALL, HP_SOCK_RETURN, HP_USDT, HookPoint,
+    KPROBE_ARG_BPRM, KPROBE_ARG_CRED, KPROBE_ARG_FILE, KPROBE_ARG_PATH, KPROBE_ARG_SKB,
+    KPROBE_ARG_SOCK, KPROBE_PATH_AT, KPROBE_PATH_LEN, SOCK_RETURN_AT, USDT_ARGS, USDT_CONST,
+    USDT_DEREF, USDT_REG,
 };
 
 use crate::{
@@ -85,12 +89,22 @@ impl Site for Return<'_> {
 /// BPF trampoline (fentry, BPF LSM: `hooks/fentry.rs`).
 pub(crate) trait Args {
     fn arg(&self, n: u32) -> u64;
+    /// The address of the probed task's registers (`struct pt_regs`), where the
+    /// program has them (a kprobe or uprobe); 0 elsewhere.
+    fn regs(&self) -> u64 {
+        0
+    }
 }
 
 impl Args for ProbeContext {
     #[inline(always)]
     fn arg(&self, n: u32) -> u64 {
         ProbeContext::arg::<u64>(self, n as usize).unwrap_or(0)
+    }
+
+    #[inline(always)]
+    fn regs(&self) -> u64 {
+        self.as_ptr() as u64
     }
 }
 
@@ -108,6 +122,8 @@ impl<C: Args> Site for Entry<'_, C> {
         let rec = unsafe { &mut *rec };
         if hp.flags & HP_KPROBE_SYSCALL != 0 {
             fill_syscall(rec, arg0);
+        } else if hp.flags & HP_USDT != 0 {
+            fill_usdt(rec, ctx.regs(), hp);
         } else if hp.flags & HP_KPROBE_GENERIC != 0 {
             fill_generic(rec, ctx, hp);
         } else {
@@ -133,6 +149,33 @@ fn fill_syscall(rec: &mut SockRecord, regs: u64) {
             read::<8>(regs + off!(regs_arg5)),
         ],
     );
+}
+
+/// The arguments of a USDT probe point at 16 + 8 i, each read as its note says: a
+/// constant, a register of the probed task (`regs`, its `pt_regs`), or the process's
+/// memory at a register plus an offset; sign- or zero-extended from its size.
+#[inline(never)]
+fn fill_usdt(rec: &mut SockRecord, regs: u64, hp: &HookPoint) {
+    let mut args = [0u64; USDT_ARGS];
+    for (v, a) in args.iter_mut().zip(hp.usdt.iter()) {
+        let raw = match a.kind {
+            USDT_CONST => a.value as u64,
+            USDT_REG => read::<8>(regs + u64::from(a.reg)),
+            USDT_DEREF => {
+                kread::user_u64(read::<8>(regs + u64::from(a.reg)).wrapping_add(a.value as u64))
+            }
+            _ => 0,
+        };
+        let bits = u32::from(a.size.clamp(1, 8)) * 8;
+        *v = if bits == 64 {
+            raw
+        } else if a.signed != 0 {
+            (((raw << (64 - bits)) as i64) >> (64 - bits)) as u64
+        } else {
+            raw & ((1u64 << bits) - 1)
+        };
+    }
+    put_args(rec, &args);
 }
 
 /// A record of six arguments at 16 + 8 i, as a `sys_enter_NAME` record has them, and

@@ -127,13 +127,14 @@ pub fn parse_objects<T>(
 }
 
 /// The event kinds by Tetragon's `EventType` name and by the JSON key.
-const EVENT_TYPES: [(&str, &str); 6] = [
+const EVENT_TYPES: [(&str, &str); 7] = [
     ("PROCESS_EXEC", "process_exec"),
     ("PROCESS_EXIT", "process_exit"),
     ("PROCESS_KPROBE", "process_kprobe"),
     ("PROCESS_TRACEPOINT", "process_tracepoint"),
     ("PROCESS_LSM", "process_lsm"),
     ("PROCESS_UPROBE", "process_uprobe"),
+    ("PROCESS_USDT", "process_usdt"),
 ];
 
 /// `PROCESS_EXEC` or `process_exec` to the event's key.

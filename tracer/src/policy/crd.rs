@@ -235,7 +235,7 @@ mod tests {
             "{spec:#}"
         );
         assert_eq!(
-            spec["usdts"]["x-kubernetes-preserve-unknown-fields"], true,
+            spec["lsmhooks"]["x-kubernetes-preserve-unknown-fields"], true,
             "{spec:#}"
         );
     }

@@ -9,7 +9,15 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use tracer_common::policy::{USDT_ARGS, USDT_CONST, USDT_DEREF, USDT_REG, UsdtArg};
+
+use super::{
+    binary,
+    place::{PlaceError, UserProbe},
+    spec,
+};
 use crate::kernel::{
+    btf::KernelBtf,
     features::Placement,
     tracefs::{self, Format, FormatError},
 };
@@ -71,6 +79,8 @@ pub struct Facts {
     tracefs: PathBuf,
     formats: RefCell<HashMap<(String, String), Format>>,
     host: RefCell<HashMap<&'static str, u32>>,
+    /// The offsets of the registers in `struct pt_regs`, from BTF (for USDT arguments).
+    pt_regs: std::cell::OnceCell<Result<HashMap<&'static str, u32>, String>>,
 }
 
 impl Facts {
@@ -80,7 +90,65 @@ impl Facts {
             tracefs: tracefs.to_owned(),
             formats: RefCell::default(),
             host: RefCell::default(),
+            pt_regs: std::cell::OnceCell::new(),
         }
+    }
+
+    /// USDT probe point `u`: where it attaches (its instruction and semaphore, from the
+    /// binary's notes) and how its arguments are read (registers at their `pt_regs`
+    /// offsets from BTF).
+    pub fn usdt(&self, u: &spec::Usdt) -> Result<UserProbe, PlaceError> {
+        let path = binary::host_path(&u.path, Path::new("/proc"));
+        let note = binary::usdt(&path, &u.provider, &u.name)?;
+        let cannot = |why: String| PlaceError::UsdtArgs {
+            path: u.path.clone(),
+            provider: u.provider.clone(),
+            name: u.name.clone(),
+            args: note.args.clone(),
+            why,
+        };
+        let specs = binary::usdt_args(&note.args).map_err(cannot)?;
+        let regs = self
+            .pt_regs
+            .get_or_init(pt_regs)
+            .as_ref()
+            .map_err(|e| cannot(e.clone()))?;
+        let mut args = [UsdtArg::default(); USDT_ARGS];
+        for (a, s) in args.iter_mut().zip(&specs) {
+            let reg = |r: &str| {
+                regs.get(r)
+                    .copied()
+                    .ok_or_else(|| cannot(format!("no `pt_regs.{r}` in the kernel's BTF")))
+            };
+            *a = match s.operand {
+                binary::UsdtOperand::Const(v) => UsdtArg {
+                    kind: USDT_CONST,
+                    value: v,
+                    ..Default::default()
+                },
+                binary::UsdtOperand::Reg(r) => UsdtArg {
+                    kind: USDT_REG,
+                    reg: reg(r)?,
+                    ..Default::default()
+                },
+                binary::UsdtOperand::Deref(r, off) => UsdtArg {
+                    kind: USDT_DEREF,
+                    reg: reg(r)?,
+                    value: off,
+                    ..Default::default()
+                },
+            };
+            a.size = s.size;
+            a.signed = u8::from(s.signed);
+        }
+        Ok(UserProbe {
+            attach: spec::Uprobe {
+                path: u.path.clone(),
+                at: spec::UprobeAt::Offset(note.offset),
+                ref_ctr_offset: note.semaphore,
+            },
+            usdt: Some((u.clone(), args)),
+        })
     }
 
     /// The record layout of tracepoint `subsystem/event`.
@@ -103,6 +171,31 @@ impl Facts {
         self.host.borrow_mut().insert(name, n);
         Ok(n)
     }
+}
+
+/// The offsets in `struct pt_regs` of the registers USDT arguments name, from the
+/// running kernel's BTF.
+fn pt_regs() -> Result<HashMap<&'static str, u32>, String> {
+    let btf = KernelBtf::from_sys().map_err(|e| e.to_string())?;
+    let names: &[&'static str] = if cfg!(target_arch = "x86_64") {
+        &[
+            "ax", "bx", "cx", "dx", "si", "di", "bp", "sp", "ip", "r8", "r9", "r10", "r11", "r12",
+            "r13", "r14", "r15",
+        ]
+    } else {
+        return Err(format!(
+            "USDT arguments are read on x86_64 only, not yet on {}",
+            std::env::consts::ARCH
+        ));
+    };
+    names
+        .iter()
+        .map(|r| {
+            btf.offset_of(&format!("pt_regs.{r}"))
+                .map(|o| (*r, o))
+                .map_err(|e| e.to_string())
+        })
+        .collect()
 }
 
 /// The inode number of the host's namespace `name`. The kernel gives its initial

@@ -17,6 +17,7 @@
 //! [`suggest`] finds the name that was meant. `tracer policy validate FILE...` runs
 //! stages 1 and 2, loading nothing.
 
+pub mod binary;
 pub mod compile;
 pub mod crd;
 pub mod facts;

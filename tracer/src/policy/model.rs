@@ -59,8 +59,8 @@ pub struct Spec {
     #[schemars(with = "Vec<Uprobe>")]
     pub uprobes: Vec<Spanned<Uprobe>>,
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub usdts: Unsupported,
+    #[schemars(with = "Vec<Usdt>")]
+    pub usdts: Vec<Spanned<Usdt>>,
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub lsmhooks: Unsupported,
@@ -202,6 +202,34 @@ pub struct Uprobe {
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub ignore: Unsupported,
+}
+
+/// `spec.usdts[]`: a USDT probe point of a binary (`provider:name`, from its
+/// `.note.stapsdt`), its arguments and selectors.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Usdt {
+    #[schemars(with = "String")]
+    pub path: Spanned<String>,
+    #[schemars(with = "String")]
+    pub provider: Spanned<String>,
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub message: Option<Spanned<String>>,
+    #[serde(default)]
+    pub args: Vec<Arg>,
+    #[serde(default)]
+    #[schemars(with = "Vec<Selector>")]
+    pub selectors: Vec<Spanned<Selector>>,
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub tags: Vec<Spanned<String>>,
+    // Tetragon's, not supported yet.
+    #[serde(default)]
+    #[schemars(schema_with = "any_value")]
+    pub btf_path: Unsupported,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]

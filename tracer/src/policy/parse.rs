@@ -368,7 +368,7 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             (
                 "",
-                "t.yaml:6:1: spec: the policy has no hook\n  fix: add `tracepoints:`, `kprobes:` or `uprobes:`",
+                "t.yaml:6:1: spec: the policy has no hook\n  fix: add `tracepoints:`, `kprobes:`, `uprobes:` or `usdts:`",
             ),
             (
                 "  tracepoints:\n  - subsystem: syscalls\n",
@@ -379,8 +379,12 @@ mod tests {
                 "t.yaml:9:5: spec.tracepoints[0].evnt: unknown field `evnt`; expected one of subsystem, event, message, args, selectors, tags, raw\n  fix: did you mean `event`?",
             ),
             (
-                "  usdts:\n  - path: /bin/sh\n",
-                "t.yaml:7:5: spec.usdts: `usdts` is part of Tetragon's schema but not supported by the tracer yet\n  fix: remove it; the README lists what is supported",
+                "  usdts:\n  - path: /bin/sh\n    provider: test\n    name: a b\n",
+                "t.yaml:9:11: spec.usdts[0].name: `a b` is not a USDT probe name\n  fix: `readelf -n BINARY` lists its probe points, as `Provider: NAME` and `Name: NAME`",
+            ),
+            (
+                "  lsmhooks:\n  - hook: file_open\n",
+                "t.yaml:7:5: spec.lsmhooks: `lsmhooks` is part of Tetragon's schema but not supported by the tracer yet\n  fix: remove it; the README lists what is supported",
             ),
             (
                 "  uprobes:\n  - path: /bin/sh\n",
@@ -388,7 +392,7 @@ mod tests {
             ),
             (
                 "  uprobes:\n  - path: bash\n    symbols: [main]\n",
-                "t.yaml:7:11: spec.uprobes[0].path: `bash` is not an absolute path: a uprobe names its binary by its path\n  fix: write the binary's full path, as `/usr/bin/bash`",
+                "t.yaml:7:11: spec.uprobes[0].path: `bash` is not an absolute path: a probe names its binary by its path\n  fix: write the binary's full path, as `/usr/bin/bash`",
             ),
             (
                 "  uprobes:\n  - path: /bin/bash\n    offsets: [4096, 8192]\n    refCtrOffsets: [16]\n",

@@ -10,8 +10,8 @@
 
 use tracer_common::policy::{
     HOOK_ENTRY_SOCK, HOOK_FD, HOOK_RET_FD_SOCK, HP_KPROBE_GENERIC, HP_KPROBE_SYSCALL, HP_RETURN,
-    HP_SAVE_ENTRY, HP_SOCK_RETURN, HookConfig, KprobeLayout, SYSCALL_ENTER, SYSCALL_EXIT,
-    SYSCALL_IDS, SockLayout,
+    HP_SAVE_ENTRY, HP_SOCK_RETURN, HP_USDT, HookConfig, KprobeLayout, SYSCALL_ENTER, SYSCALL_EXIT,
+    SYSCALL_IDS, SockLayout, USDT_ARGS, UsdtArg,
 };
 
 use super::{
@@ -42,6 +42,16 @@ pub enum PlaceError {
     NoSuchSyscall { call: String, name: String },
     #[error("sock:inet_sock_set_state has no field `{field}` on this kernel")]
     NoSockField { field: &'static str },
+    #[error(transparent)]
+    Binary(#[from] crate::policy::binary::BinaryError),
+    #[error("USDT {provider}:{name} of {path}: its arguments (`{args}`) cannot be read: {why}")]
+    UsdtArgs {
+        path: String,
+        provider: String,
+        name: String,
+        args: String,
+        why: String,
+    },
 }
 
 /// Why a hook cannot `Override` its function (see [`probe_program`]).
@@ -109,8 +119,9 @@ pub struct KprobeSite<'a> {
     /// Any other function: the `inet_sock_set_state` record layout its `sock` argument
     /// is written in (`None` where the kernel lacks the tracepoint).
     pub generic_sock: Option<SockLayout>,
-    /// A uprobe: a function of a binary, its arguments in the process's memory.
-    pub uprobe: Option<&'a spec::Uprobe>,
+    /// A uprobe or USDT probe: code of a binary, its arguments in the process's
+    /// registers and memory.
+    pub user: bool,
     pub kernel: Kernel,
 }
 
@@ -144,6 +155,8 @@ pub struct Unit<'a> {
     /// `__x64_sys_openat`); empty for a tracepoint.
     pub function: String,
     pub half: Half,
+    /// A hook on a binary's code.
+    pub user: Option<UserProbe>,
 }
 
 /// The socket functions a tracepoint stands for (`kprobe_on_tracepoint`).
@@ -173,29 +186,20 @@ pub fn units<'a>(hook: &'a spec::Hook, facts: &Facts) -> Result<Vec<Unit<'a>>, P
                 kprobe: None,
                 function: String::new(),
                 half: Half::Whole,
+                user: None,
             }]);
         }
         spec::Target::Kprobe(k) => k,
         spec::Target::Uprobe(u) => {
-            let name = u.name();
-            let call = match &u.at {
-                spec::UprobeAt::Symbol(s) => s.as_str(),
-                spec::UprobeAt::Offset(_) => u.path.as_str(),
+            let probe = UserProbe {
+                attach: u.clone(),
+                usdt: None,
             };
-            return Ok(vec![Unit {
-                hook,
-                format: generic_format(&name),
-                subsystem: "uprobe".into(),
-                event: name.clone(),
-                kprobe: Some(KprobeSite {
-                    generic: true,
-                    on_kprobe: true,
-                    uprobe: Some(u),
-                    ..plain_site(call, facts.kernel)
-                }),
-                function: name,
-                half: Half::Whole,
-            }]);
+            return Ok(vec![user_unit(hook, probe, facts)]);
+        }
+        spec::Target::Usdt(u) => {
+            let probe = facts.usdt(u)?;
+            return Ok(vec![user_unit(hook, probe, facts)]);
         }
     };
     let kernel = facts.kernel;
@@ -219,6 +223,7 @@ pub fn units<'a>(hook: &'a spec::Hook, facts: &Facts) -> Result<Vec<Unit<'a>>, P
             }),
             function: function.clone(),
             half: if two { Half::Entry } else { Half::Whole },
+            user: None,
         };
         if two {
             let ret = Unit {
@@ -233,6 +238,56 @@ pub fn units<'a>(hook: &'a spec::Hook, facts: &Facts) -> Result<Vec<Unit<'a>>, P
         }
     }
     Ok(units)
+}
+
+/// A hook on a binary's code: a uprobe, or a USDT probe point found in the binary's
+/// notes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserProbe {
+    /// Where it attaches (a USDT probe point: at its instruction, with its semaphore).
+    pub attach: spec::Uprobe,
+    /// A USDT probe point: which, and how its arguments are read.
+    pub usdt: Option<(spec::Usdt, [UsdtArg; USDT_ARGS])>,
+}
+
+impl UserProbe {
+    /// For people and events: `uprobe /bin/bash readline`, `usdt /usr/bin/x test:usdt3`.
+    pub fn label(&self) -> String {
+        match &self.usdt {
+            Some((u, _)) => format!("usdt {} {}:{}", u.path, u.provider, u.name),
+            None => format!("uprobe {} {}", self.attach.path, self.attach.name()),
+        }
+    }
+}
+
+/// The unit of a hook on a binary's code: its arguments as a generic kprobe's, from the
+/// registers (a USDT probe point's as its note says), strings in the process's memory.
+fn user_unit<'a>(hook: &'a spec::Hook, probe: UserProbe, facts: &Facts) -> Unit<'a> {
+    let name = match &probe.usdt {
+        Some((u, _)) => format!("{}:{}", u.provider, u.name),
+        None => probe.attach.name(),
+    };
+    Unit {
+        hook,
+        format: generic_format(&name),
+        subsystem: if probe.usdt.is_some() {
+            "usdt"
+        } else {
+            "uprobe"
+        }
+        .into(),
+        event: name.clone(),
+        kprobe: Some(KprobeSite {
+            generic: true,
+            on_kprobe: true,
+            user: true,
+            // Named by its place in the policy in argument errors.
+            ..plain_site(&hook.path, facts.kernel)
+        }),
+        function: name,
+        half: Half::Whole,
+        user: Some(probe),
+    }
 }
 
 /// Where a kprobe runs: its record's format, tracepoint, and the return half's event.
@@ -253,7 +308,7 @@ fn plain_site(call: &str, kernel: Kernel) -> KprobeSite<'_> {
         on_kprobe: kernel.kprobes,
         at_return: None,
         generic_sock: None,
-        uprobe: None,
+        user: false,
         kernel,
     }
 }
@@ -564,7 +619,7 @@ pub fn probe_program(
             Ok(Probe::Kprobe)
         };
     };
-    if k.uprobe.is_some() {
+    if k.user {
         return if overrides {
             Err(OverrideError::Uprobe)
         } else {
@@ -608,7 +663,7 @@ pub enum Attach {
         program: Probe,
         ret: bool,
     },
-    /// A function of a binary (`policy_kp` on a uprobe).
+    /// Code of a binary (`policy_kp` on a uprobe).
     Uprobe(spec::Uprobe),
 }
 
@@ -622,6 +677,8 @@ pub struct Point {
     pub flags: u32,
     pub kprobe: KprobeLayout,
     pub sock: SockLayout,
+    /// `HP_USDT`: how the arguments are read.
+    pub usdt: [UsdtArg; USDT_ARGS],
 }
 
 /// How a compiled hook reads its record, beyond its unit.
@@ -650,6 +707,9 @@ pub fn point(unit: &Unit<'_>, config: &HookConfig, reads: Reads, kernel: Kernel)
         // The record the kprobe program builds.
         if k.generic {
             flags |= HP_KPROBE_GENERIC;
+            if unit.user.as_ref().is_some_and(|u| u.usdt.is_some()) {
+                flags |= HP_USDT;
+            }
         } else if k.sock.is_none() {
             flags |= HP_KPROBE_SYSCALL;
         }
@@ -657,8 +717,8 @@ pub fn point(unit: &Unit<'_>, config: &HookConfig, reads: Reads, kernel: Kernel)
     if reads.sock_return {
         flags |= HP_SOCK_RETURN;
     }
-    let attach = if let Some(u) = k.and_then(|k| k.uprobe) {
-        Attach::Uprobe(u.clone())
+    let attach = if let Some(u) = &unit.user {
+        Attach::Uprobe(u.attach.clone())
     } else if on_function {
         Attach::Function {
             name: unit.function.clone(),
@@ -691,6 +751,12 @@ pub fn point(unit: &Unit<'_>, config: &HookConfig, reads: Reads, kernel: Kernel)
         } else {
             SockLayout::default()
         },
+        usdt: unit
+            .user
+            .as_ref()
+            .and_then(|u| u.usdt.as_ref())
+            .map(|(_, args)| *args)
+            .unwrap_or_default(),
     }
 }
 

@@ -44,6 +44,16 @@ pub enum Target {
     Tracepoint { subsystem: String, event: String },
     Kprobe(Kprobe),
     Uprobe(Uprobe),
+    Usdt(Usdt),
+}
+
+/// A USDT probe point: `provider:name` of a binary.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Usdt {
+    /// As the policy writes it.
+    pub path: String,
+    pub provider: String,
+    pub name: String,
 }
 
 /// One probed place of a binary: a symbol (its function's first instruction), or a file

@@ -90,6 +90,15 @@ pub fn line(event: &Value, kind: &str, body: &Value, options: &Options) -> Strin
             );
             call_text(&name, body, &p) + &policy(body, &p)
         }
+        "process_usdt" => {
+            let name = format!(
+                "{}:{}:{}",
+                escape(str_at(body, "path").unwrap_or("?")),
+                escape(str_at(body, "provider").unwrap_or("?")),
+                escape(str_at(body, "name").unwrap_or("?"))
+            );
+            call_text(&name, body, &p) + &policy(body, &p)
+        }
         "process_tracepoint" => {
             let name = format!(
                 "{}/{}",
@@ -127,6 +136,7 @@ fn marker(kind: &str) -> (&str, &'static str) {
         "process_kprobe" => ("kprobe", sgr::BLUE),
         "process_tracepoint" => ("tracepoint", sgr::MAGENTA),
         "process_uprobe" => ("uprobe", sgr::BLUE),
+        "process_usdt" => ("usdt", sgr::BLUE),
         "event_loss" => ("loss", sgr::BOLD_RED),
         "rate_limit_info" => ("ratelimit", sgr::BOLD_RED),
         other => (other.strip_prefix("process_").unwrap_or(other), sgr::BOLD),

@@ -15,6 +15,7 @@ const SHORT: &[(&str, &str)] = &[
     ("kprobe", "process_kprobe"),
     ("tracepoint", "process_tracepoint"),
     ("uprobe", "process_uprobe"),
+    ("usdt", "process_usdt"),
     ("loss", "event_loss"),
     ("ratelimit", "rate_limit_info"),
 ];
@@ -291,7 +292,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "--event-types `proces_exec` is not an event type (did you mean process_exec?); the types are process_exec (exec), process_exit (exit), process_kprobe (kprobe), process_tracepoint (tracepoint), process_uprobe (uprobe), event_loss (loss), rate_limit_info (ratelimit)"
+            "--event-types `proces_exec` is not an event type (did you mean process_exec?); the types are process_exec (exec), process_exit (exit), process_kprobe (kprobe), process_tracepoint (tracepoint), process_uprobe (uprobe), process_usdt (usdt), event_loss (loss), rate_limit_info (ratelimit)"
         );
         let e = Filter::new(Spec {
             event_types: vec!["zzz".into()],

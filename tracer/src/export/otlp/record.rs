@@ -184,13 +184,19 @@ pub fn attributes(event: &Value) -> Vec<KeyValue> {
             }
             a.opt_str("process.exit.time", inner.get("time"));
         }
-        "process_kprobe" | "process_tracepoint" | "process_uprobe" => {
+        "process_kprobe" | "process_tracepoint" | "process_uprobe" | "process_usdt" => {
             a.opt_str("tracer.policy.name", inner.get("policy_name"));
             a.opt_str("tracer.action", inner.get("action"));
             a.opt_str("tracer.policy.mode", inner.get("policy_mode"));
             a.opt_str("tracer.function_name", inner.get("function_name"));
             a.opt_str("tracer.uprobe.path", inner.get("path"));
             a.opt_str("tracer.uprobe.symbol", inner.get("symbol"));
+            if let (Some(p), Some(n)) = (
+                inner.get("provider").and_then(Value::as_str),
+                inner.get("name").and_then(Value::as_str),
+            ) {
+                a.str("tracer.usdt", &format!("{p}:{n}"));
+            }
             if let (Some(s), Some(e)) = (
                 inner.get("subsys").and_then(Value::as_str),
                 inner.get("event").and_then(Value::as_str),

@@ -256,8 +256,8 @@ fn struct_arg(
             } else {
                 ty
             };
-            // A uprobe's pointers are the process's, as a syscall's are.
-            let user = k.uprobe.is_some();
+            // A uprobe's (or USDT's) pointers are the process's, as a syscall's are.
+            let user = k.user;
             let (kind, out) = arg_kind(ty, field, user).ok_or_else(|| ArgError::Register {
                 call: call.to_owned(),
                 index: a.index,
@@ -339,7 +339,7 @@ pub(super) fn return_value(
     }
     let return_arg = match &unit.hook.target {
         spec::Target::Kprobe(k) => k.return_arg.as_ref(),
-        spec::Target::Tracepoint { .. } | spec::Target::Uprobe(_) => None,
+        spec::Target::Tracepoint { .. } | spec::Target::Uprobe(_) | spec::Target::Usdt(_) => None,
     };
     let i = config.nargs as usize;
     if i >= MAX_HOOK_ARGS {

@@ -40,8 +40,9 @@ pub struct Hook {
     pub pair: Option<usize>,
     /// Set for a kprobe: its events are `process_kprobe`.
     pub kprobe: Option<KprobeMeta>,
-    /// Set for a uprobe: its events are `process_uprobe`.
-    pub uprobe: Option<spec::Uprobe>,
+    /// Set for a uprobe or USDT probe: its events are `process_uprobe` or
+    /// `process_usdt`.
+    pub user: Option<place::UserProbe>,
     pub args: Vec<ArgMeta>,
     pub message: Option<String>,
     pub tags: Vec<String>,
@@ -253,6 +254,7 @@ pub fn compile(
             spec::Target::Tracepoint { subsystem, event } => format!("{subsystem}/{event}"),
             spec::Target::Kprobe(k) => format!("kprobe {}", k.call),
             spec::Target::Uprobe(u) => format!("uprobe {} {}", u.path, u.name()),
+            spec::Target::Usdt(u) => format!("usdt {} {}:{}", u.path, u.provider, u.name),
         };
         let err = |source: HookError| CompileError::Hook {
             policy: name.clone(),
@@ -385,24 +387,21 @@ fn hook(unit: &Unit<'_>, ctx: &mut Ctx<'_>) -> Result<Hook, HookError> {
         config,
         point,
         pair: None,
-        uprobe: unit.kprobe.and_then(|k| k.uprobe.cloned()),
-        kprobe: unit
-            .kprobe
-            .filter(|k| k.uprobe.is_none())
-            .map(|k| KprobeMeta {
-                call: unit.function.clone(),
-                on_kprobe: k.on_kprobe,
-                program: probe,
-                ret: unit.half == Half::Return,
-                returns_value: ret.index.is_some(),
-                sock: k.sock.is_some() || k.at_return.is_some(),
-                from_fd: k.at_return.is_some_and(|r| r.flags & HOOK_FD != 0),
-                why_not: if k.on_kprobe {
-                    ""
-                } else {
-                    k.kernel.kprobes_off
-                },
-            }),
+        user: unit.user.clone(),
+        kprobe: unit.kprobe.filter(|k| !k.user).map(|k| KprobeMeta {
+            call: unit.function.clone(),
+            on_kprobe: k.on_kprobe,
+            program: probe,
+            ret: unit.half == Half::Return,
+            returns_value: ret.index.is_some(),
+            sock: k.sock.is_some() || k.at_return.is_some(),
+            from_fd: k.at_return.is_some_and(|r| r.flags & HOOK_FD != 0),
+            why_not: if k.on_kprobe {
+                ""
+            } else {
+                k.kernel.kprobes_off
+            },
+        }),
         args: metas,
         message: if entry { None } else { h.message.clone() },
         tags: if entry { Vec::new() } else { h.tags.clone() },
@@ -415,8 +414,8 @@ impl Hook {
     /// The hook, for people: `syscalls/sys_enter_openat`, `kprobe tcp_connect`, `return
     /// of kprobe tcp_connect`.
     pub fn label(&self) -> String {
-        if let Some(u) = &self.uprobe {
-            return format!("uprobe {} {}", u.path, u.name());
+        if let Some(u) = &self.user {
+            return u.label();
         }
         match &self.kprobe {
             Some(k) if k.ret => format!("return of kprobe {}", k.call),
@@ -443,8 +442,8 @@ impl Hook {
 
     fn place_text(&self) -> String {
         use place::Attach;
-        if let Some(u) = &self.uprobe {
-            return format!("uprobe {} {} runs on a uprobe", u.path, u.name());
+        if let Some(u) = &self.user {
+            return format!("{} runs on a uprobe", u.label());
         }
         let tracepoint = format!("{}/{}", self.subsystem, self.event);
         let routed = match &self.point.attach {

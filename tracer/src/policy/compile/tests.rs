@@ -2606,7 +2606,7 @@ fn probe_program_picks_lsm_fentry_or_kprobe() {
         on_kprobe,
         at_return: None,
         generic_sock: None,
-        uprobe: None,
+        user: false,
         kernel,
     };
     let open = |on_kprobe, kernel| site("security_file_open", on_kprobe, kernel);

@@ -13,7 +13,6 @@
 //! A new version of a policy is installed before the old one is removed: no call falls
 //! between the two (one may be seen by both).
 
-pub mod binary;
 mod follow;
 mod links;
 mod maps;

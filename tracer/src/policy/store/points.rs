@@ -245,6 +245,7 @@ impl Points {
             kprobe: p.key.point.kprobe,
             sock: p.key.point.sock,
             _pad2: 0,
+            usdt: p.key.point.usdt,
         };
         maps.put_point(id, &record)?;
         if let Some(old) = std::mem::replace(&mut p.gate, gate)
@@ -558,6 +559,7 @@ mod tests {
                 flags: 0,
                 kprobe: Default::default(),
                 sock: Default::default(),
+                usdt: Default::default(),
             },
             pair: 0,
         };

@@ -1,7 +1,7 @@
 //! The programs that run hook points, and their attachments. One program per kind of
 //! hook point serves them all: `policy_tp` (tracepoints), `policy_kp` and `policy_krp`
-//! (kprobes, kretprobes), each attached once per hook point with the hook point's id as
-//! cookie; the raw `sys_enter`/`sys_exit` programs (syscalls, by number); and, for
+//! (kprobes, kretprobes; `policy_kp` on uprobes too), each attached once per hook point
+//! with the hook point's id as cookie; the raw `sys_enter`/`sys_exit` programs (syscalls, by number); and, for
 //! functions on BPF trampolines, a pool of fentry and BPF LSM programs, each loaded for
 //! one function (past the pool, fentry hook points run on kprobes). Each program is
 //! loaded, and verified, the first time a hook point needs it.
@@ -18,9 +18,10 @@ use aya::{
 };
 use tracer_common::policy::{SYSCALL_ENTER, SYSCALL_IDS};
 
-use super::{binary, links, maps::Maps};
+use super::{links, maps::Maps};
 use crate::{
     loader::refusal,
+    policy::binary,
     policy::place::{Attach, Probe},
 };
 

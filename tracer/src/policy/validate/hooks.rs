@@ -14,7 +14,7 @@ use super::{
 };
 use crate::policy::{
     limits::{MAX_ARGS, MAX_MESSAGE, MAX_SELECTORS, MAX_TAGS},
-    model::{Arg, Kprobe, Selector, Tracepoint, Uprobe},
+    model::{Arg, Kprobe, Selector, Tracepoint, Uprobe, Usdt},
     spec,
 };
 
@@ -163,14 +163,7 @@ pub(super) fn uprobe(
         c.unsupported(field, &format!("{path}.{name}"), &format!("`{name}`"));
     }
     let file = u.path.as_str();
-    if !file.starts_with('/') {
-        c.at(
-            u.path.span(),
-            format!("{path}.path"),
-            format!("`{file}` is not an absolute path: a uprobe names its binary by its path"),
-            Some("write the binary's full path, as `/usr/bin/bash`".into()),
-        );
-    }
+    absolute(c, &u.path, path);
     let mut places = Vec::new();
     match (u.symbols.is_empty(), u.offsets.is_empty()) {
         (true, true) => c.at(
@@ -254,6 +247,54 @@ pub(super) fn uprobe(
             ..one.clone()
         })
         .collect()
+}
+
+/// A USDT probe point: found in its binary's notes when the policy loads.
+pub(super) fn usdt(c: &mut Check, u: &Spanned<Usdt>, path: &str, lists: &[List]) -> spec::Hook {
+    c.unsupported(&u.btf_path, &format!("{path}.btfPath"), "`btfPath`");
+    absolute(c, &u.path, path);
+    for (v, field) in [(&u.provider, "provider"), (&u.name, "name")] {
+        if v.is_empty() || v.contains(char::is_whitespace) {
+            c.at(
+                v.span(),
+                format!("{path}.{field}"),
+                format!("`{}` is not a USDT probe {field}", v.as_str()),
+                Some("`readelf -n BINARY` lists its probe points, as `Provider: NAME` and `Name: NAME`".into()),
+            );
+        }
+    }
+    let parts = HookParts {
+        args: &u.args,
+        selectors: &u.selectors,
+        tags: &u.tags,
+        message: u.message.as_ref(),
+        anchor: *u.path.span(),
+        arg_types: UPROBE_ARG_TYPES,
+        arg_types_unsupported: UPROBE_ARG_TYPES_UNSUPPORTED,
+        arg_kind: "usdt argument type",
+        positional: false,
+    };
+    let target = spec::Target::Usdt(spec::Usdt {
+        path: u.path.as_str().to_owned(),
+        provider: u.provider.as_str().to_owned(),
+        name: u.name.as_str().to_owned(),
+    });
+    hook(c, parts, path, target, lists)
+}
+
+/// A binary's `path`: absolute.
+fn absolute(c: &mut Check, file: &Spanned<String>, path: &str) {
+    if !file.starts_with('/') {
+        c.at(
+            file.span(),
+            format!("{path}.path"),
+            format!(
+                "`{}` is not an absolute path: a probe names its binary by its path",
+                file.as_str()
+            ),
+            Some("write the binary's full path, as `/usr/bin/bash`".into()),
+        );
+    }
 }
 
 pub(super) fn tracepoint(c: &mut Check, tp: &Tracepoint, path: &str, lists: &[List]) -> spec::Hook {

@@ -108,20 +108,19 @@ pub fn policy(p: &TracingPolicy) -> Result<Validated, Vec<Problem>> {
     label_selectors(&mut c, spec);
     let lists = lists(&mut c, spec);
     let monitor = options(&mut c, spec);
-    let unsupported_hooks = spec.loader.is_some()
-        || spec.lsmhooks.is_some()
-        || spec.fentries.is_some()
-        || spec.usdts.is_some();
+    let unsupported_hooks =
+        spec.loader.is_some() || spec.lsmhooks.is_some() || spec.fentries.is_some();
     if spec.tracepoints.is_empty()
         && spec.kprobes.is_empty()
         && spec.uprobes.is_empty()
+        && spec.usdts.is_empty()
         && !unsupported_hooks
     {
         c.at(
             spec.span(),
             "spec",
             "the policy has no hook",
-            Some("add `tracepoints:`, `kprobes:` or `uprobes:`".into()),
+            Some("add `tracepoints:`, `kprobes:`, `uprobes:` or `usdts:`".into()),
         );
     }
     let mut out = Vec::new();
@@ -144,6 +143,9 @@ pub fn policy(p: &TracingPolicy) -> Result<Validated, Vec<Problem>> {
             &format!("spec.uprobes[{i}]"),
             &lists,
         ));
+    }
+    for (i, u) in spec.usdts.iter().enumerate() {
+        out.push(hooks::usdt(&mut c, u, &format!("spec.usdts[{i}]"), &lists));
     }
     if !c.problems.is_empty() {
         return Err(c.problems);
@@ -170,7 +172,6 @@ pub fn policy(p: &TracingPolicy) -> Result<Validated, Vec<Problem>> {
 fn unsupported_fields(c: &mut Check, s: &Spanned<Spec>) {
     for (field, name) in [
         (&s.fentries, "fentries"),
-        (&s.usdts, "usdts"),
         (&s.lsmhooks, "lsmhooks"),
         (&s.enforcers, "enforcers"),
         (&s.loader, "loader"),
