@@ -40,9 +40,10 @@ const NOT_YET: &[(&str, &str)] = &[
         "list type generated_ftrace (pattern)",
     ),
     ("loader.yaml", "loader: true (process_loader events)"),
-    ("lsm_bprm_check.yaml", "lsmHooks"),
-    ("lsm_file_open.yaml", "lsmHooks"),
-    ("lsm_track_grandparent.yml", "lsmHooks"),
+    (
+        "lsm_track_grandparent.yml",
+        "resolve (a path of BTF fields from an argument)",
+    ),
     ("open_dnsrequest.yaml", "action DnsLookup (argFqdn)"),
     ("open_geturl.yaml", "action GetUrl (argUrl)"),
     (

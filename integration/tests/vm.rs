@@ -211,8 +211,29 @@ spec:
       matchActions:
       - action: Override
         argError: -13
+---
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: vm-lsm
+spec:
+  lsmhooks:
+  - hook: file_open
+    message: "an LSM hook"
+    args:
+    - index: 0
+      type: file
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: Prefix
+        values: ["/tmp/vm-lsm"]
+      matchActions:
+      - action: Override
+        argError: -1
 POLICY
 echo secret > /tmp/vm-deny-file
+echo lsm-secret > /tmp/vm-lsm-file
 # A connection to a listener on loopback, then a marker whose exit event shows that
 # the agent has written everything before it. (A shell, not `true`: busybox runs its
 # own applets without an exec.)
@@ -234,6 +255,7 @@ connect_and_sync() {
   /tmp/bb-copy true
   # Denied where the Override policy runs (EACCES), read where it does not.
   echo "DENY-$1: $(cat /tmp/vm-deny-file 2>&1)"
+  echo "LSM-$1: $(cat /tmp/vm-lsm-file 2>&1)"
   cat /tmp/vm-open-$1 2>/dev/null
   echo x > /tmp/vm-file-$1
   cat /tmp/vm-file-$1 > /dev/null
@@ -856,6 +878,41 @@ fn lifecycle_on_distribution_kernels() {
             "{name}: {stderr2}"
         );
         println!("{name}: Override on a BPF LSM hook denies the open");
+
+        // An LSM hook of `spec.lsmhooks`, its `file` argument and Override: process_lsm.
+        assert!(
+            stderr.contains("policy vm-lsm: lsm file_open runs on the BPF LSM hook file_open"),
+            "{name}: {stderr}"
+        );
+        assert!(
+            console
+                .contains("LSM-4242: cat: can't open '/tmp/vm-lsm-file': Operation not permitted"),
+            "{name}: the open was overridden with EPERM: {console}"
+        );
+        assert!(
+            console.contains("LSM-4243: lsm-secret"),
+            "{name}: without BPF LSM (--disable-kprobes) the file is read: {console}"
+        );
+        let lsm: Vec<&Value> = of_kind(&events, "process_lsm")
+            .into_iter()
+            .filter(|e| e["policy_name"] == "vm-lsm")
+            .collect();
+        assert_eq!(lsm.len(), 1, "{name}: {lsm:#?}");
+        assert_eq!(lsm[0]["function_name"], "file_open", "{name}");
+        assert_eq!(lsm[0]["action"], "KPROBE_ACTION_OVERRIDE", "{name}");
+        assert_eq!(lsm[0]["message"], "an LSM hook", "{name}");
+        assert_eq!(
+            lsm[0]["args"][0]["file_arg"]["path"], "/tmp/vm-lsm-file",
+            "{name}"
+        );
+        assert_eq!(lsm[0]["process"]["binary"], "/bin/busybox", "{name}");
+        assert!(
+            stderr2.contains("policy refused")
+                && stderr2.contains("vm-lsm")
+                && stderr2.contains("runs as a BPF LSM program, which this kernel does not run"),
+            "{name}: {stderr2}"
+        );
+        println!("{name}: an lsmhooks hook reports and denies the open");
     }
 }
 

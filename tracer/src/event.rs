@@ -13,13 +13,14 @@ use crate::{
 };
 
 /// The event types this agent writes: each event's top-level key ([`Event::kind`]).
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 9] = [
     "process_exec",
     "process_exit",
     "process_kprobe",
     "process_tracepoint",
     "process_uprobe",
     "process_usdt",
+    "process_lsm",
     "event_loss",
     "rate_limit_info",
 ];
@@ -148,6 +149,26 @@ pub enum Body<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         policy_mode: Option<&'static str>,
     },
+    /// An LSM hook policy's hit (`spec.lsmhooks`).
+    ProcessLsm {
+        #[serde(serialize_with = "cached_process")]
+        process: ProcessOut<'a>,
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "cached_parent"
+        )]
+        parent: Option<ProcessOut<'a>>,
+        function_name: &'a str,
+        policy_name: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<&'a str>,
+        args: Vec<Arg<'a>>,
+        action: &'static str,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        tags: &'a [String],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        policy_mode: Option<&'static str>,
+    },
     /// A USDT policy's hit: a binary's probe point was passed.
     ProcessUsdt {
         #[serde(serialize_with = "cached_process")]
@@ -224,6 +245,9 @@ impl<'a> Event<'a> {
                 process, parent, ..
             }
             | Body::ProcessUsdt {
+                process, parent, ..
+            }
+            | Body::ProcessLsm {
                 process, parent, ..
             } => (Some(process), parent.as_mut()),
             Body::EventLoss { .. } | Body::RateLimitInfo { .. } => (None, None),
@@ -716,6 +740,23 @@ pub fn tracepoint<'a>(
             .as_deref()
             .map(|p| ProcessOut::kept(p, clock))
     };
+    if let Some(h) = &hook.lsm {
+        return Event {
+            body: Body::ProcessLsm {
+                process: ProcessOut::kept(process, clock),
+                parent: parent(),
+                function_name: h,
+                policy_name: &policy.name,
+                message: hook.message.as_deref(),
+                args: tracepoint_args(ev, &hook.args),
+                action: action_name(ev.action),
+                tags: &hook.tags,
+                policy_mode,
+            },
+            node_name: node,
+            time: clock.timestamp(ev.header.ktime_ns, false),
+        };
+    }
     if let Some(crate::policy::place::UserProbe {
         usdt: Some((u, _)), ..
     }) = &hook.user
@@ -846,6 +887,7 @@ impl Event<'_> {
             Body::ProcessKprobe { .. } => "process_kprobe",
             Body::ProcessUprobe { .. } => "process_uprobe",
             Body::ProcessUsdt { .. } => "process_usdt",
+            Body::ProcessLsm { .. } => "process_lsm",
             Body::EventLoss { .. } => "event_loss",
             Body::RateLimitInfo { .. } => "rate_limit_info",
         }
@@ -857,7 +899,8 @@ impl Event<'_> {
             Body::ProcessTracepoint { policy_name, .. }
             | Body::ProcessKprobe { policy_name, .. }
             | Body::ProcessUprobe { policy_name, .. }
-            | Body::ProcessUsdt { policy_name, .. } => Some(policy_name),
+            | Body::ProcessUsdt { policy_name, .. }
+            | Body::ProcessLsm { policy_name, .. } => Some(policy_name),
             _ => None,
         }
     }

@@ -235,7 +235,7 @@ mod tests {
             "{spec:#}"
         );
         assert_eq!(
-            spec["lsmhooks"]["x-kubernetes-preserve-unknown-fields"], true,
+            spec["enforcers"]["x-kubernetes-preserve-unknown-fields"], true,
             "{spec:#}"
         );
     }

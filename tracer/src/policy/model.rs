@@ -62,8 +62,8 @@ pub struct Spec {
     #[schemars(with = "Vec<Usdt>")]
     pub usdts: Vec<Spanned<Usdt>>,
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub lsmhooks: Unsupported,
+    #[schemars(with = "Vec<LsmHook>")]
+    pub lsmhooks: Vec<Spanned<LsmHook>>,
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub enforcers: Unsupported,
@@ -202,6 +202,25 @@ pub struct Uprobe {
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub ignore: Unsupported,
+}
+
+/// `spec.lsmhooks[]`: a BPF LSM hook (`file_open`), its arguments and selectors.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LsmHook {
+    #[schemars(with = "String")]
+    pub hook: Spanned<String>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub message: Option<Spanned<String>>,
+    #[serde(default)]
+    pub args: Vec<Arg>,
+    #[serde(default)]
+    #[schemars(with = "Vec<Selector>")]
+    pub selectors: Vec<Spanned<Selector>>,
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub tags: Vec<Spanned<String>>,
 }
 
 /// `spec.usdts[]`: a USDT probe point of a binary (`provider:name`, from its

@@ -368,7 +368,7 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             (
                 "",
-                "t.yaml:6:1: spec: the policy has no hook\n  fix: add `tracepoints:`, `kprobes:`, `uprobes:` or `usdts:`",
+                "t.yaml:6:1: spec: the policy has no hook\n  fix: add `tracepoints:`, `kprobes:`, `uprobes:`, `usdts:` or `lsmhooks:`",
             ),
             (
                 "  tracepoints:\n  - subsystem: syscalls\n",
@@ -383,8 +383,12 @@ mod tests {
                 "t.yaml:9:11: spec.usdts[0].name: `a b` is not a USDT probe name\n  fix: `readelf -n BINARY` lists its probe points, as `Provider: NAME` and `Name: NAME`",
             ),
             (
-                "  lsmhooks:\n  - hook: file_open\n",
-                "t.yaml:7:5: spec.lsmhooks: `lsmhooks` is part of Tetragon's schema but not supported by the tracer yet\n  fix: remove it; the README lists what is supported",
+                "  lsmhooks:\n  - hook: file open\n",
+                "t.yaml:7:11: spec.lsmhooks[0].hook: `file open` is not an LSM hook name (`file_open`, `bprm_check_security`)",
+            ),
+            (
+                "  enforcers:\n  - calls: [sys_dup]\n",
+                "t.yaml:7:5: spec.enforcers: `enforcers` is part of Tetragon's schema but not supported by the tracer yet\n  fix: remove it; the README lists what is supported",
             ),
             (
                 "  uprobes:\n  - path: /bin/sh\n",

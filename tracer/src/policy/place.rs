@@ -44,6 +44,10 @@ pub enum PlaceError {
     NoSockField { field: &'static str },
     #[error(transparent)]
     Binary(#[from] crate::policy::binary::BinaryError),
+    #[error(
+        "the LSM hook {hook} runs as a BPF LSM program, which this kernel does not run (BPF LSM needs CONFIG_BPF_LSM and `bpf` in the `lsm=` list; see `tracer status`)"
+    )]
+    NoLsm { hook: String },
     #[error("USDT {provider}:{name} of {path}: its arguments (`{args}`) cannot be read: {why}")]
     UsdtArgs {
         path: String,
@@ -122,6 +126,8 @@ pub struct KprobeSite<'a> {
     /// A uprobe or USDT probe: code of a binary, its arguments in the process's
     /// registers and memory.
     pub user: bool,
+    /// A BPF LSM hook (`spec.lsmhooks`), its arguments the hook's.
+    pub lsm: bool,
     pub kernel: Kernel,
 }
 
@@ -200,6 +206,26 @@ pub fn units<'a>(hook: &'a spec::Hook, facts: &Facts) -> Result<Vec<Unit<'a>>, P
         spec::Target::Usdt(u) => {
             let probe = facts.usdt(u)?;
             return Ok(vec![user_unit(hook, probe, facts)]);
+        }
+        spec::Target::Lsm { hook: name } => {
+            if !facts.kernel.lsm {
+                return Err(PlaceError::NoLsm { hook: name.clone() });
+            }
+            return Ok(vec![Unit {
+                hook,
+                format: generic_format(name),
+                subsystem: "lsm".into(),
+                event: name.clone(),
+                kprobe: Some(KprobeSite {
+                    generic: true,
+                    on_kprobe: true,
+                    lsm: true,
+                    ..plain_site(name, facts.kernel)
+                }),
+                function: name.clone(),
+                half: Half::Whole,
+                user: None,
+            }]);
         }
     };
     let kernel = facts.kernel;
@@ -309,6 +335,7 @@ fn plain_site(call: &str, kernel: Kernel) -> KprobeSite<'_> {
         at_return: None,
         generic_sock: None,
         user: false,
+        lsm: false,
         kernel,
     }
 }
@@ -619,6 +646,9 @@ pub fn probe_program(
             Ok(Probe::Kprobe)
         };
     };
+    if k.lsm {
+        return Ok(Probe::Lsm);
+    }
     if k.user {
         return if overrides {
             Err(OverrideError::Uprobe)

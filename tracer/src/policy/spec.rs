@@ -41,10 +41,17 @@ pub struct Hook {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    Tracepoint { subsystem: String, event: String },
+    Tracepoint {
+        subsystem: String,
+        event: String,
+    },
     Kprobe(Kprobe),
     Uprobe(Uprobe),
     Usdt(Usdt),
+    /// A BPF LSM hook (`file_open`): its arguments are the hook's.
+    Lsm {
+        hook: String,
+    },
 }
 
 /// A USDT probe point: `provider:name` of a binary.

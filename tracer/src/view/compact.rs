@@ -70,7 +70,7 @@ pub fn line(event: &Value, kind: &str, body: &Value, options: &Options) -> Strin
     }
     let detail = match kind {
         "process_exit" => exit(body, &p),
-        "process_kprobe" => {
+        "process_kprobe" | "process_lsm" => {
             let call = str_at(body, "function_name").unwrap_or("?");
             let mut s = call_text(&escape(call), body, &p);
             if let Some(ret) = body.get("return") {
@@ -137,6 +137,7 @@ fn marker(kind: &str) -> (&str, &'static str) {
         "process_tracepoint" => ("tracepoint", sgr::MAGENTA),
         "process_uprobe" => ("uprobe", sgr::BLUE),
         "process_usdt" => ("usdt", sgr::BLUE),
+        "process_lsm" => ("lsm", sgr::BLUE),
         "event_loss" => ("loss", sgr::BOLD_RED),
         "rate_limit_info" => ("ratelimit", sgr::BOLD_RED),
         other => (other.strip_prefix("process_").unwrap_or(other), sgr::BOLD),
@@ -543,10 +544,15 @@ mod tests {
 
     #[test]
     fn another_agents_event_kind_by_its_name() {
-        let e = json!({"process_lsm": {"process": process(), "function_name": "file_open", "policy_name": "p", "action": "KPROBE_ACTION_POST"}, "node_name": "node1", "time": "t"});
+        let e = json!({"process_loader": {"process": process(), "path": "/lib/x.so", "policy_name": "p", "action": "KPROBE_ACTION_POST"}, "node_name": "node1", "time": "t"});
         assert_eq!(
             compact(e),
-            r#"lsm        node1 /usr/bin/curl -s "a b" https://example.com policy=p action=post"#
+            r#"loader     node1 /usr/bin/curl -s "a b" https://example.com policy=p action=post"#
+        );
+        let e = json!({"process_lsm": {"process": process(), "function_name": "file_open", "args": [{"file_arg": {"path": "/etc/shadow"}}], "policy_name": "p", "action": "KPROBE_ACTION_OVERRIDE"}, "node_name": "node1", "time": "t"});
+        assert_eq!(
+            compact(e),
+            r#"lsm        node1 /usr/bin/curl -s "a b" https://example.com file_open(/etc/shadow) policy=p action=override"#
         );
     }
 

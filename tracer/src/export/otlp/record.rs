@@ -184,7 +184,8 @@ pub fn attributes(event: &Value) -> Vec<KeyValue> {
             }
             a.opt_str("process.exit.time", inner.get("time"));
         }
-        "process_kprobe" | "process_tracepoint" | "process_uprobe" | "process_usdt" => {
+        "process_kprobe" | "process_tracepoint" | "process_uprobe" | "process_usdt"
+        | "process_lsm" => {
             a.opt_str("tracer.policy.name", inner.get("policy_name"));
             a.opt_str("tracer.action", inner.get("action"));
             a.opt_str("tracer.policy.mode", inner.get("policy_mode"));

@@ -339,7 +339,10 @@ pub(super) fn return_value(
     }
     let return_arg = match &unit.hook.target {
         spec::Target::Kprobe(k) => k.return_arg.as_ref(),
-        spec::Target::Tracepoint { .. } | spec::Target::Uprobe(_) | spec::Target::Usdt(_) => None,
+        spec::Target::Tracepoint { .. }
+        | spec::Target::Uprobe(_)
+        | spec::Target::Usdt(_)
+        | spec::Target::Lsm { .. } => None,
     };
     let i = config.nargs as usize;
     if i >= MAX_HOOK_ARGS {

@@ -43,6 +43,8 @@ pub struct Hook {
     /// Set for a uprobe or USDT probe: its events are `process_uprobe` or
     /// `process_usdt`.
     pub user: Option<place::UserProbe>,
+    /// Set for a BPF LSM hook (`spec.lsmhooks`): its events are `process_lsm`.
+    pub lsm: Option<String>,
     pub args: Vec<ArgMeta>,
     pub message: Option<String>,
     pub tags: Vec<String>,
@@ -255,6 +257,7 @@ pub fn compile(
             spec::Target::Kprobe(k) => format!("kprobe {}", k.call),
             spec::Target::Uprobe(u) => format!("uprobe {} {}", u.path, u.name()),
             spec::Target::Usdt(u) => format!("usdt {} {}:{}", u.path, u.provider, u.name),
+            spec::Target::Lsm { hook } => format!("lsm {hook}"),
         };
         let err = |source: HookError| CompileError::Hook {
             policy: name.clone(),
@@ -388,20 +391,24 @@ fn hook(unit: &Unit<'_>, ctx: &mut Ctx<'_>) -> Result<Hook, HookError> {
         point,
         pair: None,
         user: unit.user.clone(),
-        kprobe: unit.kprobe.filter(|k| !k.user).map(|k| KprobeMeta {
-            call: unit.function.clone(),
-            on_kprobe: k.on_kprobe,
-            program: probe,
-            ret: unit.half == Half::Return,
-            returns_value: ret.index.is_some(),
-            sock: k.sock.is_some() || k.at_return.is_some(),
-            from_fd: k.at_return.is_some_and(|r| r.flags & HOOK_FD != 0),
-            why_not: if k.on_kprobe {
-                ""
-            } else {
-                k.kernel.kprobes_off
-            },
-        }),
+        lsm: unit.kprobe.filter(|k| k.lsm).map(|_| unit.function.clone()),
+        kprobe: unit
+            .kprobe
+            .filter(|k| !k.user && !k.lsm)
+            .map(|k| KprobeMeta {
+                call: unit.function.clone(),
+                on_kprobe: k.on_kprobe,
+                program: probe,
+                ret: unit.half == Half::Return,
+                returns_value: ret.index.is_some(),
+                sock: k.sock.is_some() || k.at_return.is_some(),
+                from_fd: k.at_return.is_some_and(|r| r.flags & HOOK_FD != 0),
+                why_not: if k.on_kprobe {
+                    ""
+                } else {
+                    k.kernel.kprobes_off
+                },
+            }),
         args: metas,
         message: if entry { None } else { h.message.clone() },
         tags: if entry { Vec::new() } else { h.tags.clone() },
@@ -416,6 +423,9 @@ impl Hook {
     pub fn label(&self) -> String {
         if let Some(u) = &self.user {
             return u.label();
+        }
+        if let Some(h) = &self.lsm {
+            return format!("lsm {h}");
         }
         match &self.kprobe {
             Some(k) if k.ret => format!("return of kprobe {}", k.call),
@@ -444,6 +454,9 @@ impl Hook {
         use place::Attach;
         if let Some(u) = &self.user {
             return format!("{} runs on a uprobe", u.label());
+        }
+        if let Some(h) = &self.lsm {
+            return format!("lsm {h} runs on the BPF LSM hook {h}");
         }
         let tracepoint = format!("{}/{}", self.subsystem, self.event);
         let routed = match &self.point.attach {

@@ -2607,6 +2607,7 @@ fn probe_program_picks_lsm_fentry_or_kprobe() {
         at_return: None,
         generic_sock: None,
         user: false,
+        lsm: false,
         kernel,
     };
     let open = |on_kprobe, kernel| site("security_file_open", on_kprobe, kernel);

@@ -14,7 +14,7 @@ use super::{
 };
 use crate::policy::{
     limits::{MAX_ARGS, MAX_MESSAGE, MAX_SELECTORS, MAX_TAGS},
-    model::{Arg, Kprobe, Selector, Tracepoint, Uprobe, Usdt},
+    model::{Arg, Kprobe, LsmHook, Selector, Tracepoint, Uprobe, Usdt},
     spec,
 };
 
@@ -279,6 +279,38 @@ pub(super) fn usdt(c: &mut Check, u: &Spanned<Usdt>, path: &str, lists: &[List])
         provider: u.provider.as_str().to_owned(),
         name: u.name.as_str().to_owned(),
     });
+    hook(c, parts, path, target, lists)
+}
+
+/// A BPF LSM hook: its arguments read as a kprobe's (the hook's are the function's).
+pub(super) fn lsm(c: &mut Check, h: &Spanned<LsmHook>, path: &str, lists: &[List]) -> spec::Hook {
+    let name = h.hook.as_str();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+    {
+        c.at(
+            h.hook.span(),
+            format!("{path}.hook"),
+            format!("`{name}` is not an LSM hook name (`file_open`, `bprm_check_security`)"),
+            None,
+        );
+    }
+    let parts = HookParts {
+        args: &h.args,
+        selectors: &h.selectors,
+        tags: &h.tags,
+        message: h.message.as_ref(),
+        anchor: *h.hook.span(),
+        arg_types: KPROBE_ARG_TYPES,
+        arg_types_unsupported: KPROBE_ARG_TYPES_UNSUPPORTED,
+        arg_kind: "lsm hook argument type",
+        positional: false,
+    };
+    let target = spec::Target::Lsm {
+        hook: name.trim_start_matches("security_").to_owned(),
+    };
     hook(c, parts, path, target, lists)
 }
 

@@ -108,19 +108,19 @@ pub fn policy(p: &TracingPolicy) -> Result<Validated, Vec<Problem>> {
     label_selectors(&mut c, spec);
     let lists = lists(&mut c, spec);
     let monitor = options(&mut c, spec);
-    let unsupported_hooks =
-        spec.loader.is_some() || spec.lsmhooks.is_some() || spec.fentries.is_some();
+    let unsupported_hooks = spec.loader.is_some() || spec.fentries.is_some();
     if spec.tracepoints.is_empty()
         && spec.kprobes.is_empty()
         && spec.uprobes.is_empty()
         && spec.usdts.is_empty()
+        && spec.lsmhooks.is_empty()
         && !unsupported_hooks
     {
         c.at(
             spec.span(),
             "spec",
             "the policy has no hook",
-            Some("add `tracepoints:`, `kprobes:`, `uprobes:` or `usdts:`".into()),
+            Some("add `tracepoints:`, `kprobes:`, `uprobes:`, `usdts:` or `lsmhooks:`".into()),
         );
     }
     let mut out = Vec::new();
@@ -141,6 +141,14 @@ pub fn policy(p: &TracingPolicy) -> Result<Validated, Vec<Problem>> {
             &mut c,
             u,
             &format!("spec.uprobes[{i}]"),
+            &lists,
+        ));
+    }
+    for (i, h) in spec.lsmhooks.iter().enumerate() {
+        out.push(hooks::lsm(
+            &mut c,
+            h,
+            &format!("spec.lsmhooks[{i}]"),
             &lists,
         ));
     }
@@ -172,7 +180,6 @@ pub fn policy(p: &TracingPolicy) -> Result<Validated, Vec<Problem>> {
 fn unsupported_fields(c: &mut Check, s: &Spanned<Spec>) {
     for (field, name) in [
         (&s.fentries, "fentries"),
-        (&s.lsmhooks, "lsmhooks"),
         (&s.enforcers, "enforcers"),
         (&s.loader, "loader"),
         (&s.host_selector, "hostSelector"),

@@ -646,9 +646,16 @@ fn action(c: &mut Check, a: &MatchAction, path: &str, out: &mut spec::Selector) 
         (&a.arg_sock, "argSock"),
         (&a.kernel_stack_trace, "kernelStackTrace"),
         (&a.user_stack_trace, "userStackTrace"),
-        (&a.ima_hash, "imaHash"),
     ] {
         c.unsupported(field, &format!("{path}.{name}"), &format!("`{name}`"));
+    }
+    if let Some(ima) = &a.ima_hash {
+        c.warn(
+            ima.span(),
+            format!("{path}.imaHash"),
+            "`imaHash` is not read yet: the events carry no `ima_hash`",
+            Some("remove it, or rely on the event's `process.binary`".into()),
+        );
     }
     if let Some(scope) = &a.rate_limit_scope {
         let scopes: Vec<(&str, spec::RateScope)> = RATE_LIMIT_SCOPES
