@@ -35,10 +35,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "argument type load_info",
     ),
     ("killer.yaml", "enforcers, NotifyEnforcer"),
-    (
-        "list-generated-ftrace.yaml",
-        "list type generated_ftrace (pattern)",
-    ),
     ("loader.yaml", "loader: true (process_loader events)"),
     (
         "lsm_track_grandparent.yml",

@@ -79,6 +79,9 @@ pub struct Facts {
     tracefs: PathBuf,
     formats: RefCell<HashMap<(String, String), Format>>,
     host: RefCell<HashMap<&'static str, u32>>,
+    /// The kernel's functions a kprobe can hook (`generated_ftrace` lists,
+    /// `ignore.callNotFound`); `None` where neither tracefs nor kallsyms lists them.
+    functions: std::cell::OnceCell<Option<std::collections::BTreeSet<String>>>,
     /// The offsets of the registers in `struct pt_regs`, from BTF (for USDT arguments).
     pt_regs: std::cell::OnceCell<Result<HashMap<&'static str, u32>, String>>,
 }
@@ -91,7 +94,41 @@ impl Facts {
             formats: RefCell::default(),
             host: RefCell::default(),
             pt_regs: std::cell::OnceCell::new(),
+            functions: std::cell::OnceCell::new(),
         }
+    }
+
+    /// The kernel's functions a kprobe can hook: tracefs's `available_filter_functions`
+    /// (as Tetragon reads them), else the text symbols of `/proc/kallsyms`; `None` where
+    /// neither can be read.
+    pub fn functions(&self) -> Option<&std::collections::BTreeSet<String>> {
+        self.functions
+            .get_or_init(|| {
+                let listed = std::fs::read_to_string(
+                    self.tracefs.join("available_filter_functions"),
+                )
+                .map(|t| {
+                    t.lines()
+                        .filter_map(|l| l.split_whitespace().next())
+                        .map(str::to_owned)
+                        .collect()
+                });
+                listed
+                    .or_else(|_| {
+                        std::fs::read_to_string("/proc/kallsyms").map(|t| {
+                            t.lines()
+                                .filter_map(|l| {
+                                    let mut f = l.split_whitespace();
+                                    let (_, kind, name) = (f.next()?, f.next()?, f.next()?);
+                                    matches!(kind, "t" | "T").then(|| name.to_owned())
+                                })
+                                .collect()
+                        })
+                    })
+                    .ok()
+                    .filter(|s: &std::collections::BTreeSet<String>| !s.is_empty())
+            })
+            .as_ref()
     }
 
     /// USDT probe point `u`: where it attaches (its instruction and semaphore, from the

@@ -145,9 +145,17 @@ pub struct Kprobe {
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub return_arg_action: Unsupported,
+    /// `ignore: {callNotFound: true}`: a function this kernel lacks is skipped.
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub ignore: Unsupported,
+    pub ignore: Option<KprobeIgnore>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KprobeIgnore {
+    #[serde(default)]
+    #[schemars(with = "Option<bool>")]
+    pub call_not_found: Option<Spanned<bool>>,
 }
 
 /// `spec.uprobes[]`: functions of a binary (by symbol, or by file offset), their
@@ -459,9 +467,10 @@ pub struct List {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub values: Vec<Spanned<String>>,
+    /// `generated_ftrace`: a regular expression over the kernel's traceable functions.
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub pattern: Unsupported,
+    #[schemars(with = "Option<String>")]
+    pub pattern: Option<Spanned<String>>,
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub validated: Unsupported,

@@ -383,6 +383,14 @@ mod tests {
                 "t.yaml:9:11: spec.usdts[0].name: `a b` is not a USDT probe name\n  fix: `readelf -n BINARY` lists its probe points, as `Provider: NAME` and `Name: NAME`",
             ),
             (
+                "  lists:\n  - name: k\n    type: generated_ftrace\n  kprobes:\n  - call: list:k\n",
+                "t.yaml:8:11: spec.lists[0]: a `generated_ftrace` list is the kernel functions its `pattern` matches: it needs one\n  fix: add `pattern: \"^ksys_\"` (a regular expression)",
+            ),
+            (
+                "  lists:\n  - name: k\n    type: generated_ftrace\n    pattern: \"(\"\n  kprobes:\n  - call: list:k\n",
+                "t.yaml:9:14: spec.lists[0].pattern: `(` is not a regular expression: regex parse error:\n    (\n    ^\nerror: unclosed group",
+            ),
+            (
                 "  lsmhooks:\n  - hook: file open\n",
                 "t.yaml:7:11: spec.lsmhooks[0].hook: `file open` is not an LSM hook name (`file_open`, `bprm_check_security`)",
             ),
@@ -680,7 +688,7 @@ mod tests {
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].contains("args[0].type"), "{e:?}");
         let e = errors(&doc(
-            "  lists:\n  - name: all\n    type: generated_ftrace\n  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_openat\n",
+            "  lists:\n  - name: all\n    type: generated_things\n  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_openat\n",
         ));
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].contains("spec.lists[0].type"), "{e:?}");

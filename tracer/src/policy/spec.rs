@@ -99,6 +99,11 @@ pub struct Kprobe {
     /// `return: true`: a return probe, its value read as `return_arg` says.
     pub ret: bool,
     pub return_arg: Option<Arg>,
+    /// `ignore.callNotFound`: skipped where the kernel has no such function.
+    pub ignore_missing: bool,
+    /// `list:NAME` of a `generated_ftrace` list: every function of the kernel this
+    /// regular expression matches (`call` is then the list's name).
+    pub ftrace_pattern: Option<String>,
 }
 
 /// One argument a hook reads and reports.

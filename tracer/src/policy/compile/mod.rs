@@ -251,7 +251,8 @@ pub fn compile(
     let mut hooks: Vec<Hook> = Vec::new();
     let mut unplaced = Vec::new();
     let mut seen = HashSet::new();
-    for h in &p.hooks {
+    let expanded = kernel_functions(&p.hooks, facts, &name, &mut unplaced);
+    for h in &expanded {
         let label = match &h.target {
             spec::Target::Tracepoint { subsystem, event } => format!("{subsystem}/{event}"),
             spec::Target::Kprobe(k) => format!("kprobe {}", k.call),
@@ -332,6 +333,65 @@ pub fn compile(
         scope: p.scope.clone(),
         unplaced,
     })
+}
+
+/// The hooks as they run on this kernel: a kprobe on a `generated_ftrace` list as one
+/// kprobe per kernel function its pattern matches (none matching: unplaced, saying so),
+/// and a kprobe with `ignore.callNotFound` on a function this kernel lacks left out.
+fn kernel_functions(
+    hooks: &[spec::Hook],
+    facts: &Facts,
+    policy: &str,
+    unplaced: &mut Vec<FailedHook>,
+) -> Vec<spec::Hook> {
+    let mut out = Vec::with_capacity(hooks.len());
+    for h in hooks {
+        let spec::Target::Kprobe(k) = &h.target else {
+            out.push(h.clone());
+            continue;
+        };
+        if let Some(pattern) = &k.ftrace_pattern {
+            let failed = |reason: String| FailedHook {
+                hook: format!("kprobe {}", k.call),
+                reason,
+            };
+            let re = match regex::Regex::new(pattern) {
+                Ok(re) => re,
+                Err(e) => {
+                    unplaced.push(failed(format!("`{pattern}`: {e}")));
+                    continue;
+                }
+            };
+            let Some(functions) = facts.functions() else {
+                unplaced.push(failed("the kernel's functions cannot be listed (neither tracefs's available_filter_functions nor /proc/kallsyms can be read)".into()));
+                continue;
+            };
+            let before = out.len();
+            for f in functions.iter().filter(|f| re.is_match(f)) {
+                let mut one = h.clone();
+                if let spec::Target::Kprobe(k) = &mut one.target {
+                    k.call.clone_from(f);
+                    k.ftrace_pattern = None;
+                    k.syscall = false;
+                }
+                out.push(one);
+            }
+            if out.len() == before {
+                unplaced.push(failed(format!("no kernel function matches `{pattern}`")));
+            }
+            continue;
+        }
+        if k.ignore_missing && !k.syscall && facts.functions().is_some_and(|f| !f.contains(&k.call))
+        {
+            tracing::info!(
+                "policy {policy}: kprobe {} left out: this kernel has no such function (ignore.callNotFound)",
+                k.call
+            );
+            continue;
+        }
+        out.push(h.clone());
+    }
+    out
 }
 
 /// Compiles one unit of a hook.

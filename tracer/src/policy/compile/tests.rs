@@ -2870,3 +2870,50 @@ fn hooks_on_one_function_share_a_point_whatever_their_selectors() {
     );
     assert_ne!(a, c);
 }
+
+/// A `generated_ftrace` list as a kprobe call: one hook per kernel function the
+/// pattern matches (from tracefs's `available_filter_functions`); none: unplaced, saying
+/// so. A kprobe with `ignore.callNotFound` on a function the kernel lacks is left out.
+#[test]
+fn generated_ftrace_lists_and_ignored_missing_calls() {
+    let root = tracefs();
+    std::fs::write(
+        root.path().join("available_filter_functions"),
+        "ksys_read\nksys_write\nvfs_read\nksys_sync [ext4]\n",
+    )
+    .unwrap();
+    let text = |pattern: &str| {
+        policy(&format!(
+            r#"
+            lists:
+            - name: ksys
+              type: generated_ftrace
+              pattern: "{pattern}"
+            kprobes:
+            - call: "list:ksys"
+            - call: no_such_function
+              ignore:
+                callNotFound: true
+            - call: vfs_read
+              ignore:
+                callNotFound: true
+            "#
+        ))
+    };
+    let c = compile_on(root.path(), KPROBES, &text("^ksys_*")).expect("compiles");
+    let calls: Vec<String> = c.hooks.iter().map(Hook::label).collect();
+    assert_eq!(
+        calls,
+        [
+            "kprobe ksys_read",
+            "kprobe ksys_sync",
+            "kprobe ksys_write",
+            "kprobe vfs_read"
+        ]
+    );
+    let e = compile_on(root.path(), KPROBES, &text("^nothing_")).unwrap_err();
+    assert_eq!(
+        e,
+        "kprobe list:ksys: no kernel function matches `^nothing_`"
+    );
+}

@@ -25,7 +25,6 @@ pub(super) fn kprobe(c: &mut Check, k: &Spanned<Kprobe>, path: &str, lists: &[Li
         &format!("{path}.returnArgAction"),
         "`returnArgAction`",
     );
-    c.unsupported(&k.ignore, &format!("{path}.ignore"), "`ignore`");
     let call = k.call.as_str();
     if let Some(name) = call.strip_prefix("list:") {
         if !lists.iter().any(|l| l.name == name) {
@@ -114,6 +113,12 @@ pub(super) fn kprobe(c: &mut Check, k: &Spanned<Kprobe>, path: &str, lists: &[Li
         syscall: k.syscall.as_ref().is_some_and(|s| **s),
         ret: is_return,
         return_arg,
+        ignore_missing: k
+            .ignore
+            .as_ref()
+            .and_then(|i| i.call_not_found.as_ref())
+            .is_some_and(|b| **b),
+        ftrace_pattern: None,
     });
     hook(c, parts, path, target, lists)
 }
@@ -130,6 +135,14 @@ pub(super) fn expand_list(hook: spec::Hook, lists: &[List]) -> Vec<spec::Hook> {
     let Some(list) = lists.iter().find(|l| l.name == name) else {
         return Vec::new();
     };
+    if let Some(pattern) = &list.pattern {
+        // Expanded against the kernel's functions when the policy loads.
+        let mut h = hook.clone();
+        if let spec::Target::Kprobe(k) = &mut h.target {
+            k.ftrace_pattern = Some(pattern.clone());
+        }
+        return vec![h];
+    }
     list.calls
         .iter()
         .map(|call| {

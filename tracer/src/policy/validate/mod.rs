@@ -263,13 +263,14 @@ pub(super) struct List {
     pub name: String,
     pub syscalls: Vec<u32>,
     pub calls: Vec<String>,
+    /// `generated_ftrace`: its regular expression.
+    pub pattern: Option<String>,
 }
 
 fn lists(c: &mut Check, s: &Spanned<Spec>) -> Vec<List> {
     let mut out = Vec::new();
     for (i, l) in s.lists.iter().enumerate() {
         let path = format!("spec.lists[{i}]");
-        c.unsupported(&l.pattern, &format!("{path}.pattern"), "`pattern`");
         c.unsupported(&l.validated, &format!("{path}.validated"), "`validated`");
         let mut syscalls = Vec::new();
         let mut calls = Vec::new();
@@ -277,10 +278,29 @@ fn lists(c: &mut Check, s: &Spanned<Spec>) -> Vec<List> {
             &l.ty,
             &format!("{path}.type"),
             "list type",
-            &["syscalls", "generated_syscalls"],
-            &["generated_ftrace"],
+            &["syscalls", "generated_syscalls", "generated_ftrace"],
+            &[],
         ) {
-            if l.ty.as_str() == "generated_syscalls" {
+            if l.ty.as_str() == "generated_ftrace" {
+                match &l.pattern {
+                    None => c.at(
+                        l.ty.span(),
+                        &path,
+                        "a `generated_ftrace` list is the kernel functions its `pattern` matches: it needs one",
+                        Some("add `pattern: \"^ksys_\"` (a regular expression)".into()),
+                    ),
+                    Some(p) => {
+                        if let Err(e) = regex::Regex::new(p.as_str()) {
+                            c.at(
+                                p.span(),
+                                format!("{path}.pattern"),
+                                format!("`{}` is not a regular expression: {e}", p.as_str()),
+                                None,
+                            );
+                        }
+                    }
+                }
+            } else if l.ty.as_str() == "generated_syscalls" {
                 // Every syscall of this architecture, as Tetragon generates the list.
                 for no in syscalls::Sysno::iter() {
                     syscalls.extend(u32::try_from(no.id()).ok());
@@ -300,6 +320,9 @@ fn lists(c: &mut Check, s: &Spanned<Spec>) -> Vec<List> {
             name: l.name.as_str().to_owned(),
             syscalls,
             calls,
+            pattern: (l.ty.as_str() == "generated_ftrace")
+                .then(|| l.pattern.as_ref().map(|p| p.as_str().to_owned()))
+                .flatten(),
         });
     }
     out
