@@ -40,8 +40,6 @@ const NOT_YET: &[(&str, &str)] = &[
         "lsm_track_grandparent.yml",
         "resolve (a path of BTF fields from an argument)",
     ),
-    ("open_dnsrequest.yaml", "action DnsLookup (argFqdn)"),
-    ("open_geturl.yaml", "action GetUrl (argUrl)"),
     (
         "process-credentials/creds-capability-usage.yaml",
         "argument types user_namespace, capability",

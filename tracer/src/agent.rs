@@ -606,6 +606,14 @@ impl Pipeline {
                 // The policy was removed after the kernel posted this.
                 return;
             };
+            // GetUrl, DnsLookup: made here, on their own tasks (monitor mode: not made).
+            if ev.flags & tracer_common::policy::EVENT_MONITOR == 0
+                && let Some(requests) = hook.requests.get(ev.selector as usize)
+            {
+                for r in requests {
+                    crate::policy::requests::start(r, &policy.name);
+                }
+            }
             let process = self.cache.lookup(ev.header.pid, ev.header.ktime_ns);
             let mut out =
                 event::tracepoint(ev, &process, policy, hook, self.cache.node(), &self.clock);

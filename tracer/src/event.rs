@@ -465,13 +465,19 @@ pub fn lifecycle<'a>(l: &'a Lifecycle, node: &'a str, clock: &Clock) -> Event<'a
 
 /// Tetragon's name of the action a selector took.
 pub fn action_name(actions: u32) -> &'static str {
-    use tracer_common::policy::{ACTION_OVERRIDE, ACTION_SIGKILL, ACTION_SIGNAL};
+    use tracer_common::policy::{
+        ACTION_DNSLOOKUP, ACTION_GETURL, ACTION_OVERRIDE, ACTION_SIGKILL, ACTION_SIGNAL,
+    };
     if actions & u32::from(ACTION_SIGKILL) != 0 {
         "KPROBE_ACTION_SIGKILL"
     } else if actions & u32::from(ACTION_OVERRIDE) != 0 {
         "KPROBE_ACTION_OVERRIDE"
     } else if actions & u32::from(ACTION_SIGNAL) != 0 {
         "KPROBE_ACTION_SIGNAL"
+    } else if actions & u32::from(ACTION_GETURL) != 0 {
+        "KPROBE_ACTION_GETURL"
+    } else if actions & u32::from(ACTION_DNSLOOKUP) != 0 {
+        "KPROBE_ACTION_DNSLOOKUP"
     } else {
         "KPROBE_ACTION_POST"
     }

@@ -148,6 +148,10 @@ pub const ACTION_SIGNAL: u8 = 1 << 3;
 /// `Override`: the hooked function does not run, its caller gets
 /// `SelectorConfig::override_error` (a BPF LSM program returns it).
 pub const ACTION_OVERRIDE: u8 = 1 << 4;
+/// `GetUrl`: the agent fetches the selector's URL when the event arrives ...
+pub const ACTION_GETURL: u8 = 1 << 5;
+/// ... `DnsLookup`: it looks up the selector's name.
+pub const ACTION_DNSLOOKUP: u8 = 1 << 6;
 
 /// `SelectorConfig::rate_scope` (`rateLimitScope`).
 pub const RATE_THREAD: u8 = 0;

@@ -26,6 +26,7 @@ pub mod model;
 pub mod objects;
 pub mod parse;
 pub mod place;
+pub mod requests;
 pub mod sock;
 pub mod spec;
 pub mod store;

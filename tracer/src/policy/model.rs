@@ -436,12 +436,14 @@ pub struct MatchAction {
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub arg_name: Unsupported,
+    /// `GetUrl`'s URL.
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub arg_url: Unsupported,
+    #[schemars(with = "Option<String>")]
+    pub arg_url: Option<Spanned<String>>,
+    /// `DnsLookup`'s name.
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub arg_fqdn: Unsupported,
+    #[schemars(with = "Option<String>")]
+    pub arg_fqdn: Option<Spanned<String>>,
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub arg_sock: Unsupported,

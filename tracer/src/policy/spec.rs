@@ -379,7 +379,7 @@ pub enum Value {
 }
 
 /// One action of `matchActions`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Post,
     NoPost,
@@ -387,6 +387,8 @@ pub enum Action {
     Signal(u32),
     /// `Override` with `argError`.
     Override(i32),
+    /// `GetUrl` or `DnsLookup`: made by the agent when the event arrives.
+    Request(super::requests::Request),
 }
 
 /// `rateLimitScope`.

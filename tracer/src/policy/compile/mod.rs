@@ -53,6 +53,9 @@ pub struct Hook {
     pub process: u32,
     /// Per selector, its filters an argument gate can check (`Equal`, `Prefix`).
     pub gates: Vec<Vec<GateFilter>>,
+    /// Per selector, the requests the agent makes when it matches (`GetUrl`,
+    /// `DnsLookup`).
+    pub requests: Vec<Vec<crate::policy::requests::Request>>,
 }
 
 /// A kprobe hook, for its events and for people.
@@ -474,6 +477,19 @@ fn hook(unit: &Unit<'_>, ctx: &mut Ctx<'_>) -> Result<Hook, HookError> {
         tags: if entry { Vec::new() } else { h.tags.clone() },
         process,
         gates,
+        requests: h
+            .selectors
+            .iter()
+            .map(|s| {
+                s.actions
+                    .iter()
+                    .filter_map(|a| match a {
+                        spec::Action::Request(r) if !entry => Some(r.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect(),
     })
 }
 

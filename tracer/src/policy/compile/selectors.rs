@@ -4,18 +4,18 @@
 //! process verdict's dependencies, the argument gate's values).
 
 use tracer_common::policy::{
-    ACTION_NOPOST, ACTION_OVERRIDE, ACTION_POST, ACTION_SIGKILL, ACTION_SIGNAL, ARG_CHAR_ARRAY,
-    ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT, ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX,
-    ARG_NEEDS_PREFIX, ARG_UINT, ARG_USER_STRING, ArgConfig, ArgFilter, BIN_IN, BIN_NOT_IN,
-    BIN_NOT_POSTFIX, BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinFollow, BinaryFilter,
-    CAPS_EFFECTIVE, CAPS_INHERITABLE, CAPS_PERMITTED, CapFilter, HOOK_BINARY_EQUAL,
-    HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HP_DEP_CRED, HP_DEP_NS, HP_VERDICT, HookConfig,
-    MAX_ARG_FILTERS, MAX_CAP_FILTERS, MAX_INT_VALUES, MAX_NS_FILTERS, MAX_NS_VALUES, MAX_PIDS,
-    NS_CGROUP, NS_IPC, NS_MNT, NS_NET, NS_PID, NS_PID_FOR_CHILDREN, NS_TIME, NS_TIME_FOR_CHILDREN,
-    NS_USER, NS_UTS, NsFilter, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL, OP_FAMILY, OP_GT,
-    OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX,
-    OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN, PidFilter,
-    RATE_GLOBAL, RATE_PROCESS, RATE_THREAD, STRING_MAX, SelectorConfig,
+    ACTION_DNSLOOKUP, ACTION_GETURL, ACTION_NOPOST, ACTION_OVERRIDE, ACTION_POST, ACTION_SIGKILL,
+    ACTION_SIGNAL, ARG_CHAR_ARRAY, ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT, ARG_KERNEL_STRING,
+    ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_UINT, ARG_USER_STRING, ArgConfig,
+    ArgFilter, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX, BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX,
+    BinFollow, BinaryFilter, CAPS_EFFECTIVE, CAPS_INHERITABLE, CAPS_PERMITTED, CapFilter,
+    HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HP_DEP_CRED, HP_DEP_NS, HP_VERDICT,
+    HookConfig, MAX_ARG_FILTERS, MAX_CAP_FILTERS, MAX_INT_VALUES, MAX_NS_FILTERS, MAX_NS_VALUES,
+    MAX_PIDS, NS_CGROUP, NS_IPC, NS_MNT, NS_NET, NS_PID, NS_PID_FOR_CHILDREN, NS_TIME,
+    NS_TIME_FOR_CHILDREN, NS_USER, NS_UTS, NsFilter, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL,
+    OP_FAMILY, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX,
+    OP_PREFIX, OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN,
+    PidFilter, RATE_GLOBAL, RATE_PROCESS, RATE_THREAD, STRING_MAX, SelectorConfig,
 };
 
 use super::{ArgMeta, ArgOut, Ctx, Follow, GateFilter, GateValues, HookError, StrEntry, StrMap};
@@ -190,17 +190,24 @@ fn actions(sel: &spec::Selector) -> SelectorConfig {
         ..Default::default()
     };
     for a in &sel.actions {
-        match *a {
+        match a {
             spec::Action::Post => sc.actions |= ACTION_POST,
             spec::Action::NoPost => sc.actions |= ACTION_NOPOST,
             spec::Action::Sigkill => sc.actions |= ACTION_SIGKILL | ACTION_POST,
             spec::Action::Signal(sig) => {
                 sc.actions |= ACTION_SIGNAL | ACTION_POST;
-                sc.signal = sig;
+                sc.signal = *sig;
             }
             spec::Action::Override(error) => {
                 sc.actions |= ACTION_OVERRIDE | ACTION_POST;
-                sc.override_error = error;
+                sc.override_error = *error;
+            }
+            // Made by the agent from the event the kernel posts.
+            spec::Action::Request(crate::policy::requests::Request::GetUrl(_)) => {
+                sc.actions |= ACTION_GETURL | ACTION_POST;
+            }
+            spec::Action::Request(crate::policy::requests::Request::DnsLookup(_)) => {
+                sc.actions |= ACTION_DNSLOOKUP | ACTION_POST;
             }
         }
     }

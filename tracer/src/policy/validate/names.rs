@@ -39,10 +39,16 @@ pub const MATCH_BINARIES_OPERATORS: &[&str] = &[
     "NotPostfix",
 ];
 pub const IN_NOT_IN: &[&str] = &["In", "NotIn"];
-pub const ACTIONS: &[&str] = &["Post", "NoPost", "Sigkill", "Signal", "Override"];
-pub(super) const ACTIONS_UNSUPPORTED: &[&str] = &[
+pub const ACTIONS: &[&str] = &[
+    "Post",
+    "NoPost",
+    "Sigkill",
+    "Signal",
+    "Override",
     "GetUrl",
     "DnsLookup",
+];
+pub(super) const ACTIONS_UNSUPPORTED: &[&str] = &[
     "TrackSock",
     "UntrackSock",
     "NotifyEnforcer",

@@ -16,6 +16,7 @@ use crate::policy::{
         MatchAction, MatchArgs, MatchBinaries, MatchCapabilities, MatchNamespaces, MatchPids,
         Selector,
     },
+    requests::Request,
     sock, spec,
 };
 
@@ -641,8 +642,6 @@ fn action(c: &mut Check, a: &MatchAction, path: &str, out: &mut spec::Selector) 
     for (field, name) in [
         (&a.arg_fd, "argFd"),
         (&a.arg_name, "argName"),
-        (&a.arg_url, "argUrl"),
-        (&a.arg_fqdn, "argFqdn"),
         (&a.arg_sock, "argSock"),
         (&a.kernel_stack_trace, "kernelStackTrace"),
         (&a.user_stack_trace, "userStackTrace"),
@@ -708,13 +707,84 @@ fn action(c: &mut Check, a: &MatchAction, path: &str, out: &mut spec::Selector) 
     }
     let signal = signal(c, a, path);
     let error = override_error(c, a, path);
+    let request = request(c, a, path);
     out.actions.push(match name {
         "Post" => spec::Action::Post,
         "NoPost" => spec::Action::NoPost,
         "Sigkill" => spec::Action::Sigkill,
         "Signal" => spec::Action::Signal(signal.unwrap_or(9)),
+        "GetUrl" | "DnsLookup" => match request {
+            Some(r) => spec::Action::Request(r),
+            None => return,
+        },
         _ => spec::Action::Override(error.unwrap_or(-1)),
     });
+}
+
+/// `GetUrl`'s `argUrl`, `DnsLookup`'s `argFqdn`: each needed by its action, ignored
+/// (saying so) with another.
+fn request(c: &mut Check, a: &MatchAction, path: &str) -> Option<Request> {
+    let name = a.action.as_str();
+    for (field, key, owner) in [
+        (&a.arg_url, "argUrl", "GetUrl"),
+        (&a.arg_fqdn, "argFqdn", "DnsLookup"),
+    ] {
+        if let Some(v) = field
+            && name != owner
+        {
+            c.warn(
+                v.span(),
+                format!("{path}.{key}"),
+                format!("`{key}` goes with `{owner}`, not `{name}`: ignored"),
+                Some("remove it".into()),
+            );
+        }
+    }
+    match name {
+        "GetUrl" => {
+            let Some(url) = &a.arg_url else {
+                c.at(
+                    a.action.span(),
+                    format!("{path}.argUrl"),
+                    "`GetUrl` needs the URL to fetch",
+                    Some("add `argUrl: http://...`".into()),
+                );
+                return None;
+            };
+            if let Err(why) = crate::policy::requests::valid_url(url) {
+                c.at(
+                    url.span(),
+                    format!("{path}.argUrl"),
+                    format!("`{}` is not a URL GetUrl fetches: {why}", url.as_str()),
+                    None,
+                );
+                return None;
+            }
+            Some(Request::GetUrl(url.as_str().to_owned()))
+        }
+        "DnsLookup" => {
+            let Some(fqdn) = &a.arg_fqdn else {
+                c.at(
+                    a.action.span(),
+                    format!("{path}.argFqdn"),
+                    "`DnsLookup` needs the name to look up",
+                    Some("add `argFqdn: NAME`".into()),
+                );
+                return None;
+            };
+            if fqdn.is_empty() || fqdn.contains(char::is_whitespace) {
+                c.at(
+                    fqdn.span(),
+                    format!("{path}.argFqdn"),
+                    format!("`{}` is not a domain name", fqdn.as_str()),
+                    None,
+                );
+                return None;
+            }
+            Some(Request::DnsLookup(fqdn.as_str().to_owned()))
+        }
+        _ => None,
+    }
 }
 
 /// `argSig`, which goes with `Signal` only.
