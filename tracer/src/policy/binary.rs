@@ -53,6 +53,22 @@ pub enum BinaryError {
     },
 }
 
+/// The bytes of the file at `path`.
+fn read(path: &Path) -> Result<Vec<u8>, BinaryError> {
+    std::fs::read(path).map_err(|source| BinaryError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// `data`, the file at `path`, read as an ELF file.
+fn parse<'d>(path: &Path, data: &'d [u8]) -> Result<object::File<'d>, BinaryError> {
+    object::File::parse(data).map_err(|source| BinaryError::NotElf {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 /// A USDT probe point, as its note describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsdtNote {
@@ -67,14 +83,8 @@ pub struct UsdtNote {
 /// The probe point `provider:name` of the ELF file at `path` (the first, where the
 /// binary has several sites of it).
 pub fn usdt(path: &Path, provider: &str, name: &str) -> Result<UsdtNote, BinaryError> {
-    let data = std::fs::read(path).map_err(|source| BinaryError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let file = object::File::parse(&*data).map_err(|source| BinaryError::NotElf {
-        path: path.to_owned(),
-        source,
-    })?;
+    let data = read(path)?;
+    let file = parse(path, &data)?;
     let bad = |what: &str| BinaryError::BadNote {
         path: path.to_owned(),
         provider: provider.to_owned(),
@@ -338,14 +348,8 @@ pub fn place(u: &Uprobe, proc_root: &Path) -> Result<(PathBuf, u64), BinaryError
 /// or, for a stripped binary, its dynamic one; the address mapped back to the file
 /// through the loaded segment that holds it.
 pub fn symbol_offset(path: &Path, symbol: &str) -> Result<u64, BinaryError> {
-    let data = std::fs::read(path).map_err(|source| BinaryError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let file = object::File::parse(&*data).map_err(|source| BinaryError::NotElf {
-        path: path.to_owned(),
-        source,
-    })?;
+    let data = read(path)?;
+    let file = parse(path, &data)?;
     let address = file
         .symbols()
         .chain(file.dynamic_symbols())
