@@ -151,31 +151,48 @@ fn fill_syscall(rec: &mut SockRecord, regs: u64) {
     );
 }
 
-/// The arguments of a USDT probe point at 16 + 8 i, each read as its note says: a
-/// constant, a register of the probed task (`regs`, its `pt_regs`), or the process's
-/// memory at a register plus an offset; sign- or zero-extended from its size.
+/// The arguments of a USDT probe point at 16 + 8 i, each read as its note says
+/// (`tracer_usdt_arg`).
 #[inline(never)]
 fn fill_usdt(rec: &mut SockRecord, regs: u64, hp: &HookPoint) {
     let mut args = [0u64; USDT_ARGS];
     for (v, a) in args.iter_mut().zip(hp.usdt.iter()) {
-        let raw = match a.kind {
-            USDT_CONST => a.value as u64,
-            USDT_REG => read::<8>(regs + u64::from(a.reg)),
-            USDT_DEREF => {
-                kread::user_u64(read::<8>(regs + u64::from(a.reg)).wrapping_add(a.value as u64))
-            }
-            _ => 0,
-        };
-        let bits = u32::from(a.size.clamp(1, 8)) * 8;
-        *v = if bits == 64 {
-            raw
-        } else if a.signed != 0 {
-            (((raw << (64 - bits)) as i64) >> (64 - bits)) as u64
-        } else {
-            raw & ((1u64 << bits) - 1)
-        };
+        // Packed: a BPF function takes five arguments at most.
+        let how = u64::from(a.kind) | u64::from(a.size) << 8 | u64::from(a.signed) << 16;
+        // Read for every kind (a constant's `reg` is 0): no branch here; and a scalar
+        // for the global function, which cannot be given the context pointer.
+        let reg = read::<8>(regs + u64::from(a.reg));
+        *v = tracer_usdt_arg(reg, how, a.value as u64);
     }
     put_args(rec, &args);
+}
+
+/// One USDT argument, as `how` packs its `UsdtArg` (kind, size, signed in bytes 0 to
+/// 2): a constant (`value`), the register's value `reg`, or the process's memory at the
+/// register plus `value`; sign- or zero-extended from its size.
+///
+/// A global function (exported, so its BTF says so), on scalars only: the verifier
+/// checks it once, and each call returns an unknown value, so the six calls of
+/// `fill_usdt` do not multiply its branches (Linux 6.1's verifier would walk every
+/// combination of the arguments' kinds and sizes).
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn tracer_usdt_arg(reg: u64, how: u64, value: u64) -> u64 {
+    let (kind, size, signed) = (how as u8, (how >> 8) & 0xff, (how >> 16) & 0xff);
+    let raw = match kind {
+        USDT_CONST => value,
+        USDT_REG => reg,
+        USDT_DEREF => kread::user_u64(reg.wrapping_add(value)),
+        _ => 0,
+    };
+    let bits = (size.clamp(1, 8) * 8) as u32;
+    if bits >= 64 {
+        raw
+    } else if signed != 0 {
+        (((raw << (64 - bits)) as i64) >> (64 - bits)) as u64
+    } else {
+        raw & ((1u64 << bits) - 1)
+    }
 }
 
 /// A record of six arguments at 16 + 8 i, as a `sys_enter_NAME` record has them, and
