@@ -821,10 +821,7 @@ pub fn tracepoint<'a>(
         return Event {
             body: Body::ProcessKprobe {
                 process: ProcessOut::kept(process, clock),
-                parent: process
-                    .parent
-                    .as_deref()
-                    .map(|p| ProcessOut::kept(p, clock)),
+                parent: parent(),
                 function_name,
                 args,
                 ret,
@@ -841,10 +838,7 @@ pub fn tracepoint<'a>(
     Event {
         body: Body::ProcessTracepoint {
             process: ProcessOut::kept(process, clock),
-            parent: process
-                .parent
-                .as_deref()
-                .map(|p| ProcessOut::kept(p, clock)),
+            parent: parent(),
             subsys: &hook.subsystem,
             event: &hook.event,
             args: tracepoint_args(ev, &hook.args),
