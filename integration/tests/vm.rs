@@ -232,6 +232,68 @@ spec:
       - action: Override
         argError: -1
 POLICY
+cat > /tmp/types.yaml <<'POLICY'
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: vm-types
+spec:
+  kprobes:
+  - call: security_socket_connect
+    syscall: false
+    args:
+    - index: 0
+      type: socket
+    - index: 1
+      type: sockaddr
+    - index: 2
+      type: int
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Family
+        values: [AF_INET, AF_INET6]
+  - call: dev_hard_start_xmit
+    syscall: false
+    args:
+    - index: 1
+      type: net_device
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Equal
+        values: [lo]
+  - call: cap_capable
+    syscall: false
+    args:
+    - index: 1
+      type: user_namespace
+    - index: 2
+      type: capability
+    selectors:
+    - matchArgs:
+      - index: 2
+        operator: Equal
+        values: ["7"]
+  - call: security_inode_follow_link
+    syscall: false
+    args:
+    - index: 0
+      type: dentry
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: Postfix
+        values: [vm-link]
+  - call: tty_write
+    syscall: false
+    args:
+    - index: 0
+      type: kiocb
+    - index: 1
+      type: iov_iter
+      maxData: true
+POLICY
 echo secret > /tmp/vm-deny-file
 echo lsm-secret > /tmp/vm-lsm-file
 # A connection to a listener on loopback, then a marker whose exit event shows that
@@ -276,7 +338,7 @@ connect_and_sync() {
 }
 # tracefs is left unmounted: the agent mounts it. Without KVM the kernel takes 10-30 s
 # to verify each fentry program, one per function: the load takes minutes.
-/tracer run --node-name vm-node --tracing-policy /tmp/net.yaml > /tmp/events 2> /tmp/agent.err &
+/tracer run --node-name vm-node --tracing-policy /tmp/net.yaml --tracing-policy /tmp/types.yaml > /tmp/events 2> /tmp/agent.err &
 AGENT=$!
 i=0
 while ! grep -q "tracer ready" /tmp/agent.err && kill -0 $AGENT 2>/dev/null; do
@@ -296,6 +358,11 @@ sleep 1
 kill -9 $SLEEPER
 /bin/sh -c 'exit 7'
 cd /
+# Struct arguments (vm-types): a symlink followed, a write to the console.
+echo t > /tmp/vm-target
+ln -s /tmp/vm-target /tmp/vm-link
+cat /tmp/vm-link > /dev/null
+echo TTY-MARK-4242
 connect_and_sync 4242 net-marker /tmp/events
 echo "STEP sync on vm-marker"
 i=0
@@ -913,7 +980,103 @@ fn lifecycle_on_distribution_kernels() {
             "{name}: {stderr2}"
         );
         println!("{name}: an lsmhooks hook reports and denies the open");
+        struct_arguments(&name, &events);
     }
+}
+
+/// The `vm-types` policy's events: struct arguments read field by field, at offsets
+/// from each kernel's BTF.
+fn struct_arguments(name: &str, events: &[Value]) {
+    let of = |call: &str| -> Vec<&Value> {
+        of_kind(events, "process_kprobe")
+            .into_iter()
+            .filter(|e| e["policy_name"] == "vm-types" && e["function_name"] == call)
+            .collect()
+    };
+    // security_socket_connect(socket, sockaddr, addrlen): nc's connect to 127.0.0.1:4242.
+    let connects = of("security_socket_connect");
+    let tcp = connects
+        .iter()
+        .find(|e| e["args"][1]["sockaddr_arg"]["port"] == 4242)
+        .unwrap_or_else(|| panic!("{name}: no connect to port 4242: {connects:#?}"));
+    assert_eq!(
+        tcp["args"][1]["sockaddr_arg"],
+        serde_json::json!({"family": "AF_INET", "addr": "127.0.0.1", "port": 4242}),
+        "{name}"
+    );
+    assert_eq!(
+        tcp["args"][0]["sock_arg"]["protocol"], "IPPROTO_TCP",
+        "{name}"
+    );
+    assert_eq!(tcp["args"][0]["sock_arg"]["family"], "AF_INET", "{name}");
+    assert_eq!(tcp["args"][2]["int_arg"], 16, "{name}: sizeof(sockaddr_in)");
+    assert!(
+        connects.iter().any(|e| e["args"][1]["sockaddr_arg"]
+            == serde_json::json!({"family": "AF_INET6", "addr": "::1", "port": 53})),
+        "{name}: nslookup's connect to [::1]:53: {connects:#?}"
+    );
+    // dev_hard_start_xmit(skb, dev): packets on loopback, the device by name.
+    let xmit = of("dev_hard_start_xmit");
+    assert!(!xmit.is_empty(), "{name}: no packet sent on lo");
+    assert!(
+        xmit.iter().all(|e| e["args"][0]["string_arg"] == "lo"),
+        "{name}: {xmit:#?}"
+    );
+    // cap_capable(cred, user_namespace, cap, opts): su's CAP_SETUID check.
+    let caps = of("cap_capable");
+    let cap = caps
+        .first()
+        .unwrap_or_else(|| panic!("{name}: no CAP_SETUID check"));
+    assert_eq!(
+        cap["args"][1]["capability_arg"],
+        serde_json::json!({"value": 7, "name": "CAP_SETUID"}),
+        "{name}"
+    );
+    let ns = &cap["args"][0]["user_ns_arg"];
+    assert_eq!(
+        (ns["level"].as_i64(), ns["uid"].as_u64()),
+        (Some(0), Some(0)),
+        "{name}: {ns}"
+    );
+    assert_eq!(ns["ns"]["is_host"], true, "{name}: {ns}");
+    assert_eq!(
+        ns["ns"]["inum"], 4026531837u32,
+        "{name}: the initial user namespace: {ns}"
+    );
+    // security_inode_follow_link(dentry, ...): the link's path within its file system
+    // (the tmpfs mounted on /tmp), as a dentry knows it.
+    let links = of("security_inode_follow_link");
+    assert!(
+        links
+            .iter()
+            .any(|e| e["args"][0]["path_arg"]["path"] == "/vm-link"),
+        "{name}: {links:#?}"
+    );
+    // tty_write(kiocb, iov_iter): the console's path and the bytes written.
+    use base64::Engine as _;
+    let ttys = of("tty_write");
+    let mark = ttys
+        .iter()
+        .find(|e| {
+            e["args"][1]["bytes_arg"].as_str().is_some_and(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .is_ok_and(|d| d.starts_with(b"TTY-MARK-4242"))
+            })
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{name}: no console write of the mark: {} events",
+                ttys.len()
+            )
+        });
+    let path = mark["args"][0]["file_arg"]["path"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(path.starts_with("/dev/"), "{name}: {mark}");
+    println!(
+        "{name}: struct arguments: sockaddr, socket, net_device, user_namespace, capability, dentry, kiocb ({path}), iov_iter"
+    );
 }
 
 /// The client's `tcp_connect` and `tcp_close` events of the connection to `port`.

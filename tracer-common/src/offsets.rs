@@ -23,6 +23,10 @@ pub const HAS_SOCK: u32 = 1 << 3;
 /// architecture), so syscall hooks can run on the raw `sys_enter`/`sys_exit` tracepoints.
 pub const HAS_SYSCALL_REGS: u32 = 1 << 2;
 
+/// `present` bit: the `iov_iter_*` offsets are known (`iter_type` and `ubuf`: Linux 6.0
+/// and later), so kprobes can read `iov_iter` arguments.
+pub const HAS_IOV_ITER: u32 = 1 << 4;
+
 /// `task_struct.flags` bit of kernel threads (`include/linux/sched.h`, unchanged since
 /// 2.6): they never exec and are not reported.
 pub const PF_KTHREAD: u32 = 0x0020_0000;
@@ -249,6 +253,12 @@ kernel_offsets! {
     skb_network_header: Path("sk_buff.network_header"), Required;
     skb_transport_header: Path("sk_buff.transport_header"), Required;
     skb_len: Path("sk_buff.len"), Required;
+    /// A `kiocb` argument's file.
+    kiocb_filp: Path("kiocb.ki_filp"), Required;
+    iov_iter_type: Path("iov_iter.iter_type"), Optional(HAS_IOV_ITER);
+    iov_iter_count: Path("iov_iter.count"), Optional(HAS_IOV_ITER);
+    /// `ubuf` of `ITER_UBUF`, in the union that holds `ITER_IOVEC`'s array.
+    iov_iter_ubuf: Path("iov_iter.ubuf"), Optional(HAS_IOV_ITER);
 }
 
 #[cfg(feature = "user")]
@@ -274,7 +284,13 @@ const _: () = {
 mod tests {
     use super::*;
 
-    const OPTIONAL_BITS: [u32; 4] = [HAS_LOGINUID, HAS_TIME_NS, HAS_SOCK, HAS_SYSCALL_REGS];
+    const OPTIONAL_BITS: [u32; 5] = [
+        HAS_LOGINUID,
+        HAS_TIME_NS,
+        HAS_SOCK,
+        HAS_SYSCALL_REGS,
+        HAS_IOV_ITER,
+    ];
 
     #[test]
     fn every_entry_names_a_distinct_field() {

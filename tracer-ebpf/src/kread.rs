@@ -130,28 +130,68 @@ pub fn path(
         // SAFETY: `start` points to a `u32` of a per-CPU scratch value.
         unsafe { n.start.write_volatile(NATURAL_END as u32) };
     }
-    let (root_mnt, root_dentry) = root;
-    // SAFETY: `len_out` points to a `u32` of the reserved record.
-    unsafe { len_out.write_volatile(0) };
-    let (Some(mut dentry), Some(mut vfsmnt)) = (
+    let (Some(dentry), Some(vfsmnt)) = (
         u64_at(path + off!(path_dentry)),
         u64_at(path + off!(path_mnt)),
     ) else {
+        // SAFETY: `len_out` points to a `u32` of the reserved record.
+        unsafe { len_out.write_volatile(0) };
         return set_bit(flags, err);
     };
+    walk(
+        dentry,
+        vfsmnt,
+        root,
+        buf,
+        len_out,
+        flags,
+        (trunc, err),
+        natural,
+    );
+}
+
+/// The walk of [`path`] from `dentry` on mount `vfsmnt`; with `vfsmnt` 0 (a dentry
+/// alone), up to the root of its file system.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn walk(
+    mut dentry: u64,
+    mut vfsmnt: u64,
+    root: (u64, u64),
+    buf: *mut u8,
+    len_out: *mut u32,
+    flags: *mut u32,
+    (trunc, err): (u32, u32),
+    natural: Option<&Natural>,
+) {
+    if let Some(n) = natural {
+        // SAFETY: `start` points to a `u32` of a per-CPU scratch value.
+        unsafe { n.start.write_volatile(NATURAL_END as u32) };
+    }
+    let (root_mnt, root_dentry) = root;
+    // SAFETY: `len_out` points to a `u32` of the reserved record.
+    unsafe { len_out.write_volatile(0) };
+    let no_mount = vfsmnt == 0;
     // `struct mount` embeds the `vfsmount` at `mount.mnt`.
-    let mut mnt = vfsmnt - off!(mount_mnt);
+    let mut mnt = vfsmnt.wrapping_sub(off!(mount_mnt));
     for _ in 0..PATH_DEPTH_MAX {
         if dentry == root_dentry && vfsmnt == root_mnt {
             return;
         }
         let (Some(mnt_root), Some(parent)) = (
-            u64_at(vfsmnt + off!(vfsmount_root)),
+            if no_mount {
+                Some(0)
+            } else {
+                u64_at(vfsmnt + off!(vfsmount_root))
+            },
             u64_at(dentry + off!(dentry_parent)),
         ) else {
             return set_bit(flags, err);
         };
         if dentry == mnt_root || dentry == parent {
+            if no_mount {
+                return;
+            }
             // At the root of a mount: continue from where it is mounted, or stop at the
             // global root.
             let Some(mnt_parent) = u64_at(mnt + off!(mount_parent)) else {

@@ -616,6 +616,21 @@ pub fn tracepoint_args<'a>(
                     key: "cred_arg",
                     value: cred_arg(v),
                 },
+                Meta::Sockaddr => ArgOut::Object {
+                    key: "sockaddr_arg",
+                    value: sockaddr_arg(v),
+                },
+                Meta::Capability => ArgOut::Object {
+                    key: "capability_arg",
+                    value: capability_arg(v.int as i64 as i32),
+                },
+                Meta::Struct(t) => {
+                    let (key, value) = t.to_json(&v.str[..n]);
+                    match value {
+                        serde_json::Value::String(s) if key == "string_arg" => ArgOut::String(s),
+                        value => ArgOut::Object { key, value },
+                    }
+                }
                 Meta::Bytes => {
                     use base64::Engine as _;
                     ArgOut::Bytes {
@@ -690,6 +705,36 @@ fn skb_arg(v: &tracer_common::policy::ArgValue) -> serde_json::Value {
             m.remove(k);
         }
         m.insert("len".into(), s.word.into());
+    }
+    out
+}
+
+/// A `sockaddr` argument as Tetragon's `sockaddr_arg`: its family by name, and for an
+/// IPv4 or IPv6 address the address and port (the kernel program writes them as a
+/// socket's source).
+fn sockaddr_arg(v: &tracer_common::policy::ArgValue) -> serde_json::Value {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let s = crate::decode::sock_value(v);
+    let a = s.saddr;
+    let addr = match s.family {
+        2 => Ipv4Addr::new(a[12], a[13], a[14], a[15]).to_string(),
+        10 => Ipv6Addr::from(a).to_string(),
+        _ => String::new(),
+    };
+    let mut out = serde_json::json!({ "family": crate::policy::sock::family_name(s.family) });
+    if !addr.is_empty() {
+        out["addr"] = addr.into();
+        out["port"] = s.sport.into();
+    }
+    out
+}
+
+/// A capability number as Tetragon's `capability_arg`: the number and its name.
+fn capability_arg(cap: i32) -> serde_json::Value {
+    use crate::policy::validate::names::CAPABILITIES;
+    let mut out = serde_json::json!({ "value": cap });
+    if let Some(name) = usize::try_from(cap).ok().and_then(|c| CAPABILITIES.get(c)) {
+        out["name"] = (*name).into();
     }
     out
 }

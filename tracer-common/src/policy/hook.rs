@@ -59,9 +59,67 @@ pub const KPROBE_ARG_BPRM: u16 = 3;
 pub const KPROBE_ARG_SOCK: u16 = 4;
 /// ... a `struct cred *` ...
 pub const KPROBE_ARG_CRED: u16 = 5;
-/// ... or a `struct sk_buff *`: its IP header's family, protocol, addresses and ports
-/// (in the socket layout, as a `sock` argument's), and its length (in `oldstate`).
+/// ... a `struct sk_buff *`: its IP header's family, protocol, addresses and ports
+/// (in the socket layout, as a `sock` argument's), and its length (in `oldstate`) ...
 pub const KPROBE_ARG_SKB: u16 = 6;
+/// ... a `struct socket *` (its `sk`, written as a `sock` argument) ...
+pub const KPROBE_ARG_SOCKET: u16 = 7;
+/// ... a `struct sockaddr *`: its family, port and address, in the socket layout (the
+/// address and port as the source's) ...
+pub const KPROBE_ARG_SOCKADDR: u16 = 8;
+/// ... a `struct kiocb *` (the path of its `ki_filp`) ...
+pub const KPROBE_ARG_KIOCB: u16 = 9;
+/// ... a `struct dentry *` (its path up to the root of its file system: a dentry does
+/// not know where it is mounted) ...
+pub const KPROBE_ARG_DENTRY: u16 = 10;
+/// ... a `struct iov_iter *` of user memory (`ITER_UBUF`, or `ITER_IOVEC`'s first
+/// buffer): the buffer's address replaces the argument's register at 16 + 8 i, its size
+/// goes to `KPROBE_IOV_LEN_AT`, so the argument is read as a user buffer ...
+pub const KPROBE_ARG_IOV_ITER: u16 = 11;
+/// ... or a struct whose fields `HookPoint::fields` reads (`bpf_attr`, `module`, ...).
+pub const KPROBE_ARG_FIELDS: u16 = 12;
+/// Where an `iov_iter` argument's buffer size goes (past the return value at
+/// `RETURN_AT`).
+pub const KPROBE_IOV_LEN_AT: u16 = 72;
+/// Where a second struct argument goes (`socket` and `sockaddr` of
+/// `security_socket_connect`): the second half of the struct region, which a path (the
+/// only value longer than 128 bytes) does not share.
+pub const KPROBE_STRUCT2_AT: u16 = 384;
+/// Bytes of each half of the struct region.
+pub const KPROBE_STRUCT_HALF: u16 = 128;
+
+/// Fields of struct arguments a hook point reads (`FieldRead`).
+pub const MAX_FIELD_READS: usize = 8;
+/// Pointers a field read follows before it reads.
+pub const FIELD_DEREFS: usize = 4;
+/// `FieldRead::kind`: none ...
+pub const FIELD_NONE: u8 = 0;
+/// ... `size` bytes of kernel memory ...
+pub const FIELD_BYTES: u8 = 1;
+/// ... a NUL-terminated string of kernel memory, at most `size` bytes with its NUL ...
+pub const FIELD_STR: u8 = 2;
+/// ... the same in the process's memory.
+pub const FIELD_USER_STR: u8 = 3;
+/// Largest `FieldRead::size`.
+pub const FIELD_MAX: u8 = 64;
+
+/// One field of a struct argument, read into the record: from the argument's register
+/// `arg`, follow `derefs` pointers (`p = *(p + chain[k])`), then read at `p + at` into
+/// the record at `KPROBE_PATH_AT + dst` (`dst + size` at most `KPROBE_STRUCT_HALF`). Offsets come from the kernel's BTF, resolved by the agent for
+/// the running kernel. A null pointer on the way leaves the field zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FieldRead {
+    pub arg: u8,
+    /// `FIELD_*`.
+    pub kind: u8,
+    pub derefs: u8,
+    /// Bytes, at most `FIELD_MAX`.
+    pub size: u8,
+    pub dst: u16,
+    pub at: u16,
+    pub chain: [u16; FIELD_DEREFS],
+}
 
 /// `matchNamespaces` filters per selector, and values per filter.
 pub const MAX_NS_FILTERS: usize = 4;
@@ -225,6 +283,14 @@ pub struct KprobeLayout {
     /// hook runs on (`SOCK_STREAM` 1, `SOCK_DGRAM` 2, `SOCK_RAW` 3); 0: any. Such a hook
     /// runs on IPv4 and IPv6 sockets only.
     pub sock_types: u16,
+    /// A second struct argument (at `KPROBE_STRUCT2_AT`): its index and its kind (a
+    /// `KPROBE_ARG_*` of at most 128 bytes; 0: none).
+    pub struct2_arg: u8,
+    pub struct2_kind: u8,
+    /// `iter_type` values of an `iov_iter` argument's user buffers (`ITER_UBUF`,
+    /// `ITER_IOVEC`), from the kernel's BTF.
+    pub iter_ubuf: u8,
+    pub iter_iovec: u8,
     pub _pad: u16,
 }
 
@@ -250,6 +316,7 @@ pub struct HookConfig {
     /// the hook filters the gate's argument, so while its hook point's gate is this one,
     /// the gate decides whether the hook is a candidate for a call.
     pub gate: u32,
+    pub _pad: u32,
 }
 
 #[cfg(feature = "user")]
@@ -278,7 +345,8 @@ const _: () = assert!(
             + MAX_ARG_FILTERS * core::mem::size_of::<ArgFilter>()
 );
 const _: () = assert!(core::mem::size_of::<SockLayout>() == 28);
-const _: () = assert!(core::mem::size_of::<KprobeLayout>() == 8);
+const _: () = assert!(core::mem::size_of::<KprobeLayout>() == 12);
+const _: () = assert!(core::mem::size_of::<FieldRead>() == 16);
 const _: () = assert!(
     core::mem::size_of::<HookConfig>()
         == 24
@@ -286,5 +354,5 @@ const _: () = assert!(
             + MAX_SELECTORS * core::mem::size_of::<SelectorConfig>()
             + core::mem::size_of::<SockLayout>()
             + core::mem::size_of::<KprobeLayout>()
-            + 4
+            + 8
 );

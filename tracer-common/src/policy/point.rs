@@ -21,7 +21,7 @@
 //!
 //! Only the hooks both leave standing are evaluated whole.
 
-use super::hook::{ArgConfig, KprobeLayout, SockLayout};
+use super::hook::{ArgConfig, FieldRead, KprobeLayout, MAX_FIELD_READS, SockLayout};
 
 // --- `HookPoint::flags`. ---
 
@@ -144,9 +144,11 @@ pub struct HookPoint {
     pub kprobe: KprobeLayout,
     /// ... and where it writes a socket's fields.
     pub sock: SockLayout,
-    pub _pad2: u32,
     /// `HP_USDT`: its arguments.
     pub usdt: [UsdtArg; USDT_ARGS],
+    /// `HP_KPROBE_GENERIC`: the fields of struct arguments it reads
+    /// (`KPROBE_ARG_FIELDS`).
+    pub fields: [FieldRead; MAX_FIELD_READS],
 }
 
 /// Key of `GATE_INTS`: a gate and a value.
@@ -242,7 +244,10 @@ mod user {
 
 const _: () = assert!(core::mem::size_of::<ArgGate>() == 16);
 const _: () = assert!(core::mem::size_of::<UsdtArg>() == 16);
-const _: () = assert!(core::mem::size_of::<HookPoint>() == 24 + 16 + 8 + 28 + 4 + 16 * USDT_ARGS);
+const _: () = assert!(
+    core::mem::size_of::<HookPoint>()
+        == 24 + 16 + 12 + 28 + 16 * USDT_ARGS + 16 * super::hook::MAX_FIELD_READS
+);
 const _: () = assert!(core::mem::size_of::<GateIntKey>() == 16);
 const _: () = assert!(core::mem::size_of::<GateStrKey>() == 4 + GATE_STR_BYTES);
 const _: () = assert!(core::mem::size_of::<GateHit>() == 4 + 4 * VERDICT_HOOKS);

@@ -22,15 +22,20 @@ use core::ffi::c_void;
 
 use aya_ebpf::{
     EbpfContext as _,
-    helpers::generated::{bpf_get_attach_cookie, bpf_probe_read_kernel},
+    helpers::generated::{
+        bpf_get_attach_cookie, bpf_probe_read_kernel, bpf_probe_read_kernel_str,
+        bpf_probe_read_user_str,
+    },
     macros::{kprobe, kretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
 use tracer_common::policy::{
-    CredValue, HP_KPROBE_GENERIC, HP_KPROBE_SYSCALL, HP_SOCK_RETURN, HP_USDT, HookPoint,
-    KPROBE_ARG_BPRM, KPROBE_ARG_CRED, KPROBE_ARG_FILE, KPROBE_ARG_PATH, KPROBE_ARG_SKB,
-    KPROBE_ARG_SOCK, KPROBE_PATH_AT, KPROBE_PATH_LEN, SOCK_RETURN_AT, USDT_ARGS, USDT_CONST,
-    USDT_DEREF, USDT_REG,
+    CredValue, FIELD_BYTES, FIELD_DEREFS, FIELD_MAX, FIELD_NONE, FIELD_STR, FIELD_USER_STR,
+    HP_KPROBE_GENERIC, HP_KPROBE_SYSCALL, HP_SOCK_RETURN, HP_USDT, HookPoint, KPROBE_ARG_BPRM,
+    KPROBE_ARG_CRED, KPROBE_ARG_DENTRY, KPROBE_ARG_FIELDS, KPROBE_ARG_FILE, KPROBE_ARG_IOV_ITER,
+    KPROBE_ARG_KIOCB, KPROBE_ARG_PATH, KPROBE_ARG_SKB, KPROBE_ARG_SOCK, KPROBE_ARG_SOCKADDR,
+    KPROBE_ARG_SOCKET, KPROBE_IOV_LEN_AT, KPROBE_PATH_AT, KPROBE_PATH_LEN, KPROBE_STRUCT2_AT,
+    KprobeLayout, SOCK_RETURN_AT, USDT_ARGS, USDT_CONST, USDT_DEREF, USDT_REG,
 };
 
 use crate::{
@@ -205,29 +210,27 @@ fn put_args(rec: &mut SockRecord, args: &[u64; 6]) {
     }
 }
 
-/// The six argument registers of the call at 16 + 8 i, and what the struct argument
-/// `hp.kprobe` names points to at `KPROBE_PATH_AT`: a path, a socket's fields, a
-/// `cred`'s values.
+/// The six argument registers of the call at 16 + 8 i, what its struct arguments point
+/// to (`hp.kprobe`: a path, a socket's fields, a `cred`'s values at `KPROBE_PATH_AT`; a
+/// second one at `KPROBE_STRUCT2_AT`), and the fields `hp.fields` reads.
 #[inline(never)]
 fn fill_generic<C: Args>(rec: &mut SockRecord, ctx: &C, hp: &HookPoint) {
-    put_args(
-        rec,
-        &[
-            ctx.arg(0),
-            ctx.arg(1),
-            ctx.arg(2),
-            ctx.arg(3),
-            ctx.arg(4),
-            ctx.arg(5),
-        ],
-    );
+    let args = [
+        ctx.arg(0),
+        ctx.arg(1),
+        ctx.arg(2),
+        ctx.arg(3),
+        ctx.arg(4),
+        ctx.arg(5),
+    ];
+    put_args(rec, &args);
     let k = &hp.kprobe;
     if k.struct_kind == 0 {
         return;
     }
     // Read again from the registers: an index into `args` would be a variable-offset
     // stack read, which verifiers before 6.x refuse.
-    let ptr = match k.struct_arg {
+    let reg = |i: u16| match i {
         0 => ctx.arg(0),
         1 => ctx.arg(1),
         2 => ctx.arg(2),
@@ -235,21 +238,137 @@ fn fill_generic<C: Args>(rec: &mut SockRecord, ctx: &C, hp: &HookPoint) {
         4 => ctx.arg(4),
         _ => ctx.arg(5),
     };
-    match k.struct_kind {
+    fill_struct(rec, hp, false, reg(k.struct_arg));
+    if k.struct2_kind != 0 {
+        fill_struct(rec, hp, true, reg(u16::from(k.struct2_arg)));
+    }
+    if k.struct_kind == KPROBE_ARG_FIELDS || k.struct2_kind as u16 == KPROBE_ARG_FIELDS {
+        for f in hp.fields.iter() {
+            if f.kind == FIELD_NONE {
+                break;
+            }
+            // Packed: a BPF function takes five arguments at most.
+            let how = u64::from(f.kind)
+                | u64::from(f.derefs) << 8
+                | u64::from(f.size) << 16
+                | u64::from(f.dst) << 32
+                | u64::from(f.at) << 48;
+            let chain = u64::from(f.chain[0])
+                | u64::from(f.chain[1]) << 16
+                | u64::from(f.chain[2]) << 32
+                | u64::from(f.chain[3]) << 48;
+            tracer_read_field(reg(u16::from(f.arg)), chain, how);
+        }
+    }
+}
+
+/// The first struct argument of `hp.kprobe` (at `ptr`) into the record at
+/// `KPROBE_PATH_AT`, or the second at `KPROBE_STRUCT2_AT`.
+#[inline(never)]
+fn fill_struct(rec: &mut SockRecord, hp: &HookPoint, second: bool, ptr: u64) {
+    let k = &hp.kprobe;
+    let (kind, index, at) = if second {
+        (
+            u16::from(k.struct2_kind),
+            u16::from(k.struct2_arg),
+            KPROBE_STRUCT2_AT,
+        )
+    } else {
+        (k.struct_kind, k.struct_arg, KPROBE_PATH_AT)
+    };
+    match kind {
         KPROBE_ARG_FILE => {
-            tracer_write_path(ptr + off!(file_path));
+            tracer_write_path(ptr + off!(file_path), 0);
         }
         KPROBE_ARG_PATH => {
-            tracer_write_path(ptr);
+            tracer_write_path(ptr, 0);
         }
         KPROBE_ARG_BPRM => {
-            tracer_write_path(read::<8>(ptr + off!(bprm_file)) + off!(file_path));
+            tracer_write_path(read::<8>(ptr + off!(bprm_file)) + off!(file_path), 0);
         }
-        KPROBE_ARG_SOCK => sock::fill(rec, &hp.sock, KPROBE_PATH_AT, ptr),
+        KPROBE_ARG_KIOCB => {
+            tracer_write_path(read::<8>(ptr + off!(kiocb_filp)) + off!(file_path), 0);
+        }
+        KPROBE_ARG_DENTRY => {
+            tracer_write_path(0, ptr);
+        }
+        KPROBE_ARG_SOCK => sock::fill(rec, &hp.sock, at, ptr),
+        KPROBE_ARG_SOCKET => sock::fill(rec, &hp.sock, at, read::<8>(ptr + off!(socket_sk))),
+        KPROBE_ARG_SOCKADDR => sock::fill_sockaddr(rec, &hp.sock, at, ptr),
         KPROBE_ARG_CRED => write_cred(rec, ptr),
-        KPROBE_ARG_SKB => sock::fill_skb(rec, &hp.sock, KPROBE_PATH_AT, ptr),
+        KPROBE_ARG_SKB => sock::fill_skb(rec, &hp.sock, at, ptr),
+        KPROBE_ARG_IOV_ITER => write_iov_iter(rec, &hp.kprobe, index, ptr),
         _ => {}
     }
+}
+
+/// The user buffer of the `struct iov_iter` at `iter` (`ITER_UBUF`, or the first of
+/// `ITER_IOVEC`'s): its address over argument `index`'s register at 16 + 8 i, its size at
+/// `KPROBE_IOV_LEN_AT`; a size of 0 for any other kind of iterator (kernel memory).
+#[inline(never)]
+fn write_iov_iter(rec: &mut SockRecord, k: &KprobeLayout, index: u16, iter: u64) {
+    let ty = read::<1>(iter + off!(iov_iter_type)) as u8;
+    let union = read::<8>(iter + off!(iov_iter_ubuf));
+    let (buf, len) = if ty == k.iter_ubuf {
+        (union, read::<8>(iter + off!(iov_iter_count)))
+    } else if ty == k.iter_iovec {
+        // `struct iovec { void __user *iov_base; size_t iov_len; }`, in kernel memory.
+        (read::<8>(union), read::<8>(union + 8))
+    } else {
+        (0, 0)
+    };
+    put(rec, 16 + 8 * (index & 7), &buf.to_ne_bytes());
+    put(rec, KPROBE_IOV_LEN_AT, &len.to_ne_bytes());
+}
+
+/// One field of a struct argument (`FieldRead`, packed by `fill_generic`: kind,
+/// pointers to follow, size, destination and final offset in `how`; the offsets of the
+/// pointers in `chain`, 16 bits each) from `ptr` into this CPU's record.
+///
+/// A global function (exported, so its BTF says so) on scalars: the verifier checks it
+/// once, not once per field.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn tracer_read_field(ptr: u64, chain: u64, how: u64) -> i32 {
+    let Some(rec) = SOCK_RECORD.get_ptr_mut(0) else {
+        return 0;
+    };
+    let (kind, derefs, size) = (how as u8, (how >> 8) & 0xff, (how >> 16) & 0xff);
+    let (dst, at) = ((how >> 32) & 0xffff, (how >> 48) & 0xffff);
+    let mut p = ptr;
+    for k in 0..FIELD_DEREFS as u64 {
+        if k < derefs && p != 0 {
+            p = read::<8>(p + ((chain >> (16 * k)) & 0xffff));
+        }
+    }
+    if p == 0 {
+        return 0;
+    }
+    let n = (size as u32).min(u32::from(FIELD_MAX));
+    // SAFETY: this CPU's record; kprobe programs do not nest on one CPU. At most 127
+    // bytes (masked) from `KPROBE_PATH_AT` plus at most 127 (masked): inside the record's
+    // 512 bytes; the helpers fail rather than fault.
+    unsafe {
+        let out = (*rec)
+            .bytes
+            .as_mut_ptr()
+            .add(usize::from(KPROBE_PATH_AT) + (dst as usize & 0x7f))
+            .cast::<c_void>();
+        let src = (p + at) as *const c_void;
+        match kind {
+            FIELD_BYTES => {
+                bpf_probe_read_kernel(out, n & 0x7f, src);
+            }
+            FIELD_STR => {
+                bpf_probe_read_kernel_str(out, n & 0x7f, src);
+            }
+            FIELD_USER_STR => {
+                bpf_probe_read_user_str(out, n & 0x7f, src);
+            }
+            _ => {}
+        }
+    }
+    0
 }
 
 /// The ids, securebits and capability sets of the `struct cred` at `cred`, as a
@@ -279,7 +398,8 @@ fn write_cred(rec: &mut SockRecord, cred: u64) {
     put(rec, KPROBE_PATH_AT, &bytes);
 }
 
-/// The path of the `struct path` at `path`, up to the task's root, into the record at
+/// The path of the `struct path` at `path`, up to the task's root (or, with `dentry`
+/// not 0, of that dentry up to the root of its file system), into the record at
 /// `KPROBE_PATH_AT` (its last `KPROBE_PATH_LEN` bytes when longer).
 ///
 /// A global function (exported, so its BTF says so) on this CPU's record
@@ -288,17 +408,17 @@ fn write_cred(rec: &mut SockRecord, cred: u64) {
 /// its budget of a million instructions.
 #[unsafe(no_mangle)]
 #[inline(never)]
-pub extern "C" fn tracer_write_path(path: u64) -> i32 {
+pub extern "C" fn tracer_write_path(path: u64, dentry: u64) -> i32 {
     let Some(rec) = SOCK_RECORD.get_ptr_mut(0) else {
         return 0;
     };
     // SAFETY: this CPU's record; kprobe programs do not nest on one CPU.
-    write_path(unsafe { &mut *rec }, path);
+    write_path(unsafe { &mut *rec }, path, dentry);
     0
 }
 
 #[inline(always)]
-fn write_path(rec: &mut SockRecord, path: u64) {
+fn write_path(rec: &mut SockRecord, path: u64, dentry: u64) {
     let (Some(scratch), Some(nat)) = (KPROBE_PATH.get_ptr_mut(0), KPROBE_NATURAL.get_ptr_mut(0))
     else {
         return;
@@ -321,15 +441,28 @@ fn write_path(rec: &mut SockRecord, path: u64) {
     };
     unsafe {
         (&raw mut (*scratch).flags).write_volatile(0);
-        kread::path(
-            path,
-            root,
-            (&raw mut (*scratch).buf).cast(),
-            &raw mut (*scratch).len,
-            &raw mut (*scratch).flags,
-            (1, 2),
-            Some(&natural),
-        );
+        if dentry != 0 {
+            kread::walk(
+                dentry,
+                0,
+                root,
+                (&raw mut (*scratch).buf).cast(),
+                &raw mut (*scratch).len,
+                &raw mut (*scratch).flags,
+                (1, 2),
+                Some(&natural),
+            );
+        } else {
+            kread::path(
+                path,
+                root,
+                (&raw mut (*scratch).buf).cast(),
+                &raw mut (*scratch).len,
+                &raw mut (*scratch).flags,
+                (1, 2),
+                Some(&natural),
+            );
+        }
     }
     // SAFETY: as above.
     let start = unsafe { (&raw const (*nat).start).read_volatile() } as usize;

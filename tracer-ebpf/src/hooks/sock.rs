@@ -99,6 +99,32 @@ fn put_addr(rec: &mut SockRecord, field: u16, is_v4: bool, v4: u64, v6: u64) {
     put(rec, field, &addr);
 }
 
+/// Writes the `struct sockaddr` at `addr` into `rec` where `l` says a socket's fields
+/// go: its family, and for `AF_INET`/`AF_INET6` its port and address as the source's
+/// (the operators `SAddr`, `SPort` read them there, as Tetragon applies them to a
+/// `sockaddr`).
+#[inline(never)]
+pub(crate) fn fill_sockaddr(rec: &mut SockRecord, l: &SockLayout, shift: u16, addr: u64) {
+    let family = read::<2>(addr) as u16;
+    put(rec, at(l.family, shift), &family.to_ne_bytes());
+    if family != AF_INET && family != AF_INET6 {
+        return;
+    }
+    // `sin_port`/`sin6_port` at 2, big-endian; `sin_addr` at 4, `sin6_addr` at 8.
+    put(
+        rec,
+        at(l.sport, shift),
+        &u16::from_be(read::<2>(addr + 2) as u16).to_ne_bytes(),
+    );
+    put_addr(
+        rec,
+        at(l.saddr_v6, shift),
+        family == AF_INET,
+        addr + 4,
+        addr + 8,
+    );
+}
+
 /// Writes what the IP header of packet `skb` says into `rec` where `l` says a socket's
 /// fields go: family, protocol, addresses, and the TCP or UDP ports; the packet's
 /// pointer as `skaddr` and its length as `oldstate`.

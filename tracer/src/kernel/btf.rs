@@ -88,6 +88,12 @@ pub struct Resolved {
     pub exit_has_group_dead: bool,
 }
 
+impl std::fmt::Debug for KernelBtf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KernelBtf")
+    }
+}
+
 impl KernelBtf {
     pub fn from_sys() -> Result<Self, BtfError> {
         Self::from_file(Path::new(VMLINUX_BTF))
@@ -215,6 +221,20 @@ impl KernelBtf {
         }
     }
 
+    /// The value of `variant` of enum `name` (`iter_type`, `ITER_UBUF`).
+    pub fn enum_value(&self, name: &str, variant: &str) -> Result<u64, BtfError> {
+        for t in self.btf.resolve_types_by_name(name)? {
+            if let Type::Enum(e) = t {
+                for m in &e.members {
+                    if self.btf.resolve_name(m).unwrap_or_default() == variant {
+                        return Ok(u64::from(m.val()));
+                    }
+                }
+            }
+        }
+        Err(BtfError::NoStruct(format!("enum {name} {variant}")))
+    }
+
     /// Number of arguments of a tracepoint's `TP_PROTO`, from its `btf_trace_<name>`
     /// typedef (a pointer to a function whose first parameter is the probe's data).
     pub fn tracepoint_arg_count(&self, name: &str) -> Result<usize, BtfError> {
@@ -235,9 +255,9 @@ impl KernelBtf {
             .resolve_types_by_name(name)
             .ok()
             .and_then(|types| {
-                types
-                    .into_iter()
-                    .find(|t| matches!(t, Type::Struct(s) if !s.members.is_empty()))
+                types.into_iter().find(
+                    |t| matches!(t, Type::Struct(s) | Type::Union(s) if !s.members.is_empty()),
+                )
             })
             .ok_or_else(|| BtfError::NoStruct(name.to_owned()))
     }

@@ -84,6 +84,8 @@ pub struct Facts {
     functions: std::cell::OnceCell<Option<std::collections::BTreeSet<String>>>,
     /// The offsets of the registers in `struct pt_regs`, from BTF (for USDT arguments).
     pt_regs: std::cell::OnceCell<Result<HashMap<&'static str, u32>, String>>,
+    /// The running kernel's BTF, for the fields of struct arguments.
+    btf: std::cell::OnceCell<Result<KernelBtf, String>>,
 }
 
 impl Facts {
@@ -95,7 +97,27 @@ impl Facts {
             host: RefCell::default(),
             pt_regs: std::cell::OnceCell::new(),
             functions: std::cell::OnceCell::new(),
+            btf: std::cell::OnceCell::new(),
         }
+    }
+
+    fn btf(&self) -> Result<&KernelBtf, String> {
+        self.btf
+            .get_or_init(|| KernelBtf::from_sys().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// The byte offset of a member path (`bpf_map.map_type`) in the running kernel.
+    pub fn field_offset(&self, path: &str) -> Result<u32, String> {
+        self.btf()?.offset_of(path).map_err(|e| e.to_string())
+    }
+
+    /// The value of `variant` of enum `name` in the running kernel.
+    pub fn enum_value(&self, name: &str, variant: &str) -> Result<u64, String> {
+        self.btf()?
+            .enum_value(name, variant)
+            .map_err(|e| e.to_string())
     }
 
     /// The kernel's functions a kprobe can hook: tracefs's `available_filter_functions`

@@ -287,9 +287,10 @@ pub struct Arg {
     #[serde(default)]
     #[schemars(with = "Option<bool>")]
     pub return_copy: Option<Spanned<bool>>,
+    /// `char_buf`, `iov_iter`: read more of the buffer than a string's worth.
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub max_data: Unsupported,
+    #[schemars(with = "Option<bool>")]
+    pub max_data: Option<Spanned<bool>>,
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub source: Unsupported,

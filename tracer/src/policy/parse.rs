@@ -412,7 +412,7 @@ mod tests {
             ),
             (
                 "  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: auto\n",
-                "t.yaml:11:13: spec.kprobes[0].args[0].type: kprobe argument type `auto` is Tetragon's but not supported by the tracer yet; supported: nop, sock, socket, int, sint8, uint8, int8, sint16, uint16, int16, sint32, uint32, int32, sint64, uint64, int64, ulong, long, size_t, string, char_buf, fd, file, path, linux_binprm, cred, char_iovec, skb",
+                "t.yaml:11:13: spec.kprobes[0].args[0].type: kprobe argument type `auto` is Tetragon's but not supported by the tracer yet; supported: nop, sock, socket, int, sint8, uint8, int8, sint16, uint16, int16, sint32, uint32, int32, sint64, uint64, int64, ulong, long, size_t, string, char_buf, fd, file, path, linux_binprm, cred, char_iovec, skb, sockaddr, kiocb, dentry, iov_iter, capability, bpf_attr, bpf_prog, perf_event, bpf_map, user_namespace, load_info, module, net_device, kernel_cap_t, cap_inheritable, cap_permitted, cap_effective",
             ),
             (
                 "  kprobes:\n  - call: tcp_connect\n    syscall: false\n    args:\n    - index: 0\n      type: sock\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: DPort\n",

@@ -9,9 +9,9 @@
 //! (hooks whose points are equal share one attachment and one list).
 
 use tracer_common::policy::{
-    HOOK_ENTRY_SOCK, HOOK_FD, HOOK_RET_FD_SOCK, HP_KPROBE_GENERIC, HP_KPROBE_SYSCALL, HP_RETURN,
-    HP_SAVE_ENTRY, HP_SOCK_RETURN, HP_USDT, HookConfig, KprobeLayout, SYSCALL_ENTER, SYSCALL_EXIT,
-    SYSCALL_IDS, SockLayout, USDT_ARGS, UsdtArg,
+    FieldRead, HOOK_ENTRY_SOCK, HOOK_FD, HOOK_RET_FD_SOCK, HP_KPROBE_GENERIC, HP_KPROBE_SYSCALL,
+    HP_RETURN, HP_SAVE_ENTRY, HP_SOCK_RETURN, HP_USDT, HookConfig, KprobeLayout, MAX_FIELD_READS,
+    SYSCALL_ENTER, SYSCALL_EXIT, SYSCALL_IDS, SockLayout, USDT_ARGS, UsdtArg,
 };
 
 use super::{
@@ -393,11 +393,15 @@ fn kprobe_sites<'a>(
     }
     // A `sock` argument of any other function is written in the layout of the
     // tracepoint's record, as the socket functions' are.
-    let generic_sock = if hook
-        .args
-        .iter()
-        .any(|a| matches!(a.ty, spec::ArgType::Sock | spec::ArgType::Skb))
-    {
+    let generic_sock = if hook.args.iter().any(|a| {
+        matches!(
+            a.ty,
+            spec::ArgType::Sock
+                | spec::ArgType::Skb
+                | spec::ArgType::Socket
+                | spec::ArgType::Sockaddr
+        )
+    }) {
         facts
             .format("sock", "inet_sock_set_state")
             .ok()
@@ -709,6 +713,8 @@ pub struct Point {
     pub sock: SockLayout,
     /// `HP_USDT`: how the arguments are read.
     pub usdt: [UsdtArg; USDT_ARGS],
+    /// `HP_KPROBE_GENERIC`: the fields of struct arguments read.
+    pub fields: [FieldRead; MAX_FIELD_READS],
 }
 
 /// How a compiled hook reads its record, beyond its unit.
@@ -718,6 +724,8 @@ pub struct Reads {
     pub probe: Probe,
     /// The return value is a `struct sock *` whose fields the kretprobe writes.
     pub sock_return: bool,
+    /// The fields of struct arguments the kprobe program reads.
+    pub fields: [FieldRead; MAX_FIELD_READS],
 }
 
 /// The hook point of a hook compiled from `unit` into `config`. Syscall hooks run on
@@ -787,6 +795,11 @@ pub fn point(unit: &Unit<'_>, config: &HookConfig, reads: Reads, kernel: Kernel)
             .and_then(|u| u.usdt.as_ref())
             .map(|(_, args)| *args)
             .unwrap_or_default(),
+        fields: if flags & HP_KPROBE_GENERIC != 0 {
+            reads.fields
+        } else {
+            Default::default()
+        },
     }
 }
 

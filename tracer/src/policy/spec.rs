@@ -143,6 +143,18 @@ pub enum ArgType {
     Path,
     LinuxBinprm,
     Cred,
+    /// A `struct sockaddr *`: its family, address and port.
+    Sockaddr,
+    /// A `struct kiocb *`: the path of its file.
+    Kiocb,
+    /// A `struct dentry *`: its path within its file system.
+    Dentry,
+    /// A `struct iov_iter *`: the bytes of its user buffer.
+    IovIter,
+    /// A capability number (`cap_capable`'s `cap`).
+    Capability,
+    /// A struct whose fields are read one by one (`compile/structs.rs`).
+    Struct(super::compile::structs::StructType),
 }
 
 impl ArgType {
@@ -170,18 +182,31 @@ impl ArgType {
             ArgType::Path => "path",
             ArgType::LinuxBinprm => "linux_binprm",
             ArgType::Cred => "cred",
+            ArgType::Sockaddr => "sockaddr",
+            ArgType::Kiocb => "kiocb",
+            ArgType::Dentry => "dentry",
+            ArgType::IovIter => "iov_iter",
+            ArgType::Capability => "capability",
+            ArgType::Struct(t) => t.name(),
         }
     }
 
     /// A socket argument: `matchArgs` takes the socket operators on it.
     pub fn is_socket(self) -> bool {
-        matches!(self, ArgType::Sock | ArgType::Socket | ArgType::Skb)
+        matches!(
+            self,
+            ArgType::Sock | ArgType::Socket | ArgType::Skb | ArgType::Sockaddr
+        )
     }
 
     /// Read as a string (its operators are `Equal`, `Prefix`, `Postfix` and their
     /// negations).
     pub fn is_string(self) -> bool {
-        matches!(self, ArgType::String { .. })
+        matches!(
+            self,
+            ArgType::String { .. }
+                | ArgType::Struct(super::compile::structs::StructType::NetDevice)
+        )
     }
 }
 

@@ -5,15 +5,21 @@
 use tracer_common::policy::{
     ARG_BYTES, ARG_CHAR_ARRAY, ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT, ARG_KERNEL_BYTES,
     ARG_KERNEL_STRING, ARG_SOCK, ARG_UINT, ARG_USER_BYTES, ARG_USER_IOVEC, ARG_USER_STRING,
-    ArgConfig, CredValue, HOOK_RET_FD_SOCK, HookConfig, KPROBE_ARG_BPRM, KPROBE_ARG_CRED,
-    KPROBE_ARG_FILE, KPROBE_ARG_PATH, KPROBE_ARG_SKB, KPROBE_ARG_SOCK, KPROBE_PATH_AT,
-    KPROBE_PATH_LEN, KprobeLayout, MAX_HOOK_ARGS, RETURN_AT, SOCK_ARG_AT, SOCK_RETURN_AT,
+    ArgConfig, CredValue, FieldRead, HOOK_RET_FD_SOCK, HookConfig, KPROBE_ARG_BPRM,
+    KPROBE_ARG_CRED, KPROBE_ARG_DENTRY, KPROBE_ARG_FIELDS, KPROBE_ARG_FILE, KPROBE_ARG_IOV_ITER,
+    KPROBE_ARG_KIOCB, KPROBE_ARG_PATH, KPROBE_ARG_SKB, KPROBE_ARG_SOCK, KPROBE_ARG_SOCKADDR,
+    KPROBE_ARG_SOCKET, KPROBE_IOV_LEN_AT, KPROBE_PATH_AT, KPROBE_PATH_LEN, KPROBE_STRUCT2_AT,
+    MAX_FIELD_READS, MAX_HOOK_ARGS, RETURN_AT, SOCK_ARG_AT, SOCK_RETURN_AT,
 };
 
-use super::HookError;
+use super::{
+    HookError,
+    structs::{StructError, StructType},
+};
 use crate::{
     kernel::tracefs::{self, FieldKind, Format},
     policy::{
+        facts::Facts,
         place::{Half, KprobeSite, Unit},
         spec::{self, ArgType},
     },
@@ -43,9 +49,15 @@ pub enum ArgError {
         ty: ArgType,
     },
     #[error(
-        "one `file`, `path`, `linux_binprm`, `sock`, `skb` or `cred` argument per kprobe is read, and this is the second"
+        "two struct arguments per kprobe are read, the second only when neither is a path (`file`, `path`, `linux_binprm`, `kiocb`, `dentry`; an `iov_iter` goes with any) and it is a `sock`, `socket`, `sockaddr`, `skb`, `cred` or `iov_iter`; this is one too many"
     )]
     SecondStruct,
+    #[error(transparent)]
+    Struct(Box<StructError>),
+    #[error(
+        "`iov_iter` is read from `iter_type` and `ubuf` of the kernel's `struct iov_iter` (Linux 6.0 and later), and this kernel's BTF lacks them: {why}"
+    )]
+    IovIter { why: String },
     #[error(
         "`char_iovec` reads a `struct iovec *` in user memory: an argument of a syscall (`syscall: true`), such as sys_writev's 1"
     )]
@@ -108,6 +120,12 @@ pub enum ArgOut {
     Bytes,
     /// `skb_arg`: a packet's IP header, ports and length.
     Skb,
+    /// `sockaddr_arg`: family, address and port.
+    Sockaddr,
+    /// `capability_arg`: the number and its name.
+    Capability,
+    /// A struct read field by field, written as its type says.
+    Struct(StructType),
 }
 
 impl ArgOut {
@@ -115,7 +133,12 @@ impl ArgOut {
     pub fn is_string(self) -> bool {
         matches!(
             self,
-            ArgOut::String | ArgOut::File | ArgOut::Path | ArgOut::LinuxBinprm | ArgOut::Bytes
+            ArgOut::String
+                | ArgOut::File
+                | ArgOut::Path
+                | ArgOut::LinuxBinprm
+                | ArgOut::Bytes
+                | ArgOut::Struct(StructType::NetDevice)
         )
     }
 }
@@ -127,13 +150,16 @@ pub struct ArgMeta {
     pub label: Option<String>,
 }
 
-/// The declared arguments of `unit`'s hook, into `config.args`; what events write.
+/// The declared arguments of `unit`'s hook, into `config.args`; what events write, and
+/// the struct fields its hook point reads.
 pub(super) fn declared(
     unit: &Unit<'_>,
     config: &mut HookConfig,
-) -> Result<Vec<ArgMeta>, HookError> {
+    facts: &Facts,
+) -> Result<(Vec<ArgMeta>, [FieldRead; MAX_FIELD_READS]), HookError> {
     let syscall = unit.subsystem == "syscalls" || unit.subsystem == "raw_syscalls";
     let mut metas = Vec::new();
+    let mut fields = [FieldRead::default(); MAX_FIELD_READS];
     for (i, a) in unit.hook.args.iter().take(MAX_HOOK_ARGS).enumerate() {
         let at = |source| HookError::Arg { arg: i, source };
         let field = unit.format.fields.get(a.index as usize).ok_or_else(|| {
@@ -143,7 +169,7 @@ pub(super) fn declared(
             })
         })?;
         let (arg, out) = match unit.kprobe {
-            Some(k) => kprobe_arg(&k, a, field, config),
+            Some(k) => kprobe_arg(&k, a, field, config, &mut fields, facts),
             None => field_of(a, field, syscall),
         }
         .map_err(at)?;
@@ -154,7 +180,7 @@ pub(super) fn declared(
             label: a.label.clone(),
         });
     }
-    Ok(metas)
+    Ok((metas, fields))
 }
 
 /// An argument of a kprobe, read as its record (the kind of function) lays it out.
@@ -163,6 +189,8 @@ fn kprobe_arg(
     a: &spec::Arg,
     field: &tracefs::Field,
     config: &mut HookConfig,
+    fields: &mut [FieldRead; MAX_FIELD_READS],
+    facts: &Facts,
 ) -> Result<(ArgConfig, ArgOut), ArgError> {
     let socket_only = |ty| ArgError::SocketOnly {
         call: k.call.to_owned(),
@@ -198,7 +226,31 @@ fn kprobe_arg(
         // A syscall: its arguments as its tracepoint's fields.
         return field_of(a, field, true);
     }
-    struct_arg(k, a, field, config)
+    struct_arg(k, a, field, config, fields, facts)
+}
+
+/// Where a struct argument's value goes in the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Room {
+    /// A path: the whole struct region.
+    Path,
+    /// At most half of it: either half.
+    Half,
+    /// Fields read by `tracer_read_field`: the first half only.
+    Fields,
+    /// Outside the region (an `iov_iter`'s buffer and size).
+    Outside,
+}
+
+/// The room of struct kind `kind` (`KPROBE_ARG_*`).
+fn room(kind: u16) -> Room {
+    match kind {
+        KPROBE_ARG_FILE | KPROBE_ARG_PATH | KPROBE_ARG_BPRM | KPROBE_ARG_KIOCB
+        | KPROBE_ARG_DENTRY => Room::Path,
+        KPROBE_ARG_FIELDS => Room::Fields,
+        KPROBE_ARG_IOV_ITER => Room::Outside,
+        _ => Room::Half,
+    }
 }
 
 /// An argument of any other function: a register, or the struct it points to.
@@ -207,6 +259,8 @@ fn struct_arg(
     a: &spec::Arg,
     field: &tracefs::Field,
     config: &mut HookConfig,
+    fields: &mut [FieldRead; MAX_FIELD_READS],
+    facts: &Facts,
 ) -> Result<(ArgConfig, ArgOut), ArgError> {
     let call = k.call;
     // A path the kprobe's program resolved, a string at `KPROBE_PATH_AT`.
@@ -221,17 +275,31 @@ fn struct_arg(
         offset: KPROBE_PATH_AT,
         ..Default::default()
     };
+    let mut sock_layout = || -> Result<(), ArgError> {
+        config.sock = k.generic_sock.ok_or(ArgError::NoSockLayout { ty: a.ty })?;
+        Ok(())
+    };
     let (struct_kind, out, arg) = match a.ty {
         ArgType::File => (KPROBE_ARG_FILE, ArgOut::File, path_arg),
         ArgType::Path => (KPROBE_ARG_PATH, ArgOut::Path, path_arg),
         ArgType::LinuxBinprm => (KPROBE_ARG_BPRM, ArgOut::LinuxBinprm, path_arg),
-        ArgType::Sock | ArgType::Skb => {
-            config.sock = k.generic_sock.ok_or(ArgError::NoSockLayout { ty: a.ty })?;
-            if a.ty == ArgType::Sock {
-                (KPROBE_ARG_SOCK, ArgOut::Sock, sock_arg)
-            } else {
-                (KPROBE_ARG_SKB, ArgOut::Skb, sock_arg)
-            }
+        ArgType::Kiocb => (KPROBE_ARG_KIOCB, ArgOut::File, path_arg),
+        ArgType::Dentry => (KPROBE_ARG_DENTRY, ArgOut::Path, path_arg),
+        ArgType::Sock => {
+            sock_layout()?;
+            (KPROBE_ARG_SOCK, ArgOut::Sock, sock_arg)
+        }
+        ArgType::Skb => {
+            sock_layout()?;
+            (KPROBE_ARG_SKB, ArgOut::Skb, sock_arg)
+        }
+        ArgType::Socket if !k.user => {
+            sock_layout()?;
+            (KPROBE_ARG_SOCKET, ArgOut::Sock, sock_arg)
+        }
+        ArgType::Sockaddr if !k.user => {
+            sock_layout()?;
+            (KPROBE_ARG_SOCKADDR, ArgOut::Sockaddr, sock_arg)
         }
         ArgType::Cred => {
             let cred = ArgConfig {
@@ -242,9 +310,94 @@ fn struct_arg(
             };
             (KPROBE_ARG_CRED, ArgOut::Cred, cred)
         }
+        ArgType::IovIter if !k.user => {
+            let enum_value = |v: &str| {
+                facts
+                    .enum_value("iter_type", v)
+                    .and_then(|n| u8::try_from(n).map_err(|_| format!("{v} is {n}")))
+                    .map_err(|why| ArgError::IovIter { why })
+            };
+            facts
+                .field_offset("iov_iter.ubuf")
+                .map_err(|why| ArgError::IovIter { why })?;
+            config.kprobe.iter_ubuf = enum_value("ITER_UBUF")?;
+            config.kprobe.iter_iovec = enum_value("ITER_IOVEC")?;
+            let bytes = ArgConfig {
+                offset: field.offset,
+                size: 8,
+                kind: ARG_USER_BYTES,
+                len_at: KPROBE_IOV_LEN_AT as u8,
+                ..Default::default()
+            };
+            (KPROBE_ARG_IOV_ITER, ArgOut::Bytes, bytes)
+        }
+        ArgType::Struct(t) if !k.user => {
+            if config.kprobe.struct_kind == KPROBE_ARG_FIELDS
+                || room(config.kprobe.struct_kind) == Room::Path
+            {
+                return Err(ArgError::SecondStruct);
+            }
+            let (reads, len) = t
+                .reads(a.index as u8, &|p| facts.field_offset(p))
+                .map_err(|e| ArgError::Struct(Box::new(e)))?;
+            let free = fields
+                .iter()
+                .position(|f| f.kind == 0)
+                .unwrap_or(MAX_FIELD_READS);
+            if free + reads.len() > MAX_FIELD_READS {
+                return Err(ArgError::SecondStruct);
+            }
+            for (slot, r) in fields[free..].iter_mut().zip(&reads) {
+                *slot = *r;
+            }
+            let arg = if t == StructType::NetDevice {
+                ArgConfig {
+                    offset: KPROBE_PATH_AT,
+                    size: 16,
+                    kind: ARG_CHAR_ARRAY,
+                    ..Default::default()
+                }
+            } else {
+                ArgConfig {
+                    offset: KPROBE_PATH_AT,
+                    size: len as u8,
+                    kind: ARG_BYTES,
+                    ..Default::default()
+                }
+            };
+            // The fields go to the first half: a struct of another kind there moves to
+            // the second.
+            if config.kprobe.struct_kind != 0 {
+                let moved = config.kprobe.struct_kind;
+                if room(moved) != Room::Half && room(moved) != Room::Outside {
+                    return Err(ArgError::SecondStruct);
+                }
+                config.kprobe.struct2_kind = moved as u8;
+                config.kprobe.struct2_arg = config.kprobe.struct_arg as u8;
+                for c in config.args.iter_mut() {
+                    if c.offset == KPROBE_PATH_AT && room(moved) == Room::Half {
+                        c.offset = KPROBE_STRUCT2_AT;
+                    }
+                }
+            }
+            config.kprobe.struct_kind = KPROBE_ARG_FIELDS;
+            config.kprobe.struct_arg = a.index as u16;
+            return Ok((arg, ArgOut::Struct(t)));
+        }
+        ArgType::Capability => {
+            return Ok((field_arg(field, ARG_INT), ArgOut::Capability));
+        }
+        ArgType::Socket if !k.user => unreachable!("matched above"),
         ArgType::Socket => {
             return Err(ArgError::Socket {
                 call: call.to_owned(),
+            });
+        }
+        ty @ (ArgType::Sockaddr | ArgType::IovIter | ArgType::Struct(_)) => {
+            return Err(ArgError::Register {
+                call: call.to_owned(),
+                index: a.index,
+                ty,
             });
         }
         ty => {
@@ -266,13 +419,40 @@ fn struct_arg(
             return Ok((field_arg(field, kind), out));
         }
     };
-    if config.kprobe.struct_kind != 0 {
+    let k1 = &mut config.kprobe;
+    if k1.struct_kind == 0 {
+        k1.struct_arg = a.index as u16;
+        k1.struct_kind = struct_kind;
+        return Ok((arg, out));
+    }
+    // A second struct argument.
+    let (first, second) = (room(k1.struct_kind), room(struct_kind));
+    let fits = k1.struct2_kind == 0
+        && match second {
+            Room::Outside => true,
+            Room::Half => first == Room::Half || first == Room::Fields || first == Room::Outside,
+            Room::Path | Room::Fields => false,
+        };
+    if !fits {
         return Err(ArgError::SecondStruct);
     }
-    config.kprobe = KprobeLayout {
-        struct_arg: a.index as u16,
-        struct_kind,
-        ..Default::default()
+    if first == Room::Outside && second != Room::Outside {
+        // The first takes no room: the second goes first.
+        k1.struct2_kind = k1.struct_kind as u8;
+        k1.struct2_arg = k1.struct_arg as u8;
+        k1.struct_kind = struct_kind;
+        k1.struct_arg = a.index as u16;
+        return Ok((arg, out));
+    }
+    k1.struct2_kind = struct_kind as u8;
+    k1.struct2_arg = a.index as u8;
+    let arg = if second == Room::Half {
+        ArgConfig {
+            offset: KPROBE_STRUCT2_AT,
+            ..arg
+        }
+    } else {
+        arg
     };
     Ok((arg, out))
 }

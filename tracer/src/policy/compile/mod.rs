@@ -9,6 +9,7 @@
 
 mod args;
 mod selectors;
+pub mod structs;
 
 use std::collections::HashSet;
 
@@ -414,7 +415,7 @@ fn hook(unit: &Unit<'_>, ctx: &mut Ctx<'_>) -> Result<Hook, HookError> {
         },
         ..Default::default()
     };
-    let mut metas = args::declared(unit, &mut config)?;
+    let (mut metas, fields) = args::declared(unit, &mut config, ctx.facts)?;
     let ret = args::return_value(unit, &mut config, &mut metas)?;
     let mut overrides = false;
     let mut process = 0;
@@ -445,6 +446,7 @@ fn hook(unit: &Unit<'_>, ctx: &mut Ctx<'_>) -> Result<Hook, HookError> {
     let reads = place::Reads {
         probe,
         sock_return: ret.sock_return,
+        fields,
     };
     let point = place::point(unit, &config, reads, ctx.facts.kernel);
     Ok(Hook {

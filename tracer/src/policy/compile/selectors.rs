@@ -51,6 +51,10 @@ pub enum SelectorError {
         "argument {index} is a `cred`, which is reported, not filtered on yet (filter on the process's capabilities with matchCapabilities)"
     )]
     Cred { index: u32 },
+    #[error(
+        "argument {index} is a `{ty}`, which is reported, not filtered on yet; filter on another argument, or on the process"
+    )]
+    Struct { index: u32, ty: &'static str },
     #[error("argument {index} is not a socket: the socket operators do not apply")]
     NotSocket { index: u32 },
     /// `kind`: `string` or `integer`.
@@ -374,11 +378,19 @@ fn match_arg(
     ctx: &mut Ctx<'_>,
 ) -> Result<(ArgFilter, Option<GateFilter>), SelectorError> {
     let out = metas[arg].out;
-    if matches!(out, ArgOut::Sock | ArgOut::Skb) {
+    if matches!(out, ArgOut::Sock | ArgOut::Skb | ArgOut::Sockaddr) {
         return Ok((sock_filter(m, arg, ctx)?, None));
     }
     if out == ArgOut::Cred {
         return Err(SelectorError::Cred { index: m.index });
+    }
+    if let ArgOut::Struct(t) = out
+        && t != super::structs::StructType::NetDevice
+    {
+        return Err(SelectorError::Struct {
+            index: m.index,
+            ty: t.name(),
+        });
     }
     let is_string = out.is_string();
     let op = match (m.op, is_string) {

@@ -13,13 +13,14 @@ use tracer_common::policy::{
     HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_CGROUP_SCOPE, HOOK_ENTRY_SOCK, HOOK_FD,
     HOOK_MONITOR, HOOK_RET_FD_SOCK, HOOK_SOCK_TRIGGER, HP_DEP_CGROUP, HP_DEP_CRED, HP_DEP_NS,
     HP_KPROBE_GENERIC, HP_KPROBE_SYSCALL, HP_RETURN, HP_SAVE_ENTRY, HP_SOCK_RETURN, HP_VERDICT,
-    KPROBE_ARG_BPRM, KPROBE_ARG_CRED, KPROBE_ARG_FILE, KPROBE_ARG_SKB, KPROBE_ARG_SOCK,
-    KPROBE_PATH_AT, KprobeLayout, LONG_PREFIX, NS_CGROUP, NS_IPC, NS_MNT, NS_NET, NS_PID,
-    NS_PID_FOR_CHILDREN, NS_TIME, NS_TIME_FOR_CHILDREN, NS_USER, NS_UTS, OP_DADDR, OP_DPORT,
-    OP_DPORT_PRIV, OP_EQUAL, OP_FAMILY, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX,
-    OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, OP_PROTOCOL, OP_SADDR, OP_SPORT_PRIV, OP_STATE, PIDS_IN,
-    PIDS_NOT_IN, RATE_GLOBAL, RATE_PROCESS, RATE_THREAD, RETURN_AT, SOCK_ARG_AT, SOCK_RETURN_AT,
-    SYSCALL_ENTER, SYSCALL_EXIT, SockLayout,
+    KPROBE_ARG_BPRM, KPROBE_ARG_CRED, KPROBE_ARG_FIELDS, KPROBE_ARG_FILE, KPROBE_ARG_IOV_ITER,
+    KPROBE_ARG_KIOCB, KPROBE_ARG_SKB, KPROBE_ARG_SOCK, KPROBE_ARG_SOCKADDR, KPROBE_ARG_SOCKET,
+    KPROBE_IOV_LEN_AT, KPROBE_PATH_AT, KPROBE_STRUCT2_AT, KprobeLayout, LONG_PREFIX, NS_CGROUP,
+    NS_IPC, NS_MNT, NS_NET, NS_PID, NS_PID_FOR_CHILDREN, NS_TIME, NS_TIME_FOR_CHILDREN, NS_USER,
+    NS_UTS, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL, OP_FAMILY, OP_GT, OP_LT, OP_MASK,
+    OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, OP_PROTOCOL, OP_SADDR,
+    OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN, RATE_GLOBAL, RATE_PROCESS,
+    RATE_THREAD, RETURN_AT, SOCK_ARG_AT, SOCK_RETURN_AT, SYSCALL_ENTER, SYSCALL_EXIT, SockLayout,
 };
 
 use super::{
@@ -657,9 +658,116 @@ fn struct_arguments_of_any_function() {
     );
     assert_eq!(h.args[0].out, ArgOut::Skb);
     assert_eq!(h.config.selectors[0].filters[0].op, OP_DADDR);
-    // One struct argument per kprobe.
+    // A path takes the whole struct region: no second struct beside it.
     let e = compile_kp("security_file_open\n    syscall: false\n    args:\n    - index: 0\n      type: file\n    - index: 1\n      type: cred\n").unwrap_err();
-    assert!(e.contains("and this is the second"), "{e}");
+    assert!(e.contains("this is one too many"), "{e}");
+}
+
+/// Struct arguments of the corpus's policies: two sockets in the two halves of the
+/// region, fields at offsets from this kernel's BTF, an iov_iter beside a path.
+#[test]
+fn struct_arguments_read_field_by_field() {
+    if !std::path::Path::new(crate::kernel::btf::VMLINUX_BTF).exists() {
+        eprintln!("SKIPPED struct_arguments_read_field_by_field: no kernel BTF here");
+        return;
+    }
+    let root = tracefs();
+    let compile_kp = |hook: &str| {
+        compile_kprobe(root.path(), hook, KPROBES)
+            .map(|hooks| hooks.into_iter().next().expect("one hook"))
+    };
+    // security_socket_connect(socket, sockaddr, addrlen): the socket in the first half,
+    // the address in the second, both with the socket operators.
+    let h = compile_kp("security_socket_connect\n    syscall: false\n    args:\n    - index: 0\n      type: socket\n    - index: 1\n      type: sockaddr\n    - index: 2\n      type: int\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Protocol\n        values: [IPPROTO_TCP]\n      - index: 1\n        operator: Family\n        values: [AF_INET]\n      - index: 1\n        operator: SPort\n        values: [\"80\"]\n").expect("compiles");
+    let k = h.config.kprobe;
+    assert_eq!(
+        (k.struct_arg, k.struct_kind, k.struct2_arg, k.struct2_kind),
+        (0, KPROBE_ARG_SOCKET, 1, KPROBE_ARG_SOCKADDR as u8)
+    );
+    assert_eq!(
+        (h.config.args[0].offset, h.config.args[1].offset),
+        (KPROBE_PATH_AT, KPROBE_STRUCT2_AT)
+    );
+    assert_eq!(
+        (h.args[0].out, h.args[1].out),
+        (ArgOut::Sock, ArgOut::Sockaddr)
+    );
+    assert_eq!(h.config.selectors[0].filters[2].op, OP_SPORT);
+    // bpf_map: five fields read into the first half, reported as bytes.
+    let h = compile_kp("security_bpf_map_create\n    syscall: false\n    args:\n    - index: 0\n      type: bpf_map\n").expect("compiles");
+    assert_eq!(h.config.kprobe.struct_kind, KPROBE_ARG_FIELDS);
+    let reads: Vec<_> = h.point.fields.iter().filter(|f| f.kind != 0).collect();
+    assert_eq!(reads.len(), 5);
+    assert_eq!(
+        (
+            h.config.args[0].kind,
+            h.config.args[0].offset,
+            h.config.args[0].size
+        ),
+        (ARG_BYTES, KPROBE_PATH_AT, 32)
+    );
+    assert_eq!(reads[4].dst, 16, "the name after four u32");
+    assert_eq!(
+        h.args[0].out,
+        ArgOut::Struct(super::structs::StructType::BpfMap)
+    );
+    let e = compile_kp("security_bpf_map_create\n    syscall: false\n    args:\n    - index: 0\n      type: bpf_map\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Equal\n        values: [\"1\"]\n").unwrap_err();
+    assert!(
+        e.contains("is a `bpf_map`, which is reported, not filtered on yet"),
+        "{e}"
+    );
+    // net_device: its name, a string the string operators filter.
+    let h = compile_kp("dev_hard_start_xmit\n    syscall: false\n    args:\n    - index: 1\n      type: net_device\n    selectors:\n    - matchArgs:\n      - index: 1\n        operator: Equal\n        values: [lo]\n").expect("compiles");
+    assert_eq!(
+        (h.config.args[0].kind, h.config.args[0].offset),
+        (ARG_CHAR_ARRAY, KPROBE_PATH_AT)
+    );
+    assert_eq!(h.point.fields[0].arg, 1);
+    assert_eq!(h.point.fields[0].kind, tracer_common::policy::FIELD_STR);
+    // A socket and a struct of fields: the fields take the first half, the socket moves.
+    let h = compile_kp("some_function\n    syscall: false\n    args:\n    - index: 0\n      type: sock\n    - index: 1\n      type: user_namespace\n").expect("compiles");
+    assert_eq!(
+        (h.config.kprobe.struct_kind, h.config.kprobe.struct2_kind),
+        (KPROBE_ARG_FIELDS, KPROBE_ARG_SOCK as u8)
+    );
+    assert_eq!(
+        (h.config.args[0].offset, h.config.args[1].offset),
+        (KPROBE_STRUCT2_AT, KPROBE_PATH_AT)
+    );
+    // tty_write(kiocb, iov_iter): the file's path, and the user buffer as bytes, its
+    // address over the argument's register and its size at KPROBE_IOV_LEN_AT.
+    let h = compile_kp("tty_write\n    syscall: false\n    args:\n    - index: 0\n      type: kiocb\n    - index: 1\n      type: iov_iter\n      maxData: true\n").expect("compiles");
+    let k = h.config.kprobe;
+    assert_eq!(
+        (k.struct_kind, k.struct2_kind, k.struct2_arg),
+        (KPROBE_ARG_KIOCB, KPROBE_ARG_IOV_ITER as u8, 1)
+    );
+    assert_ne!(
+        k.iter_ubuf, k.iter_iovec,
+        "from the kernel's enum iter_type"
+    );
+    assert_eq!(
+        (
+            h.config.args[1].kind,
+            h.config.args[1].offset,
+            h.config.args[1].len_at
+        ),
+        (ARG_USER_BYTES, 24, KPROBE_IOV_LEN_AT as u8)
+    );
+    assert_eq!(
+        (h.args[0].out, h.args[1].out),
+        (ArgOut::File, ArgOut::Bytes)
+    );
+    // cap_capable(cred, user_namespace, cap, opts): the number, filtered as an integer.
+    let h = compile_kp("cap_capable\n    syscall: false\n    args:\n    - index: 1\n      type: user_namespace\n    - index: 2\n      type: capability\n    selectors:\n    - matchArgs:\n      - index: 2\n        operator: Equal\n        values: [\"21\"]\n").expect("compiles");
+    assert_eq!(h.args[1].out, ArgOut::Capability);
+    assert_eq!(
+        (h.config.args[1].kind, h.config.args[1].offset),
+        (ARG_INT, 32)
+    );
+    // A path and a struct of fields do not share the region.
+    let e = compile_kp("some_function\n    syscall: false\n    args:\n    - index: 0\n      type: dentry\n    - index: 1\n      type: module\n").unwrap_err();
+    assert!(e.contains("this is one too many"), "{e}");
 }
 
 #[test]

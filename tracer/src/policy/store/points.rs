@@ -244,8 +244,8 @@ impl Points {
                 }),
             kprobe: p.key.point.kprobe,
             sock: p.key.point.sock,
-            _pad2: 0,
             usdt: p.key.point.usdt,
+            fields: p.key.point.fields,
         };
         maps.put_point(id, &record)?;
         if let Some(old) = std::mem::replace(&mut p.gate, gate)
@@ -560,6 +560,7 @@ mod tests {
                 kprobe: Default::default(),
                 sock: Default::default(),
                 usdt: Default::default(),
+                fields: Default::default(),
             },
             pair: 0,
         };

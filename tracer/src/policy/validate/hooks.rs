@@ -541,10 +541,37 @@ fn args(c: &mut Check, h: &HookParts<'_>, path: &str) -> (Vec<spec::Arg>, Vec<u3
             (&a.resolve, "resolve"),
             (&a.btf_type, "btfType"),
             (&a.btf_type_module, "btfTypeModule"),
-            (&a.max_data, "maxData"),
             (&a.source, "source"),
         ] {
             c.unsupported(field, &format!("{ap}.{name}"), &format!("`{name}`"));
+        }
+        if let Some(m) = &a.max_data
+            && **m
+        {
+            let bytes = matches!(
+                ty,
+                spec::ArgType::String { buffer: true }
+                    | spec::ArgType::CharIovec
+                    | spec::ArgType::IovIter
+            );
+            if bytes {
+                c.warn(
+                    m.span(),
+                    format!("{ap}.maxData"),
+                    format!(
+                        "the tracer keeps the first {} bytes of a buffer (Tetragon up to 327,360 with maxData); events give the full size as truncated_bytes_arg.orig_size",
+                        tracer_common::policy::STRING_MAX - 1
+                    ),
+                    None,
+                );
+            } else {
+                c.at(
+                    m.span(),
+                    format!("{ap}.maxData"),
+                    "maxData reads more of a buffer: a `char_buf`, `char_iovec` or `iov_iter` argument",
+                    Some("remove it".into()),
+                );
+            }
         }
         out.push(spec::Arg {
             index: *a.index,

@@ -143,33 +143,33 @@ pub const KPROBE_ARG_TYPES: &[&str] = &[
     "cred",
     "char_iovec",
     "skb",
-];
-/// Tetragon's kprobe argument types the tracer does not read yet.
-pub(super) const KPROBE_ARG_TYPES_UNSUPPORTED: &[&str] = &[
-    "auto",
     "sockaddr",
-    "sockaddr_un",
-    "filename",
+    "kiocb",
+    "dentry",
+    "iov_iter",
+    "capability",
     "bpf_attr",
+    "bpf_prog",
     "perf_event",
     "bpf_map",
     "user_namespace",
-    "capability",
-    "kiocb",
-    "iov_iter",
-    "const_buf",
     "load_info",
     "module",
-    "syscall64",
+    "net_device",
     "kernel_cap_t",
     "cap_inheritable",
     "cap_permitted",
     "cap_effective",
+];
+/// Tetragon's kprobe argument types the tracer does not read yet.
+pub(super) const KPROBE_ARG_TYPES_UNSUPPORTED: &[&str] = &[
+    "auto",
+    "sockaddr_un",
+    "filename",
+    "const_buf",
+    "syscall64",
     "data_loc",
-    "net_device",
     "bpf_cmd",
-    "dentry",
-    "bpf_prog",
 ];
 
 /// Linux capability names, in bit order (`include/uapi/linux/capability.h`).
@@ -301,6 +301,11 @@ pub(super) fn arg_type(ty: &str) -> Option<crate::policy::spec::ArgType> {
         "path" => T::Path,
         "linux_binprm" => T::LinuxBinprm,
         "cred" => T::Cred,
-        _ => return None,
+        "sockaddr" => T::Sockaddr,
+        "kiocb" => T::Kiocb,
+        "dentry" => T::Dentry,
+        "iov_iter" => T::IovIter,
+        "capability" => T::Capability,
+        other => T::Struct(crate::policy::compile::structs::StructType::named(other)?),
     })
 }
