@@ -102,7 +102,11 @@ fn libraries(binary: &Path) -> Vec<PathBuf> {
 /// Builds the guest: busybox as `/bin/busybox`, the agent as `/tracer` with its
 /// libraries, and `init` as `/init`.
 pub fn initramfs(agent: &Path, init: &str) -> Vec<u8> {
-    let mut c = Cpio::default();
+    initramfs_with(agent, init, Cpio::default())
+}
+
+/// [`initramfs`] with the entries of `c` before it.
+pub fn initramfs_with(agent: &Path, init: &str, mut c: Cpio) -> Vec<u8> {
     for d in [
         "bin",
         "sbin",

@@ -5,17 +5,12 @@
 //! when one of them starts to pass (take it off the list, and update the README's table)
 //! and when any other stops passing.
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-};
+use std::collections::BTreeMap;
+
+use integration::corpus::{corpus, policies};
 
 /// Files of the corpus that `validate` refuses today, and what they need.
 const NOT_YET: &[(&str, &str)] = &[
-    (
-        "bpf.yaml",
-        "argument types bpf_attr, perf_event, bpf_map; ignore.callNotFound",
-    ),
     (
         "datagram-with-sock-tracking.yaml",
         "socket tracking (returnArgAction TrackSock, argSock)",
@@ -24,36 +19,10 @@ const NOT_YET: &[(&str, &str)] = &[
         "datagram_518.yaml",
         "socket tracking (returnArgAction TrackSock, UntrackSock)",
     ),
-    ("dev_hard_start_xmit.yaml", "argument type net_device"),
     ("fd_install_cap_changes.yaml", "matchCapabilityChanges"),
-    (
-        "host-changes/monitor-kernel-modules.yaml",
-        "argument type module",
-    ),
-    (
-        "host-changes/monitor-signed-kernel-modules.yaml",
-        "argument type load_info",
-    ),
     ("killer.yaml", "enforcers, NotifyEnforcer"),
     ("loader.yaml", "loader: true (process_loader events)"),
-    (
-        "lsm_track_grandparent.yml",
-        "resolve (a path of BTF fields from an argument)",
-    ),
-    (
-        "process-credentials/creds-capability-usage.yaml",
-        "argument types user_namespace, capability",
-    ),
     ("rawtp.yaml", "tracepoint raw: true"),
-    (
-        "security-socket-connect-block-others.yaml",
-        "argument type sockaddr and its operators",
-    ),
-    (
-        "security-socket-connect.yaml",
-        "argument type sockaddr and its operators",
-    ),
-    ("security_inode_follow_link.yaml", "argument type dentry"),
     ("stack_traces.yaml", "kernelStackTrace, userStackTrace"),
     (
         "tcp-accept.yaml",
@@ -63,49 +32,8 @@ const NOT_YET: &[(&str, &str)] = &[
         "tcp-listen.yaml",
         "socket tracking (returnArgAction TrackSock, argSock)",
     ),
-    ("tty.yaml", "argument types kiocb, iov_iter; maxData"),
     ("usdt-set.yaml", "action Set (argIndex, argValue)"),
 ];
-
-/// The corpus's example policies: `TRACER_TETRAGON_CORPUS`, or `../shared/conformance/
-/// tetragon/examples` beside the project.
-fn corpus() -> PathBuf {
-    let dir = std::env::var_os("TRACER_TETRAGON_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/tetragon/examples")
-        });
-    assert!(
-        dir.is_dir(),
-        "Tetragon's example policies are not at {} (set TRACER_TETRAGON_CORPUS to the corpus's `examples` directory)",
-        dir.display()
-    );
-    dir
-}
-
-/// Every `.yaml`/`.yml` file under `dir`, by its path relative to `dir`.
-fn policies(dir: &Path, base: &Path, out: &mut Vec<(String, PathBuf)>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        .map(|e| e.expect("directory entry").path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            policies(&path, base, out);
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) {
-            let name = path
-                .strip_prefix(base)
-                .expect("under the corpus")
-                .to_string_lossy()
-                .into_owned();
-            out.push((name, path));
-        }
-    }
-}
 
 #[test]
 fn tetragon_examples_validate() {

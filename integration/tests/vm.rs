@@ -3,7 +3,7 @@
 //! `sched_process_exit` has no `group_dead` argument: the same binary, offsets resolved
 //! from each kernel's own BTF.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use integration::{exit_of, flags, of_kind, vm};
 use serde_json::Value;
@@ -285,7 +285,7 @@ spec:
       - index: 0
         operator: Postfix
         values: [vm-link]
-  - call: tty_write
+  - call: pipe_write
     syscall: false
     args:
     - index: 0
@@ -293,6 +293,17 @@ spec:
     - index: 1
       type: iov_iter
       maxData: true
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Prefix
+        values: [PIPE-MARK]
+  lsmhooks:
+  - hook: bprm_check_security
+    args:
+    - index: 0
+      type: string
+      resolve: mm.owner.real_parent.real_parent.comm
 POLICY
 echo secret > /tmp/vm-deny-file
 echo lsm-secret > /tmp/vm-lsm-file
@@ -358,11 +369,11 @@ sleep 1
 kill -9 $SLEEPER
 /bin/sh -c 'exit 7'
 cd /
-# Struct arguments (vm-types): a symlink followed, a write to the console.
+# Struct arguments (vm-types): a symlink followed, a write to a pipe.
 echo t > /tmp/vm-target
 ln -s /tmp/vm-target /tmp/vm-link
 cat /tmp/vm-link > /dev/null
-echo TTY-MARK-4242
+echo PIPE-MARK-4242 | cat > /dev/null
 connect_and_sync 4242 net-marker /tmp/events
 echo "STEP sync on vm-marker"
 i=0
@@ -1052,31 +1063,193 @@ fn struct_arguments(name: &str, events: &[Value]) {
             .any(|e| e["args"][0]["path_arg"]["path"] == "/vm-link"),
         "{name}: {links:#?}"
     );
-    // tty_write(kiocb, iov_iter): the console's path and the bytes written.
+    // pipe_write(kiocb, iov_iter): the pipe's file and the bytes written, filtered on
+    // in the kernel (`Prefix`); `ITER_UBUF` or `ITER_IOVEC`, as the kernel builds it.
     use base64::Engine as _;
-    let ttys = of("tty_write");
-    let mark = ttys
-        .iter()
-        .find(|e| {
-            e["args"][1]["bytes_arg"].as_str().is_some_and(|b| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(b)
-                    .is_ok_and(|d| d.starts_with(b"TTY-MARK-4242"))
-            })
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "{name}: no console write of the mark: {} events",
-                ttys.len()
-            )
-        });
-    let path = mark["args"][0]["file_arg"]["path"]
-        .as_str()
+    let pipes = of("pipe_write");
+    assert_eq!(pipes.len(), 1, "{name}: only the mark's write: {pipes:#?}");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(
+            pipes[0]["args"][1]["bytes_arg"]
+                .as_str()
+                .unwrap_or_default(),
+        )
         .unwrap_or_default();
-    assert!(path.starts_with("/dev/"), "{name}: {mark}");
-    println!(
-        "{name}: struct arguments: sockaddr, socket, net_device, user_namespace, capability, dentry, kiocb ({path}), iov_iter"
+    assert_eq!(bytes, b"PIPE-MARK-4242\n", "{name}: {}", pipes[0]);
+    assert!(
+        pipes[0]["args"][0]["file_arg"]["path"].is_string(),
+        "{name}: {}",
+        pipes[0]
     );
+    let path = pipes[0]["args"][0]["file_arg"]["path"].clone();
+    // resolve: the exec'ing process's grandparent's comm, four pointers from the
+    // linux_binprm (init's grandchildren: `init`; its children: the idle task's).
+    let resolved: Vec<&str> = of_kind(events, "process_lsm")
+        .into_iter()
+        .filter(|e| e["policy_name"] == "vm-types")
+        .filter_map(|e| e["args"][0]["string_arg"].as_str())
+        .collect();
+    for comm in ["init", "swapper/0"] {
+        assert!(resolved.contains(&comm), "{name}: {comm} in {resolved:?}");
+    }
+    println!(
+        "{name}: struct arguments: sockaddr, socket, net_device, user_namespace, capability, dentry, kiocb ({path}), iov_iter, resolve"
+    );
+}
+
+/// The guest of the corpus walk: one agent with every example policy that validates
+/// (function hooks on kprobes, `--disable-fentry`: one program for all functions, where
+/// fentry would have the emulated kernel verify one per function for minutes), stopped
+/// once ready; its log says how each policy loaded.
+const CORPUS_INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null
+echo ===KERNEL
+uname -r
+ip link set lo up
+ARGS=""
+for f in /corpus/*; do ARGS="$ARGS --tracing-policy $f"; done
+/tracer run --node-name vm-node --disable-fentry $ARGS > /dev/null 2> /tmp/agent.err &
+AGENT=$!
+i=0
+while ! grep -q "tracer ready" /tmp/agent.err && kill -0 $AGENT 2>/dev/null; do
+  sleep 0.5; i=$((i+1)); [ $i -gt 3600 ] && break
+done
+echo "STEP agent up after $i polls"
+kill -INT $AGENT
+wait $AGENT
+echo "AGENT_EXIT=$?"
+echo ===STDERR
+gzip -c /tmp/agent.err | base64
+echo ===END
+poweroff -f
+"#;
+
+/// Tetragon's example policies that validate, loaded together on each kernel: each loads
+/// fully, partly (every hook that does not run named with its reason), or is refused
+/// only because none of its hooks can run there (or, pod-scoped, because no cluster is
+/// there). Prints the table of the README.
+#[test]
+fn tetragon_examples_on_distribution_kernels() {
+    let kernels = vm::kernels();
+    if kernels.is_empty() {
+        if std::env::var_os("TRACER_SKIP_VM").is_some() {
+            println!("SKIPPED tetragon_examples_on_distribution_kernels: TRACER_SKIP_VM is set");
+            return;
+        }
+        panic!("no kernels to boot: run the tests with `cargo xtask test`");
+    }
+    let dir = integration::corpus::corpus();
+    let mut files = Vec::new();
+    integration::corpus::policies(&dir, &dir, &mut files);
+    // Copies under /corpus, each named after its file: the corpus reuses names
+    // (`connect`, `lsm`, ...), and one agent holds one policy of a name.
+    let mut copies = Vec::new();
+    let mut invalid = 0;
+    for (i, (name, path)) in files.iter().enumerate() {
+        if tracer::policy::parse::file(path).is_err() {
+            invalid += 1;
+            continue;
+        }
+        let text = std::fs::read_to_string(path).expect("read a corpus file");
+        let mut renamed = String::new();
+        let mut in_metadata = false;
+        let mut done = false;
+        for line in text.lines() {
+            if line.starts_with("metadata:") {
+                in_metadata = true;
+            } else if in_metadata && !done && line.trim_start().starts_with("name:") {
+                renamed.push_str(&format!("  name: corpus-{i}\n"));
+                done = true;
+                continue;
+            }
+            renamed.push_str(line);
+            renamed.push('\n');
+        }
+        copies.push((name.clone(), format!("corpus/c{i}.yaml"), renamed));
+    }
+    let mut initramfs = vm::Cpio::default();
+    initramfs.dir("corpus");
+    for (_, at, text) in &copies {
+        initramfs.file(at, 0o644, text.as_bytes());
+    }
+    let initramfs = vm::initramfs_with(&agent_bin(), CORPUS_INIT, initramfs);
+    for (kernel_name, kernel) in kernels {
+        let started = std::time::Instant::now();
+        let console = vm::boot(&kernel, &initramfs, Duration::from_secs(3600));
+        println!("{kernel_name}: the guest ran for {:.0?}", started.elapsed());
+        let fail = |what: &str| -> ! { panic!("{kernel_name}: {what}\nconsole:\n{console}") };
+        let release = vm::section(&console, "KERNEL").unwrap_or_else(|| fail("no output"));
+        let stderr = vm::section_gz(&console, "STDERR").unwrap_or_else(|| fail("no agent log"));
+        if !stderr.contains("tracer ready") {
+            fail(&format!("the agent never got ready:\n{stderr}"));
+        }
+        let mut table: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut wrong = Vec::new();
+        for (name, at, _) in &copies {
+            let source = format!("/{at}");
+            let line = stderr.lines().find(|l| {
+                l.contains(&format!("from {source} ")) || l.contains(&format!("{source}: "))
+            });
+            let state = match line {
+                Some(l) if l.contains("policy refused") => {
+                    if l.contains("none of its hooks can run here: ")
+                        || l.contains("no Kubernetes API server is configured")
+                    {
+                        "refused here"
+                    } else {
+                        wrong.push(format!("{name}: {l}"));
+                        "refused"
+                    }
+                }
+                Some(l) if l.contains(" partly loaded from ") => "partly",
+                Some(l) if l.contains(" loaded from ") => "fully",
+                _ => {
+                    wrong.push(format!("{name}: no outcome in the log"));
+                    "unknown"
+                }
+            };
+            if state != "fully" {
+                // Why, hook by hook, for the README's table.
+                let policy = format!("policy corpus-{}", &at["corpus/c".len()..at.len() - 5]);
+                for l in stderr.lines().filter(|l| {
+                    l.contains(&format!("{policy}: ")) || l.contains(&format!("{source}: "))
+                }) {
+                    println!(
+                        "{kernel_name}: {name}: {}",
+                        l.split_once("policy ").map_or(l, |(_, r)| r)
+                    );
+                }
+            }
+            table.entry(state).or_default().push(name);
+        }
+        println!(
+            "{kernel_name} ({}): {} files, {invalid} not valid yet",
+            release.trim(),
+            files.len()
+        );
+        for (state, names) in &table {
+            println!(
+                "{kernel_name}: {state}: {} ({})",
+                names.len(),
+                names.join(", ")
+            );
+        }
+        assert!(
+            wrong.is_empty(),
+            "{kernel_name}: refused for another reason than the kernel:\n{}\nlog:\n{stderr}",
+            wrong.join("\n")
+        );
+        assert!(
+            console.contains("AGENT_EXIT=0"),
+            "{kernel_name}: clean exit: {console}"
+        );
+    }
 }
 
 /// The client's `tcp_connect` and `tcp_close` events of the connection to `port`.

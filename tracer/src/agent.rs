@@ -60,6 +60,8 @@ pub struct Config {
     pub syscall_raw_tracepoints: bool,
     /// Kprobe hooks on their tracepoint equivalents even where kprobes work.
     pub disable_kprobes: bool,
+    /// Function hooks on kprobes even where the kernel has fentry.
+    pub disable_fentry: bool,
     /// How many hooks (and policies, and filter values) and hook points the kernel's
     /// policy maps hold.
     pub policy_capacity: loader::Capacity,
@@ -244,6 +246,7 @@ fn policy_store(
         resolved.offsets.present,
         config.syscall_raw_tracepoints,
         config.disable_kprobes,
+        config.disable_fentry,
     );
     tracing::info!(
         "kernel: kprobes {}; syscall hooks run on {}",

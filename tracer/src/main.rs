@@ -71,6 +71,9 @@ struct StatusArgs {
     /// As `tracer run --disable-kprobes`.
     #[arg(long)]
     disable_kprobes: bool,
+    /// As `tracer run --disable-fentry`.
+    #[arg(long)]
+    disable_fentry: bool,
 }
 
 #[derive(clap::Args)]
@@ -224,6 +227,12 @@ struct RunArgs {
     /// `sock:inet_sock_set_state`) even where the kernel has kprobes.
     #[arg(long)]
     disable_kprobes: bool,
+
+    /// Run policies' kprobes on kprobe programs even where the kernel has fentry: one
+    /// program attached to every function, where fentry loads (and the kernel verifies)
+    /// a program per function, at some cost per call (see the README).
+    #[arg(long)]
+    disable_fentry: bool,
 
     /// The most policy hooks the kernel's maps hold at once, and as many policies, and
     /// filter values of each kind (the maps take memory only for what they hold, and
@@ -522,6 +531,7 @@ fn status(args: StatusArgs) -> ExitCode {
         tracing_policies: args.tracing_policy,
         syscall_raw_tracepoints: args.syscall_raw_tracepoints,
         disable_kprobes: args.disable_kprobes,
+        disable_fentry: args.disable_fentry,
     };
     match tracer::status::report(&config) {
         Ok((text, ok)) => {
@@ -630,6 +640,7 @@ fn run(args: RunArgs) -> ExitCode {
         tracing_policy_dir: args.tracing_policy_dir,
         syscall_raw_tracepoints: args.syscall_raw_tracepoints,
         disable_kprobes: args.disable_kprobes,
+        disable_fentry: args.disable_fentry,
         policy_capacity: tracer::loader::Capacity {
             hooks: args.policy_capacity.max(1),
             hook_points: args.policy_hook_points.max(2),

@@ -18,6 +18,8 @@ pub struct Config {
     pub tracing_policies: Vec<PathBuf>,
     pub syscall_raw_tracepoints: bool,
     pub disable_kprobes: bool,
+    /// Function hooks on kprobes even where the kernel has fentry.
+    pub disable_fentry: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,7 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
         resolved.offsets.present,
         config.syscall_raw_tracepoints,
         config.disable_kprobes,
+        config.disable_fentry,
     );
     let facts = Facts::new(
         policy::facts::Kernel::new(&placement),

@@ -98,8 +98,10 @@ pub const FIELD_NONE: u8 = 0;
 pub const FIELD_BYTES: u8 = 1;
 /// ... a NUL-terminated string of kernel memory, at most `size` bytes with its NUL ...
 pub const FIELD_STR: u8 = 2;
-/// ... the same in the process's memory.
+/// ... the same in the process's memory ...
 pub const FIELD_USER_STR: u8 = 3;
+/// ... or nothing: zeroes the kernel lacks a field for (the record starts zeroed).
+pub const FIELD_ZERO: u8 = 4;
 /// Largest `FieldRead::size`.
 pub const FIELD_MAX: u8 = 64;
 

@@ -66,6 +66,18 @@ pub enum BtfError {
         arch = std::env::consts::ARCH
     )]
     NoSyscallReg(usize),
+    #[error("kernel BTF has no function `{0}` (the hook's argument types come from it)")]
+    NoFunc(String),
+    #[error(
+        "kernel BTF: function `{func}` has {params} parameters, and argument {index} is past them"
+    )]
+    NoParam {
+        func: String,
+        index: usize,
+        params: usize,
+    },
+    #[error("resolve `{path}`: {why}")]
+    Resolve { path: String, why: String },
     /// A required field of `KernelOffsets` that did not resolve.
     #[error("{cause}; needed for offset `{field}` (`{path}`)")]
     Field {
@@ -73,6 +85,30 @@ pub enum BtfError {
         path: String,
         cause: Box<BtfError>,
     },
+}
+
+/// What a `resolve` path reaches from a hook's argument: the pointers followed (each the
+/// offset, in the struct reached so far, of the pointer to the next), and the last
+/// member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPath {
+    pub derefs: Vec<u32>,
+    /// The last member's offset in the struct the last pointer reaches.
+    pub at: u32,
+    pub leaf: Leaf,
+}
+
+/// The type of the member a `resolve` path ends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaf {
+    /// An integer (or enum, or bool) of `size` bytes.
+    Int { size: u32, signed: bool },
+    /// A `char` array, in place.
+    Chars { len: u32 },
+    /// A `char *`.
+    CharPtr,
+    /// Any other pointer (its value).
+    Ptr,
 }
 
 /// The running kernel's type information.
@@ -233,6 +269,133 @@ impl KernelBtf {
             }
         }
         Err(BtfError::NoStruct(format!("enum {name} {variant}")))
+    }
+
+    /// The type of parameter `index` of function `func`.
+    fn func_param(&self, func: &str, index: usize) -> Result<Type, BtfError> {
+        for t in self.btf.resolve_types_by_name(func).unwrap_or_default() {
+            if let Type::Func(f) = t
+                && let Type::FuncProto(proto) = self.btf.resolve_chained_type(&f)?
+            {
+                let param = proto
+                    .parameters
+                    .get(index)
+                    .ok_or_else(|| BtfError::NoParam {
+                        func: func.to_owned(),
+                        index,
+                        params: proto.parameters.len(),
+                    })?;
+                return Ok(self.btf.resolve_chained_type(param)?);
+            }
+        }
+        Err(BtfError::NoFunc(func.to_owned()))
+    }
+
+    /// Walks `path` (`mm.owner.real_parent.comm`) from argument `index` of `func`, or,
+    /// with `cast`, from the argument taken as a pointer to struct `cast` (Tetragon's
+    /// `btfType`): the pointers to follow and the member it ends on.
+    pub fn resolve_field(
+        &self,
+        func: &str,
+        index: usize,
+        cast: Option<&str>,
+        path: &str,
+    ) -> Result<FieldPath, BtfError> {
+        let err = |why: String| BtfError::Resolve {
+            path: path.to_owned(),
+            why,
+        };
+        let mut derefs = Vec::new();
+        // The register holds a pointer: to the struct it names, or through more
+        // pointers (`struct cred **`), each followed.
+        let mut ty = match cast {
+            Some(name) => self.find_struct(name)?,
+            None => {
+                let param = self.strip(self.func_param(func, index)?)?;
+                let Type::Ptr(p) = param else {
+                    return Err(err(format!(
+                        "argument {index} of {func} is not a pointer to a struct"
+                    )));
+                };
+                self.strip(self.btf.resolve_chained_type(&p)?)?
+            }
+        };
+        while let Type::Ptr(p) = &ty {
+            derefs.push(0);
+            ty = self.strip(self.btf.resolve_chained_type(p)?)?;
+        }
+        let parts: Vec<&str> = path.split('.').collect();
+        let mut bits: u64 = 0;
+        let mut name = cast.unwrap_or("the argument").to_owned();
+        for (i, part) in parts.iter().enumerate() {
+            if part.contains('[') {
+                return Err(err(
+                    "array indexes (`field[N]`) are not supported yet".to_owned()
+                ));
+            }
+            let (member_bits, member_ty) = self
+                .find_member(&ty, part)?
+                .ok_or_else(|| err(format!("{name} has no member `{part}`")))?;
+            bits += member_bits;
+            if !bits.is_multiple_of(8) {
+                return Err(err(format!("`{part}` is a bit field")));
+            }
+            let member = self.strip(member_ty)?;
+            if i + 1 == parts.len() {
+                let at = u32::try_from(bits / 8).map_err(|_| err("too far".into()))?;
+                let leaf = self.leaf(&member).ok_or_else(|| {
+                    err(format!(
+                        "`{part}` is a struct, union or array of another kind: name one of its members"
+                    ))
+                })?;
+                return Ok(FieldPath { derefs, at, leaf });
+            }
+            match member {
+                Type::Ptr(p) => {
+                    derefs.push(u32::try_from(bits / 8).map_err(|_| err("too far".into()))?);
+                    bits = 0;
+                    ty = self.strip(self.btf.resolve_chained_type(&p)?)?;
+                    while let Type::Ptr(p) = &ty {
+                        derefs.push(0);
+                        ty = self.strip(self.btf.resolve_chained_type(p)?)?;
+                    }
+                }
+                Type::Struct(_) | Type::Union(_) => ty = member,
+                _ => {
+                    return Err(err(format!(
+                        "`{part}` is not a struct, a union or a pointer to one"
+                    )));
+                }
+            }
+            name = (*part).to_owned();
+        }
+        Err(err("the path is empty".into()))
+    }
+
+    /// What a member of type `ty` is read as, if it can be.
+    fn leaf(&self, ty: &Type) -> Option<Leaf> {
+        let is_char = |t: &Type| matches!(self.strip(t.clone()), Ok(Type::Int(i)) if i.size() == 1);
+        match ty {
+            Type::Int(i) => Some(Leaf::Int {
+                size: i.size() as u32,
+                signed: i.is_signed(),
+            }),
+            Type::Enum(e) => Some(Leaf::Int {
+                size: e.size() as u32,
+                signed: e.is_signed(),
+            }),
+            Type::Array(a) => {
+                let elem = self.btf.resolve_chained_type(a).ok()?;
+                is_char(&elem).then(|| Leaf::Chars {
+                    len: a.len() as u32,
+                })
+            }
+            Type::Ptr(p) => Some(match self.btf.resolve_chained_type(p) {
+                Ok(t) if is_char(&t) => Leaf::CharPtr,
+                _ => Leaf::Ptr,
+            }),
+            _ => None,
+        }
     }
 
     /// Number of arguments of a tracepoint's `TP_PROTO`, from its `btf_trace_<name>`

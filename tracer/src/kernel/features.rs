@@ -122,6 +122,7 @@ impl Placement {
         present: u32,
         raw_numbered: bool,
         disable_kprobes: bool,
+        disable_fentry: bool,
     ) -> Self {
         use tracer_common::offsets::{HAS_SOCK, HAS_SYSCALL_REGS};
         let syscall_regs = present & HAS_SYSCALL_REGS != 0;
@@ -141,7 +142,7 @@ impl Placement {
             raw_numbered,
             kprobes,
             has_kprobes,
-            fentry: on_functions && types.works(ProgramType::Fentry),
+            fentry: on_functions && !disable_fentry && types.works(ProgramType::Fentry),
             lsm: on_functions && types.works(ProgramType::Lsm),
         }
     }

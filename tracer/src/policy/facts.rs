@@ -113,6 +113,20 @@ impl Facts {
         self.btf()?.offset_of(path).map_err(|e| e.to_string())
     }
 
+    /// What `resolve: path` reaches from argument `index` of function `func` (or, with
+    /// `cast`, from the argument as a pointer to that struct), in the running kernel.
+    pub fn resolve_field(
+        &self,
+        func: &str,
+        index: usize,
+        cast: Option<&str>,
+        path: &str,
+    ) -> Result<crate::kernel::btf::FieldPath, String> {
+        self.btf()?
+            .resolve_field(func, index, cast, path)
+            .map_err(|e| e.to_string())
+    }
+
     /// The value of `variant` of enum `name` in the running kernel.
     pub fn enum_value(&self, name: &str, variant: &str) -> Result<u64, String> {
         self.btf()?

@@ -270,12 +270,16 @@ pub struct Arg {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub label: Option<Spanned<String>>,
+    /// A path of members from the argument (`mm.owner.real_parent.comm`), read at
+    /// offsets from the kernel's BTF.
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub resolve: Unsupported,
+    #[schemars(with = "Option<String>")]
+    pub resolve: Option<Spanned<String>>,
+    /// The struct the argument points to, for `resolve` (where its own type is too
+    /// generic).
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub btf_type: Unsupported,
+    #[schemars(with = "Option<String>")]
+    pub btf_type: Option<Spanned<String>>,
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub btf_type_module: Unsupported,

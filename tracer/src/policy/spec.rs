@@ -118,6 +118,10 @@ pub struct Arg {
     pub size_arg_index: Option<u32>,
     /// ... or read at the return, its size the return value.
     pub return_copy: bool,
+    /// `resolve`: a path of members from the argument, read instead of it ...
+    pub resolve: Option<String>,
+    /// ... from the struct named here (`btfType`) rather than the argument's own type.
+    pub btf_type: Option<String>,
 }
 
 /// The `type:` of an argument.

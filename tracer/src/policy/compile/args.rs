@@ -5,11 +5,12 @@
 use tracer_common::policy::{
     ARG_BYTES, ARG_CHAR_ARRAY, ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT, ARG_KERNEL_BYTES,
     ARG_KERNEL_STRING, ARG_SOCK, ARG_UINT, ARG_USER_BYTES, ARG_USER_IOVEC, ARG_USER_STRING,
-    ArgConfig, CredValue, FieldRead, HOOK_RET_FD_SOCK, HookConfig, KPROBE_ARG_BPRM,
-    KPROBE_ARG_CRED, KPROBE_ARG_DENTRY, KPROBE_ARG_FIELDS, KPROBE_ARG_FILE, KPROBE_ARG_IOV_ITER,
-    KPROBE_ARG_KIOCB, KPROBE_ARG_PATH, KPROBE_ARG_SKB, KPROBE_ARG_SOCK, KPROBE_ARG_SOCKADDR,
-    KPROBE_ARG_SOCKET, KPROBE_IOV_LEN_AT, KPROBE_PATH_AT, KPROBE_PATH_LEN, KPROBE_STRUCT2_AT,
-    MAX_FIELD_READS, MAX_HOOK_ARGS, RETURN_AT, SOCK_ARG_AT, SOCK_RETURN_AT,
+    ArgConfig, CredValue, FIELD_BYTES, FIELD_DEREFS, FIELD_MAX, FIELD_NONE, FIELD_STR, FieldRead,
+    HOOK_RET_FD_SOCK, HookConfig, KPROBE_ARG_BPRM, KPROBE_ARG_CRED, KPROBE_ARG_DENTRY,
+    KPROBE_ARG_FIELDS, KPROBE_ARG_FILE, KPROBE_ARG_IOV_ITER, KPROBE_ARG_KIOCB, KPROBE_ARG_PATH,
+    KPROBE_ARG_SKB, KPROBE_ARG_SOCK, KPROBE_ARG_SOCKADDR, KPROBE_ARG_SOCKET, KPROBE_IOV_LEN_AT,
+    KPROBE_PATH_AT, KPROBE_PATH_LEN, KPROBE_STRUCT_HALF, KPROBE_STRUCT2_AT, MAX_FIELD_READS,
+    MAX_HOOK_ARGS, RETURN_AT, SOCK_ARG_AT, SOCK_RETURN_AT,
 };
 
 use super::{
@@ -54,6 +55,22 @@ pub enum ArgError {
     SecondStruct,
     #[error(transparent)]
     Struct(Box<StructError>),
+    #[error(
+        "struct fields take at most {reads} reads and {bytes} bytes per kprobe (`resolve` arguments and the types read field by field share them), and this argument passes them"
+    )]
+    FieldsFull { reads: usize, bytes: u16 },
+    #[error("{why}")]
+    Resolve { why: String },
+    #[error("`resolve: {path}` ends on {leaf}, which is not read as `{}`", .ty.name())]
+    ResolveType {
+        path: String,
+        leaf: &'static str,
+        ty: ArgType,
+    },
+    #[error(
+        "`resolve` reads members of a kernel function's or LSM hook's arguments (from the kernel's BTF), not yet of {what}"
+    )]
+    ResolveWhere { what: &'static str },
     #[error(
         "`iov_iter` is read from `iter_type` and `ubuf` of the kernel's `struct iov_iter` (Linux 6.0 and later), and this kernel's BTF lacks them: {why}"
     )]
@@ -170,6 +187,9 @@ pub(super) fn declared(
         })?;
         let (arg, out) = match unit.kprobe {
             Some(k) => kprobe_arg(&k, a, field, config, &mut fields, facts),
+            None if a.resolve.is_some() => Err(ArgError::ResolveWhere {
+                what: "a tracepoint's",
+            }),
             None => field_of(a, field, syscall),
         }
         .map_err(at)?;
@@ -192,6 +212,19 @@ fn kprobe_arg(
     fields: &mut [FieldRead; MAX_FIELD_READS],
     facts: &Facts,
 ) -> Result<(ArgConfig, ArgOut), ArgError> {
+    if let Some(path) = &a.resolve {
+        if k.user {
+            return Err(ArgError::ResolveWhere {
+                what: "a binary's (uprobes, USDT)",
+            });
+        }
+        if !k.generic || k.at_return.is_some() {
+            return Err(ArgError::ResolveWhere {
+                what: "a syscall's or a socket function's",
+            });
+        }
+        return resolved_arg(k, a, path, config, fields, facts);
+    }
     let socket_only = |ty| ArgError::SocketOnly {
         call: k.call.to_owned(),
         ty,
@@ -332,56 +365,25 @@ fn struct_arg(
             (KPROBE_ARG_IOV_ITER, ArgOut::Bytes, bytes)
         }
         ArgType::Struct(t) if !k.user => {
-            if config.kprobe.struct_kind == KPROBE_ARG_FIELDS
-                || room(config.kprobe.struct_kind) == Room::Path
-            {
-                return Err(ArgError::SecondStruct);
-            }
             let (reads, len) = t
                 .reads(a.index as u8, &|p| facts.field_offset(p))
                 .map_err(|e| ArgError::Struct(Box::new(e)))?;
-            let free = fields
-                .iter()
-                .position(|f| f.kind == 0)
-                .unwrap_or(MAX_FIELD_READS);
-            if free + reads.len() > MAX_FIELD_READS {
-                return Err(ArgError::SecondStruct);
-            }
-            for (slot, r) in fields[free..].iter_mut().zip(&reads) {
-                *slot = *r;
-            }
+            let at = fields_arg(config, fields, &reads, len)?;
             let arg = if t == StructType::NetDevice {
                 ArgConfig {
-                    offset: KPROBE_PATH_AT,
+                    offset: at,
                     size: 16,
                     kind: ARG_CHAR_ARRAY,
                     ..Default::default()
                 }
             } else {
                 ArgConfig {
-                    offset: KPROBE_PATH_AT,
+                    offset: at,
                     size: len as u8,
                     kind: ARG_BYTES,
                     ..Default::default()
                 }
             };
-            // The fields go to the first half: a struct of another kind there moves to
-            // the second.
-            if config.kprobe.struct_kind != 0 {
-                let moved = config.kprobe.struct_kind;
-                if room(moved) != Room::Half && room(moved) != Room::Outside {
-                    return Err(ArgError::SecondStruct);
-                }
-                config.kprobe.struct2_kind = moved as u8;
-                config.kprobe.struct2_arg = config.kprobe.struct_arg as u8;
-                for c in config.args.iter_mut() {
-                    if c.offset == KPROBE_PATH_AT && room(moved) == Room::Half {
-                        c.offset = KPROBE_STRUCT2_AT;
-                    }
-                }
-            }
-            config.kprobe.struct_kind = KPROBE_ARG_FIELDS;
-            config.kprobe.struct_arg = a.index as u16;
             return Ok((arg, ArgOut::Struct(t)));
         }
         ArgType::Capability => {
@@ -455,6 +457,167 @@ fn struct_arg(
         arg
     };
     Ok((arg, out))
+}
+
+/// Adds `reads` (laid out from 0, `len` bytes) to the hook point's field reads, after
+/// those already there, in the first half of the struct region (a struct argument of
+/// another kind there moves to the second half); where they start in the record.
+fn fields_arg(
+    config: &mut HookConfig,
+    fields: &mut [FieldRead; MAX_FIELD_READS],
+    reads: &[FieldRead],
+    len: u16,
+) -> Result<u16, ArgError> {
+    let k = &mut config.kprobe;
+    if k.struct_kind != 0 && k.struct_kind != KPROBE_ARG_FIELDS {
+        let moved = k.struct_kind;
+        if k.struct2_kind != 0 || !matches!(room(moved), Room::Half | Room::Outside) {
+            return Err(ArgError::SecondStruct);
+        }
+        k.struct2_kind = moved as u8;
+        k.struct2_arg = k.struct_arg as u8;
+        if room(moved) == Room::Half {
+            for c in config.args.iter_mut() {
+                if c.offset == KPROBE_PATH_AT {
+                    c.offset = KPROBE_STRUCT2_AT;
+                }
+            }
+        }
+    }
+    let k = &mut config.kprobe;
+    k.struct_kind = KPROBE_ARG_FIELDS;
+    let used = fields
+        .iter()
+        .filter(|f| f.kind != FIELD_NONE)
+        .map(|f| f.dst + u16::from(f.size))
+        .max()
+        .unwrap_or(0);
+    let shift = used.div_ceil(8) * 8;
+    let free = fields
+        .iter()
+        .position(|f| f.kind == FIELD_NONE)
+        .unwrap_or(MAX_FIELD_READS);
+    if free + reads.len() > MAX_FIELD_READS || shift + len > KPROBE_STRUCT_HALF {
+        return Err(ArgError::FieldsFull {
+            reads: MAX_FIELD_READS,
+            bytes: KPROBE_STRUCT_HALF,
+        });
+    }
+    for (slot, r) in fields[free..].iter_mut().zip(reads) {
+        *slot = FieldRead {
+            dst: r.dst + shift,
+            ..*r
+        };
+    }
+    Ok(KPROBE_PATH_AT + shift)
+}
+
+/// An argument read through `resolve`: the member its path ends on, an integer or a
+/// string, read by the field reader.
+fn resolved_arg(
+    k: &KprobeSite<'_>,
+    a: &spec::Arg,
+    path: &str,
+    config: &mut HookConfig,
+    fields: &mut [FieldRead; MAX_FIELD_READS],
+    facts: &Facts,
+) -> Result<(ArgConfig, ArgOut), ArgError> {
+    use crate::kernel::btf::Leaf;
+    let func = if k.lsm {
+        format!("bpf_lsm_{}", k.call)
+    } else {
+        k.call.to_owned()
+    };
+    let fp = facts
+        .resolve_field(&func, a.index as usize, a.btf_type.as_deref(), path)
+        .map_err(|why| ArgError::Resolve { why })?;
+    let mut derefs = fp.derefs.clone();
+    let mut at = fp.at;
+    let (kind, size) = match (fp.leaf, a.ty) {
+        (Leaf::Int { size, .. }, ArgType::Int { .. } | ArgType::Auto) => (FIELD_BYTES, size.min(8)),
+        (Leaf::Ptr, ArgType::Int { .. } | ArgType::Auto) => (FIELD_BYTES, 8),
+        (Leaf::Chars { len }, ArgType::String { .. }) => (FIELD_STR, len.min(u32::from(FIELD_MAX))),
+        (Leaf::CharPtr, ArgType::String { .. }) => {
+            derefs.push(at);
+            at = 0;
+            (FIELD_STR, u32::from(FIELD_MAX))
+        }
+        (leaf, ty) => {
+            return Err(ArgError::ResolveType {
+                path: path.to_owned(),
+                leaf: match leaf {
+                    Leaf::Int { .. } => "an integer",
+                    Leaf::Ptr => "a pointer",
+                    Leaf::Chars { .. } | Leaf::CharPtr => "a string",
+                },
+                ty,
+            });
+        }
+    };
+    if derefs.len() > FIELD_DEREFS {
+        return Err(ArgError::Resolve {
+            why: format!(
+                "`{path}` follows {} pointers, and at most {FIELD_DEREFS} are followed",
+                derefs.len()
+            ),
+        });
+    }
+    let offset16 = |v: u32| {
+        u16::try_from(v).map_err(|_| ArgError::Resolve {
+            why: format!("`{path}`: an offset past 65535 ({v})"),
+        })
+    };
+    let mut chain = [0u16; FIELD_DEREFS];
+    for (c, d) in chain.iter_mut().zip(&derefs) {
+        *c = offset16(*d)?;
+    }
+    let read = FieldRead {
+        arg: a.index as u8,
+        kind,
+        derefs: derefs.len() as u8,
+        size: size as u8,
+        dst: 0,
+        at: offset16(at)?,
+        chain,
+    };
+    let offset = fields_arg(config, fields, &[read], size as u16)?;
+    Ok(match a.ty {
+        ArgType::String { .. } => (
+            ArgConfig {
+                offset,
+                size: size as u8,
+                kind: ARG_CHAR_ARRAY,
+                ..Default::default()
+            },
+            ArgOut::String,
+        ),
+        ArgType::Int { signed, wide } => {
+            let out = match (signed, wide || size == 8) {
+                (true, true) => ArgOut::Long,
+                (false, true) => ArgOut::Size,
+                (true, false) => ArgOut::Int,
+                (false, false) => ArgOut::Uint,
+            };
+            (
+                ArgConfig {
+                    offset,
+                    size: size as u8,
+                    kind: if signed { ARG_INT } else { ARG_UINT },
+                    ..Default::default()
+                },
+                out,
+            )
+        }
+        _ => (
+            ArgConfig {
+                offset,
+                size: size as u8,
+                kind: ARG_UINT,
+                ..Default::default()
+            },
+            ArgOut::Size,
+        ),
+    })
 }
 
 /// A field of a tracepoint's record (or a syscall's, for a kprobe on it).

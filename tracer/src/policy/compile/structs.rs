@@ -5,7 +5,8 @@
 
 use serde_json::{Value, json};
 use tracer_common::policy::{
-    FIELD_BYTES, FIELD_DEREFS, FIELD_MAX, FIELD_STR, FIELD_USER_STR, FieldRead, KPROBE_STRUCT_HALF,
+    FIELD_BYTES, FIELD_DEREFS, FIELD_MAX, FIELD_STR, FIELD_USER_STR, FIELD_ZERO, FieldRead,
+    KPROBE_STRUCT_HALF,
 };
 
 /// A struct argument type whose fields are read.
@@ -208,6 +209,13 @@ impl StructType {
             let member = match member {
                 Ok(m) => m,
                 Err(_) if field.optional => {
+                    out.push(FieldRead {
+                        arg,
+                        kind: FIELD_ZERO,
+                        size: field.size,
+                        dst: at,
+                        ..Default::default()
+                    });
                     at += u16::from(field.size);
                     continue;
                 }
@@ -493,13 +501,17 @@ mod tests {
 
     #[test]
     fn a_field_the_kernel_lacks_is_named_unless_optional() {
-        // `load_info.sig_ok` is optional: left out, its bytes still counted.
+        // `load_info.sig_ok` is optional: left zero, its bytes still counted.
         let (reads, len) = StructType::LoadInfo.reads(1, &offsets).unwrap();
-        assert_eq!(reads.len(), 2);
+        assert_eq!(reads.len(), 3);
         assert_eq!(len, 8 + 4 + 4 + 56, "the name aligned to 8");
-        assert_eq!(reads[1].derefs, 1);
-        assert_eq!(reads[1].at, 0);
-        assert_eq!(reads[1].kind, FIELD_STR);
+        assert_eq!(
+            (reads[1].kind, reads[1].dst, reads[1].size),
+            (FIELD_ZERO, 8, 4)
+        );
+        assert_eq!(reads[2].derefs, 1);
+        assert_eq!(reads[2].at, 0);
+        assert_eq!(reads[2].kind, FIELD_STR);
         let missing = |p: &str| {
             if p == "bpf_map.name" {
                 Err("no such member".to_owned())

@@ -768,6 +768,44 @@ fn struct_arguments_read_field_by_field() {
     // A path and a struct of fields do not share the region.
     let e = compile_kp("some_function\n    syscall: false\n    args:\n    - index: 0\n      type: dentry\n    - index: 1\n      type: module\n").unwrap_err();
     assert!(e.contains("this is one too many"), "{e}");
+    // resolve: four pointers from a linux_binprm to the grandparent's comm, in place.
+    let h = compile_kp("security_bprm_check\n    syscall: false\n    args:\n    - index: 0\n      type: string\n      resolve: mm.owner.real_parent.real_parent.comm\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Equal\n        values: [bash]\n").expect("compiles");
+    let f = h.point.fields[0];
+    assert_eq!(
+        (f.arg, f.kind, f.derefs, f.size),
+        (0, tracer_common::policy::FIELD_STR, 4, 16)
+    );
+    assert!(f.chain.iter().all(|c| *c != 0) && f.at != 0, "{f:?}");
+    assert_eq!(f.chain[2], f.chain[3], "real_parent twice");
+    assert_eq!(
+        (h.config.args[0].kind, h.config.args[0].offset),
+        (ARG_CHAR_ARRAY, KPROBE_PATH_AT)
+    );
+    assert_eq!(h.args[0].out, ArgOut::String);
+    // Through a pointer to a pointer (`struct cred **new`), and a second resolve after
+    // the first's bytes.
+    let h = compile_kp("security_inode_copy_up\n    syscall: false\n    args:\n    - index: 1\n      type: int\n      resolve: user.uid.val\n    - index: 1\n      type: uint32\n      resolve: euid.val\n").expect("compiles");
+    let (a, b) = (h.point.fields[0], h.point.fields[1]);
+    assert_eq!((a.derefs, a.chain[0], a.size), (2, 0, 4), "{a:?}");
+    assert_eq!((b.derefs, b.chain[0], b.dst), (1, 0, 8), "{b:?}");
+    assert_eq!(
+        (
+            h.config.args[0].kind,
+            h.config.args[1].kind,
+            h.config.args[1].offset
+        ),
+        (ARG_INT, ARG_UINT, KPROBE_PATH_AT + 8)
+    );
+    // Named errors: a member that is not there, a type that does not fit, a syscall.
+    let e = compile_kp("security_bprm_check\n    syscall: false\n    args:\n    - index: 0\n      type: string\n      resolve: mm.no_such\n").unwrap_err();
+    assert!(e.contains("has no member `no_such`"), "{e}");
+    let e = compile_kp("security_bprm_check\n    syscall: false\n    args:\n    - index: 0\n      type: int\n      resolve: filename\n").unwrap_err();
+    assert!(
+        e.contains("ends on a string, which is not read as `int`"),
+        "{e}"
+    );
+    let e = compile_kp("sys_openat\n    syscall: true\n    args:\n    - index: 1\n      type: int\n      resolve: x\n").unwrap_err();
+    assert!(e.contains("not yet of a syscall's"), "{e}");
 }
 
 #[test]

@@ -83,6 +83,8 @@ pub(super) fn kprobe(c: &mut Check, k: &Spanned<Kprobe>, path: &str, lists: &[Li
             label: a.label.as_ref().map(|l| l.as_str().to_owned()),
             size_arg_index: None,
             return_copy: false,
+            resolve: None,
+            btf_type: None,
         })
     });
     if !is_return {
@@ -474,7 +476,10 @@ fn args(c: &mut Check, h: &HookParts<'_>, path: &str) -> (Vec<spec::Arg>, Vec<u3
     let mut refused = Vec::new();
     for (j, a) in h.args.iter().enumerate() {
         let ap = format!("{path}.args[{j}]");
-        if out.iter().any(|o| o.index == *a.index) {
+        // The same argument may be read again through `resolve` (one member each, as
+        // Tetragon's examples do); `matchArgs` names the first.
+        let resolves = a.resolve.as_ref().is_some_and(|r| !r.is_empty());
+        if !resolves && out.iter().any(|o| o.index == *a.index) {
             c.at(
                 a.index.span(),
                 format!("{ap}.index"),
@@ -537,12 +542,7 @@ fn args(c: &mut Check, h: &HookParts<'_>, path: &str) -> (Vec<spec::Arg>, Vec<u3
                 Some("add `type: char_buf`".into()),
             );
         }
-        for (field, name) in [
-            (&a.resolve, "resolve"),
-            (&a.btf_type, "btfType"),
-            (&a.btf_type_module, "btfTypeModule"),
-            (&a.source, "source"),
-        ] {
+        for (field, name) in [(&a.btf_type_module, "btfTypeModule"), (&a.source, "source")] {
             c.unsupported(field, &format!("{ap}.{name}"), &format!("`{name}`"));
         }
         if let Some(m) = &a.max_data
@@ -573,7 +573,14 @@ fn args(c: &mut Check, h: &HookParts<'_>, path: &str) -> (Vec<spec::Arg>, Vec<u3
                 );
             }
         }
+        let nonempty = |v: &Option<Spanned<String>>| {
+            v.as_ref()
+                .map(|s| s.as_str().to_owned())
+                .filter(|s| !s.is_empty())
+        };
         out.push(spec::Arg {
+            resolve: nonempty(&a.resolve),
+            btf_type: nonempty(&a.btf_type),
             index: *a.index,
             ty,
             label: a.label.as_ref().map(|l| l.as_str().to_owned()),
