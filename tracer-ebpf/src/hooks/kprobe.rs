@@ -215,7 +215,7 @@ fn put_args(rec: &mut SockRecord, args: &[u64; 6]) {
 /// second one at `KPROBE_STRUCT2_AT`), and the fields `hp.fields` reads.
 #[inline(never)]
 fn fill_generic<C: Args>(rec: &mut SockRecord, ctx: &C, hp: &HookPoint) {
-    let args = [
+    let args: [u64; 6] = [
         ctx.arg(0),
         ctx.arg(1),
         ctx.arg(2),
@@ -228,19 +228,14 @@ fn fill_generic<C: Args>(rec: &mut SockRecord, ctx: &C, hp: &HookPoint) {
     if k.struct_kind == 0 {
         return;
     }
-    // Read again from the registers: an index into `args` would be a variable-offset
-    // stack read, which verifiers before 6.x refuse.
-    let reg = |i: u16| match i {
-        0 => ctx.arg(0),
-        1 => ctx.arg(1),
-        2 => ctx.arg(2),
-        3 => ctx.arg(3),
-        4 => ctx.arg(4),
-        _ => ctx.arg(5),
-    };
-    fill_struct(rec, hp, false, reg(k.struct_arg));
+    // The arguments from the record, at a bounded offset of a map value: an index into
+    // `args` would be a variable-offset stack read (refused before 6.x), and a register
+    // chosen by index a load from a modified context pointer (refused always).
+    let first = sock::word(rec, 16 + 8 * (usize::from(k.struct_arg) & 7));
+    let second = sock::word(rec, 16 + 8 * (usize::from(k.struct2_arg) & 7));
+    fill_struct(rec, hp, false, first);
     if k.struct2_kind != 0 {
-        fill_struct(rec, hp, true, reg(u16::from(k.struct2_arg)));
+        fill_struct(rec, hp, true, second);
     }
     if k.struct_kind == KPROBE_ARG_FIELDS || k.struct2_kind as u16 == KPROBE_ARG_FIELDS {
         for f in hp.fields.iter() {
@@ -257,7 +252,8 @@ fn fill_generic<C: Args>(rec: &mut SockRecord, ctx: &C, hp: &HookPoint) {
                 | u64::from(f.chain[1]) << 16
                 | u64::from(f.chain[2]) << 32
                 | u64::from(f.chain[3]) << 48;
-            tracer_read_field(reg(u16::from(f.arg)), chain, how);
+            let ptr = sock::word(rec, 16 + 8 * (usize::from(f.arg) & 7));
+            tracer_read_field(ptr, chain, how);
         }
     }
 }

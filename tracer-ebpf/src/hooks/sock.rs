@@ -243,7 +243,7 @@ fn of_fd(fd: u64) -> u64 {
 
 /// The 8 bytes of `rec` at `at`.
 #[inline(always)]
-fn word(rec: &SockRecord, at: usize) -> u64 {
+pub(crate) fn word(rec: &SockRecord, at: usize) -> u64 {
     let mut b = [0u8; 8];
     for (i, v) in b.iter_mut().enumerate() {
         *v = rec.bytes[(at + i) & SockRecord::MASK];
