@@ -22,7 +22,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("fd_install_cap_changes.yaml", "matchCapabilityChanges"),
     ("killer.yaml", "enforcers, NotifyEnforcer"),
     ("loader.yaml", "loader: true (process_loader events)"),
-    ("rawtp.yaml", "tracepoint raw: true"),
     ("stack_traces.yaml", "kernelStackTrace, userStackTrace"),
     (
         "tcp-accept.yaml",
@@ -191,4 +190,72 @@ fn tetragon_examples_load_here() {
             "{name} should load here: {table:?}"
         );
     }
+}
+
+/// `rawtp.yaml` as Tetragon wrote it (`raw: true` on `sched_process_exec`, its
+/// prototype's `struct linux_binprm *` at index 2), beside a raw tracepoint of this
+/// test's own reading the task's `comm` through `resolve` and the old pid: one event per
+/// exec, on this host, each field checked.
+#[test]
+fn raw_tracepoints_read_their_prototypes_arguments() {
+    if !integration::privileged("raw_tracepoints_read_their_prototypes_arguments") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let own = dir.path().join("rawtp-resolve.yaml");
+    std::fs::write(
+        &own,
+        "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: rawtp-resolve\nspec:\n  tracepoints:\n  - subsystem: sched\n    event: sched_process_exec\n    raw: true\n    args:\n    - index: 0\n      type: string\n      resolve: comm\n    - index: 1\n      type: int\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Equal\n        values: [rawtp-marker]\n",
+    )
+    .expect("write the policy");
+    let corpus_policy = corpus().join("rawtp.yaml");
+    let agent = integration::Agent::start(&[
+        "--tracing-policy",
+        corpus_policy.to_str().expect("utf-8"),
+        "--tracing-policy",
+        own.to_str().expect("utf-8"),
+    ]);
+    // A binary of its own name, so that its comm is the filter's value.
+    let marker = dir.path().join("rawtp-marker");
+    std::fs::copy("/bin/true", &marker).expect("copy /bin/true");
+    let child = std::process::Command::new(&marker)
+        .status()
+        .expect("run the marker");
+    assert!(child.success());
+    let events = agent.sync();
+    let ours: Vec<&serde_json::Value> = integration::of_kind(&events, "process_tracepoint")
+        .into_iter()
+        .filter(|e| e["process"]["binary"] == marker.to_str().expect("utf-8"))
+        .collect();
+    let of = |policy: &str| -> Vec<&serde_json::Value> {
+        ours.iter()
+            .copied()
+            .filter(|e| e["policy_name"] == policy)
+            .collect()
+    };
+    let corpus_events = of("rawtp");
+    assert_eq!(corpus_events.len(), 1, "{ours:#?}");
+    let e = corpus_events[0];
+    assert_eq!(e["subsys"], "sched");
+    assert_eq!(e["event"], "sched_process_exec");
+    assert_eq!(e["action"], "KPROBE_ACTION_POST");
+    assert_eq!(
+        e["args"],
+        serde_json::json!([{ "linux_binprm_arg": { "path": marker.to_str().expect("utf-8") } }])
+    );
+    let own_events = of("rawtp-resolve");
+    assert_eq!(own_events.len(), 1, "{ours:#?}");
+    let pid = own_events[0]["process"]["pid"].clone();
+    assert_eq!(
+        own_events[0]["args"],
+        serde_json::json!([{ "string_arg": "rawtp-marker" }, { "int_arg": pid }]),
+        "the new comm, and the pid before the exec (the same: not a thread's exec)"
+    );
+    // Only the marker's exec passes the kernel's filter.
+    assert!(
+        integration::of_kind(&events, "process_tracepoint")
+            .iter()
+            .filter(|e| e["policy_name"] == "rawtp-resolve")
+            .all(|e| e["args"][0]["string_arg"] == "rawtp-marker")
+    );
 }

@@ -1130,6 +1130,18 @@ echo ===END
 poweroff -f
 "#;
 
+/// Example policies the tracer refuses on a kernel with kprobes and BPF LSM, for what it
+/// does not do yet (the README's table says so): the test fails when one loads.
+const VM_NOT_YET: &[(&str, &str)] = &[
+    (
+        "cves/cve-2023-2640-overlayfs-ubuntu.yaml",
+        "it cannot go with `return: true`",
+    ),
+    ("modules-nohost.yaml", "it cannot go with `return: true`"),
+    ("hardlink-override.yaml", "sys_linkat is not one"),
+    ("symlink-override.yaml", "sys_symlinkat is not one"),
+];
+
 /// Tetragon's example policies that validate, loaded together on each kernel: each loads
 /// fully, partly (every hook that does not run named with its reason), or is refused
 /// only because none of its hooks can run there (or, pod-scoped, because no cluster is
@@ -1194,14 +1206,17 @@ fn tetragon_examples_on_distribution_kernels() {
         for (name, at, _) in &copies {
             let source = format!("/{at}");
             let line = stderr.lines().find(|l| {
-                l.contains(&format!("from {source} ")) || l.contains(&format!("{source}: "))
+                l.contains(&format!("from {source}:")) || l.contains(&format!("refused: {source}:"))
             });
+            let not_yet = VM_NOT_YET.iter().find(|(file, _)| file == name);
             let state = match line {
                 Some(l) if l.contains("policy refused") => {
                     if l.contains("none of its hooks can run here: ")
                         || l.contains("no Kubernetes API server is configured")
                     {
                         "refused here"
+                    } else if not_yet.is_some_and(|(_, why)| l.contains(why)) {
+                        "refused: not supported yet"
                     } else {
                         wrong.push(format!("{name}: {l}"));
                         "refused"
@@ -1245,6 +1260,14 @@ fn tetragon_examples_on_distribution_kernels() {
             "{kernel_name}: refused for another reason than the kernel:\n{}\nlog:\n{stderr}",
             wrong.join("\n")
         );
+        for (file, _) in VM_NOT_YET {
+            assert!(
+                table
+                    .get("refused: not supported yet")
+                    .is_some_and(|n| n.contains(file)),
+                "{kernel_name}: {file} is no longer refused for what the tracer lacks: take it off VM_NOT_YET and update the README's table"
+            );
+        }
         assert!(
             console.contains("AGENT_EXIT=0"),
             "{kernel_name}: clean exit: {console}"

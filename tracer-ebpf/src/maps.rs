@@ -92,9 +92,11 @@ pub static SYSCALL_ANY: Array<u32> = Array::with_max_entries(2, 0);
 pub static SYSCALL_RECORD: PerCpuArray<SyscallRecord> = PerCpuArray::with_max_entries(1, 0);
 
 /// The hook point of each fentry program (`[i]`, `policy_fe_i`) and BPF LSM program
-/// (`[BTF_PROGRAMS + i]`, `policy_lsm_i`): each is loaded for one function.
+/// (`[BTF_PROGRAMS + i]`, `policy_lsm_i`): each is loaded for one function; and of each
+/// raw tracepoint program (`[2 * BTF_PROGRAMS + i]`, `policy_rtp_i`), attached to one
+/// tracepoint.
 #[map]
-pub static BTF_POINTS: Array<u32> = Array::with_max_entries(2 * BTF_PROGRAMS, 0);
+pub static BTF_POINTS: Array<u32> = Array::with_max_entries(2 * BTF_PROGRAMS + RAW_TP_PROGRAMS, 0);
 
 /// Strings of `Equal`/`NotEqual` filters: (filter id, string) present.
 #[map]
@@ -255,3 +257,5 @@ pub const DEFAULT_CAPACITY: u32 = 65536;
 pub const DEFAULT_HOOK_POINTS: u32 = 4096;
 /// fentry programs, and BPF LSM programs, in the object (`hooks/fentry.rs`).
 pub const BTF_PROGRAMS: u32 = 32;
+/// Raw tracepoint programs of policies (`hooks/rawtp.rs`).
+pub const RAW_TP_PROGRAMS: u32 = 8;

@@ -5,6 +5,7 @@ pub mod fentry;
 pub mod kprobe;
 pub mod probe;
 pub mod process;
+pub mod rawtp;
 pub mod sock;
 pub mod syscall;
 pub mod tracepoint;

@@ -288,6 +288,27 @@ impl KernelBtf {
                 return Ok(self.btf.resolve_chained_type(param)?);
             }
         }
+        // A raw tracepoint: its `btf_trace_NAME` prototype, after the probe's data.
+        for t in self
+            .btf
+            .resolve_types_by_name(&format!("btf_trace_{func}"))
+            .unwrap_or_default()
+        {
+            if let Type::Typedef(td) = t
+                && let Type::Ptr(p) = self.btf.resolve_chained_type(&td)?
+                && let Type::FuncProto(proto) = self.btf.resolve_chained_type(&p)?
+            {
+                let param = proto
+                    .parameters
+                    .get(index + 1)
+                    .ok_or_else(|| BtfError::NoParam {
+                        func: func.to_owned(),
+                        index,
+                        params: proto.parameters.len().saturating_sub(1),
+                    })?;
+                return Ok(self.btf.resolve_chained_type(param)?);
+            }
+        }
         Err(BtfError::NoFunc(func.to_owned()))
     }
 

@@ -127,6 +127,13 @@ impl Facts {
             .map_err(|e| e.to_string())
     }
 
+    /// The number of arguments of raw tracepoint `event` (its prototype's).
+    pub fn tracepoint_args(&self, event: &str) -> Result<usize, String> {
+        self.btf()?
+            .tracepoint_arg_count(event)
+            .map_err(|e| e.to_string())
+    }
+
     /// The value of `variant` of enum `name` in the running kernel.
     pub fn enum_value(&self, name: &str, variant: &str) -> Result<u64, String> {
         self.btf()?

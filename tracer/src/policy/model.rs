@@ -105,10 +105,11 @@ pub struct Tracepoint {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub tags: Vec<Spanned<String>>,
-    /// `raw: true` (BTF-typed raw tracepoint arguments): not supported yet.
+    /// `raw: true`: the tracepoint's arguments as its prototype has them (a raw
+    /// tracepoint), not its record's fields.
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub raw: Unsupported,
+    #[schemars(with = "Option<bool>")]
+    pub raw: Option<Spanned<bool>>,
 }
 
 /// `spec.kprobes[]`: a kernel function, its arguments and selectors.

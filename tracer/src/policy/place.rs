@@ -26,6 +26,18 @@ pub enum PlaceError {
     #[error(transparent)]
     Format(#[from] FormatError),
     #[error(
+        "raw tracepoint {event}: its prototype is read from the kernel's BTF (`btf_trace_{event}`), and {why}"
+    )]
+    RawTracepoint { event: String, why: String },
+    #[error(
+        "raw tracepoint {event} has {count} arguments (its prototype's, from 0), and index {index} is past them"
+    )]
+    RawTracepointArg {
+        event: String,
+        index: u32,
+        count: usize,
+    },
+    #[error(
         "return probes on {call} are not supported yet (its socket is argument 0, at the call)"
     )]
     SocketReturn { call: String },
@@ -128,6 +140,8 @@ pub struct KprobeSite<'a> {
     pub user: bool,
     /// A BPF LSM hook (`spec.lsmhooks`), its arguments the hook's.
     pub lsm: bool,
+    /// A raw tracepoint (`raw: true`), its arguments its prototype's.
+    pub raw_tp: bool,
     pub kernel: Kernel,
 }
 
@@ -191,6 +205,36 @@ pub fn units<'a>(hook: &'a spec::Hook, facts: &Facts) -> Result<Vec<Unit<'a>>, P
                 event: event.clone(),
                 kprobe: None,
                 function: String::new(),
+                half: Half::Whole,
+                user: None,
+            }]);
+        }
+        spec::Target::RawTracepoint { subsystem, event } => {
+            let count = facts
+                .tracepoint_args(event)
+                .map_err(|why| PlaceError::RawTracepoint {
+                    event: event.clone(),
+                    why,
+                })?;
+            if let Some(a) = hook.args.iter().find(|a| a.index as usize >= count) {
+                return Err(PlaceError::RawTracepointArg {
+                    event: event.clone(),
+                    index: a.index,
+                    count,
+                });
+            }
+            return Ok(vec![Unit {
+                hook,
+                format: generic_format(event),
+                subsystem: subsystem.clone(),
+                event: event.clone(),
+                kprobe: Some(KprobeSite {
+                    generic: true,
+                    on_kprobe: true,
+                    raw_tp: true,
+                    ..plain_site(event, facts.kernel)
+                }),
+                function: event.clone(),
                 half: Half::Whole,
                 user: None,
             }]);
@@ -336,6 +380,7 @@ fn plain_site(call: &str, kernel: Kernel) -> KprobeSite<'_> {
         generic_sock: None,
         user: false,
         lsm: false,
+        raw_tp: false,
         kernel,
     }
 }
@@ -653,6 +698,13 @@ pub fn probe_program(
     if k.lsm {
         return Ok(Probe::Lsm);
     }
+    if k.raw_tp {
+        return if overrides {
+            Err(OverrideError::Tracepoint)
+        } else {
+            Ok(Probe::Kprobe)
+        };
+    }
     if k.user {
         return if overrides {
             Err(OverrideError::Uprobe)
@@ -699,6 +751,8 @@ pub enum Attach {
     },
     /// Code of a binary (`policy_kp` on a uprobe).
     Uprobe(spec::Uprobe),
+    /// A raw tracepoint (`raw: true`), by one program of the raw tracepoint pool.
+    RawTracepoint { tracepoint: String },
 }
 
 /// A hook point: where hooks run and the record they read there. Hooks with equal
@@ -757,6 +811,10 @@ pub fn point(unit: &Unit<'_>, config: &HookConfig, reads: Reads, kernel: Kernel)
     }
     let attach = if let Some(u) = &unit.user {
         Attach::Uprobe(u.attach.clone())
+    } else if k.is_some_and(|k| k.raw_tp) {
+        Attach::RawTracepoint {
+            tracepoint: unit.event.clone(),
+        }
     } else if on_function {
         Attach::Function {
             name: unit.function.clone(),

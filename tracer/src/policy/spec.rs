@@ -52,6 +52,11 @@ pub enum Target {
     Lsm {
         hook: String,
     },
+    /// A tracepoint with `raw: true`: its arguments are its prototype's (`TP_PROTO`).
+    RawTracepoint {
+        subsystem: String,
+        event: String,
+    },
 }
 
 /// A USDT probe point: `provider:name` of a binary.

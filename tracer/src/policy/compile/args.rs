@@ -683,6 +683,7 @@ pub(super) fn return_value(
     let return_arg = match &unit.hook.target {
         spec::Target::Kprobe(k) => k.return_arg.as_ref(),
         spec::Target::Tracepoint { .. }
+        | spec::Target::RawTracepoint { .. }
         | spec::Target::Uprobe(_)
         | spec::Target::Usdt(_)
         | spec::Target::Lsm { .. } => None,

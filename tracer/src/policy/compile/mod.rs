@@ -259,6 +259,9 @@ pub fn compile(
     for h in &expanded {
         let label = match &h.target {
             spec::Target::Tracepoint { subsystem, event } => format!("{subsystem}/{event}"),
+            spec::Target::RawTracepoint { subsystem, event } => {
+                format!("{subsystem}/{event} (raw)")
+            }
             spec::Target::Kprobe(k) => format!("kprobe {}", k.call),
             spec::Target::Uprobe(u) => format!("uprobe {} {}", u.path, u.name()),
             spec::Target::Usdt(u) => format!("usdt {} {}:{}", u.path, u.provider, u.name),
@@ -459,7 +462,7 @@ fn hook(unit: &Unit<'_>, ctx: &mut Ctx<'_>) -> Result<Hook, HookError> {
         lsm: unit.kprobe.filter(|k| k.lsm).map(|_| unit.function.clone()),
         kprobe: unit
             .kprobe
-            .filter(|k| !k.user && !k.lsm)
+            .filter(|k| !k.user && !k.lsm && !k.raw_tp)
             .map(|k| KprobeMeta {
                 call: unit.function.clone(),
                 on_kprobe: k.on_kprobe,
@@ -537,6 +540,9 @@ impl Hook {
             return format!("lsm {h} runs on the BPF LSM hook {h}");
         }
         let tracepoint = format!("{}/{}", self.subsystem, self.event);
+        if let Attach::RawTracepoint { tracepoint: tp } = &self.point.attach {
+            return format!("{tracepoint} runs on the raw tracepoint {tp} (raw: true)");
+        }
         let routed = match &self.point.attach {
             Attach::RawSyscall { dir, nr } => {
                 let tp = if *dir == tracer_common::policy::SYSCALL_ENTER {

@@ -52,7 +52,7 @@ pub enum AttachError {
     Binary(#[from] binary::BinaryError),
     #[error("attaching to raw tracepoint {tracepoint}: {source}")]
     RawTracepoint {
-        tracepoint: &'static str,
+        tracepoint: String,
         #[source]
         source: ProgramError,
     },
@@ -77,6 +77,8 @@ fn map_write(map: &'static str) -> impl FnOnce(MapError) -> AttachError {
 
 /// fentry and BPF LSM programs in the object (`tracer-ebpf/src/hooks/fentry.rs`).
 pub const BTF_PROGRAMS: usize = 32;
+/// Raw tracepoint programs of `raw: true` tracepoints (`tracer-ebpf/src/hooks/rawtp.rs`).
+pub const RAW_TP_PROGRAMS: usize = 8;
 
 /// How a hook point's program is attached.
 #[derive(Debug)]
@@ -97,6 +99,11 @@ pub enum Attachment {
         index: usize,
         link: LsmLinkId,
     },
+    /// Program `index` of the raw tracepoint pool.
+    RawTp {
+        index: usize,
+        link: RawTracePointLinkId,
+    },
 }
 
 pub struct Programs {
@@ -114,6 +121,8 @@ pub struct Programs {
     /// The function each pool program is loaded for, and whether it is attached.
     fentry: Vec<(Option<String>, bool)>,
     lsm: Vec<(Option<String>, bool)>,
+    /// Whether each raw tracepoint program is attached.
+    raw_tp: [bool; RAW_TP_PROGRAMS],
 }
 
 impl Programs {
@@ -134,6 +143,7 @@ impl Programs {
             btf,
             fentry: vec![(None, false); BTF_PROGRAMS],
             lsm: vec![(None, false); BTF_PROGRAMS],
+            raw_tp: [false; RAW_TP_PROGRAMS],
         }
     }
 
@@ -210,6 +220,7 @@ impl Programs {
                 }
             },
             Attach::Function { name, ret, .. } => self.attach_kprobe(ebpf, name, *ret, cookie),
+            Attach::RawTracepoint { tracepoint } => self.attach_raw_tp(ebpf, maps, tracepoint, id),
             Attach::Uprobe(u) => {
                 let (path, offset) = binary::place(u, &self.proc_root)?;
                 let program = "policy_kp";
@@ -256,13 +267,48 @@ impl Programs {
             let p = self.program::<RawTracePoint>(ebpf, program, RawTracePoint::load)?;
             let link = p
                 .attach(tracepoint)
-                .map_err(|source| AttachError::RawTracepoint { tracepoint, source })?;
+                .map_err(|source| AttachError::RawTracepoint {
+                    tracepoint: tracepoint.to_owned(),
+                    source,
+                })?;
             tracing::info!("raw tracepoint {tracepoint} attached for syscall hooks");
             self.raw_links[d] = Some(link);
         }
         set_raw(maps, dir, nr, id)?;
         self.raw_users[d] += 1;
         Ok(Attachment::RawSyscall { dir, nr })
+    }
+
+    /// A free program of the raw tracepoint pool, attached to `tracepoint` for hook
+    /// point `id`.
+    fn attach_raw_tp(
+        &mut self,
+        ebpf: &mut Ebpf,
+        maps: &mut Maps,
+        tracepoint: &str,
+        id: u32,
+    ) -> Result<Attachment, AttachError> {
+        let index = self
+            .raw_tp
+            .iter()
+            .position(|used| !used)
+            .ok_or(AttachError::PoolFull {
+                count: RAW_TP_PROGRAMS,
+                kind: "raw tracepoint",
+            })?;
+        maps.btf_points
+            .set((2 * BTF_PROGRAMS + index) as u32, id, 0)
+            .map_err(map_write("BTF_POINTS"))?;
+        let program = RAW_TP_NAMES[index];
+        let p = self.program::<RawTracePoint>(ebpf, program, RawTracePoint::load)?;
+        let link = p
+            .attach(tracepoint)
+            .map_err(|source| AttachError::RawTracepoint {
+                tracepoint: tracepoint.to_owned(),
+                source,
+            })?;
+        self.raw_tp[index] = true;
+        Ok(Attachment::RawTp { index, link })
     }
 
     /// fentry (or with `lsm` BPF LSM) program for `function`: the pool program already
@@ -368,6 +414,12 @@ impl Programs {
                     .and_then(|p| <&mut FEntry>::try_from(p).ok())
                     .map_or(Ok(()), |p| p.detach(link))
             }
+            Attachment::RawTp { index, link } => {
+                self.raw_tp[index] = false;
+                ebpf.program_mut(RAW_TP_NAMES[index])
+                    .and_then(|p| <&mut RawTracePoint>::try_from(p).ok())
+                    .map_or(Ok(()), |p| p.detach(link))
+            }
             Attachment::Lsm { index, link } => {
                 self.lsm[index].1 = false;
                 ebpf.program_mut(&format!("policy_lsm_{index}"))
@@ -380,6 +432,18 @@ impl Programs {
         }
     }
 }
+
+/// The raw tracepoint pool's programs, by index.
+const RAW_TP_NAMES: [&str; RAW_TP_PROGRAMS] = [
+    "policy_rtp_0",
+    "policy_rtp_1",
+    "policy_rtp_2",
+    "policy_rtp_3",
+    "policy_rtp_4",
+    "policy_rtp_5",
+    "policy_rtp_6",
+    "policy_rtp_7",
+];
 
 /// The raw syscall programs: (program, raw tracepoint) of each direction.
 const RAW: [(&str, &str); 2] = [("syscall_enter", "sys_enter"), ("syscall_exit", "sys_exit")];

@@ -345,7 +345,6 @@ fn absolute(c: &mut Check, file: &Spanned<String>, path: &str) {
 }
 
 pub(super) fn tracepoint(c: &mut Check, tp: &Tracepoint, path: &str, lists: &[List]) -> spec::Hook {
-    c.unsupported(&tp.raw, &format!("{path}.raw"), "`raw`");
     for (s, sel) in tp.selectors.iter().enumerate() {
         for (k, a) in sel.match_actions.iter().enumerate() {
             if a.action.as_str() == "Override" {
@@ -369,20 +368,36 @@ pub(super) fn tracepoint(c: &mut Check, tp: &Tracepoint, path: &str, lists: &[Li
             );
         }
     }
+    let raw = tp.raw.as_ref().is_some_and(|r| **r);
     let parts = HookParts {
         args: &tp.args,
         selectors: &tp.selectors,
         tags: &tp.tags,
         message: tp.message.as_ref(),
         anchor: *tp.event.span(),
-        arg_types: ARG_TYPES,
-        arg_types_unsupported: &[],
-        arg_kind: "tracepoint argument type",
-        positional: true,
+        // A raw tracepoint's arguments are pointers and integers of its prototype, read
+        // as a kernel function's.
+        arg_types: if raw { KPROBE_ARG_TYPES } else { ARG_TYPES },
+        arg_types_unsupported: if raw {
+            KPROBE_ARG_TYPES_UNSUPPORTED
+        } else {
+            &[]
+        },
+        arg_kind: if raw {
+            "raw tracepoint argument type"
+        } else {
+            "tracepoint argument type"
+        },
+        positional: !raw,
     };
-    let target = spec::Target::Tracepoint {
-        subsystem: tp.subsystem.as_str().to_owned(),
-        event: tp.event.as_str().to_owned(),
+    let (subsystem, event) = (
+        tp.subsystem.as_str().to_owned(),
+        tp.event.as_str().to_owned(),
+    );
+    let target = if raw {
+        spec::Target::RawTracepoint { subsystem, event }
+    } else {
+        spec::Target::Tracepoint { subsystem, event }
     };
     hook(c, parts, path, target, lists)
 }
