@@ -2754,6 +2754,7 @@ fn probe_program_picks_lsm_fentry_or_kprobe() {
         generic_sock: None,
         user: false,
         lsm: false,
+        raw_tp: false,
         kernel,
     };
     let open = |on_kprobe, kernel| site("security_file_open", on_kprobe, kernel);
