@@ -8,7 +8,9 @@ use std::{collections::BTreeMap, time::Duration};
 use integration::{exit_of, flags, of_kind, vm};
 use serde_json::Value;
 
-const INIT: &str = r#"#!/bin/busybox sh
+/// What every guest runs first: busybox's applets, the kernel's file systems, its
+/// release, loopback.
+const PREAMBLE: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -19,7 +21,10 @@ mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null
 echo ===KERNEL
 uname -r
 ip link set lo up
-mkdir -p /etc
+"#;
+
+/// The guest of the lifecycle test, after [`PREAMBLE`].
+const INIT: &str = r#"mkdir -p /etc
 echo 'root:x:0:0::/:/bin/sh' > /etc/passwd
 echo 'vmtester:x:1234:1234::/tmp:/bin/sh' >> /etc/passwd
 printf 'root:x:0:\nvmtester:x:1234:\n' > /etc/group
@@ -434,7 +439,7 @@ fn lifecycle_on_distribution_kernels() {
              (or set TRACER_SKIP_VM=1 to skip this test, reported as a skip)"
         );
     }
-    let initramfs = vm::initramfs(&agent_bin(), INIT);
+    let initramfs = vm::initramfs(&agent_bin(), &format!("{PREAMBLE}{INIT}"));
     for (name, kernel) in kernels {
         let started = std::time::Instant::now();
         let console = vm::boot(&kernel, &initramfs, Duration::from_secs(3600));
@@ -1097,22 +1102,11 @@ fn struct_arguments(name: &str, events: &[Value]) {
     );
 }
 
-/// The guest of the corpus walk: one agent with every example policy that validates
+/// The guest of the corpus walk, after [`PREAMBLE`]: one agent with every example policy that validates
 /// (function hooks on kprobes, `--disable-fentry`: one program for all functions, where
 /// fentry would have the emulated kernel verify one per function for minutes), stopped
 /// once ready; its log says how each policy loaded.
-const CORPUS_INIT: &str = r#"#!/bin/busybox sh
-/bin/busybox --install -s /bin
-export PATH=/bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-mount -t tmpfs tmp /tmp
-mount -t cgroup2 none /sys/fs/cgroup 2>/dev/null
-echo ===KERNEL
-uname -r
-ip link set lo up
-ARGS=""
+const CORPUS_INIT: &str = r#"ARGS=""
 for f in /corpus/*; do ARGS="$ARGS --tracing-policy $f"; done
 /tracer run --node-name vm-node --disable-fentry $ARGS > /dev/null 2> /tmp/agent.err &
 AGENT=$!
@@ -1190,7 +1184,8 @@ fn tetragon_examples_on_distribution_kernels() {
     for (_, at, text) in &copies {
         initramfs.file(at, 0o644, text.as_bytes());
     }
-    let initramfs = vm::initramfs_with(&agent_bin(), CORPUS_INIT, initramfs);
+    let initramfs =
+        vm::initramfs_with(&agent_bin(), &format!("{PREAMBLE}{CORPUS_INIT}"), initramfs);
     for (kernel_name, kernel) in kernels {
         let started = std::time::Instant::now();
         let console = vm::boot(&kernel, &initramfs, Duration::from_secs(3600));

@@ -116,47 +116,17 @@ pub const NATURAL_END: usize = 256;
 /// Size of a natural-order buffer: a component written just below `NATURAL_END` fits.
 pub const NATURAL_BUF: usize = 512;
 
-#[inline(always)]
-pub fn path(
-    path: u64,
-    root: (u64, u64),
-    buf: *mut u8,
-    len_out: *mut u32,
-    flags: *mut u32,
-    (trunc, err): (u32, u32),
-    natural: Option<&Natural>,
-) {
-    if let Some(n) = natural {
-        // SAFETY: `start` points to a `u32` of a per-CPU scratch value.
-        unsafe { n.start.write_volatile(NATURAL_END as u32) };
-    }
-    let (Some(dentry), Some(vfsmnt)) = (
-        u64_at(path + off!(path_dentry)),
-        u64_at(path + off!(path_mnt)),
-    ) else {
-        // SAFETY: `len_out` points to a `u32` of the reserved record.
-        unsafe { len_out.write_volatile(0) };
-        return set_bit(flags, err);
-    };
-    walk(
-        dentry,
-        vfsmnt,
-        root,
-        buf,
-        len_out,
-        flags,
-        (trunc, err),
-        natural,
-    );
+/// Where a walk starts: a `struct path` (its dentry and mount), or a dentry alone, walked
+/// up to the root of its file system (a dentry does not know where it is mounted).
+#[derive(Clone, Copy)]
+pub enum Start {
+    Path(u64),
+    Dentry(u64),
 }
 
-/// The walk of [`path`] from `dentry` on mount `vfsmnt`; with `vfsmnt` 0 (a dentry
-/// alone), up to the root of its file system.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-pub fn walk(
-    mut dentry: u64,
-    mut vfsmnt: u64,
+pub fn path(
+    start: Start,
     root: (u64, u64),
     buf: *mut u8,
     len_out: *mut u32,
@@ -171,6 +141,16 @@ pub fn walk(
     let (root_mnt, root_dentry) = root;
     // SAFETY: `len_out` points to a `u32` of the reserved record.
     unsafe { len_out.write_volatile(0) };
+    let (mut dentry, mut vfsmnt) = match start {
+        Start::Path(path) => match (
+            u64_at(path + off!(path_dentry)),
+            u64_at(path + off!(path_mnt)),
+        ) {
+            (Some(dentry), Some(vfsmnt)) => (dentry, vfsmnt),
+            _ => return set_bit(flags, err),
+        },
+        Start::Dentry(dentry) => (dentry, 0),
+    };
     let no_mount = vfsmnt == 0;
     // `struct mount` embeds the `vfsmount` at `mount.mnt`.
     let mut mnt = vfsmnt.wrapping_sub(off!(mount_mnt));

@@ -437,28 +437,20 @@ fn write_path(rec: &mut SockRecord, path: u64, dentry: u64) {
     };
     unsafe {
         (&raw mut (*scratch).flags).write_volatile(0);
-        if dentry != 0 {
-            kread::walk(
-                dentry,
-                0,
-                root,
-                (&raw mut (*scratch).buf).cast(),
-                &raw mut (*scratch).len,
-                &raw mut (*scratch).flags,
-                (1, 2),
-                Some(&natural),
-            );
+        let start = if dentry != 0 {
+            kread::Start::Dentry(dentry)
         } else {
-            kread::path(
-                path,
-                root,
-                (&raw mut (*scratch).buf).cast(),
-                &raw mut (*scratch).len,
-                &raw mut (*scratch).flags,
-                (1, 2),
-                Some(&natural),
-            );
-        }
+            kread::Start::Path(path)
+        };
+        kread::path(
+            start,
+            root,
+            (&raw mut (*scratch).buf).cast(),
+            &raw mut (*scratch).len,
+            &raw mut (*scratch).flags,
+            (1, 2),
+            Some(&natural),
+        );
     }
     // SAFETY: as above.
     let start = unsafe { (&raw const (*nat).start).read_volatile() } as usize;

@@ -106,7 +106,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     };
     unsafe {
         kread::path(
-            file + off!(file_path),
+            kread::Start::Path(file + off!(file_path)),
             root,
             (&raw mut (*ev).binary).cast(),
             &raw mut (*ev).binary_len,
@@ -115,7 +115,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
             Some(&natural),
         );
         kread::path(
-            fs + off!(fs_pwd),
+            kread::Start::Path(fs + off!(fs_pwd)),
             root,
             (&raw mut (*ev).cwd).cast(),
             &raw mut (*ev).cwd_len,

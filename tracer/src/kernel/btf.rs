@@ -289,25 +289,16 @@ impl KernelBtf {
             }
         }
         // A raw tracepoint: its `btf_trace_NAME` prototype, after the probe's data.
-        for t in self
-            .btf
-            .resolve_types_by_name(&format!("btf_trace_{func}"))
-            .unwrap_or_default()
-        {
-            if let Type::Typedef(td) = t
-                && let Type::Ptr(p) = self.btf.resolve_chained_type(&td)?
-                && let Type::FuncProto(proto) = self.btf.resolve_chained_type(&p)?
-            {
-                let param = proto
-                    .parameters
-                    .get(index + 1)
-                    .ok_or_else(|| BtfError::NoParam {
-                        func: func.to_owned(),
-                        index,
-                        params: proto.parameters.len().saturating_sub(1),
-                    })?;
-                return Ok(self.btf.resolve_chained_type(param)?);
-            }
+        if let Some(proto) = self.tracepoint_proto(func)? {
+            let param = proto
+                .parameters
+                .get(index + 1)
+                .ok_or_else(|| BtfError::NoParam {
+                    func: func.to_owned(),
+                    index,
+                    params: proto.parameters.len().saturating_sub(1),
+                })?;
+            return Ok(self.btf.resolve_chained_type(param)?);
         }
         Err(BtfError::NoFunc(func.to_owned()))
     }
@@ -422,16 +413,28 @@ impl KernelBtf {
     /// Number of arguments of a tracepoint's `TP_PROTO`, from its `btf_trace_<name>`
     /// typedef (a pointer to a function whose first parameter is the probe's data).
     pub fn tracepoint_arg_count(&self, name: &str) -> Result<usize, BtfError> {
-        let typedef = format!("btf_trace_{name}");
-        for t in self.btf.resolve_types_by_name(&typedef)? {
+        let proto = self
+            .tracepoint_proto(name)?
+            .ok_or_else(|| BtfError::NoStruct(format!("btf_trace_{name}")))?;
+        Ok(proto.parameters.len().saturating_sub(1))
+    }
+
+    /// The prototype of raw tracepoint `name` (`btf_trace_<name>`, a pointer to a
+    /// function whose first parameter is the probe's data), if the kernel has it.
+    fn tracepoint_proto(&self, name: &str) -> Result<Option<btf_rs::FuncProto>, BtfError> {
+        for t in self
+            .btf
+            .resolve_types_by_name(&format!("btf_trace_{name}"))
+            .unwrap_or_default()
+        {
             if let Type::Typedef(td) = t
                 && let Type::Ptr(p) = self.btf.resolve_chained_type(&td)?
                 && let Type::FuncProto(proto) = self.btf.resolve_chained_type(&p)?
             {
-                return Ok(proto.parameters.len().saturating_sub(1));
+                return Ok(Some(proto));
             }
         }
-        Err(BtfError::NoStruct(typedef))
+        Ok(None)
     }
 
     fn find_struct(&self, name: &str) -> Result<Type, BtfError> {

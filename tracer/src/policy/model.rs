@@ -462,6 +462,14 @@ pub struct MatchAction {
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub ima_hash: Unsupported,
+    /// `Set`: the argument to set ...
+    #[serde(default)]
+    #[schemars(schema_with = "any_value")]
+    pub arg_index: Unsupported,
+    /// ... and its value.
+    #[serde(default)]
+    #[schemars(schema_with = "any_value")]
+    pub arg_value: Unsupported,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]

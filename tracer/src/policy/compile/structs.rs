@@ -60,6 +60,22 @@ const fn f(name: &'static str, member: &'static str, kind: u8, size: u8) -> Fiel
     }
 }
 
+/// Each type by its name in a policy.
+const NAMES: [(&str, StructType); 12] = [
+    ("bpf_attr", StructType::BpfAttr),
+    ("bpf_prog", StructType::BpfProg),
+    ("perf_event", StructType::PerfEvent),
+    ("bpf_map", StructType::BpfMap),
+    ("user_namespace", StructType::UserNamespace),
+    ("load_info", StructType::LoadInfo),
+    ("module", StructType::Module),
+    ("net_device", StructType::NetDevice),
+    ("kernel_cap_t", StructType::Caps(CapKey::KernelCapT)),
+    ("cap_inheritable", StructType::Caps(CapKey::Inheritable)),
+    ("cap_permitted", StructType::Caps(CapKey::Permitted)),
+    ("cap_effective", StructType::Caps(CapKey::Effective)),
+];
+
 const U4: u8 = 4;
 // Tetragon's `copy_bpf_attr`: the `BPF_PROG_LOAD` part of the union.
 const BPF_ATTR: &[Field] = &[
@@ -128,38 +144,14 @@ const CAPS: &[Field] = &[f("caps", "", FIELD_BYTES, 8)];
 impl StructType {
     /// The type a policy's `type:` names.
     pub fn named(name: &str) -> Option<Self> {
-        Some(match name {
-            "bpf_attr" => Self::BpfAttr,
-            "bpf_prog" => Self::BpfProg,
-            "perf_event" => Self::PerfEvent,
-            "bpf_map" => Self::BpfMap,
-            "user_namespace" => Self::UserNamespace,
-            "load_info" => Self::LoadInfo,
-            "module" => Self::Module,
-            "net_device" => Self::NetDevice,
-            "kernel_cap_t" => Self::Caps(CapKey::KernelCapT),
-            "cap_inheritable" => Self::Caps(CapKey::Inheritable),
-            "cap_permitted" => Self::Caps(CapKey::Permitted),
-            "cap_effective" => Self::Caps(CapKey::Effective),
-            _ => return None,
-        })
+        NAMES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Self::BpfAttr => "bpf_attr",
-            Self::BpfProg => "bpf_prog",
-            Self::PerfEvent => "perf_event",
-            Self::BpfMap => "bpf_map",
-            Self::UserNamespace => "user_namespace",
-            Self::LoadInfo => "load_info",
-            Self::Module => "module",
-            Self::NetDevice => "net_device",
-            Self::Caps(CapKey::KernelCapT) => "kernel_cap_t",
-            Self::Caps(CapKey::Inheritable) => "cap_inheritable",
-            Self::Caps(CapKey::Permitted) => "cap_permitted",
-            Self::Caps(CapKey::Effective) => "cap_effective",
-        }
+        NAMES
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("struct", |(n, _)| n)
     }
 
     /// The fields read, in record order (each at the next multiple of its size, up to
@@ -472,20 +464,13 @@ mod tests {
 
     #[test]
     fn every_type_fits_half_the_struct_region_and_names_itself() {
-        for name in [
-            "bpf_attr",
-            "bpf_prog",
-            "perf_event",
-            "bpf_map",
-            "user_namespace",
-            "load_info",
-            "module",
-            "net_device",
-            "kernel_cap_t",
-            "cap_inheritable",
-            "cap_permitted",
-            "cap_effective",
-        ] {
+        let names: Vec<&str> = crate::policy::validate::names::KPROBE_ARG_TYPES
+            .iter()
+            .copied()
+            .filter(|n| StructType::named(n).is_some())
+            .collect();
+        assert_eq!(names.len(), NAMES.len(), "every type is one a kprobe takes");
+        for name in names {
             let t = StructType::named(name).expect(name);
             assert_eq!(t.name(), name);
             let (reads, len) = t.reads(2, &offsets).expect(name);

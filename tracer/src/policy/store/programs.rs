@@ -264,13 +264,7 @@ impl Programs {
         let d = dir as usize & 1;
         if self.raw_links[d].is_none() {
             let (program, tracepoint) = RAW[d];
-            let p = self.program::<RawTracePoint>(ebpf, program, RawTracePoint::load)?;
-            let link = p
-                .attach(tracepoint)
-                .map_err(|source| AttachError::RawTracepoint {
-                    tracepoint: tracepoint.to_owned(),
-                    source,
-                })?;
+            let link = self.attach_raw_program(ebpf, program, tracepoint)?;
             tracing::info!("raw tracepoint {tracepoint} attached for syscall hooks");
             self.raw_links[d] = Some(link);
         }
@@ -299,16 +293,25 @@ impl Programs {
         maps.btf_points
             .set((2 * BTF_PROGRAMS + index) as u32, id, 0)
             .map_err(map_write("BTF_POINTS"))?;
-        let program = RAW_TP_NAMES[index];
+        let link = self.attach_raw_program(ebpf, RAW_TP_NAMES[index], tracepoint)?;
+        self.raw_tp[index] = true;
+        Ok(Attachment::RawTp { index, link })
+    }
+
+    /// Raw tracepoint program `program`, loaded if it is not yet, attached to
+    /// `tracepoint`.
+    fn attach_raw_program(
+        &mut self,
+        ebpf: &mut Ebpf,
+        program: &'static str,
+        tracepoint: &str,
+    ) -> Result<RawTracePointLinkId, AttachError> {
         let p = self.program::<RawTracePoint>(ebpf, program, RawTracePoint::load)?;
-        let link = p
-            .attach(tracepoint)
+        p.attach(tracepoint)
             .map_err(|source| AttachError::RawTracepoint {
                 tracepoint: tracepoint.to_owned(),
                 source,
-            })?;
-        self.raw_tp[index] = true;
-        Ok(Attachment::RawTp { index, link })
+            })
     }
 
     /// fentry (or with `lsm` BPF LSM) program for `function`: the pool program already

@@ -644,6 +644,8 @@ fn action(c: &mut Check, a: &MatchAction, path: &str, out: &mut spec::Selector) 
         (&a.arg_name, "argName"),
         (&a.arg_sock, "argSock"),
         (&a.kernel_stack_trace, "kernelStackTrace"),
+        (&a.arg_index, "argIndex"),
+        (&a.arg_value, "argValue"),
         (&a.user_stack_trace, "userStackTrace"),
     ] {
         c.unsupported(field, &format!("{path}.{name}"), &format!("`{name}`"));
