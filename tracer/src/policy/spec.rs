@@ -109,6 +109,10 @@ pub struct Kprobe {
     /// `list:NAME` of a `generated_ftrace` list: every function of the kernel this
     /// regular expression matches (`call` is then the list's name).
     pub ftrace_pattern: Option<String>,
+    /// The enforcing twin of a return probe whose selectors `Override`: those selectors'
+    /// `Override`, `Sigkill` and `Signal`, run at the call, posting nothing (the return
+    /// probe posts the events, with the return value the override gave).
+    pub at_call: bool,
 }
 
 /// One argument a hook reads and reports.

@@ -255,12 +255,15 @@ pub fn compile(
     let mut hooks: Vec<Hook> = Vec::new();
     let mut unplaced = Vec::new();
     let mut seen = HashSet::new();
-    let expanded = kernel_functions(&p.hooks, facts, &name, &mut unplaced);
+    let expanded = at_call(kernel_functions(&p.hooks, facts, &name, &mut unplaced));
     for h in &expanded {
         let label = match &h.target {
             spec::Target::Tracepoint { subsystem, event } => format!("{subsystem}/{event}"),
             spec::Target::RawTracepoint { subsystem, event } => {
                 format!("{subsystem}/{event} (raw)")
+            }
+            spec::Target::Kprobe(k) if k.at_call => {
+                format!("kprobe {} (its Override, at the call)", k.call)
             }
             spec::Target::Kprobe(k) => format!("kprobe {}", k.call),
             spec::Target::Uprobe(u) => format!("uprobe {} {}", u.path, u.name()),
@@ -284,7 +287,11 @@ pub fn compile(
         };
         // Traced twice: the same tracepoint, or the same function (a syscall under its
         // two names, `sys_getpgid` and `__x64_sys_getpgid`).
+        let at_call = matches!(&h.target, spec::Target::Kprobe(k) if k.at_call);
         let traced = match units.first() {
+            Some(u) if !u.function.is_empty() && at_call => {
+                format!("kprobe {} at the call", u.function)
+            }
             Some(u) if !u.function.is_empty() => format!("kprobe {}", u.function),
             _ => label.clone(),
         };
@@ -340,6 +347,61 @@ pub fn compile(
         scope: p.scope.clone(),
         unplaced,
     })
+}
+
+/// A return probe whose selectors `Override` as two hooks: the return probe, its
+/// selectors without their enforcing actions, posting the events with the return value;
+/// and its twin at the call (`at_call`), those selectors' `Override`, `Sigkill` and
+/// `Signal` with `NoPost`. (The return probe's selectors run at the return, after the
+/// call an `Override` must stop.) A selector that also filters the return value stays as
+/// it is, and is refused for it.
+fn at_call(hooks: Vec<spec::Hook>) -> Vec<spec::Hook> {
+    use spec::Action;
+    let enforcing =
+        |a: &Action| matches!(a, Action::Override(_) | Action::Sigkill | Action::Signal(_));
+    let mut out = Vec::with_capacity(hooks.len());
+    for h in hooks {
+        let spec::Target::Kprobe(k) = &h.target else {
+            out.push(h);
+            continue;
+        };
+        let splits = k.ret
+            && h.selectors.iter().any(|s| {
+                s.return_args.is_empty()
+                    && s.actions.iter().any(|a| matches!(a, Action::Override(_)))
+            });
+        if !splits {
+            out.push(h);
+            continue;
+        }
+        let mut twin = h.clone();
+        if let spec::Target::Kprobe(k) = &mut twin.target {
+            k.ret = false;
+            k.return_arg = None;
+            k.at_call = true;
+        }
+        twin.selectors = h
+            .selectors
+            .iter()
+            .filter(|s| s.return_args.is_empty() && s.actions.iter().any(enforcing))
+            .map(|s| {
+                let mut s = s.clone();
+                s.actions.retain(enforcing);
+                s.actions.push(Action::NoPost);
+                s.rate_limit_secs = None;
+                s
+            })
+            .collect();
+        let mut observe = h;
+        for s in &mut observe.selectors {
+            if s.return_args.is_empty() {
+                s.actions.retain(|a| !enforcing(a));
+            }
+        }
+        out.push(observe);
+        out.push(twin);
+    }
+    out
 }
 
 /// The hooks as they run on this kernel: a kprobe on a `generated_ftrace` list as one

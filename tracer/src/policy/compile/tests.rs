@@ -584,6 +584,50 @@ fn function_hooks_prefer_fentry_and_override_on_bpf_lsm() {
         let e = compile_kp(&hook, kernel).unwrap_err();
         assert!(e.contains(expected), "{expected}: {e}");
     }
+    // Override on a return probe (Tetragon's CVE-2023-2640 form): the return probe
+    // posts, with the return value, and its twin overrides at the call, posting nothing.
+    let cve = "security_inode_copy_up_xattr\n    syscall: false\n    return: true\n    args:\n    - index: 0\n      type: string\n    returnArg:\n      index: 0\n      type: int\n    selectors:\n    - matchArgs:\n      - index: 0\n        operator: Equal\n        values: [\"security.capability\"]\n      matchActions:\n      - action: Override\n        argError: 1\n";
+    let h = compile_kp(cve, full).expect("compiles");
+    assert_eq!(
+        h.iter().map(program).collect::<Vec<_>>(),
+        [Some(Probe::Fentry), Some(Probe::Kprobe), Some(Probe::Lsm)],
+        "entry, return, and the call's override"
+    );
+    let (ret, twin) = (&h[1], &h[2]);
+    let actions = ret.config.selectors[0].actions;
+    assert_eq!(
+        (actions & ACTION_POST, actions & ACTION_OVERRIDE),
+        (ACTION_POST, 0)
+    );
+    assert_eq!(ret.args.len(), 2, "the string and the return value");
+    assert_eq!(twin.config.selectors[0].override_error, 1);
+    let actions = twin.config.selectors[0].actions;
+    assert_eq!(
+        actions & (ACTION_OVERRIDE | ACTION_NOPOST),
+        ACTION_OVERRIDE | ACTION_NOPOST,
+        "NoPost: the kernel posts nothing"
+    );
+    assert_eq!(
+        twin.runs_on(),
+        "kprobe security_inode_copy_up_xattr runs on the BPF LSM hook inode_copy_up_xattr (to Override it)"
+    );
+    // Without BPF LSM the twin cannot run, said by name; the return probe still does.
+    let c = compile(
+        &spec_of(&format!("apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: t\nspec:\n  kprobes:\n  - call: {cve}")),
+        0,
+        &mut Ids::default(),
+        &Facts::new(no_trampolines, root.path()),
+    )
+    .expect("compiles");
+    assert_eq!(c.hooks.len(), 2);
+    assert_eq!(c.unplaced.len(), 1);
+    assert!(
+        c.unplaced[0].to_string().contains(
+            "kprobe security_inode_copy_up_xattr (its Override, at the call): `Override` on security_inode_copy_up_xattr runs as a BPF LSM program, which this kernel does not run"
+        ),
+        "{}",
+        c.unplaced[0]
+    );
 }
 
 #[test]

@@ -121,6 +121,7 @@ pub(super) fn kprobe(c: &mut Check, k: &Spanned<Kprobe>, path: &str, lists: &[Li
             .and_then(|i| i.call_not_found.as_ref())
             .is_some_and(|b| **b),
         ftrace_pattern: None,
+        at_call: false,
     });
     hook(c, parts, path, target, lists)
 }
