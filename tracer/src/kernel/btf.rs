@@ -273,34 +273,45 @@ impl KernelBtf {
 
     /// The type of parameter `index` of function `func`.
     fn func_param(&self, func: &str, index: usize) -> Result<Type, BtfError> {
+        let mut function = None;
         for t in self.btf.resolve_types_by_name(func).unwrap_or_default() {
             if let Type::Func(f) = t
                 && let Type::FuncProto(proto) = self.btf.resolve_chained_type(&f)?
             {
-                let param = proto
-                    .parameters
-                    .get(index)
-                    .ok_or_else(|| BtfError::NoParam {
-                        func: func.to_owned(),
-                        index,
-                        params: proto.parameters.len(),
-                    })?;
-                return Ok(self.btf.resolve_chained_type(param)?);
+                function = Some(proto);
+                break;
             }
         }
-        // A raw tracepoint: its `btf_trace_NAME` prototype, after the probe's data.
-        if let Some(proto) = self.tracepoint_proto(func)? {
-            let param = proto
-                .parameters
-                .get(index + 1)
-                .ok_or_else(|| BtfError::NoParam {
-                    func: func.to_owned(),
-                    index,
-                    params: proto.parameters.len().saturating_sub(1),
-                })?;
-            return Ok(self.btf.resolve_chained_type(param)?);
+        // Else a raw tracepoint: its `btf_trace_NAME` prototype, whose first parameter
+        // is the probe's data.
+        let (proto, skip) = match function {
+            Some(proto) => (proto, 0),
+            None => (
+                self.tracepoint_proto(func)?
+                    .ok_or_else(|| BtfError::NoFunc(func.to_owned()))?,
+                1,
+            ),
+        };
+        let param = proto
+            .parameters
+            .get(index + skip)
+            .ok_or_else(|| BtfError::NoParam {
+                func: func.to_owned(),
+                index,
+                params: proto.parameters.len().saturating_sub(skip),
+            })?;
+        Ok(self.btf.resolve_chained_type(param)?)
+    }
+
+    /// The struct (or other type) pointer `p` points to, through further pointers
+    /// (`struct cred **`), each a read at offset 0 pushed onto `derefs`.
+    fn pointee(&self, p: &btf_rs::Ptr, derefs: &mut Vec<u32>) -> Result<Type, BtfError> {
+        let mut ty = self.strip(self.btf.resolve_chained_type(p)?)?;
+        while let Type::Ptr(p) = &ty {
+            derefs.push(0);
+            ty = self.strip(self.btf.resolve_chained_type(p)?)?;
         }
-        Err(BtfError::NoFunc(func.to_owned()))
+        Ok(ty)
     }
 
     /// Walks `path` (`mm.owner.real_parent.comm`) from argument `index` of `func`, or,
@@ -329,13 +340,9 @@ impl KernelBtf {
                         "argument {index} of {func} is not a pointer to a struct"
                     )));
                 };
-                self.strip(self.btf.resolve_chained_type(&p)?)?
+                self.pointee(&p, &mut derefs)?
             }
         };
-        while let Type::Ptr(p) = &ty {
-            derefs.push(0);
-            ty = self.strip(self.btf.resolve_chained_type(p)?)?;
-        }
         let parts: Vec<&str> = path.split('.').collect();
         let mut bits: u64 = 0;
         let mut name = cast.unwrap_or("the argument").to_owned();
@@ -366,11 +373,7 @@ impl KernelBtf {
                 Type::Ptr(p) => {
                     derefs.push(u32::try_from(bits / 8).map_err(|_| err("too far".into()))?);
                     bits = 0;
-                    ty = self.strip(self.btf.resolve_chained_type(&p)?)?;
-                    while let Type::Ptr(p) = &ty {
-                        derefs.push(0);
-                        ty = self.strip(self.btf.resolve_chained_type(p)?)?;
-                    }
+                    ty = self.pointee(&p, &mut derefs)?;
                 }
                 Type::Struct(_) | Type::Union(_) => ty = member,
                 _ => {

@@ -389,7 +389,6 @@ fn struct_arg(
         ArgType::Capability => {
             return Ok((field_arg(field, ARG_INT), ArgOut::Capability));
         }
-        ArgType::Socket if !k.user => unreachable!("matched above"),
         ArgType::Socket => {
             return Err(ArgError::Socket {
                 call: call.to_owned(),
@@ -432,7 +431,7 @@ fn struct_arg(
     let fits = k1.struct2_kind == 0
         && match second {
             Room::Outside => true,
-            Room::Half => first == Room::Half || first == Room::Fields || first == Room::Outside,
+            Room::Half => first != Room::Path,
             Room::Path | Room::Fields => false,
         };
     if !fits {
@@ -440,12 +439,12 @@ fn struct_arg(
     }
     if first == Room::Outside && second != Room::Outside {
         // The first takes no room: the second goes first.
-        k1.struct2_kind = k1.struct_kind as u8;
-        k1.struct2_arg = k1.struct_arg as u8;
-        k1.struct_kind = struct_kind;
-        k1.struct_arg = a.index as u16;
+        move_to_second(config)?;
+        config.kprobe.struct_kind = struct_kind;
+        config.kprobe.struct_arg = a.index as u16;
         return Ok((arg, out));
     }
+    let k1 = &mut config.kprobe;
     k1.struct2_kind = struct_kind as u8;
     k1.struct2_arg = a.index as u8;
     let arg = if second == Room::Half {
@@ -459,6 +458,26 @@ fn struct_arg(
     Ok((arg, out))
 }
 
+/// Moves the first struct argument to the second place (a half-region value to
+/// `KPROBE_STRUCT2_AT`, the arguments read there with it), for one that needs the first.
+fn move_to_second(config: &mut HookConfig) -> Result<(), ArgError> {
+    let k = &mut config.kprobe;
+    let moved = k.struct_kind;
+    if k.struct2_kind != 0 || !matches!(room(moved), Room::Half | Room::Outside) {
+        return Err(ArgError::SecondStruct);
+    }
+    k.struct2_kind = moved as u8;
+    k.struct2_arg = k.struct_arg as u8;
+    if room(moved) == Room::Half {
+        for c in config.args.iter_mut() {
+            if c.offset == KPROBE_PATH_AT {
+                c.offset = KPROBE_STRUCT2_AT;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Adds `reads` (laid out from 0, `len` bytes) to the hook point's field reads, after
 /// those already there, in the first half of the struct region (a struct argument of
 /// another kind there moves to the second half); where they start in the record.
@@ -468,21 +487,8 @@ fn fields_arg(
     reads: &[FieldRead],
     len: u16,
 ) -> Result<u16, ArgError> {
-    let k = &mut config.kprobe;
-    if k.struct_kind != 0 && k.struct_kind != KPROBE_ARG_FIELDS {
-        let moved = k.struct_kind;
-        if k.struct2_kind != 0 || !matches!(room(moved), Room::Half | Room::Outside) {
-            return Err(ArgError::SecondStruct);
-        }
-        k.struct2_kind = moved as u8;
-        k.struct2_arg = k.struct_arg as u8;
-        if room(moved) == Room::Half {
-            for c in config.args.iter_mut() {
-                if c.offset == KPROBE_PATH_AT {
-                    c.offset = KPROBE_STRUCT2_AT;
-                }
-            }
-        }
+    if config.kprobe.struct_kind != 0 && config.kprobe.struct_kind != KPROBE_ARG_FIELDS {
+        move_to_second(config)?;
     }
     let k = &mut config.kprobe;
     k.struct_kind = KPROBE_ARG_FIELDS;
