@@ -11,26 +11,10 @@ use integration::corpus::{corpus, policies};
 
 /// Files of the corpus that `validate` refuses today, and what they need.
 const NOT_YET: &[(&str, &str)] = &[
-    (
-        "datagram-with-sock-tracking.yaml",
-        "socket tracking (returnArgAction TrackSock, argSock)",
-    ),
-    (
-        "datagram_518.yaml",
-        "socket tracking (returnArgAction TrackSock, UntrackSock)",
-    ),
     ("fd_install_cap_changes.yaml", "matchCapabilityChanges"),
     ("killer.yaml", "enforcers, NotifyEnforcer"),
     ("loader.yaml", "loader: true (process_loader events)"),
     ("stack_traces.yaml", "kernelStackTrace, userStackTrace"),
-    (
-        "tcp-accept.yaml",
-        "socket tracking (returnArgAction TrackSock, argSock)",
-    ),
-    (
-        "tcp-listen.yaml",
-        "socket tracking (returnArgAction TrackSock, argSock)",
-    ),
     ("usdt-set.yaml", "action Set (argIndex, argValue)"),
 ];
 

@@ -326,6 +326,52 @@ spec:
     - index: 0
       type: string
       resolve: mm.owner.real_parent.real_parent.comm
+---
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: vm-socktrack
+spec:
+  kprobes:
+  - call: sk_alloc
+    syscall: false
+    return: true
+    args:
+    - index: 1
+      type: int
+    returnArg:
+      index: 0
+      type: sock
+    returnArgAction: TrackSock
+    selectors:
+    - matchArgs:
+      - index: 1
+        operator: Equal
+        values: ["2"]
+      matchActions:
+      - action: NoPost
+  - call: tcp_rcv_established
+    syscall: false
+    args:
+    - index: 0
+      type: sock
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: DPort
+        values: ["4244"]
+  - call: __sk_free
+    syscall: false
+    args:
+    - index: 0
+      type: sock
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: DPort
+        values: ["4244"]
+      matchActions:
+      - action: UntrackSock
 POLICY
 echo secret > /tmp/vm-deny-file
 echo secret > /tmp/vm-retdeny-file
@@ -397,6 +443,13 @@ echo t > /tmp/vm-target
 ln -s /tmp/vm-target /tmp/vm-link
 cat /tmp/vm-link > /dev/null
 echo PIPE-MARK-4242 | cat > /dev/null
+# Socket tracking (vm-socktrack): the server's reply reaches the client's socket in a
+# softirq that runs in the server's context; the events are the client's, which
+# created the socket.
+(sleep 1; echo SOCK-REPLY) | nc -l -p 4244 > /dev/null &
+sleep 0.5
+sleep 3 | timeout 2 nc 127.0.0.1 4244 > /dev/null
+sleep 1
 # Override on a return probe: denied at the call, reported at the return.
 echo "RETDENY: $(cat /tmp/vm-retdeny-file 2>&1)"
 connect_and_sync 4242 net-marker /tmp/events
@@ -1017,7 +1070,49 @@ fn lifecycle_on_distribution_kernels() {
         );
         println!("{name}: an lsmhooks hook reports and denies the open");
         struct_arguments(&name, &events);
+        socket_tracking(&name, &events);
     }
+}
+
+/// The `vm-socktrack` policy's events: on the client's socket, tracked from its
+/// `sk_alloc`, each event is the client's, wherever the kernel ran it (the server's
+/// reply is received in a softirq in the server's context); its free untracks it.
+fn socket_tracking(name: &str, events: &[Value]) {
+    let of = |call: &str| -> Vec<&Value> {
+        of_kind(events, "process_kprobe")
+            .into_iter()
+            .filter(|e| e["policy_name"] == "vm-socktrack" && e["function_name"] == call)
+            .collect()
+    };
+    assert!(of("sk_alloc").is_empty(), "{name}: NoPost");
+    let client = of_kind(events, "process_exec")
+        .into_iter()
+        .find(|e| e["process"]["arguments"] == "127.0.0.1 4244")
+        .unwrap_or_else(|| panic!("{name}: no exec of the client"));
+    let received = of("tcp_rcv_established");
+    assert!(!received.is_empty(), "{name}: the reply received");
+    for e in received.iter().chain(of("__sk_free").iter()) {
+        assert_eq!(
+            e["process"]["exec_id"], client["process"]["exec_id"],
+            "{name}: the client's socket: {e}"
+        );
+        assert_eq!(e["process"]["pid"], client["process"]["pid"], "{name}");
+        let sock = &e["args"][0]["sock_arg"];
+        assert_eq!(sock["dport"], 4244, "{name}: {e}");
+        assert_eq!(sock["daddr"], "127.0.0.1", "{name}: {e}");
+        assert_eq!(sock["family"], "AF_INET", "{name}: {e}");
+    }
+    let freed = of("__sk_free");
+    assert_eq!(
+        freed.len(),
+        1,
+        "{name}: the client's socket freed once: {freed:?}"
+    );
+    assert_eq!(freed[0]["action"], "KPROBE_ACTION_UNTRACKSOCK", "{name}");
+    println!(
+        "{name}: socket tracking: {} receives on the client's socket, each the client's",
+        received.len()
+    );
 }
 
 /// The `vm-types` policy's events: struct arguments read field by field, at offsets

@@ -10,8 +10,8 @@ use tracer_common::{
     counters::COUNTERS_LEN,
     policy::{
         ArgValue, BinFollow, GateHit, GateIntKey, GateStrKey, HookConfig, HookPoint,
-        MAX_BIN_FOLLOW, MAX_HOOK_ARGS, PolicyCounters, ProcVerdicts, RateKey, SYSCALL_IDS, StrKey,
-        StrPrefix, SyscallRecord, TracepointEvent, VERDICT_L1_WAYS, VerdictL1,
+        MAX_BIN_FOLLOW, MAX_HOOK_ARGS, PolicyCounters, ProcVerdicts, RateKey, SYSCALL_IDS,
+        SockOwner, StrKey, StrPrefix, SyscallRecord, TracepointEvent, VERDICT_L1_WAYS, VerdictL1,
     },
 };
 
@@ -132,6 +132,11 @@ pub static TP_SCRATCH: PerCpuArray<TracepointEvent> = PerCpuArray::with_max_entr
 /// Last post of each `rateLimit` window.
 #[map]
 pub static RATE: LruHashMap<RateKey, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// The process that tracks each socket (`TrackSock`, `returnArgAction: TrackSock`),
+/// by `struct sock` address, until `UntrackSock` (or the least recently used goes).
+#[map]
+pub static SOCK_OWNERS: LruHashMap<u64, SockOwner> = LruHashMap::with_max_entries(32768, 0);
 
 /// `CONFIG[0]`: `TRACK_BINARIES`, set by the agent when policies run.
 #[map]

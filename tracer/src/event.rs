@@ -463,11 +463,15 @@ pub fn lifecycle<'a>(l: &'a Lifecycle, node: &'a str, clock: &Clock) -> Event<'a
     }
 }
 
-/// Tetragon's name of the action a selector took.
+/// Tetragon's name of the action a selector took (`actions`: its `ACTION_*` bits, and
+/// its socket action in bits 8 to 15).
 pub fn action_name(actions: u32) -> &'static str {
     use tracer_common::policy::{
         ACTION_DNSLOOKUP, ACTION_GETURL, ACTION_OVERRIDE, ACTION_SIGKILL, ACTION_SIGNAL,
+        SOCK_RETURN, SOCK_TRACK, SOCK_UNTRACK,
     };
+    let sock = (actions >> 8) as u8;
+    let sock = if sock & SOCK_RETURN != 0 { 0 } else { sock };
     if actions & u32::from(ACTION_SIGKILL) != 0 {
         "KPROBE_ACTION_SIGKILL"
     } else if actions & u32::from(ACTION_OVERRIDE) != 0 {
@@ -478,6 +482,10 @@ pub fn action_name(actions: u32) -> &'static str {
         "KPROBE_ACTION_GETURL"
     } else if actions & u32::from(ACTION_DNSLOOKUP) != 0 {
         "KPROBE_ACTION_DNSLOOKUP"
+    } else if sock & SOCK_TRACK != 0 {
+        "KPROBE_ACTION_TRACKSOCK"
+    } else if sock & SOCK_UNTRACK != 0 {
+        "KPROBE_ACTION_UNTRACKSOCK"
     } else {
         "KPROBE_ACTION_POST"
     }
@@ -967,6 +975,33 @@ mod tests {
 
     use super::*;
     use crate::process::{Creds, exec_id};
+
+    #[test]
+    fn actions_are_named_as_tetragon_names_them() {
+        use tracer_common::policy::{
+            ACTION_POST, ACTION_SIGKILL, SOCK_RETURN, SOCK_TRACK, SOCK_UNTRACK,
+        };
+        let post = u32::from(ACTION_POST);
+        let sock = |a: u8| u32::from(a) << 8;
+        assert_eq!(action_name(post), "KPROBE_ACTION_POST");
+        assert_eq!(
+            action_name(post | u32::from(ACTION_SIGKILL)),
+            "KPROBE_ACTION_SIGKILL"
+        );
+        assert_eq!(
+            action_name(post | sock(SOCK_TRACK)),
+            "KPROBE_ACTION_TRACKSOCK"
+        );
+        assert_eq!(
+            action_name(post | sock(SOCK_UNTRACK | 2)),
+            "KPROBE_ACTION_UNTRACKSOCK"
+        );
+        // `returnArgAction` is not an action the selector took.
+        assert_eq!(
+            action_name(post | sock(SOCK_TRACK | SOCK_RETURN | 1)),
+            "KPROBE_ACTION_POST"
+        );
+    }
 
     fn process(pid: u32, parent: Option<Arc<Process>>) -> Arc<Process> {
         Arc::new(Process {

@@ -34,6 +34,28 @@ pub const HOOK_FD: u32 = 1 << 13;
 /// The policy applies to some pods only (a `TracingPolicyNamespaced`, a `podSelector` or
 /// a `containerSelector`): the hook runs only in the cgroups `POLICY_SCOPE` lists for it.
 pub const HOOK_CGROUP_SCOPE: u32 = 1 << 14;
+/// An argument is a socket: a posted event is the process's that tracks the socket
+/// (`SOCK_OWNERS`), if one does, rather than the current one's (a softirq's, a
+/// kernel thread's).
+pub const HOOK_SOCK_OWNER: u32 = 1 << 15;
+
+/// `SelectorConfig::sock_action`: the socket argument at this position (`TrackSock`, a
+/// `returnArgAction: TrackSock`) is the current process's from now on ...
+pub const SOCK_TRACK: u8 = 0x10;
+/// ... or no longer anyone's (`UntrackSock`).
+pub const SOCK_UNTRACK: u8 = 0x20;
+/// Set with `SOCK_TRACK` or `SOCK_UNTRACK` from a hook's `returnArgAction` (the event
+/// does not name it as the action taken).
+pub const SOCK_RETURN: u8 = 0x40;
+pub const SOCK_ARG_MASK: u8 = 0x07;
+
+/// A tracked socket's process (`SOCK_OWNERS`, keyed by the `struct sock` address).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOwner {
+    pub pid: u32,
+    pub tid: u32,
+}
 
 /// Where a return hook's record holds the return value (after six arguments).
 pub const RETURN_AT: u16 = 64;
@@ -234,7 +256,9 @@ pub struct SelectorConfig {
     pub actions: u8,
     /// `RATE_*`: what one `rateLimit` window counts per.
     pub rate_scope: u8,
-    pub _pad: u8,
+    /// `SOCK_TRACK` or `SOCK_UNTRACK` with the argument's position (`& SOCK_ARG_MASK`):
+    /// `TrackSock`/`UntrackSock`, or the hook's `returnArgAction`; 0: none.
+    pub sock_action: u8,
     /// Signal of `ACTION_SIGNAL`.
     pub signal: u32,
     pub pids: PidFilter,

@@ -29,7 +29,8 @@ pub struct TracepointEvent {
     pub policy_id: u32,
     /// The hook's id (`HookConfig::id`).
     pub hook: u32,
-    /// The `ACTION_*` bits of the selector that matched.
+    /// The `ACTION_*` bits of the selector that matched, and its `sock_action` in bits 8
+    /// to 15.
     pub action: u32,
     /// Which selector matched.
     pub selector: u32,

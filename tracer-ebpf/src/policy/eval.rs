@@ -15,9 +15,10 @@ use tracer_common::{
         ACTION_NOPOST, ACTION_OVERRIDE, ACTION_SIGKILL, ACTION_SIGNAL, ARG_INT, ARG_SOCK, ARG_UINT,
         CANDIDATES_ALL, EVENT_MONITOR, EVENT_SIGNAL_FAILED, GateHit, HOOK_BINARY_EQUAL,
         HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_CGROUP_SCOPE, HOOK_ENTRY_SOCK, HOOK_MONITOR,
-        HOOK_RET_FD_SOCK, HOOK_SOCK_TRIGGER, HookConfig, MAX_HOOK_ARGS, MAX_SELECTORS, POLICY_LOST,
-        POLICY_MATCHED, POLICY_POSTED, POLICY_RATE_LIMITED, POLICY_SEEN, RATE_GLOBAL, RATE_PROCESS,
-        RateKey, SelectorConfig, SockLayout, TracepointEvent, VERDICT_HOOKS, Verdict,
+        HOOK_RET_FD_SOCK, HOOK_SOCK_OWNER, HOOK_SOCK_TRIGGER, HookConfig, MAX_HOOK_ARGS,
+        MAX_SELECTORS, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED, POLICY_RATE_LIMITED,
+        POLICY_SEEN, RATE_GLOBAL, RATE_PROCESS, RateKey, SOCK_ARG_MASK, SOCK_TRACK, SelectorConfig,
+        SockLayout, SockOwner, TracepointEvent, VERDICT_HOOKS, Verdict,
     },
 };
 
@@ -31,7 +32,7 @@ use crate::{
     emit,
     hooks::sock,
     kread,
-    maps::{EVENTS, HOOKS, POLICY_COUNTERS, RATE, RECORD, TP_SCRATCH, WALK},
+    maps::{EVENTS, HOOKS, POLICY_COUNTERS, RATE, RECORD, SOCK_OWNERS, TP_SCRATCH, WALK},
 };
 
 /// Bound of a walk over a hook point's list (bpf_loop's own is 1 << 23).
@@ -248,6 +249,15 @@ pub extern "C" fn tracer_evaluate(cfg: *const HookConfig) -> i32 {
     };
     policy_count(cfg.policy_id, POLICY_MATCHED);
     let sel = &cfg.selectors[(sel_index as usize) & (MAX_SELECTORS - 1)];
+    // The socket's process, read before an `UntrackSock` of this very call forgets it.
+    let owner = if cfg.flags & HOOK_SOCK_OWNER != 0 && actions & ACTION_NOPOST == 0 {
+        tracer_sock_owner(ev, cfg.nargs)
+    } else {
+        0
+    };
+    if sel.sock_action != 0 {
+        track_sock(ev, sel.sock_action, pid_tgid);
+    }
     let (flags, verdict) = act(cfg, sel, actions, signal);
     if actions & ACTION_NOPOST != 0 {
         return verdict;
@@ -256,10 +266,14 @@ pub extern "C" fn tracer_evaluate(cfg: *const HookConfig) -> i32 {
         policy_count(cfg.policy_id, POLICY_RATE_LIMITED);
         return verdict;
     }
-    ev.header = emit::header(EventKind::Tracepoint, tgid, pid_tgid as u32);
+    ev.header = if owner != 0 {
+        emit::header(EventKind::Tracepoint, (owner >> 32) as u32, owner as u32)
+    } else {
+        emit::header(EventKind::Tracepoint, tgid, pid_tgid as u32)
+    };
     ev.policy_id = cfg.policy_id;
     ev.hook = cfg.id;
-    ev.action = u32::from(actions);
+    ev.action = u32::from(actions) | u32::from(sel.sock_action) << 8;
     ev.selector = sel_index;
     ev.nargs = cfg.nargs;
     ev.flags = flags;
@@ -304,6 +318,53 @@ pub extern "C" fn tracer_capture(cfg: *const HookConfig, ev: *mut TracepointEven
         capture(base, a, &mut ev.args[i], i as u32);
     }
     0
+}
+
+/// The process (`pid << 32 | tid`) that tracks the first socket among the `nargs`
+/// arguments of `ev` that one tracks (`SOCK_OWNERS`), or 0. A global function (exported, so its BTF says so):
+/// its loop and lookups are checked once.
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn tracer_sock_owner(ev: *const TracepointEvent, nargs: u32) -> u64 {
+    // SAFETY: a pointer to this CPU's event (a map value), or null to the verifier.
+    let Some(ev) = (unsafe { ev.as_ref() }) else {
+        return 0;
+    };
+    for (i, a) in ev.args.iter().enumerate() {
+        if i as u32 >= nargs {
+            break;
+        }
+        if a.kind != u32::from(ARG_SOCK) || a.int == 0 {
+            continue;
+        }
+        // SAFETY: a map value read at once, not kept.
+        if let Some(o) = unsafe { SOCK_OWNERS.get(a.int) } {
+            return u64::from(o.pid) << 32 | u64::from(o.tid);
+        }
+    }
+    0
+}
+
+/// `TrackSock`/`UntrackSock` (`action`, a `SOCK_TRACK` or `SOCK_UNTRACK` with the
+/// argument's position): the socket argument is the current process's from now on, or
+/// no one's. Nothing for an argument that is not a socket.
+#[inline(never)]
+fn track_sock(ev: &TracepointEvent, action: u8, pid_tgid: u64) {
+    let Some(a) = ev.args.get(usize::from(action & SOCK_ARG_MASK)) else {
+        return;
+    };
+    if a.kind != u32::from(ARG_SOCK) || a.int == 0 {
+        return;
+    }
+    if action & SOCK_TRACK != 0 {
+        let owner = SockOwner {
+            pid: (pid_tgid >> 32) as u32,
+            tid: pid_tgid as u32,
+        };
+        let _ = SOCK_OWNERS.insert(a.int, owner, 0);
+    } else {
+        let _ = SOCK_OWNERS.remove(a.int);
+    }
 }
 
 /// Carries out the signals of a matching selector's `actions` (unless the policy is in

@@ -143,9 +143,10 @@ pub struct Kprobe {
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub data: Unsupported,
+    /// `TrackSock` (or `UntrackSock`): the returned socket is the process's from now on.
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub return_arg_action: Unsupported,
+    #[schemars(with = "Option<String>")]
+    pub return_arg_action: Option<Spanned<String>>,
     /// `ignore: {callNotFound: true}`: a function this kernel lacks is skipped.
     #[serde(default)]
     pub ignore: Option<KprobeIgnore>,
@@ -450,9 +451,10 @@ pub struct MatchAction {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub arg_fqdn: Option<Spanned<String>>,
+    /// `TrackSock`/`UntrackSock`: the position in `args` of the socket.
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub arg_sock: Unsupported,
+    #[schemars(with = "Option<u32>")]
+    pub arg_sock: Option<Spanned<u32>>,
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub kernel_stack_trace: Unsupported,

@@ -367,6 +367,22 @@ mod tests {
         let tp = "  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_openat\n";
         let cases: &[(&str, &str)] = &[
             (
+                "  kprobes:\n  - call: __sk_free\n    args:\n    - index: 0\n      type: int\n    selectors:\n    - matchActions:\n      - action: UntrackSock\n",
+                "t.yaml:13:17: spec.kprobes[0].selectors[0].matchActions[0].argSock: `UntrackSock` acts on the socket at position 0 of `args`, and it is of type `int`\n  fix: point `argSock` at an argument of type `sock` or `socket` (0 is the first)",
+            ),
+            (
+                "  kprobes:\n  - call: __sk_free\n    args:\n    - index: 0\n      type: sock\n    selectors:\n    - matchActions:\n      - action: TrackSock\n        argSock: 1\n",
+                "t.yaml:14:18: spec.kprobes[0].selectors[0].matchActions[0].argSock: `TrackSock` acts on the socket at position 1 of `args`, and the hook declares 1 arguments\n  fix: point `argSock` at an argument of type `sock` or `socket` (0 is the first)",
+            ),
+            (
+                "  kprobes:\n  - call: sk_alloc\n    return: true\n    returnArg:\n      index: 0\n      type: int\n    returnArgAction: TrackSock\n",
+                "t.yaml:12:22: spec.kprobes[0].returnArgAction: `TrackSock` acts on a returned socket: the return value is not read as one\n  fix: declare `returnArg: {index: 0, type: sock}`",
+            ),
+            (
+                "  kprobes:\n  - call: sk_alloc\n    return: true\n    returnArg:\n      index: 0\n      type: sock\n    returnArgAction: Post\n",
+                "t.yaml:12:22: spec.kprobes[0].returnArgAction: `Post` is not an action on a returned value: `TrackSock` or `UntrackSock`",
+            ),
+            (
                 "",
                 "t.yaml:6:1: spec: the policy has no hook\n  fix: add `tracepoints:`, `kprobes:`, `uprobes:`, `usdts:` or `lsmhooks:`",
             ),

@@ -436,9 +436,9 @@ fn kprobe_sites<'a>(
     if let Some((syscalls, at)) = return_sites(call, kprobes, k.ret) {
         return return_probe_sites(call, syscalls, at, facts);
     }
-    // A `sock` argument of any other function is written in the layout of the
-    // tracepoint's record, as the socket functions' are.
-    let generic_sock = if hook.args.iter().any(|a| {
+    // A `sock` argument (or returned `sock`) of any other function is written in the
+    // layout of the tracepoint's record, as the socket functions' are.
+    let generic_sock = if hook.args.iter().chain(k.return_arg.as_ref()).any(|a| {
         matches!(
             a.ty,
             spec::ArgType::Sock

@@ -113,6 +113,9 @@ pub struct Kprobe {
     /// `Override`, `Sigkill` and `Signal`, run at the call, posting nothing (the return
     /// probe posts the events, with the return value the override gave).
     pub at_call: bool,
+    /// `returnArgAction`: the returned socket (`returnArg` of type `sock`) is tracked
+    /// (`true`) or untracked by the process, as `Action::Sock` does.
+    pub return_sock: Option<bool>,
 }
 
 /// One argument a hook reads and reports.
@@ -427,6 +430,13 @@ pub enum Action {
     Override(i32),
     /// `GetUrl` or `DnsLookup`: made by the agent when the event arrives.
     Request(super::requests::Request),
+    /// `TrackSock` (`track`) or `UntrackSock`: the socket argument at position `arg` of
+    /// `args` is the current process's from now on (events on it anywhere are that
+    /// process's), or no longer.
+    Sock {
+        track: bool,
+        arg: u32,
+    },
 }
 
 /// `rateLimitScope`.

@@ -709,12 +709,16 @@ pub(super) fn return_value(
     );
     let mut sock_return = false;
     let (arg, out) = if ty == ArgType::Sock {
-        // A returned socket (`inet_csk_accept`): the kretprobe program writes its
-        // fields at `SOCK_RETURN_AT` plus the hook's layout.
+        // A returned socket (`inet_csk_accept`, `sk_alloc`): the kretprobe program
+        // writes its fields at `SOCK_RETURN_AT` plus the hook's layout.
         match (k.sock, k.at_return) {
             // The socket of the descriptor returned (`HOOK_RET_FD_SOCK`).
             (_, Some(r)) if r.flags & HOOK_RET_FD_SOCK != 0 => {}
             (Some(_), None) => sock_return = true,
+            (None, None) if k.generic && k.on_kprobe => {
+                config.sock = k.generic_sock.ok_or(HookError::ReturnSock)?;
+                sock_return = true;
+            }
             _ => return Err(HookError::ReturnSock),
         }
         let sock = ArgConfig {

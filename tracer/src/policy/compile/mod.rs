@@ -16,8 +16,9 @@ use std::collections::HashSet;
 pub use args::{ArgError, ArgMeta, ArgOut};
 pub use selectors::SelectorError;
 use tracer_common::policy::{
-    BinFollow, FOLLOW_BITS, HOOK_CGROUP_SCOPE, HOOK_FD, HOOK_MONITOR, HookConfig, LONG_PREFIX,
-    MAX_HOOK_ARGS, MAX_SELECTORS, PREFIX_MAX,
+    ARG_SOCK, BinFollow, FOLLOW_BITS, HOOK_CGROUP_SCOPE, HOOK_FD, HOOK_MONITOR, HOOK_SOCK_OWNER,
+    HookConfig, LONG_PREFIX, MAX_HOOK_ARGS, MAX_SELECTORS, PREFIX_MAX, SOCK_ARG_MASK, SOCK_RETURN,
+    SOCK_TRACK, SOCK_UNTRACK,
 };
 
 use super::{
@@ -203,7 +204,7 @@ pub enum HookError {
     /// A return half reads the return value as one more argument.
     #[error("a return probe reads at most {max} arguments besides the return value")]
     ReturnArgs { max: usize },
-    #[error("returnArg: `sock` is read for inet_csk_accept only")]
+    #[error("returnArg: a `sock` is read from a kernel function's return, on a kprobe")]
     ReturnSock,
     #[error("returnArg: a return value cannot be read as `{}`", .ty.name())]
     ReturnType { ty: spec::ArgType },
@@ -499,6 +500,24 @@ fn hook(unit: &Unit<'_>, ctx: &mut Ctx<'_>) -> Result<Hook, HookError> {
             config.selectors[s] = compiled.config;
             gates.push(compiled.gates);
         }
+    }
+    if let spec::Target::Kprobe(k) = &h.target
+        && let (Some(track), Some(i)) = (k.return_sock, ret.index)
+    {
+        // `returnArgAction`: on every selector (the first stands for none).
+        let action =
+            if track { SOCK_TRACK } else { SOCK_UNTRACK } | SOCK_RETURN | (i as u8 & SOCK_ARG_MASK);
+        for sel in config.selectors.iter_mut().take(h.selectors.len().max(1)) {
+            if sel.sock_action == 0 {
+                sel.sock_action = action;
+            }
+        }
+    }
+    if config.args[..config.nargs as usize]
+        .iter()
+        .any(|a| a.kind == ARG_SOCK)
+    {
+        config.flags |= HOOK_SOCK_OWNER;
     }
     let at_return = unit.kprobe.and_then(|k| k.at_return);
     if unit.half == Half::Return

@@ -15,7 +15,8 @@ use tracer_common::policy::{
     NS_TIME_FOR_CHILDREN, NS_USER, NS_UTS, NsFilter, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL,
     OP_FAMILY, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX,
     OP_PREFIX, OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN,
-    PidFilter, RATE_GLOBAL, RATE_PROCESS, RATE_THREAD, STRING_MAX, SelectorConfig,
+    PidFilter, RATE_GLOBAL, RATE_PROCESS, RATE_THREAD, SOCK_ARG_MASK, SOCK_TRACK, SOCK_UNTRACK,
+    STRING_MAX, SelectorConfig,
 };
 
 use super::{ArgMeta, ArgOut, Ctx, Follow, GateFilter, GateValues, HookError, StrEntry, StrMap};
@@ -212,6 +213,11 @@ fn actions(sel: &spec::Selector) -> SelectorConfig {
             }
             spec::Action::Request(crate::policy::requests::Request::DnsLookup(_)) => {
                 sc.actions |= ACTION_DNSLOOKUP | ACTION_POST;
+            }
+            spec::Action::Sock { track, arg } => {
+                sc.actions |= ACTION_POST;
+                sc.sock_action =
+                    if *track { SOCK_TRACK } else { SOCK_UNTRACK } | (*arg as u8 & SOCK_ARG_MASK);
             }
         }
     }

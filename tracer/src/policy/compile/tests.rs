@@ -11,16 +11,17 @@ use tracer_common::policy::{
     ArgConfig, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX, BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX,
     BinFollow, CAPS_EFFECTIVE, CAPS_INHERITABLE, CAPS_PERMITTED, HOOK_BINARY_EQUAL,
     HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_CGROUP_SCOPE, HOOK_ENTRY_SOCK, HOOK_FD,
-    HOOK_MONITOR, HOOK_RET_FD_SOCK, HOOK_SOCK_TRIGGER, HP_DEP_CGROUP, HP_DEP_CRED, HP_DEP_NS,
-    HP_KPROBE_GENERIC, HP_KPROBE_SYSCALL, HP_RETURN, HP_SAVE_ENTRY, HP_SOCK_RETURN, HP_VERDICT,
-    KPROBE_ARG_BPRM, KPROBE_ARG_CRED, KPROBE_ARG_FIELDS, KPROBE_ARG_FILE, KPROBE_ARG_IOV_ITER,
-    KPROBE_ARG_KIOCB, KPROBE_ARG_SKB, KPROBE_ARG_SOCK, KPROBE_ARG_SOCKADDR, KPROBE_ARG_SOCKET,
-    KPROBE_IOV_LEN_AT, KPROBE_PATH_AT, KPROBE_STRUCT2_AT, KprobeLayout, LONG_PREFIX, NS_CGROUP,
-    NS_IPC, NS_MNT, NS_NET, NS_PID, NS_PID_FOR_CHILDREN, NS_TIME, NS_TIME_FOR_CHILDREN, NS_USER,
-    NS_UTS, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL, OP_FAMILY, OP_GT, OP_LT, OP_MASK,
-    OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, OP_PROTOCOL, OP_SADDR,
-    OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN, RATE_GLOBAL, RATE_PROCESS,
-    RATE_THREAD, RETURN_AT, SOCK_ARG_AT, SOCK_RETURN_AT, SYSCALL_ENTER, SYSCALL_EXIT, SockLayout,
+    HOOK_MONITOR, HOOK_RET_FD_SOCK, HOOK_SOCK_OWNER, HOOK_SOCK_TRIGGER, HP_DEP_CGROUP, HP_DEP_CRED,
+    HP_DEP_NS, HP_KPROBE_GENERIC, HP_KPROBE_SYSCALL, HP_RETURN, HP_SAVE_ENTRY, HP_SOCK_RETURN,
+    HP_VERDICT, KPROBE_ARG_BPRM, KPROBE_ARG_CRED, KPROBE_ARG_FIELDS, KPROBE_ARG_FILE,
+    KPROBE_ARG_IOV_ITER, KPROBE_ARG_KIOCB, KPROBE_ARG_SKB, KPROBE_ARG_SOCK, KPROBE_ARG_SOCKADDR,
+    KPROBE_ARG_SOCKET, KPROBE_IOV_LEN_AT, KPROBE_PATH_AT, KPROBE_STRUCT2_AT, KprobeLayout,
+    LONG_PREFIX, NS_CGROUP, NS_IPC, NS_MNT, NS_NET, NS_PID, NS_PID_FOR_CHILDREN, NS_TIME,
+    NS_TIME_FOR_CHILDREN, NS_USER, NS_UTS, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL, OP_FAMILY,
+    OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX,
+    OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN, RATE_GLOBAL,
+    RATE_PROCESS, RATE_THREAD, RETURN_AT, SOCK_ARG_AT, SOCK_RETURN, SOCK_RETURN_AT, SOCK_TRACK,
+    SOCK_UNTRACK, SYSCALL_ENTER, SYSCALL_EXIT, SockLayout,
 };
 
 use super::{
@@ -1005,6 +1006,99 @@ fn inet_csk_accept_returns_the_accepted_socket() {
     assert!(
         e.contains("inet_csk_accept takes its argument 0 as `type: sock`"),
         "{e}"
+    );
+}
+
+#[test]
+fn sockets_are_tracked_from_a_return_and_untracked_by_an_action() {
+    let root = tracefs();
+    let text = policy(
+        "
+        kprobes:
+        - call: sk_alloc
+          syscall: false
+          return: true
+          args:
+          - index: 1
+            type: int
+          returnArg:
+            index: 0
+            type: sock
+          returnArgAction: TrackSock
+          selectors:
+          - matchArgs:
+            - index: 1
+              operator: Equal
+              values: ['2', '10']
+            matchActions:
+            - action: NoPost
+        - call: __sk_free
+          syscall: false
+          args:
+          - index: 0
+            type: sock
+          selectors:
+          - matchActions:
+            - action: UntrackSock
+              argSock: 0
+        - call: tcp_close
+          syscall: false
+          args:
+          - index: 0
+            type: sock
+        ",
+    );
+    let c = compile_on(root.path(), KPROBES, &text).expect("compiles where kprobes work");
+    let ret = c
+        .hooks
+        .iter()
+        .find(|h| h.event == "sk_alloc" && h.point.flags & HP_RETURN != 0)
+        .expect("the return half");
+    assert_ne!(
+        ret.point.flags & HP_SOCK_RETURN,
+        0,
+        "the returned socket is read"
+    );
+    assert_eq!(
+        (ret.config.args[1].kind, ret.config.args[1].offset),
+        (ARG_SOCK, SOCK_RETURN_AT)
+    );
+    assert_ne!(ret.config.sock.skaddr, 0, "the generic socket layout");
+    assert_eq!(
+        ret.config.selectors[0].sock_action,
+        SOCK_TRACK | SOCK_RETURN | 1,
+        "the returned socket, argument 1, tracked when the selector matches"
+    );
+    assert_ne!(ret.config.selectors[0].actions & ACTION_NOPOST, 0);
+    let free = c
+        .hooks
+        .iter()
+        .find(|h| h.event == "__sk_free")
+        .expect("__sk_free");
+    assert_eq!(free.config.selectors[0].sock_action, SOCK_UNTRACK);
+    assert_ne!(
+        free.config.selectors[0].actions & ACTION_POST,
+        0,
+        "posts, as Tetragon"
+    );
+    for h in [ret, free] {
+        assert_ne!(
+            h.config.flags & HOOK_SOCK_OWNER,
+            0,
+            "{}: a socket argument",
+            h.event
+        );
+    }
+    let close = c
+        .hooks
+        .iter()
+        .find(|h| h.kprobe.as_ref().is_some_and(|k| k.call == "tcp_close"))
+        .expect("tcp_close");
+    assert_eq!(close.config.selectors[0].sock_action, 0);
+    assert_ne!(
+        close.config.flags & HOOK_SOCK_OWNER,
+        0,
+        "its events are the owner's"
     );
 }
 

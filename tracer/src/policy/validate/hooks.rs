@@ -20,11 +20,6 @@ use crate::policy::{
 
 pub(super) fn kprobe(c: &mut Check, k: &Spanned<Kprobe>, path: &str, lists: &[List]) -> spec::Hook {
     c.unsupported(&k.data, &format!("{path}.data"), "`data`");
-    c.unsupported(
-        &k.return_arg_action,
-        &format!("{path}.returnArgAction"),
-        "`returnArgAction`",
-    );
     let call = k.call.as_str();
     if let Some(name) = call.strip_prefix("list:") {
         if !lists.iter().any(|l| l.name == name) {
@@ -87,6 +82,10 @@ pub(super) fn kprobe(c: &mut Check, k: &Spanned<Kprobe>, path: &str, lists: &[Li
             btf_type: None,
         })
     });
+    let return_sock = k
+        .return_arg_action
+        .as_ref()
+        .and_then(|a| return_arg_action(c, a, return_arg.as_ref(), is_return, path));
     if !is_return {
         for (s, sel) in k.selectors.iter().enumerate() {
             if let Some(m) = sel.match_return_args.first() {
@@ -122,8 +121,58 @@ pub(super) fn kprobe(c: &mut Check, k: &Spanned<Kprobe>, path: &str, lists: &[Li
             .is_some_and(|b| **b),
         ftrace_pattern: None,
         at_call: false,
+        return_sock,
     });
     hook(c, parts, path, target, lists)
+}
+
+/// `returnArgAction`: `TrackSock` or `UntrackSock` on a returned `sock` (`Some(true)`
+/// tracks), as Tetragon allows it.
+fn return_arg_action(
+    c: &mut Check,
+    a: &Spanned<String>,
+    return_arg: Option<&spec::Arg>,
+    is_return: bool,
+    path: &str,
+) -> Option<bool> {
+    let at = format!("{path}.returnArgAction");
+    let track = match a.as_str() {
+        "TrackSock" => true,
+        "UntrackSock" => false,
+        other => {
+            c.at(
+                a.span(),
+                at,
+                format!(
+                    "`{other}` is not an action on a returned value: `TrackSock` or `UntrackSock`"
+                ),
+                None,
+            );
+            return None;
+        }
+    };
+    if !is_return {
+        c.warn(
+            a.span(),
+            at,
+            "`returnArgAction` goes with `return: true`: ignored, the hook has no return value",
+            Some("add `return: true` and `returnArg: {index: 0, type: sock}`".into()),
+        );
+        return None;
+    }
+    if return_arg.is_none_or(|r| r.ty != spec::ArgType::Sock) {
+        c.at(
+            a.span(),
+            at,
+            format!(
+                "`{}` acts on a returned socket: the return value is not read as one",
+                a.as_str()
+            ),
+            Some("declare `returnArg: {index: 0, type: sock}`".into()),
+        );
+        return None;
+    }
+    Some(track)
 }
 
 /// A kprobe on `list:NAME` as one kprobe per syscall of the list (`syscall: true`, as

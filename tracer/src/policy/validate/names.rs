@@ -47,10 +47,10 @@ pub const ACTIONS: &[&str] = &[
     "Override",
     "GetUrl",
     "DnsLookup",
-];
-pub(super) const ACTIONS_UNSUPPORTED: &[&str] = &[
     "TrackSock",
     "UntrackSock",
+];
+pub(super) const ACTIONS_UNSUPPORTED: &[&str] = &[
     "NotifyEnforcer",
     "CleanupEnforcerNotification",
     "Set",

@@ -119,7 +119,7 @@ pub(super) fn selector(
         .filter_map(|(i, m)| capabilities(c, m, &format!("{path}.matchCapabilities[{i}]")))
         .collect();
     for (i, a) in s.match_actions.iter().enumerate() {
-        action(c, a, &format!("{path}.matchActions[{i}]"), &mut out);
+        action(c, a, &format!("{path}.matchActions[{i}]"), args, &mut out);
     }
     out
 }
@@ -638,11 +638,10 @@ fn capabilities(c: &mut Check, m: &MatchCapabilities, p: &str) -> Option<spec::M
     })
 }
 
-fn action(c: &mut Check, a: &MatchAction, path: &str, out: &mut spec::Selector) {
+fn action(c: &mut Check, a: &MatchAction, path: &str, args: &Args<'_>, out: &mut spec::Selector) {
     for (field, name) in [
         (&a.arg_fd, "argFd"),
         (&a.arg_name, "argName"),
-        (&a.arg_sock, "argSock"),
         (&a.kernel_stack_trace, "kernelStackTrace"),
         (&a.arg_index, "argIndex"),
         (&a.arg_value, "argValue"),
@@ -710,6 +709,7 @@ fn action(c: &mut Check, a: &MatchAction, path: &str, out: &mut spec::Selector) 
     let signal = signal(c, a, path);
     let error = override_error(c, a, path);
     let request = request(c, a, path);
+    let sock = sock_arg(c, a, path, args);
     out.actions.push(match name {
         "Post" => spec::Action::Post,
         "NoPost" => spec::Action::NoPost,
@@ -719,8 +719,57 @@ fn action(c: &mut Check, a: &MatchAction, path: &str, out: &mut spec::Selector) 
             Some(r) => spec::Action::Request(r),
             None => return,
         },
+        "TrackSock" | "UntrackSock" => match sock {
+            Some(arg) => spec::Action::Sock {
+                track: name == "TrackSock",
+                arg,
+            },
+            None => return,
+        },
         _ => spec::Action::Override(error.unwrap_or(-1)),
     });
+}
+
+/// `TrackSock`'s and `UntrackSock`'s `argSock` (0 unless given): the position in `args`
+/// of a `sock` or `socket` argument, as Tetragon reads it. Ignored, saying so, on
+/// another action.
+fn sock_arg(c: &mut Check, a: &MatchAction, path: &str, args: &Args<'_>) -> Option<u32> {
+    let name = a.action.as_str();
+    if !matches!(name, "TrackSock" | "UntrackSock") {
+        if let Some(v) = &a.arg_sock {
+            c.warn(
+                v.span(),
+                format!("{path}.argSock"),
+                format!("`argSock` goes with `TrackSock` and `UntrackSock`, not `{name}`: ignored"),
+                Some("remove it".into()),
+            );
+        }
+        return None;
+    }
+    let pos = a.arg_sock.as_ref().map_or(0, |v| **v);
+    let span = a.arg_sock.as_ref().map_or(a.action.span(), |v| v.span());
+    let found = usize::try_from(pos).ok().and_then(|i| args.args.get(i));
+    match found {
+        Some(arg) if matches!(arg.ty, spec::ArgType::Sock | spec::ArgType::Socket) => Some(pos),
+        // An argument refused already shifts the positions: said once, there.
+        _ if !args.refused.is_empty() => None,
+        found => {
+            let what = found.map_or_else(
+                || format!("the hook declares {} arguments", args.args.len()),
+                |arg| format!("it is of type `{}`", arg.ty.name()),
+            );
+            c.at(
+                span,
+                format!("{path}.argSock"),
+                format!("`{name}` acts on the socket at position {pos} of `args`, and {what}"),
+                Some(
+                    "point `argSock` at an argument of type `sock` or `socket` (0 is the first)"
+                        .into(),
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// `GetUrl`'s `argUrl`, `DnsLookup`'s `argFqdn`: each needed by its action, ignored
