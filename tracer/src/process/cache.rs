@@ -48,12 +48,19 @@ pub struct ProcessCache {
     /// (pid, start time) of recent exits: a second exit record of one process (two of its
     /// threads ending at once on kernels without `group_dead`) is dropped.
     exited: LruCache<(u32, u64), ()>,
+    /// Recently exited processes, by pid: events the kernel records after a process's
+    /// exit (the sockets and files it closes as it ends, a tracked socket freed later)
+    /// are still that process's.
+    gone: LruCache<u32, Arc<Process>>,
     /// The bound of `live`, which grows to it as processes come rather than being
     /// allocated for it up front (a 65,536-entry table is 2 MiB).
     capacity: NonZeroUsize,
     evictions: u64,
     misses: u64,
 }
+
+/// Exited processes kept for the events that follow their exit.
+const GONE: usize = 1024;
 
 /// Default bound, as Tetragon's `--process-cache-size`.
 pub const DEFAULT_CAPACITY: usize = 65536;
@@ -64,6 +71,7 @@ impl ProcessCache {
             node: node.into(),
             live: LruCache::unbounded(),
             exited: LruCache::new(NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN)),
+            gone: LruCache::new(NonZeroUsize::new(GONE).unwrap_or(NonZeroUsize::MIN)),
             capacity,
             evictions: 0,
             misses: 0,
@@ -87,15 +95,17 @@ impl ProcessCache {
         self.live.peek(&pid)
     }
 
-    /// The process `pid` for an event of it, or one that says it was not known.
+    /// The process `pid` for an event of it (a live one, else one that exited
+    /// recently), or one that says it was not known.
     pub fn lookup(&mut self, pid: u32, ktime_ns: u64) -> Arc<Process> {
-        match self.live.get(&pid) {
-            Some(p) => p.clone(),
-            None => {
-                self.misses += 1;
-                Arc::new(unknown(&self.node, pid, ktime_ns, 0, 0))
-            }
+        if let Some(p) = self.live.get(&pid) {
+            return p.clone();
         }
+        if let Some(p) = self.gone.get(&pid) {
+            return p.clone();
+        }
+        self.misses += 1;
+        Arc::new(unknown(&self.node, pid, ktime_ns, 0, 0))
     }
 
     /// Adds a process found at start-up (or in tests).
@@ -227,6 +237,7 @@ impl ProcessCache {
             self.misses += 1;
             Arc::new(unknown(&self.node, pid, x.start_ns, x.start_ns, 0))
         });
+        self.gone.put(pid, process.clone());
         Some(Lifecycle::Exit {
             process,
             exit_code: x.exit_code,
@@ -376,6 +387,14 @@ mod tests {
         assert_eq!(exit_code, 0x100);
         assert!(c.get(101).is_none(), "exited processes leave the cache");
         assert_eq!(c.stats().size, 1);
+        // An event the kernel records after the exit (a file closed as the process
+        // ends) is still the process's.
+        let misses = c.stats().misses;
+        assert_eq!(c.lookup(101, 5).exec_id, ls.exec_id);
+        assert_eq!(c.stats().misses, misses);
+        // Until the pid runs again.
+        c.handle(fork(101, 100, 6));
+        assert_ne!(c.lookup(101, 7).exec_id, ls.exec_id);
     }
 
     #[test]
