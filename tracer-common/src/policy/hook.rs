@@ -234,7 +234,8 @@ pub struct SelectorConfig {
     pub actions: u8,
     /// `RATE_*`: what one `rateLimit` window counts per.
     pub rate_scope: u8,
-    pub _pad: u8,
+    /// `STACK_*` bits: the stacks `Post` takes.
+    pub stack: u8,
     /// Signal of `ACTION_SIGNAL`.
     pub signal: u32,
     pub pids: PidFilter,
