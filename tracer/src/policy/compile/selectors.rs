@@ -15,7 +15,8 @@ use tracer_common::policy::{
     NS_TIME_FOR_CHILDREN, NS_USER, NS_UTS, NsFilter, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL,
     OP_FAMILY, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX,
     OP_PREFIX, OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN,
-    PidFilter, RATE_GLOBAL, RATE_PROCESS, RATE_THREAD, STRING_MAX, SelectorConfig,
+    PidFilter, RATE_GLOBAL, RATE_PROCESS, RATE_THREAD, STACK_KERNEL, STACK_USER, STRING_MAX,
+    SelectorConfig,
 };
 
 use super::{ArgMeta, ArgOut, Ctx, Follow, GateFilter, GateValues, HookError, StrEntry, StrMap};
@@ -191,6 +192,8 @@ fn actions(sel: &spec::Selector) -> SelectorConfig {
             spec::RateScope::Process => RATE_PROCESS,
             spec::RateScope::Global => RATE_GLOBAL,
         },
+        stack: if sel.kernel_stack { STACK_KERNEL } else { 0 }
+            | if sel.user_stack { STACK_USER } else { 0 },
         ..Default::default()
     };
     for a in &sel.actions {
