@@ -22,7 +22,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("fd_install_cap_changes.yaml", "matchCapabilityChanges"),
     ("killer.yaml", "enforcers, NotifyEnforcer"),
     ("loader.yaml", "loader: true (process_loader events)"),
-    ("stack_traces.yaml", "kernelStackTrace, userStackTrace"),
     (
         "tcp-accept.yaml",
         "socket tracking (returnArgAction TrackSock, argSock)",
