@@ -14,7 +14,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("fd_install_cap_changes.yaml", "matchCapabilityChanges"),
     ("killer.yaml", "enforcers, NotifyEnforcer"),
     ("loader.yaml", "loader: true (process_loader events)"),
-    ("stack_traces.yaml", "kernelStackTrace, userStackTrace"),
     ("usdt-set.yaml", "action Set (argIndex, argValue)"),
 ];
 

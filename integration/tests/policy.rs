@@ -1716,3 +1716,93 @@ fn a_policy_with_a_hook_that_cannot_attach_runs_partly() {
         "{stderr}"
     );
 }
+
+/// `kernelStackTrace` and `userStackTrace` on `Post`, on `task/task_rename`, triggered
+/// by a thread of this process naming itself (`prctl(PR_SET_NAME)`): the kernel stack
+/// has the syscall's way in, the user stack libc's `prctl` (this process is still there
+/// when the agent reads its mappings), and with `--expose-stack-addresses` every entry
+/// its address.
+#[test]
+fn kernel_and_user_stack_traces() {
+    if !privileged("kernel_and_user_stack_traces") {
+        return;
+    }
+    let work = tempdir();
+    let pol = write(
+        work.path(),
+        "stacks.yaml",
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: stacks
+spec:
+  tracepoints:
+  - subsystem: task
+    event: task_rename
+    args:
+    - index: 6
+      type: string
+    selectors:
+    - matchArgs:
+      - index: 6
+        operator: Equal
+        values: ["stack-marker"]
+      matchActions:
+      - action: Post
+        kernelStackTrace: true
+        userStackTrace: true
+"#,
+    );
+    let agent = Agent::start(&[
+        "--tracing-policy",
+        pol.to_str().unwrap(),
+        "--expose-stack-addresses",
+    ]);
+    std::thread::spawn(|| {
+        // SAFETY: PR_SET_NAME with a NUL-terminated name of under 16 bytes.
+        let rc = unsafe { libc::prctl(libc::PR_SET_NAME, c"stack-marker".as_ptr()) };
+        assert_eq!(rc, 0);
+    })
+    .join()
+    .unwrap();
+    let events = agent.sync();
+    let got = hits(&events, "stacks");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let e = got[0];
+    assert_eq!(e["process"]["pid"], std::process::id());
+    assert_eq!(e["args"][0]["string_arg"], "stack-marker");
+    let entries = |key: &str| -> Vec<&Value> {
+        e[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no {key}: {e:#}"))
+            .iter()
+            .collect()
+    };
+    let kernel = entries("kernel_stack_trace");
+    let symbols: Vec<&str> = kernel
+        .iter()
+        .map(|f| f["symbol"].as_str().unwrap_or_default())
+        .collect();
+    assert!(symbols.contains(&"do_syscall_64"), "{symbols:?}");
+    assert!(
+        symbols.iter().any(|s| s.starts_with("entry_SYSCALL_64")),
+        "{symbols:?}"
+    );
+    for f in &kernel {
+        let address: u64 = f["address"].as_str().unwrap().parse().unwrap();
+        assert!(address >= 0xffff_8000_0000_0000, "a kernel address: {f}");
+        assert!(f.get("module").is_none(), "{f}");
+    }
+    let user = entries("user_stack_trace");
+    let prctl = user
+        .iter()
+        .find(|f| f["symbol"].as_str().is_some_and(|s| s.contains("prctl")))
+        .unwrap_or_else(|| panic!("libc's prctl in the user stack: {user:#?}"));
+    let module = prctl["module"].as_str().unwrap();
+    assert!(module.ends_with("/libc.so.6"), "{prctl}");
+    assert!(prctl["offset"].as_str().unwrap().parse::<u64>().unwrap() > 0);
+    let address: u64 = prctl["address"].as_str().unwrap().parse().unwrap();
+    assert!(address < 0x8000_0000_0000, "a user address: {prctl}");
+    let (_, _, stderr) = agent.stop();
+    assert!(!stderr.contains("without its"), "no stack lost:\n{stderr}");
+}

@@ -303,3 +303,79 @@ spec:
         "the semaphore raised: every call passes the lazy point"
     );
 }
+
+/// `userStackTrace` on a uprobe's `Post`: the target's `tracer_test_framed`, probed once
+/// its frame is set up, called by `tracer_test_caller`; the event's user stack names the
+/// probed function, then its caller, each in the target binary, with offsets and no
+/// addresses (`--expose-stack-addresses` is not given), and has no kernel stack.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_uprobes_user_stack_names_the_caller() {
+    use std::io::BufRead as _;
+    if !privileged("a_uprobes_user_stack_names_the_caller") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let start = tracer::policy::binary::symbol_offset(Path::new(TARGET), "tracer_test_framed")
+        .expect("the target's function");
+    // After `push %rbp` (1 byte) and `mov %rsp,%rbp` (3).
+    let offset = start + 4;
+    let text = format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: user-stack
+spec:
+  uprobes:
+  - path: "{TARGET}"
+    offsets: [{offset}]
+    selectors:
+    - matchActions:
+      - action: Post
+        userStackTrace: true
+"#
+    );
+    let path = work.path().join("user-stack.yaml");
+    std::fs::write(&path, text).expect("write");
+    let agent = Agent::start(&["--tracing-policy", path.to_str().expect("utf-8")]);
+    let mut child = Command::new(TARGET)
+        .arg("--stack")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the target");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the target's output");
+    assert_eq!(line.trim(), "called 42");
+    // The target runs on (its standard input open) until its event is out.
+    let events = agent.sync();
+    drop(child.stdin.take());
+    assert!(child.wait().expect("wait for the target").success());
+    let got = hits(&events, "user-stack");
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let e = got[0];
+    assert_eq!(e["process"]["pid"], child.id());
+    assert!(e.get("kernel_stack_trace").is_none(), "{e:#}");
+    let stack = e["user_stack_trace"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no user_stack_trace: {e:#}"));
+    assert!(stack.len() >= 2, "{stack:#?}");
+    assert_eq!(
+        stack[0],
+        json!({"offset": "4", "symbol": "tracer_test_framed", "module": TARGET}),
+        "the probed instruction"
+    );
+    let caller = &stack[1];
+    assert_eq!(caller["symbol"], "tracer_test_caller", "{stack:#?}");
+    assert_eq!(caller["module"], TARGET);
+    assert!(
+        caller["offset"].as_str().unwrap().parse::<u64>().unwrap() > 0,
+        "a return address inside the caller: {caller}"
+    );
+    assert!(
+        stack.iter().all(|f| f.get("address").is_none()),
+        "{stack:#?}"
+    );
+}

@@ -21,6 +21,14 @@ pub const PATH_BUF: usize = PATH_MAX + NAME_MAX;
 /// Steps of a path walk: one per component, plus one per mount crossed.
 pub const PATH_DEPTH_MAX: usize = 48;
 
+/// Stack traces the kernel's `STACKS` map holds (`kernelStackTrace`,
+/// `userStackTrace`), each of `STACK_DEPTH` addresses: about 4 MiB, allocated when the
+/// programs load. The agent deletes each once no event it reads refers to it any more.
+pub const STACK_TRACES: u32 = 4096;
+/// Addresses of a stack trace: the kernel's default `perf_event_max_stack`, which a
+/// stack trace map's values may not exceed.
+pub const STACK_DEPTH: usize = 127;
+
 // The kernel masks offsets with `X - 1`: these must stay powers of two.
 const _: () = assert!(ARGS_MAX.is_power_of_two());
 const _: () = assert!(PATH_MAX.is_power_of_two());

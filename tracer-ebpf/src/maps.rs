@@ -3,11 +3,13 @@
 use aya_ebpf::{
     macros::map,
     maps::{
-        Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, lpm_trie::Key,
+        Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace,
+        lpm_trie::Key,
     },
 };
 use tracer_common::{
     counters::COUNTERS_LEN,
+    limits::{STACK_DEPTH, STACK_TRACES},
     policy::{
         ArgValue, BinFollow, GateHit, GateIntKey, GateStrKey, HookConfig, HookPoint,
         MAX_BIN_FOLLOW, MAX_HOOK_ARGS, PolicyCounters, ProcVerdicts, RateKey, SYSCALL_IDS,
@@ -128,6 +130,13 @@ pub static SCAN: PerCpuArray<crate::policy::Scan> = PerCpuArray::with_max_entrie
 /// Scratch: the event being evaluated (too large for the stack).
 #[map]
 pub static TP_SCRATCH: PerCpuArray<TracepointEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// The stacks of posted events (`kernelStackTrace`, `userStackTrace`, see
+/// `policy/eval.rs`), by the id each event carries. Read by the agent, which deletes
+/// each once no event refers to it (the programs can only add).
+#[map]
+pub static STACKS: StackTrace = StackTrace::with_max_entries(STACK_TRACES, 0);
+const _: () = assert!(STACK_DEPTH == aya_ebpf::bindings::PERF_MAX_STACK_DEPTH as usize);
 
 /// Last post of each `rateLimit` window.
 #[map]

@@ -31,6 +31,7 @@ use crate::{
     },
     process::{cache::ProcessCache, procfs},
     ringbuf::EventSource,
+    stacks::{self, Stacks},
 };
 
 /// How long the agent waits at exit for the OTLP collector to take what is queued.
@@ -77,6 +78,8 @@ pub struct Config {
     pub metrics_server: Option<SocketAddr>,
     /// `--otlp-endpoint` and the `OTEL_EXPORTER_OTLP_*` variables: events as OTLP logs.
     pub otlp: Option<export::otlp::OtlpConfig>,
+    /// `--expose-stack-addresses`: stack trace entries keep their addresses.
+    pub expose_stack_addresses: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +119,17 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
     let resolved = KernelBtf::from_sys()?.resolve()?;
     let mut loaded = load_programs(&config, &resolved)?;
     let source = EventSource::new(&mut loaded.ebpf)?;
+    let stacks = match Stacks::new(
+        &mut loaded.ebpf,
+        config.expose_stack_addresses,
+        metrics.clone(),
+    ) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!("{e}: policy events go out without stack traces");
+            None
+        }
+    };
     let client = kube_client().await;
     let mut store = policy_store(&config, &resolved, &mut loaded.ebpf, client.is_some());
     // The programs are attached before /proc is read, so no process falls between the two.
@@ -129,7 +143,8 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         .as_ref()
         .filter(|_| store.is_some())
         .map(|c| crate::policy::objects::watch(c.clone()));
-    let pipeline = Pipeline::start(&mut config, out, cache, clock, kubernetes, &metrics)?;
+    let mut pipeline = Pipeline::start(&mut config, out, cache, clock, kubernetes, &metrics)?;
+    pipeline.stacks = stacks;
     let mut running = Running {
         ebpf: loaded.ebpf,
         source,
@@ -374,6 +389,7 @@ impl Running {
         let mut waiting = every(Duration::from_millis(100));
         let mut policy_poll = every(Duration::from_secs(1));
         let mut ring_timer = every(config.ring_buffer_wakeup.max(Duration::from_millis(1)));
+        let mut stack_sweep = every(stacks::SWEEP_PERIOD);
         loop {
             metrics.beat();
             tokio::select! {
@@ -394,6 +410,11 @@ impl Running {
                     pipeline.flush();
                 }
                 _ = losses.tick() => pipeline.report(source, store.as_ref()),
+                _ = stack_sweep.tick(), if pipeline.stacks.is_some() => {
+                    if let Some(s) = pipeline.stacks.as_mut() {
+                        s.sweep();
+                    }
+                }
                 _ = policy_poll.tick(), if store.is_some() => {
                     if let Some(store) = store.as_mut() {
                         if let Some(dir) = policy_dir.as_mut() {
@@ -547,6 +568,8 @@ struct Pipeline {
     clock: Clock,
     export: Export,
     metrics: Arc<Metrics>,
+    /// Stack traces of policy events (`None`: the kernel's map could not be had).
+    stacks: Option<Stacks>,
     decode_errors: u64,
     /// Decode errors already said in the stream, and since when.
     decode_reported: u64,
@@ -587,6 +610,7 @@ impl Pipeline {
                 metrics.clone(),
             ),
             metrics: metrics.clone(),
+            stacks: None,
             decode_errors: 0,
             decode_reported: 0,
             since: crate::clock::Clock::now_rfc3339(),
@@ -617,9 +641,20 @@ impl Pipeline {
                     crate::policy::requests::start(r, &policy.name);
                 }
             }
+            let traces = self
+                .stacks
+                .as_mut()
+                .map(|s| s.traces(ev))
+                .unwrap_or_default();
             let process = self.cache.lookup(ev.header.pid, ev.header.ktime_ns);
             let mut out =
                 event::tracepoint(ev, &process, policy, hook, self.cache.node(), &self.clock);
+            if traces.kernel.is_some() || traces.user.is_some() {
+                out.set_stack_traces(
+                    traces.kernel.unwrap_or_default(),
+                    traces.user.unwrap_or_default(),
+                );
+            }
             self.pods.enrich(&mut out);
             export_or_wait(&self.pods, &mut self.waiting, &mut self.export, &mut out);
             return;

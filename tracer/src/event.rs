@@ -94,6 +94,12 @@ pub enum Body<'a> {
         tags: &'a [String],
         /// `monitor` when the policy is in monitor mode: `action` says what would have
         /// been done, and was not (not in Tetragon).
+        /// Kernel and user stack traces (`kernelStackTrace`, `userStackTrace`); on a
+        /// `process_tracepoint` an extension: Tetragon's has them on `process_kprobe` only.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        kernel_stack_trace: Vec<StackEntry>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        user_stack_trace: Vec<StackEntry>,
         #[serde(skip_serializing_if = "Option::is_none")]
         policy_mode: Option<&'static str>,
     },
@@ -112,11 +118,17 @@ pub enum Body<'a> {
         #[serde(rename = "return", skip_serializing_if = "Option::is_none")]
         ret: Option<Arg<'a>>,
         action: &'static str,
+        /// The kernel stack trace (`kernelStackTrace`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        kernel_stack_trace: Vec<StackEntry>,
         policy_name: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         message: Option<&'a str>,
         #[serde(skip_serializing_if = "<[String]>::is_empty")]
         tags: &'a [String],
+        /// The user stack trace (`userStackTrace`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        user_stack_trace: Vec<StackEntry>,
         #[serde(skip_serializing_if = "Option::is_none")]
         policy_mode: Option<&'static str>,
     },
@@ -146,6 +158,12 @@ pub enum Body<'a> {
         #[serde(skip_serializing_if = "<[String]>::is_empty")]
         tags: &'a [String],
         action: &'static str,
+        /// Kernel and user stack traces (`kernelStackTrace`, `userStackTrace`); on a
+        /// `process_uprobe` an extension: Tetragon's has them on `process_kprobe` only.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        kernel_stack_trace: Vec<StackEntry>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        user_stack_trace: Vec<StackEntry>,
         #[serde(skip_serializing_if = "Option::is_none")]
         policy_mode: Option<&'static str>,
     },
@@ -166,6 +184,12 @@ pub enum Body<'a> {
         action: &'static str,
         #[serde(skip_serializing_if = "<[String]>::is_empty")]
         tags: &'a [String],
+        /// Kernel and user stack traces (`kernelStackTrace`, `userStackTrace`); on a
+        /// `process_lsm` an extension: Tetragon's has them on `process_kprobe` only.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        kernel_stack_trace: Vec<StackEntry>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        user_stack_trace: Vec<StackEntry>,
         #[serde(skip_serializing_if = "Option::is_none")]
         policy_mode: Option<&'static str>,
     },
@@ -188,6 +212,12 @@ pub enum Body<'a> {
         #[serde(skip_serializing_if = "<[String]>::is_empty")]
         tags: &'a [String],
         action: &'static str,
+        /// Kernel and user stack traces (`kernelStackTrace`, `userStackTrace`); on a
+        /// `process_usdt` an extension: Tetragon's has them on `process_kprobe` only.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        kernel_stack_trace: Vec<StackEntry>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        user_stack_trace: Vec<StackEntry>,
         #[serde(skip_serializing_if = "Option::is_none")]
         policy_mode: Option<&'static str>,
     },
@@ -581,6 +611,43 @@ impl Serialize for Decimal {
     }
 }
 
+/// One frame of a stack trace, as Tetragon's `StackTraceEntry`: the `symbol` the
+/// address falls in, the `offset` into it, the `module` (the mapped file, for a user
+/// address), and the `address` itself only with `--expose-stack-addresses`. Empty
+/// fields are left out and 64-bit numbers are strings, as protojson writes them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StackEntry {
+    pub address: Option<u64>,
+    pub offset: u64,
+    pub symbol: String,
+    pub module: String,
+}
+
+impl Serialize for StackEntry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let address = self.address.filter(|a| *a != 0);
+        let len = usize::from(address.is_some())
+            + usize::from(self.offset != 0)
+            + usize::from(!self.symbol.is_empty())
+            + usize::from(!self.module.is_empty());
+        let mut m = s.serialize_map(Some(len))?;
+        if let Some(a) = address {
+            m.serialize_entry("address", &Decimal(i128::from(a)))?;
+        }
+        if self.offset != 0 {
+            m.serialize_entry("offset", &Decimal(i128::from(self.offset)))?;
+        }
+        if !self.symbol.is_empty() {
+            m.serialize_entry("symbol", &self.symbol)?;
+        }
+        if !self.module.is_empty() {
+            m.serialize_entry("module", &self.module)?;
+        }
+        m.end()
+    }
+}
+
 /// The typed arguments of a tracepoint event, as Tetragon writes them.
 pub fn tracepoint_args<'a>(
     ev: &tracer_common::policy::TracepointEvent,
@@ -810,6 +877,8 @@ pub fn tracepoint<'a>(
                 args: tracepoint_args(ev, &hook.args),
                 action: action_name(ev.action),
                 tags: &hook.tags,
+                kernel_stack_trace: Vec::new(),
+                user_stack_trace: Vec::new(),
                 policy_mode,
             },
             node_name: node,
@@ -832,6 +901,8 @@ pub fn tracepoint<'a>(
                 args: tracepoint_args(ev, &hook.args),
                 tags: &hook.tags,
                 action: action_name(ev.action),
+                kernel_stack_trace: Vec::new(),
+                user_stack_trace: Vec::new(),
                 policy_mode,
             },
             node_name: node,
@@ -856,6 +927,8 @@ pub fn tracepoint<'a>(
                 args: tracepoint_args(ev, &hook.args),
                 tags: &hook.tags,
                 action: action_name(ev.action),
+                kernel_stack_trace: Vec::new(),
+                user_stack_trace: Vec::new(),
                 policy_mode,
             },
             node_name: node,
@@ -882,6 +955,8 @@ pub fn tracepoint<'a>(
                 policy_name: &policy.name,
                 message: hook.message.as_deref(),
                 tags: &hook.tags,
+                kernel_stack_trace: Vec::new(),
+                user_stack_trace: Vec::new(),
                 policy_mode,
             },
             node_name: node,
@@ -899,6 +974,8 @@ pub fn tracepoint<'a>(
             action: action_name(ev.action),
             message: hook.message.as_deref(),
             tags: &hook.tags,
+            kernel_stack_trace: Vec::new(),
+            user_stack_trace: Vec::new(),
             policy_mode,
         },
         node_name: node,
@@ -931,6 +1008,41 @@ pub fn loss<'a>(r: &LossReport, node: &'a str) -> Event<'a> {
 }
 
 impl Event<'_> {
+    /// Puts the stack traces of a policy event in (an event of another type has none).
+    pub fn set_stack_traces(&mut self, kernel: Vec<StackEntry>, user: Vec<StackEntry>) {
+        match &mut self.body {
+            Body::ProcessTracepoint {
+                kernel_stack_trace,
+                user_stack_trace,
+                ..
+            }
+            | Body::ProcessKprobe {
+                kernel_stack_trace,
+                user_stack_trace,
+                ..
+            }
+            | Body::ProcessUprobe {
+                kernel_stack_trace,
+                user_stack_trace,
+                ..
+            }
+            | Body::ProcessUsdt {
+                kernel_stack_trace,
+                user_stack_trace,
+                ..
+            }
+            | Body::ProcessLsm {
+                kernel_stack_trace,
+                user_stack_trace,
+                ..
+            } => {
+                *kernel_stack_trace = kernel;
+                *user_stack_trace = user;
+            }
+            _ => {}
+        }
+    }
+
     /// The event's type, its top-level key (`process_exec`).
     pub fn kind(&self) -> &'static str {
         match &self.body {
@@ -1076,6 +1188,100 @@ mod tests {
                 "time": "2023-10-06T22:03:57.000000000Z"
             })
         );
+    }
+
+    /// Stack traces as Tetragon's `process_kprobe` has them: `kernel_stack_trace` after
+    /// `action`, `user_stack_trace` after `tags`; entries in protojson (64-bit numbers as
+    /// strings, empty fields left out); none, no key.
+    #[test]
+    fn stack_traces_are_tetragon_shaped() {
+        let clock = Clock::fixed(0, 0);
+        let p = process(11, None);
+        let tags = vec!["net".to_owned()];
+        let mut ev = Event {
+            body: Body::ProcessKprobe {
+                process: ProcessOut::new(&p, &clock),
+                parent: None,
+                function_name: "kfree_skb_reason",
+                args: Vec::new(),
+                ret: None,
+                action: "KPROBE_ACTION_POST",
+                kernel_stack_trace: Vec::new(),
+                policy_name: "stacks",
+                message: None,
+                tags: &tags,
+                user_stack_trace: Vec::new(),
+                policy_mode: None,
+            },
+            node_name: "n",
+            time: clock.timestamp(0, false),
+        };
+        let keys = |ev: &Event<'_>| -> Vec<String> {
+            let v: Value = serde_json::to_value(ev).unwrap();
+            v["process_kprobe"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
+        };
+        assert!(!keys(&ev).iter().any(|k| k.contains("stack")));
+        ev.set_stack_traces(
+            vec![
+                StackEntry {
+                    address: Some(0xffff_ffff_8190_0042),
+                    offset: 0x42,
+                    symbol: "do_syscall_64".into(),
+                    module: String::new(),
+                },
+                StackEntry {
+                    address: None,
+                    offset: 0,
+                    symbol: "entry_SYSCALL_64".into(),
+                    module: String::new(),
+                },
+            ],
+            vec![StackEntry {
+                address: None,
+                offset: 7,
+                symbol: "getppid".into(),
+                module: "/usr/lib/x86_64-linux-gnu/libc.so.6".into(),
+            }],
+        );
+        assert_eq!(
+            keys(&ev),
+            [
+                "process",
+                "function_name",
+                "args",
+                "action",
+                "kernel_stack_trace",
+                "policy_name",
+                "tags",
+                "user_stack_trace"
+            ]
+        );
+        let v: Value = serde_json::to_value(&ev).unwrap();
+        assert_eq!(
+            v["process_kprobe"]["kernel_stack_trace"],
+            json!([
+                {"address": "18446744071588282434", "offset": "66", "symbol": "do_syscall_64"},
+                {"symbol": "entry_SYSCALL_64"}
+            ])
+        );
+        assert_eq!(
+            v["process_kprobe"]["user_stack_trace"],
+            json!([{"offset": "7", "symbol": "getppid", "module": "/usr/lib/x86_64-linux-gnu/libc.so.6"}])
+        );
+        // Not a policy event: nothing to put them in.
+        let l = Lifecycle::Exit {
+            process: p,
+            exit_code: 0,
+            ktime_ns: 1,
+        };
+        let mut exit = lifecycle(&l, "n", &clock);
+        exit.set_stack_traces(vec![StackEntry::default()], Vec::new());
+        assert!(!serde_json::to_string(&exit).unwrap().contains("stack"));
     }
 
     #[test]

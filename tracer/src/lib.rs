@@ -4,6 +4,7 @@
 //! - [`loader`]: loads the embedded programs and attaches each hook.
 //! - [`ringbuf`]: drains the ring buffer, reads the kernel's loss counters.
 //! - [`decode`]: bytes to typed records.
+//! - [`stacks`]: the stack traces policy events ask for, read and symbolised.
 //! - [`process`]: the process cache (exec ids, parents) and the /proc walk.
 //! - [`pods`]: the container (and pod) of each process, from its cgroup.
 //! - [`event`]: the exported events, in Tetragon's JSON shape.
@@ -27,5 +28,6 @@ pub mod pods;
 pub mod policy;
 pub mod process;
 pub mod ringbuf;
+pub mod stacks;
 pub mod status;
 pub mod view;

@@ -234,6 +234,12 @@ struct RunArgs {
     #[arg(long)]
     disable_fentry: bool,
 
+    /// Write the addresses of stack trace entries (`kernelStackTrace`, `userStackTrace`
+    /// of a policy's `Post`) too; without it an entry has its symbol, offset and module,
+    /// and no address, as Tetragon's.
+    #[arg(long)]
+    expose_stack_addresses: bool,
+
     /// The most policy hooks the kernel's maps hold at once, and as many policies, and
     /// filter values of each kind (the maps take memory only for what they hold, and
     /// 16 bytes a slot of their hash tables). Past it a policy is refused, saying so.
@@ -657,6 +663,7 @@ fn run(args: RunArgs) -> ExitCode {
         },
         metrics_server: args.metrics_server,
         otlp,
+        expose_stack_addresses: args.expose_stack_addresses,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

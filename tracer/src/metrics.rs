@@ -45,6 +45,7 @@ pub struct Metrics {
     kernel_events: Family<Labels, Counter>,
     kernel_lost: Family<Labels, Counter>,
     decode_errors: Counter,
+    stacks_lost: Family<Labels, Counter>,
     cache_size: Gauge,
     cache_capacity: Gauge,
     cache_evictions: Counter,
@@ -142,6 +143,11 @@ impl Metrics {
             "Malformed records from the kernel",
             Counter::default()
         );
+        let stacks_lost = reg!(
+            "stack_traces_lost",
+            "Stack traces a policy event asked for and goes out without, by stack (kernel, user) and reason (collision: the kernel's map had another stack in its slot; unavailable: no stack to take there; gone: deleted before it was read; error)",
+            Family::default()
+        );
         let cache_size = reg!(
             "process_cache_size",
             "Processes in the process cache",
@@ -203,6 +209,7 @@ impl Metrics {
             kernel_events,
             kernel_lost,
             decode_errors,
+            stacks_lost,
             cache_size,
             cache_capacity,
             cache_evictions,
@@ -259,6 +266,16 @@ impl Metrics {
 
     pub fn decode_error(&self) {
         self.decode_errors.inc();
+    }
+
+    /// A stack trace an event goes out without (`stack`: kernel or user).
+    pub fn stack_trace_lost(&self, stack: &str, reason: &'static str) {
+        self.stacks_lost
+            .get_or_create(&vec![
+                ("stack", stack.to_owned()),
+                ("reason", reason.to_owned()),
+            ])
+            .inc();
     }
 
     /// A sink's totals now (each a count since the agent started).

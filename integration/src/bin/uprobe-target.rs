@@ -6,6 +6,10 @@
 //! with `i`, the name's length (a 32-bit signed value) and the name; and
 //! `tracer_test:lazy`, guarded by its semaphore (its arguments computed only while the
 //! semaphore is raised, that is while a probe is attached), with `-i`.
+//!
+//! `uprobe-target --stack` (x86-64): calls `tracer_test_caller`, which calls
+//! `tracer_test_framed`, prints `called`, and waits for its standard input to close, so
+//! that the agent reads its mappings while it runs (the stack trace test).
 
 use std::ffi::{CStr, CString, c_char};
 
@@ -22,7 +26,46 @@ pub unsafe extern "C" fn tracer_test_greet(n: i64, name: *const c_char) -> i64 {
     std::hint::black_box(len + n)
 }
 
+// The stack trace test's probed function, with a frame of its own (`push %rbp; mov
+// %rsp,%rbp`, whatever the compiler does with the rest of the binary): probed after
+// those two instructions (4 bytes in), a walk of the user stack by frame pointers finds
+// the return address into its caller.
+#[cfg(target_arch = "x86_64")]
+std::arch::global_asm!(
+    ".globl tracer_test_framed",
+    ".type tracer_test_framed,@function",
+    "tracer_test_framed:",
+    "push %rbp",
+    "mov %rsp, %rbp",
+    "lea 1(%rdi), %rax",
+    "pop %rbp",
+    "ret",
+    ".size tracer_test_framed, .-tracer_test_framed",
+    options(att_syntax)
+);
+
+#[cfg(target_arch = "x86_64")]
+unsafe extern "C" {
+    /// `n + 1`.
+    fn tracer_test_framed(n: i64) -> i64;
+}
+
+/// The caller the stack trace test looks for.
+#[cfg(target_arch = "x86_64")]
+#[unsafe(no_mangle)]
+#[inline(never)]
+pub extern "C" fn tracer_test_caller(n: i64) -> i64 {
+    // SAFETY: a function of this file's assembly, which only computes on its argument.
+    unsafe { tracer_test_framed(std::hint::black_box(n)) }
+}
+
 fn main() {
+    #[cfg(target_arch = "x86_64")]
+    if std::env::args().nth(1).as_deref() == Some("--stack") {
+        println!("called {}", tracer_test_caller(41));
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        return;
+    }
     for (i, name) in std::env::args().skip(1).enumerate() {
         let Ok(c) = CString::new(name) else {
             continue;

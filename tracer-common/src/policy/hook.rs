@@ -260,7 +260,10 @@ pub struct SelectorConfig {
     /// `TrackSock`/`UntrackSock`, or the hook's `returnArgAction`; 0: none.
     pub sock_action: u8,
     /// Signal of `ACTION_SIGNAL`.
-    pub signal: u32,
+    pub signal: u16,
+    /// `STACK_*` bits: the stacks `Post` takes.
+    pub stack: u8,
+    pub _pad: u8,
     pub pids: PidFilter,
     pub binary: BinaryFilter,
     pub namespaces: [NsFilter; MAX_NS_FILTERS],

@@ -153,6 +153,11 @@ pub const ACTION_GETURL: u8 = 1 << 5;
 /// ... `DnsLookup`: it looks up the selector's name.
 pub const ACTION_DNSLOOKUP: u8 = 1 << 6;
 
+/// `SelectorConfig::stack` bits: `Post`'s `kernelStackTrace` ...
+pub const STACK_KERNEL: u8 = 1 << 0;
+/// ... and `userStackTrace`.
+pub const STACK_USER: u8 = 1 << 1;
+
 /// `SelectorConfig::rate_scope` (`rateLimitScope`).
 pub const RATE_THREAD: u8 = 0;
 pub const RATE_PROCESS: u8 = 1;

@@ -7,6 +7,11 @@ use super::{MAX_HOOK_ARGS, PREFIX_MAX, STRING_MAX};
 pub const EVENT_MONITOR: u32 = 1;
 /// Sending the signal failed.
 pub const EVENT_SIGNAL_FAILED: u32 = 2;
+/// `TracepointEvent::kernel_stack` holds what `bpf_get_stackid` gave for the kernel
+/// stack (`kernelStackTrace`): an id in `STACKS` (0 is one), or a negative errno ...
+pub const EVENT_KERNEL_STACK: u32 = 4;
+/// ... and `user_stack` for the user stack (`userStackTrace`).
+pub const EVENT_USER_STACK: u32 = 8;
 
 /// One captured argument.
 #[repr(C)]
@@ -37,6 +42,9 @@ pub struct TracepointEvent {
     pub nargs: u32,
     /// `EVENT_*` bits.
     pub flags: u32,
+    /// Stack ids, where `flags` says (`EVENT_KERNEL_STACK`, `EVENT_USER_STACK`).
+    pub kernel_stack: i32,
+    pub user_stack: i32,
     pub args: [ArgValue; MAX_HOOK_ARGS],
 }
 
@@ -148,7 +156,7 @@ const _: () = assert!(core::mem::size_of::<ArgValue>() == 16 + STRING_MAX);
 const _: () = assert!(
     core::mem::size_of::<TracepointEvent>()
         == core::mem::size_of::<crate::event::EventHeader>()
-            + 24
+            + 32
             + MAX_HOOK_ARGS * core::mem::size_of::<ArgValue>()
 );
 const _: () = assert!(core::mem::size_of::<SockValue>() == 48);

@@ -29,7 +29,7 @@ fn run_btf(ctx: *mut c_void, index: u32) -> i32 {
     let Some(id) = BTF_POINTS.get(index).copied() else {
         return 0;
     };
-    policy::run(&Entry(&Trampoline(ctx)), id)
+    policy::run(ctx, &Entry(&Trampoline(ctx)), id)
 }
 
 /// The arguments of a trampoline's function, by `bpf_get_func_arg`, which checks the

@@ -51,7 +51,7 @@ use crate::{
 pub fn policy_kp(ctx: ProbeContext) -> u32 {
     // SAFETY: the program's own context, as the helper asks.
     let id = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
-    let _ = policy::run(&Entry(&ctx), id);
+    let _ = policy::run(ctx.as_ptr(), &Entry(&ctx), id);
     0
 }
 
@@ -60,7 +60,7 @@ pub fn policy_kp(ctx: ProbeContext) -> u32 {
 pub fn policy_krp(ctx: RetProbeContext) -> u32 {
     // SAFETY: the program's own context, as the helper asks.
     let id = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
-    let _ = policy::run(&Return(&ctx), id);
+    let _ = policy::run(ctx.as_ptr(), &Return(&ctx), id);
     0
 }
 

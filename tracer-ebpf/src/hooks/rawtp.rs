@@ -37,7 +37,7 @@ fn run_raw(ctx: *mut c_void, index: u32) -> i32 {
     let Some(id) = BTF_POINTS.get(2 * BTF_PROGRAMS + index).copied() else {
         return 0;
     };
-    policy::run(&Entry(&RawArgs(ctx)), id)
+    policy::run(ctx, &Entry(&RawArgs(ctx)), id)
 }
 
 macro_rules! raw_tp_slots {

@@ -10,7 +10,7 @@
 use core::ffi::c_void;
 
 use aya_ebpf::{
-    helpers::generated::bpf_probe_read_kernel, macros::raw_tracepoint,
+    EbpfContext as _, helpers::generated::bpf_probe_read_kernel, macros::raw_tracepoint,
     programs::RawTracePointContext,
 };
 use tracer_common::policy::{HookPoint, SYSCALL_ENTER, SYSCALL_EXIT, SYSCALL_IDS, SyscallRecord};
@@ -26,7 +26,7 @@ use crate::{
 pub fn syscall_enter(ctx: RawTracePointContext) -> i32 {
     let regs: u64 = ctx.arg(0);
     let id: u64 = ctx.arg(1);
-    dispatch(SYSCALL_ENTER, regs, id, 0);
+    dispatch(ctx.as_ptr(), SYSCALL_ENTER, regs, id, 0);
     0
 }
 
@@ -36,14 +36,14 @@ pub fn syscall_exit(ctx: RawTracePointContext) -> i32 {
     let regs: u64 = ctx.arg(0);
     let ret: u64 = ctx.arg(1);
     let id = read_u64(regs + off!(regs_nr));
-    dispatch(SYSCALL_EXIT, regs, id, ret);
+    dispatch(ctx.as_ptr(), SYSCALL_EXIT, regs, id, ret);
     0
 }
 
 /// Runs the hook point of syscall `id` in direction `dir`, then the one of every
-/// syscall (`raw_syscalls`).
+/// syscall (`raw_syscalls`); `ctx` is the program's context.
 #[inline(always)]
-fn dispatch(dir: u32, regs: u64, id: u64, ret: u64) {
+fn dispatch(ctx: *mut c_void, dir: u32, regs: u64, id: u64, ret: u64) {
     let numbered = if id < u64::from(SYSCALL_IDS) {
         SYSCALL_POINTS
             .get(dir * SYSCALL_IDS + id as u32)
@@ -60,7 +60,7 @@ fn dispatch(dir: u32, regs: u64, id: u64, ret: u64) {
     // One call of the engine, inlined once.
     for id in [numbered, any] {
         if id != 0 {
-            let _ = policy::run(&site, id);
+            let _ = policy::run(ctx, &site, id);
         }
     }
 }

@@ -25,6 +25,6 @@ impl Site for Record {
 pub fn policy_tp(ctx: TracePointContext) -> u32 {
     // SAFETY: the program's own context, as the helper asks.
     let id = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
-    let _ = policy::run(&Record(ctx.as_ptr() as u64), id);
+    let _ = policy::run(ctx.as_ptr(), &Record(ctx.as_ptr() as u64), id);
     0
 }

@@ -2,23 +2,32 @@
 //! hook point's order (the order of its list, which is the order of hook ids). For
 //! each: its arguments captured, its selectors tried, the first that matches acted on
 //! (signals, `Override`) and its event posted, with the policy's counters.
+//!
+//! A `Post` that asks for stacks (`kernelStackTrace`, `userStackTrace`) is posted by the
+//! walk's callback once the evaluation returns ([`post_with_stacks`]): `bpf_get_stackid`
+//! needs the program's context, which a global function cannot take. The callbacks find
+//! it where [`candidates`] left it, in its stack frame.
 
 use core::ffi::c_void;
 
-use aya_ebpf::helpers::generated::{
-    bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_loop, bpf_send_signal,
+use aya_ebpf::{
+    bindings::BPF_F_USER_STACK,
+    helpers::generated::{
+        bpf_get_current_pid_tgid, bpf_get_stackid, bpf_ktime_get_ns, bpf_loop, bpf_send_signal,
+    },
 };
 use tracer_common::{
     counters::Counter,
     event::EventKind,
     policy::{
         ACTION_NOPOST, ACTION_OVERRIDE, ACTION_SIGKILL, ACTION_SIGNAL, ARG_INT, ARG_SOCK, ARG_UINT,
-        CANDIDATES_ALL, EVENT_MONITOR, EVENT_SIGNAL_FAILED, GateHit, HOOK_BINARY_EQUAL,
-        HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_CGROUP_SCOPE, HOOK_ENTRY_SOCK, HOOK_MONITOR,
-        HOOK_RET_FD_SOCK, HOOK_SOCK_OWNER, HOOK_SOCK_TRIGGER, HookConfig, MAX_HOOK_ARGS,
-        MAX_SELECTORS, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED, POLICY_RATE_LIMITED,
-        POLICY_SEEN, RATE_GLOBAL, RATE_PROCESS, RateKey, SOCK_ARG_MASK, SOCK_TRACK, SelectorConfig,
-        SockLayout, SockOwner, TracepointEvent, VERDICT_HOOKS, Verdict,
+        CANDIDATES_ALL, EVENT_KERNEL_STACK, EVENT_MONITOR, EVENT_SIGNAL_FAILED, EVENT_USER_STACK,
+        GateHit, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_CGROUP_SCOPE,
+        HOOK_ENTRY_SOCK, HOOK_MONITOR, HOOK_RET_FD_SOCK, HOOK_SOCK_OWNER, HOOK_SOCK_TRIGGER,
+        HookConfig, MAX_HOOK_ARGS, MAX_SELECTORS, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED,
+        POLICY_RATE_LIMITED, POLICY_SEEN, RATE_GLOBAL, RATE_PROCESS, RateKey, SOCK_ARG_MASK,
+        SOCK_TRACK, STACK_KERNEL, STACK_USER, SelectorConfig, SockLayout, SockOwner,
+        TracepointEvent, VERDICT_HOOKS, Verdict,
     },
 };
 
@@ -32,7 +41,7 @@ use crate::{
     emit,
     hooks::sock,
     kread,
-    maps::{EVENTS, HOOKS, POLICY_COUNTERS, RATE, RECORD, SOCK_OWNERS, TP_SCRATCH, WALK},
+    maps::{EVENTS, HOOKS, POLICY_COUNTERS, RATE, RECORD, SOCK_OWNERS, STACKS, TP_SCRATCH, WALK},
 };
 
 /// Bound of a walk over a hook point's list (bpf_loop's own is 1 << 23).
@@ -56,13 +65,23 @@ pub(crate) struct Walk {
     gate_id: u32,
     /// The first `Override` error of a matching selector (0: allow).
     result: i32,
+    /// `STACK_*` bits: the evaluation left this CPU's event for the callback to post
+    /// with these stacks (0: nothing left).
+    stacks: u32,
 }
 
 /// Evaluates the candidates of a hook point: the hooks listed by the process verdict `v`
 /// or the gate `g`, and where either says all, every hook not covered by gate `gate_id`
 /// (for `v`) or covered by it (for `g`). Returns the first `Override` error (0: allow).
+/// `ctx` is the program's context, for the stacks a `Post` may take.
 #[inline(never)]
-pub(super) fn candidates(base: u64, at: &Snapshot, v: &Verdict, g: &GateHit) -> i32 {
+pub(super) fn candidates(
+    ctx: *mut c_void,
+    base: u64,
+    at: &Snapshot,
+    v: &Verdict,
+    g: &GateHit,
+) -> i32 {
     if let Some(cell) = RECORD.get_ptr_mut(0) {
         // SAFETY: this CPU's cell; programs on one CPU run one at a time.
         unsafe { *cell = base };
@@ -80,19 +99,22 @@ pub(super) fn candidates(base: u64, at: &Snapshot, v: &Verdict, g: &GateHit) -> 
         gate: *g,
         gate_id: at.gate.id,
         result: 0,
+        stacks: 0,
     };
-    // bpf_loop's context must be on the stack: the callbacks find the walk in `WALK`.
-    let mut unused = 0u64;
-    let ctx = (&raw mut unused).cast::<c_void>();
+    // bpf_loop's context must be on the stack: the callbacks find the walk in `WALK`,
+    // and the program's context here (the verifier follows a pointer kept in a caller's
+    // frame, not one kept in a map).
+    let mut program = ctx;
+    let cb_ctx = (&raw mut program).cast::<c_void>();
     if v.n != CANDIDATES_ALL && g.n != CANDIDATES_ALL {
         merge(w);
         if w.len != 0 {
-            // SAFETY: `eval_listed` is a callback of bpf_loop's type; `ctx` outlives it.
-            unsafe { bpf_loop(w.len, eval_listed as *mut c_void, ctx, 0) };
+            // SAFETY: `eval_listed` is a callback of bpf_loop's type; `cb_ctx` outlives it.
+            unsafe { bpf_loop(w.len, eval_listed as *mut c_void, cb_ctx, 0) };
         }
     } else {
         // SAFETY: as above.
-        unsafe { bpf_loop(MAX_WALK, eval_walked as *mut c_void, ctx, 0) };
+        unsafe { bpf_loop(MAX_WALK, eval_walked as *mut c_void, cb_ctx, 0) };
     }
     // The callbacks may have run on: read the result back through the map.
     WALK.get(0).map_or(0, |w| w.result)
@@ -132,31 +154,30 @@ fn merge(w: &mut Walk) {
 }
 
 /// bpf_loop callback: evaluates listed candidate `i`.
-extern "C" fn eval_listed(i: u64, _ctx: *mut c_void) -> i64 {
-    let Some(w) = WALK.get_ptr_mut(0) else {
+extern "C" fn eval_listed(i: u64, ctx: *mut c_void) -> i64 {
+    let Some(wp) = WALK.get_ptr_mut(0) else {
         return 1;
     };
     // SAFETY: this CPU's scratch, filled by `candidates`.
-    let w = unsafe { &mut *w };
-    let id = w.list[(i as usize) & (LISTED - 1)];
+    let id = unsafe { (*wp).list[(i as usize) & (LISTED - 1)] };
     // SAFETY: a map value, read while the program runs.
     if let Some(cfg) = unsafe { HOOKS.get(id) } {
         let r = tracer_evaluate(cfg);
-        if w.result == 0 {
-            w.result = r;
-        }
+        // SAFETY: as above; no other reference to it is live (the evaluation wrote it).
+        settle(unsafe { &mut *wp }, r, ctx);
     }
     0
 }
 
 /// bpf_loop callback: the next hook of the list, evaluated if it is a candidate; stops
 /// at the list's end.
-extern "C" fn eval_walked(_i: u64, _ctx: *mut c_void) -> i64 {
-    let Some(w) = WALK.get_ptr_mut(0) else {
+extern "C" fn eval_walked(_i: u64, ctx: *mut c_void) -> i64 {
+    let Some(wp) = WALK.get_ptr_mut(0) else {
         return 1;
     };
-    // SAFETY: this CPU's scratch, filled by `candidates`.
-    let w = unsafe { &mut *w };
+    // SAFETY: this CPU's scratch, filled by `candidates`; the reference ends before the
+    // evaluation writes it.
+    let w = unsafe { &mut *wp };
     let id = w.next;
     // SAFETY: a map value, read while the program runs.
     let Some(cfg) = (if id == 0 {
@@ -174,13 +195,56 @@ extern "C" fn eval_walked(_i: u64, _ctx: *mut c_void) -> i64 {
         || listed(w.verdict.n, &w.verdict.hooks, id)
         || (covered && w.gate.n == CANDIDATES_ALL)
         || (!covered && w.verdict.n == CANDIDATES_ALL);
+    let last = w.next == 0;
     if wanted {
         let r = tracer_evaluate(cfg);
-        if w.result == 0 {
-            w.result = r;
-        }
+        // SAFETY: as above; no other reference to it is live (the evaluation wrote it).
+        settle(unsafe { &mut *wp }, r, ctx);
     }
-    i64::from(w.next == 0)
+    i64::from(last)
+}
+
+/// After a candidate's evaluation: keeps the first `Override` error `r`, and posts the
+/// event the evaluation left for its stacks. `ctx` is the callback's: it points at the
+/// program's context in [`candidates`]'s frame.
+#[inline(always)]
+fn settle(w: &mut Walk, r: i32, ctx: *mut c_void) {
+    if w.result == 0 {
+        w.result = r;
+    }
+    let stacks = w.stacks;
+    if stacks != 0 {
+        w.stacks = 0;
+        // SAFETY: `candidates` passed bpf_loop the address of its `program`, which holds
+        // the program's context and outlives the loop.
+        let program = unsafe { ctx.cast::<*mut c_void>().read() };
+        post_with_stacks(program, stacks);
+    }
+}
+
+/// Takes the stacks `stacks` asks for (`STACK_*`) into this CPU's event, which the
+/// evaluation filled and left unposted, and posts it. Stack id 0 is an id like any
+/// other: the flags say which are there; a negative one is the helper's error, for the
+/// agent to report.
+#[inline(never)]
+fn post_with_stacks(program: *mut c_void, stacks: u32) {
+    let Some(ev) = TP_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's scratch record; nothing else uses it while we run.
+    let ev = unsafe { &mut *ev };
+    let map = (&raw const STACKS).cast_mut().cast::<c_void>();
+    if stacks & u32::from(STACK_KERNEL) != 0 {
+        // SAFETY: the program's own context and a stack trace map, as the helper asks.
+        ev.kernel_stack = unsafe { bpf_get_stackid(program, map, 0) } as i32;
+        ev.flags |= EVENT_KERNEL_STACK;
+    }
+    if stacks & u32::from(STACK_USER) != 0 {
+        // SAFETY: as above.
+        ev.user_stack = unsafe { bpf_get_stackid(program, map, BPF_F_USER_STACK.into()) } as i32;
+        ev.flags |= EVENT_USER_STACK;
+    }
+    post(ev);
 }
 
 /// Whether `id` is among the first `n` of `hooks` (none when `n` says all).
@@ -277,17 +341,32 @@ pub extern "C" fn tracer_evaluate(cfg: *const HookConfig) -> i32 {
     ev.selector = sel_index;
     ev.nargs = cfg.nargs;
     ev.flags = flags;
+    if sel.stack != 0 {
+        // Posted by the walk's callback, which has the program's context.
+        if let Some(w) = WALK.get_ptr_mut(0) {
+            // SAFETY: this CPU's scratch; the callback that called us holds no reference
+            // to it meanwhile.
+            unsafe { (*w).stacks = u32::from(sel.stack) };
+        }
+        return verdict;
+    }
+    post(ev);
+    verdict
+}
+
+/// Posts this CPU's event `ev`, counting it for its policy.
+#[inline(always)]
+fn post(ev: &TracepointEvent) {
     if EVENTS
-        .output::<TracepointEvent>(&*ev, emit::wakeup(size_of::<TracepointEvent>() as u64))
+        .output::<TracepointEvent>(ev, emit::wakeup(size_of::<TracepointEvent>() as u64))
         .is_ok()
     {
-        policy_count(cfg.policy_id, POLICY_POSTED);
+        policy_count(ev.policy_id, POLICY_POSTED);
         emit::count(EventKind::Tracepoint, Counter::Emitted);
     } else {
-        policy_count(cfg.policy_id, POLICY_LOST);
+        policy_count(ev.policy_id, POLICY_LOST);
         emit::count(EventKind::Tracepoint, Counter::RingBufFull);
     }
-    verdict
 }
 
 /// Captures argument `i` of hook `cfg` from the record (at `RECORD`) into event `ev`.

@@ -10,7 +10,8 @@
 //!    for all of them)
 //! 4. [`eval`]: each remaining candidate evaluated whole, in order: arguments captured
 //!    ([`capture`], with string keys from [`strings`]), selectors tried ([`select`]),
-//!    the first match acted on and posted.
+//!    the first match acted on and posted (with its stacks, where its `Post` asks: taken
+//!    from the program's context, which the engine carries down to where it posts).
 //!
 //! Return probes: [`returns`] keeps the entry's record and joins it to the return.
 
@@ -21,6 +22,8 @@ mod returns;
 mod select;
 mod strings;
 mod verdict;
+
+use core::ffi::c_void;
 
 pub(crate) use eval::Walk;
 pub(crate) use strings::{build_keys, copy_words, str_lookup};
@@ -59,13 +62,14 @@ pub(crate) struct Snapshot {
     pub gate: ArgGate,
 }
 
-/// Runs hook point `id` on a call; returns the `Override` error of the first matching
-/// selector that has one (a BPF LSM program's verdict), else 0. A function of its own:
+/// Runs hook point `id` on a call (`ctx`: the program's context, for the stacks a `Post`
+/// may take); returns the `Override` error of the first matching selector that has one
+/// (a BPF LSM program's verdict), else 0. A function of its own:
 /// the raw syscall programs call it twice (a syscall's hook point, then every
 /// syscall's), and the verifier checks two calls far faster than two inlined copies.
 /// (A call chain may be at most eight frames deep: this, and the evaluation's seven.)
 #[inline(never)]
-pub(crate) fn run<S: Site>(site: &S, id: u32) -> i32 {
+pub(crate) fn run<S: Site>(ctx: *mut c_void, site: &S, id: u32) -> i32 {
     let Some(hp) = HOOK_POINTS.get(id) else {
         return 0;
     };
@@ -76,7 +80,7 @@ pub(crate) fn run<S: Site>(site: &S, id: u32) -> i32 {
         gate: hp.gate,
     };
     if at.flags & HP_SAVE_ENTRY != 0 {
-        return run_saving(site, hp, &at, id);
+        return run_saving(ctx, site, hp, &at, id);
     }
     if at.first == 0 {
         // No hook on the list (yet, or any more).
@@ -95,7 +99,7 @@ pub(crate) fn run<S: Site>(site: &S, id: u32) -> i32 {
             None => return 0,
         };
     }
-    decide(base, &at, verdict)
+    decide(ctx, base, &at, verdict)
 }
 
 /// A hook point where a return probe's entry half is (`HP_SAVE_ENTRY`): the record is
@@ -104,7 +108,7 @@ pub(crate) fn run<S: Site>(site: &S, id: u32) -> i32 {
 /// built on a branch that joins the others would have the verifier check everything
 /// after it twice (for a kprobe's record, the fentry program's largest part).
 #[inline(always)]
-fn run_saving<S: Site>(site: &S, hp: &HookPoint, at: &Snapshot, id: u32) -> i32 {
+fn run_saving<S: Site>(ctx: *mut c_void, site: &S, hp: &HookPoint, at: &Snapshot, id: u32) -> i32 {
     let Some(base) = site.record(hp) else {
         return 0;
     };
@@ -116,7 +120,7 @@ fn run_saving<S: Site>(site: &S, hp: &HookPoint, at: &Snapshot, id: u32) -> i32 
     let Some(verdict) = process_verdict(id, at, &mut every) else {
         return 0;
     };
-    decide(base, at, verdict)
+    decide(ctx, base, at, verdict)
 }
 
 /// The process verdict for the hooks on the list: the cached one where a hook has a
@@ -138,7 +142,7 @@ fn process_verdict<'a>(
 /// The hooks the process verdict and the argument gate leave, evaluated on the record at
 /// `base`.
 #[inline(always)]
-fn decide(base: u64, at: &Snapshot, verdict: &Verdict) -> i32 {
+fn decide(ctx: *mut c_void, base: u64, at: &Snapshot, verdict: &Verdict) -> i32 {
     let gate = if verdict.covered != 0 {
         gate::check(base, &at.gate)
     } else {
@@ -147,5 +151,5 @@ fn decide(base: u64, at: &Snapshot, verdict: &Verdict) -> i32 {
     if verdict.n == 0 && gate.n == 0 {
         return 0;
     }
-    eval::candidates(base, at, verdict, &gate)
+    eval::candidates(ctx, base, at, verdict, &gate)
 }

@@ -38,7 +38,7 @@ pub(super) fn select(
             NO => {}
             _ => {
                 let sel = selector_at(cfg, s);
-                return Some((s, sel.actions, sel.signal));
+                return Some((s, sel.actions, u32::from(sel.signal)));
             }
         }
     }

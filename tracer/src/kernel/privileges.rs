@@ -1,10 +1,12 @@
 //! Whether this process may load and attach the programs, checked before trying so that
 //! a user without the privileges reads one sentence instead of a verifier error.
 
-/// `CAP_SYS_ADMIN`, `CAP_PERFMON` and `CAP_BPF` bit numbers (`linux/capability.h`).
+/// `CAP_SYS_ADMIN`, `CAP_PERFMON`, `CAP_BPF` and `CAP_CHECKPOINT_RESTORE` bit numbers
+/// (`linux/capability.h`).
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
+const CAP_CHECKPOINT_RESTORE: u32 = 40;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PrivilegeError {
@@ -25,15 +27,30 @@ pub fn check() -> Result<(), PrivilegeError> {
     check_status(&status)
 }
 
-/// Checks the `CapEff:` line of a `/proc/<pid>/status` text.
-pub fn check_status(status: &str) -> Result<(), PrivilegeError> {
+/// Whether this process may open other processes' mapped files through
+/// `/proc/PID/map_files/` (CAP_SYS_ADMIN or CAP_CHECKPOINT_RESTORE), as the user stack
+/// traces' symbols are best read.
+pub fn can_read_map_files() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| effective(&s).ok())
+        .is_some_and(|eff| eff & (1 << CAP_SYS_ADMIN | 1 << CAP_CHECKPOINT_RESTORE) != 0)
+}
+
+/// The `CapEff:` line of a `/proc/<pid>/status` text.
+fn effective(status: &str) -> Result<u64, PrivilegeError> {
     let hex = status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .ok_or_else(|| PrivilegeError::Unreadable("no CapEff line".into()))?
         .trim();
-    let eff = u64::from_str_radix(hex, 16)
-        .map_err(|e| PrivilegeError::Unreadable(format!("CapEff `{hex}`: {e}")))?;
+    u64::from_str_radix(hex, 16)
+        .map_err(|e| PrivilegeError::Unreadable(format!("CapEff `{hex}`: {e}")))
+}
+
+/// Checks the `CapEff:` line of a `/proc/<pid>/status` text.
+pub fn check_status(status: &str) -> Result<(), PrivilegeError> {
+    let eff = effective(status)?;
     let has = |cap: u32| eff & (1u64 << cap) != 0;
     if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
         return Ok(());

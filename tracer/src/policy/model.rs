@@ -455,12 +455,14 @@ pub struct MatchAction {
     #[serde(default)]
     #[schemars(with = "Option<u32>")]
     pub arg_sock: Option<Spanned<u32>>,
+    /// `Post`: the event carries the kernel stack of the call (`kernel_stack_trace`).
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub kernel_stack_trace: Unsupported,
+    #[schemars(with = "Option<bool>")]
+    pub kernel_stack_trace: Option<Spanned<bool>>,
+    /// `Post`: the event carries the user stack of the call (`user_stack_trace`).
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub user_stack_trace: Unsupported,
+    #[schemars(with = "Option<bool>")]
+    pub user_stack_trace: Option<Spanned<bool>>,
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub ima_hash: Unsupported,

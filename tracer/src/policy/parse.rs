@@ -695,6 +695,32 @@ mod tests {
         ));
     }
 
+    /// `kernelStackTrace`, `userStackTrace`: taken by `Post`; on another action ignored,
+    /// saying where.
+    #[test]
+    fn stack_traces_go_with_post() {
+        let (d, w) = accepted(
+            "  kprobes:\n  - call: kfree_skb_reason\n    selectors:\n    - matchActions:\n      - action: Post\n        kernelStackTrace: true\n        userStackTrace: true\n    - matchActions:\n      - action: NoPost\n        userStackTrace: true\n",
+        );
+        assert_eq!(
+            w,
+            [
+                "t.yaml:15:25: spec.kprobes[0].selectors[1].matchActions[0].userStackTrace: `userStackTrace` goes with `Post`, not `NoPost`: ignored\n  fix: move it to a `Post` action of the selector"
+            ]
+        );
+        let s = &d.spec.hooks[0].selectors;
+        assert_eq!((s[0].kernel_stack, s[0].user_stack), (true, true));
+        assert_eq!((s[1].kernel_stack, s[1].user_stack), (false, false));
+        // Not a boolean: refused.
+        assert!(
+            errors(&doc(
+                "  kprobes:\n  - call: kfree_skb_reason\n    selectors:\n    - matchActions:\n      - action: Post\n        kernelStackTrace: sometimes\n"
+            ))
+            .iter()
+            .any(|e| e.contains("kernelStackTrace")),
+        );
+    }
+
     /// One error per cause: no second message that only follows from the first.
     #[test]
     fn no_message_follows_from_another() {

@@ -241,6 +241,9 @@ pub struct Selector {
     /// `rateLimit`: at most one event per this many seconds for the same arguments.
     pub rate_limit_secs: Option<u64>,
     pub rate_scope: RateScope,
+    /// `Post`'s `kernelStackTrace` and `userStackTrace`: the event carries the stacks.
+    pub kernel_stack: bool,
+    pub user_stack: bool,
 }
 
 /// `In` or `NotIn`.

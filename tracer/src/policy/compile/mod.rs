@@ -390,6 +390,8 @@ fn at_call(hooks: Vec<spec::Hook>) -> Vec<spec::Hook> {
                 s.actions.retain(enforcing);
                 s.actions.push(Action::NoPost);
                 s.rate_limit_secs = None;
+                s.kernel_stack = false;
+                s.user_stack = false;
                 s
             })
             .collect();

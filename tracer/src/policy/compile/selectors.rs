@@ -16,7 +16,7 @@ use tracer_common::policy::{
     OP_FAMILY, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX,
     OP_PREFIX, OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN,
     PidFilter, RATE_GLOBAL, RATE_PROCESS, RATE_THREAD, SOCK_ARG_MASK, SOCK_TRACK, SOCK_UNTRACK,
-    STRING_MAX, SelectorConfig,
+    STACK_KERNEL, STACK_USER, STRING_MAX, SelectorConfig,
 };
 
 use super::{ArgMeta, ArgOut, Ctx, Follow, GateFilter, GateValues, HookError, StrEntry, StrMap};
@@ -192,6 +192,8 @@ fn actions(sel: &spec::Selector) -> SelectorConfig {
             spec::RateScope::Process => RATE_PROCESS,
             spec::RateScope::Global => RATE_GLOBAL,
         },
+        stack: if sel.kernel_stack { STACK_KERNEL } else { 0 }
+            | if sel.user_stack { STACK_USER } else { 0 },
         ..Default::default()
     };
     for a in &sel.actions {
@@ -201,7 +203,8 @@ fn actions(sel: &spec::Selector) -> SelectorConfig {
             spec::Action::Sigkill => sc.actions |= ACTION_SIGKILL | ACTION_POST,
             spec::Action::Signal(sig) => {
                 sc.actions |= ACTION_SIGNAL | ACTION_POST;
-                sc.signal = *sig;
+                // Validated as a signal number (1 to 64).
+                sc.signal = u16::try_from(*sig).unwrap_or(u16::MAX);
             }
             spec::Action::Override(error) => {
                 sc.actions |= ACTION_OVERRIDE | ACTION_POST;

@@ -21,7 +21,7 @@ use tracer_common::policy::{
     OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX,
     OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN, RATE_GLOBAL,
     RATE_PROCESS, RATE_THREAD, RETURN_AT, SOCK_ARG_AT, SOCK_RETURN, SOCK_RETURN_AT, SOCK_TRACK,
-    SOCK_UNTRACK, SYSCALL_ENTER, SYSCALL_EXIT, SockLayout,
+    SOCK_UNTRACK, STACK_KERNEL, STACK_USER, SYSCALL_ENTER, SYSCALL_EXIT, SockLayout,
 };
 
 use super::{
@@ -2080,6 +2080,39 @@ fn rate_limits_and_their_scope() {
             (0, RATE_THREAD),
         ]
     );
+}
+
+/// `kernelStackTrace` and `userStackTrace` on `Post`: the selector's stack bits; on
+/// another action nothing (validation says so).
+#[test]
+fn stack_traces_lower_to_their_bits() {
+    let root = tracefs();
+    let h = only_hook(
+        root.path(),
+        &openat(
+            "
+            - matchActions:
+              - action: Post
+                kernelStackTrace: true
+                userStackTrace: true
+            - matchActions:
+              - action: Post
+                userStackTrace: true
+                kernelStackTrace: false
+            - matchActions:
+              - action: Sigkill
+                kernelStackTrace: true
+            - matchActions:
+              - action: Post
+            ",
+        ),
+    );
+    let s = &h.config.selectors;
+    assert_eq!(
+        [0, 1, 2, 3].map(|i| s[i].stack),
+        [STACK_KERNEL | STACK_USER, STACK_USER, 0, 0]
+    );
+    assert_eq!(s[0].actions, ACTION_POST);
 }
 
 /// What one selector holds, past which a policy is refused: namespace filters and their

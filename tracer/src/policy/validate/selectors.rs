@@ -642,10 +642,8 @@ fn action(c: &mut Check, a: &MatchAction, path: &str, args: &Args<'_>, out: &mut
     for (field, name) in [
         (&a.arg_fd, "argFd"),
         (&a.arg_name, "argName"),
-        (&a.kernel_stack_trace, "kernelStackTrace"),
         (&a.arg_index, "argIndex"),
         (&a.arg_value, "argValue"),
-        (&a.user_stack_trace, "userStackTrace"),
     ] {
         c.unsupported(field, &format!("{path}.{name}"), &format!("`{name}`"));
     }
@@ -686,6 +684,7 @@ fn action(c: &mut Check, a: &MatchAction, path: &str, args: &Args<'_>, out: &mut
         return;
     }
     let name = a.action.as_str();
+    stack_traces(c, a, path, out);
     if let Some(r) = &a.rate_limit {
         match parse_rate_limit(r) {
             _ if name != "Post" => c.at(
@@ -768,6 +767,37 @@ fn sock_arg(c: &mut Check, a: &MatchAction, path: &str, args: &Args<'_>) -> Opti
                 ),
             );
             None
+        }
+    }
+}
+
+/// `kernelStackTrace`, `userStackTrace`: the stacks `Post` takes; with another action
+/// they do nothing (as in Tetragon's tracepoints and uprobes), and that is said.
+fn stack_traces(c: &mut Check, a: &MatchAction, path: &str, out: &mut spec::Selector) {
+    let name = a.action.as_str();
+    for (field, key, wanted) in [
+        (
+            &a.kernel_stack_trace,
+            "kernelStackTrace",
+            &mut out.kernel_stack,
+        ),
+        (&a.user_stack_trace, "userStackTrace", &mut out.user_stack),
+    ] {
+        let Some(on) = field else {
+            continue;
+        };
+        if !**on {
+            continue;
+        }
+        if name == "Post" {
+            *wanted = true;
+        } else {
+            c.warn(
+                on.span(),
+                format!("{path}.{key}"),
+                format!("`{key}` goes with `Post`, not `{name}`: ignored"),
+                Some("move it to a `Post` action of the selector".into()),
+            );
         }
     }
 }
