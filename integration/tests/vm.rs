@@ -360,6 +360,9 @@ spec:
       - index: 0
         operator: DPort
         values: ["4244"]
+      matchActions:
+      - action: Post
+        kernelStackTrace: true
   - call: __sk_free
     syscall: false
     args:
@@ -1065,7 +1068,7 @@ fn lifecycle_on_distribution_kernels() {
         assert!(
             stderr2.contains("policy refused")
                 && stderr2.contains("vm-lsm")
-                && stderr2.contains("runs as a BPF LSM program, which this kernel does not run"),
+                && stderr2.contains("runs as a BPF LSM program, and none runs here: kprobes are off: --disable-kprobes"),
             "{name}: {stderr2}"
         );
         println!("{name}: an lsmhooks hook reports and denies the open");
@@ -1102,6 +1105,25 @@ fn socket_tracking(name: &str, events: &[Value]) {
         assert_eq!(sock["daddr"], "127.0.0.1", "{name}: {e}");
         assert_eq!(sock["family"], "AF_INET", "{name}: {e}");
     }
+    // The kernel stack of a receive: the TCP receive path under the softirq.
+    for e in &received {
+        let symbols: Vec<&str> = e["kernel_stack_trace"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: a kernel stack: {e}"))
+            .iter()
+            .filter_map(|f| f["symbol"].as_str())
+            .collect();
+        assert!(
+            symbols
+                .iter()
+                .any(|s| *s == "tcp_v4_rcv" || *s == "tcp_v4_do_rcv"),
+            "{name}: {symbols:?}"
+        );
+        assert!(
+            e["kernel_stack_trace"][0].get("address").is_none(),
+            "{name}: no addresses without --expose-stack-addresses"
+        );
+    }
     let freed = of("__sk_free");
     assert_eq!(
         freed.len(),
@@ -1110,7 +1132,7 @@ fn socket_tracking(name: &str, events: &[Value]) {
     );
     assert_eq!(freed[0]["action"], "KPROBE_ACTION_UNTRACKSOCK", "{name}");
     println!(
-        "{name}: socket tracking: {} receives on the client's socket, each the client's",
+        "{name}: socket tracking: {} receives on the client's socket, each the client's, with its kernel stack",
         received.len()
     );
 }

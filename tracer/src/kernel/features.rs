@@ -111,9 +111,14 @@ pub struct Placement {
     has_kprobes: bool,
     /// With kprobes: function hooks run on fentry (BPF trampolines) ...
     pub fentry: bool,
-    /// ... and `Override`s of `security_*` functions on BPF LSM programs.
+    /// ... and `Override`s of `security_*` functions on BPF LSM programs ...
     pub lsm: bool,
+    /// ... or why not.
+    pub lsm_off: &'static str,
 }
+
+/// Why BPF LSM programs do not run on a kernel that does not load them.
+pub const NO_BPF_LSM: &str = "this kernel does not run BPF LSM programs (they need CONFIG_BPF_LSM and `bpf` in the `lsm=` list; see `tracer status`)";
 
 impl Placement {
     /// `present`: the `HAS_*` bits of the offsets resolved from BTF.
@@ -137,13 +142,22 @@ impl Placement {
             Ok(())
         };
         let on_functions = kprobes.is_ok();
+        let lsm = on_functions && types.works(ProgramType::Lsm);
+        let lsm_off = match kprobes {
+            _ if lsm => "",
+            _ if !types.works(ProgramType::Lsm) => NO_BPF_LSM,
+            // Function hooks are off (`--disable-kprobes`, BTF): so are LSM programs.
+            Err(why) => why,
+            Ok(()) => NO_BPF_LSM,
+        };
         Self {
             syscall_regs,
             raw_numbered,
             kprobes,
             has_kprobes,
             fentry: on_functions && !disable_fentry && types.works(ProgramType::Fentry),
-            lsm: on_functions && types.works(ProgramType::Lsm),
+            lsm,
+            lsm_off,
         }
     }
 
@@ -348,5 +362,29 @@ mod tests {
         assert!(!t.works(ProgramType::Kprobe));
         assert!(!t.works(ProgramType::Lsm));
         assert_eq!(t.summary(), "tracepoint yes, kprobe no");
+    }
+
+    /// Why LSM hooks do not run: the kernel's reason, or the flag that turned function
+    /// hooks off.
+    #[test]
+    fn lsm_off_says_why() {
+        use tracer_common::offsets::{HAS_SOCK, HAS_SYSCALL_REGS};
+        let all = HAS_SOCK | HAS_SYSCALL_REGS;
+        let types = |lsm: bool| {
+            ProgramTypes(vec![
+                (ProgramType::Kprobe, Ok(())),
+                (ProgramType::Lsm, if lsm { Ok(()) } else { Err("no".into()) }),
+            ])
+        };
+        let p = Placement::new(&types(true), all, false, false, false);
+        assert!(p.lsm);
+        assert_eq!(p.lsm_off, "");
+        let p = Placement::new(&types(true), all, false, true, false);
+        assert!(!p.lsm);
+        assert_eq!(p.lsm_off, "kprobes are off: --disable-kprobes");
+        let p = Placement::new(&types(false), all, false, false, false);
+        assert_eq!(p.lsm_off, NO_BPF_LSM);
+        let p = Placement::new(&types(false), all, false, true, false);
+        assert_eq!(p.lsm_off, NO_BPF_LSM, "the kernel's reason first");
     }
 }

@@ -55,8 +55,10 @@ pub struct Kernel {
     pub raw_syscalls: bool,
     /// ... and with `--syscall-raw-tracepoints` the hooks on one syscall too.
     pub raw_numbered: bool,
-    /// Why kprobe hooks do not run on the functions, where they do not.
+    /// Why kprobe hooks do not run on the functions, where they do not ...
     pub kprobes_off: &'static str,
+    /// ... and why LSM hooks do not run, where they do not.
+    pub lsm_off: &'static str,
 }
 
 impl Kernel {
@@ -68,6 +70,7 @@ impl Kernel {
             raw_syscalls: p.syscall_regs,
             raw_numbered: p.raw_numbered,
             kprobes_off: p.kprobes.err().unwrap_or_default(),
+            lsm_off: p.lsm_off,
         }
     }
 }

@@ -56,10 +56,8 @@ pub enum PlaceError {
     NoSockField { field: &'static str },
     #[error(transparent)]
     Binary(#[from] crate::policy::binary::BinaryError),
-    #[error(
-        "the LSM hook {hook} runs as a BPF LSM program, which this kernel does not run (BPF LSM needs CONFIG_BPF_LSM and `bpf` in the `lsm=` list; see `tracer status`)"
-    )]
-    NoLsm { hook: String },
+    #[error("the LSM hook {hook} runs as a BPF LSM program, and none runs here: {why}")]
+    NoLsm { hook: String, why: &'static str },
     #[error("USDT {provider}:{name} of {path}: its arguments (`{args}`) cannot be read: {why}")]
     UsdtArgs {
         path: String,
@@ -89,10 +87,8 @@ pub enum OverrideError {
         "`Override` runs as a BPF LSM program, on `security_*` functions: {call} is not one (other functions would need bpf_override_return, not supported yet)"
     )]
     NotSecurity { call: String },
-    #[error(
-        "`Override` on {call} runs as a BPF LSM program, which this kernel does not run (BPF LSM needs CONFIG_BPF_LSM and `bpf` in the `lsm=` list; see `tracer status`)"
-    )]
-    NoLsm { call: String },
+    #[error("`Override` on {call} runs as a BPF LSM program, and none runs here: {why}")]
+    NoLsm { call: String, why: &'static str },
 }
 
 /// The program a kprobe hook on the function itself runs on.
@@ -253,7 +249,10 @@ pub fn units<'a>(hook: &'a spec::Hook, facts: &Facts) -> Result<Vec<Unit<'a>>, P
         }
         spec::Target::Lsm { hook: name } => {
             if !facts.kernel.lsm {
-                return Err(PlaceError::NoLsm { hook: name.clone() });
+                return Err(PlaceError::NoLsm {
+                    hook: name.clone(),
+                    why: facts.kernel.lsm_off,
+                });
             }
             return Ok(vec![Unit {
                 hook,
@@ -724,7 +723,10 @@ pub fn probe_program(
             return Err(OverrideError::NotSecurity { call: call() });
         }
         if !k.kernel.lsm {
-            return Err(OverrideError::NoLsm { call: call() });
+            return Err(OverrideError::NoLsm {
+                call: call(),
+                why: k.kernel.lsm_off,
+            });
         }
         return Ok(Probe::Lsm);
     }

@@ -43,6 +43,7 @@ const TRACEPOINTS: Kernel = Kernel {
     raw_syscalls: false,
     raw_numbered: false,
     kprobes_off: "",
+    lsm_off: crate::kernel::features::NO_BPF_LSM,
 };
 /// Kprobes, and nothing else.
 const KPROBES: Kernel = Kernel {
@@ -62,6 +63,7 @@ const FULL: Kernel = Kernel {
     raw_syscalls: true,
     raw_numbered: true,
     kprobes_off: "",
+    lsm_off: "",
 };
 
 /// A tracefs root with the format files the tests read, as Linux 6.18 writes them (but
@@ -566,7 +568,7 @@ fn function_hooks_prefer_fentry_and_override_on_bpf_lsm() {
         (
             no_trampolines,
             deny.clone(),
-            "which this kernel does not run",
+            "and none runs here: this kernel does not run BPF LSM programs",
         ),
         (
             full,
@@ -624,7 +626,7 @@ fn function_hooks_prefer_fentry_and_override_on_bpf_lsm() {
     assert_eq!(c.unplaced.len(), 1);
     assert!(
         c.unplaced[0].to_string().contains(
-            "kprobe security_inode_copy_up_xattr (its Override, at the call): `Override` on security_inode_copy_up_xattr runs as a BPF LSM program, which this kernel does not run"
+            "kprobe security_inode_copy_up_xattr (its Override, at the call): `Override` on security_inode_copy_up_xattr runs as a BPF LSM program, and none runs here: this kernel does not run BPF LSM programs"
         ),
         "{}",
         c.unplaced[0]
@@ -2986,7 +2988,7 @@ fn probe_program_picks_lsm_fentry_or_kprobe() {
         (
             open(true, FENTRY),
             Half::Whole,
-            "which this kernel does not run",
+            "and none runs here: this kernel does not run BPF LSM programs",
         ),
     ] {
         let e = place::probe_program(Some(&k), half, true)
