@@ -373,7 +373,10 @@ mod tests {
         let types = |lsm: bool| {
             ProgramTypes(vec![
                 (ProgramType::Kprobe, Ok(())),
-                (ProgramType::Lsm, if lsm { Ok(()) } else { Err("no".into()) }),
+                (
+                    ProgramType::Lsm,
+                    if lsm { Ok(()) } else { Err("no".into()) },
+                ),
             ])
         };
         let p = Placement::new(&types(true), all, false, false, false);
