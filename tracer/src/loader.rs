@@ -42,6 +42,24 @@ pub enum LoadError {
     Object(#[from] aya::EbpfError),
     #[error("no hook could be attached ({0}); see the lines above for each hook's reason")]
     NothingAttached(String),
+    #[error(
+        "/proc/sys/kernel/perf_event_max_stack is {have}: the stack trace map (`STACKS`, stacks of {need} addresses) cannot be created below {need}; set it with `sysctl -w kernel.perf_event_max_stack={need}`"
+    )]
+    StackDepth { have: u64, need: usize },
+}
+
+/// The kernel refuses a stack trace map whose stacks are deeper than its
+/// `perf_event_max_stack` (`max_stack`: the sysctl's text; `None` where it cannot be
+/// read, and the map's creation says what is wrong).
+fn check_stack_depth(max_stack: Option<&str>) -> Result<(), LoadError> {
+    use tracer_common::limits::STACK_DEPTH;
+    match max_stack.and_then(|s| s.trim().parse::<u64>().ok()) {
+        Some(have) if have < STACK_DEPTH as u64 => Err(LoadError::StackDepth {
+            have,
+            need: STACK_DEPTH,
+        }),
+        _ => Ok(()),
+    }
 }
 
 pub struct Loaded {
@@ -169,6 +187,11 @@ pub fn object(
         }
         None => OBJECT,
     };
+    check_stack_depth(
+        std::fs::read_to_string("/proc/sys/kernel/perf_event_max_stack")
+            .ok()
+            .as_deref(),
+    )?;
     let mut loader = EbpfLoader::new();
     loader
         .override_global("OFFSETS", &resolved.offsets, true)
@@ -321,6 +344,18 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stack_depth_below_the_maps_is_named_with_its_fix() {
+        assert!(check_stack_depth(Some("127\n")).is_ok());
+        assert!(check_stack_depth(Some("512\n")).is_ok());
+        assert!(check_stack_depth(None).is_ok(), "unreadable: the map says");
+        let e = check_stack_depth(Some("64\n")).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "/proc/sys/kernel/perf_event_max_stack is 64: the stack trace map (`STACKS`, stacks of 127 addresses) cannot be created below 127; set it with `sysctl -w kernel.perf_event_max_stack=127`"
+        );
+    }
 
     #[test]
     fn line_information_is_left_out_and_nothing_else() {
