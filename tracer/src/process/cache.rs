@@ -45,13 +45,12 @@ pub struct CacheStats {
 pub struct ProcessCache {
     node: String,
     live: LruCache<u32, Arc<Process>>,
-    /// (pid, start time) of recent exits: a second exit record of one process (two of its
-    /// threads ending at once on kernels without `group_dead`) is dropped.
-    exited: LruCache<(u32, u64), ()>,
-    /// Recently exited processes, by pid: events the kernel records after a process's
-    /// exit (the sockets and files it closes as it ends, a tracked socket freed later)
-    /// are still that process's.
-    gone: LruCache<u32, Arc<Process>>,
+    /// Recently exited processes, by pid, with the start time their exit record gave:
+    /// events the kernel records after a process's exit (the sockets and files it closes
+    /// as it ends, a tracked socket freed later) are still that process's, and a second
+    /// exit record of one process (two of its threads ending at once on kernels without
+    /// `group_dead`) is dropped.
+    exited: LruCache<u32, (u64, Arc<Process>)>,
     /// The bound of `live`, which grows to it as processes come rather than being
     /// allocated for it up front (a 65,536-entry table is 2 MiB).
     capacity: NonZeroUsize,
@@ -60,7 +59,7 @@ pub struct ProcessCache {
 }
 
 /// Exited processes kept for the events that follow their exit.
-const GONE: usize = 1024;
+const EXITED: usize = 1024;
 
 /// Default bound, as Tetragon's `--process-cache-size`.
 pub const DEFAULT_CAPACITY: usize = 65536;
@@ -70,8 +69,7 @@ impl ProcessCache {
         Self {
             node: node.into(),
             live: LruCache::unbounded(),
-            exited: LruCache::new(NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN)),
-            gone: LruCache::new(NonZeroUsize::new(GONE).unwrap_or(NonZeroUsize::MIN)),
+            exited: LruCache::new(NonZeroUsize::new(EXITED).unwrap_or(NonZeroUsize::MIN)),
             capacity,
             evictions: 0,
             misses: 0,
@@ -101,7 +99,7 @@ impl ProcessCache {
         if let Some(p) = self.live.get(&pid) {
             return p.clone();
         }
-        if let Some(p) = self.gone.get(&pid) {
+        if let Some((_, p)) = self.exited.get(&pid) {
             return p.clone();
         }
         self.misses += 1;
@@ -221,10 +219,13 @@ impl ProcessCache {
 
     fn exit(&mut self, x: &ExitEvent) -> Option<Lifecycle> {
         let pid = x.header.pid;
-        if self.exited.contains(&(pid, x.start_ns)) {
+        if self
+            .exited
+            .peek(&pid)
+            .is_some_and(|(start, _)| *start == x.start_ns)
+        {
             return None;
         }
-        self.exited.put((pid, x.start_ns), ());
         // Entries found in /proc have no kernel start time (0): they match any exit.
         let same = |p: &Arc<Process>| {
             p.task_start_ns == x.start_ns || p.task_start_ns == 0 || x.start_ns == 0
@@ -237,7 +238,7 @@ impl ProcessCache {
             self.misses += 1;
             Arc::new(unknown(&self.node, pid, x.start_ns, x.start_ns, 0))
         });
-        self.gone.put(pid, process.clone());
+        self.exited.put(pid, (x.start_ns, process.clone()));
         Some(Lifecycle::Exit {
             process,
             exit_code: x.exit_code,
