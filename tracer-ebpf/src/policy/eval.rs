@@ -400,8 +400,8 @@ pub extern "C" fn tracer_capture(cfg: *const HookConfig, ev: *mut TracepointEven
 }
 
 /// The process (`pid << 32 | tid`) that tracks the first socket among the `nargs`
-/// arguments of `ev` that one tracks (`SOCK_OWNERS`), or 0. A global function (exported, so its BTF says so):
-/// its loop and lookups are checked once.
+/// arguments of `ev` that one tracks (`SOCK_OWNERS`), or 0. A global function (exported,
+/// so its BTF says so): its loop and lookups are checked once.
 #[unsafe(no_mangle)]
 #[inline(never)]
 pub extern "C" fn tracer_sock_owner(ev: *const TracepointEvent, nargs: u32) -> u64 {

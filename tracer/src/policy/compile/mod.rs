@@ -17,8 +17,7 @@ pub use args::{ArgError, ArgMeta, ArgOut};
 pub use selectors::SelectorError;
 use tracer_common::policy::{
     ARG_SOCK, BinFollow, FOLLOW_BITS, HOOK_CGROUP_SCOPE, HOOK_FD, HOOK_MONITOR, HOOK_SOCK_OWNER,
-    HookConfig, LONG_PREFIX, MAX_HOOK_ARGS, MAX_SELECTORS, PREFIX_MAX, SOCK_ARG_MASK, SOCK_RETURN,
-    SOCK_TRACK, SOCK_UNTRACK,
+    HookConfig, LONG_PREFIX, MAX_HOOK_ARGS, MAX_SELECTORS, PREFIX_MAX, SOCK_RETURN,
 };
 
 use super::{
@@ -507,8 +506,7 @@ fn hook(unit: &Unit<'_>, ctx: &mut Ctx<'_>) -> Result<Hook, HookError> {
         && let (Some(track), Some(i)) = (k.return_sock, ret.index)
     {
         // `returnArgAction`: on every selector (the first stands for none).
-        let action =
-            if track { SOCK_TRACK } else { SOCK_UNTRACK } | SOCK_RETURN | (i as u8 & SOCK_ARG_MASK);
+        let action = selectors::sock_action(track, i) | SOCK_RETURN;
         for sel in config.selectors.iter_mut().take(h.selectors.len().max(1)) {
             if sel.sock_action == 0 {
                 sel.sock_action = action;

@@ -219,12 +219,16 @@ fn actions(sel: &spec::Selector) -> SelectorConfig {
             }
             spec::Action::Sock { track, arg } => {
                 sc.actions |= ACTION_POST;
-                sc.sock_action =
-                    if *track { SOCK_TRACK } else { SOCK_UNTRACK } | (*arg as u8 & SOCK_ARG_MASK);
+                sc.sock_action = sock_action(*track, *arg as usize);
             }
         }
     }
     sc
+}
+
+/// `SelectorConfig::sock_action`: track (or untrack) the socket argument at `arg`.
+pub(super) fn sock_action(track: bool, arg: usize) -> u8 {
+    (if track { SOCK_TRACK } else { SOCK_UNTRACK }) | (arg as u8 & SOCK_ARG_MASK)
 }
 
 fn set_op(op: SetOp) -> u8 {
