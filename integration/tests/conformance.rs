@@ -11,10 +11,8 @@ use integration::corpus::{corpus, policies};
 
 /// Files of the corpus that `validate` refuses today, and what they need.
 const NOT_YET: &[(&str, &str)] = &[
-    ("fd_install_cap_changes.yaml", "matchCapabilityChanges"),
     ("killer.yaml", "enforcers, NotifyEnforcer"),
     ("loader.yaml", "loader: true (process_loader events)"),
-    ("usdt-set.yaml", "action Set (argIndex, argValue)"),
 ];
 
 #[test]

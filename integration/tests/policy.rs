@@ -1164,6 +1164,138 @@ fn namespace_pids() {
     assert_eq!(e["process"]["binary"], integration::real("/bin/sh"));
 }
 
+/// In a child forked from this process: clears `drop` (a capability number) from the
+/// effective set, or from the bounding set with `bounding`, then opens `path` (or, with
+/// `exec`, runs `/bin/cat path`), and ends. Returns the child's pid once it has ended.
+fn child_with_caps(drop: Option<u32>, bounding: bool, path: &str, exec: bool) -> u32 {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let path = CString::new(path).expect("a path without NUL");
+    let cat = c"/bin/cat";
+    let argv = [cat.as_ptr(), path.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null()];
+    // SAFETY: the child makes raw syscalls only (no allocation, no locks), on memory
+    // prepared before the fork, then ends with `_exit`; the parent waits for it.
+    unsafe {
+        let pid = libc::fork();
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            if let Some(cap) = drop {
+                if bounding {
+                    libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0);
+                } else {
+                    let mut h = Header {
+                        version: 0x2008_0522,
+                        pid: 0,
+                    };
+                    let mut d = [Data::default(); 2];
+                    libc::syscall(libc::SYS_capget, &raw mut h, d.as_mut_ptr());
+                    d[(cap / 32) as usize].effective &= !(1 << (cap % 32));
+                    libc::syscall(libc::SYS_capset, &raw mut h, d.as_ptr());
+                }
+            }
+            if exec {
+                libc::execve(cat.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            } else {
+                libc::close(libc::open(path.as_ptr(), libc::O_RDONLY));
+            }
+            libc::_exit(0);
+        }
+        let mut status = 0;
+        libc::waitpid(pid, &raw mut status, 0);
+        pid as u32
+    }
+}
+
+/// `matchCapabilityChanges` (`fd_install_cap_changes.yaml`'s selector, on a tracepoint
+/// this kernel runs): a change of the effective set since the process's exec. `In`
+/// holds for a process that dropped `CAP_NET_RAW` since; `NotIn` for one that dropped
+/// another capability and kept `CAP_NET_RAW`; neither for one whose capabilities are as
+/// at its exec: this test (running before the agent: its capabilities are taken from
+/// /proc at start), a child that changed nothing, and a `cat` whose exec came after its
+/// bounding set lost `CAP_NET_RAW` (its exec is the new reference, not its parent's).
+#[test]
+fn match_capability_changes() {
+    if !privileged("match_capability_changes") {
+        return;
+    }
+    const CAP_SYS_TIME: u32 = 25;
+    const CAP_NET_RAW: u32 = 13;
+    let work = tempdir();
+    let d = work.path().to_str().unwrap().to_owned();
+    let selectors = |op: &str| {
+        format!(
+            r#"    - matchCapabilityChanges:
+      - type: Effective
+        operator: {op}
+        values: [CAP_NET_RAW]
+      matchArgs:
+      - index: 6
+        operator: Prefix
+        values: ["{d}/"]
+"#
+        )
+    };
+    let changed_in = write(
+        work.path(),
+        "in.yaml",
+        &openat_policy("cap-change-in", &selectors("In"), ""),
+    );
+    let changed_not_in = write(
+        work.path(),
+        "notin.yaml",
+        &openat_policy("cap-change-notin", &selectors("NotIn"), ""),
+    );
+    let agent = Agent::start(&[
+        "--tracing-policy",
+        changed_in.to_str().unwrap(),
+        "--tracing-policy",
+        changed_not_in.to_str().unwrap(),
+    ]);
+    open(&work.path().join("unchanged-test"));
+    let dropped_raw = child_with_caps(Some(CAP_NET_RAW), false, &format!("{d}/dropped-raw"), false);
+    let dropped_time = child_with_caps(
+        Some(CAP_SYS_TIME),
+        false,
+        &format!("{d}/dropped-time"),
+        false,
+    );
+    let unchanged = child_with_caps(None, false, &format!("{d}/unchanged-child"), false);
+    let exec_reset = child_with_caps(Some(CAP_NET_RAW), true, &format!("{d}/exec-reset"), true);
+    let events = agent.sync();
+    let got = |policy: &str| -> Vec<(String, u64)> {
+        hits(&events, policy)
+            .iter()
+            .map(|e| {
+                (
+                    filename(e).rsplit('/').next().unwrap().to_owned(),
+                    e["process"]["pid"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        got("cap-change-in"),
+        [("dropped-raw".to_owned(), u64::from(dropped_raw))],
+        "unchanged: this test, {unchanged}, {exec_reset}"
+    );
+    assert_eq!(
+        got("cap-change-notin"),
+        [("dropped-time".to_owned(), u64::from(dropped_time))],
+        "unchanged: this test, {unchanged}, {exec_reset}"
+    );
+}
+
 /// `isNamespaceCapability`: the capability filter holds only for a process in a user
 /// namespace other than the host's. Root in a new user namespace has CAP_SYS_ADMIN
 /// there and matches; this test, root on the host with the same capability, does not.

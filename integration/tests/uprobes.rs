@@ -304,6 +304,131 @@ spec:
     );
 }
 
+/// `Set` on a USDT probe point (`usdt-set.yaml`'s action): the target passes
+/// `tracer_test:set` with a 32-bit value in its memory and prints it after the probe.
+/// Where the selector matches (the value 7), the probe writes `argValue` (32) there and
+/// the event says `KPROBE_ACTION_SET` with the value as it was; elsewhere (8) nothing
+/// changes. A `Set` of an argument the note passes in a register is refused, saying so.
+/// A kernel in lockdown (`integrity` or `confidentiality`) refuses the program that
+/// writes: there the policy is refused, naming the lockdown, and nothing is written (the
+/// write itself is then tested in the VM test, on Debian's kernels, not locked down).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn usdt_set_writes_the_argument() {
+    if !privileged("usdt_set_writes_the_argument") {
+        return;
+    }
+    let lockdown = "/sys/kernel/security/lockdown";
+    if !Path::new(lockdown).exists() {
+        let _ = Command::new("mount")
+            .args(["-t", "securityfs", "securityfs", "/sys/kernel/security"])
+            .status();
+    }
+    let mode = std::fs::read_to_string(lockdown).expect("the kernel's lockdown mode");
+    let locked = !mode.contains("[none]");
+    let work = tempfile::tempdir().expect("temp dir");
+    let text = format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: usdt-set
+spec:
+  usdts:
+  - path: "{TARGET}"
+    provider: tracer_test
+    name: set
+    args:
+    - index: 0
+      type: int32
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: Equal
+        values: ["7"]
+      matchActions:
+      - action: Set
+        argIndex: 0
+        argValue: 32
+"#
+    );
+    let register = format!(
+        r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: usdt-set-register
+spec:
+  usdts:
+  - path: "{TARGET}"
+    provider: tracer_test
+    name: greet
+    args:
+    - index: 0
+      type: int64
+    selectors:
+    - matchActions:
+      - action: Set
+        argIndex: 0
+        argValue: 1
+"#
+    );
+    let path = work.path().join("set.yaml");
+    std::fs::write(&path, text).expect("write");
+    let in_register = work.path().join("register.yaml");
+    std::fs::write(&in_register, register).expect("write");
+    let agent = Agent::start(&[
+        "--tracing-policy",
+        path.to_str().expect("utf-8"),
+        "--tracing-policy",
+        in_register.to_str().expect("utf-8"),
+    ]);
+    let set = |n: &str| {
+        let (pid, out) = run(Command::new(TARGET).args(["--set", n]));
+        assert!(out.status.success(), "{out:?}");
+        (pid, String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let (written, written_out) = set("7");
+    let (untouched, untouched_out) = set("8");
+    let stderr = agent.stderr();
+    assert!(
+        stderr.contains(
+            "`Set` writes argument 0 of `args` (the probe point's argument 0) into the process's memory, and "
+        ) && stderr.contains("tracer_test:greet's note passes it in a register, which a probe cannot change"),
+        "{stderr}"
+    );
+    if locked {
+        println!(
+            "this kernel is in lockdown ({}): the write is refused",
+            mode.trim()
+        );
+        assert!(
+            stderr.contains("policy usdt-set: none of its hooks can run here: ")
+                && stderr.contains("writing to a process's memory (`Set`) takes bpf_probe_write_user, which kernel lockdown (`"),
+            "{stderr}"
+        );
+        assert_eq!(written_out, "set 7", "nothing written");
+        return;
+    }
+    assert_eq!(written_out, "set 32", "the probe wrote argValue");
+    assert_eq!(
+        untouched_out, "set 8",
+        "no selector matched: nothing written"
+    );
+    let events = agent.sync();
+    let got: Vec<_> = of_kind(&events, "process_usdt")
+        .into_iter()
+        .filter(|e| e["policy_name"] == "usdt-set")
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let e = got[0];
+    assert_eq!(e["process"]["pid"], written);
+    assert_ne!(e["process"]["pid"], untouched);
+    assert_eq!(e["path"], TARGET);
+    assert_eq!(e["provider"], "tracer_test");
+    assert_eq!(e["name"], "set");
+    assert_eq!(e["action"], "KPROBE_ACTION_SET");
+    assert_eq!(e["args"], json!([{"int_arg": 7}]), "read before the write");
+}
+
 /// `userStackTrace` on a uprobe's `Post`: the target's `tracer_test_framed`, probed once
 /// its frame is set up, called by `tracer_test_caller`; the event's user stack names the
 /// probed function, then its caller, each in the target binary, with offsets and no

@@ -375,6 +375,28 @@ spec:
         values: ["4244"]
       matchActions:
       - action: UntrackSock
+---
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: vm-usdt-set
+spec:
+  usdts:
+  - path: /uprobe-target
+    provider: tracer_test
+    name: set
+    args:
+    - index: 0
+      type: int32
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: Equal
+        values: ["7"]
+      matchActions:
+      - action: Set
+        argIndex: 0
+        argValue: 32
 POLICY
 echo secret > /tmp/vm-deny-file
 echo secret > /tmp/vm-retdeny-file
@@ -453,6 +475,9 @@ echo PIPE-MARK-4242 | cat > /dev/null
 sleep 0.5
 sleep 3 | timeout 2 nc 127.0.0.1 4244 > /dev/null
 sleep 1
+# Set on a USDT probe point (vm-usdt-set): the value 7 in the target's memory becomes
+# 32; 8 is left alone.
+echo "USDT-SET: $(/uprobe-target --set 7) $(/uprobe-target --set 8)"
 # Override on a return probe: denied at the call, reported at the return.
 echo "RETDENY: $(cat /tmp/vm-retdeny-file 2>&1)"
 connect_and_sync 4242 net-marker /tmp/events
@@ -515,7 +540,14 @@ fn lifecycle_on_distribution_kernels() {
              (or set TRACER_SKIP_VM=1 to skip this test, reported as a skip)"
         );
     }
-    let initramfs = vm::initramfs(&agent_bin(), &format!("{PREAMBLE}{INIT}"));
+    let mut extra = vm::Cpio::default();
+    let target = env!("CARGO_BIN_EXE_uprobe-target");
+    extra.file(
+        "uprobe-target",
+        0o755,
+        &std::fs::read(target).expect("the USDT target"),
+    );
+    let initramfs = vm::initramfs_with(&agent_bin(), &format!("{PREAMBLE}{INIT}"), extra);
     for (name, kernel) in kernels {
         let started = std::time::Instant::now();
         let console = vm::boot(&kernel, &initramfs, Duration::from_secs(3600));
@@ -1074,7 +1106,33 @@ fn lifecycle_on_distribution_kernels() {
         println!("{name}: an lsmhooks hook reports and denies the open");
         struct_arguments(&name, &events);
         socket_tracking(&name, &events);
+        usdt_set(&name, &console, &events);
     }
+}
+
+/// The `vm-usdt-set` policy: `Set` wrote 32 over the 7 the target passed in memory (it
+/// printed what it read back after the probe), left 8 alone, and said so in one event.
+fn usdt_set(name: &str, console: &str, events: &[Value]) {
+    assert!(
+        console.contains("USDT-SET: set 32 set 8"),
+        "{name}: the probe writes the matching value only: {console}"
+    );
+    let set: Vec<&Value> = of_kind(events, "process_usdt")
+        .into_iter()
+        .filter(|e| e["policy_name"] == "vm-usdt-set")
+        .collect();
+    assert_eq!(set.len(), 1, "{name}: {set:?}");
+    assert_eq!(set[0]["action"], "KPROBE_ACTION_SET", "{name}");
+    assert_eq!(set[0]["provider"], "tracer_test", "{name}");
+    assert_eq!(set[0]["name"], "set", "{name}");
+    assert_eq!(set[0]["path"], "/uprobe-target", "{name}");
+    assert_eq!(set[0]["process"]["binary"], "/uprobe-target", "{name}");
+    assert_eq!(
+        set[0]["args"],
+        serde_json::json!([{"int_arg": 7}]),
+        "{name}: the value before the write"
+    );
+    println!("{name}: a USDT Set wrote the probed process's memory");
 }
 
 /// The `vm-socktrack` policy's events: on the client's socket, tracked from its

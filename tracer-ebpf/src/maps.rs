@@ -11,9 +11,10 @@ use tracer_common::{
     counters::COUNTERS_LEN,
     limits::{STACK_DEPTH, STACK_TRACES},
     policy::{
-        ArgValue, BinFollow, GateHit, GateIntKey, GateStrKey, HookConfig, HookPoint,
+        ArgValue, BinFollow, ExecCaps, GateHit, GateIntKey, GateStrKey, HookConfig, HookPoint,
         MAX_BIN_FOLLOW, MAX_HOOK_ARGS, PolicyCounters, ProcVerdicts, RateKey, SYSCALL_IDS,
-        SockOwner, StrKey, StrPrefix, SyscallRecord, TracepointEvent, VERDICT_L1_WAYS, VerdictL1,
+        SetRequest, SockOwner, StrKey, StrPrefix, SyscallRecord, TracepointEvent, VERDICT_L1_WAYS,
+        VerdictL1,
     },
 };
 
@@ -142,6 +143,10 @@ const _: () = assert!(STACK_DEPTH == aya_ebpf::bindings::PERF_MAX_STACK_DEPTH as
 #[map]
 pub static RATE: LruHashMap<RateKey, u64> = LruHashMap::with_max_entries(16384, 0);
 
+/// A `Set` that matched, for the `policy_usdt_set` program the evaluation runs under.
+#[map]
+pub static SET_REQUEST: PerCpuArray<SetRequest> = PerCpuArray::with_max_entries(1, 0);
+
 /// The process that tracks each socket (`TrackSock`, `returnArgAction: TrackSock`),
 /// by `struct sock` address, until `UntrackSock` (or the least recently used goes).
 #[map]
@@ -155,6 +160,11 @@ pub static CONFIG: Array<u32> = Array::with_max_entries(1, 0);
 /// inherited at fork, for `matchBinaries`. Entries are allocated as processes come.
 #[map]
 pub static EXEC_PATHS: HashMap<u32, StrKey> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+
+/// Capability sets of every process at its exec, kept and inherited as `EXEC_PATHS`, for
+/// `matchCapabilityChanges`.
+#[map]
+pub static EXEC_CAPS: HashMap<u32, ExecCaps> = HashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
 
 /// `followForks` / `followChildren` bits of each process (inherited at fork, dropped at
 /// exit).

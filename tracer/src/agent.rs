@@ -6,7 +6,8 @@
 //! what the kernel already recorded and exits (`Running::stop`).
 
 use std::{
-    io::Write, net::SocketAddr, num::NonZeroUsize, path::PathBuf, sync::Arc, time::Duration,
+    collections::HashMap, io::Write, net::SocketAddr, num::NonZeroUsize, path::PathBuf, sync::Arc,
+    time::Duration,
 };
 
 use aya::Ebpf;
@@ -296,13 +297,19 @@ fn scan_processes(
 ) -> (Clock, ProcessCache, usize) {
     let clock = Clock::now();
     let mut cache = ProcessCache::new(config.node_name.clone(), config.process_cache_size);
-    let found = procfs::build(
-        &config.node_name,
-        procfs::scan(&config.proc_root, &config.cgroup_root),
-    );
+    let entries = procfs::scan(&config.proc_root, &config.cgroup_root);
+    let caps: HashMap<u32, [u64; 3]> = entries
+        .iter()
+        .filter_map(|e| Some((e.pid, e.caps?)))
+        .collect();
+    let found = procfs::build(&config.node_name, entries);
     let count = found.len();
     if let Some(store) = store {
-        store.seed_binaries(found.iter().map(|p| (p.pid, p.binary.as_str())));
+        store.seed_processes(
+            found
+                .iter()
+                .map(|p| (p.pid, p.binary.as_str(), caps.get(&p.pid).copied())),
+        );
     }
     for p in found {
         cache.insert(p);

@@ -497,8 +497,8 @@ pub fn lifecycle<'a>(l: &'a Lifecycle, node: &'a str, clock: &Clock) -> Event<'a
 /// its socket action in bits 8 to 15).
 pub fn action_name(actions: u32) -> &'static str {
     use tracer_common::policy::{
-        ACTION_DNSLOOKUP, ACTION_GETURL, ACTION_OVERRIDE, ACTION_SIGKILL, ACTION_SIGNAL,
-        SOCK_RETURN, SOCK_TRACK, SOCK_UNTRACK,
+        ACTION_DNSLOOKUP, ACTION_GETURL, ACTION_OVERRIDE, ACTION_SET, ACTION_SIGKILL,
+        ACTION_SIGNAL, SOCK_RETURN, SOCK_TRACK, SOCK_UNTRACK,
     };
     let sock = (actions >> 8) as u8;
     let sock = if sock & SOCK_RETURN != 0 { 0 } else { sock };
@@ -512,6 +512,8 @@ pub fn action_name(actions: u32) -> &'static str {
         "KPROBE_ACTION_GETURL"
     } else if actions & u32::from(ACTION_DNSLOOKUP) != 0 {
         "KPROBE_ACTION_DNSLOOKUP"
+    } else if actions & u32::from(ACTION_SET) != 0 {
+        "KPROBE_ACTION_SET"
     } else if sock & SOCK_TRACK != 0 {
         "KPROBE_ACTION_TRACKSOCK"
     } else if sock & SOCK_UNTRACK != 0 {

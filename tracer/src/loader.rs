@@ -7,6 +7,8 @@ use aya::{
     programs::{ProgramError, RawTracePoint},
 };
 
+use std::path::Path;
+
 use crate::kernel::btf::Resolved;
 
 /// The programs, built by build.rs for the bpf target and embedded: one file to ship.
@@ -315,7 +317,12 @@ pub(crate) fn refusal(name: &str, e: &ProgramError) -> String {
                         && !l.starts_with("stack depth")
                 })
                 .unwrap_or_default();
-            if last.is_empty() {
+            if last.contains("bpf_probe_write_user") {
+                format!(
+                    "the kernel refused {name} ({io_error}: {last}): {}",
+                    write_user_refused(Path::new(LOCKDOWN))
+                )
+            } else if last.is_empty() {
                 format!(
                     "the kernel refused {name} ({io_error}); --log-level debug shows the verifier log"
                 )
@@ -326,6 +333,33 @@ pub(crate) fn refusal(name: &str, e: &ProgramError) -> String {
             }
         }
         other => format!("{name}: {}", chain(other)),
+    }
+}
+
+/// The kernel's lockdown mode, as securityfs shows it.
+const LOCKDOWN: &str = "/sys/kernel/security/lockdown";
+
+/// Why a kernel refuses `bpf_probe_write_user` (the `Set` action), from the lockdown file
+/// at `lockdown` (`none [integrity] confidentiality`).
+fn write_user_refused(lockdown: &Path) -> String {
+    let mode = std::fs::read_to_string(lockdown).ok().and_then(|s| {
+        let start = s.find('[')? + 1;
+        let end = start + s[start..].find(']')?;
+        Some(s[start..end].to_owned())
+    });
+    match mode.as_deref() {
+        Some(m) if m != "none" => format!(
+            "writing to a process's memory (`Set`) takes bpf_probe_write_user, which kernel lockdown (`{m}`, {}) forbids; it runs only on a kernel that is not locked down",
+            lockdown.display()
+        ),
+        _ => format!(
+            "writing to a process's memory (`Set`) takes bpf_probe_write_user, which needs CAP_SYS_ADMIN and a kernel not locked down ({}: {})",
+            lockdown.display(),
+            mode.map_or_else(
+                || "not readable (is securityfs mounted?)".to_owned(),
+                |m| format!("`{m}`")
+            )
+        ),
     }
 }
 
@@ -344,6 +378,26 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_memory_write_names_the_lockdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lockdown");
+        std::fs::write(&file, "none [integrity] confidentiality\n").unwrap();
+        assert_eq!(
+            write_user_refused(&file),
+            format!(
+                "writing to a process's memory (`Set`) takes bpf_probe_write_user, which kernel lockdown (`integrity`, {}) forbids; it runs only on a kernel that is not locked down",
+                file.display()
+            )
+        );
+        std::fs::write(&file, "[none] integrity confidentiality\n").unwrap();
+        assert!(write_user_refused(&file).ends_with(": `none`)"));
+        assert!(
+            write_user_refused(&dir.path().join("absent"))
+                .ends_with("not readable (is securityfs mounted?))")
+        );
+    }
 
     #[test]
     fn a_stack_depth_below_the_maps_is_named_with_its_fix() {

@@ -7,6 +7,10 @@
 //! `tracer_test:lazy`, guarded by its semaphore (its arguments computed only while the
 //! semaphore is raised, that is while a probe is attached), with `-i`.
 //!
+//! `uprobe-target --set N` (x86-64): passes the USDT probe point `tracer_test:set` with
+//! one argument, the 32-bit value N in memory (`-4@0(%reg)`: what a `Set` action can
+//! write), and prints `set V` with the value read back after the probe.
+//!
 //! `uprobe-target --stack` (x86-64): calls `tracer_test_caller`, which calls
 //! `tracer_test_framed`, prints `called`, and waits for its standard input to close, so
 //! that the agent reads its mappings while it runs (the stack trace test).
@@ -59,7 +63,57 @@ pub extern "C" fn tracer_test_caller(n: i64) -> i64 {
     unsafe { tracer_test_framed(std::hint::black_box(n)) }
 }
 
+/// Passes `tracer_test:set` with `value`'s memory as its argument (the note says 4 signed
+/// bytes at 0 from the register that holds its address), and returns the value then.
+#[cfg(target_arch = "x86_64")]
+fn probe_set(value: i32) -> i32 {
+    let mut cell = value;
+    let at = &raw mut cell;
+    // SAFETY: a `nop` and a note in its own section, which the assembler lays out as
+    // the SystemTap SDT format says (the `probe` crate's layout); `at` points to `cell`,
+    // which lives across the `nop`. The probe may change `cell` (that is the test): it is
+    // read back volatile.
+    unsafe {
+        std::arch::asm!(
+            "990: nop",
+            ".pushsection .note.stapsdt,\"?\",\"note\"",
+            ".balign 4",
+            ".4byte 992f-991f, 994f-993f, 3",
+            "991: .asciz \"stapsdt\"",
+            "992: .balign 4",
+            "993: .8byte 990b",
+            ".8byte _.stapsdt.base",
+            ".8byte 0",
+            ".asciz \"tracer_test\"",
+            ".asciz \"set\"",
+            ".asciz \"-4@0({at})\"",
+            "994: .balign 4",
+            ".popsection",
+            ".ifndef _.stapsdt.base",
+            ".pushsection .stapsdt.base,\"aGR\",\"progbits\",.stapsdt.base,comdat",
+            ".weak _.stapsdt.base",
+            ".hidden _.stapsdt.base",
+            "_.stapsdt.base: .space 1",
+            ".size _.stapsdt.base, 1",
+            ".popsection",
+            ".endif",
+            at = in(reg) at,
+            options(nostack, preserves_flags, att_syntax),
+        );
+        at.read_volatile()
+    }
+}
+
 fn main() {
+    #[cfg(target_arch = "x86_64")]
+    if std::env::args().nth(1).as_deref() == Some("--set") {
+        let n = std::env::args()
+            .nth(2)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        println!("set {}", probe_set(n));
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::env::args().nth(1).as_deref() == Some("--stack") {
         println!("called {}", tracer_test_caller(41));

@@ -148,7 +148,7 @@ pub struct FieldRead {
 /// `matchNamespaces` filters per selector, and values per filter.
 pub const MAX_NS_FILTERS: usize = 4;
 pub const MAX_NS_VALUES: usize = 4;
-/// `matchCapabilities` filters per selector.
+/// `matchCapabilities` and `matchCapabilityChanges` filters per selector, together.
 pub const MAX_CAP_FILTERS: usize = 2;
 
 /// How to read one argument from the record.
@@ -221,14 +221,19 @@ pub struct NsFilter {
 }
 
 /// One `matchCapabilities` filter: `In` matches when the set holds any capability of
-/// `mask`, `NotIn` when it holds none.
+/// `mask`, `NotIn` when it holds none. With `change`, a `matchCapabilityChanges` filter
+/// on the set's difference from the one the process had at its exec (`EXEC_CAPS`): `In`
+/// matches when a capability of `mask` was gained or lost since, `NotIn` when only
+/// others were (as Tetragon's).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CapFilter {
     pub set: u8,
     /// `PIDS_IN` or `PIDS_NOT_IN`.
     pub op: u8,
-    pub _pad: [u8; 2],
+    /// 1: `matchCapabilityChanges`.
+    pub change: u8,
+    pub _pad: u8,
     /// `isNamespaceCapability`: the host's user namespace inode; the filter then holds
     /// only for a process in another user namespace (as Tetragon's). 0: any.
     pub host_userns: u32,
@@ -263,11 +268,13 @@ pub struct SelectorConfig {
     pub signal: u16,
     /// `STACK_*` bits: the stacks `Post` takes.
     pub stack: u8,
-    pub _pad: u8,
+    /// `Set`'s `argIndex`: the USDT argument whose memory it writes.
+    pub set_arg: u8,
     pub pids: PidFilter,
     pub binary: BinaryFilter,
     pub namespaces: [NsFilter; MAX_NS_FILTERS],
-    /// `Override`'s `argError` (a negative errno).
+    /// `Override`'s `argError` (a negative errno); on a USDT probe point, where
+    /// `Override` cannot go, `Set`'s `argValue`.
     pub override_error: i32,
     pub caps: [CapFilter; MAX_CAP_FILTERS],
     /// `Post` at most once per this many ns for the same arguments (0: no limit).

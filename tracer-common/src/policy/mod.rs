@@ -140,6 +140,10 @@ pub const CAPS_EFFECTIVE: u8 = 1;
 pub const CAPS_PERMITTED: u8 = 2;
 pub const CAPS_INHERITABLE: u8 = 3;
 
+/// The capability sets a process had at its exec (`EXEC_CAPS`, for
+/// `matchCapabilityChanges`), at `CAPS_* - 1`.
+pub type ExecCaps = [u64; 3];
+
 /// `SelectorConfig::actions` bits (a selector's `matchActions` may hold several).
 pub const ACTION_POST: u8 = 1 << 0;
 pub const ACTION_NOPOST: u8 = 1 << 1;
@@ -152,6 +156,22 @@ pub const ACTION_OVERRIDE: u8 = 1 << 4;
 pub const ACTION_GETURL: u8 = 1 << 5;
 /// ... `DnsLookup`: it looks up the selector's name.
 pub const ACTION_DNSLOOKUP: u8 = 1 << 6;
+/// `Set` (USDT probe points): write `SelectorConfig::override_error` (its `argValue`)
+/// into the memory of argument `SelectorConfig::set_arg`, by the hook point's
+/// `policy_usdt_set` program after the evaluation (see `SetRequest`).
+pub const ACTION_SET: u8 = 1 << 7;
+
+/// What a `Set` that matched asks the program it runs under to write (`SET_REQUEST`,
+/// per CPU): 4 bytes of `value` at the memory of the USDT argument `arg` of the hook
+/// point. `armed` is 0 before each evaluation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetRequest {
+    pub armed: u32,
+    pub arg: u32,
+    pub value: u32,
+    pub _pad: u32,
+}
 
 /// `SelectorConfig::stack` bits: `Post`'s `kernelStackTrace` ...
 pub const STACK_KERNEL: u8 = 1 << 0;

@@ -9,3 +9,4 @@ pub mod rawtp;
 pub mod sock;
 pub mod syscall;
 pub mod tracepoint;
+pub mod usdt_set;

@@ -23,8 +23,8 @@ use crate::{
     globals::off,
     kread::{self, NATURAL_END, u32_at, u64_at},
     maps::{
-        BIN_FOLLOW, BIN_KEY, BIN_NATURAL, BIN_VALUE, BINARY_SLOT, CONFIG, EXEC_PATHS, FOLLOW, GEN,
-        NaturalScratch, VERDICTS,
+        BIN_FOLLOW, BIN_KEY, BIN_NATURAL, BIN_VALUE, BINARY_SLOT, CONFIG, EXEC_CAPS, EXEC_PATHS,
+        FOLLOW, GEN, NaturalScratch, VERDICTS,
     },
     policy,
 };
@@ -126,6 +126,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     }
     if tracking_binaries() {
         record_binary(pid, nat);
+        record_caps(pid, task);
         if CONFIG.get(0).is_some_and(|c| c & FOLLOW_BINARIES != 0) {
             follow_binary(pid);
         }
@@ -189,6 +190,13 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     {
         let _ = FOLLOW.insert(pid, bits, 0);
     }
+    if tracking_binaries()
+        && let Some(p) = ppid
+        // SAFETY: a map value, passed straight back to the map.
+        && let Some(caps) = unsafe { EXEC_CAPS.get(p) }
+    {
+        let _ = EXEC_CAPS.insert(pid, caps, 0);
+    }
     entry.write(ForkEvent {
         header: emit::header(EventKind::Fork, pid, tid),
         ppid: ppid.unwrap_or(0),
@@ -241,6 +249,7 @@ fn record_exit(task: u64) -> i32 {
         && let Some(p) = pid
     {
         let _ = EXEC_PATHS.remove(p);
+        let _ = EXEC_CAPS.remove(p);
         let _ = FOLLOW.remove(p);
         forget_verdicts(p);
     }
@@ -275,6 +284,18 @@ fn forget_verdicts(pid: u32) {
 #[inline(always)]
 fn tracking_binaries() -> bool {
     CONFIG.get(0).is_some_and(|c| c & TRACK_BINARIES != 0)
+}
+
+/// `EXEC_CAPS[pid]` = the capability sets of `task`, its new credentials committed.
+#[inline(always)]
+fn record_caps(pid: u32, task: u64) {
+    use tracer_common::policy::{CAPS_EFFECTIVE, CAPS_INHERITABLE, CAPS_PERMITTED};
+    let caps = [
+        kread::caps(task, CAPS_EFFECTIVE).unwrap_or(0),
+        kread::caps(task, CAPS_PERMITTED).unwrap_or(0),
+        kread::caps(task, CAPS_INHERITABLE).unwrap_or(0),
+    ];
+    let _ = EXEC_CAPS.insert(pid, caps, 0);
 }
 
 /// `EXEC_PATHS[pid]` = the natural-order path the binary walk left in `n`.

@@ -20,14 +20,14 @@ use tracer_common::{
     counters::Counter,
     event::EventKind,
     policy::{
-        ACTION_NOPOST, ACTION_OVERRIDE, ACTION_SIGKILL, ACTION_SIGNAL, ARG_INT, ARG_SOCK, ARG_UINT,
-        CANDIDATES_ALL, EVENT_KERNEL_STACK, EVENT_MONITOR, EVENT_SIGNAL_FAILED, EVENT_USER_STACK,
-        GateHit, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_CGROUP_SCOPE,
-        HOOK_ENTRY_SOCK, HOOK_MONITOR, HOOK_RET_FD_SOCK, HOOK_SOCK_OWNER, HOOK_SOCK_TRIGGER,
-        HookConfig, MAX_HOOK_ARGS, MAX_SELECTORS, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED,
-        POLICY_RATE_LIMITED, POLICY_SEEN, RATE_GLOBAL, RATE_PROCESS, RateKey, SOCK_ARG_MASK,
-        SOCK_TRACK, STACK_KERNEL, STACK_USER, SelectorConfig, SockLayout, SockOwner,
-        TracepointEvent, VERDICT_HOOKS, Verdict,
+        ACTION_NOPOST, ACTION_OVERRIDE, ACTION_SET, ACTION_SIGKILL, ACTION_SIGNAL, ARG_INT,
+        ARG_SOCK, ARG_UINT, CANDIDATES_ALL, EVENT_KERNEL_STACK, EVENT_MONITOR, EVENT_SIGNAL_FAILED,
+        EVENT_USER_STACK, GateHit, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX,
+        HOOK_CGROUP_SCOPE, HOOK_ENTRY_SOCK, HOOK_MONITOR, HOOK_RET_FD_SOCK, HOOK_SOCK_OWNER,
+        HOOK_SOCK_TRIGGER, HookConfig, MAX_HOOK_ARGS, MAX_SELECTORS, POLICY_LOST, POLICY_MATCHED,
+        POLICY_POSTED, POLICY_RATE_LIMITED, POLICY_SEEN, RATE_GLOBAL, RATE_PROCESS, RateKey,
+        SOCK_ARG_MASK, SOCK_TRACK, STACK_KERNEL, STACK_USER, SelectorConfig, SetRequest,
+        SockLayout, SockOwner, TracepointEvent, VERDICT_HOOKS, Verdict,
     },
 };
 
@@ -41,7 +41,10 @@ use crate::{
     emit,
     hooks::sock,
     kread,
-    maps::{EVENTS, HOOKS, POLICY_COUNTERS, RATE, RECORD, SOCK_OWNERS, STACKS, TP_SCRATCH, WALK},
+    maps::{
+        EVENTS, HOOKS, POLICY_COUNTERS, RATE, RECORD, SET_REQUEST, SOCK_OWNERS, STACKS, TP_SCRATCH,
+        WALK,
+    },
 };
 
 /// Bound of a walk over a hook point's list (bpf_loop's own is 1 << 23).
@@ -465,6 +468,23 @@ fn act(cfg: &HookConfig, sel: &SelectorConfig, actions: u8, signal: u32) -> (u32
             if unsafe { bpf_send_signal(sig) } != 0 {
                 flags |= EVENT_SIGNAL_FAILED;
             }
+        }
+    }
+    // `Set`: written by the `policy_usdt_set` program once the evaluation is over (the
+    // one program that may write to a process's memory).
+    if actions & ACTION_SET != 0 {
+        if monitor {
+            flags |= EVENT_MONITOR;
+        } else if let Some(req) = SET_REQUEST.get_ptr_mut(0) {
+            // SAFETY: this CPU's entry; programs do not nest on one CPU.
+            unsafe {
+                *req = SetRequest {
+                    armed: 1,
+                    arg: u32::from(sel.set_arg),
+                    value: sel.override_error as u32,
+                    _pad: 0,
+                }
+            };
         }
     }
     // `Override`: what the hook's program returns (a BPF LSM program's verdict).

@@ -17,7 +17,7 @@ use tracer_common::policy::{
 use super::{NO, PAST_LAST, YES, strings::str_lookup};
 use crate::{
     kread,
-    maps::{BINARY_SLOT, FOLLOW, POLICY_SCOPE, SOCK_KEYS, STR_PREFIX},
+    maps::{BINARY_SLOT, EXEC_CAPS, FOLLOW, POLICY_SCOPE, SOCK_KEYS, STR_PREFIX},
 };
 
 /// The first selector that matches: (its index, its actions, its signal).
@@ -119,7 +119,7 @@ pub extern "C" fn tracer_process_matches(
         pids_match(&sel.pids, pid, follow)
             && binary_matches(&sel.binary, binary_known, follow)
             && namespaces_match(sel)
-            && caps_match(sel),
+            && caps_match(sel, pid),
     )
 }
 
@@ -198,9 +198,11 @@ fn namespaces_match(sel: &SelectorConfig) -> bool {
 }
 
 /// `matchCapabilities`: `In` holds when the set has any capability of the mask, `NotIn`
-/// when it has none.
+/// when it has none. `matchCapabilityChanges` (`change`), on the set's difference from
+/// its value at the exec of process `pid`: `In` holds when a capability of the mask
+/// differs, `NotIn` when only others do; neither for a process whose exec is not known.
 #[inline(always)]
-fn caps_match(sel: &SelectorConfig) -> bool {
+fn caps_match(sel: &SelectorConfig, pid: u32) -> bool {
     // SAFETY: helper without arguments.
     let task = unsafe { bpf_get_current_task() };
     for f in 0..MAX_CAP_FILTERS {
@@ -211,8 +213,24 @@ fn caps_match(sel: &SelectorConfig) -> bool {
         if cf.host_userns != 0 && kread::ns_inum(task, NS_USER) == Some(cf.host_userns) {
             return false;
         }
-        let any = kread::caps(task, cf.set).is_some_and(|c| c & cf.mask != 0);
-        if any != (cf.op == PIDS_IN) {
+        let now = kread::caps(task, cf.set);
+        let holds = if cf.change == 0 {
+            now.is_some_and(|c| c & cf.mask != 0) == (cf.op == PIDS_IN)
+        } else {
+            // SAFETY: a map value, copied out.
+            match (now, unsafe { EXEC_CAPS.get(pid) }.copied()) {
+                (Some(now), Some(at_exec)) => {
+                    let was = at_exec[usize::from(cf.set.wrapping_sub(1)) % 3];
+                    if (was ^ now) & cf.mask != 0 {
+                        cf.op == PIDS_IN
+                    } else {
+                        was != now && cf.op != PIDS_IN
+                    }
+                }
+                _ => false,
+            }
+        };
+        if !holds {
             return false;
         }
     }

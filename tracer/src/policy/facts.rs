@@ -229,6 +229,7 @@ impl Facts {
                 path: u.path.clone(),
                 at: spec::UprobeAt::Offset(note.offset),
                 ref_ctr_offset: note.semaphore,
+                writes: false,
             },
             usdt: Some((u.clone(), args)),
         })

@@ -334,8 +334,7 @@ pub struct Selector {
     #[schemars(schema_with = "any_value")]
     pub match_namespace_changes: Unsupported,
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub match_capability_changes: Unsupported,
+    pub match_capability_changes: Vec<MatchCapabilities>,
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub match_workloads: Unsupported,
@@ -466,14 +465,14 @@ pub struct MatchAction {
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub ima_hash: Unsupported,
-    /// `Set`: the argument to set ...
+    /// `Set`: the position in `args` of the USDT argument to set ...
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub arg_index: Unsupported,
-    /// ... and its value.
+    #[schemars(with = "Option<u32>")]
+    pub arg_index: Option<Spanned<u32>>,
+    /// ... and its value (32 bits).
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub arg_value: Unsupported,
+    #[schemars(with = "Option<u32>")]
+    pub arg_value: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]

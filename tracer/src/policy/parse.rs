@@ -367,6 +367,14 @@ mod tests {
         let tp = "  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_openat\n";
         let cases: &[(&str, &str)] = &[
             (
+                "  usdts:\n  - path: /bin/sh\n    provider: p\n    name: n\n    args:\n    - index: 0\n      type: int32\n    selectors:\n    - matchActions:\n      - action: Set\n        argIndex: 0\n",
+                "t.yaml:15:17: spec.usdts[0].selectors[0].matchActions[0].action: `Set` needs `argIndex` (the position in `args` of the argument to write) and `argValue`\n  fix: add both, e.g. `argIndex: 0` and `argValue: 32`",
+            ),
+            (
+                "  usdts:\n  - path: /bin/sh\n    provider: p\n    name: n\n    args:\n    - index: 0\n      type: int32\n    selectors:\n    - matchActions:\n      - action: Set\n        argIndex: 1\n        argValue: 32\n",
+                "t.yaml:16:19: spec.usdts[0].selectors[0].matchActions[0].argIndex: `Set` writes the argument at position 1 of `args`, and the hook declares 1 arguments\n  fix: point `argIndex` at a declared argument (0 is the first)",
+            ),
+            (
                 "  kprobes:\n  - call: __sk_free\n    args:\n    - index: 0\n      type: int\n    selectors:\n    - matchActions:\n      - action: UntrackSock\n",
                 "t.yaml:13:17: spec.kprobes[0].selectors[0].matchActions[0].argSock: `UntrackSock` acts on the socket at position 0 of `args`, and it is of type `int`\n  fix: point `argSock` at an argument of type `sock` or `socket` (0 is the first)",
             ),
@@ -608,6 +616,7 @@ mod tests {
                 path: path.into(),
                 at,
                 ref_ctr_offset,
+                writes: false,
             })
         };
         assert_eq!(

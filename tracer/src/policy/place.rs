@@ -11,7 +11,8 @@
 use tracer_common::policy::{
     FieldRead, HOOK_ENTRY_SOCK, HOOK_FD, HOOK_RET_FD_SOCK, HP_KPROBE_GENERIC, HP_KPROBE_SYSCALL,
     HP_RETURN, HP_SAVE_ENTRY, HP_SOCK_RETURN, HP_USDT, HookConfig, KprobeLayout, MAX_FIELD_READS,
-    SYSCALL_ENTER, SYSCALL_EXIT, SYSCALL_IDS, SockLayout, USDT_ARGS, UsdtArg,
+    SYSCALL_ENTER, SYSCALL_EXIT, SYSCALL_IDS, SockLayout, USDT_ARGS, USDT_CONST, USDT_DEREF,
+    USDT_REG, UsdtArg,
 };
 
 use super::{
@@ -679,6 +680,57 @@ fn return_sites(
     Some((if kprobes { vec![] } else { syscalls }, at))
 }
 
+/// Why a hook cannot `Set`.
+#[derive(Debug, thiserror::Error)]
+pub enum SetError {
+    #[error(
+        "`Set` writes a USDT probe point's argument in the process's memory: it goes on `usdts`, not on {what}"
+    )]
+    NotUsdt { what: String },
+    #[error(
+        "`Set` writes argument {position} of `args` (the probe point's argument {index}) into the process's memory, and {probe}'s note passes it {how}, which a probe cannot change"
+    )]
+    NotInMemory {
+        position: u32,
+        index: u32,
+        probe: String,
+        how: &'static str,
+    },
+}
+
+/// The USDT argument (its number in the probe point's note) that a `Set` of the
+/// argument at `position` of `args` writes: one the note has in the process's memory.
+pub fn set_target(unit: &Unit<'_>, position: u32) -> Result<u8, SetError> {
+    let Some((probe, Some((_, notes)))) = unit.user.as_ref().map(|u| (u, u.usdt.as_ref())) else {
+        let what = match &unit.user {
+            Some(u) => u.label(),
+            None if unit.function.is_empty() => {
+                format!("tracepoint {}/{}", unit.subsystem, unit.event)
+            }
+            None => format!("kprobe {}", unit.function),
+        };
+        return Err(SetError::NotUsdt { what });
+    };
+    // Validated: `position` is a declared argument.
+    let index = unit
+        .hook
+        .args
+        .get(position as usize)
+        .map_or(u32::MAX, |a| a.index);
+    let how = match notes.get(index as usize).map(|a| a.kind) {
+        Some(USDT_DEREF) => return Ok(index as u8),
+        Some(USDT_REG) => "in a register",
+        Some(USDT_CONST) => "as a constant",
+        _ => "not at all",
+    };
+    Err(SetError::NotInMemory {
+        position,
+        index,
+        probe: probe.label(),
+        how,
+    })
+}
+
 /// The program a kprobe hook on the function itself runs on: a BPF LSM program to
 /// `Override` a `security_*` function, else fentry where the kernel has BPF trampolines,
 /// else a kprobe (a return half: a kretprobe).
@@ -782,6 +834,8 @@ pub struct Reads {
     pub sock_return: bool,
     /// The fields of struct arguments the kprobe program reads.
     pub fields: [FieldRead; MAX_FIELD_READS],
+    /// A USDT probe point some selector of which may `Set` (its own program).
+    pub writes: bool,
 }
 
 /// The hook point of a hook compiled from `unit` into `config`. Syscall hooks run on
@@ -812,7 +866,10 @@ pub fn point(unit: &Unit<'_>, config: &HookConfig, reads: Reads, kernel: Kernel)
         flags |= HP_SOCK_RETURN;
     }
     let attach = if let Some(u) = &unit.user {
-        Attach::Uprobe(u.attach.clone())
+        Attach::Uprobe(spec::Uprobe {
+            writes: reads.writes,
+            ..u.attach.clone()
+        })
     } else if k.is_some_and(|k| k.raw_tp) {
         Attach::RawTracepoint {
             tracepoint: unit.event.clone(),

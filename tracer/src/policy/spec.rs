@@ -78,6 +78,9 @@ pub struct Uprobe {
     /// The file offset of its USDT semaphore, which the kernel raises while it is
     /// probed (0: none).
     pub ref_ctr_offset: u64,
+    /// Some hook on it may `Set` (a USDT probe point): it runs on the program that may
+    /// write to the process's memory. Decided when the hook is compiled.
+    pub writes: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -343,7 +346,7 @@ pub struct MatchNamespace {
     pub values: Vec<NsValue>,
 }
 
-/// A capability set of `matchCapabilities`.
+/// A capability set of `matchCapabilities` and `matchCapabilityChanges`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CapSet {
     Effective,
@@ -360,6 +363,9 @@ pub struct MatchCapabilities {
     /// `isNamespaceCapability`: only for a process in another user namespace than the
     /// host's.
     pub namespace_capability: bool,
+    /// `matchCapabilityChanges`: on the set's difference from the one the process had at
+    /// its exec.
+    pub change: bool,
 }
 
 /// One `matchArgs` (or `matchReturnArgs`) filter.
@@ -439,6 +445,12 @@ pub enum Action {
     Sock {
         track: bool,
         arg: u32,
+    },
+    /// `Set` (USDT probe points): `value` written, 4 bytes, into the memory of the
+    /// argument at position `arg` of `args`.
+    Set {
+        arg: u32,
+        value: u32,
     },
 }
 

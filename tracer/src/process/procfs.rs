@@ -27,6 +27,10 @@ pub struct ProcEntry {
     pub cgroup_id: u64,
     /// The pid in the process's own pid namespace (`NSpid`'s last field).
     pub ns_pid: u32,
+    /// Effective, permitted and inheritable capabilities now (`CapEff`, `CapPrm`,
+    /// `CapInh`): what `matchCapabilityChanges` compares with for a process whose exec
+    /// the kernel did not see.
+    pub caps: Option<[u64; 3]>,
 }
 
 /// Reads every process under `proc_root` (usually `/proc`). Processes that vanish
@@ -79,7 +83,17 @@ fn read_entry(dir: &Path, pid: u32, ticks: u64, cgroup_root: &Path) -> Option<Pr
         argv,
         cgroup_id,
         ns_pid: ns_pid(&status).unwrap_or(0),
+        caps: parse_caps(&status),
     })
+}
+
+/// `CapEff`, `CapPrm` and `CapInh` (hexadecimal) of `/proc/<pid>/status`, in that order.
+pub fn parse_caps(status: &str) -> Option<[u64; 3]> {
+    let set = |key: &str| -> Option<u64> {
+        let v = status.lines().find_map(|l| l.strip_prefix(key))?;
+        u64::from_str_radix(v.trim(), 16).ok()
+    };
+    Some([set("CapEff:")?, set("CapPrm:")?, set("CapInh:")?])
 }
 
 /// The last field of `/proc/<pid>/status`'s `NSpid:` line: the pid as the process's own
@@ -211,6 +225,14 @@ mod tests {
             "1234 (a b) c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 5555 1000 200";
         assert_eq!(parse_stat(stat), Some((1, 5555, 4194560)));
         assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn capabilities_from_status() {
+        let s = "CapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t0000000000200000\n";
+        assert_eq!(parse_caps(s), Some([1 << 21, 0x1ff_ffff_ffff, 0]));
+        assert_eq!(parse_caps("CapEff:\tzz\nCapPrm:\t0\nCapInh:\t0\n"), None);
+        assert_eq!(parse_caps("Name:\tx\n"), None);
     }
 
     #[test]

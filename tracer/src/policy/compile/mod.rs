@@ -223,6 +223,12 @@ pub enum HookError {
     },
     #[error(transparent)]
     Override(#[from] OverrideError),
+    #[error("selectors[{selector}]: {source}")]
+    Set {
+        selector: usize,
+        #[source]
+        source: place::SetError,
+    },
 }
 
 /// What every hook of one policy shares while it is compiled.
@@ -526,11 +532,28 @@ fn hook(unit: &Unit<'_>, ctx: &mut Ctx<'_>) -> Result<Hook, HookError> {
         config.flags |= r.flags;
         config.kprobe.sock_types = r.sock_types;
     }
+    let mut writes = false;
+    for (s, sel) in h.selectors.iter().take(MAX_SELECTORS).enumerate() {
+        if entry {
+            break;
+        }
+        for a in &sel.actions {
+            if let spec::Action::Set { arg, .. } = a {
+                config.selectors[s].set_arg =
+                    place::set_target(unit, *arg).map_err(|source| HookError::Set {
+                        selector: s,
+                        source,
+                    })?;
+                writes = true;
+            }
+        }
+    }
     let probe = place::probe_program(unit.kprobe.as_ref(), unit.half, overrides)?;
     let reads = place::Reads {
         probe,
         sock_return: ret.sock_return,
         fields,
+        writes,
     };
     let point = place::point(unit, &config, reads, ctx.facts.kernel);
     Ok(Hook {

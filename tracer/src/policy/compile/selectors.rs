@@ -4,19 +4,20 @@
 //! process verdict's dependencies, the argument gate's values).
 
 use tracer_common::policy::{
-    ACTION_DNSLOOKUP, ACTION_GETURL, ACTION_NOPOST, ACTION_OVERRIDE, ACTION_POST, ACTION_SIGKILL,
-    ACTION_SIGNAL, ARG_CHAR_ARRAY, ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT, ARG_KERNEL_STRING,
-    ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_UINT, ARG_USER_STRING, ArgConfig,
-    ArgFilter, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX, BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX,
-    BinFollow, BinaryFilter, CAPS_EFFECTIVE, CAPS_INHERITABLE, CAPS_PERMITTED, CapFilter,
-    HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HP_DEP_CRED, HP_DEP_NS, HP_VERDICT,
-    HookConfig, MAX_ARG_FILTERS, MAX_CAP_FILTERS, MAX_INT_VALUES, MAX_NS_FILTERS, MAX_NS_VALUES,
-    MAX_PIDS, NS_CGROUP, NS_IPC, NS_MNT, NS_NET, NS_PID, NS_PID_FOR_CHILDREN, NS_TIME,
-    NS_TIME_FOR_CHILDREN, NS_USER, NS_UTS, NsFilter, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL,
-    OP_FAMILY, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX,
-    OP_PREFIX, OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN,
-    PidFilter, RATE_GLOBAL, RATE_PROCESS, RATE_THREAD, SOCK_ARG_MASK, SOCK_TRACK, SOCK_UNTRACK,
-    STACK_KERNEL, STACK_USER, STRING_MAX, SelectorConfig,
+    ACTION_DNSLOOKUP, ACTION_GETURL, ACTION_NOPOST, ACTION_OVERRIDE, ACTION_POST, ACTION_SET,
+    ACTION_SIGKILL, ACTION_SIGNAL, ARG_CHAR_ARRAY, ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT,
+    ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_UINT,
+    ARG_USER_STRING, ArgConfig, ArgFilter, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX, BIN_NOT_PREFIX,
+    BIN_POSTFIX, BIN_PREFIX, BinFollow, BinaryFilter, CAPS_EFFECTIVE, CAPS_INHERITABLE,
+    CAPS_PERMITTED, CapFilter, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX,
+    HP_DEP_CRED, HP_DEP_NS, HP_VERDICT, HookConfig, MAX_ARG_FILTERS, MAX_CAP_FILTERS,
+    MAX_INT_VALUES, MAX_NS_FILTERS, MAX_NS_VALUES, MAX_PIDS, NS_CGROUP, NS_IPC, NS_MNT, NS_NET,
+    NS_PID, NS_PID_FOR_CHILDREN, NS_TIME, NS_TIME_FOR_CHILDREN, NS_USER, NS_UTS, NsFilter,
+    OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL, OP_FAMILY, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL,
+    OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, OP_PROTOCOL, OP_SADDR, OP_SPORT,
+    OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN, PidFilter, RATE_GLOBAL, RATE_PROCESS,
+    RATE_THREAD, SOCK_ARG_MASK, SOCK_TRACK, SOCK_UNTRACK, STACK_KERNEL, STACK_USER, STRING_MAX,
+    SelectorConfig,
 };
 
 use super::{ArgMeta, ArgOut, Ctx, Follow, GateFilter, GateValues, HookError, StrEntry, StrMap};
@@ -39,7 +40,7 @@ pub enum SelectorError {
     NamespaceValues { filter: usize, max: usize },
     #[error(transparent)]
     HostNs(#[from] HostNsError),
-    #[error("at most {max} matchCapabilities filters")]
+    #[error("at most {max} matchCapabilities and matchCapabilityChanges filters per selector")]
     Capabilities { max: usize },
     #[error("at most {max} matchArgs and matchReturnArgs filters per selector")]
     ArgFilters { max: usize },
@@ -221,6 +222,11 @@ fn actions(sel: &spec::Selector) -> SelectorConfig {
                 sc.actions |= ACTION_POST;
                 sc.sock_action = sock_action(*track, *arg as usize);
             }
+            spec::Action::Set { arg, value } => {
+                sc.actions |= ACTION_SET | ACTION_POST;
+                sc.set_arg = *arg as u8;
+                sc.override_error = *value as i32;
+            }
         }
     }
     sc
@@ -370,6 +376,7 @@ fn match_capabilities(
                 spec::CapSet::Inheritable => CAPS_INHERITABLE,
             },
             op: set_op(m.op),
+            change: u8::from(m.change),
             mask: m.mask,
             host_userns: if m.namespace_capability {
                 ctx.facts.host_ns("user")?

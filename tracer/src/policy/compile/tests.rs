@@ -1644,6 +1644,74 @@ fn match_capabilities_lower_to_a_set_and_a_mask() {
     );
 }
 
+/// `matchCapabilityChanges` lowers as `matchCapabilities` does, marked as a change (on the
+/// set's difference from the process's at exec), and counts with it against the bound.
+#[test]
+fn match_capability_changes_lower_to_a_change_filter() {
+    let root = tracefs();
+    let h = only_hook(
+        root.path(),
+        &openat(
+            "
+            - matchCapabilities:
+              - operator: In
+                values: [CAP_SYS_ADMIN]
+              matchCapabilityChanges:
+              - type: Permitted
+                operator: NotIn
+                values: [CAP_NET_RAW, CAP_CHOWN]
+            ",
+        ),
+    );
+    let caps = h.config.selectors[0].caps;
+    assert_eq!(
+        (caps[0].set, caps[0].op, caps[0].change, caps[0].mask),
+        (CAPS_EFFECTIVE, PIDS_IN, 0, 1 << 21)
+    );
+    assert_eq!(
+        (caps[1].set, caps[1].op, caps[1].change, caps[1].mask),
+        (CAPS_PERMITTED, PIDS_NOT_IN, 1, (1 << 13) | 1)
+    );
+    assert_eq!(h.process, HP_VERDICT | HP_DEP_CRED);
+    let over = openat(
+        "
+        - matchCapabilities:
+          - operator: In
+            values: [CAP_SYS_ADMIN]
+          - operator: In
+            values: [CAP_BPF]
+          matchCapabilityChanges:
+          - operator: In
+            values: [CAP_NET_RAW]
+        ",
+    );
+    let e = compile_on(root.path(), TRACEPOINTS, &over).expect_err("three filters");
+    assert!(
+        e.contains("at most 2 matchCapabilities and matchCapabilityChanges filters per selector"),
+        "{e}"
+    );
+}
+
+/// `Set` writes a USDT probe point's argument in the process's memory: elsewhere it is
+/// refused, naming the hook.
+#[test]
+fn set_goes_on_usdt_probe_points_only() {
+    let root = tracefs();
+    let text = openat(
+        "
+        - matchActions:
+          - action: Set
+            argIndex: 0
+            argValue: 32
+        ",
+    );
+    let e = compile_on(root.path(), TRACEPOINTS, &text).expect_err("a tracepoint cannot Set");
+    assert!(
+        e.contains("selectors[0]: `Set` writes a USDT probe point's argument in the process's memory: it goes on `usdts`, not on tracepoint syscalls/sys_enter_openat"),
+        "{e}"
+    );
+}
+
 /// `isNamespaceCapability`: the filter holds only for a process in another user
 /// namespace than the host's, whose inode the filter carries.
 #[test]
@@ -2165,7 +2233,11 @@ fn selectors_over_the_kernel_limits_are_refused() {
             ns(1, "[\"1\", \"2\", \"3\", \"4\", \"5\"]"),
             "matchNamespaces[0]: at most 4 values",
         ),
-        (caps(2), caps(3), "at most 2 matchCapabilities filters"),
+        (
+            caps(2),
+            caps(3),
+            "at most 2 matchCapabilities and matchCapabilityChanges filters per selector",
+        ),
         (
             args(4),
             args(5),

@@ -9,8 +9,8 @@ use aya::{
     },
 };
 use tracer_common::policy::{
-    BinFollow, GateHit, GateIntKey, GateStrKey, HookConfig, HookPoint, POLICY_COUNTERS_PER,
-    PREFIX_MAX, PolicyCounters, STRING_MAX, ScopeKey, StrKey, StrPrefix,
+    BinFollow, ExecCaps, GateHit, GateIntKey, GateStrKey, HookConfig, HookPoint,
+    POLICY_COUNTERS_PER, PREFIX_MAX, PolicyCounters, STRING_MAX, ScopeKey, StrKey, StrPrefix,
 };
 
 use crate::policy::compile::{StrEntry, StrMap};
@@ -60,6 +60,7 @@ pub struct Maps {
     str_postfix: LpmTrie<MapData, StrPrefix, u8>,
     pub scope: BpfHashMap<MapData, ScopeKey, u8>,
     pub exec_paths: BpfHashMap<MapData, u32, StrKey>,
+    pub exec_caps: BpfHashMap<MapData, u32, ExecCaps>,
     pub config: Array<MapData, u32>,
     pub follow: BpfHashMap<MapData, u32, u64>,
     pub bin_follow: Array<MapData, BinFollow>,
@@ -81,6 +82,7 @@ impl Maps {
             str_postfix: take(ebpf, "STR_POSTFIX")?,
             scope: take(ebpf, "POLICY_SCOPE")?,
             exec_paths: take(ebpf, "EXEC_PATHS")?,
+            exec_caps: take(ebpf, "EXEC_CAPS")?,
             config: take(ebpf, "CONFIG")?,
             follow: take(ebpf, "FOLLOW")?,
             bin_follow: take(ebpf, "BIN_FOLLOW")?,

@@ -28,7 +28,9 @@ use std::{
 };
 
 use aya::Ebpf;
-use tracer_common::policy::{HP_SAVE_ENTRY, STRING_MAX, ScopeKey, StrKey, TRACK_BINARIES};
+use tracer_common::policy::{
+    ExecCaps, HP_SAVE_ENTRY, STRING_MAX, ScopeKey, StrKey, TRACK_BINARIES,
+};
 
 use self::{
     maps::{Maps, TakeError, WriteError},
@@ -198,11 +200,19 @@ impl PolicyStore {
     }
 
     /// Records the binaries of processes that were running before the kernel kept them
-    /// (found in /proc at start); the verdicts made without them are made again.
-    pub fn seed_binaries<'p>(&mut self, processes: impl IntoIterator<Item = (u32, &'p str)>) {
+    /// (found in /proc at start), and their capabilities as they are now, which
+    /// `matchCapabilityChanges` then compares with (the kernel did not see their exec);
+    /// the verdicts made without them are made again.
+    pub fn seed_processes<'p>(
+        &mut self,
+        processes: impl IntoIterator<Item = (u32, &'p str, Option<ExecCaps>)>,
+    ) {
         /// `BPF_NOEXIST`: exec or fork may have recorded it already: keep that one.
         const BPF_NOEXIST: u64 = 1;
-        for (pid, binary) in processes {
+        for (pid, binary, caps) in processes {
+            if let Some(caps) = caps {
+                let _ = self.maps.exec_caps.insert(pid, caps, BPF_NOEXIST);
+            }
             if binary.is_empty() {
                 continue;
             }

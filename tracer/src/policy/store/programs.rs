@@ -223,7 +223,13 @@ impl Programs {
             Attach::RawTracepoint { tracepoint } => self.attach_raw_tp(ebpf, maps, tracepoint, id),
             Attach::Uprobe(u) => {
                 let (path, offset) = binary::place(u, &self.proc_root)?;
-                let program = "policy_kp";
+                // Only a hook point that may `Set` runs on the program that can write
+                // to a process's memory.
+                let program = if u.writes {
+                    "policy_usdt_set"
+                } else {
+                    "policy_kp"
+                };
                 let p = self.program::<KProbe>(ebpf, program, KProbe::load)?;
                 let fd = p
                     .fd()

@@ -299,6 +299,7 @@ pub(super) fn uprobe(
             path: file.to_owned(),
             at: at.clone(),
             ref_ctr_offset: *ref_ctr_offset,
+            writes: false,
         })
     };
     let Some(first) = places.first() else {

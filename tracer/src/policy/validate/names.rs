@@ -49,11 +49,11 @@ pub const ACTIONS: &[&str] = &[
     "DnsLookup",
     "TrackSock",
     "UntrackSock",
+    "Set",
 ];
 pub(super) const ACTIONS_UNSUPPORTED: &[&str] = &[
     "NotifyEnforcer",
     "CleanupEnforcerNotification",
-    "Set",
     "FollowFD",
     "UnfollowFD",
     "CopyFD",

@@ -53,7 +53,6 @@ pub(super) fn selector(
         (&s.match_data, "matchData"),
         (&s.match_parent_binaries, "matchParentBinaries"),
         (&s.match_namespace_changes, "matchNamespaceChanges"),
-        (&s.match_capability_changes, "matchCapabilityChanges"),
         (&s.match_workloads, "matchWorkloads"),
         (&s.match_return_actions, "matchReturnActions"),
         (&s.macros, "macros"),
@@ -112,12 +111,14 @@ pub(super) fn selector(
         .enumerate()
         .filter_map(|(i, m)| namespaces(c, m, &format!("{path}.matchNamespaces[{i}]")))
         .collect();
-    out.capabilities = s
-        .match_capabilities
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| capabilities(c, m, &format!("{path}.matchCapabilities[{i}]")))
-        .collect();
+    for (i, m) in s.match_capabilities.iter().enumerate() {
+        let p = format!("{path}.matchCapabilities[{i}]");
+        out.capabilities.extend(capabilities(c, m, &p, false));
+    }
+    for (i, m) in s.match_capability_changes.iter().enumerate() {
+        let p = format!("{path}.matchCapabilityChanges[{i}]");
+        out.capabilities.extend(capabilities(c, m, &p, true));
+    }
     for (i, a) in s.match_actions.iter().enumerate() {
         action(c, a, &format!("{path}.matchActions[{i}]"), args, &mut out);
     }
@@ -599,7 +600,14 @@ fn namespaces(c: &mut Check, m: &MatchNamespaces, p: &str) -> Option<spec::Match
     })
 }
 
-fn capabilities(c: &mut Check, m: &MatchCapabilities, p: &str) -> Option<spec::MatchCapabilities> {
+/// A `matchCapabilities` filter, or with `change` a `matchCapabilityChanges` one (the same
+/// fields).
+fn capabilities(
+    c: &mut Check,
+    m: &MatchCapabilities,
+    p: &str,
+    change: bool,
+) -> Option<spec::MatchCapabilities> {
     use spec::CapSet as S;
     let sets: Vec<(&str, S)> = CAPABILITY_TYPES
         .iter()
@@ -614,7 +622,11 @@ fn capabilities(c: &mut Check, m: &MatchCapabilities, p: &str) -> Option<spec::M
         c,
         &m.operator,
         &format!("{p}.operator"),
-        "matchCapabilities operator",
+        if change {
+            "matchCapabilityChanges operator"
+        } else {
+            "matchCapabilities operator"
+        },
     );
     c.values_present(&m.values, m.operator.span(), p);
     let mut mask = 0u64;
@@ -635,16 +647,12 @@ fn capabilities(c: &mut Check, m: &MatchCapabilities, p: &str) -> Option<spec::M
         op: op?,
         mask,
         namespace_capability: m.is_namespace_capability.as_ref().is_some_and(|b| **b),
+        change,
     })
 }
 
 fn action(c: &mut Check, a: &MatchAction, path: &str, args: &Args<'_>, out: &mut spec::Selector) {
-    for (field, name) in [
-        (&a.arg_fd, "argFd"),
-        (&a.arg_name, "argName"),
-        (&a.arg_index, "argIndex"),
-        (&a.arg_value, "argValue"),
-    ] {
+    for (field, name) in [(&a.arg_fd, "argFd"), (&a.arg_name, "argName")] {
         c.unsupported(field, &format!("{path}.{name}"), &format!("`{name}`"));
     }
     if let Some(ima) = &a.ima_hash {
@@ -709,6 +717,7 @@ fn action(c: &mut Check, a: &MatchAction, path: &str, args: &Args<'_>, out: &mut
     let error = override_error(c, a, path);
     let request = request(c, a, path);
     let sock = sock_arg(c, a, path, args);
+    let set = set_arg(c, a, path, args);
     out.actions.push(match name {
         "Post" => spec::Action::Post,
         "NoPost" => spec::Action::NoPost,
@@ -725,8 +734,54 @@ fn action(c: &mut Check, a: &MatchAction, path: &str, args: &Args<'_>, out: &mut
             },
             None => return,
         },
+        "Set" => match set {
+            Some((arg, value)) => spec::Action::Set { arg, value },
+            None => return,
+        },
         _ => spec::Action::Override(error.unwrap_or(-1)),
     });
+}
+
+/// `Set`'s `argIndex` (a position in `args`) and `argValue`, both needed. Ignored,
+/// saying so, on another action.
+fn set_arg(c: &mut Check, a: &MatchAction, path: &str, args: &Args<'_>) -> Option<(u32, u32)> {
+    let name = a.action.as_str();
+    if name != "Set" {
+        for (field, key) in [(&a.arg_index, "argIndex"), (&a.arg_value, "argValue")] {
+            if let Some(v) = field {
+                c.warn(
+                    v.span(),
+                    format!("{path}.{key}"),
+                    format!("`{key}` goes with `Set`, not `{name}`: ignored"),
+                    Some("remove it".into()),
+                );
+            }
+        }
+        return None;
+    }
+    let (Some(index), Some(value)) = (&a.arg_index, &a.arg_value) else {
+        c.at(
+            a.action.span(),
+            format!("{path}.action"),
+            "`Set` needs `argIndex` (the position in `args` of the argument to write) and `argValue`",
+            Some("add both, e.g. `argIndex: 0` and `argValue: 32`".into()),
+        );
+        return None;
+    };
+    if usize::try_from(**index).map_or(true, |i| i >= args.args.len()) && args.refused.is_empty() {
+        c.at(
+            index.span(),
+            format!("{path}.argIndex"),
+            format!(
+                "`Set` writes the argument at position {} of `args`, and the hook declares {} arguments",
+                **index,
+                args.args.len()
+            ),
+            Some("point `argIndex` at a declared argument (0 is the first)".into()),
+        );
+        return None;
+    }
+    Some((**index, **value))
 }
 
 /// `TrackSock`'s and `UntrackSock`'s `argSock` (0 unless given): the position in `args`
