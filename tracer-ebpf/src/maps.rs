@@ -11,10 +11,10 @@ use tracer_common::{
     counters::COUNTERS_LEN,
     limits::{STACK_DEPTH, STACK_TRACES},
     policy::{
-        ArgValue, BinFollow, ExecCaps, GateHit, GateIntKey, GateStrKey, HookConfig, HookPoint,
-        MAX_BIN_FOLLOW, MAX_HOOK_ARGS, PolicyCounters, ProcVerdicts, RateKey, SYSCALL_IDS,
-        SetRequest, SockOwner, StrKey, StrPrefix, SyscallRecord, TracepointEvent, VERDICT_L1_WAYS,
-        VerdictL1,
+        ArgValue, BinFollow, EnforcerData, ExecCaps, GateHit, GateIntKey, GateStrKey, HookConfig,
+        HookPoint, MAX_BIN_FOLLOW, MAX_HOOK_ARGS, PolicyCounters, ProcVerdicts, RateKey,
+        SYSCALL_IDS, SetRequest, SockOwner, StrKey, StrPrefix, SyscallRecord, TracepointEvent,
+        VERDICT_L1_WAYS, VerdictL1,
     },
 };
 
@@ -142,6 +142,11 @@ const _: () = assert!(STACK_DEPTH == aya_ebpf::bindings::PERF_MAX_STACK_DEPTH as
 /// Last post of each `rateLimit` window.
 #[map]
 pub static RATE: LruHashMap<RateKey, u64> = LruHashMap::with_max_entries(16384, 0);
+
+/// What `NotifyEnforcer` asks of each thread's next enforced call (`hooks/enforcer.rs`),
+/// by `pid_tgid`, until that call (or the least recently used goes).
+#[map]
+pub static ENFORCER: LruHashMap<u64, EnforcerData> = LruHashMap::with_max_entries(8192, 0);
 
 /// A `Set` that matched, for the `policy_usdt_set` program the evaluation runs under.
 #[map]

@@ -494,13 +494,13 @@ pub fn lifecycle<'a>(l: &'a Lifecycle, node: &'a str, clock: &Clock) -> Event<'a
 }
 
 /// Tetragon's name of the action a selector took (`actions`: its `ACTION_*` bits, and
-/// its socket action in bits 8 to 15).
+/// its socket action in bits 16 to 23).
 pub fn action_name(actions: u32) -> &'static str {
     use tracer_common::policy::{
-        ACTION_DNSLOOKUP, ACTION_GETURL, ACTION_OVERRIDE, ACTION_SET, ACTION_SIGKILL,
-        ACTION_SIGNAL, SOCK_RETURN, SOCK_TRACK, SOCK_UNTRACK,
+        ACTION_DNSLOOKUP, ACTION_GETURL, ACTION_NOTIFY_ENFORCER, ACTION_OVERRIDE, ACTION_SET,
+        ACTION_SIGKILL, ACTION_SIGNAL, SOCK_RETURN, SOCK_TRACK, SOCK_UNTRACK,
     };
-    let sock = (actions >> 8) as u8;
+    let sock = (actions >> 16) as u8;
     let sock = if sock & SOCK_RETURN != 0 { 0 } else { sock };
     if actions & u32::from(ACTION_SIGKILL) != 0 {
         "KPROBE_ACTION_SIGKILL"
@@ -512,6 +512,8 @@ pub fn action_name(actions: u32) -> &'static str {
         "KPROBE_ACTION_GETURL"
     } else if actions & u32::from(ACTION_DNSLOOKUP) != 0 {
         "KPROBE_ACTION_DNSLOOKUP"
+    } else if actions & u32::from(ACTION_NOTIFY_ENFORCER) != 0 {
+        "KPROBE_ACTION_NOTIFYENFORCER"
     } else if actions & u32::from(ACTION_SET) != 0 {
         "KPROBE_ACTION_SET"
     } else if sock & SOCK_TRACK != 0 {
@@ -1096,7 +1098,7 @@ mod tests {
             ACTION_POST, ACTION_SIGKILL, SOCK_RETURN, SOCK_TRACK, SOCK_UNTRACK,
         };
         let post = u32::from(ACTION_POST);
-        let sock = |a: u8| u32::from(a) << 8;
+        let sock = |a: u8| u32::from(a) << 16;
         assert_eq!(action_name(post), "KPROBE_ACTION_POST");
         assert_eq!(
             action_name(post | u32::from(ACTION_SIGKILL)),

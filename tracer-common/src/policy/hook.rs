@@ -257,24 +257,24 @@ pub struct BinFollow {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SelectorConfig {
     pub nfilters: u8,
-    /// `ACTION_*` bits.
-    pub actions: u8,
     /// `RATE_*`: what one `rateLimit` window counts per.
     pub rate_scope: u8,
+    /// `ACTION_*` bits.
+    pub actions: u16,
     /// `SOCK_TRACK` or `SOCK_UNTRACK` with the argument's position (`& SOCK_ARG_MASK`):
     /// `TrackSock`/`UntrackSock`, or the hook's `returnArgAction`; 0: none.
     pub sock_action: u8,
-    /// Signal of `ACTION_SIGNAL`.
-    pub signal: u16,
-    /// `STACK_*` bits: the stacks `Post` takes.
-    pub stack: u8,
     /// `Set`'s `argIndex`: the USDT argument whose memory it writes.
     pub set_arg: u8,
+    /// Signal of `ACTION_SIGNAL` (`NotifyEnforcer`'s `argSig`): 1 to 64.
+    pub signal: u8,
+    /// `STACK_*` bits: the stacks `Post` takes.
+    pub stack: u8,
     pub pids: PidFilter,
     pub binary: BinaryFilter,
     pub namespaces: [NsFilter; MAX_NS_FILTERS],
-    /// `Override`'s `argError` (a negative errno); on a USDT probe point, where
-    /// `Override` cannot go, `Set`'s `argValue`.
+    /// `Override`'s and `NotifyEnforcer`'s `argError` (a negative errno); on a USDT
+    /// probe point, where those cannot go, `Set`'s `argValue`.
     pub override_error: i32,
     pub caps: [CapFilter; MAX_CAP_FILTERS],
     /// `Post` at most once per this many ns for the same arguments (0: no limit).

@@ -145,21 +145,37 @@ pub const CAPS_INHERITABLE: u8 = 3;
 pub type ExecCaps = [u64; 3];
 
 /// `SelectorConfig::actions` bits (a selector's `matchActions` may hold several).
-pub const ACTION_POST: u8 = 1 << 0;
-pub const ACTION_NOPOST: u8 = 1 << 1;
-pub const ACTION_SIGKILL: u8 = 1 << 2;
-pub const ACTION_SIGNAL: u8 = 1 << 3;
+pub const ACTION_POST: u16 = 1 << 0;
+pub const ACTION_NOPOST: u16 = 1 << 1;
+pub const ACTION_SIGKILL: u16 = 1 << 2;
+pub const ACTION_SIGNAL: u16 = 1 << 3;
 /// `Override`: the hooked function does not run, its caller gets
 /// `SelectorConfig::override_error` (a BPF LSM program returns it).
-pub const ACTION_OVERRIDE: u8 = 1 << 4;
+pub const ACTION_OVERRIDE: u16 = 1 << 4;
 /// `GetUrl`: the agent fetches the selector's URL when the event arrives ...
-pub const ACTION_GETURL: u8 = 1 << 5;
+pub const ACTION_GETURL: u16 = 1 << 5;
 /// ... `DnsLookup`: it looks up the selector's name.
-pub const ACTION_DNSLOOKUP: u8 = 1 << 6;
+pub const ACTION_DNSLOOKUP: u16 = 1 << 6;
 /// `Set` (USDT probe points): write `SelectorConfig::override_error` (its `argValue`)
 /// into the memory of argument `SelectorConfig::set_arg`, by the hook point's
 /// `policy_usdt_set` program after the evaluation (see `SetRequest`).
-pub const ACTION_SET: u8 = 1 << 7;
+pub const ACTION_SET: u16 = 1 << 7;
+/// `NotifyEnforcer`: the thread's next call of a function of the policy's `enforcers`
+/// returns `SelectorConfig::override_error` (`argError`) and gets signal
+/// `SelectorConfig::signal` (`argSig`, 0: none), by the enforcer program on it
+/// (`ENFORCER`).
+pub const ACTION_NOTIFY_ENFORCER: u16 = 1 << 8;
+
+/// What a `NotifyEnforcer` asks of a thread's next enforced call (`ENFORCER`, by
+/// `pid_tgid`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EnforcerData {
+    /// The call's return value (a negative errno; 0: the call runs).
+    pub error: i32,
+    /// The signal sent (0: none).
+    pub signal: u32,
+}
 
 /// What a `Set` that matched asks the program it runs under to write (`SET_REQUEST`,
 /// per CPU): 4 bytes of `value` at the memory of the USDT argument `arg` of the hook

@@ -34,8 +34,8 @@ pub struct TracepointEvent {
     pub policy_id: u32,
     /// The hook's id (`HookConfig::id`).
     pub hook: u32,
-    /// The `ACTION_*` bits of the selector that matched, and its `sock_action` in bits 8
-    /// to 15.
+    /// The `ACTION_*` bits of the selector that matched, and its `sock_action` in bits
+    /// 16 to 23.
     pub action: u32,
     /// Which selector matched.
     pub selector: u32,

@@ -1,6 +1,7 @@
 //! One module per family of hooks. The lifecycle (`process`) runs always; the others are
 //! the entries of policy hook points into the engine (`crate::policy`).
 
+pub mod enforcer;
 pub mod fentry;
 pub mod kprobe;
 pub mod probe;

@@ -20,14 +20,15 @@ use tracer_common::{
     counters::Counter,
     event::EventKind,
     policy::{
-        ACTION_NOPOST, ACTION_OVERRIDE, ACTION_SET, ACTION_SIGKILL, ACTION_SIGNAL, ARG_INT,
-        ARG_SOCK, ARG_UINT, CANDIDATES_ALL, EVENT_KERNEL_STACK, EVENT_MONITOR, EVENT_SIGNAL_FAILED,
-        EVENT_USER_STACK, GateHit, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX,
-        HOOK_CGROUP_SCOPE, HOOK_ENTRY_SOCK, HOOK_MONITOR, HOOK_RET_FD_SOCK, HOOK_SOCK_OWNER,
-        HOOK_SOCK_TRIGGER, HookConfig, MAX_HOOK_ARGS, MAX_SELECTORS, POLICY_LOST, POLICY_MATCHED,
-        POLICY_POSTED, POLICY_RATE_LIMITED, POLICY_SEEN, RATE_GLOBAL, RATE_PROCESS, RateKey,
-        SOCK_ARG_MASK, SOCK_TRACK, STACK_KERNEL, STACK_USER, SelectorConfig, SetRequest,
-        SockLayout, SockOwner, TracepointEvent, VERDICT_HOOKS, Verdict,
+        ACTION_NOPOST, ACTION_NOTIFY_ENFORCER, ACTION_OVERRIDE, ACTION_SET, ACTION_SIGKILL,
+        ACTION_SIGNAL, ARG_INT, ARG_SOCK, ARG_UINT, CANDIDATES_ALL, EVENT_KERNEL_STACK,
+        EVENT_MONITOR, EVENT_SIGNAL_FAILED, EVENT_USER_STACK, EnforcerData, GateHit,
+        HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_CGROUP_SCOPE,
+        HOOK_ENTRY_SOCK, HOOK_MONITOR, HOOK_RET_FD_SOCK, HOOK_SOCK_OWNER, HOOK_SOCK_TRIGGER,
+        HookConfig, MAX_HOOK_ARGS, MAX_SELECTORS, POLICY_LOST, POLICY_MATCHED, POLICY_POSTED,
+        POLICY_RATE_LIMITED, POLICY_SEEN, RATE_GLOBAL, RATE_PROCESS, RateKey, SOCK_ARG_MASK,
+        SOCK_TRACK, STACK_KERNEL, STACK_USER, SelectorConfig, SetRequest, SockLayout, SockOwner,
+        TracepointEvent, VERDICT_HOOKS, Verdict,
     },
 };
 
@@ -42,8 +43,8 @@ use crate::{
     hooks::sock,
     kread,
     maps::{
-        EVENTS, HOOKS, POLICY_COUNTERS, RATE, RECORD, SET_REQUEST, SOCK_OWNERS, STACKS, TP_SCRATCH,
-        WALK,
+        ENFORCER, EVENTS, HOOKS, POLICY_COUNTERS, RATE, RECORD, SET_REQUEST, SOCK_OWNERS, STACKS,
+        TP_SCRATCH, WALK,
     },
 };
 
@@ -340,7 +341,7 @@ pub extern "C" fn tracer_evaluate(cfg: *const HookConfig) -> i32 {
     };
     ev.policy_id = cfg.policy_id;
     ev.hook = cfg.id;
-    ev.action = u32::from(actions) | u32::from(sel.sock_action) << 8;
+    ev.action = u32::from(actions) | u32::from(sel.sock_action) << 16;
     ev.selector = sel_index;
     ev.nargs = cfg.nargs;
     ev.flags = flags;
@@ -452,7 +453,7 @@ fn track_sock(ev: &TracepointEvent, action: u8, pid_tgid: u64) {
 /// Carries out the signals of a matching selector's `actions` (unless the policy is in
 /// monitor mode): the event's `EVENT_*` flags, and the `Override` error to return.
 #[inline(always)]
-fn act(cfg: &HookConfig, sel: &SelectorConfig, actions: u8, signal: u32) -> (u32, i32) {
+fn act(cfg: &HookConfig, sel: &SelectorConfig, actions: u16, signal: u32) -> (u32, i32) {
     let monitor = cfg.flags & HOOK_MONITOR != 0;
     let mut flags = 0;
     if actions & (ACTION_SIGKILL | ACTION_SIGNAL) != 0 {
@@ -468,6 +469,20 @@ fn act(cfg: &HookConfig, sel: &SelectorConfig, actions: u8, signal: u32) -> (u32
             if unsafe { bpf_send_signal(sig) } != 0 {
                 flags |= EVENT_SIGNAL_FAILED;
             }
+        }
+    }
+    // `NotifyEnforcer`: carried out by the enforcer program on the thread's next call of
+    // a function of the policy's `enforcers`.
+    if actions & ACTION_NOTIFY_ENFORCER != 0 {
+        if monitor {
+            flags |= EVENT_MONITOR;
+        } else {
+            let data = EnforcerData {
+                error: sel.override_error,
+                signal: u32::from(sel.signal),
+            };
+            // SAFETY: helper without arguments.
+            let _ = ENFORCER.insert(unsafe { bpf_get_current_pid_tgid() }, data, 0);
         }
     }
     // `Set`: written by the `policy_usdt_set` program once the evaluation is over (the

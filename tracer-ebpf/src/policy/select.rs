@@ -27,7 +27,7 @@ pub(super) fn select(
     ev: &TracepointEvent,
     pid: u32,
     binary_known: bool,
-) -> Option<(u32, u8, u32)> {
+) -> Option<(u32, u16, u32)> {
     if cfg.nsel == 0 {
         // No selectors: every hit is posted, as in Tetragon.
         return Some((0, ACTION_POST, 0));

@@ -115,7 +115,15 @@ pub struct Placement {
     pub lsm: bool,
     /// ... or why not.
     pub lsm_off: &'static str,
+    /// With kprobes: a kprobe can override a function's return (`bpf_override_return`,
+    /// the `enforcers`' program) ...
+    pub kprobe_override: bool,
+    /// ... or why not.
+    pub override_off: &'static str,
 }
+
+/// Why a kprobe cannot override a return value on a kernel that refuses it.
+pub const NO_KPROBE_OVERRIDE: &str = "this kernel cannot override a function's return from a kprobe (bpf_override_return needs CONFIG_BPF_KPROBE_OVERRIDE, and the function on the error-injection list: CONFIG_FUNCTION_ERROR_INJECTION; see `tracer status`)";
 
 /// Why BPF LSM programs do not run on a kernel that does not load them.
 pub const NO_BPF_LSM: &str = "this kernel does not run BPF LSM programs (they need CONFIG_BPF_LSM and `bpf` in the `lsm=` list; see `tracer status`)";
@@ -150,11 +158,19 @@ impl Placement {
             Err(why) => why,
             Ok(()) => NO_BPF_LSM,
         };
+        let kprobe_override = on_functions && types.works(ProgramType::Override);
+        let override_off = match kprobes {
+            _ if kprobe_override => "",
+            Err(why) => why,
+            Ok(()) => NO_KPROBE_OVERRIDE,
+        };
         Self {
             syscall_regs,
             raw_numbered,
             kprobes,
             has_kprobes,
+            kprobe_override,
+            override_off,
             fentry: on_functions && !disable_fentry && types.works(ProgramType::Fentry),
             lsm,
             lsm_off,

@@ -235,7 +235,7 @@ mod tests {
             "{spec:#}"
         );
         assert_eq!(
-            spec["enforcers"]["x-kubernetes-preserve-unknown-fields"], true,
+            spec["fentries"]["x-kubernetes-preserve-unknown-fields"], true,
             "{spec:#}"
         );
     }

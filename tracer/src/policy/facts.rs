@@ -59,6 +59,9 @@ pub struct Kernel {
     pub kprobes_off: &'static str,
     /// ... and why LSM hooks do not run, where they do not.
     pub lsm_off: &'static str,
+    /// A kprobe can override a function's return (the `enforcers`' program), or why not.
+    pub kprobe_override: bool,
+    pub override_off: &'static str,
 }
 
 impl Kernel {
@@ -71,6 +74,8 @@ impl Kernel {
             raw_numbered: p.raw_numbered,
             kprobes_off: p.kprobes.err().unwrap_or_default(),
             lsm_off: p.lsm_off,
+            kprobe_override: p.kprobe_override,
+            override_off: p.override_off,
         }
     }
 }

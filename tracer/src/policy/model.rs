@@ -65,8 +65,8 @@ pub struct Spec {
     #[schemars(with = "Vec<LsmHook>")]
     pub lsmhooks: Vec<Spanned<LsmHook>>,
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub enforcers: Unsupported,
+    #[schemars(with = "Vec<Enforcer>")]
+    pub enforcers: Vec<Spanned<Enforcer>>,
     #[serde(default)]
     #[schemars(schema_with = "any_value")]
     pub loader: Unsupported,
@@ -473,6 +473,14 @@ pub struct MatchAction {
     #[serde(default)]
     #[schemars(with = "Option<u32>")]
     pub arg_value: Option<Spanned<u32>>,
+}
+
+/// An `enforcers` entry: the syscalls a `NotifyEnforcer` stops.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Enforcer {
+    #[schemars(with = "Vec<String>")]
+    pub calls: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]

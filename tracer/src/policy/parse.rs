@@ -367,6 +367,18 @@ mod tests {
         let tp = "  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_openat\n";
         let cases: &[(&str, &str)] = &[
             (
+                "  tracepoints:\n  - subsystem: raw_syscalls\n    event: sys_enter\n    selectors:\n    - matchActions:\n      - action: NotifyEnforcer\n        argError: -1\n",
+                "t.yaml:6:14: spec: `NotifyEnforcer` stops the thread's next call of a syscall of `spec.enforcers`, and the policy has none\n  fix: add `enforcers: [{calls: [sys_NAME]}]`",
+            ),
+            (
+                "  enforcers:\n  - calls: [sys_dup, dup3]\n  tracepoints:\n  - subsystem: raw_syscalls\n    event: sys_enter\n    selectors:\n    - matchActions:\n      - action: NotifyEnforcer\n",
+                "t.yaml:7:22: spec.enforcers[0].calls[1]: `dup3` is not a syscall: an enforcer stops syscalls\n  fix: write `sys_NAME` (`sys_dup`), or `list:NAME` of a list of syscalls",
+            ),
+            (
+                "  enforcers:\n  - calls: [list:none]\n  tracepoints:\n  - subsystem: raw_syscalls\n    event: sys_enter\n    selectors:\n    - matchActions:\n      - action: NotifyEnforcer\n",
+                "t.yaml:7:13: spec.enforcers[0].calls[0]: `list:none` names no list of `spec.lists`",
+            ),
+            (
                 "  usdts:\n  - path: /bin/sh\n    provider: p\n    name: n\n    args:\n    - index: 0\n      type: int32\n    selectors:\n    - matchActions:\n      - action: Set\n        argIndex: 0\n",
                 "t.yaml:15:17: spec.usdts[0].selectors[0].matchActions[0].action: `Set` needs `argIndex` (the position in `args` of the argument to write) and `argValue`\n  fix: add both, e.g. `argIndex: 0` and `argValue: 32`",
             ),
@@ -420,7 +432,7 @@ mod tests {
             ),
             (
                 "  enforcers:\n  - calls: [sys_dup]\n",
-                "t.yaml:7:5: spec.enforcers: `enforcers` is part of Tetragon's schema but not supported by the tracer yet\n  fix: remove it; the README lists what is supported",
+                "t.yaml:6:12: spec: the policy has no hook\n  fix: add `tracepoints:`, `kprobes:`, `uprobes:`, `usdts:` or `lsmhooks:`",
             ),
             (
                 "  uprobes:\n  - path: /bin/sh\n",
@@ -594,7 +606,7 @@ mod tests {
             w,
             [
                 "t.yaml:9:14: spec.kprobes[0].returnArg: `returnArg` goes with `return: true`: ignored, the hook reports no return value\n  fix: add `return: true`, or remove `returnArg`",
-                "t.yaml:14:19: spec.kprobes[0].selectors[0].matchActions[0].argError: `argError` goes with `Override`, not `Sigkill`: ignored\n  fix: remove it",
+                "t.yaml:14:19: spec.kprobes[0].selectors[0].matchActions[0].argError: `argError` goes with `Override` and `NotifyEnforcer`, not `Sigkill`: ignored\n  fix: remove it",
             ]
         );
         let spec::Target::Kprobe(k) = &d.spec.hooks[0].target else {

@@ -15,6 +15,9 @@ pub struct Policy {
     /// The pods the policy applies to, where not all.
     pub scope: Option<Scope>,
     pub hooks: Vec<Hook>,
+    /// `enforcers`: the kernel functions (syscall wrappers, `__x64_sys_dup`) whose calls
+    /// a `NotifyEnforcer` stops.
+    pub enforcers: Vec<String>,
 }
 
 /// The pods a policy applies to: those of a namespace (`TracingPolicyNamespaced`), those
@@ -451,6 +454,12 @@ pub enum Action {
     Set {
         arg: u32,
         value: u32,
+    },
+    /// `NotifyEnforcer`: the thread's next call of a function of the policy's
+    /// `enforcers` returns `error` (0: it runs) and gets `signal` (0: none).
+    NotifyEnforcer {
+        error: i32,
+        signal: u32,
     },
 }
 

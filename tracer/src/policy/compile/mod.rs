@@ -139,6 +139,9 @@ pub struct Compiled {
     /// The hooks that cannot run on this kernel (no such tracepoint or field, no
     /// kprobes, no BPF LSM...), each with why: the others run.
     pub unplaced: Vec<FailedHook>,
+    /// The functions of `enforcers` the enforcer program goes on (where the kernel
+    /// lets a kprobe override a return; else each is in `unplaced`).
+    pub enforcers: Vec<String>,
 }
 
 /// A hook of a policy that is not running (not placed here, or not attached), and why.
@@ -344,6 +347,15 @@ pub fn compile(
             h.process |= tracer_common::policy::HP_VERDICT | tracer_common::policy::HP_DEP_CGROUP;
         }
     }
+    let enforcers = if facts.kernel.kprobe_override {
+        p.enforcers.clone()
+    } else {
+        unplaced.extend(p.enforcers.iter().map(|f| FailedHook {
+            hook: format!("enforcer {f}"),
+            reason: facts.kernel.override_off.to_owned(),
+        }));
+        Vec::new()
+    };
     Ok(Compiled {
         name,
         monitor: p.monitor,
@@ -352,6 +364,7 @@ pub fn compile(
         follow: ctx.follow,
         scope: p.scope.clone(),
         unplaced,
+        enforcers,
     })
 }
 

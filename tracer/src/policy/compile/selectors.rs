@@ -4,18 +4,18 @@
 //! process verdict's dependencies, the argument gate's values).
 
 use tracer_common::policy::{
-    ACTION_DNSLOOKUP, ACTION_GETURL, ACTION_NOPOST, ACTION_OVERRIDE, ACTION_POST, ACTION_SET,
-    ACTION_SIGKILL, ACTION_SIGNAL, ARG_CHAR_ARRAY, ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT,
-    ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_UINT,
-    ARG_USER_STRING, ArgConfig, ArgFilter, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX, BIN_NOT_PREFIX,
-    BIN_POSTFIX, BIN_PREFIX, BinFollow, BinaryFilter, CAPS_EFFECTIVE, CAPS_INHERITABLE,
-    CAPS_PERMITTED, CapFilter, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX,
-    HP_DEP_CRED, HP_DEP_NS, HP_VERDICT, HookConfig, MAX_ARG_FILTERS, MAX_CAP_FILTERS,
-    MAX_INT_VALUES, MAX_NS_FILTERS, MAX_NS_VALUES, MAX_PIDS, NS_CGROUP, NS_IPC, NS_MNT, NS_NET,
-    NS_PID, NS_PID_FOR_CHILDREN, NS_TIME, NS_TIME_FOR_CHILDREN, NS_USER, NS_UTS, NsFilter,
-    OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL, OP_FAMILY, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL,
-    OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, OP_PROTOCOL, OP_SADDR, OP_SPORT,
-    OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN, PidFilter, RATE_GLOBAL, RATE_PROCESS,
+    ACTION_DNSLOOKUP, ACTION_GETURL, ACTION_NOPOST, ACTION_NOTIFY_ENFORCER, ACTION_OVERRIDE,
+    ACTION_POST, ACTION_SET, ACTION_SIGKILL, ACTION_SIGNAL, ARG_CHAR_ARRAY, ARG_CURRENT_PID,
+    ARG_DATA_LOC, ARG_INT, ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX,
+    ARG_UINT, ARG_USER_STRING, ArgConfig, ArgFilter, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX,
+    BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinFollow, BinaryFilter, CAPS_EFFECTIVE,
+    CAPS_INHERITABLE, CAPS_PERMITTED, CapFilter, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX,
+    HOOK_BINARY_PREFIX, HP_DEP_CRED, HP_DEP_NS, HP_VERDICT, HookConfig, MAX_ARG_FILTERS,
+    MAX_CAP_FILTERS, MAX_INT_VALUES, MAX_NS_FILTERS, MAX_NS_VALUES, MAX_PIDS, NS_CGROUP, NS_IPC,
+    NS_MNT, NS_NET, NS_PID, NS_PID_FOR_CHILDREN, NS_TIME, NS_TIME_FOR_CHILDREN, NS_USER, NS_UTS,
+    NsFilter, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL, OP_FAMILY, OP_GT, OP_LT, OP_MASK,
+    OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX, OP_PROTOCOL, OP_SADDR,
+    OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN, PidFilter, RATE_GLOBAL, RATE_PROCESS,
     RATE_THREAD, SOCK_ARG_MASK, SOCK_TRACK, SOCK_UNTRACK, STACK_KERNEL, STACK_USER, STRING_MAX,
     SelectorConfig,
 };
@@ -205,7 +205,7 @@ fn actions(sel: &spec::Selector) -> SelectorConfig {
             spec::Action::Signal(sig) => {
                 sc.actions |= ACTION_SIGNAL | ACTION_POST;
                 // Validated as a signal number (1 to 64).
-                sc.signal = u16::try_from(*sig).unwrap_or(u16::MAX);
+                sc.signal = u8::try_from(*sig).unwrap_or(u8::MAX);
             }
             spec::Action::Override(error) => {
                 sc.actions |= ACTION_OVERRIDE | ACTION_POST;
@@ -221,6 +221,12 @@ fn actions(sel: &spec::Selector) -> SelectorConfig {
             spec::Action::Sock { track, arg } => {
                 sc.actions |= ACTION_POST;
                 sc.sock_action = sock_action(*track, *arg as usize);
+            }
+            spec::Action::NotifyEnforcer { error, signal } => {
+                sc.actions |= ACTION_NOTIFY_ENFORCER | ACTION_POST;
+                sc.override_error = *error;
+                // Validated: 0 to 64.
+                sc.signal = u8::try_from(*signal).unwrap_or(0);
             }
             spec::Action::Set { arg, value } => {
                 sc.actions |= ACTION_SET | ACTION_POST;

@@ -5,23 +5,23 @@
 use std::path::Path;
 
 use tracer_common::policy::{
-    ACTION_NOPOST, ACTION_OVERRIDE, ACTION_POST, ACTION_SIGKILL, ACTION_SIGNAL, ARG_BYTES,
-    ARG_CHAR_ARRAY, ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT, ARG_KERNEL_STRING, ARG_NEEDS_EQUAL,
-    ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_SOCK, ARG_UINT, ARG_USER_BYTES, ARG_USER_STRING,
-    ArgConfig, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX, BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX,
-    BinFollow, CAPS_EFFECTIVE, CAPS_INHERITABLE, CAPS_PERMITTED, HOOK_BINARY_EQUAL,
-    HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_CGROUP_SCOPE, HOOK_ENTRY_SOCK, HOOK_FD,
-    HOOK_MONITOR, HOOK_RET_FD_SOCK, HOOK_SOCK_OWNER, HOOK_SOCK_TRIGGER, HP_DEP_CGROUP, HP_DEP_CRED,
-    HP_DEP_NS, HP_KPROBE_GENERIC, HP_KPROBE_SYSCALL, HP_RETURN, HP_SAVE_ENTRY, HP_SOCK_RETURN,
-    HP_VERDICT, KPROBE_ARG_BPRM, KPROBE_ARG_CRED, KPROBE_ARG_FIELDS, KPROBE_ARG_FILE,
-    KPROBE_ARG_IOV_ITER, KPROBE_ARG_KIOCB, KPROBE_ARG_SKB, KPROBE_ARG_SOCK, KPROBE_ARG_SOCKADDR,
-    KPROBE_ARG_SOCKET, KPROBE_IOV_LEN_AT, KPROBE_PATH_AT, KPROBE_STRUCT2_AT, KprobeLayout,
-    LONG_PREFIX, NS_CGROUP, NS_IPC, NS_MNT, NS_NET, NS_PID, NS_PID_FOR_CHILDREN, NS_TIME,
-    NS_TIME_FOR_CHILDREN, NS_USER, NS_UTS, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL, OP_FAMILY,
-    OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX, OP_PREFIX,
-    OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN, RATE_GLOBAL,
-    RATE_PROCESS, RATE_THREAD, RETURN_AT, SOCK_ARG_AT, SOCK_RETURN, SOCK_RETURN_AT, SOCK_TRACK,
-    SOCK_UNTRACK, STACK_KERNEL, STACK_USER, SYSCALL_ENTER, SYSCALL_EXIT, SockLayout,
+    ACTION_NOPOST, ACTION_NOTIFY_ENFORCER, ACTION_OVERRIDE, ACTION_POST, ACTION_SIGKILL,
+    ACTION_SIGNAL, ARG_BYTES, ARG_CHAR_ARRAY, ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT,
+    ARG_KERNEL_STRING, ARG_NEEDS_EQUAL, ARG_NEEDS_POSTFIX, ARG_NEEDS_PREFIX, ARG_SOCK, ARG_UINT,
+    ARG_USER_BYTES, ARG_USER_STRING, ArgConfig, BIN_IN, BIN_NOT_IN, BIN_NOT_POSTFIX,
+    BIN_NOT_PREFIX, BIN_POSTFIX, BIN_PREFIX, BinFollow, CAPS_EFFECTIVE, CAPS_INHERITABLE,
+    CAPS_PERMITTED, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX, HOOK_CGROUP_SCOPE,
+    HOOK_ENTRY_SOCK, HOOK_FD, HOOK_MONITOR, HOOK_RET_FD_SOCK, HOOK_SOCK_OWNER, HOOK_SOCK_TRIGGER,
+    HP_DEP_CGROUP, HP_DEP_CRED, HP_DEP_NS, HP_KPROBE_GENERIC, HP_KPROBE_SYSCALL, HP_RETURN,
+    HP_SAVE_ENTRY, HP_SOCK_RETURN, HP_VERDICT, KPROBE_ARG_BPRM, KPROBE_ARG_CRED, KPROBE_ARG_FIELDS,
+    KPROBE_ARG_FILE, KPROBE_ARG_IOV_ITER, KPROBE_ARG_KIOCB, KPROBE_ARG_SKB, KPROBE_ARG_SOCK,
+    KPROBE_ARG_SOCKADDR, KPROBE_ARG_SOCKET, KPROBE_IOV_LEN_AT, KPROBE_PATH_AT, KPROBE_STRUCT2_AT,
+    KprobeLayout, LONG_PREFIX, NS_CGROUP, NS_IPC, NS_MNT, NS_NET, NS_PID, NS_PID_FOR_CHILDREN,
+    NS_TIME, NS_TIME_FOR_CHILDREN, NS_USER, NS_UTS, OP_DADDR, OP_DPORT, OP_DPORT_PRIV, OP_EQUAL,
+    OP_FAMILY, OP_GT, OP_LT, OP_MASK, OP_NOT_EQUAL, OP_NOT_POSTFIX, OP_NOT_PREFIX, OP_POSTFIX,
+    OP_PREFIX, OP_PROTOCOL, OP_SADDR, OP_SPORT, OP_SPORT_PRIV, OP_STATE, PIDS_IN, PIDS_NOT_IN,
+    RATE_GLOBAL, RATE_PROCESS, RATE_THREAD, RETURN_AT, SOCK_ARG_AT, SOCK_RETURN, SOCK_RETURN_AT,
+    SOCK_TRACK, SOCK_UNTRACK, STACK_KERNEL, STACK_USER, SYSCALL_ENTER, SYSCALL_EXIT, SockLayout,
 };
 
 use super::{
@@ -44,6 +44,8 @@ const TRACEPOINTS: Kernel = Kernel {
     raw_numbered: false,
     kprobes_off: "",
     lsm_off: crate::kernel::features::NO_BPF_LSM,
+    kprobe_override: false,
+    override_off: crate::kernel::features::NO_KPROBE_OVERRIDE,
 };
 /// Kprobes, and nothing else.
 const KPROBES: Kernel = Kernel {
@@ -64,6 +66,8 @@ const FULL: Kernel = Kernel {
     raw_numbered: true,
     kprobes_off: "",
     lsm_off: "",
+    kprobe_override: true,
+    override_off: "",
 };
 
 /// A tracefs root with the format files the tests read, as Linux 6.18 writes them (but
@@ -1688,6 +1692,56 @@ fn match_capability_changes_lower_to_a_change_filter() {
     let e = compile_on(root.path(), TRACEPOINTS, &over).expect_err("three filters");
     assert!(
         e.contains("at most 2 matchCapabilities and matchCapabilityChanges filters per selector"),
+        "{e}"
+    );
+}
+
+/// `NotifyEnforcer` lowers to its bit with `argError` and `argSig`; the policy's
+/// `enforcers` (a list of syscalls, a syscall by name) go on the enforcer program where a
+/// kprobe can override a return, and elsewhere are each named as not running, with why.
+#[test]
+fn notify_enforcer_and_its_enforcers() {
+    let root = tracefs();
+    let text = policy(
+        "
+        lists:
+        - name: dups
+          type: syscalls
+          values: [sys_dup, __ia32_sys_dup]
+        enforcers:
+        - calls: [list:dups, sys_dup2]
+        tracepoints:
+        - subsystem: syscalls
+          event: sys_enter_openat
+          args:
+          - index: 5
+            type: int
+          selectors:
+          - matchActions:
+            - action: NotifyEnforcer
+              argError: -1
+              argSig: 9
+        ",
+    );
+    let c = compile_on(root.path(), FULL, &text).expect("compiles");
+    let w = SYSCALL_WRAPPER_PREFIX;
+    assert_eq!(
+        c.enforcers,
+        [
+            format!("{w}dup"),
+            "__ia32_sys_dup".into(),
+            format!("{w}dup2")
+        ]
+    );
+    let sel = c.hooks[0].config.selectors[0];
+    assert_eq!(sel.actions, ACTION_NOTIFY_ENFORCER | ACTION_POST);
+    assert_eq!((sel.override_error, sel.signal), (-1, 9));
+    let e = compile_on(root.path(), TRACEPOINTS, &text).expect_err("no kprobe override");
+    assert!(
+        e.starts_with(&format!(
+            "enforcer {w}dup: {}",
+            crate::kernel::features::NO_KPROBE_OVERRIDE
+        )),
         "{e}"
     );
 }

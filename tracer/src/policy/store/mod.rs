@@ -137,6 +137,9 @@ struct Loaded {
     source: PathBuf,
     /// The hooks that did not attach: the policy is partly loaded.
     failed: Vec<FailedHook>,
+    /// The enforcer program on each function of `enforcers` that attached (dropping a
+    /// link detaches it).
+    enforcers: Vec<links::PerfLink>,
 }
 
 pub struct PolicyStore {
@@ -323,6 +326,7 @@ impl PolicyStore {
             hooks: Vec::new(),
             source: source.to_owned(),
             failed: compiled.unplaced.clone(),
+            enforcers: Vec::new(),
         };
         let result = (|| {
             if !self.policies.contains_key(&name) {
@@ -371,6 +375,18 @@ impl PolicyStore {
                 self.points
                     .write(point, &mut self.maps, &mut self.retire)
                     .map_err(write)?;
+            }
+            for function in &compiled.enforcers {
+                match self.programs.attach_enforcer(ebpf, function) {
+                    Ok(link) => {
+                        tracing::info!("policy {name}: enforcer on {function}");
+                        loaded.enforcers.push(link);
+                    }
+                    Err(reason) => loaded.failed.push(FailedHook {
+                        hook: format!("enforcer {function}"),
+                        reason: reason.to_string(),
+                    }),
+                }
             }
             // No hook runs: every one failed to attach or could not be placed.
             if loaded.hooks.iter().all(|(_, point)| point.is_none()) {

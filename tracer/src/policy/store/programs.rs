@@ -242,6 +242,20 @@ impl Programs {
         }
     }
 
+    /// The enforcer program (`NotifyEnforcer`) on kernel function `function`.
+    pub fn attach_enforcer(
+        &mut self,
+        ebpf: &mut Ebpf,
+        function: &str,
+    ) -> Result<links::PerfLink, AttachError> {
+        let program = "policy_enforcer";
+        let p = self.program::<KProbe>(ebpf, program, KProbe::load)?;
+        let fd = p
+            .fd()
+            .map_err(|source| AttachError::Program { program, source })?;
+        Ok(links::kprobe(fd.as_fd(), function, false, 0)?)
+    }
+
     fn attach_kprobe(
         &mut self,
         ebpf: &mut Ebpf,

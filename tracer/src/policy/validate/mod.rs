@@ -155,6 +155,7 @@ pub fn policy(p: &TracingPolicy) -> Result<Validated, Vec<Problem>> {
     for (i, u) in spec.usdts.iter().enumerate() {
         out.push(hooks::usdt(&mut c, u, &format!("spec.usdts[{i}]"), &lists));
     }
+    let enforcers = enforcers(&mut c, spec, &lists, &out);
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
@@ -171,16 +172,107 @@ pub fn policy(p: &TracingPolicy) -> Result<Validated, Vec<Problem>> {
             monitor,
             scope: (scope != spec::Scope::default()).then_some(scope),
             hooks: out,
+            enforcers,
         },
         warnings: c.warnings,
     })
+}
+
+/// `enforcers`: each call as the kernel function its enforcer hooks (`sys_dup`, and a
+/// list's syscalls, as the architecture's wrapper `__x64_sys_dup`; a wrapper's own name
+/// as it is, `__ia32_sys_dup` too). A `NotifyEnforcer` needs some; enforcers without one
+/// do nothing, which is said.
+fn enforcers(
+    c: &mut Check,
+    s: &Spanned<Spec>,
+    lists: &[List],
+    hooks: &[spec::Hook],
+) -> Vec<String> {
+    let function = |call: &str| -> Option<String> {
+        if let Some(name) = call.strip_prefix("sys_") {
+            <syscalls::Sysno as std::str::FromStr>::from_str(name)
+                .ok()
+                .map(|_| format!("{}{name}", crate::policy::place::SYSCALL_WRAPPER_PREFIX))
+        } else if call.starts_with("__") && call.contains("_sys_") {
+            Some(call.to_owned())
+        } else {
+            None
+        }
+    };
+    let mut out: Vec<String> = Vec::new();
+    for (i, e) in s.enforcers.iter().enumerate() {
+        for (j, call) in e.calls.iter().enumerate() {
+            let path = format!("spec.enforcers[{i}].calls[{j}]");
+            let names: Vec<String> = match call.strip_prefix("list:") {
+                Some(name) => match lists.iter().find(|l| l.name == name) {
+                    Some(l) if l.pattern.is_none() => l.calls.clone(),
+                    Some(_) => {
+                        c.at(
+                            call.span(),
+                            path,
+                            format!("`{}`: an enforcer stops syscalls, and a `generated_ftrace` list names other kernel functions", call.as_str()),
+                            Some("use a list of type `syscalls`".into()),
+                        );
+                        continue;
+                    }
+                    None => {
+                        c.at(
+                            call.span(),
+                            path,
+                            format!("`{}` names no list of `spec.lists`", call.as_str()),
+                            None,
+                        );
+                        continue;
+                    }
+                },
+                None => vec![call.as_str().to_owned()],
+            };
+            for n in names {
+                match function(&n) {
+                    Some(f) if !out.contains(&f) => out.push(f),
+                    Some(_) => {}
+                    None => c.at(
+                        call.span(),
+                        path.clone(),
+                        format!("`{n}` is not a syscall: an enforcer stops syscalls"),
+                        Some(
+                            "write `sys_NAME` (`sys_dup`), or `list:NAME` of a list of syscalls"
+                                .into(),
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+    let notifies = hooks.iter().any(|h| {
+        h.selectors.iter().any(|sel| {
+            sel.actions
+                .iter()
+                .any(|a| matches!(a, spec::Action::NotifyEnforcer { .. }))
+        })
+    });
+    if notifies && s.enforcers.is_empty() {
+        c.at(
+            s.span(),
+            "spec",
+            "`NotifyEnforcer` stops the thread's next call of a syscall of `spec.enforcers`, and the policy has none",
+            Some("add `enforcers: [{calls: [sys_NAME]}]`".into()),
+        );
+    } else if !notifies && let Some(e) = s.enforcers.first() {
+        c.warn(
+            e.span(),
+            "spec.enforcers",
+            "`enforcers` act when a selector's `NotifyEnforcer` matched, and no selector has one: they do nothing",
+            Some("add `matchActions: [{action: NotifyEnforcer, argError: -1}]` to a selector, or remove `enforcers`".into()),
+        );
+    }
+    out
 }
 
 /// The spec's fields that are Tetragon's but not the tracer's yet.
 fn unsupported_fields(c: &mut Check, s: &Spanned<Spec>) {
     for (field, name) in [
         (&s.fentries, "fentries"),
-        (&s.enforcers, "enforcers"),
         (&s.loader, "loader"),
         (&s.host_selector, "hostSelector"),
         (&s.node_selector, "nodeSelector"),

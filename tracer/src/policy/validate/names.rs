@@ -50,9 +50,9 @@ pub const ACTIONS: &[&str] = &[
     "TrackSock",
     "UntrackSock",
     "Set",
+    "NotifyEnforcer",
 ];
 pub(super) const ACTIONS_UNSUPPORTED: &[&str] = &[
-    "NotifyEnforcer",
     "CleanupEnforcerNotification",
     "FollowFD",
     "UnfollowFD",

@@ -734,6 +734,10 @@ fn action(c: &mut Check, a: &MatchAction, path: &str, args: &Args<'_>, out: &mut
             },
             None => return,
         },
+        "NotifyEnforcer" => spec::Action::NotifyEnforcer {
+            error: error.unwrap_or(0),
+            signal: signal.unwrap_or(0),
+        },
         "Set" => match set {
             Some((arg, value)) => spec::Action::Set { arg, value },
             None => return,
@@ -939,10 +943,19 @@ fn signal(c: &mut Check, a: &MatchAction, path: &str) -> Option<u32> {
             None,
         ),
         ("Signal", Some(sig)) => return Some(**sig),
+        // `NotifyEnforcer`: the signal its enforcer sends, if any.
+        ("NotifyEnforcer", None) => return Some(0),
+        ("NotifyEnforcer", Some(sig)) if !(0..=64).contains(&**sig) => c.at(
+            sig.span(),
+            format!("{path}.argSig"),
+            format!("{} is not a signal number (1 to 64, or 0 for none)", **sig),
+            None,
+        ),
+        ("NotifyEnforcer", Some(sig)) => return Some(**sig),
         (other, Some(sig)) => c.warn(
             sig.span(),
             format!("{path}.argSig"),
-            format!("`argSig` goes with `Signal`, not `{other}`: ignored"),
+            format!("`argSig` goes with `Signal` and `NotifyEnforcer`, not `{other}`: ignored"),
             Some("remove it".into()),
         ),
         _ => {}
@@ -950,9 +963,12 @@ fn signal(c: &mut Check, a: &MatchAction, path: &str) -> Option<u32> {
     None
 }
 
-/// `argError`, which goes with `Override` only.
+/// `argError`, which goes with `Override` and `NotifyEnforcer` only.
 fn override_error(c: &mut Check, a: &MatchAction, path: &str) -> Option<i32> {
     match (a.action.as_str(), &a.arg_error) {
+        // The enforced call's return value; none: it runs (the signal alone acts).
+        ("NotifyEnforcer", None) => return Some(0),
+        ("NotifyEnforcer", Some(e)) => return Some(**e),
         ("Override", None) => c.at(
             a.action.span(),
             format!("{path}.argError"),
@@ -965,7 +981,7 @@ fn override_error(c: &mut Check, a: &MatchAction, path: &str) -> Option<i32> {
         (other, Some(e)) => c.warn(
             e.span(),
             format!("{path}.argError"),
-            format!("`argError` goes with `Override`, not `{other}`: ignored"),
+            format!("`argError` goes with `Override` and `NotifyEnforcer`, not `{other}`: ignored"),
             Some("remove it".into()),
         ),
         _ => {}
