@@ -15,6 +15,9 @@ pub struct Policy {
     /// The pods the policy applies to, where not all.
     pub scope: Option<Scope>,
     pub hooks: Vec<Hook>,
+    /// `loader: true`: `process_loader` events, one for each executable mapping of a
+    /// file (read from the kernel's perf mmap records, with no hook of its own).
+    pub loader: bool,
 }
 
 /// The pods a policy applies to: those of a namespace (`TracingPolicyNamespaced`), those

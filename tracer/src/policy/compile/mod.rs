@@ -139,6 +139,9 @@ pub struct Compiled {
     /// The hooks that cannot run on this kernel (no such tracepoint or field, no
     /// kprobes, no BPF LSM...), each with why: the others run.
     pub unplaced: Vec<FailedHook>,
+    /// `loader: true`: the policy reports executable mappings (`process_loader`), which
+    /// needs no hook of its own.
+    pub loader: bool,
 }
 
 /// A hook of a policy that is not running (not placed here, or not attached), and why.
@@ -346,6 +349,7 @@ pub fn compile(
         follow: ctx.follow,
         scope: p.scope.clone(),
         unplaced,
+        loader: p.loader,
     })
 }
 
