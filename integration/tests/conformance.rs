@@ -13,7 +13,6 @@ use integration::corpus::{corpus, policies};
 const NOT_YET: &[(&str, &str)] = &[
     ("fd_install_cap_changes.yaml", "matchCapabilityChanges"),
     ("killer.yaml", "enforcers, NotifyEnforcer"),
-    ("loader.yaml", "loader: true (process_loader events)"),
     ("usdt-set.yaml", "action Set (argIndex, argValue)"),
 ];
 
