@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use integration::corpus::{corpus, policies};
 
 /// Files of the corpus that `validate` refuses today, and what they need.
-const NOT_YET: &[(&str, &str)] = &[("loader.yaml", "loader: true (process_loader events)")];
+const NOT_YET: &[(&str, &str)] = &[];
 
 #[test]
 fn tetragon_examples_validate() {

@@ -24,6 +24,7 @@ use crate::{
         privileges, tracefs,
     },
     loader::{self, HookStatus},
+    mappings::Mappings,
     metrics::{self, Metrics},
     pods::{Pods, Waiting},
     policy::{
@@ -93,6 +94,8 @@ pub enum AgentError {
     Load(#[from] loader::LoadError),
     #[error(transparent)]
     Ring(#[from] crate::ringbuf::RingError),
+    #[error("cannot poll the perf rings of executable mappings: {0}")]
+    Mappings(std::io::Error),
     #[error(transparent)]
     Metrics(#[from] metrics::ServeError),
     #[error(transparent)]
@@ -149,6 +152,7 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
     let mut running = Running {
         ebpf: loaded.ebpf,
         source,
+        mappings: Mappings::new(!config.ring_buffer_wakeup.is_zero()),
         store,
         pipeline,
         policy_dir: config.tracing_policy_dir.clone().map(PolicyDir::new),
@@ -328,6 +332,8 @@ struct Signals {
 struct Running {
     ebpf: Ebpf,
     source: EventSource,
+    /// The executable mappings, read while a `loader: true` policy is loaded.
+    mappings: Mappings,
     store: Option<PolicyStore>,
     pipeline: Pipeline,
     policy_dir: Option<PolicyDir>,
@@ -346,6 +352,7 @@ impl Running {
         let Running {
             ebpf,
             source,
+            mappings,
             store,
             pipeline,
             policy_dir,
@@ -354,14 +361,14 @@ impl Running {
         let Some(store) = store else {
             return;
         };
-        let mut between = |store: &PolicyStore| catch_up(source, pipeline, store);
+        let mut between = |store: &PolicyStore| catch_up(source, mappings, pipeline, store);
         for path in files {
             load_file(store, ebpf, path, &mut between);
         }
         if let Some(dir) = policy_dir {
             dir.sync(store, ebpf, &mut between);
         }
-        sync_scopes(store, &mut pipeline.pods);
+        policies_changed(store, &mut pipeline.pods, mappings);
     }
 
     /// The loop: events as they come, and the policies' and pods' changes, until SIGINT
@@ -375,6 +382,7 @@ impl Running {
         let Running {
             ebpf,
             source,
+            mappings,
             store,
             pipeline,
             policy_dir,
@@ -402,13 +410,19 @@ impl Running {
             tokio::select! {
                 r = source.readable() => {
                     r?;
-                    if read_batch(source, pipeline, store.as_ref()) {
+                    if read_batch(source, mappings, pipeline, store.as_ref()) {
                         // More waits: read on after the loop's other work.
                         ring_timer.reset_immediately();
                     }
                 }
+                r = mappings.readable(), if mappings.is_open() => {
+                    r.map_err(AgentError::Mappings)?;
+                    if read_batch(source, mappings, pipeline, store.as_ref()) {
+                        ring_timer.reset_immediately();
+                    }
+                }
                 _ = ring_timer.tick(), if batched => {
-                    if read_batch(source, pipeline, store.as_ref()) {
+                    if read_batch(source, mappings, pipeline, store.as_ref()) {
                         ring_timer.reset_immediately();
                     }
                 }
@@ -416,7 +430,7 @@ impl Running {
                     pipeline.release(false);
                     pipeline.flush();
                 }
-                _ = losses.tick() => pipeline.report(source, store.as_ref()),
+                _ = losses.tick() => pipeline.report(source, mappings, store.as_ref()),
                 _ = stack_sweep.tick(), if pipeline.stacks.is_some() => {
                     if let Some(s) = pipeline.stacks.as_mut() {
                         s.sweep();
@@ -425,8 +439,10 @@ impl Running {
                 _ = policy_poll.tick(), if store.is_some() => {
                     if let Some(store) = store.as_mut() {
                         if let Some(dir) = policy_dir.as_mut() {
-                            dir.sync(store, ebpf, &mut |store| catch_up(source, pipeline, store));
-                            sync_scopes(store, &mut pipeline.pods);
+                            dir.sync(store, ebpf, &mut |store| {
+                                catch_up(source, mappings, pipeline, store)
+                            });
+                            policies_changed(store, &mut pipeline.pods, mappings);
                         }
                         store.tick();
                     }
@@ -441,7 +457,7 @@ impl Running {
                             node_name,
                             object_policies,
                         );
-                        sync_scopes(store, &mut pipeline.pods);
+                        policies_changed(store, &mut pipeline.pods, mappings);
                     }
                     _ => *policy_objects = None,
                 },
@@ -462,13 +478,18 @@ impl Running {
         let Running {
             ebpf,
             mut source,
+            mut mappings,
             store,
             mut pipeline,
             ..
         } = self;
         let policy_counts = store.as_ref().map(PolicyStore::counts).unwrap_or_default();
         drop(ebpf);
+        let mapped = mappings.take();
         let drained = source.drain(usize::MAX, |bytes| pipeline.record(bytes, store.as_ref()));
+        for m in &mapped {
+            pipeline.mapping(m, store.as_ref());
+        }
         pipeline.release(true);
         for c in policy_counts {
             tracing::info!(
@@ -482,7 +503,7 @@ impl Running {
             );
         }
         metrics.set_ready(false);
-        pipeline.report(&mut source, store.as_ref());
+        pipeline.report(&mut source, &mut mappings, store.as_ref());
         pipeline.flush();
         pipeline.export.shutdown(OTLP_SHUTDOWN).await;
         let counts = source.counts();
@@ -500,6 +521,8 @@ impl Running {
             kernel_lost = counts.total_lost(),
             kernel_read_errors = counts.read_errors.iter().sum::<u64>(),
             decode_errors = pipeline.decode_errors,
+            mappings_read = mappings.counts().0,
+            mappings_lost = mappings.counts().1,
             cache_size = stats.size,
             cache_evictions = stats.evictions,
             cache_misses = stats.misses,
@@ -510,23 +533,44 @@ impl Running {
 
 /// Reads and exports everything the kernel has recorded so far: between policies being
 /// loaded, which keeps the loop from the ring buffer.
-fn catch_up(source: &mut EventSource, pipeline: &mut Pipeline, store: &PolicyStore) {
-    while read_batch(source, pipeline, Some(store)) {}
+fn catch_up(
+    source: &mut EventSource,
+    mappings: &mut Mappings,
+    pipeline: &mut Pipeline,
+    store: &PolicyStore,
+) {
+    while read_batch(source, mappings, pipeline, Some(store)) {}
 }
 
-/// Reads up to `DRAIN_BUDGET` records from the ring buffer and exports them; whether
-/// more wait.
+/// Reads up to `DRAIN_BUDGET` records from the ring buffer and exports them, with the
+/// executable mappings waiting; whether more wait. The mappings are read first and
+/// handled last: the exec of a process that maps its libraries was posted before the
+/// mappings were, so it is in the process cache by then.
 fn read_batch(
     source: &mut EventSource,
+    mappings: &mut Mappings,
     pipeline: &mut Pipeline,
     store: Option<&PolicyStore>,
 ) -> bool {
+    let malformed = mappings.malformed;
+    let mapped = mappings.take();
+    pipeline.malformed(mappings.malformed - malformed);
     let n = source.drain(DRAIN_BUDGET, |bytes| pipeline.record(bytes, store));
-    if n > 0 {
+    for m in &mapped {
+        pipeline.mapping(m, store);
+    }
+    if n > 0 || !mapped.is_empty() {
         pipeline.release(false);
         pipeline.flush();
     }
     n == DRAIN_BUDGET
+}
+
+/// After policies were added or removed: the pod-scoped ones pointed at their pods, and
+/// the executable mappings read while a `loader: true` policy is loaded.
+fn policies_changed(store: &mut PolicyStore, pods: &mut Pods, mappings: &mut Mappings) {
+    sync_scopes(store, pods);
+    mappings.want(store.wants_mappings());
 }
 
 /// Points each pod-scoped policy at the container cgroups of the pods it selects now.
@@ -674,6 +718,37 @@ impl Pipeline {
         export_or_wait(&self.pods, &mut self.waiting, &mut self.export, &mut ev);
     }
 
+    /// Counts `n` malformed records from the kernel, reported with the decode errors.
+    fn malformed(&mut self, n: u64) {
+        self.decode_errors += n;
+        for _ in 0..n {
+            self.metrics.decode_error();
+        }
+    }
+
+    /// Exports the `process_loader` events of mapping `m`: one for each `loader: true`
+    /// policy that applies to its process.
+    fn mapping(&mut self, m: &crate::mappings::Mapped, store: Option<&PolicyStore>) {
+        let Some(store) = store else {
+            return;
+        };
+        let process = self.cache.lookup(m.mapping.pid, m.mapping.time_ns);
+        let mut buildid = None;
+        for policy in store.loaders_for(process.cgroup_id) {
+            let buildid = buildid.get_or_insert_with(|| m.build_id.base64());
+            let mut out = event::loader(
+                &m.mapping,
+                buildid,
+                &process,
+                policy,
+                self.cache.node(),
+                &self.clock,
+            );
+            self.pods.enrich(&mut out);
+            export_or_wait(&self.pods, &mut self.waiting, &mut self.export, &mut out);
+        }
+    }
+
     /// Exports the held events whose pods are known now or whose wait is over (`all`:
     /// every one, at exit).
     fn release(&mut self, all: bool) {
@@ -691,7 +766,12 @@ impl Pipeline {
 
     /// The periodic reports: losses in the kernel and in the agent, into the stream; the
     /// counters, into the metrics.
-    fn report(&mut self, source: &mut EventSource, store: Option<&PolicyStore>) {
+    fn report(
+        &mut self,
+        source: &mut EventSource,
+        mappings: &mut Mappings,
+        store: Option<&PolicyStore>,
+    ) {
         let node = self.export.node().to_owned();
         let now = crate::clock::Clock::now_rfc3339();
         if let Some(report) = source.new_losses() {
@@ -701,6 +781,14 @@ impl Pipeline {
                 "the ring buffer was full: events were lost in the kernel (raise --ring-buffer-size)"
             );
             self.export.event(&event::loss(&report, &node));
+        }
+        if let Some(report) = mappings.new_losses() {
+            tracing::warn!(
+                lost = report.lost,
+                total_lost = report.total_lost,
+                "loader: the perf ring of executable mappings was full: process_loader events were lost in the kernel"
+            );
+            self.export.event(&event::mappings_loss(&report, &node));
         }
         if self.decode_errors > self.decode_reported {
             let count = self.decode_errors - self.decode_reported;
@@ -726,6 +814,8 @@ impl Pipeline {
             self.metrics
                 .kernel(kind.name(), counts.emitted[i], counts.lost[i]);
         }
+        let (mapped, mappings_lost) = mappings.counts();
+        self.metrics.kernel("mapping", mapped, mappings_lost);
         let stats = self.cache.stats();
         self.metrics
             .cache(stats.size, self.capacity, stats.evictions, stats.misses);

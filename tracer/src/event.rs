@@ -13,7 +13,7 @@ use crate::{
 };
 
 /// The event types this agent writes: each event's top-level key ([`Event::kind`]).
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 10] = [
     "process_exec",
     "process_exit",
     "process_kprobe",
@@ -21,6 +21,7 @@ pub const KINDS: [&str; 9] = [
     "process_uprobe",
     "process_usdt",
     "process_lsm",
+    "process_loader",
     "event_loss",
     "rate_limit_info",
 ];
@@ -221,12 +222,30 @@ pub enum Body<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         policy_mode: Option<&'static str>,
     },
+    /// An executable mapping of a file (a binary, ld.so, a shared library) by a process,
+    /// for a `loader: true` policy; fields in Tetragon's order (`ProcessLoader`).
+    ProcessLoader {
+        #[serde(serialize_with = "cached_process")]
+        process: ProcessOut<'a>,
+        /// The mapped file, as the kernel names it.
+        path: &'a str,
+        /// Its GNU build id, base64 (protojson's `bytes`).
+        buildid: &'a str,
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "cached_parent"
+        )]
+        parent: Option<ProcessOut<'a>>,
+        /// Not in Tetragon's `ProcessLoader`: the policy, as the other policy events have.
+        policy_name: &'a str,
+    },
     /// Events lost since the last report of the same place: records the kernel could
     /// not hand over (the ring buffer was full), malformed records, or events a sink
     /// could not take (a full disk, a collector down past its queue): visibility was
     /// lost, and the stream says how much, where and since when.
     EventLoss {
-        /// `ring_buffer`, `decode`, or the sink: `stdout`, `export_file`, `otlp`.
+        /// `ring_buffer`, `mappings` (the perf rings of `process_loader`), `decode`, or
+        /// the sink: `stdout`, `export_file`, `otlp`.
         #[serde(rename = "where")]
         place: &'static str,
         /// Why, and what to do about it.
@@ -278,6 +297,9 @@ impl<'a> Event<'a> {
                 process, parent, ..
             }
             | Body::ProcessLsm {
+                process, parent, ..
+            }
+            | Body::ProcessLoader {
                 process, parent, ..
             } => (Some(process), parent.as_mut()),
             Body::EventLoss { .. } | Body::RateLimitInfo { .. } => (None, None),
@@ -987,6 +1009,49 @@ pub fn tracepoint<'a>(
     }
 }
 
+/// The event of an executable mapping (`process_loader`) for policy `policy_name`;
+/// `buildid` is the build id in base64.
+pub fn loader<'a>(
+    m: &'a crate::mappings::record::Mapping,
+    buildid: &'a str,
+    process: &'a Process,
+    policy_name: &'a str,
+    node: &'a str,
+    clock: &Clock,
+) -> Event<'a> {
+    Event {
+        body: Body::ProcessLoader {
+            process: ProcessOut::kept(process, clock),
+            path: &m.path,
+            buildid,
+            parent: process
+                .parent
+                .as_deref()
+                .map(|p| ProcessOut::kept(p, clock)),
+            policy_name,
+        },
+        node_name: node,
+        time: clock.timestamp(m.time_ns, false),
+    }
+}
+
+/// The event of mappings the kernel could not hand over (its perf ring was full).
+pub fn mappings_loss<'a>(r: &crate::mappings::LossReport, node: &'a str) -> Event<'a> {
+    Event {
+        body: Body::EventLoss {
+            place: "mappings",
+            reason: "the kernel's perf ring of executable mappings was full: process_loader events were lost"
+                .into(),
+            lost: BTreeMap::from([("process_loader".to_owned(), r.lost.to_string())]),
+            count: r.lost.to_string(),
+            total_lost: r.total_lost.to_string(),
+            since: r.since.clone(),
+        },
+        node_name: node,
+        time: Timestamp::now(),
+    }
+}
+
 /// The event of records lost in the kernel.
 /// The kernel's losses since the previous report.
 pub fn loss<'a>(r: &LossReport, node: &'a str) -> Event<'a> {
@@ -1057,6 +1122,7 @@ impl Event<'_> {
             Body::ProcessUprobe { .. } => "process_uprobe",
             Body::ProcessUsdt { .. } => "process_usdt",
             Body::ProcessLsm { .. } => "process_lsm",
+            Body::ProcessLoader { .. } => "process_loader",
             Body::EventLoss { .. } => "event_loss",
             Body::RateLimitInfo { .. } => "rate_limit_info",
         }
@@ -1069,7 +1135,8 @@ impl Event<'_> {
             | Body::ProcessKprobe { policy_name, .. }
             | Body::ProcessUprobe { policy_name, .. }
             | Body::ProcessUsdt { policy_name, .. }
-            | Body::ProcessLsm { policy_name, .. } => Some(policy_name),
+            | Body::ProcessLsm { policy_name, .. }
+            | Body::ProcessLoader { policy_name, .. } => Some(policy_name),
             _ => None,
         }
     }
@@ -1192,6 +1259,44 @@ mod tests {
                 "time": "2023-10-06T22:03:57.000000000Z"
             })
         );
+    }
+
+    /// `process_loader` in Tetragon's field order (`ProcessLoader`: process, path,
+    /// buildid, parent), the build id in base64, with the tracer's `policy_name`.
+    #[test]
+    fn loader_event_is_tetragon_shaped() {
+        let clock = Clock::fixed(0, 0);
+        let parent = process(10, None);
+        let child = process(11, Some(parent));
+        let m = crate::mappings::record::Mapping {
+            pid: 11,
+            tid: 11,
+            addr: 0x7f00_0000_0000,
+            len: 0x1000,
+            pgoff: 0,
+            file: crate::mappings::record::FileId::BuildId(None),
+            prot: 5,
+            flags: 2,
+            path: "/usr/lib/x86_64-linux-gnu/libc.so.6".into(),
+            time_ns: 7,
+        };
+        let id = crate::mappings::build_id::BuildId::new(&[0xde, 0xad, 0xbe, 0xef])
+            .expect("4 bytes")
+            .base64();
+        let ev = loader(&m, &id, &child, "loader", "node1", &clock);
+        assert_eq!(ev.kind(), "process_loader");
+        assert_eq!(ev.policy(), Some("loader"));
+        let v: Value = serde_json::to_value(&ev).unwrap();
+        let body = v["process_loader"].as_object().unwrap();
+        assert_eq!(
+            body.keys().collect::<Vec<_>>(),
+            ["process", "path", "buildid", "parent", "policy_name"]
+        );
+        assert_eq!(body["process"]["pid"], 11);
+        assert_eq!(body["parent"]["pid"], 10);
+        assert_eq!(body["path"], "/usr/lib/x86_64-linux-gnu/libc.so.6");
+        assert_eq!(body["buildid"], "3q2+7w==");
+        assert_eq!(v["time"], "1970-01-01T00:00:00.000000007Z");
     }
 
     /// Stack traces as Tetragon's `process_kprobe` has them: `kernel_stack_trace` after

@@ -4,6 +4,8 @@
 //! - [`loader`]: loads the embedded programs and attaches each hook.
 //! - [`ringbuf`]: drains the ring buffer, reads the kernel's loss counters.
 //! - [`decode`]: bytes to typed records.
+//! - [`mappings`]: the executable mappings of processes (perf mmap records), for
+//!   `process_loader` events.
 //! - [`stacks`]: the stack traces policy events ask for, read and symbolised.
 //! - [`process`]: the process cache (exec ids, parents) and the /proc walk.
 //! - [`pods`]: the container (and pod) of each process, from its cgroup.
@@ -23,6 +25,7 @@ pub mod export;
 pub mod floor;
 pub mod kernel;
 pub mod loader;
+pub mod mappings;
 pub mod metrics;
 pub mod pods;
 pub mod policy;

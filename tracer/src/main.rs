@@ -120,8 +120,8 @@ struct EventsArgs {
     binary: Vec<String>,
 
     /// Only these event types: process_exec, process_exit, process_kprobe,
-    /// process_tracepoint, process_uprobe, process_usdt, process_lsm, event_loss, or exec,
-    /// exit, kprobe, tracepoint, uprobe, usdt, lsm, loss.
+    /// process_tracepoint, process_uprobe, process_usdt, process_lsm, process_loader,
+    /// event_loss, or exec, exit, kprobe, tracepoint, uprobe, usdt, lsm, loader, loss.
     #[arg(short = 'e', long, value_name = "TYPE", value_delimiter = ',')]
     event_types: Vec<String>,
 

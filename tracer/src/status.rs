@@ -100,7 +100,7 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
         for (id, doc) in docs.iter().enumerate() {
             let name = doc.spec.name.as_str();
             match policy::compile::compile(&doc.spec, id as u32, &mut ids, &facts) {
-                Ok(compiled) if compiled.hooks.is_empty() => {
+                Ok(compiled) if compiled.hooks.is_empty() && !compiled.loader => {
                     all_ok = false;
                     let _ = writeln!(
                         out,
@@ -114,6 +114,12 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
                 }
                 Ok(compiled) => {
                     let _ = writeln!(out, "\npolicy {name} ({})", file.display());
+                    if compiled.loader {
+                        let _ = writeln!(
+                            out,
+                            "  loader: process_loader events from the kernel's perf mmap records (no hook)"
+                        );
+                    }
                     for h in &compiled.hooks {
                         let _ = writeln!(out, "  {}", h.runs_on());
                     }

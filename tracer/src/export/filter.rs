@@ -127,7 +127,7 @@ pub fn parse_objects<T>(
 }
 
 /// The event kinds by Tetragon's `EventType` name and by the JSON key.
-const EVENT_TYPES: [(&str, &str); 7] = [
+const EVENT_TYPES: [(&str, &str); 8] = [
     ("PROCESS_EXEC", "process_exec"),
     ("PROCESS_EXIT", "process_exit"),
     ("PROCESS_KPROBE", "process_kprobe"),
@@ -135,6 +135,7 @@ const EVENT_TYPES: [(&str, &str); 7] = [
     ("PROCESS_LSM", "process_lsm"),
     ("PROCESS_UPROBE", "process_uprobe"),
     ("PROCESS_USDT", "process_usdt"),
+    ("PROCESS_LOADER", "process_loader"),
 ];
 
 /// `PROCESS_EXEC` or `process_exec` to the event's key.

@@ -67,9 +67,11 @@ pub struct Spec {
     #[serde(default)]
     #[schemars(with = "Vec<Enforcer>")]
     pub enforcers: Vec<Spanned<Enforcer>>,
+    /// `loader: true`: a `process_loader` event for each executable mapping of a file
+    /// (a binary, ld.so, each shared library), with the file's build id.
     #[serde(default)]
-    #[schemars(schema_with = "any_value")]
-    pub loader: Unsupported,
+    #[schemars(with = "Option<bool>")]
+    pub loader: Option<Spanned<bool>>,
     #[serde(default)]
     #[schemars(with = "Option<LabelSelector>")]
     pub pod_selector: Option<Spanned<LabelSelector>>,

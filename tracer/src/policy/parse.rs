@@ -404,7 +404,7 @@ mod tests {
             ),
             (
                 "",
-                "t.yaml:6:1: spec: the policy has no hook\n  fix: add `tracepoints:`, `kprobes:`, `uprobes:`, `usdts:` or `lsmhooks:`",
+                "t.yaml:6:1: spec: the policy has no hook\n  fix: add `tracepoints:`, `kprobes:`, `uprobes:`, `usdts:`, `lsmhooks:` or `loader: true`",
             ),
             (
                 "  tracepoints:\n  - subsystem: syscalls\n",
@@ -432,7 +432,7 @@ mod tests {
             ),
             (
                 "  enforcers:\n  - calls: [sys_dup]\n",
-                "t.yaml:6:12: spec: the policy has no hook\n  fix: add `tracepoints:`, `kprobes:`, `uprobes:`, `usdts:` or `lsmhooks:`",
+                "t.yaml:6:12: spec: the policy has no hook\n  fix: add `tracepoints:`, `kprobes:`, `uprobes:`, `usdts:`, `lsmhooks:` or `loader: true`",
             ),
             (
                 "  uprobes:\n  - path: /bin/sh\n",
@@ -740,6 +740,25 @@ mod tests {
             .iter()
             .any(|e| e.contains("kernelStackTrace")),
         );
+    }
+
+    /// `loader: true` is a policy of its own (Tetragon's `loader.yaml`); `false` is none.
+    #[test]
+    fn loader_true_needs_no_hook() {
+        let (d, w) = accepted("  loader: true\n");
+        assert!(w.is_empty(), "{w:?}");
+        assert!(d.spec.loader && d.spec.hooks.is_empty());
+        let (d, _) = accepted(
+            "  loader: true\n  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_openat\n",
+        );
+        assert!(d.spec.loader && d.spec.hooks.len() == 1);
+        let e = errors(&doc("  loader: false\n"));
+        assert!(
+            e.iter().any(|e| e.contains("the policy has no hook")),
+            "{e:?}"
+        );
+        let e = errors(&doc("  loader: yes please\n"));
+        assert!(e.iter().any(|e| e.contains("loader")), "{e:?}");
     }
 
     /// One error per cause: no second message that only follows from the first.

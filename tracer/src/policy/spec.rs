@@ -18,6 +18,9 @@ pub struct Policy {
     /// `enforcers`: the kernel functions (syscall wrappers, `__x64_sys_dup`) whose calls
     /// a `NotifyEnforcer` stops.
     pub enforcers: Vec<String>,
+    /// `loader: true`: `process_loader` events, one for each executable mapping of a
+    /// file (read from the kernel's perf mmap records, with no hook of its own).
+    pub loader: bool,
 }
 
 /// The pods a policy applies to: those of a namespace (`TracingPolicyNamespaced`), those

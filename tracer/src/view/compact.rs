@@ -107,6 +107,23 @@ pub fn line(event: &Value, kind: &str, body: &Value, options: &Options) -> Strin
             );
             call_text(&name, body, &p) + &policy(body, &p)
         }
+        "process_loader" => {
+            // The build id in hex, as `readelf -n` writes it.
+            let id = str_at(body, "buildid").map(|b| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .map_or_else(
+                        |_| b.to_owned(),
+                        |bytes| crate::mappings::build_id::hex(&bytes),
+                    )
+            });
+            let mut s = escape(str_at(body, "path").unwrap_or("?")).into_owned();
+            if let Some(id) = id {
+                let _ = write!(s, " buildid={}", p.paint(sgr::DIM, &escape(&id)));
+            }
+            s + &policy(body, &p)
+        }
         "event_loss" => loss(body, &p),
         "rate_limit_info" => p
             .paint(
@@ -138,6 +155,7 @@ fn marker(kind: &str) -> (&str, &'static str) {
         "process_uprobe" => ("uprobe", sgr::BLUE),
         "process_usdt" => ("usdt", sgr::BLUE),
         "process_lsm" => ("lsm", sgr::BLUE),
+        "process_loader" => ("loader", sgr::BLUE),
         "event_loss" => ("loss", sgr::BOLD_RED),
         "rate_limit_info" => ("ratelimit", sgr::BOLD_RED),
         other => (other.strip_prefix("process_").unwrap_or(other), sgr::BOLD),
@@ -543,11 +561,20 @@ mod tests {
     }
 
     #[test]
-    fn another_agents_event_kind_by_its_name() {
-        let e = json!({"process_loader": {"process": process(), "path": "/lib/x.so", "policy_name": "p", "action": "KPROBE_ACTION_POST"}, "node_name": "node1", "time": "t"});
+    fn a_loader_event_shows_the_file_and_its_build_id_in_hex() {
+        let e = json!({"process_loader": {"process": process(), "path": "/usr/lib/x86_64-linux-gnu/libc.so.6", "buildid": "3q2+7wAB", "policy_name": "loader"}, "node_name": "node1", "time": "t"});
         assert_eq!(
             compact(e),
-            r#"loader     node1 /usr/bin/curl -s "a b" https://example.com policy=p action=post"#
+            r#"loader     node1 /usr/bin/curl -s "a b" https://example.com /usr/lib/x86_64-linux-gnu/libc.so.6 buildid=deadbeef0001 policy=loader"#
+        );
+    }
+
+    #[test]
+    fn another_agents_event_kind_by_its_name() {
+        let e = json!({"process_throttle": {"process": process(), "type": "THROTTLE_START", "policy_name": "p"}, "node_name": "node1", "time": "t"});
+        assert_eq!(
+            compact(e),
+            r#"throttle   node1 /usr/bin/curl -s "a b" https://example.com policy=p"#
         );
         let e = json!({"process_lsm": {"process": process(), "function_name": "file_open", "args": [{"file_arg": {"path": "/etc/shadow"}}], "policy_name": "p", "action": "KPROBE_ACTION_OVERRIDE"}, "node_name": "node1", "time": "t"});
         assert_eq!(

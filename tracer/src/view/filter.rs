@@ -17,6 +17,7 @@ const SHORT: &[(&str, &str)] = &[
     ("uprobe", "process_uprobe"),
     ("usdt", "process_usdt"),
     ("lsm", "process_lsm"),
+    ("loader", "process_loader"),
     ("loss", "event_loss"),
     ("ratelimit", "rate_limit_info"),
 ];
@@ -293,7 +294,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "--event-types `proces_exec` is not an event type (did you mean process_exec?); the types are process_exec (exec), process_exit (exit), process_kprobe (kprobe), process_tracepoint (tracepoint), process_uprobe (uprobe), process_usdt (usdt), process_lsm (lsm), event_loss (loss), rate_limit_info (ratelimit)"
+            "--event-types `proces_exec` is not an event type (did you mean process_exec?); the types are process_exec (exec), process_exit (exit), process_kprobe (kprobe), process_tracepoint (tracepoint), process_uprobe (uprobe), process_usdt (usdt), process_lsm (lsm), process_loader (loader), event_loss (loss), rate_limit_info (ratelimit)"
         );
         let e = Filter::new(Spec {
             event_types: vec!["zzz".into()],

@@ -184,6 +184,21 @@ pub fn attributes(event: &Value) -> Vec<KeyValue> {
             }
             a.opt_str("process.exit.time", inner.get("time"));
         }
+        "process_loader" => {
+            a.opt_str("tracer.policy.name", inner.get("policy_name"));
+            a.opt_str("tracer.loader.path", inner.get("path"));
+            // Hex, as `readelf -n` writes it (the JSON's base64 is protojson's `bytes`).
+            if let Some(id) = inner.get("buildid").and_then(Value::as_str) {
+                use base64::Engine as _;
+                match base64::engine::general_purpose::STANDARD.decode(id) {
+                    Ok(bytes) => a.str(
+                        "tracer.loader.build_id",
+                        &crate::mappings::build_id::hex(&bytes),
+                    ),
+                    Err(_) => a.str("tracer.loader.build_id", id),
+                }
+            }
+        }
         "process_kprobe" | "process_tracepoint" | "process_uprobe" | "process_usdt"
         | "process_lsm" => {
             a.opt_str("tracer.policy.name", inner.get("policy_name"));
@@ -611,6 +626,28 @@ mod tests {
         assert_eq!(a["network.peer.port"], 443);
         assert_eq!(a["process.pid"], 42);
         assert!(a.get("tracer.policy.mode").is_none());
+    }
+
+    #[test]
+    fn loader_event_names_the_file_and_its_build_id_in_hex() {
+        let ev = json!({
+            "process_loader": {
+                "process": process(42, None),
+                "path": "/usr/lib/x86_64-linux-gnu/libc.so.6",
+                "buildid": "3q2+7wAB",
+                "policy_name": "loader"
+            },
+            "node_name": "n", "time": "2026-11-25T10:00:03Z", "seq": "11"
+        });
+        let a = attrs(&ev);
+        assert_eq!(a["event.name"], "process_loader");
+        assert_eq!(a["tracer.policy.name"], "loader");
+        assert_eq!(
+            a["tracer.loader.path"],
+            "/usr/lib/x86_64-linux-gnu/libc.so.6"
+        );
+        assert_eq!(a["tracer.loader.build_id"], "deadbeef0001");
+        assert_eq!(a["process.pid"], 42);
     }
 
     #[test]

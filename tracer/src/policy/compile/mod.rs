@@ -142,6 +142,9 @@ pub struct Compiled {
     /// The functions of `enforcers` the enforcer program goes on (where the kernel
     /// lets a kprobe override a return; else each is in `unplaced`).
     pub enforcers: Vec<String>,
+    /// `loader: true`: the policy reports executable mappings (`process_loader`), which
+    /// needs no hook of its own.
+    pub loader: bool,
 }
 
 /// A hook of a policy that is not running (not placed here, or not attached), and why.
@@ -365,6 +368,7 @@ pub fn compile(
         scope: p.scope.clone(),
         unplaced,
         enforcers,
+        loader: p.loader,
     })
 }
 

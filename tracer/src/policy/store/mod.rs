@@ -388,8 +388,9 @@ impl PolicyStore {
                     }),
                 }
             }
-            // No hook runs: every one failed to attach or could not be placed.
-            if loaded.hooks.iter().all(|(_, point)| point.is_none()) {
+            // No hook runs: every one failed to attach or could not be placed (a
+            // `loader: true` policy runs without any).
+            if !compiled.loader && loaded.hooks.iter().all(|(_, point)| point.is_none()) {
                 return Err(StoreError::NoHook {
                     policy: name.clone(),
                     failed: std::mem::take(&mut loaded.failed),
@@ -636,6 +637,24 @@ impl PolicyStore {
         }
     }
 
+    /// Whether a loaded policy has `loader: true`: the executable mappings are read
+    /// while one does.
+    pub fn wants_mappings(&self) -> bool {
+        self.policies.values().any(|l| l.compiled.loader)
+    }
+
+    /// The loaded `loader: true` policies that apply to a process in cgroup `cgroup`, by
+    /// name: all of them but the pod-scoped ones whose pods' cgroups do not hold it
+    /// (the kernel's scope filter, done here: their events come from no hook).
+    pub fn loaders_for(&self, cgroup: u64) -> impl Iterator<Item = &str> {
+        self.policies.iter().filter_map(move |(name, l)| {
+            let applies = l.compiled.loader
+                && (l.compiled.scope.is_none()
+                    || self.scopes.get(&l.id).is_some_and(|c| c.contains(&cgroup)));
+            applies.then_some(name.as_str())
+        })
+    }
+
     /// The policy and hook of hook `id` (for a while after it is removed, too).
     pub fn hook(&self, id: u32) -> Option<(&Compiled, &Hook)> {
         let (compiled, i) = self.hooks.get(&id)?;
@@ -669,9 +688,13 @@ impl PolicyStore {
         let mut ids = self.ids.clone();
         let compiled = compile::compile(policy, 0, &mut ids, &self.facts)?;
         Ok(compiled
-            .hooks
-            .iter()
-            .map(Hook::runs_on)
+            .loader
+            .then(|| {
+                "loader: process_loader events from the kernel's perf mmap records (no hook)"
+                    .to_owned()
+            })
+            .into_iter()
+            .chain(compiled.hooks.iter().map(Hook::runs_on))
             .chain(
                 compiled
                     .unplaced

@@ -108,19 +108,23 @@ pub fn policy(p: &TracingPolicy) -> Result<Validated, Vec<Problem>> {
     label_selectors(&mut c, spec);
     let lists = lists(&mut c, spec);
     let monitor = options(&mut c, spec);
-    let unsupported_hooks = spec.loader.is_some() || spec.fentries.is_some();
+    let loader = spec.loader.as_ref().is_some_and(|l| **l);
     if spec.tracepoints.is_empty()
         && spec.kprobes.is_empty()
         && spec.uprobes.is_empty()
         && spec.usdts.is_empty()
         && spec.lsmhooks.is_empty()
-        && !unsupported_hooks
+        && !loader
+        && spec.fentries.is_none()
     {
         c.at(
             spec.span(),
             "spec",
             "the policy has no hook",
-            Some("add `tracepoints:`, `kprobes:`, `uprobes:`, `usdts:` or `lsmhooks:`".into()),
+            Some(
+                "add `tracepoints:`, `kprobes:`, `uprobes:`, `usdts:`, `lsmhooks:` or `loader: true`"
+                    .into(),
+            ),
         );
     }
     let mut out = Vec::new();
@@ -173,6 +177,7 @@ pub fn policy(p: &TracingPolicy) -> Result<Validated, Vec<Problem>> {
             scope: (scope != spec::Scope::default()).then_some(scope),
             hooks: out,
             enforcers,
+            loader,
         },
         warnings: c.warnings,
     })
@@ -273,7 +278,6 @@ fn enforcers(
 fn unsupported_fields(c: &mut Check, s: &Spanned<Spec>) {
     for (field, name) in [
         (&s.fentries, "fentries"),
-        (&s.loader, "loader"),
         (&s.host_selector, "hostSelector"),
         (&s.node_selector, "nodeSelector"),
         (&s.selectors_macros, "selectorsMacros"),
