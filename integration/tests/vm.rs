@@ -1330,10 +1330,7 @@ poweroff -f
 
 /// Example policies the tracer refuses on a kernel with kprobes and BPF LSM, for what it
 /// does not do yet (the README's table says so): the test fails when one loads.
-const VM_NOT_YET: &[(&str, &str)] = &[
-    ("hardlink-override.yaml", "sys_linkat is not one"),
-    ("symlink-override.yaml", "sys_symlinkat is not one"),
-];
+const VM_NOT_YET: &[(&str, &str)] = &[];
 
 /// Tetragon's example policies that validate, loaded together on each kernel: each loads
 /// fully, partly (every hook that does not run named with its reason), or is refused

@@ -85,9 +85,9 @@ pub enum OverrideError {
     )]
     NotOnFunction { call: String },
     #[error(
-        "`Override` runs as a BPF LSM program, on `security_*` functions: {call} is not one (other functions would need bpf_override_return, not supported yet)"
+        "`Override` on {call}, not a `security_*` function (those run as BPF LSM programs), takes a kprobe that overrides its return, and none can here: {why}"
     )]
-    NotSecurity { call: String },
+    NoKprobeOverride { call: String, why: &'static str },
     #[error("`Override` on {call} runs as a BPF LSM program, and none runs here: {why}")]
     NoLsm { call: String, why: &'static str },
 }
@@ -102,6 +102,9 @@ pub enum Probe {
     Fentry,
     /// A BPF LSM program on the hook of a `security_*` function (`Override`).
     Lsm,
+    /// A kprobe that overrides the function's return with `bpf_override_return`
+    /// (`Override` on another function on the kernel's error-injection list: a syscall).
+    Override,
 }
 
 /// Which part of a hook a unit is.
@@ -732,7 +735,8 @@ pub fn set_target(unit: &Unit<'_>, position: u32) -> Result<u8, SetError> {
 }
 
 /// The program a kprobe hook on the function itself runs on: a BPF LSM program to
-/// `Override` a `security_*` function, else fentry where the kernel has BPF trampolines,
+/// `Override` a `security_*` function, a kprobe that overrides the return to `Override`
+/// another (where the kernel allows it), else fentry where the kernel has BPF trampolines,
 /// else a kprobe (a return half: a kretprobe).
 pub fn probe_program(
     kprobe: Option<&KprobeSite<'_>>,
@@ -772,7 +776,14 @@ pub fn probe_program(
             return Err(OverrideError::NotOnFunction { call: call() });
         }
         if !k.call.starts_with("security_") {
-            return Err(OverrideError::NotSecurity { call: call() });
+            return if k.kernel.kprobe_override {
+                Ok(Probe::Override)
+            } else {
+                Err(OverrideError::NoKprobeOverride {
+                    call: call(),
+                    why: k.kernel.override_off,
+                })
+            };
         }
         if !k.kernel.lsm {
             return Err(OverrideError::NoLsm {

@@ -317,7 +317,9 @@ pub fn compile(
                 // The kernel does not run the program `Override` needs: like a hook that
                 // cannot attach.
                 Err(HookError::Override(
-                    e @ (OverrideError::NoLsm { .. } | OverrideError::NotOnFunction { .. }),
+                    e @ (OverrideError::NoLsm { .. }
+                    | OverrideError::NotOnFunction { .. }
+                    | OverrideError::NoKprobeOverride { .. }),
                 )) => {
                     unplaced.push(FailedHook {
                         hook: label.clone(),
@@ -694,6 +696,10 @@ impl Hook {
             ),
             (Some(k), _) if k.on_kprobe => match k.program {
                 Probe::Kprobe => format!("kprobe {} runs on a kprobe", k.call),
+                Probe::Override => format!(
+                    "kprobe {} runs on a kprobe that can override its return (to Override it)",
+                    k.call
+                ),
                 Probe::Fentry => format!("kprobe {} runs on fentry", k.call),
                 Probe::Lsm => format!(
                     "kprobe {} runs on the BPF LSM hook {} (to Override it)",

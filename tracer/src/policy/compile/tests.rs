@@ -577,7 +577,7 @@ fn function_hooks_prefer_fentry_and_override_on_bpf_lsm() {
         (
             full,
             deny.replace("security_file_open", "vfs_open"),
-            "vfs_open is not one",
+            "`Override` on vfs_open, not a `security_*` function (those run as BPF LSM programs), takes a kprobe that overrides its return, and none can here: this kernel cannot override",
         ),
         (
             Kernel {
@@ -3090,6 +3090,20 @@ fn probe_program_picks_lsm_fentry_or_kprobe() {
         place::probe_program(Some(&open(true, lsm)), Half::Whole, true),
         Ok(Probe::Lsm)
     );
+    // Another function (a syscall) where a kprobe can override a return.
+    let with_override = Kernel {
+        kprobe_override: true,
+        override_off: "",
+        ..lsm
+    };
+    assert_eq!(
+        place::probe_program(
+            Some(&site("__x64_sys_linkat", true, with_override)),
+            Half::Whole,
+            true
+        ),
+        Ok(Probe::Override)
+    );
     for (k, half, expected) in [
         (
             open(true, lsm),
@@ -3109,7 +3123,7 @@ fn probe_program_picks_lsm_fentry_or_kprobe() {
         (
             site("vfs_open", true, lsm),
             Half::Whole,
-            "vfs_open is not one",
+            "takes a kprobe that overrides its return, and none can here",
         ),
         (
             open(true, FENTRY),

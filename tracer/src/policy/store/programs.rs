@@ -219,6 +219,18 @@ impl Programs {
                     self.attach_kprobe(ebpf, name, false, cookie)
                 }
             },
+            Attach::Function {
+                name,
+                program: Probe::Override,
+                ..
+            } => {
+                let program = "policy_kp_override";
+                let p = self.program::<KProbe>(ebpf, program, KProbe::load)?;
+                let fd = p
+                    .fd()
+                    .map_err(|source| AttachError::Program { program, source })?;
+                Ok(links::kprobe(fd.as_fd(), name, false, cookie).map(Attachment::Perf)?)
+            }
             Attach::Function { name, ret, .. } => self.attach_kprobe(ebpf, name, *ret, cookie),
             Attach::RawTracepoint { tracepoint } => self.attach_raw_tp(ebpf, maps, tracepoint, id),
             Attach::Uprobe(u) => {
