@@ -45,8 +45,17 @@ impl BuildId {
     }
 }
 
+/// A build id as the JSON writes it (base64) in hex, as `readelf -n` writes it; the text
+/// as it is where it is not base64.
+pub fn hex_of_base64(id: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(id)
+        .map_or_else(|_| id.to_owned(), |bytes| hex(&bytes))
+}
+
 /// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
+fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");

@@ -549,7 +549,7 @@ fn generic_format(call: &str) -> Format {
 }
 
 /// The syscall a `syscall: true` kprobe names: `sys_NAME`, or the wrapper itself.
-fn syscall_of(call: &str) -> Result<String, PlaceError> {
+pub fn syscall_of(call: &str) -> Result<String, PlaceError> {
     let name = call
         .strip_prefix(SYSCALL_WRAPPER_PREFIX)
         .or_else(|| call.strip_prefix("sys_"))

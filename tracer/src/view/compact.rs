@@ -109,15 +109,7 @@ pub fn line(event: &Value, kind: &str, body: &Value, options: &Options) -> Strin
         }
         "process_loader" => {
             // The build id in hex, as `readelf -n` writes it.
-            let id = str_at(body, "buildid").map(|b| {
-                use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD
-                    .decode(b)
-                    .map_or_else(
-                        |_| b.to_owned(),
-                        |bytes| crate::mappings::build_id::hex(&bytes),
-                    )
-            });
+            let id = str_at(body, "buildid").map(crate::mappings::build_id::hex_of_base64);
             let mut s = escape(str_at(body, "path").unwrap_or("?")).into_owned();
             if let Some(id) = id {
                 let _ = write!(s, " buildid={}", p.paint(sgr::DIM, &escape(&id)));

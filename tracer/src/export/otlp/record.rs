@@ -189,14 +189,10 @@ pub fn attributes(event: &Value) -> Vec<KeyValue> {
             a.opt_str("tracer.loader.path", inner.get("path"));
             // Hex, as `readelf -n` writes it (the JSON's base64 is protojson's `bytes`).
             if let Some(id) = inner.get("buildid").and_then(Value::as_str) {
-                use base64::Engine as _;
-                match base64::engine::general_purpose::STANDARD.decode(id) {
-                    Ok(bytes) => a.str(
-                        "tracer.loader.build_id",
-                        &crate::mappings::build_id::hex(&bytes),
-                    ),
-                    Err(_) => a.str("tracer.loader.build_id", id),
-                }
+                a.str(
+                    "tracer.loader.build_id",
+                    &crate::mappings::build_id::hex_of_base64(id),
+                );
             }
         }
         "process_kprobe" | "process_tracepoint" | "process_uprobe" | "process_usdt"

@@ -510,6 +510,7 @@ fn hook(unit: &Unit<'_>, ctx: &mut Ctx<'_>) -> Result<Hook, HookError> {
     let (mut metas, fields) = args::declared(unit, &mut config, ctx.facts)?;
     let ret = args::return_value(unit, &mut config, &mut metas)?;
     let mut overrides = false;
+    let mut writes = false;
     let mut process = 0;
     let mut gates = Vec::new();
     if !entry {
@@ -525,6 +526,17 @@ fn hook(unit: &Unit<'_>, ctx: &mut Ctx<'_>) -> Result<Hook, HookError> {
             config.flags |= compiled.hook_flags;
             config.selectors[s] = compiled.config;
             gates.push(compiled.gates);
+            // `Set`: the USDT argument it writes, in the process's memory.
+            for a in &sel.actions {
+                if let spec::Action::Set { arg, .. } = a {
+                    config.selectors[s].set_arg =
+                        place::set_target(unit, *arg).map_err(|source| HookError::Set {
+                            selector: s,
+                            source,
+                        })?;
+                    writes = true;
+                }
+            }
         }
     }
     if let spec::Target::Kprobe(k) = &h.target
@@ -550,22 +562,6 @@ fn hook(unit: &Unit<'_>, ctx: &mut Ctx<'_>) -> Result<Hook, HookError> {
     {
         config.flags |= r.flags;
         config.kprobe.sock_types = r.sock_types;
-    }
-    let mut writes = false;
-    for (s, sel) in h.selectors.iter().take(MAX_SELECTORS).enumerate() {
-        if entry {
-            break;
-        }
-        for a in &sel.actions {
-            if let spec::Action::Set { arg, .. } = a {
-                config.selectors[s].set_arg =
-                    place::set_target(unit, *arg).map_err(|source| HookError::Set {
-                        selector: s,
-                        source,
-                    })?;
-                writes = true;
-            }
-        }
     }
     let probe = place::probe_program(unit.kprobe.as_ref(), unit.half, overrides)?;
     let reads = place::Reads {

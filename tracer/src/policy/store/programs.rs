@@ -223,14 +223,9 @@ impl Programs {
                 name,
                 program: Probe::Override,
                 ..
-            } => {
-                let program = "policy_kp_override";
-                let p = self.program::<KProbe>(ebpf, program, KProbe::load)?;
-                let fd = p
-                    .fd()
-                    .map_err(|source| AttachError::Program { program, source })?;
-                Ok(links::kprobe(fd.as_fd(), name, false, cookie).map(Attachment::Perf)?)
-            }
+            } => self
+                .kprobe_link(ebpf, "policy_kp_override", name, false, cookie)
+                .map(Attachment::Perf),
             Attach::Function { name, ret, .. } => self.attach_kprobe(ebpf, name, *ret, cookie),
             Attach::RawTracepoint { tracepoint } => self.attach_raw_tp(ebpf, maps, tracepoint, id),
             Attach::Uprobe(u) => {
@@ -260,12 +255,7 @@ impl Programs {
         ebpf: &mut Ebpf,
         function: &str,
     ) -> Result<links::PerfLink, AttachError> {
-        let program = "policy_enforcer";
-        let p = self.program::<KProbe>(ebpf, program, KProbe::load)?;
-        let fd = p
-            .fd()
-            .map_err(|source| AttachError::Program { program, source })?;
-        Ok(links::kprobe(fd.as_fd(), function, false, 0)?)
+        self.kprobe_link(ebpf, "policy_enforcer", function, false, 0)
     }
 
     fn attach_kprobe(
@@ -276,11 +266,25 @@ impl Programs {
         cookie: u64,
     ) -> Result<Attachment, AttachError> {
         let program = if ret { "policy_krp" } else { "policy_kp" };
+        self.kprobe_link(ebpf, program, function, ret, cookie)
+            .map(Attachment::Perf)
+    }
+
+    /// Kprobe program `program` (loaded on first use) on `function` (its return with
+    /// `ret`), with BPF cookie `cookie`.
+    fn kprobe_link(
+        &mut self,
+        ebpf: &mut Ebpf,
+        program: &'static str,
+        function: &str,
+        ret: bool,
+        cookie: u64,
+    ) -> Result<links::PerfLink, AttachError> {
         let p = self.program::<KProbe>(ebpf, program, KProbe::load)?;
         let fd = p
             .fd()
             .map_err(|source| AttachError::Program { program, source })?;
-        Ok(links::kprobe(fd.as_fd(), function, ret, cookie).map(Attachment::Perf)?)
+        Ok(links::kprobe(fd.as_fd(), function, ret, cookie)?)
     }
 
     /// A syscall hook point: its entry in the dispatch maps, and the raw tracepoint of

@@ -194,14 +194,12 @@ fn enforcers(
     hooks: &[spec::Hook],
 ) -> Vec<String> {
     let function = |call: &str| -> Option<String> {
-        if let Some(name) = call.strip_prefix("sys_") {
-            <syscalls::Sysno as std::str::FromStr>::from_str(name)
-                .ok()
-                .map(|_| format!("{}{name}", crate::policy::place::SYSCALL_WRAPPER_PREFIX))
-        } else if call.starts_with("__") && call.contains("_sys_") {
-            Some(call.to_owned())
-        } else {
-            None
+        use crate::policy::place::{SYSCALL_WRAPPER_PREFIX, syscall_of};
+        match syscall_of(call) {
+            Ok(name) => Some(format!("{SYSCALL_WRAPPER_PREFIX}{name}")),
+            // Another architecture's wrapper (`__ia32_sys_dup`), as it is.
+            Err(_) if call.starts_with("__") && call.contains("_sys_") => Some(call.to_owned()),
+            Err(_) => None,
         }
     };
     let mut out: Vec<String> = Vec::new();
@@ -486,6 +484,24 @@ impl Check {
         fix: Option<String>,
     ) {
         self.warnings.push(Problem::new(span, path, message, fix));
+    }
+
+    /// Warns that field `key` of action `action` at `path` goes with other actions
+    /// (`owners`: "`Set`") and is ignored.
+    pub(super) fn ignored(
+        &mut self,
+        span: &Span,
+        path: &str,
+        key: &str,
+        owners: &str,
+        action: &str,
+    ) {
+        self.warn(
+            span,
+            format!("{path}.{key}"),
+            format!("`{key}` goes with {owners}, not `{action}`: ignored"),
+            Some("remove it".into()),
+        );
     }
 
     pub(super) fn unsupported(&mut self, field: &Unsupported, path: &str, what: &str) {

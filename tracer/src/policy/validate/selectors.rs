@@ -753,12 +753,7 @@ fn set_arg(c: &mut Check, a: &MatchAction, path: &str, args: &Args<'_>) -> Optio
     if name != "Set" {
         for (field, key) in [(&a.arg_index, "argIndex"), (&a.arg_value, "argValue")] {
             if let Some(v) = field {
-                c.warn(
-                    v.span(),
-                    format!("{path}.{key}"),
-                    format!("`{key}` goes with `Set`, not `{name}`: ignored"),
-                    Some("remove it".into()),
-                );
+                c.ignored(v.span(), path, key, "`Set`", name);
             }
         }
         return None;
@@ -795,11 +790,12 @@ fn sock_arg(c: &mut Check, a: &MatchAction, path: &str, args: &Args<'_>) -> Opti
     let name = a.action.as_str();
     if !matches!(name, "TrackSock" | "UntrackSock") {
         if let Some(v) = &a.arg_sock {
-            c.warn(
+            c.ignored(
                 v.span(),
-                format!("{path}.argSock"),
-                format!("`argSock` goes with `TrackSock` and `UntrackSock`, not `{name}`: ignored"),
-                Some("remove it".into()),
+                path,
+                "argSock",
+                "`TrackSock` and `UntrackSock`",
+                name,
             );
         }
         return None;
@@ -872,12 +868,7 @@ fn request(c: &mut Check, a: &MatchAction, path: &str) -> Option<Request> {
         if let Some(v) = field
             && name != owner
         {
-            c.warn(
-                v.span(),
-                format!("{path}.{key}"),
-                format!("`{key}` goes with `{owner}`, not `{name}`: ignored"),
-                Some("remove it".into()),
-            );
+            c.ignored(v.span(), path, key, &format!("`{owner}`"), name);
         }
     }
     match name {
@@ -927,7 +918,7 @@ fn request(c: &mut Check, a: &MatchAction, path: &str) -> Option<Request> {
     }
 }
 
-/// `argSig`, which goes with `Signal` only.
+/// `argSig`, which goes with `Signal` and `NotifyEnforcer` only.
 fn signal(c: &mut Check, a: &MatchAction, path: &str) -> Option<u32> {
     match (a.action.as_str(), &a.arg_sig) {
         ("Signal", None) => c.at(
@@ -952,11 +943,12 @@ fn signal(c: &mut Check, a: &MatchAction, path: &str) -> Option<u32> {
             None,
         ),
         ("NotifyEnforcer", Some(sig)) => return Some(**sig),
-        (other, Some(sig)) => c.warn(
+        (other, Some(sig)) => c.ignored(
             sig.span(),
-            format!("{path}.argSig"),
-            format!("`argSig` goes with `Signal` and `NotifyEnforcer`, not `{other}`: ignored"),
-            Some("remove it".into()),
+            path,
+            "argSig",
+            "`Signal` and `NotifyEnforcer`",
+            other,
         ),
         _ => {}
     }
@@ -978,11 +970,12 @@ fn override_error(c: &mut Check, a: &MatchAction, path: &str) -> Option<i32> {
         // Any value: the function's callers read it (a negative errno mostly; 1 tells
         // `security_inode_copy_up_xattr`'s caller to skip the attribute).
         ("Override", Some(e)) => return Some(**e),
-        (other, Some(e)) => c.warn(
+        (other, Some(e)) => c.ignored(
             e.span(),
-            format!("{path}.argError"),
-            format!("`argError` goes with `Override` and `NotifyEnforcer`, not `{other}`: ignored"),
-            Some("remove it".into()),
+            path,
+            "argError",
+            "`Override` and `NotifyEnforcer`",
+            other,
         ),
         _ => {}
     }
