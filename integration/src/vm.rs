@@ -24,11 +24,15 @@ pub fn kernels() -> Vec<(String, PathBuf)> {
         .collect()
 }
 
-/// A newc-format cpio archive, the format of an initramfs.
+/// A newc-format cpio archive, the format of an initramfs. Each entry's directories are
+/// written before it, once.
 #[derive(Default)]
 pub struct Cpio {
     buf: Vec<u8>,
     ino: u32,
+    dirs: std::collections::BTreeSet<String>,
+    /// Libraries written, each once.
+    files: std::collections::BTreeSet<String>,
 }
 
 impl Cpio {
@@ -65,16 +69,51 @@ impl Cpio {
         }
     }
 
+    /// The directories above `name`, those not written yet.
+    fn parents(&mut self, name: &str) {
+        if let Some((parent, _)) = name.trim_start_matches('/').rsplit_once('/') {
+            self.dir(parent);
+        }
+    }
+
     pub fn dir(&mut self, name: &str) {
+        let name = name.trim_start_matches('/');
+        if self.dirs.contains(name) {
+            return;
+        }
+        self.parents(name);
+        self.dirs.insert(name.to_owned());
         self.entry(name, 0o040755, &[]);
     }
 
     pub fn file(&mut self, name: &str, mode: u32, data: &[u8]) {
+        self.parents(name);
         self.entry(name, 0o100000 | mode, data);
     }
 
     pub fn symlink(&mut self, name: &str, target: &str) {
+        self.parents(name);
         self.entry(name, 0o120777, target.as_bytes());
+    }
+
+    /// The host's executable `host` at `name`, with the shared libraries it loads at
+    /// their host paths.
+    pub fn binary(&mut self, name: &str, host: &Path) {
+        let data = std::fs::read(host).unwrap_or_else(|e| panic!("read {}: {e}", host.display()));
+        self.file(name, 0o755, &data);
+        self.libraries_of(host);
+    }
+
+    /// The shared libraries `binary` loads (and the loader itself), at their host paths.
+    fn libraries_of(&mut self, binary: &Path) {
+        for lib in libraries(binary) {
+            let name = lib.to_str().expect("utf-8 path");
+            if self.files.insert(name.to_owned()) {
+                let data =
+                    std::fs::read(&lib).unwrap_or_else(|e| panic!("read {}: {e}", lib.display()));
+                self.file(name, 0o755, &data);
+            }
+        }
     }
 
     pub fn finish(mut self) -> Vec<u8> {
@@ -127,15 +166,7 @@ pub fn initramfs_with(agent: &Path, init: &str, mut c: Cpio) -> Vec<u8> {
     let busybox = std::fs::read("/bin/busybox")
         .expect("/bin/busybox (Debian's busybox-static; `cargo xtask test` installs it)");
     c.file("bin/busybox", 0o755, &busybox);
-    c.file(
-        "tracer",
-        0o755,
-        &std::fs::read(agent).expect("read the agent binary"),
-    );
-    for lib in libraries(agent) {
-        let data = std::fs::read(&lib).unwrap_or_else(|e| panic!("read {}: {e}", lib.display()));
-        c.file(lib.to_str().expect("utf-8 path"), 0o755, &data);
-    }
+    c.binary("tracer", agent);
     c.file("init", 0o755, init.as_bytes());
     c.finish()
 }

@@ -3,7 +3,7 @@
 //! `sched_process_exit` has no `group_dead` argument: the same binary, offsets resolved
 //! from each kernel's own BTF.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use integration::{exit_of, flags, of_kind, vm};
 use serde_json::Value;
@@ -1312,21 +1312,156 @@ fn struct_arguments(name: &str, events: &[Value]) {
 /// once ready; its log says how each policy loaded.
 const CORPUS_INIT: &str = r#"ARGS=""
 for f in /corpus/*; do ARGS="$ARGS --tracing-policy $f"; done
-/tracer run --node-name vm-node --disable-fentry $ARGS > /dev/null 2> /tmp/agent.err &
+# The tests' API server, for the pod-scoped policies (`modules-nohost.yaml`).
+mkdir -p /tmp/kube
+sleep 100000 | /test-apiserver /tmp/kube > /tmp/kube/path 2>/tmp/kube/err &
+while [ ! -s /tmp/kube/path ]; do sleep 0.2; done
+export KUBECONFIG=$(cat /tmp/kube/path)
+/tracer run --node-name vm-node --disable-fentry $ARGS > /tmp/agent.out 2> /tmp/agent.err &
 AGENT=$!
 i=0
 while ! grep -q "tracer ready" /tmp/agent.err && kill -0 $AGENT 2>/dev/null; do
   sleep 0.5; i=$((i+1)); [ $i -gt 3600 ] && break
 done
 echo "STEP agent up after $i polls"
+/usr/bin/bash -c 'exit 0'
+T=/home/jolsa/tetragon/contrib/tester-progs
+echo "TETRAGON-USDT: $($T/usdt --tetragon) / $($T/usdt-override --tetragon)"
+sleep 2
 kill -INT $AGENT
 wait $AGENT
 echo "AGENT_EXIT=$?"
 echo ===STDERR
 gzip -c /tmp/agent.err | base64
+echo ===EVENTS
+grep -E '"process_(uprobe|usdt)"' /tmp/agent.out | gzip -c | base64
 echo ===END
 poweroff -f
 "#;
+
+/// The tests' API server (a cluster for the pod-scoped policies), and the guest's files
+/// that the corpus's uprobe and USDT policies name: bash at
+/// `/usr/bin/bash` (and `/bin/bash`, as on a merged-/usr system), libc also at
+/// `/lib64/libc.so.6` (where Fedora keeps it: `uprobe-binaries.yaml`), and a test program
+/// with the probe points of `usdt.yaml` and `usdt-set.yaml` at the paths they name (a
+/// Tetragon developer's build of its test programs).
+fn corpus_binaries(c: &mut vm::Cpio) {
+    c.binary(
+        "test-apiserver",
+        Path::new(env!("CARGO_BIN_EXE_test-apiserver")),
+    );
+    // The agent's Kubernetes client loads the system's CA certificates even for a server
+    // over plain HTTP, as in a node's image.
+    c.file(
+        "etc/ssl/certs/ca-certificates.crt",
+        0o644,
+        &std::fs::read("/etc/ssl/certs/ca-certificates.crt")
+            .expect("the system's CA certificates (Debian's ca-certificates)"),
+    );
+    c.binary("usr/bin/bash", Path::new("/usr/bin/bash"));
+    c.symlink("bin/bash", "/usr/bin/bash");
+    c.symlink("lib64/libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6");
+    let target = std::fs::read(env!("CARGO_BIN_EXE_uprobe-target")).expect("the USDT target");
+    for name in ["usdt", "usdt-override"] {
+        c.file(
+            &format!("home/jolsa/tetragon/contrib/tester-progs/{name}"),
+            0o755,
+            &target,
+        );
+    }
+}
+
+/// What the corpus's uprobe and USDT policies report when their triggers run: bash's
+/// `main` and `_start` (`uprobe.yaml`, `uprobe-host.yaml`), libc's `malloc` in bash only
+/// (`uprobe-binaries.yaml`), `test:usdt3` with its two arguments (`usdt.yaml`), and
+/// `tetragon:test_4B` with `Set` writing 32 over its first argument (`usdt-set.yaml`),
+/// which the program read back.
+fn corpus_triggers(
+    kernel: &str,
+    console: &str,
+    events: &[Value],
+    policy_of: &dyn Fn(&str) -> String,
+) {
+    let uprobes = of_kind(events, "process_uprobe");
+    let uprobe = |file: &str, symbol: &str| -> &Value {
+        let policy = policy_of(file);
+        let hits: Vec<&&Value> = uprobes
+            .iter()
+            .filter(|e| e["policy_name"] == policy.as_str() && e["symbol"] == symbol)
+            .collect();
+        assert!(
+            !hits.is_empty(),
+            "{kernel}: {file}: no {symbol}: {uprobes:#?}"
+        );
+        for e in &hits {
+            assert_eq!(
+                e["process"]["binary"], "/usr/bin/bash",
+                "{kernel}: {file}: {e}"
+            );
+            assert_eq!(e["action"], "KPROBE_ACTION_POST", "{kernel}: {file}: {e}");
+        }
+        hits[0]
+    };
+    let main = uprobe("uprobe.yaml", "main");
+    assert_eq!(main["path"], "/bin/bash", "{kernel}: {main}");
+    assert_eq!(
+        main["process"]["arguments"], "-c \"exit 0\"",
+        "{kernel}: {main}"
+    );
+    let start = uprobe("uprobe-host.yaml", "_start");
+    assert_eq!(
+        start["path"], "/procRoot/1/root/usr/bin/bash",
+        "{kernel}: {start}"
+    );
+    let malloc = uprobe("uprobe-binaries.yaml", "malloc");
+    assert_eq!(malloc["path"], "/lib64/libc.so.6", "{kernel}: {malloc}");
+    assert!(
+        uprobes
+            .iter()
+            .all(|e| e["policy_name"] != policy_of("uprobe-pid.yaml").as_str()),
+        "{kernel}: uprobe-pid.yaml names another pid"
+    );
+    assert!(
+        console.contains("TETRAGON-USDT: test_4B 1 2 3 / test_4B 32 2 3"),
+        "{kernel}: Set writes the first argument in the program usdt-set.yaml names only: {console}"
+    );
+    let usdts = of_kind(events, "process_usdt");
+    let usdt = |file: &str| -> Vec<&&Value> {
+        let policy = policy_of(file);
+        usdts
+            .iter()
+            .filter(|e| e["policy_name"] == policy.as_str())
+            .collect()
+    };
+    let usdt3 = usdt("usdt.yaml");
+    assert_eq!(usdt3.len(), 1, "{kernel}: {usdts:#?}");
+    assert_eq!(usdt3[0]["provider"], "test", "{kernel}");
+    assert_eq!(usdt3[0]["name"], "usdt3", "{kernel}");
+    assert_eq!(
+        usdt3[0]["path"], "/home/jolsa/tetragon/contrib/tester-progs/usdt",
+        "{kernel}"
+    );
+    assert_eq!(
+        usdt3[0]["args"],
+        serde_json::json!([{"int_arg": 7}, {"long_arg": "-9"}]),
+        "{kernel}"
+    );
+    let set = usdt("usdt-set.yaml");
+    assert_eq!(set.len(), 1, "{kernel}: {usdts:#?}");
+    assert_eq!(set[0]["provider"], "tetragon", "{kernel}");
+    assert_eq!(set[0]["name"], "test_4B", "{kernel}");
+    assert_eq!(set[0]["action"], "KPROBE_ACTION_SET", "{kernel}");
+    assert_eq!(
+        set[0]["process"]["binary"], "/home/jolsa/tetragon/contrib/tester-progs/usdt-override",
+        "{kernel}"
+    );
+    assert_eq!(
+        set[0]["args"],
+        serde_json::json!([{"int_arg": 1}, {"int_arg": 2}, {"int_arg": 3}]),
+        "{kernel}: the values before the write"
+    );
+    println!("{kernel}: the corpus's uprobes and USDT probe points report their triggers");
+}
 
 /// Example policies the tracer refuses on a kernel with kprobes and BPF LSM, for what it
 /// does not do yet (the README's table says so): the test fails when one loads.
@@ -1334,8 +1469,8 @@ const VM_NOT_YET: &[(&str, &str)] = &[];
 
 /// Tetragon's example policies that validate, loaded together on each kernel: each loads
 /// fully, partly (every hook that does not run named with its reason), or is refused
-/// only because none of its hooks can run there (or, pod-scoped, because no cluster is
-/// there). Prints the table of the README.
+/// only because none of its hooks can run there (the tests' API server is the cluster of
+/// the pod-scoped ones). Prints the table of the README.
 #[test]
 fn tetragon_examples_on_distribution_kernels() {
     let kernels = vm::kernels();
@@ -1376,6 +1511,7 @@ fn tetragon_examples_on_distribution_kernels() {
         copies.push((name.clone(), format!("corpus/c{i}.yaml"), renamed));
     }
     let mut initramfs = vm::Cpio::default();
+    corpus_binaries(&mut initramfs);
     initramfs.dir("corpus");
     for (_, at, text) in &copies {
         initramfs.file(at, 0o644, text.as_bytes());
@@ -1402,9 +1538,7 @@ fn tetragon_examples_on_distribution_kernels() {
             let not_yet = VM_NOT_YET.iter().find(|(file, _)| file == name);
             let state = match line {
                 Some(l) if l.contains("policy refused") => {
-                    if l.contains("none of its hooks can run here: ")
-                        || l.contains("no Kubernetes API server is configured")
-                    {
+                    if l.contains("none of its hooks can run here: ") {
                         "refused here"
                     } else if not_yet.is_some_and(|(_, why)| l.contains(why)) {
                         "refused: not supported yet"
@@ -1463,6 +1597,20 @@ fn tetragon_examples_on_distribution_kernels() {
             console.contains("AGENT_EXIT=0"),
             "{kernel_name}: clean exit: {console}"
         );
+        let events: Vec<Value> = vm::section_gz(&console, "EVENTS")
+            .unwrap_or_else(|| fail("no events"))
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| fail(&format!("{e}: {l}"))))
+            .collect();
+        let policy_of = |file: &str| -> String {
+            let (_, at, _) = copies
+                .iter()
+                .find(|(name, _, _)| name == file)
+                .unwrap_or_else(|| panic!("{file} in the corpus"));
+            format!("corpus-{}", &at["corpus/c".len()..at.len() - 5])
+        };
+        corpus_triggers(&kernel_name, &console, &events, &policy_of);
     }
 }
 

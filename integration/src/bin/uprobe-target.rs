@@ -11,6 +11,10 @@
 //! one argument, the 32-bit value N in memory (`-4@0(%reg)`: what a `Set` action can
 //! write), and prints `set V` with the value read back after the probe.
 //!
+//! `uprobe-target --tetragon` (x86-64): passes the probe points of Tetragon's USDT
+//! examples, `test:usdt3` (7, -9) and `tetragon:test_4B` (three 32-bit values in memory,
+//! 1, 2 and 3), and prints `test_4B A B C` with the values read back after the probe.
+//!
 //! `uprobe-target --stack` (x86-64): calls `tracer_test_caller`, which calls
 //! `tracer_test_framed`, prints `called`, and waits for its standard input to close, so
 //! that the agent reads its mappings while it runs (the stack trace test).
@@ -63,17 +67,13 @@ pub extern "C" fn tracer_test_caller(n: i64) -> i64 {
     unsafe { tracer_test_framed(std::hint::black_box(n)) }
 }
 
-/// Passes `tracer_test:set` with `value`'s memory as its argument (the note says 4 signed
-/// bytes at 0 from the register that holds its address), and returns the value then.
+/// A USDT probe point whose arguments are all in memory, at offsets from the register
+/// that holds `$at` (`$args`: the note's argument string, `{at}` standing for that
+/// register), which is what a `Set` action can write: a `nop` and a note in its own
+/// section, laid out as the SystemTap SDT format says (the `probe` crate's layout).
 #[cfg(target_arch = "x86_64")]
-fn probe_set(value: i32) -> i32 {
-    let mut cell = value;
-    let at = &raw mut cell;
-    // SAFETY: a `nop` and a note in its own section, which the assembler lays out as
-    // the SystemTap SDT format says (the `probe` crate's layout); `at` points to `cell`,
-    // which lives across the `nop`. The probe may change `cell` (that is the test): it is
-    // read back volatile.
-    unsafe {
+macro_rules! probe_in_memory {
+    ($provider:literal, $name:literal, $args:literal, $at:expr) => {
         std::arch::asm!(
             "990: nop",
             ".pushsection .note.stapsdt,\"?\",\"note\"",
@@ -84,9 +84,9 @@ fn probe_set(value: i32) -> i32 {
             "993: .8byte 990b",
             ".8byte _.stapsdt.base",
             ".8byte 0",
-            ".asciz \"tracer_test\"",
-            ".asciz \"set\"",
-            ".asciz \"-4@0({at})\"",
+            concat!(".asciz \"", $provider, "\""),
+            concat!(".asciz \"", $name, "\""),
+            concat!(".asciz \"", $args, "\""),
             "994: .balign 4",
             ".popsection",
             ".ifndef _.stapsdt.base",
@@ -97,10 +97,51 @@ fn probe_set(value: i32) -> i32 {
             ".size _.stapsdt.base, 1",
             ".popsection",
             ".endif",
-            at = in(reg) at,
+            at = in(reg) $at,
             options(nostack, preserves_flags, att_syntax),
-        );
+        )
+    };
+}
+
+/// Passes `tracer_test:set` with `value`'s memory as its argument (the note says 4 signed
+/// bytes at 0 from the register that holds its address), and returns the value then.
+#[cfg(target_arch = "x86_64")]
+fn probe_set(value: i32) -> i32 {
+    let mut cell = value;
+    let at = &raw mut cell;
+    // SAFETY: a `nop` and a note (see the macro); `at` points to `cell`, which lives
+    // across the `nop`. The probe may change `cell` (that is the test): it is read back
+    // volatile.
+    unsafe {
+        probe_in_memory!("tracer_test", "set", "-4@0({at})", at);
         at.read_volatile()
+    }
+}
+
+/// The probe points of Tetragon's USDT examples (`usdt.yaml`, `usdt-set.yaml`), for the
+/// corpus test: `test:usdt3` with a 32-bit 7 and a 64-bit -9, then `tetragon:test_4B`
+/// with three 32-bit values in memory (1, 2, 3); returns those three after the probe.
+#[cfg(target_arch = "x86_64")]
+fn probe_tetragon() -> [i32; 3] {
+    let a: i32 = std::hint::black_box(7);
+    let b: i64 = std::hint::black_box(-9);
+    probe::probe!(test, usdt3, a, b);
+    let mut cells = [1i32, 2, 3];
+    let at = cells.as_mut_ptr();
+    // SAFETY: as in `probe_set`: `at` points to the three cells, which live across the
+    // `nop`, and are read back volatile.
+    unsafe {
+        probe_in_memory!(
+            "tetragon",
+            "test_4B",
+            "-4@0({at}) -4@4({at}) -4@8({at})",
+            at
+        );
+        [
+            at.read_volatile(),
+            at.add(1).read_volatile(),
+            at.add(2).read_volatile(),
+        ]
     }
 }
 
@@ -112,6 +153,12 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         println!("set {}", probe_set(n));
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::env::args().nth(1).as_deref() == Some("--tetragon") {
+        let [a, b, c] = probe_tetragon();
+        println!("test_4B {a} {b} {c}");
         return;
     }
     #[cfg(target_arch = "x86_64")]
