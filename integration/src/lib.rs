@@ -24,6 +24,7 @@ pub mod apiserver;
 pub mod corpus;
 pub mod metrics;
 pub mod otlp;
+pub mod proto;
 pub mod vm;
 
 /// How long the agent may take to load, and a workload's events to arrive.

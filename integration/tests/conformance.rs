@@ -94,6 +94,7 @@ fn a_list_of_syscalls_on_the_raw_tracepoint() {
         .collect();
     let dup = libc::SYS_dup.to_string();
     let dup2 = libc::SYS_dup2.to_string();
+    // `uint64`, as the policy declares it (not `syscall64`): `size_arg`.
     assert_eq!(
         ids,
         [
@@ -133,7 +134,8 @@ fn killer_notifies_and_names_its_enforcers() {
     assert_eq!(e["event"], "sys_enter");
     assert_eq!(
         e["args"],
-        serde_json::json!([{ "size_arg": libc::SYS_dup2.to_string() }])
+        serde_json::json!([{ "syscall_id": { "id": libc::SYS_dup2, "abi": "x64" } }]),
+        "`syscall64`: the number and its ABI"
     );
     assert_eq!(e["action"], "KPROBE_ACTION_NOTIFYENFORCER");
     let stderr = agent.stderr();

@@ -576,7 +576,7 @@ spec:
         assert_eq!(listening["state"], "TCP_LISTEN", "{e}");
         assert_eq!(listening["sport"], lport, "{e}");
         assert_eq!(listening["saddr"], "127.0.0.1", "{e}");
-        assert_eq!(listening["dport"], 0, "{e}");
+        assert_eq!(listening.get("dport"), None, "{e}: a port 0 is left out");
         assert_eq!(accepted["family"], "AF_INET", "{e}");
         assert_eq!(accepted["type"], "SOCK_STREAM", "{e}");
         assert_eq!(accepted["protocol"], "IPPROTO_TCP", "{e}");

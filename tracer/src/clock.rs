@@ -60,8 +60,10 @@ impl Clock {
     }
 }
 
-/// RFC 3339 in UTC with nanoseconds, as protojson writes timestamps with nine digits:
-/// `2023-10-06T22:03:57.700326678Z`.
+/// RFC 3339 in UTC, as protojson writes timestamps: the fraction of a second with 9, 6 or
+/// 3 digits, the fewest that hold it, or none for a whole second
+/// (`2023-10-06T22:03:57.700326678Z`, `2023-10-06T22:03:57.700326Z`,
+/// `2023-10-06T22:03:57Z`).
 pub fn rfc3339(unix_ns: i128) -> String {
     Timestamp(unix_ns).to_string()
 }
@@ -78,9 +80,10 @@ impl Timestamp {
 
     /// `YYYY-MM-DDTHH:MM:SS.NNNNNNNNNZ`, digit by digit into a fixed buffer (the
     /// formatter's padding machinery costs more than the rest of the field), in 64-bit
-    /// arithmetic (128-bit division is a library call). A time outside 1678..2262, which
-    /// no kernel clock gives, is written as the epoch.
-    fn text(&self) -> [u8; 30] {
+    /// arithmetic (128-bit division is a library call), with its length once the fraction
+    /// is cut to protojson's 6, 3 or 0 digits where the rest are zeros. A time outside
+    /// 1678..2262, which no kernel clock gives, is written as the epoch.
+    fn text(&self) -> ([u8; 30], usize) {
         let ns = i64::try_from(self.0).unwrap_or(0);
         let secs = ns.div_euclid(1_000_000_000);
         // Both remainders are in range of u32: below 10^9 and 86,400.
@@ -101,14 +104,24 @@ impl Timestamp {
         put(14, 2, of_day / 60 % 60);
         put(17, 2, of_day % 60);
         put(20, 9, nanosecond);
-        b
+        let len = if nanosecond == 0 {
+            19
+        } else if nanosecond.is_multiple_of(1_000_000) {
+            23
+        } else if nanosecond.is_multiple_of(1_000) {
+            26
+        } else {
+            29
+        };
+        b[len] = b'Z';
+        (b, len + 1)
     }
 
     /// Hands [`Self::text`] as a `str` to `f`.
     fn with_str<R>(&self, f: impl FnOnce(&str) -> R) -> R {
-        let b = self.text();
+        let (b, len) = self.text();
         // The buffer holds ASCII digits and separators only: never the empty fallback.
-        f(std::str::from_utf8(&b).unwrap_or_default())
+        f(std::str::from_utf8(&b[..len]).unwrap_or_default())
     }
 }
 
@@ -152,7 +165,21 @@ mod tests {
             rfc3339(1_696_629_837_700_326_678),
             "2023-10-06T22:03:57.700326678Z"
         );
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        // protojson's 9, 6, 3 or no digits.
+        assert_eq!(
+            rfc3339(1_696_629_837_700_326_000),
+            "2023-10-06T22:03:57.700326Z"
+        );
+        assert_eq!(
+            rfc3339(1_696_629_837_700_000_000),
+            "2023-10-06T22:03:57.700Z"
+        );
+        assert_eq!(
+            rfc3339(1_696_629_837_000_000_001),
+            "2023-10-06T22:03:57.000000001Z"
+        );
+        assert_eq!(rfc3339(1_696_629_837_000_000_000), "2023-10-06T22:03:57Z");
     }
 
     #[test]
@@ -161,6 +188,21 @@ mod tests {
             "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:9]Z",
         )
         .unwrap();
+        // The nine digits, as the calendar gives them, cut as protojson cuts them.
+        let protojson = |t: String| -> String {
+            let (head, frac) = t.trim_end_matches('Z').split_at(19);
+            let frac = &frac[1..];
+            let cut = if frac == "000000000" {
+                String::new()
+            } else if frac.ends_with("000000") {
+                format!(".{}", &frac[..3])
+            } else if frac.ends_with("000") {
+                format!(".{}", &frac[..6])
+            } else {
+                format!(".{frac}")
+            };
+            format!("{head}{cut}Z")
+        };
         // Leap days, century years (1900 not leap, 2000 leap), the ends of the range, and
         // a step that lands on every time of day over the years.
         let mut cases: Vec<i128> = vec![
@@ -180,10 +222,12 @@ mod tests {
             t += step;
         }
         for ns in cases {
-            let want = time::OffsetDateTime::from_unix_timestamp_nanos(ns)
-                .unwrap()
-                .format(&fmt)
-                .unwrap();
+            let want = protojson(
+                time::OffsetDateTime::from_unix_timestamp_nanos(ns)
+                    .unwrap()
+                    .format(&fmt)
+                    .unwrap(),
+            );
             assert_eq!(rfc3339(ns), want, "{ns}");
         }
         // Outside what an i64 of nanoseconds spans: the epoch.

@@ -12,6 +12,129 @@ use crate::{
     ringbuf::LossReport,
 };
 
+/// `--export-tetragon-strict`: lines carry only what Tetragon's protobuf definition has.
+/// The tracer's additions (`seq`, `cgroup_id`, `script`, `host`, `policy_mode`, stack
+/// traces on other events than `process_kprobe`, `process_loader`'s `policy_name`,
+/// `rate_limit_info`'s `since`, and the `event_loss` events) are left out. Set once, at
+/// the start, before any event is encoded (a process object's JSON is kept between
+/// events, so the mode cannot change while the agent runs).
+static TETRAGON_STRICT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns `--export-tetragon-strict` on or off (see [`TETRAGON_STRICT`]).
+pub fn set_tetragon_strict(on: bool) {
+    TETRAGON_STRICT.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether lines leave the tracer's additions out.
+pub fn tetragon_strict() -> bool {
+    TETRAGON_STRICT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// An addition that is absent, or left out in strict mode.
+fn omit_none<T>(v: &Option<T>) -> bool {
+    v.is_none() || tetragon_strict()
+}
+
+/// An addition that is empty, or left out in strict mode.
+fn omit_empty<T>(v: &[T]) -> bool {
+    v.is_empty() || tetragon_strict()
+}
+
+/// An addition that is false, or left out in strict mode.
+fn omit_false(v: &bool) -> bool {
+    !*v || tetragon_strict()
+}
+
+/// An addition, left out in strict mode.
+fn omit_strict<T: ?Sized>(_: &T) -> bool {
+    tetragon_strict()
+}
+
+/// `--cluster-name`: written as every line's `cluster_name`. Set once, at the start.
+static CLUSTER_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets `--cluster-name` (the first call wins).
+pub fn set_cluster_name(name: String) {
+    let _ = CLUSTER_NAME.set(name);
+}
+
+/// `--enable-ancestors`: the kinds of events that carry `ancestors`, as bits of
+/// [`ancestors::KINDS`]. Set once, at the start.
+static ANCESTORS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// `--enable-ancestors TYPES`, as Tetragon's: `base` (exec and exit events), and with it
+/// `kprobe`, `tracepoint`, `uprobe`, `lsm`, `usdt`, `loader`.
+pub mod ancestors {
+    /// The words of the flag, by bit.
+    pub const KINDS: [&str; 7] = [
+        "base",
+        "kprobe",
+        "tracepoint",
+        "uprobe",
+        "lsm",
+        "usdt",
+        "loader",
+    ];
+
+    /// The bits of a comma-separated list of [`KINDS`]; an error names what is wrong.
+    pub fn parse(list: &str) -> Result<u8, String> {
+        let mut bits = 0u8;
+        for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            let Some(i) = KINDS.iter().position(|k| *k == word) else {
+                return Err(format!(
+                    "--enable-ancestors: `{word}` is not an event type; the types are {}",
+                    KINDS.join(", ")
+                ));
+            };
+            bits |= 1 << i;
+        }
+        if bits > 1 && bits & 1 == 0 {
+            return Err(
+                "--enable-ancestors: the other types go with `base` (as in Tetragon): add `base`"
+                    .into(),
+            );
+        }
+        Ok(bits)
+    }
+
+    /// Turns them on for the kinds of `bits`.
+    pub fn set(bits: u8) {
+        super::ANCESTORS.store(bits, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether events of `kind` (a word of [`KINDS`]) carry them.
+    pub fn enabled(kind: &str) -> bool {
+        KINDS.iter().position(|k| *k == kind).is_some_and(|i| {
+            super::ANCESTORS.load(std::sync::atomic::Ordering::Relaxed) & (1 << i) != 0
+        })
+    }
+
+    /// The most ancestors an event carries: a guard against a cycle, far past any real
+    /// process tree (Tetragon's walk has none: it stops at pid 1).
+    pub const MAX: usize = 1024;
+}
+
+/// The ancestors of `process` beyond its parent, nearest first, for an event of `kind`
+/// (see [`ancestors`]): as Tetragon, none for pids 1 and 2, and the walk stops at pid 1
+/// (included) or at the first ancestor the cache does not know.
+pub fn ancestors_of<'a>(process: &'a Process, kind: &str, clock: &Clock) -> Vec<ProcessOut<'a>> {
+    let mut out = Vec::new();
+    if process.pid <= 2 || !ancestors::enabled(kind) {
+        return out;
+    }
+    let mut at = process.parent.as_deref();
+    while let Some(p) = at
+        && p.pid > 1
+        && out.len() < ancestors::MAX
+    {
+        at = p.parent.as_deref();
+        if let Some(a) = at {
+            out.push(ProcessOut::kept(a, clock));
+        }
+    }
+    out
+}
+
 /// The event types this agent writes: each event's top-level key ([`Event::kind`]).
 pub const KINDS: [&str; 10] = [
     "process_exec",
@@ -40,10 +163,14 @@ pub struct Event<'a> {
 impl Serialize for Event<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap as _;
-        let mut m = s.serialize_map(Some(3))?;
+        let cluster = CLUSTER_NAME.get().filter(|c| !c.is_empty());
+        let mut m = s.serialize_map(Some(3 + usize::from(cluster.is_some())))?;
         m.serialize_entry(self.kind(), &self.body)?;
         m.serialize_entry("node_name", self.node_name)?;
         m.serialize_entry("time", &self.time)?;
+        if let Some(c) = cluster {
+            m.serialize_entry("cluster_name", c)?;
+        }
         m.end()
     }
 }
@@ -60,6 +187,8 @@ pub enum Body<'a> {
             serialize_with = "cached_parent"
         )]
         parent: Option<ProcessOut<'a>>,
+        #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "cached_list")]
+        ancestors: Vec<ProcessOut<'a>>,
     },
     ProcessExit {
         #[serde(serialize_with = "cached_process")]
@@ -69,6 +198,8 @@ pub enum Body<'a> {
             serialize_with = "cached_parent"
         )]
         parent: Option<ProcessOut<'a>>,
+        #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "cached_list")]
+        ancestors: Vec<ProcessOut<'a>>,
         #[serde(skip_serializing_if = "str::is_empty")]
         signal: &'static str,
         #[serde(skip_serializing_if = "is_zero")]
@@ -84,8 +215,11 @@ pub enum Body<'a> {
             serialize_with = "cached_parent"
         )]
         parent: Option<ProcessOut<'a>>,
+        #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "cached_list")]
+        ancestors: Vec<ProcessOut<'a>>,
         subsys: &'a str,
         event: &'a str,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
         args: Vec<Arg<'a>>,
         policy_name: &'a str,
         action: &'static str,
@@ -97,11 +231,11 @@ pub enum Body<'a> {
         /// been done, and was not (not in Tetragon).
         /// Kernel and user stack traces (`kernelStackTrace`, `userStackTrace`); on a
         /// `process_tracepoint` an extension: Tetragon's has them on `process_kprobe` only.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(skip_serializing_if = "omit_empty")]
         kernel_stack_trace: Vec<StackEntry>,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(skip_serializing_if = "omit_empty")]
         user_stack_trace: Vec<StackEntry>,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "omit_none")]
         policy_mode: Option<&'static str>,
     },
     /// A kprobe policy's hit (run on a tracepoint where `hook` says so).
@@ -113,7 +247,10 @@ pub enum Body<'a> {
             serialize_with = "cached_parent"
         )]
         parent: Option<ProcessOut<'a>>,
+        #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "cached_list")]
+        ancestors: Vec<ProcessOut<'a>>,
         function_name: &'a str,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
         args: Vec<Arg<'a>>,
         /// A return probe's return value.
         #[serde(rename = "return", skip_serializing_if = "Option::is_none")]
@@ -130,7 +267,7 @@ pub enum Body<'a> {
         /// The user stack trace (`userStackTrace`).
         #[serde(skip_serializing_if = "Vec::is_empty")]
         user_stack_trace: Vec<StackEntry>,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "omit_none")]
         policy_mode: Option<&'static str>,
     },
     /// A uprobe policy's hit: a function of a binary was called.
@@ -142,6 +279,8 @@ pub enum Body<'a> {
             serialize_with = "cached_parent"
         )]
         parent: Option<ProcessOut<'a>>,
+        #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "cached_list")]
+        ancestors: Vec<ProcessOut<'a>>,
         /// The binary, as the policy names it.
         path: &'a str,
         /// The function, where the policy names one ...
@@ -155,17 +294,18 @@ pub enum Body<'a> {
         policy_name: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         message: Option<&'a str>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
         args: Vec<Arg<'a>>,
         #[serde(skip_serializing_if = "<[String]>::is_empty")]
         tags: &'a [String],
         action: &'static str,
         /// Kernel and user stack traces (`kernelStackTrace`, `userStackTrace`); on a
         /// `process_uprobe` an extension: Tetragon's has them on `process_kprobe` only.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(skip_serializing_if = "omit_empty")]
         kernel_stack_trace: Vec<StackEntry>,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(skip_serializing_if = "omit_empty")]
         user_stack_trace: Vec<StackEntry>,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "omit_none")]
         policy_mode: Option<&'static str>,
     },
     /// An LSM hook policy's hit (`spec.lsmhooks`).
@@ -177,21 +317,24 @@ pub enum Body<'a> {
             serialize_with = "cached_parent"
         )]
         parent: Option<ProcessOut<'a>>,
+        #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "cached_list")]
+        ancestors: Vec<ProcessOut<'a>>,
         function_name: &'a str,
         policy_name: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         message: Option<&'a str>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
         args: Vec<Arg<'a>>,
         action: &'static str,
         #[serde(skip_serializing_if = "<[String]>::is_empty")]
         tags: &'a [String],
         /// Kernel and user stack traces (`kernelStackTrace`, `userStackTrace`); on a
         /// `process_lsm` an extension: Tetragon's has them on `process_kprobe` only.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(skip_serializing_if = "omit_empty")]
         kernel_stack_trace: Vec<StackEntry>,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(skip_serializing_if = "omit_empty")]
         user_stack_trace: Vec<StackEntry>,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "omit_none")]
         policy_mode: Option<&'static str>,
     },
     /// A USDT policy's hit: a binary's probe point was passed.
@@ -203,23 +346,26 @@ pub enum Body<'a> {
             serialize_with = "cached_parent"
         )]
         parent: Option<ProcessOut<'a>>,
+        #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "cached_list")]
+        ancestors: Vec<ProcessOut<'a>>,
         path: &'a str,
         provider: &'a str,
         name: &'a str,
         policy_name: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         message: Option<&'a str>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
         args: Vec<Arg<'a>>,
         #[serde(skip_serializing_if = "<[String]>::is_empty")]
         tags: &'a [String],
         action: &'static str,
         /// Kernel and user stack traces (`kernelStackTrace`, `userStackTrace`); on a
         /// `process_usdt` an extension: Tetragon's has them on `process_kprobe` only.
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(skip_serializing_if = "omit_empty")]
         kernel_stack_trace: Vec<StackEntry>,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(skip_serializing_if = "omit_empty")]
         user_stack_trace: Vec<StackEntry>,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "omit_none")]
         policy_mode: Option<&'static str>,
     },
     /// An executable mapping of a file (a binary, ld.so, a shared library) by a process,
@@ -236,7 +382,10 @@ pub enum Body<'a> {
             serialize_with = "cached_parent"
         )]
         parent: Option<ProcessOut<'a>>,
+        #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "cached_list")]
+        ancestors: Vec<ProcessOut<'a>>,
         /// Not in Tetragon's `ProcessLoader`: the policy, as the other policy events have.
+        #[serde(skip_serializing_if = "omit_strict")]
         policy_name: &'a str,
     },
     /// Events lost since the last report of the same place: records the kernel could
@@ -267,6 +416,7 @@ pub enum Body<'a> {
         number_of_dropped_process_events: String,
         /// The start of the period (the previous report, or the agent's start); not in
         /// Tetragon.
+        #[serde(skip_serializing_if = "omit_strict")]
         since: String,
     },
 }
@@ -279,40 +429,60 @@ impl<'a> Event<'a> {
     /// The process objects of the event (`process`, `parent`), for the pod enrichment
     /// stage (`pods`).
     pub fn processes_mut(&mut self) -> impl Iterator<Item = &mut ProcessOut<'a>> {
-        let (process, parent) = match &mut self.body {
-            Body::ProcessExec { process, parent }
+        let (process, parent, ancestors) = match &mut self.body {
+            Body::ProcessExec {
+                process,
+                parent,
+                ancestors,
+            }
             | Body::ProcessExit {
-                process, parent, ..
+                process,
+                parent,
+                ancestors,
+                ..
             }
             | Body::ProcessTracepoint {
-                process, parent, ..
+                process,
+                parent,
+                ancestors,
+                ..
             }
             | Body::ProcessKprobe {
-                process, parent, ..
+                process,
+                parent,
+                ancestors,
+                ..
             }
             | Body::ProcessUprobe {
-                process, parent, ..
+                process,
+                parent,
+                ancestors,
+                ..
             }
             | Body::ProcessUsdt {
-                process, parent, ..
+                process,
+                parent,
+                ancestors,
+                ..
             }
             | Body::ProcessLsm {
-                process, parent, ..
+                process,
+                parent,
+                ancestors,
+                ..
             }
             | Body::ProcessLoader {
-                process, parent, ..
-            } => (Some(process), parent.as_mut()),
-            Body::EventLoss { .. } | Body::RateLimitInfo { .. } => (None, None),
+                process,
+                parent,
+                ancestors,
+                ..
+            } => (Some(process), parent.as_mut(), ancestors.as_mut_slice()),
+            Body::EventLoss { .. } | Body::RateLimitInfo { .. } => (None, None, &mut [][..]),
         };
-        process.into_iter().chain(parent)
-    }
-}
-
-/// A timestamp, or `""` where there is none (as Tetragon writes an unknown start).
-fn time_or_empty<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => t.serialize(s),
-        None => s.serialize_str(""),
+        process
+            .into_iter()
+            .chain(parent)
+            .chain(ancestors.iter_mut())
     }
 }
 
@@ -330,16 +500,17 @@ pub struct ProcessOut<'a> {
     pub arguments: &'a str,
     #[serde(skip_serializing_if = "flags::Words::is_empty")]
     pub flags: flags::Words,
-    /// Empty when the process's start was not seen.
-    #[serde(serialize_with = "time_or_empty")]
+    /// Left out when the process's start was not seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Timestamp>,
     pub auid: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_exec_id: Option<&'a str>,
     pub tid: u32,
     pub process_credentials: CredsOut,
-    /// cgroup v2 id (the key pods are found by); a 64-bit counter, so a string.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// cgroup v2 id (the key pods are found by); a 64-bit counter, so a string. Not in
+    /// Tetragon.
+    #[serde(skip_serializing_if = "omit_none")]
     pub cgroup_id: Option<Decimal>,
     /// The same, for the enrichment stage.
     #[serde(skip)]
@@ -351,14 +522,21 @@ pub struct ProcessOut<'a> {
     /// enrichment stage (`pods`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub docker: Option<String>,
+    /// `{"name": ...}`: the user's name in the host's user database (`process::users`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserOut<'a>>,
+    /// In the tree of its pid namespace's init ([`flags::IN_INIT_TREE`]); a wrapper in
+    /// the proto, written when false too, as Tetragon writes it.
+    pub in_init_tree: bool,
     /// The pod, set by the pod enrichment stage where there is a cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pod: Option<std::sync::Arc<crate::pods::pod::PodOut>>,
     /// Where there is a cluster: the process runs in no container (not in Tetragon).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "omit_false")]
     pub host: bool,
-    /// For a `#!` script, its absolute path (`binary` is the interpreter).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// For a `#!` script, its absolute path (`binary` is the interpreter); not in
+    /// Tetragon.
+    #[serde(skip_serializing_if = "omit_none")]
     pub script: Option<&'a str>,
     /// The pod enrichment it was given, as a key (`pods`): 0 for none. The process's
     /// JSON kept from an earlier event serves only the same enrichment.
@@ -399,6 +577,10 @@ fn cached_parent<S: serde::Serializer>(
     }
 }
 
+fn cached_list<S: serde::Serializer>(list: &[ProcessOut<'_>], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(list.iter().map(Cached))
+}
+
 /// A process object written through its cache.
 struct Cached<'p, 'a>(&'p ProcessOut<'a>);
 
@@ -406,6 +588,12 @@ impl Serialize for Cached<'_, '_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.0.write(s)
     }
+}
+
+/// Tetragon's `UserRecord`.
+#[derive(Debug, Serialize)]
+pub struct UserOut<'a> {
+    pub name: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -441,6 +629,8 @@ impl<'a> ProcessOut<'a> {
             cgroup: p.cgroup_id,
             ns_pid: p.ns_pid,
             docker: None,
+            user: p.user.as_deref().map(|name| UserOut { name }),
+            in_init_tree: p.flags & flags::IN_INIT_TREE != 0,
             pod: None,
             host: false,
             script: p.script.as_deref(),
@@ -486,6 +676,7 @@ pub fn lifecycle<'a>(l: &'a Lifecycle, node: &'a str, clock: &Clock) -> Event<'a
                     .parent
                     .as_deref()
                     .map(|p| ProcessOut::kept(p, clock)),
+                ancestors: ancestors_of(process, "base", clock),
             },
             node_name: node,
             time: clock.timestamp(process.ktime_ns, false),
@@ -504,6 +695,7 @@ pub fn lifecycle<'a>(l: &'a Lifecycle, node: &'a str, clock: &Clock) -> Event<'a
                         .parent
                         .as_deref()
                         .map(|p| ProcessOut::kept(p, clock)),
+                    ancestors: ancestors_of(process, "base", clock),
                     signal,
                     status,
                     time,
@@ -617,12 +809,85 @@ impl Serialize for Arg<'_> {
                     orig_size: Decimal(i128::from(*n)),
                 },
             )?,
-            ArgOut::Object { key, value } => m.serialize_entry(key, value)?,
+            ArgOut::Object { key, value } => m.serialize_entry(
+                key,
+                &Message {
+                    value,
+                    wrappers: wrapper_fields(key),
+                },
+            )?,
         }
         if let Some(label) = self.label {
             m.serialize_entry("label", label)?;
         }
         m.end()
+    }
+}
+
+/// The fields of an argument's message (by its key) that are wrappers
+/// (`google.protobuf.UInt32Value` and such): protojson writes them whenever they are set,
+/// zero too.
+fn wrapper_fields(key: &str) -> &'static [&'static str] {
+    match key {
+        "process_credentials_arg" => &[
+            "uid", "gid", "euid", "egid", "suid", "sgid", "fsuid", "fsgid",
+        ],
+        "capability_arg" => &["value"],
+        "user_namespace_arg" => &["level", "owner", "group"],
+        "user_ns_arg" | "user_ns" => &["level", "uid", "gid"],
+        "module_arg" => &["signature_ok"],
+        _ => &[],
+    }
+}
+
+/// An object argument as protojson writes a message: fields at their zero value (0,
+/// `""`, false, an empty list) left out, but for its wrapper fields.
+struct Message<'v> {
+    value: &'v serde_json::Value,
+    wrappers: &'static [&'static str],
+}
+
+impl Serialize for Message<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap as _, SerializeSeq as _};
+        use serde_json::Value;
+        let zero = |v: &Value| match v {
+            Value::Null => true,
+            Value::Bool(b) => !b,
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::String(t) => t.is_empty() || t == "0",
+            Value::Array(a) => a.is_empty(),
+            Value::Object(_) => false,
+        };
+        match self.value {
+            Value::Object(fields) => {
+                let mut m = s.serialize_map(None)?;
+                for (k, v) in fields {
+                    if zero(v) && !self.wrappers.contains(&k.as_str()) {
+                        continue;
+                    }
+                    m.serialize_entry(
+                        k,
+                        &Message {
+                            value: v,
+                            wrappers: wrapper_fields(k),
+                        },
+                    )?;
+                }
+                m.end()
+            }
+            Value::Array(items) => {
+                let mut seq = s.serialize_seq(Some(items.len()))?;
+                for v in items {
+                    seq.serialize_element(&Message {
+                        value: v,
+                        wrappers: &[],
+                    })?;
+                }
+                seq.end()
+            }
+            v => v.serialize(s),
+        }
     }
 }
 
@@ -692,6 +957,10 @@ pub fn tracepoint_args<'a>(
                 Meta::Uint => ArgOut::Uint(v.int as u32),
                 Meta::Long => ArgOut::Long(v.int as i64),
                 Meta::Size => ArgOut::Size(v.int),
+                Meta::SyscallId => ArgOut::Object {
+                    key: "syscall_id",
+                    value: syscall_id(v.int),
+                },
                 Meta::String => ArgOut::String(text()),
                 Meta::Sock => ArgOut::Object {
                     key: "sock_arg",
@@ -714,7 +983,7 @@ pub fn tracepoint_args<'a>(
                     path: text(),
                 },
                 Meta::Cred => ArgOut::Object {
-                    key: "cred_arg",
+                    key: "process_credentials_arg",
                     value: cred_arg(v),
                 },
                 Meta::Sockaddr => ArgOut::Object {
@@ -748,8 +1017,29 @@ pub fn tracepoint_args<'a>(
         .collect()
 }
 
-/// A `cred` argument as Tetragon's `cred_arg`: the ids, `securebits` and the capability
-/// sets by name.
+/// A capability as a value of Tetragon's `CapabilitiesType` enum: its name, but for
+/// `CAP_DAC_OVERRIDE`, which the enum calls `DAC_OVERRIDE` (and Tetragon writes so).
+fn proto_capability(bit: usize, name: &'static str) -> &'static str {
+    if bit == 1 { "DAC_OVERRIDE" } else { name }
+}
+
+/// A syscall number as Tetragon's `syscall_id`: the number, and the ABI, the 32-bit one
+/// where bit 31 is set (`__ia32_` syscalls in lists; `i386` on x86_64).
+fn syscall_id(v: u64) -> serde_json::Value {
+    use crate::policy::validate::COMPAT_SYSCALL_BIT;
+    let compat = v & u64::from(COMPAT_SYSCALL_BIT) != 0;
+    let abi = match (std::env::consts::ARCH, compat) {
+        ("x86_64", false) => "x64",
+        ("x86_64", true) => "i386",
+        ("aarch64", false) => "arm64",
+        ("aarch64", true) => "arm32",
+        _ => "unknown",
+    };
+    serde_json::json!({ "id": v & !u64::from(COMPAT_SYSCALL_BIT), "abi": abi })
+}
+
+/// A `cred` argument as Tetragon's `process_credentials_arg` (`ProcessCredentials`): the
+/// ids, `securebits` and the capability sets by name.
 fn cred_arg(v: &tracer_common::policy::ArgValue) -> serde_json::Value {
     use crate::policy::validate::names::CAPABILITIES;
     let c = crate::decode::cred_value(v);
@@ -758,7 +1048,7 @@ fn cred_arg(v: &tracer_common::policy::ArgValue) -> serde_json::Value {
             .iter()
             .enumerate()
             .filter(|(bit, _)| set & (1u64 << bit) != 0)
-            .map(|(_, name)| *name)
+            .map(|(bit, name)| proto_capability(bit, name))
             .collect()
     };
     // include/uapi/linux/securebits.h, by bit, as Tetragon names them.
@@ -897,6 +1187,7 @@ pub fn tracepoint<'a>(
             body: Body::ProcessLsm {
                 process: ProcessOut::kept(process, clock),
                 parent: parent(),
+                ancestors: ancestors_of(process, "lsm", clock),
                 function_name: h,
                 policy_name: &policy.name,
                 message: hook.message.as_deref(),
@@ -919,6 +1210,7 @@ pub fn tracepoint<'a>(
             body: Body::ProcessUsdt {
                 process: ProcessOut::kept(process, clock),
                 parent: parent(),
+                ancestors: ancestors_of(process, "usdt", clock),
                 path: &u.path,
                 provider: &u.provider,
                 name: &u.name,
@@ -944,6 +1236,7 @@ pub fn tracepoint<'a>(
             body: Body::ProcessUprobe {
                 process: ProcessOut::kept(process, clock),
                 parent: parent(),
+                ancestors: ancestors_of(process, "uprobe", clock),
                 path: &u.path,
                 symbol,
                 offset,
@@ -974,6 +1267,7 @@ pub fn tracepoint<'a>(
             body: Body::ProcessKprobe {
                 process: ProcessOut::kept(process, clock),
                 parent: parent(),
+                ancestors: ancestors_of(process, "kprobe", clock),
                 function_name,
                 args,
                 ret,
@@ -993,6 +1287,7 @@ pub fn tracepoint<'a>(
         body: Body::ProcessTracepoint {
             process: ProcessOut::kept(process, clock),
             parent: parent(),
+            ancestors: ancestors_of(process, "tracepoint", clock),
             subsys: &hook.subsystem,
             event: &hook.event,
             args: tracepoint_args(ev, &hook.args),
@@ -1028,6 +1323,7 @@ pub fn loader<'a>(
                 .parent
                 .as_deref()
                 .map(|p| ProcessOut::kept(p, clock)),
+            ancestors: ancestors_of(process, "loader", clock),
             policy_name,
         },
         node_name: node,
@@ -1157,6 +1453,47 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+
+    #[test]
+    fn object_arguments_are_written_as_protojson_writes_messages() {
+        let arg = |key: &'static str, value: Value| {
+            serde_json::to_value(Arg {
+                value: ArgOut::Object { key, value },
+                label: None,
+            })
+            .unwrap()
+        };
+        // Zero scalars, empty strings and lists left out; nested messages kept.
+        assert_eq!(
+            arg(
+                "sock_arg",
+                json!({"family": "AF_INET", "sport": 0, "dport": 80, "cookie": "0", "state": ""})
+            ),
+            json!({"sock_arg": {"family": "AF_INET", "dport": 80}})
+        );
+        // Wrapper fields (`UInt32Value`) are written at zero too: root's uid is 0.
+        assert_eq!(
+            arg(
+                "process_credentials_arg",
+                json!({"uid": 0, "gid": 0, "securebits": [], "caps": {"permitted": [], "effective": ["CAP_CHOWN"]}})
+            ),
+            json!({"process_credentials_arg": {"uid": 0, "gid": 0, "caps": {"effective": ["CAP_CHOWN"]}}})
+        );
+        assert_eq!(
+            arg("capability_arg", json!({"value": 0, "name": "CAP_CHOWN"})),
+            json!({"capability_arg": {"value": 0, "name": "CAP_CHOWN"}})
+        );
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn syscall_ids_name_their_abi() {
+        assert_eq!(syscall_id(32), json!({"id": 32, "abi": "x64"}));
+        assert_eq!(
+            syscall_id(41 | u64::from(crate::policy::validate::COMPAT_SYSCALL_BIT)),
+            json!({"id": 41, "abi": "i386"})
+        );
+    }
     use crate::process::{Creds, exec_id};
 
     #[test]
@@ -1209,6 +1546,7 @@ mod tests {
             cgroup_id: 1234,
             ns_pid: 0,
             ppid: parent.as_ref().map_or(0, |p| p.pid),
+            user: None,
             parent,
             json: Default::default(),
         })
@@ -1233,12 +1571,13 @@ mod tests {
                         "binary": "/usr/bin/curl",
                         "arguments": "-s \"a b\"",
                         "flags": "execve rootcwd",
-                        "start_time": "2023-10-06T22:03:57.000000000Z",
+                        "start_time": "2023-10-06T22:03:57Z",
                         "auid": 4294967295u32,
                         "parent_exec_id": exec_id("node1", 5_000_000_000, 10),
                         "tid": 11,
                         "process_credentials": {"uid": 0, "gid": 0, "euid": 0, "egid": 0},
-                        "cgroup_id": "1234"
+                        "cgroup_id": "1234",
+                        "in_init_tree": false
                     },
                     "parent": {
                         "exec_id": exec_id("node1", 5_000_000_000, 10),
@@ -1248,15 +1587,16 @@ mod tests {
                         "binary": "/usr/bin/curl",
                         "arguments": "-s \"a b\"",
                         "flags": "execve rootcwd",
-                        "start_time": "2023-10-06T22:03:57.000000000Z",
+                        "start_time": "2023-10-06T22:03:57Z",
                         "auid": 4294967295u32,
                         "tid": 10,
                         "process_credentials": {"uid": 0, "gid": 0, "euid": 0, "egid": 0},
-                        "cgroup_id": "1234"
+                        "cgroup_id": "1234",
+                        "in_init_tree": false
                     }
                 },
                 "node_name": "node1",
-                "time": "2023-10-06T22:03:57.000000000Z"
+                "time": "2023-10-06T22:03:57Z"
             })
         );
     }
@@ -1311,6 +1651,7 @@ mod tests {
             body: Body::ProcessKprobe {
                 process: ProcessOut::new(&p, &clock),
                 parent: None,
+                ancestors: Vec::new(),
                 function_name: "kfree_skb_reason",
                 args: Vec::new(),
                 ret: None,
@@ -1362,7 +1703,6 @@ mod tests {
             [
                 "process",
                 "function_name",
-                "args",
                 "action",
                 "kernel_stack_trace",
                 "policy_name",

@@ -234,6 +234,17 @@ struct RunArgs {
     #[arg(long)]
     disable_fentry: bool,
 
+    /// The cluster's name, written as every event's `cluster_name` (as Tetragon's
+    /// `--cluster-name`).
+    #[arg(long, value_name = "NAME")]
+    cluster_name: Option<String>,
+
+    /// Give events of these types the process's `ancestors` (every ancestor beyond the
+    /// parent, nearest first, up to pid 1), as Tetragon's: `base` (exec and exit), and
+    /// with it `kprobe`, `tracepoint`, `uprobe`, `lsm`, `usdt`, `loader`; comma-separated.
+    #[arg(long, value_name = "TYPES", value_parser = tracer::event::ancestors::parse)]
+    enable_ancestors: Option<u8>,
+
     /// Write the addresses of stack trace entries (`kernelStackTrace`, `userStackTrace`
     /// of a policy's `Post`) too; without it an entry has its symbol, offset and module,
     /// and no address, as Tetragon's.
@@ -311,6 +322,14 @@ struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
     export_rate_limit: i64,
 
+    /// Write only what Tetragon's protobuf definition has, so that a strict protobuf JSON
+    /// decoder with Tetragon's `.proto` files accepts every line: the tracer's additions
+    /// (`seq`, `cgroup_id`, `script`, `host`, `policy_mode`, stack traces on events other
+    /// than `process_kprobe`, `process_loader`'s `policy_name`) are left out, and losses
+    /// are said in the log and the metrics, not as `event_loss` lines.
+    #[arg(long)]
+    export_tetragon_strict: bool,
+
     /// Bytes of events a sink holds while its writes fail (a full disk): past it, events
     /// are dropped, counted, and said in the stream (`event_loss`) once writes work again.
     #[arg(long, value_name = "BYTES", default_value_t = tracer::export::json::MAX_PENDING)]
@@ -379,6 +398,7 @@ fn export_settings(args: &RunArgs) -> Result<tracer::export::Settings, String> {
         redact,
         rate_limit,
         buffer_bytes: args.export_buffer_size.max(4096),
+        tetragon_strict: args.export_tetragon_strict,
     })
 }
 
@@ -624,6 +644,11 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     let export_filename = args.export_filename.clone();
+    // What every event carries, fixed for the agent's life.
+    if let Some(c) = args.cluster_name.clone() {
+        tracer::event::set_cluster_name(c);
+    }
+    tracer::event::ancestors::set(args.enable_ancestors.unwrap_or(0));
 
     let rotation = tracer::export::file::Rotation {
         max_bytes: args.export_file_max_size_mb.saturating_mul(1 << 20),

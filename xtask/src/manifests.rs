@@ -50,6 +50,17 @@ pub fn validate() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Python's protobuf with grpcio-tools' protoc (PyPI), for the tests that decode the
+/// JSON lines with Tetragon's proto (`integration::proto`).
+pub fn python_protobuf() -> anyhow::Result<()> {
+    if works(Command::new("python3").args(["-c", "import grpc_tools.protoc, google.protobuf"])) {
+        return Ok(());
+    }
+    println!("xtask: installing grpcio-tools (PyPI) for the protobuf conformance tests");
+    status(Command::new("python3").args(["-m", "pip", "install", "--quiet", "grpcio-tools"]))
+        .context("installing grpcio-tools with pip (python3 -m pip install grpcio-tools)")
+}
+
 fn works(cmd: &mut Command) -> bool {
     cmd.output().is_ok_and(|o| o.status.success())
 }

@@ -46,6 +46,7 @@ pub fn test(lint: bool, filter: Option<&str>) -> anyhow::Result<()> {
     crate::manifests::validate()?;
 
     // Integration tests: the real agent, the real programs, real processes.
+    crate::manifests::python_protobuf()?;
     status(cargo().args(["build", "--package", "tracer", "--bin", "tracer"]))?;
     let bin = workspace_root().join("target/debug/tracer");
     if !nix_is_root() {

@@ -7,7 +7,8 @@
 //! The keys are Tetragon's: `event_set`, `binary_regex`, `parent_binary_regex`,
 //! `arguments_regex`, `parent_arguments_regex`, `namespace`, `namespace_regex`,
 //! `pod_regex`, `labels`, `policy_names`, `pid`, `container_id`, `container_name_regex`,
-//! `health_check`. The agent's own `event_loss` and `rate_limit_info` events are never
+//! `in_init_tree`, `ancestor_binary_regex` (the event's `ancestors`: with
+//! `--enable-ancestors`), `health_check`. The agent's own `event_loss` and `rate_limit_info` events are never
 //! filtered: a gap must always be said.
 
 use std::collections::BTreeMap;
@@ -42,6 +43,10 @@ pub struct Filter {
     pid: Vec<u64>,
     container_id: Vec<Regex>,
     container_name: Vec<Regex>,
+    /// The process's `in_init_tree` (a missing one is false, as Tetragon assumes).
+    in_init_tree: Option<bool>,
+    /// Any of the event's `ancestors` (`--enable-ancestors`) has a matching binary.
+    ancestor_binary: Vec<Regex>,
 }
 
 /// An allowlist and a denylist.
@@ -211,18 +216,18 @@ impl Filter {
                         return Err("`health_check` is true or false".into());
                     }
                 }
-                "pid_set"
-                | "capabilities"
-                | "cel_expression"
-                | "in_init_tree"
-                | "ancestor_binary_regex" => {
+                "in_init_tree" => {
+                    f.in_init_tree = Some(v.as_bool().ok_or("`in_init_tree` is true or false")?)
+                }
+                "ancestor_binary_regex" => f.ancestor_binary = regexes(key, v)?,
+                "pid_set" | "capabilities" | "cel_expression" => {
                     return Err(format!(
                         "`{key}` is a Tetragon filter the tracer does not support; filter on the other keys"
                     ));
                 }
                 other => {
                     return Err(format!(
-                        "`{other}` is not a filter key; the keys are event_set, binary_regex, parent_binary_regex, arguments_regex, parent_arguments_regex, namespace, namespace_regex, pod_regex, labels, policy_names, pid, container_id, container_name_regex, health_check"
+                        "`{other}` is not a filter key; the keys are event_set, binary_regex, parent_binary_regex, arguments_regex, parent_arguments_regex, namespace, namespace_regex, pod_regex, labels, policy_names, pid, container_id, container_name_regex, in_init_tree, ancestor_binary_regex, health_check"
                     ));
                 }
             }
@@ -265,6 +270,16 @@ impl Filter {
                 || process["docker"].as_str().is_some_and(|id| self.container_id.iter().any(|r| r.is_match(id))))
             && (self.container_name.is_empty()
                 || (pod.is_object() && any(&self.container_name, &pod["container"]["name"])))
+            && self
+                .in_init_tree
+                .is_none_or(|want| process["in_init_tree"].as_bool().unwrap_or(false) == want)
+            && (self.ancestor_binary.is_empty()
+                || body["ancestors"].as_array().is_some_and(|a| {
+                    a.iter().any(|p| {
+                        let b = p["binary"].as_str().unwrap_or("");
+                        self.ancestor_binary.iter().any(|r| r.is_match(b))
+                    })
+                }))
     }
 }
 
@@ -451,6 +466,33 @@ mod tests {
         assert_eq!(
             verdict(r#"{"labels": ["!app"]}"#, "", &host),
             Verdict::NotAllowed
+        );
+        // The init tree and the ancestors.
+        let in_tree = json!({"process_exec": {
+            "process": {"binary": "/x", "in_init_tree": true},
+            "ancestors": [{"binary": "/usr/bin/containerd-shim"}, {"binary": "/sbin/init"}]
+        }});
+        assert_eq!(
+            verdict(r#"{"in_init_tree": true}"#, "", &in_tree),
+            Verdict::Export
+        );
+        assert_eq!(
+            verdict(r#"{"in_init_tree": false}"#, "", &in_tree),
+            Verdict::NotAllowed
+        );
+        assert_eq!(
+            verdict(r#"{"in_init_tree": false}"#, "", &host),
+            Verdict::Export,
+            "missing: false"
+        );
+        assert_eq!(
+            verdict(r#"{"ancestor_binary_regex": ["shim$"]}"#, "", &in_tree),
+            Verdict::Export
+        );
+        assert_eq!(
+            verdict(r#"{"ancestor_binary_regex": ["shim$"]}"#, "", &host),
+            Verdict::NotAllowed,
+            "no ancestors"
         );
         let kprobe = json!({"process_kprobe": {"process": {"binary": "/x"}, "policy_name": "p"}});
         assert_eq!(

@@ -46,6 +46,9 @@ pub struct Settings {
     pub rate_limit: Option<u64>,
     /// Bytes of lines a sink holds while its writes fail (`--export-buffer-size`).
     pub buffer_bytes: usize,
+    /// `--export-tetragon-strict`: only what Tetragon's protobuf definition has; no
+    /// `seq`, no `event_loss` lines (their counts stay in the log and the metrics).
+    pub tetragon_strict: bool,
 }
 
 impl Default for Settings {
@@ -56,17 +59,19 @@ impl Default for Settings {
             redact: Default::default(),
             rate_limit: None,
             buffer_bytes: json::MAX_PENDING,
+            tetragon_strict: false,
         }
     }
 }
 
-/// An event with its sequence number, as one JSON object.
+/// An event with its sequence number, as one JSON object (without it in strict mode).
 #[derive(serde::Serialize)]
 struct Numbered<'a, T: serde::Serialize> {
     #[serde(flatten)]
     event: &'a T,
     /// A 64-bit counter, so a string.
-    seq: crate::event::Decimal,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<crate::event::Decimal>,
 }
 
 /// A token bucket of `per_minute` tokens, refilled continuously.
@@ -136,6 +141,8 @@ impl Export {
         node: String,
         metrics: Arc<Metrics>,
     ) -> Self {
+        // The events' own fields follow the mode too (`event::TETRAGON_STRICT`).
+        crate::event::set_tetragon_strict(settings.tetragon_strict);
         let rate = settings.rate_limit.map(|per_minute| RateLimit {
             per_minute,
             tokens: per_minute as f64,
@@ -197,7 +204,7 @@ impl Export {
         self.seq += 1;
         let line = Numbered {
             event: ev,
-            seq: crate::event::Decimal(self.seq.into()),
+            seq: (!self.settings.tetragon_strict).then(|| crate::event::Decimal(self.seq.into())),
         };
         self.send_json(&line, kind);
     }
@@ -223,7 +230,9 @@ impl Export {
         self.settings.redact.apply(&mut v);
         self.settings.fields.apply(&mut v);
         self.seq += 1;
-        if let Some(obj) = v.as_object_mut() {
+        if let Some(obj) = v.as_object_mut()
+            && !self.settings.tetragon_strict
+        {
             obj.insert("seq".into(), Value::String(self.seq.to_string()));
         }
         self.send_json(&v, kind);
@@ -241,13 +250,18 @@ impl Export {
         admitted
     }
 
-    /// The agent's own event: numbered and sent, never filtered.
+    /// The agent's own event: numbered and sent, never filtered. In strict mode an
+    /// `event_loss` is not written (Tetragon has no such event): the log has said it, and
+    /// the metrics count it.
     fn agents(&mut self, ev: &Event<'_>) {
+        if self.settings.tetragon_strict && matches!(ev.body, Body::EventLoss { .. }) {
+            return;
+        }
         self.metrics.event(ev.kind(), None);
         self.seq += 1;
         let line = Numbered {
             event: ev,
-            seq: crate::event::Decimal(self.seq.into()),
+            seq: (!self.settings.tetragon_strict).then(|| crate::event::Decimal(self.seq.into())),
         };
         self.send_json(&line, ev.kind());
         if let Some(o) = &self.otlp {

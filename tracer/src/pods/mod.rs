@@ -322,7 +322,11 @@ fn patch(event: &mut serde_json::Value, found: &[(u64, Option<Arc<PodOut>>)]) {
         };
         match pod {
             Some(pod) => p["pod"] = serde_json::to_value(&**pod).unwrap_or_default(),
-            None => p["pod_unknown"] = serde_json::Value::Bool(true),
+            // Not in Tetragon: left out in strict mode.
+            None if !crate::event::tetragon_strict() => {
+                p["pod_unknown"] = serde_json::Value::Bool(true)
+            }
+            None => {}
         }
     }
 }

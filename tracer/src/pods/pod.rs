@@ -15,20 +15,27 @@ use serde::Serialize;
 use super::{cgroup::Container, watcher::Stores};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Empty strings are left out, as protojson leaves out a field at its zero value.
 pub struct PodOut {
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub namespace: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub uid: String,
     pub container: ContainerOut,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub pod_labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub workload: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub workload_kind: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerOut {
     /// `containerd://<id>`, as the pod's status names it.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub id: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
@@ -56,8 +63,10 @@ impl PodOut {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImageOut {
     /// The image's digest reference (`imageID`).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub id: String,
     /// The image as the pod names it (`repo:tag`).
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
 }
 

@@ -178,6 +178,9 @@ pub enum ArgType {
     IovIter,
     /// A capability number (`cap_capable`'s `cap`).
     Capability,
+    /// A syscall number (`syscall64`), its 32-bit ABI marked by bit 31 as Tetragon
+    /// marks it: written as `syscall_id` (`{id, abi}`).
+    Syscall64,
     /// A struct whose fields are read one by one (`compile/structs.rs`).
     Struct(super::compile::structs::StructType),
 }
@@ -212,6 +215,7 @@ impl ArgType {
             ArgType::Dentry => "dentry",
             ArgType::IovIter => "iov_iter",
             ArgType::Capability => "capability",
+            ArgType::Syscall64 => "syscall64",
             ArgType::Struct(t) => t.name(),
         }
     }

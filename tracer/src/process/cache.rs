@@ -160,6 +160,17 @@ impl ProcessCache {
         if e.cwd == "/" && e.flags & EXEC_ERR_CWD == 0 {
             f |= flags::ROOT_CWD;
         }
+        // Kept from the image it replaces (or the parent's, that one unseen).
+        let before = self
+            .live
+            .peek(&pid)
+            .filter(|cur| cur.ppid == e.ppid)
+            .map(|cur| cur.flags)
+            .or_else(|| parent.as_ref().map(|p| p.flags))
+            .unwrap_or(0);
+        if super::container_init(pid, e.ns_pid) || before & flags::IN_INIT_TREE != 0 {
+            f |= flags::IN_INIT_TREE;
+        }
         let script = e.is_script().then(|| absolute(&e.filename, &e.cwd));
         let process = Arc::new(Process {
             exec_id: exec_id(&self.node, e.header.ktime_ns, pid),
@@ -183,6 +194,7 @@ impl ProcessCache {
             cgroup_id: e.header.cgroup_id,
             ns_pid: e.ns_pid,
             ppid: e.ppid,
+            user: super::user_name(pid, e.ns_pid, e.uid),
             parent,
             json: Default::default(),
         });
@@ -198,7 +210,13 @@ impl ProcessCache {
                 exec_id: exec_id(&self.node, f.header.ktime_ns, pid),
                 pid,
                 tid: f.header.tid,
-                flags: flags::CLONE | (p.flags & !(flags::EXECVE | flags::PROCFS | flags::MISS)),
+                flags: flags::CLONE
+                    | (p.flags & !(flags::EXECVE | flags::PROCFS | flags::MISS))
+                    | if super::container_init(pid, f.ns_pid) {
+                        flags::IN_INIT_TREE
+                    } else {
+                        0
+                    },
                 ktime_ns: f.header.ktime_ns,
                 boottime: false,
                 task_start_ns: f.start_ns,
@@ -266,6 +284,7 @@ fn unknown(node: &str, pid: u32, ktime_ns: u64, start_ns: u64, extra: u32) -> Pr
         cgroup_id: 0,
         ns_pid: 0,
         ppid: 0,
+        user: None,
         parent: None,
         json: Default::default(),
     }
@@ -356,6 +375,39 @@ mod tests {
             Some(Lifecycle::Exec { process }) => process,
             other => panic!("expected an exec, got {other:?}"),
         }
+    }
+
+    /// A container's init (pid 1 in its own namespace) and what it starts are in the init
+    /// tree, across forks and execs; a process put in the container from outside (its
+    /// parent on the host: `kubectl exec`) and host processes are not.
+    #[test]
+    fn the_init_tree_is_a_containers_init_and_its_descendants() {
+        let with_ns = |ev: RawEvent, ns: u32| match ev {
+            RawEvent::Exec(mut e) => {
+                e.ns_pid = ns;
+                RawEvent::Exec(e)
+            }
+            RawEvent::Fork(mut f) => {
+                f.ns_pid = ns;
+                RawEvent::Fork(f)
+            }
+            other => other,
+        };
+        let in_tree = |p: &Process| p.flags & flags::IN_INIT_TREE != 0;
+        let mut c = cache(16);
+        let shim = exec_process(c.handle(with_ns(exec(100, 1, 1, &["shim"]), 100)));
+        assert!(!in_tree(&shim), "a host process");
+        c.handle(with_ns(fork(200, 100, 2), 1));
+        assert!(in_tree(c.get(200).unwrap()), "the container's init, forked");
+        let init = exec_process(c.handle(with_ns(exec(200, 100, 3, &["nginx"]), 1)));
+        assert!(in_tree(&init));
+        assert_eq!(flags::words(init.flags), "execve inInitTree");
+        c.handle(with_ns(fork(201, 200, 4), 2));
+        let worker = exec_process(c.handle(with_ns(exec(201, 200, 5, &["worker"]), 2)));
+        assert!(in_tree(&worker), "a descendant of the init");
+        c.handle(with_ns(fork(300, 100, 6), 300));
+        let joined = exec_process(c.handle(with_ns(exec(300, 100, 7, &["sh"]), 3)));
+        assert!(!in_tree(&joined), "kubectl exec: started from the host");
     }
 
     #[test]

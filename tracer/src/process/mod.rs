@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod procfs;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -38,9 +39,14 @@ pub mod flags {
     pub const TRUNC_CWD: u32 = 1 << 9;
     /// The binary's path was cut.
     pub const TRUNC_BINARY: u32 = 1 << 10;
+    /// In the tree of a container's init, as Tetragon defines it: its pid in its own
+    /// (not the host's) pid namespace is 1, or its parent was in the tree when it forked
+    /// (a process that `kubectl exec` or `nsenter` put in a container is not: its parent
+    /// is the runtime, on the host).
+    pub const IN_INIT_TREE: u32 = 1 << 11;
 
     /// Words in the order they are written.
-    pub const WORDS: [(u32, &str); 11] = [
+    pub const WORDS: [(u32, &str); 12] = [
         (EXECVE, "execve"),
         (PROCFS, "procFS"),
         (TRUNC_ARGS, "truncArgs"),
@@ -52,6 +58,7 @@ pub mod flags {
         (ERROR_FILENAME, "errorFilename"),
         (TRUNC_CWD, "truncCwd"),
         (TRUNC_BINARY, "truncBinary"),
+        (IN_INIT_TREE, "inInitTree"),
     ];
 
     /// The space-separated words of `bits`.
@@ -72,7 +79,7 @@ pub mod flags {
 
     impl Words {
         /// Hands the words as one `str` to `f`, written into a buffer on the stack that
-        /// holds all of them (93 bytes).
+        /// holds all of them (104 bytes).
         fn with_str<R>(&self, f: impl FnOnce(&str) -> R) -> R {
             let mut buf = [0u8; 128];
             let mut len = 0;
@@ -146,6 +153,9 @@ pub struct Process {
     pub ns_pid: u32,
     /// The parent's process id, even when the parent itself is not known.
     pub ppid: u32,
+    /// The name of `creds.uid` in the host's user database, for a process in the host's
+    /// pid namespace ([`users`]).
+    pub user: Option<Arc<str>>,
     pub parent: Option<Arc<Process>>,
     /// Its JSON object, kept from the last event that wrote it.
     pub json: JsonCache,
@@ -155,6 +165,18 @@ impl Process {
     pub fn parent_exec_id(&self) -> Option<&str> {
         self.parent.as_deref().map(|p| p.exec_id.as_str())
     }
+}
+
+/// Whether a process whose pid is `pid`, `ns_pid` in its own namespace, is the init of
+/// a container's pid namespace ([`flags::IN_INIT_TREE`]).
+pub fn container_init(pid: u32, ns_pid: u32) -> bool {
+    ns_pid == 1 && pid != 1
+}
+
+/// The user name of a process of `uid` whose pid in its own namespace is `ns_pid`: only
+/// in the host's pid namespace (where the two pids are the same).
+pub fn user_name(pid: u32, ns_pid: u32, uid: u32) -> Option<Arc<str>> {
+    (ns_pid == pid).then(|| users::name_of(uid)).flatten()
 }
 
 /// The process object's JSON as the last event wrote it, and the pod enrichment it was

@@ -172,6 +172,14 @@ pub fn build(node: &str, mut entries: Vec<ProcEntry>) -> Vec<Arc<Process>> {
             Some("/") => f |= flags::ROOT_CWD,
             Some(_) => {}
         }
+        let parent = built.get(&e.ppid).cloned();
+        if super::container_init(e.pid, e.ns_pid)
+            || parent
+                .as_ref()
+                .is_some_and(|p| p.flags & flags::IN_INIT_TREE != 0)
+        {
+            f |= flags::IN_INIT_TREE;
+        }
         let p = Arc::new(Process {
             exec_id: exec_id(node, e.start_ns, e.pid),
             pid: e.pid,
@@ -189,7 +197,8 @@ pub fn build(node: &str, mut entries: Vec<ProcEntry>) -> Vec<Arc<Process>> {
             cgroup_id: e.cgroup_id,
             ns_pid: e.ns_pid,
             ppid: e.ppid,
-            parent: built.get(&e.ppid).cloned(),
+            user: super::user_name(e.pid, e.ns_pid, e.creds.uid),
+            parent,
             json: Default::default(),
         });
         built.insert(e.pid, p.clone());

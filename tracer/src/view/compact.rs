@@ -284,7 +284,8 @@ pub fn arg(v: &Value) -> String {
             Some(len) => format!("{} len {}", sock(value), scalar(len)),
             None => sock(value),
         },
-        "cred_arg" => ["uid", "gid", "euid", "egid"]
+        // `cred_arg`: as earlier versions of the tracer wrote it.
+        "process_credentials_arg" | "cred_arg" => ["uid", "gid", "euid", "egid"]
             .iter()
             .filter_map(|k| Some(format!("{k}={}", scalar(value.get(*k)?))))
             .collect::<Vec<_>>()

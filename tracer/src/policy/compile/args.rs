@@ -141,6 +141,8 @@ pub enum ArgOut {
     Sockaddr,
     /// `capability_arg`: the number and its name.
     Capability,
+    /// `syscall_id`: a syscall's number and ABI.
+    SyscallId,
     /// A struct read field by field, written as its type says.
     Struct(StructType),
 }
@@ -540,8 +542,10 @@ fn resolved_arg(
     let mut derefs = fp.derefs.clone();
     let mut at = fp.at;
     let (kind, size) = match (fp.leaf, a.ty) {
-        (Leaf::Int { size, .. }, ArgType::Int { .. } | ArgType::Auto) => (FIELD_BYTES, size.min(8)),
-        (Leaf::Ptr, ArgType::Int { .. } | ArgType::Auto) => (FIELD_BYTES, 8),
+        (Leaf::Int { size, .. }, ArgType::Int { .. } | ArgType::Syscall64 | ArgType::Auto) => {
+            (FIELD_BYTES, size.min(8))
+        }
+        (Leaf::Ptr, ArgType::Int { .. } | ArgType::Syscall64 | ArgType::Auto) => (FIELD_BYTES, 8),
         (Leaf::Chars { len }, ArgType::String { .. }) => (FIELD_STR, len.min(u32::from(FIELD_MAX))),
         (Leaf::CharPtr, ArgType::String { .. }) => {
             derefs.push(at);
@@ -614,14 +618,18 @@ fn resolved_arg(
                 out,
             )
         }
-        _ => (
+        ty => (
             ArgConfig {
                 offset,
                 size: size as u8,
                 kind: ARG_UINT,
                 ..Default::default()
             },
-            ArgOut::Size,
+            if ty == ArgType::Syscall64 {
+                ArgOut::SyscallId
+            } else {
+                ArgOut::Size
+            },
         ),
     })
 }
@@ -858,6 +866,7 @@ fn arg_kind(ty: ArgType, field: &tracefs::Field, syscall: bool) -> Option<(u8, A
             wide: false,
         } => int(signed, field.size.min(4)),
         ArgType::Int { signed, wide: true } => int(signed, 8),
+        ArgType::Syscall64 => int(false, 8).map(|(kind, _)| (kind, ArgOut::SyscallId)),
         _ => None,
     }
 }

@@ -3377,3 +3377,17 @@ fn generated_ftrace_lists_and_ignored_missing_calls() {
         "kprobe list:ksys: no kernel function matches `^nothing_`"
     );
 }
+
+/// `syscall64` (a syscall's number, `raw_syscalls`' `id`) is written as `syscall_id`.
+#[test]
+fn syscall64_arguments_are_syscall_ids() {
+    let root = tracefs();
+    let h = compile_one(
+        root.path(),
+        "subsystem: raw_syscalls\n    event: sys_enter",
+        "    - index: 4\n      type: syscall64\n",
+        TRACEPOINTS,
+    )
+    .expect("compiles");
+    assert_eq!(h.args[0].out, ArgOut::SyscallId);
+}

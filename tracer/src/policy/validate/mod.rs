@@ -19,6 +19,7 @@ use super::{
     spec,
     suggest::did_you_mean,
 };
+pub use hooks::COMPAT_SYSCALL_BIT;
 pub use names::{API_VERSION, TRACER_API_VERSION};
 
 /// One problem of a document.

@@ -287,7 +287,8 @@ pub(super) fn arg_type(ty: &str) -> Option<crate::policy::spec::ArgType> {
             signed: true,
             wide: true,
         },
-        "uint64" | "ulong" | "size_t" | "syscall64" => T::Int {
+        "syscall64" => T::Syscall64,
+        "uint64" | "ulong" | "size_t" => T::Int {
             signed: false,
             wide: true,
         },
