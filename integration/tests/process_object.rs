@@ -137,3 +137,94 @@ fn a_pid_namespaces_init_tree() {
         .expect("unshare's exec");
     assert_eq!(unshare["process"]["in_init_tree"], false);
 }
+
+/// `--enable-process-cred` and `--enable-process-ns`: root's full credentials and
+/// capabilities, a process in new namespaces (`is_host` only for those it kept), and one
+/// of an unprivileged user (no capabilities after its exec).
+#[test]
+fn credentials_and_namespaces_at_exec() {
+    if !integration::privileged("credentials_and_namespaces_at_exec") {
+        return;
+    }
+    let agent = Agent::start(&["--enable-process-cred", "--enable-process-ns"]);
+    let mark = format!("creds-{}", std::process::id());
+    let run = |cmd: &mut Command| {
+        let st = cmd.status().expect("run");
+        assert!(st.success(), "{cmd:?}");
+    };
+    run(Command::new("/bin/true").arg(format!("{mark}-root")));
+    run(Command::new("unshare").args([
+        "--pid",
+        "--fork",
+        "--net",
+        "--uts",
+        "--ipc",
+        "--mount",
+        "/bin/true",
+        &format!("{mark}-ns"),
+    ]));
+    run(Command::new("setpriv").args([
+        "--reuid",
+        "1234",
+        "--regid",
+        "1234",
+        "--clear-groups",
+        "/bin/true",
+        &format!("{mark}-user"),
+    ]));
+    let events = agent.sync();
+    let own_ns = |name: &str| -> u64 {
+        let link = std::fs::read_link(format!("/proc/self/ns/{name}")).expect("ns link");
+        let link = link.to_string_lossy();
+        link[link.find('[').expect("[") + 1..link.len() - 1]
+            .parse()
+            .expect("inode")
+    };
+
+    let root = &exec_with(&events, &format!("{mark}-root"))["process"];
+    let c = &root["process_credentials"];
+    for f in [
+        "uid", "gid", "euid", "egid", "suid", "sgid", "fsuid", "fsgid",
+    ] {
+        assert_eq!(c[f], 0, "{f}: {root}");
+    }
+    let effective: Vec<&str> = root["cap"]["effective"]
+        .as_array()
+        .expect("root's effective capabilities")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for cap in ["CAP_CHOWN", "DAC_OVERRIDE", "CAP_SYS_ADMIN", "CAP_BPF"] {
+        assert!(effective.contains(&cap), "{cap} in {effective:?}");
+    }
+    assert_eq!(root["cap"]["permitted"], root["cap"]["effective"]);
+    for ns in ["uts", "ipc", "mnt", "pid", "net", "cgroup", "user"] {
+        assert_eq!(root["ns"][ns]["inum"], own_ns(ns), "{ns}: {root}");
+        assert_eq!(root["ns"][ns]["is_host"], true, "{ns}: {root}");
+    }
+
+    let inner = &exec_with(&events, &format!("{mark}-ns"))["process"];
+    for ns in ["uts", "ipc", "mnt", "pid", "net"] {
+        assert!(inner["ns"][ns]["inum"].as_u64().is_some(), "{ns}: {inner}");
+        assert_ne!(inner["ns"][ns]["inum"], own_ns(ns), "{ns}: a new one");
+        assert!(
+            inner["ns"][ns].get("is_host").is_none(),
+            "{ns}: not the host's: {inner}"
+        );
+    }
+    for ns in ["user", "cgroup"] {
+        assert_eq!(inner["ns"][ns]["is_host"], true, "{ns}: kept: {inner}");
+    }
+
+    let user = &exec_with(&events, &format!("{mark}-user"))["process"];
+    let c = &user["process_credentials"];
+    for f in [
+        "uid", "gid", "euid", "egid", "suid", "sgid", "fsuid", "fsgid",
+    ] {
+        assert_eq!(c[f], 1234, "{f}: {user}");
+    }
+    assert!(
+        user["cap"].get("effective").is_none() && user["cap"].get("permitted").is_none(),
+        "an unprivileged exec has no capabilities: {user}"
+    );
+}

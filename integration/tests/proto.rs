@@ -44,6 +44,8 @@ fn run(extra: &[&str]) -> Vec<Value> {
         "base,kprobe,tracepoint,uprobe,lsm,usdt,loader",
         "--cluster-name",
         "proto-test",
+        "--enable-process-cred",
+        "--enable-process-ns",
     ] {
         args.push(flag.to_owned());
     }

@@ -443,7 +443,7 @@ connect_and_sync() {
 }
 # tracefs is left unmounted: the agent mounts it. Without KVM the kernel takes 10-30 s
 # to verify each fentry program, one per function: the load takes minutes.
-/tracer run --node-name vm-node --tracing-policy /tmp/net.yaml --tracing-policy /tmp/types.yaml > /tmp/events 2> /tmp/agent.err &
+/tracer run --node-name vm-node --enable-process-cred --enable-process-ns --enable-ancestors base,kprobe,tracepoint,uprobe,lsm,usdt,loader --tracing-policy /tmp/net.yaml --tracing-policy /tmp/types.yaml > /tmp/events 2> /tmp/agent.err &
 AGENT=$!
 i=0
 while ! grep -q "tracer ready" /tmp/agent.err && kill -0 $AGENT 2>/dev/null; do
@@ -638,6 +638,42 @@ fn lifecycle_on_distribution_kernels() {
             "{name}: no login uid at boot"
         );
         assert_eq!(flags(&echo["process"]), ["execve"], "{name}");
+        // `--enable-process-cred`, `--enable-process-ns`, read at the exec on this kernel's
+        // layouts; `--enable-ancestors`: the init script's shell, above the parent.
+        let p = &echo["process"];
+        for f in ["suid", "sgid", "fsuid", "fsgid"] {
+            assert_eq!(p["process_credentials"][f], 0, "{name}: {f}: {p}");
+        }
+        assert!(
+            p["cap"]["effective"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|c| c == "CAP_SYS_ADMIN")),
+            "{name}: {p}"
+        );
+        for ns in [
+            "uts",
+            "ipc",
+            "mnt",
+            "pid",
+            "pid_for_children",
+            "net",
+            "time",
+            "time_for_children",
+            "cgroup",
+            "user",
+        ] {
+            assert!(
+                p["ns"][ns]["inum"].as_u64().is_some_and(|n| n > 0),
+                "{name}: {ns}: {p}"
+            );
+            assert_eq!(p["ns"][ns]["is_host"], true, "{name}: {ns}: {p}");
+        }
+        assert!(
+            echo["ancestors"]
+                .as_array()
+                .is_some_and(|a| a.last().is_some_and(|init| init["pid"] == 1)),
+            "{name}: {echo}"
+        );
         assert!(
             execs
                 .iter()

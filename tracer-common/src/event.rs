@@ -112,6 +112,20 @@ pub struct ExecEvent {
     pub cwd_len: u32,
     /// The process id as its own pid namespace numbers it (a container's); 0 if unread.
     pub ns_pid: u32,
+    /// The rest of the new image's credentials (`task->cred` at the exec): saved and
+    /// filesystem ids and `securebits` (`u32::MAX` each if unread).
+    pub suid: u32,
+    pub sgid: u32,
+    pub fsuid: u32,
+    pub fsgid: u32,
+    pub securebits: u32,
+    pub _pad: u32,
+    /// Its capability sets: effective, permitted, inheritable (one bit per capability).
+    pub caps: [u64; 3],
+    /// Inode numbers of its namespaces, `policy::NS_*` minus 1 by index (uts, ipc, mnt,
+    /// pid, pid_for_children, net, time, time_for_children, cgroup, user); 0 if unread
+    /// (the time namespaces before Linux 5.6).
+    pub ns: [u32; NS_COUNT],
     /// The path given to exec, as given (may be relative).
     pub filename: [u8; FILENAME_MAX],
     /// Components of the exec'd file's path (symlinks resolved), leaf first.
@@ -161,11 +175,23 @@ mod user {
     unsafe impl aya::Pod for super::ExitEvent {}
 }
 
+/// Namespaces an exec records ([`ExecEvent::ns`]).
+pub const NS_COUNT: usize = 10;
+
 // No implicit padding: the sizes are the sums of the fields.
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 32);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 48);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 48);
 const _: () = assert!(
     core::mem::size_of::<ExecEvent>()
-        == 32 + 8 * 4 + 8 + 4 * 4 + FILENAME_MAX + 2 * PATH_BUF + ARGS_MAX
+        == 32
+            + 8 * 4
+            + 8
+            + 4 * 4
+            + 6 * 4
+            + 3 * 8
+            + NS_COUNT * 4
+            + FILENAME_MAX
+            + 2 * PATH_BUF
+            + ARGS_MAX
 );

@@ -55,6 +55,16 @@ pub struct Exec {
     pub start_ns: u64,
     /// The pid in the process's own pid namespace; 0 if unread.
     pub ns_pid: u32,
+    /// Saved and filesystem ids, `securebits`.
+    pub suid: u32,
+    pub sgid: u32,
+    pub fsuid: u32,
+    pub fsgid: u32,
+    pub securebits: u32,
+    /// Effective, permitted, inheritable capability sets.
+    pub caps: [u64; 3],
+    /// Namespace inodes, by `policy::NS_*` minus 1.
+    pub ns: [u32; tracer_common::event::NS_COUNT],
     /// The path given to exec, as given.
     pub filename: String,
     /// Absolute path of the exec'd file (for a script, its interpreter).
@@ -151,6 +161,13 @@ fn decode_exec(ev: &ExecEvent) -> Result<Exec, DecodeError> {
         flags: ev.flags,
         start_ns: ev.start_ns,
         ns_pid: ev.ns_pid,
+        suid: ev.suid,
+        sgid: ev.sgid,
+        fsuid: ev.fsuid,
+        fsgid: ev.fsgid,
+        securebits: ev.securebits,
+        caps: ev.caps,
+        ns: ev.ns,
         filename: lossy(filename.split(|&b| b == 0).next().unwrap_or_default()),
         binary: path_from_components(field(&ev.binary, ev.binary_len, "binary")?),
         cwd: path_from_components(field(&ev.cwd, ev.cwd_len, "cwd")?),

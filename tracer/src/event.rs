@@ -50,6 +50,38 @@ fn omit_strict<T: ?Sized>(_: &T) -> bool {
     tetragon_strict()
 }
 
+/// `--enable-process-cred` and `--enable-process-ns`, as Tetragon's: what process objects
+/// carry beyond the always-written fields. Set once, at the start.
+pub mod process_fields {
+    use std::sync::{
+        OnceLock,
+        atomic::{AtomicU8, Ordering},
+    };
+
+    /// `process_credentials` in full (saved and filesystem ids, `securebits`) and `cap`.
+    pub const CRED: u8 = 1;
+    /// `ns`.
+    pub const NS: u8 = 2;
+
+    static ENABLED: AtomicU8 = AtomicU8::new(0);
+    static HOST_NS: OnceLock<[u32; tracer_common::event::NS_COUNT]> = OnceLock::new();
+
+    /// Turns on the fields of `bits`; `host_ns` are the host's namespaces (init's), what
+    /// `is_host` compares with.
+    pub fn set(bits: u8, host_ns: [u32; tracer_common::event::NS_COUNT]) {
+        ENABLED.store(bits, Ordering::Relaxed);
+        let _ = HOST_NS.set(host_ns);
+    }
+
+    pub fn enabled(bit: u8) -> bool {
+        ENABLED.load(Ordering::Relaxed) & bit != 0
+    }
+
+    pub(super) fn host_ns() -> [u32; tracer_common::event::NS_COUNT] {
+        HOST_NS.get().copied().unwrap_or_default()
+    }
+}
+
 /// `--cluster-name`: written as every line's `cluster_name`. Set once, at the start.
 static CLUSTER_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
@@ -508,6 +540,12 @@ pub struct ProcessOut<'a> {
     pub parent_exec_id: Option<&'a str>,
     pub tid: u32,
     pub process_credentials: CredsOut,
+    /// `--enable-process-cred`: the capability sets by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cap: Option<CapsOut>,
+    /// `--enable-process-ns`: each namespace's inode, and whether it is the host's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns: Option<NsOut>,
     /// cgroup v2 id (the key pods are found by); a 64-bit counter, so a string. Not in
     /// Tetragon.
     #[serde(skip_serializing_if = "omit_none")]
@@ -596,12 +634,98 @@ pub struct UserOut<'a> {
     pub name: &'a str,
 }
 
+/// `process_credentials`: the four ids always; with `--enable-process-cred` the saved and
+/// filesystem ids and `securebits` too, as Tetragon's (wrappers: written at 0 too).
 #[derive(Debug, Serialize)]
 pub struct CredsOut {
     pub uid: u32,
     pub gid: u32,
     pub euid: u32,
     pub egid: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sgid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fsuid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fsgid: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub securebits: Vec<&'static str>,
+}
+
+/// Tetragon's `Capabilities`: each set by the names of its `CapabilitiesType` enum.
+#[derive(Debug, Serialize)]
+pub struct CapsOut {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub permitted: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub effective: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inheritable: Vec<&'static str>,
+}
+
+/// Tetragon's `Namespaces`: by name, `{"inum": ..., "is_host": ...}`; a namespace the
+/// kernel does not have (time before Linux 5.6) is left out.
+#[derive(Debug)]
+pub struct NsOut([u32; tracer_common::event::NS_COUNT]);
+
+impl Serialize for NsOut {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        #[derive(Serialize)]
+        struct One {
+            inum: u32,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            is_host: bool,
+        }
+        let host = process_fields::host_ns();
+        let mut m = s.serialize_map(None)?;
+        for (i, name) in crate::process::procfs::NS_FILES.iter().enumerate() {
+            if self.0[i] != 0 {
+                m.serialize_entry(
+                    name,
+                    &One {
+                        inum: self.0[i],
+                        is_host: host[i] == self.0[i],
+                    },
+                )?;
+            }
+        }
+        m.end()
+    }
+}
+
+/// The names of the capabilities of `set`, as Tetragon's enum names them.
+fn capability_names(set: u64) -> Vec<&'static str> {
+    use crate::policy::validate::names::CAPABILITIES;
+    CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| set & (1u64 << bit) != 0)
+        .map(|(bit, name)| proto_capability(bit, name))
+        .collect()
+}
+
+/// The names of the `securebits` of `bits`, as Tetragon's `SecureBitsType` names them.
+fn securebit_names(bits: u32) -> Vec<&'static str> {
+    // include/uapi/linux/securebits.h, by bit.
+    const SECUREBITS: [&str; 8] = [
+        "SecBitNoRoot",
+        "SecBitNoRootLocked",
+        "SecBitNoSetUidFixup",
+        "SecBitNoSetUidFixupLocked",
+        "SecBitKeepCaps",
+        "SecBitKeepCapsLocked",
+        "SecBitNoCapAmbientRaise",
+        "SecBitNoCapAmbientRaiseLocked",
+    ];
+    SECUREBITS
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bits & (1 << bit) != 0)
+        .map(|(_, name)| *name)
+        .collect()
 }
 
 impl<'a> ProcessOut<'a> {
@@ -619,12 +743,36 @@ impl<'a> ProcessOut<'a> {
             auid: p.auid,
             parent_exec_id: p.parent_exec_id(),
             tid: p.tid,
-            process_credentials: CredsOut {
-                uid: p.creds.uid,
-                gid: p.creds.gid,
-                euid: p.creds.euid,
-                egid: p.creds.egid,
+            process_credentials: {
+                let c = &p.creds;
+                let full = process_fields::enabled(process_fields::CRED);
+                CredsOut {
+                    uid: c.uid,
+                    gid: c.gid,
+                    euid: c.euid,
+                    egid: c.egid,
+                    suid: full.then_some(c.suid),
+                    sgid: full.then_some(c.sgid),
+                    fsuid: full.then_some(c.fsuid),
+                    fsgid: full.then_some(c.fsgid),
+                    securebits: if full {
+                        securebit_names(c.securebits)
+                    } else {
+                        Vec::new()
+                    },
+                }
             },
+            cap: p
+                .creds
+                .caps
+                .filter(|_| process_fields::enabled(process_fields::CRED))
+                .map(|[effective, permitted, inheritable]| CapsOut {
+                    permitted: capability_names(permitted),
+                    effective: capability_names(effective),
+                    inheritable: capability_names(inheritable),
+                }),
+            ns: (process_fields::enabled(process_fields::NS) && p.ns.iter().any(|&n| n != 0))
+                .then_some(NsOut(p.ns)),
             cgroup_id: (p.cgroup_id != 0).then(|| Decimal(p.cgroup_id.into())),
             cgroup: p.cgroup_id,
             ns_pid: p.ns_pid,
@@ -759,6 +907,8 @@ pub enum ArgOut {
     Long(i64),
     /// `size_arg`, a string.
     Size(u64),
+    /// `syscall_id`: a syscall's number, its 32-bit ABI marked by bit 31.
+    SyscallId(u64),
     /// `string_arg`.
     String(String),
     /// `file_arg`, `path_arg`, `linux_binprm_arg`: `{"path": ...}`.
@@ -793,6 +943,7 @@ impl Serialize for Arg<'_> {
             ArgOut::Uint(v) => m.serialize_entry("uint_arg", v)?,
             ArgOut::Long(v) => m.serialize_entry("long_arg", &Decimal(i128::from(*v)))?,
             ArgOut::Size(v) => m.serialize_entry("size_arg", &Decimal(i128::from(*v)))?,
+            ArgOut::SyscallId(v) => m.serialize_entry("syscall_id", &SyscallId::of(*v))?,
             ArgOut::String(v) => m.serialize_entry("string_arg", v)?,
             ArgOut::Path { key, path } => m.serialize_entry(key, &PathArg { path })?,
             ArgOut::Bytes {
@@ -957,10 +1108,7 @@ pub fn tracepoint_args<'a>(
                 Meta::Uint => ArgOut::Uint(v.int as u32),
                 Meta::Long => ArgOut::Long(v.int as i64),
                 Meta::Size => ArgOut::Size(v.int),
-                Meta::SyscallId => ArgOut::Object {
-                    key: "syscall_id",
-                    value: syscall_id(v.int),
-                },
+                Meta::SyscallId => ArgOut::SyscallId(v.int),
                 Meta::String => ArgOut::String(text()),
                 Meta::Sock => ArgOut::Object {
                     key: "sock_arg",
@@ -1024,50 +1172,38 @@ fn proto_capability(bit: usize, name: &'static str) -> &'static str {
 }
 
 /// A syscall number as Tetragon's `syscall_id`: the number, and the ABI, the 32-bit one
-/// where bit 31 is set (`__ia32_` syscalls in lists; `i386` on x86_64).
-fn syscall_id(v: u64) -> serde_json::Value {
-    use crate::policy::validate::COMPAT_SYSCALL_BIT;
-    let compat = v & u64::from(COMPAT_SYSCALL_BIT) != 0;
-    let abi = match (std::env::consts::ARCH, compat) {
-        ("x86_64", false) => "x64",
-        ("x86_64", true) => "i386",
-        ("aarch64", false) => "arm64",
-        ("aarch64", true) => "arm32",
-        _ => "unknown",
-    };
-    serde_json::json!({ "id": v & !u64::from(COMPAT_SYSCALL_BIT), "abi": abi })
+/// where bit 31 is set (`__ia32_` syscalls in lists; `i386` on x86_64). Written straight
+/// out: a `raw_syscalls` policy writes one an event.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+struct SyscallId {
+    id: u32,
+    abi: &'static str,
+}
+
+impl SyscallId {
+    fn of(v: u64) -> Self {
+        use crate::policy::validate::COMPAT_SYSCALL_BIT;
+        let compat = v & u64::from(COMPAT_SYSCALL_BIT) != 0;
+        let abi = match (std::env::consts::ARCH, compat) {
+            ("x86_64", false) => "x64",
+            ("x86_64", true) => "i386",
+            ("aarch64", false) => "arm64",
+            ("aarch64", true) => "arm32",
+            _ => "unknown",
+        };
+        SyscallId {
+            id: (v & !u64::from(COMPAT_SYSCALL_BIT)) as u32,
+            abi,
+        }
+    }
 }
 
 /// A `cred` argument as Tetragon's `process_credentials_arg` (`ProcessCredentials`): the
 /// ids, `securebits` and the capability sets by name.
 fn cred_arg(v: &tracer_common::policy::ArgValue) -> serde_json::Value {
-    use crate::policy::validate::names::CAPABILITIES;
     let c = crate::decode::cred_value(v);
-    let caps = |set: u64| -> Vec<&str> {
-        CAPABILITIES
-            .iter()
-            .enumerate()
-            .filter(|(bit, _)| set & (1u64 << bit) != 0)
-            .map(|(bit, name)| proto_capability(bit, name))
-            .collect()
-    };
-    // include/uapi/linux/securebits.h, by bit, as Tetragon names them.
-    const SECUREBITS: [&str; 8] = [
-        "SecBitNoRoot",
-        "SecBitNoRootLocked",
-        "SecBitNoSetUidFixup",
-        "SecBitNoSetUidFixupLocked",
-        "SecBitKeepCaps",
-        "SecBitKeepCapsLocked",
-        "SecBitNoCapAmbientRaise",
-        "SecBitNoCapAmbientRaiseLocked",
-    ];
-    let securebits: Vec<&str> = SECUREBITS
-        .iter()
-        .enumerate()
-        .filter(|(bit, _)| c.securebits & (1 << bit) != 0)
-        .map(|(_, name)| *name)
-        .collect();
+    let caps = capability_names;
+    let securebits = securebit_names(c.securebits);
     serde_json::json!({
         "uid": c.uid,
         "gid": c.gid,
@@ -1488,10 +1624,17 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn syscall_ids_name_their_abi() {
-        assert_eq!(syscall_id(32), json!({"id": 32, "abi": "x64"}));
+        let arg = |v: u64| {
+            serde_json::to_value(Arg {
+                value: ArgOut::SyscallId(v),
+                label: None,
+            })
+            .unwrap()
+        };
+        assert_eq!(arg(32), json!({"syscall_id": {"id": 32, "abi": "x64"}}));
         assert_eq!(
-            syscall_id(41 | u64::from(crate::policy::validate::COMPAT_SYSCALL_BIT)),
-            json!({"id": 41, "abi": "i386"})
+            arg(41 | u64::from(crate::policy::validate::COMPAT_SYSCALL_BIT)),
+            json!({"syscall_id": {"id": 41, "abi": "i386"}})
         );
     }
     use crate::process::{Creds, exec_id};
@@ -1528,12 +1671,7 @@ mod tests {
             exec_id: exec_id("node1", 5_000_000_000, pid),
             pid,
             tid: pid,
-            creds: Creds {
-                uid: 0,
-                gid: 0,
-                euid: 0,
-                egid: 0,
-            },
+            creds: Creds::default(),
             auid: u32::MAX,
             binary: "/usr/bin/curl".into(),
             script: None,
@@ -1547,6 +1685,7 @@ mod tests {
             ns_pid: 0,
             ppid: parent.as_ref().map_or(0, |p| p.pid),
             user: None,
+            ns: Default::default(),
             parent,
             json: Default::default(),
         })

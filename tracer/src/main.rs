@@ -234,6 +234,17 @@ struct RunArgs {
     #[arg(long)]
     disable_fentry: bool,
 
+    /// Write each process's credentials in full: `process_credentials` with the saved and
+    /// filesystem ids and `securebits`, and `cap` (its permitted, effective and
+    /// inheritable capabilities by name), as at its exec (as Tetragon's).
+    #[arg(long)]
+    enable_process_cred: bool,
+
+    /// Write each process's namespaces (`ns`: each one's inode and whether it is the
+    /// host's), as at its exec (as Tetragon's).
+    #[arg(long)]
+    enable_process_ns: bool,
+
     /// The cluster's name, written as every event's `cluster_name` (as Tetragon's
     /// `--cluster-name`).
     #[arg(long, value_name = "NAME")]
@@ -649,6 +660,17 @@ fn run(args: RunArgs) -> ExitCode {
         tracer::event::set_cluster_name(c);
     }
     tracer::event::ancestors::set(args.enable_ancestors.unwrap_or(0));
+    {
+        use tracer::event::process_fields::{CRED, NS, set};
+        // The host's namespaces are init's; where those cannot be read, the agent's own
+        // (it runs in the host's, as the DaemonSet runs it).
+        let init = tracer::process::procfs::namespaces(std::path::Path::new("/proc/1"));
+        let own = tracer::process::procfs::namespaces(std::path::Path::new("/proc/self"));
+        let host = std::array::from_fn(|i| if init[i] != 0 { init[i] } else { own[i] });
+        let bits = if args.enable_process_cred { CRED } else { 0 }
+            | if args.enable_process_ns { NS } else { 0 };
+        set(bits, host);
+    }
 
     let rotation = tracer::export::file::Rotation {
         max_bytes: args.export_file_max_size_mb.saturating_mul(1 << 20),

@@ -70,7 +70,14 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
         (*ev).start_ns = u64_at(task + off!(task_start_time)).unwrap_or(0);
         (*ev).ns_pid = kread::ns_tgid(task).unwrap_or(0);
         (*ev).auid = u32::MAX;
+        (*ev).suid = u32_at(cred + off!(cred_suid)).unwrap_or(u32::MAX);
+        (*ev).sgid = u32_at(cred + off!(cred_sgid)).unwrap_or(u32::MAX);
+        (*ev).fsuid = u32_at(cred + off!(cred_fsuid)).unwrap_or(u32::MAX);
+        (*ev).fsgid = u32_at(cred + off!(cred_fsgid)).unwrap_or(u32::MAX);
+        (*ev).securebits = u32_at(cred + off!(cred_securebits)).unwrap_or(u32::MAX);
+        (*ev)._pad = 0;
     }
+    record_creds_and_namespaces(task, ev);
     if off!(present) & HAS_LOGINUID as u64 != 0 {
         if let Some(auid) = u32_at(task + off!(task_loginuid)) {
             unsafe { (*ev).auid = auid };
@@ -126,7 +133,8 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     }
     if tracking_binaries() {
         record_binary(pid, nat);
-        record_caps(pid, task);
+        // SAFETY: `ev` as above; its capability sets were written just before.
+        record_caps(pid, unsafe { (*ev).caps });
         if CONFIG.get(0).is_some_and(|c| c & FOLLOW_BINARIES != 0) {
             follow_binary(pid);
         }
@@ -154,6 +162,27 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     let read_error = unsafe { flags.read_volatile() } & errors != 0;
     emit::submit(EventKind::Exec, entry, read_error);
     0
+}
+
+/// The exec's capability sets and namespace inodes, into the record. Not inlined: one
+/// copy for the verifier, called once.
+#[inline(never)]
+fn record_creds_and_namespaces(task: u64, ev: *mut ExecEvent) {
+    use tracer_common::policy::{CAPS_EFFECTIVE, CAPS_INHERITABLE, CAPS_PERMITTED};
+    let caps = [
+        kread::caps(task, CAPS_EFFECTIVE).unwrap_or(0),
+        kread::caps(task, CAPS_PERMITTED).unwrap_or(0),
+        kread::caps(task, CAPS_INHERITABLE).unwrap_or(0),
+    ];
+    // SAFETY: `ev` points to the reserved, writable record (see `sched_process_exec`).
+    unsafe { (*ev).caps = caps };
+    let mut i = 0;
+    while i < tracer_common::event::NS_COUNT {
+        let inum = kread::ns_inum(task, i as u8 + 1).unwrap_or(0);
+        // SAFETY: as above; `i < NS_COUNT`, the array's length.
+        unsafe { (*ev).ns[i] = inum };
+        i += 1;
+    }
 }
 
 /// `TP_PROTO(struct task_struct *parent, struct task_struct *child)`. Fires for threads
@@ -286,15 +315,9 @@ fn tracking_binaries() -> bool {
     CONFIG.get(0).is_some_and(|c| c & TRACK_BINARIES != 0)
 }
 
-/// `EXEC_CAPS[pid]` = the capability sets of `task`, its new credentials committed.
+/// `EXEC_CAPS[pid]` = `caps` (effective, permitted, inheritable), as the exec recorded them.
 #[inline(always)]
-fn record_caps(pid: u32, task: u64) {
-    use tracer_common::policy::{CAPS_EFFECTIVE, CAPS_INHERITABLE, CAPS_PERMITTED};
-    let caps = [
-        kread::caps(task, CAPS_EFFECTIVE).unwrap_or(0),
-        kread::caps(task, CAPS_PERMITTED).unwrap_or(0),
-        kread::caps(task, CAPS_INHERITABLE).unwrap_or(0),
-    ];
+fn record_caps(pid: u32, caps: [u64; 3]) {
     let _ = EXEC_CAPS.insert(pid, caps, 0);
 }
 

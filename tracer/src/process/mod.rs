@@ -121,6 +121,14 @@ pub struct Creds {
     pub gid: u32,
     pub euid: u32,
     pub egid: u32,
+    pub suid: u32,
+    pub sgid: u32,
+    pub fsuid: u32,
+    pub fsgid: u32,
+    /// `cred.securebits` (0 for a process found in /proc, which does not show them).
+    pub securebits: u32,
+    /// Effective, permitted and inheritable capability sets, where known.
+    pub caps: Option<[u64; 3]>,
 }
 
 /// One process image: what ran, as who, where.
@@ -156,6 +164,9 @@ pub struct Process {
     /// The name of `creds.uid` in the host's user database, for a process in the host's
     /// pid namespace ([`users`]).
     pub user: Option<Arc<str>>,
+    /// Its namespaces' inodes at its exec (or in /proc at start-up), by
+    /// `policy::NS_*` minus 1; 0 where unknown. A fork keeps its parent's.
+    pub ns: [u32; tracer_common::event::NS_COUNT],
     pub parent: Option<Arc<Process>>,
     /// Its JSON object, kept from the last event that wrote it.
     pub json: JsonCache,

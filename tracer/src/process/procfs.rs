@@ -31,6 +31,8 @@ pub struct ProcEntry {
     /// `CapInh`): what `matchCapabilityChanges` compares with for a process whose exec
     /// the kernel did not see.
     pub caps: Option<[u64; 3]>,
+    /// Its namespaces' inodes (`/proc/<pid>/ns/*`), by `policy::NS_*` minus 1.
+    pub ns: [u32; tracer_common::event::NS_COUNT],
 }
 
 /// Reads every process under `proc_root` (usually `/proc`). Processes that vanish
@@ -84,7 +86,38 @@ fn read_entry(dir: &Path, pid: u32, ticks: u64, cgroup_root: &Path) -> Option<Pr
         cgroup_id,
         ns_pid: ns_pid(&status).unwrap_or(0),
         caps: parse_caps(&status),
+        ns: namespaces(dir),
     })
+}
+
+/// The files of `/proc/<pid>/ns/`, by `policy::NS_*` minus 1.
+pub const NS_FILES: [&str; tracer_common::event::NS_COUNT] = [
+    "uts",
+    "ipc",
+    "mnt",
+    "pid",
+    "pid_for_children",
+    "net",
+    "time",
+    "time_for_children",
+    "cgroup",
+    "user",
+];
+
+/// The inodes of the namespaces of the process at `dir` (`/proc/<pid>`); 0 for those
+/// that cannot be read.
+pub fn namespaces(dir: &Path) -> [u32; tracer_common::event::NS_COUNT] {
+    NS_FILES.map(|name| {
+        fs::read_link(dir.join("ns").join(name))
+            .ok()
+            .and_then(|t| parse_ns_link(&t.to_string_lossy()))
+            .unwrap_or(0)
+    })
+}
+
+/// `net:[4026531840]` to 4026531840.
+fn parse_ns_link(link: &str) -> Option<u32> {
+    link.split_once(":[")?.1.strip_suffix(']')?.parse().ok()
 }
 
 /// `CapEff`, `CapPrm` and `CapInh` (hexadecimal) of `/proc/<pid>/status`, in that order.
@@ -127,20 +160,27 @@ pub fn parse_stat(stat: &str) -> Option<(u32, u64, u32)> {
     Some((ppid, start, task_flags))
 }
 
-/// Real and effective uid and gid from the `Uid:` and `Gid:` lines of `/proc/<pid>/status`.
+/// Real, effective, saved and filesystem uids and gids from the `Uid:` and `Gid:` lines of
+/// `/proc/<pid>/status`, and the capability sets of its `Cap*:` lines.
 pub fn parse_creds(status: &str) -> Option<Creds> {
-    let ids = |key: &str| -> Option<(u32, u32)> {
+    let ids = |key: &str| -> Option<[u32; 4]> {
         let line = status.lines().find_map(|l| l.strip_prefix(key))?;
         let mut it = line.split_whitespace().map(|v| v.parse::<u32>().ok());
-        Some((it.next()??, it.next()??))
+        Some([it.next()??, it.next()??, it.next()??, it.next()??])
     };
-    let (uid, euid) = ids("Uid:")?;
-    let (gid, egid) = ids("Gid:")?;
+    let [uid, euid, suid, fsuid] = ids("Uid:")?;
+    let [gid, egid, sgid, fsgid] = ids("Gid:")?;
     Some(Creds {
         uid,
         gid,
         euid,
         egid,
+        suid,
+        sgid,
+        fsuid,
+        fsgid,
+        securebits: 0,
+        caps: parse_caps(status),
     })
 }
 
@@ -198,6 +238,7 @@ pub fn build(node: &str, mut entries: Vec<ProcEntry>) -> Vec<Arc<Process>> {
             ns_pid: e.ns_pid,
             ppid: e.ppid,
             user: super::user_name(e.pid, e.ns_pid, e.creds.uid),
+            ns: e.ns,
             parent,
             json: Default::default(),
         });
@@ -253,7 +294,13 @@ mod tests {
                 uid: 1000,
                 gid: 100,
                 euid: 0,
-                egid: 101
+                egid: 101,
+                suid: 0,
+                sgid: 101,
+                fsuid: 0,
+                fsgid: 101,
+                securebits: 0,
+                caps: None,
             })
         );
     }
