@@ -185,7 +185,7 @@ pub fn boot(kernel: &Path, initramfs: &[u8], timeout: Duration) -> String {
             "-accel",
             "tcg",
             "-m",
-            "1024",
+            "2048",
             "-smp",
             "2",
             "-nographic",
