@@ -6,8 +6,7 @@
 //! what the kernel already recorded and exits (`Running::stop`).
 
 use std::{
-    collections::HashMap, io::Write, net::SocketAddr, num::NonZeroUsize, path::PathBuf, sync::Arc,
-    time::Duration,
+    io::Write, net::SocketAddr, num::NonZeroUsize, path::PathBuf, sync::Arc, time::Duration,
 };
 
 use aya::Ebpf;
@@ -302,17 +301,13 @@ fn scan_processes(
     let clock = Clock::now();
     let mut cache = ProcessCache::new(config.node_name.clone(), config.process_cache_size);
     let entries = procfs::scan(&config.proc_root, &config.cgroup_root);
-    let caps: HashMap<u32, [u64; 3]> = entries
-        .iter()
-        .filter_map(|e| Some((e.pid, e.caps?)))
-        .collect();
     let found = procfs::build(&config.node_name, entries);
     let count = found.len();
     if let Some(store) = store {
         store.seed_processes(
             found
                 .iter()
-                .map(|p| (p.pid, p.binary.as_str(), caps.get(&p.pid).copied())),
+                .map(|p| (p.pid, p.binary.as_str(), p.creds.caps)),
         );
     }
     for p in found {

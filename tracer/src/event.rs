@@ -136,9 +136,13 @@ pub mod ancestors {
 
     /// Whether events of `kind` (a word of [`KINDS`]) carry them.
     pub fn enabled(kind: &str) -> bool {
-        KINDS.iter().position(|k| *k == kind).is_some_and(|i| {
-            super::ANCESTORS.load(std::sync::atomic::Ordering::Relaxed) & (1 << i) != 0
-        })
+        // Off (the default): no lookup on an event's path.
+        let bits = super::ANCESTORS.load(std::sync::atomic::Ordering::Relaxed);
+        bits != 0
+            && KINDS
+                .iter()
+                .position(|k| *k == kind)
+                .is_some_and(|i| bits & (1 << i) != 0)
     }
 
     /// The most ancestors an event carries: a guard against a cycle, far past any real

@@ -138,10 +138,13 @@ impl ProcessCache {
         let pid = e.header.pid;
         // The parent as known at fork time when the fork was seen (and the process was not
         // re-parented since); else whatever the cache has for the parent pid now.
-        let parent = self
+        let current = self
             .live
             .peek(&pid)
             .filter(|cur| cur.ppid == e.ppid)
+            .cloned();
+        let parent = current
+            .as_ref()
             .and_then(|cur| cur.parent.clone())
             .or_else(|| self.live.get(&e.ppid).cloned());
         let mut f = flags::EXECVE;
@@ -161,13 +164,7 @@ impl ProcessCache {
             f |= flags::ROOT_CWD;
         }
         // Kept from the image it replaces (or the parent's, that one unseen).
-        let before = self
-            .live
-            .peek(&pid)
-            .filter(|cur| cur.ppid == e.ppid)
-            .map(|cur| cur.flags)
-            .or_else(|| parent.as_ref().map(|p| p.flags))
-            .unwrap_or(0);
+        let before = current.as_ref().or(parent.as_ref()).map_or(0, |p| p.flags);
         if super::container_init(pid, e.ns_pid) || before & flags::IN_INIT_TREE != 0 {
             f |= flags::IN_INIT_TREE;
         }

@@ -127,7 +127,9 @@ pub struct Creds {
     pub fsgid: u32,
     /// `cred.securebits` (0 for a process found in /proc, which does not show them).
     pub securebits: u32,
-    /// Effective, permitted and inheritable capability sets, where known.
+    /// Effective, permitted and inheritable capability sets, where known (for a process
+    /// found in /proc, its sets then: what `matchCapabilityChanges` compares with for a
+    /// process whose exec the kernel did not see).
     pub caps: Option<[u64; 3]>,
 }
 

@@ -27,10 +27,6 @@ pub struct ProcEntry {
     pub cgroup_id: u64,
     /// The pid in the process's own pid namespace (`NSpid`'s last field).
     pub ns_pid: u32,
-    /// Effective, permitted and inheritable capabilities now (`CapEff`, `CapPrm`,
-    /// `CapInh`): what `matchCapabilityChanges` compares with for a process whose exec
-    /// the kernel did not see.
-    pub caps: Option<[u64; 3]>,
     /// Its namespaces' inodes (`/proc/<pid>/ns/*`), by `policy::NS_*` minus 1.
     pub ns: [u32; tracer_common::event::NS_COUNT],
 }
@@ -85,7 +81,6 @@ fn read_entry(dir: &Path, pid: u32, ticks: u64, cgroup_root: &Path) -> Option<Pr
         argv,
         cgroup_id,
         ns_pid: ns_pid(&status).unwrap_or(0),
-        caps: parse_caps(&status),
         ns: namespaces(dir),
     })
 }
