@@ -1,5 +1,5 @@
 //! A Kubernetes API server for the tests, in-process: real HTTP list and watch of pods,
-//! ReplicaSets and Jobs, as the agent's client (kube's watcher) talks to a real one:
+//! nodes, ReplicaSets and Jobs, as the agent's client (kube's watcher) talks to a real one:
 //! resource versions, `fieldSelector=spec.nodeName=...`, chunked watch streams with
 //! bookmarks, a 410 Gone (`Expired`) for a watch from a version it no longer has, and
 //! dropped connections.
@@ -17,8 +17,9 @@ use std::{
 use serde_json::{Value, json};
 
 /// The kinds served: (kind, list path, apiVersion).
-const KINDS: [(&str, &str, &str); 5] = [
+const KINDS: [(&str, &str, &str); 6] = [
     ("Pod", "/api/v1/pods", "v1"),
+    ("Node", "/api/v1/nodes", "v1"),
     ("ReplicaSet", "/apis/apps/v1/replicasets", "apps/v1"),
     ("Job", "/apis/batch/v1/jobs", "batch/v1"),
     (
@@ -161,12 +162,16 @@ fn key(object: &Value) -> (String, String, String) {
     )
 }
 
-/// Whether `object` passes a `fieldSelector` (`spec.nodeName=NAME` is the one the agent
-/// uses).
+/// Whether `object` passes a `fieldSelector`: `spec.nodeName=NAME` (the node's pods)
+/// and `metadata.name=NAME` (the node itself) are the ones the agent uses.
 fn selected(object: &Value, field_selector: Option<&str>) -> bool {
-    match field_selector.and_then(|f| f.strip_prefix("spec.nodeName=")) {
-        Some(node) => object["spec"]["nodeName"] == node,
-        None => true,
+    let Some((field, value)) = field_selector.and_then(|f| f.split_once('=')) else {
+        return true;
+    };
+    match field {
+        "spec.nodeName" => object["spec"]["nodeName"] == value,
+        "metadata.name" => object["metadata"]["name"] == value,
+        _ => true,
     }
 }
 

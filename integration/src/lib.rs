@@ -286,3 +286,24 @@ pub fn real(path: &str) -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// `/bin/true` copied into a memfd, and run from it (`/proc/self/fd/N`): a binary with
+/// no link on disk. Returns the memfd's inode number.
+pub fn run_from_memfd(arg: &str) -> u64 {
+    use std::os::fd::AsRawFd as _;
+    let fd = nix::sys::memfd::memfd_create(c"tracer-test", nix::sys::memfd::MFdFlags::empty())
+        .expect("memfd_create");
+    let mut file = std::fs::File::from(fd);
+    std::io::copy(
+        &mut std::fs::File::open("/bin/true").expect("open /bin/true"),
+        &mut file,
+    )
+    .expect("copy into the memfd");
+    let ino = std::os::unix::fs::MetadataExt::ino(&file.metadata().expect("fstat"));
+    let st = std::process::Command::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .arg(arg)
+        .status()
+        .expect("run from the memfd");
+    assert!(st.success());
+    ino
+}

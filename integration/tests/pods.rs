@@ -570,3 +570,75 @@ fn policies_scoped_to_pods() {
         "{log}"
     );
 }
+
+/// A Node object of `name` with `labels`.
+fn node(name: &str, labels: Value) -> Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {}
+    })
+}
+
+/// `node_labels` on every line: the labels of this node's Node object (not another
+/// node's), followed as they change.
+#[test]
+fn node_labels_from_the_node_object() {
+    if !privileged("node_labels_from_the_node_object") {
+        return;
+    }
+    let work = tempfile::tempdir().expect("temp dir");
+    let server = ApiServer::start();
+    server.apply(node(
+        "test-node",
+        serde_json::json!({"topology.kubernetes.io/zone": "zone-a", "node-role.kubernetes.io/worker": ""}),
+    ));
+    server.apply(node("other-node", serde_json::json!({"zone": "elsewhere"})));
+    let kubeconfig = server.kubeconfig(work.path());
+    let agent = Agent::start_with_env(&[], &[("KUBECONFIG", kubeconfig.to_str().expect("utf-8"))]);
+    agent.wait_for_log("kubernetes: pods listed");
+    // The line of a `/bin/true <mark>` run now, once its labels are `want`.
+    let line_with = |mark: &str, want: &Value| -> Value {
+        let start = Instant::now();
+        loop {
+            let (_, out) = run(Command::new("/bin/true").arg(mark));
+            assert!(out.status.success());
+            let events = agent.sync();
+            let line = events
+                .iter()
+                .rev()
+                .find(|e| e["process_exec"]["process"]["arguments"] == mark)
+                .cloned();
+            if let Some(line) = line
+                && line["node_labels"] == *want
+            {
+                return line;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no line of {mark} with node_labels {want}: {}",
+                agent.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let first = serde_json::json!({"topology.kubernetes.io/zone": "zone-a", "node-role.kubernetes.io/worker": ""});
+    let line = line_with("labels-1", &first);
+    assert_eq!(line["node_name"], "test-node");
+    // Relabelled: later lines carry the new labels.
+    server.apply(node(
+        "test-node",
+        serde_json::json!({"topology.kubernetes.io/zone": "zone-b"}),
+    ));
+    line_with(
+        "labels-2",
+        &serde_json::json!({"topology.kubernetes.io/zone": "zone-b"}),
+    );
+    let requests = server.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.contains("/api/v1/nodes?") && r.contains("metadata.name%3Dtest-node")),
+        "the agent asks for its own node only: {requests:?}"
+    );
+}

@@ -46,6 +46,7 @@ fn run(extra: &[&str]) -> Vec<Value> {
         "proto-test",
         "--enable-process-cred",
         "--enable-process-ns",
+        "--enable-process-environment-variables",
     ] {
         args.push(flag.to_owned());
     }
@@ -67,6 +68,8 @@ fn run(extra: &[&str]) -> Vec<Value> {
     let mut buf = [0u8; 4];
     server.read_exact(&mut buf).expect("read");
     drop((client, server));
+    // A binary with no link on disk (`binary_properties.file`).
+    integration::run_from_memfd("proto-memfd");
     agent.sync();
     let (status, events, stderr) = agent.stop();
     assert!(status.success(), "{stderr}");
@@ -131,6 +134,17 @@ fn lines_decode_with_tetragons_proto() {
     assert!(
         events.iter().all(|e| e["seq"].is_string()),
         "the default mode numbers every line"
+    );
+    let memfd = of_kind(&events, "process_exec")
+        .into_iter()
+        .find(|e| e["process"]["arguments"] == "proto-memfd")
+        .expect("the memfd exec");
+    assert!(
+        memfd["process"]["binary_properties"]["file"]["inode"]["number"].is_string()
+            && memfd["process"]["environment_variables"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty()),
+        "binary properties and environment variables were written, and checked: {memfd}"
     );
     println!("default mode: {} lines decode", verdict.checked);
 }

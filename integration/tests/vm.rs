@@ -443,7 +443,7 @@ connect_and_sync() {
 }
 # tracefs is left unmounted: the agent mounts it. Without KVM the kernel takes 10-30 s
 # to verify each fentry program, one per function: the load takes minutes.
-/tracer run --node-name vm-node --enable-process-cred --enable-process-ns --enable-ancestors base,kprobe,tracepoint,uprobe,lsm,usdt,loader --tracing-policy /tmp/net.yaml --tracing-policy /tmp/types.yaml > /tmp/events 2> /tmp/agent.err &
+/tracer run --node-name vm-node --enable-process-cred --enable-process-ns --enable-process-environment-variables --filter-environment-variables VMTEST --enable-ancestors base,kprobe,tracepoint,uprobe,lsm,usdt,loader --tracing-policy /tmp/net.yaml --tracing-policy /tmp/types.yaml > /tmp/events 2> /tmp/agent.err &
 AGENT=$!
 i=0
 while ! grep -q "tracer ready" /tmp/agent.err && kill -0 $AGENT 2>/dev/null; do
@@ -463,6 +463,11 @@ sleep 1
 kill -9 $SLEEPER
 /bin/sh -c 'exit 7'
 cd /
+# A set-user-ID root file run by a user; an environment variable the filter keeps.
+cp /bin/busybox /tmp/suid-bb
+chmod 4755 /tmp/suid-bb
+su -s /bin/sh vmtester -c '/tmp/suid-bb true suid-check'
+VMTEST=vm-env /bin/sh -c 'exit 0' env-check
 # Struct arguments (vm-types): a symlink followed, a write to a pipe.
 echo t > /tmp/vm-target
 ln -s /tmp/vm-target /tmp/vm-link
@@ -671,6 +676,24 @@ fn lifecycle_on_distribution_kernels() {
                     && e["parent"]["pid"] == echo["parent"]["pid"]
                     && e["process"]["arguments"].is_null()),
             "{name}: cat, with no arguments, under the same shell"
+        );
+
+        // An ordinary exec has no binary properties (its file has links); a set-user-ID
+        // root file run by a user raised its privileges (`per_clear` read at the exec).
+        assert!(p.get("binary_properties").is_none(), "{name}: {p}");
+        let suid = &find("true suid-check")["process"];
+        assert_eq!(
+            suid["binary_properties"],
+            serde_json::json!({"setuid": 0, "privileges_changed": ["PRIVILEGES_RAISED_EXEC_FILE_SETUID"]}),
+            "{name}: {suid}"
+        );
+        assert_eq!(suid["process_credentials"]["uid"], 1234, "{name}: {suid}");
+        // The environment, read at the exec, filtered to the variable asked for.
+        let env = &find("-c \"exit 0\" env-check")["process"];
+        assert_eq!(
+            env["environment_variables"],
+            serde_json::json!([{"Key": "VMTEST", "Value": "vm-env"}]),
+            "{name}: {env}"
         );
 
         // Relative path, through a symlink.

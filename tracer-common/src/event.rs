@@ -1,7 +1,7 @@
 //! The records the kernel writes into the `EVENTS` ring buffer. Each starts with an
 //! [`EventHeader`] whose `kind` says which record follows.
 
-use crate::limits::{ARGS_MAX, FILENAME_MAX, PATH_BUF};
+use crate::limits::{ARGS_MAX, ENV_MAX, FILENAME_MAX, PATH_BUF};
 
 /// Stable ids of the record kinds (never renumber: they are the wire format).
 #[repr(u32)]
@@ -11,17 +11,19 @@ pub enum EventKind {
     Fork = 2,
     Exit = 3,
     Tracepoint = 4,
+    Env = 5,
 }
 
 impl EventKind {
     /// The highest kind id.
-    pub const MAX: EventKind = EventKind::Tracepoint;
+    pub const MAX: EventKind = EventKind::Env;
 
-    pub const ALL: [EventKind; 4] = [
+    pub const ALL: [EventKind; 5] = [
         EventKind::Exec,
         EventKind::Fork,
         EventKind::Exit,
         EventKind::Tracepoint,
+        EventKind::Env,
     ];
 
     pub fn from_u32(v: u32) -> Option<EventKind> {
@@ -30,6 +32,7 @@ impl EventKind {
             2 => Some(EventKind::Fork),
             3 => Some(EventKind::Exit),
             4 => Some(EventKind::Tracepoint),
+            5 => Some(EventKind::Env),
             _ => None,
         }
     }
@@ -40,6 +43,7 @@ impl EventKind {
             EventKind::Fork => "fork",
             EventKind::Exit => "exit",
             EventKind::Tracepoint => "tracepoint",
+            EventKind::Env => "env",
         }
     }
 }
@@ -119,9 +123,18 @@ pub struct ExecEvent {
     pub fsuid: u32,
     pub fsgid: u32,
     pub securebits: u32,
-    pub _pad: u32,
+    /// `linux_binprm.per_clear`: personality flags the exec cleared, non-zero when it
+    /// was privileged (a set-user-ID or set-group-ID file, or file capabilities).
+    pub per_clear: u32,
     /// Its capability sets: effective, permitted, inheritable (one bit per capability).
     pub caps: [u64; 3],
+    /// Its ambient capability set: all a non-root exec keeps without file capabilities.
+    pub ambient: u64,
+    /// The exec'd file's inode number and link count (0 links: a memfd, an `O_TMPFILE`
+    /// file or a deleted one); `u64::MAX`/`u32::MAX` if unread.
+    pub ino: u64,
+    pub nlink: u32,
+    pub _pad: u32,
     /// Inode numbers of its namespaces, `policy::NS_*` minus 1 by index (uts, ipc, mnt,
     /// pid, pid_for_children, net, time, time_for_children, cgroup, user); 0 if unread
     /// (the time namespaces before Linux 5.6).
@@ -162,6 +175,25 @@ pub struct ExitEvent {
     pub start_ns: u64,
 }
 
+/// `EnvEvent::flags`: the environment was longer than [`ENV_MAX`] and was cut.
+pub const ENV_TRUNC: u32 = 1 << 0;
+/// The environment could not be read.
+pub const ENV_ERR: u32 = 1 << 1;
+
+/// The environment of an exec (`--enable-process-environment-variables`), written just
+/// before its [`ExecEvent`] by the same program run, so it reaches the agent first.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct EnvEvent {
+    pub header: EventHeader,
+    /// Valid bytes in `env`.
+    pub len: u32,
+    /// `ENV_*` bits.
+    pub flags: u32,
+    /// The environment area: `KEY=VALUE` strings, each NUL-terminated.
+    pub env: [u8; ENV_MAX],
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: plain-old-data records, `#[repr(C)]`, every field an integer or byte array,
@@ -173,6 +205,8 @@ mod user {
     unsafe impl aya::Pod for super::ForkEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ExitEvent {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::EnvEvent {}
 }
 
 /// Namespaces an exec records ([`ExecEvent::ns`]).
@@ -182,6 +216,7 @@ pub const NS_COUNT: usize = 10;
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 32);
 const _: () = assert!(core::mem::size_of::<ForkEvent>() == 48);
 const _: () = assert!(core::mem::size_of::<ExitEvent>() == 48);
+const _: () = assert!(core::mem::size_of::<EnvEvent>() == 32 + 8 + ENV_MAX);
 const _: () = assert!(
     core::mem::size_of::<ExecEvent>()
         == 32
@@ -189,7 +224,8 @@ const _: () = assert!(
             + 8
             + 4 * 4
             + 6 * 4
-            + 3 * 8
+            + 4 * 8
+            + 16
             + NS_COUNT * 4
             + FILENAME_MAX
             + 2 * PATH_BUF

@@ -5,6 +5,11 @@
 /// lists are cut at this bound and flagged `truncArgs`.
 pub const ARGS_MAX: usize = 4096;
 
+/// Bytes of the environment area (`KEY=VALUE` strings, NUL-separated) copied per exec
+/// with `--enable-process-environment-variables`. A longer environment is cut at this
+/// bound (the last, partial, variable dropped) and the event says so.
+pub const ENV_MAX: usize = 8192;
+
 /// Bytes of `linux_binprm.filename` (the path as passed to `execve`) copied per exec.
 pub const FILENAME_MAX: usize = 256;
 
@@ -31,5 +36,6 @@ pub const STACK_DEPTH: usize = 127;
 
 // The kernel masks offsets with `X - 1`: these must stay powers of two.
 const _: () = assert!(ARGS_MAX.is_power_of_two());
+const _: () = assert!(ENV_MAX.is_power_of_two());
 const _: () = assert!(PATH_MAX.is_power_of_two());
 const _: () = assert!(FILENAME_MAX.is_power_of_two());

@@ -158,6 +158,8 @@ kernel_offsets! {
     task_flags: Path("task_struct.flags"), Required;
     mm_arg_start: Path("mm_struct.arg_start"), Required;
     mm_arg_end: Path("mm_struct.arg_end"), Required;
+    mm_env_start: Path("mm_struct.env_start"), Required;
+    mm_env_end: Path("mm_struct.env_end"), Required;
     cred_euid: Path("cred.euid"), Required;
     cred_egid: Path("cred.egid"), Required;
     fs_root: Path("fs_struct.root"), Required;
@@ -174,6 +176,7 @@ kernel_offsets! {
     bprm_file: Path("linux_binprm.file"), Required;
     bprm_filename: Path("linux_binprm.filename"), Required;
     bprm_interp: Path("linux_binprm.interp"), Required;
+    bprm_per_clear: Path("linux_binprm.per_clear"), Required;
     file_path: Path("file.f_path"), Required;
     signal_live: Path("signal_struct.live.counter"), Required;
     task_nsproxy: Path("task_struct.nsproxy"), Required;
@@ -205,6 +208,7 @@ kernel_offsets! {
     cred_cap_effective: Path("cred.cap_effective"), Required;
     cred_cap_permitted: Path("cred.cap_permitted"), Required;
     cred_cap_inheritable: Path("cred.cap_inheritable"), Required;
+    cred_cap_ambient: Path("cred.cap_ambient"), Required;
     /// Syscall argument 0 (x86-64: `di`).
     regs_arg0: SyscallReg(0), Optional(HAS_SYSCALL_REGS);
     /// Syscall argument 1 (x86-64: `si`).
@@ -237,8 +241,11 @@ kernel_offsets! {
     files_fdt: Path("files_struct.fdt"), Optional(HAS_SOCK);
     fdtable_max_fds: Path("fdtable.max_fds"), Optional(HAS_SOCK);
     fdtable_fd: Path("fdtable.fd"), Optional(HAS_SOCK);
-    file_inode: Path("file.f_inode"), Optional(HAS_SOCK);
+    file_inode: Path("file.f_inode"), Required;
     inode_mode: Path("inode.i_mode"), Optional(HAS_SOCK);
+    inode_ino: Path("inode.i_ino"), Required;
+    /// In a union with the read-only `i_nlink`.
+    inode_nlink: Path("inode.__i_nlink"), Required;
     /// The `struct socket` of a socket's file.
     file_private_data: Path("file.private_data"), Optional(HAS_SOCK);
     socket_sk: Path("socket.sk"), Optional(HAS_SOCK);

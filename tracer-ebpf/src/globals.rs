@@ -13,6 +13,11 @@ pub(crate) static OFFSETS: KernelOffsets = KernelOffsets::ZERO;
 #[unsafe(no_mangle)]
 pub(crate) static WAKEUP_BYTES: u64 = 0;
 
+/// Non-zero: each exec also records its environment (`EnvEvent`,
+/// `--enable-process-environment-variables`).
+#[unsafe(no_mangle)]
+pub(crate) static EXEC_ENV: u32 = 0;
+
 /// Reads one field of `OFFSETS`: `off!(task_tgid)` is the offset of `task_struct.tgid`.
 /// The read is volatile so that the compiler cannot fold the zeros it sees at build time.
 macro_rules! off {

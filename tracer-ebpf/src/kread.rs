@@ -8,7 +8,7 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::generated::{
     bpf_probe_read_kernel, bpf_probe_read_kernel_str, bpf_probe_read_user,
 };
-use tracer_common::limits::{ARGS_MAX, FILENAME_MAX, NAME_MAX, PATH_DEPTH_MAX, PATH_MAX};
+use tracer_common::limits::{FILENAME_MAX, NAME_MAX, PATH_DEPTH_MAX, PATH_MAX};
 
 use crate::globals::off;
 
@@ -67,22 +67,23 @@ pub fn kernel_str(src: u64, dst: *mut u8) -> Option<u32> {
     (r > 0).then_some(r as u32)
 }
 
-/// Copies the process's argument area `[start, end)` (user memory) into `dst`
-/// (`ARGS_MAX` bytes). Returns the bytes copied and whether the area was longer.
+/// Copies a user memory area `[start, end)` of the process (its arguments or its
+/// environment) into `dst` (`MAX` bytes). Returns the bytes copied and whether the area
+/// was longer.
 #[inline(always)]
-pub fn args(start: u64, end: u64, dst: *mut u8) -> Option<(u32, bool)> {
+pub fn user_area<const MAX: usize>(start: u64, end: u64, dst: *mut u8) -> Option<(u32, bool)> {
     if end <= start {
         return Some((0, false));
     }
     let len = end - start;
-    let truncated = len > ARGS_MAX as u64;
-    let n = if truncated { ARGS_MAX as u64 } else { len };
+    let truncated = len > MAX as u64;
+    let n = if truncated { MAX as u64 } else { len };
     // The verifier needs the size bounded right where the helper is called.
-    if n == 0 || n > ARGS_MAX as u64 {
+    if n == 0 || n > MAX as u64 {
         return None;
     }
-    // SAFETY: `dst` points to `ARGS_MAX` writable bytes and `n <= ARGS_MAX`; the helper
-    // fails rather than faults on unreadable user memory.
+    // SAFETY: `dst` points to `MAX` writable bytes and `n <= MAX`; the helper fails
+    // rather than faults on unreadable user memory.
     let r = unsafe { bpf_probe_read_user(dst.cast::<c_void>(), n as u32, start as *const c_void) };
     (r == 0).then_some((n as u32, truncated))
 }
@@ -168,7 +169,10 @@ pub fn path(
         ) else {
             return set_bit(flags, err);
         };
-        if dentry == mnt_root || dentry == parent {
+        // A dentry that is its own parent without being its mount's root is not in any
+        // tree (a memfd's, a pipe's): its name is all the path there is.
+        let detached = dentry == parent && dentry != mnt_root && !no_mount;
+        if (dentry == mnt_root || dentry == parent) && !detached {
             if no_mount {
                 return;
             }
@@ -215,6 +219,9 @@ pub fn path(
         }
         // SAFETY: as above.
         unsafe { len_out.write_volatile((len + r as u64) as u32) };
+        if detached {
+            return;
+        }
         dentry = parent;
     }
     set_bit(flags, trunc)

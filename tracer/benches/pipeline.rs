@@ -35,8 +35,9 @@ use tracer_common::{
 /// parent does, as its earlier children's events kept it).
 fn first_time(l: &Lifecycle) -> Lifecycle {
     match l {
-        Lifecycle::Exec { process } => Lifecycle::Exec {
+        Lifecycle::Exec { process, binary } => Lifecycle::Exec {
             process: Arc::new(tracer::process::Process::clone(process)),
+            binary: binary.clone(),
         },
         other => other.clone(),
     }

@@ -81,6 +81,11 @@ pub struct Config {
     pub otlp: Option<export::otlp::OtlpConfig>,
     /// `--expose-stack-addresses`: stack trace entries keep their addresses.
     pub expose_stack_addresses: bool,
+    /// `--enable-process-cred`: execs also say whether they raised privileges.
+    pub process_cred: bool,
+    /// `--enable-process-environment-variables`, with the names
+    /// `--filter-environment-variables` keeps (all when `None`).
+    pub process_env: Option<Option<std::collections::HashSet<String>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +212,9 @@ fn load_programs(config: &Config, resolved: &Resolved) -> Result<loader::Loaded,
         &hooks,
         loader::RingSize::new(config.ring_buffer_size, batched),
         config.policy_capacity,
+        loader::Capture {
+            env: config.process_env.is_some(),
+        },
         config.line_info,
         &config.attach_overrides,
     )?;
@@ -299,7 +307,9 @@ fn scan_processes(
     store: Option<&mut PolicyStore>,
 ) -> (Clock, ProcessCache, usize) {
     let clock = Clock::now();
-    let mut cache = ProcessCache::new(config.node_name.clone(), config.process_cache_size);
+    let mut cache = ProcessCache::new(config.node_name.clone(), config.process_cache_size)
+        .with_process_cred(config.process_cred)
+        .with_env_filter(config.process_env.clone().flatten());
     let entries = procfs::scan(&config.proc_root, &config.cgroup_root);
     let found = procfs::build(&config.node_name, entries);
     let count = found.len();

@@ -4,8 +4,11 @@
 use std::mem::size_of;
 
 use tracer_common::{
-    event::{EXEC_SCRIPT, EventHeader, EventKind, ExecEvent, ExitEvent, ForkEvent},
-    limits::{ARGS_MAX, FILENAME_MAX, PATH_BUF},
+    event::{
+        ENV_ERR, ENV_TRUNC, EXEC_SCRIPT, EnvEvent, EventHeader, EventKind, ExecEvent, ExitEvent,
+        ForkEvent,
+    },
+    limits::{ARGS_MAX, ENV_MAX, FILENAME_MAX, PATH_BUF},
     policy::{ArgValue, CredValue, MAX_HOOK_ARGS, SockValue, TracepointEvent},
 };
 
@@ -38,10 +41,35 @@ pub enum RawEvent {
     /// A tracepoint hit a policy posted; its arguments are written with the policy's
     /// argument types (`policy::store`).
     Tracepoint(Box<TracepointEvent>),
+    /// The environment of the exec that follows it (`EnvEvent`).
+    Env(Box<Env>),
+}
+
+/// A decoded environment: `KEY=VALUE` strings split at their first `=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Env {
+    pub header: EventHeader,
+    pub vars: Vec<EnvVar>,
+    /// The area was longer than the capture bound: the last, partial, variable is
+    /// dropped.
+    pub truncated: bool,
+    /// The area could not be read.
+    pub error: bool,
+}
+
+/// One environment variable, as Tetragon's `EnvVar`, whose proto fields are `Key` and
+/// `Value`, capitalised. A string without `=` has the key `invalid` (as Tetragon writes
+/// it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EnvVar {
+    #[serde(rename = "Key", skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    #[serde(rename = "Value", skip_serializing_if = "String::is_empty")]
+    pub value: String,
 }
 
 /// A decoded exec: the kernel's `ExecEvent` with its buffers turned into strings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Exec {
     pub header: EventHeader,
     pub ppid: u32,
@@ -63,8 +91,15 @@ pub struct Exec {
     pub securebits: u32,
     /// Effective, permitted, inheritable capability sets.
     pub caps: [u64; 3],
+    /// The ambient capability set.
+    pub ambient: u64,
     /// Namespace inodes, by `policy::NS_*` minus 1.
     pub ns: [u32; tracer_common::event::NS_COUNT],
+    /// `linux_binprm.per_clear`: non-zero for a privileged exec.
+    pub per_clear: u32,
+    /// The exec'd file's inode number and link count (`u64::MAX`/`u32::MAX` if unread).
+    pub ino: u64,
+    pub nlink: u32,
     /// The path given to exec, as given.
     pub filename: String,
     /// Absolute path of the exec'd file (for a script, its interpreter).
@@ -100,6 +135,10 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
                 });
             }
             Ok(RawEvent::Tracepoint(Box::new(ev)))
+        }
+        Some(EventKind::Env) => {
+            let ev: EnvEvent = read(bytes, "env")?;
+            decode_env(&ev).map(|e| RawEvent::Env(Box::new(e)))
         }
         None => Err(DecodeError::UnknownKind(header.kind)),
     }
@@ -167,11 +206,49 @@ fn decode_exec(ev: &ExecEvent) -> Result<Exec, DecodeError> {
         fsgid: ev.fsgid,
         securebits: ev.securebits,
         caps: ev.caps,
+        ambient: ev.ambient,
         ns: ev.ns,
+        per_clear: ev.per_clear,
+        ino: ev.ino,
+        nlink: ev.nlink,
         filename: lossy(filename.split(|&b| b == 0).next().unwrap_or_default()),
         binary: path_from_components(field(&ev.binary, ev.binary_len, "binary")?),
         cwd: path_from_components(field(&ev.cwd, ev.cwd_len, "cwd")?),
         argv: split_args(field(&ev.args, ev.args_len, "args")?),
+    })
+}
+
+fn decode_env(ev: &EnvEvent) -> Result<Env, DecodeError> {
+    debug_assert_eq!(ev.env.len(), ENV_MAX);
+    let area = field(&ev.env, ev.len, "env")?;
+    let truncated = ev.flags & ENV_TRUNC != 0;
+    // A cut area ends in the middle of a variable: that one is dropped, not guessed at.
+    let whole = if truncated {
+        area.iter()
+            .rposition(|&b| b == 0)
+            .map_or(&area[..0], |end| &area[..end + 1])
+    } else {
+        area
+    };
+    let vars = split_args(whole)
+        .into_iter()
+        .filter(|v| !v.is_empty())
+        .map(|v| match v.split_once('=') {
+            Some((key, value)) => EnvVar {
+                key: key.to_owned(),
+                value: value.to_owned(),
+            },
+            None => EnvVar {
+                key: "invalid".to_owned(),
+                value: v,
+            },
+        })
+        .collect();
+    Ok(Env {
+        header: ev.header,
+        vars,
+        truncated,
+        error: ev.flags & ENV_ERR != 0,
     })
 }
 
@@ -262,6 +339,32 @@ mod tests {
             panic!()
         };
         assert_eq!(e.flags, EXEC_TRUNC_ARGS);
+    }
+
+    #[test]
+    fn an_environment_splits_at_the_first_equals_and_drops_a_cut_variable() {
+        // SAFETY: EnvEvent is plain data; all zeroes is a valid value.
+        let mut ev: EnvEvent = unsafe { std::mem::zeroed() };
+        ev.header.kind = EventKind::Env as u32;
+        let area = b"PATH=/bin\0A=b=c\0junk\0\0LONG=abc";
+        ev.env[..area.len()].copy_from_slice(area);
+        ev.len = area.len() as u32;
+        ev.flags = ENV_TRUNC;
+        let RawEvent::Env(e) = decode(&bytes_of(&ev)).unwrap() else {
+            panic!("an env record")
+        };
+        let pairs: Vec<(&str, &str)> = e
+            .vars
+            .iter()
+            .map(|v| (v.key.as_str(), v.value.as_str()))
+            .collect();
+        assert_eq!(pairs, [("PATH", "/bin"), ("A", "b=c"), ("invalid", "junk")]);
+        assert!(e.truncated && !e.error);
+        ev.len = ENV_MAX as u32 + 1;
+        assert!(matches!(
+            decode(&bytes_of(&ev)),
+            Err(DecodeError::BadLength { field: "env", .. })
+        ));
     }
 
     #[test]

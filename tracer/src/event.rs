@@ -40,6 +40,10 @@ fn omit_empty<T>(v: &[T]) -> bool {
     v.is_empty() || tetragon_strict()
 }
 
+fn omit_empty_slice<T>(v: &&[T]) -> bool {
+    v.is_empty()
+}
+
 /// An addition that is false, or left out in strict mode.
 fn omit_false(v: &bool) -> bool {
     !*v || tetragon_strict()
@@ -88,6 +92,32 @@ static CLUSTER_NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// Sets `--cluster-name` (the first call wins).
 pub fn set_cluster_name(name: String) {
     let _ = CLUSTER_NAME.set(name);
+}
+
+/// `node_labels`: the labels of this node's Node object, where there is a cluster, as
+/// the watcher (`pods::watcher`) last saw them; written at the top level of every line.
+pub mod node_labels {
+    use std::{
+        collections::BTreeMap,
+        sync::{Arc, RwLock},
+    };
+
+    static LABELS: RwLock<Option<Arc<BTreeMap<String, String>>>> = RwLock::new(None);
+
+    /// Replaces them (none: left out).
+    pub fn set(labels: BTreeMap<String, String>) {
+        let labels = (!labels.is_empty()).then(|| Arc::new(labels));
+        *LABELS
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = labels;
+    }
+
+    pub(super) fn get() -> Option<Arc<BTreeMap<String, String>>> {
+        LABELS
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// `--enable-ancestors`: the kinds of events that carry `ancestors`, as bits of
@@ -200,12 +230,18 @@ impl Serialize for Event<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap as _;
         let cluster = CLUSTER_NAME.get().filter(|c| !c.is_empty());
-        let mut m = s.serialize_map(Some(3 + usize::from(cluster.is_some())))?;
+        let labels = node_labels::get();
+        let mut m = s.serialize_map(Some(
+            3 + usize::from(cluster.is_some()) + usize::from(labels.is_some()),
+        ))?;
         m.serialize_entry(self.kind(), &self.body)?;
         m.serialize_entry("node_name", self.node_name)?;
         m.serialize_entry("time", &self.time)?;
         if let Some(c) = cluster {
             m.serialize_entry("cluster_name", c)?;
+        }
+        if let Some(labels) = labels {
+            m.serialize_entry("node_labels", &*labels)?;
         }
         m.end()
     }
@@ -544,6 +580,13 @@ pub struct ProcessOut<'a> {
     pub parent_exec_id: Option<&'a str>,
     pub tid: u32,
     pub process_credentials: CredsOut,
+    /// In a `process_exec` only: a set-user-ID or set-group-ID file, file capabilities
+    /// (`--enable-process-cred`), a binary with no link on disk (always).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub binary_properties: Option<BinaryPropertiesOut>,
+    /// `--enable-process-environment-variables`: the environment at its exec.
+    #[serde(skip_serializing_if = "omit_empty_slice")]
+    pub environment_variables: &'a [crate::decode::EnvVar],
     /// `--enable-process-cred`: the capability sets by name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cap: Option<CapsOut>,
@@ -629,6 +672,47 @@ struct Cached<'p, 'a>(&'p ProcessOut<'a>);
 impl Serialize for Cached<'_, '_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.0.write(s)
+    }
+}
+
+/// Tetragon's `BinaryProperties`: `setuid`/`setgid` are wrappers (written at 0 too),
+/// the inode's number a 64-bit integer (a string), its `links` a wrapper.
+#[derive(Debug, Serialize)]
+pub struct BinaryPropertiesOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setuid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub setgid: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub privileges_changed: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<FilePropertiesOut>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FilePropertiesOut {
+    pub inode: InodeOut,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InodeOut {
+    pub number: Decimal,
+    pub links: u32,
+}
+
+impl BinaryPropertiesOut {
+    fn of(b: &crate::process::BinaryProperties) -> Option<Self> {
+        (!b.is_empty()).then(|| Self {
+            setuid: b.setuid,
+            setgid: b.setgid,
+            privileges_changed: b.privileges_changed.clone(),
+            file: b.unlinked_inode.map(|number| FilePropertiesOut {
+                inode: InodeOut {
+                    number: Decimal(number.into()),
+                    links: 0,
+                },
+            }),
+        })
     }
 }
 
@@ -766,6 +850,8 @@ impl<'a> ProcessOut<'a> {
                     },
                 }
             },
+            binary_properties: None,
+            environment_variables: &p.env,
             cap: p
                 .creds
                 .caps
@@ -790,6 +876,15 @@ impl<'a> ProcessOut<'a> {
             json: Some(&p.json),
             keep_json: false,
         }
+    }
+
+    /// With an exec's binary properties: an object of this event alone, not cached.
+    pub fn with_binary_properties(mut self, b: &crate::process::BinaryProperties) -> Self {
+        self.binary_properties = BinaryPropertiesOut::of(b);
+        if self.binary_properties.is_some() {
+            self.json = None;
+        }
+        self
     }
 
     /// The same, keeping its JSON in the process's cache (see `keep_json`).
@@ -821,9 +916,9 @@ pub fn exit_status(exit_code: u32) -> (u32, &'static str) {
 /// The event of a lifecycle change.
 pub fn lifecycle<'a>(l: &'a Lifecycle, node: &'a str, clock: &Clock) -> Event<'a> {
     match l {
-        Lifecycle::Exec { process } => Event {
+        Lifecycle::Exec { process, binary } => Event {
             body: Body::ProcessExec {
-                process: ProcessOut::new(process, clock),
+                process: ProcessOut::new(process, clock).with_binary_properties(binary),
                 parent: process
                     .parent
                     .as_deref()
@@ -1690,6 +1785,7 @@ mod tests {
             ppid: parent.as_ref().map_or(0, |p| p.pid),
             user: None,
             ns: Default::default(),
+            env: Arc::from([]),
             parent,
             json: Default::default(),
         })
@@ -1700,7 +1796,10 @@ mod tests {
         let clock = Clock::fixed(1_696_629_832_000_000_000, 0);
         let parent = process(10, None);
         let child = process(11, Some(parent.clone()));
-        let l = Lifecycle::Exec { process: child };
+        let l = Lifecycle::Exec {
+            process: child,
+            binary: Default::default(),
+        };
         let v: Value = serde_json::to_value(lifecycle(&l, "node1", &clock)).unwrap();
         assert_eq!(
             v,
@@ -1910,6 +2009,7 @@ mod tests {
         let child = process(13, Some(p.clone()));
         let l = Lifecycle::Exec {
             process: child.clone(),
+            binary: Default::default(),
         };
         let plain = serde_json::to_value(ProcessOut {
             json: None,

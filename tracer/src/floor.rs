@@ -38,6 +38,7 @@ pub fn run(tracepoint: &str, ready_file: Option<&Path>) -> Result<(), String> {
         &resolved,
         RingSize::new(4096, true),
         loader::Capacity::default(),
+        loader::Capture::default(),
         false,
     )
     .map_err(|e| e.to_string())?;

@@ -133,6 +133,14 @@ impl Default for Capacity {
     }
 }
 
+/// What the lifecycle programs capture beyond the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capture {
+    /// Each exec's environment (`--enable-process-environment-variables`), as a record of
+    /// its own before the exec's.
+    pub env: bool,
+}
+
 /// Loads the object and attaches `hooks`; `ring` sizes the ring buffer.
 /// `attach_overrides` (program, tracepoint event) attach a program elsewhere: the tests
 /// use it to make the kernel refuse one hook for real.
@@ -141,10 +149,11 @@ pub fn load(
     hooks: &[Hook],
     ring: RingSize,
     capacity: Capacity,
+    capture: Capture,
     line_info: bool,
     attach_overrides: &[(String, String)],
 ) -> Result<Loaded, LoadError> {
-    let mut ebpf = object(resolved, ring, capacity, line_info)?;
+    let mut ebpf = object(resolved, ring, capacity, capture, line_info)?;
     let statuses: Vec<(Hook, HookStatus)> = hooks
         .iter()
         .map(|hook| {
@@ -178,6 +187,7 @@ pub fn object(
     resolved: &Resolved,
     ring: RingSize,
     capacity: Capacity,
+    capture: Capture,
     line_info: bool,
 ) -> Result<Ebpf, LoadError> {
     let without_lines = (!line_info).then(|| without_line_info(OBJECT));
@@ -194,10 +204,12 @@ pub fn object(
             .ok()
             .as_deref(),
     )?;
+    let exec_env = u32::from(capture.env);
     let mut loader = EbpfLoader::new();
     loader
         .override_global("OFFSETS", &resolved.offsets, true)
         .override_global("WAKEUP_BYTES", &ring.wakeup_bytes, true)
+        .override_global("EXEC_ENV", &exec_env, true)
         .map_max_entries("EVENTS", ring.bytes)
         .map_max_entries("HOOK_POINTS", capacity.hook_points);
     for map in [

@@ -245,6 +245,23 @@ struct RunArgs {
     #[arg(long)]
     enable_process_ns: bool,
 
+    /// Write each process's environment at its exec (`environment_variables`, as
+    /// Tetragon's). The kernel copies at most 8 KiB of it per exec (the flags say
+    /// `truncEnv` when it was longer); `--redaction-filters` apply to it. Off by
+    /// default: environments hold secrets and make events larger.
+    #[arg(long)]
+    enable_process_environment_variables: bool,
+
+    /// With `--enable-process-environment-variables`: only these variables
+    /// (comma-separated names) are written.
+    #[arg(
+        long,
+        value_name = "NAMES",
+        value_delimiter = ',',
+        requires = "enable_process_environment_variables"
+    )]
+    filter_environment_variables: Vec<String>,
+
     /// The cluster's name, written as every event's `cluster_name` (as Tetragon's
     /// `--cluster-name`).
     #[arg(long, value_name = "NAME")]
@@ -322,7 +339,7 @@ struct RunArgs {
     #[arg(long, value_name = "JSON", default_value = "")]
     field_filters: String,
 
-    /// Secrets to redact from process arguments: JSON objects, one per line
+    /// Secrets to redact from process arguments and environment variables: JSON objects, one per line
     /// (`{"redact":["--password(?:\\s+|=)(\\S*)"]}`; what the groups match becomes
     /// `*****`); `@FILE` reads them from FILE.
     #[arg(long, value_name = "JSON", default_value = "")]
@@ -711,6 +728,16 @@ fn run(args: RunArgs) -> ExitCode {
         metrics_server: args.metrics_server,
         otlp,
         expose_stack_addresses: args.expose_stack_addresses,
+        process_cred: args.enable_process_cred,
+        process_env: args.enable_process_environment_variables.then(|| {
+            let names: std::collections::HashSet<String> = args
+                .filter_environment_variables
+                .iter()
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect();
+            (!names.is_empty()).then_some(names)
+        }),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

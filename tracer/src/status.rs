@@ -43,6 +43,7 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
         &resolved,
         loader::RingSize::new(4096, false),
         loader::Capacity::default(),
+        loader::Capture::default(),
         false,
     )?;
     let types = features::probe(&mut ebpf);

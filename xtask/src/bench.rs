@@ -638,6 +638,7 @@ fn exec(ctx: &Ctx) -> anyhow::Result<BenchResult> {
             &[
                 "--enable-process-cred",
                 "--enable-process-ns",
+                "--enable-process-environment-variables",
                 "--enable-ancestors",
                 "base",
             ],
@@ -704,7 +705,7 @@ fn exec(ctx: &Ctx) -> anyhow::Result<BenchResult> {
         "≥ 0.95 (aim 0.97)",
     ));
     r.rows.push(Row::at_least(
-        "exec rate, tracer with --enable-process-cred, --enable-process-ns, --enable-ancestors base / none",
+        "exec rate, tracer with --enable-process-cred, --enable-process-ns, --enable-process-environment-variables, --enable-ancestors base / none",
         ratio(&r.runs, "none", "tracer-all-flags", "exec_rate"),
         0.95,
         2,

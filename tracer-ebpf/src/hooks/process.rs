@@ -10,10 +10,11 @@ use aya_ebpf::{
 };
 use tracer_common::{
     event::{
-        EXEC_ERR_ARGS, EXEC_ERR_BINARY, EXEC_ERR_CWD, EXEC_ERR_FILENAME, EXEC_NO_AUID, EXEC_SCRIPT,
-        EXEC_TRUNC_ARGS, EXEC_TRUNC_BINARY, EXEC_TRUNC_CWD, EventKind, ExecEvent, ExitEvent,
-        ForkEvent,
+        ENV_ERR, ENV_TRUNC, EXEC_ERR_ARGS, EXEC_ERR_BINARY, EXEC_ERR_CWD, EXEC_ERR_FILENAME,
+        EXEC_NO_AUID, EXEC_SCRIPT, EXEC_TRUNC_ARGS, EXEC_TRUNC_BINARY, EXEC_TRUNC_CWD, EnvEvent,
+        EventKind, ExecEvent, ExitEvent, ForkEvent,
     },
+    limits::{ARGS_MAX, ENV_MAX},
     offsets::{HAS_LOGINUID, PF_KTHREAD},
     policy::{FOLLOW_BINARIES, STRING_MAX, TRACK_BINARIES},
 };
@@ -37,6 +38,11 @@ use crate::{
 pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     let task: u64 = ctx.arg(0);
     let bprm: u64 = ctx.arg(2);
+    // SAFETY: a valid, aligned static; volatile so the build-time zero is not folded.
+    if unsafe { core::ptr::read_volatile(&raw const crate::globals::EXEC_ENV) } != 0 {
+        // Reserved (and submitted) before the exec's record: the agent reads it first.
+        record_env(task);
+    }
     let Some(mut entry) = emit::reserve::<ExecEvent>(EventKind::Exec) else {
         return 0;
     };
@@ -75,9 +81,10 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
         (*ev).fsuid = u32_at(cred + off!(cred_fsuid)).unwrap_or(u32::MAX);
         (*ev).fsgid = u32_at(cred + off!(cred_fsgid)).unwrap_or(u32::MAX);
         (*ev).securebits = u32_at(cred + off!(cred_securebits)).unwrap_or(u32::MAX);
-        (*ev)._pad = 0;
+        (*ev).per_clear = u32_at(bprm + off!(bprm_per_clear)).unwrap_or(0);
     }
     record_creds_and_namespaces(task, ev);
+    record_inode(bprm, ev);
     if off!(present) & HAS_LOGINUID as u64 != 0 {
         if let Some(auid) = u32_at(task + off!(task_loginuid)) {
             unsafe { (*ev).auid = auid };
@@ -145,7 +152,8 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     let mm = u64_at(task + off!(task_mm)).unwrap_or(0);
     let arg_start = u64_at(mm + off!(mm_arg_start)).unwrap_or(0);
     let arg_end = u64_at(mm + off!(mm_arg_end)).unwrap_or(0);
-    match kread::args(arg_start, arg_end, unsafe { (&raw mut (*ev).args).cast() }) {
+    match kread::user_area::<ARGS_MAX>(arg_start, arg_end, unsafe { (&raw mut (*ev).args).cast() })
+    {
         Some((n, truncated)) => {
             unsafe { (*ev).args_len = n };
             if truncated {
@@ -174,8 +182,14 @@ fn record_creds_and_namespaces(task: u64, ev: *mut ExecEvent) {
         kread::caps(task, CAPS_PERMITTED).unwrap_or(0),
         kread::caps(task, CAPS_INHERITABLE).unwrap_or(0),
     ];
+    let ambient = u64_at(task + off!(task_cred))
+        .and_then(|cred| u64_at(cred + off!(cred_cap_ambient)))
+        .unwrap_or(0);
     // SAFETY: `ev` points to the reserved, writable record (see `sched_process_exec`).
-    unsafe { (*ev).caps = caps };
+    unsafe {
+        (*ev).caps = caps;
+        (*ev).ambient = ambient;
+    }
     let mut i = 0;
     while i < tracer_common::event::NS_COUNT {
         let inum = kread::ns_inum(task, i as u8 + 1).unwrap_or(0);
@@ -183,6 +197,50 @@ fn record_creds_and_namespaces(task: u64, ev: *mut ExecEvent) {
         unsafe { (*ev).ns[i] = inum };
         i += 1;
     }
+}
+
+/// The exec'd file's inode number and link count, into the record: a binary with no
+/// link (a memfd, an `O_TMPFILE` or deleted file) runs from nowhere on disk.
+#[inline(never)]
+fn record_inode(bprm: u64, ev: *mut ExecEvent) {
+    let inode = u64_at(bprm + off!(bprm_file)).and_then(|f| u64_at(f + off!(file_inode)));
+    let ino = inode.and_then(|i| u64_at(i + off!(inode_ino)));
+    let nlink = inode.and_then(|i| u32_at(i + off!(inode_nlink)));
+    // SAFETY: `ev` points to the reserved, writable record (see `sched_process_exec`).
+    unsafe {
+        (*ev).ino = ino.unwrap_or(u64::MAX);
+        (*ev).nlink = nlink.unwrap_or(u32::MAX);
+        (*ev)._pad = 0;
+    }
+}
+
+/// The new image's environment, as its own record (`EnvEvent`), bounded by `ENV_MAX`.
+/// A record the ring buffer cannot take is counted; the exec is still recorded.
+#[inline(never)]
+fn record_env(task: u64) {
+    let Some(mut entry) = emit::reserve::<EnvEvent>(EventKind::Env) else {
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    let pid = u32_at(task + off!(task_tgid)).unwrap_or(0);
+    let tid = u32_at(task + off!(task_pid)).unwrap_or(0);
+    let mm = u64_at(task + off!(task_mm)).unwrap_or(0);
+    let start = u64_at(mm + off!(mm_env_start)).unwrap_or(0);
+    let end = u64_at(mm + off!(mm_env_end)).unwrap_or(0);
+    // SAFETY: `ev` points to a reserved, writable `EnvEvent`; its fields are written
+    // through the raw pointer, the array passed as a pointer to its own bytes.
+    let read = kread::user_area::<ENV_MAX>(start, end, unsafe { (&raw mut (*ev).env).cast() });
+    let (len, flags) = match read {
+        Some((n, truncated)) => (n, if truncated { ENV_TRUNC } else { 0 }),
+        None => (0, ENV_ERR),
+    };
+    // SAFETY: as above.
+    unsafe {
+        (*ev).header = emit::header(EventKind::Env, pid, tid);
+        (*ev).len = len;
+        (*ev).flags = flags;
+    }
+    emit::submit(EventKind::Env, entry, flags & ENV_ERR != 0);
 }
 
 /// `TP_PROTO(struct task_struct *parent, struct task_struct *child)`. Fires for threads

@@ -4,7 +4,7 @@
 //!
 //! 1. [`filter`]: `--export-allowlist` / `--export-denylist` (counted as filtered);
 //! 2. `--export-rate-limit` (counted, and said in the stream by `rate_limit_info`);
-//! 3. [`redact`]: `--redaction-filters` on the arguments;
+//! 3. [`redact`]: `--redaction-filters` on the arguments and environment variables;
 //! 4. [`fields`]: `--field-filters` (per event type);
 //! 5. `seq`, the agent's sequence number (a gap in it is a line that never arrived);
 //! 6. the sinks: [`json`] lines to stdout or to the [`file`], rotated; [`otlp`] log

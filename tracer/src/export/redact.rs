@@ -1,7 +1,8 @@
-//! Secrets out of arguments before anything leaves the agent: Tetragon's
-//! `--redaction-filters`, JSON objects one per line, `{"redact":
-//! ["--password(?:\\s+|=)(\\S*)"], "binary_regex": ["mysql$"]}`. In the `arguments` of
-//! every process object of an event (`process`, `parent`) whose binary matches
+//! Secrets out of arguments and environments before anything leaves the agent:
+//! Tetragon's `--redaction-filters`, JSON objects one per line, `{"redact":
+//! ["--password(?:\\s+|=)(\\S*)"], "binary_regex": ["mysql$"]}`. In the `arguments` and
+//! each `KEY=VALUE` of the `environment_variables` of every process object of an event
+//! (`process`, `parent`, `ancestors`) whose binary matches
 //! `binary_regex` (any binary when it is absent), what each capture group of a `redact`
 //! expression matched becomes `*****`; an expression without a group redacts its whole
 //! match.
@@ -37,26 +38,60 @@ impl Redactions {
         self.0.is_empty()
     }
 
-    /// Redacts the arguments of `event`'s process objects in place.
+    /// Redacts the arguments and environment variables of `event`'s process objects
+    /// (`process`, `parent`, each of `ancestors`) in place.
     pub fn apply(&self, event: &mut Value) {
         let kind = kind_of(event).to_owned();
-        let Some(body) = event.get_mut(&kind) else {
+        let Some(body) = event.get_mut(&kind).and_then(Value::as_object_mut) else {
             return;
         };
-        for key in ["process", "parent"] {
-            let Some(process) = body.get_mut(key) else {
-                continue;
-            };
-            let binary = process["binary"].as_str().unwrap_or("").to_owned();
-            let Some(Value::String(args)) = process.get_mut("arguments") else {
-                continue;
-            };
-            for r in &self.0 {
-                if r.binary.is_empty() || r.binary.iter().any(|b| b.is_match(&binary)) {
-                    for re in &r.redact {
-                        *args = redact(re, args);
+        let mut objects: Vec<&mut Value> = Vec::new();
+        for (key, value) in body.iter_mut() {
+            match (key.as_str(), value) {
+                ("process" | "parent", v @ Value::Object(_)) => objects.push(v),
+                ("ancestors", Value::Array(list)) => objects.extend(list.iter_mut()),
+                _ => {}
+            }
+        }
+        for process in objects {
+            self.apply_to_process(process);
+        }
+    }
+
+    fn apply_to_process(&self, process: &mut Value) {
+        let binary = process["binary"].as_str().unwrap_or("").to_owned();
+        let rules: Vec<&Regex> = self
+            .0
+            .iter()
+            .filter(|r| r.binary.is_empty() || r.binary.iter().any(|b| b.is_match(&binary)))
+            .flat_map(|r| r.redact.iter())
+            .collect();
+        if rules.is_empty() {
+            return;
+        }
+        if let Some(Value::String(args)) = process.get_mut("arguments") {
+            for re in &rules {
+                *args = redact(re, args);
+            }
+        }
+        // As Tetragon: each variable as `KEY=VALUE`, split back at its first `=`.
+        if let Some(Value::Array(vars)) = process.get_mut("environment_variables") {
+            for var in vars {
+                let key = var["Key"].as_str().unwrap_or("");
+                let value = var["Value"].as_str().unwrap_or("");
+                let mut text = format!("{key}={value}");
+                for re in &rules {
+                    text = redact(re, &text);
+                }
+                let (key, value) = text.split_once('=').unwrap_or((&text, ""));
+                let mut out = serde_json::Map::new();
+                // protojson leaves empty strings out.
+                for (k, v) in [("Key", key), ("Value", value)] {
+                    if !v.is_empty() {
+                        out.insert(k.into(), v.into());
                     }
                 }
+                *var = Value::Object(out);
             }
         }
     }
@@ -155,6 +190,29 @@ mod tests {
             e["process_exec"]["parent"]["arguments"],
             "-H ***** --password=*****"
         );
+    }
+
+    #[test]
+    fn environment_variables_and_ancestors_are_redacted_too() {
+        let r = Redactions::parse(r#"{"redact": ["(?:PASSWORD|TOKEN)=(.*)", "--key=(\\w+)"]}"#)
+            .unwrap();
+        let mut e = json!({"process_kprobe": {
+            "process": {"binary": "/app", "arguments": "",
+                "environment_variables": [
+                    {"Key": "DB_PASSWORD", "Value": "hunter2"},
+                    {"Key": "HOME", "Value": "/root"},
+                    {"Key": "API_TOKEN", "Value": "a=b"}]},
+            "ancestors": [{"binary": "/bin/sh", "arguments": "-c \"run --key=s3cret\""}]}});
+        r.apply(&mut e);
+        let body = &e["process_kprobe"];
+        assert_eq!(
+            body["process"]["environment_variables"],
+            json!([
+                {"Key": "DB_PASSWORD", "Value": "*****"},
+                {"Key": "HOME", "Value": "/root"},
+                {"Key": "API_TOKEN", "Value": "*****"}])
+        );
+        assert_eq!(body["ancestors"][0]["arguments"], "-c \"run --key=*****\"");
     }
 
     #[test]

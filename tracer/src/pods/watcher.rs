@@ -9,7 +9,11 @@ use std::sync::{
 };
 
 use futures::StreamExt as _;
-use k8s_openapi::api::{apps::v1::ReplicaSet, batch::v1::Job, core::v1::Pod};
+use k8s_openapi::api::{
+    apps::v1::ReplicaSet,
+    batch::v1::Job,
+    core::v1::{Node, Pod},
+};
 use kube::{
     Api, Client,
     runtime::{
@@ -30,9 +34,11 @@ pub struct Stores {
     pub generation: Arc<AtomicU64>,
 }
 
-/// Starts watching the pods of node `node` (and every ReplicaSet and Job).
+/// Starts watching the pods of node `node` (and every ReplicaSet and Job), and the
+/// node's own object for its labels (`node_labels`).
 pub fn start(client: Client, node: &str) -> Stores {
     let generation = Arc::new(AtomicU64::new(0));
+    watch_node_labels(Api::<Node>::all(client.clone()), node);
     let pods = watch(
         Api::<Pod>::all(client.clone()),
         watcher::Config::default().fields(&format!("spec.nodeName={node}")),
@@ -104,4 +110,36 @@ where
         }
     });
     reader
+}
+
+/// Keeps [`crate::event::node_labels`] equal to the labels of the Node object named
+/// `node`, as it changes; a node the API server does not have (or that the agent may not
+/// read) leaves them out, with a warning once.
+fn watch_node_labels(api: Api<Node>, node: &str) {
+    let config = watcher::Config::default().fields(&format!("metadata.name={node}"));
+    let stream = watcher(api, config).default_backoff().applied_objects();
+    let node = node.to_owned();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut failing = false;
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(object) => {
+                    failing = false;
+                    let labels = object.metadata.labels.unwrap_or_default();
+                    tracing::debug!("kubernetes: node {node} has {} labels", labels.len());
+                    crate::event::node_labels::set(labels);
+                }
+                Err(e) if !failing => {
+                    tracing::warn!(
+                        "kubernetes: reading node {node} for its labels failed, retrying \
+                         (events go without `node_labels` until then; the ClusterRole needs \
+                         get, list and watch on nodes): {e}"
+                    );
+                    failing = true;
+                }
+                Err(e) => tracing::debug!("kubernetes: node {node}: {e}"),
+            }
+        }
+    });
 }

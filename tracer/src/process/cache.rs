@@ -22,6 +22,8 @@ use crate::decode::{Exec, RawEvent};
 pub enum Lifecycle {
     Exec {
         process: Arc<Process>,
+        /// What the exec'd file was (set-user-ID, file capabilities, no link on disk).
+        binary: Box<super::BinaryProperties>,
     },
     Exit {
         process: Arc<Process>,
@@ -56,7 +58,18 @@ pub struct ProcessCache {
     capacity: NonZeroUsize,
     evictions: u64,
     misses: u64,
+    /// Environments recorded for execs not yet read (each comes just before its exec),
+    /// by pid.
+    pending_env: std::collections::HashMap<u32, crate::decode::Env>,
+    /// `--enable-process-cred`: whether an exec's set-user-ID and capability changes are
+    /// written.
+    cred: bool,
+    env_filter: Option<std::collections::HashSet<String>>,
 }
+
+/// Environments waiting for their exec, at most: more means execs were lost, and the
+/// oldest are dropped.
+const PENDING_ENV: usize = 1024;
 
 /// Exited processes kept for the events that follow their exit.
 const EXITED: usize = 1024;
@@ -73,7 +86,22 @@ impl ProcessCache {
             capacity,
             evictions: 0,
             misses: 0,
+            pending_env: Default::default(),
+            cred: false,
+            env_filter: None,
         }
+    }
+
+    /// `--filter-environment-variables`: the only variables kept (all when `None`).
+    pub fn with_env_filter(mut self, keep: Option<std::collections::HashSet<String>>) -> Self {
+        self.env_filter = keep;
+        self
+    }
+
+    /// `--enable-process-cred`: execs say whether they raised privileges.
+    pub fn with_process_cred(mut self, on: bool) -> Self {
+        self.cred = on;
+        self
     }
 
     pub fn node(&self) -> &str {
@@ -121,9 +149,23 @@ impl ProcessCache {
     /// Applies one record; an exec or an exit yields the event to export.
     pub fn handle(&mut self, event: RawEvent) -> Option<Lifecycle> {
         match event {
-            RawEvent::Exec(e) => Some(Lifecycle::Exec {
-                process: self.exec(&e),
-            }),
+            RawEvent::Exec(e) => {
+                let (process, binary) = self.exec(&e);
+                Some(Lifecycle::Exec {
+                    process,
+                    binary: Box::new(binary),
+                })
+            }
+            RawEvent::Env(mut env) => {
+                if self.pending_env.len() >= PENDING_ENV {
+                    self.pending_env.clear();
+                }
+                if let Some(keep) = &self.env_filter {
+                    env.vars.retain(|v| keep.contains(&v.key));
+                }
+                self.pending_env.insert(env.header.pid, *env);
+                None
+            }
             RawEvent::Fork(f) => {
                 self.fork(&f);
                 None
@@ -134,8 +176,14 @@ impl ProcessCache {
         }
     }
 
-    fn exec(&mut self, e: &Exec) -> Arc<Process> {
+    fn exec(&mut self, e: &Exec) -> (Arc<Process>, super::BinaryProperties) {
         let pid = e.header.pid;
+        // The permitted capabilities of the image this exec replaces, if known.
+        let permitted_before = self
+            .live
+            .peek(&pid)
+            .and_then(|p| p.creds.caps)
+            .map(|c| c[1]);
         // The parent as known at fork time when the fork was seen (and the process was not
         // re-parented since); else whatever the cache has for the parent pid now.
         let current = self
@@ -169,22 +217,34 @@ impl ProcessCache {
             f |= flags::IN_INIT_TREE;
         }
         let script = e.is_script().then(|| absolute(&e.filename, &e.cwd));
+        // Its environment came just before it, from the same program run.
+        let env = self.pending_env.remove(&pid);
+        if let Some(env) = &env {
+            if env.truncated {
+                f |= flags::TRUNC_ENV;
+            }
+            if env.error {
+                f |= flags::ERROR_ENV;
+            }
+        }
+        let creds = Creds {
+            uid: e.uid,
+            gid: e.gid,
+            euid: e.euid,
+            egid: e.egid,
+            suid: e.suid,
+            sgid: e.sgid,
+            fsuid: e.fsuid,
+            fsgid: e.fsgid,
+            securebits: e.securebits,
+            caps: Some(e.caps),
+        };
+        let binary = super::BinaryProperties::of_exec(e, &creds, permitted_before, self.cred);
         let process = Arc::new(Process {
             exec_id: exec_id(&self.node, e.header.ktime_ns, pid),
             pid,
             tid: e.header.tid,
-            creds: Creds {
-                uid: e.uid,
-                gid: e.gid,
-                euid: e.euid,
-                egid: e.egid,
-                suid: e.suid,
-                sgid: e.sgid,
-                fsuid: e.fsuid,
-                fsgid: e.fsgid,
-                securebits: e.securebits,
-                caps: Some(e.caps),
-            },
+            creds,
             auid: e.auid,
             binary: e.binary.clone(),
             script,
@@ -199,11 +259,12 @@ impl ProcessCache {
             ppid: e.ppid,
             user: super::user_name(pid, e.ns_pid, e.uid),
             ns: e.ns,
+            env: env.map_or_else(|| Arc::from([]), |env| env.vars.into()),
             parent,
             json: Default::default(),
         });
         self.insert(process.clone());
-        process
+        (process, binary)
     }
 
     fn fork(&mut self, f: &ForkEvent) {
@@ -241,6 +302,7 @@ impl ProcessCache {
 
     fn exit(&mut self, x: &ExitEvent) -> Option<Lifecycle> {
         let pid = x.header.pid;
+        self.pending_env.remove(&pid);
         if self
             .exited
             .peek(&pid)
@@ -290,6 +352,7 @@ fn unknown(node: &str, pid: u32, ktime_ns: u64, start_ns: u64, extra: u32) -> Pr
         ppid: 0,
         user: None,
         ns: Default::default(),
+        env: Arc::from([]),
         parent: None,
         json: Default::default(),
     }
@@ -349,6 +412,10 @@ mod tests {
             securebits: 0,
             caps: [0; 3],
             ns: [0; tracer_common::event::NS_COUNT],
+            per_clear: 0,
+            ino: 1,
+            nlink: 1,
+            ambient: 0,
             ppid,
             uid: 1000,
             gid: 1000,
@@ -384,7 +451,7 @@ mod tests {
 
     fn exec_process(l: Option<Lifecycle>) -> Arc<Process> {
         match l {
-            Some(Lifecycle::Exec { process }) => process,
+            Some(Lifecycle::Exec { process, .. }) => process,
             other => panic!("expected an exec, got {other:?}"),
         }
     }
@@ -537,6 +604,71 @@ mod tests {
         assert_eq!(p.binary, "/usr/bin/dash");
         assert_eq!(p.script.as_deref(), Some("/home/u/run.sh"));
         assert_eq!(p.arguments, "./run.sh x");
+    }
+
+    fn env(pid: u32, vars: &[(&str, &str)], truncated: bool) -> RawEvent {
+        RawEvent::Env(Box::new(crate::decode::Env {
+            header: header(EventKind::Env, pid, 1),
+            vars: vars
+                .iter()
+                .map(|(k, v)| crate::decode::EnvVar {
+                    key: (*k).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+            truncated,
+            error: false,
+        }))
+    }
+
+    /// An environment goes to the exec of its pid that follows it, filtered; a fork
+    /// keeps its parent's; one whose exec was lost is dropped at its process's exit.
+    #[test]
+    fn an_environment_goes_to_its_exec() {
+        let mut c = cache(16).with_env_filter(Some(["A".to_owned(), "C".to_owned()].into()));
+        assert!(
+            c.handle(env(10, &[("A", "1"), ("B", "2"), ("C", "3")], true))
+                .is_none()
+        );
+        let p = exec_process(c.handle(exec(10, 1, 5, &["sh"])));
+        let keys: Vec<&str> = p.env.iter().map(|v| v.key.as_str()).collect();
+        assert_eq!(keys, ["A", "C"]);
+        assert!(p.flags & flags::TRUNC_ENV != 0);
+        c.handle(RawEvent::Fork(ForkEvent {
+            header: header(EventKind::Fork, 11, 6),
+            ppid: 10,
+            ns_pid: 0,
+            start_ns: 110,
+        }));
+        assert_eq!(c.get(11).map(|p| p.env.len()), Some(2), "a fork keeps it");
+        // An exec without its environment record (lost) has none, not the old image's.
+        let p = exec_process(c.handle(exec(11, 10, 7, &["true"])));
+        assert!(p.env.is_empty() && p.flags & flags::TRUNC_ENV == 0);
+        c.handle(env(12, &[("A", "x")], false));
+        c.handle(exit(12, 0, 8));
+        let p = exec_process(c.handle(exec(12, 1, 9, &["true"])));
+        assert!(p.env.is_empty(), "the exit dropped the stale one");
+    }
+
+    /// An exec's binary properties: privilege raises with `--enable-process-cred` only.
+    #[test]
+    fn exec_binary_properties_follow_the_flag() {
+        let suid = || {
+            let RawEvent::Exec(mut e) = exec(20, 1, 1, &["su"]) else {
+                unreachable!()
+            };
+            e.per_clear = 1;
+            e.euid = 0;
+            RawEvent::Exec(e)
+        };
+        let binary = |l: Option<Lifecycle>| match l {
+            Some(Lifecycle::Exec { binary, .. }) => binary,
+            other => panic!("expected an exec, got {other:?}"),
+        };
+        assert!(binary(cache(4).handle(suid())).is_empty());
+        let b = binary(cache(4).with_process_cred(true).handle(suid()));
+        assert_eq!(b.setuid, Some(0));
+        assert_eq!(b.privileges_changed, ["PRIVILEGES_RAISED_EXEC_FILE_SETUID"]);
     }
 
     #[test]

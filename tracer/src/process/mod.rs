@@ -44,9 +44,14 @@ pub mod flags {
     /// (a process that `kubectl exec` or `nsenter` put in a container is not: its parent
     /// is the runtime, on the host).
     pub const IN_INIT_TREE: u32 = 1 << 11;
+    /// `--enable-process-environment-variables`: the environment was longer than the
+    /// capture bound (`ENV_MAX`); the variables past it are missing. Not in Tetragon.
+    pub const TRUNC_ENV: u32 = 1 << 12;
+    /// The environment could not be read. Not in Tetragon.
+    pub const ERROR_ENV: u32 = 1 << 13;
 
     /// Words in the order they are written.
-    pub const WORDS: [(u32, &str); 12] = [
+    pub const WORDS: [(u32, &str); 14] = [
         (EXECVE, "execve"),
         (PROCFS, "procFS"),
         (TRUNC_ARGS, "truncArgs"),
@@ -59,6 +64,8 @@ pub mod flags {
         (TRUNC_CWD, "truncCwd"),
         (TRUNC_BINARY, "truncBinary"),
         (IN_INIT_TREE, "inInitTree"),
+        (TRUNC_ENV, "truncEnv"),
+        (ERROR_ENV, "errorEnv"),
     ];
 
     /// The space-separated words of `bits`.
@@ -79,7 +86,7 @@ pub mod flags {
 
     impl Words {
         /// Hands the words as one `str` to `f`, written into a buffer on the stack that
-        /// holds all of them (104 bytes).
+        /// holds all of them (122 bytes).
         fn with_str<R>(&self, f: impl FnOnce(&str) -> R) -> R {
             let mut buf = [0u8; 128];
             let mut len = 0;
@@ -169,6 +176,9 @@ pub struct Process {
     /// Its namespaces' inodes at its exec (or in /proc at start-up), by
     /// `policy::NS_*` minus 1; 0 where unknown. A fork keeps its parent's.
     pub ns: [u32; tracer_common::event::NS_COUNT],
+    /// `--enable-process-environment-variables`: its environment at its exec (a fork
+    /// keeps its parent's); empty when off or not seen.
+    pub env: Arc<[crate::decode::EnvVar]>,
     pub parent: Option<Arc<Process>>,
     /// Its JSON object, kept from the last event that wrote it.
     pub json: JsonCache,
@@ -177,6 +187,79 @@ pub struct Process {
 impl Process {
     pub fn parent_exec_id(&self) -> Option<&str> {
         self.parent.as_deref().map(|p| p.exec_id.as_str())
+    }
+}
+
+/// Tetragon's `BinaryProperties` of one exec, written in its `process_exec` event only
+/// (the file's properties describe the exec, not the process).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BinaryProperties {
+    /// With `--enable-process-cred`: the effective uid a set-user-ID file gave.
+    pub setuid: Option<u32>,
+    /// The same, the effective gid of a set-group-ID file.
+    pub setgid: Option<u32>,
+    /// With `--enable-process-cred`: why the exec raised privileges (Tetragon's
+    /// `ProcessPrivilegesChanged` names).
+    pub privileges_changed: Vec<&'static str>,
+    /// The exec'd file has no link on disk (a memfd, an `O_TMPFILE` file or a deleted
+    /// one): its inode number.
+    pub unlinked_inode: Option<u64>,
+}
+
+impl BinaryProperties {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// What an exec shows: `per_clear`, the file's inode and the ambient capabilities
+    /// from its record, `creds` its new credentials, `before` the permitted set of the
+    /// image it replaced (`None` when not known), `cred` whether `--enable-process-cred`
+    /// is on. As Tetragon decides it: a privileged exec (`per_clear` set, by the kernel
+    /// for a set-id file) whose effective id differs from its real one is set-user-ID
+    /// (set-group-ID), a raise when it made a non-root user root. An exec that did not
+    /// change the user id but gained permitted capabilities ran a file with file
+    /// capabilities: for a non-root user, whose exec keeps only its ambient
+    /// capabilities (the kernel clears them when the file has its own), any permitted
+    /// one beyond the ambient set; for root, any beyond those of the image it replaced
+    /// (which a `capset` since may have changed).
+    pub fn of_exec(
+        exec: &crate::decode::Exec,
+        creds: &Creds,
+        before: Option<u64>,
+        cred: bool,
+    ) -> Self {
+        let (ino, nlink) = (exec.ino, exec.nlink);
+        let mut p = Self {
+            unlinked_inode: (nlink == 0 && ino != 0 && ino != u64::MAX).then_some(ino),
+            ..Self::default()
+        };
+        if !cred {
+            return p;
+        }
+        if exec.per_clear != 0 && creds.euid != creds.uid {
+            p.setuid = Some(creds.euid);
+        }
+        if exec.per_clear != 0 && creds.egid != creds.gid {
+            p.setgid = Some(creds.egid);
+        }
+        let permitted = creds.caps.map_or(0, |c| c[1]);
+        let gained = if creds.uid != 0 {
+            permitted & !exec.ambient != 0
+        } else {
+            exec.per_clear != 0 && permitted & !before.unwrap_or(u64::MAX) != 0
+        };
+        if p.setuid.is_none() && gained {
+            p.privileges_changed.push("PRIVILEGES_RAISED_EXEC_FILE_CAP");
+        }
+        if p.setuid == Some(0) && creds.uid != 0 {
+            p.privileges_changed
+                .push("PRIVILEGES_RAISED_EXEC_FILE_SETUID");
+        }
+        if p.setgid == Some(0) && creds.gid != 0 {
+            p.privileges_changed
+                .push("PRIVILEGES_RAISED_EXEC_FILE_SETGID");
+        }
+        p
     }
 }
 
@@ -307,6 +390,107 @@ mod tests {
             r#""say \"x\"\\""#
         );
         assert_eq!(encode_arguments(&[]), "");
+    }
+
+    #[test]
+    fn binary_properties_as_tetragon_decides_them() {
+        let creds = |uid, euid, gid, egid, permitted| Creds {
+            uid,
+            euid,
+            gid,
+            egid,
+            caps: Some([permitted, permitted, 0]),
+            ..Creds::default()
+        };
+        let exec = |per_clear, ino, nlink| crate::decode::Exec {
+            per_clear,
+            ino,
+            nlink,
+            ..crate::decode::Exec::default()
+        };
+        let ambient = |set| crate::decode::Exec {
+            ambient: set,
+            ..exec(0, 12, 1)
+        };
+        let of = BinaryProperties::of_exec;
+        // An ordinary exec: nothing, with or without the flag.
+        assert!(
+            of(
+                &exec(0, 12, 1),
+                &creds(1000, 1000, 1000, 1000, 0),
+                None,
+                true
+            )
+            .is_empty()
+        );
+        // A set-user-ID root file run by a user (su, sudo, passwd).
+        let su = of(
+            &exec(1, 12, 1),
+            &creds(1000, 0, 1000, 1000, !0),
+            Some(0),
+            true,
+        );
+        assert_eq!(su.setuid, Some(0));
+        assert_eq!(su.setgid, None);
+        assert_eq!(
+            su.privileges_changed,
+            ["PRIVILEGES_RAISED_EXEC_FILE_SETUID"]
+        );
+        // Without --enable-process-cred: not written.
+        assert!(
+            of(
+                &exec(1, 12, 1),
+                &creds(1000, 0, 1000, 1000, !0),
+                Some(0),
+                false
+            )
+            .is_empty()
+        );
+        // A set-group-ID file of another group: setgid, no raise.
+        let sg = of(
+            &exec(1, 12, 1),
+            &creds(1000, 1000, 1000, 5, 0),
+            Some(0),
+            true,
+        );
+        assert_eq!((sg.setuid, sg.setgid), (None, Some(5)));
+        assert!(sg.privileges_changed.is_empty());
+        // File capabilities (ping's cap_net_raw) for a user, whatever the cache thought
+        // it had before (a root process that dropped to the user: `before` is stale),
+        // `per_clear` or not (the kernel may leave it clear for file capabilities).
+        for per_clear in [0, 1] {
+            let fc = of(
+                &exec(per_clear, 12, 1),
+                &creds(1000, 1000, 1000, 1000, 1 << 13),
+                Some(!0),
+                true,
+            );
+            assert_eq!(fc.privileges_changed, ["PRIVILEGES_RAISED_EXEC_FILE_CAP"]);
+        }
+        // The same capability kept as ambient: no raise.
+        let kept = of(
+            &ambient(1 << 13),
+            &creds(1000, 1000, 1000, 1000, 1 << 13),
+            None,
+            true,
+        );
+        assert!(kept.is_empty(), "{kept:?}");
+        // Root running a set-user-ID root file: no id change, no capability gained.
+        let root = of(&exec(1, 12, 1), &creds(0, 0, 0, 0, !0), None, true);
+        assert!(root.is_empty());
+        // A memfd (no link): always written, the flag or not.
+        let memfd = of(&exec(0, 77, 0), &creds(0, 0, 0, 0, 0), None, false);
+        assert_eq!(memfd.unlinked_inode, Some(77));
+        // Unread inode: nothing.
+        assert!(
+            of(
+                &exec(0, u64::MAX, u32::MAX),
+                &creds(0, 0, 0, 0, 0),
+                None,
+                false
+            )
+            .is_empty()
+        );
     }
 
     #[test]
