@@ -153,6 +153,9 @@ pub fn path(
         Start::Dentry(dentry) => (dentry, 0),
     };
     let no_mount = vfsmnt == 0;
+    if !no_mount && detached(dentry, vfsmnt) {
+        return detached_name(dentry, buf, len_out, flags, err, natural);
+    }
     // `struct mount` embeds the `vfsmount` at `mount.mnt`.
     let mut mnt = vfsmnt.wrapping_sub(off!(mount_mnt));
     for _ in 0..PATH_DEPTH_MAX {
@@ -169,10 +172,7 @@ pub fn path(
         ) else {
             return set_bit(flags, err);
         };
-        // A dentry that is its own parent without being its mount's root is not in any
-        // tree (a memfd's, a pipe's): its name is all the path there is.
-        let detached = dentry == parent && dentry != mnt_root && !no_mount;
-        if (dentry == mnt_root || dentry == parent) && !detached {
+        if dentry == mnt_root || dentry == parent {
             if no_mount {
                 return;
             }
@@ -219,12 +219,51 @@ pub fn path(
         }
         // SAFETY: as above.
         unsafe { len_out.write_volatile((len + r as u64) as u32) };
-        if detached {
-            return;
-        }
         dentry = parent;
     }
     set_bit(flags, trunc)
+}
+
+/// Whether `dentry` (of mount `vfsmnt`) is its own parent without being its mount's
+/// root: a file in no directory tree (a memfd's, a socket's), whose name is all the path
+/// there is. Checked once, before the walk, so that the walk's loop stays as it is.
+#[inline(always)]
+fn detached(dentry: u64, vfsmnt: u64) -> bool {
+    match (
+        u64_at(dentry + off!(dentry_parent)),
+        u64_at(vfsmnt + off!(vfsmount_root)),
+    ) {
+        (Some(parent), Some(root)) => parent == dentry && root != dentry,
+        _ => false,
+    }
+}
+
+/// Writes the name of a detached `dentry` (see [`detached`]) as the path's only
+/// component.
+#[inline(always)]
+fn detached_name(
+    dentry: u64,
+    buf: *mut u8,
+    len_out: *mut u32,
+    flags: *mut u32,
+    err: u32,
+    natural: Option<&Natural>,
+) {
+    let Some(name) = u64_at(dentry + off!(dentry_name)) else {
+        return set_bit(flags, err);
+    };
+    // SAFETY: `buf` has `PATH_BUF` bytes, more than the `NAME_MAX` the helper may write.
+    let r = unsafe {
+        bpf_probe_read_kernel_str(buf.cast::<c_void>(), NAME_MAX as u32, name as *const c_void)
+    };
+    if r <= 0 {
+        return set_bit(flags, err);
+    }
+    if let Some(n) = natural {
+        prepend(n, buf, 0, r as u64);
+    }
+    // SAFETY: `len_out` points to a `u32` of the reserved record.
+    unsafe { len_out.write_volatile(r as u32) };
 }
 
 /// Writes `/` and the component at `buf + at` (`r` bytes, NUL included) just before the
