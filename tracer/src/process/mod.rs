@@ -217,8 +217,8 @@ impl BinaryProperties {
     /// is on. As Tetragon decides it: a privileged exec (`per_clear` set, by the kernel
     /// for a set-id file) whose effective id differs from its real one is set-user-ID
     /// (set-group-ID), a raise when it made a non-root user root. An exec that did not
-    /// change the user id but gained permitted capabilities ran a file with file
-    /// capabilities: for a non-root user, whose exec keeps only its ambient
+    /// change the user id, whose effective user is its real one, and gained permitted
+    /// capabilities ran a file with file capabilities: for a non-root user, whose exec keeps only its ambient
     /// capabilities (the kernel clears them when the file has its own), any permitted
     /// one beyond the ambient set; for root, any beyond those of the image it replaced
     /// (which a `capset` since may have changed).
@@ -248,7 +248,9 @@ impl BinaryProperties {
         } else {
             exec.per_clear != 0 && permitted & !before.unwrap_or(u64::MAX) != 0
         };
-        if p.setuid.is_none() && gained {
+        // As Tetragon: not when the effective user differs from the real one (a
+        // set-user-ID root program's child, whose root effective id gave it all).
+        if p.setuid.is_none() && creds.euid == creds.uid && gained {
             p.privileges_changed.push("PRIVILEGES_RAISED_EXEC_FILE_CAP");
         }
         if p.setuid == Some(0) && creds.uid != 0 {
@@ -475,6 +477,10 @@ mod tests {
             true,
         );
         assert!(kept.is_empty(), "{kept:?}");
+        // A user's process with a root effective id (inside a set-user-ID root program)
+        // runs a plain file: all capabilities, from its effective id, not from the file.
+        let euid_root = of(&exec(0, 12, 1), &creds(1000, 0, 1000, 1000, !0), None, true);
+        assert!(euid_root.is_empty(), "{euid_root:?}");
         // Root running a set-user-ID root file: no id change, no capability gained.
         let root = of(&exec(1, 12, 1), &creds(0, 0, 0, 0, !0), None, true);
         assert!(root.is_empty());
