@@ -81,8 +81,6 @@ pub struct Config {
     pub otlp: Option<export::otlp::OtlpConfig>,
     /// `--expose-stack-addresses`: stack trace entries keep their addresses.
     pub expose_stack_addresses: bool,
-    /// `--enable-process-cred`: execs also say whether they raised privileges.
-    pub process_cred: bool,
     /// `--enable-process-environment-variables`, with the names
     /// `--filter-environment-variables` keeps (all when `None`).
     pub process_env: Option<Option<std::collections::HashSet<String>>>,
@@ -308,7 +306,9 @@ fn scan_processes(
 ) -> (Clock, ProcessCache, usize) {
     let clock = Clock::now();
     let mut cache = ProcessCache::new(config.node_name.clone(), config.process_cache_size)
-        .with_process_cred(config.process_cred)
+        .with_process_cred(crate::event::process_fields::enabled(
+            crate::event::process_fields::CRED,
+        ))
         .with_env_filter(config.process_env.clone().flatten());
     let entries = procfs::scan(&config.proc_root, &config.cgroup_root);
     let found = procfs::build(&config.node_name, entries);

@@ -728,7 +728,6 @@ fn run(args: RunArgs) -> ExitCode {
         metrics_server: args.metrics_server,
         otlp,
         expose_stack_addresses: args.expose_stack_addresses,
-        process_cred: args.enable_process_cred,
         process_env: args.enable_process_environment_variables.then(|| {
             let names: std::collections::HashSet<String> = args
                 .filter_environment_variables

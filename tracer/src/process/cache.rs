@@ -178,19 +178,12 @@ impl ProcessCache {
 
     fn exec(&mut self, e: &Exec) -> (Arc<Process>, super::BinaryProperties) {
         let pid = e.header.pid;
+        let replaced = self.live.peek(&pid);
         // The permitted capabilities of the image this exec replaces, if known.
-        let permitted_before = self
-            .live
-            .peek(&pid)
-            .and_then(|p| p.creds.caps)
-            .map(|c| c[1]);
+        let permitted_before = replaced.and_then(|p| p.creds.caps).map(|c| c[1]);
         // The parent as known at fork time when the fork was seen (and the process was not
         // re-parented since); else whatever the cache has for the parent pid now.
-        let current = self
-            .live
-            .peek(&pid)
-            .filter(|cur| cur.ppid == e.ppid)
-            .cloned();
+        let current = replaced.filter(|cur| cur.ppid == e.ppid).cloned();
         let parent = current
             .as_ref()
             .and_then(|cur| cur.parent.clone())
