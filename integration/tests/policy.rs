@@ -1072,6 +1072,132 @@ fn syscall_hooks(raw_numbered: bool) {
     assert!((1..=4).contains(&own_seen), "{own_seen}");
 }
 
+/// A 32-bit syscall (`int 0x80`, as a 32-bit binary makes them) is marked as Tetragon
+/// marks it: a `syscall64` argument carries bit 31, written `"abi":"i386"`, and a list
+/// naming `__ia32_sys_dup` matches it. A hook on one syscall ignores a 32-bit syscall of
+/// the same number (i386's `dup` is x86-64's `socket`), on its own tracepoint as the
+/// kernel does and on the shared raw tracepoint (`--syscall-raw-tracepoints`).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn thirty_two_bit_syscalls_on_their_own_tracepoints() {
+    if !privileged("thirty_two_bit_syscalls_on_their_own_tracepoints") {
+        return;
+    }
+    thirty_two_bit_syscalls(false);
+}
+
+/// As above, with syscall hooks on the shared raw tracepoints.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn thirty_two_bit_syscalls_on_the_raw_tracepoints() {
+    if !privileged("thirty_two_bit_syscalls_on_the_raw_tracepoints") {
+        return;
+    }
+    thirty_two_bit_syscalls(true);
+}
+
+/// Syscall `nr` of the 32-bit ABI with one argument, through `int 0x80`: its return.
+#[cfg(target_arch = "x86_64")]
+fn int80(nr: u32, arg: u32) -> i32 {
+    let mut ret = nr;
+    // SAFETY: a syscall of the 32-bit ABI whose only argument is a number (`ebx`); `rbx`
+    // is swapped in and out around it (LLVM reserves it), and the registers the 32-bit
+    // entry may clear are declared clobbered. It touches no memory of this process.
+    unsafe {
+        core::arch::asm!(
+            "xchg {arg:r}, rbx",
+            "int 0x80",
+            "xchg {arg:r}, rbx",
+            arg = inout(reg) u64::from(arg) => _,
+            inout("eax") ret,
+            out("r8") _, out("r9") _, out("r10") _, out("r11") _,
+            options(nostack),
+        );
+    }
+    ret as i32
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::unwrap_used, reason = "a test body, shared by two tests")]
+fn thirty_two_bit_syscalls(raw_numbered: bool) {
+    // i386's `dup` and `close` (41, 6), x86-64's `socket` (41).
+    const I386_DUP: u32 = 41;
+    const I386_CLOSE: u32 = 6;
+    let _one_at_a_time = SYSCALL_HOOKS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let work = tempdir();
+    let me = std::process::id();
+    let dups = write(
+        work.path(),
+        "dups.yaml",
+        &format!(
+            "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: dups\nspec:\n  lists:\n  - name: dups\n    type: syscalls\n    values: [sys_dup, __ia32_sys_dup]\n  tracepoints:\n  - subsystem: raw_syscalls\n    event: sys_enter\n    args:\n    - index: 4\n      type: syscall64\n    selectors:\n    - matchPIDs:\n      - operator: In\n        values: [{me}]\n      matchArgs:\n      - index: 4\n        operator: InMap\n        values: [\"list:dups\"]\n"
+        ),
+    );
+    let socket = write(
+        work.path(),
+        "socket.yaml",
+        &format!(
+            "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: sockets\nspec:\n  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_socket\n    args:\n    - index: 5\n      type: int\n    selectors:\n    - matchPIDs:\n      - operator: In\n        values: [{me}]\n"
+        ),
+    );
+    let mut args = vec![
+        "--tracing-policy",
+        dups.to_str().unwrap(),
+        "--tracing-policy",
+        socket.to_str().unwrap(),
+    ];
+    if raw_numbered {
+        args.push("--syscall-raw-tracepoints");
+    }
+    let agent = Agent::start(&args);
+    let fd = int80(I386_DUP, 1);
+    assert!(
+        fd >= 0,
+        "int 0x80 dup(1) returned {fd}: this kernel runs no 32-bit syscalls (CONFIG_IA32_EMULATION off, or ia32_emulation=0 on its command line)"
+    );
+    assert_eq!(int80(I386_CLOSE, fd as u32), 0);
+    // SAFETY: dup of standard output and a socket, both closed again.
+    unsafe {
+        let fd = libc::dup(1);
+        assert!(fd >= 0);
+        libc::close(fd);
+        let s = libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0);
+        assert!(s >= 0);
+        libc::close(s);
+    }
+    let events = agent.sync();
+    let ids: Vec<&Value> = hits(&events, "dups")
+        .into_iter()
+        .map(|e| {
+            assert_eq!(e["process"]["pid"], me);
+            assert_eq!(
+                (&e["subsys"], &e["event"]),
+                (&"raw_syscalls".into(), &"sys_enter".into())
+            );
+            &e["args"]
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            &serde_json::json!([{ "syscall_id": { "id": I386_DUP, "abi": "i386" } }]),
+            &serde_json::json!([{ "syscall_id": { "id": libc::SYS_dup, "abi": "x64" } }]),
+        ],
+        "the 32-bit dup marked i386, the 64-bit one x64"
+    );
+    let sockets: Vec<&Value> = hits(&events, "sockets")
+        .into_iter()
+        .map(|e| &e["args"])
+        .collect();
+    assert_eq!(
+        sockets,
+        [&serde_json::json!([{ "int_arg": libc::AF_UNIX }])],
+        "the 64-bit socket only, not the 32-bit dup of the same number"
+    );
+}
+
 /// A `Prefix` longer than an LPM trie key holds (248 bytes) matches as a shorter one
 /// does, up to the longest string captured (255 bytes).
 #[test]

@@ -27,6 +27,15 @@ pub const HAS_SYSCALL_REGS: u32 = 1 << 2;
 /// and later), so kprobes can read `iov_iter` arguments.
 pub const HAS_IOV_ITER: u32 = 1 << 4;
 
+/// `present` bit: `task_struct.thread_info.status` exists (x86), so a program can tell a
+/// 32-bit syscall (`int 0x80`, a 32-bit binary) from a 64-bit one by [`TS_COMPAT`].
+pub const HAS_THREAD_STATUS: u32 = 1 << 5;
+
+/// `thread_info.status` bit of a task inside a 32-bit syscall (x86's `TS_COMPAT`, in
+/// `arch/x86/include/asm/thread_info.h`, unchanged since 2.6.33). The kernel sets it at a
+/// compat syscall's entry and clears it before returning to user mode.
+pub const TS_COMPAT: u32 = 0x0002;
+
 /// `task_struct.flags` bit of kernel threads (`include/linux/sched.h`, unchanged since
 /// 2.6): they never exec and are not reported.
 pub const PF_KTHREAD: u32 = 0x0020_0000;
@@ -156,6 +165,8 @@ kernel_offsets! {
     task_group_leader: Path("task_struct.group_leader"), Required;
     task_exit_code: Path("task_struct.exit_code"), Required;
     task_flags: Path("task_struct.flags"), Required;
+    /// x86 only (other architectures mark 32-bit tasks elsewhere).
+    task_thread_status: Path("task_struct.thread_info.status"), Optional(HAS_THREAD_STATUS);
     mm_arg_start: Path("mm_struct.arg_start"), Required;
     mm_arg_end: Path("mm_struct.arg_end"), Required;
     mm_env_start: Path("mm_struct.env_start"), Required;

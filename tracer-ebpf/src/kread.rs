@@ -291,6 +291,29 @@ fn prepend(n: &Natural, buf: *mut u8, at: u64, r: u64) {
     }
 }
 
+/// Whether the current task is inside a 32-bit syscall (x86's `TS_COMPAT` in
+/// `thread_info.status`; `in_ia32_syscall()`). Always false where the field is unknown.
+#[inline(always)]
+pub fn in_compat_syscall() -> bool {
+    use tracer_common::offsets::{HAS_THREAD_STATUS, TS_COMPAT};
+    if off!(present) & HAS_THREAD_STATUS as u64 == 0 {
+        return false;
+    }
+    // SAFETY: helper without arguments.
+    let task = unsafe { aya_ebpf::helpers::bpf_get_current_task() };
+    u32_at(task + off!(task_thread_status)).is_some_and(|s| s & TS_COMPAT != 0)
+}
+
+/// A syscall number as Tetragon's `syscall64` holds it: bit 31 set for a 32-bit syscall.
+#[inline(always)]
+pub fn syscall64(nr: u64) -> u64 {
+    if in_compat_syscall() {
+        nr | tracer_common::policy::SYSCALL64_32BIT
+    } else {
+        nr
+    }
+}
+
 /// Inode number of namespace `ns` (`tracer_common::policy::NS_*`) of `task`, as
 /// `/proc/<pid>/ns/<name>` shows it.
 #[inline(always)]

@@ -17,6 +17,7 @@ use tracer_common::policy::{HookPoint, SYSCALL_ENTER, SYSCALL_EXIT, SYSCALL_IDS,
 
 use crate::{
     globals::off,
+    kread,
     maps::{SYSCALL_ANY, SYSCALL_POINTS, SYSCALL_RECORD},
     policy::{self, Site},
 };
@@ -51,6 +52,13 @@ fn dispatch(ctx: *mut c_void, dir: u32, regs: u64, id: u64, ret: u64) {
             .unwrap_or(0)
     } else {
         0
+    };
+    // A 32-bit syscall's number is in another table (x86's `int 0x80`): the `syscalls/*`
+    // tracepoints skip such syscalls, and so do their hook points here.
+    let numbered = if numbered != 0 && kread::in_compat_syscall() {
+        0
+    } else {
+        numbered
     };
     let any = SYSCALL_ANY.get(dir).copied().unwrap_or(0);
     if numbered == 0 && any == 0 {

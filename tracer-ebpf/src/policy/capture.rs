@@ -9,8 +9,8 @@ use aya_ebpf::helpers::generated::{
 };
 use tracer_common::policy::{
     ARG_BYTES, ARG_CHAR_ARRAY, ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT, ARG_KERNEL_BYTES,
-    ARG_KERNEL_STRING, ARG_SOCK, ARG_UINT, ARG_USER_BYTES, ARG_USER_IOVEC, ARG_USER_STRING,
-    ArgConfig, ArgValue, MAX_IOVECS, STRING_MAX, SockLayout, SockValue,
+    ARG_KERNEL_STRING, ARG_SOCK, ARG_SYSCALL64, ARG_UINT, ARG_USER_BYTES, ARG_USER_IOVEC,
+    ARG_USER_STRING, ArgConfig, ArgValue, MAX_IOVECS, STRING_MAX, SockLayout, SockValue,
 };
 
 use super::strings::{build_keys, zero};
@@ -87,7 +87,7 @@ pub(super) fn capture(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
             v.int = u64::from(unsafe { bpf_get_current_pid_tgid() } as u32);
             return;
         }
-        ARG_INT | ARG_UINT => {
+        ARG_INT | ARG_UINT | ARG_SYSCALL64 => {
             let mut raw: u64 = 0;
             let size = match a.size {
                 1 => 1,
@@ -104,6 +104,9 @@ pub(super) fn capture(base: u64, a: &ArgConfig, v: &mut ArgValue, i: u32) {
                 // Sign-extend from `size` bytes.
                 let shift = 64 - 8 * u64::from(size);
                 (((raw << shift) as i64) >> shift) as u64
+            } else if a.kind == ARG_SYSCALL64 {
+                v.kind = u32::from(ARG_UINT);
+                kread::syscall64(raw)
             } else {
                 raw
             };

@@ -13,9 +13,9 @@ use aya_ebpf::{
     maps::lpm_trie::Key,
 };
 use tracer_common::policy::{
-    ARG_CHAR_ARRAY, ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT, ARG_KERNEL_STRING, ARG_UINT,
-    ARG_USER_STRING, ArgConfig, ArgGate, CANDIDATES_ALL, GATE_INT, GATE_STR, GATE_STR_BYTES,
-    GateHit, GateIntKey, GateStrKey,
+    ARG_CHAR_ARRAY, ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT, ARG_KERNEL_STRING, ARG_SYSCALL64,
+    ARG_UINT, ARG_USER_STRING, ArgConfig, ArgGate, CANDIDATES_ALL, GATE_INT, GATE_STR,
+    GATE_STR_BYTES, GateHit, GateIntKey, GateStrKey,
 };
 
 use crate::{
@@ -73,6 +73,10 @@ fn int(base: u64, a: &ArgConfig) -> u64 {
         (ARG_UINT, 1) => kread::read::<1>(at),
         (ARG_UINT, 2) => kread::read::<2>(at),
         (ARG_UINT, 4) => kread::read::<4>(at),
+        (ARG_SYSCALL64, 1) => kread::syscall64(kread::read::<1>(at)),
+        (ARG_SYSCALL64, 2) => kread::syscall64(kread::read::<2>(at)),
+        (ARG_SYSCALL64, 4) => kread::syscall64(kread::read::<4>(at)),
+        (ARG_SYSCALL64, _) => kread::syscall64(kread::read::<8>(at)),
         _ => kread::read::<8>(at),
     }
 }

@@ -945,7 +945,7 @@ fn syscall_route(
     kernel: Kernel,
 ) -> Option<(u32, Option<u32>)> {
     use tracer_common::policy::{
-        ARG_CURRENT_PID, ARG_INT, ARG_KERNEL_STRING, ARG_UINT, ARG_USER_STRING,
+        ARG_CURRENT_PID, ARG_INT, ARG_KERNEL_STRING, ARG_SYSCALL64, ARG_UINT, ARG_USER_STRING,
     };
     if unit.kprobe.is_some_and(|k| k.on_kprobe) || unit.half != Half::Whole {
         // Return probes' halves find each other by hook point, on their own programs.
@@ -974,7 +974,7 @@ fn syscall_route(
         a.kind == ARG_CURRENT_PID
             || matches!(
                 a.kind,
-                ARG_INT | ARG_UINT | ARG_USER_STRING | ARG_KERNEL_STRING
+                ARG_INT | ARG_UINT | ARG_SYSCALL64 | ARG_USER_STRING | ARG_KERNEL_STRING
             ) && (a.offset == 8 || (a.offset >= 16 && a.offset <= last && a.offset % 8 == 0))
     });
     readable.then_some((dir, nr))

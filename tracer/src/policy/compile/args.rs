@@ -4,13 +4,13 @@
 
 use tracer_common::policy::{
     ARG_BYTES, ARG_CHAR_ARRAY, ARG_CURRENT_PID, ARG_DATA_LOC, ARG_INT, ARG_KERNEL_BYTES,
-    ARG_KERNEL_STRING, ARG_SOCK, ARG_UINT, ARG_USER_BYTES, ARG_USER_IOVEC, ARG_USER_STRING,
-    ArgConfig, CredValue, FIELD_BYTES, FIELD_DEREFS, FIELD_MAX, FIELD_NONE, FIELD_STR, FieldRead,
-    HOOK_RET_FD_SOCK, HookConfig, KPROBE_ARG_BPRM, KPROBE_ARG_CRED, KPROBE_ARG_DENTRY,
-    KPROBE_ARG_FIELDS, KPROBE_ARG_FILE, KPROBE_ARG_IOV_ITER, KPROBE_ARG_KIOCB, KPROBE_ARG_PATH,
-    KPROBE_ARG_SKB, KPROBE_ARG_SOCK, KPROBE_ARG_SOCKADDR, KPROBE_ARG_SOCKET, KPROBE_IOV_LEN_AT,
-    KPROBE_PATH_AT, KPROBE_PATH_LEN, KPROBE_STRUCT_HALF, KPROBE_STRUCT2_AT, MAX_FIELD_READS,
-    MAX_HOOK_ARGS, RETURN_AT, SOCK_ARG_AT, SOCK_RETURN_AT,
+    ARG_KERNEL_STRING, ARG_SOCK, ARG_SYSCALL64, ARG_UINT, ARG_USER_BYTES, ARG_USER_IOVEC,
+    ARG_USER_STRING, ArgConfig, CredValue, FIELD_BYTES, FIELD_DEREFS, FIELD_MAX, FIELD_NONE,
+    FIELD_STR, FieldRead, HOOK_RET_FD_SOCK, HookConfig, KPROBE_ARG_BPRM, KPROBE_ARG_CRED,
+    KPROBE_ARG_DENTRY, KPROBE_ARG_FIELDS, KPROBE_ARG_FILE, KPROBE_ARG_IOV_ITER, KPROBE_ARG_KIOCB,
+    KPROBE_ARG_PATH, KPROBE_ARG_SKB, KPROBE_ARG_SOCK, KPROBE_ARG_SOCKADDR, KPROBE_ARG_SOCKET,
+    KPROBE_IOV_LEN_AT, KPROBE_PATH_AT, KPROBE_PATH_LEN, KPROBE_STRUCT_HALF, KPROBE_STRUCT2_AT,
+    MAX_FIELD_READS, MAX_HOOK_ARGS, RETURN_AT, SOCK_ARG_AT, SOCK_RETURN_AT,
 };
 
 use super::{
@@ -618,19 +618,22 @@ fn resolved_arg(
                 out,
             )
         }
-        ty => (
-            ArgConfig {
-                offset,
-                size: size as u8,
-                kind: ARG_UINT,
-                ..Default::default()
-            },
-            if ty == ArgType::Syscall64 {
-                ArgOut::SyscallId
+        ty => {
+            let (kind, out) = if ty == ArgType::Syscall64 {
+                (ARG_SYSCALL64, ArgOut::SyscallId)
             } else {
-                ArgOut::Size
-            },
-        ),
+                (ARG_UINT, ArgOut::Size)
+            };
+            (
+                ArgConfig {
+                    offset,
+                    size: size as u8,
+                    kind,
+                    ..Default::default()
+                },
+                out,
+            )
+        }
     })
 }
 
@@ -866,7 +869,7 @@ fn arg_kind(ty: ArgType, field: &tracefs::Field, syscall: bool) -> Option<(u8, A
             wide: false,
         } => int(signed, field.size.min(4)),
         ArgType::Int { signed, wide: true } => int(signed, 8),
-        ArgType::Syscall64 => int(false, 8).map(|(kind, _)| (kind, ArgOut::SyscallId)),
+        ArgType::Syscall64 => is_int.then_some((ARG_SYSCALL64, ArgOut::SyscallId)),
         _ => None,
     }
 }

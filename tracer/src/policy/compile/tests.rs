@@ -3378,7 +3378,8 @@ fn generated_ftrace_lists_and_ignored_missing_calls() {
     );
 }
 
-/// `syscall64` (a syscall's number, `raw_syscalls`' `id`) is written as `syscall_id`.
+/// `syscall64` (a syscall's number, `raw_syscalls`' `id`) is written as `syscall_id`, and
+/// read by the kind that marks a 32-bit syscall's number.
 #[test]
 fn syscall64_arguments_are_syscall_ids() {
     let root = tracefs();
@@ -3390,4 +3391,5 @@ fn syscall64_arguments_are_syscall_ids() {
     )
     .expect("compiles");
     assert_eq!(h.args[0].out, ArgOut::SyscallId);
+    assert_eq!(h.config.args[0].kind, tracer_common::policy::ARG_SYSCALL64);
 }

@@ -658,8 +658,9 @@ fn args(c: &mut Check, h: &HookParts<'_>, path: &str) -> (Vec<spec::Arg>, Vec<u3
 }
 
 /// The bit Tetragon sets on the number of a syscall of the 32-bit ABI (`__ia32_sys_dup`,
-/// `i386/sys_dup`) in lists and `syscall64` values.
-pub const COMPAT_SYSCALL_BIT: u32 = 1 << 31;
+/// `i386/sys_dup`) in lists and `syscall64` values (the kernel programs set it on a
+/// `syscall64` argument read inside a 32-bit syscall).
+pub const COMPAT_SYSCALL_BIT: u32 = tracer_common::policy::SYSCALL64_32BIT as u32;
 
 /// The number of syscall `v` (`openat`, `sys_openat`, `__x64_sys_openat`) on this
 /// architecture; of the 32-bit ABI (`__ia32_sys_dup` or `i386/sys_dup`, on x86_64) with
