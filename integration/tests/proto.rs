@@ -176,7 +176,8 @@ fn strict_lines_decode_with_unknown_fields_rejected() {
     println!("strict mode: {} lines decode", verdict.checked);
 }
 
-/// `rate_limit_info`, in both modes: `since` is the tracer's addition.
+/// `rate_limit_info`, in both modes: `since` is the tracer's addition (and so is
+/// `process_credentials` without `--enable-process-cred`).
 #[test]
 fn rate_limit_info_decodes() {
     if !integration::privileged("rate_limit_info_decodes") {
@@ -208,6 +209,16 @@ fn rate_limit_info_decodes() {
         };
         let reports = of_kind(&info, "rate_limit_info");
         assert_eq!(reports[0].get("since").is_some(), !strict, "{reports:?}");
+        // Without `--enable-process-cred`, `process_credentials` is an addition.
+        let execs = of_kind(&info, "process_exec");
+        assert!(!execs.is_empty());
+        for e in execs {
+            assert_eq!(
+                e["process"].get("process_credentials").is_some(),
+                !strict,
+                "strict {strict}: {e}"
+            );
+        }
         let verdict = proto.check(&lines(&info), strict);
         assert!(
             verdict.errors.is_empty(),

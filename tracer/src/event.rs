@@ -15,7 +15,8 @@ use crate::{
 /// `--export-tetragon-strict`: lines carry only what Tetragon's protobuf definition has.
 /// The tracer's additions (`seq`, `cgroup_id`, `script`, `host`, `policy_mode`, stack
 /// traces on other events than `process_kprobe`, `process_loader`'s `policy_name`,
-/// `rate_limit_info`'s `since`, and the `event_loss` events) are left out. Set once, at
+/// `rate_limit_info`'s `since`, the `event_loss` events, and `process_credentials`
+/// without `--enable-process-cred`) are left out. Set once, at
 /// the start, before any event is encoded (a process object's JSON is kept between
 /// events, so the mode cannot change while the agent runs).
 static TETRAGON_STRICT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -579,7 +580,9 @@ pub struct ProcessOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_exec_id: Option<&'a str>,
     pub tid: u32,
-    pub process_credentials: CredsOut,
+    /// Always, but in strict mode only with `--enable-process-cred` (Tetragon's rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_credentials: Option<CredsOut>,
     /// In a `process_exec` only: a set-user-ID or set-group-ID file, file capabilities
     /// (`--enable-process-cred`), a binary with no link on disk (always).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -834,7 +837,7 @@ impl<'a> ProcessOut<'a> {
             process_credentials: {
                 let c = &p.creds;
                 let full = process_fields::enabled(process_fields::CRED);
-                CredsOut {
+                (full || !tetragon_strict()).then(|| CredsOut {
                     uid: c.uid,
                     gid: c.gid,
                     euid: c.euid,
@@ -848,7 +851,7 @@ impl<'a> ProcessOut<'a> {
                     } else {
                         Vec::new()
                     },
-                }
+                })
             },
             binary_properties: None,
             environment_variables: &p.env,
