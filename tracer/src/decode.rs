@@ -120,7 +120,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
     let header: EventHeader = read(bytes, "header")?;
     match EventKind::from_u32(header.kind) {
         Some(EventKind::Exec) => {
-            let ev: ExecEvent = read(bytes, "exec")?;
+            let ev = view::<ExecEvent>(bytes, "exec")?;
             decode_exec(&ev).map(|e| RawEvent::Exec(Box::new(e)))
         }
         Some(EventKind::Fork) => read(bytes, "fork").map(RawEvent::Fork),
@@ -137,7 +137,7 @@ pub fn decode(bytes: &[u8]) -> Result<RawEvent, DecodeError> {
             Ok(RawEvent::Tracepoint(Box::new(ev)))
         }
         Some(EventKind::Env) => {
-            let ev: EnvEvent = read(bytes, "env")?;
+            let ev = view::<EnvEvent>(bytes, "env")?;
             decode_env(&ev).map(|e| RawEvent::Env(Box::new(e)))
         }
         None => Err(DecodeError::UnknownKind(header.kind)),
@@ -174,6 +174,24 @@ fn read<T: aya::Pod>(bytes: &[u8], kind: &'static str) -> Result<T, DecodeError>
     // SAFETY: `bytes` holds at least `size_of::<T>()` bytes, `T: Pod` accepts any bit
     // pattern, and the read is unaligned-safe.
     Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
+}
+
+/// A record read in place where `bytes` is aligned for it (the ring buffer's records
+/// are, at 8 bytes), else copied: the large records (an exec's, an environment's, over 8
+/// KiB each) are decoded without a copy of their unused buffers.
+fn view<'a, T: aya::Pod>(
+    bytes: &'a [u8],
+    kind: &'static str,
+) -> Result<std::borrow::Cow<'a, T>, DecodeError> {
+    if bytes.len() >= size_of::<T>() && bytes.as_ptr().align_offset(align_of::<T>()) == 0 {
+        // SAFETY: `bytes` holds at least `size_of::<T>()` bytes at an address aligned for
+        // `T`, `T: Pod` accepts any bit pattern, and the reference borrows `bytes`.
+        Ok(std::borrow::Cow::Borrowed(unsafe {
+            &*bytes.as_ptr().cast::<T>()
+        }))
+    } else {
+        read(bytes, kind).map(std::borrow::Cow::Owned)
+    }
 }
 
 fn field<'a>(buf: &'a [u8], len: u32, field: &'static str) -> Result<&'a [u8], DecodeError> {
@@ -230,17 +248,19 @@ fn decode_env(ev: &EnvEvent) -> Result<Env, DecodeError> {
     } else {
         area
     };
-    let vars = split_args(whole)
-        .into_iter()
+    // Each string split at its first `=` as bytes: a key and a value, one allocation
+    // each.
+    let vars = whole
+        .split(|&b| b == 0)
         .filter(|v| !v.is_empty())
-        .map(|v| match v.split_once('=') {
-            Some((key, value)) => EnvVar {
-                key: key.to_owned(),
-                value: value.to_owned(),
+        .map(|v| match v.iter().position(|&b| b == b'=') {
+            Some(eq) => EnvVar {
+                key: lossy(&v[..eq]),
+                value: lossy(&v[eq + 1..]),
             },
             None => EnvVar {
                 key: "invalid".to_owned(),
-                value: v,
+                value: lossy(v),
             },
         })
         .collect();
@@ -327,6 +347,28 @@ mod tests {
         assert_eq!(e.cwd, "/");
         assert_eq!(e.argv, ["./run", "a b", "", "c"]);
         assert!(!e.is_script());
+    }
+
+    /// A record is decoded alike in place (aligned, as the ring buffer hands them) and
+    /// copied (at any address).
+    #[test]
+    fn records_decode_aligned_and_unaligned() {
+        let bytes = bytes_of(&exec_record());
+        // u64s: an 8-byte aligned buffer; its bytes shifted by one: not aligned.
+        let mut words = vec![0u64; bytes.len().div_ceil(8) + 1];
+        // SAFETY: the bytes of a Vec<u64> long enough for the record and one byte more.
+        let raw = unsafe {
+            std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 8)
+        };
+        raw[..bytes.len()].copy_from_slice(&bytes);
+        let aligned = decode(&raw[..bytes.len()]).unwrap();
+        raw.copy_within(..bytes.len(), 1);
+        let unaligned = decode(&raw[1..=bytes.len()]).unwrap();
+        assert_eq!(aligned, unaligned);
+        let RawEvent::Exec(e) = aligned else {
+            panic!("an exec")
+        };
+        assert_eq!(e.argv, ["./run", "a b", "", "c"]);
     }
 
     #[test]

@@ -741,19 +741,80 @@ pub struct CredsOut {
     pub fsuid: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fsgid: Option<u32>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub securebits: Vec<&'static str>,
+    #[serde(skip_serializing_if = "SecureBits::is_empty")]
+    pub securebits: SecureBits,
 }
 
 /// Tetragon's `Capabilities`: each set by the names of its `CapabilitiesType` enum.
 #[derive(Debug, Serialize)]
 pub struct CapsOut {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub permitted: Vec<&'static str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub effective: Vec<&'static str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub inheritable: Vec<&'static str>,
+    #[serde(skip_serializing_if = "CapNames::is_empty")]
+    pub permitted: CapNames,
+    #[serde(skip_serializing_if = "CapNames::is_empty")]
+    pub effective: CapNames,
+    #[serde(skip_serializing_if = "CapNames::is_empty")]
+    pub inheritable: CapNames,
+}
+
+/// A capability set, written as the list of its names (Tetragon's enum) while the line
+/// is encoded: nothing is built for a process object whose JSON is already cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapNames(pub u64);
+
+impl CapNames {
+    fn names(self) -> impl Iterator<Item = &'static str> {
+        use crate::policy::validate::names::CAPABILITIES;
+        CAPABILITIES
+            .iter()
+            .enumerate()
+            .filter(move |(bit, _)| self.0 & (1u64 << bit) != 0)
+            .map(|(bit, name)| proto_capability(bit, name))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.names().next().is_none()
+    }
+}
+
+impl Serialize for CapNames {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.names())
+    }
+}
+
+/// `securebits`, written as the list of their names (Tetragon's `SecureBitsType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecureBits(pub u32);
+
+impl SecureBits {
+    fn names(self) -> impl Iterator<Item = &'static str> {
+        // include/uapi/linux/securebits.h, by bit.
+        const SECUREBITS: [&str; 8] = [
+            "SecBitNoRoot",
+            "SecBitNoRootLocked",
+            "SecBitNoSetUidFixup",
+            "SecBitNoSetUidFixupLocked",
+            "SecBitKeepCaps",
+            "SecBitKeepCapsLocked",
+            "SecBitNoCapAmbientRaise",
+            "SecBitNoCapAmbientRaiseLocked",
+        ];
+        SECUREBITS
+            .iter()
+            .enumerate()
+            .filter(move |(bit, _)| self.0 & (1 << bit) != 0)
+            .map(|(_, name)| *name)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.names().next().is_none()
+    }
+}
+
+impl Serialize for SecureBits {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.names())
+    }
 }
 
 /// Tetragon's `Namespaces`: by name, `{"inum": ..., "is_host": ...}`; a namespace the
@@ -787,38 +848,6 @@ impl Serialize for NsOut {
     }
 }
 
-/// The names of the capabilities of `set`, as Tetragon's enum names them.
-fn capability_names(set: u64) -> Vec<&'static str> {
-    use crate::policy::validate::names::CAPABILITIES;
-    CAPABILITIES
-        .iter()
-        .enumerate()
-        .filter(|(bit, _)| set & (1u64 << bit) != 0)
-        .map(|(bit, name)| proto_capability(bit, name))
-        .collect()
-}
-
-/// The names of the `securebits` of `bits`, as Tetragon's `SecureBitsType` names them.
-fn securebit_names(bits: u32) -> Vec<&'static str> {
-    // include/uapi/linux/securebits.h, by bit.
-    const SECUREBITS: [&str; 8] = [
-        "SecBitNoRoot",
-        "SecBitNoRootLocked",
-        "SecBitNoSetUidFixup",
-        "SecBitNoSetUidFixupLocked",
-        "SecBitKeepCaps",
-        "SecBitKeepCapsLocked",
-        "SecBitNoCapAmbientRaise",
-        "SecBitNoCapAmbientRaiseLocked",
-    ];
-    SECUREBITS
-        .iter()
-        .enumerate()
-        .filter(|(bit, _)| bits & (1 << bit) != 0)
-        .map(|(_, name)| *name)
-        .collect()
-}
-
 impl<'a> ProcessOut<'a> {
     pub fn new(p: &'a Process, clock: &Clock) -> Self {
         let known = p.flags & flags::MISS == 0;
@@ -846,11 +875,7 @@ impl<'a> ProcessOut<'a> {
                     sgid: full.then_some(c.sgid),
                     fsuid: full.then_some(c.fsuid),
                     fsgid: full.then_some(c.fsgid),
-                    securebits: if full {
-                        securebit_names(c.securebits)
-                    } else {
-                        Vec::new()
-                    },
+                    securebits: SecureBits(if full { c.securebits } else { 0 }),
                 })
             },
             binary_properties: None,
@@ -860,9 +885,9 @@ impl<'a> ProcessOut<'a> {
                 .caps
                 .filter(|_| process_fields::enabled(process_fields::CRED))
                 .map(|[effective, permitted, inheritable]| CapsOut {
-                    permitted: capability_names(permitted),
-                    effective: capability_names(effective),
-                    inheritable: capability_names(inheritable),
+                    permitted: CapNames(permitted),
+                    effective: CapNames(effective),
+                    inheritable: CapNames(inheritable),
                 }),
             ns: (process_fields::enabled(process_fields::NS) && p.ns.iter().any(|&n| n != 0))
                 .then_some(NsOut(p.ns)),
@@ -1304,8 +1329,8 @@ impl SyscallId {
 /// ids, `securebits` and the capability sets by name.
 fn cred_arg(v: &tracer_common::policy::ArgValue) -> serde_json::Value {
     let c = crate::decode::cred_value(v);
-    let caps = capability_names;
-    let securebits = securebit_names(c.securebits);
+    let caps = CapNames;
+    let securebits = SecureBits(c.securebits);
     serde_json::json!({
         "uid": c.uid,
         "gid": c.gid,
