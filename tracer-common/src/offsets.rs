@@ -302,12 +302,13 @@ const _: () = {
 mod tests {
     use super::*;
 
-    const OPTIONAL_BITS: [u32; 5] = [
+    const OPTIONAL_BITS: [u32; 6] = [
         HAS_LOGINUID,
         HAS_TIME_NS,
         HAS_SOCK,
         HAS_SYSCALL_REGS,
         HAS_IOV_ITER,
+        HAS_THREAD_STATUS,
     ];
 
     #[test]

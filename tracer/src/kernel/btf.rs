@@ -494,7 +494,9 @@ impl KernelBtf {
 
 #[cfg(test)]
 mod tests {
-    use tracer_common::offsets::{HAS_LOGINUID, HAS_SOCK, HAS_SYSCALL_REGS, HAS_TIME_NS};
+    use tracer_common::offsets::{
+        HAS_LOGINUID, HAS_SOCK, HAS_SYSCALL_REGS, HAS_THREAD_STATUS, HAS_TIME_NS,
+    };
 
     use super::*;
 
@@ -609,7 +611,13 @@ mod tests {
     fn optional_groups_are_set_whole_or_not_at_all() {
         let Some(btf) = host() else { return };
         let o = btf.resolve().unwrap().offsets;
-        for bit in [HAS_LOGINUID, HAS_TIME_NS, HAS_SOCK, HAS_SYSCALL_REGS] {
+        for bit in [
+            HAS_LOGINUID,
+            HAS_TIME_NS,
+            HAS_SOCK,
+            HAS_SYSCALL_REGS,
+            HAS_THREAD_STATUS,
+        ] {
             if o.present & bit == 0 {
                 for f in FIELDS.iter().filter(|f| f.group == Group::Optional(bit)) {
                     assert_eq!(o.get(f.index), Some(0), "{} without its bit", f.name);
