@@ -21,6 +21,7 @@ use std::{
 use serde_json::Value;
 
 pub mod apiserver;
+pub mod container;
 pub mod corpus;
 pub mod metrics;
 pub mod otlp;

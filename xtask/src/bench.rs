@@ -302,34 +302,11 @@ fn ctx_summary(ctx: &Ctx, opts: &Options, took: Duration) -> serde_json::Value {
 
 /// bpftrace, stress-ng and gcc, from Debian's packages when missing.
 fn install_tools() -> anyhow::Result<()> {
-    let missing: Vec<&str> = [
+    crate::setup::apt_install(&[
         ("bpftrace", "bpftrace"),
         ("stress-ng", "stress-ng"),
         ("gcc", "gcc"),
-    ]
-    .into_iter()
-    .filter(|(bin, _)| !on_path(bin))
-    .map(|(_, pkg)| pkg)
-    .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    eprintln!(
-        "xtask: installing {} (apt-get install -y)",
-        missing.join(", ")
-    );
-    status(Command::new("apt-get").arg("update").arg("-qq"))?;
-    status(
-        Command::new("apt-get")
-            .args(["install", "-y", "-qq"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
-}
-
-fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(bin).is_file()))
+    ])
 }
 
 /// The workloads' C programs, built with gcc into `work`.

@@ -7,10 +7,13 @@
 //!   integration tests that load the real programs.
 //! - `cargo xtask integration-test [--kernel host|debian-6.1|debian-6.12]`: the
 //!   privileged tests on the host's kernel and on Debian's, one report per kernel.
+//! - `cargo xtask image [--debug] [--push REF]`: the agent's container image, as an OCI
+//!   archive under `target/image/` (see `image.rs`).
 //! - `cargo xtask bench [--quick] [--only NAME...] [--rounds N] [--out DIR] [--keep-output]`: the
 //!   benchmarks, against no tracer and against bpftrace (see `bench.rs`).
 
 mod bench;
+mod image;
 mod manifests;
 mod setup;
 mod test;
@@ -55,6 +58,16 @@ enum Cmd {
         #[arg(long = "kernel", value_name = "KERNEL")]
         kernels: Vec<String>,
     },
+    /// Build the agent's container image (buildah, no daemon) as an OCI archive under
+    /// target/image/, tagged as the manifests name it.
+    Image {
+        /// From the debug build (quicker to build; what the tests use).
+        #[arg(long)]
+        debug: bool,
+        /// Then push it to this reference (`registry.example/tracer:TAG`).
+        #[arg(long, value_name = "REF")]
+        push: Option<String>,
+    },
     /// The benchmarks (as root): each workload with no tracer, the agent and bpftrace,
     /// interleaved over rounds; a table, `report.json` and a plot, `bench.png`.
     Bench {
@@ -91,6 +104,9 @@ fn main() -> ExitCode {
         }
         Cmd::IntegrationTest { kernels } => {
             setup::setup().and_then(|()| test::integration(&kernels))
+        }
+        Cmd::Image { debug, push } => {
+            setup::setup().and_then(|()| image::image(&image::Options { debug, push }).map(|_| ()))
         }
         Cmd::Bench {
             plot_only,

@@ -64,6 +64,36 @@ pub fn find_file(dir: &Path, pred: impl Fn(&str) -> bool) -> anyhow::Result<Opti
         .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&pred)))
 }
 
+/// Installs, from Debian's packages, each `(program, package)` whose program is not on
+/// `PATH`.
+pub fn apt_install(tools: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|(bin, _)| !on_path(bin))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing {} (apt-get install -y)",
+        missing.join(", ")
+    );
+    status(Command::new("apt-get").arg("update").arg("-qq"))?;
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// Whether `bin` is a file in a directory of `PATH`.
+pub fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(bin).is_file()))
+}
+
 pub fn setup() -> anyhow::Result<()> {
     let version = output(Command::new("rustup").args(["run", NIGHTLY, "rustc", "-vV"])).context(
         "the nightly toolchain is needed to build the eBPF programs; install it with \

@@ -61,9 +61,15 @@ pub fn test(lint: bool, filter: Option<&str>) -> anyhow::Result<()> {
     } else {
         crate::vm::prepare()?
     };
+    // The agent's image, for the deployment test (runc runs it as the DaemonSet says).
+    let image = crate::image::image(&crate::image::Options {
+        debug: true,
+        push: None,
+    })?;
     let mut it = cargo();
     it.args(["test", "--package", "integration", "--", "--test-threads=1"])
         .env("TRACER_BIN", &bin)
+        .env("TRACER_IMAGE", &image)
         .env("TRACER_VM_KERNELS", kernels);
     if let Some(f) = filter {
         it.arg(f);
@@ -102,6 +108,10 @@ pub fn integration(kernels: &[String]) -> anyhow::Result<()> {
     }
     let mut report = Vec::new();
     if wanted("host") {
+        let image = crate::image::image(&crate::image::Options {
+            debug: true,
+            push: None,
+        })?;
         let ok = cargo()
             .args(["test", "--package", "integration"])
             .args([
@@ -111,6 +121,7 @@ pub fn integration(kernels: &[String]) -> anyhow::Result<()> {
                 "on_distribution_kernels",
             ])
             .env("TRACER_BIN", &bin)
+            .env("TRACER_IMAGE", &image)
             .status()?
             .success();
         report.push(("host".to_owned(), ok));

@@ -13,7 +13,7 @@ pub enum PrivilegeError {
     #[error(
         "the tracer needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) to load its eBPF programs, \
          and this process has {missing}; run it as root (sudo tracer run) or grant them \
-         (setcap cap_bpf,cap_perfmon,cap_sys_resource+ep)"
+         (setcap cap_bpf,cap_perfmon,cap_sys_ptrace,cap_dac_read_search+ep)"
     )]
     Missing { missing: String },
     #[error("cannot read this process's capabilities from /proc/self/status: {0}")]

@@ -24,7 +24,7 @@ pub const TRACEFS: &str = "/sys/kernel/tracing";
 
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "cannot mount tracefs at {path}: {source}; mount it by hand with `mount -t tracefs nodev {path}`"
+    "cannot mount tracefs at {path}: {source}; mount it by hand with `mount -t tracefs nodev {path}` (in a container, on the node: the DaemonSet mounts the node's {path}, and its agent has no CAP_SYS_ADMIN to mount it itself)"
 )]
 pub struct MountError {
     path: PathBuf,

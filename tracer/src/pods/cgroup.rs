@@ -146,6 +146,9 @@ pub struct CgroupPaths {
     root: PathBuf,
     paths: HashMap<u64, String>,
     walked: Option<Instant>,
+    /// `open_by_handle_at` was refused (no `CAP_DAC_READ_SEARCH`): said once, not tried
+    /// again.
+    handles_refused: bool,
 }
 
 /// The least time between two walks.
@@ -159,6 +162,7 @@ impl CgroupPaths {
             root: root.into(),
             paths: HashMap::new(),
             walked: None,
+            handles_refused: false,
         }
     }
 
@@ -178,7 +182,10 @@ impl CgroupPaths {
 
     /// The path of cgroup `id`, by opening its directory from its id (`open_by_handle_at`
     /// with a kernfs handle, which needs CAP_DAC_READ_SEARCH) and reading the link.
-    fn path_by_handle(&self, id: u64) -> Option<String> {
+    fn path_by_handle(&mut self, id: u64) -> Option<String> {
+        if self.handles_refused {
+            return None;
+        }
         use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
         /// `struct file_handle` with kernfs's 8-byte id.
         #[repr(C)]
@@ -205,6 +212,16 @@ impl CgroupPaths {
             )
         };
         if fd < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EPERM) {
+                self.handles_refused = true;
+                tracing::warn!(
+                    "kubernetes: cannot open cgroups by their id (open_by_handle_at: {e}; it needs \
+                     CAP_DAC_READ_SEARCH, which the DaemonSet grants): a process in a cgroup made \
+                     since the last walk is found through /proc/<pid>/cgroup or the next walk, and \
+                     one that has already exited may go out without its pod"
+                );
+            }
             return None;
         }
         // SAFETY: a descriptor just opened, owned by nothing else.

@@ -42,8 +42,12 @@ pub fn name_of(uid: u32) -> Option<Arc<str>> {
 
 fn refresh(db: &mut Db) {
     for file in FILES {
-        let Ok(modified) = std::fs::metadata(file).and_then(|m| m.modified()) else {
-            continue;
+        let modified = match std::fs::metadata(file).and_then(|m| m.modified()) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!("user names: cannot read {file}: {e}");
+                continue;
+            }
         };
         if db
             .read
