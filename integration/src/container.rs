@@ -287,7 +287,7 @@ pub fn runtime_config(ds: &Value, image: &Value, rootfs: &Path, pod: &Pod<'_>) -
         "linux": {
             "namespaces": namespaces,
             // Its own cgroup, where the limits apply (as the kubelet's pod cgroup).
-            "cgroupsPath": format!("/tracer-test/{}", pod.node),
+            "cgroupsPath": cgroup_path(pod),
             "resources": {
                 "memory": {"limit": quantity(&limits["memory"])},
             },
@@ -302,6 +302,26 @@ pub fn runtime_config(ds: &Value, image: &Value, rootfs: &Path, pod: &Pod<'_>) -
             ],
         },
     })
+}
+
+/// The cgroup path runc gives the pod (`linux.cgroupsPath`).
+fn cgroup_path(pod: &Pod<'_>) -> String {
+    format!("/tracer-test/{}", pod.node)
+}
+
+/// The peak memory of the pod's cgroup so far (cgroup v2 `memory.peak`, or v1
+/// `memory.max_usage_in_bytes`), if this host shows it.
+pub fn memory_peak(pod: &Pod<'_>) -> Option<u64> {
+    let rel = cgroup_path(pod);
+    let rel = rel.trim_start_matches('/');
+    [
+        v2_root().join(rel).join("memory.peak"),
+        PathBuf::from("/sys/fs/cgroup/memory")
+            .join(rel)
+            .join("memory.max_usage_in_bytes"),
+    ]
+    .iter()
+    .find_map(|p| fs::read_to_string(p).ok()?.trim().parse().ok())
 }
 
 /// A memory quantity (`256Mi`) in bytes.

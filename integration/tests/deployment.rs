@@ -331,6 +331,17 @@ fn the_daemonset_pod_runs_from_the_image() {
         "every request authenticated and allowed by the ClusterRole: {requests:?}"
     );
 
+    // The pod's memory, BPF maps included (the kernel charges them to its cgroup), under
+    // the manifest's limit.
+    let limit = container::quantity(&container::container(&d.ds)["resources"]["limits"]["memory"]);
+    if let Some(peak) = container::memory_peak(&pod) {
+        println!(
+            "the pod's peak memory: {:.1} MiB (limit {} MiB)",
+            peak as f64 / f64::from(1 << 20),
+            limit >> 20
+        );
+        assert!(peak < limit);
+    }
     // SIGTERM, as a kubelet stops the pod: out within the grace period, exit 0, the
     // export file whole.
     let grace = d.ds["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
