@@ -437,15 +437,19 @@ fn records_the_ring_buffer_cannot_take_are_counted_and_reported() {
     let total: u64 = last["total_lost"].as_str().unwrap().parse().unwrap();
     assert!(total >= lost_execs);
     assert_eq!(last["where"], "ring_buffer");
-    // The stream and the metrics say the same loss.
+    // The stream and the metrics say the same loss. The tiny ring buffer goes on losing
+    // other processes' records meanwhile: the metrics, read later, may count more, and
+    // the report at exit says at least as much as they did.
     let m = integration::metrics::scrape(port);
-    assert_eq!(
-        integration::metrics::sum(&m, "tracer_kernel_events_lost_total", None) as u64,
-        total,
-        "{m:#?}"
-    );
-    let (status, _, stderr) = agent.stop();
+    let scraped = integration::metrics::sum(&m, "tracer_kernel_events_lost_total", None) as u64;
+    assert!(scraped >= total, "{scraped} < {total}: {m:#?}");
+    let (status, events, stderr) = agent.stop();
     assert!(status.success());
+    let at_exit: u64 = of_kind(&events, "event_loss")
+        .last()
+        .and_then(|l| l["total_lost"].as_str()?.parse().ok())
+        .unwrap();
+    assert!(at_exit >= scraped, "{at_exit} < {scraped}");
     assert!(
         stderr.contains("events were lost in the kernel"),
         "{stderr}"

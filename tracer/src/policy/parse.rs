@@ -20,26 +20,87 @@ pub struct Document {
     pub warnings: Vec<PolicyError>,
 }
 
+/// The largest policy file or object read: Tetragon's largest example is 8 KiB, and a
+/// bound keeps a wrong file (`/dev/zero`, a log) from filling the agent's memory.
+pub const MAX_BYTES: usize = 1 << 20;
+
+/// The deepest a document may nest mappings and sequences: Tetragon's examples nest 7
+/// levels; the YAML loader recurses per level, so a bound keeps a hostile document from
+/// exhausting its stack.
+pub const MAX_DEPTH: usize = 64;
+
 /// Reads, parses and validates every document of `path`.
 pub fn file(path: &Path) -> Result<Vec<Document>, Vec<PolicyError>> {
+    use std::io::Read as _;
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let error = |line, message: String, fix: Option<String>| {
         vec![PolicyError {
             file: name.clone(),
-            line: 0,
+            line,
             column: 0,
             path: String::new(),
-            message: format!("cannot read the file: {e}"),
-            fix: None,
+            message,
+            fix,
         }]
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_BYTES as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| error(0, format!("cannot read the file: {e}"), None))?;
+    if bytes.len() > MAX_BYTES {
+        return Err(error(
+            0,
+            format!("the file is larger than {} KiB", MAX_BYTES >> 10),
+            Some("a policy is a few KiB: is this the policy file?".into()),
+        ));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        error(
+            0,
+            format!("the file is not UTF-8 text ({e})"),
+            Some("save it as UTF-8".into()),
+        )
     })?;
     text_documents(&name, &text)
+}
+
+/// Where `doc` first nests deeper than [`MAX_DEPTH`] (the parser's line, from 1, and
+/// column, from 0), read with
+/// the YAML parser's events, which need no recursion. A document the parser refuses is
+/// left to the loader, which says why.
+fn too_deep(doc: &str) -> Option<(usize, usize)> {
+    use yaml_rust2::parser::{Event, Parser};
+    let mut parser = Parser::new_from_str(doc);
+    let mut depth = 0usize;
+    loop {
+        match parser.next_token() {
+            Ok((Event::MappingStart(..) | Event::SequenceStart(..), mark)) => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Some((mark.line(), mark.col()));
+                }
+            }
+            Ok((Event::MappingEnd | Event::SequenceEnd, _)) => depth = depth.saturating_sub(1),
+            Ok((Event::StreamEnd, _)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
 }
 
 /// Parses and validates every document of `text`, named `file` in errors.
 pub fn text_documents(file: &str, text: &str) -> Result<Vec<Document>, Vec<PolicyError>> {
     let mut docs = Vec::new();
     let mut errors = Vec::new();
+    if text.len() > MAX_BYTES {
+        return Err(vec![PolicyError {
+            file: file.to_owned(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!("the policy is larger than {} KiB", MAX_BYTES >> 10),
+            fix: Some("a policy is a few KiB: split it into several".into()),
+        }]);
+    }
     for (first_line, doc) in split_documents(text) {
         let at =
             |span: Option<&Marker>, path: &str, message: String, fix: Option<String>| PolicyError {
@@ -50,6 +111,17 @@ pub fn text_documents(file: &str, text: &str) -> Result<Vec<Document>, Vec<Polic
                 message,
                 fix,
             };
+        if let Some((line, column)) = too_deep(doc) {
+            errors.push(PolicyError {
+                file: file.to_owned(),
+                line: line + first_line - 1,
+                column: column + 1,
+                path: String::new(),
+                message: format!("nested deeper than {MAX_DEPTH} levels"),
+                fix: Some("a policy nests a few levels: is this the policy file?".into()),
+            });
+            continue;
+        }
         let node = match std::panic::catch_unwind(|| {
             let options = marked_yaml::LoaderOptions::default().error_on_duplicate_keys(true);
             marked_yaml::parse_yaml_with_options(0, doc, options)
@@ -282,6 +354,69 @@ mod tests {
     /// A document of HEAD and `spec`, whose body starts on line 6.
     fn doc(spec: &str) -> String {
         format!("{HEAD}{spec}")
+    }
+
+    /// A document nested deeper than the bound is refused before it is loaded, where it
+    /// crosses the bound, in block and flow style, and in a later document of the file;
+    /// one at the bound loads on.
+    #[test]
+    fn nesting_is_bounded() {
+        let block = |levels: usize| {
+            let mut t = String::from("  podSelector:\n");
+            for i in 0..levels {
+                t.push_str(&" ".repeat(4 + i));
+                t.push_str("a:\n");
+            }
+            t.push_str(&" ".repeat(4 + levels));
+            t.push_str("x: 1\n");
+            doc(&t)
+        };
+        // A thousand levels (within the size bound): the loader would overflow a thread's
+        // stack.
+        let e = errors(&block(1_000));
+        assert_eq!(e.len(), 1, "{e:?}");
+        // The document's mapping, spec's, podSelector's (line 7) and one per `a:` below
+        // it: the 65th is the one on line 7 + 62.
+        assert!(
+            e[0].starts_with("t.yaml:69:") && e[0].contains("nested deeper than 64 levels"),
+            "{e:?}"
+        );
+        // Within the bound: the loader's own error (not a podSelector field).
+        let e = errors(&block(60));
+        assert!(e[0].contains("unknown field `a`"), "{e:?}");
+        let flow = |n| {
+            doc(&format!(
+                "  tracepoints: {}{}\n",
+                "[".repeat(n),
+                "]".repeat(n)
+            ))
+        };
+        assert!(errors(&flow(100))[0].contains("nested deeper than 64 levels"));
+        // Deeper still, the parser's own bound.
+        assert!(errors(&flow(5000))[0].contains("recursion limit exceeded"));
+        // In the second document of a file (from line 8): its line in the file.
+        let two = format!("{}---\n{}", doc("  tracepoints: []\n"), block(100));
+        let e = errors(&two);
+        assert!(
+            e.iter()
+                .any(|e| e.starts_with("t.yaml:76:") && e.contains("nested deeper")),
+            "{e:?}"
+        );
+    }
+
+    /// A file over the size bound is refused without being read whole (`/dev/zero`).
+    #[test]
+    fn size_is_bounded() {
+        let e = file(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].to_string()
+                .contains("the file is larger than 1024 KiB"),
+            "{}",
+            e[0]
+        );
+        let big = format!("{}#{}\n", doc("  tracepoints: []\n"), "x".repeat(MAX_BYTES));
+        assert!(errors(&big)[0].contains("the policy is larger than 1024 KiB"));
     }
 
     #[test]
