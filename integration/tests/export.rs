@@ -685,3 +685,39 @@ fn otlp_over_http_from_the_environment() {
         "{stderr}"
     );
 }
+
+/// The metrics server bounds its connections: a flood of idle ones neither takes the
+/// agent's file descriptors (at most 256 are kept, each closed after 5 s without a
+/// request) nor keeps the probes out once they are closed.
+#[test]
+fn idle_metrics_connections_are_bounded() {
+    if !privileged("idle_metrics_connections_are_bounded") {
+        return;
+    }
+    let port = integration::metrics::free_port();
+    let agent = Agent::start(&["--metrics-server", &format!("127.0.0.1:{port}")]);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", agent.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let before = fds();
+    let idle: Vec<std::net::TcpStream> = (0..600)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert!(idle.len() >= 500, "{} connections made", idle.len());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let during = fds();
+    assert!(
+        during <= before + 256 + 8,
+        "{before} descriptors before, {during} with {} idle connections",
+        idle.len()
+    );
+    // Past the idle timeout they are closed, and a probe gets through.
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert!(fds() <= before + 8, "{} descriptors after", fds());
+    assert_eq!(get(port, "/healthz").0, 200);
+    drop(idle);
+    let (status, _, _) = agent.stop();
+    assert!(status.success());
+}

@@ -374,6 +374,86 @@ fn policy_directory_follows_its_files() {
     assert!(hits(&events, "pol-c").is_empty());
 }
 
+/// Two files with one `metadata.name`: the second (in path order) is refused, naming
+/// both, and does not replace the first; deleting it leaves the first running; once the
+/// first file goes, the second loads. `tracer policy validate` refuses the pair too.
+#[test]
+#[allow(clippy::unwrap_used, reason = "a test body")]
+fn two_files_cannot_share_a_policy_name() {
+    if !privileged("two_files_cannot_share_a_policy_name") {
+        return;
+    }
+    let work = tempdir();
+    let d = work.path().to_str().unwrap().to_owned();
+    let dir = work.path().join("policies");
+    fs::create_dir(&dir).unwrap();
+    let prefix = |p: &str| {
+        format!(
+            "    - matchArgs:\n      - index: 6\n        operator: Prefix\n        values: [\"{d}/{p}\"]\n"
+        )
+    };
+    let a = write(&dir, "a.yaml", &openat_policy("dup", &prefix("a"), ""));
+    let b = write(&dir, "b.yaml", &openat_policy("dup", &prefix("b"), ""));
+    let out = Command::new(integration::tracer_bin())
+        .args(["policy", "validate"])
+        .args([&a, &b])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains(&format!(
+            "{}:1: policy dup is also defined at {}:1: two policies cannot share a metadata.name",
+            b.display(),
+            a.display()
+        )),
+        "{text}"
+    );
+
+    let agent = Agent::start(&["--tracing-policy-dir", dir.to_str().unwrap()]);
+    let log = agent.wait_for_log("policy refused");
+    assert!(
+        log.contains(&format!(
+            "policy refused: {}:1: policy dup is already loaded from {}: two policies cannot share a metadata.name",
+            b.display(),
+            a.display()
+        )),
+        "{log}"
+    );
+    open(&work.path().join("a1"));
+    open(&work.path().join("b1"));
+    // The second file's removal takes nothing with it.
+    fs::remove_file(&b).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    open(&work.path().join("a2"));
+    let events = agent.sync();
+    let names: Vec<String> = hits(&events, "dup")
+        .iter()
+        .map(|e| filename(e).rsplit('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["a1", "a2"], "a.yaml's policy, still running");
+    assert!(!agent.stderr().contains("policy dup removed"));
+    // The first file goes: the second, back, loads.
+    write(&dir, "b.yaml", &openat_policy("dup", &prefix("b"), ""));
+    while agent.stderr().matches("policy refused").count() < 2 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    fs::remove_file(&a).unwrap();
+    agent.wait_for_log(&format!("policy dup loaded from {}", b.display()));
+    open(&work.path().join("a3"));
+    open(&work.path().join("b3"));
+    let events = agent.sync();
+    let names: Vec<String> = hits(&events, "dup")
+        .iter()
+        .map(|e| filename(e).rsplit('/').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["a1", "a2", "b3"],
+        "b.yaml's policy once a.yaml is gone"
+    );
+}
+
 /// Runs `f`, a syscall that may fail: the tracepoint fires on entry either way.
 fn syscall(f: impl FnOnce() -> i64) {
     let _ = f();

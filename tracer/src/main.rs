@@ -181,7 +181,7 @@ struct RunArgs {
     /// milliseconds. The agent reads on this timer, and the kernel wakes it early only when
     /// an eighth of the ring buffer is waiting: a burst of events costs one wake-up, not one
     /// each. 0 wakes the agent for every record (lowest latency, most CPU under load).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=1000))]
     ring_buffer_wakeup_ms: u64,
 
     /// Keep the eBPF programs' source line information, so that a verifier log (at
@@ -193,7 +193,7 @@ struct RunArgs {
 
     /// How often to check the kernel's loss counters, in milliseconds. A loss is written as an
     /// `event_loss` event and logged.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     loss_report_interval_ms: u64,
 
     /// Log level of the agent's own messages on stderr (error, warn, info, debug, trace), or
@@ -293,7 +293,7 @@ struct RunArgs {
     /// With a cluster: how long an event of a process in a container waits for the
     /// watcher to learn its pod, in milliseconds; past it the event goes out with
     /// `"pod_unknown": true`.
-    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=300_000))]
     pod_wait_ms: u64,
 
     /// A file the agent creates once it is tracing and removes when it stops (for a
@@ -307,7 +307,7 @@ struct RunArgs {
     export_filename: Option<PathBuf>,
 
     /// Rotate the export file once it holds this many MiB (0: never by size).
-    #[arg(long, value_name = "MB", default_value_t = 10)]
+    #[arg(long, value_name = "MB", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=1 << 20))]
     export_file_max_size_mb: u64,
 
     /// Rotate the export file once it is this old (`30s`, `15m`, `1h`; `0s`: never).
@@ -315,7 +315,7 @@ struct RunArgs {
     export_file_rotation_interval: Duration,
 
     /// How many rotated export files to keep.
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=10_000))]
     export_file_max_backups: usize,
 
     /// Gzip the rotated export files.
@@ -360,7 +360,7 @@ struct RunArgs {
 
     /// Bytes of events a sink holds while its writes fail (a full disk): past it, events
     /// are dropped, counted, and said in the stream (`event_loss`) once writes work again.
-    #[arg(long, value_name = "BYTES", default_value_t = tracer::export::json::MAX_PENDING)]
+    #[arg(long, value_name = "BYTES", default_value_t = tracer::export::json::MAX_PENDING, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1 << 30))]
     export_buffer_size: usize,
 
     /// Send the events to an OpenTelemetry collector as OTLP log records: its base URL
@@ -375,7 +375,7 @@ struct RunArgs {
 
     /// Records the OTLP exporter holds while the collector is slow or down; past it new
     /// records are dropped, counted and said in the stream (`event_loss`).
-    #[arg(long, value_name = "N", default_value_t = tracer::export::otlp::DEFAULT_QUEUE_SIZE)]
+    #[arg(long, value_name = "N", default_value_t = tracer::export::otlp::DEFAULT_QUEUE_SIZE, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     otlp_queue_size: usize,
 
     /// Run every stage but encode and write nothing (the pipeline's own cost, for
@@ -430,19 +430,25 @@ fn export_settings(args: &RunArgs) -> Result<tracer::export::Settings, String> {
     })
 }
 
-/// `30s`, `15m`, `2h`.
+/// The longest duration a flag takes: a year.
+const MAX_DURATION_SECS: u64 = 366 * 24 * 3600;
+
+/// `30s`, `15m`, `2h`, up to a year.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = n
         .parse()
         .map_err(|_| format!("`{s}` is not a duration such as 30s, 15m or 1h"))?;
-    let secs = match unit {
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
+    let per = match unit {
+        "s" | "" => 1,
+        "m" => 60,
+        "h" => 3600,
         _ => return Err(format!("`{s}`: the unit is s, m or h")),
     };
-    Ok(Duration::from_secs(secs))
+    n.checked_mul(per)
+        .filter(|secs| *secs <= MAX_DURATION_SECS)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{s}` is longer than a year (8784h)"))
 }
 
 fn parse_override(s: &str) -> Result<(String, String), String> {
@@ -605,6 +611,8 @@ fn status(args: StatusArgs) -> ExitCode {
 
 fn validate(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
+    // Where each policy name was first defined: a second definition would replace it.
+    let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for file in files {
         match tracer::policy::parse::file(file) {
             Ok(docs) => {
@@ -612,6 +620,20 @@ fn validate(files: &[PathBuf]) -> ExitCode {
                     .iter()
                     .map(|d| d.policy.metadata.name.as_str())
                     .collect();
+                for d in &docs {
+                    let name = d.policy.metadata.name.as_str();
+                    let here = format!("{}:{}", file.display(), d.first_line);
+                    if let Some(first) = seen.get(name) {
+                        ok = false;
+                        eprintln!(
+                            "{here}: policy {name} is also defined at {first}: two policies \
+                             cannot share a metadata.name (the agent refuses the second)\n  \
+                             fix: rename one of them"
+                        );
+                    } else {
+                        seen.insert(name.to_owned(), here);
+                    }
+                }
                 for w in docs.iter().flat_map(|d| &d.warnings) {
                     eprintln!("warning: {w}");
                 }
@@ -770,5 +792,52 @@ fn run(args: RunArgs) -> ExitCode {
             eprintln!("tracer: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(
+            parse_duration("8784h"),
+            Ok(Duration::from_secs(MAX_DURATION_SECS))
+        );
+        for long in ["8785h", "99999999999999999h", "18446744073709551615s"] {
+            let e = parse_duration(long).unwrap_err();
+            assert!(e.contains("is longer than a year"), "{long}: {e}");
+        }
+        assert!(
+            parse_duration("5d")
+                .unwrap_err()
+                .contains("the unit is s, m or h")
+        );
+    }
+
+    /// Each duration, size and count flag refuses a value past its bound, naming the
+    /// flag, instead of overflowing or holding events for ever.
+    #[test]
+    fn numeric_flags_are_bounded() {
+        let max = u64::MAX.to_string();
+        for (flag, bad) in [
+            ("--ring-buffer-wakeup-ms", max.as_str()),
+            ("--loss-report-interval-ms", "0"),
+            ("--pod-wait-ms", max.as_str()),
+            ("--export-file-max-size-mb", max.as_str()),
+            ("--export-file-max-backups", "1000000"),
+            ("--export-buffer-size", max.as_str()),
+            ("--otlp-queue-size", "0"),
+            ("--export-file-rotation-interval", "99999999999999999h"),
+        ] {
+            let e = match Cli::try_parse_from(["tracer", "run", flag, bad]) {
+                Ok(_) => panic!("{flag} {bad} accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains(flag), "{flag} {bad}: {e}");
+        }
+        assert!(Cli::try_parse_from(["tracer", "run", "--ring-buffer-wakeup-ms", "1000"]).is_ok());
     }
 }

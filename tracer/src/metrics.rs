@@ -452,6 +452,15 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 
 /// Listens on `addr` and serves `/metrics`, `/healthz` and `/readyz` in the background.
 /// Returns the bound address (`:0` picks a free port).
+/// The most connections the metrics server keeps open at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// How long a connection may wait before (or between) requests.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The longest a connection to the metrics server stays open.
+pub const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<SocketAddr, ServeError> {
     use http_body_util::Full;
     use hyper::{Response, StatusCode, body::Bytes, service::service_fn};
@@ -466,6 +475,9 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<SocketAddr
         addr: addr.to_string(),
         source,
     })?;
+    // A bound on open connections, and on how long one lasts: scrapers and probes take
+    // milliseconds, and idle connections must not take the agent's file descriptors.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
             let stream = match listener.accept().await {
@@ -476,8 +488,14 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<SocketAddr
                     continue;
                 }
             };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::debug!("metrics: {MAX_CONNECTIONS} connections open already: one refused");
+                drop(stream);
+                continue;
+            };
             let metrics = metrics.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let metrics = metrics.clone();
                     async move {
@@ -516,11 +534,17 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<SocketAddr
                     }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await
-                {
-                    tracing::debug!("metrics: a connection ended: {e}");
+                let conn = hyper::server::conn::http1::Builder::new()
+                    // A connection that sends no request for this long is closed.
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(IDLE_TIMEOUT)
+                    .serve_connection(io, service);
+                match tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                    Ok(Err(e)) => tracing::debug!("metrics: a connection ended: {e}"),
+                    Err(_) => tracing::debug!(
+                        "metrics: a connection closed after {CONNECTION_LIFETIME:?}"
+                    ),
+                    Ok(Ok(())) => {}
                 }
             });
         }

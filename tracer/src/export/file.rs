@@ -33,6 +33,8 @@ pub struct RotatingFile {
     file: File,
     size: u64,
     opened: Instant,
+    /// Times the path was found deleted or moved and a new file opened there.
+    reopened: u64,
 }
 
 impl RotatingFile {
@@ -46,6 +48,7 @@ impl RotatingFile {
             file,
             size,
             opened: Instant::now(),
+            reopened: 0,
         })
     }
 
@@ -68,8 +71,16 @@ impl RotatingFile {
                 .create(true)
                 .open(&self.path)?;
         } else {
-            let mut backups = backups(&self.path);
-            let next = backups.last().map_or(1, |(n, _)| n + 1);
+            // Without the list of backups (no file descriptor left, say) the next number is
+            // not known: no rotation, rather than a backup overwritten.
+            let mut backups = list_backups(&self.path)?;
+            let mut next = backups.last().map_or(1, |(n, _)| n + 1);
+            // Never onto a file that is there (made by someone else since the listing).
+            while numbered(&self.path, next, false).exists()
+                || numbered(&self.path, next, true).exists()
+            {
+                next += 1;
+            }
             let backup = numbered(&self.path, next, false);
             fs::rename(&self.path, &backup)?;
             self.file = open_append(&self.path)?;
@@ -114,15 +125,19 @@ fn dir_of(path: &Path) -> Option<&Path> {
     })
 }
 
-/// The backups of `path` (`FILE.n`, or `FILE.n.gz` once compressed), oldest first.
+/// The backups of `path` (`FILE.n`, or `FILE.n.gz` once compressed), oldest first; none
+/// when the directory cannot be read.
 pub(crate) fn backups(path: &Path) -> Vec<(u64, PathBuf)> {
+    list_backups(path).unwrap_or_default()
+}
+
+/// The backups of `path`, oldest first, or why the directory could not be read.
+fn list_backups(path: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     let (Some(dir), Some(base)) = (dir_of(path), path.file_name()) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let base = format!("{}.", base.to_string_lossy());
-    let mut out: Vec<(u64, PathBuf)> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
+    let mut out: Vec<(u64, PathBuf)> = fs::read_dir(dir)?
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -141,11 +156,48 @@ pub(crate) fn backups(path: &Path) -> Vec<(u64, PathBuf)> {
             true
         }
     });
-    out
+    Ok(out)
+}
+
+impl RotatingFile {
+    /// When the path no longer names the open file (deleted, or moved by someone else),
+    /// opens a new file there, as a log shipper expects of a writer: nothing more goes
+    /// into a file no reader finds. Checked before each write.
+    fn follow_path(&mut self) {
+        use std::os::unix::fs::MetadataExt as _;
+        let id = |m: fs::Metadata| (m.dev(), m.ino());
+        let ours = self.file.metadata().ok().map(id);
+        let there = fs::metadata(&self.path).ok().map(id);
+        if ours.is_some() && ours == there {
+            return;
+        }
+        match open_append(&self.path) {
+            Ok(file) => {
+                tracing::warn!(
+                    "the export file {} was deleted or moved: writing to a new file there",
+                    self.path.display()
+                );
+                self.size = file.metadata().map_or(0, |m| m.len());
+                self.file = file;
+                self.opened = Instant::now();
+                self.reopened += 1;
+            }
+            Err(e) => tracing::warn!(
+                "the export file {} was deleted or moved, and cannot be made again: {e}",
+                self.path.display()
+            ),
+        }
+    }
+
+    /// How many times the file was opened again after being deleted or moved.
+    pub fn reopened(&self) -> u64 {
+        self.reopened
+    }
 }
 
 impl Write for RotatingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.follow_path();
         // Up to the first line end while a rotation is due; then rotate.
         let take = if self.due() {
             match buf.iter().position(|&b| b == b'\n') {
@@ -227,6 +279,35 @@ mod tests {
             writeln!(w, "{{\"seq\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 37)).unwrap();
         }
         w.flush().unwrap();
+    }
+
+    /// A file deleted or moved under the writer: the next lines go to a new file at the
+    /// path; a moved file keeps what it had; a backup whose number is taken by a file
+    /// someone else made is not overwritten.
+    #[test]
+    fn deleted_or_moved_files_are_made_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let rotation = Rotation {
+            max_bytes: 0,
+            interval: None,
+            max_backups: 5,
+            compress: false,
+        };
+        let mut f = RotatingFile::open(&path, rotation).unwrap();
+        f.write_all(b"one\n").unwrap();
+        fs::remove_file(&path).unwrap();
+        f.write_all(b"two\n").unwrap();
+        assert_eq!(lines_of(&path), ["two"]);
+        let moved = dir.path().join("elsewhere.log");
+        fs::rename(&path, &moved).unwrap();
+        f.write_all(b"three\n").unwrap();
+        assert_eq!(lines_of(&moved), ["two"]);
+        assert_eq!(lines_of(&path), ["three"]);
+        assert_eq!(f.reopened(), 2);
+        f.write_all(b"four\n").unwrap();
+        assert_eq!(f.reopened(), 2, "not again while the path is the file");
+        assert_eq!(lines_of(&path), ["three", "four"]);
     }
 
     #[test]

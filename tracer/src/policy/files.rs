@@ -17,14 +17,24 @@ use super::{parse, store::PolicyStore};
 /// policy's programs, and the agent reads the events recorded meanwhile here.
 pub type Between<'a> = &'a mut dyn FnMut(&PolicyStore);
 
-/// Loads every document of `path`, calling `between` after each; returns the names of
-/// the policies it defines when the file is valid (loaded or not), `None` when it is not.
+/// The policies of a valid file.
+#[derive(Default)]
+pub struct Loaded {
+    /// The names of the policies it defines (loaded or not).
+    pub names: Vec<String>,
+    /// Names it defines that another file's loaded policy has: refused, and tried again
+    /// when that policy goes.
+    pub blocked: Vec<String>,
+}
+
+/// Loads every document of `path`, calling `between` after each; `None` when the file is
+/// not valid.
 pub fn load_file(
     store: &mut PolicyStore,
     ebpf: &mut Ebpf,
     path: &Path,
     between: Between<'_>,
-) -> Option<Vec<String>> {
+) -> Option<Loaded> {
     let docs = match parse::file(path) {
         Ok(docs) => docs,
         Err(errors) => {
@@ -34,10 +44,24 @@ pub fn load_file(
             return None;
         }
     };
-    let mut names = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    let mut blocked = Vec::new();
     for doc in docs {
         let name = doc.policy.metadata.name.as_str().to_owned();
         let source = format!("{}:{}", path.display(), doc.first_line);
+        // A name is one policy: another file's (or an earlier document's) is not replaced.
+        let other = store
+            .loaded()
+            .find(|(n, from)| *n == name && *from != path)
+            .map(|(_, from)| from.display().to_string());
+        if let Some(other) = other.or_else(|| names.contains(&name).then(|| "this file".into())) {
+            tracing::error!(
+                "policy refused: {source}: policy {name} is already loaded from {other}: two \
+                 policies cannot share a metadata.name; rename one (the one loaded keeps running)"
+            );
+            blocked.push(name);
+            continue;
+        }
         for w in &doc.warnings {
             tracing::warn!("policy {name}: {w}");
         }
@@ -47,12 +71,14 @@ pub fn load_file(
         names.push(name);
         between(store);
     }
-    Some(names)
+    Some(Loaded { names, blocked })
 }
 
 struct FileState {
     stamp: (SystemTime, u64),
     names: Vec<String>,
+    /// Names refused as another file's: the file is read again when one of them goes.
+    blocked: Vec<String>,
 }
 
 /// A directory of policy files, kept in step with the store.
@@ -72,7 +98,9 @@ impl PolicyDir {
     /// Applies what changed in the directory since the last call, calling `between` after
     /// each policy loaded.
     pub fn sync(&mut self, store: &mut PolicyStore, ebpf: &mut Ebpf, between: Between<'_>) {
-        let mut present = HashMap::new();
+        // In the order of their paths: which of two files wins a name does not change
+        // from one start to the next.
+        let mut present = std::collections::BTreeMap::new();
         match std::fs::read_dir(&self.dir) {
             Ok(entries) => {
                 for e in entries.flatten() {
@@ -104,15 +132,18 @@ impl PolicyDir {
             .filter(|p| !present.contains_key(*p))
             .cloned()
             .collect();
+        let mut freed = Vec::new();
         for path in gone {
             if let Some(state) = self.files.remove(&path) {
                 for name in state.names {
                     if store.remove(ebpf, &name) {
                         tracing::info!("policy {name} removed ({} is gone)", path.display());
                     }
+                    freed.push(name);
                 }
             }
         }
+        self.retry_blocked(&freed);
         for (path, stamp) in present {
             if self.files.get(&path).is_some_and(|s| s.stamp == stamp) {
                 continue;
@@ -123,8 +154,9 @@ impl PolicyDir {
                 .map(|s| s.names.clone())
                 .unwrap_or_default();
             match load_file(store, ebpf, &path, &mut *between) {
-                Some(names) => {
+                Some(Loaded { names, blocked }) => {
                     for old in before.iter().filter(|n| !names.contains(n)) {
+                        freed.push(old.clone());
                         if store.remove(ebpf, old) {
                             tracing::info!(
                                 "policy {old} removed (no longer in {})",
@@ -132,7 +164,14 @@ impl PolicyDir {
                             );
                         }
                     }
-                    self.files.insert(path, FileState { stamp, names });
+                    self.files.insert(
+                        path,
+                        FileState {
+                            stamp,
+                            names,
+                            blocked,
+                        },
+                    );
                 }
                 // Broken: keep what ran, try again when the file changes.
                 None => {
@@ -141,9 +180,21 @@ impl PolicyDir {
                         FileState {
                             stamp,
                             names: before,
+                            blocked: Vec::new(),
                         },
                     );
                 }
+            }
+        }
+        // Names freed by changed files: their blocked files are read at the next sync.
+        self.retry_blocked(&freed);
+    }
+
+    /// Files that were refused a name now free are read again (their stamp forgotten).
+    fn retry_blocked(&mut self, freed: &[String]) {
+        for state in self.files.values_mut() {
+            if state.blocked.iter().any(|n| freed.contains(n)) {
+                state.stamp = (SystemTime::UNIX_EPOCH, u64::MAX);
             }
         }
     }
