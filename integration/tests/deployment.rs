@@ -99,6 +99,15 @@ impl Deployment {
         }
     }
 
+    /// The tests' API server over TLS, its service account files in the work directory.
+    fn api(&self) -> ApiServer {
+        ApiServer::start_tls(&self.service_account())
+    }
+
+    fn service_account(&self) -> PathBuf {
+        self.work.path().join("serviceaccount")
+    }
+
     fn pod<'a>(&'a self, api: &ApiServer, without: &'a [&'a str]) -> Pod<'a> {
         Pod {
             node: "deploy-node",
@@ -214,7 +223,7 @@ fn the_daemonset_pod_runs_from_the_image() {
         return;
     }
     let d = Deployment::new();
-    let api = ApiServer::start_tls(&d.work.path().join("serviceaccount"));
+    let api = d.api();
     api.apply(json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": "deploy-node", "labels": {"topology.kubernetes.io/zone": "deploy-zone"}},
@@ -448,7 +457,7 @@ fn each_capability_of_the_daemonset_is_needed() {
         return;
     }
     let d = Deployment::new();
-    let api = ApiServer::start_tls(&d.work.path().join("serviceaccount"));
+    let api = d.api();
     fs::write(
         d.policies.join("kill.yaml"),
         "apiVersion: cilium.io/v1alpha1\nkind: TracingPolicy\nmetadata:\n  name: kill-sleep\nspec:\n  tracepoints:\n  - subsystem: syscalls\n    event: sys_enter_clock_nanosleep\n    selectors:\n    - matchBinaries:\n      - operator: In\n        values: [\"/usr/bin/sleep\"]\n      matchActions:\n      - action: Sigkill\n",
@@ -526,8 +535,7 @@ fn a_missing_rbac_rule_is_named() {
             .expect("read manifests/rbac.yaml");
     let without_nodes = rbac.replace(r#"resources: ["pods", "nodes"]"#, r#"resources: ["pods"]"#);
     assert_ne!(rbac, without_nodes, "the ClusterRole's pods and nodes rule");
-    let api =
-        ApiServer::start_tls_with_rules(&d.work.path().join("serviceaccount"), &without_nodes);
+    let api = ApiServer::start_tls_with_rules(&d.service_account(), &without_nodes);
     let port = metrics_port(&d.ds);
     let pod = d.pod(&api, &[]);
     let mut c = d.run(&pod, "tracer-rbac-test");

@@ -304,20 +304,23 @@ fn sigkill_signal_nopost_and_monitor_mode() {
     );
 }
 
+/// The selector of an openat policy on the files of `dir` whose names start with `p`.
+fn prefix_selector(dir: &Path, p: &str) -> String {
+    format!(
+        "    - matchArgs:\n      - index: 6\n        operator: Prefix\n        values: [\"{}/{p}\"]\n",
+        dir.display()
+    )
+}
+
 #[test]
 fn policy_directory_follows_its_files() {
     if !privileged("policy_directory_follows_its_files") {
         return;
     }
     let work = tempdir();
-    let d = work.path().to_str().unwrap().to_owned();
     let dir = work.path().join("policies");
     fs::create_dir(&dir).unwrap();
-    let prefix = |p: &str| {
-        format!(
-            "    - matchArgs:\n      - index: 6\n        operator: Prefix\n        values: [\"{d}/{p}\"]\n"
-        )
-    };
+    let prefix = |p: &str| prefix_selector(work.path(), p);
     write(&dir, "a.yaml", &openat_policy("pol-a", &prefix("a"), ""));
     let agent = Agent::start(&["--tracing-policy-dir", dir.to_str().unwrap()]);
     agent.wait_for_log("policy pol-a loaded");
@@ -384,14 +387,9 @@ fn two_files_cannot_share_a_policy_name() {
         return;
     }
     let work = tempdir();
-    let d = work.path().to_str().unwrap().to_owned();
     let dir = work.path().join("policies");
     fs::create_dir(&dir).unwrap();
-    let prefix = |p: &str| {
-        format!(
-            "    - matchArgs:\n      - index: 6\n        operator: Prefix\n        values: [\"{d}/{p}\"]\n"
-        )
-    };
+    let prefix = |p: &str| prefix_selector(work.path(), p);
     let a = write(&dir, "a.yaml", &openat_policy("dup", &prefix("a"), ""));
     let b = write(&dir, "b.yaml", &openat_policy("dup", &prefix("b"), ""));
     let out = Command::new(integration::tracer_bin())
