@@ -76,13 +76,13 @@ pub const ARG_KERNEL_BYTES: u8 = 11;
 /// count the word at `len_at`: the bytes of its first `MAX_IOVECS` buffers, one after
 /// another, up to `STRING_MAX - 1` in `str`; their full size in `int`.
 pub const ARG_USER_IOVEC: u8 = 12;
+pub const MAX_IOVECS: usize = 4;
 /// A syscall number (`syscall64`): an unsigned integer of `size` bytes at `offset`, with
 /// [`SYSCALL64_32BIT`] set when the current task is in a 32-bit syscall. Read as
 /// `ARG_UINT` once marked.
 pub const ARG_SYSCALL64: u8 = 13;
 /// Tetragon's mark of a 32-bit syscall's number in a `syscall64` value.
 pub const SYSCALL64_32BIT: u64 = 1 << 31;
-pub const MAX_IOVECS: usize = 4;
 
 /// `ArgConfig::flags`: a filter compares the argument whole (`Equal`, `NotEqual`).
 pub const ARG_NEEDS_EQUAL: u8 = 1 << 0;
