@@ -64,20 +64,22 @@ pub(super) fn check(base: u64, gate: &ArgGate) -> GateHit {
 #[inline(always)]
 fn int(base: u64, a: &ArgConfig) -> u64 {
     let at = base + u64::from(a.offset);
-    match (a.kind, a.size) {
+    let v = match (a.kind, a.size) {
         // SAFETY: helper without arguments.
         (ARG_CURRENT_PID, _) => u64::from(unsafe { bpf_get_current_pid_tgid() } as u32),
         (ARG_INT, 1) => kread::read::<1>(at) as u8 as i8 as i64 as u64,
         (ARG_INT, 2) => kread::read::<2>(at) as u16 as i16 as i64 as u64,
         (ARG_INT, 4) => kread::read::<4>(at) as u32 as i32 as i64 as u64,
-        (ARG_UINT, 1) => kread::read::<1>(at),
-        (ARG_UINT, 2) => kread::read::<2>(at),
-        (ARG_UINT, 4) => kread::read::<4>(at),
-        (ARG_SYSCALL64, 1) => kread::syscall64(kread::read::<1>(at)),
-        (ARG_SYSCALL64, 2) => kread::syscall64(kread::read::<2>(at)),
-        (ARG_SYSCALL64, 4) => kread::syscall64(kread::read::<4>(at)),
-        (ARG_SYSCALL64, _) => kread::syscall64(kread::read::<8>(at)),
+        (ARG_UINT | ARG_SYSCALL64, 1) => kread::read::<1>(at),
+        (ARG_UINT | ARG_SYSCALL64, 2) => kread::read::<2>(at),
+        (ARG_UINT | ARG_SYSCALL64, 4) => kread::read::<4>(at),
         _ => kread::read::<8>(at),
+    };
+    // A syscall number is read as unsigned, then marked as `capture` marks it.
+    if a.kind == ARG_SYSCALL64 {
+        kread::syscall64(v)
+    } else {
+        v
     }
 }
 
