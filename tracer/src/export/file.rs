@@ -104,6 +104,40 @@ impl RotatingFile {
         self.opened = Instant::now();
         Ok(())
     }
+
+    /// When the path no longer names the open file (deleted, or moved by someone else),
+    /// opens a new file there, as a log shipper expects of a writer: nothing more goes
+    /// into a file no reader finds. Checked before each write.
+    fn follow_path(&mut self) {
+        use std::os::unix::fs::MetadataExt as _;
+        let id = |m: fs::Metadata| (m.dev(), m.ino());
+        let ours = self.file.metadata().ok().map(id);
+        let there = fs::metadata(&self.path).ok().map(id);
+        if ours.is_some() && ours == there {
+            return;
+        }
+        match open_append(&self.path) {
+            Ok(file) => {
+                tracing::warn!(
+                    "the export file {} was deleted or moved: writing to a new file there",
+                    self.path.display()
+                );
+                self.size = file.metadata().map_or(0, |m| m.len());
+                self.file = file;
+                self.opened = Instant::now();
+                self.reopened += 1;
+            }
+            Err(e) => tracing::warn!(
+                "the export file {} was deleted or moved, and cannot be made again: {e}",
+                self.path.display()
+            ),
+        }
+    }
+
+    /// How many times the file was opened again after being deleted or moved.
+    pub fn reopened(&self) -> u64 {
+        self.reopened
+    }
 }
 
 /// `FILE.n` (or `FILE.n.gz`).
@@ -157,42 +191,6 @@ fn list_backups(path: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         }
     });
     Ok(out)
-}
-
-impl RotatingFile {
-    /// When the path no longer names the open file (deleted, or moved by someone else),
-    /// opens a new file there, as a log shipper expects of a writer: nothing more goes
-    /// into a file no reader finds. Checked before each write.
-    fn follow_path(&mut self) {
-        use std::os::unix::fs::MetadataExt as _;
-        let id = |m: fs::Metadata| (m.dev(), m.ino());
-        let ours = self.file.metadata().ok().map(id);
-        let there = fs::metadata(&self.path).ok().map(id);
-        if ours.is_some() && ours == there {
-            return;
-        }
-        match open_append(&self.path) {
-            Ok(file) => {
-                tracing::warn!(
-                    "the export file {} was deleted or moved: writing to a new file there",
-                    self.path.display()
-                );
-                self.size = file.metadata().map_or(0, |m| m.len());
-                self.file = file;
-                self.opened = Instant::now();
-                self.reopened += 1;
-            }
-            Err(e) => tracing::warn!(
-                "the export file {} was deleted or moved, and cannot be made again: {e}",
-                self.path.display()
-            ),
-        }
-    }
-
-    /// How many times the file was opened again after being deleted or moved.
-    pub fn reopened(&self) -> u64 {
-        self.reopened
-    }
 }
 
 impl Write for RotatingFile {

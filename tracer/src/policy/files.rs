@@ -18,7 +18,6 @@ use super::{parse, store::PolicyStore};
 pub type Between<'a> = &'a mut dyn FnMut(&PolicyStore);
 
 /// The policies of a valid file.
-#[derive(Default)]
 pub struct Loaded {
     /// The names of the policies it defines (loaded or not).
     pub names: Vec<String>,
