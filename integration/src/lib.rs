@@ -103,9 +103,15 @@ impl Agent {
             }
             None => Command::new(tracer_bin()),
         };
+        // Agents of one test file run side by side, each on its own: a test that restarts
+        // one pins it in a directory of its own (`--pin-dir`).
+        let pinned = args
+            .iter()
+            .any(|a| a.starts_with("--pin-dir") || *a == "--no-pin");
         let mut child = cmd
             .arg("run")
             .args(["--node-name", "test-node", "--log-level", "info"])
+            .args((!pinned).then_some("--no-pin"))
             .args(args)
             .env("NO_COLOR", "1")
             .envs(env.iter().copied())

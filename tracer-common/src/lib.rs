@@ -7,6 +7,7 @@
 
 pub mod counters;
 pub mod event;
+pub mod handover;
 pub mod limits;
 pub mod offsets;
 pub mod policy;

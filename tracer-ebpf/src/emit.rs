@@ -11,7 +11,7 @@ use tracer_common::{
     event::{EventHeader, EventKind},
 };
 
-use crate::maps::{COUNTERS, EVENTS};
+use crate::maps::{COUNTERS, EVENTS, HANDOVER};
 
 /// Adds one to `counter` of `kind` on this CPU.
 #[inline(always)]
@@ -21,6 +21,18 @@ pub fn count(kind: EventKind, counter: Counter) {
         // CPU do not preempt each other, so the increment is not raced.
         unsafe { *slot += 1 };
     }
+}
+
+/// Whether this object's generation is the one that posts lifecycle records: a new
+/// agent's hooks run beside the old ones until it takes over (`tracer_common::handover`).
+#[inline(always)]
+pub fn active() -> bool {
+    // SAFETY: GENERATION is a valid, aligned static; the volatile read keeps the
+    // compiler from folding the zero it sees at build time.
+    let mine = unsafe { core::ptr::read_volatile(&raw const crate::globals::GENERATION) };
+    HANDOVER
+        .get(tracer_common::handover::ACTIVE)
+        .is_some_and(|active| *active == mine)
 }
 
 /// Reserves a `T` record in the ring buffer, counting a failure as a lost `kind` event.

@@ -18,6 +18,11 @@ pub(crate) static WAKEUP_BYTES: u64 = 0;
 #[unsafe(no_mangle)]
 pub(crate) static EXEC_ENV: u32 = 0;
 
+/// This object's generation: its lifecycle programs post records only while `HANDOVER`
+/// says it is the active one (`tracer_common::handover`). 0 when nothing is pinned.
+#[unsafe(no_mangle)]
+pub(crate) static GENERATION: u64 = 0;
+
 /// Reads one field of `OFFSETS`: `off!(task_tgid)` is the offset of `task_struct.tgid`.
 /// The read is volatile so that the compiler cannot fold the zeros it sees at build time.
 macro_rules! off {

@@ -9,6 +9,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     counters::COUNTERS_LEN,
+    handover,
     limits::{STACK_DEPTH, STACK_TRACES},
     policy::{
         ArgValue, BinFollow, EnforcerData, ExecCaps, GateHit, GateIntKey, GateStrKey, HookConfig,
@@ -30,6 +31,11 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 /// Per-CPU counters, indexed by `tracer_common::counters::counter_index`.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
+
+/// What one agent hands the next (`tracer_common::handover`): pinned with `EVENTS` and
+/// `COUNTERS`. The lifecycle programs read the active generation from it.
+#[map]
+pub static HANDOVER: Array<u64> = Array::with_max_entries(handover::SLOTS, 0);
 
 // --- Tracing policies (`policy/`), filled by the agent. The sizes of the maps that grow
 // with the policies loaded are set by the agent at load time (`loader.rs`); those

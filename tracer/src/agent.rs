@@ -6,7 +6,12 @@
 //! what the kernel already recorded and exits (`Running::stop`).
 
 use std::{
-    io::Write, net::SocketAddr, num::NonZeroUsize, path::PathBuf, sync::Arc, time::Duration,
+    io::Write,
+    net::SocketAddr,
+    num::NonZeroUsize,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
 };
 
 use aya::Ebpf;
@@ -17,6 +22,7 @@ use crate::{
     decode::{self, RawEvent},
     event,
     export::{self, Export},
+    handover::Pins,
     kernel::{
         btf::{KernelBtf, Resolved},
         features::{self, Placement},
@@ -49,6 +55,12 @@ pub struct Config {
     pub ring_buffer_wakeup: Duration,
     /// Keep the programs' source line information (`--verifier-line-info`).
     pub line_info: bool,
+    /// Where the kernel side stays pinned between agents (`handover`); `None`: `--no-pin`.
+    pub pin_dir: Option<PathBuf>,
+    /// How long to wait for an agent that holds `pin_dir`.
+    pub pin_wait: Duration,
+    /// Where an agent leaves its process cache for the next (`process::snapshot`).
+    pub state_dir: PathBuf,
     pub loss_report_interval: Duration,
     pub proc_root: PathBuf,
     pub cgroup_root: PathBuf,
@@ -102,12 +114,18 @@ pub enum AgentError {
     Metrics(#[from] metrics::ServeError),
     #[error(transparent)]
     Otlp(#[from] export::otlp::OtlpError),
+    #[error(transparent)]
+    Handover(#[from] crate::handover::HandoverError),
     #[error("cannot install the signal handlers: {0}")]
     Signals(std::io::Error),
 }
 
 /// Records read from the ring buffer at a time, between the loop's other work.
 const DRAIN_BUDGET: usize = 4096;
+
+/// Most records read at exit: with pinned hooks the kernel goes on posting, and what
+/// comes after this is left for the next agent.
+const STOP_DRAIN: usize = 1 << 20;
 
 pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentError> {
     privileges::check()?;
@@ -123,8 +141,18 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         Err(e) => tracing::warn!("{e}"),
     }
     let resolved = KernelBtf::from_sys()?.resolve()?;
-    let mut loaded = load_programs(&config, &resolved)?;
-    let source = EventSource::new(&mut loaded.ebpf)?;
+    let mut pins = pins(&config)?;
+    let mut loaded = load_programs(&config, &resolved, pins.as_ref())?;
+    // From here this agent's hooks post; those of the agent before (pinned) no longer.
+    let handover = match pins.as_mut() {
+        Some(p) => Some(take_over(p, &mut loaded)?),
+        None => None,
+    };
+    let mut source = EventSource::new(&mut loaded.ebpf)?;
+    let previous = pins.as_ref().and_then(|p| p.previous.clone());
+    if let Some(p) = &previous {
+        source.resume(p.lost_reported, stopped_at(p));
+    }
     let stacks = match Stacks::new(
         &mut loaded.ebpf,
         config.expose_stack_addresses,
@@ -139,7 +167,14 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
     let client = kube_client().await;
     let mut store = policy_store(&config, &resolved, &mut loaded.ebpf, client.is_some());
     // The programs are attached before /proc is read, so no process falls between the two.
-    let (clock, cache, found) = scan_processes(&config, store.as_mut());
+    let saved = match (&previous, &pins) {
+        (Some(p), Some(_)) => crate::process::snapshot::load(
+            &crate::process::snapshot::path(&config.state_dir),
+            p.generation,
+        ),
+        _ => Vec::new(),
+    };
+    let (clock, cache, found, gone) = scan_processes(&config, store.as_mut(), saved);
     // Pods, where there is a cluster: the watcher fills its stores in the background.
     let kubernetes = client.as_ref().map(|c| {
         tracing::info!("kubernetes: watching the pods of node {}", config.node_name);
@@ -151,7 +186,38 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         .map(|c| crate::policy::objects::watch(c.clone()));
     let mut pipeline = Pipeline::start(&mut config, out, cache, clock, kubernetes, &metrics)?;
     pipeline.stacks = stacks;
+    if let Some((handover, mut took)) = handover {
+        pipeline
+            .export
+            .resume(previous.as_ref().map_or(0, |p| p.seq), handover);
+        if let Some(mut ring) = took.old_ring.take() {
+            // The replaced ring buffer's records are older than any in the new one.
+            let mut n = 0u64;
+            while let Some(item) = ring.next() {
+                pipeline.record(&item, None);
+                n += 1;
+            }
+            pipeline.release(false);
+            pipeline.flush();
+            tracing::info!("read the {n} records the replaced ring buffer kept");
+        }
+        if let Some(p) = &previous {
+            pipeline.restarted(&mut source, p, &took);
+        }
+        // What the hooks recorded while no agent ran, before anything else: then the
+        // processes that ended meanwhile without an exit record can go.
+        source.drain(STOP_DRAIN, |bytes| pipeline.record(bytes, None));
+        pipeline.release(false);
+        pipeline.flush();
+        pipeline.cache.let_go(&gone, &config.proc_root);
+    }
     let mut running = Running {
+        snapshot: pins.as_ref().map(|p| {
+            (
+                crate::process::snapshot::path(&config.state_dir),
+                p.generation,
+            )
+        }),
         ebpf: loaded.ebpf,
         source,
         mappings: Mappings::new(!config.ring_buffer_wakeup.is_zero()),
@@ -176,7 +242,7 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
     let attached = loaded
         .hooks
         .iter()
-        .filter(|(_, s)| matches!(s, HookStatus::Attached))
+        .filter(|(_, s)| matches!(s, HookStatus::Attached(_) | HookStatus::Pinned))
         .count();
     tracing::info!(
         node = %config.node_name,
@@ -199,8 +265,93 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
     Ok(())
 }
 
+/// The pinned set this agent takes over or makes (`handover`), locked for it; `None`
+/// with `--no-pin`, or where nothing can be pinned (said why).
+fn pins(config: &Config) -> Result<Option<Pins>, AgentError> {
+    let Some(dir) = &config.pin_dir else {
+        let default = Path::new(crate::handover::DEFAULT_DIR);
+        if crate::handover::exists(default) {
+            tracing::warn!(
+                "--no-pin: an agent left its process hooks pinned at {} and they still record, with nobody reading; `tracer cleanup` removes them",
+                default.display()
+            );
+        }
+        return Ok(None);
+    };
+    match Pins::acquire(dir, config.ring_buffer_size, config.pin_wait) {
+        Ok(p) => Ok(Some(p)),
+        Err(e @ crate::handover::HandoverError::Held { .. }) => Err(e.into()),
+        Err(e) => {
+            tracing::warn!("{e}; the agent runs unpinned");
+            Ok(None)
+        }
+    }
+}
+
+/// Makes this agent's hooks the ones that post and pins them, detaching those of the
+/// agent before (`handover`).
+fn take_over(
+    pins: &mut Pins,
+    loaded: &mut loader::Loaded,
+) -> Result<(crate::handover::Handover, crate::handover::TakeOver), AgentError> {
+    let links = loaded
+        .hooks
+        .iter_mut()
+        .filter_map(|(hook, status)| {
+            match std::mem::replace(status, HookStatus::Failed(String::new())) {
+                HookStatus::Attached(link) => {
+                    *status = HookStatus::Pinned;
+                    Some((hook.program, link))
+                }
+                failed => {
+                    *status = failed;
+                    None
+                }
+            }
+        })
+        .collect();
+    let (handover, took) = pins.take_over(&mut loaded.ebpf, links)?;
+    match &pins.previous {
+        None => tracing::info!(
+            "process hooks pinned at {}: they keep recording between this agent and the next",
+            pins.dir().display()
+        ),
+        Some(p) => match &p.replaced {
+            None => tracing::info!(
+                "took over the process hooks pinned at {} (generation {}, {} detached): what they recorded while no agent ran is read now",
+                pins.dir().display(),
+                pins.generation,
+                took.detached
+            ),
+            Some(why) if took.old_ring.is_some() => tracing::info!(
+                "replaced the process hooks pinned at {} ({why}): what they recorded while no agent ran is read from their ring buffer first",
+                pins.dir().display(),
+            ),
+            Some(why) => tracing::warn!(
+                "replaced the process hooks pinned at {} ({why}): {} records they kept could not be read and are reported lost",
+                pins.dir().display(),
+                took.unread
+            ),
+        },
+    }
+    Ok((handover, took))
+}
+
+/// When the agent before stopped reading (RFC 3339): the start of the gap.
+fn stopped_at(previous: &crate::handover::Previous) -> String {
+    if previous.stopped_ns == 0 {
+        crate::clock::Clock::now_rfc3339()
+    } else {
+        crate::clock::rfc3339(i128::from(previous.stopped_ns))
+    }
+}
+
 /// Loads the object and attaches the process lifecycle hooks, saying how each went.
-fn load_programs(config: &Config, resolved: &Resolved) -> Result<loader::Loaded, AgentError> {
+fn load_programs(
+    config: &Config,
+    resolved: &Resolved,
+    pins: Option<&Pins>,
+) -> Result<loader::Loaded, AgentError> {
     let hooks = loader::lifecycle_hooks(resolved);
     // With batched wake-ups the kernel wakes the agent only for a large backlog: the rest
     // is read on a timer (`Timers::ring`).
@@ -208,17 +359,23 @@ fn load_programs(config: &Config, resolved: &Resolved) -> Result<loader::Loaded,
     let loaded = loader::load(
         resolved,
         &hooks,
-        loader::RingSize::new(config.ring_buffer_size, batched),
-        config.policy_capacity,
-        loader::Capture {
-            env: config.process_env.is_some(),
+        &loader::Settings {
+            ring: loader::RingSize::new(config.ring_buffer_size, batched),
+            capacity: config.policy_capacity,
+            capture: loader::Capture {
+                env: config.process_env.is_some(),
+            },
+            sharing: pins.map_or_else(loader::Sharing::default, |p| loader::Sharing {
+                generation: p.generation,
+                pinned_maps: p.map_paths(),
+            }),
+            line_info: config.line_info,
         },
-        config.line_info,
         &config.attach_overrides,
     )?;
     for (hook, status) in &loaded.hooks {
         match status {
-            HookStatus::Attached => {
+            HookStatus::Attached(_) | HookStatus::Pinned => {
                 tracing::info!(
                     "hook {} attached (program {})",
                     hook.tracepoint,
@@ -300,10 +457,15 @@ fn policy_store(
 
 /// The processes running now, from /proc, into a new process cache (and their binaries
 /// into the policies' maps); the clock events are stamped by; how many were found.
+///
+/// `saved`: the processes the agent before knew (`snapshot`); each takes the place of the
+/// same process in /proc, and those that ended since are kept until their exit records
+/// are read (the pids returned last).
 fn scan_processes(
     config: &Config,
     store: Option<&mut PolicyStore>,
-) -> (Clock, ProcessCache, usize) {
+    saved: Vec<Arc<crate::process::Process>>,
+) -> (Clock, ProcessCache, usize, Vec<u32>) {
     let clock = Clock::now();
     let mut cache = ProcessCache::new(config.node_name.clone(), config.process_cache_size)
         .with_process_cred(crate::event::process_fields::enabled(
@@ -313,6 +475,18 @@ fn scan_processes(
     let entries = procfs::scan(&config.proc_root, &config.cgroup_root);
     let found = procfs::build(&config.node_name, entries);
     let count = found.len();
+    let (found, gone) = if saved.is_empty() {
+        (found, Vec::new())
+    } else {
+        let kept = saved.len();
+        let (merged, gone) =
+            crate::process::snapshot::merge(saved, found, boot_minus_monotonic_ns());
+        tracing::info!(
+            "process cache: {kept} processes from the agent before ({} of them ended since)",
+            gone.len()
+        );
+        (merged, gone)
+    };
     if let Some(store) = store {
         store.seed_processes(
             found
@@ -323,7 +497,18 @@ fn scan_processes(
     for p in found {
         cache.insert(p);
     }
-    (clock, cache, count)
+    (clock, cache, count, gone)
+}
+
+/// CLOCK_BOOTTIME minus CLOCK_MONOTONIC now (the time the machine was suspended).
+fn boot_minus_monotonic_ns() -> i128 {
+    use nix::time::{ClockId, clock_gettime};
+    let ns = |id| {
+        clock_gettime(id).map_or(0, |t| {
+            i128::from(t.tv_sec()) * 1_000_000_000 + i128::from(t.tv_nsec())
+        })
+    };
+    ns(ClockId::CLOCK_BOOTTIME) - ns(ClockId::CLOCK_MONOTONIC)
 }
 
 /// SIGINT and SIGTERM, which stop the agent.
@@ -335,6 +520,9 @@ struct Signals {
 /// What the agent works on once it runs: the kernel's side, the policies, and the
 /// user-space stages.
 struct Running {
+    /// Where the process cache goes at exit for the next agent, and the generation it
+    /// takes over (pinned only).
+    snapshot: Option<(PathBuf, u64)>,
     ebpf: Ebpf,
     source: EventSource,
     /// The executable mappings, read while a `loader: true` policy is loaded.
@@ -395,6 +583,7 @@ impl Running {
             object_policies,
             client,
             node_name,
+            ..
         } = self;
         let batched = !config.ring_buffer_wakeup.is_zero();
         let kubernetes_on = client.is_some();
@@ -481,6 +670,7 @@ impl Running {
     /// already holds, and says what was done.
     async fn stop(self, metrics: &Metrics) {
         let Running {
+            snapshot,
             ebpf,
             mut source,
             mut mappings,
@@ -489,9 +679,11 @@ impl Running {
             ..
         } = self;
         let policy_counts = store.as_ref().map(PolicyStore::counts).unwrap_or_default();
+        // Detaches every hook but the pinned ones, which record on for the next agent.
         drop(ebpf);
         let mapped = mappings.take();
-        let drained = source.drain(usize::MAX, |bytes| pipeline.record(bytes, store.as_ref()));
+        // Pinned hooks still post: what comes after this is the next agent's.
+        let drained = source.drain(STOP_DRAIN, |bytes| pipeline.record(bytes, store.as_ref()));
         for m in &mapped {
             pipeline.mapping(m, store.as_ref());
         }
@@ -510,6 +702,24 @@ impl Running {
         metrics.set_ready(false);
         pipeline.report(&mut source, &mut mappings, store.as_ref());
         pipeline.flush();
+        if let Some((file, generation)) = &snapshot {
+            match crate::process::snapshot::save(file, *generation, pipeline.cache.live()) {
+                Ok(n) => tracing::info!(
+                    "{n} processes saved for the next agent in {}",
+                    file.display()
+                ),
+                Err(e) => tracing::warn!(
+                    "cannot save the processes for the next agent in {} ({e}): it takes them from /proc (the exits of those that end meanwhile will lack their details)",
+                    file.display()
+                ),
+            }
+        }
+        let seq = pipeline.export.seq();
+        if let Some(mut handover) = pipeline.export.take_handover() {
+            // Everything read is written: the next agent numbers on from `seq` and
+            // reports the kernel's losses from here.
+            handover.stopped(seq, &source.reported());
+        }
         pipeline.export.shutdown(OTLP_SHUTDOWN).await;
         let counts = source.counts();
         let stats = pipeline.cache.stats();
@@ -721,6 +931,77 @@ impl Pipeline {
         let mut ev = event::lifecycle(&lifecycle, self.cache.node(), &self.clock);
         self.pods.enrich(&mut ev);
         export_or_wait(&self.pods, &mut self.waiting, &mut self.export, &mut ev);
+    }
+
+    /// After taking over from `previous`: says in the stream what could not be kept
+    /// while no agent read (the ring buffer overflowing; a replaced set's records; the
+    /// lines of an agent that did not stop cleanly), with the gap's start.
+    fn restarted(
+        &mut self,
+        source: &mut EventSource,
+        previous: &crate::handover::Previous,
+        took: &crate::handover::TakeOver,
+    ) {
+        let since = stopped_at(previous);
+        let gap = if previous.stopped_ns == 0 {
+            "an unknown time".to_owned()
+        } else {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            format!(
+                "{:.3} s",
+                now.saturating_sub(previous.stopped_ns) as f64 / 1e9
+            )
+        };
+        let unreported = source.unreported();
+        let kernel: u64 = unreported.iter().sum();
+        let mut reasons = Vec::new();
+        let mut lost = std::collections::BTreeMap::new();
+        if kernel > 0 {
+            reasons.push(format!(
+                "the ring buffer filled while no agent read it (for {gap}; raise --ring-buffer-size)"
+            ));
+            for (i, kind) in tracer_common::event::EventKind::ALL.into_iter().enumerate() {
+                if unreported[i] > 0 {
+                    lost.insert(kind.name().to_owned(), unreported[i].to_string());
+                }
+            }
+            // Said here, not again by the next periodic report.
+            let _ = source.new_losses();
+        }
+        if let Some(why) = previous.replaced.as_ref().filter(|_| took.unread > 0) {
+            reasons.push(format!(
+                "the kernel side was replaced ({why}): the {} records its hooks posted after the previous agent stopped ({gap} before) could not be read",
+                took.unread
+            ));
+        }
+        if !previous.clean {
+            reasons.push(format!(
+                "the previous agent (pid {}) did not stop cleanly: what it had read and not written is lost, and the numbers missing from seq before this line are its",
+                previous.owner
+            ));
+        }
+        let count = kernel + took.unread;
+        if reasons.is_empty() {
+            tracing::info!("restart: nothing was lost while no agent ran (for {gap})");
+            return;
+        }
+        tracing::warn!(lost = count, "restart: {}", reasons.join("; "));
+        let node = self.export.node().to_owned();
+        self.export.event(&event::Event {
+            body: event::Body::EventLoss {
+                place: "restart",
+                reason: reasons.join("; "),
+                lost,
+                count: count.to_string(),
+                total_lost: count.to_string(),
+                since,
+            },
+            node_name: &node,
+            time: crate::clock::Timestamp::now(),
+        });
+        self.flush();
     }
 
     /// Counts `n` malformed records from the kernel, reported with the decode errors.

@@ -36,10 +36,10 @@ pub fn run(tracepoint: &str, ready_file: Option<&Path>) -> Result<(), String> {
     // The smallest ring buffer: nothing is written to it.
     let mut ebpf = loader::object(
         &resolved,
-        RingSize::new(4096, true),
-        loader::Capacity::default(),
-        loader::Capture::default(),
-        false,
+        &loader::Settings {
+            ring: RingSize::new(4096, true),
+            ..Default::default()
+        },
     )
     .map_err(|e| e.to_string())?;
     let program: &mut TracePoint = ebpf

@@ -3,6 +3,7 @@
 //! - [`kernel`]: BTF offsets, tracefs, privileges: what is learnt before loading.
 //! - [`loader`]: loads the embedded programs and attaches each hook.
 //! - [`ringbuf`]: drains the ring buffer, reads the kernel's loss counters.
+//! - [`handover`]: the kernel side pinned between agents: restarts without a gap.
 //! - [`decode`]: bytes to typed records.
 //! - [`mappings`]: the executable mappings of processes (perf mmap records), for
 //!   `process_loader` events.
@@ -23,6 +24,7 @@ pub mod decode;
 pub mod event;
 pub mod export;
 pub mod floor;
+pub mod handover;
 pub mod kernel;
 pub mod loader;
 pub mod mappings;

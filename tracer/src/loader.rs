@@ -4,10 +4,10 @@
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{ProgramError, RawTracePoint},
+    programs::{ProgramError, RawTracePoint, raw_trace_point::RawTracePointLinkId},
 };
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::kernel::btf::Resolved;
 
@@ -34,7 +34,10 @@ impl Hook {
 /// Where a hook stands after loading.
 #[derive(Debug)]
 pub enum HookStatus {
-    Attached,
+    /// Attached; the link stays the program's until it is taken (to pin it).
+    Attached(RawTracePointLinkId),
+    /// Attached, and its link pinned (`handover`): it stays when the agent stops.
+    Pinned,
     Failed(String),
 }
 
@@ -99,6 +102,13 @@ pub struct RingSize {
     pub wakeup_bytes: u64,
 }
 
+/// The smallest ring buffer, for an object that traces nothing (`tracer status`).
+impl Default for RingSize {
+    fn default() -> Self {
+        Self::new(4096, false)
+    }
+}
+
 impl RingSize {
     /// A ring buffer of `bytes` whose records wake the agent once an eighth of it is
     /// waiting, or, with `batched` false, at every record.
@@ -133,6 +143,15 @@ impl Default for Capacity {
     }
 }
 
+/// How the programs share a pinned set with other agents (`handover`): their generation
+/// and the maps pinned (a map pinned at its path is used, one missing is made and
+/// pinned). The default: nothing pinned, generation 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sharing {
+    pub generation: u64,
+    pub pinned_maps: Vec<(&'static str, PathBuf)>,
+}
+
 /// What the lifecycle programs capture beyond the default.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capture {
@@ -141,19 +160,27 @@ pub struct Capture {
     pub env: bool,
 }
 
-/// Loads the object and attaches `hooks`; `ring` sizes the ring buffer.
+/// How the object is loaded: the sizes of its maps, what it captures, the pinned set it
+/// shares, and whether its programs keep their line information.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    pub ring: RingSize,
+    pub capacity: Capacity,
+    pub capture: Capture,
+    pub sharing: Sharing,
+    pub line_info: bool,
+}
+
+/// Loads the object and attaches `hooks`.
 /// `attach_overrides` (program, tracepoint event) attach a program elsewhere: the tests
 /// use it to make the kernel refuse one hook for real.
 pub fn load(
     resolved: &Resolved,
     hooks: &[Hook],
-    ring: RingSize,
-    capacity: Capacity,
-    capture: Capture,
-    line_info: bool,
+    settings: &Settings,
     attach_overrides: &[(String, String)],
 ) -> Result<Loaded, LoadError> {
-    let mut ebpf = object(resolved, ring, capacity, capture, line_info)?;
+    let mut ebpf = object(resolved, settings)?;
     let statuses: Vec<(Hook, HookStatus)> = hooks
         .iter()
         .map(|hook| {
@@ -162,7 +189,7 @@ pub fn load(
                 .find(|(program, _)| program == hook.program)
                 .map_or(hook.event(), |(_, event)| event.as_str());
             let status = match attach(&mut ebpf, hook, event) {
-                Ok(()) => HookStatus::Attached,
+                Ok(link) => HookStatus::Attached(link),
                 Err(reason) => HookStatus::Failed(reason),
             };
             (*hook, status)
@@ -170,7 +197,7 @@ pub fn load(
         .collect();
     if !statuses
         .iter()
-        .any(|(_, s)| matches!(s, HookStatus::Attached))
+        .any(|(_, s)| matches!(s, HookStatus::Attached(_)))
     {
         let names: Vec<&str> = statuses.iter().map(|(h, _)| h.tracepoint).collect();
         return Err(LoadError::NothingAttached(names.join(", ")));
@@ -182,15 +209,16 @@ pub fn load(
 }
 
 /// The object with its maps created and nothing loaded into the kernel yet; without
-/// `line_info`, its programs' source line information is left out.
-pub fn object(
-    resolved: &Resolved,
-    ring: RingSize,
-    capacity: Capacity,
-    capture: Capture,
-    line_info: bool,
-) -> Result<Ebpf, LoadError> {
-    let without_lines = (!line_info).then(|| without_line_info(OBJECT));
+/// `settings.line_info`, its programs' source line information is left out.
+pub fn object(resolved: &Resolved, settings: &Settings) -> Result<Ebpf, LoadError> {
+    let Settings {
+        ring,
+        capacity,
+        capture,
+        sharing,
+        line_info,
+    } = settings;
+    let without_lines = (!*line_info).then(|| without_line_info(OBJECT));
     let data = match &without_lines {
         Some(Ok(data)) => data.as_slice(),
         Some(Err(e)) => {
@@ -210,6 +238,7 @@ pub fn object(
         .override_global("OFFSETS", &resolved.offsets, true)
         .override_global("WAKEUP_BYTES", &ring.wakeup_bytes, true)
         .override_global("EXEC_ENV", &exec_env, true)
+        .override_global("GENERATION", &sharing.generation, true)
         .map_max_entries("EVENTS", ring.bytes)
         .map_max_entries("HOOK_POINTS", capacity.hook_points);
     for map in [
@@ -222,6 +251,9 @@ pub fn object(
         "STR_POSTFIX",
     ] {
         loader.map_max_entries(map, capacity.hooks);
+    }
+    for (map, path) in &sharing.pinned_maps {
+        loader.map_pin_path(map, path.as_path());
     }
     let ebpf = loader.load(data)?;
     drop(without_lines);
@@ -294,7 +326,7 @@ fn release_object_pages() {
     }
 }
 
-fn attach(ebpf: &mut Ebpf, hook: &Hook, event: &str) -> Result<(), String> {
+fn attach(ebpf: &mut Ebpf, hook: &Hook, event: &str) -> Result<RawTracePointLinkId, String> {
     let program = ebpf
         .program_mut(hook.program)
         .ok_or_else(|| format!("program `{}` is not in the object", hook.program))?;
@@ -303,8 +335,7 @@ fn attach(ebpf: &mut Ebpf, hook: &Hook, event: &str) -> Result<(), String> {
         .map_err(|e: ProgramError| e.to_string())?;
     tp.load().map_err(|e| refusal(hook.program, &e))?;
     tp.attach(event)
-        .map_err(|e| format!("attaching to raw tracepoint {event}: {}", chain(&e)))?;
-    Ok(())
+        .map_err(|e| format!("attaching to raw tracepoint {event}: {}", chain(&e)))
 }
 
 /// Why the kernel did not load program `name`, for people: for a refusal, the

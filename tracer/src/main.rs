@@ -44,6 +44,14 @@ enum Command {
     /// repeated or separated by commas, are ORed. A line that is not an event is reported
     /// on stderr with its place, and skipped.
     Events(EventsArgs),
+    /// Detach and remove the kernel side an agent left pinned (`--pin-dir`): its process
+    /// hooks stop recording, and what its ring buffer held for the next agent is dropped
+    /// (and counted). Refused while an agent runs on it. Needs root.
+    Cleanup {
+        /// The directory the agent pinned its set in.
+        #[arg(long, value_name = "DIR", default_value = tracer::handover::DEFAULT_DIR)]
+        pin_dir: PathBuf,
+    },
     /// Print the TracingPolicy and TracingPolicyNamespaced custom resource definitions
     /// (YAML), generated from the types that parse policies (`manifests/crds.yaml`).
     Crds,
@@ -183,6 +191,29 @@ struct RunArgs {
     /// each. 0 wakes the agent for every record (lowest latency, most CPU under load).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=1000))]
     ring_buffer_wakeup_ms: u64,
+
+    /// Stop without leaving anything in the kernel, and start without taking over what an
+    /// agent left: a restart then misses what happens while no agent runs, and `seq`
+    /// starts from 1.
+    #[arg(long)]
+    no_pin: bool,
+
+    /// Where the process hooks, the ring buffer and its counters stay pinned between two
+    /// agents (on the BPF file system, which is mounted on /sys/fs/bpf if nothing is). The
+    /// next agent takes them over: nothing that happens in between is lost, and `seq` goes
+    /// on. One agent at a time: a second one waits (`--pin-wait-secs`) for the first to stop.
+    #[arg(long, value_name = "DIR", default_value = tracer::handover::DEFAULT_DIR, conflicts_with = "no_pin")]
+    pin_dir: PathBuf,
+
+    /// Where the agent leaves the processes it knows for the next one when it stops
+    /// pinned (so that a process keeps its `exec_id` and details across a restart).
+    #[arg(long, value_name = "DIR", default_value = "/run/tracer")]
+    state_dir: PathBuf,
+
+    /// How long a starting agent waits for the agent that holds `--pin-dir` to stop, in
+    /// seconds (a rolling update starts the new pod as the old one stops).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pin_wait_secs: u64,
 
     /// Keep the eBPF programs' source line information, so that a verifier log (at
     /// `--log-level debug`, when the kernel refuses a program) names the source line of each
@@ -508,6 +539,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Cleanup { pin_dir } => match tracer::handover::cleanup(&pin_dir) {
+            Ok(unread) => {
+                eprintln!(
+                    "tracer: removed {}: its hooks are detached; {unread} records it held unread were dropped",
+                    pin_dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("tracer cleanup: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Crds => match tracer::policy::crd::crds_yaml() {
             Ok(text) => {
                 print!("{text}");
@@ -724,6 +768,9 @@ fn run(args: RunArgs) -> ExitCode {
         ring_buffer_size: args.ring_buffer_size.unwrap_or_else(default_ring_size),
         ring_buffer_wakeup: Duration::from_millis(args.ring_buffer_wakeup_ms),
         line_info: args.verifier_line_info,
+        pin_dir: (!args.no_pin).then(|| args.pin_dir.clone()),
+        pin_wait: Duration::from_secs(args.pin_wait_secs),
+        state_dir: args.state_dir.clone(),
         loss_report_interval: Duration::from_millis(args.loss_report_interval_ms.max(10)),
         proc_root: PathBuf::from("/proc"),
         cgroup_root: tracer::pods::cgroup::v2_root(),

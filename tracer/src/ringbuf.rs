@@ -90,6 +90,24 @@ impl EventSource {
         })
     }
 
+    /// Goes on from what the agent before reported: `lost_reported`, per kind, since
+    /// `since` (RFC 3339), so that what was lost while no agent read is reported once.
+    pub fn resume(&mut self, lost_reported: [u64; KINDS], since: String) {
+        self.reported_lost = lost_reported;
+        self.reported_at = since;
+    }
+
+    /// What is lost and not reported yet, per kind, without reporting it.
+    pub fn unreported(&self) -> [u64; KINDS] {
+        let lost = self.counts().lost;
+        std::array::from_fn(|i| lost[i].saturating_sub(self.reported_lost[i]))
+    }
+
+    /// The kernel's losses as reported so far, per kind.
+    pub fn reported(&self) -> [u64; KINDS] {
+        self.reported_lost
+    }
+
     /// Waits until the ring buffer has records.
     pub async fn readable(&mut self) -> Result<(), RingError> {
         let mut guard = self.ring.readable_mut().await?;

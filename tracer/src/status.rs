@@ -39,13 +39,7 @@ pub fn report(config: &Config) -> Result<(String, bool), StatusError> {
         tracing::warn!("{e}");
     }
     let resolved = KernelBtf::from_sys()?.resolve()?;
-    let mut ebpf = loader::object(
-        &resolved,
-        loader::RingSize::new(4096, false),
-        loader::Capacity::default(),
-        loader::Capture::default(),
-        false,
-    )?;
+    let mut ebpf = loader::object(&resolved, &loader::Settings::default())?;
     let types = features::probe(&mut ebpf);
     let mut out = String::new();
     let release = nix::sys::utsname::uname()

@@ -2,6 +2,10 @@
 //! `sched_process_exit`, attached as raw tracepoints. They run on exec, fork and exit
 //! only, never on the syscall path. Raw tracepoint arguments are the tracepoint's
 //! `TP_PROTO` (include/trace/events/sched.h), passed as plain integers.
+//!
+//! Each returns at once unless its generation is the active one (`emit::active`): while
+//! a new agent takes over, the old agent's programs (pinned) and the new one's run side
+//! by side, and exactly one of them records each exec, fork and exit.
 
 use aya_ebpf::{
     helpers::generated::{bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel},
@@ -36,6 +40,9 @@ use crate::{
 /// Results go straight into the record (see `kread::set_bit` for why).
 #[raw_tracepoint(tracepoint = "sched_process_exec")]
 pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
+    if !emit::active() {
+        return 0;
+    }
     let task: u64 = ctx.arg(0);
     let bprm: u64 = ctx.arg(2);
     // SAFETY: a valid, aligned static; volatile so the build-time zero is not folded.
@@ -247,6 +254,9 @@ fn record_env(task: u64) {
 /// too; only new processes (thread-group leaders) are recorded.
 #[raw_tracepoint(tracepoint = "sched_process_fork")]
 pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
+    if !emit::active() {
+        return 0;
+    }
     let child: u64 = ctx.arg(1);
     let (Some(pid), Some(tid)) = (
         u32_at(child + off!(task_tgid)),
@@ -298,6 +308,9 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
 /// agent attaches this program where BTF shows the second argument.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
+    if !emit::active() {
+        return 0;
+    }
     let task: u64 = ctx.arg(0);
     let group_dead: u64 = ctx.arg(1);
     if group_dead & 0xff == 0 {
@@ -310,6 +323,9 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
 /// `signal_struct.live`, decremented before the tracepoint, has reached zero.
 #[raw_tracepoint(tracepoint = "sched_process_exit")]
 pub fn sched_process_exit_live(ctx: RawTracePointContext) -> i32 {
+    if !emit::active() {
+        return 0;
+    }
     let task: u64 = ctx.arg(0);
     let live = u64_at(task + off!(task_signal)).and_then(|s| u32_at(s + off!(signal_live)));
     if live != Some(0) {

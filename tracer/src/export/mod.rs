@@ -127,6 +127,9 @@ pub struct Export {
     rate: Option<RateLimit>,
     json: JsonOut,
     seq: u64,
+    /// Where `seq` is kept for the next agent (`handover`), and the number kept there:
+    /// numbers are taken from it in blocks, so a number given is never given again.
+    handover: Option<(crate::handover::Handover, u64)>,
     metrics: Arc<Metrics>,
     node: String,
 }
@@ -170,9 +173,42 @@ impl Export {
                 said: None,
             },
             seq: 0,
+            handover: None,
             metrics,
             node,
         }
+    }
+
+    /// Numbers on from `seq`, the previous agent's last, keeping the numbers given in
+    /// `handover` for the next agent.
+    pub fn resume(&mut self, seq: u64, handover: crate::handover::Handover) {
+        self.seq = seq;
+        self.handover = Some((handover, seq));
+    }
+
+    /// The last number given.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The hand-over state, for the agent's last words.
+    pub fn take_handover(&mut self) -> Option<crate::handover::Handover> {
+        self.handover.take().map(|(h, _)| h)
+    }
+
+    /// The next `seq`. Beyond the numbers kept for the next agent, a block more is kept
+    /// first (one map write per `SEQ_BLOCK` lines): an agent killed before it could say
+    /// its last number leaves a gap, never a number given twice.
+    fn next_seq(&mut self) -> u64 {
+        const SEQ_BLOCK: u64 = 4096;
+        self.seq += 1;
+        if let Some((handover, kept)) = &mut self.handover
+            && self.seq > *kept
+        {
+            *kept = self.seq + SEQ_BLOCK;
+            handover.seq(*kept);
+        }
+        self.seq
     }
 
     /// Events need their JSON form before the sinks: filters and such read or change it.
@@ -201,10 +237,10 @@ impl Export {
         if !self.admit() {
             return;
         }
-        self.seq += 1;
+        let seq = self.next_seq();
         let line = Numbered {
             event: ev,
-            seq: (!self.settings.tetragon_strict).then(|| crate::event::Decimal(self.seq.into())),
+            seq: (!self.settings.tetragon_strict).then(|| crate::event::Decimal(seq.into())),
         };
         self.send_json(&line, kind);
     }
@@ -229,11 +265,11 @@ impl Export {
         }
         self.settings.redact.apply(&mut v);
         self.settings.fields.apply(&mut v);
-        self.seq += 1;
+        let seq = self.next_seq();
         if let Some(obj) = v.as_object_mut()
             && !self.settings.tetragon_strict
         {
-            obj.insert("seq".into(), Value::String(self.seq.to_string()));
+            obj.insert("seq".into(), Value::String(seq.to_string()));
         }
         self.send_json(&v, kind);
         if let Some(o) = &self.otlp {
@@ -258,10 +294,10 @@ impl Export {
             return;
         }
         self.metrics.event(ev.kind(), None);
-        self.seq += 1;
+        let seq = self.next_seq();
         let line = Numbered {
             event: ev,
-            seq: (!self.settings.tetragon_strict).then(|| crate::event::Decimal(self.seq.into())),
+            seq: (!self.settings.tetragon_strict).then(|| crate::event::Decimal(seq.into())),
         };
         self.send_json(&line, ev.kind());
         if let Some(o) = &self.otlp {

@@ -134,6 +134,24 @@ impl ProcessCache {
         Arc::new(unknown(&self.node, pid, ktime_ns, 0, 0))
     }
 
+    /// The processes known alive, for the next agent (`snapshot`).
+    pub fn live(&self) -> impl Iterator<Item = &Arc<Process>> {
+        self.live.iter().map(|(_, p)| p)
+    }
+
+    /// Lets go of processes `pids` that ended while no agent ran, unless an exit record
+    /// already did (or /proc, under `proc_root`, shows them alive): their exits were lost.
+    pub fn let_go(&mut self, pids: &[u32], proc_root: &std::path::Path) {
+        for pid in pids {
+            if proc_root.join(pid.to_string()).exists() {
+                continue;
+            }
+            if let Some(p) = self.live.pop(pid) {
+                self.exited.put(*pid, (p.task_start_ns, p));
+            }
+        }
+    }
+
     /// Adds a process found at start-up (or in tests).
     pub fn insert(&mut self, process: Arc<Process>) {
         let pid = process.pid;

@@ -8,6 +8,7 @@
 
 pub mod cache;
 pub mod procfs;
+pub mod snapshot;
 pub mod users;
 
 use std::sync::Arc;

@@ -220,6 +220,9 @@ impl Running {
                 let mut cmd = Command::new(tracer_bin);
                 cmd.arg("run")
                     .args(["--node-name", "bench", "--log-level", "info"])
+                    // Each run starts from nothing and leaves nothing: the next one (the
+                    // baseline too) runs without this one's hooks.
+                    .arg("--no-pin")
                     .args(["--metrics-server", &format!("127.0.0.1:{port}")])
                     .args(args)
                     .envs(setup.env.iter().map(|(k, v)| (k, v)))
