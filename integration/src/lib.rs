@@ -228,9 +228,17 @@ impl Agent {
 
     /// Stops the agent with SIGINT, as Ctrl-C would, and returns its exit status, every
     /// event and its stderr.
-    pub fn stop(mut self) -> (std::process::ExitStatus, Vec<Value>, String) {
+    pub fn stop(self) -> (std::process::ExitStatus, Vec<Value>, String) {
+        self.stop_with(nix::sys::signal::Signal::SIGINT)
+    }
+
+    /// Stops the agent with `signal` (SIGTERM: as the kubelet does); as [`Agent::stop`].
+    pub fn stop_with(
+        mut self,
+        signal: nix::sys::signal::Signal,
+    ) -> (std::process::ExitStatus, Vec<Value>, String) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signal the agent");
+        nix::sys::signal::kill(pid, signal).expect("signal the agent");
         let status = self.child.wait().expect("wait for the agent");
         // Let the reader threads take the last lines.
         thread::sleep(Duration::from_millis(100));

@@ -1,0 +1,337 @@
+//! Restarts and upgrades with the kernel side pinned: an agent stopped in the middle of
+//! an exec storm and a new one started at once on the same export file (as a rolling
+//! update does) lose nothing and number on; a killed agent's numbers are never given
+//! again and the next agent says so; a ring buffer of another size is read before the
+//! new one; one agent per pinned set; `tracer cleanup`.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use integration::{Agent, privileged, tracer_bin};
+use serde_json::Value;
+
+/// A pinned set and a state directory of the test's own, removed at the end.
+struct Pinned {
+    dir: PathBuf,
+    state: PathBuf,
+    export: PathBuf,
+}
+
+impl Pinned {
+    fn new(test: &str) -> Self {
+        let dir = PathBuf::from(format!(
+            "/sys/fs/bpf/tracer-test-{test}-{}",
+            std::process::id()
+        ));
+        let tmp =
+            std::env::temp_dir().join(format!("tracer-restart-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).expect("temp dir");
+        Self {
+            dir,
+            state: tmp.join("state"),
+            export: tmp.join("events.json"),
+        }
+    }
+
+    /// The agent's flags: pinned here, exporting to the file.
+    fn args(&self) -> Vec<String> {
+        vec![
+            format!("--pin-dir={}", self.dir.display()),
+            format!("--state-dir={}", self.state.display()),
+            format!("--export-filename={}", self.export.display()),
+        ]
+    }
+
+    fn start(&self, extra: &[&str]) -> Agent {
+        let mut args = self.args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Agent::start(&args)
+    }
+
+    /// Every line of the export file, parsed.
+    fn lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.export)
+            .expect("read the export file")
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let _ = Command::new(tracer_bin())
+            .args(["cleanup", "--pin-dir"])
+            .arg(&self.dir)
+            .output();
+        if let Some(tmp) = self.export.parent() {
+            let _ = std::fs::remove_dir_all(tmp);
+        }
+    }
+}
+
+/// Stops `agent` with SIGTERM (as the kubelet does) and returns its log.
+fn terminate(agent: Agent) -> String {
+    let (status, _, stderr) = agent.stop_with(nix::sys::signal::Signal::SIGTERM);
+    assert!(status.success(), "{status}: {stderr}");
+    stderr
+}
+
+/// `n` short processes `/bin/true TAG-i`, one after the other, in the background.
+fn exec_storm(tag: &str, n: usize) -> Child {
+    Command::new("bash")
+        .args([
+            "-c",
+            "for ((i = 1; i <= $1; i++)); do /bin/true \"$0-$i\"; done",
+        ])
+        .arg(tag)
+        .arg(n.to_string())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start the exec loop")
+}
+
+fn seq(v: &Value) -> u64 {
+    v["seq"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no seq: {v}"))
+}
+
+/// The `process_exec` and `process_exit` lines of processes whose arguments start with
+/// `tag-`, by (kind, arguments).
+fn by_arguments<'a>(lines: &'a [Value], tag: &str) -> HashMap<(String, String), Vec<&'a Value>> {
+    let mut out: HashMap<(String, String), Vec<&Value>> = HashMap::new();
+    for v in lines {
+        for kind in ["process_exec", "process_exit"] {
+            let Some(args) = v[kind]["process"]["arguments"].as_str() else {
+                continue;
+            };
+            if args.starts_with(&format!("{tag}-")) {
+                out.entry((kind.to_owned(), args.to_owned()))
+                    .or_default()
+                    .push(v);
+            }
+        }
+    }
+    out
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_restart_in_an_exec_storm_loses_nothing_and_seq_goes_on() {
+    if !privileged("a_restart_in_an_exec_storm_loses_nothing_and_seq_goes_on") {
+        return;
+    }
+    let pinned = Pinned::new("storm");
+    let tag = format!("restart-storm-{}", std::process::id());
+    let first = pinned.start(&[]);
+    // A process that runs across the restart: its exit is written by the second agent
+    // with what the first knew of it.
+    let mut sleeper = Command::new("sleep")
+        .arg("3600")
+        .spawn()
+        .expect("start sleep");
+    let mut storm = exec_storm(&tag, 3000);
+    wait_for("some of the storm in the file", || {
+        std::fs::read_to_string(&pinned.export).is_ok_and(|t| t.contains(&format!("{tag}-100\"")))
+    });
+    let first_log = terminate(first);
+    assert!(
+        first_log.contains("processes saved for the next agent"),
+        "{first_log}"
+    );
+    let second = pinned.start(&[]);
+    let took = second.wait_for_log("took over the process hooks pinned at");
+    assert!(storm.wait().expect("exec loop").success());
+    sleeper.kill().expect("kill sleep");
+    sleeper.wait().expect("wait sleep");
+    // A marker after everything: its exit written means the rest is too.
+    let marker = format!("{tag}-marker");
+    assert!(
+        Command::new("/bin/true")
+            .arg(&marker)
+            .status()
+            .expect("marker")
+            .success()
+    );
+    wait_for("the marker's exit", || {
+        std::fs::read_to_string(&pinned.export).is_ok_and(|t| {
+            t.lines()
+                .any(|l| l.contains("process_exit") && l.contains(&format!("\"{marker}\"")))
+        })
+    });
+    let second_log = terminate(second);
+
+    let lines = pinned.lines();
+    let seqs: Vec<u64> = lines.iter().map(seq).collect();
+    for pair in seqs.windows(2) {
+        assert_eq!(
+            pair[1],
+            pair[0] + 1,
+            "seq goes on by one across the restart"
+        );
+    }
+    assert_eq!(seqs.first(), Some(&1));
+    let losses: Vec<&Value> = lines
+        .iter()
+        .filter(|v| v.get("event_loss").is_some())
+        .collect();
+    assert!(
+        losses.is_empty(),
+        "nothing lost: {losses:#?}\n{took}\n{second_log}"
+    );
+    let seen = by_arguments(&lines, &tag);
+    for i in 1..=3000 {
+        for kind in ["process_exec", "process_exit"] {
+            let key = (kind.to_owned(), format!("{tag}-{i}"));
+            let n = seen.get(&key).map_or(0, Vec::len);
+            assert_eq!(n, 1, "{kind} of {tag}-{i} is written once, not {n} times");
+        }
+    }
+    // The first agent wrote some of the storm, the second the rest.
+    let switch = lines
+        .iter()
+        .position(|v| v["process_exec"]["process"]["arguments"] == "3600")
+        .expect("the sleep's exec");
+    let exec = &lines[switch]["process_exec"]["process"];
+    let exit = lines
+        .iter()
+        .find(|v| v["process_exit"]["process"]["pid"] == exec["pid"])
+        .expect("the sleep's exit");
+    let exit = &exit["process_exit"]["process"];
+    assert_eq!(
+        exit["exec_id"], exec["exec_id"],
+        "one process, one exec_id: {exit}"
+    );
+    assert_eq!(exit["arguments"], "3600");
+    assert_eq!(exit["binary"], exec["binary"]);
+    assert_eq!(exit["parent_exec_id"], exec["parent_exec_id"]);
+}
+
+#[test]
+fn a_killed_agent_never_has_its_numbers_given_again_and_the_next_says_so() {
+    if !privileged("a_killed_agent_never_has_its_numbers_given_again_and_the_next_says_so") {
+        return;
+    }
+    let pinned = Pinned::new("killed");
+    let tag = format!("restart-killed-{}", std::process::id());
+    let first = pinned.start(&[]);
+    let mut storm = exec_storm(&tag, 300);
+    assert!(storm.wait().expect("exec loop").success());
+    wait_for("the storm in the file", || {
+        std::fs::read_to_string(&pinned.export).is_ok_and(|t| t.contains(&format!("{tag}-300\"")))
+    });
+    let pid = first.pid();
+    drop(first); // SIGKILL
+    let before = pinned.lines();
+    let last = before.last().map(seq).expect("lines before the kill");
+    let second = pinned.start(&[]);
+    second.wait_for_log("restart:");
+    let log = terminate(second);
+    let lines = pinned.lines();
+    let after = &lines[before.len()..];
+    assert!(!after.is_empty());
+    assert!(seq(&after[0]) > last, "{} after {last}", seq(&after[0]));
+    for pair in lines.windows(2) {
+        assert!(seq(&pair[1]) > seq(&pair[0]), "strictly increasing");
+    }
+    let loss = after
+        .iter()
+        .find(|v| v["event_loss"]["where"] == "restart")
+        .unwrap_or_else(|| panic!("a restart event_loss: {after:#?}\n{log}"));
+    let reason = loss["event_loss"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!("(pid {pid}) did not stop cleanly")),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_ring_buffer_of_another_size_is_replaced_and_read_first() {
+    if !privileged("a_ring_buffer_of_another_size_is_replaced_and_read_first") {
+        return;
+    }
+    let pinned = Pinned::new("resize");
+    let tag = format!("restart-resize-{}", std::process::id());
+    let first = pinned.start(&["--ring-buffer-size=4194304"]);
+    terminate(first);
+    // While no agent runs: only the pinned hooks record these.
+    let mut storm = exec_storm(&tag, 200);
+    assert!(storm.wait().expect("exec loop").success());
+    let second = pinned.start(&["--ring-buffer-size=8388608"]);
+    let log = second.wait_for_log("read the ");
+    assert!(
+        log.contains("its ring buffer is 4096 KiB, this agent's (--ring-buffer-size) 8192 KiB"),
+        "{log}"
+    );
+    terminate(second);
+    let lines = pinned.lines();
+    let seen = by_arguments(&lines, &tag);
+    for i in 1..=200 {
+        for kind in ["process_exec", "process_exit"] {
+            let key = (kind.to_owned(), format!("{tag}-{i}"));
+            assert_eq!(seen.get(&key).map_or(0, Vec::len), 1, "{kind} of {tag}-{i}");
+        }
+    }
+    assert!(lines.iter().all(|v| v.get("event_loss").is_none()));
+}
+
+#[test]
+fn one_agent_per_pinned_set_and_cleanup_removes_it() {
+    if !privileged("one_agent_per_pinned_set_and_cleanup_removes_it") {
+        return;
+    }
+    let pinned = Pinned::new("single");
+    let first = pinned.start(&[]);
+    // A second agent on the same set waits for the first, then gives up naming it.
+    let mut args = pinned.args();
+    args.push("--pin-wait-secs=1".into());
+    let out = Command::new(tracer_bin())
+        .args(["run", "--node-name", "test-node"])
+        .args(&args)
+        .output()
+        .expect("run a second agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("is held by another agent (pid {})", first.pid())),
+        "{stderr}"
+    );
+    // Cleanup is refused while the agent runs, and removes the set once it stops.
+    let cleanup = || {
+        Command::new(tracer_bin())
+            .args(["cleanup", "--pin-dir"])
+            .arg(&pinned.dir)
+            .output()
+            .expect("run cleanup")
+    };
+    let refused = cleanup();
+    assert!(!refused.status.success());
+    terminate(first);
+    assert!(pinned.dir.join("links").read_dir().expect("links").count() >= 3);
+    let done = cleanup();
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(String::from_utf8_lossy(&done.stderr).contains("its hooks are detached"));
+    assert!(!Path::new(&pinned.dir).exists());
+}
