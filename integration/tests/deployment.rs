@@ -72,6 +72,37 @@ struct Deployment {
     bundle: PathBuf,
     log: PathBuf,
     policies: PathBuf,
+    /// The pod's /sys/fs/bpf: a directory of the host's BPF file system of this test's
+    /// own, where the agent pins its set (removed at the end).
+    bpffs: PathBuf,
+    state: PathBuf,
+}
+
+impl Deployment {
+    /// Removes what a pod left: its pinned set and its saved processes.
+    fn reset(&self) {
+        let out = std::process::Command::new(integration::tracer_bin())
+            .args(["cleanup", "--pin-dir"])
+            .arg(self.bpffs.join("tracer"))
+            .output()
+            .expect("run tracer cleanup");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = fs::remove_file(self.state.join("processes.json"));
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(integration::tracer_bin())
+            .args(["cleanup", "--pin-dir"])
+            .arg(self.bpffs.join("tracer"))
+            .output();
+        let _ = fs::remove_dir(&self.bpffs);
+    }
 }
 
 impl Deployment {
@@ -86,9 +117,21 @@ impl Deployment {
         let image = container::unpack(&container::image_archive(), &bundle.join("rootfs"));
         let log = work.path().join("log");
         let policies = work.path().join("policies");
-        for d in [&log, &policies] {
+        let state = work.path().join("state");
+        for d in [&log, &policies, &state] {
             fs::create_dir_all(d).expect("create a volume's directory");
         }
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        if !mounts.lines().any(|l| l.contains(" /sys/fs/bpf bpf ")) {
+            // The node's BPF file system, as the agent mounts it where nothing is.
+            let st = std::process::Command::new("mount")
+                .args(["-t", "bpf", "bpf", "/sys/fs/bpf"])
+                .status()
+                .expect("run mount");
+            assert!(st.success(), "cannot mount the BPF file system");
+        }
+        let bpffs = PathBuf::from(format!("/sys/fs/bpf/tracer-deploy-{}", std::process::id()));
+        fs::create_dir_all(&bpffs).expect("a directory on the BPF file system");
         Deployment {
             work,
             ds: container::daemonset(),
@@ -96,6 +139,8 @@ impl Deployment {
             bundle,
             log,
             policies,
+            bpffs,
+            state,
         }
     }
 
@@ -114,6 +159,8 @@ impl Deployment {
             volumes: BTreeMap::from([
                 ("log", self.log.clone()),
                 ("policies", self.policies.clone()),
+                ("bpffs", self.bpffs.clone()),
+                ("state", self.state.clone()),
             ]),
             service_account: Some((
                 api.service_account_dir()
@@ -125,7 +172,10 @@ impl Deployment {
         }
     }
 
+    /// Runs a pod, from a clean node: no set pinned, no processes saved (the restarts
+    /// have tests of their own).
     fn run(&self, pod: &Pod<'_>, id: &str) -> Container {
+        self.reset();
         let config =
             container::runtime_config(&self.ds, &self.image, &self.bundle.join("rootfs"), pod);
         Container::run(&self.bundle, &config, id)

@@ -751,6 +751,13 @@ fn lifecycle_on_distribution_kernels() {
             stderr2.contains("kernel: kprobes available, but policies' kprobes run on the tracepoints that stand for them (kprobes are off: --disable-kprobes)"),
             "{name}: {stderr2}"
         );
+        // The first agent left its process hooks pinned (the BPF file system mounted by
+        // it); the second took them over, with the processes the first saved.
+        assert!(
+            stderr2.contains("took over the process hooks pinned at /sys/fs/bpf/tracer (generation 2, 3 detached)")
+                && stderr2.contains("processes from the agent before"),
+            "{name}: {stderr2}"
+        );
         assert!(
             stderr2.contains("policy vm-connect: kprobe tcp_connect runs on the tracepoint sock/inet_sock_set_state"),
             "{name}: {stderr2}"

@@ -13,8 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// When and how the file rotates.
-#[derive(Debug, Clone)]
+/// When and how the file rotates (the default: never).
+#[derive(Debug, Clone, Default)]
 pub struct Rotation {
     /// Rotate once the file holds this many bytes (0: never by size).
     pub max_bytes: u64,
@@ -40,8 +40,18 @@ pub struct RotatingFile {
 impl RotatingFile {
     /// Opens `path` for appending (creating it).
     pub fn open(path: &Path, rotation: Rotation) -> io::Result<Self> {
-        let file = open_append(path)?;
-        let size = file.metadata()?.len();
+        let mut file = open_append(path)?;
+        let mut size = file.metadata()?.len();
+        if size > 0 && last_byte(path)? != Some(b'\n') {
+            // A writer stopped in the middle of a line (a full disk, then killed): the
+            // line is ended, so that the next one starts whole.
+            file.write_all(b"\n")?;
+            size += 1;
+            tracing::warn!(
+                "{}: its last line was cut short by the writer before (a full disk, a killed agent): it is ended here; that one event is lost",
+                path.display()
+            );
+        }
         Ok(Self {
             path: path.to_owned(),
             rotation,
@@ -65,11 +75,8 @@ impl RotatingFile {
         self.file.flush()?;
         if self.rotation.max_backups == 0 {
             // No backups kept: start over.
-            self.file = OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .create(true)
-                .open(&self.path)?;
+            self.file = open_append(&self.path)?;
+            self.file.set_len(0)?;
         } else {
             // Without the list of backups (no file descriptor left, say) the next number is
             // not known: no rotation, rather than a backup overwritten.
@@ -224,8 +231,43 @@ impl Write for RotatingFile {
     }
 }
 
+/// The export file and its backups are the agent's and its readers' (0640), and a
+/// symbolic link at their path is refused rather than followed (another file written in
+/// its place).
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    use std::os::unix::fs::OpenOptionsExt as _;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(MODE)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                io::Error::other(format!(
+                    "{} is a symbolic link, and the export file is never opened through one (give the link's target)",
+                    path.display()
+                ))
+            } else {
+                e
+            }
+        })
+}
+
+/// Mode of the export file and its backups.
+const MODE: u32 = 0o640;
+
+/// The last byte of the file at `path`, if it has one.
+fn last_byte(path: &Path) -> io::Result<Option<u8>> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut f = File::open(path)?;
+    if f.seek(SeekFrom::End(0))? == 0 {
+        return Ok(None);
+    }
+    f.seek(SeekFrom::End(-1))?;
+    let mut b = [0u8];
+    f.read_exact(&mut b)?;
+    Ok(Some(b[0]))
 }
 
 /// `FILE` to `FILE.gz`, then `FILE` removed.
@@ -233,7 +275,15 @@ fn gzip(path: &Path) -> io::Result<()> {
     let mut name = path.as_os_str().to_owned();
     name.push(".gz");
     let mut input = File::open(path)?;
-    let out = File::create(PathBuf::from(&name))?;
+    let out = {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(MODE)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(PathBuf::from(&name))?
+    };
     let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
     io::copy(&mut input, &mut gz)?;
     gz.finish()?.sync_all()?;
@@ -277,6 +327,48 @@ mod tests {
             writeln!(w, "{{\"seq\":{i},\"pad\":\"{}\"}}", "x".repeat(i % 37)).unwrap();
         }
         w.flush().unwrap();
+    }
+
+    /// A file whose last line a writer before left cut short (a full disk, then a
+    /// kill) is ended first: the next line starts whole.
+    #[test]
+    fn a_cut_last_line_is_ended_before_writing_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.json");
+        fs::write(&path, "{\"seq\":1}\n{\"seq\":2,\"cut").unwrap();
+        write_lines(RotatingFile::open(&path, Rotation::default()).unwrap(), 1);
+        let lines = lines_of(&path);
+        assert_eq!(
+            lines,
+            [
+                "{\"seq\":1}",
+                "{\"seq\":2,\"cut",
+                "{\"seq\":0,\"pad\":\"\"}"
+            ]
+        );
+        // A whole file is left as it is.
+        write_lines(RotatingFile::open(&path, Rotation::default()).unwrap(), 1);
+        assert_eq!(lines_of(&path).len(), 4);
+    }
+
+    /// The export file is 0640 and never opened through a symbolic link.
+    #[test]
+    fn the_file_is_private_and_a_link_in_its_place_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.json");
+        write_lines(RotatingFile::open(&path, Rotation::default()).unwrap(), 1);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+        let e = RotatingFile::open(&link, Rotation::default())
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("is a symbolic link"), "{e}");
+        assert!(!dir.path().join("elsewhere").exists());
     }
 
     /// A file deleted or moved under the writer: the next lines go to a new file at the
