@@ -416,6 +416,56 @@ fn the_daemonset_pod_runs_from_the_image() {
     let text = fs::read_to_string(&file).expect("read the export file");
     assert!(text.ends_with('\n'), "the last line is whole");
     assert!(c.stderr().contains("tracer stopped"), "{}", c.stderr());
+    // The node keeps the process hooks pinned and the processes the agent knew; the
+    // next pod (a rolling update's) takes them over and numbers on.
+    let links = d.bpffs.join("tracer/links");
+    assert_eq!(
+        fs::read_dir(&links).map_or(0, Iterator::count),
+        3,
+        "{}: {}",
+        links.display(),
+        c.stderr()
+    );
+    assert!(d.state.join("processes.json").is_file(), "{}", c.stderr());
+    let last_seq = |text: &str| -> u64 {
+        let line = text.lines().last().expect("a line");
+        let v: Value = serde_json::from_str(line).expect("JSON");
+        v["seq"].as_str().and_then(|s| s.parse().ok()).expect("seq")
+    };
+    let before = last_seq(&text);
+    let lines_before = text.lines().count();
+    let config = container::runtime_config(&d.ds, &d.image, &d.bundle.join("rootfs"), &pod);
+    let mut next = Container::run(&d.bundle, &config, "tracer-deploy-update");
+    wait_for(&mut next, Duration::from_secs(180), "/readyz 200", || {
+        ready(port)
+    });
+    assert!(
+        next.stderr()
+            .contains("took over the process hooks pinned at /sys/fs/bpf/tracer"),
+        "{}",
+        next.stderr()
+    );
+    next.kill("TERM");
+    assert!(
+        next.wait(Duration::from_secs(grace))
+            .is_some_and(|s| s.success()),
+        "{}",
+        next.stderr()
+    );
+    let text = fs::read_to_string(&file).expect("read the export file");
+    let first_after: Value = serde_json::from_str(
+        text.lines()
+            .nth(lines_before)
+            .expect("lines of the second pod"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        first_after["seq"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok()),
+        Some(before + 1),
+        "seq goes on across the update"
+    );
 }
 
 /// What one run of the pod, with a capability left out, did.
