@@ -152,7 +152,15 @@ fn a_restart_in_an_exec_storm_loses_nothing_and_seq_goes_on() {
     wait_for("some of the storm in the file", || {
         std::fs::read_to_string(&pinned.export).is_ok_and(|t| t.contains(&format!("{tag}-100\"")))
     });
+    // Out within the DaemonSet's grace period, with what it read written.
+    let stopping = std::time::Instant::now();
     let first_log = terminate(first);
+    let grace = Duration::from_secs(30);
+    println!(
+        "stopped {:.2?} after SIGTERM in the storm",
+        stopping.elapsed()
+    );
+    assert!(stopping.elapsed() < grace, "{first_log}");
     assert!(
         first_log.contains("processes saved for the next agent"),
         "{first_log}"
