@@ -141,7 +141,11 @@ fn a_restart_in_an_exec_storm_loses_nothing_and_seq_goes_on() {
     }
     let pinned = Pinned::new("storm");
     let tag = format!("restart-storm-{}", std::process::id());
-    let first = pinned.start(&[]);
+    // Room for the records of the restart's gap (the debug agent CI runs takes seconds
+    // to start): a ring buffer that fills is a loss, reported, which this test is not
+    // about.
+    let ring = "--ring-buffer-size=33554432";
+    let first = pinned.start(&[ring]);
     // A process that runs across the restart: its exit is written by the second agent
     // with what the first knew of it.
     let mut sleeper = Command::new("sleep")
@@ -165,7 +169,7 @@ fn a_restart_in_an_exec_storm_loses_nothing_and_seq_goes_on() {
         first_log.contains("processes saved for the next agent"),
         "{first_log}"
     );
-    let second = pinned.start(&[]);
+    let second = pinned.start(&[ring]);
     let took = second.wait_for_log("took over the process hooks pinned at");
     assert!(storm.wait().expect("exec loop").success());
     sleeper.kill().expect("kill sleep");
