@@ -186,30 +186,15 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         .map(|c| crate::policy::objects::watch(c.clone()));
     let mut pipeline = Pipeline::start(&mut config, out, cache, clock, kubernetes, &metrics)?;
     pipeline.stacks = stacks;
-    if let Some((handover, mut took)) = handover {
-        pipeline
-            .export
-            .resume(previous.as_ref().map_or(0, |p| p.seq), handover);
-        if let Some(mut ring) = took.old_ring.take() {
-            // The replaced ring buffer's records are older than any in the new one.
-            let mut n = 0u64;
-            while let Some(item) = ring.next() {
-                pipeline.record(&item, None);
-                n += 1;
-            }
-            pipeline.release(false);
-            pipeline.flush();
-            tracing::info!("read the {n} records the replaced ring buffer kept");
-        }
-        if let Some(p) = &previous {
-            pipeline.restarted(&mut source, p, &took);
-        }
-        // What the hooks recorded while no agent ran, before anything else: then the
-        // processes that ended meanwhile without an exit record can go.
-        source.drain(STOP_DRAIN, |bytes| pipeline.record(bytes, None));
-        pipeline.release(false);
-        pipeline.flush();
-        pipeline.cache.let_go(&gone, &config.proc_root);
+    if let Some((handover, took)) = handover {
+        pipeline.resume(
+            &mut source,
+            handover,
+            took,
+            previous.as_ref(),
+            &gone,
+            &config.proc_root,
+        );
     }
     let mut running = Running {
         snapshot: pins.as_ref().map(|p| {
@@ -931,6 +916,39 @@ impl Pipeline {
         let mut ev = event::lifecycle(&lifecycle, self.cache.node(), &self.clock);
         self.pods.enrich(&mut ev);
         export_or_wait(&self.pods, &mut self.waiting, &mut self.export, &mut ev);
+    }
+
+    /// Goes on from the agent before (`previous`, `None` for the first on a pinned set):
+    /// numbers on from its `seq`, reads what a replaced ring buffer of the same layout
+    /// kept, says what could not be kept, then reads what the hooks recorded while no
+    /// agent ran, before anything else: then the processes that ended meanwhile without
+    /// an exit record (`gone`, not in `proc_root`) can go.
+    fn resume(
+        &mut self,
+        source: &mut EventSource,
+        handover: crate::handover::Handover,
+        mut took: crate::handover::TakeOver,
+        previous: Option<&crate::handover::Previous>,
+        gone: &[u32],
+        proc_root: &Path,
+    ) {
+        self.export.resume(previous.map_or(0, |p| p.seq), handover);
+        if let Some(mut ring) = took.old_ring.take() {
+            // Its records are older than any in the new ring buffer.
+            let mut n = 0u64;
+            while let Some(item) = ring.next() {
+                self.record(&item, None);
+                n += 1;
+            }
+            tracing::info!("read the {n} records the replaced ring buffer kept");
+        }
+        if let Some(p) = previous {
+            self.restarted(source, p, &took);
+        }
+        source.drain(STOP_DRAIN, |bytes| self.record(bytes, None));
+        self.release(false);
+        self.flush();
+        self.cache.let_go(gone, proc_root);
     }
 
     /// After taking over from `previous`: says in the stream what could not be kept
