@@ -293,13 +293,18 @@ fn a_ring_buffer_of_another_size_is_replaced_and_read_first() {
         log.contains("its ring buffer is 4096 KiB, this agent's (--ring-buffer-size) 8192 KiB"),
         "{log}"
     );
-    terminate(second);
+    let log = terminate(second);
     let lines = pinned.lines();
     let seen = by_arguments(&lines, &tag);
     for i in 1..=200 {
         for kind in ["process_exec", "process_exit"] {
             let key = (kind.to_owned(), format!("{tag}-{i}"));
-            assert_eq!(seen.get(&key).map_or(0, Vec::len), 1, "{kind} of {tag}-{i}");
+            let found = seen.get(&key).cloned().unwrap_or_default();
+            assert_eq!(
+                found.len(),
+                1,
+                "{kind} of {tag}-{i}: {found:#?}\nthe second agent's log:\n{log}"
+            );
         }
     }
     assert!(lines.iter().all(|v| v.get("event_loss").is_none()));

@@ -972,7 +972,12 @@ impl Pipeline {
                 now.saturating_sub(previous.stopped_ns) as f64 / 1e9
             )
         };
-        let unreported = source.unreported();
+        // A replaced set's losses are in its own counters; a set taken over has them in
+        // the source's.
+        let unreported = match previous.old_unreported {
+            Some(old) => old,
+            None => source.unreported(),
+        };
         let kernel: u64 = unreported.iter().sum();
         let mut reasons = Vec::new();
         let mut lost = std::collections::BTreeMap::new();
@@ -985,8 +990,10 @@ impl Pipeline {
                     lost.insert(kind.name().to_owned(), unreported[i].to_string());
                 }
             }
-            // Said here, not again by the next periodic report.
-            let _ = source.new_losses();
+            if previous.old_unreported.is_none() {
+                // Said here, not again by the next periodic report.
+                let _ = source.new_losses();
+            }
         }
         if let Some(why) = previous.replaced.as_ref().filter(|_| took.unread > 0) {
             reasons.push(format!(

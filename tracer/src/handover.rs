@@ -105,6 +105,9 @@ pub struct Previous {
     /// Replaced for its ring buffer's size only: its records have this agent's layout,
     /// and are read before the new ring buffer's.
     pub same_layout: bool,
+    /// Replaced with the same layout: what its counters say the kernel lost and no
+    /// agent reported, per kind.
+    pub old_unreported: Option<[u64; KINDS]>,
 }
 
 /// The pinned set, locked for this agent.
@@ -163,10 +166,31 @@ impl Pins {
         pins.old_links = old_links(dir)?;
         if previous.replaced.is_some() {
             let path = dir.join("EVENTS");
-            pins.old_ring = MapData::from_pin(&path)
-                .ok()
-                .and_then(|m| RingBuf::try_from(Map::RingBuf(m)).ok());
+            pins.old_ring = match MapData::from_pin(&path)
+                .and_then(|m| RingBuf::try_from(Map::RingBuf(m)))
+            {
+                Ok(ring) => Some(ring),
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: the replaced ring buffer cannot be read ({e}): what it kept is lost, uncounted",
+                        path.display()
+                    );
+                    None
+                }
+            };
+            // The new counters start at zero: what the old ones counted and nobody
+            // reported is said by this agent (where their layout is its own).
+            if previous.same_layout {
+                previous.old_unreported = old_unreported(dir, &previous.lost_reported);
+            }
+            previous.lost_reported = [0; KINDS];
+            // Both sets' programs read one `HANDOVER` where its definition has not
+            // changed: one write then moves the posting from the old hooks to the new.
+            let keep_handover = handover_compatible(&dir.join("HANDOVER"));
             for map in MAPS {
+                if map == "HANDOVER" && keep_handover {
+                    continue;
+                }
                 let path = dir.join(map);
                 match std::fs::remove_file(&path) {
                     Ok(()) => {}
@@ -341,7 +365,35 @@ fn previous_of(slots: &[u64]) -> Previous {
         lost_reported,
         replaced: None,
         same_layout: true,
+        old_unreported: None,
     }
+}
+
+/// Whether the pinned `HANDOVER` at `path` is defined as this agent's (an array of
+/// `SLOTS` u64): both sets then share it.
+fn handover_compatible(path: &Path) -> bool {
+    aya::maps::MapInfo::from_pin(path).is_ok_and(|info| {
+        matches!(info.map_type(), Ok(aya::maps::MapType::Array))
+            && info.key_size() == 4
+            && info.value_size() == 8
+            && info.max_entries() == tracer_common::handover::SLOTS
+    })
+}
+
+/// What the pinned `COUNTERS` in `dir` say the kernel lost beyond `reported`, per kind.
+fn old_unreported(dir: &Path, reported: &[u64; KINDS]) -> Option<[u64; KINDS]> {
+    use tracer_common::counters::{Counter, counter_index};
+    let map = MapData::from_pin(dir.join("COUNTERS")).ok()?;
+    let counters = aya::maps::PerCpuArray::<MapData, u64>::try_from(Map::PerCpuArray(map)).ok()?;
+    let mut out = [0; KINDS];
+    for (i, kind) in EventKind::ALL.into_iter().enumerate() {
+        let lost: u64 = counters
+            .get(&counter_index(kind, Counter::RingBufFull), 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(0);
+        out[i] = lost.saturating_sub(reported[i]);
+    }
+    Some(out)
 }
 
 /// The slots of a pinned `HANDOVER`, if there is one.
