@@ -201,9 +201,16 @@ struct RunArgs {
     #[arg(long, default_value = "info", env = "TRACER_LOG")]
     log_level: String,
 
-    /// A file of TracingPolicy documents to load at start (repeatable).
+    /// A file of TracingPolicy documents to load at start (repeatable). A file that is
+    /// missing, or a policy of it that is refused, fails the start (see
+    /// `--tracing-policy-optional`).
     #[arg(long, value_name = "FILE")]
     tracing_policy: Vec<PathBuf>,
+
+    /// Start even when a `--tracing-policy` file does not load (with a warning naming it
+    /// and why), rather than failing.
+    #[arg(long)]
+    tracing_policy_optional: bool,
 
     /// A directory of TracingPolicy files (`*.yaml`, `*.yml`), loaded at start and kept in
     /// step while the agent runs: files added, changed or removed are applied within a
@@ -729,6 +736,7 @@ fn run(args: RunArgs) -> ExitCode {
         cgroup_root: tracer::pods::cgroup::v2_root(),
         attach_overrides: args.attach_override,
         tracing_policies: args.tracing_policy,
+        tracing_policy_optional: args.tracing_policy_optional,
         tracing_policy_dir: args.tracing_policy_dir,
         syscall_raw_tracepoints: args.syscall_raw_tracepoints,
         disable_kprobes: args.disable_kprobes,

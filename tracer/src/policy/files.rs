@@ -24,27 +24,34 @@ pub struct Loaded {
     /// Names it defines that another file's loaded policy has: refused, and tried again
     /// when that policy goes.
     pub blocked: Vec<String>,
+    /// Why each of its policies that did not load was refused (blocked ones too).
+    pub refused: Vec<String>,
 }
 
-/// Loads every document of `path`, calling `between` after each; `None` when the file is
-/// not valid.
+/// Loads every document of `path`, calling `between` after each; when the file is not
+/// valid, why (each error is logged too).
 pub fn load_file(
     store: &mut PolicyStore,
     ebpf: &mut Ebpf,
     path: &Path,
     between: Between<'_>,
-) -> Option<Loaded> {
+) -> Result<Loaded, String> {
     let docs = match parse::file(path) {
         Ok(docs) => docs,
         Err(errors) => {
-            for e in errors {
+            for e in &errors {
                 tracing::error!("policy refused: {e}");
             }
-            return None;
+            return Err(errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "));
         }
     };
     let mut names: Vec<String> = Vec::new();
     let mut blocked = Vec::new();
+    let mut refused = Vec::new();
     for doc in docs {
         let name = doc.policy.metadata.name.as_str().to_owned();
         let source = format!("{}:{}", path.display(), doc.first_line);
@@ -54,10 +61,12 @@ pub fn load_file(
             .find(|(n, from)| *n == name && *from != path)
             .map(|(_, from)| from.display().to_string());
         if let Some(other) = other.or_else(|| names.contains(&name).then(|| "this file".into())) {
-            tracing::error!(
-                "policy refused: {source}: policy {name} is already loaded from {other}: two \
-                 policies cannot share a metadata.name; rename one (the one loaded keeps running)"
+            let why = format!(
+                "{source}: policy {name} is already loaded from {other}: two policies cannot \
+                 share a metadata.name; rename one (the one loaded keeps running)"
             );
+            tracing::error!("policy refused: {why}");
+            refused.push(why);
             blocked.push(name);
             continue;
         }
@@ -67,10 +76,17 @@ pub fn load_file(
         let started = std::time::Instant::now();
         let result = store.add(ebpf, &doc.spec, path);
         super::log_load(&name, &source, &result, started.elapsed());
+        if let Err(e) = &result {
+            refused.push(format!("{source}: {e}"));
+        }
         names.push(name);
         between(store);
     }
-    Some(Loaded { names, blocked })
+    Ok(Loaded {
+        names,
+        blocked,
+        refused,
+    })
 }
 
 struct FileState {
@@ -153,7 +169,7 @@ impl PolicyDir {
                 .map(|s| s.names.clone())
                 .unwrap_or_default();
             match load_file(store, ebpf, &path, &mut *between) {
-                Some(Loaded { names, blocked }) => {
+                Ok(Loaded { names, blocked, .. }) => {
                     for old in before.iter().filter(|n| !names.contains(n)) {
                         freed.push(old.clone());
                         if store.remove(ebpf, old) {
@@ -173,7 +189,7 @@ impl PolicyDir {
                     );
                 }
                 // Broken: keep what ran, try again when the file changes.
-                None => {
+                Err(_) => {
                     self.files.insert(
                         path,
                         FileState {
