@@ -197,8 +197,9 @@ struct RunArgs {
     loss_report_interval_ms: u64,
 
     /// Log level of the agent's own messages on stderr (error, warn, info, debug, trace), or
-    /// a filter such as `tracer=debug`.
-    #[arg(long, default_value = "info", env = "TRACER_LOG")]
+    /// a filter such as `tracer=debug` (comma-separated directives, each a level or
+    /// TARGET=LEVEL).
+    #[arg(long, default_value = "info", env = "TRACER_LOG", value_parser = parse_log_level)]
     log_level: String,
 
     /// A file of TracingPolicy documents to load at start (repeatable). A file that is
@@ -458,6 +459,32 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{s}` is longer than a year (8784h)"))
 }
 
+/// The levels `--log-level` takes alone.
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// A `--log-level`: levels and TARGET=LEVEL directives, comma-separated. A bare word
+/// that is not a level would be read as a target with every level and leave the agent's
+/// own errors unlogged, so it is refused.
+fn parse_log_level(s: &str) -> Result<String, String> {
+    let valid = "a level (off, error, warn, info, debug, trace) or comma-separated \
+                 directives such as `info,tracer=debug`";
+    for directive in s.split(',').map(str::trim) {
+        if directive.is_empty() && s.split(',').count() > 1 {
+            continue;
+        }
+        if !directive.contains('=')
+            && !LOG_LEVELS.contains(&directive.to_ascii_lowercase().as_str())
+        {
+            return Err(format!(
+                "`{directive}` is not a log level (--log-level, TRACER_LOG): expected {valid}"
+            ));
+        }
+    }
+    EnvFilter::try_new(s).map(|_| s.to_owned()).map_err(|e| {
+        format!("`{s}` is not a log filter (--log-level, TRACER_LOG): {e}; expected {valid}")
+    })
+}
+
 fn parse_override(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(p, e)| (p.to_owned(), e.to_owned()))
@@ -662,13 +689,8 @@ fn validate(files: &[PathBuf]) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let filter = EnvFilter::try_new(&args.log_level).unwrap_or_else(|e| {
-        eprintln!(
-            "tracer: --log-level `{}` is not a level or filter ({e}); using info",
-            args.log_level
-        );
-        EnvFilter::new("info")
-    });
+    // Checked when the flags were parsed (`parse_log_level`).
+    let filter = EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -847,5 +869,30 @@ mod tests {
             assert!(e.contains(flag), "{flag} {bad}: {e}");
         }
         assert!(Cli::try_parse_from(["tracer", "run", "--ring-buffer-wakeup-ms", "1000"]).is_ok());
+    }
+
+    /// A log level that would log nothing of the agent's (a bare word is a target) is
+    /// refused, naming the flag and the levels; levels and directives pass.
+    #[test]
+    fn log_levels_are_checked() {
+        for bad in ["nonsense", "infoo", "tracer=loud", "warn,nonsense"] {
+            let e = match Cli::try_parse_from(["tracer", "run", "--log-level", bad]) {
+                Ok(_) => panic!("--log-level {bad} accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                e.contains("--log-level") && e.contains("off, error, warn, info, debug, trace"),
+                "{bad}: {e}"
+            );
+        }
+        for good in [
+            "info",
+            "DEBUG",
+            "off",
+            "tracer=debug",
+            "warn,tracer::agent=trace",
+        ] {
+            assert_eq!(parse_log_level(good), Ok(good.to_owned()));
+        }
     }
 }
