@@ -163,7 +163,7 @@ enum PolicyCommand {
 struct RunArgs {
     /// Name of this node, written as `node_name` and part of every `exec_id`
     /// [default: the host name].
-    #[arg(long, env = "NODE_NAME")]
+    #[arg(long, env = "NODE_NAME", value_parser = parse_node_name)]
     node_name: Option<String>,
 
     /// Most processes the process cache holds; beyond it the least recently used entry
@@ -483,6 +483,18 @@ fn parse_log_level(s: &str) -> Result<String, String> {
     EnvFilter::try_new(s).map(|_| s.to_owned()).map_err(|e| {
         format!("`{s}` is not a log filter (--log-level, TRACER_LOG): {e}; expected {valid}")
     })
+}
+
+/// A `--node-name`: it is in every event and every `exec_id`, so it must say something.
+fn parse_node_name(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err(
+            "the node name (--node-name, NODE_NAME) is empty or only white space: give the \
+             node's name, or leave both unset for the host name"
+                .into(),
+        );
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_override(s: &str) -> Result<(String, String), String> {
@@ -894,5 +906,18 @@ mod tests {
         ] {
             assert_eq!(parse_log_level(good), Ok(good.to_owned()));
         }
+    }
+
+    /// An empty or blank node name is refused, naming the flag and the variable.
+    #[test]
+    fn node_names_are_not_blank() {
+        for bad in ["", " ", "\t\n"] {
+            let e = match Cli::try_parse_from(["tracer", "run", "--node-name", bad]) {
+                Ok(_) => panic!("--node-name {bad:?} accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains("--node-name") && e.contains("NODE_NAME"), "{e}");
+        }
+        assert_eq!(parse_node_name("node-1"), Ok("node-1".to_owned()));
     }
 }
