@@ -123,3 +123,50 @@ fn a_named_policy_that_does_not_load_fails_the_start() {
     let (status, _, _) = agent.stop();
     assert!(status.success());
 }
+
+/// The ready file is the agent's: one left by a killed agent is removed at start, the
+/// new one names the agent's pid, and `tracer ready` fails once that process is gone
+/// (SIGKILL leaves the file behind).
+#[test]
+fn a_ready_file_left_by_a_killed_agent_is_not_ready() {
+    if !privileged("a_ready_file_left_by_a_killed_agent_is_not_ready") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let ready = dir.path().join("ready");
+    let file = ready.to_str().expect("utf-8");
+    let check = || {
+        let out = Command::new(integration::tracer_bin())
+            .args(["ready", "--file", file])
+            .output()
+            .expect("run tracer ready");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // What an agent killed before this one left.
+    std::fs::write(&ready, "ready\n").expect("write a stale ready file");
+    assert!(!check().0, "a stale file without a pid passed");
+    let agent = Agent::start(&["--ready-file", file]);
+    assert_eq!(
+        std::fs::read_to_string(&ready).expect("the ready file"),
+        format!("ready pid={}\n", agent.pid())
+    );
+    assert_eq!(check(), (true, String::new()));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the agent");
+    // Reaped: the pid names no process now.
+    let (status, _, _) = agent.stop();
+    assert!(!status.success());
+    assert!(ready.exists(), "SIGKILL leaves the file");
+    let (ok, stderr) = check();
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("{file} names pid ")) && stderr.contains("which is not running"),
+        "{stderr}"
+    );
+}

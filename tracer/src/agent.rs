@@ -72,7 +72,7 @@ pub struct Config {
     pub policy_capacity: loader::Capacity,
     /// How long an event of a process in a container waits for its pod.
     pub pod_wait: Duration,
-    /// Created once tracing, removed at exit.
+    /// Created once tracing (`ready pid=PID`), removed at exit.
     pub ready_file: Option<PathBuf>,
     /// What is exported, and how.
     pub export: export::Settings,
@@ -193,7 +193,7 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         "tracer ready"
     );
     if let Some(f) = &config.ready_file
-        && let Err(e) = std::fs::write(f, b"ready\n")
+        && let Err(e) = std::fs::write(f, format!("ready pid={}\n", std::process::id()))
     {
         tracing::warn!("cannot write the ready file {}: {e}", f.display());
     }

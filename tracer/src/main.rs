@@ -31,8 +31,10 @@ enum Command {
     /// and where each hook of the given policies would run. Traces nothing. Needs root.
     /// Exits 1 when a policy would be refused.
     Status(StatusArgs),
-    /// Exit 0 if the agent is ready: the file its `--ready-file` names exists (the
-    /// DaemonSet's readiness probe; no shell needed in the image).
+    /// Exit 0 if the agent is ready: the file its `--ready-file` names exists and the
+    /// process it names (`ready pid=N`) is alive, so that a file left by a killed agent
+    /// does not pass (a readiness probe with no shell in the image; run it in the agent's
+    /// pid namespace: its container).
     Ready {
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
@@ -304,8 +306,9 @@ struct RunArgs {
     #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=300_000))]
     pod_wait_ms: u64,
 
-    /// A file the agent creates once it is tracing and removes when it stops (for a
-    /// readiness probe: `tracer ready --file FILE`).
+    /// A file the agent creates once it is tracing (`ready pid=PID`) and removes when it
+    /// stops (for a readiness probe: `tracer ready --file FILE`, which also checks that
+    /// the pid is alive). One left by an earlier run is removed at start.
     #[arg(long, value_name = "FILE")]
     ready_file: Option<PathBuf>,
 
@@ -536,14 +539,13 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Validate { files }) => validate(&files),
         Command::Status(args) => status(args),
         Command::Events(args) => events(args),
-        Command::Ready { file } => {
-            if file.exists() {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("tracer: not ready: {} does not exist", file.display());
+        Command::Ready { file } => match ready(&file) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(why) => {
+                eprintln!("tracer: not ready: {why}");
                 ExitCode::FAILURE
             }
-        }
+        },
         Command::Floor {
             tracepoint,
             ready_file,
@@ -564,6 +566,31 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Whether the agent that wrote ready file `file` (`ready pid=N`) is alive; why not.
+fn ready(file: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("{} cannot be read: {e}", file.display()))?;
+    let pid = text
+        .trim()
+        .strip_prefix("ready pid=")
+        .and_then(|n| n.parse::<i32>().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            format!(
+                "{} does not say `ready pid=N` (an agent of an older version, or another file)",
+                file.display()
+            )
+        })?;
+    // Signal 0 only asks whether the process exists (EPERM: it does, as another user's).
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => Ok(()),
+        Err(e) => Err(format!(
+            "{} names pid {pid}, which is not running ({e}): the agent stopped without removing it",
+            file.display()
+        )),
     }
 }
 
@@ -701,6 +728,17 @@ fn validate(files: &[PathBuf]) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
+    // A ready file left by an agent that was killed says nothing of this one.
+    if let Some(f) = &args.ready_file
+        && let Err(e) = std::fs::remove_file(f)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        eprintln!(
+            "tracer: --ready-file {}: cannot remove the file left by an earlier run: {e}",
+            f.display()
+        );
+        return ExitCode::FAILURE;
+    }
     // Checked when the flags were parsed (`parse_log_level`).
     let filter = EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -906,6 +944,34 @@ mod tests {
         ] {
             assert_eq!(parse_log_level(good), Ok(good.to_owned()));
         }
+    }
+
+    /// `tracer ready` passes only a ready file naming a live process.
+    #[test]
+    fn a_ready_file_names_a_live_process() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let f = dir.path().join("ready");
+        assert!(ready(&f).expect_err("missing").contains("cannot be read"));
+        std::fs::write(&f, format!("ready pid={}\n", std::process::id())).expect("write");
+        assert_eq!(ready(&f), Ok(()));
+        // A child that has been reaped: its pid names no process.
+        let mut child = std::process::Command::new("/bin/true")
+            .spawn()
+            .expect("run /bin/true");
+        let gone = child.id();
+        child.wait().expect("wait");
+        std::fs::write(&f, format!("ready pid={gone}\n")).expect("write");
+        assert!(
+            ready(&f)
+                .expect_err("dead")
+                .contains("which is not running")
+        );
+        std::fs::write(&f, "ready\n").expect("write");
+        assert!(
+            ready(&f)
+                .expect_err("old")
+                .contains("does not say `ready pid=N`")
+        );
     }
 
     /// An empty or blank node name is refused, naming the flag and the variable.
