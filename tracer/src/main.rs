@@ -210,6 +210,12 @@ struct RunArgs {
     #[arg(long, value_name = "FILE")]
     tracing_policy: Vec<PathBuf>,
 
+    /// Load policy files whoever may write them. Without it a policy file (and the
+    /// directory holding it) that its group or other users may write, or that is owned
+    /// by neither root nor the agent's user, is refused, as sshd's StrictModes does.
+    #[arg(long)]
+    tracing_policy_insecure_permissions: bool,
+
     /// Start even when a `--tracing-policy` file does not load (with a warning naming it
     /// and why), rather than failing.
     #[arg(long)]
@@ -687,6 +693,10 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     // Where each policy name was first defined: a second definition would replace it.
     let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for file in files {
+        // The agent refuses such a file (unless --tracing-policy-insecure-permissions).
+        if let Err(e) = tracer::policy::files::check_permissions(file) {
+            eprintln!("warning: the agent would refuse it: {e}");
+        }
         match tracer::policy::parse::file(file) {
             Ok(docs) => {
                 let names: Vec<&str> = docs
@@ -772,6 +782,9 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.tracing_policy_insecure_permissions {
+        tracer::policy::files::allow_insecure_permissions();
+    }
     let export_filename = args.export_filename.clone();
     // What every event carries, fixed for the agent's life.
     if let Some(c) = args.cluster_name.clone() {

@@ -13,6 +13,105 @@ use aya::Ebpf;
 
 use super::{parse, store::PolicyStore};
 
+/// `--tracing-policy-insecure-permissions`: policy files are loaded whoever may write
+/// them.
+static INSECURE_PERMISSIONS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Turns the permission check of policy files off (`--tracing-policy-insecure-permissions`).
+pub fn allow_insecure_permissions() {
+    INSECURE_PERMISSIONS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Why a policy file is not trusted: someone other than root (or the agent's own user)
+/// could change what the agent traces and enforces through it.
+#[derive(Debug, thiserror::Error)]
+pub enum Untrusted {
+    #[error("{}: cannot check who may write it: {source}", path.display())]
+    Stat {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{} ({what}) is writable by {} (mode {mode:04o}): whoever can write it decides what the agent traces and enforces\n  fix: chmod go-w {} (or --tracing-policy-insecure-permissions)",
+        path.display(),
+        match mode & 0o022 {
+            0o020 => "its group",
+            0o002 => "every user",
+            _ => "its group and every user",
+        },
+        path.display()
+    )]
+    Writable {
+        path: PathBuf,
+        what: &'static str,
+        mode: u32,
+    },
+    #[error(
+        "{} ({what}) is owned by uid {uid}, neither root nor the agent's own uid {own}\n  fix: chown root {} (or --tracing-policy-insecure-permissions)",
+        path.display(),
+        path.display()
+    )]
+    Owner {
+        path: PathBuf,
+        what: &'static str,
+        uid: u32,
+        own: u32,
+    },
+}
+
+/// Checks, as sshd's StrictModes does, that only root or the agent's own user can change
+/// policy file `path`: the file (after symlinks) must be theirs and not writable by its
+/// group or others, and so must the directory that holds it (a sticky directory, as
+/// `/tmp`, lets no one else replace the file). Skipped with
+/// `--tracing-policy-insecure-permissions`.
+pub fn check_permissions(path: &Path) -> Result<(), Untrusted> {
+    if INSECURE_PERMISSIONS.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    permissions(path, nix::unistd::geteuid().as_raw())
+}
+
+fn permissions(path: &Path, own: u32) -> Result<(), Untrusted> {
+    use std::os::unix::fs::MetadataExt as _;
+    let stat = |p: &Path| {
+        std::fs::metadata(p).map_err(|source| Untrusted::Stat {
+            path: p.to_owned(),
+            source,
+        })
+    };
+    // A file that cannot be found is left to the reader, which says why.
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return Ok(());
+    };
+    let dir = real.parent().unwrap_or(Path::new("/")).to_owned();
+    for (p, what) in [
+        (real, "the policy file"),
+        (dir, "the directory that holds it"),
+    ] {
+        let meta = stat(&p)?;
+        let mode = meta.mode() & 0o7777;
+        let sticky_dir = meta.is_dir() && mode & 0o1000 != 0;
+        if mode & 0o022 != 0 && !sticky_dir {
+            return Err(Untrusted::Writable {
+                path: p,
+                what,
+                mode,
+            });
+        }
+        if meta.uid() != 0 && meta.uid() != own {
+            return Err(Untrusted::Owner {
+                path: p,
+                what,
+                uid: meta.uid(),
+                own,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// What runs between two policies being loaded: the kernel may take seconds to verify a
 /// policy's programs, and the agent reads the events recorded meanwhile here.
 pub type Between<'a> = &'a mut dyn FnMut(&PolicyStore);
@@ -36,6 +135,10 @@ pub fn load_file(
     path: &Path,
     between: Between<'_>,
 ) -> Result<Loaded, String> {
+    if let Err(e) = check_permissions(path) {
+        tracing::error!("policy refused: {e}");
+        return Err(e.to_string());
+    }
     let docs = match parse::file(path) {
         Ok(docs) => docs,
         Err(errors) => {
@@ -212,5 +315,68 @@ impl PolicyDir {
                 state.stamp = (SystemTime::UNIX_EPOCH, u64::MAX);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn chmod(p: &Path, mode: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    /// Files and directories others may write are refused, naming the path, its mode and
+    /// the fix; a sticky directory is not.
+    #[test]
+    fn policy_files_only_root_or_the_agent_may_write() {
+        let own = nix::unistd::geteuid().as_raw();
+        let dir = tempfile::tempdir().expect("temp dir");
+        chmod(dir.path(), 0o755);
+        let f = dir.path().join("p.yaml");
+        std::fs::write(&f, "x").expect("write");
+        chmod(&f, 0o644);
+        assert!(permissions(&f, own).is_ok());
+        for (mode, who) in [(0o664, "its group"), (0o646, "every user")] {
+            chmod(&f, mode);
+            let e = permissions(&f, own).expect_err("writable").to_string();
+            assert!(
+                e.contains(&format!(
+                    "{} (the policy file) is writable by {who} (mode 0{mode:o})",
+                    f.display()
+                )) && e.contains(&format!("fix: chmod go-w {}", f.display())),
+                "{e}"
+            );
+        }
+        chmod(&f, 0o600);
+        chmod(dir.path(), 0o777);
+        let e = permissions(&f, own).expect_err("writable dir").to_string();
+        assert!(
+            e.contains(
+                "(the directory that holds it) is writable by its group and every user (mode 0777)"
+            ),
+            "{e}"
+        );
+        chmod(dir.path(), 0o1777);
+        assert!(permissions(&f, own).is_ok(), "a sticky directory");
+        chmod(dir.path(), 0o755);
+        // Another user's file (the test's own files are its user's).
+        let e = permissions(&f, own.wrapping_add(1)).map_err(|e| e.to_string());
+        if own == 0 {
+            assert!(e.is_ok(), "root's file: {e:?}");
+        } else {
+            let e = e.expect_err("not root's");
+            assert!(
+                e.contains(&format!("is owned by uid {own}")) && e.contains("chown root"),
+                "{e}"
+            );
+        }
+        // Through a symlink, the file it names is checked.
+        let link = dir.path().join("l.yaml");
+        std::os::unix::fs::symlink(&f, &link).expect("symlink");
+        chmod(&f, 0o666);
+        assert!(permissions(&link, own).is_err());
     }
 }
