@@ -203,6 +203,51 @@ struct FileState {
 pub struct PolicyDir {
     dir: PathBuf,
     files: HashMap<PathBuf, FileState>,
+    /// Entries not read, and why: each said once while it stays so.
+    skipped: HashMap<PathBuf, String>,
+}
+
+/// Why directory entry `path` (of type `kind`, not followed) is not read as a policy
+/// file; `None` for a file (or a symlink to one) to read, and for what is not meant as a
+/// policy (another extension, a hidden entry such as a ConfigMap's `..data`).
+fn skip_reason(path: &Path, kind: std::io::Result<std::fs::FileType>) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let name = path.file_name()?.to_string_lossy();
+    let yaml = path.extension().is_some_and(|x| x == "yaml" || x == "yml");
+    let kind = match kind {
+        Ok(k) => k,
+        Err(e) => return yaml.then(|| format!("its type cannot be read ({e})")),
+    };
+    let target = match std::fs::metadata(path) {
+        Ok(m) => m.file_type(),
+        Err(_) if !yaml => return None,
+        Err(e) if kind.is_symlink() && e.raw_os_error() == Some(libc::ELOOP) => {
+            return Some("a symlink loop".into());
+        }
+        Err(e) if kind.is_symlink() && e.kind() == std::io::ErrorKind::NotFound => {
+            return Some("a dangling symlink (what it names does not exist)".into());
+        }
+        Err(e) => return Some(format!("it cannot be read ({e})")),
+    };
+    if target.is_dir() {
+        // Subdirectories are not read; hidden ones are a ConfigMap's own.
+        return (!name.starts_with('.'))
+            .then(|| "a directory: subdirectories are not read; put its files here".into());
+    }
+    if !yaml {
+        return None;
+    }
+    if target.is_file() {
+        return None;
+    }
+    let what = if target.is_fifo() {
+        "a FIFO"
+    } else if target.is_socket() {
+        "a socket"
+    } else {
+        "a device"
+    };
+    Some(format!("{what}, not a regular file"))
 }
 
 impl PolicyDir {
@@ -210,6 +255,7 @@ impl PolicyDir {
         Self {
             dir,
             files: HashMap::new(),
+            skipped: HashMap::new(),
         }
     }
 
@@ -219,12 +265,24 @@ impl PolicyDir {
         // In the order of their paths: which of two files wins a name does not change
         // from one start to the next.
         let mut present = std::collections::BTreeMap::new();
+        let mut skipped = HashMap::new();
         match std::fs::read_dir(&self.dir) {
             Ok(entries) => {
                 for e in entries.flatten() {
                     let path = e.path();
+                    if let Some(why) = skip_reason(&path, e.file_type()) {
+                        if self.skipped.get(&path) != Some(&why) {
+                            tracing::warn!(
+                                "policy directory: {} is skipped: {why}",
+                                path.display()
+                            );
+                        }
+                        skipped.insert(path, why);
+                        continue;
+                    }
                     let yaml = path.extension().is_some_and(|x| x == "yaml" || x == "yml");
-                    if let (true, Ok(meta)) = (yaml, e.metadata())
+                    // Symlinks followed (a ConfigMap's files are symlinks).
+                    if let (true, Ok(meta)) = (yaml, std::fs::metadata(&path))
                         && meta.is_file()
                     {
                         let stamp = (
@@ -243,6 +301,7 @@ impl PolicyDir {
                 return;
             }
         }
+        self.skipped = skipped;
         // Removed files take their policies with them.
         let gone: Vec<PathBuf> = self
             .files
@@ -323,6 +382,40 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     use super::*;
+
+    /// Each kind of entry a policy directory may hold that is not read says why; a file,
+    /// a symlink to one, another extension and a ConfigMap's hidden entries say nothing.
+    #[test]
+    fn skipped_directory_entries_say_why() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let d = dir.path();
+        std::fs::write(d.join("ok.yaml"), "x").expect("write");
+        symlink(d.join("ok.yaml"), d.join("link.yaml")).expect("symlink");
+        std::fs::write(d.join("README.md"), "x").expect("write");
+        std::fs::create_dir(d.join("..data")).expect("mkdir");
+        symlink(d.join("loop-b.yaml"), d.join("loop-a.yaml")).expect("symlink");
+        symlink(d.join("loop-a.yaml"), d.join("loop-b.yaml")).expect("symlink");
+        symlink(d.join("gone"), d.join("dangling.yaml")).expect("symlink");
+        nix::unistd::mkfifo(&d.join("fifo.yaml"), nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        std::fs::create_dir(d.join("more")).expect("mkdir");
+        let reason = |name: &str| {
+            let p = d.join(name);
+            skip_reason(&p, std::fs::symlink_metadata(&p).map(|m| m.file_type()))
+        };
+        for name in ["ok.yaml", "link.yaml", "README.md", "..data"] {
+            assert_eq!(reason(name), None, "{name}");
+        }
+        for (name, why) in [
+            ("loop-a.yaml", "a symlink loop"),
+            ("dangling.yaml", "a dangling symlink"),
+            ("fifo.yaml", "a FIFO, not a regular file"),
+            ("more", "a directory: subdirectories are not read"),
+        ] {
+            let r = reason(name).unwrap_or_else(|| panic!("{name} not skipped"));
+            assert!(r.starts_with(why), "{name}: {r}");
+        }
+    }
 
     fn chmod(p: &Path, mode: u32) {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");

@@ -43,9 +43,34 @@ pub fn file(path: &Path) -> Result<Vec<Document>, Vec<PolicyError>> {
             fix,
         }]
     };
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_BYTES as u64 + 1).read_to_end(&mut bytes))
+    // Opened without waiting: a FIFO would block the agent until someone wrote to it.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| error(0, format!("cannot read the file: {e}"), None))?;
+    let kind = f
+        .metadata()
+        .map_err(|e| error(0, format!("cannot read the file: {e}"), None))?
+        .file_type();
+    if kind.is_fifo() || kind.is_socket() || kind.is_dir() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else {
+            "a socket"
+        };
+        return Err(error(
+            0,
+            format!("is {what}, not a file of policies: not read"),
+            Some("name a YAML file".into()),
+        ));
+    }
+    f.take(MAX_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| error(0, format!("cannot read the file: {e}"), None))?;
     if bytes.len() > MAX_BYTES {
         return Err(error(
@@ -402,6 +427,22 @@ mod tests {
                 .any(|e| e.starts_with("t.yaml:76:") && e.contains("nested deeper")),
             "{e:?}"
         );
+    }
+
+    /// A FIFO is refused without waiting for a writer, a directory without reading it.
+    #[test]
+    fn a_fifo_or_a_directory_is_not_read() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fifo = dir.path().join("p.yaml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let e = file(&fifo).unwrap_err();
+        assert!(
+            e[0].to_string()
+                .contains("is a FIFO, not a file of policies"),
+            "{e:?}"
+        );
+        let e = file(dir.path()).unwrap_err();
+        assert!(e[0].to_string().contains("is a directory"), "{e:?}");
     }
 
     /// A file over the size bound is refused without being read whole (`/dev/zero`).
