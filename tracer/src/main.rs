@@ -692,6 +692,12 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
     // Where each policy name was first defined: a second definition would replace it.
     let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    // The kernel's maps as sized by default (`--policy-capacity`, `--policy-hook-points`):
+    // the hooks of all the files, and the distinct places they hook.
+    let capacity = tracer::loader::Capacity::default();
+    let mut hooks_so_far = 0usize;
+    let mut said_full = false;
+    let mut points = std::collections::HashSet::new();
     for file in files {
         // The agent refuses such a file (unless --tracing-policy-insecure-permissions).
         if let Err(e) = tracer::policy::files::check_permissions(file) {
@@ -699,6 +705,8 @@ fn validate(files: &[PathBuf]) -> ExitCode {
         }
         match tracer::policy::parse::file(file) {
             Ok(docs) => {
+                let ok_before = ok;
+                ok = true;
                 let names: Vec<&str> = docs
                     .iter()
                     .map(|d| d.policy.metadata.name.as_str())
@@ -706,6 +714,37 @@ fn validate(files: &[PathBuf]) -> ExitCode {
                 for d in &docs {
                     let name = d.policy.metadata.name.as_str();
                     let here = format!("{}:{}", file.display(), d.first_line);
+                    // What the agent refuses without asking the kernel.
+                    let twice = tracer::policy::compile::traced_twice(&d.spec);
+                    if let Some((hook, e)) = &twice {
+                        ok = false;
+                        eprintln!("{here}: {}: {e} (the agent refuses the policy)", hook.path);
+                    }
+                    let hooks = if twice.is_some() {
+                        0
+                    } else {
+                        d.spec.hooks.len()
+                    };
+                    if hooks_so_far + hooks > capacity.hooks as usize {
+                        ok = false;
+                        // Said for the first policy past it; the agent refuses the
+                        // later ones alike (and what it refuses takes no room).
+                        if !said_full {
+                            said_full = true;
+                            let full = tracer::policy::store::StoreError::Full {
+                                policy: name.to_owned(),
+                                hooks: hooks_so_far,
+                                capacity: capacity.hooks,
+                            };
+                            eprintln!(
+                                "{here}: {full} (with the documents and files before it, \
+                                 as the agent loads them at start)"
+                            );
+                        }
+                    } else {
+                        hooks_so_far += hooks;
+                    }
+                    points.extend(tracer::policy::compile::hook_points(&d.spec));
                     if let Some(first) = seen.get(name) {
                         ok = false;
                         eprintln!(
@@ -720,7 +759,11 @@ fn validate(files: &[PathBuf]) -> ExitCode {
                 for w in docs.iter().flat_map(|d| &d.warnings) {
                     eprintln!("warning: {w}");
                 }
-                println!("{}: valid ({})", file.display(), names.join(", "));
+                // Valid documents the agent would refuse make the file not valid.
+                if ok {
+                    println!("{}: valid ({})", file.display(), names.join(", "));
+                }
+                ok &= ok_before;
             }
             Err(errors) => {
                 ok = false;
@@ -729,6 +772,14 @@ fn validate(files: &[PathBuf]) -> ExitCode {
                 }
             }
         }
+    }
+    if points.len() > capacity.hook_points as usize {
+        eprintln!(
+            "warning: the files hook {} distinct places, past the {} hook points the agent \
+             holds by default: the hooks past them do not run; raise --policy-hook-points",
+            points.len(),
+            capacity.hook_points
+        );
     }
     if ok {
         ExitCode::SUCCESS
