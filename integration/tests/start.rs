@@ -170,3 +170,57 @@ fn a_ready_file_left_by_a_killed_agent_is_not_ready() {
         "{stderr}"
     );
 }
+
+/// A `Sigkill` policy whose selectors match the agent's own binary, on a call the agent
+/// makes (`accept4`, for each connection to its metrics server), does not kill it: the
+/// agent is exempt, and says so at start.
+#[test]
+fn a_policy_cannot_kill_the_agent() {
+    if !privileged("a_policy_cannot_kill_the_agent") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = std::fs::canonicalize(integration::tracer_bin()).expect("the agent's path");
+    let policy = write(
+        dir.path(),
+        "kill-the-agent.yaml",
+        &format!(
+            "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: kill-the-agent
+spec:
+  tracepoints:
+  - subsystem: syscalls
+    event: sys_enter_accept4
+    selectors:
+    - matchBinaries:
+      - operator: In
+        values: [\"{}\"]
+      matchActions:
+      - action: Sigkill
+",
+            bin.display()
+        ),
+    );
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let agent = Agent::start(&["--tracing-policy", &policy, "--metrics-server", &metrics]);
+    let log = agent.wait_for_log("policy kill-the-agent loaded from");
+    assert!(
+        log.contains(&format!(
+            "policies: the agent (pid {}) is exempt from their Sigkill, Signal and NotifyEnforcer actions",
+            agent.pid()
+        )),
+        "{log}"
+    );
+    // Each request is an accept4 by the agent, which the policy matches.
+    for _ in 0..3 {
+        assert_eq!(get(port, "/healthz").0, 200);
+    }
+    let (status, _, stderr) = agent.stop();
+    assert!(
+        status.success(),
+        "the agent did not stop by itself: {status:?}\n{stderr}"
+    );
+}

@@ -296,6 +296,10 @@ fn policy_store(
     let kernel = crate::policy::facts::Kernel::new(&placement);
     match PolicyStore::new(ebpf, settings, kernel) {
         Ok(mut s) => {
+            tracing::info!(
+                "policies: the agent (pid {}) is exempt from their Sigkill, Signal and NotifyEnforcer actions",
+                std::process::id()
+            );
             s.pods_known = in_cluster;
             Some(s)
         }
