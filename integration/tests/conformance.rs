@@ -171,7 +171,12 @@ fn tetragon_examples_load_here() {
         if tracer::policy::parse::file(path).is_err() {
             continue;
         }
-        let agent = integration::Agent::start(&["--tracing-policy", path.to_str().expect("utf-8")]);
+        // Optional: a policy refused by this kernel is said, and the agent starts.
+        let agent = integration::Agent::start(&[
+            "--tracing-policy",
+            path.to_str().expect("utf-8"),
+            "--tracing-policy-optional",
+        ]);
         let (status, _, stderr) = agent.stop();
         assert!(status.success(), "{name}: the agent failed:\n{stderr}");
         let refused = stderr.lines().find(|l| l.contains("policy refused: "));

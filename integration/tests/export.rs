@@ -636,19 +636,89 @@ fn otlp_beside_json_with_the_same_filters_and_numbers_and_an_outage() {
         "{said} said, {dropped} dropped"
     );
     // Every event on stdout is at the collector unless it was dropped: the seqs missing
-    // there are exactly the drops.
-    let json_seqs: BTreeSet<i64> = agent
-        .events()
+    // there are exactly the drops, which the last event_loss the collector got totals
+    // (those said while it was down went into the full queue, and are among them).
+    let events = agent.events();
+    let json_seqs: BTreeSet<i64> = events
         .iter()
         .filter_map(|e| e["seq"].as_str()?.parse().ok())
         .collect();
+    let reached = records
+        .iter()
+        .filter(|r| r.body()["event_loss"]["where"] == "otlp")
+        .filter_map(|r| r.seq())
+        .max()
+        .expect("an otlp event_loss at the collector");
+    let total: u64 = events
+        .iter()
+        .find(|e| e["seq"].as_str() == Some(&reached.to_string()))
+        .and_then(|e| e["event_loss"]["total_lost"].as_str()?.parse().ok())
+        .expect("the collector's event_loss on stdout");
     let otlp_seqs: BTreeSet<i64> = records.iter().filter_map(|r| r.seq()).collect();
     let last = *otlp_seqs.iter().max().expect("some");
     let missing = json_seqs
         .iter()
         .filter(|s| **s <= last && !otlp_seqs.contains(s))
         .count() as u64;
-    assert_eq!(missing, said, "missing at the collector = said lost");
+    assert_eq!(missing, total, "missing at the collector = said lost");
+    let (status, _, stderr) = agent.stop();
+    assert!(status.success(), "{stderr}");
+}
+
+/// A collector that never answers keeps the OTLP queue full: its drops are said in the
+/// JSON stream all the same (`event_loss` where `otlp`), and the counters still add up.
+#[test]
+fn a_dead_collector_is_said_in_the_json_stream() {
+    if !privileged("a_dead_collector_is_said_in_the_json_stream") {
+        return;
+    }
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    // Nothing listens there.
+    let endpoint = format!("http://127.0.0.1:{}", free_port());
+    let agent = Agent::start(&[
+        "--otlp-endpoint",
+        &endpoint,
+        "--otlp-protocol",
+        "http/protobuf",
+        "--otlp-queue-size",
+        "1",
+        "--loss-report-interval-ms",
+        "100",
+        "--metrics-server",
+        &metrics,
+    ]);
+    let start = Instant::now();
+    let loss = loop {
+        run_true(&["dead-collector"]);
+        let events = agent.sync();
+        if let Some(l) = of_kind(&events, "event_loss")
+            .into_iter()
+            .find(|l| l["where"] == "otlp")
+        {
+            break l.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no event_loss for otlp while the collector is dead:\n{}",
+            agent.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let count: u64 = loss["count"]
+        .as_str()
+        .and_then(|c| c.parse().ok())
+        .expect("count");
+    assert!(count > 0, "{loss}");
+    assert!(
+        loss["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("--otlp-queue-size")),
+        "{loss}"
+    );
+    let m = scrape(port);
+    assert_adds_up(&m, "otlp");
+    assert_adds_up(&m, "stdout");
     let (status, _, stderr) = agent.stop();
     assert!(status.success(), "{stderr}");
 }

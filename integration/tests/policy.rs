@@ -2021,7 +2021,8 @@ fn a_policy_with_a_hook_that_cannot_attach_runs_partly() {
         "p.yaml",
         &openat_policy("partly", &selectors, ""),
     );
-    // A policy none of whose hooks can run here is refused, saying so for each.
+    // A policy none of whose hooks can run here is refused, saying so for each (with
+    // `--tracing-policy-optional` the agent starts without it).
     let none = write(
         work.path(),
         "none.yaml",
@@ -2032,6 +2033,7 @@ fn a_policy_with_a_hook_that_cannot_attach_runs_partly() {
         pol.to_str().expect("utf-8"),
         "--tracing-policy",
         none.to_str().expect("utf-8"),
+        "--tracing-policy-optional",
     ]);
     open(&work.path().join("partly"));
     let events = agent.sync();

@@ -380,6 +380,8 @@ spec:
         path.to_str().expect("utf-8"),
         "--tracing-policy",
         in_register.to_str().expect("utf-8"),
+        // Refused where the kernel cannot write (lockdown), said in the log.
+        "--tracing-policy-optional",
     ]);
     let set = |n: &str| {
         let (pid, out) = run(Command::new(TARGET).args(["--set", n]));

@@ -23,6 +23,21 @@ pub(crate) static EXEC_ENV: u32 = 0;
 #[unsafe(no_mangle)]
 pub(crate) static GENERATION: u64 = 0;
 
+/// The agent's own process id (tgid), 0 when not set: policy actions that stop or
+/// signal a process (`Sigkill`, `Signal`, `NotifyEnforcer`) never apply to it, so that a
+/// policy cannot kill the tracer that enforces it.
+#[unsafe(no_mangle)]
+pub(crate) static AGENT_TGID: u32 = 0;
+
+/// Whether `pid_tgid` (from `bpf_get_current_pid_tgid`) is a thread of the agent.
+#[inline(always)]
+pub(crate) fn is_agent(pid_tgid: u64) -> bool {
+    // SAFETY: AGENT_TGID is a valid, aligned static; a volatile read is a plain load from
+    // .rodata, and keeps the compiler from folding the zero it sees at build time.
+    let agent = unsafe { core::ptr::read_volatile(&raw const AGENT_TGID) };
+    agent != 0 && (pid_tgid >> 32) as u32 == agent
+}
+
 /// Reads one field of `OFFSETS`: `off!(task_tgid)` is the offset of `task_struct.tgid`.
 /// The read is volatile so that the compiler cannot fold the zeros it sees at build time.
 macro_rules! off {

@@ -68,6 +68,9 @@ pub struct Config {
     pub attach_overrides: Vec<(String, String)>,
     /// Policy files loaded at start.
     pub tracing_policies: Vec<PathBuf>,
+    /// `--tracing-policy-optional`: a policy file that does not load is a warning, not a
+    /// failed start.
+    pub tracing_policy_optional: bool,
     /// A directory of policy files kept in step while the agent runs.
     pub tracing_policy_dir: Option<PathBuf>,
     /// Hooks on one syscall on the raw syscall tracepoints too, rather than on their own.
@@ -81,7 +84,7 @@ pub struct Config {
     pub policy_capacity: loader::Capacity,
     /// How long an event of a process in a container waits for its pod.
     pub pod_wait: Duration,
-    /// Created once tracing, removed at exit.
+    /// Created once tracing (`ready pid=PID`), removed at exit.
     pub ready_file: Option<PathBuf>,
     /// What is exported, and how.
     pub export: export::Settings,
@@ -118,6 +121,11 @@ pub enum AgentError {
     Handover(#[from] crate::handover::HandoverError),
     #[error("cannot install the signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(
+        "--tracing-policy {}: not loaded: {why}\n  fix: correct the file, or pass --tracing-policy-optional to start without the policies that do not load",
+        path.display()
+    )]
+    PolicyFile { path: PathBuf, why: String },
 }
 
 /// Records read from the ring buffer at a time, between the loop's other work.
@@ -214,7 +222,7 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         client,
         node_name: config.node_name.clone(),
     };
-    running.load_policies(&config.tracing_policies);
+    running.load_policies(&config.tracing_policies, config.tracing_policy_optional)?;
     // Parsing the kernel's BTF (in the loader, and for the policies' kprobes) takes tens
     // of MB of heap, all freed by now: hand it back to the system instead of keeping it
     // for the agent's life.
@@ -236,7 +244,7 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         "tracer ready"
     );
     if let Some(f) = &config.ready_file
-        && let Err(e) = std::fs::write(f, b"ready\n")
+        && let Err(e) = std::fs::write(f, format!("ready pid={}\n", std::process::id()))
     {
         tracing::warn!("cannot write the ready file {}: {e}", f.display());
     }
@@ -430,6 +438,10 @@ fn policy_store(
     let kernel = crate::policy::facts::Kernel::new(&placement);
     match PolicyStore::new(ebpf, settings, kernel) {
         Ok(mut s) => {
+            tracing::info!(
+                "policies: the agent (pid {}) is exempt from their Sigkill, Signal and NotifyEnforcer actions",
+                std::process::id()
+            );
             s.pods_known = in_cluster;
             Some(s)
         }
@@ -525,8 +537,9 @@ struct Running {
 impl Running {
     /// The policies from files (`files`, and the directory's), now that events flow: the
     /// kernel may take seconds to verify each policy's programs, and what it records
-    /// meanwhile is read between them (a full ring buffer would drop it).
-    fn load_policies(&mut self, files: &[PathBuf]) {
+    /// meanwhile is read between them (a full ring buffer would drop it). A file of
+    /// `files` that does not load whole is an error, unless `optional` (then a warning).
+    fn load_policies(&mut self, files: &[PathBuf], optional: bool) -> Result<(), AgentError> {
         let Running {
             ebpf,
             source,
@@ -536,17 +549,42 @@ impl Running {
             policy_dir,
             ..
         } = self;
+        let refused = |path: &PathBuf, why: String| {
+            if optional {
+                tracing::warn!(
+                    "--tracing-policy {}: not loaded: {why}; starting without it (--tracing-policy-optional)",
+                    path.display()
+                );
+                Ok(())
+            } else {
+                Err(AgentError::PolicyFile {
+                    path: path.clone(),
+                    why,
+                })
+            }
+        };
         let Some(store) = store else {
-            return;
+            for path in files {
+                refused(
+                    path,
+                    "the policy store could not be set up (the log says why)".into(),
+                )?;
+            }
+            return Ok(());
         };
         let mut between = |store: &PolicyStore| catch_up(source, mappings, pipeline, store);
         for path in files {
-            load_file(store, ebpf, path, &mut between);
+            match load_file(store, ebpf, path, &mut between) {
+                Ok(loaded) if loaded.refused.is_empty() => {}
+                Ok(loaded) => refused(path, loaded.refused.join("; "))?,
+                Err(why) => refused(path, why)?,
+            }
         }
         if let Some(dir) = policy_dir {
             dir.sync(store, ebpf, &mut between);
         }
         policies_changed(store, &mut pipeline.pods, mappings);
+        Ok(())
     }
 
     /// The loop: events as they come, and the policies' and pods' changes, until SIGINT

@@ -233,12 +233,15 @@ pub fn object(resolved: &Resolved, settings: &Settings) -> Result<Ebpf, LoadErro
             .as_deref(),
     )?;
     let exec_env = u32::from(capture.env);
+    // Policies' Sigkill, Signal and NotifyEnforcer never apply to the agent itself.
+    let agent_tgid = std::process::id();
     let mut loader = EbpfLoader::new();
     loader
         .override_global("OFFSETS", &resolved.offsets, true)
         .override_global("WAKEUP_BYTES", &ring.wakeup_bytes, true)
         .override_global("EXEC_ENV", &exec_env, true)
         .override_global("GENERATION", &sharing.generation, true)
+        .override_global("AGENT_TGID", &agent_tgid, true)
         .map_max_entries("EVENTS", ring.bytes)
         .map_max_entries("HOOK_POINTS", capacity.hook_points);
     for map in [

@@ -31,8 +31,10 @@ enum Command {
     /// and where each hook of the given policies would run. Traces nothing. Needs root.
     /// Exits 1 when a policy would be refused.
     Status(StatusArgs),
-    /// Exit 0 if the agent is ready: the file its `--ready-file` names exists (the
-    /// DaemonSet's readiness probe; no shell needed in the image).
+    /// Exit 0 if the agent is ready: the file its `--ready-file` names exists and the
+    /// process it names (`ready pid=N`) is alive, so that a file left by a killed agent
+    /// does not pass (a readiness probe with no shell in the image; run it in the agent's
+    /// pid namespace: its container).
     Ready {
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
@@ -171,7 +173,7 @@ enum PolicyCommand {
 struct RunArgs {
     /// Name of this node, written as `node_name` and part of every `exec_id`
     /// [default: the host name].
-    #[arg(long, env = "NODE_NAME")]
+    #[arg(long, env = "NODE_NAME", value_parser = parse_node_name)]
     node_name: Option<String>,
 
     /// Most processes the process cache holds; beyond it the least recently used entry
@@ -228,13 +230,27 @@ struct RunArgs {
     loss_report_interval_ms: u64,
 
     /// Log level of the agent's own messages on stderr (error, warn, info, debug, trace), or
-    /// a filter such as `tracer=debug`.
-    #[arg(long, default_value = "info", env = "TRACER_LOG")]
+    /// a filter such as `tracer=debug` (comma-separated directives, each a level or
+    /// TARGET=LEVEL).
+    #[arg(long, default_value = "info", env = "TRACER_LOG", value_parser = parse_log_level)]
     log_level: String,
 
-    /// A file of TracingPolicy documents to load at start (repeatable).
+    /// A file of TracingPolicy documents to load at start (repeatable). A file that is
+    /// missing, or a policy of it that is refused, fails the start (see
+    /// `--tracing-policy-optional`).
     #[arg(long, value_name = "FILE")]
     tracing_policy: Vec<PathBuf>,
+
+    /// Load policy files whoever may write them. Without it a policy file (and the
+    /// directory holding it) that its group or other users may write, or that is owned
+    /// by neither root nor the agent's user, is refused, as sshd's StrictModes does.
+    #[arg(long)]
+    tracing_policy_insecure_permissions: bool,
+
+    /// Start even when a `--tracing-policy` file does not load (with a warning naming it
+    /// and why), rather than failing.
+    #[arg(long)]
+    tracing_policy_optional: bool,
 
     /// A directory of TracingPolicy files (`*.yaml`, `*.yml`), loaded at start and kept in
     /// step while the agent runs: files added, changed or removed are applied within a
@@ -327,8 +343,9 @@ struct RunArgs {
     #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=300_000))]
     pod_wait_ms: u64,
 
-    /// A file the agent creates once it is tracing and removes when it stops (for a
-    /// readiness probe: `tracer ready --file FILE`).
+    /// A file the agent creates once it is tracing (`ready pid=PID`) and removes when it
+    /// stops (for a readiness probe: `tracer ready --file FILE`, which also checks that
+    /// the pid is alive). One left by an earlier run is removed at start.
     #[arg(long, value_name = "FILE")]
     ready_file: Option<PathBuf>,
 
@@ -482,6 +499,44 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{s}` is longer than a year (8784h)"))
 }
 
+/// The levels `--log-level` takes alone.
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// A `--log-level`: levels and TARGET=LEVEL directives, comma-separated. A bare word
+/// that is not a level would be read as a target with every level and leave the agent's
+/// own errors unlogged, so it is refused.
+fn parse_log_level(s: &str) -> Result<String, String> {
+    let valid = "a level (off, error, warn, info, debug, trace) or comma-separated \
+                 directives such as `info,tracer=debug`";
+    for directive in s.split(',').map(str::trim) {
+        if directive.is_empty() && s.split(',').count() > 1 {
+            continue;
+        }
+        if !directive.contains('=')
+            && !LOG_LEVELS.contains(&directive.to_ascii_lowercase().as_str())
+        {
+            return Err(format!(
+                "`{directive}` is not a log level (--log-level, TRACER_LOG): expected {valid}"
+            ));
+        }
+    }
+    EnvFilter::try_new(s).map(|_| s.to_owned()).map_err(|e| {
+        format!("`{s}` is not a log filter (--log-level, TRACER_LOG): {e}; expected {valid}")
+    })
+}
+
+/// A `--node-name`: it is in every event and every `exec_id`, so it must say something.
+fn parse_node_name(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err(
+            "the node name (--node-name, NODE_NAME) is empty or only white space: give the \
+             node's name, or leave both unset for the host name"
+                .into(),
+        );
+    }
+    Ok(s.to_owned())
+}
+
 fn parse_override(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(p, e)| (p.to_owned(), e.to_owned()))
@@ -521,14 +576,13 @@ fn main() -> ExitCode {
         Command::Policy(PolicyCommand::Validate { files }) => validate(&files),
         Command::Status(args) => status(args),
         Command::Events(args) => events(args),
-        Command::Ready { file } => {
-            if file.exists() {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("tracer: not ready: {} does not exist", file.display());
+        Command::Ready { file } => match ready(&file) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(why) => {
+                eprintln!("tracer: not ready: {why}");
                 ExitCode::FAILURE
             }
-        }
+        },
         Command::Floor {
             tracepoint,
             ready_file,
@@ -562,6 +616,31 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Whether the agent that wrote ready file `file` (`ready pid=N`) is alive; why not.
+fn ready(file: &std::path::Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("{} cannot be read: {e}", file.display()))?;
+    let pid = text
+        .trim()
+        .strip_prefix("ready pid=")
+        .and_then(|n| n.parse::<i32>().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            format!(
+                "{} does not say `ready pid=N` (an agent of an older version, or another file)",
+                file.display()
+            )
+        })?;
+    // Signal 0 only asks whether the process exists (EPERM: it does, as another user's).
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => Ok(()),
+        Err(e) => Err(format!(
+            "{} names pid {pid}, which is not running ({e}): the agent stopped without removing it",
+            file.display()
+        )),
     }
 }
 
@@ -657,9 +736,21 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     let mut ok = true;
     // Where each policy name was first defined: a second definition would replace it.
     let mut seen: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    // The kernel's maps as sized by default (`--policy-capacity`, `--policy-hook-points`):
+    // the hooks of all the files, and the distinct places they hook.
+    let capacity = tracer::loader::Capacity::default();
+    let mut hooks_so_far = 0usize;
+    let mut said_full = false;
+    let mut points = std::collections::HashSet::new();
     for file in files {
+        // The agent refuses such a file (unless --tracing-policy-insecure-permissions).
+        if let Err(e) = tracer::policy::files::check_permissions(file) {
+            eprintln!("warning: the agent would refuse it: {e}");
+        }
         match tracer::policy::parse::file(file) {
             Ok(docs) => {
+                let ok_before = ok;
+                ok = true;
                 let names: Vec<&str> = docs
                     .iter()
                     .map(|d| d.policy.metadata.name.as_str())
@@ -667,6 +758,37 @@ fn validate(files: &[PathBuf]) -> ExitCode {
                 for d in &docs {
                     let name = d.policy.metadata.name.as_str();
                     let here = format!("{}:{}", file.display(), d.first_line);
+                    // What the agent refuses without asking the kernel.
+                    let twice = tracer::policy::compile::traced_twice(&d.spec);
+                    if let Some((hook, e)) = &twice {
+                        ok = false;
+                        eprintln!("{here}: {}: {e} (the agent refuses the policy)", hook.path);
+                    }
+                    let hooks = if twice.is_some() {
+                        0
+                    } else {
+                        d.spec.hooks.len()
+                    };
+                    if hooks_so_far + hooks > capacity.hooks as usize {
+                        ok = false;
+                        // Said for the first policy past it; the agent refuses the
+                        // later ones alike (and what it refuses takes no room).
+                        if !said_full {
+                            said_full = true;
+                            let full = tracer::policy::store::StoreError::Full {
+                                policy: name.to_owned(),
+                                hooks: hooks_so_far,
+                                capacity: capacity.hooks,
+                            };
+                            eprintln!(
+                                "{here}: {full} (with the documents and files before it, \
+                                 as the agent loads them at start)"
+                            );
+                        }
+                    } else {
+                        hooks_so_far += hooks;
+                    }
+                    points.extend(tracer::policy::compile::hook_points(&d.spec));
                     if let Some(first) = seen.get(name) {
                         ok = false;
                         eprintln!(
@@ -681,7 +803,11 @@ fn validate(files: &[PathBuf]) -> ExitCode {
                 for w in docs.iter().flat_map(|d| &d.warnings) {
                     eprintln!("warning: {w}");
                 }
-                println!("{}: valid ({})", file.display(), names.join(", "));
+                // Valid documents the agent would refuse make the file not valid.
+                if ok {
+                    println!("{}: valid ({})", file.display(), names.join(", "));
+                }
+                ok &= ok_before;
             }
             Err(errors) => {
                 ok = false;
@@ -691,6 +817,14 @@ fn validate(files: &[PathBuf]) -> ExitCode {
             }
         }
     }
+    if points.len() > capacity.hook_points as usize {
+        eprintln!(
+            "warning: the files hook {} distinct places, past the {} hook points the agent \
+             holds by default: the hooks past them do not run; raise --policy-hook-points",
+            points.len(),
+            capacity.hook_points
+        );
+    }
     if ok {
         ExitCode::SUCCESS
     } else {
@@ -699,13 +833,19 @@ fn validate(files: &[PathBuf]) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let filter = EnvFilter::try_new(&args.log_level).unwrap_or_else(|e| {
+    // A ready file left by an agent that was killed says nothing of this one.
+    if let Some(f) = &args.ready_file
+        && let Err(e) = std::fs::remove_file(f)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
         eprintln!(
-            "tracer: --log-level `{}` is not a level or filter ({e}); using info",
-            args.log_level
+            "tracer: --ready-file {}: cannot remove the file left by an earlier run: {e}",
+            f.display()
         );
-        EnvFilter::new("info")
-    });
+        return ExitCode::FAILURE;
+    }
+    // Checked when the flags were parsed (`parse_log_level`).
+    let filter = EnvFilter::try_new(&args.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -737,6 +877,9 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.tracing_policy_insecure_permissions {
+        tracer::policy::files::allow_insecure_permissions();
+    }
     let export_filename = args.export_filename.clone();
     // What every event carries, fixed for the agent's life.
     if let Some(c) = args.cluster_name.clone() {
@@ -776,6 +919,7 @@ fn run(args: RunArgs) -> ExitCode {
         cgroup_root: tracer::pods::cgroup::v2_root(),
         attach_overrides: args.attach_override,
         tracing_policies: args.tracing_policy,
+        tracing_policy_optional: args.tracing_policy_optional,
         tracing_policy_dir: args.tracing_policy_dir,
         syscall_raw_tracepoints: args.syscall_raw_tracepoints,
         disable_kprobes: args.disable_kprobes,
@@ -886,5 +1030,71 @@ mod tests {
             assert!(e.contains(flag), "{flag} {bad}: {e}");
         }
         assert!(Cli::try_parse_from(["tracer", "run", "--ring-buffer-wakeup-ms", "1000"]).is_ok());
+    }
+
+    /// A log level that would log nothing of the agent's (a bare word is a target) is
+    /// refused, naming the flag and the levels; levels and directives pass.
+    #[test]
+    fn log_levels_are_checked() {
+        for bad in ["nonsense", "infoo", "tracer=loud", "warn,nonsense"] {
+            let e = match Cli::try_parse_from(["tracer", "run", "--log-level", bad]) {
+                Ok(_) => panic!("--log-level {bad} accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                e.contains("--log-level") && e.contains("off, error, warn, info, debug, trace"),
+                "{bad}: {e}"
+            );
+        }
+        for good in [
+            "info",
+            "DEBUG",
+            "off",
+            "tracer=debug",
+            "warn,tracer::agent=trace",
+        ] {
+            assert_eq!(parse_log_level(good), Ok(good.to_owned()));
+        }
+    }
+
+    /// `tracer ready` passes only a ready file naming a live process.
+    #[test]
+    fn a_ready_file_names_a_live_process() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let f = dir.path().join("ready");
+        assert!(ready(&f).expect_err("missing").contains("cannot be read"));
+        std::fs::write(&f, format!("ready pid={}\n", std::process::id())).expect("write");
+        assert_eq!(ready(&f), Ok(()));
+        // A child that has been reaped: its pid names no process.
+        let mut child = std::process::Command::new("/bin/true")
+            .spawn()
+            .expect("run /bin/true");
+        let gone = child.id();
+        child.wait().expect("wait");
+        std::fs::write(&f, format!("ready pid={gone}\n")).expect("write");
+        assert!(
+            ready(&f)
+                .expect_err("dead")
+                .contains("which is not running")
+        );
+        std::fs::write(&f, "ready\n").expect("write");
+        assert!(
+            ready(&f)
+                .expect_err("old")
+                .contains("does not say `ready pid=N`")
+        );
+    }
+
+    /// An empty or blank node name is refused, naming the flag and the variable.
+    #[test]
+    fn node_names_are_not_blank() {
+        for bad in ["", " ", "\t\n"] {
+            let e = match Cli::try_parse_from(["tracer", "run", "--node-name", bad]) {
+                Ok(_) => panic!("--node-name {bad:?} accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains("--node-name") && e.contains("NODE_NAME"), "{e}");
+        }
+        assert_eq!(parse_node_name("node-1"), Ok("node-1".to_owned()));
     }
 }

@@ -439,10 +439,10 @@ pub struct ServeError {
     source: std::io::Error,
 }
 
-/// `:2112` or `HOST:PORT`.
+/// `:2112` (every address, IPv6 and IPv4: `[::]:2112`, see [`listen`]) or `HOST:PORT`.
 pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     let full = if s.starts_with(':') {
-        format!("0.0.0.0{s}")
+        format!("[::]{s}")
     } else {
         s.to_owned()
     };
@@ -450,8 +450,6 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("`{s}` is not an address such as :2112 or 127.0.0.1:2112 ({e})"))
 }
 
-/// Listens on `addr` and serves `/metrics`, `/healthz` and `/readyz` in the background.
-/// Returns the bound address (`:0` picks a free port).
 /// The most connections the metrics server keeps open at once; more are closed at once.
 pub const MAX_CONNECTIONS: usize = 256;
 
@@ -461,16 +459,68 @@ pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// The longest a connection to the metrics server stays open.
 pub const CONNECTION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A listener on `addr`. IPv6's any address (`[::]`, what `:PORT` means) takes IPv4
+/// connections too (`IPV6_V6ONLY` off, whatever the system's default); where the kernel
+/// has no IPv6, IPv4's any address is used instead, saying so.
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use std::os::fd::AsRawFd as _;
+    use tokio::net::TcpSocket;
+    let bind = |socket: TcpSocket, addr| {
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(1024)
+    };
+    if !(addr.is_ipv6() && addr.ip().is_unspecified()) {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        return bind(socket, addr);
+    }
+    let dual = TcpSocket::new_v6().and_then(|socket| {
+        let off: libc::c_int = 0;
+        // SAFETY: the descriptor is `socket`'s, open for the call; the option's value is
+        // a c_int that outlives the call, and its size is the one given.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IPV6,
+                libc::IPV6_V6ONLY,
+                (&raw const off).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        bind(socket, addr)
+    });
+    match dual {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
+            ) =>
+        {
+            let v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, addr.port()));
+            tracing::info!("metrics: no IPv6 here ({e}): listening on IPv4 only ({v4})");
+            bind(TcpSocket::new_v4()?, v4)
+        }
+        other => other,
+    }
+}
+
+/// Listens on `addr` and serves `/metrics`, `/healthz` and `/readyz` in the background.
+/// Returns the bound address (`:0` picks a free port).
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<SocketAddr, ServeError> {
     use http_body_util::Full;
     use hyper::{Response, StatusCode, body::Bytes, service::service_fn};
 
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError {
-            addr: addr.to_string(),
-            source,
-        })?;
+    let listener = listen(addr).map_err(|source| ServeError {
+        addr: addr.to_string(),
+        source,
+    })?;
     let bound = listener.local_addr().map_err(|source| ServeError {
         addr: addr.to_string(),
         source,
@@ -627,9 +677,34 @@ mod tests {
         }
     }
 
+    /// `:PORT` listens on IPv6 and IPv4 both: `[::1]` and `127.0.0.1` answer.
+    #[tokio::test]
+    async fn an_empty_host_listens_on_ipv6_and_ipv4() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let addr = parse_addr(":0").expect("valid");
+        let bound = serve(addr, Arc::new(Metrics::new())).await.expect("listen");
+        assert!(bound.is_ipv6(), "{bound}");
+        for host in ["[::1]", "127.0.0.1"] {
+            let mut s = tokio::net::TcpStream::connect(format!("{host}:{}", bound.port()))
+                .await
+                .unwrap_or_else(|e| panic!("connect to {host}: {e}"));
+            s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n")
+                .await
+                .expect("request");
+            let mut text = String::new();
+            s.read_to_string(&mut text).await.expect("response");
+            assert!(
+                text.starts_with("HTTP/1.") && text.contains(" 503 "),
+                "{host}: {text}"
+            );
+            assert!(text.ends_with("not tracing yet\n"), "{host}: {text}");
+        }
+    }
+
     #[test]
     fn addresses() {
         assert_eq!(parse_addr(":2112").unwrap().port(), 2112);
+        assert_eq!(parse_addr(":2112").unwrap().to_string(), "[::]:2112");
         assert!(parse_addr("127.0.0.1:9").is_ok());
         assert!(parse_addr("localhost").is_err());
     }

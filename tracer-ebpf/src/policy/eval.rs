@@ -457,8 +457,13 @@ fn act(cfg: &HookConfig, sel: &SelectorConfig, actions: u16, signal: u32) -> (u3
     let monitor = cfg.flags & HOOK_MONITOR != 0;
     let mut flags = 0;
     if actions & (ACTION_SIGKILL | ACTION_SIGNAL) != 0 {
+        // SAFETY: helper without arguments.
+        let agent = crate::globals::is_agent(unsafe { bpf_get_current_pid_tgid() });
         if monitor {
             flags |= EVENT_MONITOR;
+        } else if agent {
+            // The agent itself is exempt: not signalled.
+            flags |= EVENT_SIGNAL_FAILED;
         } else {
             let sig = if actions & ACTION_SIGKILL != 0 {
                 9
@@ -474,15 +479,19 @@ fn act(cfg: &HookConfig, sel: &SelectorConfig, actions: u16, signal: u32) -> (u3
     // `NotifyEnforcer`: carried out by the enforcer program on the thread's next call of
     // a function of the policy's `enforcers`.
     if actions & ACTION_NOTIFY_ENFORCER != 0 {
+        // SAFETY: helper without arguments.
+        let id = unsafe { bpf_get_current_pid_tgid() };
         if monitor {
             flags |= EVENT_MONITOR;
+        } else if crate::globals::is_agent(id) {
+            // The agent itself is exempt: its calls are not stopped.
+            flags |= EVENT_SIGNAL_FAILED;
         } else {
             let data = EnforcerData {
                 error: sel.override_error,
                 signal: u32::from(sel.signal),
             };
-            // SAFETY: helper without arguments.
-            let _ = ENFORCER.insert(unsafe { bpf_get_current_pid_tgid() }, data, 0);
+            let _ = ENFORCER.insert(id, data, 0);
         }
     }
     // `Set`: written by the `policy_usdt_set` program once the evaluation is over (the

@@ -115,6 +115,8 @@ struct JsonOut {
 struct OtlpOut {
     exporter: otlp::OtlpExporter,
     reported_dropped: u64,
+    /// The last `event_loss` went into a full queue: its own drop is not news.
+    sent_into_full: bool,
     since: String,
     queue_size: usize,
 }
@@ -159,6 +161,7 @@ impl Export {
             otlp: otlp.map(|(exporter, queue_size)| OtlpOut {
                 exporter,
                 reported_dropped: 0,
+                sent_into_full: false,
                 since: Clock::now_rfc3339(),
                 queue_size,
             }),
@@ -396,15 +399,21 @@ impl Export {
     }
 
     /// An `event_loss` for the records the OTLP queue could not take (or the collector
-    /// refused), once the queue has room again, so that it reaches the collector too.
+    /// refused), in both sinks: at once, even while the queue stays full (a dead
+    /// collector), where the collector's copy is dropped too, and counted by the next
+    /// one, which waits for another drop or for room.
     fn otlp_losses(&mut self) {
         let Some(o) = &mut self.otlp else {
             return;
         };
         let stats = o.exporter.stats();
-        if stats.dropped <= o.reported_dropped || stats.queued as usize >= o.queue_size {
+        let full = stats.queued as usize >= o.queue_size;
+        let own = u64::from(std::mem::take(&mut o.sent_into_full));
+        if stats.dropped <= o.reported_dropped + if full { own } else { 0 } {
+            o.sent_into_full = own == 1;
             return;
         }
+        o.sent_into_full = full;
         let count = stats.dropped - o.reported_dropped;
         o.reported_dropped = stats.dropped;
         let since = std::mem::replace(&mut o.since, Clock::now_rfc3339());

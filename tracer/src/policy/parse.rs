@@ -43,9 +43,34 @@ pub fn file(path: &Path) -> Result<Vec<Document>, Vec<PolicyError>> {
             fix,
         }]
     };
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_BYTES as u64 + 1).read_to_end(&mut bytes))
+    // Opened without waiting: a FIFO would block the agent until someone wrote to it.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| error(0, format!("cannot read the file: {e}"), None))?;
+    let kind = f
+        .metadata()
+        .map_err(|e| error(0, format!("cannot read the file: {e}"), None))?
+        .file_type();
+    if kind.is_fifo() || kind.is_socket() || kind.is_dir() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else {
+            "a socket"
+        };
+        return Err(error(
+            0,
+            format!("is {what}, not a file of policies: not read"),
+            Some("name a YAML file".into()),
+        ));
+    }
+    f.take(MAX_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| error(0, format!("cannot read the file: {e}"), None))?;
     if bytes.len() > MAX_BYTES {
         return Err(error(
@@ -144,6 +169,19 @@ pub fn text_documents(file: &str, text: &str) -> Result<Vec<Document>, Vec<Polic
                 continue;
             }
         };
+        // The kernel reads a string up to its first NUL: a value holding one would match
+        // something else than written.
+        if let Some((mark, path)) = nul_in(&node, "") {
+            errors.push(at(
+                mark.as_ref(),
+                &path,
+                "holds a NUL character (`\\0`): the kernel reads a string up to its first NUL, \
+                 so the value would mean something else than written"
+                    .into(),
+                Some("remove the `\\0` from the value".into()),
+            ));
+            continue;
+        }
         let policy: TracingPolicy = match marked_yaml::from_node(&node) {
             Ok(p) => p,
             Err(e) => {
@@ -199,6 +237,41 @@ pub fn text_documents(file: &str, text: &str) -> Result<Vec<Document>, Vec<Polic
         Ok(docs)
     } else {
         Err(errors)
+    }
+}
+
+/// The first string (value or key) of `node`, at field path `path`, that holds a NUL:
+/// where it starts, and its field path. One NUL at the end of a filter's value is a C
+/// string's end, as Tetragon's examples write it (`"security.capability\0"`), and is
+/// dropped by validation.
+fn nul_in(node: &marked_yaml::Node, path: &str) -> Option<(Option<Marker>, String)> {
+    use marked_yaml::Node;
+    match node {
+        Node::Scalar(s) => {
+            let text = s.as_str();
+            let c_string = path.contains("Args[") && path.contains(".values[");
+            let text = match text.strip_suffix('\0') {
+                Some(t) if c_string => t,
+                _ => text,
+            };
+            text.contains('\0')
+                .then(|| (s.span().start().copied(), path.to_owned()))
+        }
+        Node::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_in(v, &format!("{path}[{i}]"))),
+        Node::Mapping(m) => m.iter().find_map(|(k, v)| {
+            let here = if path.is_empty() {
+                k.as_str().to_owned()
+            } else {
+                format!("{path}.{}", k.as_str())
+            };
+            if k.as_str().contains('\0') {
+                return Some((k.span().start().copied(), here));
+            }
+            nul_in(v, &here)
+        }),
     }
 }
 
@@ -402,6 +475,76 @@ mod tests {
                 .any(|e| e.starts_with("t.yaml:76:") && e.contains("nested deeper")),
             "{e:?}"
         );
+    }
+
+    /// A NUL in a value (an escape in a double-quoted string) is refused, naming the
+    /// field, rather than cut short by the kernel.
+    #[test]
+    fn a_nul_in_a_value_is_refused_with_its_place() {
+        let policy = "apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: nul
+spec:
+  kprobes:
+  - call: security_file_open
+    syscall: false
+    args:
+    - index: 0
+      type: file
+    selectors:
+    - matchArgs:
+      - index: 0
+        operator: Prefix
+        values:
+        - /etc/
+        - \"/etc/shadow\\0.bak\"
+";
+        let e = match text_documents("t.yaml", policy) {
+            Ok(_) => panic!("a NUL passed"),
+            Err(e) => e,
+        };
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(
+            e[0].to_string(),
+            "t.yaml:18:11: spec.kprobes[0].selectors[0].matchArgs[0].values[1]: holds a NUL \
+             character (`\\0`): the kernel reads a string up to its first NUL, so the value \
+             would mean something else than written\n  fix: remove the `\\0` from the value"
+        );
+        // One at the end of a filter's value is a C string's end (as Tetragon's examples).
+        assert!(text_documents("t.yaml", &policy.replace("\\0.bak", "\\0")).is_ok());
+        // In a binary's name, and in a second document: its line is the file's.
+        let second = format!(
+            "{}---\n{}",
+            policy.replace("\\0.bak", ".bak"),
+            policy.replace("name: nul", "name: nul2").replace(
+                "- matchArgs:",
+                "- matchBinaries:\n      - operator: In\n        values: [\"/bin/c\\0at\"]\n      matchArgs:"
+            ).replace("\\0.bak", ".bak")
+        );
+        let e = text_documents("t.yaml", &second).expect_err("a NUL passed");
+        assert!(
+            e[0].to_string().starts_with(
+                "t.yaml:34:18: spec.kprobes[0].selectors[0].matchBinaries[0].values[0]: holds a NUL"
+            ),
+            "{e:?}"
+        );
+    }
+
+    /// A FIFO is refused without waiting for a writer, a directory without reading it.
+    #[test]
+    fn a_fifo_or_a_directory_is_not_read() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let fifo = dir.path().join("p.yaml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let e = file(&fifo).unwrap_err();
+        assert!(
+            e[0].to_string()
+                .contains("is a FIFO, not a file of policies"),
+            "{e:?}"
+        );
+        let e = file(dir.path()).unwrap_err();
+        assert!(e[0].to_string().contains("is a directory"), "{e:?}");
     }
 
     /// A file over the size bound is refused without being read whole (`/dev/zero`).

@@ -247,6 +247,49 @@ struct Ctx<'a> {
     follow: Vec<Follow>,
 }
 
+/// How a hook is named in messages: `syscalls/sys_enter_openat`, `kprobe tcp_connect`.
+fn label(target: &spec::Target) -> String {
+    match target {
+        spec::Target::Tracepoint { subsystem, event } => format!("{subsystem}/{event}"),
+        spec::Target::RawTracepoint { subsystem, event } => {
+            format!("{subsystem}/{event} (raw)")
+        }
+        spec::Target::Kprobe(k) if k.at_call => {
+            format!("kprobe {} (its Override, at the call)", k.call)
+        }
+        spec::Target::Kprobe(k) => format!("kprobe {}", k.call),
+        spec::Target::Uprobe(u) => format!("uprobe {} {}", u.path, u.name()),
+        spec::Target::Usdt(u) => format!("usdt {} {}:{}", u.path, u.provider, u.name),
+        spec::Target::Lsm { hook } => format!("lsm {hook}"),
+    }
+}
+
+/// The hook of `p` that hooks what an earlier one does (as [`compile`] refuses), with
+/// the error, found without the kernel: by name as written (the kernel's aliases of a
+/// syscall's function, `sys_getpgid` and `__x64_sys_getpgid`, only [`compile`] sees).
+pub fn traced_twice(p: &spec::Policy) -> Option<(&spec::Hook, CompileError)> {
+    let mut seen = HashSet::new();
+    p.hooks.iter().find_map(|h| {
+        let label = label(&h.target);
+        (!seen.insert(label.clone())).then(|| {
+            (
+                h,
+                CompileError::Hook {
+                    policy: p.name.clone(),
+                    hook: label,
+                    source: HookError::TracedTwice,
+                },
+            )
+        })
+    })
+}
+
+/// The hook points `p` takes (each distinct tracepoint or function it hooks), by name as
+/// written.
+pub fn hook_points(p: &spec::Policy) -> impl Iterator<Item = String> + '_ {
+    p.hooks.iter().map(|h| label(&h.target))
+}
+
 /// Compiles `p`; `policy_id` keys its counters; `ids` numbers string filters and
 /// `FOLLOW` bits across policies (advanced past the ones used).
 pub fn compile(
@@ -269,19 +312,7 @@ pub fn compile(
     let mut seen = HashSet::new();
     let expanded = at_call(kernel_functions(&p.hooks, facts, &name, &mut unplaced));
     for h in &expanded {
-        let label = match &h.target {
-            spec::Target::Tracepoint { subsystem, event } => format!("{subsystem}/{event}"),
-            spec::Target::RawTracepoint { subsystem, event } => {
-                format!("{subsystem}/{event} (raw)")
-            }
-            spec::Target::Kprobe(k) if k.at_call => {
-                format!("kprobe {} (its Override, at the call)", k.call)
-            }
-            spec::Target::Kprobe(k) => format!("kprobe {}", k.call),
-            spec::Target::Uprobe(u) => format!("uprobe {} {}", u.path, u.name()),
-            spec::Target::Usdt(u) => format!("usdt {} {}:{}", u.path, u.provider, u.name),
-            spec::Target::Lsm { hook } => format!("lsm {hook}"),
-        };
+        let label = label(&h.target);
         let err = |source: HookError| CompileError::Hook {
             policy: name.clone(),
             hook: label.clone(),
