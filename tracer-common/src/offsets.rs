@@ -40,6 +40,10 @@ pub const TS_COMPAT: u32 = 0x0002;
 /// 2.6): they never exec and are not reported.
 pub const PF_KTHREAD: u32 = 0x0020_0000;
 
+/// `task_struct.flags` bit of a task on its way out (`include/linux/sched.h`, unchanged
+/// since 2.6): set at the start of `do_exit`, before its exit is reported.
+pub const PF_EXITING: u32 = 0x0000_0004;
+
 /// How the agent finds the value of one field of [`KernelOffsets`] in the kernel's BTF.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {

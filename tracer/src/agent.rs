@@ -766,6 +766,10 @@ impl Running {
             cache_misses = stats.misses,
             "tracer stopped"
         );
+        // The counters once everything above is counted: what a last scrape would have
+        // read (the metrics server goes with the process).
+        pipeline.export.observe();
+        tracing::info!("tracer final metrics: {}", metrics.totals());
     }
 }
 

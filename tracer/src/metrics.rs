@@ -405,6 +405,19 @@ impl Metrics {
         out
     }
 
+    /// Every series of the exposition text but the build's, as `series=value` words on
+    /// one line: the counters as they stand at exit, for the log, once no scrape can
+    /// read them.
+    pub fn totals(&self) -> String {
+        self.text()
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("tracer_build_info"))
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(series, value)| format!("{series}={value}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     fn healthy(&self) -> bool {
         now_secs().saturating_sub(self.heartbeat.load(Ordering::Relaxed)) <= HEALTH_STALE_SECS
     }
@@ -675,6 +688,12 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} in\n{text}");
         }
+        let totals = m.totals();
+        assert!(
+            totals.contains("tracer_events_total{type=\"process_exec\"}=1 "),
+            "{totals}"
+        );
+        assert!(!totals.contains("build_info") && !totals.contains('#'));
     }
 
     /// `:PORT` listens on IPv6 and IPv4 both: `[::1]` and `127.0.0.1` answer.

@@ -38,7 +38,7 @@
 
 mod plot;
 mod report;
-mod run;
+pub mod run;
 mod scale;
 
 use std::{

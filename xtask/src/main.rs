@@ -11,11 +11,15 @@
 //!   archive under `target/image/` (see `image.rs`).
 //! - `cargo xtask bench [--quick] [--only NAME...] [--rounds N] [--out DIR] [--keep-output]`: the
 //!   benchmarks, against no tracer and against bpftrace (see `bench.rs`).
+//! - `cargo xtask soak [--minutes N] [--interval-secs S] [--out DIR]`: the agent with the
+//!   policy library under a mixed workload for a while, its memory, descriptors, map
+//!   entries and event accounting sampled (see `soak.rs`).
 
 mod bench;
 mod image;
 mod manifests;
 mod setup;
+mod soak;
 mod test;
 mod vm;
 
@@ -92,6 +96,20 @@ enum Cmd {
         #[arg(long)]
         keep_output: bool,
     },
+    /// The agent (release) with the policy library for a set time under a mixed workload
+    /// (as root): resident memory, descriptors, eBPF map entries and the event accounting
+    /// every interval; a table, `soak.csv`, `soak-plot.txt` and `soak.md`.
+    Soak {
+        /// How long the agent runs under the workload.
+        #[arg(long, value_name = "N", default_value_t = 30)]
+        minutes: u64,
+        /// Seconds between samples (and between changes of the policies).
+        #[arg(long, value_name = "S", default_value_t = 60)]
+        interval_secs: u64,
+        /// Where the report and the agent's files go (default target/soak).
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -123,6 +141,17 @@ fn main() -> ExitCode {
                 rounds,
                 out,
                 keep_output,
+            })
+        }),
+        Cmd::Soak {
+            minutes,
+            interval_secs,
+            out,
+        } => setup::setup().and_then(|()| {
+            soak::soak(soak::Options {
+                minutes,
+                interval_secs,
+                out,
             })
         }),
     };

@@ -344,10 +344,8 @@ fn record_exit(task: u64) -> i32 {
     let exit_code = u32_at(task + off!(task_exit_code));
     let start_ns = u64_at(task + off!(task_group_leader))
         .and_then(|leader| u64_at(leader + off!(task_start_time)));
-    let Some(mut entry) = emit::reserve::<ExitEvent>(EventKind::Exit) else {
-        return 0;
-    };
-    let read_error = pid.is_none() || exit_code.is_none() || start_ns.is_none();
+    // The process's entries go whether or not its exit can be posted (a full ring
+    // buffer): nothing else would drop them.
     if tracking_binaries()
         && let Some(p) = pid
     {
@@ -356,6 +354,10 @@ fn record_exit(task: u64) -> i32 {
         let _ = FOLLOW.remove(p);
         forget_verdicts(p);
     }
+    let Some(mut entry) = emit::reserve::<ExitEvent>(EventKind::Exit) else {
+        return 0;
+    };
+    let read_error = pid.is_none() || exit_code.is_none() || start_ns.is_none();
     entry.write(ExitEvent {
         header: emit::header(EventKind::Exit, pid.unwrap_or(0), tid.unwrap_or(0)),
         exit_code: exit_code.unwrap_or(0),

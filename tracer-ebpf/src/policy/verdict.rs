@@ -19,6 +19,7 @@ use core::ffi::c_void;
 use aya_ebpf::helpers::generated::{
     bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_loop,
 };
+use tracer_common::offsets::PF_EXITING;
 use tracer_common::policy::{
     CANDIDATES_ALL, GATE_NONE, HOOK_BINARY_EQUAL, HOOK_BINARY_POSTFIX, HOOK_BINARY_PREFIX,
     HP_DEP_CGROUP, HP_DEP_CRED, HP_DEP_NS, HP_UNCOVERED, ProcVerdicts, VERDICT_HOOKS,
@@ -166,6 +167,12 @@ fn of_process(ask: &Ask, at: &Snapshot, out: &mut Verdict) {
         return;
     }
     make(tgid, at, out);
+    // A process on its way out keeps no entry: its exit has dropped its verdicts already
+    // (closing its files, after that, still calls hooks, as a socket's last state
+    // change does), and an entry made now would stay for good.
+    if exiting() {
+        return;
+    }
     if let Some(e) = PROC_SCRATCH.get_ptr_mut(0) {
         // SAFETY: this CPU's scratch value.
         let e = unsafe { &mut *e };
@@ -185,6 +192,17 @@ fn of_process(ask: &Ask, at: &Snapshot, out: &mut Verdict) {
         )]
         let _ = VERDICTS.insert(&tgid, &*e, BPF_NOEXIST);
     }
+}
+
+/// Whether the current task is exiting (`PF_EXITING`).
+#[inline(always)]
+fn exiting() -> bool {
+    // SAFETY: helper without arguments; a trusted pointer to the current task.
+    let task = unsafe { bpf_get_current_task_btf() } as u64;
+    // SAFETY: a load from the current task at the offset of its `flags` (BTF, frozen in
+    // .rodata), as `Deps::now` reads its `cred`.
+    let flags = unsafe { ((task + off!(task_flags)) as *const u32).read_volatile() };
+    flags & PF_EXITING != 0
 }
 
 /// Whether the dependencies recorded in `e` are those of now, where both say; records

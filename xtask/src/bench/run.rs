@@ -426,7 +426,12 @@ impl Running {
     }
 
     /// Stops the tracer (SIGINT, as Ctrl-C) and waits for its exit.
-    pub fn stop(mut self) -> anyhow::Result<Stopped> {
+    pub fn stop(self) -> anyhow::Result<Stopped> {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Stops the tracer with `signal` (SIGINT or SIGTERM) and waits for its exit.
+    pub fn stop_with(mut self, signal: libc::c_int) -> anyhow::Result<Stopped> {
         let mut stopped = Stopped {
             out: self.out.take(),
             ..Stopped::default()
@@ -453,7 +458,7 @@ impl Running {
         }
         stopped.wakeups = (switches(self.pid) - self.switches_at_mark).max(0.0);
         // SAFETY: kill(2) on the child's own pid, which it keeps until reaped below.
-        unsafe { libc::kill(self.pid, libc::SIGINT) };
+        unsafe { libc::kill(self.pid, signal) };
         let usage = reap(child, self.pid)?;
         stopped.cpu_s = (usage - self.cpu_at_mark).max(0.0);
         let log = fs::read_to_string(&self.log).unwrap_or_default();
@@ -545,7 +550,7 @@ fn reap(mut child: Child, pid: i32) -> anyhow::Result<f64> {
         if start.elapsed() > STOP_TIMEOUT {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("process {pid} did not stop within {STOP_TIMEOUT:?} of SIGINT; killed");
+            bail!("process {pid} did not stop within {STOP_TIMEOUT:?} of being told to; killed");
         }
         thread::sleep(Duration::from_millis(20));
     }
