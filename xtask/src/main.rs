@@ -11,8 +11,11 @@
 //!   archive under `target/image/` (see `image.rs`).
 //! - `cargo xtask bench [--quick] [--only NAME...] [--rounds N] [--out DIR] [--keep-output]`: the
 //!   benchmarks, against no tracer and against bpftrace (see `bench.rs`).
+//! - `cargo xtask fuzz [--seconds N] [--runs M] [--target NAME]...`: the fuzz targets of
+//!   `fuzz/` on their seed corpora (see `fuzz.rs`).
 
 mod bench;
+mod fuzz;
 mod image;
 mod manifests;
 mod setup;
@@ -92,6 +95,21 @@ enum Cmd {
         #[arg(long)]
         keep_output: bool,
     },
+    /// Fuzz the parsers and the record decoder (cargo-fuzz on the nightly), each target
+    /// on its seed corpus (built in target/fuzz-corpus/); fails on a crash, naming its
+    /// input.
+    Fuzz {
+        /// Each target's time, in seconds.
+        #[arg(long, value_name = "N", default_value_t = 60)]
+        seconds: u64,
+        /// Each target's number of inputs at most (libFuzzer's -runs).
+        #[arg(long, value_name = "M")]
+        runs: Option<u64>,
+        /// Only this target (repeatable): policy_yaml, policy_object, export_filter,
+        /// field_filter, redaction, otlp_config, metrics_addr, decode.
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -123,6 +141,17 @@ fn main() -> ExitCode {
                 rounds,
                 out,
                 keep_output,
+            })
+        }),
+        Cmd::Fuzz {
+            seconds,
+            runs,
+            targets,
+        } => setup::setup().and_then(|()| {
+            fuzz::fuzz(&fuzz::Options {
+                seconds,
+                runs,
+                targets,
             })
         }),
     };
