@@ -14,8 +14,11 @@
 //! - `cargo xtask soak [--minutes N] [--interval-secs S] [--out DIR]`: the agent with the
 //!   policy library under a mixed workload for a while, its memory, descriptors, map
 //!   entries and event accounting sampled (see `soak.rs`).
+//! - `cargo xtask fuzz [--seconds N] [--runs M] [--target NAME]...`: the fuzz targets of
+//!   `fuzz/` on their seed corpora (see `fuzz.rs`).
 
 mod bench;
+mod fuzz;
 mod image;
 mod manifests;
 mod setup;
@@ -110,6 +113,21 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         out: Option<std::path::PathBuf>,
     },
+    /// Fuzz the parsers and the record decoder (cargo-fuzz on the nightly), each target
+    /// on its seed corpus (built in target/fuzz-corpus/); fails on a crash, naming its
+    /// input.
+    Fuzz {
+        /// Each target's time, in seconds.
+        #[arg(long, value_name = "N", default_value_t = 60)]
+        seconds: u64,
+        /// Each target's number of inputs at most (libFuzzer's -runs).
+        #[arg(long, value_name = "M")]
+        runs: Option<u64>,
+        /// Only this target (repeatable): policy_yaml, policy_object, export_filter,
+        /// field_filter, redaction, otlp_config, metrics_addr, decode.
+        #[arg(long = "target", value_name = "NAME")]
+        targets: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -152,6 +170,17 @@ fn main() -> ExitCode {
                 minutes,
                 interval_secs,
                 out,
+            })
+        }),
+        Cmd::Fuzz {
+            seconds,
+            runs,
+            targets,
+        } => setup::setup().and_then(|()| {
+            fuzz::fuzz(&fuzz::Options {
+                seconds,
+                runs,
+                targets,
             })
         }),
     };

@@ -6,6 +6,9 @@ use anyhow::bail;
 
 use crate::setup::{cargo, status, workspace_root};
 
+/// Each fuzz target's time in `cargo xtask test`.
+const FUZZ_SECONDS: u64 = 15;
+
 pub fn test(lint: bool, filter: Option<&str>) -> anyhow::Result<()> {
     if lint {
         status(cargo().args(["fmt", "--all", "--check"]))?;
@@ -44,6 +47,17 @@ pub fn test(lint: bool, filter: Option<&str>) -> anyhow::Result<()> {
     status(&mut unit)?;
     // The manifests and the CRD schema, offline.
     crate::manifests::validate()?;
+    // A short fuzz run of every target on its seeds (`cargo xtask fuzz` for longer).
+    if filter.is_none() {
+        eprintln!(
+            "xtask: fuzzing every target for {FUZZ_SECONDS} s (cargo xtask fuzz --seconds {FUZZ_SECONDS})"
+        );
+        crate::fuzz::fuzz(&crate::fuzz::Options {
+            seconds: FUZZ_SECONDS,
+            runs: None,
+            targets: Vec::new(),
+        })?;
+    }
 
     // Integration tests: the real agent, the real programs, real processes.
     crate::manifests::python_protobuf()?;

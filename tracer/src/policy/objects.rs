@@ -110,10 +110,10 @@ fn watch_kind(client: Client, kind: Kind, tx: mpsc::UnboundedSender<Change>) {
         let mut failing = false;
         while let Some(event) = stream.next().await {
             let change = match event {
-                Ok(watcher::Event::Apply(obj)) => Some(apply(kind, &obj)),
+                Ok(watcher::Event::Apply(obj)) => Some(object_change(kind, &obj)),
                 Ok(watcher::Event::InitApply(obj)) => {
                     listing.insert(key(kind, &obj));
-                    Some(apply(kind, &obj))
+                    Some(object_change(kind, &obj))
                 }
                 Ok(watcher::Event::Delete(obj)) => Some(Change::Delete {
                     key: key(kind, &obj),
@@ -158,8 +158,9 @@ fn key(kind: Kind, obj: &DynamicObject) -> ObjectKey {
     }
 }
 
-/// An object as a TracingPolicy document.
-fn apply(kind: Kind, obj: &DynamicObject) -> Change {
+/// An object (as the API server sends it) as a TracingPolicy document to apply: what
+/// [`apply_change`] parses and checks as it would a file's.
+pub fn object_change(kind: Kind, obj: &DynamicObject) -> Change {
     let key = key(kind, obj);
     let mut metadata = serde_json::json!({ "name": key.policy_name() });
     if let Some(ns) = &key.namespace {
@@ -277,5 +278,46 @@ pub fn apply_change(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(json: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(json).expect("a DynamicObject")
+    }
+
+    #[test]
+    fn an_object_becomes_a_document_the_parser_takes() {
+        let obj = object(serde_json::json!({
+            "apiVersion": "tracer.example/v1alpha1",
+            "kind": "TracingPolicyNamespaced",
+            "metadata": {"name": "audit", "namespace": "team-a", "generation": 3},
+            "spec": {"tracepoints": [{"subsystem": "syscalls", "event": "sys_enter_ptrace"}]},
+        }));
+        let Change::Apply {
+            key,
+            generation,
+            document,
+        } = object_change(Kind::Namespaced, &obj)
+        else {
+            panic!("an object is applied");
+        };
+        assert_eq!(key.policy_name(), "team-a.audit");
+        assert_eq!(generation, 3);
+        let docs = super::super::parse::text_documents("object", &document)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(docs[0].policy.metadata.name, "team-a.audit");
+    }
+
+    #[test]
+    fn an_object_without_name_or_spec_is_refused_by_the_parser() {
+        let obj = object(serde_json::json!({"metadata": {}}));
+        let Change::Apply { document, .. } = object_change(Kind::Cluster, &obj) else {
+            panic!("an object is applied");
+        };
+        assert!(super::super::parse::text_documents("object", &document).is_err());
     }
 }
