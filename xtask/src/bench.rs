@@ -164,6 +164,20 @@ pub struct RunRecord {
     pub values: Values,
 }
 
+/// Builds the agent as users run it (release); its path.
+pub fn release_agent() -> anyhow::Result<std::path::PathBuf> {
+    eprintln!("xtask: building the agent (release)");
+    status(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "tracer",
+        "--bin",
+        "tracer",
+    ]))?;
+    Ok(workspace_root().join("target/release/tracer"))
+}
+
 pub fn bench(opts: Options) -> anyhow::Result<()> {
     for name in &opts.only {
         if !BENCHES.iter().any(|(n, _)| n == name) {
@@ -197,19 +211,11 @@ pub fn bench(opts: Options) -> anyhow::Result<()> {
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
 
     install_tools()?;
-    eprintln!("xtask: building the agent (release)");
-    status(cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "tracer",
-        "--bin",
-        "tracer",
-    ]))?;
+    let tracer = release_agent()?;
     let tools = build_tools(&work)?;
     let scale = Scale::new(opts.quick);
     let ctx = Ctx {
-        tracer: workspace_root().join("target/release/tracer"),
+        tracer,
         work,
         rounds: opts.rounds.unwrap_or(if opts.quick { 2 } else { 5 }).max(1),
         scale_rounds: opts.rounds.unwrap_or(if opts.quick { 1 } else { 5 }).max(1),

@@ -48,7 +48,7 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     bench::run::{Running, Setup, Sink},
-    setup::{cargo, status, workspace_root},
+    setup::workspace_root,
 };
 use collector::Collector;
 
@@ -451,16 +451,7 @@ pub fn soak(opts: Options) -> anyhow::Result<()> {
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
 
-    eprintln!("xtask: building the agent (release)");
-    status(cargo().args([
-        "build",
-        "--release",
-        "--package",
-        "tracer",
-        "--bin",
-        "tracer",
-    ]))?;
-    let tracer = workspace_root().join("target/release/tracer");
+    let tracer = crate::bench::release_agent()?;
 
     let policies = Policies::lay(&work)?;
     let mut collector = Collector::start()?;
