@@ -142,7 +142,10 @@ mod tests {
         match serde_json::from_value::<Checked<Pod>>(bad).expect("any object reads") {
             Checked::Bad { meta, reason } => {
                 assert_eq!(display_name(&meta), "ns/p");
-                assert!(reason.starts_with("metadata.labels: invalid type"), "{reason}");
+                assert!(
+                    reason.starts_with("metadata.labels: invalid type"),
+                    "{reason}"
+                );
             }
             Checked::Good(p) => panic!("a pod with labels 5: {p:?}"),
         }
@@ -177,9 +180,10 @@ mod tests {
 
     #[test]
     fn a_bad_deleted_object_is_deleted_by_name() {
-        let bad: Checked<Pod> =
-            serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "ns", "labels": []}}))
-                .expect("reads");
+        let bad: Checked<Pod> = serde_json::from_value(
+            json!({"metadata": {"name": "p", "namespace": "ns", "labels": []}}),
+        )
+        .expect("reads");
         match sort(watcher::Event::Delete(bad), "Pod") {
             Some(watcher::Event::Delete(p)) => assert_eq!(p.metadata.name.as_deref(), Some("p")),
             other => panic!("{other:?}"),
