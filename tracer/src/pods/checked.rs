@@ -17,7 +17,7 @@ pub enum Checked<K> {
     Good(K),
     Bad {
         /// Its name, namespace and resource version, where they are strings.
-        meta: ObjectMeta,
+        meta: Box<ObjectMeta>,
         /// Where and why it does not match the schema (`metadata.labels: invalid type`).
         reason: String,
     },
@@ -37,15 +37,15 @@ impl<'de, K: DeserializeOwned> Deserialize<'de> for Checked<K> {
 }
 
 /// The metadata of an object that is not valid: the fields of it that are strings.
-fn names(value: &Value) -> ObjectMeta {
+fn names(value: &Value) -> Box<ObjectMeta> {
     let field = |f: &str| value["metadata"][f].as_str().map(str::to_owned);
-    ObjectMeta {
+    Box::new(ObjectMeta {
         name: field("name"),
         namespace: field("namespace"),
         resource_version: field("resourceVersion"),
         uid: field("uid"),
         ..ObjectMeta::default()
-    }
+    })
 }
 
 impl<K: Resource> Resource for Checked<K> {
@@ -112,7 +112,7 @@ where
         watcher::Event::Delete(Checked::Good(k)) => watcher::Event::Delete(k),
         watcher::Event::Delete(Checked::Bad { meta, .. }) => {
             let mut k = K::default();
-            *k.meta_mut() = meta;
+            *k.meta_mut() = *meta;
             watcher::Event::Delete(k)
         }
         watcher::Event::Init => watcher::Event::Init,
