@@ -84,6 +84,35 @@ struct State {
     requests: Vec<String>,
     /// Status patches received: (object name, patch body).
     status_patches: Vec<(String, Value)>,
+    /// Wrong answers to give: (list path, whether to a watch, the fault, how many more
+    /// times).
+    faults: Vec<(String, bool, Fault, usize)>,
+}
+
+/// A wrong answer the server gives instead of its own (`ApiServer::fault`), as a broken
+/// or hostile API server (or what stands in front of it) does.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// An HTTP error: its status line (`500 Internal Server Error`), extra headers
+    /// (`Retry-After: 1`) and body.
+    Status {
+        status: &'static str,
+        headers: Vec<String>,
+        body: String,
+    },
+    /// 200 OK with a body that is not JSON.
+    NotJson,
+    /// Takes the request and never answers, until the client goes away.
+    Hang,
+    /// A watch that opens (200, chunked) and then sends nothing, ever.
+    SilentWatch,
+    /// A watch whose first event is a line that is not JSON
+    /// (`{"type":"ADDED","object":,}`), in its place; the stream goes on as usual after it.
+    BrokenLine,
+    /// A watch that never ends: bookmarks every second, whatever `timeoutSeconds` says.
+    Endless,
+    /// A list of every object of the kind: the field selector ignored.
+    IgnoreSelector,
 }
 
 /// An API server for the tests: the objects it holds, what it was asked, and (with TLS)
@@ -243,6 +272,40 @@ impl ApiServer {
             object["metadata"]["resourceVersion"] = json!(rv.to_string());
             st.history.push((rv, key.0, "DELETED", object));
         }
+        cvar.notify_all();
+    }
+
+    /// Answers the next `times` requests for `path` (a kind's list path:
+    /// `/api/v1/pods`) with `fault` instead: watches if `watch`, else lists.
+    pub fn fault(&self, path: &str, watch: bool, fault: Fault, times: usize) {
+        let (lock, cvar) = &*self.state;
+        let mut st = lock.lock().expect("lock");
+        st.faults.push((path.to_owned(), watch, fault, times));
+        cvar.notify_all();
+    }
+
+    /// How many of the faults set for `path` are still to be given.
+    pub fn faults_left(&self, path: &str) -> usize {
+        let st = self.state.0.lock().expect("lock");
+        st.faults
+            .iter()
+            .filter(|(p, ..)| p == path)
+            .map(|(.., n)| n)
+            .sum()
+    }
+
+    /// Many objects at once (a huge cluster), told to the watches as one.
+    pub fn apply_all(&self, objects: impl IntoIterator<Item = Value>) {
+        let (lock, cvar) = &*self.state;
+        let mut st = lock.lock().expect("lock");
+        for mut object in objects {
+            st.rv += 1;
+            object["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+            let key = key(&object);
+            st.objects.insert(key, object);
+        }
+        // Whoever watches from before this must list again.
+        st.oldest = st.rv;
         cvar.notify_all();
     }
 
@@ -712,13 +775,52 @@ fn watching(params: &BTreeMap<String, String>) -> bool {
 
 /// A GET: the list of a kind, or a watch of it. Whether the connection stays open (a
 /// watch ends it).
-fn get(out: &mut impl Write, state: &(Mutex<State>, Condvar), target: &str) -> bool {
+fn get(out: &mut (impl Read + Write), state: &(Mutex<State>, Condvar), target: &str) -> bool {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let params = params(query);
     let Some((kind, _, api_version)) = KINDS.iter().find(|(_, p, _)| *p == path) else {
         return respond(out, "404 Not Found", NOT_FOUND).is_ok();
     };
-    let fields = params.get("fieldSelector").map(String::as_str);
+    let mut fields = params.get("fieldSelector").map(String::as_str);
+    let fault = take_fault(state, path, watching(&params));
+    match &fault {
+        Some(Fault::Status {
+            status,
+            headers,
+            body,
+        }) => {
+            let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            return out
+                .write_all(head.as_bytes())
+                .and_then(|()| out.flush())
+                .is_ok();
+        }
+        Some(Fault::NotJson) => {
+            return respond(out, "200 OK", "<html><body>502 Bad Gateway</body></html>").is_ok();
+        }
+        Some(Fault::Hang) => {
+            // Until the client leaves.
+            let _ = io::copy(out, &mut io::sink());
+            return false;
+        }
+        Some(Fault::SilentWatch) => {
+            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+            if out
+                .write_all(head.as_bytes())
+                .and_then(|()| out.flush())
+                .is_ok()
+            {
+                let _ = io::copy(out, &mut io::sink());
+            }
+            return false;
+        }
+        Some(Fault::IgnoreSelector) => fields = None,
+        _ => {}
+    }
     if !watching(&params) {
         return list(out, state, kind, api_version, fields).is_ok();
     }
@@ -726,13 +828,18 @@ fn get(out: &mut impl Write, state: &(Mutex<State>, Condvar), target: &str) -> b
         .get("resourceVersion")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let timeout = params
-        .get("timeoutSeconds")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(290u64);
-    let bookmarks = params
-        .get("allowWatchBookmarks")
-        .is_some_and(|v| v == "true");
+    let timeout = match fault {
+        Some(Fault::Endless) => u64::MAX / 4,
+        _ => params
+            .get("timeoutSeconds")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(290u64),
+    };
+    let bookmarks = matches!(fault, Some(Fault::Endless))
+        || params
+            .get("allowWatchBookmarks")
+            .is_some_and(|v| v == "true");
+    let truncate = matches!(fault, Some(Fault::BrokenLine));
     watch(
         out,
         state,
@@ -741,9 +848,20 @@ fn get(out: &mut impl Write, state: &(Mutex<State>, Condvar), target: &str) -> b
         fields,
         from,
         timeout,
-        bookmarks,
+        (bookmarks, truncate),
     );
     false
+}
+
+/// The fault to give to a request for `path` (a watch if `watch`), if one is set.
+fn take_fault(state: &(Mutex<State>, Condvar), path: &str, watch: bool) -> Option<Fault> {
+    let mut st = state.0.lock().expect("lock");
+    let i = st
+        .faults
+        .iter()
+        .position(|(p, w, _, n)| p == path && *w == watch && *n > 0)?;
+    st.faults[i].3 -= 1;
+    Some(st.faults[i].2.clone())
 }
 
 /// The objects of a kind that pass the field selector, at the latest version.
@@ -811,14 +929,18 @@ fn watch<W: Write>(
     fields: Option<&str>,
     from: u64,
     timeout: u64,
-    bookmarks: bool,
+    (bookmarks, mut truncate): (bool, bool),
 ) {
     let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
     if out.write_all(head.as_bytes()).is_err() {
         return;
     }
-    let chunk = |out: &mut W, v: Value| -> bool {
-        let line = format!("{v}\n");
+    let chunk = |out: &mut W, v: Value, truncate: bool| -> bool {
+        let line = if truncate {
+            "{\"type\":\"ADDED\",\"object\":,}\n".to_owned()
+        } else {
+            format!("{v}\n")
+        };
         write!(out, "{:x}\r\n{line}\r\n", line.len()).is_ok() && out.flush().is_ok()
     };
     let (lock, cvar) = state;
@@ -829,7 +951,7 @@ fn watch<W: Write>(
             "message": format!("too old resource version: {from} ({})", st.oldest),
             "reason": "Expired", "code": 410}});
         drop(st);
-        chunk(out, gone);
+        chunk(out, gone, false);
         let _ = out.write_all(b"0\r\n\r\n").and_then(|()| out.flush());
         return;
     }
@@ -847,7 +969,7 @@ fn watch<W: Write>(
         let latest = st.rv;
         drop(st);
         for (rv, ev) in new {
-            if !chunk(out, ev) {
+            if !chunk(out, ev, std::mem::take(&mut truncate)) {
                 return;
             }
             sent = rv;
@@ -856,7 +978,7 @@ fn watch<W: Write>(
             let mark = json!({"type": "BOOKMARK", "object": {
                 "kind": kind, "apiVersion": api_version,
                 "metadata": {"resourceVersion": latest.to_string()}}});
-            if !chunk(out, mark) {
+            if !chunk(out, mark, false) {
                 return;
             }
             sent = sent.max(latest);

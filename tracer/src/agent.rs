@@ -387,7 +387,7 @@ fn load_programs(
 /// The cluster, where there is one (in-cluster, or a kubeconfig): pods to enrich events
 /// with, and policies as objects.
 async fn kube_client() -> Option<kube::Client> {
-    match kube::Client::try_default().await {
+    match crate::pods::watcher::client().await {
         Ok(c) => Some(c),
         Err(e) => {
             tracing::info!(

@@ -8,6 +8,7 @@
 //! - [`pod`]: a pod and one of its containers, in Tetragon's shape.
 
 pub mod cgroup;
+pub mod checked;
 pub mod pod;
 pub mod watcher;
 

@@ -8,13 +8,14 @@ use std::collections::BTreeSet;
 
 use futures::StreamExt as _;
 use kube::{
-    Api, Client,
+    Api, Client, Resource as _,
     api::{ApiResource, DynamicObject, Patch, PatchParams},
     runtime::{WatchStreamExt as _, watcher},
 };
 use tokio::sync::mpsc;
 
 use super::crd::{self, FailedHookStatus, NodeStatus, Outcome};
+use crate::pods::checked::{self, Checked};
 
 /// The two kinds of policy objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -101,22 +102,39 @@ pub fn watch(client: Client) -> mpsc::UnboundedReceiver<Change> {
 }
 
 fn watch_kind(client: Client, kind: Kind, tx: mpsc::UnboundedSender<Change>) {
-    let api: Api<DynamicObject> = Api::all_with(client, &kind.resource());
+    let api: Api<Checked<DynamicObject>> = Api::all_with(client, &kind.resource());
     let what = kind.resource().plural;
     tokio::spawn(async move {
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        let stream = watcher(api, crate::pods::watcher::config()).default_backoff();
         let mut stream = std::pin::pin!(stream);
         let mut listing = BTreeSet::new();
         let mut failing = false;
         while let Some(event) = stream.next().await {
             let change = match event {
-                Ok(watcher::Event::Apply(obj)) => Some(object_change(kind, &obj)),
-                Ok(watcher::Event::InitApply(obj)) => {
+                // An object that is not one (its metadata does not match the schema):
+                // named in the log; what was loaded of it stays, and the others load.
+                Ok(
+                    watcher::Event::Apply(Checked::Bad { meta, reason })
+                    | watcher::Event::InitApply(Checked::Bad { meta, reason }),
+                ) => {
+                    checked::log_bad(kind.name(), &meta, &reason);
+                    if let Some(name) = meta.name {
+                        // Still there: a relist does not remove it.
+                        listing.insert(ObjectKey {
+                            kind,
+                            namespace: meta.namespace.filter(|_| kind == Kind::Namespaced),
+                            name,
+                        });
+                    }
+                    None
+                }
+                Ok(watcher::Event::Apply(Checked::Good(obj))) => Some(object_change(kind, &obj)),
+                Ok(watcher::Event::InitApply(Checked::Good(obj))) => {
                     listing.insert(key(kind, &obj));
                     Some(object_change(kind, &obj))
                 }
                 Ok(watcher::Event::Delete(obj)) => Some(Change::Delete {
-                    key: key(kind, &obj),
+                    key: key_of(kind, obj.meta()),
                 }),
                 Ok(watcher::Event::Init) => {
                     listing.clear();
@@ -148,13 +166,17 @@ fn watch_kind(client: Client, kind: Kind, tx: mpsc::UnboundedSender<Change>) {
 }
 
 fn key(kind: Kind, obj: &DynamicObject) -> ObjectKey {
+    key_of(kind, &obj.metadata)
+}
+
+fn key_of(kind: Kind, meta: &kube::api::ObjectMeta) -> ObjectKey {
     ObjectKey {
         kind,
         namespace: match kind {
             Kind::Cluster => None,
-            Kind::Namespaced => obj.metadata.namespace.clone(),
+            Kind::Namespaced => meta.namespace.clone(),
         },
-        name: obj.metadata.name.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
     }
 }
 
