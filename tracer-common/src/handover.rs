@@ -13,7 +13,9 @@
 /// those.
 pub const LAYOUT: u64 = 1;
 
-/// The generation whose programs post records (0: unpinned, the only one).
+/// The generation whose programs post records (0: unpinned, the only one). It stays
+/// slot 0 in every layout: a set of another layout whose `HANDOVER` has this one's size
+/// shares it with the set that replaces it (`handover` in the agent).
 pub const ACTIVE: u32 = 0;
 /// [`LAYOUT`] of the programs that created the set.
 pub const LAYOUT_SLOT: u32 = 1;
