@@ -443,7 +443,7 @@ connect_and_sync() {
 }
 # tracefs is left unmounted: the agent mounts it. Without KVM the kernel takes 10-30 s
 # to verify each fentry program, one per function: the load takes minutes.
-/tracer run --node-name vm-node --enable-process-cred --enable-process-ns --enable-process-environment-variables --filter-environment-variables VMTEST --enable-ancestors base,kprobe,tracepoint,uprobe,lsm,usdt,loader --tracing-policy /tmp/net.yaml --tracing-policy /tmp/types.yaml > /tmp/events 2> /tmp/agent.err &
+/tracer run --node-name vm-node --tracing-policy-optional --enable-process-cred --enable-process-ns --enable-process-environment-variables --filter-environment-variables VMTEST --enable-ancestors base,kprobe,tracepoint,uprobe,lsm,usdt,loader --tracing-policy /tmp/net.yaml --tracing-policy /tmp/types.yaml > /tmp/events 2> /tmp/agent.err &
 AGENT=$!
 i=0
 while ! grep -q "tracer ready" /tmp/agent.err && kill -0 $AGENT 2>/dev/null; do
@@ -501,7 +501,7 @@ kill -INT $AGENT
 wait $AGENT
 echo "AGENT_EXIT=$?"
 # The same policy on the tracepoint that stands for the kprobes.
-/tracer run --node-name vm-node --disable-kprobes --tracing-policy /tmp/net.yaml > /tmp/events2 2> /tmp/agent2.err &
+/tracer run --node-name vm-node --tracing-policy-optional --disable-kprobes --tracing-policy /tmp/net.yaml > /tmp/events2 2> /tmp/agent2.err &
 AGENT=$!
 i=0
 while ! grep -q "tracer ready" /tmp/agent2.err && kill -0 $AGENT 2>/dev/null; do
@@ -1394,7 +1394,7 @@ mkdir -p /tmp/kube
 sleep 100000 | /test-apiserver /tmp/kube > /tmp/kube/path 2>/tmp/kube/err &
 while [ ! -s /tmp/kube/path ]; do sleep 0.2; done
 export KUBECONFIG=$(cat /tmp/kube/path)
-/tracer run --node-name vm-node --disable-fentry $ARGS > /tmp/agent.out 2> /tmp/agent.err &
+/tracer run --node-name vm-node --tracing-policy-optional --disable-fentry $ARGS > /tmp/agent.out 2> /tmp/agent.err &
 AGENT=$!
 i=0
 while ! grep -q "tracer ready" /tmp/agent.err && kill -0 $AGENT 2>/dev/null; do
