@@ -23,6 +23,7 @@ use serde_json::Value;
 pub mod apiserver;
 pub mod container;
 pub mod corpus;
+pub mod getpgid;
 pub mod metrics;
 pub mod otlp;
 pub mod proto;

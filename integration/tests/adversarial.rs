@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use integration::{
     Agent,
     apiserver::{ApiServer, Fault},
-    of_kind, privileged,
+    getpgid::{getpgid, hits, policy},
+    privileged,
 };
 use serde_json::{Value, json};
 
@@ -23,32 +24,6 @@ fn pod(name: &str, node: &str) -> Value {
         "metadata": {"name": name, "namespace": "shop", "uid": format!("{name}-uid"), "labels": {"app": name}},
         "spec": {"nodeName": node, "containers": [{"name": "main", "image": "registry.test/app:1.0"}]}
     })
-}
-
-/// A `TracingPolicy` object: `getpgid` calls with argument `pid`.
-fn policy(name: &str, pid: i64) -> Value {
-    json!({
-        "apiVersion": "tracer.dev/v1alpha1", "kind": "TracingPolicy",
-        "metadata": {"name": name, "uid": format!("{name}-uid"), "generation": 1},
-        "spec": {"tracepoints": [{
-            "subsystem": "syscalls", "event": "sys_enter_getpgid",
-            "args": [{"index": 5, "type": "int"}],
-            "selectors": [{"matchArgs": [{"index": 5, "operator": "Equal", "values": [pid.to_string()]}]}]
-        }]}
-    })
-}
-
-fn getpgid(pid: i32) {
-    // SAFETY: getpgid of a pid that does not exist: fails with ESRCH, touches nothing.
-    assert_eq!(unsafe { libc::getpgid(pid) }, -1);
-}
-
-/// The `process_tracepoint` events of policy `name` for getpgid(`pid`).
-fn hits(events: &[Value], name: &str, pid: i64) -> usize {
-    of_kind(events, "process_tracepoint")
-        .into_iter()
-        .filter(|e| e["policy_name"] == name && e["args"][0]["int_arg"] == pid)
-        .count()
 }
 
 /// An agent of the server's cluster.

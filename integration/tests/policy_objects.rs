@@ -5,34 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use integration::{Agent, apiserver::ApiServer, of_kind, privileged};
+use integration::{
+    Agent,
+    apiserver::ApiServer,
+    getpgid::{getpgid, hits, policy},
+    privileged,
+};
 use serde_json::{Value, json};
-
-/// A `TracingPolicy` object: `getpgid` calls with argument `pid`.
-fn policy(name: &str, pid: i64) -> Value {
-    json!({
-        "apiVersion": "tracer.dev/v1alpha1", "kind": "TracingPolicy",
-        "metadata": {"name": name, "uid": format!("{name}-uid"), "generation": 1},
-        "spec": {"tracepoints": [{
-            "subsystem": "syscalls", "event": "sys_enter_getpgid",
-            "args": [{"index": 5, "type": "int"}],
-            "selectors": [{"matchArgs": [{"index": 5, "operator": "Equal", "values": [pid.to_string()]}]}]
-        }]}
-    })
-}
-
-fn getpgid(pid: i32) {
-    // SAFETY: getpgid of a pid that does not exist: fails with ESRCH, touches nothing.
-    assert_eq!(unsafe { libc::getpgid(pid) }, -1);
-}
-
-/// The `process_tracepoint` events of policy `name` for getpgid(`pid`).
-fn hits(events: &[Value], name: &str, pid: i64) -> usize {
-    of_kind(events, "process_tracepoint")
-        .into_iter()
-        .filter(|e| e["policy_name"] == name && e["args"][0]["int_arg"] == pid)
-        .count()
-}
 
 /// Waits until the server has a status patch of `name` matching `pred`; returns it.
 fn status(server: &ApiServer, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
