@@ -1006,9 +1006,7 @@ impl Pipeline {
         let gap = if previous.stopped_ns == 0 {
             "an unknown time".to_owned()
         } else {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
+            let now = crate::handover::realtime_ns();
             format!(
                 "{:.3} s",
                 now.saturating_sub(previous.stopped_ns) as f64 / 1e9

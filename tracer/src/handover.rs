@@ -191,12 +191,7 @@ impl Pins {
                 if map == "HANDOVER" && keep_handover {
                     continue;
                 }
-                let path = dir.join(map);
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io(&path)(e)),
-                }
+                unpin(&dir.join(map))?;
             }
         }
         pins.previous = Some(previous);
@@ -262,11 +257,7 @@ impl Pins {
         let same_layout = self.previous.as_ref().is_some_and(|p| p.same_layout);
         match self.old_ring.take() {
             Some(ring) if same_layout => report.old_ring = Some(ring),
-            Some(mut ring) => {
-                while ring.next().is_some() {
-                    report.unread += 1;
-                }
-            }
+            Some(mut ring) => report.unread = drain_count(&mut ring),
             None => {}
         }
         Ok((handover, report))
@@ -324,8 +315,26 @@ impl Handover {
     }
 }
 
+/// Reads a ring buffer to its end without decoding; how many records it held.
+fn drain_count(ring: &mut RingBuf<MapData>) -> u64 {
+    let mut n = 0;
+    while ring.next().is_some() {
+        n += 1;
+    }
+    n
+}
+
+/// Removes the pin at `path`, if there is one.
+fn unpin(path: &Path) -> Result<(), HandoverError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
 /// Wall-clock time now, in ns since the epoch.
-fn realtime_ns() -> u64 {
+pub fn realtime_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -514,20 +523,9 @@ pub fn cleanup(dir: &Path) -> Result<u64, HandoverError> {
     let unread = MapData::from_pin(dir.join("EVENTS"))
         .ok()
         .and_then(|m| RingBuf::try_from(Map::RingBuf(m)).ok())
-        .map_or(0, |mut ring| {
-            let mut n = 0;
-            while ring.next().is_some() {
-                n += 1;
-            }
-            n
-        });
+        .map_or(0, |mut ring| drain_count(&mut ring));
     for map in MAPS {
-        let path = dir.join(map);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&path)(e)),
-        }
+        unpin(&dir.join(map))?;
     }
     let links = dir.join(LINKS);
     if links.exists() {
