@@ -441,7 +441,7 @@ fn the_daemonset_pod_runs_from_the_image() {
     });
     assert!(
         next.stderr()
-            .contains("took over the process hooks pinned at /sys/fs/bpf/tracer"),
+            .contains("took over the hooks pinned at /sys/fs/bpf/tracer"),
         "{}",
         next.stderr()
     );

@@ -170,7 +170,7 @@ fn a_restart_in_an_exec_storm_loses_nothing_and_seq_goes_on() {
         "{first_log}"
     );
     let second = pinned.start(&[ring]);
-    let took = second.wait_for_log("took over the process hooks pinned at");
+    let took = second.wait_for_log("took over the hooks pinned at");
     assert!(storm.wait().expect("exec loop").success());
     sleeper.kill().expect("kill sleep");
     sleeper.wait().expect("wait sleep");
@@ -351,4 +351,167 @@ fn one_agent_per_pinned_set_and_cleanup_removes_it() {
     );
     assert!(String::from_utf8_lossy(&done.stderr).contains("its hooks are detached"));
     assert!(!Path::new(&pinned.dir).exists());
+}
+
+/// getpgid(`GETPGID`) calls are posted by the policy `restart-posts`; getsid(`GETSID`)
+/// calls are killed by `restart-kills`; and the tracer's binary is killed where it opens
+/// a perf event (`restart-kills-tracer`, appended with the binary's path: the agent
+/// attaches its policies' tracepoints through perf events).
+const GETPGID: i32 = 1_999_001;
+const GETSID: i32 = 1_999_002;
+
+const POLICIES: &str = r#"apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: restart-posts
+spec:
+  tracepoints:
+  - subsystem: syscalls
+    event: sys_enter_getpgid
+    args:
+    - index: 5
+      type: int
+    selectors:
+    - matchArgs:
+      - index: 5
+        operator: Equal
+        values: ["1999001"]
+---
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: restart-kills
+spec:
+  tracepoints:
+  - subsystem: syscalls
+    event: sys_enter_getsid
+    args:
+    - index: 5
+      type: int
+    selectors:
+    - matchArgs:
+      - index: 5
+        operator: Equal
+        values: ["1999002"]
+      matchActions:
+      - action: Sigkill
+---
+apiVersion: cilium.io/v1alpha1
+kind: TracingPolicy
+metadata:
+  name: restart-kills-tracer
+spec:
+  tracepoints:
+  - subsystem: syscalls
+    event: sys_enter_perf_event_open
+    selectors:
+    - matchBinaries:
+      - operator: In
+        values: ["TRACER"]
+      matchActions:
+      - action: Sigkill
+"#;
+
+/// A child that calls getsid(`GETSID`); how it ended.
+fn getsid_child() -> nix::sys::wait::WaitStatus {
+    // SAFETY: the child calls only async-signal-safe functions (getsid, _exit) before it
+    // ends.
+    match unsafe { nix::unistd::fork() }.expect("fork") {
+        nix::unistd::ForkResult::Child => {
+            // SAFETY: plain system calls.
+            unsafe {
+                libc::getsid(GETSID);
+                libc::_exit(0)
+            }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            nix::sys::wait::waitpid(child, None).expect("waitpid")
+        }
+    }
+}
+
+#[test]
+fn policies_run_on_across_a_restart_each_call_reported_once() {
+    if !privileged("policies_run_on_across_a_restart_each_call_reported_once") {
+        return;
+    }
+    let pinned = Pinned::new("policies");
+    let policy = pinned.export.with_file_name("policies.yaml");
+    let tracer = integration::real(&tracer_bin().to_string_lossy());
+    std::fs::write(&policy, POLICIES.replace("TRACER", &tracer)).expect("write the policies");
+    let policy_arg = format!("--tracing-policy={}", policy.display());
+    let first = pinned.start(&[&policy_arg]);
+    // Calls all through the restart, counted.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let caller = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut calls = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: getpgid of a pid that does not exist: fails, touches nothing.
+                unsafe { libc::getpgid(GETPGID) };
+                calls += 1;
+                // About 500 calls a second: what a gap of a few seconds posts fits
+                // in the ring buffer.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            calls
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let first_log = terminate(first);
+    assert!(first_log.contains("3 policies left running"), "{first_log}");
+    // No agent runs: the pinned policies still act.
+    let killed = getsid_child();
+    assert!(
+        matches!(
+            killed,
+            nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
+        ),
+        "Sigkill while no agent runs: {killed:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // It opens perf events while the old policies run: they spare it, as their own agent.
+    let second = pinned.start(&[&policy_arg]);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let calls = caller.join().expect("the calling thread");
+    let second_pid = second.pid();
+    let second_log = terminate(second);
+    assert!(
+        second_log.contains("the previous agent's 3 policies (3 hooks) run on"),
+        "{second_log}"
+    );
+    assert!(
+        second_log.contains("took over the hooks pinned"),
+        "{second_log}"
+    );
+    let lines = pinned.lines();
+    let posted = integration::getpgid::hits(&lines, "restart-posts", GETPGID.into());
+    assert_eq!(
+        posted, calls as usize,
+        "each of the {calls} calls once, across the restart\n{second_log}"
+    );
+    let kills: Vec<&Value> = integration::of_kind(&lines, "process_tracepoint")
+        .into_iter()
+        .filter(|e| e["policy_name"] == "restart-kills")
+        .collect();
+    assert_eq!(
+        kills.len(),
+        1,
+        "the kill in the gap is reported: {kills:#?}"
+    );
+    assert_eq!(kills[0]["action"], "KPROBE_ACTION_SIGKILL");
+    // The old policy matched the starting agent, and spared it.
+    let spared = integration::of_kind(&lines, "process_tracepoint")
+        .into_iter()
+        .filter(|e| e["policy_name"] == "restart-kills-tracer" && e["process"]["pid"] == second_pid)
+        .count();
+    assert!(
+        spared > 0,
+        "the starting agent's perf events, matched\n{second_log}"
+    );
+    for pair in lines.windows(2) {
+        assert!(seq(&pair[1]) > seq(&pair[0]), "strictly increasing");
+    }
 }

@@ -751,13 +751,29 @@ fn lifecycle_on_distribution_kernels() {
             stderr2.contains("kernel: kprobes available, but policies' kprobes run on the tracepoints that stand for them (kprobes are off: --disable-kprobes)"),
             "{name}: {stderr2}"
         );
-        // The first agent left its process hooks pinned (the BPF file system mounted by
-        // it); the second took them over, with the processes the first saved.
+        // The first agent left its hooks pinned (the BPF file system mounted by it), its
+        // policies' (on kprobes, fentry) with them; the second read their events while
+        // it loaded its own, then took over, with the processes the first saved.
         assert!(
-            stderr2.contains("took over the process hooks pinned at /sys/fs/bpf/tracer (generation 2, 3 detached)")
+            stderr.contains("policies left running ("),
+            "{name}: {stderr}"
+        );
+        assert!(
+            stderr2.contains("took over the hooks pinned at /sys/fs/bpf/tracer (generation 2, ")
+                && stderr2.contains("policies (")
+                && stderr2.contains("run on until this agent's are loaded")
                 && stderr2.contains("processes from the agent before"),
             "{name}: {stderr2}"
         );
+        assert!(
+            !stderr2.contains("compiles otherwise here"),
+            "{name}: {stderr2}"
+        );
+        assert!(
+            !stderr2.contains("cannot be read here"),
+            "{name}: {stderr2}"
+        );
+        assert!(!stderr.contains("is not left running"), "{name}: {stderr}");
         assert!(
             stderr2.contains("policy vm-connect: kprobe tcp_connect runs on the tracepoint sock/inet_sock_set_state"),
             "{name}: {stderr2}"

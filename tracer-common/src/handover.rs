@@ -2,10 +2,10 @@
 //! array of `u64` pinned with the ring buffer and the lifecycle hooks): which generation
 //! of programs may post records, and what the agent that stopped had said.
 //!
-//! Only the lifecycle programs read it (slot [`ACTIVE`]); the other slots are the
-//! agents'. A program posts only while `ACTIVE` holds its own generation, so that a new
-//! agent can attach its hooks beside the old ones and take over in one map write: no
-//! record is posted twice, none is missed.
+//! The programs read slots [`ACTIVE`] and [`OWNER`]; the other slots are the agents'. A
+//! program (lifecycle or policy) runs only while `ACTIVE` holds its own generation, so
+//! that a new agent can attach its hooks beside the old ones and take over in one map
+//! write: no record is posted twice, none is missed.
 
 /// The version of everything two agents share through the pinned set: the records'
 /// layout (`event`, `counters`) and the pinned maps' definitions. An agent takes over a
@@ -27,7 +27,9 @@ pub const SEQ: u32 = 3;
 pub const STOPPED_NS: u32 = 4;
 /// 1 when the agent stopped cleanly (everything it read was written).
 pub const CLEAN: u32 = 5;
-/// The pid of the agent that holds the set (0: none).
+/// The pid of the agent that holds the set (0: none), written as soon as it has the
+/// lock: the policies' programs spare it (`Sigkill`, `Signal`, `NotifyEnforcer`), those
+/// of the agent before while it starts.
 pub const OWNER: u32 = 6;
 /// Records lost in the kernel, per event kind, as the stream has reported them:
 /// `LOST_REPORTED + kind`.

@@ -23,8 +23,9 @@ pub fn count(kind: EventKind, counter: Counter) {
     }
 }
 
-/// Whether this object's generation is the one that posts lifecycle records: a new
-/// agent's hooks run beside the old ones until it takes over (`tracer_common::handover`).
+/// Whether this object's generation is the one that posts: a new agent's hooks (the
+/// lifecycle's and the policies') run beside the old ones until it takes over
+/// (`tracer_common::handover`).
 #[inline(always)]
 pub fn active() -> bool {
     // SAFETY: GENERATION is a valid, aligned static; the volatile read keeps the

@@ -18,8 +18,9 @@ pub(crate) static WAKEUP_BYTES: u64 = 0;
 #[unsafe(no_mangle)]
 pub(crate) static EXEC_ENV: u32 = 0;
 
-/// This object's generation: its lifecycle programs post records only while `HANDOVER`
-/// says it is the active one (`tracer_common::handover`). 0 when nothing is pinned.
+/// This object's generation: its programs (lifecycle and policies) run only while
+/// `HANDOVER` says it is the active one (`tracer_common::handover`). 0 when nothing is
+/// pinned.
 #[unsafe(no_mangle)]
 pub(crate) static GENERATION: u64 = 0;
 
@@ -29,13 +30,19 @@ pub(crate) static GENERATION: u64 = 0;
 #[unsafe(no_mangle)]
 pub(crate) static AGENT_TGID: u32 = 0;
 
-/// Whether `pid_tgid` (from `bpf_get_current_pid_tgid`) is a thread of the agent.
+/// Whether `pid_tgid` (from `bpf_get_current_pid_tgid`) is a thread of the agent: this
+/// object's, or the one that holds the pinned set (`HANDOVER[OWNER]`), which a pinned
+/// set's policies spare while it starts and takes them over.
 #[inline(always)]
 pub(crate) fn is_agent(pid_tgid: u64) -> bool {
     // SAFETY: AGENT_TGID is a valid, aligned static; a volatile read is a plain load from
     // .rodata, and keeps the compiler from folding the zero it sees at build time.
     let agent = unsafe { core::ptr::read_volatile(&raw const AGENT_TGID) };
-    agent != 0 && (pid_tgid >> 32) as u32 == agent
+    let tgid = u64::from((pid_tgid >> 32) as u32);
+    (agent != 0 && tgid == u64::from(agent))
+        || crate::maps::HANDOVER
+            .get(tracer_common::handover::OWNER)
+            .is_some_and(|owner| *owner != 0 && *owner == tgid)
 }
 
 /// Reads one field of `OFFSETS`: `off!(task_tgid)` is the offset of `task_struct.tgid`.

@@ -34,7 +34,7 @@ use crate::{
     pods::{Pods, Waiting},
     policy::{
         files::{PolicyDir, load_file},
-        store::PolicyStore,
+        store::{PolicyStore, restart},
     },
     process::{cache::ProcessCache, procfs},
     ringbuf::EventSource,
@@ -174,6 +174,22 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
     };
     let client = kube_client().await;
     let mut store = policy_store(&config, &resolved, &mut loaded.ebpf, client.is_some());
+    // The policies of the agent before run on until this one takes over: their events
+    // are read with what it saved (in a replaced set of this layout, those its ring
+    // buffer kept).
+    let deferred = pins.as_ref().is_some_and(Pins::deferred);
+    if let (Some(store), Some(p)) = (store.as_mut(), previous.as_ref().filter(|p| p.same_layout)) {
+        let saved = restart::load(&restart::path(&config.state_dir), p.generation);
+        if let Some(saved) = saved.filter(|s| !s.policies.is_empty()) {
+            let policies = saved.policies.len();
+            let hooks = store.inherit(saved);
+            if deferred {
+                tracing::info!(
+                    "the previous agent's {policies} policies ({hooks} hooks) run on until this agent's are loaded"
+                );
+            }
+        }
+    }
     // The programs are attached before /proc is read, so no process falls between the two.
     let saved = match (&previous, &pins) {
         (Some(p), Some(_)) => crate::process::snapshot::load(
@@ -200,16 +216,19 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
             handover,
             took,
             previous.as_ref(),
-            &gone,
-            &config.proc_root,
+            store.as_ref(),
         );
+        // Those that ended meanwhile without an exit record can go now.
+        pipeline.cache.let_go(&gone, &config.proc_root);
+        if !deferred && let Some(store) = store.as_mut() {
+            store.let_go_inherited();
+        }
     }
     let mut running = Running {
-        snapshot: pins.as_ref().map(|p| {
-            (
-                crate::process::snapshot::path(&config.state_dir),
-                p.generation,
-            )
+        next_agent: pins.as_ref().map(|p| NextAgent {
+            state_dir: config.state_dir.clone(),
+            generation: p.generation,
+            links: p.dir().join(crate::handover::LINKS),
         }),
         ebpf: loaded.ebpf,
         source,
@@ -223,6 +242,9 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         node_name: config.node_name.clone(),
     };
     running.load_policies(&config.tracing_policies, config.tracing_policy_optional)?;
+    if let Some(p) = pins.as_mut().filter(|p| p.deferred()) {
+        activate(p, &mut running, &config);
+    }
     // Parsing the kernel's BTF (in the loader, and for the policies' kprobes) takes tens
     // of MB of heap, all freed by now: hand it back to the system instead of keeping it
     // for the agent's life.
@@ -304,6 +326,13 @@ fn take_over(
         })
         .collect();
     let (handover, took) = pins.take_over(&mut loaded.ebpf, links)?;
+    if pins.deferred() {
+        tracing::info!(
+            "taking over the hooks pinned at {}: they record on until this agent's policies are loaded",
+            pins.dir().display()
+        );
+        return Ok((handover, took));
+    }
     match &pins.previous {
         None => tracing::info!(
             "process hooks pinned at {}: they keep recording between this agent and the next",
@@ -328,6 +357,39 @@ fn take_over(
         },
     }
     Ok((handover, took))
+}
+
+/// Makes this agent's hooks the ones that run, once its policies are loaded, on a set
+/// taken over (`Pins::deferred`): the old hooks, the policies' with them, are detached.
+/// Its own lifecycle hooks did not record meanwhile: the policies' view of the
+/// processes is given again from /proc.
+fn activate(pins: &mut Pins, running: &mut Running, config: &Config) {
+    match pins.activate(&mut running.ebpf) {
+        Ok(detached) => tracing::info!(
+            "took over the hooks pinned at {} (generation {}, {detached} detached): what they recorded while no agent ran is read now",
+            pins.dir().display(),
+            pins.generation,
+        ),
+        Err(e) => {
+            tracing::error!(
+                "cannot take over the hooks pinned at {}: {e}; the previous agent's hooks go on posting, this agent's do not",
+                pins.dir().display()
+            );
+            return;
+        }
+    }
+    if let Some(store) = running.store.as_mut() {
+        store.let_go_inherited();
+        let found = procfs::build(
+            &config.node_name,
+            procfs::scan(&config.proc_root, &config.cgroup_root),
+        );
+        store.reseed(
+            found
+                .iter()
+                .map(|p| (p.pid, p.binary.as_str(), p.creds.caps)),
+        );
+    }
 }
 
 /// When the agent before stopped reading (RFC 3339): the start of the gap.
@@ -514,12 +576,21 @@ struct Signals {
     term: tokio::signal::unix::Signal,
 }
 
+/// Where an agent on a pinned set leaves, at exit, what the next agent goes on from.
+struct NextAgent {
+    /// The process cache (`process::snapshot`) and the policies (`store::restart`).
+    state_dir: PathBuf,
+    /// This agent's generation, which the files are marked with.
+    generation: u64,
+    /// Where the policies' hooks are pinned.
+    links: PathBuf,
+}
+
 /// What the agent works on once it runs: the kernel's side, the policies, and the
 /// user-space stages.
 struct Running {
-    /// Where the process cache goes at exit for the next agent, and the generation it
-    /// takes over (pinned only).
-    snapshot: Option<(PathBuf, u64)>,
+    /// What is left at exit for the next agent (pinned only).
+    next_agent: Option<NextAgent>,
     ebpf: Ebpf,
     source: EventSource,
     /// The executable mappings, read while a `loader: true` policy is loaded.
@@ -693,8 +764,8 @@ impl Running {
     /// already holds, and says what was done.
     async fn stop(self, metrics: &Metrics) {
         let Running {
-            snapshot,
-            ebpf,
+            next_agent,
+            mut ebpf,
             mut source,
             mut mappings,
             store,
@@ -702,6 +773,10 @@ impl Running {
             ..
         } = self;
         let policy_counts = store.as_ref().map(PolicyStore::counts).unwrap_or_default();
+        let mut store = store;
+        if let (Some(next), Some(store)) = (&next_agent, store.as_mut()) {
+            leave_policies(next, store, &mut ebpf);
+        }
         // Detaches every hook but the pinned ones, which record on for the next agent.
         drop(ebpf);
         let mapped = mappings.take();
@@ -725,8 +800,9 @@ impl Running {
         metrics.set_ready(false);
         pipeline.report(&mut source, &mut mappings, store.as_ref());
         pipeline.flush();
-        if let Some((file, generation)) = &snapshot {
-            match crate::process::snapshot::save(file, *generation, pipeline.cache.live()) {
+        if let Some(next) = &next_agent {
+            let file = crate::process::snapshot::path(&next.state_dir);
+            match crate::process::snapshot::save(&file, next.generation, pipeline.cache.live()) {
                 Ok(n) => tracing::info!(
                     "{n} processes saved for the next agent in {}",
                     file.display()
@@ -771,6 +847,32 @@ impl Running {
         pipeline.export.observe();
         tracing::info!("tracer final metrics: {}", metrics.totals());
     }
+}
+
+/// Pins the policies' hooks for the next agent, which detaches them once its own are in,
+/// and saves what reads their events meanwhile (`store::restart`).
+fn leave_policies(next: &NextAgent, store: &mut PolicyStore, ebpf: &mut Ebpf) {
+    let saved = store.saved(next.generation);
+    let file = restart::path(&next.state_dir);
+    if saved.policies.is_empty() {
+        let _ = std::fs::remove_file(&file);
+        return;
+    }
+    if let Err(e) = restart::save(&file, &saved) {
+        tracing::warn!(
+            "cannot save the policies for the next agent in {} ({e}): their hooks are not left running",
+            file.display()
+        );
+        return;
+    }
+    let (pinned, failed) = store.pin(ebpf, &next.links);
+    for f in &failed {
+        tracing::warn!("a policy hook is not left running: {f}");
+    }
+    tracing::info!(
+        "{} policies left running ({pinned} hooks pinned) until the next agent's are loaded",
+        saved.policies.len()
+    );
 }
 
 /// Reads and exports everything the kernel has recorded so far: between policies being
@@ -963,23 +1065,21 @@ impl Pipeline {
     /// Goes on from the agent before (`previous`, `None` for the first on a pinned set):
     /// numbers on from its `seq`, reads what a replaced ring buffer of the same layout
     /// kept, says what could not be kept, then reads what the hooks recorded while no
-    /// agent ran, before anything else: then the processes that ended meanwhile without
-    /// an exit record (`gone`, not in `proc_root`) can go.
+    /// agent ran, before anything else.
     fn resume(
         &mut self,
         source: &mut EventSource,
         handover: crate::handover::Handover,
         mut took: crate::handover::TakeOver,
         previous: Option<&crate::handover::Previous>,
-        gone: &[u32],
-        proc_root: &Path,
+        store: Option<&PolicyStore>,
     ) {
         self.export.resume(previous.map_or(0, |p| p.seq), handover);
         if let Some(mut ring) = took.old_ring.take() {
             // Its records are older than any in the new ring buffer.
             let mut n = 0u64;
             while let Some(item) = ring.next() {
-                self.record(&item, None);
+                self.record(&item, store);
                 n += 1;
             }
             tracing::info!("read the {n} records the replaced ring buffer kept");
@@ -987,10 +1087,9 @@ impl Pipeline {
         if let Some(p) = previous {
             self.restarted(source, p, &took);
         }
-        source.drain(STOP_DRAIN, |bytes| self.record(bytes, None));
+        source.drain(STOP_DRAIN, |bytes| self.record(bytes, store));
         self.release(false);
         self.flush();
-        self.cache.let_go(gone, proc_root);
     }
 
     /// After taking over from `previous`: says in the stream what could not be kept

@@ -1,15 +1,19 @@
 //! Restarts without a gap. The process lifecycle hooks, the ring buffer, its loss
-//! counters and the hand-over state (`HANDOVER`, `tracer_common::handover`) are pinned
-//! under a directory of the BPF file system (`/sys/fs/bpf/tracer`). When the agent stops,
-//! they stay: the kernel goes on recording into the ring buffer while no agent reads.
+//! counters, the stack traces and the hand-over state (`HANDOVER`,
+//! `tracer_common::handover`) are pinned under a directory of the BPF file system
+//! (`/sys/fs/bpf/tracer`), and at stop the policies' hooks too (`policy::store::restart`).
+//! When the agent stops, they stay: the kernel goes on recording into the ring buffer
+//! while no agent reads, and the policies go on acting.
 //!
 //! A starting agent locks the directory (one agent per set: a second one waits for the
-//! first to stop), then either
+//! first to stop), writes itself as the holder (which the pinned policies spare), then
+//! either
 //! - **takes over** a set of its own layout ([`LAYOUT`]) and ring buffer size: its
-//!   programs use the pinned maps, attach beside the old hooks (posting nothing: not
-//!   their generation), and one write of `HANDOVER[ACTIVE]` makes them the ones that
-//!   post. The old hooks are detached after. Each record is posted once, by one of them,
-//!   into the same ring buffer, which the new agent reads from where the old one stopped;
+//!   programs use the pinned maps, attach beside the old hooks (posting and acting on
+//!   nothing: not their generation), and once its policies are loaded
+//!   ([`Pins::activate`]) one write of `HANDOVER[ACTIVE]` makes them the ones that run.
+//!   The old hooks are detached after. Each record is posted once, by one of them, into
+//!   the same ring buffer, which the new agent reads from where the old one stopped;
 //! - or **replaces** any other set: the old maps' pins are removed, the new set is made,
 //!   its hooks attached before the old ones are detached. What the old hooks posted
 //!   after the old agent stopped is in a ring buffer of another layout: it is counted and
@@ -40,11 +44,12 @@ use tracer_common::{
 /// Where the set is pinned unless `--pin-dir` says otherwise.
 pub const DEFAULT_DIR: &str = "/sys/fs/bpf/tracer";
 
-/// The pinned maps: the hand-over state, the ring buffer and its counters.
-const MAPS: [&str; 3] = ["HANDOVER", "EVENTS", "COUNTERS"];
+/// The pinned maps: the hand-over state, the ring buffer and its counters, and the
+/// policies' stack traces (whose ids their events carry).
+const MAPS: [&str; 4] = ["HANDOVER", "EVENTS", "COUNTERS", "STACKS"];
 
-/// The lifecycle hooks' links, one file per program.
-const LINKS: &str = "links";
+/// The hooks' links, one file per lifecycle program (`policy-N` for a policy's).
+pub const LINKS: &str = "links";
 
 /// `statfs.f_type` of the BPF file system.
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -121,6 +126,8 @@ pub struct Pins {
     old_links: Vec<PinnedLink>,
     /// The replaced set's ring buffer, to count what it holds.
     old_ring: Option<RingBuf<MapData>>,
+    /// This agent's lifecycle hooks, pinned when it becomes the active generation.
+    pending: Vec<(&'static str, raw_trace_point::RawTracePointLinkId)>,
 }
 
 /// What a take-over found.
@@ -145,6 +152,9 @@ impl Pins {
         let lock = File::open(dir).map_err(io(dir))?;
         lock_dir(&lock, dir, wait)?;
         let state = read_state(dir)?;
+        if state.is_some() {
+            spare_me(dir);
+        }
         let mut pins = Self {
             dir: dir.to_owned(),
             _lock: lock,
@@ -152,6 +162,7 @@ impl Pins {
             previous: None,
             old_links: Vec::new(),
             old_ring: None,
+            pending: Vec::new(),
         };
         let Some(slots) = state else {
             // A set half made by an agent that died before its first write: its links
@@ -208,9 +219,18 @@ impl Pins {
         MAPS.iter().map(|m| (*m, self.dir.join(m))).collect()
     }
 
-    /// Makes this agent's programs the ones that post (`links`: its attached lifecycle
-    /// hooks, by program), detaches the old hooks and pins the new ones. Returns the
-    /// `HANDOVER` map, where the export keeps `seq`.
+    /// Whether this agent becomes the active generation only once its policies are
+    /// loaded ([`Pins::activate`]): on a set of its layout taken over, where the old
+    /// hooks, the policies' with them, go on until the new ones are in. A new or
+    /// replaced set is made active at once.
+    pub fn deferred(&self) -> bool {
+        self.previous.as_ref().is_some_and(|p| p.replaced.is_none())
+    }
+
+    /// Takes the set for this agent (`links`: its attached lifecycle hooks, by program)
+    /// and, unless [`Pins::deferred`], makes its programs the ones that post, detaches
+    /// the old hooks and pins the new ones. Returns the `HANDOVER` map, where the export
+    /// keeps `seq`.
     pub fn take_over(
         &mut self,
         ebpf: &mut Ebpf,
@@ -235,25 +255,13 @@ impl Pins {
         handover.set(OWNER, u64::from(std::process::id()));
         handover.set(STOPPED_NS, 0);
         handover.set(CLEAN, 0);
-        // The changeover: from here on this agent's programs post, the old ones not.
-        handover.set(ACTIVE, self.generation);
+        self.pending = links;
         let mut report = TakeOver::default();
-        for old in std::mem::take(&mut self.old_links) {
-            match old.unpin() {
-                Ok(link) => {
-                    drop(link);
-                    report.detached += 1;
-                }
-                Err(e) => tracing::warn!("cannot remove an old hook's pin: {e}"),
-            }
+        if self.deferred() {
+            return Ok((handover, report));
         }
-        for (program, id) in links {
-            if let Err(e) = self.pin_link(ebpf, program, id) {
-                tracing::warn!(
-                    "hook {program} is not pinned ({e}): a restart will miss what happens while no agent runs"
-                );
-            }
-        }
+        handover.set(ACTIVE, self.generation);
+        report.detached = self.changeover(ebpf);
         let same_layout = self.previous.as_ref().is_some_and(|p| p.same_layout);
         match self.old_ring.take() {
             Some(ring) if same_layout => report.old_ring = Some(ring),
@@ -261,6 +269,37 @@ impl Pins {
             None => {}
         }
         Ok((handover, report))
+    }
+
+    /// Makes this agent's programs the ones that post, after [`Pins::take_over`] deferred
+    /// it: the old hooks (lifecycle and policies) are detached, the new lifecycle hooks
+    /// pinned. Returns how many old hooks were detached.
+    pub fn activate(&mut self, ebpf: &mut Ebpf) -> Result<usize, HandoverError> {
+        write_slot(&self.dir, ACTIVE, self.generation)?;
+        Ok(self.changeover(ebpf))
+    }
+
+    /// Once this agent's generation is active: detaches the old hooks and pins this
+    /// agent's lifecycle hooks. Returns how many old hooks were detached.
+    fn changeover(&mut self, ebpf: &mut Ebpf) -> usize {
+        let mut detached = 0;
+        for old in std::mem::take(&mut self.old_links) {
+            match old.unpin() {
+                Ok(link) => {
+                    drop(link);
+                    detached += 1;
+                }
+                Err(e) => tracing::warn!("cannot remove an old hook's pin: {e}"),
+            }
+        }
+        for (program, id) in std::mem::take(&mut self.pending) {
+            if let Err(e) = self.pin_link(ebpf, program, id) {
+                tracing::warn!(
+                    "hook {program} is not pinned ({e}): a restart will miss what happens while no agent runs"
+                );
+            }
+        }
+        detached
     }
 
     fn pin_link(
@@ -423,6 +462,32 @@ fn read_state(dir: &Path) -> Result<Option<Vec<u64>>, HandoverError> {
     Ok(Some(slots))
 }
 
+/// Makes this process the set's holder (`HANDOVER[OWNER]`), which its pinned policies
+/// spare as their own agent: a `Sigkill` policy cannot kill the agent that starts to take
+/// it over, or `tracer cleanup`. (A `HANDOVER` of another layout may have no such slot.)
+fn spare_me(dir: &Path) {
+    if let Err(e) = write_slot(dir, OWNER, u64::from(std::process::id())) {
+        tracing::debug!("the pinned policies do not spare this process: {e}");
+    }
+}
+
+/// Writes `value` to slot `slot` of the `HANDOVER` pinned in `dir`.
+fn write_slot(dir: &Path, slot: u32, value: u64) -> Result<(), HandoverError> {
+    let path = dir.join("HANDOVER");
+    let map = MapData::from_pin(&path).map_err(|source| HandoverError::Map {
+        path: path.clone(),
+        source,
+    })?;
+    let mut array =
+        Array::<MapData, u64>::try_from(Map::Array(map)).map_err(|source| HandoverError::Map {
+            path: path.clone(),
+            source,
+        })?;
+    array
+        .set(slot, value, 0)
+        .map_err(|source| HandoverError::Map { path, source })
+}
+
 /// The hooks pinned by the agent before.
 fn old_links(dir: &Path) -> Result<Vec<PinnedLink>, HandoverError> {
     let links = dir.join(LINKS);
@@ -517,6 +582,7 @@ pub fn cleanup(dir: &Path) -> Result<u64, HandoverError> {
     }
     let lock = File::open(dir).map_err(io(dir))?;
     lock_dir(&lock, dir, Duration::ZERO)?;
+    spare_me(dir);
     for link in old_links(dir)? {
         link.unpin().map_err(io(dir))?;
     }

@@ -70,6 +70,11 @@ pub(crate) struct Snapshot {
 /// (A call chain may be at most eight frames deep: this, and the evaluation's seven.)
 #[inline(never)]
 pub(crate) fn run<S: Site>(ctx: *mut c_void, site: &S, id: u32) -> i32 {
+    // Beside a pinned set's hooks, a starting agent's run only once it takes over: one
+    // set evaluates, acts and posts at a time (`tracer_common::handover`).
+    if !crate::emit::active() {
+        return 0;
+    }
     let Some(hp) = HOOK_POINTS.get(id) else {
         return 0;
     };

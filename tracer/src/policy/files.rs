@@ -177,7 +177,7 @@ pub fn load_file(
             tracing::warn!("policy {name}: {w}");
         }
         let started = std::time::Instant::now();
-        let result = store.add(ebpf, &doc.spec, path);
+        let result = store.add(ebpf, &doc, path);
         super::log_load(&name, &source, &result, started.elapsed());
         if let Err(e) = &result {
             refused.push(format!("{source}: {e}"));

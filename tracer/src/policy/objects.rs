@@ -254,7 +254,7 @@ pub fn apply_change(
                             tracing::warn!("policy {name}: {w}");
                         }
                         let started = std::time::Instant::now();
-                        let result = store.add(ebpf, &doc.spec, std::path::Path::new(&source));
+                        let result = store.add(ebpf, doc, std::path::Path::new(&source));
                         super::log_load(&name, &source, &result, started.elapsed());
                         match result {
                             Ok(failed) => {

@@ -37,6 +37,22 @@ pub fn install(
     proc_root: &Path,
     cgroup_root: &Path,
 ) -> Result<(), WriteError> {
+    for f in &compiled.follow {
+        if let Follow::Binary(b) = f {
+            add_binary_filter(maps, *b)?;
+        }
+    }
+    mark(maps, compiled, proc_root, cgroup_root)
+}
+
+/// Gives the follow bits of `compiled`'s filters to the processes under `proc_root` that
+/// match them, and to their descendants.
+pub fn mark(
+    maps: &mut Maps,
+    compiled: &Compiled,
+    proc_root: &Path,
+    cgroup_root: &Path,
+) -> Result<(), WriteError> {
     if compiled.follow.is_empty() {
         return Ok(());
     }
@@ -71,7 +87,6 @@ pub fn install(
                     .collect(),
             ),
             Follow::Binary(b) => {
-                add_binary_filter(maps, *b)?;
                 let values: Vec<&StrEntry> = compiled
                     .strings
                     .iter()

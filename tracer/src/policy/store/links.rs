@@ -16,6 +16,8 @@ const PERF_TYPE_TRACEPOINT: u32 = 2;
 const PERF_FLAG_FD_CLOEXEC: libc::c_ulong = 8;
 /// `BPF_LINK_CREATE`.
 const BPF_LINK_CREATE: libc::c_long = 28;
+/// `BPF_OBJ_PIN`.
+const BPF_OBJ_PIN: libc::c_long = 6;
 /// `BPF_PERF_EVENT`, the attach type of a perf event link.
 const BPF_PERF_EVENT: u32 = 41;
 
@@ -41,6 +43,35 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LinkError {
 pub struct PerfLink {
     _link: OwnedFd,
     _event: OwnedFd,
+}
+
+impl PerfLink {
+    /// Pins the link at `path` (`BPF_OBJ_PIN`): it stays attached once this agent has
+    /// closed it, until the pin is removed. (The link holds its perf event.)
+    pub fn pin(&self, path: &Path) -> Result<(), LinkError> {
+        let what = || format!("pinning a hook at {}", path.display());
+        let name = CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|e| LinkError::Kernel(format!("{}: {e}", what())))?;
+        // `union bpf_attr`'s `obj_pin`: pathname (a pointer), bpf_fd, file_flags; the
+        // rest zero.
+        let mut attr = [0u64; 4];
+        attr[0] = name.as_ptr() as u64;
+        attr[1] = u64::from(self._link.as_raw_fd() as u32);
+        // SAFETY: `attr` is a zeroed `bpf_attr` of the size passed with `obj_pin`'s
+        // fields set; `name` (NUL-ended) and the link's descriptor outlive the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_OBJ_PIN,
+                attr.as_mut_ptr(),
+                std::mem::size_of_val(&attr) as libc::c_uint,
+            )
+        };
+        if rc < 0 {
+            return Err(io(what())(std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
 }
 
 /// `struct perf_event_attr` up to `config2` (`PERF_ATTR_SIZE_VER1`); the kernel takes a

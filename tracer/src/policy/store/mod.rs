@@ -9,6 +9,7 @@
 //! - [`maps`]: the kernel's policy maps, one writer per kind of entry.
 //! - [`follow`]: `followForks` / `followChildren` for the processes already running.
 //! - [`retire`]: what is deleted a moment after it is unlinked.
+//! - [`restart`]: the policies' hooks pinned at stop, and what reads their events after.
 //!
 //! A new version of a policy is installed before the old one is removed: no call falls
 //! between the two (one may be seen by both).
@@ -18,6 +19,7 @@ mod links;
 mod maps;
 mod points;
 mod programs;
+pub mod restart;
 mod retire;
 
 use std::{
@@ -41,6 +43,7 @@ use self::{
 use super::{
     compile::{self, Compiled, Hook, Ids},
     facts::{Facts, Kernel},
+    parse::Document,
     spec,
 };
 
@@ -135,6 +138,8 @@ struct Loaded {
     /// Each hook's id and hook point (`None`: it did not attach).
     hooks: Vec<(u32, Option<u32>)>,
     source: PathBuf,
+    /// The document, as loaded (JSON): saved for the next agent on a pinned set.
+    document: String,
     /// The hooks that did not attach: the policy is partly loaded.
     failed: Vec<FailedHook>,
     /// The enforcer program on each function of `enforcers` that attached (dropping a
@@ -155,6 +160,10 @@ pub struct PolicyStore {
     /// Every hook by id, with its policy: for the events (a removed hook's stays a while,
     /// for its events still in the ring buffer).
     hooks: HashMap<u32, (Rc<Compiled>, usize)>,
+    /// The hooks of the agent before (pinned, [`restart`]), for their events, and until
+    /// when they are kept once detached.
+    inherited: HashMap<u32, (Rc<Compiled>, usize)>,
+    inherited_until: Option<Instant>,
     last_hook: u32,
     last_policy: u32,
     ids: Ids,
@@ -193,6 +202,8 @@ impl PolicyStore {
             settings,
             policies: BTreeMap::new(),
             hooks: HashMap::new(),
+            inherited: HashMap::new(),
+            inherited_until: None,
             last_hook: 0,
             last_policy: 0,
             ids: Ids::default(),
@@ -239,12 +250,16 @@ impl PolicyStore {
     pub fn add(
         &mut self,
         ebpf: &mut Ebpf,
-        policy: &spec::Policy,
+        doc: &Document,
         source: &Path,
     ) -> Result<Vec<FailedHook>, StoreError> {
         self.tick();
-        let name = policy.name.clone();
-        let result = self.add_inner(ebpf, policy, source);
+        let name = doc.spec.name.clone();
+        let result = self.add_inner(ebpf, &doc.spec, source).inspect(|_| {
+            if let Some(l) = self.policies.get_mut(&name) {
+                l.document = restart::document(&doc.policy);
+            }
+        });
         if result.is_ok() {
             self.refused.remove(&name);
         } else {
@@ -325,6 +340,7 @@ impl PolicyStore {
             compiled: Rc::clone(&compiled),
             hooks: Vec::new(),
             source: source.to_owned(),
+            document: String::new(),
             failed: compiled.unplaced.clone(),
             enforcers: Vec::new(),
         };
@@ -503,6 +519,10 @@ impl PolicyStore {
 
     /// Deletes what was unlinked long enough ago. The agent calls it every second.
     pub fn tick(&mut self) {
+        if self.inherited_until.is_some_and(|t| t <= Instant::now()) {
+            self.inherited.clear();
+            self.inherited_until = None;
+        }
         for item in self.retire.due(Instant::now()) {
             self.delete(item);
         }
@@ -657,7 +677,7 @@ impl PolicyStore {
 
     /// The policy and hook of hook `id` (for a while after it is removed, too).
     pub fn hook(&self, id: u32) -> Option<(&Compiled, &Hook)> {
-        let (compiled, i) = self.hooks.get(&id)?;
+        let (compiled, i) = self.hooks.get(&id).or_else(|| self.inherited.get(&id))?;
         Some((compiled, compiled.hooks.get(*i)?))
     }
 
@@ -702,6 +722,130 @@ impl PolicyStore {
                     .map(|f| format!("{}: does not run here: {}", f.hook, f.reason)),
             )
             .collect())
+    }
+
+    /// The loaded policies, for the next agent on a pinned set ([`restart`]).
+    pub fn saved(&self, generation: u64) -> restart::Saved {
+        let policies = self
+            .policies
+            .iter()
+            .filter(|(_, l)| !l.document.is_empty())
+            .map(|(name, l)| restart::SavedPolicy {
+                name: name.clone(),
+                id: l.id,
+                document: l.document.clone(),
+                hooks: l
+                    .hooks
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, (id, _))| Some((*id, l.compiled.hooks.get(i)?.label())))
+                    .collect(),
+            })
+            .collect();
+        restart::Saved {
+            generation,
+            placed: restart::Placed::of(&self.facts.kernel),
+            policies,
+        }
+    }
+
+    /// Pins every hook point's attachment and every enforcer under `dir`, as the agent
+    /// stops on a pinned set: the policies go on in the kernel until the next agent's
+    /// are in ([`restart`]). Returns how many links were pinned, and what could not be.
+    pub fn pin(&mut self, ebpf: &mut Ebpf, dir: &Path) -> (usize, Vec<String>) {
+        let attachments = self.attachments.drain().map(|(_, a)| a).collect();
+        let enforcers: Vec<links::PerfLink> = self
+            .policies
+            .values_mut()
+            .flat_map(|l| std::mem::take(&mut l.enforcers))
+            .collect();
+        programs::pin(&mut self.programs, ebpf, attachments, &enforcers, dir)
+    }
+
+    /// The policies of the agent before, whose pinned hooks run until this agent takes
+    /// over: compiled again to read their events (a hook whose compilation differs is
+    /// left out: its events are not reported). New hook ids start past theirs. Returns
+    /// how many hooks can be read.
+    pub fn inherit(&mut self, saved: restart::Saved) -> usize {
+        // Compiled for where the agent before placed its hooks.
+        let theirs;
+        let facts = if saved.placed == restart::Placed::of(&self.facts.kernel) {
+            &self.facts
+        } else {
+            theirs = Facts::new(saved.placed.on(self.facts.kernel), &self.settings.tracefs);
+            &theirs
+        };
+        for p in saved.policies {
+            self.last_hook = self
+                .last_hook
+                .max(p.hooks.iter().map(|(id, _)| *id).max().unwrap_or(0));
+            self.last_policy = self.last_policy.max(p.id);
+            let doc =
+                super::parse::text_documents(&format!("saved policy {}", p.name), &p.document)
+                    .ok()
+                    .and_then(|mut d| (d.len() == 1).then(|| d.remove(0)));
+            let compiled = doc
+                .ok_or_else(|| "it no longer parses".to_owned())
+                .and_then(|d| {
+                    compile::compile(&d.spec, p.id, &mut Ids::default(), facts)
+                        .map_err(|e| e.to_string())
+                });
+            let compiled = match compiled {
+                Ok(c) => Rc::new(c),
+                Err(why) => {
+                    tracing::warn!(
+                        "policy {}: the previous agent's version cannot be read here ({why}): the events its pinned hooks post until this agent takes over are not reported",
+                        p.name
+                    );
+                    continue;
+                }
+            };
+            for (i, (id, label)) in p.hooks.iter().enumerate() {
+                match compiled.hooks.get(i) {
+                    Some(h) if h.label() == *label => {
+                        self.inherited.insert(*id, (Rc::clone(&compiled), i));
+                    }
+                    _ => tracing::warn!(
+                        "policy {}: hook {label} of the previous agent compiles otherwise here: its events until this agent takes over are not reported",
+                        p.name
+                    ),
+                }
+            }
+        }
+        self.inherited.len()
+    }
+
+    /// The agent before's hooks are detached: their events still in the ring buffer are
+    /// read for a while ([`retire::EVENTS_DELAY`]), then their metadata goes.
+    pub fn let_go_inherited(&mut self) {
+        if !self.inherited.is_empty() {
+            self.inherited_until = Some(Instant::now() + retire::EVENTS_DELAY);
+        }
+    }
+
+    /// After this agent took over a pinned set: its own lifecycle hooks did not record
+    /// while its policies loaded, so the processes' binaries, capabilities and follow
+    /// bits are given again from /proc (`processes`), as at start.
+    pub fn reseed<'p>(
+        &mut self,
+        processes: impl IntoIterator<Item = (u32, &'p str, Option<ExecCaps>)>,
+    ) {
+        self.seed_processes(processes);
+        let compiled: Vec<Rc<Compiled>> = self
+            .policies
+            .values()
+            .map(|l| Rc::clone(&l.compiled))
+            .collect();
+        for c in compiled {
+            if let Err(e) = follow::mark(
+                &mut self.maps,
+                &c,
+                &self.settings.proc_root,
+                &self.settings.cgroup_root,
+            ) {
+                tracing::warn!("policy {}: {e}", c.name);
+            }
+        }
     }
 
     /// How long until the next deletion is due, at most `max`.

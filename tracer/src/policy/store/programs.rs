@@ -6,14 +6,17 @@
 //! one function (past the pool, fentry hook points run on kprobes). Each program is
 //! loaded, and verified, the first time a hook point needs it.
 
-use std::{os::fd::AsFd as _, path::PathBuf};
+use std::{
+    os::fd::AsFd as _,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Btf, Ebpf,
     maps::MapError,
     programs::{
         FEntry, KProbe, Lsm, ProgramError, RawTracePoint, TracePoint, fentry::FEntryLinkId,
-        lsm::LsmLinkId, raw_trace_point::RawTracePointLinkId,
+        links::FdLink, lsm::LsmLinkId, raw_trace_point::RawTracePointLinkId,
     },
 };
 use tracer_common::policy::{SYSCALL_ENTER, SYSCALL_IDS};
@@ -469,6 +472,106 @@ impl Programs {
         if let Err(e) = result {
             tracing::warn!("detaching a hook point: {e}");
         }
+    }
+}
+
+/// Pins what keeps hook points attached, under `dir` as `policy-N`: each of
+/// `attachments`, `enforcers`, and the raw syscall programs' links. They stay attached
+/// after this agent (their programs and maps with them) until the next agent, its own
+/// hooks in, removes the pins. Returns how many were pinned, and what could not be.
+pub fn pin(
+    programs: &mut Programs,
+    ebpf: &mut Ebpf,
+    attachments: Vec<Attachment>,
+    enforcers: &[links::PerfLink],
+    dir: &Path,
+) -> (usize, Vec<String>) {
+    fn fd_link(link: Result<FdLink, String>, path: &Path) -> Result<(), String> {
+        link?.pin(path).map(drop).map_err(|e| e.to_string())
+    }
+    fn take<P, L>(ebpf: &mut Ebpf, name: &str, id: L::Id) -> Result<FdLink, String>
+    where
+        L: aya::programs::links::Link,
+        for<'a> &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+        P: TakeLink<L>,
+        FdLink: From<L>,
+    {
+        let p: &mut P = ebpf
+            .program_mut(name)
+            .ok_or_else(|| format!("no program {name}"))?
+            .try_into()
+            .map_err(|e: ProgramError| e.to_string())?;
+        p.take(id).map(FdLink::from).map_err(|e| e.to_string())
+    }
+    let mut results = Vec::new();
+    for a in attachments {
+        let path = dir.join(format!("policy-{}", results.len() + 1));
+        let result = match a {
+            Attachment::Perf(link) => link.pin(&path).map_err(|e| e.to_string()),
+            // The raw syscall programs' links, below, once each.
+            Attachment::RawSyscall { .. } => continue,
+            Attachment::Fentry { index, link } => fd_link(
+                take::<FEntry, _>(ebpf, &format!("policy_fe_{index}"), link),
+                &path,
+            ),
+            Attachment::Lsm { index, link } => fd_link(
+                take::<Lsm, _>(ebpf, &format!("policy_lsm_{index}"), link),
+                &path,
+            ),
+            Attachment::RawTp { index, link } => fd_link(
+                take::<RawTracePoint, _>(ebpf, RAW_TP_NAMES[index], link),
+                &path,
+            ),
+        };
+        results.push(result.map_err(|e| format!("{}: {e}", path.display())));
+    }
+    for link in enforcers {
+        let path = dir.join(format!("policy-{}", results.len() + 1));
+        results.push(
+            link.pin(&path)
+                .map_err(|e| format!("{}: {e}", path.display())),
+        );
+    }
+    for (d, (program, _)) in RAW.iter().enumerate() {
+        if let Some(link) = programs.raw_links[d].take() {
+            let path = dir.join(format!("policy-{}", results.len() + 1));
+            results.push(
+                fd_link(take::<RawTracePoint, _>(ebpf, program, link), &path)
+                    .map_err(|e| format!("{}: {e}", path.display())),
+            );
+        }
+    }
+    let total = results.len();
+    let failed: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+    (total - failed.len(), failed)
+}
+
+/// The programs whose links [`pin`] takes from aya, to pin them.
+trait TakeLink<L: aya::programs::links::Link> {
+    fn take(&mut self, id: L::Id) -> Result<L, ProgramError>;
+}
+
+impl TakeLink<aya::programs::fentry::FEntryLink> for FEntry {
+    fn take(
+        &mut self,
+        id: FEntryLinkId,
+    ) -> Result<aya::programs::fentry::FEntryLink, ProgramError> {
+        self.take_link(id)
+    }
+}
+
+impl TakeLink<aya::programs::lsm::LsmLink> for Lsm {
+    fn take(&mut self, id: LsmLinkId) -> Result<aya::programs::lsm::LsmLink, ProgramError> {
+        self.take_link(id)
+    }
+}
+
+impl TakeLink<aya::programs::raw_trace_point::RawTracePointLink> for RawTracePoint {
+    fn take(
+        &mut self,
+        id: RawTracePointLinkId,
+    ) -> Result<aya::programs::raw_trace_point::RawTracePointLink, ProgramError> {
+        self.take_link(id)
     }
 }
 
