@@ -124,12 +124,24 @@ struct Control {
     /// Answer this many after `delay`.
     slow_next: u64,
     delay: Duration,
+    /// Answer RESOURCE_EXHAUSTED (gRPC) or 429 with `Retry-After: retry_after` (HTTP) to
+    /// this many.
+    throttle_next: u64,
+    retry_after: Duration,
+    /// Accept this many, saying that `rejected` of each one's records were refused.
+    partial_next: u64,
+    rejected: i64,
+    /// Accept this many with a body that is not protobuf (HTTP; a proxy's page).
+    garbage_next: u64,
 }
 
 enum Answer {
     Ok,
     Unavailable,
     Invalid,
+    Throttled(Duration),
+    Partial(i64),
+    Garbage,
 }
 
 #[derive(Default)]
@@ -160,6 +172,15 @@ impl Inner {
             } else if c.reject_next > 0 {
                 c.reject_next -= 1;
                 Answer::Invalid
+            } else if c.throttle_next > 0 {
+                c.throttle_next -= 1;
+                Answer::Throttled(c.retry_after)
+            } else if c.partial_next > 0 {
+                c.partial_next -= 1;
+                Answer::Partial(c.rejected)
+            } else if c.garbage_next > 0 {
+                c.garbage_next -= 1;
+                Answer::Garbage
             } else {
                 Answer::Ok
             };
@@ -169,7 +190,7 @@ impl Inner {
             tokio::time::sleep(d).await;
         }
         match answer {
-            Answer::Ok => {
+            Answer::Ok | Answer::Partial(_) | Answer::Garbage => {
                 let mut records = lock(&self.records);
                 for rl in request.resource_logs {
                     let resource = rl.resource.unwrap_or_default();
@@ -186,7 +207,7 @@ impl Inner {
                     }
                 }
             }
-            Answer::Unavailable | Answer::Invalid => {
+            Answer::Unavailable | Answer::Invalid | Answer::Throttled(_) => {
                 self.error_answers.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -204,10 +225,28 @@ impl LogsService for Collector {
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
         match self.0.take(Via::Grpc, request.into_inner()).await {
-            Answer::Ok => Ok(tonic::Response::new(ExportLogsServiceResponse::default())),
+            Answer::Ok | Answer::Garbage => {
+                Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+            }
+            Answer::Partial(rejected) => Ok(tonic::Response::new(partial(rejected))),
             Answer::Unavailable => Err(tonic::Status::unavailable("receiver told to fail")),
             Answer::Invalid => Err(tonic::Status::invalid_argument("receiver told to refuse")),
+            Answer::Throttled(_) => Err(tonic::Status::resource_exhausted(
+                "receiver told to throttle",
+            )),
         }
+    }
+}
+
+/// An answer that accepts the request but refuses `rejected` of its records.
+fn partial(rejected: i64) -> ExportLogsServiceResponse {
+    ExportLogsServiceResponse {
+        partial_success: Some(
+            opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess {
+                rejected_log_records: rejected,
+                error_message: "receiver told to refuse some".into(),
+            },
+        ),
     }
 }
 
@@ -266,6 +305,23 @@ async fn http_logs(inner: Arc<Inner>, req: http::Request<Incoming>) -> Response 
         Answer::Ok => answer(S::OK, ExportLogsServiceResponse::default().encode_to_vec()),
         Answer::Unavailable => error(S::SERVICE_UNAVAILABLE, 14, "receiver told to fail"),
         Answer::Invalid => error(S::BAD_REQUEST, 3, "receiver told to refuse"),
+        Answer::Throttled(after) => {
+            let mut resp = error(S::TOO_MANY_REQUESTS, 8, "receiver told to throttle");
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(after.as_secs()),
+            );
+            resp
+        }
+        Answer::Partial(rejected) => answer(S::OK, partial(rejected).encode_to_vec()),
+        Answer::Garbage => {
+            let mut resp = answer(S::OK, b"<html><body>OK</body></html>".to_vec());
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/html"),
+            );
+            resp
+        }
     }
 }
 
@@ -381,6 +437,28 @@ impl Receiver {
         let mut c = lock(&self.inner.control);
         c.slow_next = n;
         c.delay = delay;
+    }
+
+    /// The next `n` requests are answered RESOURCE_EXHAUSTED (gRPC) or 429 with
+    /// `Retry-After` (HTTP; whole seconds).
+    pub fn throttle_next(&self, n: u64, retry_after: Duration) {
+        let mut c = lock(&self.inner.control);
+        c.throttle_next = n;
+        c.retry_after = retry_after;
+    }
+
+    /// The next `n` requests are accepted with a partial success: `rejected` of the
+    /// records refused (the receiver keeps them all).
+    pub fn partial_next(&self, n: u64, rejected: i64) {
+        let mut c = lock(&self.inner.control);
+        c.partial_next = n;
+        c.rejected = rejected;
+    }
+
+    /// The next `n` requests are accepted with a body that is not protobuf (over HTTP;
+    /// over gRPC an empty answer).
+    pub fn garbage_next(&self, n: u64) {
+        lock(&self.inner.control).garbage_next = n;
     }
 
     /// Every record accepted so far.

@@ -455,3 +455,65 @@ async fn shutdown_flushes_what_it_can_and_says_what_it_could_not() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_collectors_odd_answers_are_read_as_the_specification_says() {
+    for (protocol, via) in PROTOCOLS {
+        // A partial success: the records it says it refused are counted as dropped, the
+        // others as exported, and the batch is not sent again.
+        let receiver = Receiver::start();
+        receiver.partial_next(1, 2);
+        let exporter = OtlpExporter::start(config(&receiver, protocol)).expect("start");
+        for seq in 1..=4 {
+            exporter.send(&numbered(seq));
+        }
+        let s = wait_stats(&exporter, "the partial success", |s| s.queued == 0).await;
+        assert_eq!(
+            (s.exported, s.rejected, s.dropped, s.retries),
+            (2, 2, 2, 0),
+            "{protocol}: {s:?}"
+        );
+        assert_eq!(receiver.requests(), 1, "{protocol}: not sent again");
+        exporter.shutdown(Duration::from_secs(5)).await;
+
+        // Throttled: tried again, after the collector's Retry-After (1 s) where it says
+        // one (HTTP), which is longer than the exporter's own backoff (at most 200 ms).
+        let receiver = Receiver::start();
+        receiver.throttle_next(1, Duration::from_secs(1));
+        let exporter = OtlpExporter::start(config(&receiver, protocol)).expect("start");
+        let started = Instant::now();
+        for seq in 1..=3 {
+            exporter.send(&numbered(seq));
+        }
+        let records = receiver.wait_for_records(3).await;
+        let took = started.elapsed();
+        let s = wait_stats(&exporter, "the throttled export", |s| s.queued == 0).await;
+        assert_eq!(seqs(&records), (1..=3).collect(), "{protocol}: each once");
+        assert_eq!(
+            (s.exported, s.dropped, s.retries),
+            (3, 0, 1),
+            "{protocol}: {s:?}"
+        );
+        if via == Via::Http {
+            assert!(took >= Duration::from_secs(1), "{protocol}: Retry-After kept: {took:?}");
+        }
+        exporter.shutdown(Duration::from_secs(5)).await;
+
+        // 200 with a body that is not protobuf (a proxy's page): accepted as sent.
+        let receiver = Receiver::start();
+        receiver.garbage_next(1);
+        let exporter = OtlpExporter::start(config(&receiver, protocol)).expect("start");
+        for seq in 1..=3 {
+            exporter.send(&numbered(seq));
+        }
+        let records = receiver.wait_for_records(3).await;
+        let s = wait_stats(&exporter, "the export", |s| s.queued == 0).await;
+        assert_eq!(seqs(&records), (1..=3).collect(), "{protocol}");
+        assert_eq!(
+            (s.exported, s.dropped, s.retries),
+            (3, 0, 0),
+            "{protocol}: {s:?}"
+        );
+        exporter.shutdown(Duration::from_secs(5)).await;
+    }
+}

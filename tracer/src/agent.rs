@@ -243,7 +243,8 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
     };
     running.load_policies(&config.tracing_policies, config.tracing_policy_optional)?;
     if let Some(p) = pins.as_mut().filter(|p| p.deferred()) {
-        activate(p, &mut running, &config);
+        // On error the old hooks, still pinned, run on for the next agent.
+        activate(p, &mut running, &config)?;
     }
     // Parsing the kernel's BTF (in the loader, and for the policies' kprobes) takes tens
     // of MB of heap, all freed by now: hand it back to the system instead of keeping it
@@ -363,21 +364,13 @@ fn take_over(
 /// taken over (`Pins::deferred`): the old hooks, the policies' with them, are detached.
 /// Its own lifecycle hooks did not record meanwhile: the policies' view of the
 /// processes is given again from /proc.
-fn activate(pins: &mut Pins, running: &mut Running, config: &Config) {
-    match pins.activate(&mut running.ebpf) {
-        Ok(detached) => tracing::info!(
-            "took over the hooks pinned at {} (generation {}, {detached} detached): what they recorded while no agent ran is read now",
-            pins.dir().display(),
-            pins.generation,
-        ),
-        Err(e) => {
-            tracing::error!(
-                "cannot take over the hooks pinned at {}: {e}; the previous agent's hooks go on posting, this agent's do not",
-                pins.dir().display()
-            );
-            return;
-        }
-    }
+fn activate(pins: &mut Pins, running: &mut Running, config: &Config) -> Result<(), AgentError> {
+    let detached = pins.activate(&mut running.ebpf)?;
+    tracing::info!(
+        "took over the hooks pinned at {} (generation {}, {detached} detached): this agent's hooks run from here",
+        pins.dir().display(),
+        pins.generation,
+    );
     if let Some(store) = running.store.as_mut() {
         store.let_go_inherited();
         let found = procfs::build(
@@ -390,6 +383,7 @@ fn activate(pins: &mut Pins, running: &mut Running, config: &Config) {
                 .map(|p| (p.pid, p.binary.as_str(), p.creds.caps)),
         );
     }
+    Ok(())
 }
 
 /// When the agent before stopped reading (RFC 3339): the start of the gap.
@@ -768,12 +762,11 @@ impl Running {
             mut ebpf,
             mut source,
             mut mappings,
-            store,
+            mut store,
             mut pipeline,
             ..
         } = self;
         let policy_counts = store.as_ref().map(PolicyStore::counts).unwrap_or_default();
-        let mut store = store;
         if let (Some(next), Some(store)) = (&next_agent, store.as_mut()) {
             leave_policies(next, store, &mut ebpf);
         }
