@@ -495,7 +495,10 @@ async fn a_collectors_odd_answers_are_read_as_the_specification_says() {
             "{protocol}: {s:?}"
         );
         if via == Via::Http {
-            assert!(took >= Duration::from_secs(1), "{protocol}: Retry-After kept: {took:?}");
+            assert!(
+                took >= Duration::from_secs(1),
+                "{protocol}: Retry-After kept: {took:?}"
+            );
         }
         exporter.shutdown(Duration::from_secs(5)).await;
 

@@ -48,10 +48,14 @@ impl Pinned {
     }
 
     fn start(&self, extra: &[&str]) -> Agent {
+        self.start_with_env(extra, &[])
+    }
+
+    fn start_with_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Agent {
         let mut args = self.args();
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Agent::start(&args)
+        Agent::start_with_env(&args, env)
     }
 
     /// Every line of the export file, parsed.
@@ -412,6 +416,32 @@ spec:
       - action: Sigkill
 "#;
 
+/// A thread that calls getpgid(`pid`) about 500 times a second until the flag is set;
+/// it returns how many calls it made.
+fn getpgid_caller(
+    pid: i32,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<u64>,
+) {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let caller = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut calls = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // SAFETY: getpgid of a pid that does not exist: fails, touches nothing.
+                unsafe { libc::getpgid(pid) };
+                calls += 1;
+                // What a gap of a few seconds posts fits in the ring buffer.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            calls
+        })
+    };
+    (stop, caller)
+}
+
 /// A child that calls getsid(`GETSID`); how it ended.
 fn getsid_child() -> nix::sys::wait::WaitStatus {
     // SAFETY: the child calls only async-signal-safe functions (getsid, _exit) before it
@@ -442,22 +472,7 @@ fn policies_run_on_across_a_restart_each_call_reported_once() {
     let policy_arg = format!("--tracing-policy={}", policy.display());
     let first = pinned.start(&[&policy_arg]);
     // Calls all through the restart, counted.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let caller = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut calls = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                // SAFETY: getpgid of a pid that does not exist: fails, touches nothing.
-                unsafe { libc::getpgid(GETPGID) };
-                calls += 1;
-                // About 500 calls a second: what a gap of a few seconds posts fits
-                // in the ring buffer.
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            calls
-        })
-    };
+    let (stop, caller) = getpgid_caller(GETPGID);
     std::thread::sleep(Duration::from_millis(300));
     let first_log = terminate(first);
     assert!(first_log.contains("3 policies left running"), "{first_log}");
@@ -514,4 +529,43 @@ fn policies_run_on_across_a_restart_each_call_reported_once() {
     for pair in lines.windows(2) {
         assert!(seq(&pair[1]) > seq(&pair[0]), "strictly increasing");
     }
+}
+
+#[test]
+fn policy_objects_run_on_across_a_restart_each_call_reported_once() {
+    if !privileged("policy_objects_run_on_across_a_restart_each_call_reported_once") {
+        return;
+    }
+    const PID: i32 = 1_999_003;
+    let pinned = Pinned::new("objects");
+    let server = integration::apiserver::ApiServer::start();
+    server.apply(integration::getpgid::policy("restart-object", PID.into()));
+    let kubeconfig = server.kubeconfig(pinned.export.parent().expect("the test's directory"));
+    let env = [("KUBECONFIG", kubeconfig.to_str().expect("utf-8"))];
+    let first = pinned.start_with_env(&[], &env);
+    first.wait_for_log("policy restart-object loaded from tracingpolicy/restart-object");
+    let (stop, caller) = getpgid_caller(PID);
+    std::thread::sleep(Duration::from_millis(300));
+    let first_log = terminate(first);
+    assert!(first_log.contains("1 policies left running"), "{first_log}");
+    std::thread::sleep(Duration::from_millis(300));
+    let second = pinned.start_with_env(&[], &env);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let calls = caller.join().expect("the calling thread");
+    let second_log = terminate(second);
+    // Loaded from the API server's first list before the take-over.
+    let loaded = second_log
+        .find("policy restart-object loaded from tracingpolicy/restart-object")
+        .unwrap_or_else(|| panic!("loaded: {second_log}"));
+    let took = second_log
+        .find("took over the hooks pinned")
+        .unwrap_or_else(|| panic!("took over: {second_log}"));
+    assert!(loaded < took, "{second_log}");
+    let lines = pinned.lines();
+    let posted = integration::getpgid::hits(&lines, "restart-object", PID.into());
+    assert_eq!(
+        posted, calls as usize,
+        "each of the {calls} calls once, across the restart\n{second_log}"
+    );
 }

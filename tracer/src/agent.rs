@@ -243,6 +243,8 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
     };
     running.load_policies(&config.tracing_policies, config.tracing_policy_optional)?;
     if let Some(p) = pins.as_mut().filter(|p| p.deferred()) {
+        // The policies that come as objects too, so that they do not pause either.
+        running.first_policy_objects(OBJECTS_WAIT).await;
         // On error the old hooks, still pinned, run on for the next agent.
         activate(p, &mut running, &config)?;
     }
@@ -652,6 +654,60 @@ impl Running {
         Ok(())
     }
 
+    /// On a set taken over, before this agent's hooks take the old ones' place: the
+    /// policy objects of the API server's first lists (both kinds), loaded as they come,
+    /// for at most `wait` (the old hooks run on meanwhile, and what they post is read).
+    async fn first_policy_objects(&mut self, wait: Duration) {
+        let Running {
+            ebpf,
+            source,
+            mappings,
+            store,
+            pipeline,
+            policy_objects,
+            object_policies,
+            client,
+            node_name,
+            ..
+        } = self;
+        let (Some(rx), Some(store), Some(client)) =
+            (policy_objects.as_mut(), store.as_mut(), client.as_ref())
+        else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut listed = std::collections::BTreeSet::new();
+        while listed.len() < 2 {
+            let step = (tokio::time::Instant::now() + Duration::from_millis(100)).min(deadline);
+            match tokio::time::timeout_at(step, rx.recv()).await {
+                Ok(Some(change)) => {
+                    if let crate::policy::objects::Change::Listed { kind, .. } = &change {
+                        listed.insert(*kind);
+                    }
+                    crate::policy::objects::apply_change(
+                        change,
+                        store,
+                        ebpf,
+                        client,
+                        node_name,
+                        object_policies,
+                    );
+                }
+                // The watch ended (said where it ends).
+                Ok(None) => break,
+                Err(_) if step >= deadline => {
+                    tracing::warn!(
+                        "the API server's policy objects did not come within {wait:?}: they load once they come, after this agent takes over (those of the agent before pause until then)"
+                    );
+                    break;
+                }
+                Err(_) => {}
+            }
+            catch_up(source, mappings, pipeline, store);
+        }
+        policies_changed(store, &mut pipeline.pods, mappings);
+    }
+
     /// The loop: events as they come, and the policies' and pods' changes, until SIGINT
     /// or SIGTERM.
     async fn serve(
@@ -867,6 +923,10 @@ fn leave_policies(next: &NextAgent, store: &mut PolicyStore, ebpf: &mut Ebpf) {
         saved.policies.len()
     );
 }
+
+/// How long a starting agent that takes over a pinned set waits for the API server's
+/// policy objects before it takes over without them.
+const OBJECTS_WAIT: Duration = Duration::from_secs(20);
 
 /// Reads and exports everything the kernel has recorded so far: between policies being
 /// loaded, which keeps the loop from the ring buffer.
