@@ -57,20 +57,32 @@ impl PerfLink {
         let mut attr = [0u64; 4];
         attr[0] = name.as_ptr() as u64;
         attr[1] = u64::from(self._link.as_raw_fd() as u32);
-        // SAFETY: `attr` is a zeroed `bpf_attr` of the size passed with `obj_pin`'s
-        // fields set; `name` (NUL-ended) and the link's descriptor outlive the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_OBJ_PIN,
-                attr.as_mut_ptr(),
-                std::mem::size_of_val(&attr) as libc::c_uint,
-            )
-        };
-        if rc < 0 {
-            return Err(io(what())(std::io::Error::last_os_error()));
-        }
+        // SAFETY: `attr` is `obj_pin`'s, zero past its fields; `name` (NUL-ended) and
+        // the link's descriptor outlive the call.
+        unsafe { sys_bpf(BPF_OBJ_PIN, &mut attr) }.map_err(io(what()))?;
         Ok(())
+    }
+}
+
+/// `bpf(cmd, attr)`: what the kernel returns (a new descriptor, for some commands).
+///
+/// # Safety
+/// `attr` must be `cmd`'s `union bpf_attr`, zero past its fields, with every pointer
+/// and descriptor in it valid for the call.
+unsafe fn sys_bpf<T>(cmd: libc::c_long, attr: &mut [T]) -> std::io::Result<libc::c_long> {
+    // SAFETY: the caller's; the size passed is `attr`'s own.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            std::mem::size_of_val(attr) as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(rc)
     }
 }
 
@@ -242,22 +254,12 @@ fn link(
     attr[2] = BPF_PERF_EVENT;
     attr[4] = cookie as u32;
     attr[5] = (cookie >> 32) as u32;
-    // SAFETY: `attr` is a zeroed `bpf_attr` of the size passed, with the fields of
-    // `BPF_LINK_CREATE` set; the file descriptors are open.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_LINK_CREATE,
-            attr.as_mut_ptr(),
-            std::mem::size_of_val(&attr) as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(io(format!(
-            "linking the program to {what} with a cookie (BPF_LINK_CREATE, Linux 5.15)"
-        ))(std::io::Error::last_os_error()));
-    }
-    // SAFETY: as above.
+    // SAFETY: `attr` is `link_create`'s, zero past its fields; the file descriptors are
+    // open.
+    let fd = unsafe { sys_bpf(BPF_LINK_CREATE, &mut attr) }.map_err(io(format!(
+        "linking the program to {what} with a cookie (BPF_LINK_CREATE, Linux 5.15)"
+    )))?;
+    // SAFETY: a new file descriptor the kernel just returned, owned by nothing else.
     let link = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     Ok(PerfLink {
         _link: link,
