@@ -569,3 +569,47 @@ fn policy_objects_run_on_across_a_restart_each_call_reported_once() {
         "each of the {calls} calls once, across the restart\n{second_log}"
     );
 }
+
+#[test]
+fn policies_outlive_a_killed_agent() {
+    if !privileged("policies_outlive_a_killed_agent") {
+        return;
+    }
+    let pinned = Pinned::new("policies-killed");
+    let policy = pinned.export.with_file_name("policies.yaml");
+    let tracer = integration::real(&tracer_bin().to_string_lossy());
+    std::fs::write(&policy, POLICIES.replace("TRACER", &tracer)).expect("write the policies");
+    let policy_arg = format!("--tracing-policy={}", policy.display());
+    let first = pinned.start(&[&policy_arg]);
+    drop(first); // SIGKILL: nothing runs at its exit.
+    // The policies still act, and post, with no agent.
+    let killed = getsid_child();
+    assert!(
+        matches!(
+            killed,
+            nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
+        ),
+        "Sigkill after the agent was killed: {killed:?}"
+    );
+    let (stop, caller) = getpgid_caller(GETPGID);
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let calls = caller.join().expect("the calling thread");
+    let second = pinned.start(&[&policy_arg]);
+    let second_log = terminate(second);
+    assert!(
+        second_log.contains("the previous agent's 3 policies (3 hooks) run on"),
+        "{second_log}"
+    );
+    let lines = pinned.lines();
+    assert_eq!(
+        integration::getpgid::hits(&lines, "restart-posts", GETPGID.into()),
+        calls as usize,
+        "each of the {calls} calls made with no agent, once\n{second_log}"
+    );
+    let kills = integration::of_kind(&lines, "process_tracepoint")
+        .into_iter()
+        .filter(|e| e["policy_name"] == "restart-kills")
+        .count();
+    assert_eq!(kills, 1, "the kill with no agent is reported");
+}

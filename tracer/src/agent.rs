@@ -178,6 +178,13 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
     // are read with what it saved (in a replaced set of this layout, those its ring
     // buffer kept).
     let deferred = pins.as_ref().is_some_and(Pins::deferred);
+    if let (Some(store), Some(p)) = (store.as_mut(), pins.as_ref()) {
+        // Each hook pinned as it attaches: the policies outlive this agent, even killed.
+        store.pin_to(p.dir().join(crate::handover::LINKS), p.generation);
+        if !deferred {
+            store.save_to(restart::path(&config.state_dir), p.generation);
+        }
+    }
     if let (Some(store), Some(p)) = (store.as_mut(), previous.as_ref().filter(|p| p.same_layout)) {
         let saved = restart::load(&restart::path(&config.state_dir), p.generation);
         if let Some(saved) = saved.filter(|s| !s.policies.is_empty()) {
@@ -228,7 +235,6 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         next_agent: pins.as_ref().map(|p| NextAgent {
             state_dir: config.state_dir.clone(),
             generation: p.generation,
-            links: p.dir().join(crate::handover::LINKS),
         }),
         ebpf: loaded.ebpf,
         source,
@@ -374,6 +380,8 @@ fn activate(pins: &mut Pins, running: &mut Running, config: &Config) -> Result<(
         pins.generation,
     );
     if let Some(store) = running.store.as_mut() {
+        // Its policies are the ones the next agent goes on from, from now on.
+        store.save_to(restart::path(&config.state_dir), pins.generation);
         store.let_go_inherited();
         let found = procfs::build(
             &config.node_name,
@@ -578,8 +586,6 @@ struct NextAgent {
     state_dir: PathBuf,
     /// This agent's generation, which the files are marked with.
     generation: u64,
-    /// Where the policies' hooks are pinned.
-    links: PathBuf,
 }
 
 /// What the agent works on once it runs: the kernel's side, the policies, and the
@@ -815,7 +821,7 @@ impl Running {
     async fn stop(self, metrics: &Metrics) {
         let Running {
             next_agent,
-            mut ebpf,
+            ebpf,
             mut source,
             mut mappings,
             mut store,
@@ -823,8 +829,8 @@ impl Running {
             ..
         } = self;
         let policy_counts = store.as_ref().map(PolicyStore::counts).unwrap_or_default();
-        if let (Some(next), Some(store)) = (&next_agent, store.as_mut()) {
-            leave_policies(next, store, &mut ebpf);
+        if let (Some(_), Some(store)) = (&next_agent, store.as_mut()) {
+            leave_policies(store);
         }
         // Detaches every hook but the pinned ones, which record on for the next agent.
         drop(ebpf);
@@ -898,30 +904,20 @@ impl Running {
     }
 }
 
-/// Pins the policies' hooks for the next agent, which detaches them once its own are in,
-/// and saves what reads their events meanwhile (`store::restart`).
-fn leave_policies(next: &NextAgent, store: &mut PolicyStore, ebpf: &mut Ebpf) {
-    let saved = store.saved(next.generation);
-    let file = restart::path(&next.state_dir);
-    if saved.policies.is_empty() {
-        let _ = std::fs::remove_file(&file);
-        return;
+/// Leaves the policies' hooks (pinned as they attached) running for the next agent,
+/// which detaches them once its own are in, with what reads their events meanwhile
+/// (`store::restart`).
+fn leave_policies(store: &mut PolicyStore) {
+    let (kept, unpinned) = store.leave();
+    if unpinned > 0 {
+        tracing::warn!("{unpinned} policy hooks had no pin: they are detached now");
     }
-    if let Err(e) = restart::save(&file, &saved) {
-        tracing::warn!(
-            "cannot save the policies for the next agent in {} ({e}): their hooks are not left running",
-            file.display()
+    if kept > 0 {
+        tracing::info!(
+            "{} policies left running ({kept} hooks pinned) until the next agent's are loaded",
+            store.loaded().count()
         );
-        return;
     }
-    let (pinned, failed) = store.pin(ebpf, &next.links);
-    for f in &failed {
-        tracing::warn!("a policy hook is not left running: {f}");
-    }
-    tracing::info!(
-        "{} policies left running ({pinned} hooks pinned) until the next agent's are loaded",
-        saved.policies.len()
-    );
 }
 
 /// How long a starting agent that takes over a pinned set waits for the API server's

@@ -1,9 +1,10 @@
 //! Restarts without a gap. The process lifecycle hooks, the ring buffer, its loss
 //! counters, the stack traces and the hand-over state (`HANDOVER`,
 //! `tracer_common::handover`) are pinned under a directory of the BPF file system
-//! (`/sys/fs/bpf/tracer`), and at stop the policies' hooks too (`policy::store::restart`).
-//! When the agent stops, they stay: the kernel goes on recording into the ring buffer
-//! while no agent reads, and the policies go on acting.
+//! (`/sys/fs/bpf/tracer`), and the policies' hooks as they attach
+//! (`policy::store::restart`). When the agent stops, even killed, they stay: the kernel
+//! goes on recording into the ring buffer while no agent reads, and the policies go on
+//! acting.
 //!
 //! A starting agent locks the directory (one agent per set: a second one waits for the
 //! first to stop), writes itself as the holder (which the pinned policies spare), then

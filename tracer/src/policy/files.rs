@@ -313,7 +313,7 @@ impl PolicyDir {
         for path in gone {
             if let Some(state) = self.files.remove(&path) {
                 for name in state.names {
-                    if store.remove(ebpf, &name) {
+                    if store.remove(&name) {
                         tracing::info!("policy {name} removed ({} is gone)", path.display());
                     }
                     freed.push(name);
@@ -334,7 +334,7 @@ impl PolicyDir {
                 Ok(Loaded { names, blocked, .. }) => {
                     for old in before.iter().filter(|n| !names.contains(n)) {
                         freed.push(old.clone());
-                        if store.remove(ebpf, old) {
+                        if store.remove(old) {
                             tracing::info!(
                                 "policy {old} removed (no longer in {})",
                                 path.display()

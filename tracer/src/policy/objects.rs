@@ -282,7 +282,7 @@ pub fn apply_change(
         }
         Change::Delete { key } => {
             let name = key.policy_name();
-            if known.remove(&key) && store.remove(ebpf, &name) {
+            if known.remove(&key) && store.remove(&name) {
                 tracing::info!("policy {name} removed: its {} was deleted", key.kind.name());
             }
         }
@@ -295,7 +295,7 @@ pub fn apply_change(
             for key in gone {
                 known.remove(&key);
                 let name = key.policy_name();
-                if store.remove(ebpf, &name) {
+                if store.remove(&name) {
                     tracing::info!("policy {name} removed: its {} is gone", kind.name());
                 }
             }

@@ -7,8 +7,10 @@
 use std::{
     ffi::CString,
     os::fd::{AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
-    path::Path,
+    path::{Path, PathBuf},
 };
+
+use aya::programs::links::FdLink;
 
 /// `PERF_TYPE_TRACEPOINT`.
 const PERF_TYPE_TRACEPOINT: u32 = 2;
@@ -83,6 +85,71 @@ unsafe fn sys_bpf<T>(cmd: libc::c_long, attr: &mut [T]) -> std::io::Result<libc:
         Err(std::io::Error::last_os_error())
     } else {
         Ok(rc)
+    }
+}
+
+/// A hook's link as the store holds it: dropping it detaches the program, and removes
+/// its pin where it has one (`--pin-dir`: pinned as soon as it is made, so that the hook
+/// outlives an agent that is killed). [`Held::keep`] lets it go and leaves the pin: the
+/// program stays attached for the next agent (`store::restart`).
+#[derive(Debug)]
+pub struct Held {
+    _link: Link,
+    pin: Option<PathBuf>,
+}
+
+/// The two kinds of link the store makes.
+#[derive(Debug)]
+pub enum Link {
+    /// A perf event link with a cookie, made here.
+    Perf(PerfLink),
+    /// One aya made (raw tracepoint, fentry, BPF LSM), taken from it.
+    Fd(FdLink),
+}
+
+impl Held {
+    /// Holds `link`, pinned at `pin` where one is given. A link that cannot be pinned is
+    /// an error (an aya link is dropped, detached, with it).
+    pub fn new(link: Link, pin: Option<PathBuf>) -> Result<Self, LinkError> {
+        let Some(path) = pin else {
+            return Ok(Self {
+                _link: link,
+                pin: None,
+            });
+        };
+        let link = match link {
+            Link::Perf(p) => {
+                p.pin(&path)?;
+                Link::Perf(p)
+            }
+            Link::Fd(f) => Link::Fd(FdLink::from(f.pin(&path).map_err(|e| {
+                LinkError::Kernel(format!("pinning a hook at {}: {e}", path.display()))
+            })?)),
+        };
+        Ok(Self {
+            _link: link,
+            pin: Some(path),
+        })
+    }
+
+    /// Lets the link go with its pin left: the program stays attached. Whether it had
+    /// one.
+    pub fn keep(mut self) -> bool {
+        self.pin.take().is_some()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // The pin first: the link's descriptor, closed after, is then the last holder.
+        if let Some(path) = self.pin.take()
+            && let Err(e) = std::fs::remove_file(&path)
+        {
+            tracing::warn!(
+                "{}: cannot remove the hook's pin ({e}): it stays attached until the pin is removed",
+                path.display()
+            );
+        }
     }
 }
 

@@ -144,7 +144,7 @@ struct Loaded {
     failed: Vec<FailedHook>,
     /// The enforcer program on each function of `enforcers` that attached (dropping a
     /// link detaches it).
-    enforcers: Vec<links::PerfLink>,
+    enforcers: Vec<links::Held>,
 }
 
 pub struct PolicyStore {
@@ -164,6 +164,8 @@ pub struct PolicyStore {
     /// when they are kept once detached.
     inherited: HashMap<u32, (Rc<Compiled>, usize)>,
     inherited_until: Option<Instant>,
+    /// Where the policies are saved for the next agent, and this agent's generation.
+    saves: Option<(PathBuf, u64)>,
     last_hook: u32,
     last_policy: u32,
     ids: Ids,
@@ -204,6 +206,7 @@ impl PolicyStore {
             hooks: HashMap::new(),
             inherited: HashMap::new(),
             inherited_until: None,
+            saves: None,
             last_hook: 0,
             last_policy: 0,
             ids: Ids::default(),
@@ -262,6 +265,7 @@ impl PolicyStore {
         });
         if result.is_ok() {
             self.refused.remove(&name);
+            self.save();
         } else {
             self.refused.insert(name);
         }
@@ -298,7 +302,7 @@ impl PolicyStore {
         self.last_policy = self.last_policy.max(id);
         self.ids = ids;
         if let Some(old) = self.policies.remove(&name) {
-            self.uninstall(ebpf, old, false);
+            self.uninstall(old, false);
         }
         if let Err(source) = self.maps.reset_counters(id) {
             tracing::warn!("policy {name}: resetting its counters: {source}");
@@ -418,7 +422,7 @@ impl PolicyStore {
             Ok(()) => Ok(loaded),
             Err(e) => {
                 let replacing = self.policies.contains_key(&name);
-                self.uninstall(ebpf, loaded, !replacing);
+                self.uninstall(loaded, !replacing);
                 Err(e)
             }
         }
@@ -474,7 +478,7 @@ impl PolicyStore {
 
     /// Takes `old` out of the kernel: its hooks off their lists (hook points left empty
     /// detached), then, a moment later, its entries. `counters`: its counters too.
-    fn uninstall(&mut self, ebpf: &mut Ebpf, old: Loaded, counters: bool) {
+    fn uninstall(&mut self, old: Loaded, counters: bool) {
         let mut touched = BTreeSet::new();
         for (hook_id, point) in &old.hooks {
             if let Some(point) = point
@@ -490,7 +494,7 @@ impl PolicyStore {
             let empty = self.points.get(point).is_some_and(|p| p.members.is_empty());
             if empty {
                 if let Some(a) = self.attachments.remove(&point) {
-                    self.programs.detach(ebpf, &mut self.maps, a);
+                    self.programs.detach(&mut self.maps, a);
                 }
                 let _ = self.maps.put_point(point, &Default::default());
                 self.points.drop_point(point, &mut self.retire);
@@ -645,12 +649,13 @@ impl PolicyStore {
     }
 
     /// Removes the policy `name`; returns whether it was loaded.
-    pub fn remove(&mut self, ebpf: &mut Ebpf, name: &str) -> bool {
+    pub fn remove(&mut self, name: &str) -> bool {
         self.tick();
         self.refused.remove(name);
         match self.policies.remove(name) {
             Some(old) => {
-                self.uninstall(ebpf, old, true);
+                self.uninstall(old, true);
+                self.save();
                 true
             }
             None => false,
@@ -749,17 +754,54 @@ impl PolicyStore {
         }
     }
 
-    /// Pins every hook point's attachment and every enforcer under `dir`, as the agent
-    /// stops on a pinned set: the policies go on in the kernel until the next agent's
-    /// are in ([`restart`]). Returns how many links were pinned, and what could not be.
-    pub fn pin(&mut self, ebpf: &mut Ebpf, dir: &Path) -> (usize, Vec<String>) {
+    /// On a pinned set: each hook is pinned under `dir` as it attaches, and the policies
+    /// are saved in `file` (for agent generation `generation`) at each change once
+    /// [`PolicyStore::save_to`] is called: the policies go on in the kernel after this
+    /// agent, even one that is killed, until the next agent's are in ([`restart`]).
+    pub fn pin_to(&mut self, dir: PathBuf, generation: u64) {
+        self.programs.pin_to(dir, generation);
+    }
+
+    /// From now on the policies are saved in `file` at each change (and now).
+    pub fn save_to(&mut self, file: PathBuf, generation: u64) {
+        self.saves = Some((file, generation));
+        self.save();
+    }
+
+    /// Writes the policies for the next agent, where [`PolicyStore::save_to`] says.
+    fn save(&self) {
+        let Some((file, generation)) = &self.saves else {
+            return;
+        };
+        let saved = self.saved(*generation);
+        let result = if saved.policies.is_empty() {
+            match std::fs::remove_file(file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            }
+        } else {
+            restart::save(file, &saved)
+        };
+        if let Err(e) = result {
+            tracing::warn!(
+                "{}: cannot save the policies for the next agent ({e}): the events their hooks post while no agent runs will not be read",
+                file.display()
+            );
+        }
+    }
+
+    /// Lets every hook go with its pin left, as the agent stops on a pinned set: the
+    /// policies go on in the kernel until the next agent's are in ([`restart`]). Returns
+    /// how many links stay, and how many had no pin (detached now).
+    pub fn leave(&mut self) -> (usize, usize) {
+        self.save();
         let attachments = self.attachments.drain().map(|(_, a)| a).collect();
-        let enforcers: Vec<links::PerfLink> = self
+        let enforcers = self
             .policies
             .values_mut()
             .flat_map(|l| std::mem::take(&mut l.enforcers))
             .collect();
-        programs::pin(&mut self.programs, ebpf, attachments, &enforcers, dir)
+        programs::leave(&mut self.programs, attachments, enforcers)
     }
 
     /// The policies of the agent before, whose pinned hooks run until this agent takes

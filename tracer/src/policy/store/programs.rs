@@ -6,10 +6,7 @@
 //! one function (past the pool, fentry hook points run on kprobes). Each program is
 //! loaded, and verified, the first time a hook point needs it.
 
-use std::{
-    os::fd::AsFd as _,
-    path::{Path, PathBuf},
-};
+use std::{os::fd::AsFd as _, path::PathBuf};
 
 use aya::{
     Btf, Ebpf,
@@ -87,7 +84,7 @@ pub const RAW_TP_PROGRAMS: usize = 8;
 #[derive(Debug)]
 pub enum Attachment {
     /// A tracepoint, kprobe or kretprobe, with the hook point's cookie.
-    Perf(links::PerfLink),
+    Perf(links::Held),
     /// A syscall's entry in `SYSCALL_POINTS` (`nr`), or `SYSCALL_ANY`.
     RawSyscall {
         dir: u32,
@@ -96,17 +93,31 @@ pub enum Attachment {
     /// Program `index` of the fentry or BPF LSM pool.
     Fentry {
         index: usize,
-        link: FEntryLinkId,
+        link: links::Held,
     },
     Lsm {
         index: usize,
-        link: LsmLinkId,
+        link: links::Held,
     },
     /// Program `index` of the raw tracepoint pool.
     RawTp {
         index: usize,
-        link: RawTracePointLinkId,
+        link: links::Held,
     },
+}
+
+impl Attachment {
+    /// Lets the hook point's link go with its pin left (`links::Held::keep`): whether it
+    /// had one. (A syscall's entry needs none: the raw programs' links are kept apart.)
+    pub fn keep(self) -> bool {
+        match self {
+            Self::Perf(link)
+            | Self::Fentry { link, .. }
+            | Self::Lsm { link, .. }
+            | Self::RawTp { link, .. } => link.keep(),
+            Self::RawSyscall { .. } => true,
+        }
+    }
 }
 
 pub struct Programs {
@@ -117,7 +128,7 @@ pub struct Programs {
     loaded: Vec<String>,
     /// The raw syscall programs' links, while some syscall hook point uses them, and how
     /// many do.
-    raw_links: [Option<RawTracePointLinkId>; 2],
+    raw_links: [Option<links::Held>; 2],
     raw_users: [usize; 2],
     /// The kernel's BTF, which trampoline programs are loaded against.
     btf: Option<Btf>,
@@ -126,6 +137,8 @@ pub struct Programs {
     lsm: Vec<(Option<String>, bool)>,
     /// Whether each raw tracepoint program is attached.
     raw_tp: [bool; RAW_TP_PROGRAMS],
+    /// Where each new link is pinned (`Programs::pin_to`), and how many were.
+    pins: Option<(PathBuf, String, u64)>,
 }
 
 impl Programs {
@@ -147,7 +160,47 @@ impl Programs {
             fentry: vec![(None, false); BTF_PROGRAMS],
             lsm: vec![(None, false); BTF_PROGRAMS],
             raw_tp: [false; RAW_TP_PROGRAMS],
+            pins: None,
         }
+    }
+
+    /// From now on each link is pinned as it is made, under `dir` as
+    /// `policy-GENERATION-PID-N` (an agent that died before it took over leaves its pins
+    /// to the next, of the same generation): a hook outlives the agent, even one that is
+    /// killed, until the next agent detaches it (`store::restart`).
+    pub fn pin_to(&mut self, dir: PathBuf, generation: u64) {
+        let prefix = format!("policy-{generation}-{}-", std::process::id());
+        self.pins = Some((dir, prefix, 0));
+    }
+
+    /// `link`, held (and pinned where links are).
+    fn hold(&mut self, link: links::Link) -> Result<links::Held, AttachError> {
+        let pin = self.pins.as_mut().map(|(dir, prefix, n)| {
+            *n += 1;
+            dir.join(format!("{prefix}{n}"))
+        });
+        Ok(links::Held::new(link, pin)?)
+    }
+
+    /// The link aya made for `program` (`id`), taken from it and held.
+    fn take<P, L>(
+        &mut self,
+        ebpf: &mut Ebpf,
+        program: &str,
+        id: L::Id,
+    ) -> Result<links::Held, AttachError>
+    where
+        L: aya::programs::links::Link,
+        for<'a> &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+        P: TakeLink<L>,
+        FdLink: From<L>,
+    {
+        let p: &mut P = ebpf
+            .program_mut(program)
+            .ok_or_else(|| AttachError::Missing(program.to_owned()))?
+            .try_into()?;
+        let link = p.take(id)?;
+        self.hold(links::Link::Fd(FdLink::from(link)))
     }
 
     /// Loads the tracepoint program (so that a kernel that refuses it says so at start).
@@ -197,13 +250,13 @@ impl Programs {
                 let fd = p
                     .fd()
                     .map_err(|source| AttachError::Program { program, source })?;
-                links::tracepoint(fd.as_fd(), &self.tracefs, subsystem, event, cookie)
-                    .map(Attachment::Perf)
+                let link = links::tracepoint(fd.as_fd(), &self.tracefs, subsystem, event, cookie)
                     .map_err(|source| AttachError::Tracepoint {
-                        subsystem: subsystem.clone(),
-                        event: event.clone(),
-                        source,
-                    })
+                    subsystem: subsystem.clone(),
+                    event: event.clone(),
+                    source,
+                })?;
+                self.hold(links::Link::Perf(link)).map(Attachment::Perf)
             }
             Attach::RawSyscall { dir, nr } => self.attach_raw(ebpf, maps, *dir, *nr, id),
             Attach::Function {
@@ -229,6 +282,7 @@ impl Programs {
             } => self
                 .kprobe_link(ebpf, "policy_kp_override", name, false, cookie)
                 .map(Attachment::Perf),
+
             Attach::Function { name, ret, .. } => self.attach_kprobe(ebpf, name, *ret, cookie),
             Attach::RawTracepoint { tracepoint } => self.attach_raw_tp(ebpf, maps, tracepoint, id),
             Attach::Uprobe(u) => {
@@ -244,10 +298,9 @@ impl Programs {
                 let fd = p
                     .fd()
                     .map_err(|source| AttachError::Program { program, source })?;
-                Ok(
-                    links::uprobe(fd.as_fd(), &path, offset, u.ref_ctr_offset, false, cookie)
-                        .map(Attachment::Perf)?,
-                )
+                let link =
+                    links::uprobe(fd.as_fd(), &path, offset, u.ref_ctr_offset, false, cookie)?;
+                self.hold(links::Link::Perf(link)).map(Attachment::Perf)
             }
         }
     }
@@ -257,7 +310,7 @@ impl Programs {
         &mut self,
         ebpf: &mut Ebpf,
         function: &str,
-    ) -> Result<links::PerfLink, AttachError> {
+    ) -> Result<links::Held, AttachError> {
         self.kprobe_link(ebpf, "policy_enforcer", function, false, 0)
     }
 
@@ -282,12 +335,13 @@ impl Programs {
         function: &str,
         ret: bool,
         cookie: u64,
-    ) -> Result<links::PerfLink, AttachError> {
+    ) -> Result<links::Held, AttachError> {
         let p = self.program::<KProbe>(ebpf, program, KProbe::load)?;
         let fd = p
             .fd()
             .map_err(|source| AttachError::Program { program, source })?;
-        Ok(links::kprobe(fd.as_fd(), function, ret, cookie)?)
+        let link = links::kprobe(fd.as_fd(), function, ret, cookie)?;
+        self.hold(links::Link::Perf(link))
     }
 
     /// A syscall hook point: its entry in the dispatch maps, and the raw tracepoint of
@@ -303,7 +357,8 @@ impl Programs {
         let d = dir as usize & 1;
         if self.raw_links[d].is_none() {
             let (program, tracepoint) = RAW[d];
-            let link = self.attach_raw_program(ebpf, program, tracepoint)?;
+            let id = self.attach_raw_program(ebpf, program, tracepoint)?;
+            let link = self.take::<RawTracePoint, _>(ebpf, program, id)?;
             tracing::info!("raw tracepoint {tracepoint} attached for syscall hooks");
             self.raw_links[d] = Some(link);
         }
@@ -332,7 +387,8 @@ impl Programs {
         maps.btf_points
             .set((2 * BTF_PROGRAMS + index) as u32, id, 0)
             .map_err(map_write("BTF_POINTS"))?;
-        let link = self.attach_raw_program(ebpf, RAW_TP_NAMES[index], tracepoint)?;
+        let id = self.attach_raw_program(ebpf, RAW_TP_NAMES[index], tracepoint)?;
+        let link = self.take::<RawTracePoint, _>(ebpf, RAW_TP_NAMES[index], id)?;
         self.raw_tp[index] = true;
         Ok(Attachment::RawTp { index, link })
     }
@@ -391,7 +447,7 @@ impl Programs {
         maps.btf_points
             .set(slot_index as u32, id, 0)
             .map_err(map_write("BTF_POINTS"))?;
-        let attachment = if lsm {
+        let link = if lsm {
             let p: &mut Lsm = program.try_into().map_err(refused)?;
             if pool[index].0.as_deref() != Some(target) {
                 if pool[index].0.is_some() {
@@ -401,8 +457,8 @@ impl Programs {
                 p.load(target, btf).map_err(refused)?;
                 pool[index].0 = Some(target.to_owned());
             }
-            let link = p.attach()?;
-            Attachment::Lsm { index, link }
+            let id = p.attach()?;
+            links::Link::Fd(FdLink::from(p.take(id)?))
         } else {
             let p: &mut FEntry = program.try_into().map_err(refused)?;
             if pool[index].0.as_deref() != Some(target) {
@@ -413,21 +469,24 @@ impl Programs {
                 p.load(target, btf).map_err(refused)?;
                 pool[index].0 = Some(target.to_owned());
             }
-            let link = p.attach()?;
-            Attachment::Fentry { index, link }
+            let id = p.attach()?;
+            links::Link::Fd(FdLink::from(p.take(id)?))
         };
-        pool[index].1 = true;
-        Ok(attachment)
+        let link = self.hold(link)?;
+        if lsm {
+            self.lsm[index].1 = true;
+            Ok(Attachment::Lsm { index, link })
+        } else {
+            self.fentry[index].1 = true;
+            Ok(Attachment::Fentry { index, link })
+        }
     }
 
     /// Detaches a hook point's program.
-    pub fn detach(&mut self, ebpf: &mut Ebpf, maps: &mut Maps, attachment: Attachment) {
-        let result = match attachment {
-            // Closing the link detaches it.
-            Attachment::Perf(link) => {
-                drop(link);
-                Ok(())
-            }
+    pub fn detach(&mut self, maps: &mut Maps, attachment: Attachment) {
+        // Dropping a link detaches it (and removes its pin).
+        match attachment {
+            Attachment::Perf(link) => drop(link),
             Attachment::RawSyscall { dir, nr } => {
                 let _ = set_raw(maps, dir, nr, 0);
                 let d = dir as usize & 1;
@@ -435,118 +494,48 @@ impl Programs {
                 if self.raw_users[d] == 0
                     && let Some(link) = self.raw_links[d].take()
                 {
-                    let (program, tracepoint) = RAW[d];
-                    if let Some(p) = ebpf
-                        .program_mut(program)
-                        .and_then(|p| <&mut RawTracePoint>::try_from(p).ok())
-                    {
-                        match p.detach(link) {
-                            Ok(()) => tracing::info!(
-                                "raw tracepoint {tracepoint} detached: no syscall hook left"
-                            ),
-                            Err(e) => tracing::warn!("detaching raw tracepoint {tracepoint}: {e}"),
-                        }
-                    }
+                    drop(link);
+                    tracing::info!("raw tracepoint {} detached: no syscall hook left", RAW[d].1);
                 }
-                Ok(())
             }
             Attachment::Fentry { index, link } => {
                 self.fentry[index].1 = false;
-                ebpf.program_mut(&format!("policy_fe_{index}"))
-                    .and_then(|p| <&mut FEntry>::try_from(p).ok())
-                    .map_or(Ok(()), |p| p.detach(link))
+                drop(link);
             }
             Attachment::RawTp { index, link } => {
                 self.raw_tp[index] = false;
-                ebpf.program_mut(RAW_TP_NAMES[index])
-                    .and_then(|p| <&mut RawTracePoint>::try_from(p).ok())
-                    .map_or(Ok(()), |p| p.detach(link))
+                drop(link);
             }
             Attachment::Lsm { index, link } => {
                 self.lsm[index].1 = false;
-                ebpf.program_mut(&format!("policy_lsm_{index}"))
-                    .and_then(|p| <&mut Lsm>::try_from(p).ok())
-                    .map_or(Ok(()), |p| p.detach(link))
+                drop(link);
             }
-        };
-        if let Err(e) = result {
-            tracing::warn!("detaching a hook point: {e}");
         }
     }
 }
 
-/// Pins what keeps hook points attached, under `dir` as `policy-N`: each of
-/// `attachments`, `enforcers`, and the raw syscall programs' links. They stay attached
-/// after this agent (their programs and maps with them) until the next agent, its own
-/// hooks in, removes the pins. Returns how many were pinned, and what could not be.
-pub fn pin(
+/// Lets every link go with its pin left, as the agent stops on a pinned set: the hook
+/// points stay attached (their programs and maps with them) until the next agent, its
+/// own hooks in, removes the pins. Returns how many were kept, and how many had no pin
+/// (detached now).
+pub fn leave(
     programs: &mut Programs,
-    ebpf: &mut Ebpf,
     attachments: Vec<Attachment>,
-    enforcers: &[links::PerfLink],
-    dir: &Path,
-) -> (usize, Vec<String>) {
-    fn fd_link(link: Result<FdLink, String>, path: &Path) -> Result<(), String> {
-        link?.pin(path).map(drop).map_err(|e| e.to_string())
-    }
-    fn take<P, L>(ebpf: &mut Ebpf, name: &str, id: L::Id) -> Result<FdLink, String>
-    where
-        L: aya::programs::links::Link,
-        for<'a> &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
-        P: TakeLink<L>,
-        FdLink: From<L>,
-    {
-        let p: &mut P = ebpf
-            .program_mut(name)
-            .ok_or_else(|| format!("no program {name}"))?
-            .try_into()
-            .map_err(|e: ProgramError| e.to_string())?;
-        p.take(id).map(FdLink::from).map_err(|e| e.to_string())
-    }
-    let mut results = Vec::new();
+    enforcers: Vec<links::Held>,
+) -> (usize, usize) {
+    let raw = programs.raw_links.iter_mut().filter_map(Option::take);
+    let mut kept = (0, 0);
+    let mut count = |k: bool| if k { kept.0 += 1 } else { kept.1 += 1 };
     for a in attachments {
-        let path = dir.join(format!("policy-{}", results.len() + 1));
-        let result = match a {
-            Attachment::Perf(link) => link.pin(&path).map_err(|e| e.to_string()),
-            // The raw syscall programs' links, below, once each.
-            Attachment::RawSyscall { .. } => continue,
-            Attachment::Fentry { index, link } => fd_link(
-                take::<FEntry, _>(ebpf, &format!("policy_fe_{index}"), link),
-                &path,
-            ),
-            Attachment::Lsm { index, link } => fd_link(
-                take::<Lsm, _>(ebpf, &format!("policy_lsm_{index}"), link),
-                &path,
-            ),
-            Attachment::RawTp { index, link } => fd_link(
-                take::<RawTracePoint, _>(ebpf, RAW_TP_NAMES[index], link),
-                &path,
-            ),
-        };
-        results.push(result.map_err(|e| format!("{}: {e}", path.display())));
+        count(a.keep());
     }
-    for link in enforcers {
-        let path = dir.join(format!("policy-{}", results.len() + 1));
-        results.push(
-            link.pin(&path)
-                .map_err(|e| format!("{}: {e}", path.display())),
-        );
+    for link in enforcers.into_iter().chain(raw) {
+        count(link.keep());
     }
-    for (d, (program, _)) in RAW.iter().enumerate() {
-        if let Some(link) = programs.raw_links[d].take() {
-            let path = dir.join(format!("policy-{}", results.len() + 1));
-            results.push(
-                fd_link(take::<RawTracePoint, _>(ebpf, program, link), &path)
-                    .map_err(|e| format!("{}: {e}", path.display())),
-            );
-        }
-    }
-    let total = results.len();
-    let failed: Vec<String> = results.into_iter().filter_map(Result::err).collect();
-    (total - failed.len(), failed)
+    kept
 }
 
-/// The programs whose links [`pin`] takes from aya, to pin them.
+/// The programs whose links [`Programs::take`] takes from aya, to hold them.
 trait TakeLink<L: aya::programs::links::Link> {
     fn take(&mut self, id: L::Id) -> Result<L, ProgramError>;
 }

@@ -1,8 +1,10 @@
-//! The policies across a restart on a pinned set (`crate::handover`). At stop the agent
-//! pins its policies' hooks, which go on evaluating, acting and posting with their own
-//! maps, and saves what reads their events ([`Saved`]: each policy's document and its
-//! hooks' ids). The next agent decodes their events with it while it loads its own
-//! policies; once they are in, it takes over and the old hooks are detached.
+//! The policies across a restart on a pinned set (`crate::handover`). The agent pins
+//! its policies' hooks as they attach (`links::Held`), and saves what reads their events
+//! at each change ([`Saved`]: each policy's document and its hooks' ids, and where its
+//! hooks were placed). When it stops, even killed, the hooks go on evaluating, acting and
+//! posting with their own maps. The next agent decodes their events with what was saved
+//! while it loads its own policies; once they are in, it takes over and the old hooks
+//! are detached.
 
 use std::{
     io::Write as _,
