@@ -442,6 +442,32 @@ fn getpgid_caller(
     (stop, caller)
 }
 
+/// [`POLICIES`] in a file of the test's, as the agent's flag.
+fn write_policies(pinned: &Pinned) -> String {
+    let policy = pinned.export.with_file_name("policies.yaml");
+    let tracer = integration::real(&tracer_bin().to_string_lossy());
+    std::fs::write(&policy, POLICIES.replace("TRACER", &tracer)).expect("write the policies");
+    format!("--tracing-policy={}", policy.display())
+}
+
+/// The `process_tracepoint` events of policy `name`.
+fn hits_of<'a>(lines: &'a [Value], name: &str) -> Vec<&'a Value> {
+    integration::of_kind(lines, "process_tracepoint")
+        .into_iter()
+        .filter(|e| e["policy_name"] == name)
+        .collect()
+}
+
+fn assert_killed(status: nix::sys::wait::WaitStatus) {
+    assert!(
+        matches!(
+            status,
+            nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
+        ),
+        "killed by the policy while no agent runs: {status:?}"
+    );
+}
+
 /// A child that calls getsid(`GETSID`); how it ended.
 fn getsid_child() -> nix::sys::wait::WaitStatus {
     // SAFETY: the child calls only async-signal-safe functions (getsid, _exit) before it
@@ -466,10 +492,7 @@ fn policies_run_on_across_a_restart_each_call_reported_once() {
         return;
     }
     let pinned = Pinned::new("policies");
-    let policy = pinned.export.with_file_name("policies.yaml");
-    let tracer = integration::real(&tracer_bin().to_string_lossy());
-    std::fs::write(&policy, POLICIES.replace("TRACER", &tracer)).expect("write the policies");
-    let policy_arg = format!("--tracing-policy={}", policy.display());
+    let policy_arg = write_policies(&pinned);
     let first = pinned.start(&[&policy_arg]);
     // Calls all through the restart, counted.
     let (stop, caller) = getpgid_caller(GETPGID);
@@ -477,14 +500,7 @@ fn policies_run_on_across_a_restart_each_call_reported_once() {
     let first_log = terminate(first);
     assert!(first_log.contains("3 policies left running"), "{first_log}");
     // No agent runs: the pinned policies still act.
-    let killed = getsid_child();
-    assert!(
-        matches!(
-            killed,
-            nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
-        ),
-        "Sigkill while no agent runs: {killed:?}"
-    );
+    assert_killed(getsid_child());
     std::thread::sleep(Duration::from_millis(300));
     // It opens perf events while the old policies run: they spare it, as their own agent.
     let second = pinned.start(&[&policy_arg]);
@@ -507,10 +523,7 @@ fn policies_run_on_across_a_restart_each_call_reported_once() {
         posted, calls as usize,
         "each of the {calls} calls once, across the restart\n{second_log}"
     );
-    let kills: Vec<&Value> = integration::of_kind(&lines, "process_tracepoint")
-        .into_iter()
-        .filter(|e| e["policy_name"] == "restart-kills")
-        .collect();
+    let kills = hits_of(&lines, "restart-kills");
     assert_eq!(
         kills.len(),
         1,
@@ -518,9 +531,9 @@ fn policies_run_on_across_a_restart_each_call_reported_once() {
     );
     assert_eq!(kills[0]["action"], "KPROBE_ACTION_SIGKILL");
     // The old policy matched the starting agent, and spared it.
-    let spared = integration::of_kind(&lines, "process_tracepoint")
+    let spared = hits_of(&lines, "restart-kills-tracer")
         .into_iter()
-        .filter(|e| e["policy_name"] == "restart-kills-tracer" && e["process"]["pid"] == second_pid)
+        .filter(|e| e["process"]["pid"] == second_pid)
         .count();
     assert!(
         spared > 0,
@@ -576,21 +589,11 @@ fn policies_outlive_a_killed_agent() {
         return;
     }
     let pinned = Pinned::new("policies-killed");
-    let policy = pinned.export.with_file_name("policies.yaml");
-    let tracer = integration::real(&tracer_bin().to_string_lossy());
-    std::fs::write(&policy, POLICIES.replace("TRACER", &tracer)).expect("write the policies");
-    let policy_arg = format!("--tracing-policy={}", policy.display());
+    let policy_arg = write_policies(&pinned);
     let first = pinned.start(&[&policy_arg]);
     drop(first); // SIGKILL: nothing runs at its exit.
     // The policies still act, and post, with no agent.
-    let killed = getsid_child();
-    assert!(
-        matches!(
-            killed,
-            nix::sys::wait::WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
-        ),
-        "Sigkill after the agent was killed: {killed:?}"
-    );
+    assert_killed(getsid_child());
     let (stop, caller) = getpgid_caller(GETPGID);
     std::thread::sleep(Duration::from_millis(300));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -607,9 +610,9 @@ fn policies_outlive_a_killed_agent() {
         calls as usize,
         "each of the {calls} calls made with no agent, once\n{second_log}"
     );
-    let kills = integration::of_kind(&lines, "process_tracepoint")
-        .into_iter()
-        .filter(|e| e["policy_name"] == "restart-kills")
-        .count();
-    assert_eq!(kills, 1, "the kill with no agent is reported");
+    assert_eq!(
+        hits_of(&lines, "restart-kills").len(),
+        1,
+        "the kill with no agent is reported"
+    );
 }
