@@ -4,7 +4,8 @@
 //! with the hook point's id as cookie; the raw `sys_enter`/`sys_exit` programs (syscalls, by number); and, for
 //! functions on BPF trampolines, a pool of fentry and BPF LSM programs, each loaded for
 //! one function (past the pool, fentry hook points run on kprobes). Each program is
-//! loaded, and verified, the first time a hook point needs it.
+//! loaded, and verified, the first time a hook point needs it. The store holds every
+//! link itself (`links::Held`), pinned as it is made on a pinned set.
 
 use std::{os::fd::AsFd as _, path::PathBuf};
 
@@ -282,7 +283,6 @@ impl Programs {
             } => self
                 .kprobe_link(ebpf, "policy_kp_override", name, false, cookie)
                 .map(Attachment::Perf),
-
             Attach::Function { name, ret, .. } => self.attach_kprobe(ebpf, name, *ret, cookie),
             Attach::RawTracepoint { tracepoint } => self.attach_raw_tp(ebpf, maps, tracepoint, id),
             Attach::Uprobe(u) => {
