@@ -829,8 +829,8 @@ impl Running {
             ..
         } = self;
         let policy_counts = store.as_ref().map(PolicyStore::counts).unwrap_or_default();
-        if let (Some(_), Some(store)) = (&next_agent, store.as_mut()) {
-            leave_policies(store);
+        if let Some(store) = store.as_mut() {
+            stop_policies(store, next_agent.is_some());
         }
         // Detaches every hook but the pinned ones, which record on for the next agent.
         drop(ebpf);
@@ -904,13 +904,13 @@ impl Running {
     }
 }
 
-/// Leaves the policies' hooks (pinned as they attached) running for the next agent,
-/// which detaches them once its own are in, with what reads their events meanwhile
-/// (`store::restart`).
-fn leave_policies(store: &mut PolicyStore) {
-    let (kept, unpinned) = store.leave();
-    if unpinned > 0 {
-        tracing::warn!("{unpinned} policy hooks had no pin: they are detached now");
+/// The policies' hooks as the agent stops: on a pinned set (`leave`) left running for
+/// the next agent, which detaches them once its own are in, with what reads their events
+/// meanwhile (`store::restart`); otherwise detached.
+fn stop_policies(store: &mut PolicyStore, leave: bool) {
+    let (kept, detached) = store.stop(leave);
+    if leave && detached > 0 {
+        tracing::warn!("{detached} policy hooks had no pin: they are detached now");
     }
     if kept > 0 {
         tracing::info!(

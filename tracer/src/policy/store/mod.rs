@@ -790,18 +790,22 @@ impl PolicyStore {
         }
     }
 
-    /// Lets every hook go with its pin left, as the agent stops on a pinned set: the
-    /// policies go on in the kernel until the next agent's are in ([`restart`]). Returns
-    /// how many links stay, and how many had no pin (detached now).
-    pub fn leave(&mut self) -> (usize, usize) {
-        self.save();
+    /// As the agent stops: on a pinned set (`leave`) every hook goes with its pin left,
+    /// and the policies go on in the kernel until the next agent's are in
+    /// ([`restart`]); otherwise every hook is detached, so that nothing posts while the
+    /// agent drains what is left. Returns how many links stay, and how many were
+    /// detached.
+    pub fn stop(&mut self, leave: bool) -> (usize, usize) {
+        if leave {
+            self.save();
+        }
         let attachments = self.attachments.drain().map(|(_, a)| a).collect();
         let enforcers = self
             .policies
             .values_mut()
             .flat_map(|l| std::mem::take(&mut l.enforcers))
             .collect();
-        programs::leave(&mut self.programs, attachments, enforcers)
+        programs::stop(&mut self.programs, attachments, enforcers, leave)
     }
 
     /// The policies of the agent before, whose pinned hooks run until this agent takes

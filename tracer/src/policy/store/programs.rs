@@ -514,23 +514,25 @@ impl Programs {
     }
 }
 
-/// Lets every link go with its pin left, as the agent stops on a pinned set: the hook
-/// points stay attached (their programs and maps with them) until the next agent, its
-/// own hooks in, removes the pins. Returns how many were kept, and how many had no pin
-/// (detached now).
-pub fn leave(
+/// Every link, as the agent stops: with `keep` (on a pinned set) let go with its pin
+/// left, so that the hook points stay attached (their programs and maps with them) until
+/// the next agent, its own hooks in, removes the pins; without, detached now, so that
+/// nothing posts while the agent drains what is left. Returns how many stay attached,
+/// and how many were detached.
+pub fn stop(
     programs: &mut Programs,
     attachments: Vec<Attachment>,
     enforcers: Vec<links::Held>,
+    keep: bool,
 ) -> (usize, usize) {
     let raw = programs.raw_links.iter_mut().filter_map(Option::take);
     let mut kept = (0, 0);
     let mut count = |k: bool| if k { kept.0 += 1 } else { kept.1 += 1 };
     for a in attachments {
-        count(a.keep());
+        count(keep && a.keep());
     }
     for link in enforcers.into_iter().chain(raw) {
-        count(link.keep());
+        count(keep && link.keep());
     }
     kept
 }
