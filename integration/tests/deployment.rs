@@ -416,17 +416,28 @@ fn the_daemonset_pod_runs_from_the_image() {
     let text = fs::read_to_string(&file).expect("read the export file");
     assert!(text.ends_with('\n'), "the last line is whole");
     assert!(c.stderr().contains("tracer stopped"), "{}", c.stderr());
-    // The node keeps the process hooks pinned and the processes the agent knew; the
-    // next pod (a rolling update's) takes them over and numbers on.
+    // The node keeps the process hooks and the marker policy's hook pinned, and the
+    // processes and policies the agent knew; the next pod (a rolling update's) takes
+    // them over and numbers on.
     let links = d.bpffs.join("tracer/links");
+    let mut pinned: Vec<String> = fs::read_dir(&links)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    pinned.sort();
+    let policy_links = pinned.iter().filter(|n| n.starts_with("policy-")).count();
     assert_eq!(
-        fs::read_dir(&links).map_or(0, Iterator::count),
-        3,
-        "{}: {}",
+        (pinned.len() - policy_links, policy_links),
+        (3, 1),
+        "{}: {pinned:?}\n{}",
         links.display(),
         c.stderr()
     );
     assert!(d.state.join("processes.json").is_file(), "{}", c.stderr());
+    assert!(d.state.join("policies.json").is_file(), "{}", c.stderr());
     let last_seq = |text: &str| -> u64 {
         let line = text.lines().last().expect("a line");
         let v: Value = serde_json::from_str(line).expect("JSON");
