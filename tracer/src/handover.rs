@@ -447,16 +447,10 @@ fn old_unreported(dir: &Path, reported: &[u64; KINDS]) -> Option<[u64; KINDS]> {
 
 /// The slots of a pinned `HANDOVER`, if there is one.
 fn read_state(dir: &Path) -> Result<Option<Vec<u64>>, HandoverError> {
-    let path = dir.join("HANDOVER");
-    if !path.exists() {
+    if !dir.join("HANDOVER").exists() {
         return Ok(None);
     }
-    let map = MapData::from_pin(&path).map_err(|source| HandoverError::Map {
-        path: path.clone(),
-        source,
-    })?;
-    let array = Array::<MapData, u64>::try_from(Map::Array(map))
-        .map_err(|source| HandoverError::Map { path, source })?;
+    let array = pinned_handover(dir)?;
     let slots = (0..tracer_common::handover::SLOTS)
         .map(|i| array.get(&i, 0).unwrap_or(0))
         .collect();
@@ -474,19 +468,22 @@ fn spare_me(dir: &Path) {
 
 /// Writes `value` to slot `slot` of the `HANDOVER` pinned in `dir`.
 fn write_slot(dir: &Path, slot: u32, value: u64) -> Result<(), HandoverError> {
+    pinned_handover(dir)?
+        .set(slot, value, 0)
+        .map_err(|source| HandoverError::Map {
+            path: dir.join("HANDOVER"),
+            source,
+        })
+}
+
+/// The `HANDOVER` pinned in `dir`.
+fn pinned_handover(dir: &Path) -> Result<Array<MapData, u64>, HandoverError> {
     let path = dir.join("HANDOVER");
     let map = MapData::from_pin(&path).map_err(|source| HandoverError::Map {
         path: path.clone(),
         source,
     })?;
-    let mut array =
-        Array::<MapData, u64>::try_from(Map::Array(map)).map_err(|source| HandoverError::Map {
-            path: path.clone(),
-            source,
-        })?;
-    array
-        .set(slot, value, 0)
-        .map_err(|source| HandoverError::Map { path, source })
+    Array::try_from(Map::Array(map)).map_err(|source| HandoverError::Map { path, source })
 }
 
 /// The hooks pinned by the agent before.
