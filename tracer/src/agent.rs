@@ -248,7 +248,7 @@ pub async fn run(mut config: Config, out: Box<dyn Write>) -> Result<(), AgentErr
         node_name: config.node_name.clone(),
     };
     running.load_policies(&config.tracing_policies, config.tracing_policy_optional)?;
-    if let Some(p) = pins.as_mut().filter(|p| p.deferred()) {
+    if let Some(p) = pins.as_mut().filter(|_| deferred) {
         // The policies that come as objects too, so that they do not pause either.
         running.first_policy_objects(OBJECTS_WAIT).await;
         // On error the old hooks, still pinned, run on for the next agent.
@@ -387,11 +387,7 @@ fn activate(pins: &mut Pins, running: &mut Running, config: &Config) -> Result<(
             &config.node_name,
             procfs::scan(&config.proc_root, &config.cgroup_root),
         );
-        store.reseed(
-            found
-                .iter()
-                .map(|p| (p.pid, p.binary.as_str(), p.creds.caps)),
-        );
+        store.reseed(found.iter().map(|p| policy_view(p)));
     }
     Ok(())
 }
@@ -551,16 +547,20 @@ fn scan_processes(
         (merged, gone)
     };
     if let Some(store) = store {
-        store.seed_processes(
-            found
-                .iter()
-                .map(|p| (p.pid, p.binary.as_str(), p.creds.caps)),
-        );
+        store.seed_processes(found.iter().map(|p| policy_view(p)));
     }
     for p in found {
         cache.insert(p);
     }
     (clock, cache, count, gone)
+}
+
+/// What the policies' maps keep of a process found in /proc: its pid, binary and
+/// capabilities.
+fn policy_view(
+    p: &crate::process::Process,
+) -> (u32, &str, Option<tracer_common::policy::ExecCaps>) {
+    (p.pid, p.binary.as_str(), p.creds.caps)
 }
 
 /// CLOCK_BOOTTIME minus CLOCK_MONOTONIC now (the time the machine was suspended).

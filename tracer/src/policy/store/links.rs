@@ -50,7 +50,7 @@ pub struct PerfLink {
 impl PerfLink {
     /// Pins the link at `path` (`BPF_OBJ_PIN`): it stays attached once this agent has
     /// closed it, until the pin is removed. (The link holds its perf event.)
-    pub fn pin(&self, path: &Path) -> Result<(), LinkError> {
+    fn pin(&self, path: &Path) -> Result<(), LinkError> {
         let what = || format!("pinning a hook at {}", path.display());
         let name = CString::new(path.as_os_str().as_encoded_bytes())
             .map_err(|e| LinkError::Kernel(format!("{}: {e}", what())))?;

@@ -160,10 +160,9 @@ pub struct PolicyStore {
     /// Every hook by id, with its policy: for the events (a removed hook's stays a while,
     /// for its events still in the ring buffer).
     hooks: HashMap<u32, (Rc<Compiled>, usize)>,
-    /// The hooks of the agent before (pinned, [`restart`]), for their events, and until
-    /// when they are kept once detached.
+    /// The hooks of the agent before (pinned, [`restart`]), for their events; retired
+    /// once detached.
     inherited: HashMap<u32, (Rc<Compiled>, usize)>,
-    inherited_until: Option<Instant>,
     /// Where the policies are saved for the next agent, and this agent's generation.
     saves: Option<(PathBuf, u64)>,
     last_hook: u32,
@@ -205,7 +204,6 @@ impl PolicyStore {
             policies: BTreeMap::new(),
             hooks: HashMap::new(),
             inherited: HashMap::new(),
-            inherited_until: None,
             saves: None,
             last_hook: 0,
             last_policy: 0,
@@ -523,10 +521,6 @@ impl PolicyStore {
 
     /// Deletes what was unlinked long enough ago. The agent calls it every second.
     pub fn tick(&mut self) {
-        if self.inherited_until.is_some_and(|t| t <= Instant::now()) {
-            self.inherited.clear();
-            self.inherited_until = None;
-        }
         for item in self.retire.due(Instant::now()) {
             self.delete(item);
         }
@@ -540,6 +534,7 @@ impl PolicyStore {
             Item::HookMeta(id) => {
                 self.hooks.remove(&id);
             }
+            Item::Inherited => self.inherited.clear(),
             Item::Gate(g) => {
                 for key in &g.ints {
                     self.maps.remove_gate_int(key);
@@ -730,7 +725,7 @@ impl PolicyStore {
     }
 
     /// The loaded policies, for the next agent on a pinned set ([`restart`]).
-    pub fn saved(&self, generation: u64) -> restart::Saved {
+    fn saved(&self, generation: u64) -> restart::Saved {
         let policies = self
             .policies
             .iter()
@@ -865,7 +860,7 @@ impl PolicyStore {
     /// read for a while ([`retire::EVENTS_DELAY`]), then their metadata goes.
     pub fn let_go_inherited(&mut self) {
         if !self.inherited.is_empty() {
-            self.inherited_until = Some(Instant::now() + retire::EVENTS_DELAY);
+            self.retire.later(Item::Inherited);
         }
     }
 

@@ -19,6 +19,9 @@ pub enum Item {
     Hook(u32),
     /// A hook's metadata (policy, events): kept for its events in flight.
     HookMeta(u32),
+    /// The hooks of the agent before (`store::restart`), detached: kept, as a removed
+    /// hook's metadata, for their events in flight.
+    Inherited,
     /// The entries of a gate (`GATE_INTS` / `GATE_STRS`), and its id.
     Gate(super::points::GateEntries),
     /// A hook point id, free for reuse.
@@ -36,9 +39,10 @@ pub struct Retire {
 }
 
 impl Retire {
-    /// Deletes `item` once `DELAY` has passed (`EVENTS_DELAY` for hook metadata).
+    /// Deletes `item` once `DELAY` has passed (`EVENTS_DELAY` for hook metadata, the
+    /// agent before's too).
     pub fn later(&mut self, item: Item) {
-        let delay = if matches!(item, Item::HookMeta(_)) {
+        let delay = if matches!(item, Item::HookMeta(_) | Item::Inherited) {
             EVENTS_DELAY
         } else {
             DELAY
