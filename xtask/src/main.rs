@@ -14,7 +14,7 @@
 //! - `cargo xtask soak [--minutes N] [--interval-secs S] [--out DIR]`: the agent with the
 //!   policy library under a mixed workload for a while, its memory, descriptors, map
 //!   entries and event accounting sampled (see `soak.rs`).
-//! - `cargo xtask fuzz [--seconds N] [--runs M] [--target NAME]...`: the fuzz targets of
+//! - `cargo xtask fuzz [--seconds N] [--runs M] [--jobs J] [--target NAME]...`: the fuzz targets of
 //!   `fuzz/` on their seed corpora (see `fuzz.rs`).
 
 mod bench;
@@ -127,6 +127,9 @@ enum Cmd {
         /// field_filter, redaction, otlp_config, metrics_addr, decode.
         #[arg(long = "target", value_name = "NAME")]
         targets: Vec<String>,
+        /// How many targets run at once (default: the number of CPUs).
+        #[arg(long, value_name = "J")]
+        jobs: Option<usize>,
     },
 }
 
@@ -176,11 +179,13 @@ fn main() -> ExitCode {
             seconds,
             runs,
             targets,
+            jobs,
         } => setup::setup().and_then(|()| {
             fuzz::fuzz(&fuzz::Options {
                 seconds,
                 runs,
                 targets,
+                jobs,
             })
         }),
     };

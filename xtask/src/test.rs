@@ -56,6 +56,7 @@ pub fn test(lint: bool, filter: Option<&str>) -> anyhow::Result<()> {
             seconds: FUZZ_SECONDS,
             runs: None,
             targets: Vec::new(),
+            jobs: None,
         })?;
     }
 
