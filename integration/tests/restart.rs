@@ -2,7 +2,8 @@
 //! an exec storm and a new one started at once on the same export file (as a rolling
 //! update does) lose nothing and number on; a killed agent's numbers are never given
 //! again and the next agent says so; a ring buffer of another size is read before the
-//! new one; one agent per pinned set; `tracer cleanup`.
+//! new one; one agent per pinned set; `tracer cleanup`; `seq` from the export file where
+//! the kernel kept none.
 
 use std::{
     collections::HashMap,
@@ -355,6 +356,76 @@ fn one_agent_per_pinned_set_and_cleanup_removes_it() {
     );
     assert!(String::from_utf8_lossy(&done.stderr).contains("its hooks are detached"));
     assert!(!Path::new(&pinned.dir).exists());
+}
+
+/// Where the kernel kept no number (after `tracer cleanup` or a reboot, and with
+/// `--no-pin`), `seq` goes on from the export file's last line: one more than it, and
+/// strictly increasing through the file.
+#[test]
+fn seq_goes_on_from_the_export_file_when_the_kernel_kept_none() {
+    if !privileged("seq_goes_on_from_the_export_file_when_the_kernel_kept_none") {
+        return;
+    }
+    let pinned = Pinned::new("fromfile");
+    let cleanup = || {
+        let out = Command::new(tracer_bin())
+            .args(["cleanup", "--pin-dir"])
+            .arg(&pinned.dir)
+            .output()
+            .expect("run cleanup");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // An exit written to the file: the agent has numbered lines.
+    let written = |marker: &str| {
+        let st = Command::new("/bin/true").arg(marker).status().expect("run");
+        assert!(st.success());
+        let needle = format!("\"arguments\":\"{marker}\"");
+        wait_for("the marker's exit in the file", || {
+            std::fs::read_to_string(&pinned.export).is_ok_and(|t| {
+                t.lines()
+                    .any(|l| l.starts_with("{\"process_exit\"") && l.contains(&needle))
+            })
+        });
+    };
+    let tag = format!("restart-fromfile-{}", std::process::id());
+    let first = pinned.start(&[]);
+    written(&format!("{tag}-1"));
+    terminate(first);
+    cleanup();
+    let mut last = pinned
+        .lines()
+        .last()
+        .map(seq)
+        .expect("the first agent's lines");
+    // A new pinned set (as after a reboot), then an agent without one.
+    let no_pin = [
+        "--no-pin".to_owned(),
+        format!("--state-dir={}", pinned.state.display()),
+        format!("--export-filename={}", pinned.export.display()),
+    ];
+    for (i, args) in [pinned.args(), no_pin.to_vec()].into_iter().enumerate() {
+        let before = pinned.lines().len();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let agent = Agent::start(&args);
+        written(&format!("{tag}-{}", i + 2));
+        let log = terminate(agent);
+        assert!(
+            log.contains(&format!("its last line is seq {last}; numbering goes on")),
+            "{log}"
+        );
+        let lines = pinned.lines();
+        let after = &lines[before..];
+        assert_eq!(seq(&after[0]), last + 1, "{args:?}: {:#?}", after[0]);
+        last = seq(lines.last().expect("lines"));
+        for pair in lines.windows(2) {
+            assert!(seq(&pair[1]) > seq(&pair[0]), "strictly increasing");
+        }
+    }
+    cleanup();
 }
 
 /// getpgid(`GETPGID`) calls are posted by the policy `restart-posts`; getsid(`GETSID`)

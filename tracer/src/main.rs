@@ -475,6 +475,7 @@ fn export_settings(args: &RunArgs) -> Result<tracer::export::Settings, String> {
         rate_limit,
         buffer_bytes: args.export_buffer_size.max(4096),
         tetragon_strict: args.export_tetragon_strict,
+        last_seq: 0,
     })
 }
 
@@ -851,13 +852,24 @@ fn run(args: RunArgs) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let export = match export_settings(&args) {
+    let mut export = match export_settings(&args) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("tracer: {e}");
             return ExitCode::FAILURE;
         }
     };
+    // `seq` goes on from the file's last line where the kernel kept no later number
+    // (the agent's first start after a reboot or `tracer cleanup`, or `--no-pin`).
+    if let Some(path) = args.export_filename.as_ref().filter(|_| !args.export_null)
+        && let Some(n) = tracer::export::file::last_seq(path)
+    {
+        tracing::info!(
+            "{}: its last line is seq {n}; numbering goes on from there (or from the number the kernel kept, if later)",
+            path.display()
+        );
+        export.last_seq = n;
+    }
     let node_name = args.node_name.unwrap_or_else(|| {
         nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())

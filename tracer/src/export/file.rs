@@ -270,6 +270,50 @@ fn last_byte(path: &Path) -> io::Result<Option<u8>> {
     Ok(Some(b[0]))
 }
 
+/// How far back from its end [`last_seq`] reads a file for a whole line (a line is tens
+/// of KiB at most, with every process-object flag on).
+const SEQ_SCAN: u64 = 4 << 20;
+
+/// The `seq` of the last line that has one in the export file at `path`, or in its newest
+/// backup when the file has none (a backup not yet compressed): where an agent goes on
+/// numbering when the kernel kept no number (after a reboot, `tracer cleanup`, or with
+/// `--no-pin`), so that `seq` in one file increases across those too. `None` when neither
+/// has a numbered line (a new file, strict mode) or they cannot be read.
+pub fn last_seq(path: &Path) -> Option<u64> {
+    let newest_backup = backups(path)
+        .pop()
+        .map(|(_, p)| p)
+        .filter(|p| p.extension().is_none_or(|e| e != "gz"));
+    std::iter::once(path.to_owned())
+        .chain(newest_backup)
+        .find_map(|p| last_seq_in(&p).ok().flatten())
+}
+
+/// The `seq` of the last whole line of `path` that has one, read from its last
+/// [`SEQ_SCAN`] bytes.
+fn last_seq_in(path: &Path) -> io::Result<Option<u64>> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut f = File::open(path)?;
+    let start = f.seek(SeekFrom::End(0))?.saturating_sub(SEQ_SCAN);
+    f.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    f.take(SEQ_SCAN).read_to_end(&mut tail)?;
+    // Read from the middle of a line: its end is not a line of its own.
+    let whole = match start {
+        0 => &tail[..],
+        _ => match tail.iter().position(|&b| b == b'\n') {
+            Some(end) => &tail[end + 1..],
+            None => return Ok(None),
+        },
+    };
+    // The top-level key only (a pod label may be named `seq` too); a line cut short by a
+    // killed writer is not JSON, and the line before it is taken.
+    Ok(whole.split(|&b| b == b'\n').rev().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+        v.get("seq")?.as_str()?.parse().ok()
+    }))
+}
+
 /// `FILE` to `FILE.gz`, then `FILE` removed.
 fn gzip(path: &Path) -> io::Result<()> {
     let mut name = path.as_os_str().to_owned();
@@ -331,6 +375,42 @@ mod tests {
 
     /// A file whose last line a writer before left cut short (a full disk, then a
     /// kill) is ended first: the next line starts whole.
+    #[test]
+    fn the_last_seq_is_read_from_the_file_or_its_newest_backup() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("events.json");
+        assert_eq!(last_seq(&path), None, "no file");
+        // A pod label named `seq` is not the line's; a cut last line is not a line.
+        fs::write(
+            &path,
+            concat!(
+                "{\"process_exec\":{},\"seq\":\"41\"}\n",
+                "{\"process_exec\":{\"pod\":{\"pod_labels\":{\"seq\":\"900\"}}},\"seq\":\"42\"}\n",
+                "{\"process_exit\":{\"process\":{\"pid\":7},\"se",
+            ),
+        )
+        .expect("write");
+        assert_eq!(last_seq(&path), Some(42));
+        // Strict mode: no line is numbered.
+        fs::write(&path, "{\"process_exec\":{}}\n").expect("write");
+        assert_eq!(last_seq(&path), None);
+        // Just rotated: the file is empty, its newest backup has the last line; a
+        // compressed one is not read.
+        fs::write(numbered(&path, 3, false), "{\"seq\":\"7\"}\n").expect("write");
+        fs::write(numbered(&path, 4, false), "{\"seq\":\"9\"}\n").expect("write");
+        fs::write(&path, "").expect("write");
+        assert_eq!(last_seq(&path), Some(9));
+        fs::remove_file(numbered(&path, 4, false)).expect("remove");
+        fs::write(numbered(&path, 4, true), "not gzip").expect("write");
+        assert_eq!(last_seq(&path), None);
+        // Longer than what is read: only whole lines count.
+        let mut big = String::from("{\"seq\":\"5\"}\n{\"x\":\"");
+        big.push_str(&"a".repeat(SEQ_SCAN as usize));
+        big.push_str("\",\"seq\":\"6\"}\n{\"seq\":\"8\"}\n");
+        fs::write(&path, &big).expect("write");
+        assert_eq!(last_seq(&path), Some(8));
+    }
+
     #[test]
     fn a_cut_last_line_is_ended_before_writing_on() {
         let dir = tempfile::tempdir().unwrap();

@@ -49,6 +49,9 @@ pub struct Settings {
     /// `--export-tetragon-strict`: only what Tetragon's protobuf definition has; no
     /// `seq`, no `event_loss` lines (their counts stay in the log and the metrics).
     pub tetragon_strict: bool,
+    /// The last `seq` in the export file ([`file::last_seq`]): numbers go on from it, or
+    /// from the kernel's if that is later.
+    pub last_seq: u64,
 }
 
 impl Default for Settings {
@@ -60,6 +63,7 @@ impl Default for Settings {
             rate_limit: None,
             buffer_bytes: json::MAX_PENDING,
             tetragon_strict: false,
+            last_seq: 0,
         }
     }
 }
@@ -156,6 +160,7 @@ impl Export {
             since: Clock::now_rfc3339(),
         });
         let bound = settings.buffer_bytes;
+        let seq = settings.last_seq;
         Self {
             buffer_bytes: bound,
             otlp: otlp.map(|(exporter, queue_size)| OtlpOut {
@@ -175,18 +180,18 @@ impl Export {
                 since: Clock::now_rfc3339(),
                 said: None,
             },
-            seq: 0,
+            seq,
             handover: None,
             metrics,
             node,
         }
     }
 
-    /// Numbers on from `seq`, the previous agent's last, keeping the numbers given in
-    /// `handover` for the next agent.
+    /// Numbers on from `seq`, the previous agent's last (or from the export file's, if
+    /// later), keeping the numbers given in `handover` for the next agent.
     pub fn resume(&mut self, seq: u64, handover: crate::handover::Handover) {
-        self.seq = seq;
-        self.handover = Some((handover, seq));
+        self.seq = self.seq.max(seq);
+        self.handover = Some((handover, self.seq));
     }
 
     /// The last number given.
