@@ -190,15 +190,25 @@ pub fn fuzz(opts: &Options) -> anyhow::Result<()> {
     if failed.is_empty() {
         return Ok(());
     }
+    let crashed: Vec<&&Report> = failed.iter().filter(|r| !r.artifacts.is_empty()).collect();
+    let Some(first) = crashed.first() else {
+        // Stopped by a signal, or libFuzzer could not start: no input to replay.
+        let names: Vec<&str> = failed.iter().map(|r| r.target.as_str()).collect();
+        bail!(
+            "fuzzing did not finish: {} (no crash saved; see its log in {})",
+            names.join(", "),
+            logs.display()
+        );
+    };
     let mut msg = String::from("fuzzing found crashes:");
-    for r in &failed {
+    for r in &crashed {
         let _ = write!(msg, " {} ({})", r.target, r.artifacts.join(", "));
     }
     let _ = write!(
         msg,
         "; reproduce one with `cd fuzz && cargo +nightly fuzz run --sanitizer {} {} ARTIFACT`",
-        sanitizer(&failed[0].target),
-        failed[0].target
+        sanitizer(&first.target),
+        first.target
     );
     bail!(msg)
 }
