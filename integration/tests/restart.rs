@@ -59,6 +59,15 @@ impl Pinned {
         Agent::start_with_env(&args, env)
     }
 
+    /// `tracer cleanup` of the set.
+    fn cleanup(&self) -> std::process::Output {
+        Command::new(tracer_bin())
+            .args(["cleanup", "--pin-dir"])
+            .arg(&self.dir)
+            .output()
+            .expect("run cleanup")
+    }
+
     /// Every line of the export file, parsed.
     fn lines(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.export)
@@ -71,10 +80,7 @@ impl Pinned {
 
 impl Drop for Pinned {
     fn drop(&mut self) {
-        let _ = Command::new(tracer_bin())
-            .args(["cleanup", "--pin-dir"])
-            .arg(&self.dir)
-            .output();
+        let _ = self.cleanup();
         if let Some(tmp) = self.export.parent() {
             let _ = std::fs::remove_dir_all(tmp);
         }
@@ -337,18 +343,11 @@ fn one_agent_per_pinned_set_and_cleanup_removes_it() {
         "{stderr}"
     );
     // Cleanup is refused while the agent runs, and removes the set once it stops.
-    let cleanup = || {
-        Command::new(tracer_bin())
-            .args(["cleanup", "--pin-dir"])
-            .arg(&pinned.dir)
-            .output()
-            .expect("run cleanup")
-    };
-    let refused = cleanup();
+    let refused = pinned.cleanup();
     assert!(!refused.status.success());
     terminate(first);
     assert!(pinned.dir.join("links").read_dir().expect("links").count() >= 3);
-    let done = cleanup();
+    let done = pinned.cleanup();
     assert!(
         done.status.success(),
         "{}",
@@ -368,11 +367,7 @@ fn seq_goes_on_from_the_export_file_when_the_kernel_kept_none() {
     }
     let pinned = Pinned::new("fromfile");
     let cleanup = || {
-        let out = Command::new(tracer_bin())
-            .args(["cleanup", "--pin-dir"])
-            .arg(&pinned.dir)
-            .output()
-            .expect("run cleanup");
+        let out = pinned.cleanup();
         assert!(
             out.status.success(),
             "{}",
