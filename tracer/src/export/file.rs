@@ -373,8 +373,8 @@ mod tests {
         w.flush().unwrap();
     }
 
-    /// A file whose last line a writer before left cut short (a full disk, then a
-    /// kill) is ended first: the next line starts whole.
+    /// The last `seq`: the top-level key of the last whole line that has one, in the
+    /// file or, just after a rotation, in its newest uncompressed backup.
     #[test]
     fn the_last_seq_is_read_from_the_file_or_its_newest_backup() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -411,6 +411,8 @@ mod tests {
         assert_eq!(last_seq(&path), Some(8));
     }
 
+    /// A file whose last line a writer before left cut short (a full disk, then a
+    /// kill) is ended first: the next line starts whole.
     #[test]
     fn a_cut_last_line_is_ended_before_writing_on() {
         let dir = tempfile::tempdir().unwrap();
