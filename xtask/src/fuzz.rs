@@ -5,7 +5,7 @@
 //! - Builds each target with debug assertions and overflow checks (cargo-fuzz's
 //!   default), and with AddressSanitizer only where the code under test has `unsafe`
 //!   (the record decoder, which reads records in place): the parsers are safe Rust, where
-//!   no memory error can happen, and run two to three times faster without it
+//!   no memory error can happen, and run three to eight times faster without it
 //!   ([`sanitizer`]). The two builds have target directories of their own, under
 //!   `target/fuzz-build/`, so neither rebuilds the other.
 //! - Builds the seed corpora in `target/fuzz-corpus/TARGET/` (not committed): the
@@ -14,9 +14,9 @@
 //!   README, OTLP and metrics settings, and well-formed ring-buffer records built from
 //!   `tracer-common`'s types. What libFuzzer adds stays there for the next run.
 //! - Runs J targets at a time (the number of CPUs by default), each for N seconds (or M
-//!   inputs, whichever comes first), and prints per
-//!   target the inputs run, exec/s, the corpus's size and the crashes; fails when a
-//!   target crashed, naming the input it saved (under `fuzz/artifacts/TARGET/`).
+//!   inputs, whichever comes first), and prints per target the inputs run, exec/s, the
+//!   corpus's size and the crashes; fails when a target crashed, naming the input it
+//!   saved (under `fuzz/artifacts/TARGET/`).
 
 use std::{
     fmt::Write as _,
