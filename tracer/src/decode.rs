@@ -49,7 +49,7 @@ pub enum RawEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Env {
     pub header: EventHeader,
-    pub vars: Vec<EnvVar>,
+    pub vars: EnvVars,
     /// The area was longer than the capture bound: the last, partial, variable is
     /// dropped.
     pub truncated: bool,
@@ -57,15 +57,139 @@ pub struct Env {
     pub error: bool,
 }
 
-/// One environment variable, as Tetragon's `EnvVar`, whose proto fields are `Key` and
-/// `Value`, capitalised. A string without `=` has the key `invalid` (as Tetragon writes
-/// it).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct EnvVar {
-    #[serde(rename = "Key", skip_serializing_if = "String::is_empty")]
-    pub key: String,
-    #[serde(rename = "Value", skip_serializing_if = "String::is_empty")]
-    pub value: String,
+/// Environment variables, written as Tetragon's `EnvVar`s (proto fields `Key` and
+/// `Value`, capitalised). A string without `=` has the key `invalid` (as Tetragon writes
+/// it). All of them live in one text, each variable a pair of ranges into it: one
+/// allocation per environment, not two per variable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvVars {
+    text: String,
+    vars: Vec<EnvSpan>,
+}
+
+/// One variable of [`EnvVars`]: byte ranges of its `text`; a key range of `u32::MAX`
+/// for a string without `=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EnvSpan {
+    key: (u32, u32),
+    value: (u32, u32),
+}
+
+const INVALID_KEY: &str = "invalid";
+
+impl EnvVars {
+    /// The `\0`-separated `KEY=VALUE` strings of `area` (empty ones skipped), each
+    /// split at its first `=`; invalid UTF-8 replaced, as `String::from_utf8_lossy`
+    /// does (which never merges a byte sequence across the ASCII `\0` or `=`).
+    pub fn parse(area: &[u8]) -> Self {
+        let text = String::from_utf8_lossy(area).into_owned();
+        let mut vars = Vec::with_capacity(text.bytes().filter(|&b| b == 0).count() + 1);
+        let mut at = 0;
+        for s in text.split('\0') {
+            let start = at;
+            at += s.len() + 1;
+            if s.is_empty() {
+                continue;
+            }
+            let span = |from: usize, to: usize| (from as u32, to as u32);
+            vars.push(match s.find('=') {
+                Some(eq) => EnvSpan {
+                    key: span(start, start + eq),
+                    value: span(start + eq + 1, start + s.len()),
+                },
+                None => EnvSpan {
+                    key: (u32::MAX, u32::MAX),
+                    value: span(start, start + s.len()),
+                },
+            });
+        }
+        Self { text, vars }
+    }
+
+    /// From `(key, value)` pairs (a saved process cache, tests).
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let mut env = Self::default();
+        for (k, v) in pairs {
+            let (k, v) = (k.as_ref(), v.as_ref());
+            let key = if k == INVALID_KEY {
+                (u32::MAX, u32::MAX)
+            } else {
+                let start = env.text.len() as u32;
+                env.text.push_str(k);
+                (start, env.text.len() as u32)
+            };
+            let start = env.text.len() as u32;
+            env.text.push_str(v);
+            env.vars.push(EnvSpan {
+                key,
+                value: (start, env.text.len() as u32),
+            });
+        }
+        env
+    }
+
+    pub fn len(&self) -> usize {
+        self.vars.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+
+    /// Each variable's key and value, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.vars.iter().map(|v| (self.key(v), self.slice(v.value)))
+    }
+
+    /// Keeps the variables whose key `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        let Self { text, vars } = self;
+        let key = |v: &EnvSpan| match v.key {
+            (u32::MAX, _) => INVALID_KEY,
+            (a, b) => text.get(a as usize..b as usize).unwrap_or_default(),
+        };
+        vars.retain(|v| keep(key(v)));
+    }
+
+    fn key(&self, v: &EnvSpan) -> &str {
+        match v.key {
+            (u32::MAX, _) => INVALID_KEY,
+            range => self.slice(range),
+        }
+    }
+
+    /// A range of `text`: always whole characters, as `parse` and `from_pairs` cut it.
+    fn slice(&self, (a, b): (u32, u32)) -> &str {
+        self.text.get(a as usize..b as usize).unwrap_or_default()
+    }
+}
+
+impl serde::Serialize for EnvVars {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        /// One `EnvVar`: an empty key or value left out, as protobuf's JSON does.
+        struct Var<'a>(&'a str, &'a str);
+        impl serde::Serialize for Var<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let n = usize::from(!self.0.is_empty()) + usize::from(!self.1.is_empty());
+                let mut m = s.serialize_map(Some(n))?;
+                if !self.0.is_empty() {
+                    m.serialize_entry("Key", self.0)?;
+                }
+                if !self.1.is_empty() {
+                    m.serialize_entry("Value", self.1)?;
+                }
+                m.end()
+            }
+        }
+        let mut seq = s.serialize_seq(Some(self.vars.len()))?;
+        for (k, v) in self.iter() {
+            seq.serialize_element(&Var(k, v))?;
+        }
+        seq.end()
+    }
 }
 
 /// A decoded exec: the kernel's `ExecEvent` with its buffers turned into strings.
@@ -248,22 +372,7 @@ fn decode_env(ev: &EnvEvent) -> Result<Env, DecodeError> {
     } else {
         area
     };
-    // Each string split at its first `=` as bytes: a key and a value, one allocation
-    // each.
-    let vars = whole
-        .split(|&b| b == 0)
-        .filter(|v| !v.is_empty())
-        .map(|v| match v.iter().position(|&b| b == b'=') {
-            Some(eq) => EnvVar {
-                key: lossy(&v[..eq]),
-                value: lossy(&v[eq + 1..]),
-            },
-            None => EnvVar {
-                key: "invalid".to_owned(),
-                value: lossy(v),
-            },
-        })
-        .collect();
+    let vars = EnvVars::parse(whole);
     Ok(Env {
         header: ev.header,
         vars,
@@ -395,11 +504,7 @@ mod tests {
         let RawEvent::Env(e) = decode(&bytes_of(&ev)).unwrap() else {
             panic!("an env record")
         };
-        let pairs: Vec<(&str, &str)> = e
-            .vars
-            .iter()
-            .map(|v| (v.key.as_str(), v.value.as_str()))
-            .collect();
+        let pairs: Vec<(&str, &str)> = e.vars.iter().collect();
         assert_eq!(pairs, [("PATH", "/bin"), ("A", "b=c"), ("invalid", "junk")]);
         assert!(e.truncated && !e.error);
         ev.len = ENV_MAX as u32 + 1;
@@ -407,6 +512,44 @@ mod tests {
             decode(&bytes_of(&ev)),
             Err(DecodeError::BadLength { field: "env", .. })
         ));
+    }
+
+    /// Invalid UTF-8 is replaced as a variable on its own would have it; an empty key
+    /// or value is left out of the JSON; `invalid` survives a round trip through pairs.
+    #[test]
+    fn environment_variables_share_one_text() {
+        let env = EnvVars::parse(b"K\xff=v\xc3\0=x\0bare\0E=\0");
+        let pairs: Vec<(&str, &str)> = env.iter().collect();
+        assert_eq!(
+            pairs,
+            [
+                ("K\u{fffd}", "v\u{fffd}"),
+                ("", "x"),
+                ("invalid", "bare"),
+                ("E", "")
+            ]
+        );
+        assert_eq!(
+            serde_json::to_value(&env).unwrap(),
+            serde_json::json!([
+                {"Key": "K\u{fffd}", "Value": "v\u{fffd}"},
+                {"Value": "x"},
+                {"Key": "invalid", "Value": "bare"},
+                {"Key": "E"}
+            ])
+        );
+        assert_eq!(EnvVars::from_pairs(pairs.iter().copied()), {
+            let mut again = EnvVars::from_pairs(env.iter());
+            again.retain(|_| true);
+            again
+        });
+        let mut kept = env.clone();
+        kept.retain(|k| k == "invalid" || k == "E");
+        assert_eq!(
+            kept.iter().collect::<Vec<_>>(),
+            [("invalid", "bare"), ("E", "")]
+        );
+        assert!(EnvVars::parse(b"\0\0").is_empty());
     }
 
     #[test]

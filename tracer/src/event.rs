@@ -41,7 +41,7 @@ fn omit_empty<T>(v: &[T]) -> bool {
     v.is_empty() || tetragon_strict()
 }
 
-fn omit_empty_slice<T>(v: &&[T]) -> bool {
+fn omit_no_env(v: &&crate::decode::EnvVars) -> bool {
     v.is_empty()
 }
 
@@ -588,8 +588,8 @@ pub struct ProcessOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub binary_properties: Option<BinaryPropertiesOut>,
     /// `--enable-process-environment-variables`: the environment at its exec.
-    #[serde(skip_serializing_if = "omit_empty_slice")]
-    pub environment_variables: &'a [crate::decode::EnvVar],
+    #[serde(skip_serializing_if = "omit_no_env")]
+    pub environment_variables: &'a crate::decode::EnvVars,
     /// `--enable-process-cred`: the capability sets by name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cap: Option<CapsOut>,
@@ -1813,7 +1813,7 @@ mod tests {
             ppid: parent.as_ref().map_or(0, |p| p.pid),
             user: None,
             ns: Default::default(),
-            env: Arc::from([]),
+            env: Arc::default(),
             parent,
             json: Default::default(),
         })

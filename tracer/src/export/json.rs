@@ -10,6 +10,9 @@ use std::io::{self, Write};
 
 /// Bytes of lines a sink holds while its writes fail.
 pub const MAX_PENDING: usize = 8 << 20;
+/// Pending bytes that make a write at once: big writes let the page cache take large
+/// folios.
+const FLUSH_AT: usize = 1 << 20;
 
 pub struct JsonSink<W: Write> {
     out: W,
@@ -61,7 +64,7 @@ impl<W: Write> JsonSink<W> {
         self.pending.extend_from_slice(line);
         self.pending.push(b'\n');
         self.pending_lines += 1;
-        if self.pending.len() >= 1 << 16 && self.failing.is_none() {
+        if self.pending.len() >= FLUSH_AT && self.failing.is_none() {
             let _ = self.flush();
         }
         true
@@ -81,7 +84,7 @@ impl<W: Write> JsonSink<W> {
         }
         self.pending.push(b'\n');
         self.pending_lines += 1;
-        if self.pending.len() >= 1 << 16 && self.failing.is_none() {
+        if self.pending.len() >= FLUSH_AT && self.failing.is_none() {
             let _ = self.flush();
         }
         Ok(true)

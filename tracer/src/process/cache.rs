@@ -179,7 +179,7 @@ impl ProcessCache {
                     self.pending_env.clear();
                 }
                 if let Some(keep) = &self.env_filter {
-                    env.vars.retain(|v| keep.contains(&v.key));
+                    env.vars.retain(|key| keep.contains(key));
                 }
                 self.pending_env.insert(env.header.pid, *env);
                 None
@@ -270,7 +270,7 @@ impl ProcessCache {
             ppid: e.ppid,
             user: super::user_name(pid, e.ns_pid, e.uid),
             ns: e.ns,
-            env: env.map_or_else(|| Arc::from([]), |env| env.vars.into()),
+            env: env.map_or_else(Arc::default, |env| Arc::new(env.vars)),
             parent,
             json: Default::default(),
         });
@@ -363,7 +363,7 @@ fn unknown(node: &str, pid: u32, ktime_ns: u64, start_ns: u64, extra: u32) -> Pr
         ppid: 0,
         user: None,
         ns: Default::default(),
-        env: Arc::from([]),
+        env: Arc::default(),
         parent: None,
         json: Default::default(),
     }
@@ -620,13 +620,7 @@ mod tests {
     fn env(pid: u32, vars: &[(&str, &str)], truncated: bool) -> RawEvent {
         RawEvent::Env(Box::new(crate::decode::Env {
             header: header(EventKind::Env, pid, 1),
-            vars: vars
-                .iter()
-                .map(|(k, v)| crate::decode::EnvVar {
-                    key: (*k).into(),
-                    value: (*v).into(),
-                })
-                .collect(),
+            vars: crate::decode::EnvVars::from_pairs(vars.iter().copied()),
             truncated,
             error: false,
         }))
@@ -642,7 +636,7 @@ mod tests {
                 .is_none()
         );
         let p = exec_process(c.handle(exec(10, 1, 5, &["sh"])));
-        let keys: Vec<&str> = p.env.iter().map(|v| v.key.as_str()).collect();
+        let keys: Vec<&str> = p.env.iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["A", "C"]);
         assert!(p.flags & flags::TRUNC_ENV != 0);
         c.handle(RawEvent::Fork(ForkEvent {

@@ -235,7 +235,7 @@ pub fn build(node: &str, mut entries: Vec<ProcEntry>) -> Vec<Arc<Process>> {
             user: super::user_name(e.pid, e.ns_pid, e.creds.uid),
             ns: e.ns,
             // Its environment now is not the one it started with: not written.
-            env: Arc::from([]),
+            env: Arc::default(),
             parent,
             json: Default::default(),
         });

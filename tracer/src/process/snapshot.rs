@@ -18,7 +18,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::{Creds, JsonCache, Process};
-use crate::decode::EnvVar;
+use crate::decode::EnvVars;
 
 /// The file in the state directory.
 pub const FILE: &str = "processes.json";
@@ -97,7 +97,7 @@ impl Saved {
             env: p
                 .env
                 .iter()
-                .map(|v| (v.key.clone(), v.value.clone()))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
             parent: p.parent_exec_id().map(str::to_owned),
         }
@@ -139,11 +139,7 @@ impl Saved {
             ppid: self.ppid,
             user: self.user.map(Arc::from),
             ns,
-            env: self
-                .env
-                .into_iter()
-                .map(|(key, value)| EnvVar { key, value })
-                .collect(),
+            env: Arc::new(EnvVars::from_pairs(self.env)),
             parent,
             json: JsonCache::default(),
         }
@@ -326,10 +322,7 @@ mod tests {
             ppid: parent.as_ref().map_or(1, |p| p.pid),
             user: Some(Arc::from("alice")),
             ns: [5; tracer_common::event::NS_COUNT],
-            env: Arc::from(vec![EnvVar {
-                key: "A".into(),
-                value: "b".into(),
-            }]),
+            env: Arc::new(EnvVars::from_pairs([("A", "b")])),
             parent,
             json: JsonCache::default(),
         })
