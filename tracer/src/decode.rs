@@ -61,7 +61,7 @@ pub struct Env {
 /// `Value`, capitalised). A string without `=` has the key `invalid` (as Tetragon writes
 /// it). All of them live in one text, each variable a pair of ranges into it: one
 /// allocation per environment, not two per variable.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct EnvVars {
     text: String,
     vars: Vec<EnvSpan>,
@@ -166,6 +166,15 @@ impl EnvVars {
     }
 }
 
+/// The same variables, however their text is laid out.
+impl PartialEq for EnvVars {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for EnvVars {}
+
 impl serde::Serialize for EnvVars {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::{SerializeMap, SerializeSeq};
@@ -189,6 +198,70 @@ impl serde::Serialize for EnvVars {
             seq.serialize_element(&Var(k, v))?;
         }
         seq.end()
+    }
+}
+
+/// An environment as process objects write it: its JSON array, encoded once (at the
+/// exec, after `--filter-environment-variables`) and copied into each event after.
+#[derive(Debug, Clone, Default)]
+pub struct EnvJson {
+    json: Option<Box<serde_json::value::RawValue>>,
+    len: usize,
+}
+
+impl EnvJson {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The variables back (a saved process cache, tests): parsed from the JSON.
+    pub fn to_vars(&self) -> EnvVars {
+        #[derive(serde::Deserialize)]
+        struct Var {
+            #[serde(rename = "Key", default)]
+            key: String,
+            #[serde(rename = "Value", default)]
+            value: String,
+        }
+        let vars: Vec<Var> = self
+            .json
+            .as_deref()
+            .and_then(|j| serde_json::from_str(j.get()).ok())
+            .unwrap_or_default();
+        EnvVars::from_pairs(vars.into_iter().map(|v| (v.key, v.value)))
+    }
+}
+
+impl From<&EnvVars> for EnvJson {
+    fn from(vars: &EnvVars) -> Self {
+        Self {
+            // Strings in a list: encoding cannot fail.
+            json: (!vars.is_empty())
+                .then(|| serde_json::value::to_raw_value(vars).ok())
+                .flatten(),
+            len: vars.len(),
+        }
+    }
+}
+
+impl PartialEq for EnvJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.json.as_deref().map(|j| j.get()) == other.json.as_deref().map(|j| j.get())
+    }
+}
+
+impl Eq for EnvJson {}
+
+impl serde::Serialize for EnvJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.json {
+            Some(json) => json.serialize(s),
+            None => s.collect_seq(std::iter::empty::<()>()),
+        }
     }
 }
 
@@ -550,6 +623,23 @@ mod tests {
             [("invalid", "bare"), ("E", "")]
         );
         assert!(EnvVars::parse(b"\0\0").is_empty());
+    }
+
+    /// A process's environment is its JSON, encoded once: the same text, and the same
+    /// variables back.
+    #[test]
+    fn an_environment_is_encoded_once() {
+        let vars = EnvVars::parse(b"A=1\0bare\0=x\0Q=\"\n\0");
+        let json = EnvJson::from(&vars);
+        assert_eq!(json.len(), 4);
+        assert_eq!(
+            serde_json::to_string(&json).unwrap(),
+            serde_json::to_string(&vars).unwrap()
+        );
+        assert_eq!(json.to_vars(), vars);
+        let none = EnvJson::from(&EnvVars::default());
+        assert!(none.is_empty() && none == EnvJson::default());
+        assert_eq!(serde_json::to_string(&none).unwrap(), "[]");
     }
 
     #[test]

@@ -41,7 +41,7 @@ fn omit_empty<T>(v: &[T]) -> bool {
     v.is_empty() || tetragon_strict()
 }
 
-fn omit_no_env(v: &&crate::decode::EnvVars) -> bool {
+fn omit_no_env(v: &&crate::decode::EnvJson) -> bool {
     v.is_empty()
 }
 
@@ -589,7 +589,7 @@ pub struct ProcessOut<'a> {
     pub binary_properties: Option<BinaryPropertiesOut>,
     /// `--enable-process-environment-variables`: the environment at its exec.
     #[serde(skip_serializing_if = "omit_no_env")]
-    pub environment_variables: &'a crate::decode::EnvVars,
+    pub environment_variables: &'a crate::decode::EnvJson,
     /// `--enable-process-cred`: the capability sets by name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cap: Option<CapsOut>,
@@ -777,8 +777,42 @@ impl CapNames {
 }
 
 impl Serialize for CapNames {
+    /// A node has few distinct sets (root's full one, a container runtime's default):
+    /// each is encoded once and copied after, as process objects are (`JsonCache`).
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.names())
+        use serde_json::value::RawValue;
+        /// Sets kept, the oldest replaced first.
+        const KEPT: usize = 16;
+        /// The next to replace, and the sets kept with their JSON.
+        type Kept = (usize, Vec<(u64, Box<RawValue>)>);
+        thread_local! {
+            static ENCODED: std::cell::RefCell<Kept> =
+                const { std::cell::RefCell::new((0, Vec::new())) };
+        }
+        ENCODED.with_borrow_mut(|(next, kept)| {
+            if let Some((_, json)) = kept.iter().find(|(set, _)| *set == self.0) {
+                return json.serialize(s);
+            }
+            let json = serde_json::value::to_raw_value(&Names(*self))
+                .map_err(serde::ser::Error::custom)?;
+            let r = json.serialize(s);
+            if kept.len() < KEPT {
+                kept.push((self.0, json));
+            } else {
+                kept[*next] = (self.0, json);
+                *next = (*next + 1) % KEPT;
+            }
+            r
+        })
+    }
+}
+
+/// A capability set's names, encoded.
+struct Names(CapNames);
+
+impl Serialize for Names {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.names())
     }
 }
 
@@ -1716,6 +1750,24 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+
+    /// A capability set is encoded once and copied after: the same names whichever
+    /// way, more sets than are kept included.
+    #[test]
+    fn capability_sets_are_encoded_once_and_copied() {
+        let names = |set: u64| serde_json::to_value(CapNames(set)).unwrap();
+        assert_eq!(names(0b11), json!(["CAP_CHOWN", "DAC_OVERRIDE"]));
+        assert_eq!(names(0), json!([]));
+        for round in 0..2 {
+            for bit in 0..40u64 {
+                let set = (1 << bit) | 1;
+                let want: Vec<&str> = CapNames(set).names().collect();
+                assert_eq!(names(set), json!(want), "bit {bit}, round {round}");
+                let line = serde_json::to_string(&CapNames(set)).unwrap();
+                assert_eq!(line, serde_json::to_string(&want).unwrap());
+            }
+        }
+    }
 
     #[test]
     fn object_arguments_are_written_as_protojson_writes_messages() {

@@ -270,7 +270,7 @@ impl ProcessCache {
             ppid: e.ppid,
             user: super::user_name(pid, e.ns_pid, e.uid),
             ns: e.ns,
-            env: env.map_or_else(Arc::default, |env| Arc::new(env.vars)),
+            env: env.map_or_else(Arc::default, |env| Arc::new((&env.vars).into())),
             parent,
             json: Default::default(),
         });
@@ -636,7 +636,8 @@ mod tests {
                 .is_none()
         );
         let p = exec_process(c.handle(exec(10, 1, 5, &["sh"])));
-        let keys: Vec<&str> = p.env.iter().map(|(k, _)| k).collect();
+        let vars = p.env.to_vars();
+        let keys: Vec<&str> = vars.iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["A", "C"]);
         assert!(p.flags & flags::TRUNC_ENV != 0);
         c.handle(RawEvent::Fork(ForkEvent {

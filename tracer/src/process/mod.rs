@@ -179,7 +179,7 @@ pub struct Process {
     pub ns: [u32; tracer_common::event::NS_COUNT],
     /// `--enable-process-environment-variables`: its environment at its exec (a fork
     /// keeps its parent's); empty when off or not seen.
-    pub env: Arc<crate::decode::EnvVars>,
+    pub env: Arc<crate::decode::EnvJson>,
     pub parent: Option<Arc<Process>>,
     /// Its JSON object, kept from the last event that wrote it.
     pub json: JsonCache,

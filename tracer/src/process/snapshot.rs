@@ -96,6 +96,7 @@ impl Saved {
             ns: p.ns.to_vec(),
             env: p
                 .env
+                .to_vars()
                 .iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
@@ -139,7 +140,7 @@ impl Saved {
             ppid: self.ppid,
             user: self.user.map(Arc::from),
             ns,
-            env: Arc::new(EnvVars::from_pairs(self.env)),
+            env: Arc::new((&EnvVars::from_pairs(self.env)).into()),
             parent,
             json: JsonCache::default(),
         }
@@ -322,7 +323,7 @@ mod tests {
             ppid: parent.as_ref().map_or(1, |p| p.pid),
             user: Some(Arc::from("alice")),
             ns: [5; tracer_common::event::NS_COUNT],
-            env: Arc::new(EnvVars::from_pairs([("A", "b")])),
+            env: Arc::new((&EnvVars::from_pairs([("A", "b")])).into()),
             parent,
             json: JsonCache::default(),
         })
