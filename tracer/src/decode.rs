@@ -82,7 +82,12 @@ impl EnvVars {
     /// split at its first `=`; invalid UTF-8 replaced, as `String::from_utf8_lossy`
     /// does (which never merges a byte sequence across the ASCII `\0` or `=`).
     pub fn parse(area: &[u8]) -> Self {
-        let text = String::from_utf8_lossy(area).into_owned();
+        // Checked at once first: valid text (the usual case) takes the word-at-a-time
+        // ASCII path that `from_utf8_lossy`'s chunks do not.
+        let text = match std::str::from_utf8(area) {
+            Ok(text) => text.to_owned(),
+            Err(_) => String::from_utf8_lossy(area).into_owned(),
+        };
         let mut vars = Vec::with_capacity(text.bytes().filter(|&b| b == 0).count() + 1);
         let mut at = 0;
         for s in text.split('\0') {
