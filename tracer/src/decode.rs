@@ -67,12 +67,35 @@ pub struct EnvVars {
     vars: Vec<EnvSpan>,
 }
 
-/// One variable of [`EnvVars`]: byte ranges of its `text`; a key range of `u32::MAX`
-/// for a string without `=`.
+/// One variable of [`EnvVars`]: byte ranges of its `text`; [`NO_KEY`] for a string
+/// without `=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct EnvSpan {
     key: (u32, u32),
     value: (u32, u32),
+}
+
+/// The key range of a string without `=`, whose key is written as [`INVALID_KEY`].
+const NO_KEY: (u32, u32) = (u32::MAX, u32::MAX);
+
+impl EnvSpan {
+    fn key<'t>(&self, text: &'t str) -> &'t str {
+        if self.key == NO_KEY {
+            INVALID_KEY
+        } else {
+            slice(text, self.key)
+        }
+    }
+
+    fn value<'t>(&self, text: &'t str) -> &'t str {
+        slice(text, self.value)
+    }
+}
+
+/// A range of an environment's text: always whole characters, as `EnvVars::parse` and
+/// `EnvVars::from_pairs` cut it.
+fn slice(text: &str, (a, b): (u32, u32)) -> &str {
+    text.get(a as usize..b as usize).unwrap_or_default()
 }
 
 const INVALID_KEY: &str = "invalid";
@@ -103,7 +126,7 @@ impl EnvVars {
                     value: span(start + eq + 1, start + s.len()),
                 },
                 None => EnvSpan {
-                    key: (u32::MAX, u32::MAX),
+                    key: NO_KEY,
                     value: span(start, start + s.len()),
                 },
             });
@@ -119,7 +142,7 @@ impl EnvVars {
         for (k, v) in pairs {
             let (k, v) = (k.as_ref(), v.as_ref());
             let key = if k == INVALID_KEY {
-                (u32::MAX, u32::MAX)
+                NO_KEY
             } else {
                 let start = env.text.len() as u32;
                 env.text.push_str(k);
@@ -145,29 +168,15 @@ impl EnvVars {
 
     /// Each variable's key and value, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        self.vars.iter().map(|v| (self.key(v), self.slice(v.value)))
+        self.vars
+            .iter()
+            .map(|v| (v.key(&self.text), v.value(&self.text)))
     }
 
     /// Keeps the variables whose key `keep` accepts.
     pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
         let Self { text, vars } = self;
-        let key = |v: &EnvSpan| match v.key {
-            (u32::MAX, _) => INVALID_KEY,
-            (a, b) => text.get(a as usize..b as usize).unwrap_or_default(),
-        };
-        vars.retain(|v| keep(key(v)));
-    }
-
-    fn key(&self, v: &EnvSpan) -> &str {
-        match v.key {
-            (u32::MAX, _) => INVALID_KEY,
-            range => self.slice(range),
-        }
-    }
-
-    /// A range of `text`: always whole characters, as `parse` and `from_pairs` cut it.
-    fn slice(&self, (a, b): (u32, u32)) -> &str {
-        self.text.get(a as usize..b as usize).unwrap_or_default()
+        vars.retain(|v| keep(v.key(text)));
     }
 }
 
