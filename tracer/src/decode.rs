@@ -45,11 +45,13 @@ pub enum RawEvent {
     Env(Box<Env>),
 }
 
-/// A decoded environment: `KEY=VALUE` strings split at their first `=`.
+/// An environment record: its `\0`-separated `KEY=VALUE` strings, whole ones only, left
+/// as bytes until its exec ([`EnvJson::decode`]): most execs keep their parent's
+/// environment, and share its decoding then.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Env {
     pub header: EventHeader,
-    pub vars: EnvVars,
+    pub area: Vec<u8>,
     /// The area was longer than the capture bound: the last, partial, variable is
     /// dropped.
     pub truncated: bool,
@@ -221,9 +223,30 @@ impl serde::Serialize for EnvVars {
 pub struct EnvJson {
     json: Option<Box<serde_json::value::RawValue>>,
     len: usize,
+    /// The record's area it was decoded from (before the filter, which is the same for
+    /// every exec); none when built from variables.
+    area: Option<Box<[u8]>>,
 }
 
 impl EnvJson {
+    /// Decodes an environment record's area, keeping the variables whose key `keep`
+    /// holds (all without it).
+    pub fn decode(area: Vec<u8>, keep: Option<&std::collections::HashSet<String>>) -> Self {
+        let mut vars = EnvVars::parse(&area);
+        if let Some(keep) = keep {
+            vars.retain(|key| keep.contains(key));
+        }
+        Self {
+            area: Some(area.into_boxed_slice()),
+            ..Self::from(&vars)
+        }
+    }
+
+    /// Whether this was decoded from `area`: then decoding `area` gives it again.
+    pub fn is_from(&self, area: &[u8]) -> bool {
+        self.area.as_deref() == Some(area)
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -258,6 +281,7 @@ impl From<&EnvVars> for EnvJson {
                 .then(|| serde_json::value::to_raw_value(vars).ok())
                 .flatten(),
             len: vars.len(),
+            area: None,
         }
     }
 }
@@ -459,10 +483,9 @@ fn decode_env(ev: &EnvEvent) -> Result<Env, DecodeError> {
     } else {
         area
     };
-    let vars = EnvVars::parse(whole);
     Ok(Env {
         header: ev.header,
-        vars,
+        area: whole.to_vec(),
         truncated,
         error: ev.flags & ENV_ERR != 0,
     })
@@ -591,7 +614,8 @@ mod tests {
         let RawEvent::Env(e) = decode(&bytes_of(&ev)).unwrap() else {
             panic!("an env record")
         };
-        let pairs: Vec<(&str, &str)> = e.vars.iter().collect();
+        let vars = EnvJson::decode(e.area, None).to_vars();
+        let pairs: Vec<(&str, &str)> = vars.iter().collect();
         assert_eq!(pairs, [("PATH", "/bin"), ("A", "b=c"), ("invalid", "junk")]);
         assert!(e.truncated && !e.error);
         ev.len = ENV_MAX as u32 + 1;

@@ -15,7 +15,7 @@ use tracer_common::event::{
 };
 
 use super::{AUID_UNSET, Creds, Process, encode_arguments, exec_id, flags};
-use crate::decode::{Exec, RawEvent};
+use crate::decode::{EnvJson, Exec, RawEvent};
 
 /// What the process lifecycle tells the exporters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,8 @@ pub struct ProcessCache {
     /// Environments recorded for execs not yet read (each comes just before its exec),
     /// by pid.
     pending_env: std::collections::HashMap<u32, crate::decode::Env>,
+    /// The environments last decoded, newest first.
+    recent_env: std::collections::VecDeque<Arc<EnvJson>>,
     /// `--enable-process-cred`: whether an exec's set-user-ID and capability changes are
     /// written.
     cred: bool,
@@ -70,6 +72,9 @@ pub struct ProcessCache {
 /// Environments waiting for their exec, at most: more means execs were lost, and the
 /// oldest are dropped.
 const PENDING_ENV: usize = 1024;
+
+/// Environments decoded last that an exec may share (`ProcessCache::decode_env`).
+const RECENT_ENV: usize = 8;
 
 /// Exited processes kept for the events that follow their exit.
 const EXITED: usize = 1024;
@@ -87,6 +92,7 @@ impl ProcessCache {
             evictions: 0,
             misses: 0,
             pending_env: Default::default(),
+            recent_env: Default::default(),
             cred: false,
             env_filter: None,
         }
@@ -174,12 +180,9 @@ impl ProcessCache {
                     binary: Box::new(binary),
                 })
             }
-            RawEvent::Env(mut env) => {
+            RawEvent::Env(env) => {
                 if self.pending_env.len() >= PENDING_ENV {
                     self.pending_env.clear();
-                }
-                if let Some(keep) = &self.env_filter {
-                    env.vars.retain(|key| keep.contains(key));
                 }
                 self.pending_env.insert(env.header.pid, *env);
                 None
@@ -238,6 +241,10 @@ impl ProcessCache {
                 f |= flags::ERROR_ENV;
             }
         }
+        let env = env.map_or_else(Arc::default, |env| {
+            let near = [current.as_ref(), parent.as_ref()].map(|p| p.map(|p| &p.env));
+            self.decode_env(env.area, near)
+        });
         let creds = Creds {
             uid: e.uid,
             gid: e.gid,
@@ -270,12 +277,32 @@ impl ProcessCache {
             ppid: e.ppid,
             user: super::user_name(pid, e.ns_pid, e.uid),
             ns: e.ns,
-            env: env.map_or_else(Arc::default, |env| Arc::new((&env.vars).into())),
+            env,
             parent,
             json: Default::default(),
         });
         self.insert(process.clone());
         (process, binary)
+    }
+
+    /// An exec's environment: the same as that of the image it replaces, of its parent
+    /// or of a recent exec (most execs pass on the environment they were given, a shell
+    /// the same one to each command) is shared, not decoded again.
+    fn decode_env(&mut self, area: Vec<u8>, near: [Option<&Arc<EnvJson>>; 2]) -> Arc<EnvJson> {
+        if let Some(known) = near
+            .into_iter()
+            .flatten()
+            .chain(&self.recent_env)
+            .find(|e| e.is_from(&area))
+        {
+            return known.clone();
+        }
+        let env = Arc::new(EnvJson::decode(area, self.env_filter.as_ref()));
+        if self.recent_env.len() == RECENT_ENV {
+            self.recent_env.pop_back();
+        }
+        self.recent_env.push_front(env.clone());
+        env
     }
 
     fn fork(&mut self, f: &ForkEvent) {
@@ -620,7 +647,10 @@ mod tests {
     fn env(pid: u32, vars: &[(&str, &str)], truncated: bool) -> RawEvent {
         RawEvent::Env(Box::new(crate::decode::Env {
             header: header(EventKind::Env, pid, 1),
-            vars: crate::decode::EnvVars::from_pairs(vars.iter().copied()),
+            area: vars
+                .iter()
+                .flat_map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes(), b"\0"].concat())
+                .collect(),
             truncated,
             error: false,
         }))
@@ -654,6 +684,47 @@ mod tests {
         c.handle(exit(12, 0, 8));
         let p = exec_process(c.handle(exec(12, 1, 9, &["true"])));
         assert!(p.env.is_empty(), "the exit dropped the stale one");
+    }
+
+    /// An exec with the environment of its parent (or of the image it replaces) shares
+    /// that one's decoding; any other environment is decoded on its own.
+    #[test]
+    fn an_unchanged_environment_is_shared() {
+        let mut c = cache(16).with_env_filter(Some(["A".to_owned()].into()));
+        let vars = [("A", "1"), ("B", "2")];
+        c.handle(env(10, &vars, false));
+        let shell = exec_process(c.handle(exec(10, 1, 5, &["sh"])));
+        for (pid, at, vars, shared) in [
+            (11, 6, &vars[..], true),
+            (12, 8, &[("A", "1")][..], false),
+            (13, 10, &[("A", "1"), ("B", "3")][..], false),
+        ] {
+            c.handle(RawEvent::Fork(ForkEvent {
+                header: header(EventKind::Fork, pid, at),
+                ppid: 10,
+                ns_pid: 0,
+                start_ns: at,
+            }));
+            c.handle(env(pid, vars, false));
+            let p = exec_process(c.handle(exec(pid, 10, at + 1, &["true"])));
+            assert_eq!(Arc::ptr_eq(&p.env, &shell.env), shared, "pid {pid}");
+            // Filtered alike, shared or not.
+            assert_eq!(p.env.to_vars().iter().collect::<Vec<_>>(), [("A", "1")]);
+        }
+        // Shared with a recent exec that had it, whatever its parent.
+        c.handle(env(20, &vars[..1], false));
+        let p = exec_process(c.handle(exec(20, 99, 30, &["true"])));
+        let twelve = c.get(12).map(|p| p.env.clone()).unwrap();
+        assert!(Arc::ptr_eq(&p.env, &twelve));
+        // Once more recent ones came, decoded again: the same variables.
+        for pid in 21..21 + RECENT_ENV as u32 {
+            c.handle(env(pid, &[("A", &pid.to_string())], false));
+            c.handle(exec(pid, 99, 40 + u64::from(pid), &["true"]));
+        }
+        c.handle(env(30, &vars, false));
+        let p = exec_process(c.handle(exec(30, 99, 90, &["true"])));
+        assert!(!Arc::ptr_eq(&p.env, &shell.env));
+        assert_eq!(p.env, shell.env);
     }
 
     /// An exec's binary properties: privilege raises with `--enable-process-cred` only.
