@@ -218,13 +218,15 @@ impl serde::Serialize for EnvVars {
 }
 
 /// An environment as process objects write it: its JSON array, encoded once (at the
-/// exec, after `--filter-environment-variables`) and copied into each event after.
+/// first exec that has it, after `--filter-environment-variables`) and copied into each
+/// event after. The processes that have the same environment share one.
 #[derive(Debug, Clone, Default)]
 pub struct EnvJson {
     json: Option<Box<serde_json::value::RawValue>>,
     len: usize,
     /// The record's area it was decoded from (before the filter, which is the same for
-    /// every exec); none when built from variables.
+    /// every exec), at most the kernel's 8 KiB bound, to know it again; none when built
+    /// from variables.
     area: Option<Box<[u8]>>,
 }
 
