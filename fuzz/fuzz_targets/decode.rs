@@ -1,12 +1,15 @@
 //! The ring buffer's records: arbitrary bytes where the kernel's records would be. A
 //! record decodes or is an error, never a panic; it decodes the same from an aligned
-//! buffer (read in place) as from a misaligned one (copied); and the socket and
-//! credential values of a tracepoint record's arguments read without a panic.
+//! buffer (read in place) as from a misaligned one (copied); the socket and credential
+//! values of a tracepoint record's arguments read without a panic, and so does an
+//! environment record's area, whose variables come back from its JSON.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tracer::decode::{RawEvent, cred_value, decode, path_from_components, sock_value, split_args};
+use tracer::decode::{
+    EnvJson, RawEvent, cred_value, decode, path_from_components, sock_value, split_args,
+};
 
 fuzz_target!(|data: &[u8]| {
     // Aligned at 8, as the ring buffer's records are.
@@ -27,6 +30,11 @@ fuzz_target!(|data: &[u8]| {
                 let _ = sock_value(arg);
                 let _ = cred_value(arg);
             }
+        }
+        Ok(RawEvent::Env(env)) => {
+            let json = EnvJson::decode(env.area.clone(), None);
+            assert_eq!(json.to_vars().len(), json.len(), "every variable back");
+            assert!(json.is_from(&env.area));
         }
         Ok(_) => {}
         Err(e) => {
