@@ -73,7 +73,7 @@ pub struct ProcessCache {
 /// oldest are dropped.
 const PENDING_ENV: usize = 1024;
 
-/// Environments decoded last that an exec may share (`ProcessCache::decode_env`).
+/// Environments decoded last that an exec may share (`ProcessCache::env_of`).
 const RECENT_ENV: usize = 8;
 
 /// Exited processes kept for the events that follow their exit.
@@ -243,7 +243,7 @@ impl ProcessCache {
         }
         let env = env.map_or_else(Arc::default, |env| {
             let near = [current.as_ref(), parent.as_ref()].map(|p| p.map(|p| &p.env));
-            self.decode_env(env.area, near)
+            self.env_of(env.area, near)
         });
         let creds = Creds {
             uid: e.uid,
@@ -288,7 +288,7 @@ impl ProcessCache {
     /// An exec's environment: the same as that of the image it replaces, of its parent
     /// or of a recent exec (most execs pass on the environment they were given, a shell
     /// the same one to each command) is shared, not decoded again.
-    fn decode_env(&mut self, area: Vec<u8>, near: [Option<&Arc<EnvJson>>; 2]) -> Arc<EnvJson> {
+    fn env_of(&mut self, area: Vec<u8>, near: [Option<&Arc<EnvJson>>; 2]) -> Arc<EnvJson> {
         if let Some(known) = near
             .into_iter()
             .flatten()
